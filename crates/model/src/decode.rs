@@ -356,14 +356,16 @@ impl<'de> de::Deserializer<'de> for ConsulDe<'de, '_> {
             Value::String(s) => match go_parse_bool(s) {
                 Some(b) => b,
                 None if s.is_empty() => false,
-                None => return Err(DeError(
-                    format!(
+                None => {
+                    return Err(DeError(
+                        format!(
                         "cannot parse '{}' as bool: strconv.ParseBool: parsing {}: invalid syntax",
                         self.path,
                         go::quote(s)
                     ),
-                    true,
-                )),
+                        true,
+                    ))
+                }
             },
             other => return Err(self.unconvertible("bool", other)),
         };

@@ -177,9 +177,7 @@ pub fn decode_object(raw: Map<String, Value>) -> Result<WireEntry, DecodeError> 
     Ok(match kind {
         Kind::ServiceDefaults => WireEntry::ServiceDefaults(decode::from_value(&value, "")?),
         Kind::ProxyDefaults => WireEntry::ProxyDefaults(decode::from_value(&value, "")?),
-        Kind::ServiceIntentions => {
-            WireEntry::ServiceIntentions(decode::from_value(&value, "")?)
-        }
+        Kind::ServiceIntentions => WireEntry::ServiceIntentions(decode::from_value(&value, "")?),
         Kind::JwtProvider => WireEntry::JwtProvider(decode::from_value(&value, "")?),
     })
 }

@@ -393,8 +393,7 @@ impl<'a> Lexer<'a> {
             self.bump();
         }
         while let Some(c) = self.peek() {
-            let sign_of_exponent =
-                (c == '+' || c == '-') && s.ends_with(['e', 'E']) && !is_hex(&s);
+            let sign_of_exponent = (c == '+' || c == '-') && s.ends_with(['e', 'E']) && !is_hex(&s);
             if c.is_ascii_alphanumeric() || c == '.' || c == '_' || sign_of_exponent {
                 s.push(c);
                 self.bump();

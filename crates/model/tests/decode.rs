@@ -31,7 +31,10 @@ fn kind_must_be_present_a_string_and_known() {
         "Payload does not contain a kind/Kind key at the top level"
     );
     // Only `Kind` and `kind` name the kind, as in Consul.
-    assert_eq!(decode_error("KIND = \"jwt-provider\"\nName = \"x\""), DecodeError::MissingKind);
+    assert_eq!(
+        decode_error("KIND = \"jwt-provider\"\nName = \"x\""),
+        DecodeError::MissingKind
+    );
     assert_eq!(
         decode_error("{\"Kind\": 5}").to_string(),
         "Kind value in payload is not a string"
@@ -80,7 +83,9 @@ Sources = [ { Name = "web" Action = "allow" Namespace = "other" } ]"#,
     let errs = field_errors("Kind = \"jwt-provider\"\nName = \"x\"\nJWTRules = 1");
     assert_eq!(
         errs,
-        [r#"invalid config key "JWTRules", api-gateway jwt validation is a consul enterprise feature"#]
+        [
+            r#"invalid config key "JWTRules", api-gateway jwt validation is a consul enterprise feature"#
+        ]
     );
 }
 
@@ -103,7 +108,13 @@ fn read_only_fields_from_api_output_are_accepted_and_ignored() {
 
 #[test]
 fn keys_match_case_insensitively_and_by_snake_alias() {
-    for spelling in ["JSONWebKeySet", "jsonwebkeyset", "jsonWebKeySet", "json_web_key_set", "JSON_WEB_KEY_SET"] {
+    for spelling in [
+        "JSONWebKeySet",
+        "jsonwebkeyset",
+        "jsonWebKeySet",
+        "json_web_key_set",
+        "JSON_WEB_KEY_SET",
+    ] {
         let p = provider(&format!(
             "{{\"kind\":\"jwt-provider\",\"name\":\"x\",\"{spelling}\":{{\"remote\":{{\"uri\":\"https://x/k\"}}}}}}"
         ));
@@ -151,19 +162,25 @@ fn type_errors_name_the_field() {
     );
     assert_eq!(
         errs,
-        [r#"cannot parse 'JSONWebKeySet.Remote.RequestTimeoutMs' as int: strconv.ParseInt: parsing "soon": invalid syntax"#]
+        [
+            r#"cannot parse 'JSONWebKeySet.Remote.RequestTimeoutMs' as int: strconv.ParseInt: parsing "soon": invalid syntax"#
+        ]
     );
     let errs = field_errors(r#"{"Kind":"jwt-provider","Name":{"a":1}}"#);
     assert_eq!(
         errs,
-        [r#"'Name' expected type 'string', got unconvertible type 'map[string]interface {}', value: '{"a":1}'"#]
+        [
+            r#"'Name' expected type 'string', got unconvertible type 'map[string]interface {}', value: '{"a":1}'"#
+        ]
     );
     let errs = field_errors(
         r#"{"Kind":"jwt-provider","Name":"x","Forwarding":{"HeaderName":"h","PadForwardPayloadHeader":"maybe"}}"#,
     );
     assert_eq!(
         errs,
-        [r#"cannot parse 'Forwarding.PadForwardPayloadHeader' as bool: strconv.ParseBool: parsing "maybe": invalid syntax"#]
+        [
+            r#"cannot parse 'Forwarding.PadForwardPayloadHeader' as bool: strconv.ParseBool: parsing "maybe": invalid syntax"#
+        ]
     );
 }
 
@@ -190,7 +207,9 @@ fn durations_are_go_strings_or_nanoseconds() {
     );
     assert_eq!(
         errs,
-        [r#"error decoding 'JSONWebKeySet.Remote.CacheDuration': time: unknown unit "d" in duration "2d""#]
+        [
+            r#"error decoding 'JSONWebKeySet.Remote.CacheDuration': time: unknown unit "d" in duration "2d""#
+        ]
     );
 }
 
@@ -204,7 +223,10 @@ fn syntax_errors_carry_a_position() {
 
 #[test]
 fn pipeline_errors_distinguish_decode_from_validation() {
-    assert!(matches!(parse_entry("Kind = \"nope\""), Err(EntryError::Decode(_))));
+    assert!(matches!(
+        parse_entry("Kind = \"nope\""),
+        Err(EntryError::Decode(_))
+    ));
     assert!(matches!(
         parse_entry("Kind = \"jwt-provider\""),
         Err(EntryError::Invalid(_))

@@ -41,9 +41,15 @@ fn every_spelling_of_an_entry_gives_the_same_canonical_json() {
             .filter(|p| p.file_name().is_some_and(|n| n != EXPECTED))
             .collect();
         inputs.sort();
-        assert!(inputs.len() >= 2, "{}: a case needs at least two spellings", dir.display());
-        let outputs: Vec<(PathBuf, String)> =
-            inputs.iter().map(|p| (p.clone(), canonical_of(p))).collect();
+        assert!(
+            inputs.len() >= 2,
+            "{}: a case needs at least two spellings",
+            dir.display()
+        );
+        let outputs: Vec<(PathBuf, String)> = inputs
+            .iter()
+            .map(|p| (p.clone(), canonical_of(p)))
+            .collect();
         let (first_path, first) = &outputs[0];
         for (path, out) in &outputs[1..] {
             assert_eq!(
@@ -64,7 +70,12 @@ fn every_spelling_of_an_entry_gives_the_same_canonical_json() {
                 expected_path.display()
             )
         });
-        assert_eq!(first, &expected, "{} is out of date", expected_path.display());
+        assert_eq!(
+            first,
+            &expected,
+            "{} is out of date",
+            expected_path.display()
+        );
         checked += 1;
     }
     assert!(checked >= 7, "only {checked} golden cases found");

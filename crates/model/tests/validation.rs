@@ -425,7 +425,10 @@ Sources = [
         "Sources[0].SamenessGroup: cannot set SamenessGroup and Peer at the same time",
         "Sources[1] defines peer(\"east\") \"web\" more than once",
     ] {
-        assert!(errs.iter().any(|e| e == want), "missing {want:?} in {errs:?}");
+        assert!(
+            errs.iter().any(|e| e == want),
+            "missing {want:?} in {errs:?}"
+        );
     }
 }
 
@@ -457,7 +460,10 @@ fn errors_are_indexed_after_the_precedence_sort() {
         r#"Name = "api"
 Sources = [ { Name = "*" Action = "deny" }, { Name = "web" Action = "permit" } ]"#,
     );
-    assert_eq!(errors(&input), ["Sources[0].Action must be set to 'allow' or 'deny'"]);
+    assert_eq!(
+        errors(&input),
+        ["Sources[0].Action must be set to 'allow' or 'deny'"]
+    );
 }
 
 #[test]
@@ -480,7 +486,9 @@ fn every_error_of_an_entry_is_reported_with_its_path() {
         ]
     );
     // One error prints bare; several print as a Go multierror, like Consul.
-    assert!(errs.to_string().starts_with("4 errors occurred:\n\t* Sources[0]"));
+    assert!(errs
+        .to_string()
+        .starts_with("4 errors occurred:\n\t* Sources[0]"));
 }
 
 #[test]
