@@ -1,0 +1,236 @@
+//! Decisions are values: allow or deny, and why. One function maps a denial to the
+//! HTTP response the caller sees (decisions.md #12); the full explanation is for logs
+//! and the explain API, never for the caller.
+
+use crate::table::IntentionTable;
+use std::fmt;
+use tribune_model::intentions::Action;
+
+/// The outcome for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub action: Action,
+    pub reason: Reason,
+}
+
+impl Decision {
+    pub fn allowed(&self) -> bool {
+        self.action == Action::Allow
+    }
+}
+
+/// Why the decision came out as it did. Intention indices point into the
+/// [`IntentionTable`] that made the decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// An intention fired with the non-default action: as an L4 intention, or through
+    /// its permission at `permission`.
+    Fired {
+        intention: usize,
+        permission: Option<usize>,
+    },
+    /// No intention fired, so the default policy applies. `closest` is the first
+    /// intention that matched the caller, and why it did not fire.
+    Default { closest: Option<(usize, NotFired)> },
+}
+
+/// Why a matching intention did not fire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotFired {
+    /// Its action equals the default (e.g. a deny intention under default deny).
+    SameAsDefault,
+    /// It is shadowed by a more specific intention for this caller (listed first).
+    Shadowed { by: usize },
+    /// L7: no permission's HTTP criteria matched the request.
+    NoPermissionMatched,
+    /// L7: the first permission whose HTTP criteria matched has the default action.
+    PermissionSameAsDefault { permission: usize },
+    /// The JWT requirement (top-level, or top-level AND the permission's) failed.
+    Jwt {
+        permission: Option<usize>,
+        failure: JwtFailure,
+    },
+    /// The intention has L7 permissions but the destination's protocol is not HTTP;
+    /// like Consul it counts as deny.
+    PermissionsOnNonHttp,
+}
+
+/// Why a JWT requirement was not met.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwtFailure {
+    /// The request carried no token for the provider.
+    Missing { provider: String },
+    /// A token was present and failed verification.
+    Invalid { provider: String, reason: String },
+    /// The verified token's `iss` is not the provider's Issuer.
+    IssuerMismatch {
+        provider: String,
+        expected: String,
+        got: Option<String>,
+    },
+    /// A `VerifyClaims` check failed; `got` is the claim's JSON, if present.
+    Claim {
+        provider: String,
+        path: Vec<String>,
+        expected: String,
+        got: Option<String>,
+    },
+    /// The requirement names a provider that is not configured (fails closed).
+    UnknownProvider { provider: String },
+}
+
+impl JwtFailure {
+    /// True when the caller should be told its token was missing or invalid (401).
+    fn is_authentication(&self) -> bool {
+        !matches!(self, JwtFailure::Claim { .. })
+    }
+}
+
+impl fmt::Display for JwtFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JwtFailure::Missing { provider } => write!(f, "no token for provider {provider:?}"),
+            JwtFailure::Invalid { provider, reason } => {
+                write!(f, "token for provider {provider:?} failed: {reason}")
+            }
+            JwtFailure::IssuerMismatch {
+                provider,
+                expected,
+                got,
+            } => write!(
+                f,
+                "token for provider {provider:?} has iss {} but the provider's Issuer is {expected:?}",
+                got.as_deref().map(|g| format!("{g:?}")).unwrap_or_else(|| "missing".into())
+            ),
+            JwtFailure::Claim {
+                provider,
+                path,
+                expected,
+                got,
+            } => write!(
+                f,
+                "claim {} of provider {provider:?} token: expected {expected:?}, got {}",
+                path.join("."),
+                got.as_deref().unwrap_or("nothing (claim missing)")
+            ),
+            JwtFailure::UnknownProvider { provider } => {
+                write!(f, "provider {provider:?} is not configured")
+            }
+        }
+    }
+}
+
+/// What the caller of a denied request receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenyResponse {
+    pub status: u16,
+    /// `WWW-Authenticate` header value, for 401s.
+    pub www_authenticate: Option<String>,
+    pub body: String,
+}
+
+/// Maps a decision to the response for the caller, or `None` when it is allowed.
+///
+/// 401 with `WWW-Authenticate: Bearer realm="<service>"` when a required token was
+/// missing; 401 with `error="invalid_token"` when it failed verification; 403 with
+/// `RBAC: access denied` otherwise (identity, path, method, claims).
+pub fn deny_response(decision: &Decision, service: &str) -> Option<DenyResponse> {
+    if decision.allowed() {
+        return None;
+    }
+    let jwt = match &decision.reason {
+        Reason::Default {
+            closest: Some((_, NotFired::Jwt { failure, .. })),
+        } if failure.is_authentication() => Some(failure),
+        _ => None,
+    };
+    let realm = service.replace(['"', '\\'], "");
+    Some(match jwt {
+        Some(JwtFailure::Missing { .. }) => DenyResponse {
+            status: 401,
+            www_authenticate: Some(format!("Bearer realm=\"{realm}\"")),
+            body: "Jwt is missing".into(),
+        },
+        Some(JwtFailure::Invalid { reason, .. }) => DenyResponse {
+            status: 401,
+            www_authenticate: Some(format!("Bearer realm=\"{realm}\", error=\"invalid_token\"")),
+            body: reason.clone(),
+        },
+        Some(_) => DenyResponse {
+            status: 401,
+            www_authenticate: Some(format!("Bearer realm=\"{realm}\", error=\"invalid_token\"")),
+            body: "Jwt verification fails".into(),
+        },
+        None => DenyResponse {
+            status: 403,
+            www_authenticate: None,
+            body: "RBAC: access denied".into(),
+        },
+    })
+}
+
+impl IntentionTable {
+    /// The decision in plain words, naming the intention, permission and failing check.
+    pub fn explain(&self, decision: &Decision) -> String {
+        let verdict = match decision.action {
+            Action::Allow => "Allowed",
+            Action::Deny => "Denied",
+        };
+        match &decision.reason {
+            Reason::Fired {
+                intention,
+                permission,
+            } => {
+                let what = self.describe(*intention);
+                match permission {
+                    None => format!(
+                        "{verdict}: intention {what} ({}) applies",
+                        decision.action.as_str()
+                    ),
+                    Some(p) => format!(
+                        "{verdict}: intention {what}, permission {} ({}) matches the request",
+                        p,
+                        decision.action.as_str()
+                    ),
+                }
+            }
+            Reason::Default { closest: None } => format!(
+                "{verdict}: no intention matches the caller; the default policy is {}",
+                self.default_action().as_str()
+            ),
+            Reason::Default {
+                closest: Some((i, why)),
+            } => {
+                let what = self.describe(*i);
+                let default = self.default_action().as_str();
+                let why = match why {
+                    NotFired::SameAsDefault => format!(
+                        "its action is {default}, the same as the default policy"
+                    ),
+                    NotFired::Shadowed { by } => format!(
+                        "the more specific intention {} takes precedence for this caller",
+                        self.describe(*by)
+                    ),
+                    NotFired::NoPermissionMatched => {
+                        "no permission matches the request's path, method and headers".into()
+                    }
+                    NotFired::PermissionSameAsDefault { permission } => format!(
+                        "the first matching permission ({permission}) has action {default}, the same as the default policy"
+                    ),
+                    NotFired::Jwt {
+                        permission: None,
+                        failure,
+                    } => format!("its JWT requirement is not met: {failure}"),
+                    NotFired::Jwt {
+                        permission: Some(p),
+                        failure,
+                    } => format!("permission {p} matches but its JWT requirement is not met: {failure}"),
+                    NotFired::PermissionsOnNonHttp => {
+                        "it has L7 permissions but the service's protocol is not HTTP".into()
+                    }
+                };
+                format!("{verdict}: intention {what} matches the caller but does not apply ({why}); the default policy is {default}")
+            }
+        }
+    }
+}

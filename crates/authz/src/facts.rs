@@ -1,0 +1,105 @@
+//! What the engine knows about one request: who calls, the HTTP request line and
+//! headers, and what the JWT engine found for each provider.
+
+use serde_json::Value;
+use std::borrow::Cow;
+
+/// The calling service, proven by mTLS (its SPIFFE identity).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller<'a> {
+    /// Service name.
+    pub name: &'a str,
+    /// Cluster peer the caller belongs to; empty for local services.
+    pub peer: &'a str,
+}
+
+impl<'a> Caller<'a> {
+    pub fn local(name: &'a str) -> Self {
+        Caller { name, peer: "" }
+    }
+}
+
+/// Header values by name. Names are matched case-insensitively; several values of one
+/// header are joined with `,` (Envoy's behaviour for header matchers).
+pub trait Headers {
+    fn value(&self, name: &str) -> Option<Cow<'_, str>>;
+}
+
+/// Headers as a list of `(name, value)` pairs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HeaderList<'a>(pub &'a [(&'a str, &'a str)]);
+
+impl Headers for HeaderList<'_> {
+    fn value(&self, name: &str) -> Option<Cow<'_, str>> {
+        let mut found: Option<Cow<'_, str>> = None;
+        for (k, v) in self.0 {
+            if k.eq_ignore_ascii_case(name) {
+                found = Some(match found {
+                    None => Cow::Borrowed(*v),
+                    Some(prev) => Cow::Owned(format!("{prev},{v}")),
+                });
+            }
+        }
+        found
+    }
+}
+
+/// What token verification produced for one provider.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TokenOutcome<'a> {
+    /// No token for this provider was found in the request.
+    Missing,
+    /// A token was found and failed verification; the short reason
+    /// (`Jwt is expired`, `Jwt verification fails`, ...).
+    Invalid(&'a str),
+    /// A token verified; its payload.
+    Valid(&'a Value),
+}
+
+/// Verification outcomes per provider name. Providers not listed count as `Missing`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tokens<'a> {
+    pub entries: &'a [(&'a str, TokenOutcome<'a>)],
+}
+
+impl<'a> Tokens<'a> {
+    pub fn new(entries: &'a [(&'a str, TokenOutcome<'a>)]) -> Self {
+        Tokens { entries }
+    }
+
+    pub fn get(&self, provider: &str) -> TokenOutcome<'a> {
+        self.entries
+            .iter()
+            .find(|(p, _)| *p == provider)
+            .map(|(_, o)| *o)
+            .unwrap_or(TokenOutcome::Missing)
+    }
+}
+
+/// One request, as the intentions engine sees it.
+#[derive(Clone, Copy)]
+pub struct RequestFacts<'a> {
+    /// The caller's identity; `None` for callers outside the mesh (edge listener),
+    /// which match only `*`-source intentions.
+    pub caller: Option<Caller<'a>>,
+    /// HTTP method as sent (`GET`); ignored for non-HTTP destinations.
+    pub method: &'a str,
+    /// Normalized path without query ([`crate::normalize_path`]).
+    pub path: &'a str,
+    pub headers: &'a dyn Headers,
+    pub tokens: Tokens<'a>,
+}
+
+impl<'a> RequestFacts<'a> {
+    /// Facts for a connection-level (L4) check: only the caller is known.
+    pub fn l4(caller: Option<Caller<'a>>) -> Self {
+        const NO_HEADERS: HeaderList<'static> = HeaderList(&[]);
+        RequestFacts {
+            caller,
+            method: "",
+            path: "/",
+            headers: &NO_HEADERS,
+            tokens: Tokens::default(),
+        }
+    }
+}

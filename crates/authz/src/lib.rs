@@ -1,0 +1,28 @@
+//! Tribune's intentions engine. Pure: no I/O, no clock.
+//!
+//! ```text
+//!  service-intentions (dest + "*")  ─┐
+//!  jwt-providers (Issuers)           ├─ compile ─▶ IntentionTable ─┐
+//!  protocol, default policy         ─┘   (once per config change) │
+//!                                                                 ├─ evaluate ─▶ Decision
+//!  RequestFacts: caller, method, normalized path, headers,        │               │
+//!                per-provider token outcomes ─────────────────────┘     deny_response / explain
+//! ```
+//!
+//! The algorithm is Consul's generated RBAC (see [`table`] for a worked example);
+//! decisions.md #8 (array/number/bool claims) and #9 (provider `*`) extend it.
+
+pub mod decision;
+pub mod facts;
+pub mod matchers;
+pub mod path;
+pub mod table;
+pub mod warnings;
+
+pub use decision::{deny_response, Decision, DenyResponse, JwtFailure, NotFired, Reason};
+pub use facts::{Caller, HeaderList, Headers, RequestFacts, TokenOutcome, Tokens};
+pub use matchers::{claim_at, claim_matches, ANY_PROVIDER};
+pub use path::normalize_path;
+pub use table::{compile, is_http_like, CompileError, CompileInput, IntentionInfo, IntentionTable};
+pub use tribune_model::intentions::Action;
+pub use warnings::write_warnings;

@@ -1,0 +1,314 @@
+//! Compiled matchers: HTTP criteria (path, headers, methods) and JWT requirements.
+//! Regexes are compiled once per config change, never per request.
+
+use crate::decision::JwtFailure;
+use crate::facts::{Headers, RequestFacts, TokenOutcome, Tokens};
+use regex::{Regex, RegexBuilder};
+use serde_json::Value;
+use std::collections::HashMap;
+use tribune_model::intentions::{
+    HeaderMatch, HeaderMatchKind, HttpMatch, JwtRequirement, PathMatch,
+};
+
+/// Compiled size limit for user regexes (bytes of compiled program).
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// The provider name that stands for "any configured provider" (decisions.md #9).
+pub const ANY_PROVIDER: &str = "*";
+
+/// Compiles a user regex for a full match (Envoy `safe_regex` semantics, RE2 syntax).
+pub(crate) fn full_match_regex(pattern: &str) -> Result<Regex, String> {
+    RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum PathMatcher {
+    Exact(String),
+    Prefix(String),
+    Regex(Regex),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum HeaderKind {
+    Present,
+    Exact(String),
+    Prefix(String),
+    Suffix(String),
+    Contains(String),
+    Regex(Regex),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct HeaderMatcher {
+    name: String,
+    kind: HeaderKind,
+    invert: bool,
+    ignore_case: bool,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct HttpMatcher {
+    path: Option<PathMatcher>,
+    headers: Vec<HeaderMatcher>,
+    methods: Vec<String>,
+}
+
+impl HttpMatcher {
+    pub(crate) fn compile(m: &HttpMatch, field: &str) -> Result<Self, String> {
+        let path = match &m.path {
+            None => None,
+            Some(PathMatch::PathExact(p)) => Some(PathMatcher::Exact(p.clone())),
+            Some(PathMatch::PathPrefix(p)) => Some(PathMatcher::Prefix(p.clone())),
+            Some(PathMatch::PathRegex(r)) => {
+                Some(PathMatcher::Regex(full_match_regex(r).map_err(|e| {
+                    format!("{field}.PathRegex: invalid regex: {e}")
+                })?))
+            }
+        };
+        let headers = m
+            .header
+            .iter()
+            .enumerate()
+            .map(|(k, h)| HeaderMatcher::compile(h, &format!("{field}.Header[{k}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(HttpMatcher {
+            path,
+            headers,
+            methods: m.methods.clone(),
+        })
+    }
+
+    /// Path AND every header AND method set.
+    pub(crate) fn matches(&self, facts: &RequestFacts<'_>) -> bool {
+        let path_ok = match &self.path {
+            None => true,
+            Some(PathMatcher::Exact(p)) => facts.path == p,
+            Some(PathMatcher::Prefix(p)) => facts.path.starts_with(p.as_str()),
+            Some(PathMatcher::Regex(r)) => r.is_match(facts.path),
+        };
+        path_ok
+            && (self.methods.is_empty() || self.methods.iter().any(|m| m == facts.method))
+            && self.headers.iter().all(|h| h.matches(facts.headers))
+    }
+}
+
+impl HeaderMatcher {
+    fn compile(h: &HeaderMatch, field: &str) -> Result<Self, String> {
+        let fold = |s: &String| {
+            if h.ignore_case {
+                s.to_ascii_lowercase()
+            } else {
+                s.clone()
+            }
+        };
+        let kind = match &h.kind {
+            HeaderMatchKind::Present(_) => HeaderKind::Present,
+            HeaderMatchKind::Exact(v) => HeaderKind::Exact(fold(v)),
+            HeaderMatchKind::Prefix(v) => HeaderKind::Prefix(fold(v)),
+            HeaderMatchKind::Suffix(v) => HeaderKind::Suffix(fold(v)),
+            HeaderMatchKind::Contains(v) => HeaderKind::Contains(fold(v)),
+            HeaderMatchKind::Regex(r) => HeaderKind::Regex(
+                full_match_regex(r).map_err(|e| format!("{field}.Regex: invalid regex: {e}"))?,
+            ),
+        };
+        Ok(HeaderMatcher {
+            name: h.name.clone(),
+            kind,
+            invert: h.invert,
+            ignore_case: h.ignore_case,
+        })
+    }
+
+    /// Envoy's header matcher: an absent header matches nothing, except that an
+    /// inverted `Present` ("header is absent") matches; otherwise the result of the
+    /// value match is XOR-ed with `Invert`.
+    fn matches(&self, headers: &dyn Headers) -> bool {
+        let Some(value) = headers.value(&self.name) else {
+            return self.invert && matches!(self.kind, HeaderKind::Present);
+        };
+        let folded;
+        let v: &str = if self.ignore_case {
+            folded = value.to_ascii_lowercase();
+            &folded
+        } else {
+            &value
+        };
+        let hit = match &self.kind {
+            HeaderKind::Present => true,
+            HeaderKind::Exact(x) => v == x,
+            HeaderKind::Prefix(x) => v.starts_with(x.as_str()),
+            HeaderKind::Suffix(x) => v.ends_with(x.as_str()),
+            HeaderKind::Contains(x) => v.contains(x.as_str()),
+            HeaderKind::Regex(r) => r.is_match(v),
+        };
+        hit != self.invert
+    }
+}
+
+/// One provider reference of a requirement: which provider(s), which claims.
+#[derive(Debug, Clone)]
+struct ProviderCheck {
+    /// `None` = the wildcard provider `*`.
+    name: Option<String>,
+    claims: Vec<(Vec<String>, String)>,
+}
+
+/// A JWT requirement: satisfied when any one provider's token is valid, its `iss`
+/// equals that provider's Issuer, and all of that reference's claims hold.
+#[derive(Debug, Clone)]
+pub(crate) struct JwtMatcher {
+    providers: Vec<ProviderCheck>,
+}
+
+impl JwtMatcher {
+    pub(crate) fn compile(req: &JwtRequirement) -> Self {
+        JwtMatcher {
+            providers: req
+                .providers
+                .iter()
+                .map(|p| ProviderCheck {
+                    name: (p.name != ANY_PROVIDER).then(|| p.name.clone()),
+                    claims: p
+                        .verify_claims
+                        .iter()
+                        .map(|c| (c.path.clone(), c.value.clone()))
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    pub(crate) fn provider_names(&self) -> impl Iterator<Item = Option<&str>> {
+        self.providers.iter().map(|p| p.name.as_deref())
+    }
+
+    /// `J(list)`: OR over providers. An empty list is satisfied.
+    pub(crate) fn check(
+        &self,
+        tokens: Tokens<'_>,
+        issuers: &HashMap<String, String>,
+    ) -> Result<(), JwtFailure> {
+        if self.providers.is_empty() {
+            return Ok(());
+        }
+        let mut first_failure: Option<JwtFailure> = None;
+        for p in &self.providers {
+            let result = match &p.name {
+                Some(name) => check_one(name, tokens.get(name), &p.claims, issuers),
+                None => {
+                    // Any configured provider with a valid token and matching claims.
+                    let mut any: Result<(), JwtFailure> = Err(JwtFailure::Missing {
+                        provider: ANY_PROVIDER.to_string(),
+                    });
+                    for (name, outcome) in tokens.entries {
+                        if !issuers.contains_key(*name) {
+                            continue;
+                        }
+                        match check_one(name, *outcome, &p.claims, issuers) {
+                            Ok(()) => {
+                                any = Ok(());
+                                break;
+                            }
+                            Err(f) => {
+                                if matches!(any, Err(JwtFailure::Missing { .. })) {
+                                    any = Err(f);
+                                }
+                            }
+                        }
+                    }
+                    any
+                }
+            };
+            match result {
+                Ok(()) => return Ok(()),
+                Err(f) => {
+                    // Report the most telling failure: a present-but-bad token beats
+                    // a missing one.
+                    let replace = match (&first_failure, &f) {
+                        (None, _) => true,
+                        (Some(JwtFailure::Missing { .. }), JwtFailure::Missing { .. }) => false,
+                        (Some(JwtFailure::Missing { .. }), _) => true,
+                        _ => false,
+                    };
+                    if replace {
+                        first_failure = Some(f);
+                    }
+                }
+            }
+        }
+        Err(first_failure.unwrap_or(JwtFailure::Missing {
+            provider: String::new(),
+        }))
+    }
+}
+
+fn check_one(
+    provider: &str,
+    outcome: TokenOutcome<'_>,
+    claims: &[(Vec<String>, String)],
+    issuers: &HashMap<String, String>,
+) -> Result<(), JwtFailure> {
+    let Some(issuer) = issuers.get(provider) else {
+        return Err(JwtFailure::UnknownProvider {
+            provider: provider.to_string(),
+        });
+    };
+    let payload = match outcome {
+        TokenOutcome::Missing => {
+            return Err(JwtFailure::Missing {
+                provider: provider.to_string(),
+            })
+        }
+        TokenOutcome::Invalid(reason) => {
+            return Err(JwtFailure::Invalid {
+                provider: provider.to_string(),
+                reason: reason.to_string(),
+            })
+        }
+        TokenOutcome::Valid(p) => p,
+    };
+    let iss = payload.get("iss").and_then(Value::as_str);
+    if iss != Some(issuer.as_str()) {
+        return Err(JwtFailure::IssuerMismatch {
+            provider: provider.to_string(),
+            expected: issuer.clone(),
+            got: iss.map(str::to_string),
+        });
+    }
+    for (path, expected) in claims {
+        let got = claim_at(payload, path);
+        if !claim_matches(got, expected) {
+            return Err(JwtFailure::Claim {
+                provider: provider.to_string(),
+                path: path.clone(),
+                expected: expected.clone(),
+                got: got.map(|v| v.to_string()),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The value at `path` in the payload (nested objects); an empty path is the payload.
+pub fn claim_at<'v>(payload: &'v Value, path: &[String]) -> Option<&'v Value> {
+    let mut v = payload;
+    for key in path {
+        v = v.as_object()?.get(key)?;
+    }
+    Some(v)
+}
+
+/// decisions.md #8: a string must equal `expected`; an array matches if any element is
+/// a string equal to it; numbers and booleans match their JSON text.
+pub fn claim_matches(value: Option<&Value>, expected: &str) -> bool {
+    match value {
+        Some(Value::String(s)) => s == expected,
+        Some(Value::Array(items)) => items.iter().any(|i| i.as_str() == Some(expected)),
+        Some(Value::Number(n)) => n.to_string() == expected,
+        Some(Value::Bool(b)) => (if *b { "true" } else { "false" }) == expected,
+        _ => false,
+    }
+}

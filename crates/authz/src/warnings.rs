@@ -1,0 +1,71 @@
+//! Write-time warnings (decisions.md #3): entries Consul accepts whose JWT or L7 parts
+//! cannot have the effect their author most likely meant. Tribune decides exactly as
+//! Consul does and says so when the entry is written.
+
+use tribune_model::intentions::{Action, SourceRule};
+use tribune_model::{ServiceIntentions, WILDCARD};
+
+/// Warnings for one `service-intentions` entry under the given default policy.
+/// `http` is the destination's protocol class when known (`None` for `*`).
+pub fn write_warnings(
+    entry: &ServiceIntentions,
+    default: Action,
+    http: Option<bool>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let top_jwt = entry.jwt.as_ref().is_some_and(|j| !j.providers.is_empty());
+    if http == Some(false) && (top_jwt || entry.has_any_permissions()) {
+        out.push(format!(
+            "service {:?} does not use an HTTP protocol: its JWT requirements are ignored and only the caller's identity is checked",
+            entry.name
+        ));
+        return out;
+    }
+    if entry.name == WILDCARD && top_jwt {
+        out.push(
+            "JWT on the wildcard destination applies only to services with an HTTP protocol; tcp services ignore it"
+                .to_string(),
+        );
+    }
+    for (i, src) in entry.sources.iter().enumerate() {
+        let p = format!("Sources[{i}] ({})", src.name);
+        match &src.rule {
+            SourceRule::Action(a) if top_jwt => match (default, a) {
+                (Action::Allow, Action::Allow) => out.push(format!(
+                    "{p}: the JWT requirement of an allow intention is not enforced while the default intention policy is allow"
+                )),
+                (Action::Deny, Action::Deny) => out.push(format!(
+                    "{p}: the JWT requirement of a deny intention is ignored; it denies every request from this source"
+                )),
+                (Action::Allow, Action::Deny) => out.push(format!(
+                    "{p}: under default allow this deny intention denies only requests that carry a valid token meeting the JWT requirement"
+                )),
+                _ => {}
+            },
+            SourceRule::Action(_) => {}
+            SourceRule::Permissions(perms) => {
+                if default == Action::Allow && perms.iter().all(|pm| pm.action == Action::Allow) {
+                    out.push(format!(
+                        "{p}: only allow permissions, which change nothing while the default intention policy is allow"
+                    ));
+                }
+                for (j, perm) in perms.iter().enumerate() {
+                    let has_jwt = top_jwt || perm.jwt.as_ref().is_some_and(|j| !j.providers.is_empty());
+                    if !has_jwt {
+                        continue;
+                    }
+                    match (default, perm.action) {
+                        (Action::Deny, Action::Deny) => out.push(format!(
+                            "{p}.Permissions[{j}]: the JWT requirement of a deny permission is ignored; it denies every matching request"
+                        )),
+                        (Action::Allow, Action::Allow) => out.push(format!(
+                            "{p}.Permissions[{j}]: the JWT requirement of an allow permission is not enforced while the default intention policy is allow"
+                        )),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    out
+}
