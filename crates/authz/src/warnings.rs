@@ -69,3 +69,58 @@ pub fn write_warnings(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tribune_model::{parse_entry, ConfigEntry};
+
+    fn entry(hcl: &str) -> ServiceIntentions {
+        match parse_entry(hcl) {
+            Ok(ConfigEntry::ServiceIntentions(e)) => e,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    const JWT_ALLOW: &str = "Kind = \"service-intentions\"\nName = \"api\"\nJWT { Providers = [ { Name = \"okta\" } ] }\nSources = [ { Name = \"web\" Action = \"allow\" }, { Name = \"bad\" Action = \"deny\" } ]";
+
+    #[test]
+    fn jwt_on_allow_under_default_allow_has_no_effect() {
+        let w = write_warnings(&entry(JWT_ALLOW), Action::Allow, Some(true));
+        assert_eq!(w.len(), 2);
+        assert!(
+            w[0].starts_with(
+                "Sources[0] (web): the JWT requirement of an allow intention is not enforced"
+            ),
+            "{w:?}"
+        );
+        assert!(
+            w[1].contains("denies only requests that carry a valid token"),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn jwt_on_deny_under_default_deny_is_ignored() {
+        let w = write_warnings(&entry(JWT_ALLOW), Action::Deny, Some(true));
+        assert_eq!(w, ["Sources[1] (bad): the JWT requirement of a deny intention is ignored; it denies every request from this source"]);
+    }
+
+    #[test]
+    fn jwt_on_tcp_service_is_ignored() {
+        let w = write_warnings(&entry(JWT_ALLOW), Action::Deny, Some(false));
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("does not use an HTTP protocol"), "{w:?}");
+    }
+
+    #[test]
+    fn deny_permission_jwt_is_ignored_and_clean_entries_have_no_warnings() {
+        let e = entry(
+            "Kind = \"service-intentions\"\nName = \"api\"\nSources = [ { Name = \"web\" Permissions = [ { Action = \"deny\" HTTP { PathPrefix = \"/a\" } JWT { Providers = [ { Name = \"okta\" } ] } }, { Action = \"allow\" HTTP { PathPrefix = \"/\" } } ] } ]",
+        );
+        let w = write_warnings(&e, Action::Deny, Some(true));
+        assert_eq!(w, ["Sources[0] (web).Permissions[0]: the JWT requirement of a deny permission is ignored; it denies every matching request"]);
+        let clean = entry("Kind = \"service-intentions\"\nName = \"api\"\nSources = [ { Name = \"web\" Action = \"allow\" } ]");
+        assert!(write_warnings(&clean, Action::Deny, Some(true)).is_empty());
+    }
+}
