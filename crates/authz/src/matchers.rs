@@ -3,7 +3,7 @@
 
 use crate::decision::JwtFailure;
 use crate::facts::{Headers, RequestFacts, TokenOutcome, Tokens};
-use regex::{Regex, RegexBuilder};
+use regex::bytes::{Regex, RegexBuilder};
 use serde_json::Value;
 use std::collections::HashMap;
 use tribune_model::intentions::{
@@ -17,11 +17,32 @@ const REGEX_SIZE_LIMIT: usize = 1 << 20;
 pub const ANY_PROVIDER: &str = "*";
 
 /// Compiles a user regex for a full match (Envoy `safe_regex` semantics, RE2 syntax).
+///
+/// Byte-oriented and without Unicode tables: request paths are ASCII on the wire, and
+/// like RE2, `\w`, `\d`, `\s` and `\b` are ASCII. Unicode classes (`\pL`) are
+/// rejected at compile time. Half the compile cost of the Unicode engine.
 pub(crate) fn full_match_regex(pattern: &str) -> Result<Regex, String> {
     RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .unicode(false)
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
         .map_err(|e| e.to_string())
+}
+
+/// Compiled regexes shared by pattern for one compilation: configs repeat the same
+/// patterns across many sources, and a `Regex` clone shares its compiled program.
+#[derive(Default)]
+pub(crate) struct RegexCache(HashMap<String, Regex>);
+
+impl RegexCache {
+    fn get(&mut self, pattern: &str) -> Result<Regex, String> {
+        if let Some(r) = self.0.get(pattern) {
+            return Ok(r.clone());
+        }
+        let r = full_match_regex(pattern)?;
+        self.0.insert(pattern.to_string(), r.clone());
+        Ok(r)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -57,13 +78,17 @@ pub(crate) struct HttpMatcher {
 }
 
 impl HttpMatcher {
-    pub(crate) fn compile(m: &HttpMatch, field: &str) -> Result<Self, String> {
+    pub(crate) fn compile(
+        m: &HttpMatch,
+        field: &str,
+        regexes: &mut RegexCache,
+    ) -> Result<Self, String> {
         let path = match &m.path {
             None => None,
             Some(PathMatch::PathExact(p)) => Some(PathMatcher::Exact(p.clone())),
             Some(PathMatch::PathPrefix(p)) => Some(PathMatcher::Prefix(p.clone())),
             Some(PathMatch::PathRegex(r)) => {
-                Some(PathMatcher::Regex(full_match_regex(r).map_err(|e| {
+                Some(PathMatcher::Regex(regexes.get(r).map_err(|e| {
                     format!("{field}.PathRegex: invalid regex: {e}")
                 })?))
             }
@@ -72,7 +97,7 @@ impl HttpMatcher {
             .header
             .iter()
             .enumerate()
-            .map(|(k, h)| HeaderMatcher::compile(h, &format!("{field}.Header[{k}]")))
+            .map(|(k, h)| HeaderMatcher::compile(h, &format!("{field}.Header[{k}]"), regexes))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(HttpMatcher {
             path,
@@ -87,7 +112,7 @@ impl HttpMatcher {
             None => true,
             Some(PathMatcher::Exact(p)) => facts.path == p,
             Some(PathMatcher::Prefix(p)) => facts.path.starts_with(p.as_str()),
-            Some(PathMatcher::Regex(r)) => r.is_match(facts.path),
+            Some(PathMatcher::Regex(r)) => r.is_match(facts.path.as_bytes()),
         };
         path_ok
             && (self.methods.is_empty() || self.methods.iter().any(|m| m == facts.method))
@@ -96,7 +121,7 @@ impl HttpMatcher {
 }
 
 impl HeaderMatcher {
-    fn compile(h: &HeaderMatch, field: &str) -> Result<Self, String> {
+    fn compile(h: &HeaderMatch, field: &str, regexes: &mut RegexCache) -> Result<Self, String> {
         let fold = |s: &String| {
             if h.ignore_case {
                 s.to_ascii_lowercase()
@@ -111,7 +136,9 @@ impl HeaderMatcher {
             HeaderMatchKind::Suffix(v) => HeaderKind::Suffix(fold(v)),
             HeaderMatchKind::Contains(v) => HeaderKind::Contains(fold(v)),
             HeaderMatchKind::Regex(r) => HeaderKind::Regex(
-                full_match_regex(r).map_err(|e| format!("{field}.Regex: invalid regex: {e}"))?,
+                regexes
+                    .get(r)
+                    .map_err(|e| format!("{field}.Regex: invalid regex: {e}"))?,
             ),
         };
         Ok(HeaderMatcher {
@@ -142,7 +169,7 @@ impl HeaderMatcher {
             HeaderKind::Prefix(x) => v.starts_with(x.as_str()),
             HeaderKind::Suffix(x) => v.ends_with(x.as_str()),
             HeaderKind::Contains(x) => v.contains(x.as_str()),
-            HeaderKind::Regex(r) => r.is_match(v),
+            HeaderKind::Regex(r) => r.is_match(v.as_bytes()),
         };
         hit != self.invert
     }

@@ -27,8 +27,12 @@
 
 use crate::decision::{Decision, NotFired, Reason};
 use crate::facts::RequestFacts;
-use crate::matchers::{HttpMatcher, JwtMatcher};
+use crate::matchers::{HttpMatcher, JwtMatcher, RegexCache};
 use std::collections::{BTreeSet, HashMap};
+
+/// String-keyed map with a fast hasher (keys are service and peer names from config,
+/// not attacker-chosen input sizes; foldhash is seeded per process).
+type FastMap<V> = HashMap<Box<str>, V, foldhash::fast::RandomState>;
 use tribune_model::intentions::{Action, SourceRule};
 use tribune_model::{JwtProvider, ServiceIntentions, WILDCARD};
 
@@ -89,10 +93,14 @@ pub struct IntentionTable {
     http: bool,
     default: Action,
     intentions: Vec<Compiled>,
-    /// peer -> source name -> index of the intention with that exact source.
-    exact: HashMap<String, HashMap<String, usize>>,
-    /// peer -> index of the intention whose source is `*`.
-    wildcard: HashMap<String, usize>,
+    /// Local sources: name -> index of the intention with that exact source.
+    exact_local: FastMap<usize>,
+    /// Index of the intention whose source is the local `*`.
+    wildcard_local: Option<usize>,
+    /// Peered sources: peer -> name -> index.
+    exact_peered: FastMap<FastMap<usize>>,
+    /// Peered wildcards: peer -> index of `*` from that peer.
+    wildcard_peered: FastMap<usize>,
     /// provider name -> Issuer, for every configured provider.
     issuers: HashMap<String, String>,
     /// Providers referenced by this table's intentions (only these need verifying).
@@ -128,6 +136,7 @@ pub fn compile(input: &CompileInput<'_>) -> Result<IntentionTable, Vec<CompileEr
     let mut errors = Vec::new();
     let mut flat: Vec<Compiled> = Vec::new();
     let mut referenced = BTreeSet::new();
+    let mut regexes = RegexCache::default();
     for entry in input.entries {
         if entry.name != input.destination && entry.name != WILDCARD {
             continue;
@@ -141,7 +150,7 @@ pub fn compile(input: &CompileInput<'_>) -> Result<IntentionTable, Vec<CompileEr
                     let mut out = Vec::with_capacity(perms.len());
                     for (j, p) in perms.iter().enumerate() {
                         let field = format!("Permissions[{j}].HTTP");
-                        match HttpMatcher::compile(&p.http, &field) {
+                        match HttpMatcher::compile(&p.http, &field, &mut regexes) {
                             Ok(http) => out.push(PermissionMatcher {
                                 action: p.action,
                                 http,
@@ -204,29 +213,37 @@ pub fn compile(input: &CompileInput<'_>) -> Result<IntentionTable, Vec<CompileEr
             .then_with(|| a.info.destination.cmp(&b.info.destination))
     });
     let mut intentions = Vec::with_capacity(flat.len());
-    let mut exact: HashMap<String, HashMap<String, usize>> = HashMap::new();
-    let mut wildcard: HashMap<String, usize> = HashMap::new();
+    let mut exact_local: FastMap<usize> = FastMap::default();
+    let mut wildcard_local: Option<usize> = None;
+    let mut exact_peered: FastMap<FastMap<usize>> = FastMap::default();
+    let mut wildcard_peered: FastMap<usize> = FastMap::default();
     for c in flat {
         let idx = intentions.len();
-        let peer = c.info.source_peer.clone();
-        let seen = if c.info.source == WILDCARD {
-            match wildcard.entry(peer) {
-                std::collections::hash_map::Entry::Occupied(_) => true,
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(idx);
-                    false
-                }
+        let info = &c.info;
+        let fresh = match (info.source_peer.is_empty(), info.source == WILDCARD) {
+            (true, true) => wildcard_local.get_or_insert(idx) == &idx,
+            (true, false) => {
+                *exact_local
+                    .entry(info.source.as_str().into())
+                    .or_insert(idx)
+                    == idx
             }
-        } else {
-            let by_name = exact.entry(peer).or_default();
-            if by_name.contains_key(&c.info.source) {
-                true
-            } else {
-                by_name.insert(c.info.source.clone(), idx);
-                false
+            (false, true) => {
+                *wildcard_peered
+                    .entry(info.source_peer.as_str().into())
+                    .or_insert(idx)
+                    == idx
+            }
+            (false, false) => {
+                *exact_peered
+                    .entry(info.source_peer.as_str().into())
+                    .or_default()
+                    .entry(info.source.as_str().into())
+                    .or_insert(idx)
+                    == idx
             }
         };
-        if !seen {
+        if fresh {
             intentions.push(c);
         }
     }
@@ -235,8 +252,10 @@ pub fn compile(input: &CompileInput<'_>) -> Result<IntentionTable, Vec<CompileEr
         http: input.http,
         default: input.default,
         intentions,
-        exact,
-        wildcard,
+        exact_local,
+        wildcard_local,
+        exact_peered,
+        wildcard_peered,
         issuers,
         referenced: referenced.into_iter().collect(),
     })
@@ -295,12 +314,19 @@ impl IntentionTable {
 
     /// The candidates for a caller, in list order: (index, shadowing index for a `*`).
     fn candidates(&self, facts: &RequestFacts<'_>) -> [Option<(usize, Option<usize>)>; 2] {
-        let (peer, name) = match facts.caller {
-            Some(c) => (c.peer, Some(c.name)),
-            None => ("", None),
+        let (exact, wild) = match facts.caller {
+            None => (None, self.wildcard_local),
+            Some(c) if c.peer.is_empty() => {
+                (self.exact_local.get(c.name).copied(), self.wildcard_local)
+            }
+            Some(c) => (
+                self.exact_peered
+                    .get(c.peer)
+                    .and_then(|m| m.get(c.name))
+                    .copied(),
+                self.wildcard_peered.get(c.peer).copied(),
+            ),
         };
-        let exact = name.and_then(|n| self.exact.get(peer).and_then(|m| m.get(n)).copied());
-        let wild = self.wildcard.get(peer).copied();
         match (exact, wild) {
             (Some(e), Some(w)) if e < w => [Some((e, None)), Some((w, Some(e)))],
             (Some(e), Some(w)) => [Some((w, None)), Some((e, None))],
