@@ -1,5 +1,7 @@
 //! Named decision cases for consul-reference §c.4 and decisions.md #8, #9, #12.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use serde_json::{json, Value};
 use tribune_authz::{
     compile, deny_response, Action, Caller, CompileInput, HeaderList, IntentionTable, NotFired,

@@ -2,6 +2,8 @@
 //! evaluator written straight from consul-reference §c.4 (O(n²), no indexes), on
 //! random intention sets and requests, under both default policies and protocols.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use tribune_authz::{

@@ -1,6 +1,8 @@
 //! Decoding like Consul (§g.3): key matching, aliases, weak typing, durations and the
 //! exact error texts for what cannot be decoded.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use tribune_model::{decode_text, parse_entry, ConfigEntry, DecodeError, EntryError};
 
 fn decode_error(input: &str) -> DecodeError {

@@ -2,6 +2,8 @@
 //! jwt-provider entries must decode (HCL1), and the doc examples Consul itself rejects
 //! must be rejected with Consul's message (consul-reference §i).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use tribune_model::{parse_entry, ConfigEntry, EntryError};
 
 fn intentions(input: &str) -> tribune_model::ServiceIntentions {

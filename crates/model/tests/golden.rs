@@ -5,6 +5,8 @@
 //! Regenerate the expected files with `UPDATE_GOLDEN=1 cargo test -p tribune-model --test golden`
 //! (only when every input of a case agrees), then review the diff.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use tribune_model::parse_entry;

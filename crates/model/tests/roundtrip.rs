@@ -1,6 +1,8 @@
 //! Property: canonical JSON decodes back to an equal entry (and so does the same
 //! entry written as HCL1), for random valid `jwt-provider` and `service-intentions`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use proptest::collection::{btree_map, btree_set, vec};
 use proptest::prelude::*;
 use proptest::sample::subsequence;

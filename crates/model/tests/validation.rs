@@ -3,6 +3,8 @@
 //! Consul's exact message. Tribune reports every broken rule; the first one reported
 //! is the one Consul reports.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use tribune_model::{parse_entry, EntryError};
 
 /// Messages of the validation errors of `input` (which must decode).

@@ -1,1 +1,376 @@
+//! Tribune's control plane: the Consul-compatible HTTP API over the store.
+//!
+//! ```text
+//!  PUT /v1/config ──▶ resolve token ──▶ decode+normalize+validate ──▶ ACL ──▶
+//!      (tribune-model, one path)        400 with Consul's text       403
+//!  ──▶ lock writes ──▶ cross-entry checks (providers exist, L7 needs HTTP) ──▶ store
+//!                                                            apply (CAS) ──▶ watchers
+//! ```
+//!
+//! Handlers are small; the rules live in `tribune-model` (validation), `tribune-authz`
+//! (intention decisions) and [`acl`] (who may do what).
 
+#![forbid(unsafe_code)]
+
+pub mod acl;
+mod acl_api;
+pub mod agent_config;
+mod entries;
+mod intentions_api;
+
+use acl::{Authorizer, Denied, Policy, Rules, Token};
+pub use agent_config::AgentConfig;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::Router;
+use std::sync::Arc;
+use std::time::Duration;
+use tribune_store::{Store, StoreError};
+
+/// Store tables.
+pub(crate) const CONFIG_TABLE: &str = "config-entries";
+pub(crate) const POLICY_TABLE: &str = "acl-policies";
+pub(crate) const TOKEN_TABLE: &str = "acl-tokens";
+pub(crate) const ACL_META_TABLE: &str = "acl-meta";
+
+/// Shared state of the HTTP API.
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub config: AgentConfig,
+    /// Serializes read-check-write sequences (cross-entry checks must see the state
+    /// they write over).
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+pub type Shared = Arc<AppState>;
+
+impl AppState {
+    /// Builds the state and applies start-up ACL settings (initial management token).
+    pub fn new(store: Arc<dyn Store>, config: AgentConfig) -> Result<Shared, String> {
+        let state = Arc::new(AppState {
+            store,
+            config,
+            write_lock: tokio::sync::Mutex::new(()),
+        });
+        if let Some(secret) = state.config.acl.initial_management.clone() {
+            acl_api::ensure_management_token(&state, &secret).map_err(|e| e.1)?;
+        }
+        Ok(state)
+    }
+}
+
+/// An API error: status code and plain-text body, as Consul answers.
+#[derive(Debug)]
+pub struct ApiError(pub StatusCode, pub String);
+
+impl ApiError {
+    pub(crate) fn bad_request(msg: impl Into<String>) -> Self {
+        ApiError(StatusCode::BAD_REQUEST, msg.into())
+    }
+    pub(crate) fn not_found(msg: impl Into<String>) -> Self {
+        ApiError(StatusCode::NOT_FOUND, msg.into())
+    }
+}
+
+impl From<Denied> for ApiError {
+    fn from(d: Denied) -> Self {
+        ApiError(StatusCode::FORBIDDEN, d.0)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store failure");
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.0,
+            [("content-type", "text/plain; charset=utf-8")],
+            self.1,
+        )
+            .into_response()
+    }
+}
+
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
+
+/// The HTTP API.
+pub fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/v1/config", put(entries::put_config))
+        .route("/v1/config/", get(entries::list_all))
+        .route("/v1/config/{kind}", get(entries::list_kind))
+        .route(
+            "/v1/config/{kind}/{name}",
+            get(entries::get_config).delete(entries::delete_config),
+        )
+        .route("/v1/connect/intentions", get(intentions_api::list))
+        .route(
+            "/v1/connect/intentions/exact",
+            get(intentions_api::get_exact)
+                .put(intentions_api::put_exact)
+                .delete(intentions_api::delete_exact),
+        )
+        .route("/v1/connect/intentions/check", get(intentions_api::check))
+        .route(
+            "/v1/connect/intentions/match",
+            get(intentions_api::match_intentions),
+        )
+        .route("/v1/acl/bootstrap", put(acl_api::bootstrap))
+        .route("/v1/acl/policy", put(acl_api::create_policy))
+        .route(
+            "/v1/acl/policy/{id}",
+            get(acl_api::read_policy).delete(acl_api::delete_policy),
+        )
+        .route(
+            "/v1/acl/policy/name/{name}",
+            get(acl_api::read_policy_by_name),
+        )
+        .route("/v1/acl/policies", get(acl_api::list_policies))
+        .route("/v1/acl/token", put(acl_api::create_token))
+        .route("/v1/acl/token/self", get(acl_api::token_self))
+        .route(
+            "/v1/acl/token/{id}",
+            get(acl_api::read_token).delete(acl_api::delete_token),
+        )
+        .route("/v1/acl/tokens", get(acl_api::list_tokens))
+        .route("/v1/status/leader", get(|| async { "\"127.0.0.1:8300\"" }))
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            common_headers,
+        ))
+        .with_state(state)
+}
+
+async fn common_headers(
+    axum::extract::State(state): axum::extract::State<Shared>,
+    mut res: Response,
+) -> Response {
+    let h = res.headers_mut();
+    let policy = if state.config.acl.default_allow() {
+        "allow"
+    } else {
+        "deny"
+    };
+    h.insert(
+        "x-consul-default-acl-policy",
+        HeaderValue::from_static(policy),
+    );
+    h.insert("x-consul-knownleader", HeaderValue::from_static("true"));
+    h.insert("x-consul-lastcontact", HeaderValue::from_static("0"));
+    res
+}
+
+/// Query-string pairs, percent-decoded (`+` is a space), repeated keys kept.
+pub(crate) fn parse_query(raw: Option<&str>) -> Vec<(String, String)> {
+    fn decode(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'+' => out.push(b' '),
+                b'%' => {
+                    let hex = b
+                        .get(i + 1..i + 3)
+                        .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                        .and_then(|h| std::str::from_utf8(h).ok())
+                        .and_then(|h| u8::from_str_radix(h, 16).ok());
+                    if let Some(v) = hex {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    out.push(b'%');
+                }
+                c => out.push(c),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    raw.unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(p), String::new()),
+        })
+        .collect()
+}
+
+pub(crate) fn query_get<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// Resolves the request's token into an authorizer.
+pub(crate) fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: &[(String, String)],
+) -> ApiResult<Authorizer> {
+    if !state.config.acl.enabled {
+        return Ok(Authorizer::allow_all());
+    }
+    let secret = token_secret(headers, query);
+    let default_allow = state.config.acl.default_allow();
+    let Some(secret) = secret else {
+        return Ok(Authorizer::new(
+            Rules::default(),
+            false,
+            default_allow,
+            None,
+        ));
+    };
+    let token = find_token_by_secret(state, &secret)?
+        .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
+    let mut rules = Rules::default();
+    let mut management = false;
+    for link in &token.policies {
+        if link.id == acl::MANAGEMENT_POLICY_ID {
+            management = true;
+            continue;
+        }
+        if let Some(p) = load_policy(state, &link.id)? {
+            // Stored rules were validated on write.
+            if let Ok(r) = Rules::parse(&p.rules) {
+                rules.merge(&r);
+            }
+        }
+    }
+    Ok(Authorizer::new(
+        rules,
+        management,
+        default_allow,
+        Some(token.accessor_id),
+    ))
+}
+
+pub(crate) fn token_secret(headers: &HeaderMap, query: &[(String, String)]) -> Option<String> {
+    if let Some(v) = headers.get("x-consul-token").and_then(|v| v.to_str().ok()) {
+        if !v.is_empty() {
+            return Some(v.to_string());
+        }
+    }
+    if let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
+        if let Some(t) = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+        {
+            return Some(t.trim().to_string());
+        }
+    }
+    query_get(query, "token")
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+}
+
+pub(crate) fn find_token_by_secret(state: &AppState, secret: &str) -> ApiResult<Option<Token>> {
+    for r in state.store.list(TOKEN_TABLE)? {
+        if let Ok(t) = serde_json::from_slice::<Token>(&r.value) {
+            if constant_time_eq(t.secret_id.as_bytes(), secret.as_bytes()) {
+                return Ok(Some(t));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Compares secrets without an early exit on the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub(crate) fn load_policy(state: &AppState, id: &str) -> ApiResult<Option<Policy>> {
+    Ok(match state.store.get(POLICY_TABLE, id)? {
+        None => None,
+        Some(r) => serde_json::from_slice(&r.value).ok(),
+    })
+}
+
+/// Longest blocking wait Consul allows.
+const MAX_WAIT: Duration = Duration::from_secs(600);
+const DEFAULT_WAIT: Duration = Duration::from_secs(300);
+
+/// Blocking query (`?index=N&wait=D`): returns once `table`'s index differs from N,
+/// or when the wait (default 5m, max 10m, plus up to 1/16 jitter) runs out.
+pub(crate) async fn block_on_table(
+    state: &AppState,
+    table: &str,
+    query: &[(String, String)],
+) -> ApiResult<u64> {
+    let current = state.store.table_index(table)?;
+    let Some(min) = query_get(query, "index").and_then(|s| s.parse::<u64>().ok()) else {
+        return Ok(current.max(1));
+    };
+    if min == 0 || current != min {
+        return Ok(current.max(1));
+    }
+    let wait = match query_get(query, "wait") {
+        Some(w) => {
+            let ns = tribune_model::go::parse_duration(w)
+                .map_err(|e| ApiError::bad_request(format!("Invalid wait time: {e}")))?;
+            Duration::from_nanos(ns.max(0) as u64).min(MAX_WAIT)
+        }
+        None => DEFAULT_WAIT,
+    };
+    let jitter = Duration::from_nanos(fastrand::u64(0..=(wait.as_nanos() as u64 / 16).max(1)));
+    let deadline = tokio::time::Instant::now() + wait + jitter;
+    let mut rx = state.store.subscribe();
+    loop {
+        let now = state.store.table_index(table)?;
+        if now != min {
+            return Ok(now.max(1));
+        }
+        tokio::select! {
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    return Ok(now.max(1));
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => return Ok(now.max(1)),
+        }
+    }
+}
+
+pub(crate) fn index_header(index: u64) -> (HeaderName, HeaderValue) {
+    (
+        HeaderName::from_static("x-consul-index"),
+        HeaderValue::from(index),
+    )
+}
+
+/// Current UTC time as RFC 3339 (for token `CreateTime`).
+pub(crate) fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}

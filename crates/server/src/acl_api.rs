@@ -1,0 +1,441 @@
+//! `/v1/acl/*`: bootstrap, policies and tokens (the part of Consul's ACL API Tribune
+//! supports). Secrets never reach the logs.
+
+use crate::acl::{Policy, PolicyLink, Rules, Token, MANAGEMENT_POLICY_ID, MANAGEMENT_POLICY_NAME};
+use crate::{
+    authorize, find_token_by_secret, load_policy, now_rfc3339, parse_query, token_secret, ApiError,
+    ApiResult, AppState, Shared, ACL_META_TABLE, POLICY_TABLE, TOKEN_TABLE,
+};
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use tribune_store::{Cas, Op, Record};
+
+const BOOTSTRAP_KEY: &str = "bootstrapped";
+
+fn with_indexes(mut v: Value, r: Option<&Record>, index: u64) -> Value {
+    if let Value::Object(m) = &mut v {
+        m.insert(
+            "CreateIndex".into(),
+            Value::from(r.map(|r| r.create_index).unwrap_or(index)),
+        );
+        m.insert(
+            "ModifyIndex".into(),
+            Value::from(r.map(|r| r.modify_index).unwrap_or(index)),
+        );
+    }
+    v
+}
+
+fn management_policy() -> Policy {
+    Policy {
+        id: MANAGEMENT_POLICY_ID.into(),
+        name: MANAGEMENT_POLICY_NAME.into(),
+        description: "Builtin Policy that grants unlimited access".into(),
+        rules: String::new(),
+    }
+}
+
+fn put_json(table: &str, key: &str, v: &impl serde::Serialize, cas: Cas) -> Op {
+    Op::Put {
+        table: table.into(),
+        key: key.into(),
+        value: serde_json::to_vec(v).unwrap_or_default(),
+        cas,
+    }
+}
+
+fn management_token(secret: &str, description: &str) -> Token {
+    Token {
+        accessor_id: uuid::Uuid::new_v4().to_string(),
+        secret_id: secret.to_string(),
+        description: description.to_string(),
+        policies: vec![PolicyLink {
+            id: MANAGEMENT_POLICY_ID.into(),
+            name: MANAGEMENT_POLICY_NAME.into(),
+        }],
+        local: false,
+        create_time: now_rfc3339(),
+    }
+}
+
+/// Start-up: make sure a management token with this secret exists (Consul's
+/// `acl.tokens.initial_management`), which also ends the bootstrap window.
+pub(crate) fn ensure_management_token(state: &AppState, secret: &str) -> ApiResult<()> {
+    if find_token_by_secret(state, secret)?.is_some() {
+        return Ok(());
+    }
+    let token = management_token(secret, "Initial Management Token");
+    state.store.apply(&[
+        put_json(
+            POLICY_TABLE,
+            MANAGEMENT_POLICY_ID,
+            &management_policy(),
+            Cas::Any,
+        ),
+        put_json(TOKEN_TABLE, &token.accessor_id, &token, Cas::Any),
+        put_json(ACL_META_TABLE, BOOTSTRAP_KEY, &json!(true), Cas::Any),
+    ])?;
+    Ok(())
+}
+
+fn acl_enabled(state: &AppState) -> ApiResult<()> {
+    if state.config.acl.enabled {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "ACL support disabled".into(),
+        ))
+    }
+}
+
+/// `PUT /v1/acl/bootstrap`: the first management token, once.
+pub(crate) async fn bootstrap(State(state): State<Shared>) -> ApiResult<Response> {
+    acl_enabled(&state)?;
+    let _guard = state.write_lock.lock().await;
+    if let Some(r) = state.store.get(ACL_META_TABLE, BOOTSTRAP_KEY)? {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            format!(
+                "Permission denied: ACL bootstrap no longer allowed (reset index: {})",
+                r.modify_index
+            ),
+        ));
+    }
+    let token = management_token(
+        &uuid::Uuid::new_v4().to_string(),
+        "Bootstrap Token (Global Management)",
+    );
+    let applied = state.store.apply(&[
+        put_json(
+            POLICY_TABLE,
+            MANAGEMENT_POLICY_ID,
+            &management_policy(),
+            Cas::Any,
+        ),
+        put_json(TOKEN_TABLE, &token.accessor_id, &token, Cas::Absent),
+        put_json(ACL_META_TABLE, BOOTSTRAP_KEY, &json!(true), Cas::Absent),
+    ])?;
+    tracing::info!(accessor_id = %token.accessor_id, "ACL system bootstrapped");
+    Ok(Json(with_indexes(
+        serde_json::to_value(&token).unwrap_or(Value::Null),
+        None,
+        applied.index,
+    ))
+    .into_response())
+}
+
+/// `PUT /v1/acl/policy`.
+pub(crate) async fn create_policy(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    acl_enabled(&state)?;
+    let q = parse_query(raw.as_deref());
+    authorize(&state, &headers, &q)?.acl_write()?;
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("Request decoding failed: {e}")))?;
+    let name = v
+        .get("Name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if name.is_empty() {
+        return Err(ApiError::bad_request("Invalid Policy: no Name is set"));
+    }
+    let rules = v
+        .get("Rules")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    Rules::parse(&rules)
+        .map_err(|e| ApiError::bad_request(format!("Failed to parse ACL rules: {e}")))?;
+    let _guard = state.write_lock.lock().await;
+    for r in state.store.list(POLICY_TABLE)? {
+        if serde_json::from_slice::<Policy>(&r.value).is_ok_and(|p| p.name == name) {
+            return Err(ApiError::bad_request(format!(
+                "Invalid Policy: A Policy with Name {name:?} already exists"
+            )));
+        }
+    }
+    let policy = Policy {
+        id: uuid::Uuid::new_v4().to_string(),
+        name,
+        description: v
+            .get("Description")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        rules,
+    };
+    let applied = state
+        .store
+        .apply(&[put_json(POLICY_TABLE, &policy.id, &policy, Cas::Absent)])?;
+    tracing::info!(policy = %policy.name, id = %policy.id, "ACL policy created");
+    Ok(Json(with_indexes(
+        serde_json::to_value(&policy).unwrap_or(Value::Null),
+        None,
+        applied.index,
+    ))
+    .into_response())
+}
+
+fn find_policy_by_name(state: &AppState, name: &str) -> ApiResult<Option<(Policy, Record)>> {
+    for r in state.store.list(POLICY_TABLE)? {
+        if let Ok(p) = serde_json::from_slice::<Policy>(&r.value) {
+            if p.name == name {
+                return Ok(Some((p, r)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+pub(crate) async fn read_policy(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    acl_enabled(&state)?;
+    let q = parse_query(raw.as_deref());
+    authorize(&state, &headers, &q)?.acl_read()?;
+    let r = state
+        .store
+        .get(POLICY_TABLE, &id)?
+        .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
+    let p: Value = serde_json::from_slice(&r.value).unwrap_or(Value::Null);
+    Ok(Json(with_indexes(p, Some(&r), 0)).into_response())
+}
+
+pub(crate) async fn read_policy_by_name(
+    State(state): State<Shared>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    acl_enabled(&state)?;
+    let q = parse_query(raw.as_deref());
+    authorize(&state, &headers, &q)?.acl_read()?;
+    let (p, r) = find_policy_by_name(&state, &name)?
+        .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
+    Ok(Json(with_indexes(
+        serde_json::to_value(&p).unwrap_or(Value::Null),
+        Some(&r),
+        0,
+    ))
+    .into_response())
+}
+
+pub(crate) async fn list_policies(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    acl_enabled(&state)?;
+    let q = parse_query(raw.as_deref());
+    authorize(&state, &headers, &q)?.acl_read()?;
+    let out: Vec<Value> = state
+        .store
+        .list(POLICY_TABLE)?
+        .iter()
+        .filter_map(|r| {
+            serde_json::from_slice::<Value>(&r.value)
+                .ok()
+                .map(|v| with_indexes(v, Some(r), 0))
+        })
+        .collect();
+    Ok(Json(out).into_response())
+}
+
+pub(crate) async fn delete_policy(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    acl_enabled(&state)?;
+    let q = parse_query(raw.as_deref());
+    authorize(&state, &headers, &q)?.acl_write()?;
+    if id == MANAGEMENT_POLICY_ID {
+        return Err(ApiError::bad_request(
+            "Delete operation not permitted on the builtin global-management policy",
+        ));
+    }
+    state.store.apply(&[Op::Delete {
+        table: POLICY_TABLE.into(),
+        key: id,
+        cas: Cas::Any,
+    }])?;
+    Ok(Json(true).into_response())
+}
+
+/// `PUT /v1/acl/token`.
+pub(crate) async fn create_token(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    acl_enabled(&state)?;
+    let q = parse_query(raw.as_deref());
+    authorize(&state, &headers, &q)?.acl_write()?;
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("Request decoding failed: {e}")))?;
+    let mut policies = Vec::new();
+    for link in v
+        .get("Policies")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+    {
+        let id = link.get("ID").and_then(Value::as_str).unwrap_or("");
+        let name = link.get("Name").and_then(Value::as_str).unwrap_or("");
+        let found = if !id.is_empty() {
+            load_policy(&state, id)?
+        } else {
+            find_policy_by_name(&state, name)?.map(|(p, _)| p)
+        };
+        let p = found.ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "No such ACL policy with {}",
+                if id.is_empty() {
+                    format!("name {name:?}")
+                } else {
+                    format!("ID {id:?}")
+                }
+            ))
+        })?;
+        policies.push(PolicyLink {
+            id: p.id,
+            name: p.name,
+        });
+    }
+    let secret = v
+        .get("SecretID")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let _guard = state.write_lock.lock().await;
+    if find_token_by_secret(&state, &secret)?.is_some() {
+        return Err(ApiError::bad_request(
+            "Invalid Token: SecretID is already in use",
+        ));
+    }
+    let token = Token {
+        accessor_id: v
+            .get("AccessorID")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        secret_id: secret,
+        description: v
+            .get("Description")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        policies,
+        local: v.get("Local").and_then(Value::as_bool).unwrap_or(false),
+        create_time: now_rfc3339(),
+    };
+    let applied = state.store.apply(&[put_json(
+        TOKEN_TABLE,
+        &token.accessor_id,
+        &token,
+        Cas::Absent,
+    )])?;
+    if !applied.ok {
+        return Err(ApiError::bad_request(
+            "Invalid Token: AccessorID is already in use",
+        ));
+    }
+    tracing::info!(accessor_id = %token.accessor_id, "ACL token created");
+    Ok(Json(with_indexes(
+        serde_json::to_value(&token).unwrap_or(Value::Null),
+        None,
+        applied.index,
+    ))
+    .into_response())
+}
+
+pub(crate) async fn read_token(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    acl_enabled(&state)?;
+    let q = parse_query(raw.as_deref());
+    authorize(&state, &headers, &q)?.acl_read()?;
+    let r = state
+        .store
+        .get(TOKEN_TABLE, &id)?
+        .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
+    let t: Value = serde_json::from_slice(&r.value).unwrap_or(Value::Null);
+    Ok(Json(with_indexes(t, Some(&r), 0)).into_response())
+}
+
+/// `GET /v1/acl/token/self`: the caller's own token.
+pub(crate) async fn token_self(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    acl_enabled(&state)?;
+    let q = parse_query(raw.as_deref());
+    let secret = token_secret(&headers, &q)
+        .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
+    let t = find_token_by_secret(&state, &secret)?
+        .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
+    Ok(Json(t).into_response())
+}
+
+pub(crate) async fn list_tokens(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    acl_enabled(&state)?;
+    let q = parse_query(raw.as_deref());
+    let authz = authorize(&state, &headers, &q)?;
+    authz.acl_read()?;
+    let show_secrets = authz.acl_write().is_ok();
+    let out: Vec<Value> = state
+        .store
+        .list(TOKEN_TABLE)?
+        .iter()
+        .filter_map(|r| {
+            let mut v: Value = serde_json::from_slice(&r.value).ok()?;
+            if !show_secrets {
+                v["SecretID"] = Value::from("<hidden>");
+            }
+            Some(with_indexes(v, Some(r), 0))
+        })
+        .collect();
+    Ok(Json(out).into_response())
+}
+
+pub(crate) async fn delete_token(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    acl_enabled(&state)?;
+    let q = parse_query(raw.as_deref());
+    authorize(&state, &headers, &q)?.acl_write()?;
+    state.store.apply(&[Op::Delete {
+        table: TOKEN_TABLE.into(),
+        key: id,
+        cas: Cas::Any,
+    }])?;
+    Ok(Json(true).into_response())
+}

@@ -1,0 +1,181 @@
+//! The agent's own configuration (`-config-file`, HCL or JSON, Consul's spellings).
+
+use serde_json::Value;
+use tribune_authz::Action;
+
+/// ACL settings (`acl { ... }`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AclConfig {
+    pub enabled: bool,
+    /// `allow` (Consul's default) or `deny`.
+    pub default_policy: String,
+    /// `tokens { initial_management = "<secret>" }`.
+    pub initial_management: Option<String>,
+}
+
+impl AclConfig {
+    pub fn default_allow(&self) -> bool {
+        !self.enabled || self.default_policy != "deny"
+    }
+}
+
+/// What `tribune agent` runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentConfig {
+    pub datacenter: String,
+    pub client_addr: String,
+    pub http_port: u16,
+    /// decisions.md #16: `deny` unless set otherwise.
+    pub default_intention_policy: Action,
+    pub acl: AclConfig,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            datacenter: "dc1".into(),
+            client_addr: "127.0.0.1".into(),
+            http_port: 8500,
+            default_intention_policy: Action::Deny,
+            acl: AclConfig {
+                enabled: false,
+                default_policy: "allow".into(),
+                initial_management: None,
+            },
+        }
+    }
+}
+
+fn single(v: &Value) -> &Value {
+    match v {
+        Value::Array(a) if a.len() == 1 => &a[0],
+        other => other,
+    }
+}
+
+fn string(v: &Value, key: &str) -> Result<String, String> {
+    match single(v) {
+        Value::String(s) => Ok(s.clone()),
+        other => Err(format!("{key}: expected a string, got {other}")),
+    }
+}
+
+fn boolean(v: &Value, key: &str) -> Result<bool, String> {
+    match single(v) {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) if s == "true" || s == "false" => Ok(s == "true"),
+        other => Err(format!("{key}: expected true or false, got {other}")),
+    }
+}
+
+impl AgentConfig {
+    /// Applies a config file's settings over `self`. Unknown keys are errors.
+    pub fn merge_file(&mut self, text: &str) -> Result<(), String> {
+        let raw = tribune_model::decode::parse_raw(text).map_err(|e| e.to_string())?;
+        for (key, value) in &raw {
+            match key.as_str() {
+                "datacenter" => self.datacenter = string(value, key)?,
+                "client_addr" => self.client_addr = string(value, key)?,
+                "ports" => {
+                    let Value::Object(ports) = single(value) else {
+                        return Err("ports: expected a block".into());
+                    };
+                    for (k, v) in ports {
+                        match k.as_str() {
+                            "http" => {
+                                self.http_port = single(v)
+                                    .as_u64()
+                                    .and_then(|p| u16::try_from(p).ok())
+                                    .ok_or_else(|| format!("ports.http: invalid port {v}"))?
+                            }
+                            other => return Err(format!("ports: unknown key {other:?}")),
+                        }
+                    }
+                }
+                "default_intention_policy" => {
+                    self.default_intention_policy = match string(value, key)?.as_str() {
+                        "allow" => Action::Allow,
+                        "deny" => Action::Deny,
+                        other => {
+                            return Err(format!(
+                        "default_intention_policy: must be \"allow\" or \"deny\", got {other:?}"
+                    ))
+                        }
+                    }
+                }
+                "acl" => {
+                    let Value::Object(acl) = single(value) else {
+                        return Err("acl: expected a block".into());
+                    };
+                    for (k, v) in acl {
+                        match k.as_str() {
+                            "enabled" => self.acl.enabled = boolean(v, "acl.enabled")?,
+                            "default_policy" => {
+                                let p = string(v, "acl.default_policy")?;
+                                if p != "allow" && p != "deny" {
+                                    return Err(format!(
+                                        "acl.default_policy: must be \"allow\" or \"deny\", got {p:?}"
+                                    ));
+                                }
+                                self.acl.default_policy = p;
+                            }
+                            "tokens" => {
+                                let Value::Object(t) = single(v) else {
+                                    return Err("acl.tokens: expected a block".into());
+                                };
+                                for (tk, tv) in t {
+                                    match tk.as_str() {
+                                        "initial_management" | "master" => {
+                                            self.acl.initial_management =
+                                                Some(string(tv, "acl.tokens.initial_management")?)
+                                        }
+                                        other => {
+                                            return Err(format!(
+                                                "acl.tokens: unknown key {other:?}"
+                                            ))
+                                        }
+                                    }
+                                }
+                            }
+                            "enable_token_persistence" | "down_policy" => {}
+                            other => return Err(format!("acl: unknown key {other:?}")),
+                        }
+                    }
+                }
+                "data_dir" | "server" | "bootstrap_expect" | "ui" | "log_level" | "node_name" => {}
+                other => return Err(format!("unknown agent config key {other:?}")),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_consul_style_agent_config() {
+        let mut c = AgentConfig::default();
+        c.merge_file(
+            r#"datacenter = "east"
+ports { http = 8600 }
+default_intention_policy = "allow"
+acl {
+  enabled = true
+  default_policy = "deny"
+  tokens { initial_management = "s3cr3t" }
+}"#,
+        )
+        .unwrap();
+        assert_eq!(c.datacenter, "east");
+        assert_eq!(c.http_port, 8600);
+        assert_eq!(c.default_intention_policy, Action::Allow);
+        assert!(c.acl.enabled && !c.acl.default_allow());
+        assert_eq!(c.acl.initial_management.as_deref(), Some("s3cr3t"));
+        assert!(AgentConfig::default()
+            .merge_file("acl { default_policy = \"maybe\" }")
+            .is_err());
+        assert!(AgentConfig::default().merge_file("bogus = 1").is_err());
+    }
+}

@@ -1,0 +1,391 @@
+//! `/v1/config`: write, read, list and delete config entries (consul-reference §f.1),
+//! with the cross-entry checks of §a.4 and §b.4.
+
+use crate::acl::{Authorizer, Denied};
+use crate::{
+    authorize, block_on_table, index_header, parse_query, query_get, ApiError, ApiResult, AppState,
+    Shared, CONFIG_TABLE,
+};
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::Value;
+use tribune_authz::is_http_like;
+use tribune_model::{entry_from_json, go, ConfigEntry, EntryError, Kind, WILDCARD};
+use tribune_store::{Cas, Op, Record};
+
+pub(crate) fn entry_key(kind: Kind, name: &str) -> String {
+    format!("{kind}/{name}")
+}
+
+/// Every stored entry with its record (re-validated through the one pipeline).
+pub(crate) fn load_all(state: &AppState) -> ApiResult<Vec<(ConfigEntry, Record)>> {
+    let mut out = Vec::new();
+    for r in state.store.list(CONFIG_TABLE)? {
+        let value: Value = serde_json::from_slice(&r.value).map_err(|e| {
+            ApiError(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                format!("stored entry {}: {e}", r.key),
+            )
+        })?;
+        match entry_from_json(value) {
+            Ok(e) => out.push((e, r)),
+            Err(e) => {
+                tracing::error!(key = %r.key, error = %e, "stored entry no longer valid; skipped")
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn load_one(
+    state: &AppState,
+    kind: Kind,
+    name: &str,
+) -> ApiResult<Option<(ConfigEntry, Record)>> {
+    let Some(r) = state.store.get(CONFIG_TABLE, &entry_key(kind, name))? else {
+        return Ok(None);
+    };
+    let value: Value =
+        serde_json::from_slice(&r.value).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(entry_from_json(value).ok().map(|e| (e, r)))
+}
+
+/// The entry as the API returns it: canonical JSON plus `Hash`, `CreateIndex`,
+/// `ModifyIndex`.
+pub(crate) fn entry_json(entry: &ConfigEntry, r: &Record) -> Value {
+    let mut v = entry.to_json();
+    if let Value::Object(m) = &mut v {
+        m.insert("Hash".into(), Value::from(entry.content_hash()));
+        m.insert("CreateIndex".into(), Value::from(r.create_index));
+        m.insert("ModifyIndex".into(), Value::from(r.modify_index));
+    }
+    v
+}
+
+/// The protocol of a service: its `service-defaults`, else `proxy-defaults`, else tcp.
+pub(crate) fn protocol_of(entries: &[&ConfigEntry], service: &str) -> String {
+    let own = entries.iter().find_map(|e| match e {
+        ConfigEntry::ServiceDefaults(s) if s.name == service && !s.protocol.is_empty() => {
+            Some(s.protocol.clone())
+        }
+        _ => None,
+    });
+    own.or_else(|| {
+        entries.iter().find_map(|e| match e {
+            ConfigEntry::ProxyDefaults(p) => p.protocol(),
+            _ => None,
+        })
+    })
+    .unwrap_or_else(|| "tcp".into())
+}
+
+fn can_write(a: &Authorizer, entry_kind: Kind, name: &str) -> Result<(), Denied> {
+    match entry_kind {
+        Kind::JwtProvider | Kind::ProxyDefaults => a.mesh_write(),
+        // decisions.md #11: intentions:write on the destination, or mesh:write.
+        Kind::ServiceIntentions => a
+            .intentions_write(name)
+            .or_else(|e| a.mesh_write().map_err(|_| e)),
+        Kind::ServiceDefaults => a.service_write(name),
+    }
+}
+
+pub(crate) fn can_read(a: &Authorizer, entry_kind: Kind, name: &str) -> Result<(), Denied> {
+    match entry_kind {
+        Kind::JwtProvider => a.service_write_any().or_else(|_| a.mesh_read()),
+        Kind::ServiceIntentions => a.intentions_read(name),
+        Kind::ServiceDefaults => a.service_read(name),
+        Kind::ProxyDefaults => Ok(()),
+    }
+}
+
+fn l7_protocol_error(service: &str, protocol: &str) -> String {
+    format!(
+        "service {} has protocol {}, which is incompatible with L7 intentions permissions",
+        go::quote(service),
+        go::quote(protocol)
+    )
+}
+
+/// §b.4 and its reverse: the state after writing `new` (or deleting `removed`) must
+/// keep every provider reference resolvable and every L7 intention on an HTTP service.
+pub(crate) fn cross_checks(
+    current: &[(ConfigEntry, Record)],
+    new: Option<&ConfigEntry>,
+    removed: Option<(Kind, &str)>,
+) -> Result<(), String> {
+    let replaced = new.map(|e| (e.kind(), e.name().to_string()));
+    let mut after: Vec<&ConfigEntry> = current
+        .iter()
+        .map(|(e, _)| e)
+        .filter(|e| {
+            let key = (e.kind(), e.name().to_string());
+            Some(&key) != replaced.as_ref() && removed.map(|(k, n)| (k, n.to_string())) != Some(key)
+        })
+        .collect();
+    if let Some(e) = new {
+        after.push(e);
+    }
+    // Deleting a provider that an intention references.
+    if let Some((Kind::JwtProvider, name)) = removed {
+        for e in &after {
+            if let ConfigEntry::ServiceIntentions(si) = e {
+                if si.referenced_providers().contains(&name) {
+                    return Err(format!(
+                        "cannot delete jwt provider config entry referenced by an intention. Provider name: {name}, intention name: {}",
+                        si.name
+                    ));
+                }
+            }
+        }
+    }
+    // Referenced providers must exist (checked for the entry being written).
+    if let Some(ConfigEntry::ServiceIntentions(si)) = new {
+        let missing: Vec<String> = si
+            .referenced_providers()
+            .into_iter()
+            .filter(|p| *p != tribune_authz::ANY_PROVIDER)
+            .filter(|p| {
+                !after
+                    .iter()
+                    .any(|e| matches!(e, ConfigEntry::JwtProvider(jp) if jp.name == *p))
+            })
+            .map(|p| format!("Referenced JWT Provider does not exist. Provider Name: {p}"))
+            .collect();
+        match missing.len() {
+            0 => {}
+            1 => return Err(missing[0].clone()),
+            _ => return Err(tribune_model::error::multierror(&missing)),
+        }
+    }
+    // Every non-wildcard destination with L7 permissions needs an HTTP-like protocol.
+    let protocol_may_change = matches!(
+        new.map(|e| e.kind()).or(removed.map(|(k, _)| k)),
+        Some(Kind::ServiceDefaults | Kind::ProxyDefaults | Kind::ServiceIntentions)
+    );
+    if protocol_may_change {
+        for e in &after {
+            if let ConfigEntry::ServiceIntentions(si) = e {
+                if si.name == WILDCARD || !si.has_any_permissions() {
+                    continue;
+                }
+                let p = protocol_of(&after, &si.name);
+                if !is_http_like(&p) {
+                    return Err(l7_protocol_error(&si.name, &p));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn decode_error(e: EntryError) -> ApiError {
+    match e {
+        EntryError::Decode(d) => ApiError::bad_request(format!("Request decoding failed: {d}")),
+        EntryError::Invalid(v) => ApiError::bad_request(v.to_string()),
+    }
+}
+
+fn parse_cas(q: &[(String, String)]) -> ApiResult<Cas> {
+    match query_get(q, "cas") {
+        None => Ok(Cas::Any),
+        Some(s) => match s.parse::<u64>() {
+            Ok(0) => Ok(Cas::Absent),
+            Ok(i) => Ok(Cas::ModifyIndex(i)),
+            Err(_) => Err(ApiError::bad_request(format!(
+                "Failed to parse cas parameter: {s:?}"
+            ))),
+        },
+    }
+}
+
+/// Writes an entry after all checks; returns whether a CAS condition held.
+pub(crate) async fn write_entry(
+    state: &AppState,
+    entry: &ConfigEntry,
+    cas: Cas,
+) -> ApiResult<bool> {
+    let _guard = state.write_lock.lock().await;
+    let current = load_all(state)?;
+    cross_checks(&current, Some(entry), None).map_err(ApiError::bad_request)?;
+    let applied = state.store.apply(&[Op::Put {
+        table: CONFIG_TABLE.into(),
+        key: entry_key(entry.kind(), entry.name()),
+        value: entry.to_canonical_string().into_bytes(),
+        cas,
+    }])?;
+    if applied.changed {
+        tracing::info!(kind = %entry.kind(), name = entry.name(), index = applied.index, "config entry written");
+    }
+    Ok(applied.ok)
+}
+
+/// `PUT /v1/config[?cas=N]`.
+pub(crate) async fn put_config(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let q = parse_query(raw.as_deref());
+    let authz = authorize(&state, &headers, &q)?;
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("Request decoding failed: {e}")))?;
+    let entry = entry_from_json(value).map_err(decode_error)?;
+    can_write(&authz, entry.kind(), entry.name())?;
+    let cas = parse_cas(&q)?;
+    let warnings = warnings_for(&state, &entry)?;
+    let ok = write_entry(&state, &entry, cas).await?;
+    let mut res = Json(ok).into_response();
+    for w in warnings {
+        if let Ok(v) = HeaderValue::from_str(&w) {
+            res.headers_mut()
+                .append(HeaderName::from_static("x-tribune-warning"), v);
+        }
+    }
+    Ok(res)
+}
+
+/// decisions.md #3: warnings for intentions Consul accepts but that likely do not do
+/// what their author meant.
+fn warnings_for(state: &AppState, entry: &ConfigEntry) -> ApiResult<Vec<String>> {
+    let ConfigEntry::ServiceIntentions(si) = entry else {
+        return Ok(Vec::new());
+    };
+    let all = load_all(state)?;
+    let entries: Vec<&ConfigEntry> = all.iter().map(|(e, _)| e).collect();
+    let http = (si.name != WILDCARD).then(|| is_http_like(&protocol_of(&entries, &si.name)));
+    Ok(tribune_authz::write_warnings(
+        si,
+        state.config.default_intention_policy,
+        http,
+    ))
+}
+
+fn parse_kind(kind: &str) -> ApiResult<Kind> {
+    Kind::parse(kind).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// `GET /v1/config/:kind/:name` (blocking).
+pub(crate) async fn get_config(
+    State(state): State<Shared>,
+    Path((kind, name)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let q = parse_query(raw.as_deref());
+    let kind = parse_kind(&kind)?;
+    let authz = authorize(&state, &headers, &q)?;
+    can_read(&authz, kind, &name)?;
+    let index = block_on_table(&state, CONFIG_TABLE, &q).await?;
+    match load_one(&state, kind, &name)? {
+        None => Err(ApiError::not_found(format!(
+            "Config entry not found for {} / {}",
+            go::quote(kind.as_str()),
+            go::quote(&name)
+        ))),
+        Some((e, r)) => Ok(([index_header(index)], Json(entry_json(&e, &r))).into_response()),
+    }
+}
+
+async fn list(
+    state: &AppState,
+    kind: Option<Kind>,
+    raw: Option<String>,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
+    let q = parse_query(raw.as_deref());
+    if let Some(k) = kind {
+        if query_get(&q, "filter").is_some_and(|f| !f.is_empty()) && k != Kind::ServiceDefaults {
+            return Err(ApiError::bad_request(format!(
+                "filtering not supported for config entry kind={k}"
+            )));
+        }
+    }
+    let authz = authorize(state, headers, &q)?;
+    let index = block_on_table(state, CONFIG_TABLE, &q).await?;
+    let mut filtered = false;
+    let mut out = Vec::new();
+    for (e, r) in load_all(state)? {
+        if kind.is_some_and(|k| k != e.kind()) {
+            continue;
+        }
+        if can_read(&authz, e.kind(), e.name()).is_err() {
+            filtered = true;
+            continue;
+        }
+        out.push(entry_json(&e, &r));
+    }
+    let mut res = ([index_header(index)], Json(out)).into_response();
+    if filtered {
+        res.headers_mut().insert(
+            HeaderName::from_static("x-consul-results-filtered-by-acls"),
+            HeaderValue::from_static("true"),
+        );
+    }
+    Ok(res)
+}
+
+/// `GET /v1/config/:kind` (blocking, ACL-filtered).
+pub(crate) async fn list_kind(
+    State(state): State<Shared>,
+    Path(kind): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let kind = parse_kind(&kind)?;
+    list(&state, Some(kind), raw, &headers).await
+}
+
+/// `GET /v1/config/`: entries of every kind.
+pub(crate) async fn list_all(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    list(&state, None, raw, &headers).await
+}
+
+/// `DELETE /v1/config/:kind/:name[?cas=N]`.
+pub(crate) async fn delete_config(
+    State(state): State<Shared>,
+    Path((kind, name)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let q = parse_query(raw.as_deref());
+    let kind = parse_kind(&kind)?;
+    let authz = authorize(&state, &headers, &q)?;
+    can_write(&authz, kind, &name)?;
+    let cas = query_get(&q, "cas").is_some();
+    let cas_cond = parse_cas(&q)?;
+    let ok = delete_entry(&state, kind, &name, cas_cond).await?;
+    if cas {
+        Ok(Json(ok).into_response())
+    } else {
+        Ok(Json(serde_json::json!({})).into_response())
+    }
+}
+
+pub(crate) async fn delete_entry(
+    state: &AppState,
+    kind: Kind,
+    name: &str,
+    cas: Cas,
+) -> ApiResult<bool> {
+    let _guard = state.write_lock.lock().await;
+    let current = load_all(state)?;
+    cross_checks(&current, None, Some((kind, name))).map_err(ApiError::bad_request)?;
+    let applied = state.store.apply(&[Op::Delete {
+        table: CONFIG_TABLE.into(),
+        key: entry_key(kind, name),
+        cas,
+    }])?;
+    if applied.changed {
+        tracing::info!(kind = %kind, name, index = applied.index, "config entry deleted");
+    }
+    Ok(applied.ok)
+}

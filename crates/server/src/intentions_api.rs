@@ -1,0 +1,362 @@
+//! `/v1/connect/intentions/*` (consul-reference §f.2), computed from the
+//! `service-intentions` entries.
+
+use crate::entries::{delete_entry, load_all, load_one, protocol_of, write_entry};
+use crate::{
+    authorize, block_on_table, index_header, parse_query, query_get, ApiError, ApiResult, AppState,
+    Shared, CONFIG_TABLE,
+};
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Map, Value};
+use tribune_authz::{compile, is_http_like, Caller, CompileInput};
+use tribune_model::intentions::SourceIntention;
+use tribune_model::{
+    entry_from_json, go, ConfigEntry, JwtProvider, Kind, ServiceIntentions, WILDCARD,
+};
+use tribune_store::{Cas, Record};
+
+/// A source or destination parameter: `name`, `default/name` or `peer:<peer>/name`.
+struct Ref {
+    name: String,
+    peer: String,
+}
+
+fn parse_ref(s: &str, param: &str) -> ApiResult<Ref> {
+    if let Some(rest) = s.strip_prefix("peer:") {
+        let (peer, name) = rest.split_once('/').ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "invalid {param} {}: expected peer:<peer>/<name>",
+                go::quote(s)
+            ))
+        })?;
+        return Ok(Ref {
+            name: name.into(),
+            peer: peer.into(),
+        });
+    }
+    let parts: Vec<&str> = s.split('/').collect();
+    match parts.as_slice() {
+        [name] => Ok(Ref {
+            name: (*name).into(),
+            peer: String::new(),
+        }),
+        ["default", name] | ["default", "default", name] => Ok(Ref {
+            name: (*name).into(),
+            peer: String::new(),
+        }),
+        _ => Err(ApiError::bad_request(format!(
+            "invalid {param} {}: namespaces and partitions are a Consul Enterprise feature",
+            go::quote(s)
+        ))),
+    }
+}
+
+fn required<'a>(q: &'a [(String, String)], key: &str) -> ApiResult<&'a str> {
+    query_get(q, key)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ApiError::bad_request(format!("required query parameter '{key}' not set")))
+}
+
+/// One intention in Consul's `Intention` JSON shape.
+fn intention_json(entry: &ServiceIntentions, src: &SourceIntention, r: &Record) -> Value {
+    let mut v = serde_json::to_value(src).unwrap_or(Value::Null);
+    let mut out = Map::new();
+    out.insert("ID".into(), Value::from(""));
+    out.insert("Description".into(), Value::from(src.description.clone()));
+    out.insert("SourcePeer".into(), Value::from(src.peer.clone()));
+    out.insert("SourceNS".into(), Value::from("default"));
+    out.insert("SourceName".into(), Value::from(src.name.clone()));
+    out.insert("DestinationNS".into(), Value::from("default"));
+    out.insert("DestinationName".into(), Value::from(entry.name.clone()));
+    out.insert("SourceType".into(), Value::from("consul"));
+    if let Some(a) = v.get_mut("Action").map(Value::take) {
+        out.insert("Action".into(), a);
+    }
+    if let Some(p) = v.get_mut("Permissions").map(Value::take) {
+        out.insert("Permissions".into(), p);
+    }
+    if let Some(j) = &entry.jwt {
+        out.insert("JWT".into(), serde_json::to_value(j).unwrap_or(Value::Null));
+    }
+    out.insert(
+        "Meta".into(),
+        serde_json::to_value(&entry.meta).unwrap_or(Value::Null),
+    );
+    out.insert("Precedence".into(), Value::from(src.precedence));
+    out.insert("CreateIndex".into(), Value::from(r.create_index));
+    out.insert("ModifyIndex".into(), Value::from(r.modify_index));
+    Value::Object(out)
+}
+
+fn intentions_of(all: &[(ConfigEntry, Record)]) -> Vec<(&ServiceIntentions, &Record)> {
+    all.iter()
+        .filter_map(|(e, r)| match e {
+            ConfigEntry::ServiceIntentions(si) => Some((si, r)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `GET /v1/connect/intentions`: every intention the token may read.
+pub(crate) async fn list(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let q = parse_query(raw.as_deref());
+    let authz = authorize(&state, &headers, &q)?;
+    let index = block_on_table(&state, CONFIG_TABLE, &q).await?;
+    let all = load_all(&state)?;
+    let mut out = Vec::new();
+    for (si, r) in intentions_of(&all) {
+        if authz.intentions_read(&si.name).is_err() {
+            continue;
+        }
+        out.extend(si.sources.iter().map(|s| intention_json(si, s, r)));
+    }
+    Ok(([index_header(index)], Json(out)).into_response())
+}
+
+/// `GET /v1/connect/intentions/exact?source=&destination=`.
+pub(crate) async fn get_exact(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let q = parse_query(raw.as_deref());
+    let source = parse_ref(required(&q, "source")?, "source")?;
+    let destination = parse_ref(required(&q, "destination")?, "destination")?;
+    let authz = authorize(&state, &headers, &q)?;
+    authz
+        .intentions_read(&destination.name)
+        .or_else(|e| authz.intentions_read(&source.name).map_err(|_| e))?;
+    let index = block_on_table(&state, CONFIG_TABLE, &q).await?;
+    if let Some((ConfigEntry::ServiceIntentions(si), r)) =
+        load_one(&state, Kind::ServiceIntentions, &destination.name)?
+    {
+        if let Some(src) = si
+            .sources
+            .iter()
+            .find(|s| s.name == source.name && s.peer == source.peer)
+        {
+            return Ok(([index_header(index)], Json(intention_json(&si, src, &r))).into_response());
+        }
+    }
+    Err(ApiError::not_found("Intention not found"))
+}
+
+/// `PUT /v1/connect/intentions/exact`: upserts one source into the destination's
+/// entry (its top-level JWT and Meta are kept).
+pub(crate) async fn put_exact(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let q = parse_query(raw.as_deref());
+    let source = parse_ref(required(&q, "source")?, "source")?;
+    let destination = parse_ref(required(&q, "destination")?, "destination")?;
+    let authz = authorize(&state, &headers, &q)?;
+    authz
+        .intentions_write(&destination.name)
+        .or_else(|e| authz.mesh_write().map_err(|_| e))?;
+    let body: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("Request decoding failed: {e}")))?;
+    let Value::Object(fields) = body else {
+        return Err(ApiError::bad_request(
+            "Request decoding failed: intention must be a JSON object",
+        ));
+    };
+    let mut src = Map::new();
+    src.insert("Name".into(), Value::from(source.name.clone()));
+    if !source.peer.is_empty() {
+        src.insert("Peer".into(), Value::from(source.peer.clone()));
+    }
+    for (k, v) in fields {
+        match k.to_ascii_lowercase().as_str() {
+            "sourcetype" => {
+                src.insert("Type".into(), v);
+            }
+            "action" | "permissions" | "description" => {
+                src.insert(k, v);
+            }
+            "meta" => {
+                return Err(ApiError::bad_request(
+                    "Meta cannot be set on intentions written with this endpoint",
+                ))
+            }
+            _ => {}
+        }
+    }
+    let mut entry = match load_one(&state, Kind::ServiceIntentions, &destination.name)? {
+        Some((e, _)) => e.to_json(),
+        None => json!({"Kind": "service-intentions", "Name": destination.name}),
+    };
+    let sources = entry.as_object_mut().map(|m| {
+        m.entry("Sources")
+            .or_insert_with(|| Value::Array(Vec::new()))
+    });
+    if let Some(Value::Array(list)) = sources {
+        list.retain(|s| {
+            !(s.get("Name").and_then(Value::as_str) == Some(&source.name)
+                && s.get("Peer").and_then(Value::as_str).unwrap_or("") == source.peer)
+        });
+        list.push(Value::Object(src));
+    }
+    let entry = entry_from_json(entry).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    write_entry(&state, &entry, Cas::Any).await?;
+    Ok(Json(true).into_response())
+}
+
+/// `DELETE /v1/connect/intentions/exact`.
+pub(crate) async fn delete_exact(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let q = parse_query(raw.as_deref());
+    let source = parse_ref(required(&q, "source")?, "source")?;
+    let destination = parse_ref(required(&q, "destination")?, "destination")?;
+    let authz = authorize(&state, &headers, &q)?;
+    authz
+        .intentions_write(&destination.name)
+        .or_else(|e| authz.mesh_write().map_err(|_| e))?;
+    let Some((ConfigEntry::ServiceIntentions(mut si), r)) =
+        load_one(&state, Kind::ServiceIntentions, &destination.name)?
+    else {
+        return Ok(Json(true).into_response());
+    };
+    si.sources
+        .retain(|s| !(s.name == source.name && s.peer == source.peer));
+    if si.sources.is_empty() {
+        delete_entry(
+            &state,
+            Kind::ServiceIntentions,
+            &si.name,
+            Cas::ModifyIndex(r.modify_index),
+        )
+        .await?;
+    } else {
+        let entry = ConfigEntry::ServiceIntentions(si);
+        write_entry(&state, &entry, Cas::ModifyIndex(r.modify_index)).await?;
+    }
+    Ok(Json(true).into_response())
+}
+
+/// `GET /v1/connect/intentions/check?source=&destination=`: Consul's check (§c.9).
+pub(crate) async fn check(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let q = parse_query(raw.as_deref());
+    let source = parse_ref(required(&q, "source")?, "source")?;
+    let destination = parse_ref(required(&q, "destination")?, "destination")?;
+    if let Some(t) = query_get(&q, "source-type") {
+        if t != "consul" {
+            return Err(ApiError::bad_request(format!(
+                "unsupported SourceType: {}",
+                go::quote(t)
+            )));
+        }
+    }
+    let authz = authorize(&state, &headers, &q)?;
+    authz.service_read(&destination.name)?;
+    let table = table_for(&state, &destination.name)?;
+    let (allowed, _) = table.check(Some(Caller {
+        name: &source.name,
+        peer: &source.peer,
+    }));
+    Ok(Json(json!({ "Allowed": allowed })).into_response())
+}
+
+/// Compiles the intentions table of a destination from the current state.
+pub(crate) fn table_for(
+    state: &AppState,
+    destination: &str,
+) -> ApiResult<tribune_authz::IntentionTable> {
+    let all = load_all(state)?;
+    let entries: Vec<&ConfigEntry> = all.iter().map(|(e, _)| e).collect();
+    let intentions: Vec<&ServiceIntentions> =
+        intentions_of(&all).into_iter().map(|(si, _)| si).collect();
+    let providers: Vec<&JwtProvider> = all
+        .iter()
+        .filter_map(|(e, _)| match e {
+            ConfigEntry::JwtProvider(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    compile(&CompileInput {
+        destination,
+        entries: &intentions,
+        providers: &providers,
+        http: is_http_like(&protocol_of(&entries, destination)),
+        default: state.config.default_intention_policy,
+    })
+    .map_err(|errs| {
+        ApiError::bad_request(
+            errs.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })
+}
+
+/// `GET /v1/connect/intentions/match?by=source|destination&name=X[&name=Y]`.
+pub(crate) async fn match_intentions(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let q = parse_query(raw.as_deref());
+    let by = query_get(&q, "by")
+        .ok_or_else(|| ApiError::bad_request("required query parameter 'by' not set"))?;
+    if by != "source" && by != "destination" {
+        return Err(ApiError::bad_request(
+            "'by' parameter must be one of 'source' or 'destination'",
+        ));
+    }
+    let names: Vec<&str> = q
+        .iter()
+        .filter(|(k, _)| k == "name")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if names.is_empty() {
+        return Err(ApiError::bad_request(
+            "required query parameter 'name' not set",
+        ));
+    }
+    let authz = authorize(&state, &headers, &q)?;
+    for n in &names {
+        authz.intentions_read(n)?;
+    }
+    let index = block_on_table(&state, CONFIG_TABLE, &q).await?;
+    let all = load_all(&state)?;
+    let mut out = Map::new();
+    for name in names {
+        let mut matched: Vec<(u32, Value)> = Vec::new();
+        for (si, r) in intentions_of(&all) {
+            for src in &si.sources {
+                let hit = if by == "destination" {
+                    si.name == name || si.name == WILDCARD
+                } else {
+                    src.peer.is_empty() && (src.name == name || src.name == WILDCARD)
+                };
+                if hit {
+                    matched.push((src.precedence, intention_json(si, src, r)));
+                }
+            }
+        }
+        matched.sort_by_key(|m| std::cmp::Reverse(m.0));
+        out.insert(
+            name.to_string(),
+            Value::Array(matched.into_iter().map(|(_, v)| v).collect()),
+        );
+    }
+    Ok(([index_header(index)], Json(Value::Object(out))).into_response())
+}

@@ -1,0 +1,650 @@
+//! Router-level tests of the HTTP API: no sockets, each request through `oneshot`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceExt;
+use tribune_server::{router, AgentConfig, AppState, Shared};
+use tribune_store::RedbStore;
+
+const OKTA: &str = r#"{"Kind":"jwt-provider","Name":"okta","Issuer":"okta",
+  "JSONWebKeySet":{"Remote":{"URI":"https://example.okta.com/oauth2/default/v1/keys","CacheDuration":"30m"}},
+  "Forwarding":{"HeaderName":"user-token"}}"#;
+
+const API_L7: &str = r#"{"Kind":"service-intentions","Name":"api",
+  "JWT":{"Providers":[{"Name":"okta"}]},
+  "Sources":[{"Name":"web","Permissions":[
+    {"Action":"allow","HTTP":{"PathPrefix":"/v1/"},"JWT":{"Providers":[{"Name":"okta","VerifyClaims":[{"Path":["perms","role"],"Value":"admin"}]}]}}]}]}"#;
+
+const API_HTTP: &str = r#"{"Kind":"service-defaults","Name":"api","Protocol":"http"}"#;
+
+struct Api {
+    state: Shared,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+impl Api {
+    fn new(config: AgentConfig) -> Self {
+        let store = Arc::new(RedbStore::in_memory().unwrap());
+        Api {
+            state: AppState::new(store, config).unwrap(),
+        }
+    }
+
+    fn dev() -> Self {
+        Api::new(AgentConfig::default())
+    }
+
+    fn with_acls() -> Self {
+        let mut c = AgentConfig::default();
+        c.acl.enabled = true;
+        c.acl.default_policy = "deny".into();
+        c.acl.initial_management = Some("root-secret".into());
+        Api::new(c)
+    }
+
+    async fn call(&self, method: &str, uri: &str, token: Option<&str>, body: &str) -> Reply {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header("x-consul-token", t);
+        }
+        let res = router(self.state.clone())
+            .oneshot(req.body(Body::from(body.to_string())).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    async fn put(&self, body: &str) -> Reply {
+        self.call("PUT", "/v1/config", None, body).await
+    }
+}
+
+#[tokio::test]
+async fn seed_workflow_write_provider_then_intentions() {
+    let api = Api::dev();
+    let r = api.put(OKTA).await;
+    assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "true"));
+    assert_eq!(api.put(API_HTTP).await.body, "true");
+    let r = api.put(API_L7).await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (StatusCode::OK, "true"),
+        "{}",
+        r.body
+    );
+
+    let r = api
+        .call("GET", "/v1/config/jwt-provider/okta", None, "")
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let v = r.json();
+    assert_eq!(
+        v["JSONWebKeySet"]["Remote"]["CacheDuration"],
+        json!(1_800_000_000_000_i64)
+    );
+    assert_eq!(v["ClockSkewSeconds"], json!(30));
+    assert_eq!(v["CreateIndex"], json!(1));
+    assert!(v["Hash"].is_u64());
+    assert_eq!(r.headers["x-consul-index"], "3");
+    assert_eq!(r.headers["x-consul-default-acl-policy"], "allow");
+
+    let r = api
+        .call("GET", "/v1/config/service-intentions", None, "")
+        .await;
+    assert_eq!(r.json().as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn missing_provider_and_l7_on_tcp_are_refused_with_consul_messages() {
+    let api = Api::dev();
+    let r = api.put(API_L7).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        r.body,
+        "Referenced JWT Provider does not exist. Provider Name: okta"
+    );
+    api.put(OKTA).await;
+    let r = api.put(API_L7).await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (StatusCode::BAD_REQUEST, "service \"api\" has protocol \"tcp\", which is incompatible with L7 intentions permissions")
+    );
+    api.put(API_HTTP).await;
+    assert_eq!(api.put(API_L7).await.status, StatusCode::OK);
+    // Changing the protocol back to tcp would break the L7 intentions.
+    let r = api
+        .put(r#"{"Kind":"service-defaults","Name":"api","Protocol":"tcp"}"#)
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r
+        .body
+        .contains("incompatible with L7 intentions permissions"));
+    // A referenced provider cannot be deleted.
+    let r = api
+        .call("DELETE", "/v1/config/jwt-provider/okta", None, "")
+        .await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (StatusCode::BAD_REQUEST, "cannot delete jwt provider config entry referenced by an intention. Provider name: okta, intention name: api")
+    );
+}
+
+#[tokio::test]
+async fn decode_and_validation_errors_are_400_with_consul_text() {
+    let api = Api::dev();
+    let r = api.put(r#"{"Name":"x"}"#).await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            "Request decoding failed: Payload does not contain a kind/Kind key at the top level"
+        )
+    );
+    let r = api
+        .put(r#"{"Kind":"jwt-provider","Name":"x","Bogus":1}"#)
+        .await;
+    assert_eq!(
+        r.body,
+        "Request decoding failed: 1 error occurred:\n\t* invalid config key \"Bogus\"\n\n"
+    );
+    let r = api.put(r#"{"Kind":"jwt-provider","Name":"x"}"#).await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (StatusCode::BAD_REQUEST, "JSONWebKeySet is required")
+    );
+    let r = api.call("GET", "/v1/config/nope/x", None, "").await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (StatusCode::BAD_REQUEST, "invalid config entry kind: nope")
+    );
+    let r = api
+        .call("GET", "/v1/config/jwt-provider/absent", None, "")
+        .await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (
+            StatusCode::NOT_FOUND,
+            "Config entry not found for \"jwt-provider\" / \"absent\""
+        )
+    );
+    let r = api
+        .call("POST", "/v1/config/jwt-provider/absent", None, "")
+        .await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    let r = api
+        .call("GET", "/v1/config/jwt-provider?filter=Name==x", None, "")
+        .await;
+    assert_eq!(
+        r.body,
+        "filtering not supported for config entry kind=jwt-provider"
+    );
+}
+
+#[tokio::test]
+async fn cas_semantics_and_no_op_writes() {
+    let api = Api::dev();
+    assert_eq!(
+        api.call("PUT", "/v1/config?cas=0", None, OKTA).await.body,
+        "true"
+    );
+    assert_eq!(
+        api.call("PUT", "/v1/config?cas=0", None, OKTA).await.body,
+        "false",
+        "cas=0 only creates"
+    );
+    let idx = api
+        .call("GET", "/v1/config/jwt-provider/okta", None, "")
+        .await
+        .json()["ModifyIndex"]
+        .clone();
+    assert_eq!(idx, json!(1));
+    let changed = OKTA.replace("\"Issuer\":\"okta\"", "\"Issuer\":\"okta2\"");
+    assert_eq!(
+        api.call("PUT", "/v1/config?cas=7", None, &changed)
+            .await
+            .body,
+        "false"
+    );
+    assert_eq!(
+        api.call("PUT", "/v1/config?cas=1", None, &changed)
+            .await
+            .body,
+        "true"
+    );
+    // Writing the same entry again is acknowledged without bumping the index.
+    assert_eq!(api.put(&changed).await.body, "true");
+    let v = api
+        .call("GET", "/v1/config/jwt-provider/okta", None, "")
+        .await
+        .json();
+    assert_eq!(
+        (v["CreateIndex"].clone(), v["ModifyIndex"].clone()),
+        (json!(1), json!(2))
+    );
+    // Delete with CAS.
+    assert_eq!(
+        api.call("DELETE", "/v1/config/jwt-provider/okta?cas=1", None, "")
+            .await
+            .body,
+        "false"
+    );
+    assert_eq!(
+        api.call("DELETE", "/v1/config/jwt-provider/okta?cas=2", None, "")
+            .await
+            .body,
+        "true"
+    );
+    assert_eq!(
+        api.call("DELETE", "/v1/config/jwt-provider/okta", None, "")
+            .await
+            .body,
+        "{}"
+    );
+}
+
+#[tokio::test]
+async fn blocking_queries_wake_on_change_and_time_out() {
+    let api = Arc::new(Api::dev());
+    api.put(OKTA).await;
+    let waiter = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            api.call(
+                "GET",
+                "/v1/config/jwt-provider/okta?index=1&wait=5s",
+                None,
+                "",
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !waiter.is_finished(),
+        "must block while the index is unchanged"
+    );
+    api.put(&OKTA.replace("\"Issuer\":\"okta\"", "\"Issuer\":\"new\""))
+        .await;
+    let r = tokio::time::timeout(Duration::from_secs(2), waiter)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.headers["x-consul-index"], "2");
+    assert_eq!(r.json()["Issuer"], "new");
+
+    let start = std::time::Instant::now();
+    let r = api
+        .call(
+            "GET",
+            "/v1/config/jwt-provider?index=2&wait=200ms",
+            None,
+            "",
+        )
+        .await;
+    let waited = start.elapsed();
+    assert_eq!(r.headers["x-consul-index"], "2");
+    assert!(
+        waited >= Duration::from_millis(200) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn intentions_check_exact_and_match() {
+    let api = Api::dev();
+    api.put(r#"{"Kind":"service-intentions","Name":"api","Sources":[{"Name":"web","Action":"allow"},{"Name":"*","Action":"deny"}]}"#).await;
+    let check = |s: &'static str, d: &'static str| {
+        let api = &api;
+        async move {
+            api.call(
+                "GET",
+                &format!("/v1/connect/intentions/check?source={s}&destination={d}"),
+                None,
+                "",
+            )
+            .await
+            .json()["Allowed"]
+                .clone()
+        }
+    };
+    assert_eq!(check("web", "api").await, json!(true));
+    assert_eq!(check("db", "api").await, json!(false));
+    assert_eq!(
+        check("web", "billing").await,
+        json!(false),
+        "default intention policy is deny"
+    );
+
+    let r = api
+        .call("GET", "/v1/connect/intentions/check?source=web", None, "")
+        .await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            "required query parameter 'destination' not set"
+        )
+    );
+
+    let r = api
+        .call(
+            "GET",
+            "/v1/connect/intentions/exact?source=web&destination=api",
+            None,
+            "",
+        )
+        .await;
+    let v = r.json();
+    assert_eq!(
+        (
+            v["SourceName"].clone(),
+            v["Action"].clone(),
+            v["Precedence"].clone()
+        ),
+        (json!("web"), json!("allow"), json!(9))
+    );
+
+    let r = api
+        .call(
+            "PUT",
+            "/v1/connect/intentions/exact?source=db&destination=api",
+            None,
+            r#"{"SourceType":"consul","Action":"allow"}"#,
+        )
+        .await;
+    assert_eq!(r.body, "true");
+    assert_eq!(check("db", "api").await, json!(true));
+    let r = api
+        .call(
+            "DELETE",
+            "/v1/connect/intentions/exact?source=db&destination=api",
+            None,
+            "",
+        )
+        .await;
+    assert_eq!(r.body, "true");
+    assert_eq!(check("db", "api").await, json!(false));
+    let r = api
+        .call(
+            "GET",
+            "/v1/connect/intentions/exact?source=db&destination=api",
+            None,
+            "",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    let m = api
+        .call(
+            "GET",
+            "/v1/connect/intentions/match?by=destination&name=api",
+            None,
+            "",
+        )
+        .await
+        .json();
+    let names: Vec<&str> = m["api"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["SourceName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["web", "*"]);
+    let r = api
+        .call(
+            "GET",
+            "/v1/connect/intentions/match?by=nope&name=api",
+            None,
+            "",
+        )
+        .await;
+    assert_eq!(
+        r.body,
+        "'by' parameter must be one of 'source' or 'destination'"
+    );
+}
+
+#[tokio::test]
+async fn write_time_warnings_are_returned_as_headers() {
+    let api = Api::new(AgentConfig {
+        default_intention_policy: tribune_authz::Action::Allow,
+        ..AgentConfig::default()
+    });
+    api.put(OKTA).await;
+    let r = api.put(r#"{"Kind":"service-intentions","Name":"api","JWT":{"Providers":[{"Name":"okta"}]},"Sources":[{"Name":"web","Action":"allow"}]}"#).await;
+    let w = r
+        .headers
+        .get_all("x-tribune-warning")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect::<Vec<_>>();
+    assert!(w[0].contains("does not use an HTTP protocol"), "{w:?}");
+    api.put(API_HTTP).await;
+    let r = api.put(r#"{"Kind":"service-intentions","Name":"api","Meta":{"v":"2"},"JWT":{"Providers":[{"Name":"okta"}]},"Sources":[{"Name":"web","Action":"allow"}]}"#).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let w = r
+        .headers
+        .get_all("x-tribune-warning")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect::<Vec<_>>();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("not enforced while the default intention policy is allow"));
+}
+
+async fn token_with(api: &Api, name: &str, rules: &str) -> String {
+    let r = api
+        .call(
+            "PUT",
+            "/v1/acl/policy",
+            Some("root-secret"),
+            &json!({"Name": name, "Rules": rules}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = api
+        .call(
+            "PUT",
+            "/v1/acl/token",
+            Some("root-secret"),
+            &json!({"Policies": [{"Name": name}]}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.json()["SecretID"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn acls_enforce_mesh_write_for_providers() {
+    let api = Api::with_acls();
+    let r = api.put(OKTA).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.body, "Permission denied: anonymous token lacks permission 'mesh:write'. The anonymous token is used implicitly when a request does not specify a token.");
+    assert_eq!(r.headers["x-consul-default-acl-policy"], "deny");
+    let reader = token_with(&api, "reader", "mesh = \"read\"").await;
+    let r = api.call("PUT", "/v1/config", Some(&reader), OKTA).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(
+        r.body
+            .starts_with("Permission denied: token with AccessorID '")
+            && r.body.ends_with("' lacks permission 'mesh:write'"),
+        "{}",
+        r.body
+    );
+    let writer = token_with(&api, "writer", "mesh = \"write\"").await;
+    assert_eq!(
+        api.call("PUT", "/v1/config", Some(&writer), OKTA)
+            .await
+            .body,
+        "true"
+    );
+    let r = api
+        .call("GET", "/v1/config/jwt-provider/okta", Some(&reader), "")
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = api
+        .call(
+            "GET",
+            "/v1/config/jwt-provider/okta",
+            Some("no-such-secret"),
+            "",
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (StatusCode::FORBIDDEN, "ACL not found")
+    );
+    // Bearer works too.
+    let r = router(api.state.clone())
+        .oneshot(
+            Request::get("/v1/config/jwt-provider/okta")
+                .header("authorization", format!("Bearer {writer}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn acls_for_intentions_services_and_list_filtering() {
+    let api = Api::with_acls();
+    api.call("PUT", "/v1/config", Some("root-secret"), OKTA)
+        .await;
+    let api_owner = token_with(
+        &api,
+        "api-owner",
+        r#"service "api" { policy = "write" intentions = "write" }"#,
+    )
+    .await;
+    let r = api.call("PUT", "/v1/config", Some(&api_owner), r#"{"Kind":"service-intentions","Name":"api","Sources":[{"Name":"web","Action":"allow"}]}"#).await;
+    assert_eq!(
+        r.body, "true",
+        "intentions:write on the destination suffices"
+    );
+    let r = api.call("PUT", "/v1/config", Some(&api_owner), r#"{"Kind":"service-intentions","Name":"db","Sources":[{"Name":"web","Action":"allow"}]}"#).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(
+        r.body
+            .ends_with("lacks permission 'intention:write' on \"db\""),
+        "{}",
+        r.body
+    );
+    let mesh = token_with(&api, "mesh", "mesh = \"write\"").await;
+    let r = api.call("PUT", "/v1/config", Some(&mesh), r#"{"Kind":"service-intentions","Name":"db","Sources":[{"Name":"web","Action":"allow"}]}"#).await;
+    assert_eq!(
+        r.body, "true",
+        "mesh:write also suffices (decisions.md #11)"
+    );
+    // service:write on any service may read jwt-providers.
+    assert_eq!(
+        api.call("GET", "/v1/config/jwt-provider/okta", Some(&api_owner), "")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // Lists hide what the token may not read.
+    let r = api
+        .call("GET", "/v1/config/service-intentions", Some(&api_owner), "")
+        .await;
+    let names: Vec<String> = r
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["Name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["api"]);
+    assert_eq!(r.headers["x-consul-results-filtered-by-acls"], "true");
+    // check needs service:read on the destination.
+    let r = api
+        .call(
+            "GET",
+            "/v1/connect/intentions/check?source=web&destination=db",
+            Some(&api_owner),
+            "",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = api
+        .call(
+            "GET",
+            "/v1/connect/intentions/check?source=web&destination=api",
+            Some(&api_owner),
+            "",
+        )
+        .await;
+    assert_eq!(r.json()["Allowed"], json!(true));
+}
+
+#[tokio::test]
+async fn bootstrap_once_and_acl_endpoints() {
+    let mut c = AgentConfig::default();
+    c.acl.enabled = true;
+    c.acl.default_policy = "deny".into();
+    let api = Api::new(c);
+    let r = api.call("PUT", "/v1/acl/bootstrap", None, "").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let v = r.json();
+    assert_eq!(v["Policies"][0]["Name"], "global-management");
+    let secret = v["SecretID"].as_str().unwrap().to_string();
+    let again = api.call("PUT", "/v1/acl/bootstrap", None, "").await;
+    assert_eq!(again.status, StatusCode::FORBIDDEN);
+    assert!(
+        again
+            .body
+            .starts_with("Permission denied: ACL bootstrap no longer allowed (reset index: "),
+        "{}",
+        again.body
+    );
+    let r = api
+        .call(
+            "PUT",
+            "/v1/acl/policy",
+            Some(&secret),
+            r#"{"Name":"bad","Rules":"mesh = \"admin\""}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.starts_with("Failed to parse ACL rules:"));
+    let r = api
+        .call(
+            "PUT",
+            "/v1/acl/token",
+            Some(&secret),
+            r#"{"Policies":[{"Name":"ghost"}]}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = api
+        .call("GET", "/v1/acl/token/self", Some(&secret), "")
+        .await;
+    assert_eq!(r.json()["SecretID"], json!(secret));
+    let r = api.call("GET", "/v1/acl/tokens", None, "").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
