@@ -50,12 +50,14 @@ pub fn write_warnings(
                     ));
                 }
                 for (j, perm) in perms.iter().enumerate() {
-                    let has_jwt = top_jwt || perm.jwt.as_ref().is_some_and(|j| !j.providers.is_empty());
-                    if !has_jwt {
+                    let own_jwt = perm.jwt.as_ref().is_some_and(|j| !j.providers.is_empty());
+                    if !(own_jwt || top_jwt) {
                         continue;
                     }
                     match (default, perm.action) {
-                        (Action::Deny, Action::Deny) => out.push(format!(
+                        // A top-level JWT also covers deny permissions; only a JWT
+                        // written on the deny permission itself is surprising.
+                        (Action::Deny, Action::Deny) if own_jwt => out.push(format!(
                             "{p}.Permissions[{j}]: the JWT requirement of a deny permission is ignored; it denies every matching request"
                         )),
                         (Action::Allow, Action::Allow) => out.push(format!(

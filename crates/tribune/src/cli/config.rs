@@ -1,14 +1,24 @@
-//! `tribune config ...`: config entries.
+//! `tribune config ...`: config entries, offline (`validate`) and against the agent.
 
+use super::http::{call, unexpected, HttpArgs};
 use super::Io;
 use clap::{Args, Subcommand};
 use std::io::Read;
-use tribune_model::{decode_text, WireEntry};
+use tribune_client::encode;
+use tribune_model::{decode::parse_raw, decode_object, Kind, WireEntry};
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Check one config entry file offline (HCL or JSON; `-` reads stdin).
     Validate(ValidateArgs),
+    /// Create or update a config entry from a file (HCL or JSON; `-` reads stdin).
+    Write(WriteArgs),
+    /// Print one config entry as JSON.
+    Read(ReadArgs),
+    /// List the names of the config entries of a kind.
+    List(ListArgs),
+    /// Delete a config entry.
+    Delete(DeleteArgs),
 }
 
 #[derive(Debug, Args)]
@@ -20,9 +30,61 @@ pub struct ValidateArgs {
     pub canonical: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct WriteArgs {
+    /// Path of the entry file, or `-` for standard input.
+    pub file: Vec<String>,
+    /// Only write if the entry's ModifyIndex equals -modify-index (0: only create).
+    #[arg(long)]
+    pub cas: bool,
+    #[arg(long = "modify-index")]
+    pub modify_index: Option<u64>,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    #[arg(long)]
+    pub kind: Option<String>,
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[arg(long)]
+    pub kind: Option<String>,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    #[arg(long)]
+    pub kind: Option<String>,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Take kind and name from this entry file.
+    #[arg(long)]
+    pub filename: Option<String>,
+    #[arg(long)]
+    pub cas: bool,
+    #[arg(long = "modify-index")]
+    pub modify_index: Option<u64>,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
 pub fn run(cmd: ConfigCommand, io: &mut Io<'_>) -> u8 {
     match cmd {
         ConfigCommand::Validate(args) => validate(&args, io),
+        ConfigCommand::Write(args) => write(&args, io),
+        ConfigCommand::Read(args) => read(&args, io),
+        ConfigCommand::List(args) => list(&args, io),
+        ConfigCommand::Delete(args) => delete(&args, io),
     }
 }
 
@@ -47,7 +109,7 @@ fn validate(args: &ValidateArgs, io: &mut Io<'_>) -> u8 {
             return 1;
         }
     };
-    let wire = match decode_text(&text) {
+    let wire = match tribune_model::decode_text(&text) {
         Ok(w) => w,
         Err(e) => {
             let _ = write!(io.err, "Failed to decode config entry input: {e}");
@@ -83,14 +145,240 @@ fn validate(args: &ValidateArgs, io: &mut Io<'_>) -> u8 {
     }
 }
 
+fn wire_kind_name(w: &WireEntry) -> (&'static str, String) {
+    match w {
+        WireEntry::ServiceDefaults(e) => ("service-defaults", e.name.clone().unwrap_or_default()),
+        WireEntry::ProxyDefaults(e) => (
+            "proxy-defaults",
+            e.name.clone().unwrap_or_else(|| "global".into()),
+        ),
+        WireEntry::ServiceIntentions(e) => {
+            ("service-intentions", e.name.clone().unwrap_or_default())
+        }
+        WireEntry::JwtProvider(e) => ("jwt-provider", e.name.clone().unwrap_or_default()),
+    }
+}
+
 fn wire_label(w: &WireEntry) -> String {
-    let (kind, name) = match w {
-        WireEntry::ServiceDefaults(e) => ("service-defaults", e.name.as_deref()),
-        WireEntry::ProxyDefaults(e) => ("proxy-defaults", e.name.as_deref()),
-        WireEntry::ServiceIntentions(e) => ("service-intentions", e.name.as_deref()),
-        WireEntry::JwtProvider(e) => ("jwt-provider", e.name.as_deref()),
+    let (k, n) = wire_kind_name(w);
+    format!("{k}/{n}")
+}
+
+/// Decodes a file client-side (Consul's CLI does too) and returns the raw JSON body
+/// to send, with the entry's kind and name.
+fn decode_file(path: &str, io: &mut Io<'_>) -> Result<(Vec<u8>, &'static str, String), u8> {
+    let text = load_input(path).map_err(|e| {
+        let _ = writeln!(io.err, "Failed to load data: {e}");
+        1
+    })?;
+    let fail = |e: &dyn std::fmt::Display, io: &mut Io<'_>| {
+        let s = e.to_string();
+        let _ = write!(io.err, "Failed to decode config entry input: {s}");
+        if !s.ends_with('\n') {
+            let _ = writeln!(io.err);
+        }
+        1
     };
-    format!("{kind}/{}", name.unwrap_or(""))
+    let raw = parse_raw(&text).map_err(|e| fail(&e, io))?;
+    let body = serde_json::to_vec(&raw).unwrap_or_default();
+    let wire = decode_object(raw).map_err(|e| fail(&e, io))?;
+    let (kind, name) = wire_kind_name(&wire);
+    Ok((body, kind, name))
+}
+
+fn write(args: &WriteArgs, io: &mut Io<'_>) -> u8 {
+    if args.file.len() != 1 {
+        let _ = writeln!(
+            io.err,
+            "Must provide exactly one positional argument to specify the config entry to write"
+        );
+        return 1;
+    }
+    let (body, kind, name) = match decode_file(&args.file[0], io) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let path = if args.cas {
+        format!("/v1/config?cas={}", args.modify_index.unwrap_or(0))
+    } else {
+        "/v1/config".to_string()
+    };
+    match call(&args.http, "PUT", &path, Some(body)) {
+        Err(e) => {
+            let _ = writeln!(io.err, "Error connecting to Tribune agent: {e}");
+            1
+        }
+        Ok(r) if r.status != 200 => {
+            let _ = writeln!(
+                io.err,
+                "Error writing config entry {kind}/{name}: {}",
+                unexpected(&r)
+            );
+            1
+        }
+        Ok(r) => {
+            for w in r.headers_named("x-tribune-warning") {
+                let _ = writeln!(io.err, "WARNING: {w}");
+            }
+            if r.body.trim() == "true" {
+                let _ = writeln!(io.out, "Config entry written: {kind}/{name}");
+                0
+            } else {
+                let _ = writeln!(io.err, "Config entry not updated: {kind}/{name}");
+                1
+            }
+        }
+    }
+}
+
+fn read(args: &ReadArgs, io: &mut Io<'_>) -> u8 {
+    let Some(kind) = args.kind.as_deref().filter(|k| !k.is_empty()) else {
+        let _ = writeln!(io.err, "Must specify the -kind parameter");
+        return 1;
+    };
+    let Some(name) = args.name.as_deref().filter(|n| !n.is_empty()) else {
+        let _ = writeln!(io.err, "Must specify the -name parameter");
+        return 1;
+    };
+    match call(
+        &args.http,
+        "GET",
+        &format!("/v1/config/{}/{}", encode(kind), encode(name)),
+        None,
+    ) {
+        Err(e) => {
+            let _ = writeln!(io.err, "Error connecting to Tribune agent: {e}");
+            1
+        }
+        Ok(r) if r.status != 200 => {
+            let _ = writeln!(
+                io.err,
+                "Error reading config entry {kind}/{name}: {}",
+                unexpected(&r)
+            );
+            1
+        }
+        Ok(r) => {
+            let mut v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+            if let Some(m) = v.as_object_mut() {
+                m.remove("Hash");
+            }
+            let _ = writeln!(io.out, "{}", pretty4(&v));
+            0
+        }
+    }
+}
+
+/// JSON with 4-space indentation (what `consul config read` prints).
+fn pretty4(v: &serde_json::Value) -> String {
+    let mut buf = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+    let _ = serde::Serialize::serialize(v, &mut ser);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+fn list(args: &ListArgs, io: &mut Io<'_>) -> u8 {
+    let Some(kind) = args.kind.as_deref().filter(|k| !k.is_empty()) else {
+        let _ = writeln!(io.err, "Must specify the -kind parameter");
+        return 1;
+    };
+    match call(
+        &args.http,
+        "GET",
+        &format!("/v1/config/{}", encode(kind)),
+        None,
+    ) {
+        Err(e) => {
+            let _ = writeln!(io.err, "Error connecting to Tribune agent: {e}");
+            1
+        }
+        Ok(r) if r.status != 200 => {
+            let _ = writeln!(
+                io.err,
+                "Error listing config entries for kind {kind:?}: {}",
+                unexpected(&r)
+            );
+            1
+        }
+        Ok(r) => {
+            let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+            for e in v.as_array().into_iter().flatten() {
+                let _ = writeln!(io.out, "{}", e["Name"].as_str().unwrap_or(""));
+            }
+            0
+        }
+    }
+}
+
+fn delete(args: &DeleteArgs, io: &mut Io<'_>) -> u8 {
+    let (kind, name) = match (&args.filename, &args.kind, &args.name) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            let _ = writeln!(io.err, "filename can't be used with kind or name");
+            return 1;
+        }
+        (Some(f), None, None) => match decode_file(f, io) {
+            Ok((_, k, n)) => (k.to_string(), n),
+            Err(code) => return code,
+        },
+        (None, None, None) => {
+            let _ = writeln!(io.err, "Must specify the -kind or -filename parameter");
+            return 1;
+        }
+        (None, None, Some(_)) => {
+            let _ = writeln!(io.err, "Must specify the -kind parameter");
+            return 1;
+        }
+        (None, Some(_), None) => {
+            let _ = writeln!(io.err, "Must specify the -name parameter");
+            return 1;
+        }
+        (None, Some(k), Some(n)) => (k.clone(), n.clone()),
+    };
+    if args.cas && args.modify_index.unwrap_or(0) == 0 {
+        let _ = writeln!(
+            io.err,
+            "Must specify a -modify-index greater than 0 with -cas"
+        );
+        return 1;
+    }
+    if !args.cas && args.modify_index.is_some() {
+        let _ = writeln!(io.err, "Cannot specify -modify-index without -cas");
+        return 1;
+    }
+    if Kind::parse(&kind).is_err() {
+        let _ = writeln!(
+            io.err,
+            "Error deleting config entry {kind}/{name}: invalid config entry kind: {kind}"
+        );
+        return 1;
+    }
+    let mut path = format!("/v1/config/{}/{}", encode(&kind), encode(&name));
+    if args.cas {
+        path.push_str(&format!("?cas={}", args.modify_index.unwrap_or(0)));
+    }
+    match call(&args.http, "DELETE", &path, None) {
+        Err(e) => {
+            let _ = writeln!(io.err, "Error connecting to Tribune agent: {e}");
+            1
+        }
+        Ok(r) if r.status != 200 => {
+            let _ = writeln!(
+                io.err,
+                "Error deleting config entry {kind}/{name}: {}",
+                unexpected(&r)
+            );
+            1
+        }
+        Ok(r) if args.cas && r.body.trim() != "true" => {
+            let _ = writeln!(io.err, "Config entry not deleted: {kind}/{name}");
+            1
+        }
+        Ok(_) => {
+            let _ = writeln!(io.out, "Config entry deleted: {kind}/{name}");
+            0
+        }
+    }
 }
 
 #[cfg(test)]
@@ -112,9 +400,8 @@ mod tests {
 
     #[test]
     fn validate_reports_every_error_with_its_path() {
-        let dir = std::env::temp_dir().join(format!("tribune-validate-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("bad.hcl");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("bad.hcl");
         std::fs::write(
             &f,
             r#"Kind = "jwt-provider"
@@ -140,9 +427,8 @@ Forwarding { PadForwardPayloadHeader = true }
 
     #[test]
     fn validate_reports_decode_errors_like_consul() {
-        let dir = std::env::temp_dir().join(format!("tribune-validate-d-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("unknown.json");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("unknown.json");
         std::fs::write(
             &f,
             r#"{"Kind":"jwt-provider","Name":"x","Bogus":1,"Namespace":"ns"}"#,

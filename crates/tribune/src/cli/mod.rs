@@ -1,7 +1,13 @@
 //! Command-line parsing and dispatch. Flags are spelled like Consul's (`-kind K`,
 //! `-http-addr=...`); `--kind` works too.
 
+mod acl;
+mod agent;
+#[cfg(test)]
+mod agent_tests;
 mod config;
+mod http;
+mod intention;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::collections::HashSet;
@@ -22,9 +28,17 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the control plane: the HTTP API over the embedded store.
+    Agent(agent::AgentArgs),
     /// Work with config entries (jwt-provider, service-intentions, ...).
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Check intentions.
+    #[command(subcommand)]
+    Intention(intention::IntentionCommand),
+    /// Bootstrap ACLs, create policies and tokens.
+    #[command(subcommand)]
+    Acl(acl::AclCommand),
 }
 
 /// Output streams, injected so commands can be tested without a terminal.
@@ -66,7 +80,10 @@ pub fn run_with(args: Vec<OsString>, io: &mut Io<'_>) -> u8 {
         }
     };
     match cli.command {
+        Command::Agent(args) => agent::run(args, io),
         Command::Config(cmd) => config::run(cmd, io),
+        Command::Intention(cmd) => intention::run(cmd, io),
+        Command::Acl(cmd) => acl::run(cmd, io),
     }
 }
 

@@ -1,0 +1,273 @@
+//! CLI commands against an in-process agent on 127.0.0.1:0: output text and exit codes.
+
+use crate::cli::tests::run_args;
+use std::sync::Arc;
+use tribune_server::{router, AgentConfig, AppState};
+use tribune_store::RedbStore;
+
+/// Starts an agent on its own thread and runtime; returns its address.
+fn start_agent(config: AgentConfig) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let state = AppState::new(Arc::new(RedbStore::in_memory().unwrap()), config).unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap().to_string()).unwrap();
+            axum::serve(listener, router(state)).await.unwrap();
+        });
+    });
+    rx.recv().unwrap()
+}
+
+fn example(name: &str) -> String {
+    format!("{}/../../examples/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn seed_workflow_through_the_cli() {
+    let addr = start_agent(AgentConfig::default());
+    let a = ["-http-addr", addr.as_str()];
+    let run = |args: &[&str]| {
+        let mut v: Vec<&str> = args.to_vec();
+        v.extend_from_slice(&a);
+        run_args(&v)
+    };
+    assert_eq!(
+        run(&["config", "write", &example("okta-provider.hcl")]),
+        (
+            0,
+            "Config entry written: jwt-provider/okta\n".into(),
+            String::new()
+        )
+    );
+    let (code, _, err) = run(&["config", "write", &example("api-intentions.hcl")]);
+    assert_eq!(code, 1);
+    assert_eq!(err, "Error writing config entry service-intentions/api: Unexpected response code: 400 (service \"api\" has protocol \"tcp\", which is incompatible with L7 intentions permissions)\n");
+    assert_eq!(run(&["config", "write", &example("api-defaults.hcl")]).0, 0);
+    assert_eq!(
+        run(&["config", "write", &example("api-intentions.hcl")]),
+        (
+            0,
+            "Config entry written: service-intentions/api\n".into(),
+            String::new()
+        )
+    );
+    let (code, out, _) = run(&["config", "read", "-kind", "jwt-provider", "-name", "okta"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with(
+            "{\n    \"Kind\": \"jwt-provider\",\n    \"Name\": \"okta\",\n    \"JSONWebKeySet\""
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("\"Hash\""));
+    assert_eq!(
+        run(&["config", "list", "-kind", "service-intentions"]),
+        (0, "api\n".into(), String::new())
+    );
+    assert_eq!(
+        run(&["config", "read", "-kind", "jwt-provider"]),
+        (
+            1,
+            String::new(),
+            "Must specify the -name parameter\n".into()
+        )
+    );
+    assert_eq!(
+        run(&["config", "read", "-kind", "jwt-provider", "-name", "nope"]),
+        (1, String::new(), "Error reading config entry jwt-provider/nope: Unexpected response code: 404 (Config entry not found for \"jwt-provider\" / \"nope\")\n".into())
+    );
+    // The referenced provider cannot be deleted; the intention can.
+    let (code, _, err) = run(&["config", "delete", "-kind", "jwt-provider", "-name", "okta"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot delete jwt provider config entry referenced by an intention. Provider name: okta, intention name: api"), "{err}");
+    assert_eq!(
+        run(&[
+            "config",
+            "delete",
+            "-filename",
+            &example("api-intentions.hcl")
+        ]),
+        (
+            0,
+            "Config entry deleted: service-intentions/api\n".into(),
+            String::new()
+        )
+    );
+    assert_eq!(
+        run(&[
+            "config",
+            "delete",
+            "-kind",
+            "jwt-provider",
+            "-name",
+            "okta",
+            "-modify-index",
+            "3"
+        ]),
+        (
+            1,
+            String::new(),
+            "Cannot specify -modify-index without -cas\n".into()
+        )
+    );
+}
+
+#[test]
+fn config_write_cas_and_argument_errors() {
+    let addr = start_agent(AgentConfig::default());
+    let okta = example("okta-provider.hcl");
+    let cas = |idx: &str| {
+        run_args(&[
+            "config",
+            "write",
+            "-cas",
+            "-modify-index",
+            idx,
+            "-http-addr",
+            &addr,
+            &okta,
+        ])
+    };
+    assert_eq!(cas("0").0, 0);
+    assert_eq!(
+        cas("0"),
+        (
+            1,
+            String::new(),
+            "Config entry not updated: jwt-provider/okta\n".into()
+        )
+    );
+    assert_eq!(
+        run_args(&["config", "write", "-http-addr", &addr]),
+        (
+            1,
+            String::new(),
+            "Must provide exactly one positional argument to specify the config entry to write\n"
+                .into()
+        )
+    );
+}
+
+#[test]
+fn intention_check_exit_codes() {
+    let addr = start_agent(AgentConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("i.hcl");
+    std::fs::write(&f, "Kind = \"service-intentions\"\nName = \"api\"\nSources = [ { Name = \"web\" Action = \"allow\" } ]\n").unwrap();
+    assert_eq!(
+        run_args(&["config", "write", "-http-addr", &addr, f.to_str().unwrap()]).0,
+        0
+    );
+    assert_eq!(
+        run_args(&["intention", "check", "web", "api", "-http-addr", &addr]),
+        (0, "Allowed\n".into(), String::new())
+    );
+    assert_eq!(
+        run_args(&["intention", "check", "db", "api", "-http-addr", &addr]),
+        (1, "Denied\n".into(), String::new())
+    );
+    assert_eq!(
+        run_args(&["intention", "check", "web", "-http-addr", &addr]),
+        (
+            2,
+            String::new(),
+            "Error: command requires exactly two arguments: src and dst\n".into()
+        )
+    );
+    let (code, _, err) = run_args(&[
+        "intention",
+        "check",
+        "web",
+        "api",
+        "-http-addr",
+        "127.0.0.1:1",
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("Error connecting to Tribune agent:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn acl_workflow_mesh_write_token() {
+    let mut config = AgentConfig::default();
+    config.acl.enabled = true;
+    config.acl.default_policy = "deny".into();
+    let addr = start_agent(config);
+    let (code, out, _) = run_args(&["acl", "bootstrap", "-http-addr", &addr]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("00000000-0000-0000-0000-000000000001 - global-management"),
+        "{out}"
+    );
+    let root = out
+        .lines()
+        .find_map(|l| l.strip_prefix("SecretID:"))
+        .map(|s| s.trim().to_string())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("mesh.hcl");
+    std::fs::write(&rules, "mesh = \"write\"\n").unwrap();
+    let rules_arg = format!("@{}", rules.display());
+    let (code, out, err) = run_args(&[
+        "acl",
+        "policy",
+        "create",
+        "-name",
+        "mesh-writer",
+        "-rules",
+        &rules_arg,
+        "-http-addr",
+        &addr,
+        "-token",
+        &root,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Name:         mesh-writer"), "{out}");
+    let (code, out, _) = run_args(&[
+        "acl",
+        "token",
+        "create",
+        "-policy-name",
+        "mesh-writer",
+        "-http-addr",
+        &addr,
+        "-token",
+        &root,
+    ]);
+    assert_eq!(code, 0);
+    let writer = out
+        .lines()
+        .find_map(|l| l.strip_prefix("SecretID:"))
+        .map(|s| s.trim().to_string())
+        .unwrap();
+    let okta = example("okta-provider.hcl");
+    let (code, _, err) = run_args(&["config", "write", "-http-addr", &addr, &okta]);
+    assert_eq!(code, 1);
+    assert_eq!(err, "Error writing config entry jwt-provider/okta: Unexpected response code: 403 (Permission denied: anonymous token lacks permission 'mesh:write'. The anonymous token is used implicitly when a request does not specify a token.)\n");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{writer}\n")).unwrap();
+    assert_eq!(
+        run_args(&[
+            "config",
+            "write",
+            "-http-addr",
+            &addr,
+            "-token-file",
+            token_file.to_str().unwrap(),
+            &okta
+        ]),
+        (
+            0,
+            "Config entry written: jwt-provider/okta\n".into(),
+            String::new()
+        )
+    );
+}

@@ -1,0 +1,76 @@
+//! Flags and environment shared by every command that talks to the agent.
+
+use clap::Args;
+use tribune_client::{Client, ClientError, Response, Target};
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct HttpArgs {
+    /// Agent address (env TRIBUNE_HTTP_ADDR or CONSUL_HTTP_ADDR; default 127.0.0.1:8500).
+    #[arg(long = "http-addr")]
+    pub http_addr: Option<String>,
+    /// ACL token (env TRIBUNE_HTTP_TOKEN or CONSUL_HTTP_TOKEN).
+    #[arg(long)]
+    pub token: Option<String>,
+    /// File holding the ACL token (env TRIBUNE_HTTP_TOKEN_FILE or CONSUL_HTTP_TOKEN_FILE).
+    #[arg(long = "token-file")]
+    pub token_file: Option<String>,
+}
+
+fn env(names: &[&str]) -> Option<String> {
+    names
+        .iter()
+        .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+}
+
+impl HttpArgs {
+    /// Flags win over `TRIBUNE_*`, which win over `CONSUL_*`.
+    pub fn target(&self) -> Result<Target, String> {
+        let addr = self
+            .http_addr
+            .clone()
+            .or_else(|| env(&["TRIBUNE_HTTP_ADDR", "CONSUL_HTTP_ADDR"]))
+            .unwrap_or_else(|| "127.0.0.1:8500".into());
+        let token_file = self
+            .token_file
+            .clone()
+            .or_else(|| env(&["TRIBUNE_HTTP_TOKEN_FILE", "CONSUL_HTTP_TOKEN_FILE"]));
+        let token = match (&self.token, token_file) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(f)) => Some(
+                std::fs::read_to_string(&f)
+                    .map_err(|e| format!("Error reading token file {f}: {e}"))?
+                    .trim()
+                    .to_string(),
+            ),
+            (None, None) => env(&["TRIBUNE_HTTP_TOKEN", "CONSUL_HTTP_TOKEN"]),
+        };
+        Ok(Target { addr, token })
+    }
+}
+
+/// Runs one request to the agent on a small runtime.
+pub fn call(
+    http: &HttpArgs,
+    method: &str,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> Result<Response, ClientError> {
+    let target = http.target().map_err(ClientError)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ClientError(e.to_string()))?;
+    rt.block_on(async {
+        let client = Client::new(&target)?;
+        client.request(method, path, body).await
+    })
+}
+
+/// Consul's text for a non-200 answer.
+pub fn unexpected(r: &Response) -> String {
+    format!(
+        "Unexpected response code: {} ({})",
+        r.status,
+        r.body.trim_end()
+    )
+}
