@@ -298,12 +298,15 @@ async fn list(
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
-    if let Some(k) = kind {
-        if query_get(&q, "filter").is_some_and(|f| !f.is_empty()) && k != Kind::ServiceDefaults {
-            return Err(ApiError::bad_request(format!(
-                "filtering not supported for config entry kind={k}"
-            )));
-        }
+    if query_get(&q, "filter").is_some_and(|f| !f.is_empty()) {
+        return Err(ApiError::bad_request(match kind {
+            Some(k) if k != Kind::ServiceDefaults => {
+                format!("filtering not supported for config entry kind={k}")
+            }
+            // Consul filters service-defaults with go-bexpr; Tribune does not yet, and
+            // says so rather than returning unfiltered results.
+            _ => "filter expressions are not supported by Tribune yet".to_string(),
+        }));
     }
     let authz = authorize(state, headers, &q)?;
     let index = block_on_table(state, CONFIG_TABLE, &q).await?;
