@@ -202,6 +202,21 @@ async fn decode_and_validation_errors_are_400_with_consul_text() {
         r.body,
         "filtering not supported for config entry kind=jwt-provider"
     );
+    let r = api
+        .call(
+            "GET",
+            "/v1/config/service-defaults?filter=Protocol==http",
+            None,
+            "",
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            "filter expressions are not supported by Tribune yet"
+        )
+    );
 }
 
 #[tokio::test]
