@@ -1,0 +1,195 @@
+//! Tribune's JWT engine: compact JWS parsing, JSON Web Key Sets, signature and claims
+//! verification. No I/O; the caller passes the current time.
+//!
+//! Security defaults (DEVELOPERS.md, RFC 8725):
+//! - compact serialization only: three unpadded base64url segments, size-bounded;
+//! - `alg` from an allow-list, case-sensitive; `none` in any casing is rejected;
+//! - header keys `jwk`, `jku`, `x5u`, `x5c` are never used; any `crit` is rejected
+//!   (no extension is understood); `b64: false` is rejected;
+//! - JSON with duplicate member names is rejected (header and payload);
+//! - the key family is pinned by the JWK's `kty`: an HS token can never be checked
+//!   with an RSA or EC key's bytes; a key's `alg`, `use` and `key_ops` are honoured;
+//! - RSA keys of at least 2048 bits, EC points validated on their curve, HMAC
+//!   secrets at least as long as the hash; HMAC compared in constant time;
+//! - unknown keys fail closed.
+
+#![forbid(unsafe_code)]
+
+mod json;
+pub mod jwks;
+pub mod token;
+
+use serde_json::{Map, Value};
+use std::fmt;
+use std::sync::Arc;
+
+pub use jwks::{Jwks, KeySetError};
+pub use token::{Alg, Jws, DEFAULT_MAX_TOKEN_BYTES};
+
+/// Why a token was not accepted. `text()` gives the short, Envoy-style message that
+/// may be shown to the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwtError {
+    Missing,
+    TooLarge {
+        limit: usize,
+    },
+    Malformed(&'static str),
+    UnsupportedAlgorithm(String),
+    UnknownKey,
+    BadSignature,
+    Expired,
+    NotYetValid,
+    IssuerMismatch,
+    AudienceNotAllowed,
+    /// A registered claim has the wrong JSON type (`exp` as a string, ...).
+    ClaimType(&'static str),
+    /// No keys are available for the provider (fetch failed, never fetched).
+    KeysUnavailable,
+}
+
+impl JwtError {
+    pub fn text(&self) -> &'static str {
+        match self {
+            JwtError::Missing => "Jwt is missing",
+            JwtError::TooLarge { .. } => "Jwt is too large",
+            JwtError::Malformed(m) => m,
+            JwtError::UnsupportedAlgorithm(_) => "Jwt header [alg] is not supported",
+            JwtError::UnknownKey => "Jwks doesn't have key to match kid or alg from Jwt",
+            JwtError::BadSignature => "Jwt verification fails",
+            JwtError::Expired => "Jwt is expired",
+            JwtError::NotYetValid => "Jwt not yet valid",
+            JwtError::IssuerMismatch => "Jwt issuer is not configured",
+            JwtError::AudienceNotAllowed => "Audiences in Jwt are not allowed",
+            JwtError::ClaimType(c) => match *c {
+                "exp" => "Jwt payload [exp] field is not a number",
+                "nbf" => "Jwt payload [nbf] field is not a number",
+                "iss" => "Jwt payload [iss] field is not a string",
+                "aud" => "Jwt payload [aud] field is not a string or string list",
+                _ => "Jwt payload has a claim of the wrong type",
+            },
+            JwtError::KeysUnavailable => "Jwks remote fetch is failed",
+        }
+    }
+}
+
+impl fmt::Display for JwtError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.text())
+    }
+}
+
+impl std::error::Error for JwtError {}
+
+/// How one provider verifies tokens (from its `jwt-provider` entry) and its keys.
+#[derive(Clone)]
+pub struct Verifier {
+    pub provider: String,
+    issuer: String,
+    audiences: Vec<String>,
+    skew_seconds: i64,
+    max_token_bytes: usize,
+    keys: Arc<Jwks>,
+}
+
+impl Verifier {
+    pub fn new(provider: &tribune_model::JwtProvider, keys: Arc<Jwks>) -> Self {
+        Verifier {
+            provider: provider.name.clone(),
+            issuer: provider.issuer.clone(),
+            audiences: provider.audiences.clone(),
+            skew_seconds: provider.clock_skew_seconds.max(0),
+            max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+            keys,
+        }
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Verifies `token` at `now` (seconds since the Unix epoch) and returns the payload.
+    pub fn verify(&self, token: &str, now: i64) -> Result<Map<String, Value>, JwtError> {
+        let jws = Jws::parse(token, self.max_token_bytes)?;
+        self.keys.verify_signature(&jws)?;
+        check_claims(
+            &jws.payload,
+            &self.issuer,
+            &self.audiences,
+            self.skew_seconds,
+            now,
+        )?;
+        Ok(jws.payload)
+    }
+}
+
+/// Registered-claim checks (decisions.md #4: `ClockSkewSeconds` for `exp` and `nbf`).
+pub fn check_claims(
+    payload: &Map<String, Value>,
+    issuer: &str,
+    audiences: &[String],
+    skew: i64,
+    now: i64,
+) -> Result<(), JwtError> {
+    let number = |name: &'static str| -> Result<Option<i64>, JwtError> {
+        match payload.get(name) {
+            None => Ok(None),
+            Some(Value::Number(n)) => Ok(Some(
+                n.as_i64()
+                    .or_else(|| n.as_f64().map(|f| f as i64))
+                    .ok_or(JwtError::ClaimType(name))?,
+            )),
+            Some(_) => Err(JwtError::ClaimType(name)),
+        }
+    };
+    if let Some(exp) = number("exp")? {
+        if now > exp.saturating_add(skew) {
+            return Err(JwtError::Expired);
+        }
+    }
+    if let Some(nbf) = number("nbf")? {
+        if now.saturating_add(skew) < nbf {
+            return Err(JwtError::NotYetValid);
+        }
+    }
+    if !issuer.is_empty() {
+        match payload.get("iss") {
+            Some(Value::String(s)) if s == issuer => {}
+            Some(Value::String(_)) | None => return Err(JwtError::IssuerMismatch),
+            Some(_) => return Err(JwtError::ClaimType("iss")),
+        }
+    }
+    if !audiences.is_empty() {
+        let ok = match payload.get("aud") {
+            None => false,
+            Some(Value::String(s)) => audiences.contains(s),
+            Some(Value::Array(items)) => {
+                let mut any = false;
+                for i in items {
+                    match i {
+                        Value::String(s) => any |= audiences.contains(s),
+                        _ => return Err(JwtError::ClaimType("aud")),
+                    }
+                }
+                any
+            }
+            Some(_) => return Err(JwtError::ClaimType("aud")),
+        };
+        if !ok {
+            return Err(JwtError::AudienceNotAllowed);
+        }
+    }
+    Ok(())
+}
+
+/// The `iss` of a token without verifying it: only for routing a token to the
+/// provider whose Issuer it names (never for a decision).
+pub fn unverified_issuer(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("iss")?.as_str().map(str::to_string)
+}

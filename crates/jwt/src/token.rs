@@ -1,0 +1,167 @@
+//! Compact JWS parsing (RFC 7515 §7.1 / RFC 7519), strict.
+
+use crate::json::object_no_dups;
+use crate::JwtError;
+use base64::Engine;
+use serde_json::{Map, Value};
+
+/// Default bound on a token's size, in bytes.
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// The signature algorithms Tribune accepts (RFC 7518, RFC 8037).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Alg {
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    ES512,
+    EdDSA,
+    HS256,
+    HS384,
+    HS512,
+}
+
+impl Alg {
+    pub const ALL: [Alg; 13] = [
+        Alg::RS256,
+        Alg::RS384,
+        Alg::RS512,
+        Alg::PS256,
+        Alg::PS384,
+        Alg::PS512,
+        Alg::ES256,
+        Alg::ES384,
+        Alg::ES512,
+        Alg::EdDSA,
+        Alg::HS256,
+        Alg::HS384,
+        Alg::HS512,
+    ];
+
+    /// Exact, case-sensitive match; anything else (including `none`) is refused.
+    pub fn parse(s: &str) -> Option<Alg> {
+        Alg::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Alg::RS256 => "RS256",
+            Alg::RS384 => "RS384",
+            Alg::RS512 => "RS512",
+            Alg::PS256 => "PS256",
+            Alg::PS384 => "PS384",
+            Alg::PS512 => "PS512",
+            Alg::ES256 => "ES256",
+            Alg::ES384 => "ES384",
+            Alg::ES512 => "ES512",
+            Alg::EdDSA => "EdDSA",
+            Alg::HS256 => "HS256",
+            Alg::HS384 => "HS384",
+            Alg::HS512 => "HS512",
+        }
+    }
+}
+
+/// A parsed, not yet verified, compact JWS.
+#[derive(Debug, Clone)]
+pub struct Jws<'a> {
+    pub alg: Alg,
+    pub kid: Option<String>,
+    pub header: Map<String, Value>,
+    pub payload: Map<String, Value>,
+    /// `BASE64URL(header) || '.' || BASE64URL(payload)`.
+    pub signing_input: &'a str,
+    pub signature: Vec<u8>,
+}
+
+fn b64url(segment: &str) -> Result<Vec<u8>, JwtError> {
+    if !segment
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(JwtError::Malformed(
+            "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections",
+        ));
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| {
+            JwtError::Malformed(
+                "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections",
+            )
+        })
+}
+
+impl<'a> Jws<'a> {
+    /// Parses `token`, enforcing the size bound and every header rule.
+    pub fn parse(token: &'a str, max_bytes: usize) -> Result<Jws<'a>, JwtError> {
+        if token.is_empty() {
+            return Err(JwtError::Missing);
+        }
+        if token.len() > max_bytes {
+            return Err(JwtError::TooLarge { limit: max_bytes });
+        }
+        let parts: Vec<&str> = token.split('.').collect();
+        if parts.len() == 5 {
+            return Err(JwtError::Malformed(
+                "Jwt is an encrypted JWE, which is not supported",
+            ));
+        }
+        let [h, p, s] = parts.as_slice() else {
+            return Err(JwtError::Malformed(
+                "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections",
+            ));
+        };
+        let header = object_no_dups(&b64url(h)?)
+            .ok_or(JwtError::Malformed("Jwt header is an invalid JSON"))?;
+        let alg = match header.get("alg") {
+            Some(Value::String(a)) => {
+                Alg::parse(a).ok_or_else(|| JwtError::UnsupportedAlgorithm(a.clone()))?
+            }
+            _ => {
+                return Err(JwtError::Malformed(
+                    "Jwt header [alg] field is required and must be a string",
+                ))
+            }
+        };
+        if header.contains_key("crit") {
+            return Err(JwtError::Malformed(
+                "Jwt header [crit] names an extension that is not supported",
+            ));
+        }
+        if header.get("b64") == Some(&Value::Bool(false)) {
+            return Err(JwtError::Malformed(
+                "Jwt header [b64] false (unencoded payload) is not supported",
+            ));
+        }
+        let kid = match header.get("kid") {
+            None => None,
+            Some(Value::String(k)) => Some(k.clone()),
+            Some(_) => {
+                return Err(JwtError::Malformed(
+                    "Jwt header [kid] field is not a string",
+                ))
+            }
+        };
+        let payload = object_no_dups(&b64url(p)?)
+            .ok_or(JwtError::Malformed("Jwt payload is an invalid JSON"))?;
+        let signature = b64url(s)?;
+        if signature.is_empty() {
+            return Err(JwtError::Malformed("Jwt signature is empty"));
+        }
+        let signing_input = &token[..h.len() + 1 + p.len()];
+        Ok(Jws {
+            alg,
+            kid,
+            header,
+            payload,
+            signing_input,
+            signature,
+        })
+    }
+}
