@@ -12,7 +12,10 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
-use tribune_authz::{compile, is_http_like, Caller, CompileInput};
+use tribune_authz::{
+    compile, deny_response, is_http_like, normalize_path, Caller, CompileInput, HeaderList,
+    NotFired, Reason, RequestFacts, TokenOutcome, Tokens,
+};
 use tribune_model::intentions::SourceIntention;
 use tribune_model::{
     entry_from_json, go, ConfigEntry, JwtProvider, Kind, ServiceIntentions, WILDCARD,
@@ -248,6 +251,10 @@ pub(crate) async fn delete_exact(
 }
 
 /// `GET /v1/connect/intentions/check?source=&destination=`: Consul's check (§c.9).
+///
+/// Tribune extension (decisions.md #14): with any of `method`, `path`, `header`
+/// (repeatable `Name: value`) or a request token in `X-Tribune-Request-Token`, the
+/// answer is the full L7 decision the proxy would make, in the same `{"Allowed"}` shape.
 pub(crate) async fn check(
     State(state): State<Shared>,
     RawQuery(raw): RawQuery,
@@ -266,12 +273,215 @@ pub(crate) async fn check(
     }
     let authz = authorize(&state, &headers, &q)?;
     authz.service_read(&destination.name)?;
-    let table = table_for(&state, &destination.name)?;
-    let (allowed, _) = table.check(Some(Caller {
-        name: &source.name,
-        peer: &source.peer,
-    }));
-    Ok(Json(json!({ "Allowed": allowed })).into_response())
+    let token = headers
+        .get("x-tribune-request-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let l7 = token.is_some()
+        || q.iter()
+            .any(|(k, _)| k == "method" || k == "path" || k == "header");
+    if !l7 {
+        let table = table_for(&state, &destination.name)?;
+        let (allowed, _) = table.check(Some(Caller {
+            name: &source.name,
+            peer: &source.peer,
+        }));
+        return Ok(Json(json!({ "Allowed": allowed })).into_response());
+    }
+    let mut header_pairs = Vec::new();
+    for (k, v) in &q {
+        if k == "header" {
+            let (name, value) = v.split_once(':').ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "invalid header {}: expected \"Name: value\"",
+                    go::quote(v)
+                ))
+            })?;
+            header_pairs.push((name.trim().to_string(), value.trim().to_string()));
+        }
+    }
+    let request = ExplainRequest {
+        source,
+        destination,
+        method: query_get(&q, "method").unwrap_or("GET").to_string(),
+        path: query_get(&q, "path").unwrap_or("/").to_string(),
+        headers: header_pairs,
+        token,
+    };
+    let out = decide(&state, &request)?;
+    Ok(Json(json!({ "Allowed": out["Allowed"] })).into_response())
+}
+
+/// One request to explain.
+struct ExplainRequest {
+    source: Ref,
+    destination: Ref,
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    token: Option<String>,
+}
+
+/// `POST /v1/connect/intentions/explain`: the decision for a described request, with
+/// the matched intention, permission and failing check (decisions.md #14).
+///
+/// Body: `{"Source", "Destination", "Method", "Path", "Headers": {"Name": "value"},
+/// "Token"}`; only `Source` and `Destination` are required.
+pub(crate) async fn explain(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let q = parse_query(raw.as_deref());
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("Request decoding failed: {e}")))?;
+    let field = |name: &str| v.get(name).and_then(Value::as_str).map(str::to_string);
+    let source = parse_ref(
+        &field("Source").ok_or_else(|| ApiError::bad_request("Source is required"))?,
+        "Source",
+    )?;
+    let destination = parse_ref(
+        &field("Destination").ok_or_else(|| ApiError::bad_request("Destination is required"))?,
+        "Destination",
+    )?;
+    let authz = authorize(&state, &headers, &q)?;
+    authz.service_read(&destination.name)?;
+    let mut header_pairs = Vec::new();
+    match v.get("Headers") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            for (k, val) in m {
+                match val {
+                    Value::String(s) => header_pairs.push((k.clone(), s.clone())),
+                    Value::Array(items) => {
+                        for i in items {
+                            header_pairs
+                                .push((k.clone(), i.as_str().unwrap_or_default().to_string()));
+                        }
+                    }
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "Headers.{k}: expected a string, got {other}"
+                        )))
+                    }
+                }
+            }
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "Headers: expected an object, got {other}"
+            )))
+        }
+    }
+    let request = ExplainRequest {
+        source,
+        destination,
+        method: field("Method").unwrap_or_else(|| "GET".into()),
+        path: field("Path").unwrap_or_else(|| "/".into()),
+        headers: header_pairs,
+        token: field("Token").filter(|t| !t.is_empty()),
+    };
+    Ok(Json(decide(&state, &request)?).into_response())
+}
+
+/// Verifies the request token for every referenced provider whose Issuer it names
+/// (Envoy's issuer routing), then evaluates the destination's table.
+fn decide(state: &AppState, req: &ExplainRequest) -> ApiResult<Value> {
+    let all = load_all(state)?;
+    let table = table_for(state, &req.destination.name)?;
+    let providers: Vec<&JwtProvider> = all
+        .iter()
+        .filter_map(|(e, _)| match e {
+            ConfigEntry::JwtProvider(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let iss = req
+        .token
+        .as_deref()
+        .and_then(tribune_jwt::unverified_issuer);
+    let mut payloads: Vec<(String, Result<Value, String>)> = Vec::new();
+    if let Some(token) = &req.token {
+        for name in table.referenced_providers() {
+            let Some(p) = providers.iter().find(|p| &p.name == name) else {
+                continue;
+            };
+            if iss.as_deref() != Some(p.issuer.as_str()) {
+                continue;
+            }
+            let outcome = crate::keys::verifier_for(p)
+                .and_then(|v| v.verify(token, now).map_err(|e| e.text().to_string()))
+                .map(Value::Object);
+            payloads.push((name.clone(), outcome));
+        }
+    }
+    let tokens: Vec<(&str, TokenOutcome<'_>)> = payloads
+        .iter()
+        .map(|(n, o)| {
+            (
+                n.as_str(),
+                match o {
+                    Ok(v) => TokenOutcome::Valid(v),
+                    Err(e) => TokenOutcome::Invalid(e.as_str()),
+                },
+            )
+        })
+        .collect();
+    let path = normalize_path(&req.path, false);
+    let header_refs: Vec<(&str, &str)> = req
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let header_list = HeaderList(&header_refs);
+    let decision = table.evaluate(&RequestFacts {
+        caller: Some(Caller {
+            name: &req.source.name,
+            peer: &req.source.peer,
+        }),
+        method: &req.method,
+        path: &path,
+        headers: &header_list,
+        tokens: Tokens::new(&tokens),
+    });
+    let (intention, permission) = match &decision.reason {
+        Reason::Fired {
+            intention,
+            permission,
+        } => (Some(*intention), *permission),
+        Reason::Default {
+            closest: Some((i, NotFired::Jwt { permission, .. })),
+        } => (Some(*i), *permission),
+        Reason::Default {
+            closest: Some((i, NotFired::PermissionSameAsDefault { permission })),
+        } => (Some(*i), Some(*permission)),
+        Reason::Default {
+            closest: Some((i, _)),
+        } => (Some(*i), None),
+        Reason::Default { closest: None } => (None, None),
+    };
+    let response = deny_response(&decision, &req.destination.name);
+    Ok(json!({
+        "Allowed": decision.allowed(),
+        "Decision": decision.action.as_str(),
+        "Reason": table.explain(&decision),
+        "Intention": intention.and_then(|i| table.intention(i)).map(|i| json!({
+            "SourceName": i.source,
+            "SourcePeer": i.source_peer,
+            "DestinationName": i.destination,
+            "Precedence": i.precedence,
+        })),
+        "Permission": permission,
+        "NormalizedPath": path,
+        "Status": response.as_ref().map(|r| r.status).unwrap_or(200),
+        "Body": response.as_ref().map(|r| r.body.clone()),
+        "WWWAuthenticate": response.and_then(|r| r.www_authenticate),
+    }))
 }
 
 /// Compiles the intentions table of a destination from the current state.

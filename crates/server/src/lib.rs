@@ -17,6 +17,7 @@ mod acl_api;
 pub mod agent_config;
 mod entries;
 mod intentions_api;
+mod keys;
 
 use acl::{Authorizer, Denied, Policy, Rules, Token};
 pub use agent_config::AgentConfig;
@@ -117,6 +118,10 @@ pub fn router(state: Shared) -> Router {
                 .delete(intentions_api::delete_exact),
         )
         .route("/v1/connect/intentions/check", get(intentions_api::check))
+        .route(
+            "/v1/connect/intentions/explain",
+            axum::routing::post(intentions_api::explain),
+        )
         .route(
             "/v1/connect/intentions/match",
             get(intentions_api::match_intentions),

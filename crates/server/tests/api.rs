@@ -663,3 +663,125 @@ async fn bootstrap_once_and_acl_endpoints() {
     let r = api.call("GET", "/v1/acl/tokens", None, "").await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
+
+fn hs256(secret: &[u8], payload: Value) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
+    let input = format!(
+        "{}.{}",
+        B64.encode(br#"{"alg":"HS256"}"#),
+        B64.encode(payload.to_string())
+    );
+    let tag = aws_lc_rs::hmac::sign(
+        &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret),
+        input.as_bytes(),
+    );
+    format!("{input}.{}", B64.encode(tag.as_ref()))
+}
+
+#[tokio::test]
+async fn explain_and_l7_check_verify_the_request_token() {
+    use base64::Engine;
+    let secret = b"0123456789abcdef0123456789abcdef";
+    let jwks = json!({"keys": [{"kty": "oct", "k": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)}]});
+    let api = Api::dev();
+    let provider = json!({"Kind": "jwt-provider", "Name": "local", "Issuer": "me",
+        "JSONWebKeySet": {"Local": {"JWKS": base64::engine::general_purpose::STANDARD.encode(jwks.to_string())}}});
+    assert_eq!(api.put(&provider.to_string()).await.body, "true");
+    api.put(API_HTTP).await;
+    let intentions = json!({"Kind": "service-intentions", "Name": "api", "Sources": [{"Name": "web", "Permissions": [
+        {"Action": "deny", "HTTP": {"PathPrefix": "/admin"}},
+        {"Action": "allow", "HTTP": {"PathPrefix": "/", "Methods": ["GET"]},
+         "JWT": {"Providers": [{"Name": "local", "VerifyClaims": [{"Path": ["scope"], "Value": "read"}]}]}}]}]});
+    assert_eq!(api.put(&intentions.to_string()).await.body, "true");
+    let good = hs256(secret, json!({"iss": "me", "scope": ["read", "write"]}));
+
+    let explain = |body: Value| {
+        let api = &api;
+        async move {
+            api.call(
+                "POST",
+                "/v1/connect/intentions/explain",
+                None,
+                &body.to_string(),
+            )
+            .await
+        }
+    };
+    let r =
+        explain(json!({"Source": "web", "Destination": "api", "Path": "/items", "Token": good}))
+            .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["Allowed"], json!(true));
+    assert_eq!(v["Permission"], json!(1));
+    assert_eq!(v["Intention"]["SourceName"], json!("web"));
+
+    // The /admin deny permission decides, whatever the token; path normalization applies.
+    let v = explain(
+        json!({"Source": "web", "Destination": "api", "Path": "/x/../%61dmin", "Token": good}),
+    )
+    .await
+    .json();
+    assert_eq!(
+        (
+            v["Allowed"].clone(),
+            v["NormalizedPath"].clone(),
+            v["Status"].clone()
+        ),
+        (json!(false), json!("/admin"), json!(403))
+    );
+
+    let forged = hs256(
+        b"another-secret-another-secret-xx",
+        json!({"iss": "me", "scope": "read"}),
+    );
+    let v =
+        explain(json!({"Source": "web", "Destination": "api", "Path": "/items", "Token": forged}))
+            .await
+            .json();
+    assert_eq!(
+        (v["Status"].clone(), v["Body"].clone()),
+        (json!(401), json!("Jwt verification fails"))
+    );
+    assert_eq!(
+        v["WWWAuthenticate"],
+        json!("Bearer realm=\"api\", error=\"invalid_token\"")
+    );
+
+    let r = api
+        .call(
+            "GET",
+            "/v1/connect/intentions/check?source=web&destination=api&method=GET&path=/items",
+            None,
+            "",
+        )
+        .await;
+    assert_eq!(
+        r.json()["Allowed"],
+        json!(false),
+        "no token: the JWT requirement fails"
+    );
+    let req = Request::get(
+        "/v1/connect/intentions/check?source=web&destination=api&method=GET&path=/items",
+    )
+    .header("x-tribune-request-token", &good)
+    .body(Body::empty())
+    .unwrap();
+    let res = router(api.state.clone()).oneshot(req).await.unwrap();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["Allowed"],
+        json!(true)
+    );
+    // Without L7 parameters, check keeps Consul's rule: an L7 intention counts as denied.
+    let r = api
+        .call(
+            "GET",
+            "/v1/connect/intentions/check?source=web&destination=api",
+            None,
+            "",
+        )
+        .await;
+    assert_eq!(r.json()["Allowed"], json!(false));
+}

@@ -271,3 +271,141 @@ fn acl_workflow_mesh_write_token() {
         )
     );
 }
+
+const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+fn hs256(payload: serde_json::Value) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
+    let input = format!(
+        "{}.{}",
+        B64.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
+        B64.encode(payload.to_string())
+    );
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, SECRET);
+    let tag = aws_lc_rs::hmac::sign(&key, input.as_bytes());
+    format!("{input}.{}", B64.encode(tag.as_ref()))
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[test]
+fn intention_check_explains_a_denial_by_naming_the_failing_claim() {
+    use base64::Engine;
+    let addr = start_agent(AgentConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = serde_json::json!({"keys": [{"kty": "oct", "kid": "k1",
+        "k": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(SECRET)}]});
+    let provider = format!(
+        "Kind = \"jwt-provider\"\nName = \"okta\"\nIssuer = \"okta\"\nJSONWebKeySet {{ Local {{ JWKS = \"{}\" }} }}\n",
+        base64::engine::general_purpose::STANDARD.encode(jwks.to_string())
+    );
+    let files = [
+        ("p.hcl", provider),
+        ("d.hcl", "Kind = \"service-defaults\"\nName = \"api\"\nProtocol = \"http\"\n".to_string()),
+        (
+            "i.hcl",
+            r#"Kind = "service-intentions"
+Name = "api"
+JWT { Providers = [ { Name = "okta" } ] }
+Sources = [ { Name = "web" Permissions = [
+  { Action = "allow" HTTP { PathPrefix = "/admin" }
+    JWT { Providers = [ { Name = "okta" VerifyClaims = [ { Path = ["perms", "role"] Value = "admin" } ] } ] } },
+  { Action = "allow" HTTP { PathPrefix = "/public" } }
+] } ]
+"#
+            .to_string(),
+        ),
+    ];
+    for (name, body) in &files {
+        let f = dir.path().join(name);
+        std::fs::write(&f, body).unwrap();
+        let (code, _, err) =
+            run_args(&["config", "write", "-http-addr", &addr, f.to_str().unwrap()]);
+        assert_eq!(code, 0, "{name}: {err}");
+    }
+    let user =
+        hs256(serde_json::json!({"iss": "okta", "exp": now() + 600, "perms": {"role": "user"}}));
+    let (code, out, err) = run_args(&[
+        "intention",
+        "check",
+        "web",
+        "api",
+        "-method",
+        "GET",
+        "-path",
+        "/admin",
+        "-jwt",
+        &user,
+        "-explain",
+        "-http-addr",
+        &addr,
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        out,
+        "Denied\n\
+         Denied: intention web -> api (precedence 9) matches the caller but does not apply (permission 0 matches but its JWT requirement is not met: claim perms.role of provider \"okta\" token: expected \"admin\", got \"user\"); the default policy is deny\n\
+         The caller would get HTTP 403 (RBAC: access denied)\n"
+    );
+    let admin =
+        hs256(serde_json::json!({"iss": "okta", "exp": now() + 600, "perms": {"role": "admin"}}));
+    let (code, out, _) = run_args(&[
+        "intention",
+        "check",
+        "web",
+        "api",
+        "-path",
+        "/admin/../admin/users",
+        "-jwt",
+        &admin,
+        "-http-addr",
+        &addr,
+    ]);
+    assert_eq!((code, out.as_str()), (0, "Allowed\n"));
+    let expired =
+        hs256(serde_json::json!({"iss": "okta", "exp": now() - 600, "perms": {"role": "admin"}}));
+    let (code, out, _) = run_args(&[
+        "intention",
+        "check",
+        "web",
+        "api",
+        "-path",
+        "/public",
+        "-jwt",
+        &expired,
+        "-explain",
+        "-http-addr",
+        &addr,
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("token for provider \"okta\" failed: Jwt is expired"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("The caller would get HTTP 401 (Jwt is expired)\n"),
+        "{out}"
+    );
+    let (code, out, _) = run_args(&[
+        "intention",
+        "check",
+        "web",
+        "api",
+        "-path",
+        "/public",
+        "-explain",
+        "-http-addr",
+        &addr,
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        out.ends_with("The caller would get HTTP 401 (Jwt is missing)\n"),
+        "{out}"
+    );
+}
