@@ -17,6 +17,7 @@
 
 mod json;
 pub mod jwks;
+pub mod locate;
 pub mod token;
 
 use serde_json::{Map, Value};

@@ -483,3 +483,94 @@ JSONWebKeySet { Local { Filename = "/unused" } }"#,
         Some("https://okta")
     );
 }
+
+struct Req {
+    headers: Vec<(String, String)>,
+    query: Option<String>,
+}
+
+impl tribune_jwt::locate::RequestParts for Req {
+    fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+    fn query(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
+}
+
+fn provider(extra: &str) -> tribune_model::JwtProvider {
+    let hcl = format!(
+        "Kind = \"jwt-provider\"\nName = \"okta\"\nIssuer = \"okta\"\nJSONWebKeySet {{ Local {{ Filename = \"/k\" }} }}\n{extra}"
+    );
+    match tribune_model::parse_entry(&hcl) {
+        Ok(tribune_model::ConfigEntry::JwtProvider(p)) => p,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn request_verification_routes_by_issuer_forwards_the_payload_and_strips_tokens() {
+    use tribune_jwt::locate::{verify_request, Outcome, Place};
+    let rsa = Rsa::new();
+    let p = provider("Forwarding { HeaderName = \"x-claims\" PadForwardPayloadHeader = true }");
+    let v = Verifier::new(&p, Arc::new(jwks(json!([rsa.jwk("k")]))));
+    let mine = rsa.sign("RS256", "k", &json!({"iss": "okta", "sub": "alice"}));
+    let req = Req {
+        headers: vec![("Authorization".into(), format!("Bearer {mine}"))],
+        query: None,
+    };
+    match verify_request(&p, &v, &req, 0) {
+        Outcome::Valid {
+            payload,
+            forward_header,
+            strip,
+        } => {
+            assert_eq!(payload["sub"], "alice");
+            let (name, value) = forward_header.unwrap();
+            assert_eq!(name, "x-claims");
+            assert_eq!(value.len() % 4, 0, "padded on request");
+            let decoded = base64::engine::general_purpose::URL_SAFE
+                .decode(&value)
+                .unwrap();
+            assert_eq!(
+                serde_json::from_slice::<Value>(&decoded).unwrap()["sub"],
+                "alice"
+            );
+            assert_eq!(strip, [Place::Header("Authorization".into())]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // A token whose iss names another provider is not this provider's: Missing.
+    let other = rsa.sign("RS256", "k", &json!({"iss": "auth0"}));
+    let req = Req {
+        headers: vec![("Authorization".into(), format!("Bearer {other}"))],
+        query: None,
+    };
+    assert_eq!(verify_request(&p, &v, &req, 0), Outcome::Missing);
+    // Several tokens for the provider: all must verify.
+    let bad = Rsa::new().sign("RS256", "k", &json!({"iss": "okta"}));
+    let req = Req {
+        headers: vec![("Authorization".into(), format!("Bearer {mine}"))],
+        query: Some(format!("access_token={bad}")),
+    };
+    assert_eq!(
+        verify_request(&p, &v, &req, 0),
+        Outcome::Invalid(JwtError::BadSignature)
+    );
+    assert_eq!(
+        verify_request(
+            &p,
+            &v,
+            &Req {
+                headers: vec![],
+                query: None
+            },
+            0
+        ),
+        Outcome::Missing
+    );
+}

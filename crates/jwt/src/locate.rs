@@ -1,0 +1,320 @@
+//! Where tokens are in a request (consul-reference §e), routing them to providers, and
+//! what to forward or strip after verification (decisions.md #10).
+//!
+//! - No `Locations`: `Authorization: Bearer <t>`, then the `access_token` query
+//!   parameter (Envoy's defaults). Any location replaces the defaults.
+//! - Several providers may read the same location; a token goes to the provider whose
+//!   `Issuer` equals its `iss`. When a provider finds several tokens, all must verify.
+//! - `Forward = false` (the default): verified tokens are removed from headers and
+//!   query parameters (cookies are never stripped); the last header location's
+//!   `Forward` wins, as in Consul.
+
+use crate::{unverified_issuer, JwtError, Verifier};
+use serde_json::{Map, Value};
+use tribune_model::jwt_provider::{JwtLocation, JwtProvider};
+
+/// Read access to the parts of a request tokens can be in.
+pub trait RequestParts {
+    /// Every value of a header (name matched case-insensitively).
+    fn header_values(&self, name: &str) -> Vec<&str>;
+    /// The raw query string, without `?`.
+    fn query(&self) -> Option<&str>;
+}
+
+/// Where a token was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    Header(String),
+    Query(String),
+    Cookie(String),
+}
+
+/// A token found in the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub token: String,
+    pub place: Place,
+}
+
+fn token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '=' | '+' | '/')
+}
+
+/// Envoy's header extraction: the value must start with the prefix (compared without
+/// regard to case, as auth schemes are); non-token characters after it are skipped.
+fn from_header(value: &str, prefix: &str) -> Option<String> {
+    let rest = if prefix.is_empty() {
+        value
+    } else {
+        let head = value.get(..prefix.len())?;
+        if !head.eq_ignore_ascii_case(prefix) {
+            return None;
+        }
+        &value[prefix.len()..]
+    };
+    let start = rest.find(token_char)?;
+    let token: String = rest[start..]
+        .chars()
+        .take_while(|c| token_char(*c))
+        .collect();
+    (!token.is_empty()).then_some(token)
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            if let Some(v) = b
+                .get(i + 1..i + 3)
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Every token the provider's locations find, in location order.
+pub fn extract(locations: &[JwtLocation], req: &dyn RequestParts) -> Vec<Found> {
+    let defaults;
+    let locations = if locations.is_empty() {
+        defaults = default_locations();
+        &defaults[..]
+    } else {
+        locations
+    };
+    let mut out = Vec::new();
+    for loc in locations {
+        match loc {
+            JwtLocation::Header(h) => {
+                for v in req.header_values(&h.name) {
+                    if let Some(token) = from_header(v, &h.value_prefix) {
+                        out.push(Found {
+                            token,
+                            place: Place::Header(h.name.clone()),
+                        });
+                    }
+                }
+            }
+            JwtLocation::QueryParam(q) => {
+                for pair in req.query().unwrap_or("").split('&') {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    if percent_decode(k) == q.name && !v.is_empty() {
+                        out.push(Found {
+                            token: percent_decode(v),
+                            place: Place::Query(q.name.clone()),
+                        });
+                    }
+                }
+            }
+            JwtLocation::Cookie(c) => {
+                for header in req.header_values("cookie") {
+                    for kv in header.split(';') {
+                        if let Some((k, v)) = kv.trim().split_once('=') {
+                            if k == c.name && !v.is_empty() {
+                                out.push(Found {
+                                    token: v.trim_matches('"').to_string(),
+                                    place: Place::Cookie(c.name.clone()),
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn default_locations() -> Vec<JwtLocation> {
+    use tribune_model::jwt_provider::{LocationHeader, LocationName};
+    vec![
+        JwtLocation::Header(LocationHeader {
+            name: "Authorization".into(),
+            value_prefix: "Bearer ".into(),
+            forward: false,
+        }),
+        JwtLocation::QueryParam(LocationName {
+            name: "access_token".into(),
+        }),
+    ]
+}
+
+/// Consul's provider-wide `forward`: the last Header location's `Forward`.
+pub fn forwards_token(provider: &JwtProvider) -> bool {
+    provider
+        .locations
+        .iter()
+        .filter_map(|l| match l {
+            JwtLocation::Header(h) => Some(h.forward),
+            _ => None,
+        })
+        .last()
+        .unwrap_or(false)
+}
+
+/// What one provider concluded about a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// No token addressed to this provider.
+    Missing,
+    /// A token addressed to this provider failed.
+    Invalid(JwtError),
+    /// Every token addressed to this provider verified; the first one's payload and
+    /// the `Forwarding` header value.
+    Valid {
+        payload: Map<String, Value>,
+        forward_header: Option<(String, String)>,
+        /// Places to remove the token from (empty when `Forward = true`).
+        strip: Vec<Place>,
+    },
+}
+
+/// Verifies the request's tokens for one provider.
+pub fn verify_request(
+    provider: &JwtProvider,
+    verifier: &Verifier,
+    req: &dyn RequestParts,
+    now: i64,
+) -> Outcome {
+    let found = extract(&provider.locations, req);
+    let mine: Vec<&Found> = found
+        .iter()
+        .filter(|f| {
+            provider.issuer.is_empty()
+                || unverified_issuer(&f.token).as_deref() == Some(provider.issuer.as_str())
+        })
+        .collect();
+    if mine.is_empty() {
+        return Outcome::Missing;
+    }
+    let mut first = None;
+    for f in &mine {
+        match verifier.verify(&f.token, now) {
+            Ok(p) => {
+                if first.is_none() {
+                    first = Some((p, f.token.clone()));
+                }
+            }
+            Err(e) => return Outcome::Invalid(e),
+        }
+    }
+    let Some((payload, token)) = first else {
+        return Outcome::Missing;
+    };
+    let forward_header = provider.forwarding.as_ref().map(|fw| {
+        // The payload segment is already base64url of the payload JSON, unpadded.
+        let mut value = token.split('.').nth(1).unwrap_or("").to_string();
+        if fw.pad_forward_payload_header {
+            while value.len() % 4 != 0 {
+                value.push('=');
+            }
+        }
+        (fw.header_name.clone(), value)
+    });
+    let strip = if forwards_token(provider) {
+        Vec::new()
+    } else {
+        mine.iter()
+            .filter(|f| !matches!(f.place, Place::Cookie(_)))
+            .map(|f| f.place.clone())
+            .collect()
+    };
+    Outcome::Valid {
+        payload,
+        forward_header,
+        strip,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Req<'a> {
+        headers: Vec<(&'a str, &'a str)>,
+        query: Option<&'a str>,
+    }
+
+    impl RequestParts for Req<'_> {
+        fn header_values(&self, name: &str) -> Vec<&str> {
+            self.headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| *v)
+                .collect()
+        }
+        fn query(&self) -> Option<&str> {
+            self.query
+        }
+    }
+
+    fn provider(locations: &str) -> JwtProvider {
+        let hcl = format!(
+            "Kind = \"jwt-provider\"\nName = \"p\"\nIssuer = \"me\"\nJSONWebKeySet {{ Local {{ Filename = \"/k\" }} }}\n{locations}"
+        );
+        match tribune_model::parse_entry(&hcl) {
+            Ok(tribune_model::ConfigEntry::JwtProvider(p)) => p,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_bearer_header_then_access_token() {
+        let p = provider("");
+        let req = Req {
+            headers: vec![("authorization", "bearer a.b.c")],
+            query: Some("x=1&access_token=d.e.f"),
+        };
+        let found = extract(&p.locations, &req);
+        assert_eq!(
+            found,
+            [
+                Found {
+                    token: "a.b.c".into(),
+                    place: Place::Header("Authorization".into())
+                },
+                Found {
+                    token: "d.e.f".into(),
+                    place: Place::Query("access_token".into())
+                },
+            ]
+        );
+        let wrong_scheme = Req {
+            headers: vec![("Authorization", "Basic abc")],
+            query: None,
+        };
+        assert!(extract(&p.locations, &wrong_scheme).is_empty());
+    }
+
+    #[test]
+    fn configured_locations_replace_the_defaults() {
+        let p = provider(
+            "Locations = [ { Header { Name = \"x-jwt\" ValuePrefix = \"Token\" Forward = true } }, { Cookie { Name = \"sess\" } } ]",
+        );
+        let req = Req {
+            headers: vec![
+                ("Authorization", "Bearer ignored.x.y"),
+                ("X-JWT", "Token   g.h.i"),
+                ("cookie", "a=1; sess=j.k.l"),
+            ],
+            query: Some("access_token=ignored"),
+        };
+        let tokens: Vec<String> = extract(&p.locations, &req)
+            .into_iter()
+            .map(|f| f.token)
+            .collect();
+        assert_eq!(tokens, ["g.h.i", "j.k.l"]);
+        assert!(forwards_token(&p));
+        assert!(!forwards_token(&provider("")));
+    }
+}
