@@ -154,11 +154,11 @@ pub fn forwards_token(provider: &JwtProvider) -> bool {
     provider
         .locations
         .iter()
-        .filter_map(|l| match l {
+        .rev()
+        .find_map(|l| match l {
             JwtLocation::Header(h) => Some(h.forward),
             _ => None,
         })
-        .last()
         .unwrap_or(false)
 }
 
