@@ -102,6 +102,11 @@ fn bench(c: &mut Criterion) {
             b.iter(|| black_box(key.verify_sig(black_box(input.as_bytes()), black_box(&sig))))
         });
     }
+    let cached = tribune_jwt::CachedVerifier::new(verifier.clone(), 30, 0);
+    assert!(cached.verify(&rs256, 1_800_000_000).is_ok());
+    group.bench_function("RS256/cache_hit", |b| {
+        b.iter(|| black_box(cached.verify(black_box(&rs256), 1_800_000_000)))
+    });
     group.finish();
 }
 

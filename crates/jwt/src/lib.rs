@@ -15,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cache;
 mod json;
 pub mod jwks;
 pub mod locate;
@@ -24,6 +25,7 @@ use serde_json::{Map, Value};
 use std::fmt;
 use std::sync::Arc;
 
+pub use cache::{CachedVerifier, DEFAULT_CACHE_SIZE};
 pub use jwks::{Jwks, KeySetError};
 pub use token::{Alg, Jws, DEFAULT_MAX_TOKEN_BYTES};
 

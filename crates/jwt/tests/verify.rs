@@ -574,3 +574,37 @@ fn request_verification_routes_by_issuer_forwards_the_payload_and_strips_tokens(
         Outcome::Missing
     );
 }
+
+#[test]
+fn verified_token_cache_rechecks_expiry_and_never_caches_failures() {
+    use tribune_jwt::CachedVerifier;
+    let rsa = Rsa::new();
+    let p = provider("");
+    let cached = CachedVerifier::new(
+        Verifier::new(&p, Arc::new(jwks(json!([rsa.jwk("k")])))),
+        30,
+        2,
+    );
+    let t1 = rsa.sign("RS256", "k", &json!({"iss": "okta", "exp": 1000}));
+    assert_eq!(cached.verify(&t1, 900).unwrap()["exp"], 1000);
+    assert_eq!(cached.len(), 1);
+    assert_eq!(cached.verify(&t1, 1000).unwrap()["exp"], 1000, "hit");
+    assert_eq!(
+        cached.verify(&t1, 1031),
+        Err(JwtError::Expired),
+        "expiry re-checked on a hit"
+    );
+    let forged = Rsa::new().sign("RS256", "k", &json!({"iss": "okta"}));
+    assert_eq!(cached.verify(&forged, 900), Err(JwtError::BadSignature));
+    assert_eq!(cached.verify(&forged, 900), Err(JwtError::BadSignature));
+    assert_eq!(cached.len(), 1, "failures are not cached");
+    for i in 0..5 {
+        cached
+            .verify(
+                &rsa.sign("RS256", "k", &json!({"iss": "okta", "n": i})),
+                900,
+            )
+            .unwrap();
+    }
+    assert_eq!(cached.len(), 2, "bounded by its size");
+}

@@ -1,0 +1,97 @@
+//! Verified-token cache (decisions.md #7), one per provider verifier.
+//!
+//! - Keyed by the whole token (compared in full; no hash collision can map one
+//!   token onto another's result); bucketed with foldhash.
+//! - Only successes are cached; `exp` and `nbf` are re-checked on every hit.
+//! - Bounded: at most `capacity` entries, oldest inserted evicted first.
+//! - A new key set means a new [`CachedVerifier`], so results never outlive the keys
+//!   that produced them.
+
+use crate::{JwtError, Verifier};
+use serde_json::{Map, Value};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Entries when `CacheConfig.Size` is 0 or absent.
+pub const DEFAULT_CACHE_SIZE: usize = 1024;
+
+struct Entry {
+    payload: Arc<Map<String, Value>>,
+    exp: Option<i64>,
+    nbf: Option<i64>,
+}
+
+type Map64<V> = HashMap<Arc<str>, V, foldhash::fast::RandomState>;
+
+/// A verifier with a cache of verified tokens in front of it.
+pub struct CachedVerifier {
+    verifier: Verifier,
+    skew: i64,
+    capacity: usize,
+    entries: RwLock<Map64<Entry>>,
+    order: Mutex<VecDeque<Arc<str>>>,
+}
+
+fn time_claim(p: &Map<String, Value>, name: &str) -> Option<i64> {
+    p.get(name)
+        .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+}
+
+impl CachedVerifier {
+    /// `size` is the provider's `CacheConfig.Size` (0 = [`DEFAULT_CACHE_SIZE`]).
+    pub fn new(verifier: Verifier, skew: i64, size: usize) -> Self {
+        let capacity = if size == 0 { DEFAULT_CACHE_SIZE } else { size };
+        CachedVerifier {
+            verifier,
+            skew,
+            capacity,
+            entries: RwLock::new(Map64::default()),
+            order: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    /// Verifies `token` at `now`, from the cache when it was verified before.
+    pub fn verify(&self, token: &str, now: i64) -> Result<Arc<Map<String, Value>>, JwtError> {
+        if let Ok(map) = self.entries.read() {
+            if let Some(e) = map.get(token) {
+                if e.exp.is_some_and(|exp| now > exp.saturating_add(self.skew)) {
+                    return Err(JwtError::Expired);
+                }
+                if e.nbf.is_some_and(|nbf| now.saturating_add(self.skew) < nbf) {
+                    return Err(JwtError::NotYetValid);
+                }
+                return Ok(e.payload.clone());
+            }
+        }
+        let payload = Arc::new(self.verifier.verify(token, now)?);
+        let entry = Entry {
+            exp: time_claim(&payload, "exp"),
+            nbf: time_claim(&payload, "nbf"),
+            payload: payload.clone(),
+        };
+        let key: Arc<str> = Arc::from(token);
+        if let (Ok(mut map), Ok(mut order)) = (self.entries.write(), self.order.lock()) {
+            if map.insert(key.clone(), entry).is_none() {
+                order.push_back(key);
+                while order.len() > self.capacity {
+                    if let Some(old) = order.pop_front() {
+                        map.remove(&old);
+                    }
+                }
+            }
+        }
+        Ok(payload)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.read().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
