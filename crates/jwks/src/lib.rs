@@ -1,0 +1,252 @@
+//! Where a provider's keys come from at run time (the adapter side of `tribune-jwt`).
+//!
+//! [`RemoteKeys`] follows a `JSONWebKeySet.Remote` block (decisions.md #5, #6, #13):
+//! - each fetch attempt is bounded by `RequestTimeoutMs` (0: 5 s);
+//! - failed attempts are retried `RetryPolicy.NumRetries` times (none by default) with
+//!   fully jittered exponential back-off (`BaseInterval` 1 s, `MaxInterval` 10 x base);
+//! - keys are kept for `CacheDuration` (0: 5 minutes), then refetched;
+//! - a token whose `kid` is unknown triggers one refetch, at most once per
+//!   [`RemoteKeys::rotation_interval`] (key rotation without refetch storms);
+//! - a failed refetch keeps the last good keys until they are older than
+//!   `CacheDuration` + [`RemoteKeys::max_stale`]; with no keys, verification fails
+//!   closed (`Jwks remote fetch is failed`);
+//! - concurrent callers share one fetch.
+
+#![forbid(unsafe_code)]
+
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::time::Instant;
+use tribune_jwt::{Jwks, JwtError};
+use tribune_model::jwt_provider::RemoteJwks;
+
+/// Largest JWKS document accepted.
+const MAX_JWKS_BYTES: usize = 1 << 20;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_CACHE: Duration = Duration::from_secs(300);
+const DEFAULT_BASE: Duration = Duration::from_secs(1);
+
+fn from_ns(ns: i64, default: Duration) -> Duration {
+    if ns > 0 {
+        Duration::from_nanos(ns as u64)
+    } else {
+        default
+    }
+}
+
+/// The fetch settings of one remote key set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchPolicy {
+    pub uri: String,
+    pub timeout: Duration,
+    pub cache_duration: Duration,
+    pub retries: u32,
+    pub base_interval: Duration,
+    pub max_interval: Duration,
+}
+
+impl FetchPolicy {
+    pub fn from_remote(r: &RemoteJwks) -> Self {
+        let (retries, base, max) = match &r.retry_policy {
+            None => (0, DEFAULT_BASE, DEFAULT_BASE * 10),
+            Some(p) => {
+                let (b, m) = p
+                    .back_off
+                    .as_ref()
+                    .map(|b| (b.base_interval, b.max_interval))
+                    .unwrap_or((0, 0));
+                let base = from_ns(b, DEFAULT_BASE);
+                (
+                    p.num_retries.clamp(0, 100) as u32,
+                    base,
+                    from_ns(m, base * 10),
+                )
+            }
+        };
+        FetchPolicy {
+            uri: r.uri.clone(),
+            timeout: if r.request_timeout_ms > 0 {
+                Duration::from_millis(r.request_timeout_ms as u64)
+            } else {
+                DEFAULT_TIMEOUT
+            },
+            cache_duration: from_ns(r.cache_duration, DEFAULT_CACHE),
+            retries,
+            base_interval: base,
+            max_interval: max,
+        }
+    }
+
+    /// Delay before retry `attempt` (1-based): uniformly random up to
+    /// `min(max, base * 2^(attempt-1))`.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let cap = self
+            .base_interval
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
+            .min(self.max_interval);
+        Duration::from_nanos(fastrand::u64(0..=cap.as_nanos() as u64))
+    }
+}
+
+struct Cached {
+    keys: Arc<Jwks>,
+    fetched: Instant,
+}
+
+/// The keys of one remote provider.
+pub struct RemoteKeys {
+    policy: FetchPolicy,
+    client: Client<HttpConnector, Empty<Bytes>>,
+    current: RwLock<Option<Cached>>,
+    /// Serializes fetches (single flight) and remembers the last refetch for a `kid`.
+    fetch_lock: tokio::sync::Mutex<Option<Instant>>,
+    /// Minimum time between two refetches triggered by unknown `kid`s.
+    pub rotation_interval: Duration,
+    /// How long past `CacheDuration` the last good keys are still used when refetching
+    /// fails.
+    pub max_stale: Duration,
+}
+
+impl RemoteKeys {
+    pub fn new(policy: FetchPolicy) -> Result<Self, String> {
+        if !policy.uri.starts_with("http://") {
+            return Err(format!(
+                "JWKS URI {}: only http:// is supported so far (https with TrustedCA is not built yet)",
+                policy.uri
+            ));
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(policy.timeout));
+        Ok(RemoteKeys {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            policy,
+            current: RwLock::new(None),
+            fetch_lock: tokio::sync::Mutex::new(None),
+            rotation_interval: Duration::from_secs(10),
+            max_stale: Duration::from_secs(3600),
+        })
+    }
+
+    pub fn policy(&self) -> &FetchPolicy {
+        &self.policy
+    }
+
+    /// The cached keys, fresh or not.
+    pub fn cached(&self) -> Option<Arc<Jwks>> {
+        self.current.read().ok()?.as_ref().map(|c| c.keys.clone())
+    }
+
+    fn cached_with_age(&self) -> Option<(Arc<Jwks>, Duration)> {
+        let g = self.current.read().ok()?;
+        g.as_ref().map(|c| (c.keys.clone(), c.fetched.elapsed()))
+    }
+
+    /// One GET with the per-attempt timeout; the body must be a JWKS with a usable key.
+    async fn fetch_once(&self) -> Result<Jwks, String> {
+        let uri: hyper::Uri = self
+            .policy
+            .uri
+            .parse()
+            .map_err(|e| format!("invalid JWKS URI: {e}"))?;
+        let req = hyper::Request::get(uri)
+            .header("accept", "application/json")
+            .body(Empty::new())
+            .map_err(|e| e.to_string())?;
+        let attempt = async {
+            let res = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| format!("request failed: {e}"))?;
+            let status = res.status();
+            let body = Limited::new(res.into_body(), MAX_JWKS_BYTES)
+                .collect()
+                .await
+                .map_err(|e| format!("reading body: {e}"))?
+                .to_bytes();
+            if !status.is_success() {
+                return Err(format!("HTTP {status}"));
+            }
+            Jwks::parse(&body).map_err(|e| e.to_string())
+        };
+        tokio::time::timeout(self.policy.timeout, attempt)
+            .await
+            .map_err(|_| format!("timed out after {:?}", self.policy.timeout))?
+    }
+
+    /// Fetches with retries; on success replaces the keys, on failure keeps them.
+    pub async fn refresh(&self) -> Result<Arc<Jwks>, String> {
+        let mut last = String::new();
+        for attempt in 0..=self.policy.retries {
+            if attempt > 0 {
+                tokio::time::sleep(self.policy.backoff(attempt)).await;
+            }
+            match self.fetch_once().await {
+                Ok(jwks) => {
+                    for w in &jwks.warnings {
+                        tracing::warn!(uri = %self.policy.uri, warning = %w, "JWKS key skipped");
+                    }
+                    let keys = Arc::new(jwks);
+                    if let Ok(mut g) = self.current.write() {
+                        *g = Some(Cached {
+                            keys: keys.clone(),
+                            fetched: Instant::now(),
+                        });
+                    }
+                    return Ok(keys);
+                }
+                Err(e) => {
+                    tracing::warn!(uri = %self.policy.uri, attempt, error = %e, "JWKS fetch failed");
+                    last = e;
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// Keys to verify a token with `kid`: refreshed when older than `CacheDuration`,
+    /// refetched once (rate-limited) when the `kid` is unknown, stale keys used within
+    /// `max_stale` when fetching fails, and `KeysUnavailable` when there are none.
+    pub async fn keys_for(&self, kid: Option<&str>) -> Result<Arc<Jwks>, JwtError> {
+        let cached = self.cached_with_age();
+        let fresh = cached
+            .as_ref()
+            .is_some_and(|(_, age)| *age < self.policy.cache_duration);
+        let kid_known = match (&cached, kid) {
+            (Some((keys, _)), Some(k)) => keys.has_kid(k),
+            _ => true,
+        };
+        if fresh && kid_known {
+            return cached.map(|(k, _)| k).ok_or(JwtError::KeysUnavailable);
+        }
+        let mut last_kid_refetch = self.fetch_lock.lock().await;
+        // Another caller may have refreshed while we waited.
+        if let Some((keys, age)) = self.cached_with_age() {
+            let fresh = age < self.policy.cache_duration;
+            let known = kid.is_none_or(|k| keys.has_kid(k));
+            if fresh && known {
+                return Ok(keys);
+            }
+            if fresh && !known {
+                let recently =
+                    last_kid_refetch.is_some_and(|t| t.elapsed() < self.rotation_interval);
+                if recently {
+                    return Ok(keys);
+                }
+                *last_kid_refetch = Some(Instant::now());
+            }
+        }
+        match self.refresh().await {
+            Ok(keys) => Ok(keys),
+            Err(_) => match self.cached_with_age() {
+                Some((keys, age)) if age < self.policy.cache_duration + self.max_stale => Ok(keys),
+                _ => Err(JwtError::KeysUnavailable),
+            },
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! Remote JWKS against an in-process HTTP server on 127.0.0.1:0.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use serde_json::json;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tribune_jwks::{FetchPolicy, RemoteKeys};
+use tribune_jwt::JwtError;
+
+#[derive(Default)]
+struct Idp {
+    kid: Mutex<String>,
+    hits: AtomicUsize,
+    /// Fail this many requests with 500 first.
+    fail_next: AtomicUsize,
+    delay_ms: AtomicUsize,
+    down: std::sync::atomic::AtomicBool,
+}
+
+fn jwks(kid: &str) -> String {
+    json!({"keys": [{"kty": "oct", "kid": kid, "k": B64.encode([7u8; 32])}]}).to_string()
+}
+
+async fn keys(State(idp): State<Arc<Idp>>) -> axum::response::Response {
+    idp.hits.fetch_add(1, Ordering::SeqCst);
+    let delay = idp.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay as u64)).await;
+    }
+    if idp.down.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
+    }
+    if idp.fail_next.load(Ordering::SeqCst) > 0 {
+        idp.fail_next.fetch_sub(1, Ordering::SeqCst);
+        return (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response();
+    }
+    let kid = idp.kid.lock().unwrap().clone();
+    ([("content-type", "application/json")], jwks(&kid)).into_response()
+}
+
+async fn serve() -> (Arc<Idp>, String) {
+    let idp = Arc::new(Idp::default());
+    *idp.kid.lock().unwrap() = "k1".into();
+    let app = Router::new()
+        .route("/keys", get(keys))
+        .with_state(idp.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (idp, format!("http://{addr}/keys"))
+}
+
+fn policy(uri: &str) -> FetchPolicy {
+    FetchPolicy {
+        uri: uri.to_string(),
+        timeout: Duration::from_millis(300),
+        cache_duration: Duration::from_secs(60),
+        retries: 0,
+        base_interval: Duration::from_millis(10),
+        max_interval: Duration::from_millis(40),
+    }
+}
+
+#[tokio::test]
+async fn keys_are_cached_for_the_cache_duration_then_refetched() {
+    let (idp, uri) = serve().await;
+    let mut p = policy(&uri);
+    p.cache_duration = Duration::from_millis(200);
+    let remote = RemoteKeys::new(p).unwrap();
+    assert!(remote.keys_for(Some("k1")).await.unwrap().has_kid("k1"));
+    remote.keys_for(Some("k1")).await.unwrap();
+    assert_eq!(idp.hits.load(Ordering::SeqCst), 1, "served from the cache");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    remote.keys_for(Some("k1")).await.unwrap();
+    assert_eq!(
+        idp.hits.load(Ordering::SeqCst),
+        2,
+        "refetched after CacheDuration"
+    );
+}
+
+#[tokio::test]
+async fn retries_on_server_errors_with_back_off() {
+    let (idp, uri) = serve().await;
+    idp.fail_next.store(2, Ordering::SeqCst);
+    let mut p = policy(&uri);
+    p.retries = 2;
+    let remote = RemoteKeys::new(p).unwrap();
+    assert!(remote.keys_for(None).await.is_ok());
+    assert_eq!(idp.hits.load(Ordering::SeqCst), 3);
+    let (idp2, uri2) = serve().await;
+    idp2.fail_next.store(5, Ordering::SeqCst);
+    let mut p = policy(&uri2);
+    p.retries = 1;
+    assert_eq!(
+        RemoteKeys::new(p)
+            .unwrap()
+            .keys_for(None)
+            .await
+            .unwrap_err(),
+        JwtError::KeysUnavailable
+    );
+    assert_eq!(
+        idp2.hits.load(Ordering::SeqCst),
+        2,
+        "one try plus one retry"
+    );
+}
+
+#[tokio::test]
+async fn connection_refused_and_timeouts_fail_closed() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}/keys", listener.local_addr().unwrap());
+    drop(listener);
+    let mut p = policy(&dead);
+    p.retries = 2;
+    let start = std::time::Instant::now();
+    assert_eq!(
+        RemoteKeys::new(p)
+            .unwrap()
+            .keys_for(None)
+            .await
+            .unwrap_err(),
+        JwtError::KeysUnavailable
+    );
+    assert!(start.elapsed() < Duration::from_secs(2));
+
+    let (idp, uri) = serve().await;
+    idp.delay_ms.store(1000, Ordering::SeqCst);
+    let start = std::time::Instant::now();
+    assert_eq!(
+        RemoteKeys::new(policy(&uri))
+            .unwrap()
+            .keys_for(None)
+            .await
+            .unwrap_err(),
+        JwtError::KeysUnavailable
+    );
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_millis(900),
+        "{took:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_kid_triggers_one_rate_limited_refetch() {
+    let (idp, uri) = serve().await;
+    let remote = RemoteKeys::new(policy(&uri)).unwrap();
+    remote.keys_for(Some("k1")).await.unwrap();
+    *idp.kid.lock().unwrap() = "k2".into();
+    let keys = remote.keys_for(Some("k2")).await.unwrap();
+    assert!(
+        keys.has_kid("k2"),
+        "rotation picked up without waiting for CacheDuration"
+    );
+    assert_eq!(idp.hits.load(Ordering::SeqCst), 2);
+    // Right after a kid-triggered refetch, another unknown kid does not refetch.
+    assert!(remote.keys_for(Some("k3")).await.is_ok());
+    assert_eq!(idp.hits.load(Ordering::SeqCst), 2, "rate-limited");
+    // A storm of unknown kids on a fresh source: one refetch for all of them.
+    let storm = Arc::new(RemoteKeys::new(policy(&uri)).unwrap());
+    storm.keys_for(None).await.unwrap();
+    assert_eq!(idp.hits.load(Ordering::SeqCst), 3);
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let r = storm.clone();
+        tasks.push(tokio::spawn(async move {
+            r.keys_for(Some(&format!("attacker-{i}"))).await
+        }));
+    }
+    for t in tasks {
+        assert!(
+            t.await.unwrap().is_ok(),
+            "still answers with the current keys"
+        );
+    }
+    assert_eq!(
+        idp.hits.load(Ordering::SeqCst),
+        4,
+        "one refetch for the whole storm"
+    );
+}
+
+#[tokio::test]
+async fn an_outage_keeps_the_last_good_keys_within_the_bound() {
+    let (idp, uri) = serve().await;
+    let mut p = policy(&uri);
+    p.cache_duration = Duration::from_millis(100);
+    let mut remote = RemoteKeys::new(p).unwrap();
+    remote.max_stale = Duration::from_millis(400);
+    remote.keys_for(Some("k1")).await.unwrap();
+    idp.down.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(
+        remote.keys_for(Some("k1")).await.unwrap().has_kid("k1"),
+        "stale but within bound"
+    );
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(
+        remote.keys_for(Some("k1")).await.unwrap_err(),
+        JwtError::KeysUnavailable,
+        "too stale: fail closed"
+    );
+    idp.down.store(false, Ordering::SeqCst);
+    assert!(
+        remote.keys_for(Some("k1")).await.is_ok(),
+        "recovers when the IdP is back"
+    );
+}
+
+#[test]
+fn policy_defaults_follow_decisions_5() {
+    let entry = tribune_model::parse_entry(
+        "Kind = \"jwt-provider\"\nName = \"p\"\nJSONWebKeySet { Remote { URI = \"http://idp/keys\" RetryPolicy { NumRetries = 3 } } }",
+    )
+    .unwrap();
+    let tribune_model::ConfigEntry::JwtProvider(p) = entry else {
+        panic!()
+    };
+    let tribune_model::jwt_provider::JsonWebKeySet::Remote(r) = &p.json_web_key_set else {
+        panic!()
+    };
+    let fp = FetchPolicy::from_remote(r);
+    assert_eq!(
+        (fp.timeout, fp.cache_duration, fp.retries),
+        (Duration::from_secs(5), Duration::from_secs(300), 3)
+    );
+    assert_eq!(
+        (fp.base_interval, fp.max_interval),
+        (Duration::from_secs(1), Duration::from_secs(10))
+    );
+    for attempt in 1..10 {
+        assert!(fp.backoff(attempt) <= Duration::from_secs(10));
+    }
+    assert!(RemoteKeys::new(FetchPolicy {
+        uri: "https://idp/keys".into(),
+        ..fp
+    })
+    .is_err());
+}
