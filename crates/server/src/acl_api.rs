@@ -3,8 +3,8 @@
 
 use crate::acl::{Policy, PolicyLink, Rules, Token, MANAGEMENT_POLICY_ID, MANAGEMENT_POLICY_NAME};
 use crate::{
-    authorize, find_token_by_secret, load_policy, now_rfc3339, parse_query, token_secret, ApiError,
-    ApiResult, AppState, Shared, ACL_META_TABLE, POLICY_TABLE, TOKEN_TABLE,
+    authorize, find_token_by_secret, json_body, load_policy, now_rfc3339, parse_query,
+    token_secret, ApiError, ApiResult, AppState, Shared, ACL_META_TABLE, POLICY_TABLE, TOKEN_TABLE,
 };
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -93,6 +93,16 @@ fn acl_enabled(state: &AppState) -> ApiResult<()> {
     }
 }
 
+/// Every ACL endpoint but bootstrap: ACLs must be on, and the caller is resolved.
+fn acl_caller(
+    state: &AppState,
+    raw: Option<&str>,
+    headers: &HeaderMap,
+) -> ApiResult<crate::acl::Authorizer> {
+    acl_enabled(state)?;
+    authorize(state, headers, &parse_query(raw))
+}
+
 /// `PUT /v1/acl/bootstrap`: the first management token, once.
 pub(crate) async fn bootstrap(State(state): State<Shared>) -> ApiResult<Response> {
     acl_enabled(&state)?;
@@ -136,11 +146,8 @@ pub(crate) async fn create_policy(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    acl_enabled(&state)?;
-    let q = parse_query(raw.as_deref());
-    authorize(&state, &headers, &q)?.acl_write()?;
-    let v: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("Request decoding failed: {e}")))?;
+    acl_caller(&state, raw.as_deref(), &headers)?.acl_write()?;
+    let v = json_body(&body)?;
     let name = v
         .get("Name")
         .and_then(Value::as_str)
@@ -203,9 +210,7 @@ pub(crate) async fn read_policy(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    acl_enabled(&state)?;
-    let q = parse_query(raw.as_deref());
-    authorize(&state, &headers, &q)?.acl_read()?;
+    acl_caller(&state, raw.as_deref(), &headers)?.acl_read()?;
     let r = state
         .store
         .get(POLICY_TABLE, &id)?
@@ -220,9 +225,7 @@ pub(crate) async fn read_policy_by_name(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    acl_enabled(&state)?;
-    let q = parse_query(raw.as_deref());
-    authorize(&state, &headers, &q)?.acl_read()?;
+    acl_caller(&state, raw.as_deref(), &headers)?.acl_read()?;
     let (p, r) = find_policy_by_name(&state, &name)?
         .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
     Ok(Json(with_indexes(
@@ -238,9 +241,7 @@ pub(crate) async fn list_policies(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    acl_enabled(&state)?;
-    let q = parse_query(raw.as_deref());
-    authorize(&state, &headers, &q)?.acl_read()?;
+    acl_caller(&state, raw.as_deref(), &headers)?.acl_read()?;
     let out: Vec<Value> = state
         .store
         .list(POLICY_TABLE)?
@@ -260,9 +261,7 @@ pub(crate) async fn delete_policy(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    acl_enabled(&state)?;
-    let q = parse_query(raw.as_deref());
-    authorize(&state, &headers, &q)?.acl_write()?;
+    acl_caller(&state, raw.as_deref(), &headers)?.acl_write()?;
     if id == MANAGEMENT_POLICY_ID {
         return Err(ApiError::bad_request(
             "Delete operation not permitted on the builtin global-management policy",
@@ -283,11 +282,8 @@ pub(crate) async fn create_token(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    acl_enabled(&state)?;
-    let q = parse_query(raw.as_deref());
-    authorize(&state, &headers, &q)?.acl_write()?;
-    let v: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("Request decoding failed: {e}")))?;
+    acl_caller(&state, raw.as_deref(), &headers)?.acl_write()?;
+    let v = json_body(&body)?;
     let mut policies = Vec::new();
     for link in v
         .get("Policies")
@@ -372,9 +368,7 @@ pub(crate) async fn read_token(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    acl_enabled(&state)?;
-    let q = parse_query(raw.as_deref());
-    authorize(&state, &headers, &q)?.acl_read()?;
+    acl_caller(&state, raw.as_deref(), &headers)?.acl_read()?;
     let r = state
         .store
         .get(TOKEN_TABLE, &id)?
@@ -403,9 +397,7 @@ pub(crate) async fn list_tokens(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    acl_enabled(&state)?;
-    let q = parse_query(raw.as_deref());
-    let authz = authorize(&state, &headers, &q)?;
+    let authz = acl_caller(&state, raw.as_deref(), &headers)?;
     authz.acl_read()?;
     let show_secrets = authz.acl_write().is_ok();
     let out: Vec<Value> = state
@@ -429,9 +421,7 @@ pub(crate) async fn delete_token(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    acl_enabled(&state)?;
-    let q = parse_query(raw.as_deref());
-    authorize(&state, &headers, &q)?.acl_write()?;
+    acl_caller(&state, raw.as_deref(), &headers)?.acl_write()?;
     state.store.apply(&[Op::Delete {
         table: TOKEN_TABLE.into(),
         key: id,

@@ -3,8 +3,8 @@
 
 use crate::acl::{Authorizer, Denied};
 use crate::{
-    authorize, block_on_table, index_header, parse_query, query_get, ApiError, ApiResult, AppState,
-    Shared, CONFIG_TABLE,
+    authorize, block_on_table, index_header, json_body, parse_query, query_get, ApiError,
+    ApiResult, AppState, Shared, CONFIG_TABLE,
 };
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -82,7 +82,7 @@ pub(crate) fn protocol_of(entries: &[&ConfigEntry], service: &str) -> String {
     .unwrap_or_else(|| "tcp".into())
 }
 
-fn can_write(a: &Authorizer, entry_kind: Kind, name: &str) -> Result<(), Denied> {
+pub(crate) fn can_write(a: &Authorizer, entry_kind: Kind, name: &str) -> Result<(), Denied> {
     match entry_kind {
         Kind::JwtProvider | Kind::ProxyDefaults => a.mesh_write(),
         // decisions.md #11: intentions:write on the destination, or mesh:write.
@@ -202,15 +202,24 @@ fn parse_cas(q: &[(String, String)]) -> ApiResult<Cas> {
     }
 }
 
-/// Writes an entry after all checks; returns whether a CAS condition held.
+/// Outcome of [`write_entry`].
+pub(crate) struct Written {
+    /// False when the check-and-set condition failed.
+    pub ok: bool,
+    /// decisions.md #3 warnings for the written entry.
+    pub warnings: Vec<String>,
+}
+
+/// Writes an entry after all checks, against one snapshot of the state.
 pub(crate) async fn write_entry(
     state: &AppState,
     entry: &ConfigEntry,
     cas: Cas,
-) -> ApiResult<bool> {
+) -> ApiResult<Written> {
     let _guard = state.write_lock.lock().await;
     let current = load_all(state)?;
     cross_checks(&current, Some(entry), None).map_err(ApiError::bad_request)?;
+    let warnings = warnings_for(state, &current, entry);
     let applied = state.store.apply(&[Op::Put {
         table: CONFIG_TABLE.into(),
         key: entry_key(entry.kind(), entry.name()),
@@ -220,7 +229,10 @@ pub(crate) async fn write_entry(
     if applied.changed {
         tracing::info!(kind = %entry.kind(), name = entry.name(), index = applied.index, "config entry written");
     }
-    Ok(applied.ok)
+    Ok(Written {
+        ok: applied.ok,
+        warnings,
+    })
 }
 
 /// `PUT /v1/config[?cas=N]`.
@@ -232,15 +244,13 @@ pub(crate) async fn put_config(
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
     let authz = authorize(&state, &headers, &q)?;
-    let value: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("Request decoding failed: {e}")))?;
+    let value = json_body(&body)?;
     let entry = entry_from_json(value).map_err(decode_error)?;
     can_write(&authz, entry.kind(), entry.name())?;
     let cas = parse_cas(&q)?;
-    let warnings = warnings_for(&state, &entry)?;
-    let ok = write_entry(&state, &entry, cas).await?;
-    let mut res = Json(ok).into_response();
-    for w in warnings {
+    let written = write_entry(&state, &entry, cas).await?;
+    let mut res = Json(written.ok).into_response();
+    for w in written.warnings {
         if let Ok(v) = HeaderValue::from_str(&w) {
             res.headers_mut()
                 .append(HeaderName::from_static("x-tribune-warning"), v);
@@ -251,18 +261,17 @@ pub(crate) async fn put_config(
 
 /// decisions.md #3: warnings for intentions Consul accepts but that likely do not do
 /// what their author meant.
-fn warnings_for(state: &AppState, entry: &ConfigEntry) -> ApiResult<Vec<String>> {
+fn warnings_for(
+    state: &AppState,
+    current: &[(ConfigEntry, Record)],
+    entry: &ConfigEntry,
+) -> Vec<String> {
     let ConfigEntry::ServiceIntentions(si) = entry else {
-        return Ok(Vec::new());
+        return Vec::new();
     };
-    let all = load_all(state)?;
-    let entries: Vec<&ConfigEntry> = all.iter().map(|(e, _)| e).collect();
+    let entries: Vec<&ConfigEntry> = current.iter().map(|(e, _)| e).collect();
     let http = (si.name != WILDCARD).then(|| is_http_like(&protocol_of(&entries, &si.name)));
-    Ok(tribune_authz::write_warnings(
-        si,
-        state.config.default_intention_policy,
-        http,
-    ))
+    tribune_authz::write_warnings(si, state.config.default_intention_policy, http)
 }
 
 fn parse_kind(kind: &str) -> ApiResult<Kind> {

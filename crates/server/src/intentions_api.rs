@@ -1,10 +1,10 @@
 //! `/v1/connect/intentions/*` (consul-reference §f.2), computed from the
 //! `service-intentions` entries.
 
-use crate::entries::{delete_entry, load_all, load_one, protocol_of, write_entry};
+use crate::entries::{can_write, delete_entry, load_all, load_one, protocol_of, write_entry};
 use crate::{
-    authorize, block_on_table, index_header, parse_query, query_get, ApiError, ApiResult, AppState,
-    Shared, CONFIG_TABLE,
+    authorize, block_on_table, index_header, json_body, parse_query, query_get, ApiError,
+    ApiResult, AppState, Shared, CONFIG_TABLE,
 };
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -56,6 +56,14 @@ fn parse_ref(s: &str, param: &str) -> ApiResult<Ref> {
             go::quote(s)
         ))),
     }
+}
+
+/// The `source` and `destination` parameters every intentions endpoint takes.
+fn endpoints(q: &[(String, String)]) -> ApiResult<(Ref, Ref)> {
+    Ok((
+        parse_ref(required(q, "source")?, "source")?,
+        parse_ref(required(q, "destination")?, "destination")?,
+    ))
 }
 
 fn required<'a>(q: &'a [(String, String)], key: &str) -> ApiResult<&'a str> {
@@ -131,8 +139,7 @@ pub(crate) async fn get_exact(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
-    let source = parse_ref(required(&q, "source")?, "source")?;
-    let destination = parse_ref(required(&q, "destination")?, "destination")?;
+    let (source, destination) = endpoints(&q)?;
     let authz = authorize(&state, &headers, &q)?;
     authz
         .intentions_read(&destination.name)
@@ -161,14 +168,10 @@ pub(crate) async fn put_exact(
     body: Bytes,
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
-    let source = parse_ref(required(&q, "source")?, "source")?;
-    let destination = parse_ref(required(&q, "destination")?, "destination")?;
+    let (source, destination) = endpoints(&q)?;
     let authz = authorize(&state, &headers, &q)?;
-    authz
-        .intentions_write(&destination.name)
-        .or_else(|e| authz.mesh_write().map_err(|_| e))?;
-    let body: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("Request decoding failed: {e}")))?;
+    can_write(&authz, Kind::ServiceIntentions, &destination.name)?;
+    let body = json_body(&body)?;
     let Value::Object(fields) = body else {
         return Err(ApiError::bad_request(
             "Request decoding failed: intention must be a JSON object",
@@ -222,12 +225,9 @@ pub(crate) async fn delete_exact(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
-    let source = parse_ref(required(&q, "source")?, "source")?;
-    let destination = parse_ref(required(&q, "destination")?, "destination")?;
+    let (source, destination) = endpoints(&q)?;
     let authz = authorize(&state, &headers, &q)?;
-    authz
-        .intentions_write(&destination.name)
-        .or_else(|e| authz.mesh_write().map_err(|_| e))?;
+    can_write(&authz, Kind::ServiceIntentions, &destination.name)?;
     let Some((ConfigEntry::ServiceIntentions(mut si), r)) =
         load_one(&state, Kind::ServiceIntentions, &destination.name)?
     else {
@@ -261,8 +261,7 @@ pub(crate) async fn check(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
-    let source = parse_ref(required(&q, "source")?, "source")?;
-    let destination = parse_ref(required(&q, "destination")?, "destination")?;
+    let (source, destination) = endpoints(&q)?;
     if let Some(t) = query_get(&q, "source-type") {
         if t != "consul" {
             return Err(ApiError::bad_request(format!(
@@ -281,7 +280,7 @@ pub(crate) async fn check(
         || q.iter()
             .any(|(k, _)| k == "method" || k == "path" || k == "header");
     if !l7 {
-        let table = table_for(&state, &destination.name)?;
+        let table = table_from(&state, &load_all(&state)?, &destination.name)?;
         let (allowed, _) = table.check(Some(Caller {
             name: &source.name,
             peer: &source.peer,
@@ -334,8 +333,7 @@ pub(crate) async fn explain(
     body: Bytes,
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
-    let v: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("Request decoding failed: {e}")))?;
+    let v = json_body(&body)?;
     let field = |name: &str| v.get(name).and_then(Value::as_str).map(str::to_string);
     let source = parse_ref(
         &field("Source").ok_or_else(|| ApiError::bad_request("Source is required"))?,
@@ -389,14 +387,8 @@ pub(crate) async fn explain(
 /// (Envoy's issuer routing), then evaluates the destination's table.
 fn decide(state: &AppState, req: &ExplainRequest) -> ApiResult<Value> {
     let all = load_all(state)?;
-    let table = table_for(state, &req.destination.name)?;
-    let providers: Vec<&JwtProvider> = all
-        .iter()
-        .filter_map(|(e, _)| match e {
-            ConfigEntry::JwtProvider(p) => Some(p),
-            _ => None,
-        })
-        .collect();
+    let table = table_from(state, &all, &req.destination.name)?;
+    let providers = providers_of(&all);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -484,26 +476,28 @@ fn decide(state: &AppState, req: &ExplainRequest) -> ApiResult<Value> {
     }))
 }
 
-/// Compiles the intentions table of a destination from the current state.
-pub(crate) fn table_for(
-    state: &AppState,
-    destination: &str,
-) -> ApiResult<tribune_authz::IntentionTable> {
-    let all = load_all(state)?;
-    let entries: Vec<&ConfigEntry> = all.iter().map(|(e, _)| e).collect();
-    let intentions: Vec<&ServiceIntentions> =
-        intentions_of(&all).into_iter().map(|(si, _)| si).collect();
-    let providers: Vec<&JwtProvider> = all
-        .iter()
+fn providers_of(all: &[(ConfigEntry, Record)]) -> Vec<&JwtProvider> {
+    all.iter()
         .filter_map(|(e, _)| match e {
             ConfigEntry::JwtProvider(p) => Some(p),
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+/// Compiles the intentions table of a destination from a snapshot of the entries.
+fn table_from(
+    state: &AppState,
+    all: &[(ConfigEntry, Record)],
+    destination: &str,
+) -> ApiResult<tribune_authz::IntentionTable> {
+    let entries: Vec<&ConfigEntry> = all.iter().map(|(e, _)| e).collect();
+    let intentions: Vec<&ServiceIntentions> =
+        intentions_of(all).into_iter().map(|(si, _)| si).collect();
     compile(&CompileInput {
         destination,
         entries: &intentions,
-        providers: &providers,
+        providers: &providers_of(all),
         http: is_http_like(&protocol_of(&entries, destination)),
         default: state.config.default_intention_policy,
     })

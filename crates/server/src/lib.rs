@@ -209,6 +209,12 @@ pub(crate) fn parse_query(raw: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A JSON request body; a body that is not JSON gets Consul's decoding-error prefix.
+pub(crate) fn json_body(body: &[u8]) -> ApiResult<serde_json::Value> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("Request decoding failed: {e}")))
+}
+
 pub(crate) fn query_get<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
     q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
