@@ -1,6 +1,6 @@
 //! `tribune acl ...`: bootstrap, policies, tokens.
 
-use super::http::{call, unexpected, HttpArgs};
+use super::http::{call_ok, HttpArgs};
 use super::Io;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
@@ -98,17 +98,16 @@ fn send(
     what: &str,
     io: &mut Io<'_>,
 ) -> Result<Value, u8> {
-    match call(http, method, path, body.map(|b| b.to_string().into_bytes())) {
-        Err(e) => {
-            let _ = writeln!(io.err, "Error connecting to Tribune agent: {e}");
-            Err(1)
-        }
-        Ok(r) if r.status != 200 => {
-            let _ = writeln!(io.err, "Failed to {what}: {}", unexpected(&r));
-            Err(1)
-        }
-        Ok(r) => Ok(serde_json::from_str(&r.body).unwrap_or_default()),
-    }
+    let r = call_ok(
+        http,
+        method,
+        path,
+        body.map(|b| b.to_string().into_bytes()),
+        &format!("Failed to {what}"),
+        1,
+        io,
+    )?;
+    Ok(serde_json::from_str(&r.body).unwrap_or_default())
 }
 
 fn bootstrap(a: &BootstrapArgs, io: &mut Io<'_>) -> u8 {

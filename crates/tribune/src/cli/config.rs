@@ -1,6 +1,6 @@
 //! `tribune config ...`: config entries, offline (`validate`) and against the agent.
 
-use super::http::{call, unexpected, HttpArgs};
+use super::http::{call_ok, HttpArgs};
 use super::Io;
 use clap::{Args, Subcommand};
 use std::io::Read;
@@ -203,31 +203,27 @@ fn write(args: &WriteArgs, io: &mut Io<'_>) -> u8 {
     } else {
         "/v1/config".to_string()
     };
-    match call(&args.http, "PUT", &path, Some(body)) {
-        Err(e) => {
-            let _ = writeln!(io.err, "Error connecting to Tribune agent: {e}");
-            1
-        }
-        Ok(r) if r.status != 200 => {
-            let _ = writeln!(
-                io.err,
-                "Error writing config entry {kind}/{name}: {}",
-                unexpected(&r)
-            );
-            1
-        }
-        Ok(r) => {
-            for w in r.headers_named("x-tribune-warning") {
-                let _ = writeln!(io.err, "WARNING: {w}");
-            }
-            if r.body.trim() == "true" {
-                let _ = writeln!(io.out, "Config entry written: {kind}/{name}");
-                0
-            } else {
-                let _ = writeln!(io.err, "Config entry not updated: {kind}/{name}");
-                1
-            }
-        }
+    let r = match call_ok(
+        &args.http,
+        "PUT",
+        &path,
+        Some(body),
+        &format!("Error writing config entry {kind}/{name}"),
+        1,
+        io,
+    ) {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    for w in r.headers_named("x-tribune-warning") {
+        let _ = writeln!(io.err, "WARNING: {w}");
+    }
+    if r.body.trim() == "true" {
+        let _ = writeln!(io.out, "Config entry written: {kind}/{name}");
+        0
+    } else {
+        let _ = writeln!(io.err, "Config entry not updated: {kind}/{name}");
+        1
     }
 }
 
@@ -240,33 +236,24 @@ fn read(args: &ReadArgs, io: &mut Io<'_>) -> u8 {
         let _ = writeln!(io.err, "Must specify the -name parameter");
         return 1;
     };
-    match call(
+    let r = match call_ok(
         &args.http,
         "GET",
         &format!("/v1/config/{}/{}", encode(kind), encode(name)),
         None,
+        &format!("Error reading config entry {kind}/{name}"),
+        1,
+        io,
     ) {
-        Err(e) => {
-            let _ = writeln!(io.err, "Error connecting to Tribune agent: {e}");
-            1
-        }
-        Ok(r) if r.status != 200 => {
-            let _ = writeln!(
-                io.err,
-                "Error reading config entry {kind}/{name}: {}",
-                unexpected(&r)
-            );
-            1
-        }
-        Ok(r) => {
-            let mut v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
-            if let Some(m) = v.as_object_mut() {
-                m.remove("Hash");
-            }
-            let _ = writeln!(io.out, "{}", pretty4(&v));
-            0
-        }
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    let mut v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("Hash");
     }
+    let _ = writeln!(io.out, "{}", pretty4(&v));
+    0
 }
 
 /// JSON with 4-space indentation (what `consul config read` prints).
@@ -283,32 +270,23 @@ fn list(args: &ListArgs, io: &mut Io<'_>) -> u8 {
         let _ = writeln!(io.err, "Must specify the -kind parameter");
         return 1;
     };
-    match call(
+    let r = match call_ok(
         &args.http,
         "GET",
         &format!("/v1/config/{}", encode(kind)),
         None,
+        &format!("Error listing config entries for kind {kind:?}"),
+        1,
+        io,
     ) {
-        Err(e) => {
-            let _ = writeln!(io.err, "Error connecting to Tribune agent: {e}");
-            1
-        }
-        Ok(r) if r.status != 200 => {
-            let _ = writeln!(
-                io.err,
-                "Error listing config entries for kind {kind:?}: {}",
-                unexpected(&r)
-            );
-            1
-        }
-        Ok(r) => {
-            let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
-            for e in v.as_array().into_iter().flatten() {
-                let _ = writeln!(io.out, "{}", e["Name"].as_str().unwrap_or(""));
-            }
-            0
-        }
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+    for e in v.as_array().into_iter().flatten() {
+        let _ = writeln!(io.out, "{}", e["Name"].as_str().unwrap_or(""));
     }
+    0
 }
 
 fn delete(args: &DeleteArgs, io: &mut Io<'_>) -> u8 {
@@ -357,28 +335,17 @@ fn delete(args: &DeleteArgs, io: &mut Io<'_>) -> u8 {
     if args.cas {
         path.push_str(&format!("?cas={}", args.modify_index.unwrap_or(0)));
     }
-    match call(&args.http, "DELETE", &path, None) {
-        Err(e) => {
-            let _ = writeln!(io.err, "Error connecting to Tribune agent: {e}");
-            1
-        }
-        Ok(r) if r.status != 200 => {
-            let _ = writeln!(
-                io.err,
-                "Error deleting config entry {kind}/{name}: {}",
-                unexpected(&r)
-            );
-            1
-        }
-        Ok(r) if args.cas && r.body.trim() != "true" => {
-            let _ = writeln!(io.err, "Config entry not deleted: {kind}/{name}");
-            1
-        }
-        Ok(_) => {
-            let _ = writeln!(io.out, "Config entry deleted: {kind}/{name}");
-            0
-        }
+    let failure = format!("Error deleting config entry {kind}/{name}");
+    let r = match call_ok(&args.http, "DELETE", &path, None, &failure, 1, io) {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    if args.cas && r.body.trim() != "true" {
+        let _ = writeln!(io.err, "Config entry not deleted: {kind}/{name}");
+        return 1;
     }
+    let _ = writeln!(io.out, "Config entry deleted: {kind}/{name}");
+    0
 }
 
 #[cfg(test)]

@@ -74,3 +74,28 @@ pub fn unexpected(r: &Response) -> String {
         r.body.trim_end()
     )
 }
+
+/// Calls the agent and returns a 200 response. A connection failure, or any other
+/// status (reported as `<failure>: Unexpected response code: ...`, Consul's wording),
+/// is printed to stderr and becomes exit code `code`.
+pub fn call_ok(
+    http: &HttpArgs,
+    method: &str,
+    path: &str,
+    body: Option<Vec<u8>>,
+    failure: &str,
+    code: u8,
+    io: &mut super::Io<'_>,
+) -> Result<Response, u8> {
+    match call(http, method, path, body) {
+        Err(e) => {
+            let _ = writeln!(io.err, "Error connecting to Tribune agent: {e}");
+            Err(code)
+        }
+        Ok(r) if r.status != 200 => {
+            let _ = writeln!(io.err, "{failure}: {}", unexpected(&r));
+            Err(code)
+        }
+        Ok(r) => Ok(r),
+    }
+}

@@ -1,6 +1,6 @@
 //! `tribune intention check SRC DST`.
 
-use super::http::{call, unexpected, HttpArgs};
+use super::http::{call_ok, HttpArgs};
 use super::Io;
 use clap::{Args, Subcommand};
 use tribune_client::encode;
@@ -63,25 +63,25 @@ fn check(args: &CheckArgs, io: &mut Io<'_>) -> u8 {
         encode(src),
         encode(dst)
     );
-    match call(&args.http, "GET", &path, None) {
-        Err(e) => {
-            let _ = writeln!(io.err, "Error connecting to Tribune agent: {e}");
-            2
-        }
-        Ok(r) if r.status != 200 => {
-            let _ = writeln!(io.err, "Error checking the connection: {}", unexpected(&r));
-            2
-        }
-        Ok(r) => {
-            let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
-            if v["Allowed"].as_bool() == Some(true) {
-                let _ = writeln!(io.out, "Allowed");
-                0
-            } else {
-                let _ = writeln!(io.out, "Denied");
-                1
-            }
-        }
+    let r = match call_ok(
+        &args.http,
+        "GET",
+        &path,
+        None,
+        "Error checking the connection",
+        2,
+        io,
+    ) {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+    if v["Allowed"].as_bool() == Some(true) {
+        let _ = writeln!(io.out, "Allowed");
+        0
+    } else {
+        let _ = writeln!(io.out, "Denied");
+        1
     }
 }
 
@@ -120,39 +120,34 @@ fn explain(args: &CheckArgs, src: &str, dst: &str, io: &mut Io<'_>) -> u8 {
         "Headers": headers,
         "Token": token,
     });
-    match call(
+    let r = match call_ok(
         &args.http,
         "POST",
         "/v1/connect/intentions/explain",
         Some(body.to_string().into_bytes()),
+        "Error checking the connection",
+        2,
+        io,
     ) {
-        Err(e) => {
-            let _ = writeln!(io.err, "Error connecting to Tribune agent: {e}");
-            2
-        }
-        Ok(r) if r.status != 200 => {
-            let _ = writeln!(io.err, "Error checking the connection: {}", unexpected(&r));
-            2
-        }
-        Ok(r) => {
-            let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
-            let allowed = v["Allowed"].as_bool() == Some(true);
-            let _ = writeln!(io.out, "{}", if allowed { "Allowed" } else { "Denied" });
-            if args.explain {
-                let _ = writeln!(io.out, "{}", v["Reason"].as_str().unwrap_or(""));
-                if !allowed {
-                    let _ = write!(io.out, "The caller would get HTTP {}", v["Status"]);
-                    if let Some(b) = v["Body"].as_str() {
-                        let _ = write!(io.out, " ({b})");
-                    }
-                    let _ = writeln!(io.out);
-                }
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+    let allowed = v["Allowed"].as_bool() == Some(true);
+    let _ = writeln!(io.out, "{}", if allowed { "Allowed" } else { "Denied" });
+    if args.explain {
+        let _ = writeln!(io.out, "{}", v["Reason"].as_str().unwrap_or(""));
+        if !allowed {
+            let _ = write!(io.out, "The caller would get HTTP {}", v["Status"]);
+            if let Some(b) = v["Body"].as_str() {
+                let _ = write!(io.out, " ({b})");
             }
-            if allowed {
-                0
-            } else {
-                1
-            }
+            let _ = writeln!(io.out);
         }
+    }
+    if allowed {
+        0
+    } else {
+        1
     }
 }
