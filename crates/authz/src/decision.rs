@@ -17,6 +17,42 @@ impl Decision {
     pub fn allowed(&self) -> bool {
         self.action == Action::Allow
     }
+
+    /// A short stable code for why, for logs and metrics (`intention`, `permission`,
+    /// `default`, `jwt_missing`, `jwt_invalid`, `jwt_claim`, ...).
+    pub fn code(&self) -> &'static str {
+        match &self.reason {
+            Reason::Fired {
+                permission: None, ..
+            } => "intention",
+            Reason::Fired { .. } => "permission",
+            Reason::Default { closest: None } => "default",
+            Reason::Default {
+                closest: Some((_, why)),
+            } => match why {
+                NotFired::SameAsDefault => "default_same_action",
+                NotFired::Shadowed { .. } => "default_shadowed",
+                NotFired::NoPermissionMatched => "no_permission_matched",
+                NotFired::PermissionSameAsDefault { .. } => "permission_same_as_default",
+                NotFired::PermissionsOnNonHttp => "permissions_on_non_http",
+                NotFired::Jwt { failure, .. } => match failure {
+                    JwtFailure::Missing { .. } => "jwt_missing",
+                    JwtFailure::Invalid { .. } => "jwt_invalid",
+                    JwtFailure::IssuerMismatch { .. } => "jwt_issuer",
+                    JwtFailure::Claim { .. } => "jwt_claim",
+                    JwtFailure::UnknownProvider { .. } => "jwt_unknown_provider",
+                },
+            },
+        }
+    }
+
+    /// The intention that decided (fired) or came closest, as an index into the table.
+    pub fn intention(&self) -> Option<usize> {
+        match &self.reason {
+            Reason::Fired { intention, .. } => Some(*intention),
+            Reason::Default { closest } => closest.as_ref().map(|(i, _)| *i),
+        }
+    }
 }
 
 /// Why the decision came out as it did. Intention indices point into the

@@ -110,6 +110,15 @@ pub struct RemoteKeys {
     /// How long past `CacheDuration` the last good keys are still used when refetching
     /// fails.
     pub max_stale: Duration,
+    /// Fetch results, for metrics.
+    pub stats: FetchStats,
+}
+
+/// Counts of fetch attempts by result.
+#[derive(Debug, Default)]
+pub struct FetchStats {
+    pub ok: std::sync::atomic::AtomicU64,
+    pub failed: std::sync::atomic::AtomicU64,
 }
 
 impl RemoteKeys {
@@ -129,11 +138,18 @@ impl RemoteKeys {
             fetch_lock: tokio::sync::Mutex::new(None),
             rotation_interval: Duration::from_secs(10),
             max_stale: Duration::from_secs(3600),
+            stats: FetchStats::default(),
         })
     }
 
     pub fn policy(&self) -> &FetchPolicy {
         &self.policy
+    }
+
+    /// Whether keys are cached and younger than `CacheDuration`.
+    pub fn is_fresh(&self) -> bool {
+        self.cached_with_age()
+            .is_some_and(|(_, age)| age < self.policy.cache_duration)
     }
 
     /// The cached keys, fresh or not.
@@ -186,7 +202,14 @@ impl RemoteKeys {
             if attempt > 0 {
                 tokio::time::sleep(self.policy.backoff(attempt)).await;
             }
-            match self.fetch_once().await {
+            let result = self.fetch_once().await;
+            let counter = if result.is_ok() {
+                &self.stats.ok
+            } else {
+                &self.stats.failed
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            match result {
                 Ok(jwks) => {
                     for w in &jwks.warnings {
                         tracing::warn!(uri = %self.policy.uri, warning = %w, "JWKS key skipped");

@@ -8,7 +8,7 @@
 //!   that produced them.
 
 use crate::{JwtError, Verifier};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, RwLock};
 pub const DEFAULT_CACHE_SIZE: usize = 1024;
 
 struct Entry {
-    payload: Arc<Map<String, Value>>,
+    payload: Arc<Value>,
     exp: Option<i64>,
     nbf: Option<i64>,
 }
@@ -32,7 +32,7 @@ pub struct CachedVerifier {
     order: Mutex<VecDeque<Arc<str>>>,
 }
 
-fn time_claim(p: &Map<String, Value>, name: &str) -> Option<i64> {
+fn time_claim(p: &Value, name: &str) -> Option<i64> {
     p.get(name)
         .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
 }
@@ -55,19 +55,29 @@ impl CachedVerifier {
     }
 
     /// Verifies `token` at `now`, from the cache when it was verified before.
-    pub fn verify(&self, token: &str, now: i64) -> Result<Arc<Map<String, Value>>, JwtError> {
+    /// The payload is a JSON object.
+    pub fn verify(&self, token: &str, now: i64) -> Result<Arc<Value>, JwtError> {
+        self.verify_counting(token, now).0
+    }
+
+    /// [`Self::verify`], also telling whether the cache answered (`true` = hit).
+    pub fn verify_counting(&self, token: &str, now: i64) -> (Result<Arc<Value>, JwtError>, bool) {
         if let Ok(map) = self.entries.read() {
             if let Some(e) = map.get(token) {
                 if e.exp.is_some_and(|exp| now > exp.saturating_add(self.skew)) {
-                    return Err(JwtError::Expired);
+                    return (Err(JwtError::Expired), true);
                 }
                 if e.nbf.is_some_and(|nbf| now.saturating_add(self.skew) < nbf) {
-                    return Err(JwtError::NotYetValid);
+                    return (Err(JwtError::NotYetValid), true);
                 }
-                return Ok(e.payload.clone());
+                return (Ok(e.payload.clone()), true);
             }
         }
-        let payload = Arc::new(self.verifier.verify(token, now)?);
+        (self.verify_and_insert(token, now), false)
+    }
+
+    fn verify_and_insert(&self, token: &str, now: i64) -> Result<Arc<Value>, JwtError> {
+        let payload = Arc::new(Value::Object(self.verifier.verify(token, now)?));
         let entry = Entry {
             exp: time_claim(&payload, "exp"),
             nbf: time_claim(&payload, "nbf"),

@@ -76,6 +76,26 @@ impl JwtError {
     }
 }
 
+impl JwtError {
+    /// A short stable code for metrics and logs (`expired`, `bad_signature`, ...).
+    pub fn code(&self) -> &'static str {
+        match self {
+            JwtError::Missing => "missing",
+            JwtError::TooLarge { .. } => "too_large",
+            JwtError::Malformed(_) => "malformed",
+            JwtError::UnsupportedAlgorithm(_) => "unsupported_algorithm",
+            JwtError::UnknownKey => "unknown_key",
+            JwtError::BadSignature => "bad_signature",
+            JwtError::Expired => "expired",
+            JwtError::NotYetValid => "not_yet_valid",
+            JwtError::IssuerMismatch => "issuer_mismatch",
+            JwtError::AudienceNotAllowed => "audience_not_allowed",
+            JwtError::ClaimType(_) => "claim_type",
+            JwtError::KeysUnavailable => "keys_unavailable",
+        }
+    }
+}
+
 impl fmt::Display for JwtError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.text())
@@ -109,6 +129,11 @@ impl Verifier {
 
     pub fn issuer(&self) -> &str {
         &self.issuer
+    }
+
+    /// The key set this verifier checks signatures with.
+    pub fn keys(&self) -> &Arc<Jwks> {
+        &self.keys
     }
 
     /// Verifies `token` at `now` (seconds since the Unix epoch) and returns the payload.
@@ -195,4 +220,15 @@ pub fn unverified_issuer(token: &str) -> Option<String> {
         .ok()?;
     let v: Value = serde_json::from_slice(&bytes).ok()?;
     v.get("iss")?.as_str().map(str::to_string)
+}
+
+/// The `kid` of a token's header, read without verification (to pick or refetch keys).
+pub fn unverified_kid(token: &str) -> Option<String> {
+    let header = token.split('.').next()?;
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()?;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("kid")?.as_str().map(str::to_string)
 }

@@ -10,7 +10,8 @@
 //!   `Forward` wins, as in Consul.
 
 use crate::{unverified_issuer, JwtError, Verifier};
-use serde_json::{Map, Value};
+use serde_json::Value;
+use std::sync::Arc;
 use tribune_model::jwt_provider::{JwtLocation, JwtProvider};
 
 /// Read access to the parts of a request tokens can be in.
@@ -169,40 +170,38 @@ pub enum Outcome {
     Missing,
     /// A token addressed to this provider failed.
     Invalid(JwtError),
-    /// Every token addressed to this provider verified; the first one's payload and
-    /// the `Forwarding` header value.
+    /// Every token addressed to this provider verified; the first one's payload (a JSON
+    /// object) and the `Forwarding` header value.
     Valid {
-        payload: Map<String, Value>,
+        payload: Arc<Value>,
         forward_header: Option<(String, String)>,
         /// Places to remove the token from (empty when `Forward = true`).
         strip: Vec<Place>,
     },
 }
 
-/// Verifies the request's tokens for one provider.
-pub fn verify_request(
-    provider: &JwtProvider,
-    verifier: &Verifier,
-    req: &dyn RequestParts,
-    now: i64,
-) -> Outcome {
-    let found = extract(&provider.locations, req);
-    let mine: Vec<&Found> = found
-        .iter()
-        .filter(|f| {
-            provider.issuer.is_empty()
-                || unverified_issuer(&f.token).as_deref() == Some(provider.issuer.as_str())
-        })
-        .collect();
-    if mine.is_empty() {
-        return Outcome::Missing;
+/// The tokens in the request addressed to `provider`: found at its locations and,
+/// when it has an `Issuer`, naming it in their (unverified) `iss`.
+pub fn addressed_to(provider: &JwtProvider, req: &dyn RequestParts) -> Vec<Found> {
+    let mut found = extract(&provider.locations, req);
+    if !provider.issuer.is_empty() {
+        found.retain(|f| unverified_issuer(&f.token).as_deref() == Some(provider.issuer.as_str()));
     }
+    found
+}
+
+/// The provider's outcome for the tokens addressed to it: all must pass `verify`.
+pub fn conclude(
+    provider: &JwtProvider,
+    mine: &[Found],
+    mut verify: impl FnMut(&str) -> Result<Arc<Value>, JwtError>,
+) -> Outcome {
     let mut first = None;
-    for f in &mine {
-        match verifier.verify(&f.token, now) {
+    for f in mine {
+        match verify(&f.token) {
             Ok(p) => {
                 if first.is_none() {
-                    first = Some((p, f.token.clone()));
+                    first = Some((p, f.token.as_str()));
                 }
             }
             Err(e) => return Outcome::Invalid(e),
@@ -234,6 +233,19 @@ pub fn verify_request(
         forward_header,
         strip,
     }
+}
+
+/// Verifies the request's tokens for one provider (no cache).
+pub fn verify_request(
+    provider: &JwtProvider,
+    verifier: &Verifier,
+    req: &dyn RequestParts,
+    now: i64,
+) -> Outcome {
+    let mine = addressed_to(provider, req);
+    conclude(provider, &mine, |t| {
+        verifier.verify(t, now).map(|m| Arc::new(Value::Object(m)))
+    })
 }
 
 #[cfg(test)]

@@ -108,7 +108,7 @@ pub enum Action {
 }
 
 impl Action {
-    fn parse(s: &str) -> Option<Action> {
+    pub fn parse(s: &str) -> Option<Action> {
         match s {
             "allow" => Some(Action::Allow),
             "deny" => Some(Action::Deny),

@@ -18,6 +18,7 @@ pub mod agent_config;
 mod entries;
 mod intentions_api;
 mod keys;
+mod proxy_api;
 
 use acl::{Authorizer, Denied, Policy, Rules, Token};
 pub use agent_config::AgentConfig;
@@ -125,6 +126,10 @@ pub fn router(state: Shared) -> Router {
         .route(
             "/v1/connect/intentions/match",
             get(intentions_api::match_intentions),
+        )
+        .route(
+            "/v1/tribune/proxy-snapshot/{service}",
+            get(proxy_api::snapshot),
         )
         .route("/v1/acl/bootstrap", put(acl_api::bootstrap))
         .route("/v1/acl/policy", put(acl_api::create_policy))

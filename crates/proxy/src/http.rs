@@ -1,0 +1,543 @@
+//! The request path, in named phases:
+//!
+//! 1. **accept**: a listener hands over a connection and the caller's identity (the
+//!    SPIFFE service of its client certificate on the mesh listener, none on the edge
+//!    listener); with no snapshot yet the connection is closed (fail closed);
+//!    `tcp` destinations get an L4 decision and a byte-for-byte copy instead.
+//! 2. **snapshot**: the request takes the current snapshot and keeps it to the end.
+//! 3. **normalize**: the path is normalized (decisions.md #15) for matching and
+//!    forwarding.
+//! 4. **extract + verify**: for each provider the destination's intentions reference,
+//!    the tokens addressed to it are verified (cache first).
+//! 5. **decide**: the intentions table decides from caller, method, path, headers and
+//!    token outcomes.
+//! 6. **respond or rewrite**: a denial becomes its response (decisions.md #12);
+//!    otherwise client-supplied copies of forwarded-payload headers are removed,
+//!    verified tokens are stripped unless `Forward = true`, and the `Forwarding`
+//!    headers are added.
+//! 7. **forward** to the local service over a pooled connection; upstream failures
+//!    become 502/503/504 with short Envoy-style bodies.
+//! 8. **log**: one access record per request.
+
+use crate::snapshot::Snapshot;
+use crate::{Proxy, ProxyConfig};
+use http_body_util::{Either, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::http::uri::Authority;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tribune_authz::{
+    deny_response, normalize_path, Caller, Decision, RequestFacts, TokenOutcome, Tokens,
+};
+use tribune_jwt::locate::{addressed_to, conclude, Outcome, Place, RequestParts};
+use tribune_jwt::JwtError;
+
+/// Response bodies: streamed from the upstream, or short ones the proxy writes.
+pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+
+/// One line of the access log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRecord {
+    /// Snapshot version that decided (0 when there was none).
+    pub version: u64,
+    pub caller: Option<String>,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    /// `allow`, `deny`, or `error` (allowed but the upstream failed).
+    pub decision: &'static str,
+    /// [`Decision::code`], or the upstream failure.
+    pub reason: &'static str,
+    /// The deciding (or closest) intention, `source -> destination`.
+    pub intention: Option<String>,
+    pub latency: Duration,
+}
+
+/// Pooled connections to the local service.
+pub(crate) struct Upstream {
+    authority: Authority,
+    h1: Client<HttpConnector, Incoming>,
+    h2: Client<HttpConnector, Incoming>,
+}
+
+impl Upstream {
+    pub(crate) fn new(config: &ProxyConfig) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let authority = Authority::try_from(config.upstream.to_string().as_str())
+            .unwrap_or_else(|_| Authority::from_static("127.0.0.1"));
+        Upstream {
+            authority,
+            h1: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(60))
+                .build(connector.clone()),
+            h2: Client::builder(TokioExecutor::new())
+                .http2_only(true)
+                .build(connector),
+        }
+    }
+}
+
+struct View<'a> {
+    headers: &'a HeaderMap,
+    query: Option<&'a str>,
+}
+
+impl RequestParts for View<'_> {
+    fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect()
+    }
+    fn query(&self) -> Option<&str> {
+        self.query
+    }
+}
+
+impl tribune_authz::Headers for View<'_> {
+    fn value(&self, name: &str) -> Option<Cow<'_, str>> {
+        let mut values = self.headers.get_all(name).iter();
+        let first = values.next()?;
+        let mut out = String::from_utf8_lossy(first.as_bytes());
+        for v in values {
+            let joined = out.to_mut();
+            joined.push(',');
+            joined.push_str(&String::from_utf8_lossy(v.as_bytes()));
+        }
+        Some(out)
+    }
+}
+
+fn short(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+    let mut r = Response::new(Either::Right(Full::new(Bytes::from_static(
+        body.as_bytes(),
+    ))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain"),
+    );
+    r
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) are not forwarded; `te: trailers` is kept
+/// (gRPC needs it).
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(hyper::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ] {
+        headers.remove(name);
+    }
+    if headers
+        .get(hyper::header::TE)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers"))
+    {
+        headers.remove(hyper::header::TE);
+    }
+}
+
+/// The query string without the parameters named in `names`.
+fn strip_params(query: &str, names: &[&str]) -> String {
+    query
+        .split('&')
+        .filter(|pair| {
+            let key = pair.split_once('=').map(|(k, _)| k).unwrap_or(pair);
+            !names.contains(&key)
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+impl Proxy {
+    fn log(&self, record: AccessRecord) {
+        match &self.config.access_sink {
+            Some(sink) => sink(&record),
+            None => tracing::info!(
+                target: "tribune::access",
+                version = record.version,
+                caller = record.caller.as_deref().unwrap_or("-"),
+                method = %record.method,
+                path = %record.path,
+                status = record.status,
+                decision = record.decision,
+                reason = record.reason,
+                intention = record.intention.as_deref().unwrap_or("-"),
+                latency_us = record.latency.as_micros() as u64,
+            ),
+        }
+    }
+
+    fn count_jwt(&self, provider: &str, outcome: &Outcome) {
+        let code = match outcome {
+            Outcome::Missing => "missing",
+            Outcome::Valid { .. } => "valid",
+            Outcome::Invalid(e) => e.code(),
+        };
+        self.metrics
+            .jwt
+            .get_or_create(&crate::metrics::JwtLabels {
+                provider: provider.to_string(),
+                outcome: code,
+            })
+            .inc();
+    }
+
+    fn count_decision(&self, decision: &Decision) {
+        self.metrics
+            .requests
+            .get_or_create(&crate::metrics::DecisionLabels {
+                decision: if decision.allowed() { "allow" } else { "deny" },
+                reason: decision.code(),
+            })
+            .inc();
+    }
+}
+
+/// Phases 2-8 for one HTTP request.
+pub async fn handle(
+    proxy: Arc<Proxy>,
+    caller: Option<Arc<str>>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let start = Instant::now();
+    let Some(snap) = proxy.current() else {
+        return Ok(short(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no policy snapshot yet",
+        ));
+    };
+    let (mut parts, body) = req.into_parts();
+    let path = normalize_path(parts.uri.path(), proxy.config.merge_slashes);
+    let now = (proxy.config.clock)();
+
+    let mut outcomes: Vec<Outcome> = Vec::with_capacity(snap.providers.len());
+    {
+        let view = View {
+            headers: &parts.headers,
+            query: parts.uri.query(),
+        };
+        for rt in &snap.providers {
+            let mine = addressed_to(&rt.provider, &view);
+            let outcome = if mine.is_empty() {
+                Outcome::Missing
+            } else {
+                let mut results = Vec::with_capacity(mine.len());
+                for f in &mine {
+                    results.push(rt.verify(&f.token, now).await);
+                }
+                let mut results = results.into_iter();
+                conclude(&rt.provider, &mine, |_| {
+                    results.next().unwrap_or(Err(JwtError::Missing))
+                })
+            };
+            proxy.count_jwt(&rt.provider.name, &outcome);
+            outcomes.push(outcome);
+        }
+    }
+
+    let decision = {
+        let token_facts: Vec<(&str, TokenOutcome<'_>)> = snap
+            .providers
+            .iter()
+            .zip(&outcomes)
+            .map(|(rt, o)| {
+                (
+                    rt.provider.name.as_str(),
+                    match o {
+                        Outcome::Missing => TokenOutcome::Missing,
+                        Outcome::Invalid(e) => TokenOutcome::Invalid(e.text()),
+                        Outcome::Valid { payload, .. } => TokenOutcome::Valid(payload),
+                    },
+                )
+            })
+            .collect();
+        let view = View {
+            headers: &parts.headers,
+            query: None,
+        };
+        snap.table.evaluate(&RequestFacts {
+            caller: caller.as_deref().map(Caller::local),
+            method: parts.method.as_str(),
+            path: &path,
+            headers: &view,
+            tokens: Tokens::new(&token_facts),
+        })
+    };
+    proxy.count_decision(&decision);
+
+    let method = parts.method.clone();
+    let record = |status: u16, verdict: &'static str, reason: &'static str| AccessRecord {
+        version: snap.version,
+        caller: caller.as_deref().map(str::to_string),
+        method: method.to_string(),
+        path: path.clone(),
+        status,
+        decision: verdict,
+        reason,
+        intention: decision.intention().map(|i| snap.table.describe(i)),
+        latency: start.elapsed(),
+    };
+
+    if let Some(deny) = deny_response(&decision, &snap.service) {
+        let status = StatusCode::from_u16(deny.status).unwrap_or(StatusCode::FORBIDDEN);
+        let mut resp = Response::new(Either::Right(Full::new(Bytes::from(deny.body))));
+        *resp.status_mut() = status;
+        resp.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain"),
+        );
+        if let Some(v) = deny
+            .www_authenticate
+            .and_then(|v| HeaderValue::from_str(&v).ok())
+        {
+            resp.headers_mut()
+                .insert(hyper::header::WWW_AUTHENTICATE, v);
+        }
+        proxy.log(record(status.as_u16(), "deny", decision.code()));
+        return Ok(resp);
+    }
+
+    // Rewrite.
+    for name in &snap.forward_headers {
+        parts.headers.remove(name);
+    }
+    let mut strip_query: Vec<&str> = Vec::new();
+    for outcome in &outcomes {
+        if let Outcome::Valid {
+            forward_header,
+            strip,
+            ..
+        } = outcome
+        {
+            for place in strip {
+                match place {
+                    Place::Header(h) => {
+                        parts.headers.remove(h.as_str());
+                    }
+                    Place::Query(q) => strip_query.push(q),
+                    Place::Cookie(_) => {}
+                }
+            }
+            if let Some((name, value)) = forward_header {
+                if let (Ok(n), Ok(v)) = (
+                    HeaderName::from_bytes(name.as_bytes()),
+                    HeaderValue::from_str(value),
+                ) {
+                    parts.headers.insert(n, v);
+                }
+            }
+        }
+    }
+    remove_hop_by_hop(&mut parts.headers);
+    let query = parts.uri.query().map(|q| {
+        if strip_query.is_empty() {
+            q.to_string()
+        } else {
+            strip_params(q, &strip_query)
+        }
+    });
+    let path_and_query = match query {
+        Some(q) if !q.is_empty() => format!("{path}?{q}"),
+        _ => path.clone(),
+    };
+    let uri = Uri::builder()
+        .scheme("http")
+        .authority(proxy.upstream.authority.clone())
+        .path_and_query(path_and_query)
+        .build();
+    let Ok(uri) = uri else {
+        proxy.log(record(400, "error", "bad_request_uri"));
+        return Ok(short(StatusCode::BAD_REQUEST, "Bad Request"));
+    };
+    parts.uri = uri;
+    let h2 = matches!(snap.protocol.as_str(), "http2" | "grpc");
+    parts.version = if h2 {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
+    let client = if h2 {
+        &proxy.upstream.h2
+    } else {
+        &proxy.upstream.h1
+    };
+    let sent = Instant::now();
+    let result = tokio::time::timeout(
+        proxy.config.upstream_timeout,
+        client.request(Request::from_parts(parts, body)),
+    )
+    .await;
+    let (resp, verdict, reason) = match result {
+        Ok(Ok(resp)) => {
+            proxy
+                .metrics
+                .upstream_latency
+                .observe(sent.elapsed().as_secs_f64());
+            let (mut rp, rb) = resp.into_parts();
+            remove_hop_by_hop(&mut rp.headers);
+            (Response::from_parts(rp, Either::Left(rb)), "allow", decision.code())
+        }
+        Ok(Err(e)) if e.is_connect() => (
+            short(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+            ),
+            "error",
+            "upstream_connect",
+        ),
+        Ok(Err(_)) => (
+            short(
+                StatusCode::BAD_GATEWAY,
+                "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+            ),
+            "error",
+            "upstream_reset",
+        ),
+        Err(_) => (
+            short(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
+            "error",
+            "upstream_timeout",
+        ),
+    };
+    proxy
+        .metrics
+        .upstream
+        .get_or_create(&crate::metrics::UpstreamLabels {
+            result: if verdict == "allow" { "ok" } else { reason },
+        })
+        .inc();
+    proxy.log(record(resp.status().as_u16(), verdict, reason));
+    Ok(resp)
+}
+
+/// Serves HTTP/1.1 and HTTP/2 on one accepted connection.
+pub async fn serve_connection<IO>(proxy: Arc<Proxy>, io: IO, caller: Option<Arc<str>>)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let max_header = proxy.config.max_header_bytes.max(8192);
+    let p = proxy.clone();
+    let svc = service_fn(move |req| handle(p.clone(), caller.clone(), req));
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .keep_alive(true)
+        .max_buf_size(max_header)
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(max_header as u32);
+    if let Err(e) = builder.serve_connection(TokioIo::new(io), svc).await {
+        tracing::debug!(error = %e, "downstream connection ended with an error");
+    }
+}
+
+/// L4 enforcement for non-HTTP destinations: decide on connect (identity only), then
+/// copy bytes both ways.
+pub async fn serve_tcp(
+    proxy: &Proxy,
+    snap: &Snapshot,
+    mut stream: TcpStream,
+    caller: Option<&str>,
+) {
+    let start = Instant::now();
+    let decision = snap
+        .table
+        .evaluate(&RequestFacts::l4(caller.map(Caller::local)));
+    proxy.count_decision(&decision);
+    let record = |status: u16, verdict: &'static str, reason: &'static str| AccessRecord {
+        version: snap.version,
+        caller: caller.map(str::to_string),
+        method: "TCP".into(),
+        path: String::new(),
+        status,
+        decision: verdict,
+        reason,
+        intention: decision.intention().map(|i| snap.table.describe(i)),
+        latency: start.elapsed(),
+    };
+    if !decision.allowed() {
+        proxy.log(record(0, "deny", decision.code()));
+        return;
+    }
+    match TcpStream::connect(proxy.config.upstream).await {
+        Ok(mut up) => {
+            let _ = up.set_nodelay(true);
+            let _ = tokio::io::copy_bidirectional(&mut stream, &mut up).await;
+            proxy.log(record(0, "allow", decision.code()));
+        }
+        Err(_) => proxy.log(record(0, "error", "upstream_connect")),
+    }
+}
+
+/// Phase 1 for one accepted TCP connection.
+pub async fn serve_downstream(proxy: Arc<Proxy>, stream: TcpStream, caller: Option<Arc<str>>) {
+    let Some(snap) = proxy.current() else {
+        // Fail closed: nothing is served before the first snapshot.
+        return;
+    };
+    if snap.http {
+        drop(snap);
+        serve_connection(proxy, stream, caller).await;
+    } else {
+        serve_tcp(&proxy, &snap, stream, caller.as_deref()).await;
+    }
+}
+
+/// The edge listener: plain connections from outside the mesh (no caller identity).
+pub async fn serve_edge(proxy: Arc<Proxy>, listener: TcpListener) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = proxy.connections.clone().try_acquire_owned() else {
+            tracing::warn!("connection limit reached; connection closed");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            proxy.metrics.connections.inc();
+            serve_downstream(proxy.clone(), stream, None).await;
+            proxy.metrics.connections.dec();
+            drop(permit);
+        });
+    }
+}

@@ -1,0 +1,255 @@
+//! One provider's keys at run time, and its verified-token cache.
+//!
+//! - Inline key sets (`Local.JWKS`) are parsed once.
+//! - File key sets (`Local.Filename`) are read at start and re-read when the file's
+//!   modification time or size changes (checked every second).
+//! - Remote key sets go through [`RemoteKeys`]: refreshed after `CacheDuration`, one
+//!   rate-limited refetch when a token names an unknown `kid`, the last good keys kept
+//!   within a bound. With `FetchAsynchronously = true` requests that arrive before the
+//!   first fetch fail closed instead of waiting for it (decisions.md #6).
+//!
+//! A new key set gets a new [`CachedVerifier`], so cached results never outlive the
+//! keys that produced them.
+
+use arc_swap::ArcSwapOption;
+use serde_json::Value;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
+use tribune_jwks::{FetchPolicy, RemoteKeys};
+use tribune_jwt::{unverified_kid, CachedVerifier, Jwks, JwtError, Verifier};
+use tribune_model::jwt_provider::{JsonWebKeySet, LocalJwks};
+use tribune_model::JwtProvider;
+
+/// How often a `Local.Filename` key set is checked for changes.
+pub const FILE_POLL: Duration = Duration::from_secs(1);
+
+enum Source {
+    Inline,
+    File {
+        path: String,
+        seen: Mutex<Option<(SystemTime, u64)>>,
+    },
+    Remote(Arc<RemoteKeys>),
+}
+
+/// A configured provider with its current keys.
+pub struct ProviderRuntime {
+    pub provider: JwtProvider,
+    source: Source,
+    current: ArcSwapOption<CachedVerifier>,
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+}
+
+impl std::fmt::Debug for ProviderRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderRuntime")
+            .field("provider", &self.provider.name)
+            .finish()
+    }
+}
+
+fn file_stamp(path: &str) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+impl ProviderRuntime {
+    /// Builds the runtime; key sets that cannot be loaded leave it without keys (every
+    /// token then fails closed) and the reason is logged.
+    pub fn new(provider: &JwtProvider) -> Result<Arc<Self>, String> {
+        let source = match &provider.json_web_key_set {
+            JsonWebKeySet::Local(LocalJwks::Inline(_)) => Source::Inline,
+            JsonWebKeySet::Local(LocalJwks::Filename(f)) => Source::File {
+                path: f.clone(),
+                seen: Mutex::new(None),
+            },
+            JsonWebKeySet::Remote(r) => {
+                Source::Remote(Arc::new(RemoteKeys::new(FetchPolicy::from_remote(r))?))
+            }
+        };
+        let rt = Arc::new(ProviderRuntime {
+            provider: provider.clone(),
+            source,
+            current: ArcSwapOption::empty(),
+            cache_hits: AtomicU64::new(0),
+            cache_misses: AtomicU64::new(0),
+        });
+        match &rt.source {
+            Source::Inline => {
+                let json = match &provider.json_web_key_set {
+                    JsonWebKeySet::Local(l) => l.inline_json(),
+                    JsonWebKeySet::Remote(_) => None,
+                };
+                match json.map(|j| Jwks::parse(&j)) {
+                    Some(Ok(jwks)) => {
+                        rt.install(Arc::new(jwks));
+                    }
+                    Some(Err(e)) => {
+                        tracing::error!(provider = %provider.name, error = %e, "inline JWKS unusable; tokens fail closed")
+                    }
+                    None => {
+                        tracing::error!(provider = %provider.name, "inline JWKS is not base64; tokens fail closed")
+                    }
+                }
+            }
+            Source::File { .. } => rt.reload_file(),
+            Source::Remote(_) => {}
+        }
+        Ok(rt)
+    }
+
+    /// The remote key set, when the provider has one.
+    pub fn remote(&self) -> Option<&Arc<RemoteKeys>> {
+        match &self.source {
+            Source::Remote(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    fn fetch_asynchronously(&self) -> bool {
+        matches!(&self.provider.json_web_key_set, JsonWebKeySet::Remote(r) if r.fetch_asynchronously)
+    }
+
+    /// Whether the provider has keys now.
+    pub fn has_keys(&self) -> bool {
+        self.current.load().is_some()
+    }
+
+    fn install(&self, keys: Arc<Jwks>) -> Arc<CachedVerifier> {
+        for w in &keys.warnings {
+            tracing::warn!(provider = %self.provider.name, warning = %w, "JWKS key skipped");
+        }
+        let verifier = Verifier::new(&self.provider, keys);
+        let size = self
+            .provider
+            .cache_config
+            .as_ref()
+            .map(|c| c.size.max(0) as usize)
+            .unwrap_or(0);
+        let cached = Arc::new(CachedVerifier::new(
+            verifier,
+            self.provider.clock_skew_seconds.max(0),
+            size,
+        ));
+        self.current.store(Some(cached.clone()));
+        cached
+    }
+
+    fn verifier_with(&self, keys: Arc<Jwks>) -> Arc<CachedVerifier> {
+        if let Some(v) = self.current.load_full() {
+            if Arc::ptr_eq(v.verifier().keys(), &keys) {
+                return v;
+            }
+        }
+        self.install(keys)
+    }
+
+    /// Re-reads a `Local.Filename` key set if the file changed since the last read.
+    fn reload_file(&self) {
+        let Source::File { path, seen } = &self.source else {
+            return;
+        };
+        let stamp = file_stamp(path);
+        let Ok(mut seen) = seen.lock() else { return };
+        if stamp.is_some() && *seen == stamp {
+            return;
+        }
+        *seen = stamp;
+        match std::fs::read(path)
+            .map_err(|e| format!("cannot read {path}: {e}"))
+            .and_then(|b| Jwks::parse(&b).map_err(|e| e.to_string()))
+        {
+            Ok(jwks) => {
+                tracing::info!(provider = %self.provider.name, path = %path, "JWKS file loaded");
+                self.install(Arc::new(jwks));
+            }
+            Err(e) => {
+                // Keep the last good keys: a half-written file must not lock users out.
+                tracing::error!(provider = %self.provider.name, error = %e, "JWKS file unusable; keeping the previous keys")
+            }
+        }
+    }
+
+    /// Before serving: fetch a remote key set unless `FetchAsynchronously` (then the
+    /// fetch runs in the background). File key sets start being watched.
+    pub async fn prepare(self: &Arc<Self>) {
+        match &self.source {
+            Source::Remote(r) => {
+                let r = r.clone();
+                let me = Arc::downgrade(self);
+                let fetch = async move {
+                    match r.refresh().await {
+                        Ok(keys) => {
+                            if let Some(me) = me.upgrade() {
+                                me.verifier_with(keys);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(uri = %r.policy().uri, error = %e, "JWKS fetch failed; tokens fail closed until keys arrive")
+                        }
+                    }
+                };
+                if self.fetch_asynchronously() {
+                    tokio::spawn(fetch);
+                } else {
+                    fetch.await;
+                }
+            }
+            Source::File { .. } => {
+                let me: Weak<Self> = Arc::downgrade(self);
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(FILE_POLL).await;
+                        match me.upgrade() {
+                            Some(rt) => rt.reload_file(),
+                            None => break,
+                        }
+                    }
+                });
+            }
+            Source::Inline => {}
+        }
+    }
+
+    fn keys_fresh(&self) -> bool {
+        match &self.source {
+            Source::Remote(r) => r.is_fresh(),
+            _ => true,
+        }
+    }
+
+    /// Verifies one token at `now`: from the cache when possible; a remote key set is
+    /// refreshed when stale and refetched (rate-limited) when the `kid` is unknown.
+    pub async fn verify(&self, token: &str, now: i64) -> Result<Arc<Value>, JwtError> {
+        if let Some(v) = self.current.load_full() {
+            if self.keys_fresh() {
+                let (result, hit) = v.verify_counting(token, now);
+                self.count(hit);
+                if !matches!(result, Err(JwtError::UnknownKey)) || self.remote().is_none() {
+                    return result;
+                }
+            }
+        }
+        let Source::Remote(r) = &self.source else {
+            return Err(JwtError::KeysUnavailable);
+        };
+        if self.fetch_asynchronously() && r.cached().is_none() {
+            return Err(JwtError::KeysUnavailable);
+        }
+        let keys = r.keys_for(unverified_kid(token).as_deref()).await?;
+        let (result, hit) = self.verifier_with(keys).verify_counting(token, now);
+        self.count(hit);
+        result
+    }
+
+    fn count(&self, hit: bool) {
+        let c = if hit {
+            &self.cache_hits
+        } else {
+            &self.cache_misses
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}

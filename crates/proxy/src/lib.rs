@@ -1,0 +1,137 @@
+//! Tribune's sidecar proxy.
+//!
+//! A [`Proxy`] holds the current [`Snapshot`] (swapped atomically, read lock-free by
+//! every request), the upstream connection pools and the metrics. Listeners feed it
+//! connections; the request path is in [`http`] (phases documented there and in
+//! ARCHITECTURE.md); [`watch`] keeps the snapshot current from the agent.
+
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod http;
+pub mod keys;
+pub mod metrics;
+pub mod snapshot;
+pub mod watch;
+
+use arc_swap::ArcSwapOption;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use http::{AccessRecord, ProxyBody};
+pub use metrics::Metrics;
+pub use snapshot::{Builder, Snapshot, SnapshotDoc};
+
+/// Seconds since the Unix epoch (injected so tests control token time).
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// Receives one record per request (the access log).
+pub type AccessSink = Arc<dyn Fn(&AccessRecord) + Send + Sync>;
+
+/// How the proxy runs.
+#[derive(Clone)]
+pub struct ProxyConfig {
+    /// The local service requests are forwarded to.
+    pub upstream: SocketAddr,
+    /// Merge repeated slashes before matching (and forwarding).
+    pub merge_slashes: bool,
+    /// Time allowed for the upstream's response headers.
+    pub upstream_timeout: Duration,
+    /// Open downstream connections beyond this are closed at once.
+    pub max_connections: usize,
+    /// Largest request head (HTTP/1.1 buffer, HTTP/2 header list), in bytes.
+    pub max_header_bytes: usize,
+    pub clock: Clock,
+    /// `None`: access records go to the `tribune::access` tracing target.
+    pub access_sink: Option<AccessSink>,
+}
+
+fn system_clock() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl ProxyConfig {
+    pub fn new(upstream: SocketAddr) -> Self {
+        ProxyConfig {
+            upstream,
+            merge_slashes: false,
+            upstream_timeout: Duration::from_secs(15),
+            max_connections: 10_000,
+            max_header_bytes: 64 * 1024,
+            clock: Arc::new(system_clock),
+            access_sink: None,
+        }
+    }
+}
+
+/// The sidecar.
+pub struct Proxy {
+    pub config: ProxyConfig,
+    current: ArcSwapOption<Snapshot>,
+    builder: Builder,
+    versions: AtomicU64,
+    install_lock: tokio::sync::Mutex<()>,
+    pub metrics: Metrics,
+    pub(crate) upstream: http::Upstream,
+    pub(crate) connections: Arc<tokio::sync::Semaphore>,
+}
+
+impl Proxy {
+    pub fn new(config: ProxyConfig) -> Arc<Proxy> {
+        Arc::new_cyclic(|me| {
+            let mut metrics = Metrics::new();
+            metrics.register_providers(me.clone());
+            Proxy {
+                upstream: http::Upstream::new(&config),
+                connections: Arc::new(tokio::sync::Semaphore::new(config.max_connections)),
+                config,
+                current: ArcSwapOption::empty(),
+                builder: Builder::default(),
+                versions: AtomicU64::new(0),
+                install_lock: tokio::sync::Mutex::new(()),
+                metrics,
+            }
+        })
+    }
+
+    /// The snapshot being enforced, if any.
+    pub fn current(&self) -> Option<Arc<Snapshot>> {
+        self.current.load_full()
+    }
+
+    /// Compiles and installs a snapshot. Remote key sets that must be fetched before
+    /// serving (`FetchAsynchronously = false`) are fetched first; the swap is atomic
+    /// and requests in flight finish on the snapshot they started with. On error the
+    /// current snapshot stays.
+    pub async fn install(&self, doc: SnapshotDoc, index: u64) -> Result<u64, String> {
+        let _one_at_a_time = self.install_lock.lock().await;
+        let version = self.versions.load(Ordering::Relaxed) + 1;
+        let (snapshot, fresh) = self.builder.build(doc, version, index)?;
+        for rt in &fresh {
+            rt.prepare().await;
+        }
+        self.versions.store(version, Ordering::Relaxed);
+        self.metrics.config_version.set(version as i64);
+        self.metrics.config_index.set(index as i64);
+        tracing::info!(
+            version,
+            index,
+            service = %snapshot.service,
+            intentions = snapshot.table.intentions().count(),
+            providers = snapshot.providers.len(),
+            "policy snapshot installed"
+        );
+        self.current.store(Some(Arc::new(snapshot)));
+        Ok(version)
+    }
+
+    /// Ready when a snapshot is installed.
+    pub fn ready(&self) -> bool {
+        self.current.load().is_some()
+    }
+}

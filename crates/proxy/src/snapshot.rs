@@ -1,0 +1,263 @@
+//! The policy a proxy enforces, as one immutable value: the destination's compiled
+//! intentions, the providers they reference (with their keys), and the names of the
+//! forwarded-payload headers to sanitize. A new config makes a new snapshot; requests
+//! hold the snapshot they started with until they finish.
+//!
+//! The document a snapshot is built from is what the agent serves at
+//! `GET /v1/tribune/proxy-snapshot/<service>` and what `-config FILE` holds:
+//! `{"Service", "Protocol", "DefaultIntentionPolicy", "Entries": [...]}`. Entries go
+//! through the model's one validation path.
+
+use crate::keys::ProviderRuntime;
+use hyper::header::HeaderName;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tribune_authz::{compile, is_http_like, Action, CompileInput, IntentionTable, ANY_PROVIDER};
+use tribune_model::jwt_provider::{JsonWebKeySet, LocalJwks};
+use tribune_model::{entry_from_json, ConfigEntry, JwtProvider, ServiceIntentions};
+
+/// A parsed and validated snapshot document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotDoc {
+    pub service: String,
+    pub protocol: String,
+    pub default: Action,
+    pub entries: Vec<ConfigEntry>,
+}
+
+fn field<'v>(v: &'v Value, name: &str) -> Option<&'v Value> {
+    v.as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+impl SnapshotDoc {
+    /// Decodes a document; every problem is reported with its field.
+    pub fn from_json(v: &Value) -> Result<SnapshotDoc, String> {
+        let mut errors = Vec::new();
+        let service = field(v, "Service").and_then(Value::as_str).unwrap_or("");
+        if service.is_empty() {
+            errors.push("Service: missing or not a string".to_string());
+        }
+        let protocol = match field(v, "Protocol") {
+            None => "tcp",
+            Some(p) => p.as_str().unwrap_or_else(|| {
+                errors.push("Protocol: must be a string".into());
+                "tcp"
+            }),
+        };
+        let default = match field(v, "DefaultIntentionPolicy") {
+            // Secure default (decisions.md #16).
+            None => Action::Deny,
+            Some(p) => match p.as_str().and_then(Action::parse) {
+                Some(a) => a,
+                None => {
+                    errors.push(format!(
+                        "DefaultIntentionPolicy: must be \"allow\" or \"deny\", got {p}"
+                    ));
+                    Action::Deny
+                }
+            },
+        };
+        let mut entries = Vec::new();
+        match field(v, "Entries") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    match entry_from_json(item.clone()) {
+                        Ok(e) => entries.push(e),
+                        Err(e) => errors.push(format!("Entries[{i}]: {e}")),
+                    }
+                }
+            }
+            Some(_) => errors.push("Entries: must be a list of config entries".into()),
+        }
+        if !errors.is_empty() {
+            return Err(errors.join("; "));
+        }
+        Ok(SnapshotDoc {
+            service: service.to_string(),
+            protocol: protocol.to_string(),
+            default,
+            entries,
+        })
+    }
+
+    fn intentions(&self) -> Vec<&ServiceIntentions> {
+        self.entries
+            .iter()
+            .filter_map(|e| match e {
+                ConfigEntry::ServiceIntentions(si) => Some(si),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn providers(&self) -> Vec<&JwtProvider> {
+        self.entries
+            .iter()
+            .filter_map(|e| match e {
+                ConfigEntry::JwtProvider(p) => Some(p),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The document with key material replaced by `"<redacted>"` (for `/config_dump`).
+    pub fn redacted(&self) -> Value {
+        let entries: Vec<Value> = self
+            .entries
+            .iter()
+            .map(|e| {
+                let mut v = e.to_json();
+                if let ConfigEntry::JwtProvider(JwtProvider {
+                    json_web_key_set: JsonWebKeySet::Local(LocalJwks::Inline(_)),
+                    ..
+                }) = e
+                {
+                    if let Some(local) = v
+                        .get_mut("JSONWebKeySet")
+                        .and_then(|k| k.get_mut("Local"))
+                        .and_then(Value::as_object_mut)
+                    {
+                        local.insert("JWKS".into(), Value::from("<redacted>"));
+                    }
+                }
+                v
+            })
+            .collect();
+        serde_json::json!({
+            "Service": self.service,
+            "Protocol": self.protocol,
+            "DefaultIntentionPolicy": self.default.as_str(),
+            "Entries": entries,
+        })
+    }
+}
+
+/// A compiled, immutable policy.
+pub struct Snapshot {
+    /// Increases by one with every snapshot this proxy installs.
+    pub version: u64,
+    /// The agent's config index the document came from (0 for files and tests).
+    pub index: u64,
+    pub service: String,
+    pub protocol: String,
+    pub http: bool,
+    pub table: IntentionTable,
+    /// The providers the destination's intentions reference, in table order.
+    pub providers: Vec<Arc<ProviderRuntime>>,
+    /// Every configured provider's `Forwarding.HeaderName`: client-supplied copies are
+    /// removed from every request so the upstream can trust them.
+    pub forward_headers: Vec<HeaderName>,
+    pub doc: SnapshotDoc,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("version", &self.version)
+            .field("service", &self.service)
+            .finish()
+    }
+}
+
+/// Builds snapshots, keeping each provider's runtime (and so its fetched keys and
+/// cache) across snapshots while the provider's entry is unchanged.
+#[derive(Default)]
+pub struct Builder {
+    runtimes: Mutex<HashMap<String, Arc<ProviderRuntime>>>,
+}
+
+impl Builder {
+    /// Compiles `doc`; the runtimes it returns as new still need
+    /// [`ProviderRuntime::prepare`].
+    pub fn build(
+        &self,
+        doc: SnapshotDoc,
+        version: u64,
+        index: u64,
+    ) -> Result<(Snapshot, Vec<Arc<ProviderRuntime>>), String> {
+        let intentions = doc.intentions();
+        let providers = doc.providers();
+        let http = is_http_like(&doc.protocol);
+        let table = compile(&CompileInput {
+            destination: &doc.service,
+            entries: &intentions,
+            providers: &providers,
+            http,
+            default: doc.default,
+        })
+        .map_err(|errs| {
+            errs.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
+        let referenced = table.referenced_providers();
+        let wanted: Vec<&JwtProvider> = if referenced.iter().any(|p| p == ANY_PROVIDER) {
+            providers.clone()
+        } else {
+            providers
+                .iter()
+                .copied()
+                .filter(|p| referenced.contains(&p.name))
+                .collect()
+        };
+        let mut fresh = Vec::new();
+        let mut runtimes = Vec::new();
+        {
+            let mut known = self
+                .runtimes
+                .lock()
+                .map_err(|_| "provider registry poisoned".to_string())?;
+            for p in wanted {
+                let rt = match known.get(&p.name) {
+                    Some(rt) if rt.provider == *p => rt.clone(),
+                    _ => {
+                        let rt = ProviderRuntime::new(p)
+                            .map_err(|e| format!("jwt-provider {}: {e}", p.name))?;
+                        known.insert(p.name.clone(), rt.clone());
+                        fresh.push(rt.clone());
+                        rt
+                    }
+                };
+                runtimes.push(rt);
+            }
+            let names: Vec<&str> = runtimes.iter().map(|r| r.provider.name.as_str()).collect();
+            known.retain(|name, _| names.contains(&name.as_str()));
+        }
+        let mut forward_headers = Vec::new();
+        for p in &providers {
+            if let Some(fw) = &p.forwarding {
+                let name = HeaderName::from_bytes(fw.header_name.as_bytes()).map_err(|_| {
+                    format!(
+                        "jwt-provider {}: Forwarding.HeaderName {:?} is not a valid header name",
+                        p.name, fw.header_name
+                    )
+                })?;
+                if !forward_headers.contains(&name) {
+                    forward_headers.push(name);
+                }
+            }
+        }
+        drop(intentions);
+        drop(providers);
+        Ok((
+            Snapshot {
+                version,
+                index,
+                service: doc.service.clone(),
+                protocol: doc.protocol.clone(),
+                http,
+                table,
+                providers: runtimes,
+                forward_headers,
+                doc,
+            },
+            fresh,
+        ))
+    }
+}

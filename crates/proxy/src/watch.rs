@@ -1,0 +1,79 @@
+//! Keeps the proxy's snapshot current from the agent with blocking queries on
+//! `GET /v1/tribune/proxy-snapshot/<service>`.
+//!
+//! - A changed document is compiled and swapped in; an unchanged one is ignored.
+//! - Agent unreachable or erroring: the proxy keeps enforcing its last snapshot
+//!   (fail static) and retries with jittered exponential back-off (100 ms .. 10 s).
+//! - An index that goes backwards (agent restarted with a new store) resets it.
+
+use crate::{Proxy, SnapshotDoc};
+use std::sync::Arc;
+use std::time::Duration;
+use tribune_client::Client;
+
+/// How long one blocking query waits on the agent.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// Fetches once (blocking from `index`) and installs a changed document.
+/// Returns the new index.
+pub async fn poll_once(
+    proxy: &Proxy,
+    client: &Client,
+    service: &str,
+    index: u64,
+    last_body: &mut String,
+) -> Result<u64, String> {
+    let path = format!(
+        "/v1/tribune/proxy-snapshot/{service}?index={index}&wait={}s",
+        WAIT.as_secs()
+    );
+    let res = tokio::time::timeout(
+        WAIT + Duration::from_secs(15),
+        client.request("GET", &path, None),
+    )
+    .await
+    .map_err(|_| "agent did not answer the blocking query in time".to_string())?
+    .map_err(|e| e.to_string())?;
+    if res.status != 200 {
+        return Err(format!(
+            "agent answered {}: {}",
+            res.status,
+            res.body.trim()
+        ));
+    }
+    let new_index = res
+        .header("x-consul-index")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    if res.body != *last_body {
+        let value: serde_json::Value =
+            serde_json::from_str(&res.body).map_err(|e| format!("snapshot is not JSON: {e}"))?;
+        let doc = SnapshotDoc::from_json(&value)?;
+        proxy.install(doc, new_index).await?;
+        *last_body = res.body;
+    }
+    Ok(if new_index < index { 0 } else { new_index })
+}
+
+/// Runs forever: blocking queries, installs, back-off on failure.
+pub async fn watch_agent(proxy: Arc<Proxy>, client: Client, service: String) {
+    let mut index = 0u64;
+    let mut last_body = String::new();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match poll_once(&proxy, &client, &service, index, &mut last_body).await {
+            Ok(i) => {
+                index = i;
+                backoff = Duration::from_millis(100);
+            }
+            Err(e) => {
+                let have = proxy.current().map(|s| s.version).unwrap_or(0);
+                tracing::warn!(error = %e, enforcing_version = have, retry_in_ms = backoff.as_millis() as u64, "policy watch failed; keeping the last snapshot");
+                let jitter =
+                    Duration::from_millis(fastrand::u64(0..=backoff.as_millis() as u64 / 2));
+                tokio::time::sleep(backoff + jitter).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}

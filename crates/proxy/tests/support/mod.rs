@@ -1,0 +1,177 @@
+//! Test support: an ES256 signer, an echo upstream, snapshot documents, a client.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tribune_proxy::{AccessRecord, Proxy, ProxyConfig, SnapshotDoc};
+
+pub struct Es256 {
+    pair: EcdsaKeyPair,
+    pub kid: String,
+}
+
+impl Es256 {
+    pub fn new(kid: &str) -> Self {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        Es256 {
+            pair: EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
+                .unwrap(),
+            kid: kid.into(),
+        }
+    }
+
+    pub fn jwk(&self) -> Value {
+        let point = self.pair.public_key().as_ref();
+        json!({
+            "kty": "EC", "crv": "P-256", "kid": self.kid, "alg": "ES256", "use": "sig",
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+        })
+    }
+
+    pub fn sign(&self, claims: &Value) -> String {
+        let header = json!({"alg": "ES256", "typ": "JWT", "kid": self.kid});
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let sig = self
+            .pair
+            .sign(&SystemRandom::new(), input.as_bytes())
+            .unwrap();
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()))
+    }
+}
+
+/// Base64 (standard) of a JWKS with these keys, for `Local.JWKS`.
+pub fn inline_jwks(keys: &[&Es256]) -> String {
+    STANDARD.encode(json!({"keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()}).to_string())
+}
+
+/// An upstream that answers every request with what it received, as JSON.
+pub struct Echo {
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicUsize>,
+    pub last: Arc<Mutex<Option<Value>>>,
+}
+
+pub async fn echo() -> Echo {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let last = Arc::new(Mutex::new(None));
+    let (h, l) = (hits.clone(), last.clone());
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let (h, l) = (h.clone(), l.clone());
+        async move {
+            h.fetch_add(1, Ordering::SeqCst);
+            let headers: serde_json::Map<String, Value> = req
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::from(v.to_str().unwrap_or(""))))
+                .collect();
+            let seen = json!({
+                "method": req.method().as_str(),
+                "path": req.uri().path(),
+                "query": req.uri().query(),
+                "headers": headers,
+            });
+            *l.lock().unwrap() = Some(seen.clone());
+            axum::Json(seen)
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Echo { addr, hits, last }
+}
+
+pub fn doc(service: &str, protocol: &str, default: &str, entries: Vec<Value>) -> SnapshotDoc {
+    SnapshotDoc::from_json(&json!({
+        "Service": service, "Protocol": protocol, "DefaultIntentionPolicy": default,
+        "Entries": entries,
+    }))
+    .unwrap()
+}
+
+pub type Records = Arc<Mutex<Vec<AccessRecord>>>;
+
+/// A proxy in front of `upstream` with its edge listener on port 0; the clock is
+/// fixed at `now`; access records are collected.
+pub async fn proxy(upstream: SocketAddr, now: i64) -> (Arc<Proxy>, SocketAddr, Records) {
+    let records: Records = Arc::new(Mutex::new(Vec::new()));
+    let r = records.clone();
+    let mut config = ProxyConfig::new(upstream);
+    config.clock = Arc::new(move || now);
+    config.access_sink = Some(Arc::new(move |rec: &AccessRecord| {
+        r.lock().unwrap().push(rec.clone())
+    }));
+    let proxy = Proxy::new(config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(tribune_proxy::http::serve_edge(proxy.clone(), listener));
+    (proxy, addr, records)
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap()
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+}
+
+pub fn client() -> Client<HttpConnector, Empty<Bytes>> {
+    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
+pub async fn send(
+    c: &Client<HttpConnector, Empty<Bytes>>,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Result<Reply, String> {
+    let mut b = hyper::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let res = tokio::time::timeout(
+        Duration::from_secs(10),
+        c.request(b.body(Empty::new()).unwrap()),
+    )
+    .await
+    .map_err(|_| "timeout".to_string())?
+    .map_err(|e| format!("{e:?}"))?;
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
