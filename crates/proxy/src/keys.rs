@@ -179,22 +179,38 @@ impl ProviderRuntime {
             Source::Remote(r) => {
                 let r = r.clone();
                 let me = Arc::downgrade(self);
-                let fetch = async move {
-                    match r.refresh().await {
-                        Ok(keys) => {
-                            if let Some(me) = me.upgrade() {
-                                me.verifier_with(keys);
+                if self.fetch_asynchronously() {
+                    // Serve at once; keep trying in the background until keys arrive.
+                    tokio::spawn(async move {
+                        let mut pause = Duration::from_millis(500);
+                        loop {
+                            match r.refresh().await {
+                                Ok(keys) => {
+                                    if let Some(me) = me.upgrade() {
+                                        me.verifier_with(keys);
+                                    }
+                                    break;
+                                }
+                                Err(e) => {
+                                    tracing::warn!(uri = %r.policy().uri, error = %e, "JWKS fetch failed; tokens fail closed until keys arrive");
+                                }
+                            }
+                            tokio::time::sleep(pause).await;
+                            pause = (pause * 2).min(Duration::from_secs(30));
+                            if me.strong_count() == 0 {
+                                break;
                             }
                         }
+                    });
+                } else {
+                    match r.refresh().await {
+                        Ok(keys) => {
+                            self.verifier_with(keys);
+                        }
                         Err(e) => {
-                            tracing::warn!(uri = %r.policy().uri, error = %e, "JWKS fetch failed; tokens fail closed until keys arrive")
+                            tracing::warn!(uri = %r.policy().uri, error = %e, "JWKS fetch failed; requests will retry it")
                         }
                     }
-                };
-                if self.fetch_asynchronously() {
-                    tokio::spawn(fetch);
-                } else {
-                    fetch.await;
                 }
             }
             Source::File { .. } => {

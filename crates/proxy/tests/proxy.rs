@@ -110,7 +110,17 @@ async fn tokens_and_intentions_decide_and_only_allowed_requests_reach_the_upstre
     );
     let missing = "Bearer realm=\"api\"";
     let invalid = "Bearer realm=\"api\", error=\"invalid_token\"";
-    let cases: Vec<(&str, &str, String, Option<String>, u16, &str, Option<&str>)> = vec![
+    /// (name, method, path, token, status, body, WWW-Authenticate)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        String,
+        Option<String>,
+        u16,
+        &'a str,
+        Option<&'a str>,
+    );
+    let cases: Vec<Case<'_>> = vec![
         (
             "no token",
             "GET",

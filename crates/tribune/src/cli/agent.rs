@@ -169,7 +169,7 @@ pub fn run(args: AgentArgs, io: &mut Io<'_>) -> u8 {
     })
 }
 
-async fn shutdown_signal() {
+pub(super) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -6,6 +6,7 @@ mod agent;
 #[cfg(test)]
 mod agent_tests;
 mod config;
+mod connect;
 mod http;
 mod intention;
 
@@ -39,6 +40,9 @@ enum Command {
     /// Bootstrap ACLs, create policies and tokens.
     #[command(subcommand)]
     Acl(acl::AclCommand),
+    /// Service mesh: the sidecar proxy.
+    #[command(subcommand)]
+    Connect(connect::ConnectCommand),
 }
 
 /// Output streams, injected so commands can be tested without a terminal.
@@ -49,10 +53,18 @@ pub struct Io<'a> {
 
 /// Parses `args` (including the program name) and runs the command.
 pub fn run(args: Vec<OsString>) -> ExitCode {
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
-    let mut out = stdout.lock();
-    let mut err = stderr.lock();
+    // Logs go to stderr; TRIBUNE_LOG sets the filter (default: info).
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TRIBUNE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+    // Unlocked handles: long-running commands (agent, proxy) log to stderr from
+    // other threads while they run.
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
     let code = run_with(
         args,
         &mut Io {
@@ -84,6 +96,7 @@ pub fn run_with(args: Vec<OsString>, io: &mut Io<'_>) -> u8 {
         Command::Config(cmd) => config::run(cmd, io),
         Command::Intention(cmd) => intention::run(cmd, io),
         Command::Acl(cmd) => acl::run(cmd, io),
+        Command::Connect(cmd) => connect::run(cmd, io),
     }
 }
 
