@@ -15,6 +15,8 @@
 pub mod acl;
 mod acl_api;
 pub mod agent_config;
+mod ca_api;
+mod catalog;
 mod entries;
 mod intentions_api;
 mod keys;
@@ -101,6 +103,10 @@ impl IntoResponse for ApiError {
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
+pub(crate) fn internal_error(msg: String) -> ApiError {
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, msg)
+}
+
 /// The HTTP API.
 pub fn router(state: Shared) -> Router {
     Router::new()
@@ -131,6 +137,18 @@ pub fn router(state: Shared) -> Router {
             "/v1/tribune/proxy-snapshot/{service}",
             get(proxy_api::snapshot),
         )
+        .route("/v1/connect/ca/roots", get(ca_api::roots))
+        .route("/v1/connect/ca/rotate", put(ca_api::rotate))
+        .route("/v1/agent/connect/ca/leaf/{service}", get(ca_api::leaf))
+        .route("/v1/agent/service/register", put(catalog::register))
+        .route(
+            "/v1/agent/service/deregister/{id}",
+            put(catalog::deregister),
+        )
+        .route("/v1/agent/service/{id}", get(catalog::service))
+        .route("/v1/agent/services", get(catalog::services))
+        .route("/v1/catalog/services", get(catalog::catalog_services))
+        .route("/v1/health/connect/{service}", get(catalog::health_connect))
         .route("/v1/acl/bootstrap", put(acl_api::bootstrap))
         .route("/v1/acl/policy", put(acl_api::create_policy))
         .route(

@@ -785,3 +785,166 @@ async fn explain_and_l7_check_verify_the_request_token() {
         .await;
     assert_eq!(r.json()["Allowed"], json!(false));
 }
+
+#[tokio::test]
+async fn the_ca_issues_spiffe_leaves_and_rotates_roots() {
+    let api = Api::dev();
+    let roots = api.call("GET", "/v1/connect/ca/roots", None, "").await;
+    assert_eq!(roots.status, StatusCode::OK);
+    let r = roots.json();
+    let td = r["TrustDomain"].as_str().unwrap().to_string();
+    assert!(td.ends_with(".consul"), "{td}");
+    assert_eq!(r["Roots"].as_array().unwrap().len(), 1);
+    assert_eq!(r["Roots"][0]["Active"], true);
+    assert!(r["Roots"][0].get("PrivateKey").is_none() && !roots.body.contains("PRIVATE KEY"));
+    let first_root = r["ActiveRootID"].as_str().unwrap().to_string();
+
+    let leaf = api
+        .call("GET", "/v1/agent/connect/ca/leaf/web", None, "")
+        .await;
+    assert_eq!(leaf.status, StatusCode::OK, "{}", leaf.body);
+    let l = leaf.json();
+    assert_eq!(
+        l["ServiceURI"],
+        format!("spiffe://{td}/ns/default/dc/dc1/svc/web")
+    );
+    assert!(l["PrivateKeyPEM"].as_str().unwrap().contains("PRIVATE KEY"));
+    let root_ders: Vec<_> = r["Roots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|x| tribune_ca::certs_from_pem(x["RootCert"].as_str().unwrap()).unwrap())
+        .collect();
+    let leaf_der = tribune_ca::certs_from_pem(l["CertPEM"].as_str().unwrap())
+        .unwrap()
+        .remove(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let id = tribune_ca::verify_leaf(&leaf_der, &root_ders, &td, now, tribune_ca::Usage::Client)
+        .unwrap();
+    assert_eq!(id.service, "web");
+
+    // Rotation: a new active root; the old one is still listed (its leaves are live).
+    let rotated = api.call("PUT", "/v1/connect/ca/rotate", None, "").await;
+    assert_eq!(rotated.status, StatusCode::OK);
+    let r2 = api
+        .call("GET", "/v1/connect/ca/roots", None, "")
+        .await
+        .json();
+    assert_ne!(r2["ActiveRootID"], first_root.as_str());
+    assert_eq!(r2["Roots"].as_array().unwrap().len(), 2);
+    let new_leaf = api
+        .call("GET", "/v1/agent/connect/ca/leaf/web", None, "")
+        .await
+        .json();
+    assert_eq!(new_leaf["RootID"], r2["ActiveRootID"]);
+}
+
+#[tokio::test]
+async fn leaves_need_service_write_and_rotation_needs_operator_write() {
+    let api = Api::with_acls();
+    let leaf = api
+        .call("GET", "/v1/agent/connect/ca/leaf/web", None, "")
+        .await;
+    assert_eq!(leaf.status, StatusCode::FORBIDDEN);
+    assert!(leaf.body.contains("service:write"), "{}", leaf.body);
+    let rot = api.call("PUT", "/v1/connect/ca/rotate", None, "").await;
+    assert_eq!(rot.status, StatusCode::FORBIDDEN);
+    let ok = api
+        .call(
+            "GET",
+            "/v1/agent/connect/ca/leaf/web",
+            Some("root-secret"),
+            "",
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn services_register_with_sidecars_and_are_found_by_destination() {
+    let api = Api::dev();
+    let web = r#"{"service": {"name": "web", "port": 8080,
+        "connect": {"sidecar_service": {"proxy": {"upstreams": [{"destination_name": "api", "local_bind_port": 9191}]}}}}}"#;
+    let r = api
+        .call("PUT", "/v1/agent/service/register", None, web)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let api_svc =
+        r#"{"Name": "api", "Port": 9090, "Connect": {"SidecarService": {"Port": 21500}}}"#;
+    assert_eq!(
+        api.call("PUT", "/v1/agent/service/register", None, api_svc)
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    let sidecar = api
+        .call("GET", "/v1/agent/service/web-sidecar-proxy", None, "")
+        .await
+        .json();
+    assert_eq!(sidecar["Kind"], "connect-proxy");
+    assert_eq!(sidecar["Port"], 21000, "first free sidecar port");
+    assert_eq!(sidecar["Proxy"]["DestinationServiceName"], "web");
+    assert_eq!(sidecar["Proxy"]["LocalServicePort"], 8080);
+    assert_eq!(sidecar["Proxy"]["Upstreams"][0]["DestinationName"], "api");
+    assert_eq!(sidecar["Proxy"]["Upstreams"][0]["LocalBindPort"], 9191);
+
+    let health = api
+        .call("GET", "/v1/health/connect/api", None, "")
+        .await
+        .json();
+    assert_eq!(health.as_array().unwrap().len(), 1);
+    assert_eq!(health[0]["Service"]["Port"], 21500);
+    assert_eq!(health[0]["Service"]["Address"], "127.0.0.1");
+    let names = api
+        .call("GET", "/v1/catalog/services", None, "")
+        .await
+        .json();
+    assert!(names.get("api-sidecar-proxy").is_some() && names.get("web").is_some());
+
+    // Bad registrations name the field.
+    let bad = api
+        .call("PUT", "/v1/agent/service/register", None, r#"{"Name": "x", "Port": 1, "Connect": {"SidecarService": {"Proxy": {"Upstreams": [{"LocalBindPort": 99999}]}}}}"#)
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad.body
+            .contains("Connect.SidecarService.Proxy.Upstreams[0].DestinationName: missing"),
+        "{}",
+        bad.body
+    );
+    assert!(
+        bad.body.contains("LocalBindPort: must be a port number"),
+        "{}",
+        bad.body
+    );
+    assert_eq!(
+        api.call("PUT", "/v1/agent/service/register", None, "{}")
+            .await
+            .body,
+        "Missing service name"
+    );
+
+    // Deregistering removes the sidecar too.
+    assert_eq!(
+        api.call("PUT", "/v1/agent/service/deregister/api", None, "")
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        api.call("GET", "/v1/health/connect/api", None, "")
+            .await
+            .json(),
+        json!([])
+    );
+    assert_eq!(
+        api.call("PUT", "/v1/agent/service/deregister/api", None, "")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}

@@ -1,0 +1,261 @@
+//! The built-in CA (issue: mesh identity): roots kept in the store, leaves issued on
+//! request, rotation.
+//!
+//! - `GET /v1/connect/ca/roots` (blocking on the CA index): Consul's shape with
+//!   `ActiveRootID`, `TrustDomain`, `Roots[{ID, Name, RootCert, Active, ...}]`; only
+//!   roots still trusted are listed (an old root stays until the leaves it signed
+//!   have expired: rotation time + leaf TTL).
+//! - `GET /v1/agent/connect/ca/leaf/<service>` (needs `service:write`): a fresh leaf
+//!   for the service with its private key, returned once. `?index=N` blocks until the
+//!   CA changes (a rotation) so sidecars re-fetch then.
+//! - `PUT /v1/connect/ca/rotate` (needs `operator:write`; Tribune's endpoint): a new
+//!   root becomes active.
+//! The root's private key never leaves the agent.
+
+use crate::{
+    authorize, block_on_table, index_header, parse_query, ApiError, ApiResult, AppState, Shared,
+};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tribune_ca::{Root, ServiceId, DEFAULT_LEAF_TTL};
+use tribune_store::{Cas, Op};
+
+pub(crate) const CA_TABLE: &str = "ca";
+const CA_KEY: &str = "state";
+
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct StoredRoot {
+    id: String,
+    name: String,
+    cert_pem: String,
+    key_pem: String,
+    not_before: i64,
+    not_after: i64,
+    leaves_until: i64,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct CaState {
+    pub cluster_id: String,
+    pub trust_domain: String,
+    pub active_id: String,
+    roots: Vec<StoredRoot>,
+}
+
+fn to_root(r: &StoredRoot, td: &str) -> Root {
+    Root {
+        id: r.id.clone(),
+        name: r.name.clone(),
+        trust_domain: td.to_string(),
+        cert_pem: r.cert_pem.clone(),
+        key_pem: r.key_pem.clone(),
+        not_before: r.not_before,
+        not_after: r.not_after,
+        leaves_until: r.leaves_until,
+    }
+}
+
+fn from_root(r: &Root) -> StoredRoot {
+    StoredRoot {
+        id: r.id.clone(),
+        name: r.name.clone(),
+        cert_pem: r.cert_pem.clone(),
+        key_pem: r.key_pem.clone(),
+        not_before: r.not_before,
+        not_after: r.not_after,
+        leaves_until: r.leaves_until,
+    }
+}
+
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+pub(crate) fn load(state: &AppState) -> ApiResult<Option<CaState>> {
+    match state.store.get(CA_TABLE, CA_KEY)? {
+        None => Ok(None),
+        Some(r) => serde_json::from_slice(&r.value)
+            .map(Some)
+            .map_err(|e| internal(format!("stored CA state: {e}"))),
+    }
+}
+
+fn save(state: &AppState, ca: &CaState, cas: Cas) -> ApiResult<()> {
+    let value = serde_json::to_vec(ca).map_err(internal)?;
+    state.store.apply(&[Op::Put {
+        table: CA_TABLE.into(),
+        key: CA_KEY.into(),
+        value,
+        cas,
+    }])?;
+    Ok(())
+}
+
+/// Creates the CA on first use (a cluster ID, trust domain and root).
+pub(crate) fn ensure(state: &AppState) -> Result<(), String> {
+    if load(state).map_err(|e| e.1)?.is_some() {
+        return Ok(());
+    }
+    let cluster_id = uuid::Uuid::new_v4().to_string();
+    let trust_domain = format!("{cluster_id}.consul");
+    let root = Root::generate(&trust_domain, now()).map_err(|e| e.to_string())?;
+    let ca = CaState {
+        cluster_id,
+        trust_domain,
+        active_id: root.id.clone(),
+        roots: vec![from_root(&root)],
+    };
+    // Absent: two agents racing on one store cannot both create a CA.
+    match save(state, &ca, Cas::Absent) {
+        Ok(()) => Ok(()),
+        Err(_) if load(state).ok().flatten().is_some() => Ok(()),
+        Err(e) => Err(e.1),
+    }
+}
+
+fn required(state: &AppState) -> ApiResult<CaState> {
+    if let Some(ca) = load(state)? {
+        return Ok(ca);
+    }
+    ensure(state).map_err(internal)?;
+    load(state)?.ok_or_else(|| internal("CA not initialized"))
+}
+
+fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// `GET /v1/connect/ca/roots`.
+pub(crate) async fn roots(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Response> {
+    let q = parse_query(raw.as_deref());
+    required(&state)?;
+    let index = block_on_table(&state, CA_TABLE, &q).await?;
+    let ca = required(&state)?;
+    let t = now();
+    let roots: Vec<_> = ca
+        .roots
+        .iter()
+        .filter(|r| to_root(r, &ca.trust_domain).trusted_at(t, r.id == ca.active_id))
+        .map(|r| {
+            json!({
+                "ID": r.id,
+                "Name": r.name,
+                "ExternalTrustDomain": ca.cluster_id,
+                "NotBefore": rfc3339(r.not_before),
+                "NotAfter": rfc3339(r.not_after),
+                "RootCert": r.cert_pem,
+                "IntermediateCerts": null,
+                "Active": r.id == ca.active_id,
+                "PrivateKeyType": "ec",
+                "PrivateKeyBits": 256,
+                "CreateIndex": index,
+                "ModifyIndex": index,
+            })
+        })
+        .collect();
+    Ok((
+        [index_header(index)],
+        Json(json!({
+            "ActiveRootID": ca.active_id,
+            "TrustDomain": ca.trust_domain,
+            "Roots": roots,
+        })),
+    )
+        .into_response())
+}
+
+/// `GET /v1/agent/connect/ca/leaf/<service>`.
+pub(crate) async fn leaf(
+    State(state): State<Shared>,
+    Path(service): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let q = parse_query(raw.as_deref());
+    let authz = authorize(&state, &headers, &q)?;
+    authz.service_write(&service)?;
+    if service.is_empty() || service.contains('/') {
+        return Err(ApiError::bad_request("invalid service name"));
+    }
+    required(&state)?;
+    let index = block_on_table(&state, CA_TABLE, &q).await?;
+    let ca = required(&state)?;
+    let active = ca
+        .roots
+        .iter()
+        .find(|r| r.id == ca.active_id)
+        .ok_or_else(|| internal("no active root"))?;
+    let mut root = to_root(active, &ca.trust_domain);
+    let id = ServiceId::new(&ca.trust_domain, &state.config.datacenter, &service);
+    let leaf = root
+        .issue_leaf(&id, now(), DEFAULT_LEAF_TTL)
+        .map_err(internal)?;
+    Ok((
+        [index_header(index)],
+        Json(json!({
+            "SerialNumber": leaf.serial,
+            "CertPEM": leaf.cert_pem,
+            "PrivateKeyPEM": leaf.key_pem,
+            "Service": service,
+            "ServiceURI": leaf.uri,
+            "ValidAfter": rfc3339(leaf.valid_after),
+            "ValidBefore": rfc3339(leaf.valid_before),
+            "RootID": leaf.root_id,
+            "CreateIndex": index,
+            "ModifyIndex": index,
+        })),
+    )
+        .into_response())
+}
+
+/// `PUT /v1/connect/ca/rotate`: a new active root; the old ones stay trusted until
+/// the leaves they signed expire.
+pub(crate) async fn rotate(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let q = parse_query(raw.as_deref());
+    authorize(&state, &headers, &q)?.operator_write()?;
+    let _serial = state.write_lock.lock().await;
+    required(&state)?;
+    let record = state
+        .store
+        .get(CA_TABLE, CA_KEY)?
+        .ok_or_else(|| internal("CA not initialized"))?;
+    let mut ca = required(&state)?;
+    let t = now();
+    let new = Root::generate(&ca.trust_domain, t).map_err(internal)?;
+    for r in ca.roots.iter_mut() {
+        if r.id == ca.active_id {
+            // Leaves it signed are valid at most DEFAULT_LEAF_TTL from now.
+            r.leaves_until = r.leaves_until.max(t + DEFAULT_LEAF_TTL.as_secs() as i64);
+        }
+    }
+    let td = ca.trust_domain.clone();
+    ca.roots.retain(|r| to_root(r, &td).trusted_at(t, false));
+    ca.active_id = new.id.clone();
+    ca.roots.push(from_root(&new));
+    save(&state, &ca, Cas::ModifyIndex(record.modify_index))?;
+    Ok(Json(json!({"ActiveRootID": ca.active_id})).into_response())
+}

@@ -1,0 +1,338 @@
+//! The catalog (issue: mesh identity): one agent serves the whole cluster, so
+//! registrations name their own addresses.
+//!
+//! - `PUT /v1/agent/service/register`: Consul's service definition; a
+//!   `Connect { SidecarService { ... } }` block also registers `<id>-sidecar-proxy`
+//!   (kind `connect-proxy`, port from the block or the first free one in 21000-21255).
+//! - `PUT /v1/agent/service/deregister/<id>` removes the service and its sidecar.
+//! - `GET /v1/agent/service/<id>`, `GET /v1/agent/services`, `GET /v1/catalog/services`,
+//!   `GET /v1/health/connect/<service>` (the sidecars in front of a destination;
+//!   blocking on the catalog index).
+//!
+//! Keys are matched like Consul's decoder: any case, CamelCase or snake_case.
+
+use crate::{
+    authorize, block_on_table, index_header, json_body, parse_query, ApiError, ApiResult, AppState,
+    Shared,
+};
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Map, Value};
+use tribune_store::{Cas, Op};
+
+pub(crate) const SERVICES_TABLE: &str = "services";
+const NODE: &str = "tribune";
+const SIDECAR_PORTS: std::ops::RangeInclusive<u16> = 21000..=21255;
+
+fn norm(k: &str) -> String {
+    k.chars()
+        .filter(|c| *c != '_')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// A member of a JSON object, matched the way Consul's decoder matches keys.
+fn get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    let want = norm(key);
+    let obj = v.as_object()?;
+    let found = obj.iter().find(|(k, _)| norm(k) == want).map(|(_, v)| v)?;
+    // HCL blocks decode as one-element lists.
+    match found {
+        Value::Array(items) if items.len() == 1 && items[0].is_object() => items.first(),
+        other => Some(other),
+    }
+}
+
+fn string(v: &Value, key: &str, path: &str, errors: &mut Vec<String>) -> String {
+    match get(v, key) {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => {
+            errors.push(format!("{path}{key}: must be a string, got {other}"));
+            String::new()
+        }
+    }
+}
+
+fn port(v: &Value, key: &str, path: &str, errors: &mut Vec<String>) -> Option<u16> {
+    let raw = get(v, key)?;
+    let n = match raw {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.parse::<i64>().ok(),
+        Value::Null => return None,
+        _ => None,
+    };
+    match n {
+        Some(n) if (0..=65535).contains(&n) => Some(n as u16),
+        _ => {
+            errors.push(format!(
+                "{path}{key}: must be a port number (0-65535), got {raw}"
+            ));
+            None
+        }
+    }
+}
+
+fn load_all(state: &AppState) -> ApiResult<Vec<Value>> {
+    state
+        .store
+        .list(SERVICES_TABLE)?
+        .into_iter()
+        .map(|r| {
+            serde_json::from_slice(&r.value)
+                .map_err(|e| crate::internal_error(format!("stored service {}: {e}", r.key)))
+        })
+        .collect()
+}
+
+fn field_str<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// Parses a registration into the records to store (the service, and its sidecar).
+fn records(body: &Value, taken_ports: &[u16]) -> Result<Vec<Value>, String> {
+    let body = get(body, "Service")
+        .filter(|s| s.is_object())
+        .unwrap_or(body);
+    let mut errors = Vec::new();
+    let name = string(body, "Name", "", &mut errors);
+    if name.is_empty() {
+        errors.push("Missing service name".into());
+    }
+    let id = Some(string(body, "ID", "", &mut errors))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| name.clone());
+    let address = Some(string(body, "Address", "", &mut errors))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let svc_port = port(body, "Port", "", &mut errors).unwrap_or(0);
+    let meta = get(body, "Meta")
+        .cloned()
+        .unwrap_or(Value::Object(Map::new()));
+    let tags = get(body, "Tags").cloned().unwrap_or(Value::Array(vec![]));
+    let mut out = vec![json!({
+        "ID": id, "Service": name, "Kind": "", "Address": address, "Port": svc_port,
+        "Meta": meta, "Tags": tags,
+    })];
+    if let Some(sidecar) = get(body, "Connect").and_then(|c| get(c, "SidecarService")) {
+        let path = "Connect.SidecarService.";
+        let proxy = get(sidecar, "Proxy").cloned().unwrap_or(json!({}));
+        let local_port = port(
+            &proxy,
+            "LocalServicePort",
+            "Connect.SidecarService.Proxy.",
+            &mut errors,
+        )
+        .filter(|p| *p != 0)
+        .unwrap_or(svc_port);
+        if local_port == 0 {
+            errors.push("Connect.SidecarService.Proxy.LocalServicePort: the service needs a Port for its sidecar to forward to".into());
+        }
+        let mut upstreams = Vec::new();
+        if let Some(list) = get(&proxy, "Upstreams") {
+            let items: Vec<&Value> = match list {
+                Value::Array(a) => a.iter().collect(),
+                obj @ Value::Object(_) => vec![obj],
+                _ => {
+                    errors.push(format!("{path}Proxy.Upstreams: must be a list"));
+                    vec![]
+                }
+            };
+            for (i, u) in items.into_iter().enumerate() {
+                let p = format!("{path}Proxy.Upstreams[{i}].");
+                let dest = string(u, "DestinationName", &p, &mut errors);
+                if dest.is_empty() {
+                    errors.push(format!("{p}DestinationName: missing"));
+                }
+                let bind = port(u, "LocalBindPort", &p, &mut errors).unwrap_or(0);
+                if bind == 0 {
+                    errors.push(format!("{p}LocalBindPort: missing"));
+                }
+                let bind_addr = Some(string(u, "LocalBindAddress", &p, &mut errors))
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "127.0.0.1".into());
+                upstreams.push(json!({
+                    "DestinationType": "service", "DestinationName": dest,
+                    "LocalBindAddress": bind_addr, "LocalBindPort": bind,
+                }));
+            }
+        }
+        let sidecar_port = match port(sidecar, "Port", path, &mut errors).filter(|p| *p != 0) {
+            Some(p) => p,
+            None => match SIDECAR_PORTS.clone().find(|p| !taken_ports.contains(p)) {
+                Some(p) => p,
+                None => {
+                    errors.push("no free sidecar port in 21000-21255".into());
+                    0
+                }
+            },
+        };
+        out.push(json!({
+            "ID": format!("{id}-sidecar-proxy"), "Service": format!("{name}-sidecar-proxy"),
+            "Kind": "connect-proxy", "Address": address, "Port": sidecar_port,
+            "Meta": {}, "Tags": [],
+            "Proxy": {
+                "DestinationServiceName": name, "DestinationServiceID": id,
+                "LocalServiceAddress": "127.0.0.1", "LocalServicePort": local_port,
+                "Upstreams": upstreams,
+            },
+        }));
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+/// `PUT /v1/agent/service/register`.
+pub(crate) async fn register(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let q = parse_query(raw.as_deref());
+    let authz = authorize(&state, &headers, &q)?;
+    let body = json_body(&body)?;
+    let _serial = state.write_lock.lock().await;
+    let existing = load_all(&state)?;
+    let new_ids: Vec<String> = records(&body, &[])
+        .unwrap_or_default()
+        .iter()
+        .map(|r| field_str(r, "ID").to_string())
+        .collect();
+    let taken: Vec<u16> = existing
+        .iter()
+        .filter(|r| !new_ids.iter().any(|id| id == field_str(r, "ID")))
+        .filter_map(|r| r.get("Port").and_then(Value::as_u64).map(|p| p as u16))
+        .collect();
+    let recs = records(&body, &taken).map_err(ApiError::bad_request)?;
+    authz.service_write(field_str(&recs[0], "Service"))?;
+    let ops: Vec<Op> = recs
+        .iter()
+        .map(|r| Op::Put {
+            table: SERVICES_TABLE.into(),
+            key: field_str(r, "ID").to_string(),
+            value: serde_json::to_vec(r).unwrap_or_default(),
+            cas: Cas::Any,
+        })
+        .collect();
+    state.store.apply(&ops)?;
+    Ok(().into_response())
+}
+
+/// `PUT /v1/agent/service/deregister/<id>`.
+pub(crate) async fn deregister(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let q = parse_query(raw.as_deref());
+    let authz = authorize(&state, &headers, &q)?;
+    let _serial = state.write_lock.lock().await;
+    let all = load_all(&state)?;
+    let Some(svc) = all.iter().find(|r| field_str(r, "ID") == id) else {
+        return Err(ApiError::not_found(format!("Unknown service ID {id:?}. Ensure that the service ID is passed, not the service name.")));
+    };
+    authz.service_write(field_str(svc, "Service"))?;
+    let sidecar = format!("{id}-sidecar-proxy");
+    let ops: Vec<Op> = all
+        .iter()
+        .map(|r| field_str(r, "ID"))
+        .filter(|rid| *rid == id || *rid == sidecar)
+        .map(|rid| Op::Delete {
+            table: SERVICES_TABLE.into(),
+            key: rid.to_string(),
+            cas: Cas::Any,
+        })
+        .collect();
+    state.store.apply(&ops)?;
+    Ok(().into_response())
+}
+
+/// `GET /v1/agent/service/<id>`.
+pub(crate) async fn service(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let q = parse_query(raw.as_deref());
+    let authz = authorize(&state, &headers, &q)?;
+    let index = block_on_table(&state, SERVICES_TABLE, &q).await?;
+    let all = load_all(&state)?;
+    let svc = all
+        .into_iter()
+        .find(|r| field_str(r, "ID") == id)
+        .ok_or_else(|| ApiError::not_found(format!("unknown service ID: {id}")))?;
+    authz.service_read(field_str(&svc, "Service"))?;
+    Ok(([index_header(index)], Json(svc)).into_response())
+}
+
+/// `GET /v1/agent/services`.
+pub(crate) async fn services(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let q = parse_query(raw.as_deref());
+    let authz = authorize(&state, &headers, &q)?;
+    let map: Map<String, Value> = load_all(&state)?
+        .into_iter()
+        .filter(|r| authz.service_read(field_str(r, "Service")).is_ok())
+        .map(|r| (field_str(&r, "ID").to_string(), r))
+        .collect();
+    Ok(Json(Value::Object(map)).into_response())
+}
+
+/// `GET /v1/catalog/services`: service names and their tags.
+pub(crate) async fn catalog_services(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let q = parse_query(raw.as_deref());
+    let authz = authorize(&state, &headers, &q)?;
+    let index = block_on_table(&state, SERVICES_TABLE, &q).await?;
+    let mut map = Map::new();
+    for r in load_all(&state)? {
+        let name = field_str(&r, "Service").to_string();
+        if authz.service_read(&name).is_ok() {
+            map.insert(name, r.get("Tags").cloned().unwrap_or(json!([])));
+        }
+    }
+    Ok(([index_header(index)], Json(Value::Object(map))).into_response())
+}
+
+/// `GET /v1/health/connect/<service>`: the sidecars in front of `service`.
+pub(crate) async fn health_connect(
+    State(state): State<Shared>,
+    Path(service): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let q = parse_query(raw.as_deref());
+    authorize(&state, &headers, &q)?.service_read(&service)?;
+    let index = block_on_table(&state, SERVICES_TABLE, &q).await?;
+    let nodes: Vec<Value> = load_all(&state)?
+        .into_iter()
+        .filter(|r| {
+            field_str(r, "Kind") == "connect-proxy"
+                && r.pointer("/Proxy/DestinationServiceName").and_then(Value::as_str)
+                    == Some(service.as_str())
+        })
+        .map(|r| {
+            json!({
+                "Node": {"Node": NODE, "Address": field_str(&r, "Address"), "Datacenter": state.config.datacenter},
+                "Service": r,
+                "Checks": [],
+            })
+        })
+        .collect();
+    Ok(([index_header(index)], Json(Value::Array(nodes))).into_response())
+}
