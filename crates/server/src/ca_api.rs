@@ -10,6 +10,7 @@
 //!   CA changes (a rotation) so sidecars re-fetch then.
 //! - `PUT /v1/connect/ca/rotate` (needs `operator:write`; Tribune's endpoint): a new
 //!   root becomes active.
+//!
 //! The root's private key never leaves the agent.
 
 use crate::{
