@@ -466,12 +466,10 @@ where
 
 /// L4 enforcement for non-HTTP destinations: decide on connect (identity only), then
 /// copy bytes both ways.
-pub async fn serve_tcp(
-    proxy: &Proxy,
-    snap: &Snapshot,
-    mut stream: TcpStream,
-    caller: Option<&str>,
-) {
+pub async fn serve_tcp<IO>(proxy: &Proxy, snap: &Snapshot, mut stream: IO, caller: Option<&str>)
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
     let start = Instant::now();
     let decision = snap
         .table
@@ -503,7 +501,10 @@ pub async fn serve_tcp(
 }
 
 /// Phase 1 for one accepted TCP connection.
-pub async fn serve_downstream(proxy: Arc<Proxy>, stream: TcpStream, caller: Option<Arc<str>>) {
+pub async fn serve_downstream<IO>(proxy: Arc<Proxy>, stream: IO, caller: Option<Arc<str>>)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let Some(snap) = proxy.current() else {
         // Fail closed: nothing is served before the first snapshot.
         return;

@@ -10,7 +10,9 @@
 pub mod admin;
 pub mod http;
 pub mod keys;
+pub mod mesh;
 pub mod metrics;
+pub mod sidecar;
 pub mod snapshot;
 pub mod watch;
 

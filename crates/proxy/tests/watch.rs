@@ -12,52 +12,6 @@ use std::time::{Duration, Instant};
 use support::*;
 use tribune_client::{Client, Target};
 
-/// An agent on its own runtime and thread, so stopping it closes every connection.
-struct Agent {
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-fn start_agent(store: Arc<dyn tribune_store::Store>, addr: SocketAddr) -> (Agent, SocketAddr) {
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let (atx, arx) = std::sync::mpsc::channel();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let state = tribune_server::AppState::new(store, Default::default()).unwrap();
-            let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-            atx.send(listener.local_addr().unwrap()).unwrap();
-            tokio::spawn(async move {
-                axum::serve(listener, tribune_server::router(state))
-                    .await
-                    .unwrap()
-            });
-            tokio::task::spawn_blocking(move || rx.recv())
-                .await
-                .unwrap()
-                .ok();
-        });
-        rt.shutdown_timeout(Duration::from_millis(100));
-    });
-    let bound = arx.recv().unwrap();
-    (
-        Agent {
-            stop: Some(tx),
-            thread: Some(thread),
-        },
-        bound,
-    )
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
-}
-
 async fn write(client: &Client, entry: serde_json::Value) {
     let r = client
         .request("PUT", "/v1/config", Some(entry.to_string().into_bytes()))

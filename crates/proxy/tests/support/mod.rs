@@ -175,3 +175,66 @@ pub async fn send(
         body: String::from_utf8_lossy(&body).into_owned(),
     })
 }
+
+/// An agent on its own runtime and thread, so stopping it closes every connection.
+pub struct Agent {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+pub fn start_agent(store: Arc<dyn tribune_store::Store>, addr: SocketAddr) -> (Agent, SocketAddr) {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (atx, arx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let state = tribune_server::AppState::new(store, Default::default()).unwrap();
+            let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+            atx.send(listener.local_addr().unwrap()).unwrap();
+            tokio::spawn(async move {
+                axum::serve(listener, tribune_server::router(state))
+                    .await
+                    .unwrap()
+            });
+            tokio::task::spawn_blocking(move || rx.recv())
+                .await
+                .unwrap()
+                .ok();
+        });
+        rt.shutdown_timeout(Duration::from_millis(100));
+    });
+    let bound = arx.recv().unwrap();
+    (
+        Agent {
+            stop: Some(tx),
+            thread: Some(thread),
+        },
+        bound,
+    )
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub async fn put(client: &tribune_client::Client, path: &str, body: Value) {
+    let r = client
+        .request("PUT", path, Some(body.to_string().into_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{path}: {}", r.body);
+}

@@ -1,0 +1,247 @@
+//! What a sidecar learns from the agent: its registration (`-sidecar-for`), its
+//! identity (roots + leaf, kept current) and its upstreams' endpoints.
+//!
+//! Root rotation: when the CA changes, the new roots are trusted at once (with the old
+//! leaf still presented), and the new leaf is presented only after
+//! [`ROTATION_GRACE`], so every sidecar trusts the new root before any presents a
+//! leaf it signed. Leaves are also renewed with every blocking-query round (at most
+//! every [`RENEW_EVERY`]), far ahead of their 72 h expiry.
+
+use crate::mesh::{Endpoints, Identity, LeafPem, MeshTls};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tribune_client::Client;
+
+/// Delay between trusting new roots and presenting a leaf signed by them.
+pub const ROTATION_GRACE: Duration = Duration::from_secs(2);
+/// Longest wait of one leaf blocking query (then a fresh leaf is installed).
+pub const RENEW_EVERY: Duration = Duration::from_secs(3600);
+
+/// The sidecar's registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// The service the sidecar guards (its intentions' destination).
+    pub service: String,
+    pub mesh_addr: SocketAddr,
+    pub local_service: SocketAddr,
+    /// (destination, local bind address).
+    pub upstreams: Vec<(String, SocketAddr)>,
+}
+
+async fn get_json(client: &Client, path: &str) -> Result<(Value, u64), String> {
+    let res = client
+        .request("GET", path, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    if res.status != 200 {
+        return Err(format!(
+            "{path}: agent answered {}: {}",
+            res.status,
+            res.body.trim()
+        ));
+    }
+    let index = res
+        .header("x-consul-index")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let v = serde_json::from_str(&res.body).map_err(|e| format!("{path}: {e}"))?;
+    Ok((v, index))
+}
+
+fn addr(host: &str, port: u64) -> Result<SocketAddr, String> {
+    let host = if host.is_empty() { "127.0.0.1" } else { host };
+    format!("{host}:{port}")
+        .parse()
+        .map_err(|e| format!("address {host}:{port}: {e}"))
+}
+
+/// Reads the sidecar registration for service ID `id` (`<id>-sidecar-proxy`, or `id`
+/// itself when it is a `connect-proxy`).
+pub async fn registration(client: &Client, id: &str) -> Result<Registration, String> {
+    let reg = match get_json(client, &format!("/v1/agent/service/{id}-sidecar-proxy")).await {
+        Ok((v, _)) => v,
+        Err(first) => match get_json(client, &format!("/v1/agent/service/{id}")).await {
+            Ok((v, _)) if v["Kind"] == "connect-proxy" => v,
+            _ => {
+                return Err(format!(
+                    "no sidecar registered for service ID {id:?} ({first})"
+                ))
+            }
+        },
+    };
+    let s = |p: &str| reg.pointer(p).and_then(Value::as_str).unwrap_or("");
+    let n = |p: &str| reg.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+    let mut upstreams = Vec::new();
+    for u in reg
+        .pointer("/Proxy/Upstreams")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+    {
+        let dest = u["DestinationName"].as_str().unwrap_or("").to_string();
+        let bind = addr(
+            u["LocalBindAddress"].as_str().unwrap_or("127.0.0.1"),
+            u["LocalBindPort"].as_u64().unwrap_or(0),
+        )?;
+        upstreams.push((dest, bind));
+    }
+    Ok(Registration {
+        service: s("/Proxy/DestinationServiceName").to_string(),
+        mesh_addr: addr(s("/Address"), n("/Port"))?,
+        local_service: addr(
+            s("/Proxy/LocalServiceAddress"),
+            n("/Proxy/LocalServicePort"),
+        )?,
+        upstreams,
+    })
+}
+
+struct Fetched {
+    trust_domain: String,
+    roots: Vec<String>,
+    leaf: LeafPem,
+    root_id: String,
+    index: u64,
+}
+
+async fn fetch(
+    client: &Client,
+    service: &str,
+    index: u64,
+    wait: Duration,
+) -> Result<Fetched, String> {
+    let (leaf, index) = get_json(
+        client,
+        &format!(
+            "/v1/agent/connect/ca/leaf/{service}?index={index}&wait={}s",
+            wait.as_secs()
+        ),
+    )
+    .await?;
+    let (roots, _) = get_json(client, "/v1/connect/ca/roots").await?;
+    Ok(Fetched {
+        trust_domain: roots["TrustDomain"].as_str().unwrap_or("").to_string(),
+        roots: roots["Roots"]
+            .as_array()
+            .map(|rs| {
+                rs.iter()
+                    .filter_map(|r| r["RootCert"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        leaf: LeafPem {
+            cert_pem: leaf["CertPEM"].as_str().unwrap_or("").to_string(),
+            key_pem: leaf["PrivateKeyPEM"].as_str().unwrap_or("").to_string(),
+        },
+        root_id: leaf["RootID"].as_str().unwrap_or("").to_string(),
+        index,
+    })
+}
+
+/// The sidecar's first identity, and the state to keep it current with.
+pub struct IdentityWatch {
+    pub tls: Arc<MeshTls>,
+    client: Client,
+    service: String,
+    index: u64,
+    root_id: String,
+    leaf: LeafPem,
+}
+
+impl IdentityWatch {
+    pub async fn start(client: Client, service: &str) -> Result<IdentityWatch, String> {
+        let f = fetch(&client, service, 0, Duration::from_secs(1)).await?;
+        let identity = Identity::new(&f.trust_domain, &f.roots, &f.leaf)?;
+        Ok(IdentityWatch {
+            tls: MeshTls::new(identity),
+            client,
+            service: service.to_string(),
+            index: f.index,
+            root_id: f.root_id,
+            leaf: f.leaf,
+        })
+    }
+
+    /// Runs forever: blocking queries on the CA; rotation and renewal as documented
+    /// above; on errors the current identity stays and the query is retried.
+    pub async fn run(mut self) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match fetch(&self.client, &self.service, self.index, RENEW_EVERY).await {
+                Ok(f) => {
+                    backoff = Duration::from_millis(200);
+                    if f.root_id != self.root_id {
+                        // Trust the new roots first, still presenting the old leaf.
+                        match Identity::new(&f.trust_domain, &f.roots, &self.leaf) {
+                            Ok(i) => self.tls.replace(i),
+                            Err(e) => tracing::warn!(error = %e, "cannot trust the new roots yet"),
+                        }
+                        tokio::time::sleep(ROTATION_GRACE).await;
+                    }
+                    match Identity::new(&f.trust_domain, &f.roots, &f.leaf) {
+                        Ok(i) => {
+                            self.tls.replace(i);
+                            tracing::info!(service = %self.service, root = %f.root_id, "mesh identity updated");
+                            self.leaf = f.leaf;
+                            self.root_id = f.root_id;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "new leaf unusable; keeping the current one")
+                        }
+                    }
+                    self.index = if f.index < self.index { 0 } else { f.index };
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "identity watch failed; keeping the current certificate");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+}
+
+/// Keeps `endpoints` equal to the healthy sidecars of `destination`.
+pub async fn watch_endpoints(client: Client, destination: String, endpoints: Arc<Endpoints>) {
+    let mut index = 0u64;
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let path = format!("/v1/health/connect/{destination}?index={index}&wait=60s");
+        match get_json(&client, &path).await {
+            Ok((v, i)) => {
+                backoff = Duration::from_millis(200);
+                let addrs: Vec<SocketAddr> = v
+                    .as_array()
+                    .map(|nodes| {
+                        nodes
+                            .iter()
+                            .filter_map(|n| {
+                                addr(
+                                    n.pointer("/Service/Address")
+                                        .and_then(Value::as_str)
+                                        .unwrap_or(""),
+                                    n.pointer("/Service/Port")
+                                        .and_then(Value::as_u64)
+                                        .unwrap_or(0),
+                                )
+                                .ok()
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if *endpoints.get() != addrs {
+                    tracing::info!(upstream = %destination, endpoints = addrs.len(), "upstream endpoints updated");
+                    endpoints.set(addrs);
+                }
+                index = if i < index { 0 } else { i };
+            }
+            Err(e) => {
+                tracing::warn!(upstream = %destination, error = %e, "endpoint watch failed; keeping the last list");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
