@@ -6,16 +6,39 @@ use clap::{Args, Subcommand};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tribune_proxy::{Proxy, ProxyConfig, SnapshotDoc};
+use tribune_proxy::{sidecar, Proxy, ProxyConfig, SnapshotDoc};
 
 #[derive(Debug, Subcommand)]
 pub enum ConnectCommand {
     /// Run a sidecar proxy in front of a local service.
-    Proxy(ProxyArgs),
+    Proxy(Box<ProxyArgs>),
+    /// The built-in CA.
+    #[command(subcommand)]
+    Ca(CaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Rotate the CA root: a new root signs new leaves; the old one stays trusted
+    /// until the leaves it signed expire.
+    Rotate(CaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CaArgs {
+    #[command(flatten)]
+    pub http: HttpArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct ProxyArgs {
+    /// Run as the sidecar registered for this service ID: service, mesh listener,
+    /// local service and upstreams come from the registration; identity from the CA.
+    #[arg(long = "sidecar-for")]
+    pub sidecar_for: Option<String>,
+    /// Overrides the mesh listener address of the registration.
+    #[arg(long = "mesh-listener")]
+    pub mesh_listener: Option<SocketAddr>,
     /// The service this proxy guards (the destination of its intentions).
     #[arg(long)]
     pub service: Option<String>,
@@ -46,7 +69,28 @@ pub struct ProxyArgs {
 
 pub fn run(cmd: ConnectCommand, io: &mut Io<'_>) -> u8 {
     match cmd {
-        ConnectCommand::Proxy(args) => proxy(args, io),
+        ConnectCommand::Proxy(args) => proxy(*args, io),
+        ConnectCommand::Ca(CaCommand::Rotate(a)) => {
+            match super::http::call_ok(
+                &a.http,
+                "PUT",
+                "/v1/connect/ca/rotate",
+                None,
+                "Error rotating the CA root",
+                1,
+                io,
+            ) {
+                Ok(r) => {
+                    let id = serde_json::from_str::<serde_json::Value>(&r.body)
+                        .ok()
+                        .and_then(|v| v["ActiveRootID"].as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    let _ = writeln!(io.out, "CA root rotated; active root: {id}");
+                    0
+                }
+                Err(code) => code,
+            }
+        }
     }
 }
 
@@ -75,32 +119,9 @@ fn proxy(args: ProxyArgs, io: &mut Io<'_>) -> u8 {
             }
         }
     };
-    let service = match (&args.service, &file_doc) {
-        (Some(s), Some(d)) if *s != d.service => {
-            return fail(
-                io,
-                format!(
-                    "-service {s} does not match the snapshot's Service {}",
-                    d.service
-                ),
-            )
-        }
-        (Some(s), _) => s.clone(),
-        (None, Some(d)) => d.service.clone(),
-        (None, None) => return fail(io, "Must specify -service (or -config with a snapshot)"),
-    };
-    let Some(upstream) = args.local_service_address else {
-        return fail(
-            io,
-            "Must specify -local-service-address (the local service's host:port)",
-        );
-    };
-    let Some(edge) = args.edge_listener else {
-        return fail(
-            io,
-            "Must specify -edge-listener (the mesh listener needs the mesh identity set-up)",
-        );
-    };
+    if args.sidecar_for.is_some() && file_doc.is_some() {
+        return fail(io, "-sidecar-for and -config cannot be combined");
+    }
     let target = match args.http.target() {
         Ok(t) => t,
         Err(e) => return fail(io, e),
@@ -117,15 +138,131 @@ fn proxy(args: ProxyArgs, io: &mut Io<'_>) -> u8 {
         Ok(r) => r,
         Err(e) => return fail(io, format!("Error starting runtime: {e}")),
     };
-    let mut config = ProxyConfig::new(upstream);
-    config.merge_slashes = args.merge_slashes;
-    config.upstream_timeout = Duration::from_secs(args.upstream_timeout.max(1));
     runtime.block_on(async move {
-        let proxy: Arc<Proxy> = Proxy::new(config);
-        let edge_listener = match tokio::net::TcpListener::bind(edge).await {
-            Ok(l) => l,
-            Err(e) => return fail(io, format!("Error binding edge listener {edge}: {e}")),
+        let agent = || tribune_client::Client::new(&target).map_err(|e| e.to_string());
+        let reg = match &args.sidecar_for {
+            None => None,
+            Some(id) => match agent() {
+                Ok(c) => match sidecar::registration(&c, id).await {
+                    Ok(r) => Some(r),
+                    Err(e) => return fail(io, e),
+                },
+                Err(e) => return fail(io, e),
+            },
         };
+        let service = match (&args.service, &file_doc, &reg) {
+            (Some(s), Some(d), _) if *s != d.service => {
+                return fail(
+                    io,
+                    format!(
+                        "-service {s} does not match the snapshot's Service {}",
+                        d.service
+                    ),
+                )
+            }
+            (Some(s), _, _) => s.clone(),
+            (None, Some(d), _) => d.service.clone(),
+            (None, None, Some(r)) => r.service.clone(),
+            (None, None, None) => {
+                return fail(
+                    io,
+                    "Must specify -sidecar-for, -service, or -config with a snapshot",
+                )
+            }
+        };
+        let Some(upstream) = args
+            .local_service_address
+            .or(reg.as_ref().map(|r| r.local_service))
+        else {
+            return fail(
+                io,
+                "Must specify -local-service-address (the local service's host:port)",
+            );
+        };
+        let mesh_addr = args.mesh_listener.or(reg.as_ref().map(|r| r.mesh_addr));
+        if mesh_addr.is_some() && file_doc.is_some() {
+            return fail(
+                io,
+                "the mesh listener needs the agent's CA; it cannot run with -config",
+            );
+        }
+        if mesh_addr.is_none() && args.edge_listener.is_none() {
+            return fail(
+                io,
+                "Must specify -sidecar-for, -mesh-listener or -edge-listener",
+            );
+        }
+        let mut config = ProxyConfig::new(upstream);
+        config.merge_slashes = args.merge_slashes;
+        config.upstream_timeout = Duration::from_secs(args.upstream_timeout.max(1));
+        let proxy: Arc<Proxy> = Proxy::new(config);
+        let mut lines: Vec<(String, String)> = Vec::new();
+        if let Some(addr) = mesh_addr {
+            let client = match agent() {
+                Ok(c) => c,
+                Err(e) => return fail(io, e),
+            };
+            let watch = match sidecar::IdentityWatch::start(client, &service).await {
+                Ok(w) => w,
+                Err(e) => return fail(io, format!("Error getting the mesh identity: {e}")),
+            };
+            let tls = watch.tls.clone();
+            let listener = match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => l,
+                Err(e) => return fail(io, format!("Error binding mesh listener {addr}: {e}")),
+            };
+            lines.push((
+                "Mesh listener".into(),
+                format!(
+                    "{} (mTLS, identity {})",
+                    listener.local_addr().unwrap_or(addr),
+                    tls.identity().service
+                ),
+            ));
+            tokio::spawn(watch.run());
+            tokio::spawn(tribune_proxy::mesh::serve_mesh(
+                proxy.clone(),
+                tls.clone(),
+                listener,
+            ));
+            for (dest, bind) in reg
+                .as_ref()
+                .map(|r| r.upstreams.clone())
+                .unwrap_or_default()
+            {
+                let listener = match tokio::net::TcpListener::bind(bind).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        return fail(io, format!("Error binding upstream {dest} on {bind}: {e}"))
+                    }
+                };
+                let endpoints = Arc::new(tribune_proxy::mesh::Endpoints::default());
+                match agent() {
+                    Ok(c) => {
+                        tokio::spawn(sidecar::watch_endpoints(c, dest.clone(), endpoints.clone()));
+                    }
+                    Err(e) => return fail(io, e),
+                }
+                lines.push((format!("Upstream {dest}"), bind.to_string()));
+                tokio::spawn(tribune_proxy::mesh::serve_upstream(
+                    tls.clone(),
+                    dest,
+                    endpoints,
+                    listener,
+                ));
+            }
+        }
+        if let Some(edge) = args.edge_listener {
+            let listener = match tokio::net::TcpListener::bind(edge).await {
+                Ok(l) => l,
+                Err(e) => return fail(io, format!("Error binding edge listener {edge}: {e}")),
+            };
+            lines.push((
+                "Edge listener".into(),
+                listener.local_addr().unwrap_or(edge).to_string(),
+            ));
+            tokio::spawn(tribune_proxy::http::serve_edge(proxy.clone(), listener));
+        }
         let admin_listener = match tokio::net::TcpListener::bind(args.admin_bind).await {
             Ok(l) => l,
             Err(e) => {
@@ -135,8 +272,14 @@ fn proxy(args: ProxyArgs, io: &mut Io<'_>) -> u8 {
                 )
             }
         };
-        let edge_addr = edge_listener.local_addr().unwrap_or(edge);
-        let admin_addr = admin_listener.local_addr().unwrap_or(args.admin_bind);
+        lines.push((
+            "Admin listener".into(),
+            admin_listener
+                .local_addr()
+                .unwrap_or(args.admin_bind)
+                .to_string(),
+        ));
+        lines.push(("Local service".into(), upstream.to_string()));
         let source = match file_doc {
             Some(doc) => {
                 if let Err(e) = proxy.install(doc, 0).await {
@@ -151,7 +294,7 @@ fn proxy(args: ProxyArgs, io: &mut Io<'_>) -> u8 {
                 )
             }
             None => {
-                let client = match tribune_client::Client::new(&target) {
+                let client = match agent() {
                     Ok(c) => c,
                     Err(e) => return fail(io, e),
                 };
@@ -163,20 +306,16 @@ fn proxy(args: ProxyArgs, io: &mut Io<'_>) -> u8 {
                 format!("agent {} (live)", target.addr)
             }
         };
+        lines.push(("Policy".into(), source));
         let _ = writeln!(io.out, "==> Tribune proxy for service {service}");
-        let _ = writeln!(io.out, "         Edge listener: {edge_addr}");
-        let _ = writeln!(io.out, "       Admin listener: {admin_addr}");
-        let _ = writeln!(io.out, "        Local service: {upstream}");
-        let _ = writeln!(io.out, "                Policy: {source}");
+        for (k, v) in lines {
+            let _ = writeln!(io.out, "{k:>22}: {v}");
+        }
         let _ = writeln!(io.out, "==> Tribune proxy running!");
         let _ = io.out.flush();
         tokio::spawn(tribune_proxy::admin::serve_admin(
             proxy.clone(),
             admin_listener,
-        ));
-        tokio::spawn(tribune_proxy::http::serve_edge(
-            proxy.clone(),
-            edge_listener,
         ));
         super::agent::shutdown_signal().await;
         let _ = writeln!(io.out, "==> Tribune proxy stopped");

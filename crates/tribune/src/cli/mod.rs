@@ -9,6 +9,7 @@ mod config;
 mod connect;
 mod http;
 mod intention;
+mod services;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::collections::HashSet;
@@ -40,9 +41,12 @@ enum Command {
     /// Bootstrap ACLs, create policies and tokens.
     #[command(subcommand)]
     Acl(acl::AclCommand),
-    /// Service mesh: the sidecar proxy.
+    /// Service mesh: the sidecar proxy and the CA.
     #[command(subcommand)]
     Connect(connect::ConnectCommand),
+    /// Register and deregister services (the catalog).
+    #[command(subcommand)]
+    Services(services::ServicesCommand),
 }
 
 /// Output streams, injected so commands can be tested without a terminal.
@@ -97,6 +101,7 @@ pub fn run_with(args: Vec<OsString>, io: &mut Io<'_>) -> u8 {
         Command::Intention(cmd) => intention::run(cmd, io),
         Command::Acl(cmd) => acl::run(cmd, io),
         Command::Connect(cmd) => connect::run(cmd, io),
+        Command::Services(cmd) => services::run(cmd, io),
     }
 }
 
