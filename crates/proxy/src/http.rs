@@ -519,6 +519,44 @@ where
 
 /// The edge listener: plain connections from outside the mesh (no caller identity).
 pub async fn serve_edge(proxy: Arc<Proxy>, listener: TcpListener) {
+    serve_edge_with(proxy, listener, None).await
+}
+
+/// The edge listener with server-side TLS (HTTP/1.1 and HTTP/2 by ALPN).
+pub async fn serve_edge_tls(
+    proxy: Arc<Proxy>,
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+) {
+    serve_edge_with(proxy, listener, Some(tokio_rustls::TlsAcceptor::from(tls))).await
+}
+
+/// A TLS server config for the edge listener from PEM files.
+pub fn edge_tls_config(cert_pem: &str, key_pem: &str) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let chain = tribune_ca::certs_from_pem(cert_pem).map_err(|e| e.to_string())?;
+    if chain.is_empty() {
+        return Err("no certificate in the edge TLS certificate file".into());
+    }
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| format!("edge TLS key: {e}"))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| format!("edge TLS certificate: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+async fn serve_edge_with(
+    proxy: Arc<Proxy>,
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(x) => x,
@@ -534,9 +572,23 @@ pub async fn serve_edge(proxy: Arc<Proxy>, listener: TcpListener) {
         };
         let _ = stream.set_nodelay(true);
         let proxy = proxy.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             proxy.metrics.connections.inc();
-            serve_downstream(proxy.clone(), stream, None).await;
+            match tls {
+                None => serve_downstream(proxy.clone(), stream, None).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(
+                        crate::mesh::HANDSHAKE_TIMEOUT,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) => serve_downstream(proxy.clone(), s, None).await,
+                        _ => tracing::debug!("edge TLS handshake failed"),
+                    }
+                }
+            }
             proxy.metrics.connections.dec();
             drop(permit);
         });

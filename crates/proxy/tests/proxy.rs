@@ -448,3 +448,81 @@ async fn admin_endpoints_report_readiness_metrics_and_a_redacted_dump() {
     assert_eq!(dump["Intentions"][0], "* -> api (precedence 8)");
     assert_eq!(dump["ReferencedProviders"][0]["HasKeys"], true);
 }
+
+#[tokio::test]
+async fn http2_cleartext_and_edge_tls_are_served() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper::body::Bytes;
+    let upstream = echo().await;
+    let (proxy, addr, _) = proxy(upstream.addr, NOW).await;
+    let allow = json!({"Kind": "service-intentions", "Name": "api", "Sources": [{"Name": "*", "Action": "allow"}]});
+    proxy
+        .install(doc("api", "http", "deny", vec![allow]), 0)
+        .await
+        .unwrap();
+
+    // HTTP/2 with prior knowledge on the plain edge listener.
+    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build::<_, Empty<Bytes>>(hyper_util::client::legacy::connect::HttpConnector::new());
+    let res = h2
+        .request(
+            hyper::Request::get(format!("http://{addr}/h2"))
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.version(), hyper::Version::HTTP_2);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["path"],
+        "/h2"
+    );
+
+    // Server-side TLS on an edge listener.
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let config =
+        tribune_proxy::http::edge_tls_config(&cert.cert.pem(), &cert.signing_key.serialize_pem())
+            .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tls_addr = listener.local_addr().unwrap();
+    tokio::spawn(tribune_proxy::http::serve_edge_tls(
+        proxy.clone(),
+        listener,
+        config,
+    ));
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let client_config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(tls_addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(client_config))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let res = sender
+        .send_request(
+            hyper::Request::get("/tls")
+                .header("host", "localhost")
+                .body(Empty::<Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}

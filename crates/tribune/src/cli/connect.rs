@@ -48,6 +48,12 @@ pub struct ProxyArgs {
     /// Listener for callers outside the mesh (plain HTTP; they match only `*` sources).
     #[arg(long = "edge-listener")]
     pub edge_listener: Option<SocketAddr>,
+    /// Serve the edge listener over TLS with this certificate (PEM chain).
+    #[arg(long = "edge-tls-cert", requires = "edge_tls_key")]
+    pub edge_tls_cert: Option<std::path::PathBuf>,
+    /// The edge TLS private key (PEM).
+    #[arg(long = "edge-tls-key", requires = "edge_tls_cert")]
+    pub edge_tls_key: Option<std::path::PathBuf>,
     /// Admin listener: /ready, /stats/prometheus, /config_dump.
     #[arg(long = "admin-bind", default_value = "127.0.0.1:19000")]
     pub admin_bind: SocketAddr,
