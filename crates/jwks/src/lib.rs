@@ -10,12 +10,17 @@
 //! - a failed refetch keeps the last good keys until they are older than
 //!   `CacheDuration` + [`RemoteKeys::max_stale`]; with no keys, verification fails
 //!   closed (`Jwks remote fetch is failed`);
-//! - concurrent callers share one fetch.
+//! - concurrent callers share one fetch;
+//! - `https://` URIs are fetched over TLS (rustls): the server certificate must chain to
+//!   `JWKSCluster.TLSCertificates.TrustedCA` (file, environment variable, inline string
+//!   or bytes) when set, else to the system's roots; SNI is sent only with `UseSNI`;
+//!   `JWKSCluster.ConnectTimeout` bounds the TCP connect (default 5 s).
 
 #![forbid(unsafe_code)]
 
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -23,7 +28,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::time::Instant;
 use tribune_jwt::{Jwks, JwtError};
-use tribune_model::jwt_provider::RemoteJwks;
+use tribune_model::jwt_provider::{RemoteJwks, TlsCertificates, TrustedCa};
 
 /// Largest JWKS document accepted.
 const MAX_JWKS_BYTES: usize = 1 << 20;
@@ -43,6 +48,12 @@ fn from_ns(ns: i64, default: Duration) -> Duration {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchPolicy {
     pub uri: String,
+    /// Trusted CA for https (None: the system's roots).
+    pub trusted_ca: Option<TrustedCa>,
+    /// Set when the entry names a TLS source Tribune does not support.
+    pub tls_unsupported: Option<String>,
+    pub use_sni: bool,
+    pub connect_timeout: Duration,
     pub timeout: Duration,
     pub cache_duration: Duration,
     pub retries: u32,
@@ -68,8 +79,30 @@ impl FetchPolicy {
                 )
             }
         };
+        let tls = r
+            .jwks_cluster
+            .as_ref()
+            .and_then(|c| c.tls_certificates.as_ref());
+        let (trusted_ca, tls_unsupported) = match tls {
+            None => (None, None),
+            Some(TlsCertificates::TrustedCa(t)) => (Some(t.clone()), None),
+            Some(TlsCertificates::CaCertificateProviderInstance(_)) => (
+                None,
+                Some("TLSCertificates.CaCertificateProviderInstance (Envoy SDS) is not supported; use TrustedCA".to_string()),
+            ),
+        };
         FetchPolicy {
             uri: r.uri.clone(),
+            trusted_ca,
+            tls_unsupported,
+            use_sni: r.use_sni,
+            connect_timeout: from_ns(
+                r.jwks_cluster
+                    .as_ref()
+                    .map(|c| c.connect_timeout)
+                    .unwrap_or(0),
+                DEFAULT_TIMEOUT,
+            ),
             timeout: if r.request_timeout_ms > 0 {
                 Duration::from_millis(r.request_timeout_ms as u64)
             } else {
@@ -101,7 +134,7 @@ struct Cached {
 /// The keys of one remote provider.
 pub struct RemoteKeys {
     policy: FetchPolicy,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
     current: RwLock<Option<Cached>>,
     /// Serializes fetches (single flight) and remembers the last refetch for a `kid`.
     fetch_lock: tokio::sync::Mutex<Option<Instant>>,
@@ -123,14 +156,25 @@ pub struct FetchStats {
 
 impl RemoteKeys {
     pub fn new(policy: FetchPolicy) -> Result<Self, String> {
-        if !policy.uri.starts_with("http://") {
+        let https = policy.uri.starts_with("https://");
+        if !https && !policy.uri.starts_with("http://") {
             return Err(format!(
-                "JWKS URI {}: only http:// is supported so far (https with TrustedCA is not built yet)",
+                "JWKS URI {}: must be http:// or https://",
                 policy.uri
             ));
         }
+        if let (true, Some(e)) = (https, &policy.tls_unsupported) {
+            return Err(format!("JWKS URI {}: {e}", policy.uri));
+        }
         let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(policy.timeout));
+        connector.set_connect_timeout(Some(policy.connect_timeout.min(policy.timeout)));
+        connector.enforce_http(false);
+        let tls = tls_config(&policy)?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         Ok(RemoteKeys {
             client: Client::builder(TokioExecutor::new()).build(connector),
             policy,
@@ -272,4 +316,57 @@ impl RemoteKeys {
             },
         }
     }
+}
+
+/// PEM text of a `TrustedCA` source.
+fn trusted_ca_pem(t: &TrustedCa) -> Result<Vec<u8>, String> {
+    match t {
+        TrustedCa::Filename(f) => {
+            std::fs::read(f).map_err(|e| format!("TrustedCA.Filename {f}: {e}"))
+        }
+        TrustedCa::EnvironmentVariable(v) => std::env::var(v)
+            .map(String::into_bytes)
+            .map_err(|_| format!("TrustedCA.EnvironmentVariable {v} is not set")),
+        TrustedCa::InlineString(s) => Ok(s.clone().into_bytes()),
+        TrustedCa::InlineBytes(b) => Ok(b.clone()),
+    }
+}
+
+/// The TLS client config for a remote key set.
+fn tls_config(policy: &FetchPolicy) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    match &policy.trusted_ca {
+        Some(t) => {
+            let pem = trusted_ca_pem(t)?;
+            let certs = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("TrustedCA: not PEM certificates: {e}"))?;
+            if certs.is_empty() {
+                return Err("TrustedCA: no certificate found".into());
+            }
+            for c in certs {
+                roots
+                    .add(c)
+                    .map_err(|e| format!("TrustedCA: unusable certificate: {e}"))?;
+            }
+        }
+        None => {
+            let native = rustls_native_certs::load_native_certs();
+            for c in native.certs {
+                let _ = roots.add(c);
+            }
+        }
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    // Consul's UseSNI: the JWKS host name is sent as SNI only when asked for.
+    config.enable_sni = policy.use_sni;
+    Ok(config)
 }

@@ -62,6 +62,10 @@ async fn serve() -> (Arc<Idp>, String) {
 fn policy(uri: &str) -> FetchPolicy {
     FetchPolicy {
         uri: uri.to_string(),
+        trusted_ca: None,
+        tls_unsupported: None,
+        use_sni: false,
+        connect_timeout: Duration::from_millis(300),
         timeout: Duration::from_millis(300),
         cache_duration: Duration::from_secs(60),
         retries: 0,
@@ -243,8 +247,16 @@ fn policy_defaults_follow_decisions_5() {
         assert!(fp.backoff(attempt) <= Duration::from_secs(10));
     }
     assert!(RemoteKeys::new(FetchPolicy {
-        uri: "https://idp/keys".into(),
-        ..fp
+        uri: "ftp://idp/keys".into(),
+        ..fp.clone()
     })
     .is_err());
+    assert!(RemoteKeys::new(FetchPolicy {
+        uri: "https://idp/keys".into(),
+        tls_unsupported: Some("SDS".into()),
+        ..fp
+    })
+    .err()
+    .unwrap()
+    .contains("SDS"));
 }
