@@ -3,6 +3,14 @@
 # CLI tests. Ends with one summary line: "tests: N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Third-party JOSE/OIDC tools the interop and end-to-end tests drive (interop/):
+# PyJWT + cryptography from PyPI, jose + oidc-provider from npm (lockfile).
+if ! python3 -c 'import jwt, cryptography' >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check 'pyjwt>=2.8,<3' 'cryptography>=42'
+fi
+if [ ! -d interop/node_modules ] || [ interop/package-lock.json -nt interop/node_modules ]; then
+  (cd interop && npm ci --no-audit --no-fund --silent)
+fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
