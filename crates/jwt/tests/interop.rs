@@ -9,7 +9,7 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
-use tribune_jwt::{JwtError, Jwks, Verifier};
+use tribune_jwt::{Jwks, JwtError, Verifier};
 
 fn interop_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../interop")
@@ -51,7 +51,10 @@ fn check(library: &str, doc: Value, expected_algs: usize) {
     let jwks = Jwks::parse(doc["jwks"].to_string().as_bytes()).unwrap();
     assert!(jwks.warnings.is_empty(), "{library}: {:?}", jwks.warnings);
     let verifier = Verifier::new(
-        &provider(doc["issuer"].as_str().unwrap(), doc["audience"].as_str().unwrap()),
+        &provider(
+            doc["issuer"].as_str().unwrap(),
+            doc["audience"].as_str().unwrap(),
+        ),
         Arc::new(jwks),
     );
     let tokens = doc["tokens"].as_array().unwrap();
@@ -68,9 +71,16 @@ fn check(library: &str, doc: Value, expected_algs: usize) {
         parts[1].pop();
         parts[1].push(flipped);
         let tampered = parts.join(".");
-        assert!(verifier.verify(&tampered, now()).is_err(), "{library} {alg}: tampered token accepted");
+        assert!(
+            verifier.verify(&tampered, now()).is_err(),
+            "{library} {alg}: tampered token accepted"
+        );
         // Expired an hour later.
-        assert_eq!(verifier.verify(token, now() + 3600), Err(JwtError::Expired), "{library} {alg}");
+        assert_eq!(
+            verifier.verify(token, now() + 3600),
+            Err(JwtError::Expired),
+            "{library} {alg}"
+        );
     }
 }
 

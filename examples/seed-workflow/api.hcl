@@ -1,0 +1,9 @@
+service {
+  name = "api"
+  port = 9090
+  connect {
+    sidecar_service {
+      port = 21000
+    }
+  }
+}
