@@ -156,7 +156,7 @@ fn the_seed_workflow_with_a_real_oidc_provider() {
     let (code, out, err) = run_cli(&agent, &["acl", "bootstrap"]);
     assert_eq!(code, 0, "{err}");
     let root = secret_of(&out);
-    let mut token_for = |name: &str, rules: &str| {
+    let token_for = |name: &str, rules: &str| {
         let (c, _, e) = run_cli(
             &agent,
             &[
@@ -292,7 +292,7 @@ fn the_seed_workflow_with_a_real_oidc_provider() {
     );
     assert_eq!(call(&web, "/v1/items", None).0, 401, "no token");
     let mut tampered = admin.clone();
-    tampered.insert_str(admin.find('.').unwrap() + 5, "x");
+    tampered.insert(admin.find('.').unwrap() + 5, 'x');
     assert_eq!(
         call(&web, "/v1/items", Some(&tampered)).0,
         401,
