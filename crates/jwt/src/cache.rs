@@ -97,6 +97,14 @@ impl CachedVerifier {
         Ok(payload)
     }
 
+    /// Whether `token` verified before (and is still cached).
+    pub fn contains(&self, token: &str) -> bool {
+        self.entries
+            .read()
+            .map(|m| m.contains_key(token))
+            .unwrap_or(false)
+    }
+
     pub fn len(&self) -> usize {
         self.entries.read().map(|m| m.len()).unwrap_or(0)
     }

@@ -213,13 +213,19 @@ pub fn check_claims(
 /// The `iss` of a token without verifying it: only for routing a token to the
 /// provider whose Issuer it names (never for a decision).
 pub fn unverified_issuer(token: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Iss<'a> {
+        #[serde(borrow)]
+        iss: Option<std::borrow::Cow<'a, str>>,
+    }
     let payload = token.split('.').nth(1)?;
     use base64::Engine;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload)
         .ok()?;
-    let v: Value = serde_json::from_slice(&bytes).ok()?;
-    v.get("iss")?.as_str().map(str::to_string)
+    // Only `iss` is read (other members are skipped without building values).
+    let v: Iss<'_> = serde_json::from_slice(&bytes).ok()?;
+    v.iss.map(std::borrow::Cow::into_owned)
 }
 
 /// The `kid` of a token's header, read without verification (to pick or refetch keys).

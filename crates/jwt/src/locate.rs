@@ -54,11 +54,9 @@ fn from_header(value: &str, prefix: &str) -> Option<String> {
         &value[prefix.len()..]
     };
     let start = rest.find(token_char)?;
-    let token: String = rest[start..]
-        .chars()
-        .take_while(|c| token_char(*c))
-        .collect();
-    (!token.is_empty()).then_some(token)
+    let tail = &rest[start..];
+    let end = tail.find(|c: char| !token_char(c)).unwrap_or(tail.len());
+    (end > 0).then(|| tail[..end].to_string())
 }
 
 fn percent_decode(s: &str) -> String {

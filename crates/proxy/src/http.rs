@@ -39,7 +39,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tribune_authz::{
     deny_response, normalize_path, Caller, Decision, RequestFacts, TokenOutcome, Tokens,
 };
-use tribune_jwt::locate::{addressed_to, conclude, Outcome, Place, RequestParts};
+use tribune_jwt::locate::{conclude, extract, Outcome, Place, RequestParts};
 use tribune_jwt::JwtError;
 
 /// Response bodies: streamed from the upstream, or short ones the proxy writes.
@@ -146,16 +146,17 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in listed {
         headers.remove(name);
     }
-    for name in [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    ] {
+    const HOP_BY_HOP: [HeaderName; 8] = [
+        hyper::header::CONNECTION,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+        hyper::header::PROXY_AUTHENTICATE,
+        hyper::header::PROXY_AUTHORIZATION,
+        hyper::header::TRAILER,
+        hyper::header::TRANSFER_ENCODING,
+        hyper::header::UPGRADE,
+    ];
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     if headers
@@ -179,7 +180,11 @@ fn strip_params(query: &str, names: &[&str]) -> String {
 }
 
 impl Proxy {
-    fn log(&self, record: AccessRecord) {
+    fn log(&self, record: impl FnOnce() -> AccessRecord) {
+        if !self.logging() {
+            return;
+        }
+        let record = record();
         match &self.config.access_sink {
             Some(sink) => sink(&record),
             None => tracing::info!(
@@ -197,29 +202,26 @@ impl Proxy {
         }
     }
 
-    fn count_jwt(&self, provider: &str, outcome: &Outcome) {
+    fn count_jwt(rt: &crate::keys::ProviderRuntime, outcome: &Outcome) {
         let code = match outcome {
             Outcome::Missing => "missing",
             Outcome::Valid { .. } => "valid",
             Outcome::Invalid(e) => e.code(),
         };
-        self.metrics
-            .jwt
-            .get_or_create(&crate::metrics::JwtLabels {
-                provider: provider.to_string(),
-                outcome: code,
-            })
-            .inc();
+        rt.outcomes[crate::metrics::slot(&crate::metrics::JWT_OUTCOMES, code)]
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn count_decision(&self, decision: &Decision) {
-        self.metrics
-            .requests
-            .get_or_create(&crate::metrics::DecisionLabels {
-                decision: if decision.allowed() { "allow" } else { "deny" },
-                reason: decision.code(),
-            })
-            .inc();
+        let d = usize::from(!decision.allowed());
+        let r = crate::metrics::slot(&crate::metrics::REASONS, decision.code());
+        self.metrics.counters.decisions[d][r].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether access records are wanted (a sink, or the access log target enabled).
+    fn logging(&self) -> bool {
+        self.config.access_sink.is_some()
+            || tracing::enabled!(target: "tribune::access", tracing::Level::INFO)
     }
 }
 
@@ -247,7 +249,8 @@ pub async fn handle(
             query: parts.uri.query(),
         };
         for rt in &snap.providers {
-            let mine = addressed_to(&rt.provider, &view);
+            let mut mine = extract(&rt.provider.locations, &view);
+            mine.retain(|f| rt.addressed(&f.token));
             let outcome = if mine.is_empty() {
                 Outcome::Missing
             } else {
@@ -260,7 +263,7 @@ pub async fn handle(
                     results.next().unwrap_or(Err(JwtError::Missing))
                 })
             };
-            proxy.count_jwt(&rt.provider.name, &outcome);
+            Proxy::count_jwt(rt, &outcome);
             outcomes.push(outcome);
         }
     }
@@ -323,7 +326,7 @@ pub async fn handle(
             resp.headers_mut()
                 .insert(hyper::header::WWW_AUTHENTICATE, v);
         }
-        proxy.log(record(status.as_u16(), "deny", decision.code()));
+        proxy.log(|| record(status.as_u16(), "deny", decision.code()));
         return Ok(resp);
     }
 
@@ -376,7 +379,7 @@ pub async fn handle(
         .path_and_query(path_and_query)
         .build();
     let Ok(uri) = uri else {
-        proxy.log(record(400, "error", "bad_request_uri"));
+        proxy.log(|| record(400, "error", "bad_request_uri"));
         return Ok(short(StatusCode::BAD_REQUEST, "Bad Request"));
     };
     parts.uri = uri;
@@ -429,14 +432,11 @@ pub async fn handle(
             "upstream_timeout",
         ),
     };
-    proxy
-        .metrics
-        .upstream
-        .get_or_create(&crate::metrics::UpstreamLabels {
-            result: if verdict == "allow" { "ok" } else { reason },
-        })
-        .inc();
-    proxy.log(record(resp.status().as_u16(), verdict, reason));
+    let result = if verdict == "allow" { "ok" } else { reason };
+    proxy.metrics.counters.upstream
+        [crate::metrics::slot(&crate::metrics::UPSTREAM_RESULTS, result)]
+    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    proxy.log(|| record(resp.status().as_u16(), verdict, reason));
     Ok(resp)
 }
 
@@ -487,16 +487,16 @@ where
         latency: start.elapsed(),
     };
     if !decision.allowed() {
-        proxy.log(record(0, "deny", decision.code()));
+        proxy.log(|| record(0, "deny", decision.code()));
         return;
     }
     match TcpStream::connect(proxy.config.upstream).await {
         Ok(mut up) => {
             let _ = up.set_nodelay(true);
             let _ = tokio::io::copy_bidirectional(&mut stream, &mut up).await;
-            proxy.log(record(0, "allow", decision.code()));
+            proxy.log(|| record(0, "allow", decision.code()));
         }
-        Err(_) => proxy.log(record(0, "error", "upstream_connect")),
+        Err(_) => proxy.log(|| record(0, "error", "upstream_connect")),
     }
 }
 

@@ -40,6 +40,8 @@ pub struct ProviderRuntime {
     current: ArcSwapOption<CachedVerifier>,
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
+    /// Token outcomes, indexed like [`crate::metrics::JWT_OUTCOMES`].
+    pub outcomes: [AtomicU64; 12],
 }
 
 impl std::fmt::Debug for ProviderRuntime {
@@ -75,6 +77,7 @@ impl ProviderRuntime {
             current: ArcSwapOption::empty(),
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
+            outcomes: Default::default(),
         });
         match &rt.source {
             Source::Inline => {
@@ -227,6 +230,23 @@ impl ProviderRuntime {
             }
             Source::Inline => {}
         }
+    }
+
+    /// Whether `token` is addressed to this provider: it verified here before (its
+    /// `iss` matched then), or its unverified `iss` names the provider's Issuer.
+    pub fn addressed(&self, token: &str) -> bool {
+        if self.provider.issuer.is_empty() {
+            return true;
+        }
+        if self
+            .current
+            .load()
+            .as_ref()
+            .is_some_and(|v| v.contains(token))
+        {
+            return true;
+        }
+        tribune_jwt::unverified_issuer(token).as_deref() == Some(self.provider.issuer.as_str())
     }
 
     fn keys_fresh(&self) -> bool {

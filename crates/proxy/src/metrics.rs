@@ -3,37 +3,74 @@
 use crate::Proxy;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
-use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use std::sync::atomic::Ordering;
-use std::sync::Weak;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DecisionLabels {
-    pub decision: &'static str,
-    pub reason: &'static str,
+/// Reason codes of decisions ([`tribune_authz::Decision::code`]).
+pub const REASONS: [&str; 13] = [
+    "intention",
+    "permission",
+    "default",
+    "default_same_action",
+    "default_shadowed",
+    "no_permission_matched",
+    "permission_same_as_default",
+    "permissions_on_non_http",
+    "jwt_missing",
+    "jwt_invalid",
+    "jwt_issuer",
+    "jwt_claim",
+    "jwt_unknown_provider",
+];
+
+/// Token outcomes per provider: `valid`, `missing`, or a [`tribune_jwt::JwtError::code`].
+pub const JWT_OUTCOMES: [&str; 12] = [
+    "valid",
+    "missing",
+    "too_large",
+    "malformed",
+    "unsupported_algorithm",
+    "unknown_key",
+    "bad_signature",
+    "expired",
+    "not_yet_valid",
+    "issuer_mismatch",
+    "audience_not_allowed",
+    "claim_type",
+];
+
+/// Results of forwarded requests.
+pub const UPSTREAM_RESULTS: [&str; 4] = [
+    "ok",
+    "upstream_connect",
+    "upstream_reset",
+    "upstream_timeout",
+];
+
+/// Index of `code` in `list` (the last slot when unknown).
+pub fn slot(list: &[&str], code: &str) -> usize {
+    list.iter()
+        .position(|c| *c == code)
+        .unwrap_or(list.len() - 1)
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct JwtLabels {
-    pub provider: String,
-    pub outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct UpstreamLabels {
-    pub result: &'static str,
+/// Request-path counters: plain atomics (no label lookups per request), exported at
+/// scrape time.
+#[derive(Default)]
+pub struct Counters {
+    /// [allow, deny] x REASONS.
+    pub decisions: [[AtomicU64; 13]; 2],
+    pub upstream: [AtomicU64; 4],
 }
 
 /// The proxy's metrics.
 pub struct Metrics {
     pub registry: Registry,
-    pub requests: Family<DecisionLabels, Counter>,
-    pub jwt: Family<JwtLabels, Counter>,
-    pub upstream: Family<UpstreamLabels, Counter>,
+    pub counters: Arc<Counters>,
     pub upstream_latency: Histogram,
     pub config_version: Gauge,
     pub config_index: Gauge,
@@ -43,24 +80,10 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("tribune_proxy");
-        let requests = Family::<DecisionLabels, Counter>::default();
-        registry.register(
-            "requests",
-            "Requests by decision and reason code",
-            requests.clone(),
-        );
-        let jwt = Family::<JwtLabels, Counter>::default();
-        registry.register(
-            "jwt_verifications",
-            "Token outcomes per provider (valid, missing, or the error code)",
-            jwt.clone(),
-        );
-        let upstream = Family::<UpstreamLabels, Counter>::default();
-        registry.register(
-            "upstream_requests",
-            "Forwarded requests by result",
-            upstream.clone(),
-        );
+        let counters = Arc::new(Counters::default());
+        registry.register_collector(Box::new(CounterCollector {
+            counters: counters.clone(),
+        }));
         let upstream_latency = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         registry.register(
             "upstream_latency_seconds",
@@ -87,9 +110,7 @@ impl Metrics {
         );
         Metrics {
             registry,
-            requests,
-            jwt,
-            upstream,
+            counters,
             upstream_latency,
             config_version,
             config_index,
@@ -108,6 +129,68 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+struct CounterCollector {
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for CounterCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CounterCollector")
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    decision: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+impl Collector for CounterCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let probe = ConstCounter::new(0u64);
+        let mut family = encoder.encode_descriptor(
+            "requests",
+            "Requests by decision and reason code",
+            None,
+            probe.metric_type(),
+        )?;
+        for (d, decision) in ["allow", "deny"].into_iter().enumerate() {
+            for (r, reason) in REASONS.into_iter().enumerate() {
+                let n = self.counters.decisions[d][r].load(Ordering::Relaxed);
+                if n > 0 {
+                    let labels = DecisionLabels { decision, reason };
+                    ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "upstream_requests",
+            "Forwarded requests by result",
+            None,
+            probe.metric_type(),
+        )?;
+        for (i, result) in UPSTREAM_RESULTS.into_iter().enumerate() {
+            let n = self.counters.upstream[i].load(Ordering::Relaxed);
+            if n > 0 {
+                let labels = ResultLabel { result };
+                ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderOutcome {
+    provider: String,
+    outcome: &'static str,
 }
 
 #[derive(Debug)]
@@ -129,6 +212,33 @@ impl Collector for ProviderCollector {
         let Some(snap) = proxy.current() else {
             return Ok(());
         };
+        let mut outcomes: Vec<(ProviderOutcome, u64)> = Vec::new();
+        for rt in &snap.providers {
+            for (i, outcome) in JWT_OUTCOMES.into_iter().enumerate() {
+                let n = rt.outcomes[i].load(Ordering::Relaxed);
+                if n > 0 {
+                    outcomes.push((
+                        ProviderOutcome {
+                            provider: rt.provider.name.clone(),
+                            outcome,
+                        },
+                        n,
+                    ));
+                }
+            }
+        }
+        if !outcomes.is_empty() {
+            let probe = ConstCounter::new(0u64);
+            let mut family = encoder.encode_descriptor(
+                "jwt_verifications",
+                "Token outcomes per provider (valid, missing, or the error code)",
+                None,
+                probe.metric_type(),
+            )?;
+            for (labels, n) in outcomes {
+                ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+            }
+        }
         let mut cache: Vec<(ProviderResult, u64)> = Vec::new();
         let mut fetch: Vec<(ProviderResult, u64)> = Vec::new();
         for rt in &snap.providers {

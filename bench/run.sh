@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Side-by-side proxy benchmark (issue #9, part 1): direct, nginx (plain reverse proxy),
+# HAProxy 2.6 (jwt_verify RS256 + iss/aud/exp + path + claim), Tribune's proxy (edge
+# listener, one worker, the same policy as jwt-provider + service-intentions).
+#
+#   bench/run.sh [DURATION_SECONDS] [CONNECTIONS]      (defaults: 10 s, 32)
+#
+# The proxy under test is pinned to CPU 0; wrk and the upstream (nginx returning a
+# fixed 200) to CPU 1. Scenarios: one repeated valid token, 10 000 distinct valid
+# tokens in rotation, no token. Writes bench/results.md (a markdown table with
+# requests/s, p50, p99, CPU seconds per 10 000 requests, peak RSS and the ratios).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${1:-10}
+CONNS=${2:-32}
+OUT=$(mktemp -d /tmp/tribune-bench.XXXXXX)
+trap 'kill $(jobs -p) 2>/dev/null || true; pkill -f "$OUT" 2>/dev/null || true' EXIT
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need nginx || ! need haproxy || ! need wrk; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx haproxy wrk >/dev/null
+fi
+python3 -c 'import jwt, cryptography' 2>/dev/null || python3 -m pip install -q 'pyjwt>=2.8,<3' 'cryptography>=42'
+cargo build --release -q -p tribune
+BIN=$PWD/target/release/tribune
+
+python3 bench/gen_tokens.py "$OUT"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+UP=$(free_port); NGX=$(free_port); HAP=$(free_port); TRI=$(free_port); ADM=$(free_port)
+
+# Upstream: nginx answering 200 on CPU 1.
+cat > "$OUT/upstream.conf" <<EOF
+worker_processes 1; daemon off; pid $OUT/upstream.pid; error_log $OUT/upstream.err;
+events { worker_connections 4096; }
+http { access_log off;
+  server { listen 127.0.0.1:$UP; location / { return 200 "ok\n"; } } }
+EOF
+taskset -c 1 nginx -c "$OUT/upstream.conf" -p "$OUT" &
+
+# nginx as a plain reverse proxy (no auth) on CPU 0.
+cat > "$OUT/nginx.conf" <<EOF
+worker_processes 1; daemon off; pid $OUT/nginx.pid; error_log $OUT/nginx.err;
+events { worker_connections 4096; }
+http { access_log off;
+  upstream up { server 127.0.0.1:$UP; keepalive 64; }
+  server { listen 127.0.0.1:$NGX;
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+EOF
+taskset -c 0 nginx -c "$OUT/nginx.conf" -p "$OUT" &
+
+# HAProxy: RS256 signature, iss, aud, exp, path prefix and claim; one thread.
+cat > "$OUT/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+frontend fe
+  bind 127.0.0.1:$HAP
+  http-request return status 401 content-type text/plain string "Jwt is missing" unless { req.hdr(authorization) -m beg "Bearer " }
+  http-request set-var(txn.bearer) http_auth_bearer
+  http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('\$.alg')
+  http-request return status 401 content-type text/plain string "Jwt verification fails" unless { var(txn.alg) -m str RS256 }
+  http-request return status 401 content-type text/plain string "Jwt verification fails" unless { var(txn.bearer),jwt_verify(txn.alg,"$OUT/pubkey.pem") -m int 1 }
+  http-request return status 401 content-type text/plain string "Jwt issuer is not configured" unless { var(txn.bearer),jwt_payload_query('\$.iss') -m str "https://idp.example" }
+  http-request return status 401 content-type text/plain string "Audiences in Jwt are not allowed" unless { var(txn.bearer),jwt_payload_query('\$.aud') -m str "api" }
+  http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('\$.exp','int')
+  http-request return status 401 content-type text/plain string "Jwt is expired" if { var(txn.exp),sub(txn.now) -m int lt 0 } || { var(txn.exp) -m int lt 1 }
+  http-request deny deny_status 403 unless { path_beg /api/ }
+  http-request deny deny_status 403 unless { var(txn.bearer),jwt_payload_query('\$.role') -m str admin }
+  default_backend be
+backend be
+  http-reuse always
+  server s1 127.0.0.1:$UP
+EOF
+# txn.now for the exp check.
+sed -i "s|  http-request set-var(txn.exp)|  http-request set-var(txn.now) date\n  http-request set-var(txn.exp)|" "$OUT/haproxy.cfg"
+taskset -c 0 haproxy -f "$OUT/haproxy.cfg" -db &
+
+# Tribune: the same policy, from a snapshot file.
+JWKS=$(cat "$OUT/jwks.b64")
+cat > "$OUT/tribune.json" <<EOF
+{"Service": "api", "Protocol": "http", "DefaultIntentionPolicy": "deny", "Entries": [
+  {"Kind": "jwt-provider", "Name": "idp", "Issuer": "https://idp.example", "Audiences": ["api"],
+   "JSONWebKeySet": {"Local": {"JWKS": "$JWKS"}}},
+  {"Kind": "service-intentions", "Name": "api", "Sources": [{"Name": "*", "Permissions": [
+    {"Action": "allow", "HTTP": {"PathPrefix": "/api/"},
+     "JWT": {"Providers": [{"Name": "idp", "VerifyClaims": [{"Path": ["role"], "Value": "admin"}]}]}}]}]}]}
+EOF
+TRIBUNE_LOG=warn taskset -c 0 "$BIN" connect proxy -config "$OUT/tribune.json" \
+  -local-service-address "127.0.0.1:$UP" -edge-listener "127.0.0.1:$TRI" \
+  -admin-bind "127.0.0.1:$ADM" -workers 1 > "$OUT/tribune.out" 2>&1 &
+sleep 2
+
+pid_of() { # the process serving on port $1
+  ss -ltnpH "sport = :$1" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hwm_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+TICKS=$(getconf CLK_TCK)
+
+RESULTS="$OUT/rows.tsv"
+: > "$RESULTS"
+run() { # system port scenario tokens_file
+  local system=$1 port=$2 scenario=$3 file=$4 pid before after rps p50 p99 reqs codes
+  pid=$(pid_of "$port")
+  # Warm-up, then the measured run.
+  TOKENS_FILE=$file taskset -c 1 wrk -t1 -c"$CONNS" -d2s -s bench/tokens.lua "http://127.0.0.1:$port" >/dev/null
+  before=$(cpu_ticks "$pid")
+  TOKENS_FILE=$file taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s bench/tokens.lua \
+    "http://127.0.0.1:$port" > "$OUT/wrk.txt"
+  after=$(cpu_ticks "$pid")
+  rps=$(awk '/Requests\/sec/ {print $2}' "$OUT/wrk.txt")
+  reqs=$(awk '/requests in/ {print $1}' "$OUT/wrk.txt")
+  p50=$(awk '$1 == "50%" {print $2}' "$OUT/wrk.txt")
+  p99=$(awk '$1 == "99%" {print $2}' "$OUT/wrk.txt")
+  codes=$(curl -s -o /dev/null -w '%{http_code}' ${file:+-H "Authorization: Bearer $(head -1 "$file")"} "http://127.0.0.1:$port/api/items")
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$system" "$scenario" "$rps" "$p50" "$p99" \
+    "$(python3 -c "print(f'{($after-$before)/$TICKS/$reqs*10000:.3f}')")" "$(( $(hwm_kb "$pid") / 1024 ))" "$codes" >> "$RESULTS"
+}
+
+for scenario in repeated rotating none; do
+  case $scenario in
+    repeated) file=$OUT/token-1.txt ;;
+    rotating) file=$OUT/tokens-10k.txt ;;
+    none) file= ;;
+  esac
+  run direct "$UP" "$scenario" "$file"
+  run nginx "$NGX" "$scenario" "$file"
+  run haproxy "$HAP" "$scenario" "$file"
+  run tribune "$TRI" "$scenario" "$file"
+done
+
+python3 - "$RESULTS" "$DURATION" "$CONNS" > bench/results.md <<'EOF'
+import sys, datetime, platform, os
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+def ms(v):
+    v = v.strip()
+    for unit, f in (("us", 0.001), ("ms", 1), ("s", 1000)):
+        if v.endswith(unit):
+            return float(v[: -len(unit)]) * f
+    return float(v)
+cpu = open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(" :\t")
+print(f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {cpu}, {os.cpu_count()} cores; "
+      f"wrk -t1 -c{sys.argv[3]} -d{sys.argv[2]}s; proxy on CPU 0, wrk + upstream on CPU 1.\n")
+print("| scenario | system | requests/s | p50 ms | p99 ms | CPU s / 10k req | peak RSS MB | status |")
+print("|---|---|---:|---:|---:|---:|---:|---:|")
+by = {}
+for s, sc, rps, p50, p99, cpu_, rss, code in rows:
+    by[(sc, s)] = (float(rps), ms(p99))
+    print(f"| {sc} | {s} | {float(rps):,.0f} | {ms(p50):.2f} | {ms(p99):.2f} | {cpu_} | {rss} | {code} |")
+print()
+print("| scenario | Tribune / HAProxy req/s | Tribune / nginx req/s | p99 Tribune vs HAProxy |")
+print("|---|---:|---:|---:|")
+for sc in ("repeated", "rotating", "none"):
+    t, h, n = by[(sc, "tribune")], by[(sc, "haproxy")], by[(sc, "nginx")]
+    print(f"| {sc} | {t[0] / h[0]:.2f}x | {t[0] / n[0]:.2f}x | {t[1]:.2f} vs {h[1]:.2f} ms |")
+EOF
+cat bench/results.md

@@ -1,0 +1,17 @@
+-- wrk script: GET /api/items with "Authorization: Bearer <token>", rotating through
+-- the lines of $TOKENS_FILE (one line = one repeated token); no file = no token.
+local tokens = {}
+local file = os.getenv("TOKENS_FILE")
+if file and file ~= "" then
+  for line in io.lines(file) do
+    if line ~= "" then tokens[#tokens + 1] = line end
+  end
+end
+local i = 0
+request = function()
+  if #tokens == 0 then
+    return wrk.format("GET", "/api/items")
+  end
+  i = i % #tokens + 1
+  return wrk.format("GET", "/api/items", { ["Authorization"] = "Bearer " .. tokens[i] })
+end
