@@ -552,13 +552,18 @@ pub fn edge_tls_config(cert_pem: &str, key_pem: &str) -> Result<Arc<rustls::Serv
     Ok(Arc::new(config))
 }
 
-async fn serve_edge_with(
-    proxy: Arc<Proxy>,
-    listener: TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+/// The next accepted connection within the connection limit (over the limit,
+/// connections are closed at once), with TCP_NODELAY set.
+pub(crate) async fn accept(
+    proxy: &Proxy,
+    listener: &TcpListener,
+) -> (
+    TcpStream,
+    std::net::SocketAddr,
+    tokio::sync::OwnedSemaphorePermit,
 ) {
     loop {
-        let (stream, _) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -567,10 +572,21 @@ async fn serve_edge_with(
             }
         };
         let Ok(permit) = proxy.connections.clone().try_acquire_owned() else {
-            tracing::warn!("connection limit reached; connection closed");
+            tracing::warn!(%peer, "connection limit reached; connection closed");
             continue;
         };
         let _ = stream.set_nodelay(true);
+        return (stream, peer, permit);
+    }
+}
+
+async fn serve_edge_with(
+    proxy: Arc<Proxy>,
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
+    loop {
+        let (stream, _, permit) = accept(&proxy, &listener).await;
         let proxy = proxy.clone();
         let tls = tls.clone();
         tokio::spawn(async move {

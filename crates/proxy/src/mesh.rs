@@ -209,18 +209,7 @@ impl MeshTls {
 /// certificate (same trust domain only), then the usual request path.
 pub async fn serve_mesh(proxy: Arc<Proxy>, tls: Arc<MeshTls>, listener: TcpListener) {
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = proxy.connections.clone().try_acquire_owned() else {
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
+        let (stream, peer, permit) = crate::http::accept(&proxy, &listener).await;
         let (proxy, tls) = (proxy.clone(), tls.clone());
         tokio::spawn(async move {
             let identity = tls.identity();
