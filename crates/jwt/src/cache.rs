@@ -62,18 +62,24 @@ impl CachedVerifier {
 
     /// [`Self::verify`], also telling whether the cache answered (`true` = hit).
     pub fn verify_counting(&self, token: &str, now: i64) -> (Result<Arc<Value>, JwtError>, bool) {
-        if let Ok(map) = self.entries.read() {
-            if let Some(e) = map.get(token) {
-                if e.exp.is_some_and(|exp| now > exp.saturating_add(self.skew)) {
-                    return (Err(JwtError::Expired), true);
-                }
-                if e.nbf.is_some_and(|nbf| now.saturating_add(self.skew) < nbf) {
-                    return (Err(JwtError::NotYetValid), true);
-                }
-                return (Ok(e.payload.clone()), true);
-            }
+        match self.lookup(token, now) {
+            Some(result) => (result, true),
+            None => (self.verify_and_insert(token, now), false),
         }
-        (self.verify_and_insert(token, now), false)
+    }
+
+    /// The cached result for `token` at `now` (expiry re-checked), or `None` when the
+    /// token is not cached.
+    pub fn lookup(&self, token: &str, now: i64) -> Option<Result<Arc<Value>, JwtError>> {
+        let map = self.entries.read().ok()?;
+        let e = map.get(token)?;
+        if e.exp.is_some_and(|exp| now > exp.saturating_add(self.skew)) {
+            return Some(Err(JwtError::Expired));
+        }
+        if e.nbf.is_some_and(|nbf| now.saturating_add(self.skew) < nbf) {
+            return Some(Err(JwtError::NotYetValid));
+        }
+        Some(Ok(e.payload.clone()))
     }
 
     fn verify_and_insert(&self, token: &str, now: i64) -> Result<Arc<Value>, JwtError> {
@@ -95,14 +101,6 @@ impl CachedVerifier {
             }
         }
         Ok(payload)
-    }
-
-    /// Whether `token` verified before (and is still cached).
-    pub fn contains(&self, token: &str) -> bool {
-        self.entries
-            .read()
-            .map(|m| m.contains_key(token))
-            .unwrap_or(false)
     }
 
     pub fn len(&self) -> usize {

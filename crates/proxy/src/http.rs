@@ -249,20 +249,18 @@ pub async fn handle(
             query: parts.uri.query(),
         };
         for rt in &snap.providers {
-            let mut mine = extract(&rt.provider.locations, &view);
-            mine.retain(|f| rt.addressed(&f.token));
-            let outcome = if mine.is_empty() {
-                Outcome::Missing
-            } else {
-                let mut results = Vec::with_capacity(mine.len());
-                for f in &mine {
-                    results.push(rt.verify(&f.token, now).await);
+            let mut mine = Vec::new();
+            let mut results = Vec::new();
+            for found in extract(&rt.provider.locations, &view) {
+                if let Some(result) = rt.check(&found.token, now).await {
+                    mine.push(found);
+                    results.push(result);
                 }
-                let mut results = results.into_iter();
-                conclude(&rt.provider, &mine, |_| {
-                    results.next().unwrap_or(Err(JwtError::Missing))
-                })
-            };
+            }
+            let mut results = results.into_iter();
+            let outcome = conclude(&rt.provider, &mine, |_| {
+                results.next().unwrap_or(Err(JwtError::Missing))
+            });
             Proxy::count_jwt(rt, &outcome);
             outcomes.push(outcome);
         }

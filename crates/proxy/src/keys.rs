@@ -232,21 +232,29 @@ impl ProviderRuntime {
         }
     }
 
-    /// Whether `token` is addressed to this provider: it verified here before (its
-    /// `iss` matched then), or its unverified `iss` names the provider's Issuer.
-    pub fn addressed(&self, token: &str) -> bool {
-        if self.provider.issuer.is_empty() {
-            return true;
+    /// Routes and verifies one token: `None` when it is not addressed to this provider
+    /// (its unverified `iss` names another issuer), else the verification result. A
+    /// token found in the cache was addressed here when it verified, so a hit needs no
+    /// routing parse and no second lookup.
+    pub async fn check(&self, token: &str, now: i64) -> Option<Result<Arc<Value>, JwtError>> {
+        if self.keys_fresh() {
+            if let Some(hit) = self
+                .current
+                .load()
+                .as_ref()
+                .and_then(|v| v.lookup(token, now))
+            {
+                self.count(true);
+                return Some(hit);
+            }
         }
-        if self
-            .current
-            .load()
-            .as_ref()
-            .is_some_and(|v| v.contains(token))
+        if !self.provider.issuer.is_empty()
+            && tribune_jwt::unverified_issuer(token).as_deref()
+                != Some(self.provider.issuer.as_str())
         {
-            return true;
+            return None;
         }
-        tribune_jwt::unverified_issuer(token).as_deref() == Some(self.provider.issuer.as_str())
+        Some(self.verify(token, now).await)
     }
 
     fn keys_fresh(&self) -> bool {
