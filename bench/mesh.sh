@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Mesh path benchmark (issue #9, part 2): web's app -> web's sidecar -> mTLS -> api's
+# sidecar -> api, against web's app -> api directly, at a fixed request rate.
+#
+#   bench/mesh.sh [RATE] [SECONDS]         (defaults: 1000 requests/s, 10 s)
+#
+# Real processes: the agent, two sidecars (release build, pinned to CPU 0), nginx as
+# the api (CPU 1), the fixed-rate load driver (CPU 1). api speaks http, so its sidecar
+# runs the full L7 path (intention web -> api allow). Prints the added latency and the
+# sidecars' CPU time and peak RSS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RATE=${1:-1000}
+SECS=${2:-10}
+OUT=$(mktemp -d /tmp/tribune-mesh.XXXXXX)
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+command -v nginx >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; }
+cargo build --release -q -p tribune
+cargo build --release -q -p tribune-proxy --example loadgen
+BIN=$PWD/target/release/tribune
+LOAD=$PWD/target/release/examples/loadgen
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+API=$(free_port); AMESH=$(free_port); WMESH=$(free_port); UPS=$(free_port)
+
+cat > "$OUT/api.conf" <<EOF2
+worker_processes 1; daemon off; pid $OUT/api.pid; error_log $OUT/api.err;
+events { worker_connections 4096; }
+http { access_log off; server { listen 127.0.0.1:$API; location / { return 200 "ok\n"; } } }
+EOF2
+taskset -c 1 nginx -c "$OUT/api.conf" -p "$OUT" &
+
+"$BIN" agent -dev -http-port 0 > "$OUT/agent.out" 2>&1 &
+for _ in $(seq 50); do grep -q 'agent running' "$OUT/agent.out" 2>/dev/null && break; sleep 0.1; done
+export TRIBUNE_HTTP_ADDR=$(awk '/HTTP addr:/ {print $3}' "$OUT/agent.out")
+printf 'Kind = "service-defaults"\nName = "api"\nProtocol = "http"\n' > "$OUT/d.hcl"
+printf 'Kind = "service-intentions"\nName = "api"\nSources = [{ Name = "web", Action = "allow" }]\n' > "$OUT/i.hcl"
+printf 'service { name = "api" port = %s connect { sidecar_service { port = %s } } }\n' "$API" "$AMESH" > "$OUT/api.hcl"
+printf 'service { name = "web" port = 8080 connect { sidecar_service { port = %s proxy { upstreams = [{ destination_name = "api", local_bind_port = %s }] } } } }\n' "$WMESH" "$UPS" > "$OUT/web.hcl"
+"$BIN" config write "$OUT/d.hcl" >/dev/null
+"$BIN" config write "$OUT/i.hcl" >/dev/null
+"$BIN" services register "$OUT/api.hcl" >/dev/null
+"$BIN" services register "$OUT/web.hcl" >/dev/null
+TRIBUNE_LOG=warn taskset -c 0 "$BIN" connect proxy -sidecar-for api -admin-bind 127.0.0.1:0 -workers 1 > "$OUT/api-proxy.out" 2>&1 &
+APID=$!
+TRIBUNE_LOG=warn taskset -c 0 "$BIN" connect proxy -sidecar-for web -admin-bind 127.0.0.1:0 -workers 1 > "$OUT/web-proxy.out" 2>&1 &
+WPID=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$UPS/" >/dev/null 2>&1 && break; sleep 0.1; done
+
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+direct=$(taskset -c 1 "$LOAD" "http://127.0.0.1:$API/" "$RATE" "$SECS")
+a0=$(ticks $APID); w0=$(ticks $WPID)
+mesh=$(taskset -c 1 "$LOAD" "http://127.0.0.1:$UPS/" "$RATE" "$SECS")
+a1=$(ticks $APID); w1=$(ticks $WPID)
+python3 - "$direct" "$mesh" "$((a1 - a0))" "$((w1 - w0))" "$(getconf CLK_TCK)" "$RATE" "$SECS" \
+  "$(awk '/VmHWM/ {print $2}' /proc/$APID/status)" "$(awk '/VmHWM/ {print $2}' /proc/$WPID/status)" <<'EOF2'
+import json, sys
+d, m = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+at, wt, hz, rate, secs = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+print(f"| path | requests | errors | p50 ms | p90 ms | p99 ms |")
+print(f"|---|---:|---:|---:|---:|---:|")
+for name, r in (("direct", d), ("mesh", m)):
+    print(f"| {name} | {r['requests']} | {r['errors']} | {r['p50_ms']:.3f} | {r['p90_ms']:.3f} | {r['p99_ms']:.3f} |")
+print(f"| **added by the mesh** | | | {m['p50_ms']-d['p50_ms']:.3f} | {m['p90_ms']-d['p90_ms']:.3f} | {m['p99_ms']-d['p99_ms']:.3f} |")
+n = rate * secs
+print(f"\napi sidecar: {at/hz:.2f} CPU s ({at/hz/n*1e6:.1f} µs/request), peak RSS {int(sys.argv[8])/1024:.1f} MB; "
+      f"web sidecar: {wt/hz:.2f} CPU s ({wt/hz/n*1e6:.1f} µs/request), peak RSS {int(sys.argv[9])/1024:.1f} MB")
+EOF2
