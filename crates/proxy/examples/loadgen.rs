@@ -36,7 +36,8 @@ async fn main() {
     for i in 0..total {
         let scheduled = start + interval * i as u32;
         tokio::time::sleep_until(scheduled).await;
-        let (client, url, samples, errors) = (client.clone(), url.clone(), samples.clone(), errors.clone());
+        let (client, url, samples, errors) =
+            (client.clone(), url.clone(), samples.clone(), errors.clone());
         let scheduled: Instant = scheduled.into_std();
         tasks.push(tokio::spawn(async move {
             match client.get(url).await {

@@ -27,14 +27,25 @@ fn allows(proxy: &Proxy) -> Option<bool> {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let changes: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(30);
+    let changes: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(30);
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(tribune_store::RedbStore::open(&dir.path().join("state.redb")).unwrap());
     let state = tribune_server::AppState::new(store, Default::default()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let agent = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, tribune_server::router(state)).await.unwrap() });
-    let client = Client::new(&Target { addr: agent.clone(), token: None }).unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, tribune_server::router(state))
+            .await
+            .unwrap()
+    });
+    let client = Client::new(&Target {
+        addr: agent.clone(),
+        token: None,
+    })
+    .unwrap();
     let write = |allow: bool| {
         let body = format!(
             r#"{{"Kind":"service-intentions","Name":"api","Sources":[{{"Name":"*","Action":"{}"}}]}}"#,
@@ -42,7 +53,10 @@ async fn main() {
         );
         let client = &client;
         async move {
-            let r = client.request("PUT", "/v1/config", Some(body.into_bytes())).await.unwrap();
+            let r = client
+                .request("PUT", "/v1/config", Some(body.into_bytes()))
+                .await
+                .unwrap();
             assert_eq!(r.status, 200, "{}", r.body);
         }
     };
@@ -56,8 +70,16 @@ async fn main() {
         let mut watchers = Vec::new();
         for _ in 0..n {
             let p = Proxy::new(ProxyConfig::new("127.0.0.1:9".parse().unwrap()));
-            let c = Client::new(&Target { addr: agent.clone(), token: None }).unwrap();
-            watchers.push(tokio::spawn(tribune_proxy::watch::watch_agent(p.clone(), c, "api".into())));
+            let c = Client::new(&Target {
+                addr: agent.clone(),
+                token: None,
+            })
+            .unwrap();
+            watchers.push(tokio::spawn(tribune_proxy::watch::watch_agent(
+                p.clone(),
+                c,
+                "api".into(),
+            )));
             proxies.push(p);
         }
         while !proxies.iter().all(|p| allows(p) == Some(allow)) {
@@ -100,7 +122,10 @@ async fn main() {
         let body = format!(
             r#"{{"Kind":"service-intentions","Name":"svc-{i}","Sources":[{{"Name":"web","Action":"allow"}}]}}"#
         );
-        let r = client.request("PUT", "/v1/config", Some(body.into_bytes())).await.unwrap();
+        let r = client
+            .request("PUT", "/v1/config", Some(body.into_bytes()))
+            .await
+            .unwrap();
         assert_eq!(r.status, 200);
     }
     let took = t0.elapsed();

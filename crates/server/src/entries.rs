@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::Value;
+use std::sync::Arc;
 use tribune_authz::is_http_like;
 use tribune_model::{entry_from_json, go, ConfigEntry, EntryError, Kind, WILDCARD};
 use tribune_store::{Cas, Op, Record};
@@ -21,7 +22,19 @@ pub(crate) fn entry_key(kind: Kind, name: &str) -> String {
 }
 
 /// Every stored entry with its record (re-validated through the one pipeline).
-pub(crate) fn load_all(state: &AppState) -> ApiResult<Vec<(ConfigEntry, Record)>> {
+/// Decoded entries are kept until the config table's index moves, so writes, checks
+/// and the proxies' snapshot queries do not re-validate the whole store each time.
+pub(crate) fn load_all(state: &AppState) -> ApiResult<Arc<Vec<(ConfigEntry, Record)>>> {
+    // The index is read before the list: a write in between only makes the cached
+    // copy newer than its index says, and the next call reloads.
+    let index = state.store.table_index(CONFIG_TABLE)?;
+    if let Ok(cache) = state.entries_cache.lock() {
+        if let Some((i, all)) = cache.as_ref() {
+            if *i == index {
+                return Ok(all.clone());
+            }
+        }
+    }
     let mut out = Vec::new();
     for r in state.store.list(CONFIG_TABLE)? {
         let value: Value = serde_json::from_slice(&r.value).map_err(|e| {
@@ -37,7 +50,11 @@ pub(crate) fn load_all(state: &AppState) -> ApiResult<Vec<(ConfigEntry, Record)>
             }
         }
     }
-    Ok(out)
+    let all = Arc::new(out);
+    if let Ok(mut cache) = state.entries_cache.lock() {
+        *cache = Some((index, all.clone()));
+    }
+    Ok(all)
 }
 
 pub(crate) fn load_one(
@@ -321,7 +338,7 @@ async fn list(
     let index = block_on_table(state, CONFIG_TABLE, &q).await?;
     let mut filtered = false;
     let mut out = Vec::new();
-    for (e, r) in load_all(state)? {
+    for (e, r) in load_all(state)?.iter() {
         if kind.is_some_and(|k| k != e.kind()) {
             continue;
         }
@@ -329,7 +346,7 @@ async fn list(
             filtered = true;
             continue;
         }
-        out.push(entry_json(&e, &r));
+        out.push(entry_json(e, r));
     }
     let mut res = ([index_header(index)], Json(out)).into_response();
     if filtered {

@@ -45,6 +45,14 @@ pub struct AppState {
     /// Serializes read-check-write sequences (cross-entry checks must see the state
     /// they write over).
     write_lock: tokio::sync::Mutex<()>,
+    /// Decoded config entries and the config index they were read at.
+    #[allow(clippy::type_complexity)]
+    entries_cache: std::sync::Mutex<
+        Option<(
+            u64,
+            Arc<Vec<(tribune_model::ConfigEntry, tribune_store::Record)>>,
+        )>,
+    >,
 }
 
 pub type Shared = Arc<AppState>;
@@ -56,6 +64,7 @@ impl AppState {
             store,
             config,
             write_lock: tokio::sync::Mutex::new(()),
+            entries_cache: std::sync::Mutex::new(None),
         });
         if let Some(secret) = state.config.acl.initial_management.clone() {
             acl_api::ensure_management_token(&state, &secret).map_err(|e| e.1)?;
