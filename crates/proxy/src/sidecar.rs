@@ -16,8 +16,11 @@ use tribune_client::Client;
 
 /// Delay between trusting new roots and presenting a leaf signed by them.
 pub const ROTATION_GRACE: Duration = Duration::from_secs(2);
-/// Longest wait of one leaf blocking query (then a fresh leaf is installed).
-pub const RENEW_EVERY: Duration = Duration::from_secs(3600);
+/// Longest wait of one leaf blocking query (then a fresh leaf is installed); the
+/// agent caps blocking queries at 10 minutes.
+pub const RENEW_EVERY: Duration = Duration::from_secs(600);
+/// Extra time allowed for a blocking query's answer before the connection is given up.
+const ANSWER_GRACE: Duration = Duration::from_secs(60);
 
 /// The sidecar's registration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,10 +34,15 @@ pub struct Registration {
 }
 
 async fn get_json(client: &Client, path: &str) -> Result<(Value, u64), String> {
-    let res = client
-        .request("GET", path, None)
-        .await
-        .map_err(|e| e.to_string())?;
+    // Blocking queries wait at most RENEW_EVERY on the agent; a silent connection must
+    // not hang a watch forever.
+    let res = tokio::time::timeout(
+        RENEW_EVERY + ANSWER_GRACE,
+        client.request("GET", path, None),
+    )
+    .await
+    .map_err(|_| format!("{path}: no answer from the agent"))?
+    .map_err(|e| e.to_string())?;
     if res.status != 200 {
         return Err(format!(
             "{path}: agent answered {}: {}",
