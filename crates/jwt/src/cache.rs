@@ -64,7 +64,7 @@ impl CachedVerifier {
     pub fn verify_counting(&self, token: &str, now: i64) -> (Result<Arc<Value>, JwtError>, bool) {
         match self.lookup(token, now) {
             Some(result) => (result, true),
-            None => (self.verify_and_insert(token, now), false),
+            None => (self.verify_and_cache(token, now), false),
         }
     }
 
@@ -82,7 +82,9 @@ impl CachedVerifier {
         Some(Ok(e.payload.clone()))
     }
 
-    fn verify_and_insert(&self, token: &str, now: i64) -> Result<Arc<Value>, JwtError> {
+    /// Verifies `token` without looking in the cache first (for callers that just
+    /// missed in [`Self::lookup`]) and caches a success.
+    pub fn verify_and_cache(&self, token: &str, now: i64) -> Result<Arc<Value>, JwtError> {
         let payload = Arc::new(Value::Object(self.verifier.verify(token, now)?));
         let entry = Entry {
             exp: time_claim(&payload, "exp"),

@@ -235,18 +235,13 @@ impl ProviderRuntime {
     /// Routes and verifies one token: `None` when it is not addressed to this provider
     /// (its unverified `iss` names another issuer), else the verification result. A
     /// token found in the cache was addressed here when it verified, so a hit needs no
-    /// routing parse and no second lookup.
+    /// routing parse; a miss is verified without a second lookup. A remote key set is
+    /// refreshed when stale and refetched (rate-limited) when the `kid` is unknown.
     pub async fn check(&self, token: &str, now: i64) -> Option<Result<Arc<Value>, JwtError>> {
-        if self.keys_fresh() {
-            if let Some(hit) = self
-                .current
-                .load()
-                .as_ref()
-                .and_then(|v| v.lookup(token, now))
-            {
-                self.count(true);
-                return Some(hit);
-            }
+        let current = self.current.load_full().filter(|_| self.keys_fresh());
+        if let Some(hit) = current.as_ref().and_then(|v| v.lookup(token, now)) {
+            self.count(true);
+            return Some(hit);
         }
         if !self.provider.issuer.is_empty()
             && tribune_jwt::unverified_issuer(token).as_deref()
@@ -254,7 +249,23 @@ impl ProviderRuntime {
         {
             return None;
         }
-        Some(self.verify(token, now).await)
+        self.count(false);
+        if let Some(v) = current {
+            let result = v.verify_and_cache(token, now);
+            if !matches!(result, Err(JwtError::UnknownKey)) || self.remote().is_none() {
+                return Some(result);
+            }
+        }
+        let Source::Remote(r) = &self.source else {
+            return Some(Err(JwtError::KeysUnavailable));
+        };
+        if self.fetch_asynchronously() && r.cached().is_none() {
+            return Some(Err(JwtError::KeysUnavailable));
+        }
+        Some(match r.keys_for(unverified_kid(token).as_deref()).await {
+            Ok(keys) => self.verifier_with(keys).verify_and_cache(token, now),
+            Err(e) => Err(e),
+        })
     }
 
     fn keys_fresh(&self) -> bool {
@@ -262,30 +273,6 @@ impl ProviderRuntime {
             Source::Remote(r) => r.is_fresh(),
             _ => true,
         }
-    }
-
-    /// Verifies one token at `now`: from the cache when possible; a remote key set is
-    /// refreshed when stale and refetched (rate-limited) when the `kid` is unknown.
-    pub async fn verify(&self, token: &str, now: i64) -> Result<Arc<Value>, JwtError> {
-        if let Some(v) = self.current.load_full() {
-            if self.keys_fresh() {
-                let (result, hit) = v.verify_counting(token, now);
-                self.count(hit);
-                if !matches!(result, Err(JwtError::UnknownKey)) || self.remote().is_none() {
-                    return result;
-                }
-            }
-        }
-        let Source::Remote(r) = &self.source else {
-            return Err(JwtError::KeysUnavailable);
-        };
-        if self.fetch_asynchronously() && r.cached().is_none() {
-            return Err(JwtError::KeysUnavailable);
-        }
-        let keys = r.keys_for(unverified_kid(token).as_deref()).await?;
-        let (result, hit) = self.verifier_with(keys).verify_counting(token, now);
-        self.count(hit);
-        result
     }
 
     fn count(&self, hit: bool) {
