@@ -5,6 +5,10 @@
 #
 #   bench/run.sh [DURATION_SECONDS] [CONNECTIONS]      (defaults: 10 s, 32)
 #
+# SYSTEMS="direct nginx haproxy tribune" and SCENARIOS="repeated rotating none" pick a
+# subset (the ratios need all four systems); PERF=1 records a perf profile of Tribune
+# per scenario into the temporary directory (perf-<scenario>.data).
+#
 # The proxy under test is pinned to CPU 0; wrk and the upstream (nginx returning a
 # fixed 200) to CPU 1. Scenarios: one repeated valid token, 10 000 distinct valid
 # tokens in rotation, no token. Writes bench/results.md (a markdown table with
@@ -109,10 +113,15 @@ run() { # system port scenario tokens_file
   pid=$(pid_of "$port")
   # Warm-up, then the measured run.
   TOKENS_FILE=$file taskset -c 1 wrk -t1 -c"$CONNS" -d2s -s bench/tokens.lua "http://127.0.0.1:$port" >/dev/null
+  if [ "${PERF:-0}" = 1 ] && [ "$system" = tribune ]; then
+    perf record -q -g -F 999 -p "$pid" -o "$OUT/perf-$scenario.data" -- sleep "$DURATION" 2>/dev/null &
+    perf_pid=$!
+  fi
   before=$(cpu_ticks "$pid")
   TOKENS_FILE=$file taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s bench/tokens.lua \
     "http://127.0.0.1:$port" > "$OUT/wrk.txt"
   after=$(cpu_ticks "$pid")
+  if [ -n "${perf_pid:-}" ]; then wait "$perf_pid" || true; perf_pid=; fi
   rps=$(awk '/Requests\/sec/ {print $2}' "$OUT/wrk.txt")
   reqs=$(awk '/requests in/ {print $1}' "$OUT/wrk.txt")
   p50=$(awk '$1 == "50%" {print $2}' "$OUT/wrk.txt")
@@ -122,19 +131,25 @@ run() { # system port scenario tokens_file
     "$(python3 -c "print(f'{($after-$before)/$TICKS/$reqs*10000:.3f}')")" "$(( $(hwm_kb "$pid") / 1024 ))" "$codes" >> "$RESULTS"
 }
 
-for scenario in repeated rotating none; do
+for scenario in ${SCENARIOS:-repeated rotating none}; do
   case $scenario in
     repeated) file=$OUT/token-1.txt ;;
     rotating) file=$OUT/tokens-10k.txt ;;
     none) file= ;;
   esac
-  run direct "$UP" "$scenario" "$file"
-  run nginx "$NGX" "$scenario" "$file"
-  run haproxy "$HAP" "$scenario" "$file"
-  run tribune "$TRI" "$scenario" "$file"
+  for system in ${SYSTEMS:-direct nginx haproxy tribune}; do
+    case $system in
+      direct) run direct "$UP" "$scenario" "$file" ;;
+      nginx) run nginx "$NGX" "$scenario" "$file" ;;
+      haproxy) run haproxy "$HAP" "$scenario" "$file" ;;
+      tribune) run tribune "$TRI" "$scenario" "$file" ;;
+    esac
+  done
 done
 
-python3 - "$RESULTS" "$DURATION" "$CONNS" > bench/results.md <<'EOF'
+REPORT=bench/results.md
+if [ -n "${SYSTEMS:-}${SCENARIOS:-}" ]; then REPORT=$OUT/results.md; fi # a subset: keep the full table
+python3 - "$RESULTS" "$DURATION" "$CONNS" > "$REPORT" <<'EOF'
 import sys, datetime, platform, os
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 def ms(v):
@@ -156,7 +171,10 @@ print()
 print("| scenario | Tribune / HAProxy req/s | Tribune / nginx req/s | p99 Tribune vs HAProxy |")
 print("|---|---:|---:|---:|")
 for sc in ("repeated", "rotating", "none"):
+    if not all((sc, s) in by for s in ("tribune", "haproxy", "nginx")):
+        continue
     t, h, n = by[(sc, "tribune")], by[(sc, "haproxy")], by[(sc, "nginx")]
     print(f"| {sc} | {t[0] / h[0]:.2f}x | {t[0] / n[0]:.2f}x | {t[1]:.2f} vs {h[1]:.2f} ms |")
 EOF
-cat bench/results.md
+cat "$REPORT"
+if [ "${PERF:-0}" = 1 ]; then echo "perf profiles: $OUT/perf-*.data"; fi

@@ -3,6 +3,11 @@
 
 mod cli;
 
+/// mimalloc: the request path allocates and frees small objects at a high rate, and
+/// glibc's malloc cost several percent of the proxy's CPU (BENCHMARKS.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     cli::run(std::env::args_os().collect())
 }

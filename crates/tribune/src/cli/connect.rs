@@ -60,7 +60,7 @@ pub struct ProxyArgs {
     /// Read the policy snapshot from this file instead of the agent (no live updates).
     #[arg(long)]
     pub config: Option<std::path::PathBuf>,
-    /// Worker threads (default: the number of cores).
+    /// Worker threads (default: the number of cores); 1 runs everything on one thread.
     #[arg(long)]
     pub workers: Option<usize>,
     /// Merge repeated slashes in paths before matching.
@@ -132,14 +132,19 @@ fn proxy(args: ProxyArgs, io: &mut Io<'_>) -> u8 {
         Ok(t) => t,
         Err(e) => return fail(io, e),
     };
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    builder.enable_all();
-    if let Some(n) = args.workers {
-        if n == 0 {
-            return fail(io, "-workers must be at least 1");
+    // One worker: a single-threaded runtime (no work-stealing queues or cross-thread
+    // wake-ups; like one nginx worker). More: the multi-threaded runtime.
+    let mut builder = match args.workers {
+        Some(0) => return fail(io, "-workers must be at least 1"),
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
         }
-        builder.worker_threads(n);
-    }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    builder.enable_all();
     let runtime = match builder.build() {
         Ok(r) => r,
         Err(e) => return fail(io, format!("Error starting runtime: {e}")),
