@@ -20,15 +20,12 @@
 //! 8. **log**: one access record per request.
 
 use crate::snapshot::Snapshot;
-use crate::{Proxy, ProxyConfig};
+use crate::Proxy;
 use http_body_util::{Either, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
-use hyper::http::uri::Authority;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode, Uri, Version};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -42,8 +39,7 @@ use tribune_authz::{
 use tribune_jwt::locate::{conclude, extract, Outcome, Place, RequestParts};
 use tribune_jwt::JwtError;
 
-/// Response bodies: streamed from the upstream, or short ones the proxy writes.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+pub use crate::upstream::ProxyBody;
 
 /// One line of the access log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,32 +57,6 @@ pub struct AccessRecord {
     /// The deciding (or closest) intention, `source -> destination`.
     pub intention: Option<String>,
     pub latency: Duration,
-}
-
-/// Pooled connections to the local service.
-pub(crate) struct Upstream {
-    authority: Authority,
-    h1: Client<HttpConnector, Incoming>,
-    h2: Client<HttpConnector, Incoming>,
-}
-
-impl Upstream {
-    pub(crate) fn new(config: &ProxyConfig) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let authority = Authority::try_from(config.upstream.to_string().as_str())
-            .unwrap_or_else(|_| Authority::from_static("127.0.0.1"));
-        Upstream {
-            authority,
-            h1: Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(60))
-                .build(connector.clone()),
-            h2: Client::builder(TokioExecutor::new())
-                .http2_only(true)
-                .build(connector),
-        }
-    }
 }
 
 struct View<'a> {
@@ -133,35 +103,59 @@ fn short(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
     r
 }
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) are not forwarded; `te: trailers` is kept
-/// (gRPC needs it).
+/// Hop-by-hop headers (RFC 9110 §7.6.1), not forwarded; `te: trailers` is kept (gRPC
+/// needs it).
+const HOPS: usize = 8;
+static HOP_BY_HOP: [HeaderName; HOPS] = [
+    hyper::header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    hyper::header::PROXY_AUTHENTICATE,
+    hyper::header::PROXY_AUTHORIZATION,
+    hyper::header::TRAILER,
+    hyper::header::TRANSFER_ENCODING,
+    hyper::header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers and those the `Connection` header lists. Most messages
+/// have none or only `Connection: keep-alive`, so one pass over the (few) names finds
+/// the work, and only `Connection` options that name other headers are parsed.
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(hyper::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for name in listed {
+    let mut present = [false; HOPS];
+    let mut te = false;
+    for k in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == k) {
+            present[i] = true;
+        } else if k == hyper::header::TE {
+            te = true;
+        }
+    }
+    if present[0] {
+        let listed: Vec<HeaderName> = headers
+            .get_all(hyper::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|n| {
+                !n.eq_ignore_ascii_case("close")
+                    && !HOP_BY_HOP
+                        .iter()
+                        .any(|h| n.eq_ignore_ascii_case(h.as_str()))
+            })
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect();
+        for name in listed {
+            headers.remove(name);
+        }
+    }
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
         headers.remove(name);
     }
-    const HOP_BY_HOP: [HeaderName; 8] = [
-        hyper::header::CONNECTION,
-        HeaderName::from_static("keep-alive"),
-        HeaderName::from_static("proxy-connection"),
-        hyper::header::PROXY_AUTHENTICATE,
-        hyper::header::PROXY_AUTHORIZATION,
-        hyper::header::TRAILER,
-        hyper::header::TRANSFER_ENCODING,
-        hyper::header::UPGRADE,
-    ];
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
-    }
-    if headers
-        .get(hyper::header::TE)
-        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers"))
+    if te
+        && headers
+            .get(hyper::header::TE)
+            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers"))
     {
         headers.remove(hyper::header::TE);
     }
@@ -362,42 +356,57 @@ pub async fn handle(
     remove_hop_by_hop(&mut parts.headers);
     let query = parts.uri.query().map(|q| {
         if strip_query.is_empty() {
-            q.to_string()
+            Cow::Borrowed(q)
         } else {
-            strip_params(q, &strip_query)
+            Cow::Owned(strip_params(q, &strip_query))
         }
     });
-    let path_and_query = match query {
-        Some(q) if !q.is_empty() => format!("{path}?{q}"),
-        _ => path.clone(),
-    };
-    let uri = Uri::builder()
-        .scheme("http")
-        .authority(proxy.upstream.authority.clone())
-        .path_and_query(path_and_query)
-        .build();
-    let Ok(uri) = uri else {
-        proxy.log(|| record(400, "error", "bad_request_uri"));
-        return Ok(short(StatusCode::BAD_REQUEST, "Bad Request"));
+    let h2 = matches!(snap.protocol.as_str(), "http2" | "grpc");
+    let unchanged = strip_query.is_empty() && path == parts.uri.path();
+    let uri = if unchanged && !h2 {
+        // Origin form as received: nothing to rebuild.
+        match parts.uri.path_and_query() {
+            Some(pq) => Uri::from(pq.clone()),
+            None => Uri::from_static("/"),
+        }
+    } else {
+        let path_and_query = match query {
+            Some(q) if !q.is_empty() => format!("{path}?{q}"),
+            _ => path.clone(),
+        };
+        let built = if h2 {
+            Uri::builder()
+                .scheme("http")
+                .authority(proxy.upstream.authority().clone())
+                .path_and_query(path_and_query)
+                .build()
+        } else {
+            Uri::builder().path_and_query(path_and_query).build()
+        };
+        let Ok(uri) = built else {
+            proxy.log(|| record(400, "error", "bad_request_uri"));
+            return Ok(short(StatusCode::BAD_REQUEST, "Bad Request"));
+        };
+        uri
     };
     parts.uri = uri;
-    let h2 = matches!(snap.protocol.as_str(), "http2" | "grpc");
-    parts.version = if h2 {
-        Version::HTTP_2
+    if h2 {
+        parts.version = Version::HTTP_2;
     } else {
-        Version::HTTP_11
-    };
-    let client = if h2 {
-        &proxy.upstream.h2
-    } else {
-        &proxy.upstream.h1
-    };
+        parts.version = Version::HTTP_11;
+        if !parts.headers.contains_key(hyper::header::HOST) {
+            if let Ok(host) = HeaderValue::from_str(proxy.upstream.authority().as_str()) {
+                parts.headers.insert(hyper::header::HOST, host);
+            }
+        }
+    }
     let sent = Instant::now();
-    let result = tokio::time::timeout(
-        proxy.config.upstream_timeout,
-        client.request(Request::from_parts(parts, body)),
-    )
-    .await;
+    let req = Request::from_parts(parts, body);
+    let result = if h2 {
+        tokio::time::timeout(proxy.config.upstream_timeout, proxy.upstream.send_h2(req)).await
+    } else {
+        tokio::time::timeout(proxy.config.upstream_timeout, proxy.upstream.send_h1(req)).await
+    };
     let (resp, verdict, reason) = match result {
         Ok(Ok(resp)) => {
             proxy
@@ -606,5 +615,81 @@ async fn serve_edge_with(
             proxy.metrics.connections.dec();
             drop(permit);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        m
+    }
+
+    fn names(m: &HeaderMap) -> Vec<String> {
+        let mut v: Vec<String> = m.keys().map(|k| k.as_str().to_string()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<&'a str>);
+        let cases: [Case<'_>; 6] = [
+            (
+                "none",
+                vec![("host", "a"), ("x-y", "1")],
+                vec!["host", "x-y"],
+            ),
+            (
+                "connection keep-alive",
+                vec![
+                    ("connection", "keep-alive"),
+                    ("keep-alive", "timeout=5"),
+                    ("host", "a"),
+                ],
+                vec!["host"],
+            ),
+            (
+                "connection lists other headers",
+                vec![
+                    ("connection", "close, X-Secret"),
+                    ("x-secret", "s"),
+                    ("x-ok", "1"),
+                ],
+                vec!["x-ok"],
+            ),
+            (
+                "every static name",
+                vec![
+                    ("proxy-connection", "x"),
+                    ("proxy-authenticate", "x"),
+                    ("proxy-authorization", "x"),
+                    ("trailer", "x"),
+                    ("transfer-encoding", "chunked"),
+                    ("upgrade", "h2c"),
+                    ("x-ok", "1"),
+                ],
+                vec!["x-ok"],
+            ),
+            ("te trailers kept", vec![("te", "trailers")], vec!["te"]),
+            (
+                "te other removed",
+                vec![("te", "gzip"), ("x-ok", "1")],
+                vec!["x-ok"],
+            ),
+        ];
+        for (name, input, want) in cases {
+            let mut m = map(&input);
+            remove_hop_by_hop(&mut m);
+            assert_eq!(names(&m), want, "{name}");
+        }
     }
 }

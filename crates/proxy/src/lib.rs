@@ -14,6 +14,7 @@ pub mod mesh;
 pub mod metrics;
 pub mod sidecar;
 pub mod snapshot;
+pub mod upstream;
 pub mod watch;
 
 use arc_swap::ArcSwapOption;
@@ -79,7 +80,7 @@ pub struct Proxy {
     versions: AtomicU64,
     install_lock: tokio::sync::Mutex<()>,
     pub metrics: Metrics,
-    pub(crate) upstream: http::Upstream,
+    pub(crate) upstream: upstream::Upstream,
     pub(crate) connections: Arc<tokio::sync::Semaphore>,
 }
 
@@ -89,7 +90,7 @@ impl Proxy {
             let mut metrics = Metrics::new();
             metrics.register_providers(me.clone());
             Proxy {
-                upstream: http::Upstream::new(&config),
+                upstream: upstream::Upstream::new(&config),
                 connections: Arc::new(tokio::sync::Semaphore::new(config.max_connections)),
                 config,
                 current: ArcSwapOption::empty(),
