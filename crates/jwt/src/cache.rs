@@ -85,7 +85,17 @@ impl CachedVerifier {
     /// Verifies `token` without looking in the cache first (for callers that just
     /// missed in [`Self::lookup`]) and caches a success.
     pub fn verify_and_cache(&self, token: &str, now: i64) -> Result<Arc<Value>, JwtError> {
-        let payload = Arc::new(Value::Object(self.verifier.verify(token, now)?));
+        self.verify_parsed_and_cache(token, self.verifier.parse(token)?, now)
+    }
+
+    /// [`Self::verify_and_cache`] for `token` already parsed (as `jws`).
+    pub fn verify_parsed_and_cache(
+        &self,
+        token: &str,
+        jws: crate::Jws<'_>,
+        now: i64,
+    ) -> Result<Arc<Value>, JwtError> {
+        let payload = Arc::new(Value::Object(self.verifier.verify_parsed(jws, now)?));
         let entry = Entry {
             exp: time_claim(&payload, "exp"),
             nbf: time_claim(&payload, "nbf"),

@@ -138,7 +138,17 @@ impl Verifier {
 
     /// Verifies `token` at `now` (seconds since the Unix epoch) and returns the payload.
     pub fn verify(&self, token: &str, now: i64) -> Result<Map<String, Value>, JwtError> {
-        let jws = Jws::parse(token, self.max_token_bytes)?;
+        self.verify_parsed(self.parse(token)?, now)
+    }
+
+    /// Parses `token` under this verifier's size bound (not verified yet).
+    pub fn parse<'a>(&self, token: &'a str) -> Result<Jws<'a>, JwtError> {
+        Jws::parse(token, self.max_token_bytes)
+    }
+
+    /// [`Self::verify`] for a token already parsed with [`Self::parse`] (callers that
+    /// read its unverified `iss` to route it first decode it once).
+    pub fn verify_parsed(&self, jws: Jws<'_>, now: i64) -> Result<Map<String, Value>, JwtError> {
         self.keys.verify_signature(&jws)?;
         check_claims(
             &jws.payload,

@@ -323,6 +323,19 @@ fn attack_other_serializations_and_shapes_are_malformed() {
         verify(&keys, &padded),
         Err(JwtError::Malformed(_))
     ));
+    // Only the URL-safe alphabet, and canonical encodings (no stray trailing bits).
+    let header = b64(br#"{"alg":"RS256"}"#);
+    for bad in [
+        format!("{header}.{}.c2ln+", b64(b"{}")),
+        format!("{header}.{}.c2ln/", b64(b"{}")),
+        format!("{header}.{}.c2l", b64(b"{}")), // "si" is c2k; c2l differs only in trailing bits
+        format!("{header}.e30 .{}", b64(b"sig")),
+    ] {
+        assert!(
+            matches!(verify(&keys, &bad), Err(JwtError::Malformed(_))),
+            "{bad}"
+        );
+    }
     let crit = format!(
         "{}.{}.{}",
         b64(br#"{"alg":"RS256","crit":["exp"]}"#),

@@ -66,11 +66,13 @@ struct View<'a> {
 
 impl RequestParts for View<'_> {
     fn header_values(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect()
+        // The default token location, without parsing its name on every request.
+        let values = if name.eq_ignore_ascii_case("authorization") {
+            self.headers.get_all(hyper::header::AUTHORIZATION)
+        } else {
+            self.headers.get_all(name)
+        };
+        values.iter().filter_map(|v| v.to_str().ok()).collect()
     }
     fn query(&self) -> Option<&str> {
         self.query
@@ -117,18 +119,36 @@ static HOP_BY_HOP: [HeaderName; HOPS] = [
     hyper::header::UPGRADE,
 ];
 
+/// The index in [`HOP_BY_HOP`] of a hop-by-hop header name, `HOPS` for `te`.
+fn hop_index(name: &HeaderName) -> Option<usize> {
+    Some(match name.as_str() {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-connection" => 2,
+        "proxy-authenticate" => 3,
+        "proxy-authorization" => 4,
+        "trailer" => 5,
+        "transfer-encoding" => 6,
+        "upgrade" => 7,
+        "te" => HOPS,
+        _ => return None,
+    })
+}
+
 /// Removes hop-by-hop headers and those the `Connection` header lists. Most messages
 /// have none or only `Connection: keep-alive`, so one pass over the (few) names finds
 /// the work, and only `Connection` options that name other headers are parsed.
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let mut present = [false; HOPS];
-    let mut te = false;
+    let mut present = [false; HOPS + 1];
+    let mut any = false;
     for k in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == k) {
+        if let Some(i) = hop_index(k) {
             present[i] = true;
-        } else if k == hyper::header::TE {
-            te = true;
+            any = true;
         }
+    }
+    if !any {
+        return;
     }
     if present[0] {
         let listed: Vec<HeaderName> = headers
@@ -152,7 +172,7 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
         headers.remove(name);
     }
-    if te
+    if present[HOPS]
         && headers
             .get(hyper::header::TE)
             .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers"))

@@ -243,15 +243,24 @@ impl ProviderRuntime {
             self.count(true);
             return Some(hit);
         }
-        if !self.provider.issuer.is_empty()
-            && tribune_jwt::unverified_issuer(token).as_deref()
-                != Some(self.provider.issuer.as_str())
-        {
-            return None;
+        // Decoded once: its unverified `iss` routes it, then the same parse is verified.
+        let parsed = current.as_ref().map(|v| v.verifier().parse(token));
+        if !self.provider.issuer.is_empty() {
+            let iss = match &parsed {
+                Some(Ok(jws)) => jws
+                    .payload
+                    .get("iss")
+                    .and_then(Value::as_str)
+                    .map(std::borrow::Cow::Borrowed),
+                _ => tribune_jwt::unverified_issuer(token).map(std::borrow::Cow::Owned),
+            };
+            if iss.as_deref() != Some(self.provider.issuer.as_str()) {
+                return None;
+            }
         }
         self.count(false);
-        if let Some(v) = current {
-            let result = v.verify_and_cache(token, now);
+        if let (Some(v), Some(parsed)) = (current, parsed) {
+            let result = parsed.and_then(|jws| v.verify_parsed_and_cache(token, jws, now));
             if !matches!(result, Err(JwtError::UnknownKey)) || self.remote().is_none() {
                 return Some(result);
             }
