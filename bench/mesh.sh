@@ -5,7 +5,8 @@
 #   bench/mesh.sh [RATE] [SECONDS]         (defaults: 1000 requests/s, 10 s)
 #
 # Real processes: the agent, two sidecars (release build, pinned to CPU 0), nginx as
-# the api (CPU 1), the fixed-rate load driver (CPU 1). api speaks http, so its sidecar
+# the api (CPU 1), the fixed-rate load driver (CPU 1), which sends a direct and a
+# mesh request at each tick (each path at RATE). api speaks http, so its sidecar
 # runs the full L7 path (intention web -> api allow). Prints the added latency and the
 # sidecars' CPU time and peak RSS.
 set -euo pipefail
@@ -47,10 +48,12 @@ WPID=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$UPS/" >/dev/null 2>&1 && break; sleep 0.1; done
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-direct=$(taskset -c 1 "$LOAD" "http://127.0.0.1:$API/" "$RATE" "$SECS")
+# Paired: at each tick the driver sends one direct and one mesh request (each path at
+# RATE), so both see the same timer lateness and machine noise; 1 s warm-up first.
 a0=$(ticks $APID); w0=$(ticks $WPID)
-mesh=$(taskset -c 1 "$LOAD" "http://127.0.0.1:$UPS/" "$RATE" "$SECS")
+both=$(taskset -c 1 "$LOAD" "http://127.0.0.1:$API/,http://127.0.0.1:$UPS/" "$RATE" "$SECS")
 a1=$(ticks $APID); w1=$(ticks $WPID)
+direct=$(echo "$both" | sed -n 1p); mesh=$(echo "$both" | sed -n 2p)
 python3 - "$direct" "$mesh" "$((a1 - a0))" "$((w1 - w0))" "$(getconf CLK_TCK)" "$RATE" "$SECS" \
   "$(awk '/VmHWM/ {print $2}' /proc/$APID/status)" "$(awk '/VmHWM/ {print $2}' /proc/$WPID/status)" <<'EOF2'
 import json, sys

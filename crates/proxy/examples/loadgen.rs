@@ -3,7 +3,13 @@
 //! percentiles measured from each request's scheduled time (so a stall counts against
 //! every request it delays).
 //!
-//!   cargo run --release -p tribune-proxy --example loadgen -- URL RATE SECONDS
+//!   cargo run --release -p tribune-proxy --example loadgen -- URL[,URL...] RATE SECONDS
+//!
+//! With several URLs, each tick sends one request to every URL at the same scheduled
+//! time (paired measurement: every path sees the same timer lateness and the same
+//! moments of machine noise); one JSON line is printed per URL, in order. The first
+//! second runs at the same rate unmeasured (connections and caches warm up under the
+//! real concurrency).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use http_body_util::{BodyExt, Empty};
@@ -14,53 +20,80 @@ use hyper_util::rt::TokioExecutor;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[derive(Default)]
+struct Samples {
+    latencies: Vec<Duration>,
+    errors: u64,
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let url: hyper::Uri = args.get(1).expect("URL").parse().unwrap();
+    let urls: Vec<hyper::Uri> = args
+        .get(1)
+        .expect("URL")
+        .split(',')
+        .map(|u| u.parse().unwrap())
+        .collect();
     let rate: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1000);
     let seconds: u64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(10);
     let client: Client<HttpConnector, Empty<Bytes>> = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(64)
         .build(HttpConnector::new());
-    let samples = Arc::new(Mutex::new(Vec::with_capacity((rate * seconds) as usize)));
-    let errors = Arc::new(Mutex::new(0u64));
+    let samples: Vec<Arc<Mutex<Samples>>> = urls.iter().map(|_| Arc::default()).collect();
     let interval = Duration::from_nanos(1_000_000_000 / rate);
-    // Warm-up: open connections.
-    for _ in 0..50 {
-        let _ = client.get(url.clone()).await.map(|r| r.into_body());
-    }
-    let start = tokio::time::Instant::now();
-    let total = rate * seconds;
-    let mut tasks = Vec::with_capacity(total as usize);
-    for i in 0..total {
-        let scheduled = start + interval * i as u32;
-        tokio::time::sleep_until(scheduled).await;
-        let (client, url, samples, errors) =
-            (client.clone(), url.clone(), samples.clone(), errors.clone());
-        let scheduled: Instant = scheduled.into_std();
-        tasks.push(tokio::spawn(async move {
-            match client.get(url).await {
-                Ok(res) if res.status() == 200 => {
-                    let _ = res.into_body().collect().await;
-                    samples.lock().unwrap().push(scheduled.elapsed());
+    let run = |ticks: u64, record: bool| {
+        let (client, urls, samples) = (client.clone(), urls.clone(), samples.clone());
+        async move {
+            let start = tokio::time::Instant::now();
+            let mut tasks = Vec::with_capacity((ticks as usize) * urls.len());
+            for i in 0..ticks {
+                let scheduled = start + interval * i as u32;
+                tokio::time::sleep_until(scheduled).await;
+                let scheduled: Instant = scheduled.into_std();
+                for (url, samples) in urls.iter().zip(&samples) {
+                    let (client, url, samples) = (client.clone(), url.clone(), samples.clone());
+                    tasks.push(tokio::spawn(async move {
+                        let result = client.get(url).await;
+                        let ok = match result {
+                            Ok(res) if res.status() == 200 => {
+                                res.into_body().collect().await.is_ok()
+                            }
+                            _ => false,
+                        };
+                        if record {
+                            let mut s = samples.lock().unwrap();
+                            if ok {
+                                s.latencies.push(scheduled.elapsed());
+                            } else {
+                                s.errors += 1;
+                            }
+                        }
+                    }));
                 }
-                _ => *errors.lock().unwrap() += 1,
             }
-        }));
+            for t in tasks {
+                let _ = t.await;
+            }
+        }
+    };
+    run(rate, false).await;
+    run(rate * seconds, true).await;
+    for samples in &samples {
+        let samples = samples.lock().unwrap();
+        let mut s = samples.latencies.clone();
+        s.sort();
+        let p = |q: f64| {
+            s.get(((s.len() as f64 - 1.0) * q).round() as usize)
+                .map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
+        };
+        println!(
+            "{{\"requests\": {}, \"errors\": {}, \"p50_ms\": {:.3}, \"p90_ms\": {:.3}, \"p99_ms\": {:.3}}}",
+            s.len(),
+            samples.errors,
+            p(0.5),
+            p(0.9),
+            p(0.99)
+        );
     }
-    for t in tasks {
-        let _ = t.await;
-    }
-    let mut s = samples.lock().unwrap().clone();
-    s.sort();
-    let p = |q: f64| s[((s.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1e3;
-    println!(
-        "{{\"requests\": {}, \"errors\": {}, \"p50_ms\": {:.3}, \"p90_ms\": {:.3}, \"p99_ms\": {:.3}}}",
-        s.len(),
-        errors.lock().unwrap(),
-        p(0.5),
-        p(0.9),
-        p(0.99)
-    );
 }
