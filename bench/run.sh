@@ -5,6 +5,8 @@
 #
 #   bench/run.sh [DURATION_SECONDS] [CONNECTIONS]      (defaults: 10 s, 32)
 #
+# ROUNDS=N repeats every measurement N times, interleaved, and reports the median
+# round (this VM's speed drifts by 10-20 % between minutes).
 # SYSTEMS="direct nginx haproxy tribune" and SCENARIOS="repeated rotating none" pick a
 # subset (the ratios need all four systems); PERF=1 records a perf profile of Tribune
 # per scenario into the temporary directory (perf-<scenario>.data).
@@ -131,6 +133,7 @@ run() { # system port scenario tokens_file
     "$(python3 -c "print(f'{($after-$before)/$TICKS/$reqs*10000:.3f}')")" "$(( $(hwm_kb "$pid") / 1024 ))" "$codes" >> "$RESULTS"
 }
 
+for round in $(seq "${ROUNDS:-1}"); do
 for scenario in ${SCENARIOS:-repeated rotating none}; do
   case $scenario in
     repeated) file=$OUT/token-1.txt ;;
@@ -146,11 +149,12 @@ for scenario in ${SCENARIOS:-repeated rotating none}; do
     esac
   done
 done
+done
 
 REPORT=bench/results.md
 if [ -n "${SYSTEMS:-}${SCENARIOS:-}" ]; then REPORT=$OUT/results.md; fi # a subset: keep the full table
 python3 - "$RESULTS" "$DURATION" "$CONNS" > "$REPORT" <<'EOF'
-import sys, datetime, platform, os
+import sys, datetime, platform, os, collections
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 def ms(v):
     v = v.strip()
@@ -159,12 +163,19 @@ def ms(v):
             return float(v[: -len(unit)]) * f
     return float(v)
 cpu = open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(" :\t")
+rounds = max(collections.Counter((r[0], r[1]) for r in rows).values())
 print(f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {cpu}, {os.cpu_count()} cores; "
-      f"wrk -t1 -c{sys.argv[3]} -d{sys.argv[2]}s; proxy on CPU 0, wrk + upstream on CPU 1.\n")
+      f"wrk -t1 -c{sys.argv[3]} -d{sys.argv[2]}s; proxy on CPU 0, wrk + upstream on CPU 1; "
+      f"{rounds} round(s), median by requests/s.\n")
 print("| scenario | system | requests/s | p50 ms | p99 ms | CPU s / 10k req | peak RSS MB | status |")
 print("|---|---|---:|---:|---:|---:|---:|---:|")
 by = {}
-for s, sc, rps, p50, p99, cpu_, rss, code in rows:
+groups = {}
+for r in rows:
+    groups.setdefault((r[1], r[0]), []).append(r)
+for (sc, s), rs in groups.items():
+    # With ROUNDS > 1: the median round by requests/s.
+    s, sc, rps, p50, p99, cpu_, rss, code = sorted(rs, key=lambda r: float(r[2]))[len(rs) // 2]
     by[(sc, s)] = (float(rps), ms(p99))
     print(f"| {sc} | {s} | {float(rps):,.0f} | {ms(p50):.2f} | {ms(p99):.2f} | {cpu_} | {rss} | {code} |")
 print()
