@@ -1,6 +1,7 @@
 """Keys and tokens for bench/run.sh: an RSA-2048 key (PEM public key and certificate
 for HAProxy, base64 JWKS for Tribune), 10 000 distinct RS256 tokens and one repeated
-token (iss https://idp.example, aud api, role admin, valid for 2 hours)."""
+token (iss https://idp.example, aud api, role admin, valid for 2 hours), and Tribune's
+snapshot of the benchmark policy (tribune.json)."""
 import base64
 import datetime
 import json
@@ -46,3 +47,13 @@ with open(f"{out}/tokens-10k.txt", "w") as f:
     for i in range(10000):
         f.write(token(i) + "\n")
 open(f"{out}/token-1.txt", "w").write(token("repeat") + "\n")
+
+# Tribune's snapshot for the same policy HAProxy is configured with in bench/run.sh:
+# RS256 from the provider's JWKS, iss, aud, exp; PathPrefix /api/ and role = admin.
+policy = {"Service": "api", "Protocol": "http", "DefaultIntentionPolicy": "deny", "Entries": [
+    {"Kind": "jwt-provider", "Name": "idp", "Issuer": "https://idp.example", "Audiences": ["api"],
+     "JSONWebKeySet": {"Local": {"JWKS": jwks_b64}}},
+    {"Kind": "service-intentions", "Name": "api", "Sources": [{"Name": "*", "Permissions": [
+        {"Action": "allow", "HTTP": {"PathPrefix": "/api/"},
+         "JWT": {"Providers": [{"Name": "idp", "VerifyClaims": [{"Path": ["role"], "Value": "admin"}]}]}}]}]}]}
+json.dump(policy, open(f"{out}/tribune.json", "w"))

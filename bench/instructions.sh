@@ -16,15 +16,9 @@ cd "$(dirname "$0")/.."
 SECS=${1:-4}
 OUT=$(mktemp -d /tmp/tribune-instr.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; pkill -f "$OUT" 2>/dev/null || true' EXIT
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need nginx || ! need wrk || ! need valgrind; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk valgrind >/dev/null
-fi
-python3 -c 'import jwt, cryptography' 2>/dev/null || python3 -m pip install -q 'pyjwt>=2.8,<3' 'cryptography>=42'
-cargo build --release -q -p tribune
+. bench/common.sh
+bench_setup "$OUT" nginx wrk valgrind
 BIN=$PWD/target/release/tribune
-python3 bench/gen_tokens.py "$OUT"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP=$(free_port)
 cat > "$OUT/upstream.conf" <<EOF
 worker_processes 1; daemon off; pid $OUT/upstream.pid; error_log $OUT/upstream.err;
@@ -32,15 +26,6 @@ events { worker_connections 4096; }
 http { access_log off; server { listen 127.0.0.1:$UP; location / { return 200 "ok\n"; } } }
 EOF
 nginx -c "$OUT/upstream.conf" -p "$OUT" &
-JWKS=$(cat "$OUT/jwks.b64")
-cat > "$OUT/policy.json" <<EOF
-{"Service": "api", "Protocol": "http", "DefaultIntentionPolicy": "deny", "Entries": [
-  {"Kind": "jwt-provider", "Name": "idp", "Issuer": "https://idp.example", "Audiences": ["api"],
-   "JSONWebKeySet": {"Local": {"JWKS": "$JWKS"}}},
-  {"Kind": "service-intentions", "Name": "api", "Sources": [{"Name": "*", "Permissions": [
-    {"Action": "allow", "HTTP": {"PathPrefix": "/api/"},
-     "JWT": {"Providers": [{"Name": "idp", "VerifyClaims": [{"Path": ["role"], "Value": "admin"}]}]}}]}]}]}
-EOF
 echo '{"Service": "api", "Protocol": "http", "DefaultIntentionPolicy": "allow", "Entries": []}' > "$OUT/floor.json"
 
 count() { # config tokens_file -> instructions per request
@@ -65,5 +50,5 @@ count() { # config tokens_file -> instructions per request
 echo "| case | instructions / request |"
 echo "|---|---:|"
 echo "| floor (allow-all, no provider) | $(count "$OUT/floor.json" "$OUT/token-1.txt") |"
-echo "| repeated token (cache hit) | $(count "$OUT/policy.json" "$OUT/token-1.txt") |"
-echo "| 10 000 tokens (RS256 verify each) | $(count "$OUT/policy.json" "$OUT/tokens-10k.txt") |"
+echo "| repeated token (cache hit) | $(count "$OUT/tribune.json" "$OUT/token-1.txt") |"
+echo "| 10 000 tokens (RS256 verify each) | $(count "$OUT/tribune.json" "$OUT/tokens-10k.txt") |"

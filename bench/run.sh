@@ -22,16 +22,9 @@ CONNS=${2:-32}
 OUT=$(mktemp -d /tmp/tribune-bench.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; pkill -f "$OUT" 2>/dev/null || true' EXIT
 
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need nginx || ! need haproxy || ! need wrk; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx haproxy wrk >/dev/null
-fi
-python3 -c 'import jwt, cryptography' 2>/dev/null || python3 -m pip install -q 'pyjwt>=2.8,<3' 'cryptography>=42'
-cargo build --release -q -p tribune
+. bench/common.sh
+bench_setup "$OUT" nginx haproxy wrk
 BIN=$PWD/target/release/tribune
-
-python3 bench/gen_tokens.py "$OUT"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP=$(free_port); NGX=$(free_port); HAP=$(free_port); TRI=$(free_port); ADM=$(free_port)
 
 # Upstream: nginx answering 200 on CPU 1.
@@ -86,16 +79,7 @@ EOF
 sed -i "s|  http-request set-var(txn.exp)|  http-request set-var(txn.now) date\n  http-request set-var(txn.exp)|" "$OUT/haproxy.cfg"
 taskset -c 0 haproxy -f "$OUT/haproxy.cfg" -db &
 
-# Tribune: the same policy, from a snapshot file.
-JWKS=$(cat "$OUT/jwks.b64")
-cat > "$OUT/tribune.json" <<EOF
-{"Service": "api", "Protocol": "http", "DefaultIntentionPolicy": "deny", "Entries": [
-  {"Kind": "jwt-provider", "Name": "idp", "Issuer": "https://idp.example", "Audiences": ["api"],
-   "JSONWebKeySet": {"Local": {"JWKS": "$JWKS"}}},
-  {"Kind": "service-intentions", "Name": "api", "Sources": [{"Name": "*", "Permissions": [
-    {"Action": "allow", "HTTP": {"PathPrefix": "/api/"},
-     "JWT": {"Providers": [{"Name": "idp", "VerifyClaims": [{"Path": ["role"], "Value": "admin"}]}]}}]}]}]}
-EOF
+# Tribune: the same policy, from a snapshot file (written by gen_tokens.py).
 TRIBUNE_LOG=warn taskset -c 0 "$BIN" connect proxy -config "$OUT/tribune.json" \
   -local-service-address "127.0.0.1:$UP" -edge-listener "127.0.0.1:$TRI" \
   -admin-bind "127.0.0.1:$ADM" -workers 1 > "$OUT/tribune.out" 2>&1 &
