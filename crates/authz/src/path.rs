@@ -9,11 +9,11 @@
 
 /// Normalizes a request target's path for matching.
 pub fn normalize_path(raw: &str, merge_slashes: bool) -> String {
-    let end = raw.find(['?', '#']).unwrap_or(raw.len());
-    if is_normal(&raw[..end], merge_slashes) {
-        return raw[..end].to_string();
+    let path = &raw[..raw.find(['?', '#']).unwrap_or(raw.len())];
+    if is_normal(path, merge_slashes) {
+        return path.to_string();
     }
-    normalize_slow(&raw[..end], merge_slashes)
+    normalize_slow(path, merge_slashes)
 }
 
 /// Whether `path` is already normalized: it starts with `/` and has no escape, no
@@ -29,9 +29,9 @@ fn is_normal(path: &str, merge_slashes: bool) -> bool {
     }) && b.last() != Some(&b'%')
 }
 
-fn normalize_slow(raw: &str, merge_slashes: bool) -> String {
-    let end = raw.len();
-    let decoded = decode_unreserved(&raw[..end]);
+/// The full normalization of a path without query or fragment.
+fn normalize_slow(path: &str, merge_slashes: bool) -> String {
+    let decoded = decode_unreserved(path);
     let merged = if merge_slashes {
         merge_repeated_slashes(&decoded)
     } else {
