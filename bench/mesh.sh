@@ -41,9 +41,9 @@ printf 'service { name = "web" port = 8080 connect { sidecar_service { port = %s
 "$BIN" config write "$OUT/i.hcl" >/dev/null
 "$BIN" services register "$OUT/api.hcl" >/dev/null
 "$BIN" services register "$OUT/web.hcl" >/dev/null
-TRIBUNE_LOG=warn taskset -c 0 "$BIN" connect proxy -sidecar-for api -admin-bind 127.0.0.1:0 -workers 1 > "$OUT/api-proxy.out" 2>&1 &
+TRIBUNE_LOG=${MESH_LOG:-warn} taskset -c 0 "$BIN" connect proxy -sidecar-for api -admin-bind 127.0.0.1:0 -workers 1 > "$OUT/api-proxy.out" 2>&1 &
 APID=$!
-TRIBUNE_LOG=warn taskset -c 0 "$BIN" connect proxy -sidecar-for web -admin-bind 127.0.0.1:0 -workers 1 > "$OUT/web-proxy.out" 2>&1 &
+TRIBUNE_LOG=${MESH_LOG:-warn} taskset -c 0 "$BIN" connect proxy -sidecar-for web -admin-bind 127.0.0.1:0 -workers 1 > "$OUT/web-proxy.out" 2>&1 &
 WPID=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$UPS/" >/dev/null 2>&1 && break; sleep 0.1; done
 
@@ -51,19 +51,28 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # Paired: at each tick the driver sends one direct and one mesh request (each path at
 # RATE), so both see the same timer lateness and machine noise; 1 s warm-up first.
 a0=$(ticks $APID); w0=$(ticks $WPID)
-both=$(taskset -c 1 "$LOAD" "http://127.0.0.1:$API/,http://127.0.0.1:$UPS/" "$RATE" "$SECS")
+both=$(taskset -c 1 "$LOAD" "http://127.0.0.1:$API/,http://127.0.0.1:$UPS/" "$RATE" "$SECS" 2> "$OUT/load.err")
 a1=$(ticks $APID); w1=$(ticks $WPID)
+# Connections opened during the run (warm-up included): new connections on the mesh
+# path cost TLS handshakes on the sidecars' core.
+events() {
+  local admin; admin=$(awk '/Admin listener:/ {print $3}' "$OUT/$1-proxy.out")
+  curl -sf "http://$admin/stats/prometheus" | awk -v who="$1" '/^tribune_proxy_connection_events_total/ {
+    match($0, /event="[a-z_]*"/); e = substr($0, RSTART + 7, RLENGTH - 8); if ($2 > 0) out = out " " e "=" $2 }
+    END { print who " sidecar connections:" out }'
+}
+events web; events api
 direct=$(echo "$both" | sed -n 1p); mesh=$(echo "$both" | sed -n 2p)
 python3 - "$direct" "$mesh" "$((a1 - a0))" "$((w1 - w0))" "$(getconf CLK_TCK)" "$RATE" "$SECS" \
   "$(awk '/VmHWM/ {print $2}' /proc/$APID/status)" "$(awk '/VmHWM/ {print $2}' /proc/$WPID/status)" <<'EOF2'
 import json, sys
 d, m = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 at, wt, hz, rate, secs = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
-print(f"| path | requests | errors | p50 ms | p90 ms | p99 ms |")
-print(f"|---|---:|---:|---:|---:|---:|")
+print(f"| path | requests | errors | p50 ms | p90 ms | p99 ms | max ms | >= 10 ms |")
+print(f"|---|---:|---:|---:|---:|---:|---:|---:|")
 for name, r in (("direct", d), ("mesh", m)):
-    print(f"| {name} | {r['requests']} | {r['errors']} | {r['p50_ms']:.3f} | {r['p90_ms']:.3f} | {r['p99_ms']:.3f} |")
-print(f"| **added by the mesh** | | | {m['p50_ms']-d['p50_ms']:.3f} | {m['p90_ms']-d['p90_ms']:.3f} | {m['p99_ms']-d['p99_ms']:.3f} |")
+    print(f"| {name} | {r['requests']} | {r['errors']} | {r['p50_ms']:.3f} | {r['p90_ms']:.3f} | {r['p99_ms']:.3f} | {r['max_ms']:.3f} | {r['over_10ms']} |")
+print(f"| **added by the mesh** | | | {m['p50_ms']-d['p50_ms']:.3f} | {m['p90_ms']-d['p90_ms']:.3f} | {m['p99_ms']-d['p99_ms']:.3f} | | |")
 n = rate * secs
 print(f"\napi sidecar: {at/hz:.2f} CPU s ({at/hz/n*1e6:.1f} µs/request), peak RSS {int(sys.argv[8])/1024:.1f} MB; "
       f"web sidecar: {wt/hz:.2f} CPU s ({wt/hz/n*1e6:.1f} µs/request), peak RSS {int(sys.argv[9])/1024:.1f} MB")

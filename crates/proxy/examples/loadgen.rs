@@ -9,7 +9,8 @@
 //! time (paired measurement: every path sees the same timer lateness and the same
 //! moments of machine noise); one JSON line is printed per URL, in order. The first
 //! second runs at the same rate unmeasured (connections and caches warm up under the
-//! real concurrency).
+//! real concurrency). `LOADGEN_SLOW_MS=N` prints every request slower than N ms
+//! (which URL, when it was scheduled, its latency) to stderr.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use http_body_util::{BodyExt, Empty};
@@ -41,6 +42,11 @@ async fn main() {
         .pool_max_idle_per_host(64)
         .build(HttpConnector::new());
     let samples: Vec<Arc<Mutex<Samples>>> = urls.iter().map(|_| Arc::default()).collect();
+    // LOADGEN_SLOW_MS=N: print each request slower than N ms (URL index, scheduled
+    // wall-clock time, latency) to stderr, to line slow moments up with other logs.
+    let slow_ms: Option<u128> = std::env::var("LOADGEN_SLOW_MS")
+        .ok()
+        .and_then(|v| v.parse().ok());
     let interval = Duration::from_nanos(1_000_000_000 / rate);
     let run = |ticks: u64, record: bool| {
         let (client, urls, samples) = (client.clone(), urls.clone(), samples.clone());
@@ -51,7 +57,7 @@ async fn main() {
                 let scheduled = start + interval * i as u32;
                 tokio::time::sleep_until(scheduled).await;
                 let scheduled: Instant = scheduled.into_std();
-                for (url, samples) in urls.iter().zip(&samples) {
+                for (idx, (url, samples)) in urls.iter().zip(&samples).enumerate() {
                     let (client, url, samples) = (client.clone(), url.clone(), samples.clone());
                     tasks.push(tokio::spawn(async move {
                         let result = client.get(url).await;
@@ -62,9 +68,21 @@ async fn main() {
                             _ => false,
                         };
                         if record {
+                            let latency = scheduled.elapsed();
+                            if slow_ms.is_some_and(|ms| latency.as_millis() >= ms) {
+                                let at = std::time::SystemTime::now() - latency;
+                                let at = at.duration_since(std::time::UNIX_EPOCH).unwrap();
+                                eprintln!(
+                                    "slow url={} scheduled={}.{:06} latency_ms={:.3}",
+                                    idx,
+                                    at.as_secs(),
+                                    at.subsec_micros(),
+                                    latency.as_secs_f64() * 1e3
+                                );
+                            }
                             let mut s = samples.lock().unwrap();
                             if ok {
-                                s.latencies.push(scheduled.elapsed());
+                                s.latencies.push(latency);
                             } else {
                                 s.errors += 1;
                             }
@@ -87,13 +105,16 @@ async fn main() {
             s.get(((s.len() as f64 - 1.0) * q).round() as usize)
                 .map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
         };
+        let slow = s.iter().filter(|d| d.as_millis() >= 10).count();
         println!(
-            "{{\"requests\": {}, \"errors\": {}, \"p50_ms\": {:.3}, \"p90_ms\": {:.3}, \"p99_ms\": {:.3}}}",
+            "{{\"requests\": {}, \"errors\": {}, \"p50_ms\": {:.3}, \"p90_ms\": {:.3}, \"p99_ms\": {:.3}, \"max_ms\": {:.3}, \"over_10ms\": {}}}",
             s.len(),
             samples.errors,
             p(0.5),
             p(0.9),
-            p(0.99)
+            p(0.99),
+            p(1.0),
+            slow
         );
     }
 }

@@ -593,7 +593,13 @@ pub(crate) async fn accept(
 ) {
     loop {
         let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
+            Ok(x) => {
+                proxy
+                    .metrics
+                    .counters
+                    .connection(crate::metrics::ConnEvent::Accepted);
+                x
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(10)).await;

@@ -90,7 +90,7 @@ impl Proxy {
             let mut metrics = Metrics::new();
             metrics.register_providers(me.clone());
             Proxy {
-                upstream: upstream::Upstream::new(&config),
+                upstream: upstream::Upstream::new(&config, metrics.counters.clone()),
                 connections: Arc::new(tokio::sync::Semaphore::new(config.max_connections)),
                 config,
                 current: ArcSwapOption::empty(),

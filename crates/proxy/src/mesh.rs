@@ -6,29 +6,54 @@
 //! Leaves and roots are swapped atomically: new connections use the new ones, open
 //! connections are never dropped. TLS 1.3 only, rustls with aws-lc-rs.
 
+use crate::metrics::ConnEvent;
 use crate::Proxy;
 use arc_swap::ArcSwap;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::server::{StoresServerSessions, WebPkiClientVerifier};
+use rustls::{
+    ClientConfig, DigitallySignedStruct, HandshakeKind, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tribune_ca::{certs_from_pem, identity_of, verify_leaf, Usage};
+
+/// How long a mesh TLS session can be resumed after its full handshake. A resumed
+/// handshake skips certificate checks and signatures (the caller's identity is the
+/// one the full handshake verified), so it is kept short; sessions also end with the
+/// identity they were made under (leaf renewal, root rotation).
+pub const SESSION_TTL: Duration = Duration::from_secs(300);
+/// Most resumable sessions the mesh listener remembers.
+pub const SESSION_CACHE_SIZE: usize = 1024;
 
 /// Time allowed for a TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a new upstream connection waits for a first endpoint list.
 pub const ENDPOINTS_WAIT: Duration = Duration::from_secs(3);
 
+/// aws-lc-rs with the TLS 1.3 suites in BoringSSL's (Envoy's) order: AES-128-GCM
+/// with SHA-256 first. Its key schedule hashes with SHA-256, which x86 (SHA-NI) and
+/// ARMv8 run in hardware; SHA-384 (rustls' first choice) was a quarter of a resumed
+/// handshake's CPU.
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    use rustls::crypto::aws_lc_rs::cipher_suite;
+    Arc::new(CryptoProvider {
+        cipher_suites: vec![
+            cipher_suite::TLS13_AES_128_GCM_SHA256,
+            cipher_suite::TLS13_AES_256_GCM_SHA384,
+            cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
+        ],
+        ..rustls::crypto::aws_lc_rs::default_provider()
+    })
 }
 
 /// A leaf certificate with its key, as PEM.
@@ -53,6 +78,9 @@ pub struct Identity {
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     server: Arc<ServerConfig>,
+    /// Client configs per destination, built on first use: reusing one keeps its
+    /// session tickets, so later connections to that destination resume.
+    clients: Mutex<HashMap<String, Arc<ClientConfig>>>,
 }
 
 impl Identity {
@@ -78,12 +106,13 @@ impl Identity {
         let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider())
             .build()
             .map_err(|e| format!("client verifier: {e}"))?;
-        let server = ServerConfig::builder_with_provider(provider())
+        let mut server = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| e.to_string())?
             .with_client_cert_verifier(verifier)
             .with_single_cert(chain.clone(), key.clone_key())
             .map_err(|e| format!("leaf certificate: {e}"))?;
+        server.session_storage = Arc::new(SessionCache::new(SESSION_TTL, SESSION_CACHE_SIZE));
         Ok(Identity {
             trust_domain: trust_domain.to_ascii_lowercase(),
             service: id.service,
@@ -91,12 +120,33 @@ impl Identity {
             chain,
             key,
             server: Arc::new(server),
+            clients: Mutex::new(HashMap::new()),
         })
     }
 
-    /// A client config that presents this leaf and accepts only a server certificate
-    /// chained to the roots and naming `destination`.
+    /// The mesh listener's server config (client certificates required).
+    pub fn server_config(&self) -> Arc<ServerConfig> {
+        self.server.clone()
+    }
+
+    /// The client config for connections to `destination`'s sidecars: presents this
+    /// leaf, accepts only a server certificate chained to the roots and naming
+    /// `destination`. One per destination for the life of this identity, so its
+    /// session tickets are reused.
     pub fn client_config(&self, destination: &str) -> Result<Arc<ClientConfig>, String> {
+        let mut clients = self
+            .clients
+            .lock()
+            .map_err(|_| "client config cache poisoned")?;
+        if let Some(config) = clients.get(destination) {
+            return Ok(config.clone());
+        }
+        let config = self.new_client_config(destination)?;
+        clients.insert(destination.to_string(), config.clone());
+        Ok(config)
+    }
+
+    fn new_client_config(&self, destination: &str) -> Result<Arc<ClientConfig>, String> {
         let verifier = Arc::new(SpiffeServerVerifier {
             roots: self.roots.clone(),
             trust_domain: self.trust_domain.clone(),
@@ -111,6 +161,83 @@ impl Identity {
             .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
             .map_err(|e| format!("leaf certificate: {e}"))?;
         Ok(Arc::new(config))
+    }
+}
+
+/// The mesh listener's resumable sessions: bounded, and each usable for `ttl` after
+/// the full handshake that made it (rustls' own cache keeps them for a day).
+#[derive(Debug)]
+struct SessionCache {
+    ttl: Duration,
+    max: usize,
+    entries: Mutex<HashMap<SessionId, (Instant, SessionValue)>>,
+}
+
+/// rustls' opaque session key and encoded session.
+type SessionId = Vec<u8>;
+type SessionValue = Vec<u8>;
+
+impl SessionCache {
+    fn new(ttl: Duration, max: usize) -> Self {
+        SessionCache {
+            ttl,
+            max,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn put_at(&self, key: Vec<u8>, value: Vec<u8>, now: Instant) -> bool {
+        let Ok(mut entries) = self.entries.lock() else {
+            return false;
+        };
+        if entries.len() >= self.max && !entries.contains_key(&key) {
+            entries.retain(|_, (made, _)| now.duration_since(*made) < self.ttl);
+            if entries.len() >= self.max {
+                // Still full of live sessions: forget the oldest.
+                let oldest = entries
+                    .iter()
+                    .min_by_key(|(_, (made, _))| *made)
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = oldest {
+                    entries.remove(&k);
+                }
+            }
+        }
+        entries.insert(key, (now, value));
+        true
+    }
+
+    fn lookup_at(&self, key: &[u8], now: Instant, remove: bool) -> Option<Vec<u8>> {
+        let mut entries = self.entries.lock().ok()?;
+        let (made, value) = if remove {
+            entries.remove(key)?
+        } else {
+            entries.get(key).cloned()?
+        };
+        if now.duration_since(made) < self.ttl {
+            Some(value)
+        } else {
+            entries.remove(key);
+            None
+        }
+    }
+}
+
+impl StoresServerSessions for SessionCache {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.put_at(key, value, Instant::now())
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.lookup_at(key, Instant::now(), false)
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.lookup_at(key, Instant::now(), true)
+    }
+
+    fn can_cache(&self) -> bool {
+        true
     }
 }
 
@@ -191,6 +318,11 @@ pub struct MeshTls {
 
 impl MeshTls {
     pub fn new(identity: Identity) -> Arc<Self> {
+        // aws-lc seeds its random generator from CPU jitter on the first draw in a
+        // process (~45 ms on the benchmark VM): pay it now, not in the first caller's
+        // handshake.
+        let mut seed = [0u8; 1];
+        let _ = provider().secure_random.fill(&mut seed);
         Arc::new(MeshTls {
             current: ArcSwap::from_pointee(identity),
         })
@@ -214,14 +346,19 @@ pub async fn serve_mesh(proxy: Arc<Proxy>, tls: Arc<MeshTls>, listener: TcpListe
         tokio::spawn(async move {
             let identity = tls.identity();
             let acceptor = TlsAcceptor::from(identity.server.clone());
+            let counters = &proxy.metrics.counters;
             let stream =
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
+                        counters.connection(ConnEvent::MeshHandshakeFailed);
                         tracing::info!(%peer, error = %e, "mesh handshake refused");
                         return;
                     }
-                    Err(_) => return,
+                    Err(_) => {
+                        counters.connection(ConnEvent::MeshHandshakeFailed);
+                        return;
+                    }
                 };
             let caller = stream
                 .get_ref()
@@ -231,9 +368,15 @@ pub async fn serve_mesh(proxy: Arc<Proxy>, tls: Arc<MeshTls>, listener: TcpListe
                 .and_then(identity_of)
                 .filter(|id| id.trust_domain == identity.trust_domain);
             let Some(caller) = caller else {
+                counters.connection(ConnEvent::MeshHandshakeFailed);
                 tracing::info!(%peer, "mesh client certificate has no service identity in this trust domain");
                 return;
             };
+            counters.connection(ConnEvent::MeshHandshakeOk);
+            if stream.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed) {
+                counters.connection(ConnEvent::MeshHandshakeResumed);
+            }
+            tracing::debug!(%peer, caller = %caller.service, "mesh connection accepted");
             proxy.metrics.connections.inc();
             crate::http::serve_downstream(
                 proxy.clone(),
@@ -302,8 +445,18 @@ pub async fn dial(
                 .await
                 .map_err(|e| format!("handshake with {addr}: {e}"))
         };
+        let started = std::time::Instant::now();
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, attempt).await {
-            Ok(Ok(s)) => return Ok(s),
+            Ok(Ok(s)) => {
+                tracing::debug!(
+                    upstream = destination,
+                    %addr,
+                    micros = started.elapsed().as_micros() as u64,
+                    resumed = s.get_ref().1.handshake_kind() == Some(HandshakeKind::Resumed),
+                    "mesh connection established"
+                );
+                return Ok(s);
+            }
             Ok(Err(e)) => last = e,
             Err(_) => last = format!("handshake with {addr} timed out"),
         }
@@ -314,6 +467,7 @@ pub async fn dial(
 /// An upstream listener: plain connections from the local app, carried over mTLS to
 /// `destination`'s sidecars byte for byte.
 pub async fn serve_upstream(
+    proxy: Arc<Proxy>,
     tls: Arc<MeshTls>,
     destination: String,
     endpoints: Arc<Endpoints>,
@@ -326,15 +480,69 @@ pub async fn serve_upstream(
         };
         let _ = app.set_nodelay(true);
         let (tls, destination, endpoints) = (tls.clone(), destination.clone(), endpoints.clone());
+        let counters = proxy.metrics.counters.clone();
         tokio::spawn(async move {
             match dial(&tls, &destination, &endpoints).await {
                 Ok(mut remote) => {
+                    counters.connection(ConnEvent::UpstreamDialed);
                     let _ = tokio::io::copy_bidirectional(&mut app, &mut remote).await;
                 }
                 Err(e) => {
+                    counters.connection(ConnEvent::UpstreamDialFailed);
                     tracing::warn!(upstream = %destination, error = %e, "upstream unavailable")
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_expire_after_the_ttl() {
+        let cache = SessionCache::new(Duration::from_secs(300), 8);
+        let t0 = Instant::now();
+        assert!(cache.put_at(b"a".to_vec(), b"one".to_vec(), t0));
+        let later = t0 + Duration::from_secs(299);
+        assert_eq!(cache.lookup_at(b"a", later, false), Some(b"one".to_vec()));
+        let expired = t0 + Duration::from_secs(300);
+        assert_eq!(cache.lookup_at(b"a", expired, false), None);
+        // An expired session is forgotten, not only hidden.
+        assert_eq!(cache.lookup_at(b"a", t0, false), None);
+    }
+
+    #[test]
+    fn take_is_single_use() {
+        let cache = SessionCache::new(Duration::from_secs(300), 8);
+        let t0 = Instant::now();
+        cache.put_at(b"k".to_vec(), b"v".to_vec(), t0);
+        assert_eq!(cache.lookup_at(b"k", t0, true), Some(b"v".to_vec()));
+        assert_eq!(cache.lookup_at(b"k", t0, true), None);
+    }
+
+    #[test]
+    fn a_full_cache_drops_expired_then_the_oldest() {
+        let cache = SessionCache::new(Duration::from_secs(300), 3);
+        let t0 = Instant::now();
+        for (i, key) in [b"a", b"b", b"c"].into_iter().enumerate() {
+            cache.put_at(key.to_vec(), vec![], t0 + Duration::from_secs(i as u64));
+        }
+        // Full of live sessions: the oldest ("a") goes.
+        cache.put_at(b"d".to_vec(), vec![], t0 + Duration::from_secs(10));
+        let now = t0 + Duration::from_secs(11);
+        assert_eq!(cache.lookup_at(b"a", now, false), None);
+        for key in [b"b", b"c", b"d"] {
+            assert!(cache.lookup_at(key, now, false).is_some());
+        }
+        // Later, "b" and "c" have expired: both make room, "d" stays.
+        let much_later = t0 + Duration::from_secs(305);
+        cache.put_at(b"e".to_vec(), vec![], much_later);
+        cache.put_at(b"f".to_vec(), vec![], much_later);
+        for key in [b"d", b"e", b"f"] {
+            assert!(cache.lookup_at(key, much_later, false).is_some(), "{key:?}");
+        }
+        assert_eq!(cache.entries.lock().unwrap().len(), 3);
     }
 }

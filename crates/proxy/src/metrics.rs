@@ -51,6 +51,37 @@ pub const UPSTREAM_RESULTS: [&str; 4] = [
     "upstream_timeout",
 ];
 
+/// Connection events (`connection_events_total{event}`): where connections are
+/// opened and how handshakes end. Counted once per connection, never per request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnEvent {
+    /// A TCP connection accepted on the edge or mesh listener.
+    Accepted = 0,
+    /// A mesh (mTLS) handshake completed with a caller of this trust domain.
+    MeshHandshakeOk,
+    /// Of the completed mesh handshakes, those that resumed an earlier session.
+    MeshHandshakeResumed,
+    /// A mesh handshake failed, timed out, or the caller had no identity here.
+    MeshHandshakeFailed,
+    /// A new connection to the local service (HTTP/1.1 pool).
+    ServiceConnected,
+    /// An upstream listener connected to a destination's sidecar over mTLS.
+    UpstreamDialed,
+    /// An upstream listener could not reach any instance of its destination.
+    UpstreamDialFailed,
+}
+
+/// Label values of [`ConnEvent`], in order.
+pub const CONN_EVENTS: [&str; 7] = [
+    "accepted",
+    "mesh_handshake_ok",
+    "mesh_handshake_resumed",
+    "mesh_handshake_failed",
+    "service_connected",
+    "upstream_dialed",
+    "upstream_dial_failed",
+];
+
 /// Index of `code` in `list` (the last slot when unknown).
 pub fn slot(list: &[&str], code: &str) -> usize {
     list.iter()
@@ -65,6 +96,19 @@ pub struct Counters {
     /// [allow, deny] x REASONS.
     pub decisions: [[AtomicU64; 13]; 2],
     pub upstream: [AtomicU64; 4],
+    pub connection_events: [AtomicU64; 7],
+}
+
+impl Counters {
+    /// Counts one connection event.
+    pub fn connection(&self, event: ConnEvent) {
+        self.connection_events[event as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many times `event` happened.
+    pub fn connections(&self, event: ConnEvent) -> u64 {
+        self.connection_events[event as usize].load(Ordering::Relaxed)
+    }
 }
 
 /// The proxy's metrics.
@@ -152,6 +196,11 @@ struct ResultLabel {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabel {
+    event: &'static str,
+}
+
 impl Collector for CounterCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let probe = ConstCounter::new(0u64);
@@ -182,6 +231,17 @@ impl Collector for CounterCollector {
                 let labels = ResultLabel { result };
                 ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
             }
+        }
+        let mut family = encoder.encode_descriptor(
+            "connection_events",
+            "Connections opened (downstream, to the local service, to destination sidecars) and how mesh handshakes ended",
+            None,
+            probe.metric_type(),
+        )?;
+        for (i, event) in CONN_EVENTS.into_iter().enumerate() {
+            let n = self.counters.connection_events[i].load(Ordering::Relaxed);
+            let labels = EventLabel { event };
+            ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
         }
         Ok(())
     }

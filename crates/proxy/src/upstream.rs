@@ -9,6 +9,7 @@
 //! service closed an idle connection under us) is retried once on a new connection.
 //! HTTP/2 and gRPC use hyper-util's client, which multiplexes on one connection.
 
+use crate::metrics::{ConnEvent, Counters};
 use crate::ProxyConfig;
 use http_body_util::{Either, Full};
 use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
@@ -116,6 +117,7 @@ impl std::fmt::Debug for UpstreamBody {
 pub(crate) struct H1Pool {
     addr: SocketAddr,
     idle: Mutex<Vec<(SendRequest<Incoming>, Instant)>>,
+    counters: Arc<Counters>,
 }
 
 impl H1Pool {
@@ -153,6 +155,7 @@ impl H1Pool {
                 }
             };
         stream.set_nodelay(true).map_err(UpstreamError::Connect)?;
+        self.counters.connection(ConnEvent::ServiceConnected);
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(UpstreamError::Reset)?;
@@ -184,7 +187,7 @@ pub(crate) struct Upstream {
 }
 
 impl Upstream {
-    pub(crate) fn new(config: &ProxyConfig) -> Self {
+    pub(crate) fn new(config: &ProxyConfig, counters: Arc<Counters>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
@@ -194,6 +197,7 @@ impl Upstream {
             h1: Arc::new(H1Pool {
                 addr: config.upstream,
                 idle: Mutex::new(Vec::new()),
+                counters,
             }),
             h2: Client::builder(TokioExecutor::new())
                 .http2_only(true)

@@ -77,7 +77,13 @@ async fn sidecar(agent: SocketAddr, id: &str) -> Sidecar {
             endpoints.clone(),
         ));
         let l = tokio::net::TcpListener::bind(bind).await.unwrap();
-        tokio::spawn(serve_upstream(tls.clone(), dest, endpoints, l));
+        tokio::spawn(serve_upstream(
+            proxy.clone(),
+            tls.clone(),
+            dest,
+            endpoints,
+            l,
+        ));
     }
     Sidecar {
         proxy,
@@ -139,6 +145,26 @@ async fn web_calls_api_over_mtls_and_api_enforces_intentions_for_web() {
         assert_eq!(last.intention.as_deref(), Some("web -> api (precedence 9)"));
     }
     assert_eq!(web.tls.identity().service, "web");
+
+    // The next connection resumes the TLS session (no certificate checks or
+    // signatures), and the caller is still web: the identity comes from the session.
+    use tribune_proxy::metrics::ConnEvent;
+    let counters = api.proxy.metrics.counters.clone();
+    assert_eq!(counters.connections(ConnEvent::MeshHandshakeResumed), 0);
+    let status = tokio::task::spawn_blocking(move || call(upstream, "/again"))
+        .await
+        .unwrap();
+    assert_eq!(status, Ok(200));
+    assert_eq!(counters.connections(ConnEvent::MeshHandshakeOk), 2);
+    assert_eq!(counters.connections(ConnEvent::MeshHandshakeResumed), 1);
+    {
+        let recs = api.records.lock().unwrap();
+        let last = recs.last().unwrap();
+        assert_eq!(last.path, "/again");
+        assert_eq!(last.caller.as_deref(), Some("web"));
+    }
+    let web_counters = web.proxy.metrics.counters.clone();
+    assert_eq!(web_counters.connections(ConnEvent::UpstreamDialed), 2);
 
     // deny takes effect for web.
     put(&c, "/v1/config", json!({"Kind": "service-intentions", "Name": "api", "Sources": [{"Name": "web", "Action": "deny"}]})).await;

@@ -256,6 +256,7 @@ fn proxy(args: ProxyArgs, io: &mut Io<'_>) -> u8 {
                 }
                 lines.push((format!("Upstream {dest}"), bind.to_string()));
                 tokio::spawn(tribune_proxy::mesh::serve_upstream(
+                    proxy.clone(),
                     tls.clone(),
                     dest,
                     endpoints,
