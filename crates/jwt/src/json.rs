@@ -3,6 +3,7 @@
 //! does the same for the payload so two parsers can never disagree on a claim).
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
 use std::fmt;
 
@@ -54,13 +55,17 @@ impl<'de> Visitor<'de> for NoDupsVisitor {
         Ok(Value::Array(out))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Map::new();
+        let mut out = Map::with_capacity(map.size_hint().unwrap_or(8));
         while let Some(k) = map.next_key::<String>()? {
-            if out.contains_key(&k) {
-                return Err(de::Error::custom(format!("duplicate member {k:?}")));
+            // One hash per member: the vacant slot is filled once the value is parsed.
+            match out.entry(k) {
+                Entry::Occupied(e) => {
+                    return Err(de::Error::custom(format!("duplicate member {:?}", e.key())));
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(map.next_value_seed(NoDups)?);
+                }
             }
-            let v = map.next_value_seed(NoDups)?;
-            out.insert(k, v);
         }
         Ok(Value::Object(out))
     }
