@@ -27,10 +27,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tribune_ca::{certs_from_pem, identity_of, verify_leaf, Usage};
 
-/// How long a mesh TLS session can be resumed after its full handshake. A resumed
-/// handshake skips certificate checks and signatures (the caller's identity is the
-/// one the full handshake verified), so it is kept short; sessions also end with the
-/// identity they were made under (leaf renewal, root rotation).
+/// How long a stored mesh TLS session can be resumed. A resumed handshake skips
+/// certificate checks and signatures (the caller's identity is the one the full
+/// handshake verified, carried in the session), so this is kept short. A resumption
+/// stores a fresh session, but none outlives the server identity it was made under:
+/// a new leaf (renewed at least every `sidecar::RENEW_EVERY`, 10 minutes) or new
+/// roots build a new server config with an empty cache, so the next handshake after
+/// that is full.
 pub const SESSION_TTL: Duration = Duration::from_secs(300);
 /// Most resumable sessions the mesh listener remembers.
 pub const SESSION_CACHE_SIZE: usize = 1024;
@@ -165,7 +168,7 @@ impl Identity {
 }
 
 /// The mesh listener's resumable sessions: bounded, and each usable for `ttl` after
-/// the full handshake that made it (rustls' own cache keeps them for a day).
+/// it was stored (rustls' own cache keeps them for a day).
 #[derive(Debug)]
 struct SessionCache {
     ttl: Duration,

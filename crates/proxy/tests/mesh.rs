@@ -305,3 +305,83 @@ async fn root_rotation_under_a_steady_request_loop_fails_no_request() {
         &failed[..failed.len().min(3)]
     );
 }
+
+/// Sessions resume within one identity and never across a new one: after the
+/// server's leaf is replaced, the next handshake is full again (certificates
+/// checked), and so is a client's first handshake under its new identity.
+#[tokio::test]
+async fn sessions_resume_within_an_identity_and_not_across_a_new_one() {
+    use rustls::HandshakeKind;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let td = "11111111-2222-3333-4444-555555555555.consul";
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut root = tribune_ca::Root::generate(td, now).unwrap();
+    let mut identity = |svc: &str| {
+        let leaf = root
+            .issue_leaf(
+                &tribune_ca::ServiceId::new(td, "dc1", svc),
+                now,
+                Duration::from_secs(3600),
+            )
+            .unwrap();
+        let pem = LeafPem {
+            cert_pem: leaf.cert_pem,
+            key_pem: leaf.key_pem,
+        };
+        Identity::new(td, std::slice::from_ref(&root.cert_pem), &pem).unwrap()
+    };
+    let api = MeshTls::new(identity("api"));
+    let web = MeshTls::new(identity("web"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server_tls = api.clone();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = listener.accept().await.unwrap();
+            // The server config current at accept time, as serve_mesh does.
+            let acceptor = tokio_rustls::TlsAcceptor::from(server_tls.identity().server_config());
+            tokio::spawn(async move {
+                let Ok(mut s) = acceptor.accept(s).await else {
+                    return;
+                };
+                let caller = s
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(tribune_ca::identity_of)
+                    .map(|id| id.service)
+                    .unwrap_or_default();
+                s.write_all(caller.as_bytes()).await.unwrap();
+                s.shutdown().await.unwrap();
+            });
+        }
+    });
+    let connect = |tls: Arc<MeshTls>| async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let config = tls.identity().client_config("api").unwrap();
+        let name = rustls::pki_types::ServerName::try_from("api.sidecar").unwrap();
+        let mut c = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let mut caller = String::new();
+        c.read_to_string(&mut caller).await.unwrap();
+        (c.get_ref().1.handshake_kind(), caller)
+    };
+    let full = Some(HandshakeKind::Full);
+    let resumed = Some(HandshakeKind::Resumed);
+    assert_eq!(connect(web.clone()).await, (full, "web".to_string()));
+    assert_eq!(connect(web.clone()).await, (resumed, "web".to_string()));
+    assert_eq!(connect(web.clone()).await, (resumed, "web".to_string()));
+    // The server renews its leaf: its session cache starts empty.
+    api.replace(identity("api"));
+    assert_eq!(connect(web.clone()).await, (full, "web".to_string()));
+    assert_eq!(connect(web.clone()).await, (resumed, "web".to_string()));
+    // The client renews its leaf: new client config, no tickets to offer.
+    web.replace(identity("web"));
+    assert_eq!(connect(web.clone()).await, (full, "web".to_string()));
+}
