@@ -170,6 +170,22 @@ for sc in ("repeated", "rotating", "none"):
         continue
     t, h, n = by[(sc, "tribune")], by[(sc, "haproxy")], by[(sc, "nginx")]
     print(f"| {sc} | {t[0] / h[0]:.2f}x | {t[0] / n[0]:.2f}x | {t[1]:.2f} vs {h[1]:.2f} ms |")
+if rounds > 1:
+    # The ratio within each round (systems measured seconds apart, so the VM's drift
+    # between minutes mostly cancels), and the median of those.
+    print()
+    print("| scenario | Tribune / HAProxy by round (median) | Tribune / nginx by round (median) |")
+    print("|---|---|---|")
+    for sc in ("repeated", "rotating", "none"):
+        rps = {s: [float(r[2]) for r in groups.get((sc, s), [])] for s in ("tribune", "haproxy", "nginx")}
+        if not all(rps.values()) or len({len(v) for v in rps.values()}) != 1:
+            continue
+        cells = []
+        for other in ("haproxy", "nginx"):
+            ratios = [t / o for t, o in zip(rps["tribune"], rps[other])]
+            med = sorted(ratios)[len(ratios) // 2]
+            cells.append(", ".join(f"{x:.2f}x" for x in ratios) + f" ({med:.2f}x)")
+        print(f"| {sc} | {cells[0]} | {cells[1]} |")
 EOF
 cat "$REPORT"
 if [ "${PERF:-0}" = 1 ]; then echo "perf profiles: $OUT/perf-*.data"; fi

@@ -321,11 +321,7 @@ pub struct MeshTls {
 
 impl MeshTls {
     pub fn new(identity: Identity) -> Arc<Self> {
-        // aws-lc seeds its random generator from CPU jitter on the first draw in a
-        // process (~45 ms on the benchmark VM): pay it now, not in the first caller's
-        // handshake.
-        let mut seed = [0u8; 1];
-        let _ = provider().secure_random.fill(&mut seed);
+        crate::seed_random();
         Arc::new(MeshTls {
             current: ArcSwap::from_pointee(identity),
         })
