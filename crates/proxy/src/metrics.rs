@@ -71,16 +71,30 @@ pub enum ConnEvent {
     UpstreamDialFailed,
 }
 
-/// Label values of [`ConnEvent`], in order.
-pub const CONN_EVENTS: [&str; 7] = [
-    "accepted",
-    "mesh_handshake_ok",
-    "mesh_handshake_resumed",
-    "mesh_handshake_failed",
-    "service_connected",
-    "upstream_dialed",
-    "upstream_dial_failed",
-];
+impl ConnEvent {
+    pub const ALL: [ConnEvent; 7] = [
+        ConnEvent::Accepted,
+        ConnEvent::MeshHandshakeOk,
+        ConnEvent::MeshHandshakeResumed,
+        ConnEvent::MeshHandshakeFailed,
+        ConnEvent::ServiceConnected,
+        ConnEvent::UpstreamDialed,
+        ConnEvent::UpstreamDialFailed,
+    ];
+
+    /// The `event` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ConnEvent::Accepted => "accepted",
+            ConnEvent::MeshHandshakeOk => "mesh_handshake_ok",
+            ConnEvent::MeshHandshakeResumed => "mesh_handshake_resumed",
+            ConnEvent::MeshHandshakeFailed => "mesh_handshake_failed",
+            ConnEvent::ServiceConnected => "service_connected",
+            ConnEvent::UpstreamDialed => "upstream_dialed",
+            ConnEvent::UpstreamDialFailed => "upstream_dial_failed",
+        }
+    }
+}
 
 /// Index of `code` in `list` (the last slot when unknown).
 pub fn slot(list: &[&str], code: &str) -> usize {
@@ -96,7 +110,7 @@ pub struct Counters {
     /// [allow, deny] x REASONS.
     pub decisions: [[AtomicU64; 13]; 2],
     pub upstream: [AtomicU64; 4],
-    pub connection_events: [AtomicU64; 7],
+    pub connection_events: [AtomicU64; ConnEvent::ALL.len()],
 }
 
 impl Counters {
@@ -238,9 +252,11 @@ impl Collector for CounterCollector {
             None,
             probe.metric_type(),
         )?;
-        for (i, event) in CONN_EVENTS.into_iter().enumerate() {
-            let n = self.counters.connection_events[i].load(Ordering::Relaxed);
-            let labels = EventLabel { event };
+        for event in ConnEvent::ALL {
+            let n = self.counters.connections(event);
+            let labels = EventLabel {
+                event: event.label(),
+            };
             ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
         }
         Ok(())
@@ -367,4 +383,26 @@ pub fn render(metrics: &Metrics) -> String {
         out.clear();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_connection_event_has_its_own_slot_and_label() {
+        for (i, event) in ConnEvent::ALL.into_iter().enumerate() {
+            assert_eq!(event as usize, i, "{event:?}");
+        }
+        let metrics = Metrics::new();
+        metrics.counters.connection(ConnEvent::MeshHandshakeResumed);
+        metrics.counters.connection(ConnEvent::MeshHandshakeResumed);
+        metrics.counters.connection(ConnEvent::UpstreamDialFailed);
+        let text = render(&metrics);
+        assert!(text
+            .contains("tribune_proxy_connection_events_total{event=\"mesh_handshake_resumed\"} 2"));
+        assert!(text
+            .contains("tribune_proxy_connection_events_total{event=\"upstream_dial_failed\"} 1"));
+        assert!(text.contains("tribune_proxy_connection_events_total{event=\"accepted\"} 0"));
+    }
 }
