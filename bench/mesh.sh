@@ -7,8 +7,13 @@
 # Real processes: the agent, two sidecars (release build, pinned to CPU 0), nginx as
 # the api (CPU 1), the fixed-rate load driver (CPU 1), which sends a direct and a
 # mesh request at each tick (each path at RATE). api speaks http, so its sidecar
-# runs the full L7 path (intention web -> api allow). Prints the added latency and the
+# runs the full L7 path (intention web -> api allow). Prints the added latency, the
+# connections each sidecar opened and accepted (connection_events_total), and the
 # sidecars' CPU time and peak RSS.
+#
+# For a timeline of slow moments: LOADGEN_SLOW_MS=5 writes every request slower than
+# 5 ms to load.err, MESH_LOG=warn,tribune_proxy::mesh=debug logs every mesh
+# connection with its handshake time (both in the run's temp directory).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RATE=${1:-1000}
