@@ -329,6 +329,7 @@ fn proxy(args: ProxyArgs, io: &mut Io<'_>) -> u8 {
             proxy.clone(),
             admin_listener,
         ));
+        tokio::spawn(tribune_proxy::keep_timer_armed());
         super::agent::shutdown_signal().await;
         let _ = writeln!(io.out, "==> Tribune proxy stopped");
         0
