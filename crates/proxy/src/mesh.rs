@@ -116,6 +116,9 @@ impl Identity {
             .with_single_cert(chain.clone(), key.clone_key())
             .map_err(|e| format!("leaf certificate: {e}"))?;
         server.session_storage = Arc::new(SessionCache::new(SESSION_TTL, SESSION_CACHE_SIZE));
+        // Four tickets per handshake (rustls sends two): a client keeps up to eight
+        // per server, so a burst of new connections still finds tickets to resume.
+        server.send_tls13_tickets = 4;
         Ok(Identity {
             trust_domain: trust_domain.to_ascii_lowercase(),
             service: id.service,
@@ -415,6 +418,13 @@ impl Endpoints {
     }
 }
 
+/// The TLS server name for one instance of `destination`: a DNS name that holds its
+/// address (`api.i127-0-0-1-21000.sidecar`).
+fn instance_name(destination: &str, addr: SocketAddr) -> Result<ServerName<'static>, String> {
+    let instance = addr.to_string().replace(['.', ':', '[', ']'], "-");
+    ServerName::try_from(format!("{destination}.i{instance}.sidecar")).map_err(|e| e.to_string())
+}
+
 /// Dials one instance of `destination`'s sidecar over mTLS, trying the next instance
 /// once if the first fails.
 pub async fn dial(
@@ -432,8 +442,10 @@ pub async fn dial(
         let Some(addr) = endpoints.pick() else { break };
         let identity = tls.identity();
         let config = identity.client_config(destination)?;
-        let name =
-            ServerName::try_from(format!("{destination}.sidecar")).map_err(|e| e.to_string())?;
+        // The server is checked by its SPIFFE identity, not this name; the name keys
+        // the client's session tickets, so it names the instance: a ticket from one
+        // instance is never offered to (and wasted on) another.
+        let name = instance_name(destination, addr)?;
         let attempt = async {
             let tcp = TcpStream::connect(addr)
                 .await
@@ -498,6 +510,16 @@ pub async fn serve_upstream(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instance_names_are_valid_dns_names_per_address() {
+        let v4 = instance_name("api", "127.0.0.1:21000".parse().unwrap()).unwrap();
+        assert_eq!(v4.to_str(), "api.i127-0-0-1-21000.sidecar");
+        let v6 = instance_name("api", "[::1]:21000".parse().unwrap()).unwrap();
+        assert_eq!(v6.to_str(), "api.i---1--21000.sidecar");
+        let other = instance_name("api", "127.0.0.1:21001".parse().unwrap()).unwrap();
+        assert_ne!(v4, other);
+    }
 
     #[test]
     fn sessions_expire_after_the_ttl() {
