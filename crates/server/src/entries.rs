@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::sync::Arc;
 use tribune_authz::is_http_like;
 use tribune_model::{entry_from_json, go, ConfigEntry, EntryError, Kind, WILDCARD};
@@ -37,17 +38,8 @@ pub(crate) fn load_all(state: &AppState) -> ApiResult<Arc<Vec<(ConfigEntry, Reco
     }
     let mut out = Vec::new();
     for r in state.store.list(CONFIG_TABLE)? {
-        let value: Value = serde_json::from_slice(&r.value).map_err(|e| {
-            ApiError(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                format!("stored entry {}: {e}", r.key),
-            )
-        })?;
-        match entry_from_json(value) {
-            Ok(e) => out.push((e, r)),
-            Err(e) => {
-                tracing::error!(key = %r.key, error = %e, "stored entry no longer valid; skipped")
-            }
+        if let Some(e) = decode_record(&r)? {
+            out.push((e, r));
         }
     }
     let all = Arc::new(out);
@@ -55,6 +47,67 @@ pub(crate) fn load_all(state: &AppState) -> ApiResult<Arc<Vec<(ConfigEntry, Reco
         *cache = Some((index, all.clone()));
     }
     Ok(all)
+}
+
+/// A stored entry through the one validation pipeline; `None` (logged) when it is no
+/// longer valid.
+fn decode_record(r: &Record) -> ApiResult<Option<ConfigEntry>> {
+    let value: Value = serde_json::from_slice(&r.value).map_err(|e| {
+        ApiError(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("stored entry {}: {e}", r.key),
+        )
+    })?;
+    match entry_from_json(value) {
+        Ok(e) => Ok(Some(e)),
+        Err(e) => {
+            tracing::error!(key = %r.key, error = %e, "stored entry no longer valid; skipped");
+            Ok(None)
+        }
+    }
+}
+
+/// After a write of `key` under the write lock, at store index `index`: the cached
+/// entries become `current` with that one record replaced, added or removed, so the
+/// next write or snapshot query decodes one entry, not the whole table. When anything
+/// else moved the table's index, or the record can't be read back, the cache is left
+/// for [`load_all`] to rebuild.
+fn refresh_after_write(
+    state: &AppState,
+    current: Arc<Vec<(ConfigEntry, Record)>>,
+    index: u64,
+    key: &str,
+) {
+    if !matches!(state.store.table_index(CONFIG_TABLE), Ok(i) if i == index) {
+        return;
+    }
+    let fresh = match state.store.get(CONFIG_TABLE, key) {
+        Ok(Some(r)) => match decode_record(&r) {
+            Ok(Some(e)) => Some((e, r)),
+            _ => return,
+        },
+        Ok(None) => None,
+        Err(_) => return,
+    };
+    let Ok(mut cache) = state.entries_cache.lock() else {
+        return;
+    };
+    // The cache usually holds the same list as `current`: release it so the list can
+    // be changed in place instead of copied (readers still holding it force a copy).
+    drop(cache.take());
+    let mut all = Arc::try_unwrap(current).unwrap_or_else(|shared| (*shared).clone());
+    match (all.iter().position(|(_, r)| r.key == key), fresh) {
+        (Some(i), Some(entry)) => all[i] = entry,
+        (Some(i), None) => {
+            all.remove(i);
+        }
+        (None, Some(entry)) => {
+            let at = all.partition_point(|(_, r)| r.key.as_str() < key);
+            all.insert(at, entry);
+        }
+        (None, None) => {}
+    }
+    *cache = Some((index, Arc::new(all)));
 }
 
 pub(crate) fn load_one(
@@ -184,12 +237,30 @@ pub(crate) fn cross_checks(
         Some(Kind::ServiceDefaults | Kind::ProxyDefaults | Kind::ServiceIntentions)
     );
     if protocol_may_change {
+        // One pass to index the protocols, then one lookup per intention (not a scan
+        // of every entry per intention).
+        let own: HashMap<&str, &str> = after
+            .iter()
+            .filter_map(|e| match e {
+                ConfigEntry::ServiceDefaults(s) if !s.protocol.is_empty() => {
+                    Some((s.name.as_str(), s.protocol.as_str()))
+                }
+                _ => None,
+            })
+            .collect();
+        let global = after.iter().find_map(|e| match e {
+            ConfigEntry::ProxyDefaults(p) => p.protocol(),
+            _ => None,
+        });
         for e in &after {
             if let ConfigEntry::ServiceIntentions(si) = e {
                 if si.name == WILDCARD || !si.has_any_permissions() {
                     continue;
                 }
-                let p = protocol_of(&after, &si.name);
+                let p = match own.get(si.name.as_str()) {
+                    Some(p) => p.to_string(),
+                    None => global.clone().unwrap_or_else(|| "tcp".into()),
+                };
                 if !is_http_like(&p) {
                     return Err(l7_protocol_error(&si.name, &p));
                 }
@@ -237,14 +308,16 @@ pub(crate) async fn write_entry(
     let current = load_all(state)?;
     cross_checks(&current, Some(entry), None).map_err(ApiError::bad_request)?;
     let warnings = warnings_for(state, &current, entry);
+    let key = entry_key(entry.kind(), entry.name());
     let applied = state.store.apply(&[Op::Put {
         table: CONFIG_TABLE.into(),
-        key: entry_key(entry.kind(), entry.name()),
+        key: key.clone(),
         value: entry.to_canonical_string().into_bytes(),
         cas,
     }])?;
     if applied.changed {
         tracing::info!(kind = %entry.kind(), name = entry.name(), index = applied.index, "config entry written");
+        refresh_after_write(state, current, applied.index, &key);
     }
     Ok(Written {
         ok: applied.ok,
@@ -408,13 +481,15 @@ pub(crate) async fn delete_entry(
     let _guard = state.write_lock.lock().await;
     let current = load_all(state)?;
     cross_checks(&current, None, Some((kind, name))).map_err(ApiError::bad_request)?;
+    let key = entry_key(kind, name);
     let applied = state.store.apply(&[Op::Delete {
         table: CONFIG_TABLE.into(),
-        key: entry_key(kind, name),
+        key: key.clone(),
         cas,
     }])?;
     if applied.changed {
         tracing::info!(kind = %kind, name, index = applied.index, "config entry deleted");
+        refresh_after_write(state, current, applied.index, &key);
     }
     Ok(applied.ok)
 }

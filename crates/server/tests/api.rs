@@ -948,3 +948,63 @@ async fn services_register_with_sidecars_and_are_found_by_destination() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// Writes update the agent's decoded-entry cache in place (no re-decode of the whole
+/// table per write): after a mix of creates, updates and deletes, what the agent
+/// serves and checks against must equal what a fresh agent reads from the store.
+#[tokio::test]
+async fn the_entry_cache_matches_the_store_after_writes_and_deletes() {
+    let store: Arc<dyn tribune_store::Store> = Arc::new(RedbStore::in_memory().unwrap());
+    let api = Api {
+        state: AppState::new(store.clone(), AgentConfig::default()).unwrap(),
+    };
+    let writes = [
+        API_HTTP,
+        OKTA,
+        r#"{"Kind":"service-defaults","Name":"zzz","Protocol":"http"}"#,
+        r#"{"Kind":"service-defaults","Name":"aaa","Protocol":"grpc"}"#,
+        API_L7,
+        r#"{"Kind":"service-defaults","Name":"aaa","Protocol":"http"}"#,
+    ];
+    for body in writes {
+        let r = api.put(body).await;
+        assert_eq!(r.status, StatusCode::OK, "{body}: {}", r.body);
+    }
+    let r = api
+        .call("DELETE", "/v1/config/service-defaults/zzz", None, "")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // Checked against the cached state: api has L7 intentions, so it can't become tcp.
+    let r = api
+        .put(r#"{"Kind":"service-defaults","Name":"api","Protocol":"tcp"}"#)
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.body.contains("incompatible with L7"), "{}", r.body);
+
+    let fresh = Api {
+        state: AppState::new(store.clone(), AgentConfig::default()).unwrap(),
+    };
+    for uri in [
+        "/v1/config/service-defaults",
+        "/v1/config/service-intentions",
+        "/v1/config/jwt-provider",
+        "/v1/config/service-defaults/aaa",
+    ] {
+        let (cached, read) = (
+            api.call("GET", uri, None, "").await,
+            fresh.call("GET", uri, None, "").await,
+        );
+        assert_eq!(cached.status, StatusCode::OK, "{uri}");
+        assert_eq!(cached.body, read.body, "{uri}");
+    }
+    let names: Vec<String> = api
+        .call("GET", "/v1/config/service-defaults", None, "")
+        .await
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["Name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["aaa", "api"]);
+}
