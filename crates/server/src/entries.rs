@@ -69,9 +69,11 @@ fn decode_record(r: &Record) -> ApiResult<Option<ConfigEntry>> {
 
 /// After a write of `key` under the write lock, at store index `index`: the cached
 /// entries become `current` with that one record replaced, added or removed, so the
-/// next write or snapshot query decodes one entry, not the whole table. When anything
-/// else moved the table's index, or the record can't be read back, the cache is left
-/// for [`load_all`] to rebuild.
+/// next write or snapshot query decodes one entry, not the whole table. Every writer
+/// of the config table holds `write_lock` (one agent process owns the store, as the
+/// cross-entry checks already assume), so `current` is the table as it was right
+/// before this write. When anything else moved the table's index since, or the record
+/// can't be read back, the cache is left for [`load_all`] to rebuild.
 fn refresh_after_write(
     state: &AppState,
     current: Arc<Vec<(ConfigEntry, Record)>>,
