@@ -6,18 +6,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tribune_proxy::mesh::{Identity, LeafPem, MeshTls};
+use tribune_proxy::mesh::{Identity, MeshTls};
 
-fn identity(root: &mut tribune_ca::Root, td: &str, svc: &str, now: i64) -> Identity {
-    let id = tribune_ca::ServiceId::new(td, "dc1", svc);
-    let leaf = root
-        .issue_leaf(&id, now, Duration::from_secs(3600))
-        .unwrap();
-    let leaf = LeafPem {
-        cert_pem: leaf.cert_pem,
-        key_pem: leaf.key_pem,
-    };
-    Identity::new(td, std::slice::from_ref(&root.cert_pem), &leaf).unwrap()
+fn identity(root: &mut tribune_ca::Root, svc: &str, now: i64) -> Identity {
+    Identity::issued_by(root, "dc1", svc, now, Duration::from_secs(3600)).unwrap()
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -32,8 +24,8 @@ async fn main() {
         .unwrap()
         .as_secs() as i64;
     let mut root = tribune_ca::Root::generate(td, now).unwrap();
-    let api = MeshTls::new(identity(&mut root, td, "api", now));
-    let web = MeshTls::new(identity(&mut root, td, "web", now));
+    let api = MeshTls::new(identity(&mut root, "api", now));
+    let web = MeshTls::new(identity(&mut root, "web", now));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(api.identity().server_config());
@@ -69,7 +61,7 @@ async fn main() {
             let config = if resumed {
                 shared.clone()
             } else {
-                identity(&mut root, td, "web", now)
+                identity(&mut root, "web", now)
                     .client_config("api")
                     .unwrap()
             };

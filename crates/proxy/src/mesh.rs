@@ -66,6 +66,15 @@ pub struct LeafPem {
     pub key_pem: String,
 }
 
+impl From<tribune_ca::Leaf> for LeafPem {
+    fn from(leaf: tribune_ca::Leaf) -> Self {
+        LeafPem {
+            cert_pem: leaf.cert_pem,
+            key_pem: leaf.key_pem,
+        }
+    }
+}
+
 impl std::fmt::Debug for LeafPem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("LeafPem { key: <redacted> }")
@@ -116,9 +125,6 @@ impl Identity {
             .with_single_cert(chain.clone(), key.clone_key())
             .map_err(|e| format!("leaf certificate: {e}"))?;
         server.session_storage = Arc::new(SessionCache::new(SESSION_TTL, SESSION_CACHE_SIZE));
-        // Four tickets per handshake (rustls sends two): a client keeps up to eight
-        // per server, so a burst of new connections still finds tickets to resume.
-        server.send_tls13_tickets = 4;
         Ok(Identity {
             trust_domain: trust_domain.to_ascii_lowercase(),
             service: id.service,
@@ -128,6 +134,26 @@ impl Identity {
             server: Arc::new(server),
             clients: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// An identity for `service` with a leaf issued here by `root` (valid from `now`
+    /// for `ttl`), trusting that root alone: a mesh without an agent (tests,
+    /// benchmarks).
+    pub fn issued_by(
+        root: &mut tribune_ca::Root,
+        datacenter: &str,
+        service: &str,
+        now: i64,
+        ttl: Duration,
+    ) -> Result<Self, String> {
+        let id = tribune_ca::ServiceId::new(&root.trust_domain, datacenter, service);
+        let leaf = root.issue_leaf(&id, now, ttl).map_err(|e| e.to_string())?;
+        let trust_domain = root.trust_domain.clone();
+        Identity::new(
+            &trust_domain,
+            std::slice::from_ref(&root.cert_pem),
+            &leaf.into(),
+        )
     }
 
     /// The mesh listener's server config (client certificates required).

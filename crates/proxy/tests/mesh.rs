@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::*;
 use tribune_client::{Client, Target};
-use tribune_proxy::mesh::{serve_mesh, serve_upstream, Endpoints, Identity, LeafPem, MeshTls};
+use tribune_proxy::mesh::{serve_mesh, serve_upstream, Endpoints, Identity, MeshTls};
 use tribune_proxy::sidecar::{registration, watch_endpoints, IdentityWatch};
 use tribune_proxy::{Proxy, ProxyConfig};
 
@@ -208,15 +208,7 @@ async fn web_calls_api_over_mtls_and_api_enforces_intentions_for_web() {
             Duration::from_secs(3600),
         )
         .unwrap();
-    let rogue_identity = Identity::new(
-        &td,
-        &roots,
-        &LeafPem {
-            cert_pem: rogue.cert_pem,
-            key_pem: rogue.key_pem,
-        },
-    )
-    .unwrap();
+    let rogue_identity = Identity::new(&td, &roots, &rogue.into()).unwrap();
     let rogue_tls = MeshTls::new(rogue_identity);
     let eps = Endpoints::default();
     eps.set(vec![mesh_addr]);
@@ -320,18 +312,7 @@ async fn sessions_resume_within_an_identity_and_not_across_a_new_one() {
         .as_secs() as i64;
     let mut root = tribune_ca::Root::generate(td, now).unwrap();
     let mut identity = |svc: &str| {
-        let leaf = root
-            .issue_leaf(
-                &tribune_ca::ServiceId::new(td, "dc1", svc),
-                now,
-                Duration::from_secs(3600),
-            )
-            .unwrap();
-        let pem = LeafPem {
-            cert_pem: leaf.cert_pem,
-            key_pem: leaf.key_pem,
-        };
-        Identity::new(td, std::slice::from_ref(&root.cert_pem), &pem).unwrap()
+        Identity::issued_by(&mut root, "dc1", svc, now, Duration::from_secs(3600)).unwrap()
     };
     let api = MeshTls::new(identity("api"));
     let web = MeshTls::new(identity("web"));
