@@ -37,6 +37,16 @@ impl Reply {
     fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
     }
+
+    /// The `Name` of every entry in a list reply.
+    fn names(&self) -> Vec<String> {
+        self.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["Name"].as_str().unwrap().to_string())
+            .collect()
+    }
 }
 
 impl Api {
@@ -587,14 +597,7 @@ async fn acls_for_intentions_services_and_list_filtering() {
     let r = api
         .call("GET", "/v1/config/service-intentions", Some(&api_owner), "")
         .await;
-    let names: Vec<String> = r
-        .json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["Name"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(names, ["api"]);
+    assert_eq!(r.names(), ["api"]);
     assert_eq!(r.headers["x-consul-results-filtered-by-acls"], "true");
     // check needs service:read on the destination.
     let r = api
@@ -997,14 +1000,8 @@ async fn the_entry_cache_matches_the_store_after_writes_and_deletes() {
         assert_eq!(cached.status, StatusCode::OK, "{uri}");
         assert_eq!(cached.body, read.body, "{uri}");
     }
-    let names: Vec<String> = api
+    let listed = api
         .call("GET", "/v1/config/service-defaults", None, "")
-        .await
-        .json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["Name"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(names, ["aaa", "api"]);
+        .await;
+    assert_eq!(listed.names(), ["aaa", "api"]);
 }
