@@ -362,19 +362,52 @@ pub(crate) async fn create_token(
     .into_response())
 }
 
+/// What Consul shows in place of a `SecretID` the caller may not see.
+const REDACTED_SECRET: &str = "<hidden>";
+
+/// Who may see a token's `SecretID` (Consul's rule): a caller with `acl:write`, or
+/// the token's own holder (`token/self`). Everyone else reads `<hidden>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Secret {
+    Shown,
+    Hidden,
+}
+
+impl Secret {
+    fn for_caller(authz: &crate::acl::Authorizer) -> Secret {
+        if authz.acl_write().is_ok() {
+            Secret::Shown
+        } else {
+            Secret::Hidden
+        }
+    }
+}
+
+/// A stored token as the API shows it: every token read goes through here, so the
+/// redaction rule lives in one place.
+fn token_view(r: &Record, secret: Secret) -> Option<Value> {
+    let mut token: Token = serde_json::from_slice(&r.value).ok()?;
+    if secret == Secret::Hidden {
+        token.secret_id = REDACTED_SECRET.to_string();
+    }
+    Some(with_indexes(serde_json::to_value(&token).ok()?, Some(r), 0))
+}
+
 pub(crate) async fn read_token(
     State(state): State<Shared>,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    acl_caller(&state, raw.as_deref(), &headers)?.acl_read()?;
+    let authz = acl_caller(&state, raw.as_deref(), &headers)?;
+    authz.acl_read()?;
     let r = state
         .store
         .get(TOKEN_TABLE, &id)?
         .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
-    let t: Value = serde_json::from_slice(&r.value).unwrap_or(Value::Null);
-    Ok(Json(with_indexes(t, Some(&r), 0)).into_response())
+    let t = token_view(&r, Secret::for_caller(&authz))
+        .ok_or_else(|| crate::internal_error(format!("stored token {id} does not decode")))?;
+    Ok(Json(t).into_response())
 }
 
 /// `GET /v1/acl/token/self`: the caller's own token.
@@ -389,6 +422,13 @@ pub(crate) async fn token_self(
         .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
     let t = find_token_by_secret(&state, &secret)?
         .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
+    // The caller proved it holds this secret, so it may see it (Consul does the same).
+    let r = state
+        .store
+        .get(TOKEN_TABLE, &t.accessor_id)?
+        .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
+    let t = token_view(&r, Secret::Shown)
+        .ok_or_else(|| crate::internal_error("stored token does not decode".into()))?;
     Ok(Json(t).into_response())
 }
 
@@ -399,18 +439,12 @@ pub(crate) async fn list_tokens(
 ) -> ApiResult<Response> {
     let authz = acl_caller(&state, raw.as_deref(), &headers)?;
     authz.acl_read()?;
-    let show_secrets = authz.acl_write().is_ok();
+    let secret = Secret::for_caller(&authz);
     let out: Vec<Value> = state
         .store
         .list(TOKEN_TABLE)?
         .iter()
-        .filter_map(|r| {
-            let mut v: Value = serde_json::from_slice(&r.value).ok()?;
-            if !show_secrets {
-                v["SecretID"] = Value::from("<hidden>");
-            }
-            Some(with_indexes(v, Some(r), 0))
-        })
+        .filter_map(|r| token_view(r, secret))
         .collect();
     Ok(Json(out).into_response())
 }

@@ -2,14 +2,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
+use support::*;
 use tower::ServiceExt;
-use tribune_server::{router, AgentConfig, AppState, Shared};
+use tribune_server::{router, AgentConfig, AppState};
 use tribune_store::RedbStore;
 
 const OKTA: &str = r#"{"Kind":"jwt-provider","Name":"okta","Issuer":"okta",
@@ -22,76 +25,6 @@ const API_L7: &str = r#"{"Kind":"service-intentions","Name":"api",
     {"Action":"allow","HTTP":{"PathPrefix":"/v1/"},"JWT":{"Providers":[{"Name":"okta","VerifyClaims":[{"Path":["perms","role"],"Value":"admin"}]}]}}]}]}"#;
 
 const API_HTTP: &str = r#"{"Kind":"service-defaults","Name":"api","Protocol":"http"}"#;
-
-struct Api {
-    state: Shared,
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: String,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
-    }
-
-    /// The `Name` of every entry in a list reply.
-    fn names(&self) -> Vec<String> {
-        self.json()
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["Name"].as_str().unwrap().to_string())
-            .collect()
-    }
-}
-
-impl Api {
-    fn new(config: AgentConfig) -> Self {
-        let store = Arc::new(RedbStore::in_memory().unwrap());
-        Api {
-            state: AppState::new(store, config).unwrap(),
-        }
-    }
-
-    fn dev() -> Self {
-        Api::new(AgentConfig::default())
-    }
-
-    fn with_acls() -> Self {
-        let mut c = AgentConfig::default();
-        c.acl.enabled = true;
-        c.acl.default_policy = "deny".into();
-        c.acl.initial_management = Some("root-secret".into());
-        Api::new(c)
-    }
-
-    async fn call(&self, method: &str, uri: &str, token: Option<&str>, body: &str) -> Reply {
-        let mut req = Request::builder().method(method).uri(uri);
-        if let Some(t) = token {
-            req = req.header("x-consul-token", t);
-        }
-        let res = router(self.state.clone())
-            .oneshot(req.body(Body::from(body.to_string())).unwrap())
-            .await
-            .unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        Reply {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        }
-    }
-
-    async fn put(&self, body: &str) -> Reply {
-        self.call("PUT", "/v1/config", None, body).await
-    }
-}
 
 #[tokio::test]
 async fn seed_workflow_write_provider_then_intentions() {
@@ -479,28 +412,6 @@ async fn write_time_warnings_are_returned_as_headers() {
         .collect::<Vec<_>>();
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(w[0].contains("not enforced while the default intention policy is allow"));
-}
-
-async fn token_with(api: &Api, name: &str, rules: &str) -> String {
-    let r = api
-        .call(
-            "PUT",
-            "/v1/acl/policy",
-            Some("root-secret"),
-            &json!({"Name": name, "Rules": rules}).to_string(),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let r = api
-        .call(
-            "PUT",
-            "/v1/acl/token",
-            Some("root-secret"),
-            &json!({"Policies": [{"Name": name}]}).to_string(),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    r.json()["SecretID"].as_str().unwrap().to_string()
 }
 
 #[tokio::test]

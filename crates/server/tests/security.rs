@@ -1,0 +1,106 @@
+//! The control plane's part of the security suite (`cargo test --test security` runs
+//! every crate's): one named test per attack, each driving the real router. Each
+//! test failed on the code before its fix.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+use support::*;
+
+/// Attack: a token with only `acl:read` lists the tokens, takes the bootstrap
+/// token's accessor and reads its `SecretID`, becoming management.
+#[tokio::test]
+async fn acl_read_never_reveals_another_tokens_secret() {
+    let api = Api::with_acls();
+    let reader = token_with(&api, "reader", r#"acl = "read""#).await;
+    let list = api.call("GET", "/v1/acl/tokens", Some(&reader), "").await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.body);
+    let tokens = list.json();
+    let tokens = tokens.as_array().unwrap();
+    assert!(tokens.len() >= 2, "{tokens:?}");
+    for t in tokens {
+        assert_eq!(t["SecretID"], "<hidden>", "listed: {t}");
+        let accessor = t["AccessorID"].as_str().unwrap();
+        let one = api
+            .call(
+                "GET",
+                &format!("/v1/acl/token/{accessor}"),
+                Some(&reader),
+                "",
+            )
+            .await;
+        assert_eq!(one.status, StatusCode::OK, "{}", one.body);
+        assert_eq!(one.json()["SecretID"], "<hidden>", "read: {}", one.body);
+        assert!(!one.body.contains("root-secret"), "{}", one.body);
+        assert_eq!(one.json()["AccessorID"], accessor);
+    }
+    // The reader cannot use a hidden value, and the root secret never appeared.
+    assert!(!list.body.contains("root-secret"));
+    let r = api
+        .call("GET", "/v1/acl/tokens", Some("<hidden>"), "")
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
+/// The rule's other side: `acl:write` sees secrets (Consul's rule), and every token
+/// sees its own through `token/self`.
+#[tokio::test]
+async fn acl_write_and_token_self_see_secrets() {
+    let api = Api::with_acls();
+    let reader = token_with(&api, "reader", r#"acl = "read""#).await;
+    let list = api
+        .call("GET", "/v1/acl/tokens", Some("root-secret"), "")
+        .await;
+    let listed: Vec<Value> = list.json().as_array().unwrap().clone();
+    assert!(listed.iter().any(|t| t["SecretID"] == "root-secret"));
+    assert!(listed.iter().any(|t| t["SecretID"] == json!(reader)));
+    let me = api
+        .call("GET", "/v1/acl/token/self", Some(&reader), "")
+        .await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(me.json()["SecretID"], json!(reader));
+    assert!(
+        me.json()["ModifyIndex"].as_u64().unwrap() > 0,
+        "{}",
+        me.body
+    );
+}
+
+/// Policies and tokens need `acl:read` to be read at all; anonymous gets nothing.
+#[tokio::test]
+async fn acl_objects_need_acl_read() {
+    let api = Api::with_acls();
+    let other = token_with(&api, "mesh-reader", r#"mesh = "read""#).await;
+    for path in ["/v1/acl/tokens", "/v1/acl/policies"] {
+        for token in [None, Some(other.as_str())] {
+            let r = api.call("GET", path, token, "").await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{path} {token:?}");
+            assert!(r.body.contains("acl:read"), "{}", r.body);
+        }
+    }
+}
+
+/// The CA's root private key never leaves the agent: neither the roots endpoint nor
+/// a leaf (which carries the leaf's own key only) contains it.
+#[tokio::test]
+async fn ca_endpoints_never_return_the_root_key() {
+    let api = Api::dev();
+    let roots = api.call("GET", "/v1/connect/ca/roots", None, "").await;
+    assert_eq!(roots.status, StatusCode::OK);
+    assert!(!roots.body.contains("PRIVATE KEY"), "{}", roots.body);
+    let leaf = api
+        .call("GET", "/v1/agent/connect/ca/leaf/web", None, "")
+        .await;
+    assert_eq!(leaf.status, StatusCode::OK, "{}", leaf.body);
+    let key = leaf.json()["PrivateKeyPEM"].as_str().unwrap().to_string();
+    assert_eq!(leaf.body.matches("PRIVATE KEY-----").count(), 2, "one key");
+    // The leaf key is not the root's: it does not sign the root certificate.
+    let root_pem = roots.json()["Roots"][0]["RootCert"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!root_pem.contains(&key));
+}

@@ -1,0 +1,105 @@
+//! Shared helpers of the server's router tests: an API in process (no sockets, each
+//! request through `oneshot`), replies, tokens with given rules.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tower::ServiceExt;
+use tribune_server::{router, AgentConfig, AppState, Shared};
+use tribune_store::RedbStore;
+
+pub struct Api {
+    pub state: Shared,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+
+    /// The `Name` of every entry in a list reply.
+    pub fn names(&self) -> Vec<String> {
+        self.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["Name"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+impl Api {
+    pub fn new(config: AgentConfig) -> Self {
+        let store = Arc::new(RedbStore::in_memory().unwrap());
+        Api {
+            state: AppState::new(store, config).unwrap(),
+        }
+    }
+
+    pub fn dev() -> Self {
+        Api::new(AgentConfig::default())
+    }
+
+    pub fn with_acls() -> Self {
+        let mut c = AgentConfig::default();
+        c.acl.enabled = true;
+        c.acl.default_policy = "deny".into();
+        c.acl.initial_management = Some("root-secret".into());
+        Api::new(c)
+    }
+
+    pub async fn call(&self, method: &str, uri: &str, token: Option<&str>, body: &str) -> Reply {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header("x-consul-token", t);
+        }
+        let res = router(self.state.clone())
+            .oneshot(req.body(Body::from(body.to_string())).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    pub async fn put(&self, body: &str) -> Reply {
+        self.call("PUT", "/v1/config", None, body).await
+    }
+}
+
+/// A token holding one new policy with these rules; returns its SecretID.
+pub async fn token_with(api: &Api, name: &str, rules: &str) -> String {
+    let r = api
+        .call(
+            "PUT",
+            "/v1/acl/policy",
+            Some("root-secret"),
+            &json!({"Name": name, "Rules": rules}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = api
+        .call(
+            "PUT",
+            "/v1/acl/token",
+            Some("root-secret"),
+            &json!({"Policies": [{"Name": name}]}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.json()["SecretID"].as_str().unwrap().to_string()
+}
