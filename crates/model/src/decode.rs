@@ -39,15 +39,55 @@ pub fn detect_syntax(input: &str) -> Syntax {
     }
 }
 
+/// How deeply objects and lists may nest in any document Tribune parses (entries,
+/// ACL rules, agent config, service definitions, snapshot documents, API bodies).
+/// Consul's deepest entry nests 8 levels; the limit keeps every recursive step
+/// (decoding, validation, dropping the tree) far from the end of a thread's stack.
+pub const MAX_NESTING: usize = 64;
+
+/// The error for a document nested deeper than [`MAX_NESTING`].
+pub fn nesting_message() -> String {
+    format!("nesting deeper than {MAX_NESTING} levels (the limit)")
+}
+
+/// Parses JSON text with Tribune's nesting limit: every JSON document that comes from
+/// outside goes through here (or [`parse_raw`]).
+pub fn parse_json(input: &[u8]) -> Result<Value, DecodeError> {
+    match serde_json::from_slice::<Value>(input) {
+        Ok(v) if nesting_depth(&v) > MAX_NESTING => Err(DecodeError::Syntax(nesting_message())),
+        Ok(v) => Ok(v),
+        // serde_json's own guard (128 levels) stops deeper input before it recurses.
+        Err(e) if e.to_string().starts_with("recursion limit exceeded") => {
+            Err(DecodeError::Syntax(nesting_message()))
+        }
+        Err(e) => Err(DecodeError::Syntax(format!("invalid JSON: {e}"))),
+    }
+}
+
+/// The depth of a JSON tree (a scalar is 0, `[]` and `{}` are 1), without recursion.
+pub fn nesting_depth(v: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(a) => Box::new(a.iter()),
+            Value::Object(m) => Box::new(m.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(depth + 1);
+        stack.extend(children.map(|c| (c, depth + 1)));
+    }
+    deepest
+}
+
 /// Parses HCL or JSON text into a JSON object (the "raw map" Consul decodes from).
 pub fn parse_raw(input: &str) -> Result<Map<String, Value>, DecodeError> {
     match detect_syntax(input) {
-        Syntax::Json => match serde_json::from_str::<Value>(input) {
-            Ok(Value::Object(m)) => Ok(m),
-            Ok(_) => Err(DecodeError::Syntax(
+        Syntax::Json => match parse_json(input.as_bytes())? {
+            Value::Object(m) => Ok(m),
+            _ => Err(DecodeError::Syntax(
                 "JSON config entry must be an object".into(),
             )),
-            Err(e) => Err(DecodeError::Syntax(format!("invalid JSON: {e}"))),
         },
         Syntax::Hcl => crate::hcl::parse(input).map_err(|e| DecodeError::Syntax(e.to_string())),
     }

@@ -14,6 +14,7 @@
 //! - strings keep `${...}` interpolations literally; heredocs (`<<EOF`, `<<-EOF`);
 //!   numbers (decimal, `0x` hex, floats with exponents); `true`/`false`.
 
+use crate::decode::MAX_NESTING;
 use serde_json::{Map, Number, Value};
 use std::fmt;
 
@@ -36,7 +37,12 @@ impl std::error::Error for HclError {}
 /// Parses an HCL1 document into a JSON object.
 pub fn parse(src: &str) -> Result<Map<String, Value>, HclError> {
     let tokens = Lexer::new(src).tokens()?;
-    let mut p = Parser { tokens, pos: 0 };
+    let mut p = Parser {
+        tokens,
+        pos: 0,
+        // The document itself is an object: depths count like `decode::nesting_depth`.
+        depth: 1,
+    };
     let body = p.body(false)?;
     Ok(body)
 }
@@ -438,6 +444,8 @@ fn parse_number(s: &str) -> Option<Number> {
 struct Parser {
     tokens: Vec<Spanned>,
     pos: usize,
+    /// Objects and lists open around the current token (labels count as objects).
+    depth: usize,
 }
 
 impl Parser {
@@ -460,6 +468,16 @@ impl Parser {
             col: at.col,
             message: message.into(),
         }
+    }
+
+    /// Enters `levels` more objects or lists; refuses past [`MAX_NESTING`] so no input
+    /// can recurse the parser (or anything that walks its tree) off the stack.
+    fn enter(&mut self, at: &Spanned, levels: usize) -> Result<(), HclError> {
+        self.depth += levels;
+        if self.depth > MAX_NESTING {
+            return Err(self.err(at, crate::decode::nesting_message()));
+        }
+        Ok(())
     }
 
     /// Parses object members until `}` (when `nested`) or end of input.
@@ -512,7 +530,13 @@ impl Parser {
             Tok::Assign => {
                 return Err(self.err(&t, "nested object expected: LBRACE got: ASSIGN"));
             }
-            Tok::LBrace => Value::Object(self.body(true)?),
+            Tok::LBrace => {
+                // `a "b" "c" {` opens one object per key.
+                self.enter(&t, keys.len())?;
+                let body = self.body(true)?;
+                self.depth -= keys.len();
+                Value::Object(body)
+            }
             other => {
                 return Err(self.err(
                     &t,
@@ -541,8 +565,14 @@ impl Parser {
             Tok::Str(s) => Value::String(s.clone()),
             Tok::Number(n) => Value::Number(n.clone()),
             Tok::Bool(b) => Value::Bool(*b),
-            Tok::LBrace => Value::Object(self.body(true)?),
+            Tok::LBrace => {
+                self.enter(&t, 1)?;
+                let body = self.body(true)?;
+                self.depth -= 1;
+                Value::Object(body)
+            }
             Tok::LBrack => {
+                self.enter(&t, 1)?;
                 let mut items = Vec::new();
                 loop {
                     let t = self.peek().clone();
@@ -562,6 +592,7 @@ impl Parser {
                         _ => items.push(self.value()?),
                     }
                 }
+                self.depth -= 1;
                 Value::Array(items)
             }
             Tok::Ident(s) => {
@@ -700,5 +731,37 @@ h: "colon"
         assert!(e.message.contains("list"), "{e}");
         let e = parse("= 1").unwrap_err();
         assert!(e.message.contains("expected an object key"), "{e}");
+    }
+
+    #[test]
+    fn nesting_is_limited_for_objects_lists_and_labels() {
+        let deep = |open: &str, close: &str, n: usize| {
+            format!("a = {}1{}", open.repeat(n), close.repeat(n))
+        };
+        // At the limit: parsed, and as deep as the JSON parser measures it.
+        let ok = format!(
+            "{}b = 1{}",
+            "a { ".repeat(MAX_NESTING - 1),
+            "}".repeat(MAX_NESTING - 1)
+        );
+        let v = Value::Object(parse(&ok).unwrap());
+        assert_eq!(crate::decode::nesting_depth(&v), MAX_NESTING);
+        let lists = deep("[", "]", MAX_NESTING - 1);
+        assert_eq!(
+            crate::decode::nesting_depth(&Value::Object(parse(&lists).unwrap())),
+            MAX_NESTING
+        );
+        // One more, and 3 000 more (which used to overflow the stack), are refused.
+        for n in [MAX_NESTING, 3_000] {
+            for src in [
+                format!("{}b = 1{}", "a { ".repeat(n), "}".repeat(n)),
+                deep("[", "]", n),
+                deep("{ b = ", "}", n),
+                format!("a {} {{ }}", "\"l\" ".repeat(n)),
+            ] {
+                let e = parse(&src).unwrap_err();
+                assert!(e.message.contains("nesting deeper than 64 levels"), "{e}");
+            }
+        }
     }
 }

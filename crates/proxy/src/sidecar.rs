@@ -54,7 +54,8 @@ async fn get_json(client: &Client, path: &str) -> Result<(Value, u64), String> {
         .header("x-consul-index")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let v = serde_json::from_str(&res.body).map_err(|e| format!("{path}: {e}"))?;
+    let v = tribune_model::decode::parse_json(res.body.as_bytes())
+        .map_err(|e| format!("{path}: {e}"))?;
     Ok((v, index))
 }
 

@@ -46,8 +46,8 @@ pub async fn poll_once(
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
     if res.body != *last_body {
-        let value: serde_json::Value =
-            serde_json::from_str(&res.body).map_err(|e| format!("snapshot is not JSON: {e}"))?;
+        let value = tribune_model::decode::parse_json(res.body.as_bytes())
+            .map_err(|e| format!("snapshot is not JSON: {e}"))?;
         let doc = SnapshotDoc::from_json(&value)?;
         proxy.install(doc, new_index).await?;
         *last_body = res.body;

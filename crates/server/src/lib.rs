@@ -243,7 +243,7 @@ pub(crate) fn parse_query(raw: Option<&str>) -> Vec<(String, String)> {
 
 /// A JSON request body; a body that is not JSON gets Consul's decoding-error prefix.
 pub(crate) fn json_body(body: &[u8]) -> ApiResult<serde_json::Value> {
-    serde_json::from_slice(body)
+    tribune_model::decode::parse_json(body)
         .map_err(|e| ApiError::bad_request(format!("Request decoding failed: {e}")))
 }
 

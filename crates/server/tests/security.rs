@@ -104,3 +104,55 @@ async fn ca_endpoints_never_return_the_root_key() {
         .to_string();
     assert!(!root_pem.contains(&key));
 }
+
+/// Attack: a 24 KB ACL policy of 3 000 nested HCL objects overflowed the parser's
+/// stack and aborted the agent. Every document the API parses (policy rules, config
+/// entries in JSON and HCL-in-JSON, service definitions) is refused with the limit
+/// named, and the agent keeps answering.
+#[tokio::test]
+async fn deeply_nested_documents_are_refused_and_the_agent_lives() {
+    let api = Api::with_acls();
+    let hcl = format!("{}x = 1{}", "service { ".repeat(3_000), "}".repeat(3_000));
+    assert!(hcl.len() > 24_000);
+    let r = api
+        .call(
+            "PUT",
+            "/v1/acl/policy",
+            Some("root-secret"),
+            &json!({"Name": "deep", "Rules": hcl}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(
+        r.body.contains("nesting deeper than 64 levels (the limit)"),
+        "{}",
+        r.body
+    );
+
+    // JSON deeper than the limit (and deeper than serde_json's own 128).
+    for depth in [65, 129, 3_000] {
+        let deep = format!(
+            r#"{{"Kind":"service-defaults","Name":"api","Meta":{}1{}}}"#,
+            r#"{"a":"#.repeat(depth),
+            "}".repeat(depth)
+        );
+        for path in ["/v1/config", "/v1/agent/service/register"] {
+            let r = api.call("PUT", path, Some("root-secret"), &deep).await;
+            assert_eq!(
+                r.status,
+                StatusCode::BAD_REQUEST,
+                "{path} {depth}: {}",
+                r.body
+            );
+            assert!(
+                r.body.contains("nesting deeper than 64 levels"),
+                "{}",
+                r.body
+            );
+        }
+    }
+    let alive = api
+        .call("GET", "/v1/acl/policies", Some("root-secret"), "")
+        .await;
+    assert_eq!(alive.status, StatusCode::OK);
+}

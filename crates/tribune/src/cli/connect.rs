@@ -112,7 +112,7 @@ fn proxy(args: ProxyArgs, io: &mut Io<'_>) -> u8 {
             let parsed = std::fs::read_to_string(path)
                 .map_err(|e| format!("Error reading {}: {e}", path.display()))
                 .and_then(|t| {
-                    serde_json::from_str::<serde_json::Value>(&t)
+                    tribune_model::decode::parse_json(t.as_bytes())
                         .map_err(|e| format!("Error parsing {}: {e}", path.display()))
                 })
                 .and_then(|v| {
