@@ -11,6 +11,7 @@
 //!
 //! Keys are matched like Consul's decoder: any case, CamelCase or snake_case.
 
+use crate::acl::Authorizer;
 use crate::{
     authorize, block_on_table, index_header, json_body, parse_query, ApiError, ApiResult, AppState,
     Shared,
@@ -211,7 +212,9 @@ pub(crate) async fn register(
         .filter_map(|r| r.get("Port").and_then(Value::as_u64).map(|p| p as u16))
         .collect();
     let recs = records(&body, &taken).map_err(ApiError::bad_request)?;
-    authz.service_write(field_str(&recs[0], "Service"))?;
+    for rec in &recs {
+        may_write(&authz, rec, &existing)?;
+    }
     let ops: Vec<Op> = recs
         .iter()
         .map(|r| Op::Put {
@@ -225,6 +228,31 @@ pub(crate) async fn register(
     Ok(().into_response())
 }
 
+/// Consul's rule for writing one registration record: `service:write` on the service
+/// it names, on the service of the registration it replaces (same ID), and, for a
+/// sidecar, on the service it fronts. Without the second check a token for `web`
+/// could re-register `api-1` as `web` and take over what `api`'s sidecar reads.
+fn may_write(authz: &Authorizer, rec: &Value, existing: &[Value]) -> ApiResult<()> {
+    authz.service_write(field_str(rec, "Service"))?;
+    let id = field_str(rec, "ID");
+    if let Some(old) = existing.iter().find(|r| field_str(r, "ID") == id) {
+        authz.service_write(field_str(old, "Service"))?;
+        if let Some(dest) = destination(old) {
+            authz.service_write(dest)?;
+        }
+    }
+    if let Some(dest) = destination(rec) {
+        authz.service_write(dest)?;
+    }
+    Ok(())
+}
+
+/// The service a sidecar record fronts.
+fn destination(rec: &Value) -> Option<&str> {
+    rec.pointer("/Proxy/DestinationServiceName")
+        .and_then(Value::as_str)
+}
+
 /// `PUT /v1/agent/service/deregister/<id>`.
 pub(crate) async fn deregister(
     State(state): State<Shared>,
@@ -236,15 +264,20 @@ pub(crate) async fn deregister(
     let authz = authorize(&state, &headers, &q)?;
     let _serial = state.write_lock.lock().await;
     let all = load_all(&state)?;
-    let Some(svc) = all.iter().find(|r| field_str(r, "ID") == id) else {
+    if !all.iter().any(|r| field_str(r, "ID") == id) {
         return Err(ApiError::not_found(format!("Unknown service ID {id:?}. Ensure that the service ID is passed, not the service name.")));
-    };
-    authz.service_write(field_str(svc, "Service"))?;
+    }
     let sidecar = format!("{id}-sidecar-proxy");
-    let ops: Vec<Op> = all
+    let removed: Vec<&Value> = all
+        .iter()
+        .filter(|r| field_str(r, "ID") == id || field_str(r, "ID") == sidecar)
+        .collect();
+    for rec in &removed {
+        may_write(&authz, rec, &[])?;
+    }
+    let ops: Vec<Op> = removed
         .iter()
         .map(|r| field_str(r, "ID"))
-        .filter(|rid| *rid == id || *rid == sidecar)
         .map(|rid| Op::Delete {
             table: SERVICES_TABLE.into(),
             key: rid.to_string(),

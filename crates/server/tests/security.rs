@@ -156,3 +156,123 @@ async fn deeply_nested_documents_are_refused_and_the_agent_lives() {
         .await;
     assert_eq!(alive.status, StatusCode::OK);
 }
+
+async fn register(api: &Api, token: &str, body: Value) -> Reply {
+    api.call(
+        "PUT",
+        "/v1/agent/service/register",
+        Some(token),
+        &body.to_string(),
+    )
+    .await
+}
+
+async fn registered(api: &Api, id: &str) -> Value {
+    let r = api
+        .call(
+            "GET",
+            &format!("/v1/agent/service/{id}"),
+            Some("root-secret"),
+            "",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{id}: {}", r.body);
+    r.json()
+}
+
+/// Attack: a token for `web` re-registers `api`'s instance ID `api-1` as `web` on
+/// another port, rewriting what `api`'s sidecar reads its local service from; or
+/// registers a service whose generated sidecar ID is `api`'s sidecar.
+#[tokio::test]
+async fn registration_cannot_take_over_another_services_instance() {
+    let api = Api::with_acls();
+    let sidecar = json!({"SidecarService": {}});
+    for body in [
+        json!({"ID": "api-1", "Name": "api", "Port": 9090, "Connect": sidecar}),
+        json!({"ID": "api", "Name": "api", "Port": 9091, "Connect": sidecar}),
+    ] {
+        let r = register(&api, "root-secret", body).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    let web = token_with(
+        &api,
+        "web",
+        r#"service "web" { policy = "write" } service "web-sidecar-proxy" { policy = "write" }"#,
+    )
+    .await;
+    let before = api
+        .call("GET", "/v1/agent/services", Some("root-secret"), "")
+        .await;
+    for attack in [
+        json!({"ID": "api-1", "Name": "web", "Port": 6666}),
+        json!({"ID": "api-1-sidecar-proxy", "Name": "web", "Port": 6666}),
+        // `web` with ID `api` would overwrite `api-sidecar-proxy` through its sidecar.
+        json!({"ID": "api", "Name": "web", "Port": 6666, "Connect": {"SidecarService": {}}}),
+    ] {
+        let r = register(&api, &web, attack.clone()).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{attack}: {}", r.body);
+        assert!(
+            r.body.contains("lacks permission 'service:write' on \"api"),
+            "{}",
+            r.body
+        );
+    }
+    let after = api
+        .call("GET", "/v1/agent/services", Some("root-secret"), "")
+        .await;
+    assert_eq!(before.json(), after.json(), "the catalog is unchanged");
+    assert_eq!(registered(&api, "api-1").await["Port"], 9090);
+    // Its own registrations still work.
+    let r = register(
+        &api,
+        &web,
+        json!({"ID": "web-1", "Name": "web", "Port": 8080, "Connect": {"SidecarService": {}}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+/// Attack: deregistering another service's instance (or its sidecar) with a token
+/// for a different service.
+#[tokio::test]
+async fn deregistration_needs_write_on_the_registered_service() {
+    let api = Api::with_acls();
+    let r = register(
+        &api,
+        "root-secret",
+        json!({"ID": "api-1", "Name": "api", "Port": 9090, "Connect": {"SidecarService": {}}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let web = token_with(&api, "web", r#"service_prefix "web" { policy = "write" }"#).await;
+    for id in ["api-1", "api-1-sidecar-proxy"] {
+        let r = api
+            .call(
+                "PUT",
+                &format!("/v1/agent/service/deregister/{id}"),
+                Some(&web),
+                "",
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{id}: {}", r.body);
+        registered(&api, id).await;
+    }
+}
+
+/// A sidecar registration needs write on the sidecar's own name and on the service
+/// it fronts (Consul's rule for connect-proxy registrations).
+#[tokio::test]
+async fn sidecar_registration_needs_write_on_the_sidecar_and_its_destination() {
+    let api = Api::with_acls();
+    let only_web = token_with(&api, "web-only", r#"service "web" { policy = "write" }"#).await;
+    let r = register(
+        &api,
+        &only_web,
+        json!({"Name": "web", "Port": 8080, "Connect": {"SidecarService": {}}}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert!(r.body.contains("on \"web-sidecar-proxy\""), "{}", r.body);
+    let r = register(&api, &only_web, json!({"Name": "web", "Port": 8080})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
