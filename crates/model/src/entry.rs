@@ -249,6 +249,9 @@ fn validate_service_defaults(
         );
         return Err(errs);
     }
+    if let Err(e) = crate::names::check_service_name(&name) {
+        errs.push("Name", format!("Name: {e}"));
+    }
     let meta = w.meta.unwrap_or_default();
     validate_meta(&meta, "Meta", &mut errs);
     let balance = w.balance_inbound_connections.unwrap_or_default();

@@ -238,6 +238,14 @@ pub(crate) fn normalize(w: &mut wire::ServiceIntentions) {
     }
 }
 
+/// A name that is set, not the wildcard, must pass the one service-name rule.
+fn service_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name == WILDCARD {
+        return Ok(());
+    }
+    crate::names::check_service_name(name)
+}
+
 fn wildcard_misuse(value: &str) -> bool {
     value != WILDCARD && value.contains(WILDCARD)
 }
@@ -254,6 +262,8 @@ pub(crate) fn validate(w: wire::ServiceIntentions) -> Result<ServiceIntentions, 
             "Name",
             "Name: wildcard character '*' cannot be used with partial values",
         );
+    } else if let Err(e) = service_name(&name) {
+        errs.push("Name", format!("Name: {e}"));
     }
     let destination_is_wildcard = name == WILDCARD;
     let jwt = w.jwt.map(|j| validate_jwt(j, "JWT", &mut errs));
@@ -286,6 +296,8 @@ pub(crate) fn validate(w: wire::ServiceIntentions) -> Result<ServiceIntentions, 
                 format!("{p}.Name"),
                 format!("{p}.Name: wildcard character '*' cannot be used with partial values"),
             );
+        } else if let Err(e) = service_name(&src_name) {
+            errs.push(format!("{p}.Name"), format!("{p}.Name: {e}"));
         }
         if peer.contains(WILDCARD) {
             errs.push(

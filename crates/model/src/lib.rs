@@ -20,6 +20,7 @@ pub mod go;
 pub mod hcl;
 pub mod intentions;
 pub mod jwt_provider;
+pub mod names;
 pub mod wire;
 
 pub use entry::{

@@ -195,9 +195,7 @@ pub(crate) async fn leaf(
     let q = parse_query(raw.as_deref());
     let authz = authorize(&state, &headers, &q)?;
     authz.service_write(&service)?;
-    if service.is_empty() || service.contains('/') {
-        return Err(ApiError::bad_request("invalid service name"));
-    }
+    tribune_model::names::check_service_name(&service).map_err(ApiError::bad_request)?;
     required(&state)?;
     let index = block_on_table(&state, CA_TABLE, &q).await?;
     let ca = required(&state)?;

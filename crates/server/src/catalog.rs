@@ -102,10 +102,17 @@ fn records(body: &Value, taken_ports: &[u16]) -> Result<Vec<Value>, String> {
     let name = string(body, "Name", "", &mut errors);
     if name.is_empty() {
         errors.push("Missing service name".into());
+    } else if let Err(e) = tribune_model::names::check_service_name(&name) {
+        errors.push(format!("Name: {e}"));
     }
     let id = Some(string(body, "ID", "", &mut errors))
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| name.clone());
+    if !id.is_empty() {
+        if let Err(e) = tribune_model::names::check_name("service ID", &id) {
+            errors.push(format!("ID: {e}"));
+        }
+    }
     let address = Some(string(body, "Address", "", &mut errors))
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "127.0.0.1".into());

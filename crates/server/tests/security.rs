@@ -276,3 +276,44 @@ async fn sidecar_registration_needs_write_on_the_sidecar_and_its_destination() {
     let r = register(&api, &only_web, json!({"Name": "web", "Port": 8080})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
+
+/// Attack: leaves were signed for names that make invalid SPIFFE IDs (`?x=1`, `#x`,
+/// a space, a newline), which other verifiers parse differently. One name rule now
+/// guards leaves, registrations, entries and intentions.
+#[tokio::test]
+async fn service_names_that_break_spiffe_ids_are_refused_everywhere() {
+    let api = Api::dev();
+    for bad in ["api%3Fx=1", "api%23x", "a%20b", "api%0A", "a%00b", "a%5Cb"] {
+        let r = api
+            .call("GET", &format!("/v1/agent/connect/ca/leaf/{bad}"), None, "")
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "leaf {bad}: {}", r.body);
+        assert!(r.body.contains("only letters, digits"), "{}", r.body);
+    }
+    for bad in ["api?x=1", "api#x", "a b", "api\n", "a\u{0}b"] {
+        for body in [
+            json!({"Name": bad, "Port": 1}),
+            json!({"Name": "ok", "ID": bad, "Port": 1}),
+        ] {
+            let r = api
+                .call("PUT", "/v1/agent/service/register", None, &body.to_string())
+                .await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
+        }
+        for entry in [
+            json!({"Kind": "service-defaults", "Name": bad, "Protocol": "http"}),
+            json!({"Kind": "service-intentions", "Name": bad, "Sources": [{"Name": "web", "Action": "allow"}]}),
+            json!({"Kind": "service-intentions", "Name": "api", "Sources": [{"Name": bad, "Action": "allow"}]}),
+        ] {
+            let r = api
+                .call("PUT", "/v1/config", None, &entry.to_string())
+                .await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{entry}: {}", r.body);
+            assert!(r.body.contains("only letters, digits"), "{}", r.body);
+        }
+    }
+    let ok = api
+        .call("GET", "/v1/agent/connect/ca/leaf/web-1", None, "")
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+}
