@@ -22,7 +22,7 @@ pub mod warnings;
 pub use decision::{deny_response, Decision, DenyResponse, JwtFailure, NotFired, Reason};
 pub use facts::{Caller, HeaderList, Headers, RequestFacts, TokenOutcome, Tokens};
 pub use matchers::{claim_at, claim_matches, ANY_PROVIDER};
-pub use path::normalize_path;
+pub use path::{normalize_path, normalize_request_path, PathVerdict};
 pub use table::{compile, is_http_like, CompileError, CompileInput, IntentionInfo, IntentionTable};
 pub use tribune_model::intentions::Action;
 pub use warnings::write_warnings;

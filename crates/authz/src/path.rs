@@ -6,6 +6,100 @@
 //! escapes that stay (so `%2f` and `%2F` compare equal; `%2F` is *not* decoded, like
 //! Envoy's default); optionally merge repeated slashes; remove dot segments
 //! (RFC 3986 §5.2.4); make sure the result starts with `/`.
+//!
+//! [`normalize_request_path`] wraps these steps with the `mesh` entry's choices:
+//! escaped separators rejected (the default), kept, or unescaped; backslashes as
+//! separators; normalization off only when the entry says `Insecure...`.
+
+use std::borrow::Cow;
+use tribune_model::mesh::{EscapedSlashes, RequestNormalization};
+
+/// What the proxy does with a request's path (decisions.md #17, the `mesh` entry's
+/// `HTTP.Incoming.RequestNormalization`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathVerdict {
+    /// Decide on this path and forward exactly this path.
+    Forward(String),
+    /// `UNESCAPE_AND_REDIRECT`: answer 307 with this path as `Location`.
+    Redirect(String),
+    /// The path holds an escaped separator (`%2F`, `%5C`, any case) and the action is
+    /// to reject (Tribune's default): answer 400.
+    Reject,
+}
+
+/// The path a request is decided on and forwarded with. Invariant (tested): unless
+/// `KEEP_UNCHANGED` or `InsecureDisablePathNormalization` says otherwise, the
+/// forwarded path has no escaped separator, no dot segment even after one more
+/// round of percent-decoding, and normalizing it again changes nothing, so an
+/// upstream that decodes it once sees the path that was authorized.
+pub fn normalize_request_path(raw: &str, rules: &RequestNormalization) -> PathVerdict {
+    let path = &raw[..raw.find(['?', '#']).unwrap_or(raw.len())];
+    let action = rules.path_with_escaped_slashes_action;
+    let mut path: Cow<'_, str> = Cow::Borrowed(path);
+    let mut unescaped = false;
+    if has_escaped_separator(&path) {
+        match action {
+            EscapedSlashes::Default | EscapedSlashes::RejectRequest => return PathVerdict::Reject,
+            EscapedSlashes::KeepUnchanged => {}
+            EscapedSlashes::UnescapeAndRedirect | EscapedSlashes::UnescapeAndForward => {
+                path = Cow::Owned(unescape_separators(&path));
+                unescaped = true;
+            }
+        }
+    }
+    let out = if rules.insecure_disable_path_normalization {
+        if rules.merge_slashes {
+            merge_repeated_slashes(&path)
+        } else {
+            path.into_owned()
+        }
+    } else if path.contains('\\') {
+        // Like Envoy's normalize_path: a backslash is a separator.
+        normalize_path(&path.replace('\\', "/"), rules.merge_slashes)
+    } else {
+        normalize_path(&path, rules.merge_slashes)
+    };
+    if unescaped && action == EscapedSlashes::UnescapeAndRedirect {
+        PathVerdict::Redirect(out)
+    } else {
+        PathVerdict::Forward(out)
+    }
+}
+
+/// `%2F`, `%2f`, `%5C` or `%5c` anywhere in `path`.
+fn has_escaped_separator(path: &str) -> bool {
+    path.as_bytes().windows(3).any(|w| {
+        w[0] == b'%'
+            && ((w[1] == b'2' && w[2] | 0x20 == b'f') || (w[1] == b'5' && w[2] | 0x20 == b'c'))
+    })
+}
+
+/// Decodes `%2F`/`%5C` (any case) to `/` and `\`, leaving every other escape.
+fn unescape_separators(path: &str) -> String {
+    let b = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let (h, l) = (b[i + 1], b[i + 2] | 0x20);
+            if h == b'2' && l == b'f' {
+                out.push('/');
+                i += 3;
+                continue;
+            }
+            if h == b'5' && l == b'c' {
+                out.push('\\');
+                i += 3;
+                continue;
+            }
+        }
+        // Escapes are ASCII, so slicing by byte stays on character boundaries here.
+        let next = path[i..].chars().next().map(char::len_utf8).unwrap_or(1);
+        out.push_str(&path[i..i + next]);
+        i += next;
+    }
+    out
+}
 
 /// Normalizes a request target's path for matching.
 pub fn normalize_path(raw: &str, merge_slashes: bool) -> String {
@@ -189,6 +283,136 @@ mod tests {
         assert_eq!(normalize_path("/caf%c3%a9", false), "/caf%C3%A9");
         assert_eq!(normalize_path("/bad%zz", false), "/bad%zz");
         assert_eq!(normalize_path("/trail%", false), "/trail%");
+    }
+
+    fn rules(action: EscapedSlashes) -> RequestNormalization {
+        RequestNormalization {
+            path_with_escaped_slashes_action: action,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn escaped_separators_follow_the_mesh_action() {
+        use EscapedSlashes::*;
+        use PathVerdict::*;
+        let fwd = |p: &str| Forward(p.to_string());
+        for (raw, action, want) in [
+            // Tribune's default (and REJECT_REQUEST): 400 for every spelling.
+            ("/public/..%2Fadmin/secret.txt", Default, Reject),
+            ("/public/..%2fadmin", Default, Reject),
+            ("/public/..%5Cadmin", Default, Reject),
+            ("/public/%2e%2e%2fadmin", Default, Reject),
+            ("/a%5cb", RejectRequest, Reject),
+            // Kept: still escaped (upper-cased), never decoded.
+            (
+                "/public/..%2fadmin",
+                KeepUnchanged,
+                fwd("/public/..%2Fadmin"),
+            ),
+            // Unescaped first, then normalized: the traversal is resolved before
+            // matching, so `/admin` rules see `/admin`.
+            (
+                "/public/..%2Fadmin/secret.txt",
+                UnescapeAndForward,
+                fwd("/admin/secret.txt"),
+            ),
+            ("/public/%2e%2e%5cadmin", UnescapeAndForward, fwd("/admin")),
+            ("/a%2Fb", UnescapeAndRedirect, Redirect("/a/b".into())),
+            // No escaped separator: no redirect.
+            ("/a/b", UnescapeAndRedirect, fwd("/a/b")),
+            // Backslashes are separators (decisions.md #17).
+            ("/value\\supersecret", Default, fwd("/value/supersecret")),
+            ("/a\\..\\admin", Default, fwd("/admin")),
+            // A literal percent sign stays a literal.
+            ("/a%252Fb", Default, fwd("/a%252Fb")),
+        ] {
+            assert_eq!(
+                normalize_request_path(raw, &rules(action)),
+                want,
+                "{raw} {action:?}"
+            );
+        }
+        let off = RequestNormalization {
+            insecure_disable_path_normalization: true,
+            path_with_escaped_slashes_action: KeepUnchanged,
+            ..RequestNormalization::default()
+        };
+        assert_eq!(normalize_request_path("/a/../b", &off), fwd("/a/../b"));
+    }
+
+    /// Decodes every escape once, as a decoding upstream does.
+    fn decode_once(p: &str) -> Vec<u8> {
+        let b = p.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'%' && i + 2 < b.len() {
+                if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                    out.push(h * 16 + l);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(b[i]);
+            i += 1;
+        }
+        out
+    }
+
+    #[test]
+    fn the_forwarded_path_decoded_once_is_the_authorized_path() {
+        // Every path of up to four pieces over separators, dots and their escapes.
+        let pieces = [
+            "/", ".", "a", "%2F", "%2f", "%5C", "%2e", "%2E", "\\", "%25", "%61", "//",
+        ];
+        let mut paths = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..4 {
+            last = last
+                .iter()
+                .flat_map(|p| pieces.iter().map(move |c| format!("{p}{c}")))
+                .collect();
+            paths.extend(last.iter().cloned());
+        }
+        for action in [
+            EscapedSlashes::Default,
+            EscapedSlashes::RejectRequest,
+            EscapedSlashes::UnescapeAndForward,
+            EscapedSlashes::UnescapeAndRedirect,
+        ] {
+            for merge in [false, true] {
+                let r = RequestNormalization {
+                    merge_slashes: merge,
+                    ..rules(action)
+                };
+                for raw in &paths {
+                    let p = match normalize_request_path(raw, &r) {
+                        PathVerdict::Forward(p) | PathVerdict::Redirect(p) => p,
+                        PathVerdict::Reject => {
+                            assert!(has_escaped_separator(raw), "{raw:?} rejected");
+                            continue;
+                        }
+                    };
+                    assert!(p.starts_with('/'), "{raw:?} -> {p:?}");
+                    assert!(
+                        !has_escaped_separator(&p) && !p.contains('\\'),
+                        "{raw:?} -> {p:?}"
+                    );
+                    assert_eq!(
+                        normalize_request_path(&p, &r),
+                        PathVerdict::Forward(p.clone()),
+                        "idempotent: {raw:?}"
+                    );
+                    let decoded = decode_once(&p);
+                    let slashes = |b: &[u8]| b.iter().filter(|c| **c == b'/').count();
+                    assert_eq!(slashes(&decoded), slashes(p.as_bytes()), "{raw:?} -> {p:?}");
+                    for seg in decoded.split(|c| *c == b'/') {
+                        assert!(seg != b"." && seg != b"..", "{raw:?} -> {p:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use crate::error::{DecodeError, EntryError, ValidationErrors};
 use crate::go;
 use crate::intentions::{self, ServiceIntentions};
 use crate::jwt_provider::{self, JwtProvider};
+use crate::mesh::Mesh;
 use crate::wire;
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
@@ -29,14 +30,16 @@ pub enum Kind {
     ProxyDefaults,
     ServiceIntentions,
     JwtProvider,
+    Mesh,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 5] = [
         Kind::ServiceDefaults,
         Kind::ProxyDefaults,
         Kind::ServiceIntentions,
         Kind::JwtProvider,
+        Kind::Mesh,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +48,7 @@ impl Kind {
             Kind::ProxyDefaults => "proxy-defaults",
             Kind::ServiceIntentions => "service-intentions",
             Kind::JwtProvider => "jwt-provider",
+            Kind::Mesh => "mesh",
         }
     }
 
@@ -79,6 +83,8 @@ pub enum ConfigEntry {
     ServiceIntentions(ServiceIntentions),
     #[serde(rename = "jwt-provider")]
     JwtProvider(JwtProvider),
+    #[serde(rename = "mesh")]
+    Mesh(Mesh),
 }
 
 impl ConfigEntry {
@@ -88,6 +94,7 @@ impl ConfigEntry {
             ConfigEntry::ProxyDefaults(_) => Kind::ProxyDefaults,
             ConfigEntry::ServiceIntentions(_) => Kind::ServiceIntentions,
             ConfigEntry::JwtProvider(_) => Kind::JwtProvider,
+            ConfigEntry::Mesh(_) => Kind::Mesh,
         }
     }
 
@@ -97,6 +104,7 @@ impl ConfigEntry {
             ConfigEntry::ProxyDefaults(e) => &e.name,
             ConfigEntry::ServiceIntentions(e) => &e.name,
             ConfigEntry::JwtProvider(e) => &e.name,
+            ConfigEntry::Mesh(_) => crate::mesh::MESH_NAME,
         }
     }
 
@@ -106,6 +114,7 @@ impl ConfigEntry {
             ConfigEntry::ProxyDefaults(e) => &e.meta,
             ConfigEntry::ServiceIntentions(e) => &e.meta,
             ConfigEntry::JwtProvider(e) => &e.meta,
+            ConfigEntry::Mesh(e) => &e.meta,
         }
     }
 
@@ -139,6 +148,7 @@ pub enum WireEntry {
     ProxyDefaults(Box<wire::ProxyDefaults>),
     ServiceIntentions(Box<wire::ServiceIntentions>),
     JwtProvider(Box<wire::JwtProvider>),
+    Mesh(Box<wire::Mesh>),
 }
 
 impl WireEntry {
@@ -161,6 +171,7 @@ impl WireEntry {
                 jwt_provider::normalize(&mut w);
                 ConfigEntry::JwtProvider(jwt_provider::validate(*w)?)
             }
+            WireEntry::Mesh(w) => ConfigEntry::Mesh(crate::mesh::validate(*w)?),
         })
     }
 }
@@ -179,6 +190,7 @@ pub fn decode_object(raw: Map<String, Value>) -> Result<WireEntry, DecodeError> 
         Kind::ProxyDefaults => WireEntry::ProxyDefaults(decode::from_value(&value, "")?),
         Kind::ServiceIntentions => WireEntry::ServiceIntentions(decode::from_value(&value, "")?),
         Kind::JwtProvider => WireEntry::JwtProvider(decode::from_value(&value, "")?),
+        Kind::Mesh => WireEntry::Mesh(decode::from_value(&value, "")?),
     })
 }
 

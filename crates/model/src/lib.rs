@@ -20,6 +20,7 @@ pub mod go;
 pub mod hcl;
 pub mod intentions;
 pub mod jwt_provider;
+pub mod mesh;
 pub mod names;
 pub mod wire;
 
@@ -30,3 +31,4 @@ pub use entry::{
 pub use error::{DecodeError, EntryError, ValidationError, ValidationErrors};
 pub use intentions::ServiceIntentions;
 pub use jwt_provider::JwtProvider;
+pub use mesh::Mesh;

@@ -337,3 +337,45 @@ pub struct ProxyDefaults {
     #[serde(rename = "ModifyIndex")]
     pub modify_index: Option<IgnoredAny>,
 }
+
+/// The `mesh` entry: the parts Tribune enforces. It has no `Name` (Consul's name is
+/// always `mesh`), so a `Name` key is an unknown key, as in Consul.
+#[derive(Debug, Default, Deserialize)]
+pub struct Mesh {
+    #[serde(rename = "Kind")]
+    pub kind: Option<IgnoredAny>,
+    #[serde(rename = "HTTP")]
+    pub http: Option<MeshHttp>,
+    #[serde(rename = "Meta")]
+    pub meta: Option<Meta>,
+    #[serde(rename = "Hash")]
+    pub hash: Option<IgnoredAny>,
+    #[serde(rename = "CreateIndex")]
+    pub create_index: Option<IgnoredAny>,
+    #[serde(rename = "ModifyIndex")]
+    pub modify_index: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct MeshHttp {
+    #[serde(rename = "Incoming")]
+    pub incoming: Option<MeshHttpIncoming>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct MeshHttpIncoming {
+    #[serde(rename = "RequestNormalization")]
+    pub request_normalization: Option<RequestNormalization>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RequestNormalization {
+    #[serde(rename = "InsecureDisablePathNormalization")]
+    pub insecure_disable_path_normalization: Option<bool>,
+    #[serde(rename = "MergeSlashes")]
+    pub merge_slashes: Option<bool>,
+    #[serde(rename = "PathWithEscapedSlashesAction")]
+    pub path_with_escaped_slashes_action: Option<String>,
+    #[serde(rename = "HeadersWithUnderscoresAction")]
+    pub headers_with_underscores_action: Option<String>,
+}

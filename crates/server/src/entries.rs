@@ -156,7 +156,8 @@ pub(crate) fn protocol_of(entries: &[&ConfigEntry], service: &str) -> String {
 
 pub(crate) fn can_write(a: &Authorizer, entry_kind: Kind, name: &str) -> Result<(), Denied> {
     match entry_kind {
-        Kind::JwtProvider | Kind::ProxyDefaults => a.mesh_write(),
+        // Consul: mesh:write, which falls back to operator:write.
+        Kind::JwtProvider | Kind::ProxyDefaults | Kind::Mesh => a.mesh_write(),
         // decisions.md #11: intentions:write on the destination, or mesh:write.
         Kind::ServiceIntentions => a
             .intentions_write(name)
@@ -170,7 +171,8 @@ pub(crate) fn can_read(a: &Authorizer, entry_kind: Kind, name: &str) -> Result<(
         Kind::JwtProvider => a.service_write_any().or_else(|_| a.mesh_read()),
         Kind::ServiceIntentions => a.intentions_read(name),
         Kind::ServiceDefaults => a.service_read(name),
-        Kind::ProxyDefaults => Ok(()),
+        // Consul: anyone may read these (every proxy needs them).
+        Kind::ProxyDefaults | Kind::Mesh => Ok(()),
     }
 }
 

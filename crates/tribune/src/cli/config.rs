@@ -156,6 +156,7 @@ fn wire_kind_name(w: &WireEntry) -> (&'static str, String) {
             ("service-intentions", e.name.clone().unwrap_or_default())
         }
         WireEntry::JwtProvider(e) => ("jwt-provider", e.name.clone().unwrap_or_default()),
+        WireEntry::Mesh(_) => ("mesh", tribune_model::mesh::MESH_NAME.into()),
     }
 }
 
