@@ -25,4 +25,4 @@ pub use matchers::{claim_at, claim_matches, ANY_PROVIDER};
 pub use path::{normalize_path, normalize_request_path, PathVerdict};
 pub use table::{compile, is_http_like, CompileError, CompileInput, IntentionInfo, IntentionTable};
 pub use tribune_model::intentions::Action;
-pub use warnings::write_warnings;
+pub use warnings::{provider_warnings, write_warnings};

@@ -3,7 +3,33 @@
 //! Consul does and says so when the entry is written.
 
 use tribune_model::intentions::{Action, SourceRule};
-use tribune_model::{ServiceIntentions, WILDCARD};
+use tribune_model::jwt_provider::{JsonWebKeySet, LocalJwks};
+use tribune_model::{JwtProvider, ServiceIntentions, WILDCARD};
+
+/// Warnings for one `jwt-provider` entry: inline symmetric (`oct`) keys are a shared
+/// secret that anyone who can read the entry holds, and Consul lets every token with
+/// `service:write` on any service read every provider.
+pub fn provider_warnings(p: &JwtProvider) -> Vec<String> {
+    let JsonWebKeySet::Local(local @ LocalJwks::Inline(_)) = &p.json_web_key_set else {
+        return Vec::new();
+    };
+    let symmetric = local
+        .inline_json()
+        .and_then(|json| serde_json::from_slice::<serde_json::Value>(&json).ok())
+        .and_then(|v| v.get("keys").and_then(|k| k.as_array()).cloned())
+        .is_some_and(|keys| {
+            keys.iter()
+                .any(|k| k.get("kty").and_then(|t| t.as_str()) == Some("oct"))
+        });
+    if symmetric {
+        vec![format!(
+            "jwt-provider {:?} holds inline symmetric (oct) keys: every token with service:write on any service can read this entry and so can mint tokens it accepts; prefer asymmetric keys",
+            p.name
+        )]
+    } else {
+        Vec::new()
+    }
+}
 
 /// Warnings for one `service-intentions` entry under the given default policy.
 /// `http` is the destination's protocol class when known (`None` for `*`).

@@ -34,7 +34,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tribune_authz::{
-    deny_response, normalize_path, Caller, Decision, RequestFacts, TokenOutcome, Tokens,
+    deny_response, normalize_request_path, Caller, Decision, PathVerdict, RequestFacts,
+    TokenOutcome, Tokens,
 };
 use tribune_jwt::locate::{conclude, extract, Outcome, Place, RequestParts};
 use tribune_jwt::JwtError;
@@ -241,6 +242,29 @@ impl Proxy {
     }
 }
 
+/// The access record of a request answered before any decision (bad path, bad
+/// framing): `decision` is `error` and `reason` names what was wrong.
+fn rejected(
+    snap: &Snapshot,
+    caller: &Option<Arc<str>>,
+    parts: &hyper::http::request::Parts,
+    status: u16,
+    reason: &'static str,
+    start: Instant,
+) -> AccessRecord {
+    AccessRecord {
+        version: snap.version,
+        caller: caller.as_deref().map(str::to_string),
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        status,
+        decision: "error",
+        reason,
+        intention: None,
+        latency: start.elapsed(),
+    }
+}
+
 /// Phases 2-8 for one HTTP request.
 pub async fn handle(
     proxy: Arc<Proxy>,
@@ -255,7 +279,27 @@ pub async fn handle(
         ));
     };
     let (mut parts, body) = req.into_parts();
-    let path = normalize_path(parts.uri.path(), proxy.config.merge_slashes);
+    let mut rules = snap.normalization;
+    rules.merge_slashes |= proxy.config.merge_slashes;
+    let path = match normalize_request_path(parts.uri.path(), &rules) {
+        PathVerdict::Forward(p) => p,
+        PathVerdict::Reject => {
+            proxy.log(|| rejected(&snap, &caller, &parts, 400, "escaped_separator", start));
+            return Ok(short(StatusCode::BAD_REQUEST, "Bad Request"));
+        }
+        PathVerdict::Redirect(p) => {
+            let location = match parts.uri.query() {
+                Some(q) => format!("{p}?{q}"),
+                None => p,
+            };
+            let mut resp = short(StatusCode::TEMPORARY_REDIRECT, "");
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                resp.headers_mut().insert(hyper::header::LOCATION, v);
+            }
+            proxy.log(|| rejected(&snap, &caller, &parts, 307, "path_redirect", start));
+            return Ok(resp);
+        }
+    };
     let now = (proxy.config.clock)();
 
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(snap.providers.len());

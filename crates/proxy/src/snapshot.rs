@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tribune_authz::{compile, is_http_like, Action, CompileInput, IntentionTable, ANY_PROVIDER};
 use tribune_model::jwt_provider::{JsonWebKeySet, LocalJwks};
+use tribune_model::mesh::RequestNormalization;
 use tribune_model::{entry_from_json, ConfigEntry, JwtProvider, ServiceIntentions};
 
 /// A parsed and validated snapshot document.
@@ -24,6 +25,9 @@ pub struct SnapshotDoc {
     pub protocol: String,
     pub default: Action,
     pub entries: Vec<ConfigEntry>,
+    /// `Forwarding.HeaderName`s of providers the document does not carry: client
+    /// copies are removed like those of the carried providers.
+    pub forwarding_headers: Vec<String>,
 }
 
 fn field<'v>(v: &'v Value, name: &str) -> Option<&'v Value> {
@@ -74,6 +78,23 @@ impl SnapshotDoc {
             }
             Some(_) => errors.push("Entries: must be a list of config entries".into()),
         }
+        let mut forwarding_headers = Vec::new();
+        match field(v, "ForwardingHeaders") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    match item.as_str() {
+                        Some(h) if HeaderName::from_bytes(h.as_bytes()).is_ok() => {
+                            forwarding_headers.push(h.to_string())
+                        }
+                        _ => errors.push(format!(
+                            "ForwardingHeaders[{i}]: must be a header name, got {item}"
+                        )),
+                    }
+                }
+            }
+            Some(_) => errors.push("ForwardingHeaders: must be a list of header names".into()),
+        }
         if !errors.is_empty() {
             return Err(errors.join("; "));
         }
@@ -82,6 +103,7 @@ impl SnapshotDoc {
             protocol: protocol.to_string(),
             default,
             entries,
+            forwarding_headers,
         })
     }
 
@@ -93,6 +115,17 @@ impl SnapshotDoc {
                 _ => None,
             })
             .collect()
+    }
+
+    /// The `mesh` entry's `HTTP.Incoming.RequestNormalization`, or the defaults.
+    pub fn normalization(&self) -> RequestNormalization {
+        self.entries
+            .iter()
+            .find_map(|e| match e {
+                ConfigEntry::Mesh(m) => Some(m.request_normalization()),
+                _ => None,
+            })
+            .unwrap_or_default()
     }
 
     fn providers(&self) -> Vec<&JwtProvider> {
@@ -133,6 +166,7 @@ impl SnapshotDoc {
             "Protocol": self.protocol,
             "DefaultIntentionPolicy": self.default.as_str(),
             "Entries": entries,
+            "ForwardingHeaders": self.forwarding_headers,
         })
     }
 }
@@ -152,6 +186,8 @@ pub struct Snapshot {
     /// Every configured provider's `Forwarding.HeaderName`: client-supplied copies are
     /// removed from every request so the upstream can trust them.
     pub forward_headers: Vec<HeaderName>,
+    /// The `mesh` entry's request normalization (its defaults without one).
+    pub normalization: RequestNormalization,
     pub doc: SnapshotDoc,
 }
 
@@ -243,6 +279,13 @@ impl Builder {
                 }
             }
         }
+        for h in &doc.forwarding_headers {
+            if let Ok(name) = HeaderName::from_bytes(h.as_bytes()) {
+                if !forward_headers.contains(&name) {
+                    forward_headers.push(name);
+                }
+            }
+        }
         drop(intentions);
         drop(providers);
         Ok((
@@ -255,6 +298,7 @@ impl Builder {
                 table,
                 providers: runtimes,
                 forward_headers,
+                normalization: doc.normalization(),
                 doc,
             },
             fresh,

@@ -360,6 +360,9 @@ fn warnings_for(
     current: &[(ConfigEntry, Record)],
     entry: &ConfigEntry,
 ) -> Vec<String> {
+    if let ConfigEntry::JwtProvider(p) = entry {
+        return tribune_authz::provider_warnings(p);
+    }
     let ConfigEntry::ServiceIntentions(si) = entry else {
         return Vec::new();
     };
