@@ -317,3 +317,106 @@ async fn service_names_that_break_spiffe_ids_are_refused_everywhere() {
         .await;
     assert_eq!(ok.status, StatusCode::OK);
 }
+
+fn oct_provider(name: &str, secret: &[u8], header: &str) -> Value {
+    use base64::Engine;
+    let jwks = json!({"keys": [{"kty": "oct",
+        "k": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)}]});
+    json!({
+        "Kind": "jwt-provider", "Name": name, "Issuer": name,
+        "JSONWebKeySet": {"Local": {"JWKS": base64::engine::general_purpose::STANDARD.encode(jwks.to_string())}},
+        "Forwarding": {"HeaderName": header},
+    })
+}
+
+/// Attack: a sidecar's token read every provider's inline keys through its snapshot,
+/// so `web`'s sidecar held `billing`'s HMAC secret. A snapshot now carries only the
+/// providers its intentions reference; the others give only their forwarding header
+/// names (still removed from client requests). Writing inline symmetric keys warns.
+#[tokio::test]
+async fn snapshots_carry_only_the_providers_their_intentions_reference() {
+    use base64::Engine;
+    let api = Api::dev();
+    let b64 = |s: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let web_secret = b"web-secret-web-secret-web-secret";
+    let billing_secret = b"billing-secret-billing-secret-xx";
+    for p in [
+        oct_provider("web-idp", web_secret, "x-web-claims"),
+        oct_provider("billing-idp", billing_secret, "x-billing-claims"),
+    ] {
+        let r = api.put(&p.to_string()).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let warning = r.headers["x-tribune-warning"].to_str().unwrap();
+        assert!(warning.contains("inline symmetric (oct) keys"), "{warning}");
+    }
+    for e in [
+        json!({"Kind": "service-defaults", "Name": "web", "Protocol": "http"}),
+        json!({"Kind": "service-intentions", "Name": "web", "Sources": [{"Name": "*",
+            "Permissions": [{"Action": "allow", "HTTP": {"PathPrefix": "/"},
+                "JWT": {"Providers": [{"Name": "web-idp"}]}}]}]}),
+    ] {
+        let r = api.put(&e.to_string()).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    let r = api
+        .call("GET", "/v1/tribune/proxy-snapshot/web", None, "")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let names: Vec<String> = r.json()["Entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}/{}",
+                e["Kind"].as_str().unwrap(),
+                e["Name"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(names, ["jwt-provider/web-idp", "service-intentions/web"]);
+    assert_eq!(r.json()["ForwardingHeaders"], json!(["x-billing-claims"]));
+    let billing_jwks = base64::engine::general_purpose::STANDARD
+        .encode(json!({"keys": [{"kty": "oct", "k": b64(billing_secret)}]}).to_string());
+    assert!(!r.body.contains(&billing_jwks) && !r.body.contains(&b64(billing_secret)));
+    // A service whose intentions reference no provider gets none.
+    let r = api
+        .call("GET", "/v1/tribune/proxy-snapshot/db", None, "")
+        .await;
+    assert!(!r.body.contains("\"jwt-provider\""), "{}", r.body);
+}
+
+/// The `mesh` entry decides how every sidecar reads paths, so writing it needs
+/// `mesh:write` (or `operator:write`); anyone may read it, as in Consul.
+#[tokio::test]
+async fn the_mesh_entry_needs_mesh_write() {
+    let api = Api::with_acls();
+    let entry = json!({"Kind": "mesh", "HTTP": {"Incoming": {"RequestNormalization": {
+        "PathWithEscapedSlashesAction": "KEEP_UNCHANGED"}}}})
+    .to_string();
+    let services = token_with(&api, "svc", r#"service_prefix "" { policy = "write" }"#).await;
+    for token in [None, Some(services.as_str())] {
+        let r = api.call("PUT", "/v1/config", token, &entry).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        assert!(r.body.contains("mesh:write"), "{}", r.body);
+    }
+    let operator = token_with(&api, "op", r#"operator = "write""#).await;
+    let r = api.call("PUT", "/v1/config", Some(&operator), &entry).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = api.call("GET", "/v1/config/mesh/mesh", None, "").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        r.json()["HTTP"]["Incoming"]["RequestNormalization"]["PathWithEscapedSlashesAction"],
+        "KEEP_UNCHANGED"
+    );
+    // Every sidecar's snapshot carries it.
+    let r = api
+        .call(
+            "GET",
+            "/v1/tribune/proxy-snapshot/web",
+            Some("root-secret"),
+            "",
+        )
+        .await;
+    assert!(r.body.contains("KEEP_UNCHANGED"), "{}", r.body);
+}
