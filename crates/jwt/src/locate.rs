@@ -67,7 +67,8 @@ fn token_len(bytes: &[u8]) -> usize {
 
 /// Envoy's header extraction: the value must start with the prefix (compared without
 /// regard to case, as auth schemes are); non-token characters after it are skipped.
-fn from_header(value: &str, prefix: &str) -> Option<String> {
+/// The proxy uses the same function to find what to strip.
+pub fn from_header(value: &str, prefix: &str) -> Option<String> {
     let rest = if prefix.is_empty() {
         value
     } else {
@@ -84,7 +85,10 @@ fn from_header(value: &str, prefix: &str) -> Option<String> {
     rest.get(start..start + len).map(str::to_string)
 }
 
-fn percent_decode(s: &str) -> String {
+/// A query component decoded the way token lookup decodes it (`%XX`, `+` as space):
+/// parameter names are compared only after this, so `acc%65ss_token` is
+/// `access_token` both when a token is found and when it is stripped.
+pub fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -172,6 +176,15 @@ fn default_locations() -> Vec<JwtLocation> {
             name: "access_token".into(),
         }),
     ]
+}
+
+/// The provider's locations, or Envoy's defaults when it lists none.
+pub fn locations(provider: &JwtProvider) -> &[JwtLocation] {
+    if provider.locations.is_empty() {
+        &DEFAULT_LOCATIONS[..]
+    } else {
+        &provider.locations
+    }
 }
 
 /// Consul's provider-wide `forward`: the last Header location's `Forward`.

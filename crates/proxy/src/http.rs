@@ -37,8 +37,11 @@ use tribune_authz::{
     deny_response, normalize_request_path, Caller, Decision, PathVerdict, RequestFacts,
     TokenOutcome, Tokens,
 };
-use tribune_jwt::locate::{conclude, extract, Outcome, Place, RequestParts};
+use tribune_jwt::locate::{
+    conclude, extract, forwards_token, from_header, percent_decode, Outcome, RequestParts,
+};
 use tribune_jwt::JwtError;
+use tribune_model::mesh::Underscores;
 
 pub use crate::upstream::ProxyBody;
 
@@ -184,16 +187,93 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The query string without the parameters named in `names`.
-fn strip_params(query: &str, names: &[&str]) -> String {
-    query
+/// The query string without the token parameters (`names`, compared after decoding,
+/// as token lookup compares them) whose value is not in `keep`; `None` when nothing
+/// is removed.
+fn strip_params(query: &str, names: &[String], keep: &[String]) -> Option<String> {
+    let mut removed = false;
+    let kept: Vec<&str> = query
         .split('&')
         .filter(|pair| {
-            let key = pair.split_once('=').map(|(k, _)| k).unwrap_or(pair);
-            !names.contains(&key)
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let token_param = names.iter().any(|n| component_is(k, n));
+            let strip = token_param && !keep.iter().any(|t| *t == percent_decode(v));
+            removed |= strip;
+            !strip
         })
-        .collect::<Vec<_>>()
-        .join("&")
+        .collect();
+    removed.then(|| kept.join("&"))
+}
+
+/// Whether a raw query component decodes to `want` (no allocation unless escaped).
+fn component_is(raw: &str, want: &str) -> bool {
+    if raw.bytes().any(|b| b == b'%' || b == b'+') {
+        percent_decode(raw) == want
+    } else {
+        raw == want
+    }
+}
+
+/// Removes the values of a token header that hold a token (the header's prefix, as
+/// token lookup reads it) unless that token is in `keep`.
+fn strip_token_values(headers: &mut HeaderMap, name: &HeaderName, prefix: &str, keep: &[String]) {
+    if !headers.contains_key(name) {
+        return;
+    }
+    let is_stripped = |v: &HeaderValue| {
+        v.to_str()
+            .ok()
+            .and_then(|v| from_header(v, prefix))
+            .is_some_and(|t| !keep.contains(&t))
+    };
+    if !headers.get_all(name).iter().any(is_stripped) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(name)
+        .iter()
+        .filter(|v| !is_stripped(v))
+        .cloned()
+        .collect();
+    headers.remove(name);
+    for v in kept {
+        headers.append(name.clone(), v);
+    }
+}
+
+fn has_underscore_name(headers: &HeaderMap) -> bool {
+    headers.keys().any(|k| k.as_str().contains('_'))
+}
+
+fn drop_underscore_names(headers: &mut HeaderMap) {
+    if !has_underscore_name(headers) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().contains('_'))
+        .cloned()
+        .collect();
+    for n in names {
+        headers.remove(n);
+    }
+}
+
+/// Removes client headers that are the proxy's own up to case and `_`/`-` (`owned`
+/// holds folded names). Only names with `_` can be look-alikes: header names arrive
+/// in lower case, and exact copies are removed by name.
+fn remove_lookalikes(headers: &mut HeaderMap, owned: &[String]) {
+    if !has_underscore_name(headers) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().contains('_') && owned.contains(&crate::snapshot::fold(k.as_str())))
+        .cloned()
+        .collect();
+    for n in names {
+        headers.remove(n);
+    }
 }
 
 impl Proxy {
@@ -302,7 +382,29 @@ pub async fn handle(
     };
     let now = (proxy.config.clock)();
 
+    match rules.headers_with_underscores_action {
+        Underscores::Allow => {}
+        Underscores::RejectRequest if has_underscore_name(&parts.headers) => {
+            proxy.log(|| {
+                rejected(
+                    &snap,
+                    &caller,
+                    &parts,
+                    400,
+                    "header_with_underscores",
+                    start,
+                )
+            });
+            return Ok(short(StatusCode::BAD_REQUEST, "Bad Request"));
+        }
+        Underscores::RejectRequest => {}
+        Underscores::DropHeader => drop_underscore_names(&mut parts.headers),
+    }
+
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(snap.providers.len());
+    // Tokens that a provider with `Forward = true` verified: the only values in token
+    // locations that may reach the upstream (decisions.md #18).
+    let mut forwarded_tokens: Vec<String> = Vec::new();
     {
         let view = View {
             headers: &parts.headers,
@@ -321,6 +423,9 @@ pub async fn handle(
             let outcome = conclude(&rt.provider, &mine, |_| {
                 results.next().unwrap_or(Err(JwtError::Missing))
             });
+            if matches!(outcome, Outcome::Valid { .. }) && forwards_token(&rt.provider) {
+                forwarded_tokens.extend(mine.into_iter().map(|f| f.token));
+            }
             Proxy::count_jwt(rt, &outcome);
             outcomes.push(outcome);
         }
@@ -388,47 +493,43 @@ pub async fn handle(
         return Ok(resp);
     }
 
-    // Rewrite.
+    // Rewrite: first what the client sent that it may not (hop-by-hop headers and the
+    // headers `Connection` names, so it can never remove what the proxy adds below;
+    // copies and look-alikes of the proxy's own headers; every token value no
+    // forwarding provider verified), then the proxy's own headers.
+    remove_hop_by_hop(&mut parts.headers);
     for name in &snap.forward_headers {
         parts.headers.remove(name);
     }
-    let mut strip_query: Vec<&str> = Vec::new();
+    remove_lookalikes(&mut parts.headers, &snap.owned_headers);
+    for (name, prefix) in &snap.token_headers {
+        strip_token_values(&mut parts.headers, name, prefix, &forwarded_tokens);
+    }
     for outcome in &outcomes {
         if let Outcome::Valid {
-            forward_header,
-            strip,
+            forward_header: Some((name, value)),
             ..
         } = outcome
         {
-            for place in strip {
-                match place {
-                    Place::Header(h) => {
-                        parts.headers.remove(h.as_str());
-                    }
-                    Place::Query(q) => strip_query.push(q),
-                    Place::Cookie(_) => {}
-                }
-            }
-            if let Some((name, value)) = forward_header {
-                if let (Ok(n), Ok(v)) = (
-                    HeaderName::from_bytes(name.as_bytes()),
-                    HeaderValue::from_str(value),
-                ) {
-                    parts.headers.insert(n, v);
-                }
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                parts.headers.insert(n, v);
             }
         }
     }
-    remove_hop_by_hop(&mut parts.headers);
-    let query = parts.uri.query().map(|q| {
-        if strip_query.is_empty() {
-            Cow::Borrowed(q)
-        } else {
-            Cow::Owned(strip_params(q, &strip_query))
-        }
-    });
+    let stripped_query = parts
+        .uri
+        .query()
+        .filter(|_| !snap.token_params.is_empty())
+        .and_then(|q| strip_params(q, &snap.token_params, &forwarded_tokens));
+    let query = match &stripped_query {
+        Some(q) => Some(Cow::Borrowed(q.as_str())),
+        None => parts.uri.query().map(Cow::Borrowed),
+    };
     let h2 = matches!(snap.protocol.as_str(), "http2" | "grpc");
-    let unchanged = strip_query.is_empty() && path == parts.uri.path();
+    let unchanged = stripped_query.is_none() && path == parts.uri.path();
     let uri = if unchanged && !h2 {
         // Origin form as received: nothing to rebuild.
         match parts.uri.path_and_query() {

@@ -14,7 +14,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tribune_authz::{compile, is_http_like, Action, CompileInput, IntentionTable, ANY_PROVIDER};
-use tribune_model::jwt_provider::{JsonWebKeySet, LocalJwks};
+use tribune_model::jwt_provider::{JsonWebKeySet, JwtLocation, LocalJwks};
 use tribune_model::mesh::RequestNormalization;
 use tribune_model::{entry_from_json, ConfigEntry, JwtProvider, ServiceIntentions};
 
@@ -171,6 +171,19 @@ impl SnapshotDoc {
     }
 }
 
+/// A header name folded for look-alike comparison: lower case, `_` as `-`.
+pub fn fold(name: &str) -> String {
+    name.bytes()
+        .map(|b| {
+            if b == b'_' {
+                '-'
+            } else {
+                char::from(b.to_ascii_lowercase())
+            }
+        })
+        .collect()
+}
+
 /// A compiled, immutable policy.
 pub struct Snapshot {
     /// Increases by one with every snapshot this proxy installs.
@@ -188,6 +201,16 @@ pub struct Snapshot {
     pub forward_headers: Vec<HeaderName>,
     /// The `mesh` entry's request normalization (its defaults without one).
     pub normalization: RequestNormalization,
+    /// Token locations of referenced providers with `Forward = false` (decisions.md
+    /// #18): every value there is removed from an allowed request unless a provider
+    /// with `Forward = true` verified that very token. Headers with their prefix.
+    pub token_headers: Vec<(HeaderName, String)>,
+    /// The same for query parameters (decoded names).
+    pub token_params: Vec<String>,
+    /// Headers the proxy sets or strips, folded (lower case, `_` as `-`): a client
+    /// header that folds to one of these is removed (`x_jwt_payload` would reach a
+    /// WSGI app as `x-jwt-payload`).
+    pub owned_headers: Vec<String>,
     pub doc: SnapshotDoc,
 }
 
@@ -286,6 +309,35 @@ impl Builder {
                 }
             }
         }
+        let mut token_headers: Vec<(HeaderName, String)> = Vec::new();
+        let mut token_params: Vec<String> = Vec::new();
+        let mut owned_headers: Vec<String> =
+            forward_headers.iter().map(|h| fold(h.as_str())).collect();
+        for rt in &runtimes {
+            let stripping = !tribune_jwt::locate::forwards_token(&rt.provider);
+            for loc in tribune_jwt::locate::locations(&rt.provider) {
+                match loc {
+                    JwtLocation::Header(h) => {
+                        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
+                            continue;
+                        };
+                        owned_headers.push(fold(name.as_str()));
+                        let entry = (name, h.value_prefix.clone());
+                        if stripping && !token_headers.contains(&entry) {
+                            token_headers.push(entry);
+                        }
+                    }
+                    JwtLocation::QueryParam(q) => {
+                        if stripping && !token_params.contains(&q.name) {
+                            token_params.push(q.name.clone());
+                        }
+                    }
+                    JwtLocation::Cookie(_) => {}
+                }
+            }
+        }
+        owned_headers.sort();
+        owned_headers.dedup();
         drop(intentions);
         drop(providers);
         Ok((
@@ -297,6 +349,9 @@ impl Builder {
                 http,
                 table,
                 providers: runtimes,
+                token_headers,
+                token_params,
+                owned_headers,
                 forward_headers,
                 normalization: doc.normalization(),
                 doc,

@@ -153,3 +153,227 @@ async fn redirect_and_keep_unchanged_do_what_they_say() {
     let seen = upstream.last.lock().unwrap().clone().unwrap();
     assert_eq!(seen["path"], "/public/a%2Fb");
 }
+
+fn okta(key: &Es256, forward: Option<bool>) -> Value {
+    let mut p = json!({
+        "Kind": "jwt-provider", "Name": "okta", "Issuer": "https://okta.example",
+        "JSONWebKeySet": {"Local": {"JWKS": inline_jwks(&[key])}},
+        "Forwarding": {"HeaderName": "x-jwt-payload"},
+    });
+    if let Some(f) = forward {
+        p["Locations"] = json!([
+            {"Header": {"Name": "Authorization", "ValuePrefix": "Bearer ", "Forward": f}},
+            {"QueryParam": {"Name": "access_token"}},
+        ]);
+    }
+    p
+}
+
+/// `*` may do anything with an okta token.
+fn okta_required() -> Value {
+    json!({
+        "Kind": "service-intentions", "Name": "api",
+        "Sources": [{"Name": "*", "Action": "allow"}],
+        "JWT": {"Providers": [{"Name": "okta"}]},
+    })
+}
+
+fn token(key: &Es256, iss: &str) -> String {
+    key.sign(&json!({"iss": iss, "sub": "alice", "exp": NOW + 600}))
+}
+
+async fn allowed(addr: std::net::SocketAddr, request: &str) -> Value {
+    let answer = raw(addr, request).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+    // The echo answers with chunked or plain JSON; take the JSON object.
+    let start = body.find('{').unwrap();
+    let end = body.rfind('}').unwrap();
+    serde_json::from_str(&body[start..=end]).unwrap()
+}
+
+/// Attacks on the headers the proxy owns (decisions.md #18): (a) `Connection:
+/// x-jwt-payload` used to remove the proxy's own payload header; (b) `x_jwt_payload:
+/// forged` reached the upstream, where WSGI merges it with `x-jwt-payload`.
+#[tokio::test]
+async fn clients_cannot_remove_or_imitate_the_proxys_headers() {
+    let key = Es256::new("k1");
+    let upstream = echo().await;
+    let (proxy, addr, _) = proxy(upstream.addr, NOW).await;
+    proxy
+        .install(
+            doc(
+                "api",
+                "http",
+                "deny",
+                vec![okta(&key, None), okta_required()],
+            ),
+            1,
+        )
+        .await
+        .unwrap();
+    let t = token(&key, "https://okta.example");
+    let seen = allowed(
+        addr,
+        &format!(
+            "GET /x HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer {t}\r\nConnection: x-jwt-payload\r\nx_jwt_payload: forged\r\nX_JWT-Payload: forged2\r\nx_other: kept\r\nConnection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    let h = &seen["headers"];
+    assert_eq!(h["x-jwt-payload"], t.split('.').nth(1).unwrap(), "{h}");
+    assert!(h.get("x_jwt_payload").is_none(), "{h}");
+    assert!(h.get("x_jwt-payload").is_none(), "{h}");
+    assert_eq!(
+        h["x_other"], "kept",
+        "only look-alikes of the proxy's own go"
+    );
+}
+
+/// Attacks on token stripping: (c) `?acc%65ss_token=<token>` was verified (the name
+/// is decoded for lookup) but forwarded (stripping compared the raw name); (d) with
+/// `Forward = false`, a token that verified for no provider (another issuer's) in a
+/// token location reached the upstream.
+#[tokio::test]
+async fn no_unverified_or_encoded_token_reaches_the_upstream() {
+    let key = Es256::new("k1");
+    let upstream = echo().await;
+    let (proxy, addr, _) = proxy(upstream.addr, NOW).await;
+    proxy
+        .install(
+            doc(
+                "api",
+                "http",
+                "deny",
+                vec![okta(&key, None), okta_required()],
+            ),
+            1,
+        )
+        .await
+        .unwrap();
+    let t = token(&key, "https://okta.example");
+    let seen = allowed(
+        addr,
+        &format!(
+            "GET /x?acc%65ss_token={t}&y=1 HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    assert_eq!(seen["query"], "y=1", "{seen}");
+    // A valid okta token in the header, another issuer's token in the query and in a
+    // second Authorization value: only what was verified is removed... and so is what
+    // was not, since nothing forwards.
+    let other = Es256::new("k2");
+    let foreign = token(&other, "https://evil.example");
+    let seen = allowed(
+        addr,
+        &format!(
+            "GET /x?access_token={foreign}&y=2 HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer {t}\r\nConnection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    assert_eq!(seen["query"], "y=2", "{seen}");
+    assert!(!seen.to_string().contains(&foreign), "{seen}");
+    assert!(seen["headers"].get("authorization").is_none(), "{seen}");
+    // Other credentials in the same header are not tokens and stay.
+    let seen = allowed(
+        addr,
+        &format!("GET /x?access_token={t} HTTP/1.1\r\nHost: api\r\nAuthorization: Basic dXNlcjpwdw==\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(seen["headers"]["authorization"], "Basic dXNlcjpwdw==");
+}
+
+/// `Forward = true` keeps exactly the token that provider verified.
+#[tokio::test]
+async fn forward_true_keeps_only_the_verified_token() {
+    let key = Es256::new("k1");
+    let upstream = echo().await;
+    let (proxy, addr, _) = proxy(upstream.addr, NOW).await;
+    proxy
+        .install(
+            doc(
+                "api",
+                "http",
+                "deny",
+                vec![okta(&key, Some(true)), okta_required()],
+            ),
+            1,
+        )
+        .await
+        .unwrap();
+    let t = token(&key, "https://okta.example");
+    let seen = allowed(
+        addr,
+        &format!("GET /x HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer {t}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(seen["headers"]["authorization"], format!("Bearer {t}"));
+}
+
+/// A provider the snapshot does not carry still has its forwarding header removed
+/// from client requests (`ForwardingHeaders`).
+#[tokio::test]
+async fn other_providers_forwarding_headers_are_removed() {
+    let upstream = echo().await;
+    let (proxy, addr, _) = proxy(upstream.addr, NOW).await;
+    let mut d = doc("api", "http", "deny", vec![public_only()]);
+    d.forwarding_headers = vec!["x-billing-claims".into()];
+    proxy.install(d, 1).await.unwrap();
+    let seen = allowed(
+        addr,
+        "GET /public/x HTTP/1.1\r\nHost: api\r\nx-billing-claims: forged\r\nx_billing_claims: forged\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(seen["headers"].get("x-billing-claims").is_none(), "{seen}");
+    assert!(seen["headers"].get("x_billing_claims").is_none(), "{seen}");
+}
+
+/// `HeadersWithUnderscoresAction`: `REJECT_REQUEST` answers 400, `DROP_HEADER` drops.
+#[tokio::test]
+async fn headers_with_underscores_follow_the_mesh_action() {
+    let upstream = echo().await;
+    let (proxy, addr, _) = proxy(upstream.addr, NOW).await;
+    let with = |action: &str| {
+        json!({"Kind": "mesh", "HTTP": {"Incoming": {"RequestNormalization": {
+            "HeadersWithUnderscoresAction": action}}}})
+    };
+    proxy
+        .install(
+            doc(
+                "api",
+                "http",
+                "deny",
+                vec![public_only(), with("REJECT_REQUEST")],
+            ),
+            1,
+        )
+        .await
+        .unwrap();
+    let answer = raw(
+        addr,
+        "GET /public/x HTTP/1.1\r\nHost: api\r\nx_a: 1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    proxy
+        .install(
+            doc(
+                "api",
+                "http",
+                "deny",
+                vec![public_only(), with("DROP_HEADER")],
+            ),
+            2,
+        )
+        .await
+        .unwrap();
+    let seen = allowed(
+        addr,
+        "GET /public/x HTTP/1.1\r\nHost: api\r\nx_a: 1\r\nx-b: 2\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(seen["headers"].get("x_a").is_none(), "{seen}");
+    assert_eq!(seen["headers"]["x-b"], "2");
+    assert_eq!(upstream.hits.load(Ordering::SeqCst), 1);
+}
