@@ -71,11 +71,12 @@ async fn escaped_separator_traversal_is_refused_by_default() {
         assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
     }
     assert_eq!(upstream.hits.load(Ordering::SeqCst), 0, "nothing forwarded");
-    let r = records.lock().unwrap();
-    assert!(r
+    let all_400 = records
+        .lock()
+        .unwrap()
         .iter()
-        .all(|r| r.status == 400 && r.reason == "escaped_separator"));
-    drop(r);
+        .all(|r| r.status == 400 && r.reason == "escaped_separator");
+    assert!(all_400);
     // The allowed path still works.
     let answer = raw(addr, &get("/public/readme.txt")).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
