@@ -322,6 +322,21 @@ impl Proxy {
     }
 }
 
+/// Requests answered before any policy is consulted: `CONNECT` (an HTTP destination
+/// is not a tunnel; WebSocket-style extended CONNECT comes with upgrades) and a
+/// request with two `Host` headers (RFC 9112 §3.2: 400), which two parsers could read
+/// differently.
+fn malformed(parts: &hyper::http::request::Parts) -> Option<(StatusCode, &'static str)> {
+    if parts.method == hyper::Method::CONNECT {
+        return Some((StatusCode::METHOD_NOT_ALLOWED, "connect_method"));
+    }
+    let mut hosts = parts.headers.get_all(hyper::header::HOST).iter();
+    if hosts.next().is_some() && hosts.next().is_some() {
+        return Some((StatusCode::BAD_REQUEST, "duplicate_host"));
+    }
+    None
+}
+
 /// The access record of a request answered before any decision (bad path, bad
 /// framing): `decision` is `error` and `reason` names what was wrong.
 fn rejected(
@@ -359,6 +374,13 @@ pub async fn handle(
         ));
     };
     let (mut parts, body) = req.into_parts();
+    if let Some((status, reason)) = malformed(&parts) {
+        proxy.log(|| rejected(&snap, &caller, &parts, status.as_u16(), reason, start));
+        return Ok(short(
+            status,
+            status.canonical_reason().unwrap_or("Bad Request"),
+        ));
+    }
     let mut rules = snap.normalization;
     rules.merge_slashes |= proxy.config.merge_slashes;
     let path = match normalize_request_path(parts.uri.path(), &rules) {
@@ -556,13 +578,19 @@ pub async fn handle(
         };
         uri
     };
+    // An HTTP/2 caller names the host in `:authority`; an HTTP/1.1 upstream reads it
+    // from `Host`.
+    let caller_authority = parts.uri.authority().cloned();
     parts.uri = uri;
     if h2 {
         parts.version = Version::HTTP_2;
     } else {
         parts.version = Version::HTTP_11;
         if !parts.headers.contains_key(hyper::header::HOST) {
-            if let Ok(host) = HeaderValue::from_str(proxy.upstream.authority().as_str()) {
+            let authority = caller_authority
+                .as_ref()
+                .unwrap_or_else(|| proxy.upstream.authority());
+            if let Ok(host) = HeaderValue::from_str(authority.as_str()) {
                 parts.headers.insert(hyper::header::HOST, host);
             }
         }
@@ -584,6 +612,11 @@ pub async fn handle(
             remove_hop_by_hop(&mut rp.headers);
             (Response::from_parts(rp, Either::Left(rb)), "allow", decision.code())
         }
+        Ok(Err(e)) if e.is_client_body() => (
+            short(StatusCode::BAD_REQUEST, "Bad Request"),
+            "error",
+            "bad_request_body",
+        ),
         Ok(Err(e)) if e.is_connect() => (
             short(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -43,6 +43,30 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// The request failed because the client's own body was malformed or cut off
+    /// (hyper reports the body's error as a user error whose source is the body's
+    /// hyper error): the client's fault, answered 400, not the upstream's.
+    pub fn is_client_body(&self) -> bool {
+        use std::error::Error as _;
+        let user_body = |e: &(dyn std::error::Error + 'static)| {
+            let mut cur = Some(e);
+            while let Some(err) = cur {
+                if let Some(h) = err.downcast_ref::<hyper::Error>() {
+                    if h.is_user() && h.source().is_some_and(|s| s.is::<hyper::Error>()) {
+                        return true;
+                    }
+                }
+                cur = err.source();
+            }
+            false
+        };
+        match self {
+            UpstreamError::Connect(_) => false,
+            UpstreamError::Reset(e) => user_body(e),
+            UpstreamError::H2(e) => user_body(e),
+        }
+    }
+
     pub fn is_connect(&self) -> bool {
         match self {
             UpstreamError::Connect(_) => true,

@@ -378,3 +378,74 @@ async fn headers_with_underscores_follow_the_mesh_action() {
     assert_eq!(seen["headers"]["x-b"], "2");
     assert_eq!(upstream.hits.load(Ordering::SeqCst), 1);
 }
+
+/// An upstream that reads the whole request body before answering.
+async fn reading_upstream() -> std::net::SocketAddr {
+    let app = axum::Router::new()
+        .fallback(|body: axum::body::Bytes| async move { format!("read {} bytes", body.len()) });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// HTTP correctness the attack pass found wrong: a malformed chunked body got 502
+/// "upstream connect error" (now 400, the client's fault); `CONNECT` was forwarded
+/// and logged as 200 (now 405); two `Host` headers were accepted (now 400).
+#[tokio::test]
+async fn malformed_requests_get_client_errors() {
+    let upstream = reading_upstream().await;
+    let (proxy, addr, records) = proxy(upstream, NOW).await;
+    proxy
+        .install(doc("api", "http", "deny", vec![public_only()]), 1)
+        .await
+        .unwrap();
+    let answer = raw(
+        addr,
+        "POST /public/x HTTP/1.1\r\nHost: api\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\nZZ\r\nbad\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let answer = raw(
+        addr,
+        "CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    let answer = raw(
+        addr,
+        "GET /public/x HTTP/1.1\r\nHost: api\r\nHost: evil\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let statuses: Vec<u16> = records.lock().unwrap().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [400, 405, 400]);
+}
+
+/// For HTTP/2 callers the HTTP/1.1 upstream gets `Host` from `:authority` (it used to
+/// get the upstream's own address, so name-based routing behind the sidecar broke).
+#[tokio::test]
+async fn http2_callers_authority_becomes_the_upstream_host() {
+    let upstream = echo().await;
+    let (proxy, addr, _) = proxy(upstream.addr, NOW).await;
+    proxy
+        .install(doc("api", "http", "deny", vec![public_only()]), 1)
+        .await
+        .unwrap();
+    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Empty<hyper::body::Bytes>>();
+    // `:authority` is the proxy's address here, which is not the upstream's.
+    let res = h2
+        .request(
+            hyper::Request::get(format!("http://{addr}/public/x"))
+                .body(http_body_util::Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let seen = upstream.last.lock().unwrap().clone().unwrap();
+    assert_eq!(seen["headers"]["host"], addr.to_string(), "{seen}");
+    assert_ne!(addr, upstream.addr);
+}
