@@ -6,6 +6,62 @@ use crate::table::IntentionTable;
 use std::fmt;
 use tribune_model::intentions::Action;
 
+/// Why a decision was made, without the details (a [`Decision::code`]); metrics
+/// are indexed by [`ReasonCode::ALL`], so none can be missed or mislabelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReasonCode {
+    Intention,
+    Permission,
+    Default,
+    DefaultSameAction,
+    DefaultShadowed,
+    NoPermissionMatched,
+    PermissionSameAsDefault,
+    PermissionsOnNonHttp,
+    JwtMissing,
+    JwtInvalid,
+    JwtIssuer,
+    JwtClaim,
+    JwtUnknownProvider,
+}
+
+impl ReasonCode {
+    pub const ALL: [ReasonCode; 13] = [
+        ReasonCode::Intention,
+        ReasonCode::Permission,
+        ReasonCode::Default,
+        ReasonCode::DefaultSameAction,
+        ReasonCode::DefaultShadowed,
+        ReasonCode::NoPermissionMatched,
+        ReasonCode::PermissionSameAsDefault,
+        ReasonCode::PermissionsOnNonHttp,
+        ReasonCode::JwtMissing,
+        ReasonCode::JwtInvalid,
+        ReasonCode::JwtIssuer,
+        ReasonCode::JwtClaim,
+        ReasonCode::JwtUnknownProvider,
+    ];
+
+    /// The stable label (`intention`, `default`, `jwt_missing`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasonCode::Intention => "intention",
+            ReasonCode::Permission => "permission",
+            ReasonCode::Default => "default",
+            ReasonCode::DefaultSameAction => "default_same_action",
+            ReasonCode::DefaultShadowed => "default_shadowed",
+            ReasonCode::NoPermissionMatched => "no_permission_matched",
+            ReasonCode::PermissionSameAsDefault => "permission_same_as_default",
+            ReasonCode::PermissionsOnNonHttp => "permissions_on_non_http",
+            ReasonCode::JwtMissing => "jwt_missing",
+            ReasonCode::JwtInvalid => "jwt_invalid",
+            ReasonCode::JwtIssuer => "jwt_issuer",
+            ReasonCode::JwtClaim => "jwt_claim",
+            ReasonCode::JwtUnknownProvider => "jwt_unknown_provider",
+        }
+    }
+}
+
 /// The outcome for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
@@ -18,29 +74,28 @@ impl Decision {
         self.action == Action::Allow
     }
 
-    /// A short stable code for why, for logs and metrics (`intention`, `permission`,
-    /// `default`, `jwt_missing`, `jwt_invalid`, `jwt_claim`, ...).
-    pub fn code(&self) -> &'static str {
+    /// Why, as a code for logs and metrics.
+    pub fn code(&self) -> ReasonCode {
         match &self.reason {
             Reason::Fired {
                 permission: None, ..
-            } => "intention",
-            Reason::Fired { .. } => "permission",
-            Reason::Default { closest: None } => "default",
+            } => ReasonCode::Intention,
+            Reason::Fired { .. } => ReasonCode::Permission,
+            Reason::Default { closest: None } => ReasonCode::Default,
             Reason::Default {
                 closest: Some((_, why)),
             } => match why {
-                NotFired::SameAsDefault => "default_same_action",
-                NotFired::Shadowed { .. } => "default_shadowed",
-                NotFired::NoPermissionMatched => "no_permission_matched",
-                NotFired::PermissionSameAsDefault { .. } => "permission_same_as_default",
-                NotFired::PermissionsOnNonHttp => "permissions_on_non_http",
+                NotFired::SameAsDefault => ReasonCode::DefaultSameAction,
+                NotFired::Shadowed { .. } => ReasonCode::DefaultShadowed,
+                NotFired::NoPermissionMatched => ReasonCode::NoPermissionMatched,
+                NotFired::PermissionSameAsDefault { .. } => ReasonCode::PermissionSameAsDefault,
+                NotFired::PermissionsOnNonHttp => ReasonCode::PermissionsOnNonHttp,
                 NotFired::Jwt { failure, .. } => match failure {
-                    JwtFailure::Missing { .. } => "jwt_missing",
-                    JwtFailure::Invalid { .. } => "jwt_invalid",
-                    JwtFailure::IssuerMismatch { .. } => "jwt_issuer",
-                    JwtFailure::Claim { .. } => "jwt_claim",
-                    JwtFailure::UnknownProvider { .. } => "jwt_unknown_provider",
+                    JwtFailure::Missing { .. } => ReasonCode::JwtMissing,
+                    JwtFailure::Invalid { .. } => ReasonCode::JwtInvalid,
+                    JwtFailure::IssuerMismatch { .. } => ReasonCode::JwtIssuer,
+                    JwtFailure::Claim { .. } => ReasonCode::JwtClaim,
+                    JwtFailure::UnknownProvider { .. } => ReasonCode::JwtUnknownProvider,
                 },
             },
         }

@@ -19,7 +19,9 @@ pub mod path;
 pub mod table;
 pub mod warnings;
 
-pub use decision::{deny_response, Decision, DenyResponse, JwtFailure, NotFired, Reason};
+pub use decision::{
+    deny_response, Decision, DenyResponse, JwtFailure, NotFired, Reason, ReasonCode,
+};
 pub use facts::{Caller, HeaderList, Headers, RequestFacts, TokenOutcome, Tokens};
 pub use matchers::{claim_at, claim_matches, ANY_PROVIDER};
 pub use path::{normalize_path, normalize_request_path, PathVerdict};

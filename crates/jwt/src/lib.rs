@@ -76,22 +76,76 @@ impl JwtError {
     }
 }
 
-impl JwtError {
-    /// A short stable code for metrics and logs (`expired`, `bad_signature`, ...).
-    pub fn code(&self) -> &'static str {
+/// Why a token failed, without the details: what metrics and logs count by. Every
+/// [`JwtError`] has one ([`JwtError::code`]); [`JwtCode::ALL`] lists them, so a
+/// metric indexed by it cannot miss one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JwtCode {
+    Missing,
+    TooLarge,
+    Malformed,
+    UnsupportedAlgorithm,
+    UnknownKey,
+    BadSignature,
+    Expired,
+    NotYetValid,
+    IssuerMismatch,
+    AudienceNotAllowed,
+    ClaimType,
+    KeysUnavailable,
+}
+
+impl JwtCode {
+    pub const ALL: [JwtCode; 12] = [
+        JwtCode::Missing,
+        JwtCode::TooLarge,
+        JwtCode::Malformed,
+        JwtCode::UnsupportedAlgorithm,
+        JwtCode::UnknownKey,
+        JwtCode::BadSignature,
+        JwtCode::Expired,
+        JwtCode::NotYetValid,
+        JwtCode::IssuerMismatch,
+        JwtCode::AudienceNotAllowed,
+        JwtCode::ClaimType,
+        JwtCode::KeysUnavailable,
+    ];
+
+    /// The stable label (`expired`, `bad_signature`, ...).
+    pub fn as_str(self) -> &'static str {
         match self {
-            JwtError::Missing => "missing",
-            JwtError::TooLarge { .. } => "too_large",
-            JwtError::Malformed(_) => "malformed",
-            JwtError::UnsupportedAlgorithm(_) => "unsupported_algorithm",
-            JwtError::UnknownKey => "unknown_key",
-            JwtError::BadSignature => "bad_signature",
-            JwtError::Expired => "expired",
-            JwtError::NotYetValid => "not_yet_valid",
-            JwtError::IssuerMismatch => "issuer_mismatch",
-            JwtError::AudienceNotAllowed => "audience_not_allowed",
-            JwtError::ClaimType(_) => "claim_type",
-            JwtError::KeysUnavailable => "keys_unavailable",
+            JwtCode::Missing => "missing",
+            JwtCode::TooLarge => "too_large",
+            JwtCode::Malformed => "malformed",
+            JwtCode::UnsupportedAlgorithm => "unsupported_algorithm",
+            JwtCode::UnknownKey => "unknown_key",
+            JwtCode::BadSignature => "bad_signature",
+            JwtCode::Expired => "expired",
+            JwtCode::NotYetValid => "not_yet_valid",
+            JwtCode::IssuerMismatch => "issuer_mismatch",
+            JwtCode::AudienceNotAllowed => "audience_not_allowed",
+            JwtCode::ClaimType => "claim_type",
+            JwtCode::KeysUnavailable => "keys_unavailable",
+        }
+    }
+}
+
+impl JwtError {
+    /// The error's code, for metrics and logs.
+    pub fn code(&self) -> JwtCode {
+        match self {
+            JwtError::Missing => JwtCode::Missing,
+            JwtError::TooLarge { .. } => JwtCode::TooLarge,
+            JwtError::Malformed(_) => JwtCode::Malformed,
+            JwtError::UnsupportedAlgorithm(_) => JwtCode::UnsupportedAlgorithm,
+            JwtError::UnknownKey => JwtCode::UnknownKey,
+            JwtError::BadSignature => JwtCode::BadSignature,
+            JwtError::Expired => JwtCode::Expired,
+            JwtError::NotYetValid => JwtCode::NotYetValid,
+            JwtError::IssuerMismatch => JwtCode::IssuerMismatch,
+            JwtError::AudienceNotAllowed => JwtCode::AudienceNotAllowed,
+            JwtError::ClaimType(_) => JwtCode::ClaimType,
+            JwtError::KeysUnavailable => JwtCode::KeysUnavailable,
         }
     }
 }

@@ -19,6 +19,7 @@
 //!    become 502/503/504 with short Envoy-style bodies.
 //! 8. **log**: one access record per request.
 
+use crate::metrics::UpstreamResult;
 use crate::snapshot::Snapshot;
 use crate::Proxy;
 use http_body_util::{Either, Full};
@@ -300,19 +301,19 @@ impl Proxy {
     }
 
     fn count_jwt(rt: &crate::keys::ProviderRuntime, outcome: &Outcome) {
-        let code = match outcome {
-            Outcome::Missing => "missing",
-            Outcome::Valid { .. } => "valid",
-            Outcome::Invalid(e) => e.code(),
+        let failure = match outcome {
+            Outcome::Missing => Some(tribune_jwt::JwtCode::Missing),
+            Outcome::Valid { .. } => None,
+            Outcome::Invalid(e) => Some(e.code()),
         };
-        rt.outcomes[crate::metrics::slot(&crate::metrics::JWT_OUTCOMES, code)]
+        rt.outcomes[crate::metrics::token_slot(failure)]
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn count_decision(&self, decision: &Decision) {
         let d = usize::from(!decision.allowed());
-        let r = crate::metrics::slot(&crate::metrics::REASONS, decision.code());
-        self.metrics.counters.decisions[d][r].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.counters.decisions[d][decision.code() as usize]
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Whether access records are wanted (a sink, or the access log target enabled).
@@ -511,7 +512,7 @@ pub async fn handle(
             resp.headers_mut()
                 .insert(hyper::header::WWW_AUTHENTICATE, v);
         }
-        proxy.log(|| record(status.as_u16(), "deny", decision.code()));
+        proxy.log(|| record(status.as_u16(), "deny", decision.code().as_str()));
         return Ok(resp);
     }
 
@@ -602,7 +603,7 @@ pub async fn handle(
     } else {
         tokio::time::timeout(proxy.config.upstream_timeout, proxy.upstream.send_h1(req)).await
     };
-    let (resp, verdict, reason) = match result {
+    let (resp, result) = match result {
         Ok(Ok(resp)) => {
             proxy
                 .metrics
@@ -610,39 +611,37 @@ pub async fn handle(
                 .observe(sent.elapsed().as_secs_f64());
             let (mut rp, rb) = resp.into_parts();
             remove_hop_by_hop(&mut rp.headers);
-            (Response::from_parts(rp, Either::Left(rb)), "allow", decision.code())
+            (Response::from_parts(rp, Either::Left(rb)), UpstreamResult::Ok)
         }
         Ok(Err(e)) if e.is_client_body() => (
             short(StatusCode::BAD_REQUEST, "Bad Request"),
-            "error",
-            "bad_request_body",
+            UpstreamResult::ClientBody,
         ),
         Ok(Err(e)) if e.is_connect() => (
             short(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
             ),
-            "error",
-            "upstream_connect",
+            UpstreamResult::Connect,
         ),
         Ok(Err(_)) => (
             short(
                 StatusCode::BAD_GATEWAY,
                 "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
             ),
-            "error",
-            "upstream_reset",
+            UpstreamResult::Reset,
         ),
         Err(_) => (
             short(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
-            "error",
-            "upstream_timeout",
+            UpstreamResult::Timeout,
         ),
     };
-    let result = if verdict == "allow" { "ok" } else { reason };
-    proxy.metrics.counters.upstream
-        [crate::metrics::slot(&crate::metrics::UPSTREAM_RESULTS, result)]
-    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    proxy.metrics.counters.upstream[result as usize]
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (verdict, reason) = match result {
+        UpstreamResult::Ok => ("allow", decision.code().as_str()),
+        failed => ("error", failed.label()),
+    };
     proxy.log(|| record(resp.status().as_u16(), verdict, reason));
     Ok(resp)
 }
@@ -694,16 +693,16 @@ where
         latency: start.elapsed(),
     };
     if !decision.allowed() {
-        proxy.log(|| record(0, "deny", decision.code()));
+        proxy.log(|| record(0, "deny", decision.code().as_str()));
         return;
     }
     match TcpStream::connect(proxy.config.upstream).await {
         Ok(mut up) => {
             let _ = up.set_nodelay(true);
             let _ = tokio::io::copy_bidirectional(&mut stream, &mut up).await;
-            proxy.log(|| record(0, "allow", decision.code()));
+            proxy.log(|| record(0, "allow", decision.code().as_str()));
         }
-        Err(_) => proxy.log(|| record(0, "error", "upstream_connect")),
+        Err(_) => proxy.log(|| record(0, "error", UpstreamResult::Connect.label())),
     }
 }
 

@@ -40,8 +40,8 @@ pub struct ProviderRuntime {
     current: ArcSwapOption<CachedVerifier>,
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
-    /// Token outcomes, indexed like [`crate::metrics::JWT_OUTCOMES`].
-    pub outcomes: [AtomicU64; 12],
+    /// Token outcomes, indexed by [`crate::metrics::token_slot`].
+    pub outcomes: [AtomicU64; crate::metrics::TOKEN_SLOTS],
 }
 
 impl std::fmt::Debug for ProviderRuntime {

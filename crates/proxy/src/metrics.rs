@@ -9,47 +9,59 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
+use tribune_authz::ReasonCode;
+use tribune_jwt::JwtCode;
 
-/// Reason codes of decisions ([`tribune_authz::Decision::code`]).
-pub const REASONS: [&str; 13] = [
-    "intention",
-    "permission",
-    "default",
-    "default_same_action",
-    "default_shadowed",
-    "no_permission_matched",
-    "permission_same_as_default",
-    "permissions_on_non_http",
-    "jwt_missing",
-    "jwt_invalid",
-    "jwt_issuer",
-    "jwt_claim",
-    "jwt_unknown_provider",
-];
+/// Token outcomes per provider (`jwt_verifications_total{outcome}`): slot 0 is
+/// `valid`, slot `1 + code` each [`JwtCode`] (`missing` among them).
+pub const TOKEN_SLOTS: usize = 1 + JwtCode::ALL.len();
 
-/// Token outcomes per provider: `valid`, `missing`, or a [`tribune_jwt::JwtError::code`].
-pub const JWT_OUTCOMES: [&str; 12] = [
-    "valid",
-    "missing",
-    "too_large",
-    "malformed",
-    "unsupported_algorithm",
-    "unknown_key",
-    "bad_signature",
-    "expired",
-    "not_yet_valid",
-    "issuer_mismatch",
-    "audience_not_allowed",
-    "claim_type",
-];
+/// The slot of a token outcome in [`TOKEN_SLOTS`].
+pub fn token_slot(failure: Option<JwtCode>) -> usize {
+    failure.map_or(0, |c| 1 + c as usize)
+}
 
-/// Results of forwarded requests.
-pub const UPSTREAM_RESULTS: [&str; 4] = [
-    "ok",
-    "upstream_connect",
-    "upstream_reset",
-    "upstream_timeout",
-];
+fn token_label(slot: usize) -> &'static str {
+    match slot {
+        0 => "valid",
+        n => JwtCode::ALL.get(n - 1).map_or("unknown", |c| c.as_str()),
+    }
+}
+
+/// What became of an allowed request sent to the local service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamResult {
+    Ok = 0,
+    /// No connection could be made (503).
+    Connect,
+    /// The connection failed before a response (502).
+    Reset,
+    /// No response in time (504).
+    Timeout,
+    /// The client's own body was malformed (400).
+    ClientBody,
+}
+
+impl UpstreamResult {
+    pub const ALL: [UpstreamResult; 5] = [
+        UpstreamResult::Ok,
+        UpstreamResult::Connect,
+        UpstreamResult::Reset,
+        UpstreamResult::Timeout,
+        UpstreamResult::ClientBody,
+    ];
+
+    /// The metric label, also the access log's reason for failures.
+    pub fn label(self) -> &'static str {
+        match self {
+            UpstreamResult::Ok => "ok",
+            UpstreamResult::Connect => "upstream_connect",
+            UpstreamResult::Reset => "upstream_reset",
+            UpstreamResult::Timeout => "upstream_timeout",
+            UpstreamResult::ClientBody => "bad_request_body",
+        }
+    }
+}
 
 /// Connection events (`connection_events_total{event}`): where connections are
 /// opened and how handshakes end. Counted once per connection, never per request.
@@ -96,20 +108,13 @@ impl ConnEvent {
     }
 }
 
-/// Index of `code` in `list` (the last slot when unknown).
-pub fn slot(list: &[&str], code: &str) -> usize {
-    list.iter()
-        .position(|c| *c == code)
-        .unwrap_or(list.len() - 1)
-}
-
 /// Request-path counters: plain atomics (no label lookups per request), exported at
 /// scrape time.
 #[derive(Default)]
 pub struct Counters {
-    /// [allow, deny] x REASONS.
-    pub decisions: [[AtomicU64; 13]; 2],
-    pub upstream: [AtomicU64; 4],
+    /// [allow, deny] x [`ReasonCode::ALL`].
+    pub decisions: [[AtomicU64; ReasonCode::ALL.len()]; 2],
+    pub upstream: [AtomicU64; UpstreamResult::ALL.len()],
     pub connection_events: [AtomicU64; ConnEvent::ALL.len()],
 }
 
@@ -225,10 +230,13 @@ impl Collector for CounterCollector {
             probe.metric_type(),
         )?;
         for (d, decision) in ["allow", "deny"].into_iter().enumerate() {
-            for (r, reason) in REASONS.into_iter().enumerate() {
-                let n = self.counters.decisions[d][r].load(Ordering::Relaxed);
+            for code in ReasonCode::ALL {
+                let n = self.counters.decisions[d][code as usize].load(Ordering::Relaxed);
                 if n > 0 {
-                    let labels = DecisionLabels { decision, reason };
+                    let labels = DecisionLabels {
+                        decision,
+                        reason: code.as_str(),
+                    };
                     ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
                 }
             }
@@ -239,10 +247,12 @@ impl Collector for CounterCollector {
             None,
             probe.metric_type(),
         )?;
-        for (i, result) in UPSTREAM_RESULTS.into_iter().enumerate() {
-            let n = self.counters.upstream[i].load(Ordering::Relaxed);
+        for result in UpstreamResult::ALL {
+            let n = self.counters.upstream[result as usize].load(Ordering::Relaxed);
             if n > 0 {
-                let labels = ResultLabel { result };
+                let labels = ResultLabel {
+                    result: result.label(),
+                };
                 ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
             }
         }
@@ -290,7 +300,8 @@ impl Collector for ProviderCollector {
         };
         let mut outcomes: Vec<(ProviderOutcome, u64)> = Vec::new();
         for rt in &snap.providers {
-            for (i, outcome) in JWT_OUTCOMES.into_iter().enumerate() {
+            for i in 0..TOKEN_SLOTS {
+                let outcome = token_label(i);
                 let n = rt.outcomes[i].load(Ordering::Relaxed);
                 if n > 0 {
                     outcomes.push((
@@ -388,6 +399,52 @@ pub fn render(metrics: &Metrics) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The attack pass found `keys_unavailable` counted as `claim_type`: the metric's
+    /// label list re-typed the codes and missed one. Slots now come from the enums.
+    #[test]
+    fn every_token_code_reason_and_result_has_its_own_slot_and_label() {
+        let mut seen = std::collections::HashSet::new();
+        assert_eq!(token_label(token_slot(None)), "valid");
+        seen.insert(token_slot(None));
+        for code in JwtCode::ALL {
+            let slot = token_slot(Some(code));
+            assert!(slot < TOKEN_SLOTS && seen.insert(slot), "{code:?}");
+            assert_eq!(token_label(slot), code.as_str());
+        }
+        assert_eq!(
+            token_label(token_slot(Some(JwtCode::KeysUnavailable))),
+            "keys_unavailable"
+        );
+        for (i, code) in ReasonCode::ALL.into_iter().enumerate() {
+            assert_eq!(code as usize, i, "{code:?}");
+        }
+        for (i, r) in UpstreamResult::ALL.into_iter().enumerate() {
+            assert_eq!(r as usize, i, "{r:?}");
+        }
+        let metrics = Metrics::new();
+        for code in ReasonCode::ALL {
+            metrics.counters.decisions[1][code as usize].fetch_add(1, Ordering::Relaxed);
+        }
+        for r in UpstreamResult::ALL {
+            metrics.counters.upstream[r as usize].fetch_add(1, Ordering::Relaxed);
+        }
+        let text = render(&metrics);
+        for code in ReasonCode::ALL {
+            let line = format!(
+                "tribune_proxy_requests_total{{decision=\"deny\",reason=\"{}\"}} 1",
+                code.as_str()
+            );
+            assert!(text.contains(&line), "{line}\n{text}");
+        }
+        for r in UpstreamResult::ALL {
+            let line = format!(
+                "tribune_proxy_upstream_requests_total{{result=\"{}\"}} 1",
+                r.label()
+            );
+            assert!(text.contains(&line), "{line}\n{text}");
+        }
+    }
 
     #[test]
     fn every_connection_event_has_its_own_slot_and_label() {

@@ -449,3 +449,45 @@ async fn http2_callers_authority_becomes_the_upstream_host() {
     assert_eq!(seen["headers"]["host"], addr.to_string(), "{seen}");
     assert_ne!(addr, upstream.addr);
 }
+
+/// Metrics that lied: a token refused because the provider's keys could not be
+/// fetched was counted as `claim_type`. Through the real path: keys at a closed
+/// port, fetched asynchronously, so the request fails with `keys_unavailable`.
+#[tokio::test]
+async fn keys_unavailable_is_counted_as_keys_unavailable() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let upstream = echo().await;
+    let (proxy, addr, _) = proxy(upstream.addr, NOW).await;
+    let provider = json!({
+        "Kind": "jwt-provider", "Name": "okta", "Issuer": "https://okta.example",
+        "JSONWebKeySet": {"Remote": {
+            "URI": format!("http://127.0.0.1:{port}/jwks"), "FetchAsynchronously": true,
+            "RequestTimeoutMs": 200,
+        }},
+    });
+    proxy
+        .install(
+            doc("api", "http", "deny", vec![provider, okta_required()]),
+            1,
+        )
+        .await
+        .unwrap();
+    let key = Es256::new("k1");
+    let t = token(&key, "https://okta.example");
+    let answer = raw(
+        addr,
+        &format!("GET /x HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer {t}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    let text = tribune_proxy::metrics::render(&proxy.metrics);
+    assert!(
+        text.contains(
+            r#"tribune_proxy_jwt_verifications_total{provider="okta",outcome="keys_unavailable"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(!text.contains(r#"outcome="claim_type""#), "{text}");
+}
