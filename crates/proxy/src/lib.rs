@@ -12,6 +12,7 @@ pub mod http;
 pub mod keys;
 pub mod mesh;
 pub mod metrics;
+pub mod run;
 pub mod sidecar;
 pub mod snapshot;
 pub mod upstream;
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 pub use http::{AccessRecord, ProxyBody};
 pub use metrics::Metrics;
+pub use run::{start, EdgeTls, Settings, Started};
 pub use snapshot::{Builder, Snapshot, SnapshotDoc};
 
 /// Seconds since the Unix epoch (injected so tests control token time).

@@ -4,9 +4,8 @@ use super::http::HttpArgs;
 use super::Io;
 use clap::{Args, Subcommand};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
-use tribune_proxy::{sidecar, Proxy, ProxyConfig, SnapshotDoc};
+use tribune_proxy::{EdgeTls, Settings};
 
 #[derive(Debug, Subcommand)]
 pub enum ConnectCommand {
@@ -105,31 +104,33 @@ fn fail(io: &mut Io<'_>, msg: impl std::fmt::Display) -> u8 {
     1
 }
 
-fn proxy(args: ProxyArgs, io: &mut Io<'_>) -> u8 {
-    let file_doc = match &args.config {
-        None => None,
-        Some(path) => {
-            let parsed = std::fs::read_to_string(path)
-                .map_err(|e| format!("Error reading {}: {e}", path.display()))
-                .and_then(|t| {
-                    tribune_model::decode::parse_json(t.as_bytes())
-                        .map_err(|e| format!("Error parsing {}: {e}", path.display()))
-                })
-                .and_then(|v| {
-                    SnapshotDoc::from_json(&v)
-                        .map_err(|e| format!("Invalid snapshot {}: {e}", path.display()))
-                });
-            match parsed {
-                Ok(d) => Some(d),
-                Err(e) => return fail(io, e),
-            }
-        }
-    };
-    if args.sidecar_for.is_some() && file_doc.is_some() {
-        return fail(io, "-sidecar-for and -config cannot be combined");
+impl ProxyArgs {
+    /// The flags as the proxy's settings: the only thing the CLI does for a sidecar.
+    pub fn settings(&self) -> Result<Settings, String> {
+        let mut s = Settings::new(self.http.target()?);
+        s.sidecar_for = self.sidecar_for.clone();
+        s.service = self.service.clone();
+        s.local_service = self.local_service_address;
+        s.mesh_listener = self.mesh_listener;
+        s.edge_listener = self.edge_listener;
+        s.edge_tls = match (&self.edge_tls_cert, &self.edge_tls_key) {
+            (Some(cert), Some(key)) => Some(EdgeTls {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        };
+        s.admin_bind = self.admin_bind;
+        s.snapshot_file = self.config.clone();
+        s.merge_slashes = self.merge_slashes;
+        s.upstream_timeout = Duration::from_secs(self.upstream_timeout.max(1));
+        Ok(s)
     }
-    let target = match args.http.target() {
-        Ok(t) => t,
+}
+
+fn proxy(args: ProxyArgs, io: &mut Io<'_>) -> u8 {
+    let settings = match args.settings() {
+        Ok(s) => s,
         Err(e) => return fail(io, e),
     };
     // One worker: a single-threaded runtime (no work-stealing queues or cross-thread
@@ -150,188 +151,91 @@ fn proxy(args: ProxyArgs, io: &mut Io<'_>) -> u8 {
         Err(e) => return fail(io, format!("Error starting runtime: {e}")),
     };
     runtime.block_on(async move {
-        let agent = || tribune_client::Client::new(&target).map_err(|e| e.to_string());
-        let reg = match &args.sidecar_for {
-            None => None,
-            Some(id) => match agent() {
-                Ok(c) => match sidecar::registration(&c, id).await {
-                    Ok(r) => Some(r),
-                    Err(e) => return fail(io, e),
-                },
-                Err(e) => return fail(io, e),
-            },
+        let started = match tribune_proxy::start(settings).await {
+            Ok(s) => s,
+            Err(e) => return fail(io, e),
         };
-        let service = match (&args.service, &file_doc, &reg) {
-            (Some(s), Some(d), _) if *s != d.service => {
-                return fail(
-                    io,
-                    format!(
-                        "-service {s} does not match the snapshot's Service {}",
-                        d.service
-                    ),
-                )
-            }
-            (Some(s), _, _) => s.clone(),
-            (None, Some(d), _) => d.service.clone(),
-            (None, None, Some(r)) => r.service.clone(),
-            (None, None, None) => {
-                return fail(
-                    io,
-                    "Must specify -sidecar-for, -service, or -config with a snapshot",
-                )
-            }
-        };
-        let Some(upstream) = args
-            .local_service_address
-            .or(reg.as_ref().map(|r| r.local_service))
-        else {
-            return fail(
-                io,
-                "Must specify -local-service-address (the local service's host:port)",
-            );
-        };
-        let mesh_addr = args.mesh_listener.or(reg.as_ref().map(|r| r.mesh_addr));
-        if mesh_addr.is_some() && file_doc.is_some() {
-            return fail(
-                io,
-                "the mesh listener needs the agent's CA; it cannot run with -config",
-            );
-        }
-        if mesh_addr.is_none() && args.edge_listener.is_none() {
-            return fail(
-                io,
-                "Must specify -sidecar-for, -mesh-listener or -edge-listener",
-            );
-        }
-        let mut config = ProxyConfig::new(upstream);
-        config.merge_slashes = args.merge_slashes;
-        config.upstream_timeout = Duration::from_secs(args.upstream_timeout.max(1));
-        let proxy: Arc<Proxy> = Proxy::new(config);
-        let mut lines: Vec<(String, String)> = Vec::new();
-        if let Some(addr) = mesh_addr {
-            let client = match agent() {
-                Ok(c) => c,
-                Err(e) => return fail(io, e),
-            };
-            let watch = match sidecar::IdentityWatch::start(client, &service).await {
-                Ok(w) => w,
-                Err(e) => return fail(io, format!("Error getting the mesh identity: {e}")),
-            };
-            let tls = watch.tls.clone();
-            let listener = match tokio::net::TcpListener::bind(addr).await {
-                Ok(l) => l,
-                Err(e) => return fail(io, format!("Error binding mesh listener {addr}: {e}")),
-            };
-            lines.push((
-                "Mesh listener".into(),
-                format!(
-                    "{} (mTLS, identity {})",
-                    listener.local_addr().unwrap_or(addr),
-                    tls.identity().service
-                ),
-            ));
-            tokio::spawn(watch.run());
-            tokio::spawn(tribune_proxy::mesh::serve_mesh(
-                proxy.clone(),
-                tls.clone(),
-                listener,
-            ));
-            for (dest, bind) in reg
-                .as_ref()
-                .map(|r| r.upstreams.clone())
-                .unwrap_or_default()
-            {
-                let listener = match tokio::net::TcpListener::bind(bind).await {
-                    Ok(l) => l,
-                    Err(e) => {
-                        return fail(io, format!("Error binding upstream {dest} on {bind}: {e}"))
-                    }
-                };
-                let endpoints = Arc::new(tribune_proxy::mesh::Endpoints::default());
-                match agent() {
-                    Ok(c) => {
-                        tokio::spawn(sidecar::watch_endpoints(c, dest.clone(), endpoints.clone()));
-                    }
-                    Err(e) => return fail(io, e),
-                }
-                lines.push((format!("Upstream {dest}"), bind.to_string()));
-                tokio::spawn(tribune_proxy::mesh::serve_upstream(
-                    proxy.clone(),
-                    tls.clone(),
-                    dest,
-                    endpoints,
-                    listener,
-                ));
-            }
-        }
-        if let Some(edge) = args.edge_listener {
-            let listener = match tokio::net::TcpListener::bind(edge).await {
-                Ok(l) => l,
-                Err(e) => return fail(io, format!("Error binding edge listener {edge}: {e}")),
-            };
-            lines.push((
-                "Edge listener".into(),
-                listener.local_addr().unwrap_or(edge).to_string(),
-            ));
-            tokio::spawn(tribune_proxy::http::serve_edge(proxy.clone(), listener));
-        }
-        let admin_listener = match tokio::net::TcpListener::bind(args.admin_bind).await {
-            Ok(l) => l,
-            Err(e) => {
-                return fail(
-                    io,
-                    format!("Error binding admin listener {}: {e}", args.admin_bind),
-                )
-            }
-        };
-        lines.push((
-            "Admin listener".into(),
-            admin_listener
-                .local_addr()
-                .unwrap_or(args.admin_bind)
-                .to_string(),
-        ));
-        lines.push(("Local service".into(), upstream.to_string()));
-        let source = match file_doc {
-            Some(doc) => {
-                if let Err(e) = proxy.install(doc, 0).await {
-                    return fail(io, format!("Invalid snapshot: {e}"));
-                }
-                format!(
-                    "file {}",
-                    args.config
-                        .as_ref()
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_default()
-                )
-            }
-            None => {
-                let client = match agent() {
-                    Ok(c) => c,
-                    Err(e) => return fail(io, e),
-                };
-                tokio::spawn(tribune_proxy::watch::watch_agent(
-                    proxy.clone(),
-                    client,
-                    service.clone(),
-                ));
-                format!("agent {} (live)", target.addr)
-            }
-        };
-        lines.push(("Policy".into(), source));
-        let _ = writeln!(io.out, "==> Tribune proxy for service {service}");
-        for (k, v) in lines {
+        let _ = writeln!(io.out, "==> Tribune proxy for service {}", started.service);
+        for (k, v) in &started.lines {
             let _ = writeln!(io.out, "{k:>22}: {v}");
         }
         let _ = writeln!(io.out, "==> Tribune proxy running!");
         let _ = io.out.flush();
-        tokio::spawn(tribune_proxy::admin::serve_admin(
-            proxy.clone(),
-            admin_listener,
-        ));
-        tokio::spawn(tribune_proxy::keep_timer_armed());
         super::agent::shutdown_signal().await;
         let _ = writeln!(io.out, "==> Tribune proxy stopped");
         0
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(subcommand)]
+        cmd: ConnectCommand,
+    }
+
+    /// Every flag reaches the proxy's settings (the proxy's own tests show each
+    /// setting changes behaviour).
+    #[test]
+    fn every_flag_maps_to_a_setting() {
+        let args = [
+            "connect",
+            "proxy",
+            "-sidecar-for",
+            "web-1",
+            "-service",
+            "web",
+            "-local-service-address",
+            "127.0.0.1:8080",
+            "-mesh-listener",
+            "127.0.0.1:21000",
+            "-edge-listener",
+            "127.0.0.1:21001",
+            "-edge-tls-cert",
+            "e.crt",
+            "-edge-tls-key",
+            "e.key",
+            "-admin-bind",
+            "127.0.0.1:19001",
+            "-config",
+            "s.json",
+            "-merge-slashes",
+            "-upstream-timeout",
+            "7",
+            "-http-addr",
+            "127.0.0.1:8501",
+            "-token",
+            "t",
+        ];
+        let w = Wrapper::try_parse_from(super::super::consul_style_flags(
+            args.iter().map(std::ffi::OsString::from).collect(),
+        ))
+        .unwrap();
+        let ConnectCommand::Proxy(args) = w.cmd else {
+            panic!("not proxy")
+        };
+        let s = args.settings().unwrap();
+        let mut want = Settings::new(tribune_client::Target {
+            addr: "127.0.0.1:8501".into(),
+            token: Some("t".into()),
+        });
+        want.sidecar_for = Some("web-1".into());
+        want.service = Some("web".into());
+        want.local_service = Some("127.0.0.1:8080".parse().unwrap());
+        want.mesh_listener = Some("127.0.0.1:21000".parse().unwrap());
+        want.edge_listener = Some("127.0.0.1:21001".parse().unwrap());
+        want.edge_tls = Some(EdgeTls {
+            cert: "e.crt".into(),
+            key: "e.key".into(),
+        });
+        want.admin_bind = "127.0.0.1:19001".parse().unwrap();
+        want.snapshot_file = Some("s.json".into());
+        want.merge_slashes = true;
+        want.upstream_timeout = Duration::from_secs(7);
+        assert_eq!(s, want);
+    }
 }

@@ -1,0 +1,252 @@
+//! Assembling a sidecar from its [`Settings`]: the one place that turns settings into
+//! listeners and tasks (`tribune connect proxy` only maps its flags to `Settings`).
+//! Every setting has a test that it changes behaviour (`tests/settings.rs`), so a
+//! flag can no longer be parsed and then ignored, as `-edge-tls-cert` once was.
+
+use crate::{sidecar, Proxy, ProxyConfig, SnapshotDoc};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tribune_client::{Client, Target};
+
+/// Everything a sidecar is started with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Run as the sidecar registered for this service ID (service, mesh listener,
+    /// local service and upstreams come from the registration).
+    pub sidecar_for: Option<String>,
+    /// The service guarded (the destination of its intentions).
+    pub service: Option<String>,
+    /// Where allowed requests go.
+    pub local_service: Option<SocketAddr>,
+    /// Overrides the registration's mesh listener address.
+    pub mesh_listener: Option<SocketAddr>,
+    /// Listener for callers outside the mesh.
+    pub edge_listener: Option<SocketAddr>,
+    /// Serve the edge listener over TLS: certificate chain and key, PEM files.
+    pub edge_tls: Option<EdgeTls>,
+    /// `/ready`, `/stats/prometheus`, `/config_dump`.
+    pub admin_bind: SocketAddr,
+    /// Enforce the snapshot in this file instead of following the agent.
+    pub snapshot_file: Option<PathBuf>,
+    /// Merge repeated slashes (on top of the `mesh` entry's `MergeSlashes`).
+    pub merge_slashes: bool,
+    /// Time allowed for the local service's response headers.
+    pub upstream_timeout: Duration,
+    /// The agent: address and token.
+    pub agent: Target,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Settings {
+    /// Defaults for everything but the agent.
+    pub fn new(agent: Target) -> Settings {
+        Settings {
+            sidecar_for: None,
+            service: None,
+            local_service: None,
+            mesh_listener: None,
+            edge_listener: None,
+            edge_tls: None,
+            admin_bind: SocketAddr::from(([127, 0, 0, 1], 19000)),
+            snapshot_file: None,
+            merge_slashes: false,
+            upstream_timeout: Duration::from_secs(15),
+            agent,
+        }
+    }
+}
+
+/// A started sidecar: its proxy and what it listens on (for the banner).
+pub struct Started {
+    pub service: String,
+    pub proxy: Arc<Proxy>,
+    /// `(what, where)` lines, in the order they were set up.
+    pub lines: Vec<(String, String)>,
+}
+
+impl Started {
+    /// The address of a listener by its banner name (`Edge listener`, ...).
+    pub fn addr(&self, what: &str) -> Option<SocketAddr> {
+        self.lines
+            .iter()
+            .find(|(k, _)| k == what)
+            .and_then(|(_, v)| v.split(' ').next())
+            .and_then(|a| a.parse().ok())
+    }
+}
+
+fn read_snapshot(path: &PathBuf) -> Result<SnapshotDoc, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("Error reading {}: {e}", path.display()))?;
+    let v = tribune_model::decode::parse_json(text.as_bytes())
+        .map_err(|e| format!("Error parsing {}: {e}", path.display()))?;
+    SnapshotDoc::from_json(&v).map_err(|e| format!("Invalid snapshot {}: {e}", path.display()))
+}
+
+fn edge_tls(tls: &EdgeTls) -> Result<Arc<rustls::ServerConfig>, String> {
+    let read = |p: &PathBuf, what: &str| {
+        std::fs::read_to_string(p).map_err(|e| format!("Error reading {what} {}: {e}", p.display()))
+    };
+    let cert = read(&tls.cert, "edge TLS certificate")?;
+    let key = read(&tls.key, "edge TLS key")?;
+    crate::http::edge_tls_config(&cert, &key)
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("Error binding {what} {addr}: {e}"))
+}
+
+/// Binds every listener and starts every task the settings ask for; returns once the
+/// sidecar is serving (or would be, once a policy arrives from the agent).
+pub async fn start(settings: Settings) -> Result<Started, String> {
+    let file_doc = settings
+        .snapshot_file
+        .as_ref()
+        .map(read_snapshot)
+        .transpose()?;
+    if settings.sidecar_for.is_some() && file_doc.is_some() {
+        return Err("-sidecar-for and -config cannot be combined".into());
+    }
+    let agent = || Client::new(&settings.agent).map_err(|e| e.to_string());
+    let reg = match &settings.sidecar_for {
+        None => None,
+        Some(id) => Some(sidecar::registration(&agent()?, id).await?),
+    };
+    let service = match (&settings.service, &file_doc, &reg) {
+        (Some(s), Some(d), _) if *s != d.service => {
+            return Err(format!(
+                "-service {s} does not match the snapshot's Service {}",
+                d.service
+            ))
+        }
+        (Some(s), _, _) => s.clone(),
+        (None, Some(d), _) => d.service.clone(),
+        (None, None, Some(r)) => r.service.clone(),
+        (None, None, None) => {
+            return Err("Must specify -sidecar-for, -service, or -config with a snapshot".into())
+        }
+    };
+    let upstream = settings
+        .local_service
+        .or(reg.as_ref().map(|r| r.local_service))
+        .ok_or("Must specify -local-service-address (the local service's host:port)")?;
+    let mesh_addr = settings.mesh_listener.or(reg.as_ref().map(|r| r.mesh_addr));
+    if mesh_addr.is_some() && file_doc.is_some() {
+        return Err("the mesh listener needs the agent's CA; it cannot run with -config".into());
+    }
+    if mesh_addr.is_none() && settings.edge_listener.is_none() {
+        return Err("Must specify -sidecar-for, -mesh-listener or -edge-listener".into());
+    }
+    if settings.edge_tls.is_some() && settings.edge_listener.is_none() {
+        return Err("-edge-tls-cert and -edge-tls-key need -edge-listener".into());
+    }
+    // Read before anything is bound, so a bad certificate fails the start.
+    let edge_tls = settings.edge_tls.as_ref().map(edge_tls).transpose()?;
+
+    let mut config = ProxyConfig::new(upstream);
+    config.merge_slashes = settings.merge_slashes;
+    config.upstream_timeout = settings.upstream_timeout.max(Duration::from_millis(1));
+    let proxy = Proxy::new(config);
+    let mut lines: Vec<(String, String)> = Vec::new();
+
+    if let Some(addr) = mesh_addr {
+        let watch = sidecar::IdentityWatch::start(agent()?, &service)
+            .await
+            .map_err(|e| format!("Error getting the mesh identity: {e}"))?;
+        let tls = watch.tls.clone();
+        let listener = bind(addr, "mesh listener").await?;
+        lines.push((
+            "Mesh listener".into(),
+            format!(
+                "{} (mTLS, identity {})",
+                listener.local_addr().unwrap_or(addr),
+                tls.identity().service
+            ),
+        ));
+        tokio::spawn(watch.run());
+        tokio::spawn(crate::mesh::serve_mesh(
+            proxy.clone(),
+            tls.clone(),
+            listener,
+        ));
+        for (dest, at) in reg
+            .as_ref()
+            .map(|r| r.upstreams.clone())
+            .unwrap_or_default()
+        {
+            let listener = bind(at, &format!("upstream {dest} on")).await?;
+            let endpoints = Arc::new(crate::mesh::Endpoints::default());
+            tokio::spawn(sidecar::watch_endpoints(
+                agent()?,
+                dest.clone(),
+                endpoints.clone(),
+            ));
+            lines.push((format!("Upstream {dest}"), at.to_string()));
+            tokio::spawn(crate::mesh::serve_upstream(
+                proxy.clone(),
+                tls.clone(),
+                dest,
+                endpoints,
+                listener,
+            ));
+        }
+    }
+    if let Some(edge) = settings.edge_listener {
+        let listener = bind(edge, "edge listener").await?;
+        let at = listener.local_addr().unwrap_or(edge).to_string();
+        match edge_tls {
+            Some(tls) => {
+                lines.push(("Edge listener".into(), format!("{at} (TLS)")));
+                tokio::spawn(crate::http::serve_edge_tls(proxy.clone(), listener, tls));
+            }
+            None => {
+                lines.push(("Edge listener".into(), at));
+                tokio::spawn(crate::http::serve_edge(proxy.clone(), listener));
+            }
+        }
+    }
+    let admin = bind(settings.admin_bind, "admin listener").await?;
+    lines.push((
+        "Admin listener".into(),
+        admin
+            .local_addr()
+            .unwrap_or(settings.admin_bind)
+            .to_string(),
+    ));
+    lines.push(("Local service".into(), upstream.to_string()));
+    let source = match (file_doc, &settings.snapshot_file) {
+        (Some(doc), Some(path)) => {
+            proxy
+                .install(doc, 0)
+                .await
+                .map_err(|e| format!("Invalid snapshot: {e}"))?;
+            format!("file {}", path.display())
+        }
+        _ => {
+            tokio::spawn(crate::watch::watch_agent(
+                proxy.clone(),
+                agent()?,
+                service.clone(),
+            ));
+            format!("agent {} (live)", settings.agent.addr)
+        }
+    };
+    lines.push(("Policy".into(), source));
+    tokio::spawn(crate::admin::serve_admin(proxy.clone(), admin));
+    tokio::spawn(crate::keep_timer_armed());
+    Ok(Started {
+        service,
+        proxy,
+        lines,
+    })
+}
