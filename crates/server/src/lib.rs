@@ -53,6 +53,9 @@ pub struct AppState {
             Arc<Vec<(tribune_model::ConfigEntry, tribune_store::Record)>>,
         )>,
     >,
+    /// Set once at shutdown: blocking queries answer at once instead of holding their
+    /// connections (and so the agent's exit) for up to ten minutes.
+    shutting_down: tokio::sync::watch::Sender<bool>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -65,11 +68,19 @@ impl AppState {
             config,
             write_lock: tokio::sync::Mutex::new(()),
             entries_cache: std::sync::Mutex::new(None),
+            shutting_down: tokio::sync::watch::Sender::new(false),
         });
         if let Some(secret) = state.config.acl.initial_management.clone() {
             acl_api::ensure_management_token(&state, &secret).map_err(|e| e.1)?;
         }
         Ok(state)
+    }
+}
+
+impl AppState {
+    /// Starts shutting down: every pending and future blocking query answers now.
+    pub fn shut_down(&self) {
+        self.shutting_down.send_replace(true);
     }
 }
 
@@ -368,9 +379,10 @@ pub(crate) async fn block_on_table(
     let jitter = Duration::from_nanos(fastrand::u64(0..=(wait.as_nanos() as u64 / 16).max(1)));
     let deadline = tokio::time::Instant::now() + wait + jitter;
     let mut rx = state.store.subscribe();
+    let mut stop = state.shutting_down.subscribe();
     loop {
         let now = state.store.table_index(table)?;
-        if now != min {
+        if now != min || *stop.borrow_and_update() {
             return Ok(now.max(1));
         }
         tokio::select! {
@@ -379,6 +391,7 @@ pub(crate) async fn block_on_table(
                     return Ok(now.max(1));
                 }
             }
+            _ = stop.changed() => {}
             _ = tokio::time::sleep_until(deadline) => return Ok(now.max(1)),
         }
     }

@@ -48,3 +48,64 @@ fn config_validate_refuses_deep_input_without_aborting() {
         );
     }
 }
+
+/// Attack (availability): SIGTERM with sidecars connected left the agent running
+/// until the last blocking query ended (61 s with one proxy). Pending blocking
+/// queries now answer at once and the agent exits within 5 s.
+#[test]
+fn agent_shutdown_answers_blocking_queries_and_exits_promptly() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::time::{Duration, Instant};
+    let mut child = Command::new(BIN)
+        .args(["agent", "-dev", "-http-port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut addr = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(a) = line.trim().strip_prefix("HTTP addr: ") {
+            addr = a.to_string();
+        }
+        if line.contains("agent running") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    // Two blocking queries that would wait a minute.
+    let mut held = Vec::new();
+    for path in [
+        "/v1/config/service-intentions?index=1&wait=60s",
+        "/v1/connect/ca/roots?index=999&wait=60s",
+    ] {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: agent\r\n\r\n").unwrap();
+        held.push(s);
+    }
+    // An idle keep-alive connection too.
+    held.push(std::net::TcpStream::connect(&addr).unwrap());
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "agent still running");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    // The blocking queries were answered, not cut.
+    let mut answer = String::new();
+    held[0]
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let _ = held[0].read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}

@@ -152,11 +152,31 @@ pub fn run(args: AgentArgs, io: &mut Io<'_>) -> u8 {
         );
         let _ = writeln!(io.out, "==> Tribune agent running!");
         let _ = io.out.flush();
-        let app = router(state);
-        match axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-        {
+        let app = router(state.clone());
+        // On SIGINT/SIGTERM: blocking queries answer at once, connections finish
+        // their responses, and whatever is still open after SHUTDOWN_GRACE is dropped.
+        let signalled = Arc::new(tokio::sync::Notify::new());
+        let stop = {
+            let signalled = signalled.clone();
+            async move {
+                shutdown_signal().await;
+                state.shut_down();
+                signalled.notify_one();
+            }
+        };
+        let serve = axum::serve(listener, app).with_graceful_shutdown(stop);
+        let grace = async {
+            signalled.notified().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
+        let result = tokio::select! {
+            r = serve => r,
+            _ = grace => {
+                tracing::warn!("connections still open after the shutdown grace period; closing them");
+                Ok(())
+            }
+        };
+        match result {
             Ok(()) => {
                 let _ = writeln!(io.out, "==> Tribune agent stopped");
                 0
@@ -168,6 +188,9 @@ pub fn run(args: AgentArgs, io: &mut Io<'_>) -> u8 {
         }
     })
 }
+
+/// How long connections may take to finish after a shutdown signal.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 pub(super) async fn shutdown_signal() {
     let ctrl_c = async {
