@@ -19,6 +19,7 @@
 //!    become 502/503/504 with short Envoy-style bodies.
 //! 8. **log**: one access record per request.
 
+use crate::conns::{Conn, Slot};
 use crate::metrics::UpstreamResult;
 use crate::snapshot::Snapshot;
 use crate::Proxy;
@@ -646,27 +647,85 @@ pub async fn handle(
     Ok(resp)
 }
 
-/// Serves HTTP/1.1 and HTTP/2 on one accepted connection.
-pub async fn serve_connection<IO>(proxy: Arc<Proxy>, io: IO, caller: Option<Arc<str>>)
-where
+/// Serves HTTP/1.1 and HTTP/2 on one accepted connection, within its lifetime rules
+/// ([`crate::conns`]): first request within `first_request_timeout`, graceful
+/// shutdown after `idle_timeout` without a request or when shed for a new caller.
+pub async fn serve_connection<IO>(
+    proxy: Arc<Proxy>,
+    io: IO,
+    caller: Option<Arc<str>>,
+    conn: Arc<Conn>,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let max_header = proxy.config.max_header_bytes.max(8192);
+    let (first, idle) = (
+        proxy.config.first_request_timeout,
+        proxy.config.idle_timeout,
+    );
     let p = proxy.clone();
-    let svc = service_fn(move |req| handle(p.clone(), caller.clone(), req));
+    let c = conn.clone();
+    let svc = service_fn(move |req| {
+        let in_flight = c.begin();
+        let answer = handle(p.clone(), caller.clone(), req);
+        async move {
+            let r = answer.await;
+            drop(in_flight);
+            r
+        }
+    });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .keep_alive(true)
         .max_buf_size(max_header)
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
+        .header_read_timeout(first);
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(max_header as u32);
-    if let Err(e) = builder.serve_connection(TokioIo::new(io), svc).await {
-        tracing::debug!(error = %e, "downstream connection ended with an error");
+    let connection = builder.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(connection);
+    let mut closing = false;
+    loop {
+        let deadline = if closing {
+            // Streams still open after a graceful shutdown get one more idle period.
+            Instant::now() + idle
+        } else if conn.seen_request() {
+            Instant::now() + idle.saturating_sub(conn.idle_for())
+        } else {
+            // Wakes by the idle timeout too, so a first request that does arrive
+            // starts the idle clock on time.
+            conn.accepted() + first.min(idle)
+        };
+        tokio::select! {
+            ended = connection.as_mut() => {
+                if let Err(e) = ended {
+                    tracing::debug!(error = %e, "downstream connection ended with an error");
+                }
+                return;
+            }
+            _ = conn.shed.notified(), if !closing => {
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                if closing {
+                    // Still not done an idle period after its shutdown: dropped.
+                    return;
+                }
+                if !conn.seen_request() {
+                    if conn.accepted().elapsed() >= first {
+                        // Silent since accept (nothing, a partial preface, no stream).
+                        return;
+                    }
+                } else if conn.idle_for() >= idle {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
     }
 }
 
@@ -707,8 +766,12 @@ where
 }
 
 /// Phase 1 for one accepted TCP connection.
-pub async fn serve_downstream<IO>(proxy: Arc<Proxy>, stream: IO, caller: Option<Arc<str>>)
-where
+pub async fn serve_downstream<IO>(
+    proxy: Arc<Proxy>,
+    stream: IO,
+    caller: Option<Arc<str>>,
+    conn: Arc<Conn>,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let Some(snap) = proxy.current() else {
@@ -717,7 +780,7 @@ where
     };
     if snap.http {
         drop(snap);
-        serve_connection(proxy, stream, caller).await;
+        serve_connection(proxy, stream, caller, conn).await;
     } else {
         serve_tcp(&proxy, &snap, stream, caller.as_deref()).await;
     }
@@ -763,11 +826,7 @@ pub fn edge_tls_config(cert_pem: &str, key_pem: &str) -> Result<Arc<rustls::Serv
 pub(crate) async fn accept(
     proxy: &Proxy,
     listener: &TcpListener,
-) -> (
-    TcpStream,
-    std::net::SocketAddr,
-    tokio::sync::OwnedSemaphorePermit,
-) {
+) -> (TcpStream, std::net::SocketAddr, Slot) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => {
@@ -778,19 +837,28 @@ pub(crate) async fn accept(
                 x
             }
             Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
+                // Out of file descriptors (EMFILE/ENFILE): make room by shedding the
+                // longest-idle connection, so the next caller can be served.
+                if matches!(e.raw_os_error(), Some(23 | 24)) && proxy.conns.shed_idlest() {
+                    tracing::warn!(error = %e, "out of file descriptors; shed an idle connection");
+                } else {
+                    tracing::warn!(error = %e, "accept failed");
+                }
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
         };
-        let Ok(permit) = proxy.connections.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "connection limit reached; connection closed");
+        let Some(slot) = proxy.conns.admit(SHED_WAIT).await else {
+            tracing::warn!(%peer, "connection limit reached and nothing idle to shed; connection closed");
             continue;
         };
         let _ = stream.set_nodelay(true);
-        return (stream, peer, permit);
+        return (stream, peer, slot);
     }
 }
+
+/// How long a new connection at the cap waits for a shed connection's place.
+const SHED_WAIT: Duration = Duration::from_secs(1);
 
 async fn serve_edge_with(
     proxy: Arc<Proxy>,
@@ -798,13 +866,14 @@ async fn serve_edge_with(
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     loop {
-        let (stream, _, permit) = accept(&proxy, &listener).await;
+        let (stream, _, slot) = accept(&proxy, &listener).await;
         let proxy = proxy.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
             proxy.metrics.connections.inc();
+            let conn = slot.conn.clone();
             match tls {
-                None => serve_downstream(proxy.clone(), stream, None).await,
+                None => serve_downstream(proxy.clone(), stream, None, conn).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(
                         crate::mesh::HANDSHAKE_TIMEOUT,
@@ -812,13 +881,13 @@ async fn serve_edge_with(
                     )
                     .await
                     {
-                        Ok(Ok(s)) => serve_downstream(proxy.clone(), s, None).await,
+                        Ok(Ok(s)) => serve_downstream(proxy.clone(), s, None, conn).await,
                         _ => tracing::debug!("edge TLS handshake failed"),
                     }
                 }
             }
             proxy.metrics.connections.dec();
-            drop(permit);
+            drop(slot);
         });
     }
 }

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod conns;
 pub mod http;
 pub mod keys;
 pub mod mesh;
@@ -44,8 +45,14 @@ pub struct ProxyConfig {
     pub merge_slashes: bool,
     /// Time allowed for the upstream's response headers.
     pub upstream_timeout: Duration,
-    /// Open downstream connections beyond this are closed at once.
+    /// Open downstream connections at most; at the cap the longest-idle one is shed
+    /// for a new caller.
     pub max_connections: usize,
+    /// A connection's first request must arrive this soon after accept (also
+    /// hyper's bound on reading any request head).
+    pub first_request_timeout: Duration,
+    /// A connection with no request in flight for this long is shut down gracefully.
+    pub idle_timeout: Duration,
     /// Largest request head (HTTP/1.1 buffer, HTTP/2 header list), in bytes.
     pub max_header_bytes: usize,
     pub clock: Clock,
@@ -67,6 +74,8 @@ impl ProxyConfig {
             merge_slashes: false,
             upstream_timeout: Duration::from_secs(15),
             max_connections: 10_000,
+            first_request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             max_header_bytes: 64 * 1024,
             clock: Arc::new(system_clock),
             access_sink: None,
@@ -83,7 +92,7 @@ pub struct Proxy {
     install_lock: tokio::sync::Mutex<()>,
     pub metrics: Metrics,
     pub(crate) upstream: upstream::Upstream,
-    pub(crate) connections: Arc<tokio::sync::Semaphore>,
+    pub(crate) conns: conns::Conns,
 }
 
 /// aws-lc seeds its random generator from CPU jitter on the first draw in a process
@@ -123,7 +132,7 @@ impl Proxy {
             metrics.register_providers(me.clone());
             Proxy {
                 upstream: upstream::Upstream::new(&config, metrics.counters.clone()),
-                connections: Arc::new(tokio::sync::Semaphore::new(config.max_connections)),
+                conns: conns::Conns::new(config.max_connections),
                 config,
                 current: ArcSwapOption::empty(),
                 builder: Builder::default(),

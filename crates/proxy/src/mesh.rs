@@ -369,7 +369,7 @@ impl MeshTls {
 /// certificate (same trust domain only), then the usual request path.
 pub async fn serve_mesh(proxy: Arc<Proxy>, tls: Arc<MeshTls>, listener: TcpListener) {
     loop {
-        let (stream, peer, permit) = crate::http::accept(&proxy, &listener).await;
+        let (stream, peer, slot) = crate::http::accept(&proxy, &listener).await;
         let (proxy, tls) = (proxy.clone(), tls.clone());
         tokio::spawn(async move {
             let identity = tls.identity();
@@ -410,10 +410,11 @@ pub async fn serve_mesh(proxy: Arc<Proxy>, tls: Arc<MeshTls>, listener: TcpListe
                 proxy.clone(),
                 stream,
                 Some(Arc::from(caller.service.as_str())),
+                slot.conn.clone(),
             )
             .await;
             proxy.metrics.connections.dec();
-            drop(permit);
+            drop(slot);
         });
     }
 }

@@ -491,3 +491,114 @@ async fn keys_unavailable_is_counted_as_keys_unavailable() {
     );
     assert!(!text.contains(r#"outcome="claim_type""#), "{text}");
 }
+
+/// Whether the proxy closed `s` within `within` (a read returns 0 or fails).
+async fn closed_within(s: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+/// Attack (DoS): connections that send nothing, a partial HTTP/2 preface, or an
+/// HTTP/2 preface with no stream stayed open forever; 1 100 of them locked every
+/// client out. Each is now dropped when its first request is late.
+#[tokio::test]
+async fn silent_and_half_open_connections_are_dropped() {
+    let upstream = echo().await;
+    let (proxy, addr, _) = proxy_with(upstream.addr, NOW, |c| {
+        c.first_request_timeout = Duration::from_millis(300);
+    })
+    .await;
+    proxy
+        .install(doc("api", "http", "deny", vec![public_only()]), 1)
+        .await
+        .unwrap();
+    for opening in [
+        &b""[..],
+        b"PRI * HTTP/2.0\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00",
+        b"GET /public/x HTTP/1.1\r\nHost: a",
+    ] {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(opening).await.unwrap();
+        assert!(
+            closed_within(&mut s, Duration::from_secs(3)).await,
+            "{:?} stayed open",
+            String::from_utf8_lossy(opening)
+        );
+    }
+}
+
+/// Idle keep-alive connections (HTTP/1.1 and HTTP/2) are closed after the idle
+/// timeout, gracefully.
+#[tokio::test]
+async fn idle_connections_are_closed() {
+    let upstream = echo().await;
+    let (proxy, addr, _) = proxy_with(upstream.addr, NOW, |c| {
+        c.idle_timeout = Duration::from_millis(300);
+    })
+    .await;
+    proxy
+        .install(doc("api", "http", "deny", vec![public_only()]), 1)
+        .await
+        .unwrap();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /public/x HTTP/1.1\r\nHost: api\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(closed_within(&mut s, Duration::from_secs(3)).await);
+    // HTTP/2: one request, then nothing: the client sees the connection end.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    let done = tokio::spawn(conn);
+    let res = sender
+        .send_request(
+            hyper::Request::get("http://api/public/x")
+                .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let ended = tokio::time::timeout(Duration::from_secs(3), done).await;
+    assert!(ended.is_ok(), "idle HTTP/2 connection still open");
+}
+
+/// At the connection cap, the longest-idle connection is shed so a new caller is
+/// still served (it used to be closed at once).
+#[tokio::test]
+async fn a_full_proxy_sheds_idle_connections_for_new_callers() {
+    let upstream = echo().await;
+    let (proxy, addr, _) = proxy_with(upstream.addr, NOW, |c| {
+        c.max_connections = 4;
+    })
+    .await;
+    proxy
+        .install(doc("api", "http", "deny", vec![public_only()]), 1)
+        .await
+        .unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /public/x HTTP/1.1\r\nHost: api\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        idle.push(s);
+    }
+    let answer = raw(addr, &get("/public/new")).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}

@@ -111,6 +111,15 @@ pub type Records = Arc<Mutex<Vec<AccessRecord>>>;
 /// A proxy in front of `upstream` with its edge listener on port 0; the clock is
 /// fixed at `now`; access records are collected.
 pub async fn proxy(upstream: SocketAddr, now: i64) -> (Arc<Proxy>, SocketAddr, Records) {
+    proxy_with(upstream, now, |_| {}).await
+}
+
+/// [`proxy`] with its configuration changed by `change` first.
+pub async fn proxy_with(
+    upstream: SocketAddr,
+    now: i64,
+    change: impl FnOnce(&mut ProxyConfig),
+) -> (Arc<Proxy>, SocketAddr, Records) {
     let records: Records = Arc::new(Mutex::new(Vec::new()));
     let r = records.clone();
     let mut config = ProxyConfig::new(upstream);
@@ -118,6 +127,7 @@ pub async fn proxy(upstream: SocketAddr, now: i64) -> (Arc<Proxy>, SocketAddr, R
     config.access_sink = Some(Arc::new(move |rec: &AccessRecord| {
         r.lock().unwrap().push(rec.clone())
     }));
+    change(&mut config);
     let proxy = Proxy::new(config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -1,0 +1,192 @@
+//! Downstream connections and their lifetimes (issue: connections that never close).
+//!
+//! - A connection must send its first request within `first_request_timeout` of
+//!   being accepted (a silent connection, a partial HTTP/2 preface, an HTTP/2
+//!   connection that never opens a stream), or it is dropped.
+//! - A connection with no request in flight for `idle_timeout` is shut down
+//!   gracefully (HTTP/1.1: closed; HTTP/2: GOAWAY, open streams finish).
+//! - At the connection cap, or when `accept` fails for lack of file descriptors, the
+//!   longest-idle connection is shed (gracefully) so that a new caller is served.
+//!
+//! Each open connection has a [`Conn`] in the [`Conns`] table; it records when its
+//! last request started and how many are in flight (two atomics per request).
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+/// One open connection.
+#[derive(Debug)]
+pub struct Conn {
+    /// Milliseconds after `accepted` (plus one) when a request last started or
+    /// ended; 0 before the first request.
+    last_request_ms: AtomicU64,
+    in_flight: AtomicUsize,
+    accepted: Instant,
+    /// Asks the connection to shut down gracefully.
+    pub shed: Notify,
+}
+
+impl Conn {
+    /// Whether a request was ever received.
+    pub fn seen_request(&self) -> bool {
+        self.last_request_ms.load(Ordering::Relaxed) != 0
+    }
+
+    pub fn accepted(&self) -> Instant {
+        self.accepted
+    }
+
+    /// Marks a request's start; the guard marks its end.
+    pub fn begin(self: &Arc<Conn>) -> InFlight {
+        self.touch();
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    /// How long the connection has had no request in flight (zero while one is),
+    /// counted from its last request, or from its accept before the first.
+    pub fn idle_for(&self) -> Duration {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return Duration::ZERO;
+        }
+        let last = self.last_request_ms.load(Ordering::Relaxed);
+        let now = self.accepted.elapsed().as_millis() as u64 + 1;
+        Duration::from_millis(now.saturating_sub(last))
+    }
+
+    fn touch(&self) {
+        let ms = self.accepted.elapsed().as_millis() as u64 + 1;
+        self.last_request_ms.store(ms, Ordering::Relaxed);
+    }
+}
+
+/// A request in flight on a connection; ends (and marks the time) when dropped.
+pub struct InFlight(Arc<Conn>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The open connections of one proxy, and the cap on how many there may be.
+pub struct Conns {
+    permits: Arc<Semaphore>,
+    open: Mutex<Vec<Weak<Conn>>>,
+}
+
+/// Holds a connection's place in the table (and under the cap) while it is open.
+pub struct Slot {
+    pub conn: Arc<Conn>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Conns {
+    pub fn new(max: usize) -> Conns {
+        Conns {
+            permits: Arc::new(Semaphore::new(max.max(1))),
+            open: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A place for a newly accepted connection. At the cap, the longest-idle
+    /// connection is asked to close and the new one waits up to `wait` for its
+    /// place; `None` if none frees up.
+    pub async fn admit(&self, wait: Duration) -> Option<Slot> {
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                self.shed_idlest();
+                tokio::time::timeout(wait, self.permits.clone().acquire_owned())
+                    .await
+                    .ok()?
+                    .ok()?
+            }
+        };
+        let conn = Arc::new(Conn {
+            last_request_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            accepted: Instant::now(),
+            shed: Notify::new(),
+        });
+        if let Ok(mut open) = self.open.lock() {
+            open.retain(|w| w.strong_count() > 0);
+            open.push(Arc::downgrade(&conn));
+        }
+        Some(Slot {
+            conn,
+            _permit: permit,
+        })
+    }
+
+    /// Asks the connection idle the longest (none in flight) to close; returns
+    /// whether there was one.
+    pub fn shed_idlest(&self) -> bool {
+        let Ok(open) = self.open.lock() else {
+            return false;
+        };
+        let idlest = open
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|c| c.in_flight.load(Ordering::Relaxed) == 0)
+            .max_by_key(|c| c.idle_for());
+        match idlest {
+            Some(c) => {
+                c.shed.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open
+            .lock()
+            .map(|o| o.iter().filter(|w| w.strong_count() > 0).count())
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_table_sheds_the_longest_idle_connection() {
+        let conns = Conns::new(2);
+        let a = conns.admit(Duration::ZERO).await.expect("a");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let b = conns.admit(Duration::ZERO).await.expect("b");
+        let _busy = b.conn.begin();
+        // Full: the new one asks `a` (idle, older) to go, and gets its place when it does.
+        let shed = a.conn.clone();
+        let waiter = tokio::spawn(async move {
+            shed.shed.notified().await;
+            drop(a);
+        });
+        let c = conns.admit(Duration::from_secs(1)).await;
+        assert!(c.is_some());
+        waiter.await.expect("shed");
+        // Only busy connections left: nothing to shed, and no place.
+        let d = conns.admit(Duration::from_millis(10)).await;
+        assert!(d.is_none());
+    }
+
+    #[tokio::test]
+    async fn idle_time_counts_from_the_last_request_and_not_while_one_is_in_flight() {
+        let conns = Conns::new(4);
+        let s = conns.admit(Duration::ZERO).await.expect("slot");
+        assert!(!s.conn.seen_request());
+        let guard = s.conn.begin();
+        assert!(s.conn.seen_request());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(s.conn.idle_for(), Duration::ZERO);
+        drop(guard);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(s.conn.idle_for() >= Duration::from_millis(15));
+    }
+}
