@@ -28,6 +28,8 @@ pub struct AgentConfig {
     /// decisions.md #16: `deny` unless set otherwise.
     pub default_intention_policy: Action,
     pub acl: AclConfig,
+    /// `limits { http_max_conns_per_client }` (0: no limit).
+    pub http_max_conns_per_client: usize,
 }
 
 impl Default for AgentConfig {
@@ -42,6 +44,7 @@ impl Default for AgentConfig {
                 default_policy: "allow".into(),
                 initial_management: None,
             },
+            http_max_conns_per_client: crate::listener::DEFAULT_MAX_CONNS_PER_CLIENT,
         }
     }
 }
@@ -142,6 +145,27 @@ impl AgentConfig {
                         }
                     }
                 }
+                "limits" => {
+                    let Value::Object(limits) = single(value) else {
+                        return Err("limits: expected a block".into());
+                    };
+                    for (k, v) in limits {
+                        match k.as_str() {
+                            "http_max_conns_per_client" => self.http_max_conns_per_client = single(
+                                v,
+                            )
+                            .as_u64()
+                            .and_then(|n| usize::try_from(n).ok())
+                            .ok_or_else(|| {
+                                format!(
+                                    "limits.http_max_conns_per_client: expected a number, got {v}"
+                                )
+                            })?,
+                            "rpc_max_conns_per_client" | "rpc_rate" | "rpc_max_burst" => {}
+                            other => return Err(format!("limits: unknown key {other:?}")),
+                        }
+                    }
+                }
                 "data_dir" | "server" | "bootstrap_expect" | "ui" | "log_level" | "node_name" => {}
                 other => return Err(format!("unknown agent config key {other:?}")),
             }
@@ -173,6 +197,10 @@ acl {
         assert_eq!(c.default_intention_policy, Action::Allow);
         assert!(c.acl.enabled && !c.acl.default_allow());
         assert_eq!(c.acl.initial_management.as_deref(), Some("s3cr3t"));
+        assert_eq!(c.http_max_conns_per_client, 200);
+        c.merge_file("limits { http_max_conns_per_client = 7 }")
+            .unwrap();
+        assert_eq!(c.http_max_conns_per_client, 7);
         assert!(AgentConfig::default()
             .merge_file("acl { default_policy = \"maybe\" }")
             .is_err());

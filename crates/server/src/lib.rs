@@ -20,6 +20,7 @@ mod catalog;
 mod entries;
 mod intentions_api;
 mod keys;
+pub mod listener;
 mod proxy_api;
 
 use acl::{Authorizer, Denied, Policy, Rules, Token};

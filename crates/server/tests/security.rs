@@ -420,3 +420,58 @@ async fn the_mesh_entry_needs_mesh_write() {
         .await;
     assert!(r.body.contains("KEEP_UNCHANGED"), "{}", r.body);
 }
+
+/// Attack (DoS): unauthenticated blocking queries from one client could hold every
+/// connection the agent has. Consul's `limits { http_max_conns_per_client }`: past
+/// the limit a client gets Consul's raw 429 and the connection is closed; when one
+/// of its connections closes it may open another.
+#[tokio::test]
+async fn one_client_cannot_hold_more_than_its_connection_limit() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let api = Api::dev();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limited = tribune_server::listener::LimitedListener::new(listener, 3);
+    let app = tribune_server::router(api.state.clone());
+    tokio::spawn(async move { axum::serve(limited, app).await });
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            b"GET /v1/config/service-intentions?index=1&wait=30s HTTP/1.1\r\nHost: a\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        held.push(s);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let read_all = |mut s: tokio::net::TcpStream| async move {
+        let mut out = String::new();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            s.read_to_string(&mut out),
+        )
+        .await;
+        out
+    };
+    let fourth = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let answer = read_all(fourth).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 429 Too Many Requests"),
+        "{answer}"
+    );
+    assert!(answer.ends_with(
+        "Your IP is issuing too many concurrent connections, please rate limit your calls\n"
+    ));
+    drop(held.pop());
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let mut again = tokio::net::TcpStream::connect(addr).await.unwrap();
+    again
+        .write_all(
+            b"GET /v1/config/service-intentions HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let answer = read_all(again).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}

@@ -164,6 +164,10 @@ pub fn run(args: AgentArgs, io: &mut Io<'_>) -> u8 {
                 signalled.notify_one();
             }
         };
+        let listener = tribune_server::listener::LimitedListener::new(
+            listener,
+            config.http_max_conns_per_client,
+        );
         let serve = axum::serve(listener, app).with_graceful_shutdown(stop);
         let grace = async {
             signalled.notified().await;
