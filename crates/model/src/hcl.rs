@@ -372,14 +372,18 @@ impl<'a> Lexer<'a> {
             lines.push(trimmed.to_string());
         }
         if indented {
+            // Indentation is spaces and tabs (one byte each), so every cut is on a
+            // character boundary; other whitespace (U+00A0, ...) is content. (A cut
+            // measured with `trim_start` panicked inside U+00A0: found by fuzzing.)
+            let lead = |l: &str| l.len() - l.trim_start_matches([' ', '\t']).len();
             let indent = lines
                 .iter()
                 .filter(|l| !l.trim().is_empty())
-                .map(|l| l.len() - l.trim_start().len())
+                .map(|l| lead(l))
                 .min()
                 .unwrap_or(0);
             for l in &mut lines {
-                let cut = indent.min(l.len() - l.trim_start().len());
+                let cut = indent.min(lead(l));
                 *l = l[cut..].to_string();
             }
         }
@@ -731,6 +735,18 @@ h: "colon"
         assert!(e.message.contains("list"), "{e}");
         let e = parse("= 1").unwrap_err();
         assert!(e.message.contains("expected an object key"), "{e}");
+    }
+
+    /// Fuzz finds (`fuzz/artifacts`, hcl and acl_rules targets): an indented heredoc
+    /// whose lines start with U+00A0 panicked on a cut inside the character.
+    #[test]
+    fn indented_heredocs_with_unicode_spaces_do_not_panic() {
+        let v = p("a = <<-e\n\n\u{a0}\u{a0}x\n  y\n  e\n");
+        // U+00A0 is content, not indentation: the common indent is 0.
+        assert_eq!(v["a"], "\n\u{a0}\u{a0}x\n  y\n");
+        assert!(parse("=<<-e\n\n\u{a0}\u{a0}\u{a0}\n\n \n\n [\n\n e").is_err());
+        let v = p("a = <<-E\n\t\tx\n\t y\n\tE\n");
+        assert_eq!(v["a"], "x\ny\n");
     }
 
     #[test]

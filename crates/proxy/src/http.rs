@@ -786,6 +786,20 @@ pub async fn serve_downstream<IO>(
     }
 }
 
+/// Serves one already-accepted stream (any transport: a socket, a TLS stream, an
+/// in-memory pipe in tests and the fuzz target) with the given caller, within the
+/// connection cap; `false` when the cap left no place for it.
+pub async fn serve_stream<IO>(proxy: Arc<Proxy>, stream: IO, caller: Option<Arc<str>>) -> bool
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Some(slot) = proxy.conns.admit(Duration::ZERO).await else {
+        return false;
+    };
+    serve_downstream(proxy, stream, caller, slot.conn.clone()).await;
+    true
+}
+
 /// The edge listener: plain connections from outside the mesh (no caller identity).
 pub async fn serve_edge(proxy: Arc<Proxy>, listener: TcpListener) {
     serve_edge_with(proxy, listener, None).await

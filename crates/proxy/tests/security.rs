@@ -602,3 +602,32 @@ async fn a_full_proxy_sheds_idle_connections_for_new_callers() {
     let answer = raw(addr, &get("/public/new")).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+/// Found by the `path` fuzz target: `%2%46` decoded its `%46` to `F` and so became
+/// `%2F`, an escaped separator assembled after the check; a decoding upstream then
+/// served `/admin/...` from `/public/..%2%46admin/...`. A `%` that starts no escape
+/// is now escaped itself, so the forwarded path decodes once to a literal `%2F`.
+#[tokio::test]
+async fn escapes_cannot_be_assembled_by_normalization() {
+    let upstream = echo().await;
+    let (proxy, addr, _) = proxy(upstream.addr, NOW).await;
+    proxy
+        .install(doc("api", "http", "deny", vec![public_only()]), 1)
+        .await
+        .unwrap();
+    for (sent, forwarded) in [
+        (
+            "/public/..%2%46admin/secret.txt",
+            "/public/..%252Fadmin/secret.txt",
+        ),
+        ("/public/..%%32%46admin", "/public/..%252Fadmin"),
+        ("/public/..%5%43admin", "/public/..%255Cadmin"),
+    ] {
+        let seen = allowed(
+            addr,
+            &format!("GET {sent} HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(seen["path"], forwarded, "{sent}");
+    }
+}

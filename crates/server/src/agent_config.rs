@@ -151,16 +151,16 @@ impl AgentConfig {
                     };
                     for (k, v) in limits {
                         match k.as_str() {
-                            "http_max_conns_per_client" => self.http_max_conns_per_client = single(
-                                v,
-                            )
-                            .as_u64()
-                            .and_then(|n| usize::try_from(n).ok())
-                            .ok_or_else(|| {
-                                format!(
+                            "http_max_conns_per_client" => {
+                                self.http_max_conns_per_client = single(v)
+                                    .as_u64()
+                                    .and_then(|n| usize::try_from(n).ok())
+                                    .ok_or_else(|| {
+                                        format!(
                                     "limits.http_max_conns_per_client: expected a number, got {v}"
                                 )
-                            })?,
+                                    })?
+                            }
                             "rpc_max_conns_per_client" | "rpc_rate" | "rpc_max_burst" => {}
                             other => return Err(format!("limits: unknown key {other:?}")),
                         }

@@ -1,0 +1,4 @@
+service "web" { policy = "write" intentions = "read" }
+service_prefix "" { policy = "read" }
+mesh = "write"
+acl = "read"
