@@ -14,7 +14,7 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked --version '^0.13' >/dev/null
 fi
 targets=$(grep -A1 '^\[\[bin\]\]' fuzz/Cargo.toml | sed -n 's/^name = "\(.*\)"/\1/p')
-(cd fuzz && cargo fuzz build -s none --release >/dev/null 2>&1) || (cd fuzz && cargo fuzz build -s none --release)
+(cd fuzz && cargo fuzz build -s none --release -a >/dev/null 2>&1) || (cd fuzz && cargo fuzz build -s none --release -a)
 passed=0
 failed=0
 scratch=$(mktemp -d)
@@ -22,7 +22,7 @@ trap 'rm -rf "$scratch"' EXIT
 for t in $targets; do
   mkdir -p "$scratch/$t" "fuzz/corpus/$t"
   log="$scratch/$t.log"
-  if (cd fuzz && cargo fuzz run -s none --release "$t" "$scratch/$t" "corpus/$t" -- \
+  if (cd fuzz && cargo fuzz run -s none --release -a "$t" "$scratch/$t" "corpus/$t" -- \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1) >"$log" 2>&1; then
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     echo "fuzz $t: ${runs:-?} runs in $seconds s"
