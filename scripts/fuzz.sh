@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every fuzz target (fuzz/fuzz_targets/) for SECONDS each (default 60) with
 # libFuzzer on stable Rust (cargo fuzz -s none: no sanitizer, so no nightly).
-# Seeds come from the committed corpus fuzz/corpus/<target>; what the run finds is
+# Seeds come from the committed corpus fuzz/corpus/<target> (and examples/ for the
+# entry parsers); what the run finds is
 # kept in a scratch directory, so the committed corpus only changes by hand.
 # A crash stops the script with exit 1 and leaves the input under
 # fuzz/artifacts/<target>/; make it a regression test before fixing.
@@ -22,7 +23,10 @@ trap 'rm -rf "$scratch"' EXIT
 for t in $targets; do
   mkdir -p "$scratch/$t" "fuzz/corpus/$t"
   log="$scratch/$t.log"
-  if (cd fuzz && cargo fuzz run -s none --release -a "$t" "$scratch/$t" "corpus/$t" -- \
+  # The example entries seed the parsers too (read only, like the committed corpus).
+  extra=()
+  case "$t" in hcl | entry_decode) extra=(../examples) ;; esac
+  if (cd fuzz && cargo fuzz run -s none --release -a "$t" "$scratch/$t" "corpus/$t" "${extra[@]}" -- \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1) >"$log" 2>&1; then
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     echo "fuzz $t: ${runs:-?} runs in $seconds s"

@@ -4,27 +4,8 @@
 //! and no dot segment, so a decoding upstream sees the path that was authorized.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use tribune_authz::{normalize_request_path, PathVerdict};
+use tribune_authz::{decoded_once, normalize_request_path, PathVerdict};
 use tribune_model::mesh::{EscapedSlashes, RequestNormalization};
-
-fn decode_once(p: &str) -> Vec<u8> {
-    let b = p.as_bytes();
-    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push(h * 16 + l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    out
-}
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, rest)) = data.split_first() else {
@@ -53,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(seg != "." && seg != "..", "{raw:?} -> {p:?}");
     }
     if rules.path_with_escaped_slashes_action != EscapedSlashes::KeepUnchanged {
-        let decoded = decode_once(&p);
+        let decoded = decoded_once(&p);
         let slashes = |b: &[u8]| b.iter().filter(|c| **c == b'/').count();
         assert_eq!(slashes(&decoded), slashes(p.as_bytes()), "{raw:?} -> {p:?}");
         assert!(!decoded.contains(&b'\\'), "{raw:?} -> {p:?}");

@@ -24,7 +24,7 @@ pub use decision::{
 };
 pub use facts::{Caller, HeaderList, Headers, RequestFacts, TokenOutcome, Tokens};
 pub use matchers::{claim_at, claim_matches, ANY_PROVIDER};
-pub use path::{normalize_path, normalize_request_path, PathVerdict};
+pub use path::{decoded_once, normalize_path, normalize_request_path, PathVerdict};
 pub use table::{compile, is_http_like, CompileError, CompileInput, IntentionInfo, IntentionTable};
 pub use tribune_model::intentions::Action;
 pub use warnings::{provider_warnings, write_warnings};

@@ -66,6 +66,26 @@ pub fn normalize_request_path(raw: &str, rules: &RequestNormalization) -> PathVe
     }
 }
 
+/// The bytes a decoding upstream sees for `path`: every valid escape decoded once.
+/// The invariant of [`normalize_request_path`] is stated over this (tests, fuzzing).
+pub fn decoded_once(path: &str) -> Vec<u8> {
+    let b = path.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push(h * 16 + l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
 /// `%2F`, `%2f`, `%5C` or `%5c` anywhere in `path`.
 fn has_escaped_separator(path: &str) -> bool {
     path.as_bytes().windows(3).any(|w| {
@@ -351,25 +371,6 @@ mod tests {
         assert_eq!(normalize_request_path("/a/../b", &off), fwd("/a/../b"));
     }
 
-    /// Decodes every escape once, as a decoding upstream does.
-    fn decode_once(p: &str) -> Vec<u8> {
-        let b = p.as_bytes();
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < b.len() {
-            if b[i] == b'%' && i + 2 < b.len() {
-                if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                    out.push(h * 16 + l);
-                    i += 3;
-                    continue;
-                }
-            }
-            out.push(b[i]);
-            i += 1;
-        }
-        out
-    }
-
     #[test]
     fn the_forwarded_path_decoded_once_is_the_authorized_path() {
         // Every path of up to four pieces over separators, dots and their escapes.
@@ -415,7 +416,7 @@ mod tests {
                         PathVerdict::Forward(p.clone()),
                         "idempotent: {raw:?}"
                     );
-                    let decoded = decode_once(&p);
+                    let decoded = decoded_once(&p);
                     let slashes = |b: &[u8]| b.iter().filter(|c| **c == b'/').count();
                     assert_eq!(slashes(&decoded), slashes(p.as_bytes()), "{raw:?} -> {p:?}");
                     for seg in decoded.split(|c| *c == b'/') {

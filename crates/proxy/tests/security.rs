@@ -29,6 +29,23 @@ fn mesh(action: &str) -> Value {
     }}}})
 }
 
+/// A proxy for `api` (default deny) in front of `upstream`, enforcing `entries`.
+async fn serving(
+    upstream: std::net::SocketAddr,
+    entries: Vec<Value>,
+) -> (
+    std::sync::Arc<tribune_proxy::Proxy>,
+    std::net::SocketAddr,
+    Records,
+) {
+    let (proxy, addr, records) = proxy(upstream, NOW).await;
+    proxy
+        .install(doc("api", "http", "deny", entries), 1)
+        .await
+        .unwrap();
+    (proxy, addr, records)
+}
+
 /// Sends raw bytes and returns the whole answer (the proxy closes or the read times
 /// out after the first response).
 async fn raw(addr: std::net::SocketAddr, request: &str) -> String {
@@ -55,11 +72,7 @@ fn get(path: &str) -> String {
 #[tokio::test]
 async fn escaped_separator_traversal_is_refused_by_default() {
     let upstream = echo().await;
-    let (proxy, addr, records) = proxy(upstream.addr, NOW).await;
-    proxy
-        .install(doc("api", "http", "deny", vec![public_only()]), 1)
-        .await
-        .unwrap();
+    let (_, addr, records) = serving(upstream.addr, vec![public_only()]).await;
     for path in [
         "/public/..%2Fadmin/secret.txt",
         "/public/..%2fadmin/secret.txt",
@@ -88,19 +101,11 @@ async fn escaped_separator_traversal_is_refused_by_default() {
 #[tokio::test]
 async fn unescape_and_forward_decides_on_and_forwards_the_decoded_path() {
     let upstream = echo().await;
-    let (proxy, addr, _) = proxy(upstream.addr, NOW).await;
-    proxy
-        .install(
-            doc(
-                "api",
-                "http",
-                "deny",
-                vec![public_only(), mesh("UNESCAPE_AND_FORWARD")],
-            ),
-            1,
-        )
-        .await
-        .unwrap();
+    let (_, addr, _) = serving(
+        upstream.addr,
+        vec![public_only(), mesh("UNESCAPE_AND_FORWARD")],
+    )
+    .await;
     let answer = raw(addr, &get("/public/..%2Fadmin/secret.txt")).await;
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
     let answer = raw(addr, &get("/public/a%2Fb%5Cc?x=1")).await;
@@ -115,19 +120,11 @@ async fn unescape_and_forward_decides_on_and_forwards_the_decoded_path() {
 #[tokio::test]
 async fn redirect_and_keep_unchanged_do_what_they_say() {
     let upstream = echo().await;
-    let (proxy, addr, _) = proxy(upstream.addr, NOW).await;
-    proxy
-        .install(
-            doc(
-                "api",
-                "http",
-                "deny",
-                vec![public_only(), mesh("UNESCAPE_AND_REDIRECT")],
-            ),
-            1,
-        )
-        .await
-        .unwrap();
+    let (proxy, addr, _) = serving(
+        upstream.addr,
+        vec![public_only(), mesh("UNESCAPE_AND_REDIRECT")],
+    )
+    .await;
     let answer = raw(addr, &get("/public/a%2fb?q=1")).await;
     assert!(answer.starts_with("HTTP/1.1 307"), "{answer}");
     assert!(
@@ -200,19 +197,7 @@ async fn allowed(addr: std::net::SocketAddr, request: &str) -> Value {
 async fn clients_cannot_remove_or_imitate_the_proxys_headers() {
     let key = Es256::new("k1");
     let upstream = echo().await;
-    let (proxy, addr, _) = proxy(upstream.addr, NOW).await;
-    proxy
-        .install(
-            doc(
-                "api",
-                "http",
-                "deny",
-                vec![okta(&key, None), okta_required()],
-            ),
-            1,
-        )
-        .await
-        .unwrap();
+    let (_, addr, _) = serving(upstream.addr, vec![okta(&key, None), okta_required()]).await;
     let t = token(&key, "https://okta.example");
     let seen = allowed(
         addr,
@@ -239,19 +224,7 @@ async fn clients_cannot_remove_or_imitate_the_proxys_headers() {
 async fn no_unverified_or_encoded_token_reaches_the_upstream() {
     let key = Es256::new("k1");
     let upstream = echo().await;
-    let (proxy, addr, _) = proxy(upstream.addr, NOW).await;
-    proxy
-        .install(
-            doc(
-                "api",
-                "http",
-                "deny",
-                vec![okta(&key, None), okta_required()],
-            ),
-            1,
-        )
-        .await
-        .unwrap();
+    let (_, addr, _) = serving(upstream.addr, vec![okta(&key, None), okta_required()]).await;
     let t = token(&key, "https://okta.example");
     let seen = allowed(
         addr,
@@ -261,9 +234,8 @@ async fn no_unverified_or_encoded_token_reaches_the_upstream() {
     )
     .await;
     assert_eq!(seen["query"], "y=1", "{seen}");
-    // A valid okta token in the header, another issuer's token in the query and in a
-    // second Authorization value: only what was verified is removed... and so is what
-    // was not, since nothing forwards.
+    // A valid okta token in the header and another issuer's token in the query: with
+    // no provider forwarding, both are removed, verified or not.
     let other = Es256::new("k2");
     let foreign = token(&other, "https://evil.example");
     let seen = allowed(
@@ -290,19 +262,7 @@ async fn no_unverified_or_encoded_token_reaches_the_upstream() {
 async fn forward_true_keeps_only_the_verified_token() {
     let key = Es256::new("k1");
     let upstream = echo().await;
-    let (proxy, addr, _) = proxy(upstream.addr, NOW).await;
-    proxy
-        .install(
-            doc(
-                "api",
-                "http",
-                "deny",
-                vec![okta(&key, Some(true)), okta_required()],
-            ),
-            1,
-        )
-        .await
-        .unwrap();
+    let (_, addr, _) = serving(upstream.addr, vec![okta(&key, Some(true)), okta_required()]).await;
     let t = token(&key, "https://okta.example");
     let seen = allowed(
         addr,
@@ -395,11 +355,7 @@ async fn reading_upstream() -> std::net::SocketAddr {
 #[tokio::test]
 async fn malformed_requests_get_client_errors() {
     let upstream = reading_upstream().await;
-    let (proxy, addr, records) = proxy(upstream, NOW).await;
-    proxy
-        .install(doc("api", "http", "deny", vec![public_only()]), 1)
-        .await
-        .unwrap();
+    let (_, addr, records) = serving(upstream, vec![public_only()]).await;
     let answer = raw(
         addr,
         "POST /public/x HTTP/1.1\r\nHost: api\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\nZZ\r\nbad\r\n0\r\n\r\n",
@@ -427,11 +383,7 @@ async fn malformed_requests_get_client_errors() {
 #[tokio::test]
 async fn http2_callers_authority_becomes_the_upstream_host() {
     let upstream = echo().await;
-    let (proxy, addr, _) = proxy(upstream.addr, NOW).await;
-    proxy
-        .install(doc("api", "http", "deny", vec![public_only()]), 1)
-        .await
-        .unwrap();
+    let (_, addr, _) = serving(upstream.addr, vec![public_only()]).await;
     let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .http2_only(true)
         .build_http::<http_body_util::Empty<hyper::body::Bytes>>();
@@ -610,11 +562,7 @@ async fn a_full_proxy_sheds_idle_connections_for_new_callers() {
 #[tokio::test]
 async fn escapes_cannot_be_assembled_by_normalization() {
     let upstream = echo().await;
-    let (proxy, addr, _) = proxy(upstream.addr, NOW).await;
-    proxy
-        .install(doc("api", "http", "deny", vec![public_only()]), 1)
-        .await
-        .unwrap();
+    let (_, addr, _) = serving(upstream.addr, vec![public_only()]).await;
     for (sent, forwarded) in [
         (
             "/public/..%2%46admin/secret.txt",
