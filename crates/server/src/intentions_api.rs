@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
 use tribune_authz::{
-    compile, deny_response, is_http_like, normalize_path, Caller, CompileInput, HeaderList,
-    NotFired, Reason, RequestFacts, TokenOutcome, Tokens,
+    compile, deny_response, is_http_like, normalize_request_path, Caller, CompileInput, HeaderList,
+    NotFired, PathVerdict, Reason, RequestFacts, TokenOutcome, Tokens,
 };
 use tribune_model::intentions::SourceIntention;
 use tribune_model::{
@@ -424,7 +424,32 @@ fn decide(state: &AppState, req: &ExplainRequest) -> ApiResult<Value> {
             )
         })
         .collect();
-    let path = normalize_path(&req.path, false);
+    // The sidecar's own normalization, with the mesh entry's settings: a path it
+    // refuses or redirects is answered before any intention is consulted.
+    let rules = all
+        .iter()
+        .find_map(|(e, _)| match e {
+            ConfigEntry::Mesh(m) => Some(m.request_normalization()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let path = match normalize_request_path(&req.path, &rules) {
+        PathVerdict::Forward(p) => p,
+        PathVerdict::Reject => {
+            return Ok(answered_before_deciding(
+                &req.path,
+                400,
+                "the path contains an escaped separator (%2F or %5C), which the mesh entry's PathWithEscapedSlashesAction rejects (Tribune's default)",
+            ))
+        }
+        PathVerdict::Redirect(p) => {
+            return Ok(answered_before_deciding(
+                &p,
+                307,
+                "the path contains an escaped separator (%2F or %5C); the mesh entry's PathWithEscapedSlashesAction = UNESCAPE_AND_REDIRECT redirects to the decoded path",
+            ))
+        }
+    };
     let header_refs: Vec<(&str, &str)> = req
         .headers
         .iter()
@@ -474,6 +499,21 @@ fn decide(state: &AppState, req: &ExplainRequest) -> ApiResult<Value> {
         "Body": response.as_ref().map(|r| r.body.clone()),
         "WWWAuthenticate": response.and_then(|r| r.www_authenticate),
     }))
+}
+
+/// The explain answer for a request the sidecar answers at normalization.
+fn answered_before_deciding(path: &str, status: u16, why: &str) -> Value {
+    json!({
+        "Allowed": false,
+        "Decision": "deny",
+        "Reason": why,
+        "Intention": null,
+        "Permission": null,
+        "NormalizedPath": path,
+        "Status": status,
+        "Body": if status == 400 { Some("Bad Request") } else { None },
+        "WWWAuthenticate": null,
+    })
 }
 
 fn providers_of(all: &[(ConfigEntry, Record)]) -> Vec<&JwtProvider> {

@@ -475,3 +475,40 @@ async fn one_client_cannot_hold_more_than_its_connection_limit() {
     let answer = read_all(again).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+/// The explain API answers what the sidecar does with an escaped separator: 400
+/// before any intention is consulted (it used to explain the request as allowed).
+#[tokio::test]
+async fn explain_reports_the_sidecars_answer_to_escaped_separators() {
+    let api = Api::dev();
+    for e in [
+        json!({"Kind": "service-defaults", "Name": "api", "Protocol": "http"}),
+        json!({"Kind": "service-intentions", "Name": "api", "Sources": [{"Name": "*",
+            "Permissions": [{"Action": "allow", "HTTP": {"PathPrefix": "/public/"}}]}]}),
+    ] {
+        assert_eq!(api.put(&e.to_string()).await.status, StatusCode::OK);
+    }
+    let explain = |path: &str| {
+        json!({"Source": "web", "Destination": "api", "Method": "GET", "Path": path}).to_string()
+    };
+    let r = api
+        .call(
+            "POST",
+            "/v1/connect/intentions/explain",
+            None,
+            &explain("/public/..%2Fadmin"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["Allowed"], false, "{}", r.body);
+    assert_eq!(r.json()["Status"], 400);
+    let r = api
+        .call(
+            "POST",
+            "/v1/connect/intentions/explain",
+            None,
+            &explain("/public/ok"),
+        )
+        .await;
+    assert_eq!(r.json()["Allowed"], true, "{}", r.body);
+}
