@@ -16,6 +16,29 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
+/// File descriptors kept back from downstream connections (listeners, the agent
+/// watch, key set fetches, files, logs).
+const RESERVED_FDS: usize = 32;
+
+/// How many downstream connections the process's file limit leaves room for: each
+/// may need a second descriptor for its connection to the local service, so half of
+/// what is left after [`RESERVED_FDS`]. `None` when the limit cannot be read (then
+/// only the configured cap applies, and running out at `accept` sheds instead).
+pub fn fd_budget() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    soft_open_files(&limits).map(|n| n.saturating_sub(RESERVED_FDS).max(2) / 2)
+}
+
+/// The soft "Max open files" value of a `/proc/<pid>/limits` text.
+fn soft_open_files(limits: &str) -> Option<usize> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// One open connection.
 #[derive(Debug)]
 pub struct Conn {
@@ -154,6 +177,17 @@ impl Conns {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_file_limit_is_read_from_proc_limits() {
+        let text = "Limit                     Soft Limit           Hard Limit           Units\nMax cpu time              unlimited            unlimited            seconds\nMax open files            1024                 524288               files\n";
+        assert_eq!(soft_open_files(text), Some(1024));
+        assert_eq!(
+            soft_open_files("Max open files unlimited unlimited files"),
+            None
+        );
+        assert!(fd_budget().is_some_and(|n| n >= 1));
+    }
 
     #[tokio::test]
     async fn a_full_table_sheds_the_longest_idle_connection() {

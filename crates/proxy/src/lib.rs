@@ -124,6 +124,22 @@ pub async fn keep_timer_armed() {
     }
 }
 
+/// The configured connection cap, lowered to what the file limit leaves room for, so
+/// that at the cap idle connections are shed before descriptors run out.
+fn connection_cap(configured: usize) -> usize {
+    match conns::fd_budget() {
+        Some(budget) if budget < configured => {
+            tracing::info!(
+                configured,
+                budget,
+                "connection cap lowered to what the open-file limit allows"
+            );
+            budget
+        }
+        _ => configured,
+    }
+}
+
 impl Proxy {
     pub fn new(config: ProxyConfig) -> Arc<Proxy> {
         seed_random();
@@ -132,7 +148,7 @@ impl Proxy {
             metrics.register_providers(me.clone());
             Proxy {
                 upstream: upstream::Upstream::new(&config, metrics.counters.clone()),
-                conns: conns::Conns::new(config.max_connections),
+                conns: conns::Conns::new(connection_cap(config.max_connections)),
                 config,
                 current: ArcSwapOption::empty(),
                 builder: Builder::default(),

@@ -109,3 +109,51 @@ fn agent_shutdown_answers_blocking_queries_and_exits_promptly() {
     let _ = held[0].read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+/// Attack (DoS): 1 100 silent connections under a 1 024 file limit locked every new
+/// client out. Here the real proxy runs under a limit of 64 files and is sent 100
+/// silent connections; out of descriptors, it sheds the longest-idle connections, so
+/// a real request is still served.
+#[test]
+fn a_proxy_out_of_file_descriptors_still_serves_new_callers() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = dir.path().join("snapshot.json");
+    std::fs::write(
+        &snapshot,
+        r#"{"Service":"api","Protocol":"http","DefaultIntentionPolicy":"deny","Entries":[
+            {"Kind":"service-intentions","Name":"api","Sources":[{"Name":"*","Action":"allow"}]}]}"#,
+    )
+    .unwrap();
+    let upstream = common::upstream();
+    let script = format!(
+        "ulimit -n 64 && exec {BIN} connect proxy -config {} -local-service-address {upstream} -edge-listener 127.0.0.1:0 -admin-bind 127.0.0.1:0 -workers 1",
+        snapshot.display()
+    );
+    let child = Command::new("sh")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = common::Proc::new(child);
+    let stdout = child.stdout().unwrap();
+    let mut edge = String::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(a) = line.trim().strip_prefix("Edge listener: ") {
+            edge = a.to_string();
+        }
+        if line.contains("proxy running") {
+            break;
+        }
+    }
+    assert!(!edge.is_empty());
+    let silent: Vec<std::net::TcpStream> = (0..100)
+        .map(|_| std::net::TcpStream::connect(&edge).unwrap())
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (status, body) = common::get(&edge, "/anything");
+    assert_eq!((status, body.as_str()), (200, "hello from api"));
+    drop(silent);
+}

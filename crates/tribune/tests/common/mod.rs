@@ -14,6 +14,11 @@ impl Proc {
     pub fn new(child: Child) -> Proc {
         Proc(child)
     }
+
+    /// The child's stdout, once.
+    pub fn stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.0.stdout.take()
+    }
 }
 
 impl Drop for Proc {
