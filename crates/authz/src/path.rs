@@ -34,6 +34,10 @@ pub enum PathVerdict {
 /// upstream that decodes it once sees the path that was authorized.
 pub fn normalize_request_path(raw: &str, rules: &RequestNormalization) -> PathVerdict {
     let path = &raw[..raw.find(['?', '#']).unwrap_or(raw.len())];
+    if !rules.insecure_disable_path_normalization && !path.contains(['%', '\\']) {
+        // Most paths: no escape, no backslash; only dot segments and slashes to check.
+        return PathVerdict::Forward(normalize_path(path, rules.merge_slashes));
+    }
     let action = rules.path_with_escaped_slashes_action;
     let mut path: Cow<'_, str> = Cow::Borrowed(path);
     let mut unescaped = false;

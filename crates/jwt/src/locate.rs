@@ -85,6 +85,19 @@ pub fn from_header(value: &str, prefix: &str) -> Option<String> {
     rest.get(start..start + len).map(str::to_string)
 }
 
+/// Whether [`from_header`] would find a token in `value`, without copying it.
+pub fn holds_token(value: &str, prefix: &str) -> bool {
+    let rest = if prefix.is_empty() {
+        value
+    } else {
+        match value.get(..prefix.len()) {
+            Some(head) if head.eq_ignore_ascii_case(prefix) => &value[prefix.len()..],
+            _ => return false,
+        }
+    };
+    rest.bytes().any(token_byte)
+}
+
 /// A query component decoded the way token lookup decodes it (`%XX`, `+` as space):
 /// parameter names are compared only after this, so `acc%65ss_token` is
 /// `access_token` both when a token is found and when it is stripped.
@@ -287,6 +300,29 @@ pub fn verify_request(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn holds_token_agrees_with_from_header() {
+        for value in [
+            "Bearer abc.def.ghi",
+            "bearer x",
+            "Bearer ",
+            "Basic dXNlcg==",
+            "",
+            "abc",
+            "Bear",
+            "Bearer  \t!!",
+            "Bearer é.x",
+        ] {
+            for prefix in ["Bearer ", "", "Token "] {
+                assert_eq!(
+                    super::holds_token(value, prefix),
+                    super::from_header(value, prefix).is_some(),
+                    "{value:?} {prefix:?}"
+                );
+            }
+        }
+    }
+
     use super::*;
 
     struct Req<'a> {

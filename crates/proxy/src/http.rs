@@ -40,7 +40,8 @@ use tribune_authz::{
     TokenOutcome, Tokens,
 };
 use tribune_jwt::locate::{
-    conclude, extract, forwards_token, from_header, percent_decode, Outcome, RequestParts,
+    conclude, extract, forwards_token, from_header, holds_token, percent_decode, Outcome,
+    RequestParts,
 };
 use tribune_jwt::JwtError;
 use tribune_model::mesh::Underscores;
@@ -223,10 +224,15 @@ fn strip_token_values(headers: &mut HeaderMap, name: &HeaderName, prefix: &str, 
         return;
     }
     let is_stripped = |v: &HeaderValue| {
-        v.to_str()
-            .ok()
-            .and_then(|v| from_header(v, prefix))
-            .is_some_and(|t| !keep.contains(&t))
+        let Ok(v) = v.to_str() else {
+            return false;
+        };
+        if keep.is_empty() {
+            // The usual case (no provider forwards): no token copied to decide.
+            holds_token(v, prefix)
+        } else {
+            from_header(v, prefix).is_some_and(|t| !keep.contains(&t))
+        }
     };
     if !headers.get_all(name).iter().any(is_stripped) {
         return;
