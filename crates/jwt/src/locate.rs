@@ -221,12 +221,12 @@ pub enum Outcome {
     /// A token addressed to this provider failed.
     Invalid(JwtError),
     /// Every token addressed to this provider verified; the first one's payload (a JSON
-    /// object) and the `Forwarding` header value.
+    /// object) and the `Forwarding` header value. (What to strip is not an outcome:
+    /// with `Forward = false` every value in the provider's [`locations`] is stripped,
+    /// verified or not; decisions.md #18.)
     Valid {
         payload: Arc<Value>,
         forward_header: Option<(String, String)>,
-        /// Places to remove the token from (empty when `Forward = true`).
-        strip: Vec<Place>,
     },
 }
 
@@ -270,18 +270,9 @@ pub fn conclude(
         }
         (fw.header_name.clone(), value)
     });
-    let strip = if forwards_token(provider) {
-        Vec::new()
-    } else {
-        mine.iter()
-            .filter(|f| !matches!(f.place, Place::Cookie(_)))
-            .map(|f| f.place.clone())
-            .collect()
-    };
     Outcome::Valid {
         payload,
         forward_header,
-        strip,
     }
 }
 

@@ -164,14 +164,6 @@ impl Conns {
             None => false,
         }
     }
-
-    /// Connections open now.
-    pub fn open(&self) -> usize {
-        self.open
-            .lock()
-            .map(|o| o.iter().filter(|w| w.strong_count() > 0).count())
-            .unwrap_or(0)
-    }
 }
 
 #[cfg(test)]

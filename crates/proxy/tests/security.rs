@@ -29,7 +29,15 @@ fn mesh(action: &str) -> Value {
     }}}})
 }
 
-/// A proxy for `api` (default deny) in front of `upstream`, enforcing `entries`.
+/// Installs `entries` as the policy of `api` (default deny).
+async fn install(proxy: &tribune_proxy::Proxy, entries: Vec<Value>, index: u64) {
+    proxy
+        .install(doc("api", "http", "deny", entries), index)
+        .await
+        .unwrap();
+}
+
+/// A proxy for `api` in front of `upstream`, enforcing `entries`.
 async fn serving(
     upstream: std::net::SocketAddr,
     entries: Vec<Value>,
@@ -39,10 +47,7 @@ async fn serving(
     Records,
 ) {
     let (proxy, addr, records) = proxy(upstream, NOW).await;
-    proxy
-        .install(doc("api", "http", "deny", entries), 1)
-        .await
-        .unwrap();
+    install(&proxy, entries, 1).await;
     (proxy, addr, records)
 }
 
@@ -134,18 +139,7 @@ async fn redirect_and_keep_unchanged_do_what_they_say() {
         "{answer}"
     );
     assert_eq!(upstream.hits.load(Ordering::SeqCst), 0);
-    proxy
-        .install(
-            doc(
-                "api",
-                "http",
-                "deny",
-                vec![public_only(), mesh("KEEP_UNCHANGED")],
-            ),
-            2,
-        )
-        .await
-        .unwrap();
+    install(&proxy, vec![public_only(), mesh("KEEP_UNCHANGED")], 2).await;
     let answer = raw(addr, &get("/public/a%2fb")).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let seen = upstream.last.lock().unwrap().clone().unwrap();
@@ -299,36 +293,14 @@ async fn headers_with_underscores_follow_the_mesh_action() {
         json!({"Kind": "mesh", "HTTP": {"Incoming": {"RequestNormalization": {
             "HeadersWithUnderscoresAction": action}}}})
     };
-    proxy
-        .install(
-            doc(
-                "api",
-                "http",
-                "deny",
-                vec![public_only(), with("REJECT_REQUEST")],
-            ),
-            1,
-        )
-        .await
-        .unwrap();
+    install(&proxy, vec![public_only(), with("REJECT_REQUEST")], 1).await;
     let answer = raw(
         addr,
         "GET /public/x HTTP/1.1\r\nHost: api\r\nx_a: 1\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
-    proxy
-        .install(
-            doc(
-                "api",
-                "http",
-                "deny",
-                vec![public_only(), with("DROP_HEADER")],
-            ),
-            2,
-        )
-        .await
-        .unwrap();
+    install(&proxy, vec![public_only(), with("DROP_HEADER")], 2).await;
     let seen = allowed(
         addr,
         "GET /public/x HTTP/1.1\r\nHost: api\r\nx_a: 1\r\nx-b: 2\r\nConnection: close\r\n\r\n",
@@ -419,13 +391,7 @@ async fn keys_unavailable_is_counted_as_keys_unavailable() {
             "RequestTimeoutMs": 200,
         }},
     });
-    proxy
-        .install(
-            doc("api", "http", "deny", vec![provider, okta_required()]),
-            1,
-        )
-        .await
-        .unwrap();
+    install(&proxy, vec![provider, okta_required()], 1).await;
     let key = Es256::new("k1");
     let t = token(&key, "https://okta.example");
     let answer = raw(
@@ -467,10 +433,7 @@ async fn silent_and_half_open_connections_are_dropped() {
         c.first_request_timeout = Duration::from_millis(300);
     })
     .await;
-    proxy
-        .install(doc("api", "http", "deny", vec![public_only()]), 1)
-        .await
-        .unwrap();
+    install(&proxy, vec![public_only()], 1).await;
     for opening in [
         &b""[..],
         b"PRI * HTTP/2.0\r\n",
@@ -496,10 +459,7 @@ async fn idle_connections_are_closed() {
         c.idle_timeout = Duration::from_millis(300);
     })
     .await;
-    proxy
-        .install(doc("api", "http", "deny", vec![public_only()]), 1)
-        .await
-        .unwrap();
+    install(&proxy, vec![public_only()], 1).await;
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(b"GET /public/x HTTP/1.1\r\nHost: api\r\n\r\n")
         .await
@@ -536,10 +496,7 @@ async fn a_full_proxy_sheds_idle_connections_for_new_callers() {
         c.max_connections = 4;
     })
     .await;
-    proxy
-        .install(doc("api", "http", "deny", vec![public_only()]), 1)
-        .await
-        .unwrap();
+    install(&proxy, vec![public_only()], 1).await;
     let mut idle = Vec::new();
     for _ in 0..4 {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
