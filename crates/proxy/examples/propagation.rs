@@ -33,7 +33,9 @@ async fn main() {
         .unwrap_or(30);
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(tribune_store::RedbStore::open(&dir.path().join("state.redb")).unwrap());
-    let state = tribune_server::AppState::new(store, Default::default()).unwrap();
+    let state = tribune_server::AppState::new(store, Default::default())
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let agent = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move {

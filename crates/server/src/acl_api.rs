@@ -3,8 +3,9 @@
 
 use crate::acl::{Policy, PolicyLink, Rules, Token, MANAGEMENT_POLICY_ID, MANAGEMENT_POLICY_NAME};
 use crate::{
-    authorize, find_token_by_secret, json_body, load_policy, now_rfc3339, parse_query,
-    token_secret, ApiError, ApiResult, AppState, Shared, ACL_META_TABLE, POLICY_TABLE, TOKEN_TABLE,
+    authorize, contended, contention_backoff, find_token_by_secret, json_body, load_policy,
+    now_rfc3339, parse_query, token_secret, ApiError, ApiResult, AppState, Shared, ACL_META_TABLE,
+    POLICY_TABLE, TOKEN_TABLE, WRITE_ATTEMPTS,
 };
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -64,22 +65,41 @@ fn management_token(secret: &str, description: &str) -> Token {
 
 /// Start-up: make sure a management token with this secret exists (Consul's
 /// `acl.tokens.initial_management`), which also ends the bootstrap window.
-pub(crate) fn ensure_management_token(state: &AppState, secret: &str) -> ApiResult<()> {
-    if find_token_by_secret(state, secret)?.is_some() {
-        return Ok(());
+pub(crate) async fn ensure_management_token(state: &AppState, secret: &str) -> ApiResult<()> {
+    for attempt in 0..WRITE_ATTEMPTS {
+        // Guarded: agents started at once with the same secret create one token.
+        let index = state.store.table_index(TOKEN_TABLE).await?;
+        if find_token_by_secret(state, secret).await?.is_some() {
+            return Ok(());
+        }
+        let token = management_token(secret, "Initial Management Token");
+        let applied = state
+            .store
+            .apply(&[
+                put_json(
+                    POLICY_TABLE,
+                    MANAGEMENT_POLICY_ID,
+                    &management_policy(),
+                    Cas::Any,
+                ),
+                put_json(TOKEN_TABLE, &token.accessor_id, &token, Cas::Any),
+                put_json(ACL_META_TABLE, BOOTSTRAP_KEY, &json!(true), Cas::Any),
+                Op::unchanged(TOKEN_TABLE, index),
+            ])
+            .await?;
+        if !applied.stale {
+            return Ok(());
+        }
+        contention_backoff(attempt).await;
     }
-    let token = management_token(secret, "Initial Management Token");
-    state.store.apply(&[
-        put_json(
-            POLICY_TABLE,
-            MANAGEMENT_POLICY_ID,
-            &management_policy(),
-            Cas::Any,
-        ),
-        put_json(TOKEN_TABLE, &token.accessor_id, &token, Cas::Any),
-        put_json(ACL_META_TABLE, BOOTSTRAP_KEY, &json!(true), Cas::Any),
-    ])?;
-    Ok(())
+    Err(contended(TOKEN_TABLE))
+}
+
+fn bootstrap_refused(reset_index: u64) -> ApiError {
+    ApiError(
+        StatusCode::FORBIDDEN,
+        format!("Permission denied: ACL bootstrap no longer allowed (reset index: {reset_index})"),
+    )
 }
 
 fn acl_enabled(state: &AppState) -> ApiResult<()> {
@@ -94,42 +114,47 @@ fn acl_enabled(state: &AppState) -> ApiResult<()> {
 }
 
 /// Every ACL endpoint but bootstrap: ACLs must be on, and the caller is resolved.
-fn acl_caller(
+async fn acl_caller(
     state: &AppState,
     raw: Option<&str>,
     headers: &HeaderMap,
 ) -> ApiResult<crate::acl::Authorizer> {
     acl_enabled(state)?;
-    authorize(state, headers, &parse_query(raw))
+    authorize(state, headers, &parse_query(raw)).await
 }
 
 /// `PUT /v1/acl/bootstrap`: the first management token, once.
 pub(crate) async fn bootstrap(State(state): State<Shared>) -> ApiResult<Response> {
     acl_enabled(&state)?;
     let _guard = state.write_lock.lock().await;
-    if let Some(r) = state.store.get(ACL_META_TABLE, BOOTSTRAP_KEY)? {
-        return Err(ApiError(
-            StatusCode::FORBIDDEN,
-            format!(
-                "Permission denied: ACL bootstrap no longer allowed (reset index: {})",
-                r.modify_index
-            ),
-        ));
+    if let Some(r) = state.store.get(ACL_META_TABLE, BOOTSTRAP_KEY).await? {
+        return Err(bootstrap_refused(r.modify_index));
     }
     let token = management_token(
         &uuid::Uuid::new_v4().to_string(),
         "Bootstrap Token (Global Management)",
     );
-    let applied = state.store.apply(&[
-        put_json(
-            POLICY_TABLE,
-            MANAGEMENT_POLICY_ID,
-            &management_policy(),
-            Cas::Any,
-        ),
-        put_json(TOKEN_TABLE, &token.accessor_id, &token, Cas::Absent),
-        put_json(ACL_META_TABLE, BOOTSTRAP_KEY, &json!(true), Cas::Absent),
-    ])?;
+    let applied = state
+        .store
+        .apply(&[
+            put_json(
+                POLICY_TABLE,
+                MANAGEMENT_POLICY_ID,
+                &management_policy(),
+                Cas::Any,
+            ),
+            put_json(TOKEN_TABLE, &token.accessor_id, &token, Cas::Absent),
+            put_json(ACL_META_TABLE, BOOTSTRAP_KEY, &json!(true), Cas::Absent),
+        ])
+        .await?;
+    if !applied.ok {
+        // Another agent sharing the store bootstrapped first: once per cluster.
+        let reset = match state.store.get(ACL_META_TABLE, BOOTSTRAP_KEY).await? {
+            Some(r) => r.modify_index,
+            None => applied.index,
+        };
+        return Err(bootstrap_refused(reset));
+    }
     tracing::info!(accessor_id = %token.accessor_id, "ACL system bootstrapped");
     Ok(Json(with_indexes(
         serde_json::to_value(&token).unwrap_or(Value::Null),
@@ -146,7 +171,9 @@ pub(crate) async fn create_policy(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    acl_caller(&state, raw.as_deref(), &headers)?.acl_write()?;
+    acl_caller(&state, raw.as_deref(), &headers)
+        .await?
+        .acl_write()?;
     let v = json_body(&body)?;
     let name = v
         .get("Name")
@@ -163,14 +190,6 @@ pub(crate) async fn create_policy(
         .to_string();
     Rules::parse(&rules)
         .map_err(|e| ApiError::bad_request(format!("Failed to parse ACL rules: {e}")))?;
-    let _guard = state.write_lock.lock().await;
-    for r in state.store.list(POLICY_TABLE)? {
-        if serde_json::from_slice::<Policy>(&r.value).is_ok_and(|p| p.name == name) {
-            return Err(ApiError::bad_request(format!(
-                "Invalid Policy: A Policy with Name {name:?} already exists"
-            )));
-        }
-    }
     let policy = Policy {
         id: uuid::Uuid::new_v4().to_string(),
         name,
@@ -181,9 +200,34 @@ pub(crate) async fn create_policy(
             .to_string(),
         rules,
     };
-    let applied = state
-        .store
-        .apply(&[put_json(POLICY_TABLE, &policy.id, &policy, Cas::Absent)])?;
+    let mut written = None;
+    for attempt in 0..WRITE_ATTEMPTS {
+        // Names are unique cluster-wide: the write is guarded on the list it checked.
+        let serial = state.write_lock.lock().await;
+        let index = state.store.table_index(POLICY_TABLE).await?;
+        for r in state.store.list(POLICY_TABLE).await? {
+            if serde_json::from_slice::<Policy>(&r.value).is_ok_and(|p| p.name == policy.name) {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid Policy: A Policy with Name {:?} already exists",
+                    policy.name
+                )));
+            }
+        }
+        let applied = state
+            .store
+            .apply(&[
+                put_json(POLICY_TABLE, &policy.id, &policy, Cas::Absent),
+                Op::unchanged(POLICY_TABLE, index),
+            ])
+            .await?;
+        if !applied.stale {
+            written = Some(applied);
+            break;
+        }
+        drop(serial);
+        contention_backoff(attempt).await;
+    }
+    let applied = written.ok_or_else(|| contended(POLICY_TABLE))?;
     tracing::info!(policy = %policy.name, id = %policy.id, "ACL policy created");
     Ok(Json(with_indexes(
         serde_json::to_value(&policy).unwrap_or(Value::Null),
@@ -193,8 +237,8 @@ pub(crate) async fn create_policy(
     .into_response())
 }
 
-fn find_policy_by_name(state: &AppState, name: &str) -> ApiResult<Option<(Policy, Record)>> {
-    for r in state.store.list(POLICY_TABLE)? {
+async fn find_policy_by_name(state: &AppState, name: &str) -> ApiResult<Option<(Policy, Record)>> {
+    for r in state.store.list(POLICY_TABLE).await? {
         if let Ok(p) = serde_json::from_slice::<Policy>(&r.value) {
             if p.name == name {
                 return Ok(Some((p, r)));
@@ -210,10 +254,13 @@ pub(crate) async fn read_policy(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    acl_caller(&state, raw.as_deref(), &headers)?.acl_read()?;
+    acl_caller(&state, raw.as_deref(), &headers)
+        .await?
+        .acl_read()?;
     let r = state
         .store
-        .get(POLICY_TABLE, &id)?
+        .get(POLICY_TABLE, &id)
+        .await?
         .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
     let p: Value = serde_json::from_slice(&r.value).unwrap_or(Value::Null);
     Ok(Json(with_indexes(p, Some(&r), 0)).into_response())
@@ -225,8 +272,11 @@ pub(crate) async fn read_policy_by_name(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    acl_caller(&state, raw.as_deref(), &headers)?.acl_read()?;
-    let (p, r) = find_policy_by_name(&state, &name)?
+    acl_caller(&state, raw.as_deref(), &headers)
+        .await?
+        .acl_read()?;
+    let (p, r) = find_policy_by_name(&state, &name)
+        .await?
         .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
     Ok(Json(with_indexes(
         serde_json::to_value(&p).unwrap_or(Value::Null),
@@ -241,10 +291,13 @@ pub(crate) async fn list_policies(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    acl_caller(&state, raw.as_deref(), &headers)?.acl_read()?;
+    acl_caller(&state, raw.as_deref(), &headers)
+        .await?
+        .acl_read()?;
     let out: Vec<Value> = state
         .store
-        .list(POLICY_TABLE)?
+        .list(POLICY_TABLE)
+        .await?
         .iter()
         .filter_map(|r| {
             serde_json::from_slice::<Value>(&r.value)
@@ -261,17 +314,22 @@ pub(crate) async fn delete_policy(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    acl_caller(&state, raw.as_deref(), &headers)?.acl_write()?;
+    acl_caller(&state, raw.as_deref(), &headers)
+        .await?
+        .acl_write()?;
     if id == MANAGEMENT_POLICY_ID {
         return Err(ApiError::bad_request(
             "Delete operation not permitted on the builtin global-management policy",
         ));
     }
-    state.store.apply(&[Op::Delete {
-        table: POLICY_TABLE.into(),
-        key: id,
-        cas: Cas::Any,
-    }])?;
+    state
+        .store
+        .apply(&[Op::Delete {
+            table: POLICY_TABLE.into(),
+            key: id,
+            cas: Cas::Any,
+        }])
+        .await?;
     Ok(Json(true).into_response())
 }
 
@@ -282,7 +340,9 @@ pub(crate) async fn create_token(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    acl_caller(&state, raw.as_deref(), &headers)?.acl_write()?;
+    acl_caller(&state, raw.as_deref(), &headers)
+        .await?
+        .acl_write()?;
     let v = json_body(&body)?;
     let mut policies = Vec::new();
     for link in v
@@ -294,9 +354,9 @@ pub(crate) async fn create_token(
         let id = link.get("ID").and_then(Value::as_str).unwrap_or("");
         let name = link.get("Name").and_then(Value::as_str).unwrap_or("");
         let found = if !id.is_empty() {
-            load_policy(&state, id)?
+            load_policy(&state, id).await?
         } else {
-            find_policy_by_name(&state, name)?.map(|(p, _)| p)
+            find_policy_by_name(&state, name).await?.map(|(p, _)| p)
         };
         let p = found.ok_or_else(|| {
             ApiError::bad_request(format!(
@@ -319,12 +379,6 @@ pub(crate) async fn create_token(
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let _guard = state.write_lock.lock().await;
-    if find_token_by_secret(&state, &secret)?.is_some() {
-        return Err(ApiError::bad_request(
-            "Invalid Token: SecretID is already in use",
-        ));
-    }
     let token = Token {
         accessor_id: v
             .get("AccessorID")
@@ -342,12 +396,34 @@ pub(crate) async fn create_token(
         local: v.get("Local").and_then(Value::as_bool).unwrap_or(false),
         create_time: now_rfc3339(),
     };
-    let applied = state.store.apply(&[put_json(
-        TOKEN_TABLE,
-        &token.accessor_id,
-        &token,
-        Cas::Absent,
-    )])?;
+    let mut written = None;
+    for attempt in 0..WRITE_ATTEMPTS {
+        // Secrets are unique cluster-wide: the write is guarded on the table it checked.
+        let serial = state.write_lock.lock().await;
+        let index = state.store.table_index(TOKEN_TABLE).await?;
+        if find_token_by_secret(&state, &token.secret_id)
+            .await?
+            .is_some()
+        {
+            return Err(ApiError::bad_request(
+                "Invalid Token: SecretID is already in use",
+            ));
+        }
+        let applied = state
+            .store
+            .apply(&[
+                put_json(TOKEN_TABLE, &token.accessor_id, &token, Cas::Absent),
+                Op::unchanged(TOKEN_TABLE, index),
+            ])
+            .await?;
+        if !applied.stale {
+            written = Some(applied);
+            break;
+        }
+        drop(serial);
+        contention_backoff(attempt).await;
+    }
+    let applied = written.ok_or_else(|| contended(TOKEN_TABLE))?;
     if !applied.ok {
         return Err(ApiError::bad_request(
             "Invalid Token: AccessorID is already in use",
@@ -399,11 +475,12 @@ pub(crate) async fn read_token(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let authz = acl_caller(&state, raw.as_deref(), &headers)?;
+    let authz = acl_caller(&state, raw.as_deref(), &headers).await?;
     authz.acl_read()?;
     let r = state
         .store
-        .get(TOKEN_TABLE, &id)?
+        .get(TOKEN_TABLE, &id)
+        .await?
         .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
     let t = token_view(&r, Secret::for_caller(&authz))
         .ok_or_else(|| crate::internal_error(format!("stored token {id} does not decode")))?;
@@ -420,12 +497,14 @@ pub(crate) async fn token_self(
     let q = parse_query(raw.as_deref());
     let secret = token_secret(&headers, &q)
         .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
-    let t = find_token_by_secret(&state, &secret)?
+    let t = find_token_by_secret(&state, &secret)
+        .await?
         .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
     // The caller proved it holds this secret, so it may see it (Consul does the same).
     let r = state
         .store
-        .get(TOKEN_TABLE, &t.accessor_id)?
+        .get(TOKEN_TABLE, &t.accessor_id)
+        .await?
         .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
     let t = token_view(&r, Secret::Shown)
         .ok_or_else(|| crate::internal_error("stored token does not decode".into()))?;
@@ -437,12 +516,13 @@ pub(crate) async fn list_tokens(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let authz = acl_caller(&state, raw.as_deref(), &headers)?;
+    let authz = acl_caller(&state, raw.as_deref(), &headers).await?;
     authz.acl_read()?;
     let secret = Secret::for_caller(&authz);
     let out: Vec<Value> = state
         .store
-        .list(TOKEN_TABLE)?
+        .list(TOKEN_TABLE)
+        .await?
         .iter()
         .filter_map(|r| token_view(r, secret))
         .collect();
@@ -455,11 +535,16 @@ pub(crate) async fn delete_token(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    acl_caller(&state, raw.as_deref(), &headers)?.acl_write()?;
-    state.store.apply(&[Op::Delete {
-        table: TOKEN_TABLE.into(),
-        key: id,
-        cas: Cas::Any,
-    }])?;
+    acl_caller(&state, raw.as_deref(), &headers)
+        .await?
+        .acl_write()?;
+    state
+        .store
+        .apply(&[Op::Delete {
+            table: TOKEN_TABLE.into(),
+            key: id,
+            cas: Cas::Any,
+        }])
+        .await?;
     Ok(Json(true).into_response())
 }

@@ -83,8 +83,8 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
-pub(crate) fn load(state: &AppState) -> ApiResult<Option<CaState>> {
-    match state.store.get(CA_TABLE, CA_KEY)? {
+pub(crate) async fn load(state: &AppState) -> ApiResult<Option<CaState>> {
+    match state.store.get(CA_TABLE, CA_KEY).await? {
         None => Ok(None),
         Some(r) => serde_json::from_slice(&r.value)
             .map(Some)
@@ -92,20 +92,20 @@ pub(crate) fn load(state: &AppState) -> ApiResult<Option<CaState>> {
     }
 }
 
-fn save(state: &AppState, ca: &CaState, cas: Cas) -> ApiResult<()> {
+/// Stores the CA state; false when the check-and-set condition failed (another
+/// agent sharing the store wrote first).
+async fn save(state: &AppState, ca: &CaState, cas: Cas) -> ApiResult<bool> {
     let value = serde_json::to_vec(ca).map_err(internal)?;
-    state.store.apply(&[Op::Put {
-        table: CA_TABLE.into(),
-        key: CA_KEY.into(),
-        value,
-        cas,
-    }])?;
-    Ok(())
+    let applied = state
+        .store
+        .apply(&[Op::put(CA_TABLE, CA_KEY, value, cas)])
+        .await?;
+    Ok(applied.ok)
 }
 
 /// Creates the CA on first use (a cluster ID, trust domain and root).
-pub(crate) fn ensure(state: &AppState) -> Result<(), String> {
-    if load(state).map_err(|e| e.1)?.is_some() {
+pub(crate) async fn ensure(state: &AppState) -> Result<(), String> {
+    if load(state).await.map_err(|e| e.1)?.is_some() {
         return Ok(());
     }
     let cluster_id = uuid::Uuid::new_v4().to_string();
@@ -117,20 +117,27 @@ pub(crate) fn ensure(state: &AppState) -> Result<(), String> {
         active_id: root.id.clone(),
         roots: vec![from_root(&root)],
     };
-    // Absent: two agents racing on one store cannot both create a CA.
-    match save(state, &ca, Cas::Absent) {
-        Ok(()) => Ok(()),
-        Err(_) if load(state).ok().flatten().is_some() => Ok(()),
+    // Absent: two agents racing on one store cannot both create a CA; the loser
+    // uses the winner's (read back by the caller).
+    match save(state, &ca, Cas::Absent).await {
+        Ok(true) => {
+            tracing::info!(trust_domain = %ca.trust_domain, "CA created");
+            Ok(())
+        }
+        Ok(false) => Ok(()),
+        Err(_) if load(state).await.ok().flatten().is_some() => Ok(()),
         Err(e) => Err(e.1),
     }
 }
 
-fn required(state: &AppState) -> ApiResult<CaState> {
-    if let Some(ca) = load(state)? {
+async fn required(state: &AppState) -> ApiResult<CaState> {
+    if let Some(ca) = load(state).await? {
         return Ok(ca);
     }
-    ensure(state).map_err(internal)?;
-    load(state)?.ok_or_else(|| internal("CA not initialized"))
+    ensure(state).await.map_err(internal)?;
+    load(state)
+        .await?
+        .ok_or_else(|| internal("CA not initialized"))
 }
 
 fn rfc3339(unix: i64) -> String {
@@ -149,9 +156,9 @@ pub(crate) async fn roots(
     RawQuery(raw): RawQuery,
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
-    required(&state)?;
+    required(&state).await?;
     let index = block_on_table(&state, CA_TABLE, &q).await?;
-    let ca = required(&state)?;
+    let ca = required(&state).await?;
     let t = now();
     let roots: Vec<_> = ca
         .roots
@@ -193,12 +200,12 @@ pub(crate) async fn leaf(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
-    let authz = authorize(&state, &headers, &q)?;
+    let authz = authorize(&state, &headers, &q).await?;
     authz.service_write(&service)?;
     tribune_model::names::check_service_name(&service).map_err(ApiError::bad_request)?;
-    required(&state)?;
+    required(&state).await?;
     let index = block_on_table(&state, CA_TABLE, &q).await?;
-    let ca = required(&state)?;
+    let ca = required(&state).await?;
     let active = ca
         .roots
         .iter()
@@ -235,14 +242,31 @@ pub(crate) async fn rotate(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
-    authorize(&state, &headers, &q)?.operator_write()?;
-    let _serial = state.write_lock.lock().await;
-    required(&state)?;
-    let record = state
-        .store
-        .get(CA_TABLE, CA_KEY)?
-        .ok_or_else(|| internal("CA not initialized"))?;
-    let mut ca = required(&state)?;
+    authorize(&state, &headers, &q).await?.operator_write()?;
+    for attempt in 0..crate::WRITE_ATTEMPTS {
+        let serial = state.write_lock.lock().await;
+        required(&state).await?;
+        let record = state
+            .store
+            .get(CA_TABLE, CA_KEY)
+            .await?
+            .ok_or_else(|| internal("CA not initialized"))?;
+        let ca: CaState = serde_json::from_slice(&record.value)
+            .map_err(|e| internal(format!("stored CA state: {e}")))?;
+        let ca = rotated(ca)?;
+        if save(&state, &ca, Cas::ModifyIndex(record.modify_index)).await? {
+            return Ok(Json(json!({"ActiveRootID": ca.active_id})).into_response());
+        }
+        // Another agent rotated or created concurrently: rotate what it wrote.
+        drop(serial);
+        crate::contention_backoff(attempt).await;
+    }
+    Err(crate::contended(CA_TABLE))
+}
+
+/// The CA state after a rotation: a new active root, the previous one kept trusted
+/// until the leaves it signed expire.
+fn rotated(mut ca: CaState) -> ApiResult<CaState> {
     let t = now();
     let new = Root::generate(&ca.trust_domain, t).map_err(internal)?;
     for r in ca.roots.iter_mut() {
@@ -255,6 +279,5 @@ pub(crate) async fn rotate(
     ca.roots.retain(|r| to_root(r, &td).trusted_at(t, false));
     ca.active_id = new.id.clone();
     ca.roots.push(from_root(&new));
-    save(&state, &ca, Cas::ModifyIndex(record.modify_index))?;
-    Ok(Json(json!({"ActiveRootID": ca.active_id})).into_response())
+    Ok(ca)
 }

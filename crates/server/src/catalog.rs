@@ -13,8 +13,8 @@
 
 use crate::acl::Authorizer;
 use crate::{
-    authorize, block_on_table, index_header, json_body, parse_query, ApiError, ApiResult, AppState,
-    Shared,
+    authorize, block_on_table, contended, contention_backoff, index_header, json_body, parse_query,
+    ApiError, ApiResult, AppState, Shared, WRITE_ATTEMPTS,
 };
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -77,10 +77,11 @@ fn port(v: &Value, key: &str, path: &str, errors: &mut Vec<String>) -> Option<u1
     }
 }
 
-fn load_all(state: &AppState) -> ApiResult<Vec<Value>> {
+async fn load_all(state: &AppState) -> ApiResult<Vec<Value>> {
     state
         .store
-        .list(SERVICES_TABLE)?
+        .list(SERVICES_TABLE)
+        .await?
         .into_iter()
         .map(|r| {
             serde_json::from_slice(&r.value)
@@ -204,11 +205,27 @@ pub(crate) async fn register(
     body: Bytes,
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
-    let authz = authorize(&state, &headers, &q)?;
+    let authz = authorize(&state, &headers, &q).await?;
     let body = json_body(&body)?;
-    let _serial = state.write_lock.lock().await;
-    let existing = load_all(&state)?;
-    let new_ids: Vec<String> = records(&body, &[])
+    for attempt in 0..WRITE_ATTEMPTS {
+        let serial = state.write_lock.lock().await;
+        let index = state.store.table_index(SERVICES_TABLE).await?;
+        let existing = load_all(&state).await?;
+        let mut ops = registration_ops(&authz, &body, &existing)?;
+        ops.push(Op::unchanged(SERVICES_TABLE, index));
+        if state.store.apply(&ops).await?.stale {
+            drop(serial);
+            contention_backoff(attempt).await;
+            continue;
+        }
+        return Ok(().into_response());
+    }
+    Err(contended(SERVICES_TABLE))
+}
+
+/// The writes of one registration, checked against the registrations stored now.
+fn registration_ops(authz: &Authorizer, body: &Value, existing: &[Value]) -> ApiResult<Vec<Op>> {
+    let new_ids: Vec<String> = records(body, &[])
         .unwrap_or_default()
         .iter()
         .map(|r| field_str(r, "ID").to_string())
@@ -218,21 +235,21 @@ pub(crate) async fn register(
         .filter(|r| !new_ids.iter().any(|id| id == field_str(r, "ID")))
         .filter_map(|r| r.get("Port").and_then(Value::as_u64).map(|p| p as u16))
         .collect();
-    let recs = records(&body, &taken).map_err(ApiError::bad_request)?;
+    let recs = records(body, &taken).map_err(ApiError::bad_request)?;
     for rec in &recs {
-        may_write(&authz, rec, &existing)?;
+        may_write(authz, rec, existing)?;
     }
-    let ops: Vec<Op> = recs
+    Ok(recs
         .iter()
-        .map(|r| Op::Put {
-            table: SERVICES_TABLE.into(),
-            key: field_str(r, "ID").to_string(),
-            value: serde_json::to_vec(r).unwrap_or_default(),
-            cas: Cas::Any,
+        .map(|r| {
+            Op::put(
+                SERVICES_TABLE,
+                field_str(r, "ID"),
+                serde_json::to_vec(r).unwrap_or_default(),
+                Cas::Any,
+            )
         })
-        .collect();
-    state.store.apply(&ops)?;
-    Ok(().into_response())
+        .collect())
 }
 
 /// Consul's rule for writing one registration record: `service:write` on the service
@@ -268,9 +285,9 @@ pub(crate) async fn deregister(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
-    let authz = authorize(&state, &headers, &q)?;
+    let authz = authorize(&state, &headers, &q).await?;
     let _serial = state.write_lock.lock().await;
-    let all = load_all(&state)?;
+    let all = load_all(&state).await?;
     if !all.iter().any(|r| field_str(r, "ID") == id) {
         return Err(ApiError::not_found(format!("Unknown service ID {id:?}. Ensure that the service ID is passed, not the service name.")));
     }
@@ -291,7 +308,7 @@ pub(crate) async fn deregister(
             cas: Cas::Any,
         })
         .collect();
-    state.store.apply(&ops)?;
+    state.store.apply(&ops).await?;
     Ok(().into_response())
 }
 
@@ -303,9 +320,9 @@ pub(crate) async fn service(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
-    let authz = authorize(&state, &headers, &q)?;
+    let authz = authorize(&state, &headers, &q).await?;
     let index = block_on_table(&state, SERVICES_TABLE, &q).await?;
-    let all = load_all(&state)?;
+    let all = load_all(&state).await?;
     let svc = all
         .into_iter()
         .find(|r| field_str(r, "ID") == id)
@@ -321,8 +338,9 @@ pub(crate) async fn services(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
-    let authz = authorize(&state, &headers, &q)?;
-    let map: Map<String, Value> = load_all(&state)?
+    let authz = authorize(&state, &headers, &q).await?;
+    let map: Map<String, Value> = load_all(&state)
+        .await?
         .into_iter()
         .filter(|r| authz.service_read(field_str(r, "Service")).is_ok())
         .map(|r| (field_str(&r, "ID").to_string(), r))
@@ -337,10 +355,10 @@ pub(crate) async fn catalog_services(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
-    let authz = authorize(&state, &headers, &q)?;
+    let authz = authorize(&state, &headers, &q).await?;
     let index = block_on_table(&state, SERVICES_TABLE, &q).await?;
     let mut map = Map::new();
-    for r in load_all(&state)? {
+    for r in load_all(&state).await? {
         let name = field_str(&r, "Service").to_string();
         if authz.service_read(&name).is_ok() {
             map.insert(name, r.get("Tags").cloned().unwrap_or(json!([])));
@@ -357,9 +375,11 @@ pub(crate) async fn health_connect(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
-    authorize(&state, &headers, &q)?.service_read(&service)?;
+    authorize(&state, &headers, &q)
+        .await?
+        .service_read(&service)?;
     let index = block_on_table(&state, SERVICES_TABLE, &q).await?;
-    let nodes: Vec<Value> = load_all(&state)?
+    let nodes: Vec<Value> = load_all(&state).await?
         .into_iter()
         .filter(|r| {
             field_str(r, "Kind") == "connect-proxy"

@@ -3,8 +3,8 @@
 
 use crate::acl::{Authorizer, Denied};
 use crate::{
-    authorize, block_on_table, index_header, json_body, parse_query, query_get, ApiError,
-    ApiResult, AppState, Shared, CONFIG_TABLE,
+    authorize, block_on_table, contended, contention_backoff, index_header, json_body, parse_query,
+    query_get, ApiError, ApiResult, AppState, Shared, CONFIG_TABLE, WRITE_ATTEMPTS,
 };
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -25,19 +25,27 @@ pub(crate) fn entry_key(kind: Kind, name: &str) -> String {
 /// Every stored entry with its record (re-validated through the one pipeline).
 /// Decoded entries are kept until the config table's index moves, so writes, checks
 /// and the proxies' snapshot queries do not re-validate the whole store each time.
-pub(crate) fn load_all(state: &AppState) -> ApiResult<Arc<Vec<(ConfigEntry, Record)>>> {
-    // The index is read before the list: a write in between only makes the cached
-    // copy newer than its index says, and the next call reloads.
-    let index = state.store.table_index(CONFIG_TABLE)?;
+pub(crate) async fn load_all(state: &AppState) -> ApiResult<Arc<Vec<(ConfigEntry, Record)>>> {
+    Ok(load_all_at(state).await?.1)
+}
+
+/// [`load_all`] and the config table index it was read at. The index is read before
+/// the list: a write in between only makes the list newer than its index says, so a
+/// write guarded with `Op::Unchanged(index)` fails and is retried, and the next call
+/// reloads the cache.
+pub(crate) async fn load_all_at(
+    state: &AppState,
+) -> ApiResult<(u64, Arc<Vec<(ConfigEntry, Record)>>)> {
+    let index = state.store.table_index(CONFIG_TABLE).await?;
     if let Ok(cache) = state.entries_cache.lock() {
         if let Some((i, all)) = cache.as_ref() {
             if *i == index {
-                return Ok(all.clone());
+                return Ok((index, all.clone()));
             }
         }
     }
     let mut out = Vec::new();
-    for r in state.store.list(CONFIG_TABLE)? {
+    for r in state.store.list(CONFIG_TABLE).await? {
         if let Some(e) = decode_record(&r)? {
             out.push((e, r));
         }
@@ -46,7 +54,7 @@ pub(crate) fn load_all(state: &AppState) -> ApiResult<Arc<Vec<(ConfigEntry, Reco
     if let Ok(mut cache) = state.entries_cache.lock() {
         *cache = Some((index, all.clone()));
     }
-    Ok(all)
+    Ok((index, all))
 }
 
 /// A stored entry through the one validation pipeline; `None` (logged) when it is no
@@ -67,23 +75,23 @@ fn decode_record(r: &Record) -> ApiResult<Option<ConfigEntry>> {
     }
 }
 
-/// After a write of `key` under the write lock, at store index `index`: the cached
-/// entries become `current` with that one record replaced, added or removed, so the
-/// next write or snapshot query decodes one entry, not the whole table. Every writer
-/// of the config table holds `write_lock` (one agent process owns the store, as the
-/// cross-entry checks already assume), so `current` is the table as it was right
-/// before this write. When anything else moved the table's index since, or the record
-/// can't be read back, the cache is left for [`load_all`] to rebuild.
-fn refresh_after_write(
+/// After a write of `key` at store index `index`: the cached entries become `current`
+/// with that one record replaced, added or removed, so the next write or snapshot
+/// query decodes one entry, not the whole table. Every write of the config table is
+/// guarded with `Op::Unchanged` on the index `current` was read at (on every agent
+/// sharing the store), so `current` is the table as it was right before this write.
+/// When anything else moved the table's index since, or the record can't be read
+/// back, the cache is left for [`load_all`] to rebuild.
+async fn refresh_after_write(
     state: &AppState,
     current: Arc<Vec<(ConfigEntry, Record)>>,
     index: u64,
     key: &str,
 ) {
-    if !matches!(state.store.table_index(CONFIG_TABLE), Ok(i) if i == index) {
+    if !matches!(state.store.table_index(CONFIG_TABLE).await, Ok(i) if i == index) {
         return;
     }
-    let fresh = match state.store.get(CONFIG_TABLE, key) {
+    let fresh = match state.store.get(CONFIG_TABLE, key).await {
         Ok(Some(r)) => match decode_record(&r) {
             Ok(Some(e)) => Some((e, r)),
             _ => return,
@@ -112,12 +120,16 @@ fn refresh_after_write(
     *cache = Some((index, Arc::new(all)));
 }
 
-pub(crate) fn load_one(
+pub(crate) async fn load_one(
     state: &AppState,
     kind: Kind,
     name: &str,
 ) -> ApiResult<Option<(ConfigEntry, Record)>> {
-    let Some(r) = state.store.get(CONFIG_TABLE, &entry_key(kind, name))? else {
+    let Some(r) = state
+        .store
+        .get(CONFIG_TABLE, &entry_key(kind, name))
+        .await?
+    else {
         return Ok(None);
     };
     let value: Value =
@@ -308,25 +320,34 @@ pub(crate) async fn write_entry(
     entry: &ConfigEntry,
     cas: Cas,
 ) -> ApiResult<Written> {
-    let _guard = state.write_lock.lock().await;
-    let current = load_all(state)?;
-    cross_checks(&current, Some(entry), None).map_err(ApiError::bad_request)?;
-    let warnings = warnings_for(state, &current, entry);
     let key = entry_key(entry.kind(), entry.name());
-    let applied = state.store.apply(&[Op::Put {
-        table: CONFIG_TABLE.into(),
-        key: key.clone(),
-        value: entry.to_canonical_string().into_bytes(),
-        cas,
-    }])?;
-    if applied.changed {
-        tracing::info!(kind = %entry.kind(), name = entry.name(), index = applied.index, "config entry written");
-        refresh_after_write(state, current, applied.index, &key);
+    let value = entry.to_canonical_string().into_bytes();
+    for attempt in 0..WRITE_ATTEMPTS {
+        let _guard = state.write_lock.lock().await;
+        let (index, current) = load_all_at(state).await?;
+        cross_checks(&current, Some(entry), None).map_err(ApiError::bad_request)?;
+        let warnings = warnings_for(state, &current, entry);
+        let ops = [
+            Op::put(CONFIG_TABLE, &key, value.clone(), cas),
+            Op::unchanged(CONFIG_TABLE, index),
+        ];
+        let applied = state.store.apply(&ops).await?;
+        if applied.stale {
+            // Another agent changed the config table between the check and the write.
+            drop(_guard);
+            contention_backoff(attempt).await;
+            continue;
+        }
+        if applied.changed {
+            tracing::info!(kind = %entry.kind(), name = entry.name(), index = applied.index, "config entry written");
+            refresh_after_write(state, current, applied.index, &key).await;
+        }
+        return Ok(Written {
+            ok: applied.ok,
+            warnings,
+        });
     }
-    Ok(Written {
-        ok: applied.ok,
-        warnings,
-    })
+    Err(contended(CONFIG_TABLE))
 }
 
 /// `PUT /v1/config[?cas=N]`.
@@ -337,7 +358,7 @@ pub(crate) async fn put_config(
     body: Bytes,
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
-    let authz = authorize(&state, &headers, &q)?;
+    let authz = authorize(&state, &headers, &q).await?;
     let value = json_body(&body)?;
     let entry = entry_from_json(value).map_err(decode_error)?;
     can_write(&authz, entry.kind(), entry.name())?;
@@ -384,10 +405,10 @@ pub(crate) async fn get_config(
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
     let kind = parse_kind(&kind)?;
-    let authz = authorize(&state, &headers, &q)?;
+    let authz = authorize(&state, &headers, &q).await?;
     can_read(&authz, kind, &name)?;
     let index = block_on_table(&state, CONFIG_TABLE, &q).await?;
-    match load_one(&state, kind, &name)? {
+    match load_one(&state, kind, &name).await? {
         None => Err(ApiError::not_found(format!(
             "Config entry not found for {} / {}",
             go::quote(kind.as_str()),
@@ -414,11 +435,11 @@ async fn list(
             _ => "filter expressions are not supported by Tribune yet".to_string(),
         }));
     }
-    let authz = authorize(state, headers, &q)?;
+    let authz = authorize(state, headers, &q).await?;
     let index = block_on_table(state, CONFIG_TABLE, &q).await?;
     let mut filtered = false;
     let mut out = Vec::new();
-    for (e, r) in load_all(state)?.iter() {
+    for (e, r) in load_all(state).await?.iter() {
         if kind.is_some_and(|k| k != e.kind()) {
             continue;
         }
@@ -467,7 +488,7 @@ pub(crate) async fn delete_config(
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
     let kind = parse_kind(&kind)?;
-    let authz = authorize(&state, &headers, &q)?;
+    let authz = authorize(&state, &headers, &q).await?;
     can_write(&authz, kind, &name)?;
     let cas = query_get(&q, "cas").is_some();
     let cas_cond = parse_cas(&q)?;
@@ -485,18 +506,26 @@ pub(crate) async fn delete_entry(
     name: &str,
     cas: Cas,
 ) -> ApiResult<bool> {
-    let _guard = state.write_lock.lock().await;
-    let current = load_all(state)?;
-    cross_checks(&current, None, Some((kind, name))).map_err(ApiError::bad_request)?;
     let key = entry_key(kind, name);
-    let applied = state.store.apply(&[Op::Delete {
-        table: CONFIG_TABLE.into(),
-        key: key.clone(),
-        cas,
-    }])?;
-    if applied.changed {
-        tracing::info!(kind = %kind, name, index = applied.index, "config entry deleted");
-        refresh_after_write(state, current, applied.index, &key);
+    for attempt in 0..WRITE_ATTEMPTS {
+        let _guard = state.write_lock.lock().await;
+        let (index, current) = load_all_at(state).await?;
+        cross_checks(&current, None, Some((kind, name))).map_err(ApiError::bad_request)?;
+        let ops = [
+            Op::delete(CONFIG_TABLE, &key, cas),
+            Op::unchanged(CONFIG_TABLE, index),
+        ];
+        let applied = state.store.apply(&ops).await?;
+        if applied.stale {
+            drop(_guard);
+            contention_backoff(attempt).await;
+            continue;
+        }
+        if applied.changed {
+            tracing::info!(kind = %kind, name, index = applied.index, "config entry deleted");
+            refresh_after_write(state, current, applied.index, &key).await;
+        }
+        return Ok(applied.ok);
     }
-    Ok(applied.ok)
+    Err(contended(CONFIG_TABLE))
 }

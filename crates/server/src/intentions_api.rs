@@ -119,9 +119,9 @@ pub(crate) async fn list(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
-    let authz = authorize(&state, &headers, &q)?;
+    let authz = authorize(&state, &headers, &q).await?;
     let index = block_on_table(&state, CONFIG_TABLE, &q).await?;
-    let all = load_all(&state)?;
+    let all = load_all(&state).await?;
     let mut out = Vec::new();
     for (si, r) in intentions_of(&all) {
         if authz.intentions_read(&si.name).is_err() {
@@ -140,13 +140,13 @@ pub(crate) async fn get_exact(
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
     let (source, destination) = endpoints(&q)?;
-    let authz = authorize(&state, &headers, &q)?;
+    let authz = authorize(&state, &headers, &q).await?;
     authz
         .intentions_read(&destination.name)
         .or_else(|e| authz.intentions_read(&source.name).map_err(|_| e))?;
     let index = block_on_table(&state, CONFIG_TABLE, &q).await?;
     if let Some((ConfigEntry::ServiceIntentions(si), r)) =
-        load_one(&state, Kind::ServiceIntentions, &destination.name)?
+        load_one(&state, Kind::ServiceIntentions, &destination.name).await?
     {
         if let Some(src) = si
             .sources
@@ -169,7 +169,7 @@ pub(crate) async fn put_exact(
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
     let (source, destination) = endpoints(&q)?;
-    let authz = authorize(&state, &headers, &q)?;
+    let authz = authorize(&state, &headers, &q).await?;
     can_write(&authz, Kind::ServiceIntentions, &destination.name)?;
     let body = json_body(&body)?;
     let Value::Object(fields) = body else {
@@ -198,7 +198,7 @@ pub(crate) async fn put_exact(
             _ => {}
         }
     }
-    let mut entry = match load_one(&state, Kind::ServiceIntentions, &destination.name)? {
+    let mut entry = match load_one(&state, Kind::ServiceIntentions, &destination.name).await? {
         Some((e, _)) => e.to_json(),
         None => json!({"Kind": "service-intentions", "Name": destination.name}),
     };
@@ -226,10 +226,10 @@ pub(crate) async fn delete_exact(
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
     let (source, destination) = endpoints(&q)?;
-    let authz = authorize(&state, &headers, &q)?;
+    let authz = authorize(&state, &headers, &q).await?;
     can_write(&authz, Kind::ServiceIntentions, &destination.name)?;
     let Some((ConfigEntry::ServiceIntentions(mut si), r)) =
-        load_one(&state, Kind::ServiceIntentions, &destination.name)?
+        load_one(&state, Kind::ServiceIntentions, &destination.name).await?
     else {
         return Ok(Json(true).into_response());
     };
@@ -270,7 +270,7 @@ pub(crate) async fn check(
             )));
         }
     }
-    let authz = authorize(&state, &headers, &q)?;
+    let authz = authorize(&state, &headers, &q).await?;
     authz.service_read(&destination.name)?;
     let token = headers
         .get("x-tribune-request-token")
@@ -280,7 +280,7 @@ pub(crate) async fn check(
         || q.iter()
             .any(|(k, _)| k == "method" || k == "path" || k == "header");
     if !l7 {
-        let table = table_from(&state, &load_all(&state)?, &destination.name)?;
+        let table = table_from(&state, &load_all(&state).await?, &destination.name)?;
         let (allowed, _) = table.check(Some(Caller {
             name: &source.name,
             peer: &source.peer,
@@ -307,7 +307,7 @@ pub(crate) async fn check(
         headers: header_pairs,
         token,
     };
-    let out = decide(&state, &request)?;
+    let out = decide(&state, &request).await?;
     Ok(Json(json!({ "Allowed": out["Allowed"] })).into_response())
 }
 
@@ -343,7 +343,7 @@ pub(crate) async fn explain(
         &field("Destination").ok_or_else(|| ApiError::bad_request("Destination is required"))?,
         "Destination",
     )?;
-    let authz = authorize(&state, &headers, &q)?;
+    let authz = authorize(&state, &headers, &q).await?;
     authz.service_read(&destination.name)?;
     let mut header_pairs = Vec::new();
     match v.get("Headers") {
@@ -380,13 +380,13 @@ pub(crate) async fn explain(
         headers: header_pairs,
         token: field("Token").filter(|t| !t.is_empty()),
     };
-    Ok(Json(decide(&state, &request)?).into_response())
+    Ok(Json(decide(&state, &request).await?).into_response())
 }
 
 /// Verifies the request token for every referenced provider whose Issuer it names
 /// (Envoy's issuer routing), then evaluates the destination's table.
-fn decide(state: &AppState, req: &ExplainRequest) -> ApiResult<Value> {
-    let all = load_all(state)?;
+async fn decide(state: &AppState, req: &ExplainRequest) -> ApiResult<Value> {
+    let all = load_all(state).await?;
     let table = table_from(state, &all, &req.destination.name)?;
     let providers = providers_of(&all);
     let now = std::time::SystemTime::now()
@@ -575,12 +575,12 @@ pub(crate) async fn match_intentions(
             "required query parameter 'name' not set",
         ));
     }
-    let authz = authorize(&state, &headers, &q)?;
+    let authz = authorize(&state, &headers, &q).await?;
     for n in &names {
         authz.intentions_read(n)?;
     }
     let index = block_on_table(&state, CONFIG_TABLE, &q).await?;
-    let all = load_all(&state)?;
+    let all = load_all(&state).await?;
     let mut out = Map::new();
     for name in names {
         let mut matched: Vec<(u32, Value)> = Vec::new();

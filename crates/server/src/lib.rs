@@ -22,6 +22,7 @@ mod intentions_api;
 mod keys;
 pub mod listener;
 mod proxy_api;
+mod status;
 
 use acl::{Authorizer, Denied, Policy, Rules, Token};
 pub use agent_config::AgentConfig;
@@ -57,28 +58,45 @@ pub struct AppState {
     /// Set once at shutdown: blocking queries answer at once instead of holding their
     /// connections (and so the agent's exit) for up to ten minutes.
     shutting_down: tokio::sync::watch::Sender<bool>,
+    /// The address this agent's HTTP API is reached at (set once bound).
+    advertise: std::sync::OnceLock<String>,
 }
 
 pub type Shared = Arc<AppState>;
 
 impl AppState {
     /// Builds the state and applies start-up ACL settings (initial management token).
-    pub fn new(store: Arc<dyn Store>, config: AgentConfig) -> Result<Shared, String> {
+    pub async fn new(store: Arc<dyn Store>, config: AgentConfig) -> Result<Shared, String> {
         let state = Arc::new(AppState {
             store,
             config,
             write_lock: tokio::sync::Mutex::new(()),
             entries_cache: std::sync::Mutex::new(None),
             shutting_down: tokio::sync::watch::Sender::new(false),
+            advertise: std::sync::OnceLock::new(),
         });
         if let Some(secret) = state.config.acl.initial_management.clone() {
-            acl_api::ensure_management_token(&state, &secret).map_err(|e| e.1)?;
+            acl_api::ensure_management_token(&state, &secret)
+                .await
+                .map_err(|e| e.1)?;
         }
         Ok(state)
     }
 }
 
 impl AppState {
+    /// Records the address the HTTP API is bound to (for `/v1/status/*`).
+    pub fn set_advertise(&self, addr: std::net::SocketAddr) {
+        let _ = self.advertise.set(addr.to_string());
+    }
+
+    pub(crate) fn advertise(&self) -> String {
+        self.advertise
+            .get()
+            .cloned()
+            .unwrap_or_else(|| format!("{}:{}", self.config.client_addr, self.config.http_port))
+    }
+
     /// Starts shutting down: every pending and future blocking query answers now.
     pub fn shut_down(&self) {
         self.shutting_down.send_replace(true);
@@ -107,8 +125,31 @@ impl From<Denied> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "store failure");
-        ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        let status = match e.kind {
+            tribune_store::ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            tribune_store::ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
     }
+}
+
+/// Read-check-write attempts before a writer gives up on concurrent changes made
+/// through other agents (each attempt re-reads what its check needs).
+pub(crate) const WRITE_ATTEMPTS: u32 = 16;
+
+/// A short random pause before retrying a write whose check went stale, growing with
+/// the attempt (1-2 ms at first, at most 64 ms), so racing agents spread out.
+pub(crate) async fn contention_backoff(attempt: u32) {
+    let cap = 1u64 << attempt.min(6);
+    tokio::time::sleep(Duration::from_micros(fastrand::u64(500..=cap * 1000))).await;
+}
+
+/// Every attempt of a guarded write lost a race.
+pub(crate) fn contended(table: &str) -> ApiError {
+    ApiError(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("too many concurrent writes to {table}; retry"),
+    )
 }
 
 impl IntoResponse for ApiError {
@@ -188,7 +229,8 @@ pub fn router(state: Shared) -> Router {
             get(acl_api::read_token).delete(acl_api::delete_token),
         )
         .route("/v1/acl/tokens", get(acl_api::list_tokens))
-        .route("/v1/status/leader", get(|| async { "\"127.0.0.1:8300\"" }))
+        .route("/v1/status/leader", get(status::leader))
+        .route("/v1/status/peers", get(status::peers))
         .layer(axum::middleware::map_response_with_state(
             state.clone(),
             common_headers,
@@ -264,7 +306,7 @@ pub(crate) fn query_get<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a 
 }
 
 /// Resolves the request's token into an authorizer.
-pub(crate) fn authorize(
+pub(crate) async fn authorize(
     state: &AppState,
     headers: &HeaderMap,
     query: &[(String, String)],
@@ -282,7 +324,8 @@ pub(crate) fn authorize(
             None,
         ));
     };
-    let token = find_token_by_secret(state, &secret)?
+    let token = find_token_by_secret(state, &secret)
+        .await?
         .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
     let mut rules = Rules::default();
     let mut management = false;
@@ -291,7 +334,7 @@ pub(crate) fn authorize(
             management = true;
             continue;
         }
-        if let Some(p) = load_policy(state, &link.id)? {
+        if let Some(p) = load_policy(state, &link.id).await? {
             // Stored rules were validated on write.
             if let Ok(r) = Rules::parse(&p.rules) {
                 rules.merge(&r);
@@ -325,8 +368,11 @@ pub(crate) fn token_secret(headers: &HeaderMap, query: &[(String, String)]) -> O
         .map(str::to_string)
 }
 
-pub(crate) fn find_token_by_secret(state: &AppState, secret: &str) -> ApiResult<Option<Token>> {
-    for r in state.store.list(TOKEN_TABLE)? {
+pub(crate) async fn find_token_by_secret(
+    state: &AppState,
+    secret: &str,
+) -> ApiResult<Option<Token>> {
+    for r in state.store.list(TOKEN_TABLE).await? {
         if let Ok(t) = serde_json::from_slice::<Token>(&r.value) {
             if constant_time_eq(t.secret_id.as_bytes(), secret.as_bytes()) {
                 return Ok(Some(t));
@@ -344,8 +390,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub(crate) fn load_policy(state: &AppState, id: &str) -> ApiResult<Option<Policy>> {
-    Ok(match state.store.get(POLICY_TABLE, id)? {
+pub(crate) async fn load_policy(state: &AppState, id: &str) -> ApiResult<Option<Policy>> {
+    Ok(match state.store.get(POLICY_TABLE, id).await? {
         None => None,
         Some(r) => serde_json::from_slice(&r.value).ok(),
     })
@@ -362,7 +408,7 @@ pub(crate) async fn block_on_table(
     table: &str,
     query: &[(String, String)],
 ) -> ApiResult<u64> {
-    let current = state.store.table_index(table)?;
+    let current = state.store.table_index(table).await?;
     let Some(min) = query_get(query, "index").and_then(|s| s.parse::<u64>().ok()) else {
         return Ok(current.max(1));
     };
@@ -382,7 +428,7 @@ pub(crate) async fn block_on_table(
     let mut rx = state.store.subscribe();
     let mut stop = state.shutting_down.subscribe();
     loop {
-        let now = state.store.table_index(table)?;
+        let now = state.store.table_index(table).await?;
         if now != min || *stop.borrow_and_update() {
             return Ok(now.max(1));
         }

@@ -27,10 +27,10 @@ pub(crate) async fn snapshot(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
-    let authz = authorize(&state, &headers, &q)?;
+    let authz = authorize(&state, &headers, &q).await?;
     authz.service_write(&service)?;
     let index = block_on_table(&state, CONFIG_TABLE, &q).await?;
-    let all = load_all(&state)?;
+    let all = load_all(&state).await?;
     let refs: Vec<&ConfigEntry> = all.iter().map(|(e, _)| e).collect();
     let doc = PolicyDocument::for_service(
         &service,

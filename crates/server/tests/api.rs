@@ -28,7 +28,7 @@ const API_HTTP: &str = r#"{"Kind":"service-defaults","Name":"api","Protocol":"ht
 
 #[tokio::test]
 async fn seed_workflow_write_provider_then_intentions() {
-    let api = Api::dev();
+    let api = Api::dev().await;
     let r = api.put(OKTA).await;
     assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "true"));
     assert_eq!(api.put(API_HTTP).await.body, "true");
@@ -63,7 +63,7 @@ async fn seed_workflow_write_provider_then_intentions() {
 
 #[tokio::test]
 async fn missing_provider_and_l7_on_tcp_are_refused_with_consul_messages() {
-    let api = Api::dev();
+    let api = Api::dev().await;
     let r = api.put(API_L7).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(
@@ -98,7 +98,7 @@ async fn missing_provider_and_l7_on_tcp_are_refused_with_consul_messages() {
 
 #[tokio::test]
 async fn decode_and_validation_errors_are_400_with_consul_text() {
-    let api = Api::dev();
+    let api = Api::dev().await;
     let r = api.put(r#"{"Name":"x"}"#).await;
     assert_eq!(
         (r.status, r.body.as_str()),
@@ -164,7 +164,7 @@ async fn decode_and_validation_errors_are_400_with_consul_text() {
 
 #[tokio::test]
 async fn cas_semantics_and_no_op_writes() {
-    let api = Api::dev();
+    let api = Api::dev().await;
     assert_eq!(
         api.call("PUT", "/v1/config?cas=0", None, OKTA).await.body,
         "true"
@@ -226,7 +226,7 @@ async fn cas_semantics_and_no_op_writes() {
 
 #[tokio::test]
 async fn blocking_queries_wake_on_change_and_time_out() {
-    let api = Arc::new(Api::dev());
+    let api = Arc::new(Api::dev().await);
     api.put(OKTA).await;
     let waiter = {
         let api = api.clone();
@@ -273,7 +273,7 @@ async fn blocking_queries_wake_on_change_and_time_out() {
 
 #[tokio::test]
 async fn intentions_check_exact_and_match() {
-    let api = Api::dev();
+    let api = Api::dev().await;
     api.put(r#"{"Kind":"service-intentions","Name":"api","Sources":[{"Name":"web","Action":"allow"},{"Name":"*","Action":"deny"}]}"#).await;
     let check = |s: &'static str, d: &'static str| {
         let api = &api;
@@ -391,7 +391,8 @@ async fn write_time_warnings_are_returned_as_headers() {
     let api = Api::new(AgentConfig {
         default_intention_policy: tribune_authz::Action::Allow,
         ..AgentConfig::default()
-    });
+    })
+    .await;
     api.put(OKTA).await;
     let r = api.put(r#"{"Kind":"service-intentions","Name":"api","JWT":{"Providers":[{"Name":"okta"}]},"Sources":[{"Name":"web","Action":"allow"}]}"#).await;
     let w = r
@@ -416,7 +417,7 @@ async fn write_time_warnings_are_returned_as_headers() {
 
 #[tokio::test]
 async fn acls_enforce_mesh_write_for_providers() {
-    let api = Api::with_acls();
+    let api = Api::with_acls().await;
     let r = api.put(OKTA).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(r.body, "Permission denied: anonymous token lacks permission 'mesh:write'. The anonymous token is used implicitly when a request does not specify a token.");
@@ -469,7 +470,7 @@ async fn acls_enforce_mesh_write_for_providers() {
 
 #[tokio::test]
 async fn acls_for_intentions_services_and_list_filtering() {
-    let api = Api::with_acls();
+    let api = Api::with_acls().await;
     api.call("PUT", "/v1/config", Some("root-secret"), OKTA)
         .await;
     let api_owner = token_with(
@@ -536,7 +537,7 @@ async fn bootstrap_once_and_acl_endpoints() {
     let mut c = AgentConfig::default();
     c.acl.enabled = true;
     c.acl.default_policy = "deny".into();
-    let api = Api::new(c);
+    let api = Api::new(c).await;
     let r = api.call("PUT", "/v1/acl/bootstrap", None, "").await;
     assert_eq!(r.status, StatusCode::OK);
     let v = r.json();
@@ -598,7 +599,7 @@ async fn explain_and_l7_check_verify_the_request_token() {
     use base64::Engine;
     let secret = b"0123456789abcdef0123456789abcdef";
     let jwks = json!({"keys": [{"kty": "oct", "k": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)}]});
-    let api = Api::dev();
+    let api = Api::dev().await;
     let provider = json!({"Kind": "jwt-provider", "Name": "local", "Issuer": "me",
         "JSONWebKeySet": {"Local": {"JWKS": base64::engine::general_purpose::STANDARD.encode(jwks.to_string())}}});
     assert_eq!(api.put(&provider.to_string()).await.body, "true");
@@ -702,7 +703,7 @@ async fn explain_and_l7_check_verify_the_request_token() {
 
 #[tokio::test]
 async fn the_ca_issues_spiffe_leaves_and_rotates_roots() {
-    let api = Api::dev();
+    let api = Api::dev().await;
     let roots = api.call("GET", "/v1/connect/ca/roots", None, "").await;
     assert_eq!(roots.status, StatusCode::OK);
     let r = roots.json();
@@ -758,7 +759,7 @@ async fn the_ca_issues_spiffe_leaves_and_rotates_roots() {
 
 #[tokio::test]
 async fn leaves_need_service_write_and_rotation_needs_operator_write() {
-    let api = Api::with_acls();
+    let api = Api::with_acls().await;
     let leaf = api
         .call("GET", "/v1/agent/connect/ca/leaf/web", None, "")
         .await;
@@ -779,7 +780,7 @@ async fn leaves_need_service_write_and_rotation_needs_operator_write() {
 
 #[tokio::test]
 async fn services_register_with_sidecars_and_are_found_by_destination() {
-    let api = Api::dev();
+    let api = Api::dev().await;
     let web = r#"{"service": {"name": "web", "port": 8080,
         "connect": {"sidecar_service": {"proxy": {"upstreams": [{"destination_name": "api", "local_bind_port": 9191}]}}}}}"#;
     let r = api
@@ -870,7 +871,9 @@ async fn services_register_with_sidecars_and_are_found_by_destination() {
 async fn the_entry_cache_matches_the_store_after_writes_and_deletes() {
     let store: Arc<dyn tribune_store::Store> = Arc::new(RedbStore::in_memory().unwrap());
     let api = Api {
-        state: AppState::new(store.clone(), AgentConfig::default()).unwrap(),
+        state: AppState::new(store.clone(), AgentConfig::default())
+            .await
+            .unwrap(),
     };
     let writes = [
         API_HTTP,
@@ -896,7 +899,9 @@ async fn the_entry_cache_matches_the_store_after_writes_and_deletes() {
     assert!(r.body.contains("incompatible with L7"), "{}", r.body);
 
     let fresh = Api {
-        state: AppState::new(store.clone(), AgentConfig::default()).unwrap(),
+        state: AppState::new(store.clone(), AgentConfig::default())
+            .await
+            .unwrap(),
     };
     for uri in [
         "/v1/config/service-defaults",

@@ -14,7 +14,7 @@ use support::*;
 /// token's accessor and reads its `SecretID`, becoming management.
 #[tokio::test]
 async fn acl_read_never_reveals_another_tokens_secret() {
-    let api = Api::with_acls();
+    let api = Api::with_acls().await;
     let reader = token_with(&api, "reader", r#"acl = "read""#).await;
     let list = api.call("GET", "/v1/acl/tokens", Some(&reader), "").await;
     assert_eq!(list.status, StatusCode::OK, "{}", list.body);
@@ -49,7 +49,7 @@ async fn acl_read_never_reveals_another_tokens_secret() {
 /// sees its own through `token/self`.
 #[tokio::test]
 async fn acl_write_and_token_self_see_secrets() {
-    let api = Api::with_acls();
+    let api = Api::with_acls().await;
     let reader = token_with(&api, "reader", r#"acl = "read""#).await;
     let list = api
         .call("GET", "/v1/acl/tokens", Some("root-secret"), "")
@@ -72,7 +72,7 @@ async fn acl_write_and_token_self_see_secrets() {
 /// Policies and tokens need `acl:read` to be read at all; anonymous gets nothing.
 #[tokio::test]
 async fn acl_objects_need_acl_read() {
-    let api = Api::with_acls();
+    let api = Api::with_acls().await;
     let other = token_with(&api, "mesh-reader", r#"mesh = "read""#).await;
     for path in ["/v1/acl/tokens", "/v1/acl/policies"] {
         for token in [None, Some(other.as_str())] {
@@ -87,7 +87,7 @@ async fn acl_objects_need_acl_read() {
 /// a leaf (which carries the leaf's own key only) contains it.
 #[tokio::test]
 async fn ca_endpoints_never_return_the_root_key() {
-    let api = Api::dev();
+    let api = Api::dev().await;
     let roots = api.call("GET", "/v1/connect/ca/roots", None, "").await;
     assert_eq!(roots.status, StatusCode::OK);
     assert!(!roots.body.contains("PRIVATE KEY"), "{}", roots.body);
@@ -111,7 +111,7 @@ async fn ca_endpoints_never_return_the_root_key() {
 /// named, and the agent keeps answering.
 #[tokio::test]
 async fn deeply_nested_documents_are_refused_and_the_agent_lives() {
-    let api = Api::with_acls();
+    let api = Api::with_acls().await;
     let hcl = format!("{}x = 1{}", "service { ".repeat(3_000), "}".repeat(3_000));
     assert!(hcl.len() > 24_000);
     let r = api
@@ -185,7 +185,7 @@ async fn registered(api: &Api, id: &str) -> Value {
 /// registers a service whose generated sidecar ID is `api`'s sidecar.
 #[tokio::test]
 async fn registration_cannot_take_over_another_services_instance() {
-    let api = Api::with_acls();
+    let api = Api::with_acls().await;
     let sidecar = json!({"SidecarService": {}});
     for body in [
         json!({"ID": "api-1", "Name": "api", "Port": 9090, "Connect": sidecar}),
@@ -236,7 +236,7 @@ async fn registration_cannot_take_over_another_services_instance() {
 /// for a different service.
 #[tokio::test]
 async fn deregistration_needs_write_on_the_registered_service() {
-    let api = Api::with_acls();
+    let api = Api::with_acls().await;
     let r = register(
         &api,
         "root-secret",
@@ -263,7 +263,7 @@ async fn deregistration_needs_write_on_the_registered_service() {
 /// it fronts (Consul's rule for connect-proxy registrations).
 #[tokio::test]
 async fn sidecar_registration_needs_write_on_the_sidecar_and_its_destination() {
-    let api = Api::with_acls();
+    let api = Api::with_acls().await;
     let only_web = token_with(&api, "web-only", r#"service "web" { policy = "write" }"#).await;
     let r = register(
         &api,
@@ -282,7 +282,7 @@ async fn sidecar_registration_needs_write_on_the_sidecar_and_its_destination() {
 /// guards leaves, registrations, entries and intentions.
 #[tokio::test]
 async fn service_names_that_break_spiffe_ids_are_refused_everywhere() {
-    let api = Api::dev();
+    let api = Api::dev().await;
     for bad in ["api%3Fx=1", "api%23x", "a%20b", "api%0A", "a%00b", "a%5Cb"] {
         let r = api
             .call("GET", &format!("/v1/agent/connect/ca/leaf/{bad}"), None, "")
@@ -336,7 +336,7 @@ fn oct_provider(name: &str, secret: &[u8], header: &str) -> Value {
 #[tokio::test]
 async fn snapshots_carry_only_the_providers_their_intentions_reference() {
     use base64::Engine;
-    let api = Api::dev();
+    let api = Api::dev().await;
     let b64 = |s: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
     let web_secret = b"web-secret-web-secret-web-secret";
     let billing_secret = b"billing-secret-billing-secret-xx";
@@ -390,7 +390,7 @@ async fn snapshots_carry_only_the_providers_their_intentions_reference() {
 /// `mesh:write` (or `operator:write`); anyone may read it, as in Consul.
 #[tokio::test]
 async fn the_mesh_entry_needs_mesh_write() {
-    let api = Api::with_acls();
+    let api = Api::with_acls().await;
     let entry = json!({"Kind": "mesh", "HTTP": {"Incoming": {"RequestNormalization": {
         "PathWithEscapedSlashesAction": "KEEP_UNCHANGED"}}}})
     .to_string();
@@ -428,7 +428,7 @@ async fn the_mesh_entry_needs_mesh_write() {
 #[tokio::test]
 async fn one_client_cannot_hold_more_than_its_connection_limit() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let api = Api::dev();
+    let api = Api::dev().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let limited = tribune_server::listener::LimitedListener::new(listener, 3);
@@ -480,7 +480,7 @@ async fn one_client_cannot_hold_more_than_its_connection_limit() {
 /// before any intention is consulted (it used to explain the request as allowed).
 #[tokio::test]
 async fn explain_reports_the_sidecars_answer_to_escaped_separators() {
-    let api = Api::dev();
+    let api = Api::dev().await;
     for e in [
         json!({"Kind": "service-defaults", "Name": "api", "Protocol": "http"}),
         json!({"Kind": "service-intentions", "Name": "api", "Sources": [{"Name": "*",

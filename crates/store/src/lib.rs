@@ -11,13 +11,20 @@
 //!
 //! [`RedbStore`] is the embedded implementation: ACID, fsync on every commit, so an
 //! acknowledged write survives `kill -9`. The [`Store`] trait is what the API layer
-//! sees, so a distributed backend (etcd) can replace it without touching the API.
+//! sees; `tribune-store-etcd` is the distributed implementation (several agents over
+//! one etcd cluster), and the trait is asynchronous so that a network round trip
+//! never blocks the agent's threads.
 
 #![forbid(unsafe_code)]
 
+#[doc(hidden)]
+pub mod conformance;
+
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::fmt;
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Mutex;
 use tokio::sync::watch;
 
@@ -61,6 +68,34 @@ pub enum Op {
         key: String,
         cas: Cas,
     },
+    /// A condition only: the write goes through only while `table`'s index is still
+    /// `index` (a read-check-write sequence guards everything its check read). When it
+    /// fails, [`Applied::stale`] is set and the caller re-reads and retries.
+    Unchanged { table: String, index: u64 },
+}
+
+impl Op {
+    pub fn put(table: &str, key: &str, value: Vec<u8>, cas: Cas) -> Op {
+        Op::Put {
+            table: table.into(),
+            key: key.into(),
+            value,
+            cas,
+        }
+    }
+    pub fn delete(table: &str, key: &str, cas: Cas) -> Op {
+        Op::Delete {
+            table: table.into(),
+            key: key.into(),
+            cas,
+        }
+    }
+    pub fn unchanged(table: &str, index: u64) -> Op {
+        Op::Unchanged {
+            table: table.into(),
+            index,
+        }
+    }
 }
 
 /// Outcome of a write.
@@ -72,36 +107,98 @@ pub struct Applied {
     pub changed: bool,
     /// The store index after the write.
     pub index: u64,
+    /// True when `ok` is false because an [`Op::Unchanged`] guard failed (something
+    /// the caller's check read has changed), not a check-and-set condition.
+    pub stale: bool,
+}
+
+impl Applied {
+    fn refused(index: u64, stale: bool) -> Applied {
+        Applied {
+            ok: false,
+            changed: false,
+            index,
+            stale,
+        }
+    }
+}
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The store can't be reached or has no quorum; retrying later may succeed
+    /// (the API answers 503).
+    Unavailable,
+    /// Anything else (a corrupt record, a local I/O error).
+    Internal,
 }
 
 #[derive(Debug)]
-pub struct StoreError(String);
+pub struct StoreError {
+    pub kind: ErrorKind,
+    message: String,
+}
+
+impl StoreError {
+    pub fn unavailable(message: impl Into<String>) -> StoreError {
+        StoreError {
+            kind: ErrorKind::Unavailable,
+            message: message.into(),
+        }
+    }
+    pub fn internal(message: impl Into<String>) -> StoreError {
+        StoreError {
+            kind: ErrorKind::Internal,
+            message: message.into(),
+        }
+    }
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "store error: {}", self.0)
+        write!(f, "store error: {}", self.message)
     }
 }
 
 impl std::error::Error for StoreError {}
 
 fn err(e: impl fmt::Display) -> StoreError {
-    StoreError(e.to_string())
+    StoreError::internal(e.to_string())
 }
 
-/// What the API layer needs from a store.
+/// A store operation in flight.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Who serves the store, for `/v1/status/leader` and `/v1/status/peers`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Membership {
+    /// The member that orders writes (`host:port`), empty when there is none (no quorum).
+    pub leader: String,
+    /// Every member that answered (`host:port`).
+    pub peers: Vec<String>,
+}
+
+/// What the API layer needs from a store. Reads are linearizable: they see every
+/// write acknowledged before they started, whichever agent made it.
 pub trait Store: Send + Sync + 'static {
-    fn get(&self, table: &str, key: &str) -> Result<Option<Record>, StoreError>;
+    fn get<'a>(&'a self, table: &'a str, key: &'a str) -> StoreFuture<'a, Option<Record>>;
     /// Every record of a table, ordered by key.
-    fn list(&self, table: &str) -> Result<Vec<Record>, StoreError>;
+    fn list<'a>(&'a self, table: &'a str) -> StoreFuture<'a, Vec<Record>>;
     /// The last index that changed `table` (0 if never).
-    fn table_index(&self, table: &str) -> Result<u64, StoreError>;
+    fn table_index<'a>(&'a self, table: &'a str) -> StoreFuture<'a, u64>;
     /// The last index of any write.
-    fn index(&self) -> Result<u64, StoreError>;
+    fn index(&self) -> StoreFuture<'_, u64>;
     /// Applies `ops` atomically.
-    fn apply(&self, ops: &[Op]) -> Result<Applied, StoreError>;
-    /// Receives the store index after each committed write.
+    fn apply<'a>(&'a self, ops: &'a [Op]) -> StoreFuture<'a, Applied>;
+    /// Receives a store index after committed writes (of any agent sharing the store);
+    /// a receiver that wakes must re-read what it waits on.
     fn subscribe(&self) -> watch::Receiver<u64>;
+    /// The members serving the store. `own` is this agent's address, which an embedded
+    /// store answers with.
+    fn membership<'a>(&'a self, own: &'a str) -> StoreFuture<'a, Membership>;
 }
 
 fn record_key(table: &str, key: &str) -> String {
@@ -122,7 +219,7 @@ fn encode(create: u64, modify: u64, value: &[u8]) -> Vec<u8> {
 
 fn decode(key: &str, raw: &[u8]) -> Result<Record, StoreError> {
     if raw.len() < 16 {
-        return Err(StoreError(format!("corrupt record {key:?}")));
+        return Err(StoreError::internal(format!("corrupt record {key:?}")));
     }
     let mut c = [0u8; 8];
     let mut m = [0u8; 8];
@@ -171,14 +268,42 @@ impl RedbStore {
             write_lock: Mutex::new(()),
             notify: watch::channel(0).0,
         };
-        let index = store.index()?;
+        let index = store.index_now()?;
         store.notify.send_replace(index);
         Ok(store)
     }
 }
 
 impl Store for RedbStore {
-    fn get(&self, table: &str, key: &str) -> Result<Option<Record>, StoreError> {
+    fn get<'a>(&'a self, table: &'a str, key: &'a str) -> StoreFuture<'a, Option<Record>> {
+        Box::pin(std::future::ready(self.get_now(table, key)))
+    }
+    fn list<'a>(&'a self, table: &'a str) -> StoreFuture<'a, Vec<Record>> {
+        Box::pin(std::future::ready(self.list_now(table)))
+    }
+    fn table_index<'a>(&'a self, table: &'a str) -> StoreFuture<'a, u64> {
+        Box::pin(std::future::ready(self.table_index_now(table)))
+    }
+    fn index(&self) -> StoreFuture<'_, u64> {
+        Box::pin(std::future::ready(self.index_now()))
+    }
+    fn apply<'a>(&'a self, ops: &'a [Op]) -> StoreFuture<'a, Applied> {
+        Box::pin(std::future::ready(self.apply_now(ops)))
+    }
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.notify.subscribe()
+    }
+    fn membership<'a>(&'a self, own: &'a str) -> StoreFuture<'a, Membership> {
+        Box::pin(std::future::ready(Ok(Membership {
+            leader: own.to_string(),
+            peers: vec![own.to_string()],
+        })))
+    }
+}
+
+/// The embedded store's operations, synchronous (a local transaction, no network).
+impl RedbStore {
+    pub fn get_now(&self, table: &str, key: &str) -> Result<Option<Record>, StoreError> {
         let txn = self.db.begin_read().map_err(err)?;
         let t = txn.open_table(RECORDS).map_err(err)?;
         let k = record_key(table, key);
@@ -188,7 +313,7 @@ impl Store for RedbStore {
         }
     }
 
-    fn list(&self, table: &str) -> Result<Vec<Record>, StoreError> {
+    pub fn list_now(&self, table: &str) -> Result<Vec<Record>, StoreError> {
         let txn = self.db.begin_read().map_err(err)?;
         let t = txn.open_table(RECORDS).map_err(err)?;
         let start = format!("{table}\0");
@@ -202,7 +327,7 @@ impl Store for RedbStore {
         Ok(out)
     }
 
-    fn table_index(&self, table: &str) -> Result<u64, StoreError> {
+    pub fn table_index_now(&self, table: &str) -> Result<u64, StoreError> {
         let txn = self.db.begin_read().map_err(err)?;
         let t = txn.open_table(META).map_err(err)?;
         let k = table_meta_key(table);
@@ -212,7 +337,7 @@ impl Store for RedbStore {
             .unwrap_or(0))
     }
 
-    fn index(&self) -> Result<u64, StoreError> {
+    pub fn index_now(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read().map_err(err)?;
         let t = txn.open_table(META).map_err(err)?;
         Ok(t.get(INDEX_KEY)
@@ -221,11 +346,11 @@ impl Store for RedbStore {
             .unwrap_or(0))
     }
 
-    fn apply(&self, ops: &[Op]) -> Result<Applied, StoreError> {
+    pub fn apply_now(&self, ops: &[Op]) -> Result<Applied, StoreError> {
         let _guard = self
             .write_lock
             .lock()
-            .map_err(|_| StoreError("write lock poisoned".into()))?;
+            .map_err(|_| StoreError::internal("write lock poisoned"))?;
         let txn = self.db.begin_write().map_err(err)?;
         let outcome = {
             let mut records = txn.open_table(RECORDS).map_err(err)?;
@@ -243,6 +368,17 @@ impl Store for RedbStore {
                         table, key, cas, ..
                     }
                     | Op::Delete { table, key, cas } => (table, key, *cas),
+                    Op::Unchanged { table, index } => {
+                        let now = meta
+                            .get(table_meta_key(table).as_str())
+                            .map_err(err)?
+                            .map(|v| v.value())
+                            .unwrap_or(0);
+                        if now != *index {
+                            return Ok(Applied::refused(current, true));
+                        }
+                        continue;
+                    }
                 };
                 let existing = match records.get(record_key(table, key).as_str()).map_err(err)? {
                     None => None,
@@ -254,11 +390,7 @@ impl Store for RedbStore {
                     Cas::ModifyIndex(i) => existing.as_ref().is_some_and(|r| r.modify_index == i),
                 };
                 if !holds {
-                    return Ok(Applied {
-                        ok: false,
-                        changed: false,
-                        index: current,
-                    });
+                    return Ok(Applied::refused(current, false));
                 }
             }
             let mut touched: Vec<&str> = Vec::new();
@@ -287,6 +419,7 @@ impl Store for RedbStore {
                             touched.push(table);
                         }
                     }
+                    Op::Unchanged { .. } => {}
                 }
             }
             if touched.is_empty() {
@@ -294,6 +427,7 @@ impl Store for RedbStore {
                     ok: true,
                     changed: false,
                     index: current,
+                    stale: false,
                 }
             } else {
                 meta.insert(INDEX_KEY, next).map_err(err)?;
@@ -305,6 +439,7 @@ impl Store for RedbStore {
                     ok: true,
                     changed: true,
                     index: next,
+                    stale: false,
                 }
             }
         };
@@ -316,120 +451,31 @@ impl Store for RedbStore {
         }
         Ok(outcome)
     }
-
-    fn subscribe(&self) -> watch::Receiver<u64> {
-        self.notify.subscribe()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn put(table: &str, key: &str, value: &str, cas: Cas) -> Op {
-        Op::Put {
-            table: table.into(),
-            key: key.into(),
-            value: value.as_bytes().to_vec(),
-            cas,
-        }
-    }
-
-    #[test]
-    fn writes_get_increasing_indexes_and_keep_create_index() {
+    #[tokio::test]
+    async fn the_embedded_store_meets_the_store_contract() {
         let s = RedbStore::in_memory().unwrap();
-        let a = s.apply(&[put("t", "a", "1", Cas::Any)]).unwrap();
-        assert_eq!((a.ok, a.changed, a.index), (true, true, 1));
-        let b = s.apply(&[put("t", "a", "2", Cas::Any)]).unwrap();
-        assert_eq!(b.index, 2);
-        let r = s.get("t", "a").unwrap().unwrap();
-        assert_eq!(
-            (r.create_index, r.modify_index, r.value.as_slice()),
-            (1, 2, b"2".as_slice())
-        );
-        assert_eq!(s.table_index("t").unwrap(), 2);
-        assert_eq!(s.table_index("other").unwrap(), 0);
-    }
-
-    #[test]
-    fn a_write_that_changes_nothing_does_not_bump_the_index() {
-        let s = RedbStore::in_memory().unwrap();
-        s.apply(&[put("t", "a", "1", Cas::Any)]).unwrap();
-        let again = s.apply(&[put("t", "a", "1", Cas::Any)]).unwrap();
-        assert_eq!((again.ok, again.changed, again.index), (true, false, 1));
-        let del = s
-            .apply(&[Op::Delete {
-                table: "t".into(),
-                key: "missing".into(),
-                cas: Cas::Any,
-            }])
-            .unwrap();
-        assert_eq!((del.changed, del.index), (false, 1));
-    }
-
-    #[test]
-    fn check_and_set_is_all_or_nothing() {
-        let s = RedbStore::in_memory().unwrap();
-        assert!(s.apply(&[put("t", "a", "1", Cas::Absent)]).unwrap().ok);
-        assert!(!s.apply(&[put("t", "a", "2", Cas::Absent)]).unwrap().ok);
-        assert!(
-            !s.apply(&[put("t", "a", "2", Cas::ModifyIndex(7))])
-                .unwrap()
-                .ok
-        );
-        let r = s
-            .apply(&[
-                put("t", "b", "x", Cas::Any),
-                put("t", "a", "3", Cas::ModifyIndex(9)),
-            ])
-            .unwrap();
-        assert!(!r.ok);
-        assert!(
-            s.get("t", "b").unwrap().is_none(),
-            "nothing written when a condition fails"
-        );
-        assert!(
-            s.apply(&[put("t", "a", "3", Cas::ModifyIndex(1))])
-                .unwrap()
-                .ok
-        );
-    }
-
-    #[test]
-    fn list_is_scoped_to_the_table_and_ordered() {
-        let s = RedbStore::in_memory().unwrap();
-        s.apply(&[
-            put("t", "b", "1", Cas::Any),
-            put("t", "a", "2", Cas::Any),
-            put("u", "c", "3", Cas::Any),
-        ])
-        .unwrap();
-        let keys: Vec<String> = s.list("t").unwrap().into_iter().map(|r| r.key).collect();
-        assert_eq!(keys, ["a", "b"]);
-    }
-
-    #[test]
-    fn watchers_are_woken_by_writes() {
-        let s = RedbStore::in_memory().unwrap();
-        let mut rx = s.subscribe();
-        assert_eq!(*rx.borrow_and_update(), 0);
-        s.apply(&[put("t", "a", "1", Cas::Any)]).unwrap();
-        assert!(rx.has_changed().unwrap());
-        assert_eq!(*rx.borrow_and_update(), 1);
+        conformance::run_all(&s).await;
     }
 
     #[test]
     fn data_survives_reopening_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.redb");
+        let put = |v: &str| Op::put("t", "a", v.as_bytes().to_vec(), Cas::Any);
         {
             let s = RedbStore::open(&path).unwrap();
-            s.apply(&[put("t", "a", "1", Cas::Any)]).unwrap();
-            s.apply(&[put("t", "a", "2", Cas::Any)]).unwrap();
+            s.apply_now(&[put("1")]).unwrap();
+            s.apply_now(&[put("2")]).unwrap();
         }
         let s = RedbStore::open(&path).unwrap();
-        assert_eq!(s.index().unwrap(), 2);
+        assert_eq!(s.index_now().unwrap(), 2);
         assert_eq!(*s.subscribe().borrow(), 2);
-        assert_eq!(s.get("t", "a").unwrap().unwrap().modify_index, 2);
+        assert_eq!(s.get_now("t", "a").unwrap().unwrap().modify_index, 2);
     }
 }

@@ -198,7 +198,9 @@ pub fn start_agent(store: Arc<dyn tribune_store::Store>, addr: SocketAddr) -> (A
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async move {
-            let state = tribune_server::AppState::new(store, Default::default()).unwrap();
+            let state = tribune_server::AppState::new(store, Default::default())
+                .await
+                .unwrap();
             let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
             atx.send(listener.local_addr().unwrap()).unwrap();
             tokio::spawn(async move {

@@ -38,23 +38,23 @@ impl Reply {
 }
 
 impl Api {
-    pub fn new(config: AgentConfig) -> Self {
+    pub async fn new(config: AgentConfig) -> Self {
         let store = Arc::new(RedbStore::in_memory().unwrap());
         Api {
-            state: AppState::new(store, config).unwrap(),
+            state: AppState::new(store, config).await.unwrap(),
         }
     }
 
-    pub fn dev() -> Self {
-        Api::new(AgentConfig::default())
+    pub async fn dev() -> Self {
+        Api::new(AgentConfig::default()).await
     }
 
-    pub fn with_acls() -> Self {
+    pub async fn with_acls() -> Self {
         let mut c = AgentConfig::default();
         c.acl.enabled = true;
         c.acl.default_policy = "deny".into();
         c.acl.initial_management = Some("root-secret".into());
-        Api::new(c)
+        Api::new(c).await
     }
 
     pub async fn call(&self, method: &str, uri: &str, token: Option<&str>, body: &str) -> Reply {

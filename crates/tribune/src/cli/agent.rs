@@ -104,7 +104,7 @@ pub fn run(args: AgentArgs, io: &mut Io<'_>) -> u8 {
         }
     };
     runtime.block_on(async move {
-        let state = match AppState::new(store, config.clone()) {
+        let state = match AppState::new(store, config.clone()).await {
             Ok(s) => s,
             Err(e) => {
                 let _ = writeln!(io.err, "==> Error applying ACL settings: {e}");

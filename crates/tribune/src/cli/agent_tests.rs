@@ -15,7 +15,9 @@ fn start_agent(config: AgentConfig) -> String {
             .build()
             .unwrap();
         rt.block_on(async move {
-            let state = AppState::new(Arc::new(RedbStore::in_memory().unwrap()), config).unwrap();
+            let state = AppState::new(Arc::new(RedbStore::in_memory().unwrap()), config)
+                .await
+                .unwrap();
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap().to_string()).unwrap();
             axum::serve(listener, router(state)).await.unwrap();

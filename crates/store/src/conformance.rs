@@ -1,0 +1,155 @@
+//! The behaviour every [`Store`] implementation must have, as one suite both the
+//! embedded store's tests and the etcd store's tests (against a real cluster) run.
+//! Indexes are compared relative to each other: etcd's revisions do not start at 1.
+
+use crate::{Cas, Op, Store};
+use std::time::Duration;
+
+fn put(table: &str, key: &str, value: &str, cas: Cas) -> Op {
+    Op::put(table, key, value.as_bytes().to_vec(), cas)
+}
+
+/// Runs every check; panics with the name of the first that fails.
+pub async fn run_all(store: &dyn Store) {
+    writes_get_increasing_indexes_and_keep_create_index(store).await;
+    a_write_that_changes_nothing_does_not_bump_the_index(store).await;
+    check_and_set_is_all_or_nothing(store).await;
+    an_unchanged_guard_refuses_a_stale_write(store).await;
+    list_is_scoped_to_the_table_and_ordered(store).await;
+    watchers_are_woken_by_writes(store).await;
+    deletes_bump_the_table_index(store).await;
+}
+
+async fn writes_get_increasing_indexes_and_keep_create_index(s: &dyn Store) {
+    let a = s.apply(&[put("t1", "a", "1", Cas::Any)]).await.unwrap();
+    assert!(a.ok && a.changed, "first write applies");
+    let b = s.apply(&[put("t1", "a", "2", Cas::Any)]).await.unwrap();
+    assert!(
+        b.index > a.index,
+        "indexes grow: {} then {}",
+        a.index,
+        b.index
+    );
+    let r = s.get("t1", "a").await.unwrap().unwrap();
+    assert_eq!(
+        (r.create_index, r.modify_index, r.value.as_slice()),
+        (a.index, b.index, b"2".as_slice())
+    );
+    assert_eq!(s.table_index("t1").await.unwrap(), b.index);
+    assert_eq!(s.table_index("never-written").await.unwrap(), 0);
+    assert!(s.index().await.unwrap() >= b.index);
+    assert!(s.get("t1", "missing").await.unwrap().is_none());
+}
+
+async fn a_write_that_changes_nothing_does_not_bump_the_index(s: &dyn Store) {
+    let first = s.apply(&[put("t2", "a", "1", Cas::Any)]).await.unwrap();
+    let again = s.apply(&[put("t2", "a", "1", Cas::Any)]).await.unwrap();
+    assert!(again.ok && !again.changed, "same bytes: no change");
+    assert_eq!(s.table_index("t2").await.unwrap(), first.index);
+    let del = s
+        .apply(&[Op::delete("t2", "missing", Cas::Any)])
+        .await
+        .unwrap();
+    assert!(del.ok && !del.changed, "deleting nothing: no change");
+    assert_eq!(s.table_index("t2").await.unwrap(), first.index);
+}
+
+async fn check_and_set_is_all_or_nothing(s: &dyn Store) {
+    let created = s.apply(&[put("t3", "a", "1", Cas::Absent)]).await.unwrap();
+    assert!(created.ok);
+    let again = s.apply(&[put("t3", "a", "2", Cas::Absent)]).await.unwrap();
+    assert!(!again.ok && !again.stale, "cas=0 on an existing key fails");
+    let wrong = s
+        .apply(&[put("t3", "a", "2", Cas::ModifyIndex(created.index + 1000))])
+        .await
+        .unwrap();
+    assert!(!wrong.ok);
+    let r = s
+        .apply(&[
+            put("t3", "b", "x", Cas::Any),
+            put("t3", "a", "3", Cas::ModifyIndex(created.index + 1000)),
+        ])
+        .await
+        .unwrap();
+    assert!(!r.ok);
+    assert!(
+        s.get("t3", "b").await.unwrap().is_none(),
+        "nothing written when a condition fails"
+    );
+    let right = s
+        .apply(&[put("t3", "a", "3", Cas::ModifyIndex(created.index))])
+        .await
+        .unwrap();
+    assert!(right.ok && right.changed);
+    let missing = s
+        .apply(&[Op::delete("t3", "nope", Cas::ModifyIndex(created.index))])
+        .await
+        .unwrap();
+    assert!(!missing.ok, "cas=N on a missing key fails");
+}
+
+async fn an_unchanged_guard_refuses_a_stale_write(s: &dyn Store) {
+    let w = s.apply(&[put("t4", "a", "1", Cas::Any)]).await.unwrap();
+    let read_at = s.table_index("t4").await.unwrap();
+    assert_eq!(read_at, w.index);
+    // Someone else changes the table after our check read it.
+    s.apply(&[put("t4", "b", "1", Cas::Any)]).await.unwrap();
+    let stale = s
+        .apply(&[put("t5", "x", "1", Cas::Any), Op::unchanged("t4", read_at)])
+        .await
+        .unwrap();
+    assert!(!stale.ok && stale.stale, "guard fails");
+    assert!(s.get("t5", "x").await.unwrap().is_none());
+    let now = s.table_index("t4").await.unwrap();
+    let fresh = s
+        .apply(&[put("t5", "x", "1", Cas::Any), Op::unchanged("t4", now)])
+        .await
+        .unwrap();
+    assert!(fresh.ok && !fresh.stale);
+    let never = s
+        .apply(&[put("t5", "y", "1", Cas::Any), Op::unchanged("t-empty", 0)])
+        .await
+        .unwrap();
+    assert!(never.ok, "a never-written table is at index 0");
+}
+
+async fn list_is_scoped_to_the_table_and_ordered(s: &dyn Store) {
+    s.apply(&[
+        put("t6", "b/2", "1", Cas::Any),
+        put("t6", "a", "2", Cas::Any),
+        put("t6x", "c", "3", Cas::Any),
+        put("t", "d", "4", Cas::Any),
+    ])
+    .await
+    .unwrap();
+    let keys: Vec<String> = s
+        .list("t6")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.key)
+        .collect();
+    assert_eq!(keys, ["a", "b/2"]);
+    assert_eq!(s.get("t6", "b/2").await.unwrap().unwrap().value, b"1");
+}
+
+async fn watchers_are_woken_by_writes(s: &dyn Store) {
+    let mut rx = s.subscribe();
+    rx.borrow_and_update();
+    let w = s.apply(&[put("t7", "a", "1", Cas::Any)]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while *rx.borrow_and_update() < w.index {
+            rx.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("a watcher sees the write within 10 s");
+}
+
+async fn deletes_bump_the_table_index(s: &dyn Store) {
+    s.apply(&[put("t8", "a", "1", Cas::Any)]).await.unwrap();
+    let d = s.apply(&[Op::delete("t8", "a", Cas::Any)]).await.unwrap();
+    assert!(d.ok && d.changed);
+    assert_eq!(s.table_index("t8").await.unwrap(), d.index);
+    assert!(s.list("t8").await.unwrap().is_empty());
+}
