@@ -1,5 +1,11 @@
-//! A small HTTP client for Tribune's (Consul-compatible) API, used by the CLI and,
-//! later, the sidecar. Plain HTTP/1.1 over hyper; the token goes in `X-Consul-Token`.
+//! A small HTTP client for Tribune's (Consul-compatible) API, used by the CLI and the
+//! sidecar. Plain HTTP/1.1 over hyper; the token goes in `X-Consul-Token`.
+//!
+//! The address may list several agents (`A,B,C`): requests go to one of them, and a
+//! request that can't be made (connection refused, reset) or that the agent answers
+//! with 503 is sent to the next one, each at most once per request, so callers see
+//! one failure only when every agent failed. The agent that last answered stays the
+//! one asked first.
 
 #![forbid(unsafe_code)]
 
@@ -10,12 +16,13 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Where the agent is and which token to present.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// `host:port` or `http://host:port`.
+    /// `host:port` or `http://host:port`; several, comma-separated, for failover.
     pub addr: String,
     pub token: Option<String>,
 }
@@ -57,41 +64,100 @@ impl fmt::Display for ClientError {
 impl std::error::Error for ClientError {}
 
 pub struct Client {
-    base: String,
+    bases: Vec<String>,
+    /// The agent asked first (the last one that answered).
+    current: AtomicUsize,
     token: Option<String>,
     http: HyperClient<HttpConnector, Full<Bytes>>,
 }
 
+fn base_url(addr: &str) -> Result<String, ClientError> {
+    let addr = addr.trim().trim_end_matches('/');
+    if addr.is_empty() {
+        return Err(ClientError("empty agent address".into()));
+    }
+    if addr.starts_with("http://") {
+        Ok(addr.to_string())
+    } else if addr.starts_with("https://") {
+        Err(ClientError(
+            "https agent addresses are not supported yet; use http://".into(),
+        ))
+    } else {
+        Ok(format!("http://{addr}"))
+    }
+}
+
 impl Client {
     pub fn new(target: &Target) -> Result<Client, ClientError> {
-        let addr = target.addr.trim_end_matches('/');
-        let base = if addr.starts_with("http://") {
-            addr.to_string()
-        } else if addr.starts_with("https://") {
-            return Err(ClientError(
-                "https agent addresses are not supported yet; use http://".into(),
-            ));
-        } else {
-            format!("http://{addr}")
-        };
+        let bases = target
+            .addr
+            .split(',')
+            .filter(|a| !a.trim().is_empty())
+            .map(base_url)
+            .collect::<Result<Vec<_>, _>>()?;
+        if bases.is_empty() {
+            return Err(ClientError("no agent address given".into()));
+        }
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
         let http = HyperClient::builder(TokioExecutor::new()).build(connector);
         Ok(Client {
-            base,
+            bases,
+            current: AtomicUsize::new(0),
             token: target.token.clone().filter(|t| !t.is_empty()),
             http,
         })
     }
 
-    /// Sends one request; `path` includes the query string.
+    /// The agent addresses, in the order given.
+    pub fn agents(&self) -> &[String] {
+        &self.bases
+    }
+
+    /// The agent that requests go to first (the last one that answered).
+    pub fn current_agent(&self) -> &str {
+        &self.bases[self.current.load(Ordering::Relaxed) % self.bases.len()]
+    }
+
+    /// Sends one request; `path` includes the query string. With several agents, a
+    /// request that fails or gets 503 is tried on the next agent.
     pub async fn request(
         &self,
         method: &str,
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Response, ClientError> {
-        let uri = format!("{}{}", self.base, path);
+        let start = self.current.load(Ordering::Relaxed);
+        let n = self.bases.len();
+        let mut last = None;
+        for step in 0..n {
+            let at = (start + step) % n;
+            let result = self
+                .request_one(&self.bases[at], method, path, body.clone())
+                .await;
+            let failed_over = match &result {
+                Err(_) => true,
+                Ok(r) => r.status == 503,
+            };
+            if !failed_over || step + 1 == n {
+                if !failed_over {
+                    self.current.store(at, Ordering::Relaxed);
+                }
+                return result;
+            }
+            last = Some(result);
+        }
+        last.unwrap_or_else(|| Err(ClientError("no agent address given".into())))
+    }
+
+    async fn request_one(
+        &self,
+        base: &str,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Response, ClientError> {
+        let uri = format!("{base}{path}");
         let mut req = Request::builder().method(method).uri(&uri);
         if let Some(t) = &self.token {
             req = req.header("x-consul-token", t);

@@ -19,6 +19,18 @@ impl AclConfig {
     }
 }
 
+/// `etcd { endpoints = [...], prefix = "...", ca_file, cert_file, key_file }`: where
+/// the agent keeps its state when several agents share it (empty `endpoints`: the
+/// embedded store).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EtcdSettings {
+    pub endpoints: Vec<String>,
+    pub prefix: Option<String>,
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+}
+
 /// What `tribune agent` runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentConfig {
@@ -30,6 +42,7 @@ pub struct AgentConfig {
     pub acl: AclConfig,
     /// `limits { http_max_conns_per_client }` (0: no limit).
     pub http_max_conns_per_client: usize,
+    pub etcd: EtcdSettings,
 }
 
 impl Default for AgentConfig {
@@ -45,6 +58,7 @@ impl Default for AgentConfig {
                 initial_management: None,
             },
             http_max_conns_per_client: crate::listener::DEFAULT_MAX_CONNS_PER_CLIENT,
+            etcd: EtcdSettings::default(),
         }
     }
 }
@@ -166,6 +180,34 @@ impl AgentConfig {
                         }
                     }
                 }
+                "etcd" => {
+                    let Value::Object(etcd) = single(value) else {
+                        return Err("etcd: expected a block".into());
+                    };
+                    for (k, v) in etcd {
+                        let path = format!("etcd.{k}");
+                        match k.as_str() {
+                            "endpoints" => {
+                                self.etcd.endpoints = match v {
+                                    Value::Array(items) => items
+                                        .iter()
+                                        .map(|i| string(i, &path))
+                                        .collect::<Result<_, _>>()?,
+                                    other => string(other, &path)?
+                                        .split(',')
+                                        .map(|e| e.trim().to_string())
+                                        .filter(|e| !e.is_empty())
+                                        .collect(),
+                                }
+                            }
+                            "prefix" => self.etcd.prefix = Some(string(v, &path)?),
+                            "ca_file" => self.etcd.ca_file = Some(string(v, &path)?),
+                            "cert_file" => self.etcd.cert_file = Some(string(v, &path)?),
+                            "key_file" => self.etcd.key_file = Some(string(v, &path)?),
+                            other => return Err(format!("etcd: unknown key {other:?}")),
+                        }
+                    }
+                }
                 "data_dir" | "server" | "bootstrap_expect" | "ui" | "log_level" | "node_name" => {}
                 other => return Err(format!("unknown agent config key {other:?}")),
             }
@@ -205,5 +247,28 @@ acl {
             .merge_file("acl { default_policy = \"maybe\" }")
             .is_err());
         assert!(AgentConfig::default().merge_file("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn parses_the_etcd_block() {
+        let mut c = AgentConfig::default();
+        c.merge_file(
+            r#"etcd {
+  endpoints = ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
+  prefix = "/prod/"
+  ca_file = "ca.pem"
+}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.etcd.endpoints,
+            ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
+        );
+        assert_eq!(c.etcd.prefix.as_deref(), Some("/prod/"));
+        assert_eq!(c.etcd.ca_file.as_deref(), Some("ca.pem"));
+        let e = AgentConfig::default()
+            .merge_file("etcd { endpoint = \"x\" }")
+            .unwrap_err();
+        assert!(e.contains("etcd: unknown key \"endpoint\""), "{e}");
     }
 }

@@ -2,6 +2,9 @@
 //! embedded store's tests and the etcd store's tests (against a real cluster) run.
 //! Indexes are compared relative to each other: etcd's revisions do not start at 1.
 
+// A test suite: a panic is how it reports a failed check.
+#![allow(clippy::unwrap_used)]
+
 use crate::{Cas, Op, Store};
 use std::time::Duration;
 

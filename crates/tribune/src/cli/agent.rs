@@ -27,6 +27,91 @@ pub struct AgentArgs {
     /// Overrides `default_intention_policy` (allow or deny).
     #[arg(long = "default-intention-policy")]
     pub default_intention_policy: Option<String>,
+    /// Keep all state in this etcd cluster (comma-separated client URLs) instead of
+    /// the embedded store; several agents on one etcd are one control plane.
+    #[arg(long = "etcd-endpoints", value_name = "URL[,URL...]")]
+    pub etcd_endpoints: Option<String>,
+    /// Key prefix of everything this control plane writes to etcd (default /tribune/).
+    #[arg(long = "etcd-prefix")]
+    pub etcd_prefix: Option<String>,
+    /// CA bundle of the etcd members' TLS certificates.
+    #[arg(long = "etcd-cacert")]
+    pub etcd_cacert: Option<String>,
+    /// Client certificate for etcd (with -etcd-key).
+    #[arg(long = "etcd-cert")]
+    pub etcd_cert: Option<String>,
+    /// Client key for etcd (with -etcd-cert).
+    #[arg(long = "etcd-key")]
+    pub etcd_key: Option<String>,
+}
+
+/// Where the agent's state lives.
+enum Backend {
+    Dir(std::path::PathBuf),
+    Memory,
+    Etcd(tribune_store_etcd::EtcdConfig),
+}
+
+impl Backend {
+    fn describe(&self) -> String {
+        match self {
+            Backend::Dir(d) => d.display().to_string(),
+            Backend::Memory => "(in memory: -dev, lost on exit)".into(),
+            Backend::Etcd(c) => format!("etcd {} (prefix {})", c.endpoints.join(","), c.prefix),
+        }
+    }
+
+    async fn open(&self) -> Result<Arc<dyn Store>, String> {
+        match self {
+            Backend::Dir(dir) => {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("Error creating data dir {}: {e}", dir.display()))?;
+                RedbStore::open(&dir.join("state.redb"))
+                    .map(|s| Arc::new(s) as Arc<dyn Store>)
+                    .map_err(|e| format!("Error opening state in {}: {e}", dir.display()))
+            }
+            Backend::Memory => RedbStore::in_memory()
+                .map(|s| Arc::new(s) as Arc<dyn Store>)
+                .map_err(|e| format!("Error creating in-memory state: {e}")),
+            Backend::Etcd(c) => tribune_store_etcd::EtcdStore::connect(c)
+                .await
+                .map(|s| s as Arc<dyn Store>)
+                .map_err(|e| format!("Error connecting to etcd: {}", e.message())),
+        }
+    }
+}
+
+/// Flags over the config file's `etcd` block; `None` when neither names endpoints.
+fn etcd_backend(
+    args: &AgentArgs,
+    file: &tribune_server::agent_config::EtcdSettings,
+) -> Option<tribune_store_etcd::EtcdConfig> {
+    let endpoints: Vec<String> = match &args.etcd_endpoints {
+        Some(list) => list
+            .split(',')
+            .map(|e| e.trim().to_string())
+            .filter(|e| !e.is_empty())
+            .collect(),
+        None => file.endpoints.clone(),
+    };
+    if endpoints.is_empty() {
+        return None;
+    }
+    let pick = |flag: &Option<String>, file: &Option<String>| {
+        flag.clone().or_else(|| file.clone()).map(Into::into)
+    };
+    Some(tribune_store_etcd::EtcdConfig {
+        endpoints,
+        prefix: args
+            .etcd_prefix
+            .clone()
+            .or_else(|| file.prefix.clone())
+            .unwrap_or_else(|| tribune_store_etcd::DEFAULT_PREFIX.into()),
+        ca_file: pick(&args.etcd_cacert, &file.ca_file),
+        cert_file: pick(&args.etcd_cert, &file.cert_file),
+        key_file: pick(&args.etcd_key, &file.key_file),
+        ..Default::default()
+    })
 }
 
 pub fn run(args: AgentArgs, io: &mut Io<'_>) -> u8 {
@@ -44,7 +129,7 @@ pub fn run(args: AgentArgs, io: &mut Io<'_>) -> u8 {
             return 1;
         }
     }
-    if let Some(c) = args.client {
+    if let Some(c) = args.client.clone() {
         config.client_addr = c;
     }
     if let Some(p) = args.http_port {
@@ -63,36 +148,26 @@ pub fn run(args: AgentArgs, io: &mut Io<'_>) -> u8 {
             }
         };
     }
-    let store: Arc<dyn Store> = match (&args.data_dir, args.dev) {
-        (Some(dir), _) => {
-            if let Err(e) = std::fs::create_dir_all(dir) {
-                let _ = writeln!(io.err, "==> Error creating data dir {}: {e}", dir.display());
-                return 1;
-            }
-            match RedbStore::open(&dir.join("state.redb")) {
-                Ok(s) => Arc::new(s),
-                Err(e) => {
-                    let _ = writeln!(io.err, "==> Error opening state in {}: {e}", dir.display());
-                    return 1;
-                }
-            }
+    let backend = match (etcd_backend(&args, &config.etcd), &args.data_dir, args.dev) {
+        (Some(etcd), None, _) => Backend::Etcd(etcd),
+        (Some(_), Some(_), _) => {
+            let _ = writeln!(
+                io.err,
+                "==> -etcd-endpoints and -data-dir can't be used together: state lives in one place"
+            );
+            return 1;
         }
-        (None, true) => match RedbStore::in_memory() {
-            Ok(s) => Arc::new(s),
-            Err(e) => {
-                let _ = writeln!(io.err, "==> Error creating in-memory state: {e}");
-                return 1;
-            }
-        },
-        (None, false) => {
-            let _ = writeln!(io.err, "==> Must specify -data-dir or -dev");
+        (None, Some(dir), _) => Backend::Dir(dir.clone()),
+        (None, None, true) => Backend::Memory,
+        (None, None, false) => {
+            let _ = writeln!(
+                io.err,
+                "==> Must specify -data-dir, -dev or -etcd-endpoints"
+            );
             return 1;
         }
     };
-    let data = match &args.data_dir {
-        Some(d) => d.display().to_string(),
-        None => "(in memory: -dev, lost on exit)".into(),
-    };
+    let data = backend.describe();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -104,6 +179,13 @@ pub fn run(args: AgentArgs, io: &mut Io<'_>) -> u8 {
         }
     };
     runtime.block_on(async move {
+        let store = match backend.open().await {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = writeln!(io.err, "==> {e}");
+                return 1;
+            }
+        };
         let state = match AppState::new(store, config.clone()).await {
             Ok(s) => s,
             Err(e) => {
@@ -122,6 +204,7 @@ pub fn run(args: AgentArgs, io: &mut Io<'_>) -> u8 {
         let bound: SocketAddr = listener
             .local_addr()
             .unwrap_or_else(|_| ([127, 0, 0, 1], 0).into());
+        state.set_advertise(bound);
         let _ = writeln!(io.out, "==> Starting Tribune agent...");
         let _ = writeln!(
             io.out,

@@ -1,0 +1,232 @@
+//! A real etcd cluster for tests: `n` members on 127.0.0.1, each with its own data
+//! directory in one temp dir, started from Debian's `etcd` binary (`.ci/run` installs
+//! `etcd-server`). No Docker. Members can be killed with SIGKILL and restarted on the
+//! same data directory.
+//!
+//! etcd must know every member's peer address before it starts, so ports are found
+//! by binding 127.0.0.1:0 and releasing the port just before etcd takes it.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Member {
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    data_dir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Member {
+    pub fn client_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+    fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+}
+
+pub struct Cluster {
+    pub members: Vec<Member>,
+    initial_cluster: String,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// The etcd binary: `$ETCD_BIN`, else `etcd` on PATH.
+fn etcd_bin() -> String {
+    std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".into())
+}
+
+impl Cluster {
+    /// Starts `n` members and waits until the cluster has a leader.
+    pub fn start(n: usize) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let token = format!("tribune-test-{}", std::process::id());
+        let members: Vec<Member> = (0..n)
+            .map(|i| Member {
+                name: format!("m{i}"),
+                client_port: free_port(),
+                peer_port: free_port(),
+                data_dir: dir.path().join(format!("m{i}.etcd")),
+                log: dir.path().join(format!("m{i}.log")),
+                child: None,
+            })
+            .collect();
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cluster = Cluster {
+            members,
+            initial_cluster,
+            token,
+            _dir: dir,
+        };
+        for i in 0..n {
+            cluster.spawn(i);
+        }
+        cluster.wait_healthy(Duration::from_secs(30));
+        cluster
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let m = &self.members[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&m.log)
+            .expect("member log");
+        let child = Command::new(etcd_bin())
+            .arg("--name")
+            .arg(&m.name)
+            .arg("--data-dir")
+            .arg(&m.data_dir)
+            .arg("--listen-client-urls")
+            .arg(m.client_url())
+            .arg("--advertise-client-urls")
+            .arg(m.client_url())
+            .arg("--listen-peer-urls")
+            .arg(m.peer_url())
+            .arg("--initial-advertise-peer-urls")
+            .arg(m.peer_url())
+            .arg("--initial-cluster")
+            .arg(&self.initial_cluster)
+            .arg("--initial-cluster-state")
+            .arg("new")
+            .arg("--initial-cluster-token")
+            .arg(&self.token)
+            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .args(["--logger", "zap", "--log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "starting {} failed: {e} (install etcd: apt-get install etcd-server etcd-client)",
+                    etcd_bin()
+                )
+            });
+        self.members[i].child = Some(child);
+    }
+
+    /// Every member's client URL.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(Member::client_url).collect()
+    }
+
+    /// `-etcd-endpoints` for the agent: every member, comma-separated.
+    pub fn endpoints_flag(&self) -> String {
+        self.endpoints().join(",")
+    }
+
+    /// SIGKILL, no clean shutdown.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts a killed member again on its data directory.
+    pub fn restart(&mut self, i: usize) {
+        assert!(self.members[i].child.is_none(), "member {i} is running");
+        self.spawn(i);
+    }
+
+    /// Whether member `i` reports itself healthy (has a leader, serves reads).
+    pub fn member_healthy(&self, i: usize) -> bool {
+        health(self.members[i].client_port)
+    }
+
+    /// Waits until every running member is healthy.
+    pub fn wait_healthy(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let all = (0..self.members.len())
+                .filter(|&i| self.members[i].child.is_some())
+                .all(|i| self.member_healthy(i));
+            if all {
+                return;
+            }
+            if Instant::now() > deadline {
+                let logs: Vec<String> = self
+                    .members
+                    .iter()
+                    .map(|m| {
+                        let text = std::fs::read_to_string(&m.log).unwrap_or_default();
+                        let tail: Vec<&str> = text.lines().rev().take(5).collect();
+                        format!("{}: {}", m.name, tail.join(" | "))
+                    })
+                    .collect();
+                panic!(
+                    "etcd cluster not healthy within {within:?}: {}",
+                    logs.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `etcdctl compact REV` against a running member.
+    pub fn compact(&self, revision: u64) {
+        let m = self
+            .members
+            .iter()
+            .find(|m| m.child.is_some())
+            .expect("a running member");
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg("--endpoints")
+            .arg(m.client_url())
+            .arg("compact")
+            .arg(revision.to_string())
+            .output()
+            .expect("etcdctl (apt-get install etcd-client)");
+        assert!(
+            out.status.success(),
+            "etcdctl compact {revision}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// `GET /health` on a member's client port: `{"health":"true"}` once it has a leader.
+fn health(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(300),
+    ) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body.contains("\"health\":\"true\"")
+}

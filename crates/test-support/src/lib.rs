@@ -1,0 +1,5 @@
+//! Helpers Tribune's tests share (a dev-dependency only).
+
+#![forbid(unsafe_code)]
+
+pub mod etcd;
