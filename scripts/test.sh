@@ -11,10 +11,20 @@ fi
 if [ ! -d interop/node_modules ] || [ interop/package-lock.json -nt interop/node_modules ]; then
   (cd interop && npm ci --no-audit --no-fund --silent)
 fi
+# etcd for the HA tests (real 3-member clusters on loopback) and protoc for etcd's
+# gRPC client, from Debian's packages.
+if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1 || ! command -v protoc >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client protobuf-compiler >/dev/null
+  else
+    echo "scripts/test.sh needs etcd, etcdctl and protoc: apt-get install etcd-server etcd-client protobuf-compiler" >&2
+    exit 1
+  fi
+fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace --locked --lib --bins --tests "$@" 2>&1 | tee "$log" || status=$?
+cargo test --workspace --locked --features tribune/etcd --lib --bins --tests "$@" 2>&1 | tee "$log" || status=$?
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

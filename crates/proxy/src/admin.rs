@@ -26,7 +26,14 @@ pub fn answer(proxy: &Proxy, path: &str) -> Response<Full<Bytes>> {
     match path {
         "/ready" => {
             if proxy.ready() {
-                reply(StatusCode::OK, "text/plain", "LIVE\n".into())
+                let sync = match proxy.since_sync() {
+                    Some(s) => format!("last sync with the agent {s} s ago"),
+                    None => {
+                        "no answer from an agent since start (enforcing the saved or file policy)"
+                            .into()
+                    }
+                };
+                reply(StatusCode::OK, "text/plain", format!("LIVE\n{sync}\n"))
             } else {
                 reply(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -16,12 +16,13 @@ pub mod metrics;
 pub mod run;
 pub mod sidecar;
 pub mod snapshot;
+pub mod state;
 pub mod upstream;
 pub mod watch;
 
 use arc_swap::ArcSwapOption;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -93,6 +94,10 @@ pub struct Proxy {
     pub metrics: Metrics,
     pub(crate) upstream: upstream::Upstream,
     pub(crate) conns: conns::Conns,
+    /// Where what the agent sent is saved (fail static across restarts).
+    state: std::sync::OnceLock<Arc<state::StateFile>>,
+    /// Unix seconds of the last successful answer from an agent (0: never).
+    last_sync: AtomicI64,
 }
 
 /// aws-lc seeds its random generator from CPU jitter on the first draw in a process
@@ -155,6 +160,8 @@ impl Proxy {
                 versions: AtomicU64::new(0),
                 install_lock: tokio::sync::Mutex::new(()),
                 metrics,
+                state: std::sync::OnceLock::new(),
+                last_sync: AtomicI64::new(0),
             }
         })
     }
@@ -193,5 +200,30 @@ impl Proxy {
     /// Ready when a snapshot is installed.
     pub fn ready(&self) -> bool {
         self.current.load().is_some()
+    }
+
+    /// Saves what the agent sends to this state file from now on.
+    pub fn save_state_to(&self, file: Arc<state::StateFile>) {
+        let _ = self.state.set(file);
+    }
+
+    /// The state file, when one is kept.
+    pub fn state(&self) -> Option<&Arc<state::StateFile>> {
+        self.state.get()
+    }
+
+    /// Records a successful answer from an agent.
+    pub fn synced(&self) {
+        let now = state::now();
+        self.last_sync.store(now, Ordering::Relaxed);
+        self.metrics.last_sync.set(now);
+    }
+
+    /// Seconds since the last successful answer from an agent (`None`: never).
+    pub fn since_sync(&self) -> Option<i64> {
+        match self.last_sync.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some((state::now() - t).max(0)),
+        }
     }
 }

@@ -138,6 +138,8 @@ pub struct Metrics {
     pub config_version: Gauge,
     pub config_index: Gauge,
     pub connections: Gauge,
+    /// Unix time of the last successful answer from an agent.
+    pub last_sync: Gauge,
 }
 
 impl Metrics {
@@ -165,6 +167,12 @@ impl Metrics {
             "The agent's config index of the snapshot being enforced",
             config_index.clone(),
         );
+        let last_sync = Gauge::default();
+        registry.register(
+            "last_sync_timestamp_seconds",
+            "Unix time of the last successful answer from an agent (0: none since start; the age is time() minus this)",
+            last_sync.clone(),
+        );
         let connections = Gauge::default();
         registry.register(
             "connections",
@@ -178,6 +186,7 @@ impl Metrics {
             config_version,
             config_index,
             connections,
+            last_sync,
         }
     }
 

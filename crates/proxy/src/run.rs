@@ -35,8 +35,12 @@ pub struct Settings {
     pub merge_slashes: bool,
     /// Time allowed for the local service's response headers.
     pub upstream_timeout: Duration,
-    /// The agent: address and token.
+    /// The agent(s): addresses (comma-separated, failed over in order) and token.
     pub agent: Target,
+    /// Where the last registration, identity and policy from the agent are kept, so
+    /// that a restart while every agent is down enforces them (`None`: the default,
+    /// [`crate::state::default_dir`]).
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +64,7 @@ impl Settings {
             merge_slashes: false,
             upstream_timeout: Duration::from_secs(15),
             agent,
+            state_dir: None,
         }
     }
 }
@@ -118,9 +123,43 @@ pub async fn start(settings: Settings) -> Result<Started, String> {
         return Err("-sidecar-for and -config cannot be combined".into());
     }
     let agent = || Client::new(&settings.agent).map_err(|e| e.to_string());
+    // Fail static across restarts (not for -config, whose file is the policy).
+    let state = match (
+        &file_doc,
+        settings.sidecar_for.as_ref().or(settings.service.as_ref()),
+    ) {
+        (None, Some(key)) => {
+            let dir = settings
+                .state_dir
+                .clone()
+                .unwrap_or_else(crate::state::default_dir);
+            Some(Arc::new(crate::state::StateFile::open(&dir, key)?))
+        }
+        _ => None,
+    };
+    let saved = state.as_ref().map(|s| s.get()).unwrap_or_default();
+    let mut from_saved: Vec<&str> = Vec::new();
     let reg = match &settings.sidecar_for {
         None => None,
-        Some(id) => Some(sidecar::registration(&agent()?, id).await?),
+        Some(id) => match sidecar::registration(&agent()?, id).await {
+            Ok(r) => {
+                if let Some(st) = &state {
+                    st.update(|s| {
+                        s.service = r.service.clone();
+                        s.registration = Some(r.to_saved());
+                    });
+                }
+                Some(r)
+            }
+            Err(e) => match &saved.registration {
+                Some(r) => {
+                    tracing::warn!(error = %e, "no agent answered; using the saved registration");
+                    from_saved.push("registration");
+                    Some(sidecar::Registration::from_saved(r)?)
+                }
+                None => return Err(e),
+            },
+        },
     };
     let service = match (&settings.service, &file_doc, &reg) {
         (Some(s), Some(d), _) if *s != d.service => {
@@ -160,9 +199,21 @@ pub async fn start(settings: Settings) -> Result<Started, String> {
     let mut lines: Vec<(String, String)> = Vec::new();
 
     if let Some(addr) = mesh_addr {
-        let watch = sidecar::IdentityWatch::start(agent()?, &service)
-            .await
-            .map_err(|e| format!("Error getting the mesh identity: {e}"))?;
+        let mut watch = match sidecar::IdentityWatch::start(agent()?, &service).await {
+            Ok(w) => w,
+            Err(e) => match &saved.identity {
+                Some(id) if saved.service == service => {
+                    tracing::warn!(error = %e, "no agent answered; presenting the saved mesh identity");
+                    from_saved.push("identity");
+                    sidecar::IdentityWatch::from_saved(agent()?, &service, id)
+                        .map_err(|e| format!("Error using the saved mesh identity: {e}"))?
+                }
+                _ => return Err(format!("Error getting the mesh identity: {e}")),
+            },
+        };
+        if let Some(st) = &state {
+            watch.save_to(st.clone());
+        }
         let tls = watch.tls.clone();
         let listener = bind(addr, "mesh listener").await?;
         lines.push((
@@ -233,15 +284,60 @@ pub async fn start(settings: Settings) -> Result<Started, String> {
             format!("file {}", path.display())
         }
         _ => {
-            tokio::spawn(crate::watch::watch_agent(
+            if let Some(st) = &state {
+                proxy.save_state_to(st.clone());
+            }
+            let client = agent()?;
+            // The agent's policy when one answers; the saved one only when none does
+            // (the watch replaces it as soon as an agent answers).
+            let mut body = String::new();
+            let first = tokio::time::timeout(
+                Duration::from_secs(5),
+                crate::watch::poll_once(&proxy, &client, &service, 0, &mut body),
+            )
+            .await
+            .map_err(|_| "no answer within 5 s".to_string())
+            .and_then(|r| r);
+            let index = match first {
+                Ok(i) => i,
+                Err(e) => {
+                    tracing::warn!(error = %e, "no policy from the agent yet");
+                    0
+                }
+            };
+            if let (None, Some(doc), true) =
+                (proxy.current(), &saved.snapshot, saved.service == service)
+            {
+                match SnapshotDoc::from_json(doc) {
+                    Ok(d) => match proxy.install(d, saved.snapshot_index).await {
+                        Ok(_) => from_saved.push("policy"),
+                        Err(e) => tracing::warn!(error = %e, "saved policy not usable"),
+                    },
+                    Err(e) => tracing::warn!(error = %e, "saved policy not usable"),
+                }
+            }
+            tokio::spawn(crate::watch::watch_agent_from(
                 proxy.clone(),
-                agent()?,
+                client,
                 service.clone(),
+                index,
+                body,
             ));
             format!("agent {} (live)", settings.agent.addr)
         }
     };
     lines.push(("Policy".into(), source));
+    if let Some(st) = &state {
+        let note = if from_saved.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (started from the saved {}: no agent answered)",
+                from_saved.join(", ")
+            )
+        };
+        lines.push(("State".into(), format!("{}{note}", st.path().display())));
+    }
     tokio::spawn(crate::admin::serve_admin(proxy.clone(), admin));
     tokio::spawn(crate::keep_timer_armed());
     Ok(Started {

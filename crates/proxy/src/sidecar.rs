@@ -33,6 +33,38 @@ pub struct Registration {
     pub upstreams: Vec<(String, SocketAddr)>,
 }
 
+impl Registration {
+    pub fn to_saved(&self) -> crate::state::SavedRegistration {
+        crate::state::SavedRegistration {
+            service: self.service.clone(),
+            mesh_addr: self.mesh_addr.to_string(),
+            local_service: self.local_service.to_string(),
+            upstreams: self
+                .upstreams
+                .iter()
+                .map(|(d, a)| (d.clone(), a.to_string()))
+                .collect(),
+        }
+    }
+
+    pub fn from_saved(s: &crate::state::SavedRegistration) -> Result<Registration, String> {
+        let parse = |a: &str| {
+            a.parse::<SocketAddr>()
+                .map_err(|e| format!("saved address {a:?}: {e}"))
+        };
+        Ok(Registration {
+            service: s.service.clone(),
+            mesh_addr: parse(&s.mesh_addr)?,
+            local_service: parse(&s.local_service)?,
+            upstreams: s
+                .upstreams
+                .iter()
+                .map(|(d, a)| Ok((d.clone(), parse(a)?)))
+                .collect::<Result<_, String>>()?,
+        })
+    }
+}
+
 async fn get_json(client: &Client, path: &str) -> Result<(Value, u64), String> {
     // Blocking queries wait at most RENEW_EVERY on the agent; a silent connection must
     // not hang a watch forever.
@@ -157,6 +189,9 @@ pub struct IdentityWatch {
     index: u64,
     root_id: String,
     leaf: LeafPem,
+    trust_domain: String,
+    roots: Vec<String>,
+    state: Option<Arc<crate::state::StateFile>>,
 }
 
 impl IdentityWatch {
@@ -170,7 +205,54 @@ impl IdentityWatch {
             index: f.index,
             root_id: f.root_id,
             leaf: f.leaf,
+            trust_domain: f.trust_domain,
+            roots: f.roots,
+            state: None,
         })
+    }
+
+    /// The identity saved by an earlier run (every agent unreachable at start); the
+    /// watch replaces it as soon as an agent answers.
+    pub fn from_saved(
+        client: Client,
+        service: &str,
+        saved: &crate::state::SavedIdentity,
+    ) -> Result<IdentityWatch, String> {
+        let leaf = LeafPem {
+            cert_pem: saved.cert_pem.clone(),
+            key_pem: saved.key_pem.clone(),
+        };
+        let identity = Identity::new(&saved.trust_domain, &saved.roots, &leaf)?;
+        Ok(IdentityWatch {
+            tls: MeshTls::new(identity),
+            client,
+            service: service.to_string(),
+            index: 0,
+            root_id: saved.root_id.clone(),
+            leaf,
+            trust_domain: saved.trust_domain.clone(),
+            roots: saved.roots.clone(),
+            state: None,
+        })
+    }
+
+    /// Saves the identity to `state` now and after every change.
+    pub fn save_to(&mut self, state: Arc<crate::state::StateFile>) {
+        self.state = Some(state);
+        self.save();
+    }
+
+    fn save(&self) {
+        if let Some(state) = &self.state {
+            let saved = crate::state::SavedIdentity {
+                trust_domain: self.trust_domain.clone(),
+                roots: self.roots.clone(),
+                cert_pem: self.leaf.cert_pem.clone(),
+                key_pem: self.leaf.key_pem.clone(),
+                root_id: self.root_id.clone(),
+            };
+            state.update(|s| s.identity = Some(saved));
+        }
     }
 
     /// Runs forever: blocking queries on the CA; rotation and renewal as documented
@@ -195,6 +277,9 @@ impl IdentityWatch {
                             tracing::info!(service = %self.service, root = %f.root_id, "mesh identity updated");
                             self.leaf = f.leaf;
                             self.root_id = f.root_id;
+                            self.trust_domain = f.trust_domain;
+                            self.roots = f.roots;
+                            self.save();
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "new leaf unusable; keeping the current one")

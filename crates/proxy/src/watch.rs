@@ -45,11 +45,19 @@ pub async fn poll_once(
         .header("x-consul-index")
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
+    proxy.synced();
     if res.body != *last_body {
         let value = tribune_model::decode::parse_json(res.body.as_bytes())
             .map_err(|e| format!("snapshot is not JSON: {e}"))?;
         let doc = SnapshotDoc::from_json(&value)?;
         proxy.install(doc, new_index).await?;
+        if let Some(state) = proxy.state() {
+            state.update(|s| {
+                s.service = service.to_string();
+                s.snapshot = Some(value);
+                s.snapshot_index = new_index;
+            });
+        }
         *last_body = res.body;
     }
     Ok(if new_index < index { 0 } else { new_index })
@@ -57,8 +65,17 @@ pub async fn poll_once(
 
 /// Runs forever: blocking queries, installs, back-off on failure.
 pub async fn watch_agent(proxy: Arc<Proxy>, client: Client, service: String) {
-    let mut index = 0u64;
-    let mut last_body = String::new();
+    watch_agent_from(proxy, client, service, 0, String::new()).await
+}
+
+/// [`watch_agent`] after a first [`poll_once`] that answered `index` with `last_body`.
+pub async fn watch_agent_from(
+    proxy: Arc<Proxy>,
+    client: Client,
+    service: String,
+    mut index: u64,
+    mut last_body: String,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
         match poll_once(&proxy, &client, &service, index, &mut last_body).await {

@@ -132,3 +132,77 @@ fn the_proxy_runs_from_a_snapshot_file_without_an_agent() {
         "{err}"
     );
 }
+
+/// Fail static across restarts: a sidecar restarted while its agent is down starts
+/// enforcing the policy it saved (and says so), instead of serving nothing.
+#[test]
+fn a_sidecar_restarted_while_the_agent_is_down_enforces_its_saved_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let state = state.to_str().unwrap();
+    let (mut agent, f) = spawn(&["agent", "-dev", "-http-port", "0"], "agent running");
+    let addr = field(&f, "HTTP addr").to_string();
+    let app = upstream();
+    let defaults = dir.path().join("defaults.hcl");
+    std::fs::write(
+        &defaults,
+        "Kind = \"service-defaults\"\nName = \"api\"\nProtocol = \"http\"\n",
+    )
+    .unwrap();
+    cli(&addr, &["config", "write", defaults.to_str().unwrap()]);
+    let allow = dir.path().join("allow.hcl");
+    std::fs::write(
+        &allow,
+        "Kind = \"service-intentions\"\nName = \"api\"\nSources = [{ Name = \"*\", Permissions = [{ Action = \"allow\", HTTP { PathPrefix = \"/hello\" } }] }]\n",
+    )
+    .unwrap();
+    cli(&addr, &["config", "write", allow.to_str().unwrap()]);
+    let args = |admin: &str| {
+        vec![
+            "connect".to_string(),
+            "proxy".into(),
+            "-service".into(),
+            "api".into(),
+            "-http-addr".into(),
+            addr.clone(),
+            "-local-service-address".into(),
+            app.to_string(),
+            "-edge-listener".into(),
+            "127.0.0.1:0".into(),
+            "-admin-bind".into(),
+            admin.into(),
+            "-state-dir".into(),
+            state.into(),
+        ]
+    };
+    let first = args("127.0.0.1:0");
+    let first: Vec<&str> = first.iter().map(String::as_str).collect();
+    let (mut proxy, f) = spawn(&first, "proxy running");
+    let edge = field(&f, "Edge listener").to_string();
+    eventually(&edge, 200);
+    proxy.kill();
+    agent.kill();
+
+    // Every agent down: the restarted sidecar enforces the saved policy.
+    let again = args("127.0.0.1:0");
+    let again: Vec<&str> = again.iter().map(String::as_str).collect();
+    let (_proxy, f) = spawn(&again, "proxy running");
+    assert!(
+        field(&f, "State").contains("started from the saved policy"),
+        "{f:?}"
+    );
+    let edge = field(&f, "Edge listener").to_string();
+    let admin = field(&f, "Admin listener").to_string();
+    assert_eq!(get(&edge, "/hello"), (200, "hello from api".into()));
+    assert_eq!(
+        get(&edge, "/other").0,
+        403,
+        "the saved policy, not allow-all"
+    );
+    let (status, ready) = get(&admin, "/ready");
+    assert_eq!(status, 200);
+    assert!(
+        ready.contains("no answer from an agent since start"),
+        "{ready}"
+    );
+}

@@ -49,7 +49,38 @@ pub struct AgentArgs {
 enum Backend {
     Dir(std::path::PathBuf),
     Memory,
-    Etcd(tribune_store_etcd::EtcdConfig),
+    Etcd(EtcdConfig),
+}
+
+#[cfg(feature = "etcd")]
+use tribune_store_etcd::{EtcdConfig, DEFAULT_PREFIX};
+
+/// What `-etcd-*` asked for, in a build without the etcd store.
+#[cfg(not(feature = "etcd"))]
+#[derive(Default)]
+struct EtcdConfig {
+    endpoints: Vec<String>,
+    prefix: String,
+    ca_file: Option<std::path::PathBuf>,
+    cert_file: Option<std::path::PathBuf>,
+    key_file: Option<std::path::PathBuf>,
+}
+
+#[cfg(not(feature = "etcd"))]
+const DEFAULT_PREFIX: &str = "/tribune/";
+
+#[cfg(feature = "etcd")]
+async fn open_etcd(c: &EtcdConfig) -> Result<Arc<dyn Store>, String> {
+    tribune_store_etcd::EtcdStore::connect(c)
+        .await
+        .map(|s| s as Arc<dyn Store>)
+        .map_err(|e| format!("Error connecting to etcd: {}", e.message()))
+}
+
+#[cfg(not(feature = "etcd"))]
+async fn open_etcd(c: &EtcdConfig) -> Result<Arc<dyn Store>, String> {
+    let _ = (&c.ca_file, &c.cert_file, &c.key_file);
+    Err("This tribune was built without the etcd store: build it with `cargo build --release -p tribune --features etcd` (needs protoc: apt-get install protobuf-compiler)".into())
 }
 
 impl Backend {
@@ -73,10 +104,7 @@ impl Backend {
             Backend::Memory => RedbStore::in_memory()
                 .map(|s| Arc::new(s) as Arc<dyn Store>)
                 .map_err(|e| format!("Error creating in-memory state: {e}")),
-            Backend::Etcd(c) => tribune_store_etcd::EtcdStore::connect(c)
-                .await
-                .map(|s| s as Arc<dyn Store>)
-                .map_err(|e| format!("Error connecting to etcd: {}", e.message())),
+            Backend::Etcd(c) => open_etcd(c).await,
         }
     }
 }
@@ -85,7 +113,7 @@ impl Backend {
 fn etcd_backend(
     args: &AgentArgs,
     file: &tribune_server::agent_config::EtcdSettings,
-) -> Option<tribune_store_etcd::EtcdConfig> {
+) -> Option<EtcdConfig> {
     let endpoints: Vec<String> = match &args.etcd_endpoints {
         Some(list) => list
             .split(',')
@@ -100,13 +128,13 @@ fn etcd_backend(
     let pick = |flag: &Option<String>, file: &Option<String>| {
         flag.clone().or_else(|| file.clone()).map(Into::into)
     };
-    Some(tribune_store_etcd::EtcdConfig {
+    Some(EtcdConfig {
         endpoints,
         prefix: args
             .etcd_prefix
             .clone()
             .or_else(|| file.prefix.clone())
-            .unwrap_or_else(|| tribune_store_etcd::DEFAULT_PREFIX.into()),
+            .unwrap_or_else(|| DEFAULT_PREFIX.into()),
         ca_file: pick(&args.etcd_cacert, &file.ca_file),
         cert_file: pick(&args.etcd_cert, &file.cert_file),
         key_file: pick(&args.etcd_key, &file.key_file),

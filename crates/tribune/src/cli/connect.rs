@@ -68,6 +68,11 @@ pub struct ProxyArgs {
     /// Seconds to wait for the local service's response headers.
     #[arg(long = "upstream-timeout", default_value_t = 15)]
     pub upstream_timeout: u64,
+    /// Directory for the last registration, identity and policy from the agent, so a
+    /// restart while every agent is down enforces them (default: tribune-proxy-state
+    /// in the temp dir; the start banner names the file).
+    #[arg(long = "state-dir")]
+    pub state_dir: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub http: HttpArgs,
 }
@@ -124,6 +129,7 @@ impl ProxyArgs {
         s.snapshot_file = self.config.clone();
         s.merge_slashes = self.merge_slashes;
         s.upstream_timeout = Duration::from_secs(self.upstream_timeout.max(1));
+        s.state_dir = self.state_dir.clone();
         Ok(s)
     }
 }

@@ -5,7 +5,8 @@ use tribune_client::{Client, ClientError, Response, Target};
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct HttpArgs {
-    /// Agent address (env TRIBUNE_HTTP_ADDR or CONSUL_HTTP_ADDR; default 127.0.0.1:8500).
+    /// Agent address (env TRIBUNE_HTTP_ADDR or CONSUL_HTTP_ADDR; default 127.0.0.1:8500);
+    /// several, comma-separated, are failed over in order.
     #[arg(long = "http-addr")]
     pub http_addr: Option<String>,
     /// ACL token (env TRIBUNE_HTTP_TOKEN or CONSUL_HTTP_TOKEN).

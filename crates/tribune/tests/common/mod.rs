@@ -8,16 +8,22 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tribune");
 
-pub struct Proc(Child);
+pub struct Proc(Child, Option<tempfile::TempDir>);
 
 impl Proc {
     pub fn new(child: Child) -> Proc {
-        Proc(child)
+        Proc(child, None)
     }
 
     /// The child's stdout, once.
     pub fn stdout(&mut self) -> Option<std::process::ChildStdout> {
         self.0.stdout.take()
+    }
+
+    /// SIGKILL now (no clean shutdown).
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -29,9 +35,13 @@ impl Drop for Proc {
 }
 
 /// Starts the binary and collects `key: value` lines until `ready` appears.
+/// Each process gets its own temp dir (a sidecar's default state dir lives there), so
+/// tests never share saved state unless they pass `-state-dir`.
 pub fn spawn(args: &[&str], ready: &str) -> (Proc, Vec<(String, String)>) {
+    let tmp = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
         .args(args)
+        .env("TMPDIR", tmp.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -49,7 +59,7 @@ pub fn spawn(args: &[&str], ready: &str) -> (Proc, Vec<(String, String)>) {
         }
     }
     std::thread::spawn(move || for _ in lines {});
-    (Proc(child), fields)
+    (Proc(child, Some(tmp)), fields)
 }
 
 pub fn field<'a>(fields: &'a [(String, String)], key: &str) -> &'a str {

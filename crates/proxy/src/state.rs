@@ -1,0 +1,206 @@
+//! Fail static across restarts: the sidecar keeps what it last learned from the agent
+//! (its registration, its mesh identity and the policy snapshot) in a state file, so
+//! that a sidecar restarted while every agent is down starts enforcing its last policy
+//! instead of serving nothing. A state older than [`MAX_AGE`] is not used: a sidecar
+//! cut off for that long should not enforce what may have been revoked long ago.
+//!
+//! One JSON file per sidecar (`<state-dir>/<id>.json`, mode 0600: it holds the leaf's
+//! private key), written whole to a temporary file and renamed over the old one, so a
+//! crash mid-write leaves the previous state.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// How old a saved state may be and still be enforced at start.
+pub const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Saved {
+    /// Unix seconds of the last change.
+    pub saved_at: i64,
+    pub service: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration: Option<SavedRegistration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<SavedIdentity>,
+    /// The agent's policy snapshot document, as served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<Value>,
+    #[serde(default)]
+    pub snapshot_index: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SavedRegistration {
+    pub service: String,
+    pub mesh_addr: String,
+    pub local_service: String,
+    /// `(destination, local bind address)`.
+    pub upstreams: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SavedIdentity {
+    pub trust_domain: String,
+    pub roots: Vec<String>,
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub root_id: String,
+}
+
+/// The state file of one sidecar.
+pub struct StateFile {
+    path: PathBuf,
+    saved: Mutex<Saved>,
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The file name for a sidecar key (service ID or service name): what SPIFFE allows
+/// in a name is safe in a file name; anything else is replaced.
+fn file_name(key: &str) -> String {
+    let safe: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{}.json", safe.trim_start_matches('.'))
+}
+
+impl StateFile {
+    /// Opens (creating the directory) the state of sidecar `key` in `dir`. A missing,
+    /// unreadable or too old file gives an empty state (logged), never an error: the
+    /// file is a fallback, not a requirement.
+    pub fn open(dir: &Path, key: &str) -> Result<StateFile, String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("Error creating state dir {}: {e}", dir.display()))?;
+        let path = dir.join(file_name(key));
+        let saved = match std::fs::read(&path) {
+            Err(_) => Saved::default(),
+            Ok(bytes) => match tribune_model::decode::parse_json(&bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|v| serde_json::from_value::<Saved>(v).map_err(|e| e.to_string()))
+            {
+                Ok(s) if now() - s.saved_at <= MAX_AGE.as_secs() as i64 => s,
+                Ok(s) => {
+                    tracing::warn!(path = %path.display(), age_s = now() - s.saved_at, "saved sidecar state is too old; not used");
+                    Saved::default()
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "saved sidecar state unreadable; not used");
+                    Saved::default()
+                }
+            },
+        };
+        Ok(StateFile {
+            path,
+            saved: Mutex::new(saved),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What was loaded (or saved since).
+    pub fn get(&self) -> Saved {
+        self.saved.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Changes the state and writes the file (errors are logged: enforcement goes on).
+    pub fn update(&self, f: impl FnOnce(&mut Saved)) {
+        let Ok(mut saved) = self.saved.lock() else {
+            return;
+        };
+        let before = saved.clone();
+        f(&mut saved);
+        if *saved == before {
+            return;
+        }
+        saved.saved_at = now();
+        if let Err(e) = write_atomically(&self.path, &saved) {
+            tracing::warn!(path = %self.path.display(), error = %e, "could not save the sidecar state");
+        }
+    }
+}
+
+fn write_atomically(path: &Path, saved: &Saved) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let bytes = serde_json::to_vec(saved).map_err(std::io::Error::other)?;
+    {
+        use std::io::Write;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut f = options.open(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// The default state directory: one per user in the temp dir, the same on every
+/// start so a restarted sidecar finds what it saved.
+pub fn default_dir() -> PathBuf {
+    std::env::temp_dir().join("tribune-proxy-state")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_survives_reopening_and_too_old_state_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = StateFile::open(dir.path(), "web/1").unwrap();
+        assert_eq!(f.path().file_name().unwrap(), "web_1.json");
+        f.update(|s| {
+            s.service = "web".into();
+            s.snapshot = Some(serde_json::json!({"Service": "web"}));
+            s.snapshot_index = 7;
+        });
+        let again = StateFile::open(dir.path(), "web/1").unwrap().get();
+        assert_eq!(again.service, "web");
+        assert_eq!(again.snapshot_index, 7);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(f.path()).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "holds a private key: owner only");
+        }
+        // Too old: not used.
+        let mut old = again.clone();
+        old.saved_at = now() - MAX_AGE.as_secs() as i64 - 10;
+        write_atomically(f.path(), &old).unwrap();
+        assert_eq!(
+            StateFile::open(dir.path(), "web/1").unwrap().get(),
+            Saved::default()
+        );
+        // Garbage: not used, no error.
+        std::fs::write(f.path(), b"{not json").unwrap();
+        assert_eq!(
+            StateFile::open(dir.path(), "web/1").unwrap().get(),
+            Saved::default()
+        );
+    }
+}

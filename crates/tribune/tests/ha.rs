@@ -1,0 +1,308 @@
+//! High availability through the real binary: several `tribune agent -etcd-endpoints`
+//! processes over one real 3-member etcd cluster (Debian's etcd, started by the test
+//! in a temp dir on loopback ports), and sidecars that list several agents.
+
+#![cfg(feature = "etcd")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tribune_test_support::etcd::Cluster;
+
+mod common;
+use common::*;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn agent_on(cluster: &Cluster, extra: &[&str]) -> (Proc, String) {
+    let endpoints = cluster.endpoints_flag();
+    let mut args = vec![
+        "agent",
+        "-etcd-endpoints",
+        &endpoints,
+        "-etcd-prefix",
+        "/ha-test/",
+        "-http-port",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    let (p, f) = spawn(&args, "agent running");
+    let addr = field(&f, "HTTP addr").to_string();
+    (p, addr)
+}
+
+fn write_file(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+fn header(agent: &str, path: &str, name: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(agent).unwrap();
+    use std::io::{Read, Write};
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.lines()
+        .find_map(|l| {
+            l.split_once(": ")
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        })
+        .map(|(_, v)| v.trim().to_string())
+}
+
+#[test]
+fn two_agents_on_one_etcd_are_one_control_plane() {
+    let _serial = serial();
+    let cluster = Cluster::start(3);
+    let dir = tempfile::tempdir().unwrap();
+    let (_a, a) = agent_on(&cluster, &[]);
+    let (_b, b) = agent_on(&cluster, &[]);
+    let defaults = write_file(
+        dir.path(),
+        "api.hcl",
+        "Kind = \"service-defaults\"\nName = \"api\"\nProtocol = \"http\"\n",
+    );
+    cli(&a, &["config", "write", &defaults]);
+    let (status, body) = get(&b, "/v1/config/service-defaults/api");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"Protocol\":\"http\""), "{body}");
+    // Indexes come from etcd's revisions: the same through both agents.
+    let ia = header(&a, "/v1/config/service-defaults", "x-consul-index").unwrap();
+    let ib = header(&b, "/v1/config/service-defaults", "x-consul-index").unwrap();
+    assert_eq!(ia, ib);
+
+    // A blocking query on B wakes on a write through A.
+    let b2 = b.clone();
+    let index = ia.clone();
+    let waiter = std::thread::spawn(move || {
+        let start = Instant::now();
+        let (status, body) = get(
+            &b2,
+            &format!("/v1/config/service-defaults?index={index}&wait=30s"),
+        );
+        (status, body, start.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let web = write_file(
+        dir.path(),
+        "web.hcl",
+        "Kind = \"service-defaults\"\nName = \"web\"\nProtocol = \"http\"\n",
+    );
+    let wrote = Instant::now();
+    cli(&a, &["config", "write", &web]);
+    let (status, body, _) = waiter.join().unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("\"web\""),
+        "B's blocking query returned the new entry: {body}"
+    );
+    assert!(
+        wrote.elapsed() < Duration::from_secs(5),
+        "woke {:?} after the write",
+        wrote.elapsed()
+    );
+
+    // CAS through B against the index read through A.
+    let (_, entry) = get(&a, "/v1/config/service-defaults/web");
+    let modify: u64 = serde_json::from_str::<serde_json::Value>(&entry).unwrap()["ModifyIndex"]
+        .as_u64()
+        .unwrap();
+    let body = r#"{"Kind":"service-defaults","Name":"web","Protocol":"grpc"}"#;
+    let stale = request(
+        &b,
+        "PUT",
+        &format!("/v1/config?cas={}", modify - 1),
+        &[],
+        body,
+    );
+    assert_eq!(stale, (200, "false".into()));
+    let fresh = request(&b, "PUT", &format!("/v1/config?cas={modify}"), &[], body);
+    assert_eq!(fresh, (200, "true".into()));
+
+    // Status answers with etcd's members.
+    let (_, leader) = get(&a, "/v1/status/leader");
+    let (_, peers) = get(&b, "/v1/status/peers");
+    let peers: Vec<String> = serde_json::from_str(&peers).unwrap();
+    assert_eq!(peers.len(), 3, "{peers:?}");
+    let leader: String = serde_json::from_str(&leader).unwrap();
+    assert!(peers.contains(&leader), "leader {leader} among {peers:?}");
+}
+
+#[test]
+fn acl_bootstrap_and_the_ca_root_happen_once_per_cluster() {
+    let _serial = serial();
+    let cluster = Cluster::start(3);
+    let dir = tempfile::tempdir().unwrap();
+    let acl = write_file(
+        dir.path(),
+        "acl.hcl",
+        "acl {\n  enabled = true\n  default_policy = \"deny\"\n}\n",
+    );
+    let (_a, a) = agent_on(&cluster, &["-config-file", &acl]);
+    let (_b, b) = agent_on(&cluster, &["-config-file", &acl]);
+    let threads: Vec<_> = [a.clone(), b.clone(), a.clone(), b.clone()]
+        .into_iter()
+        .map(|agent| {
+            std::thread::spawn(move || request(&agent, "PUT", "/v1/acl/bootstrap", &[], ""))
+        })
+        .collect();
+    let results: Vec<(u16, String)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let winners: Vec<&(u16, String)> = results.iter().filter(|(s, _)| *s == 200).collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    for (s, body) in &results {
+        if *s != 200 {
+            assert_eq!(*s, 403);
+            assert!(body.contains("ACL bootstrap no longer allowed"), "{body}");
+        }
+    }
+    let secret = serde_json::from_str::<serde_json::Value>(&winners[0].1).unwrap()["SecretID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The winner's token works through the other agent too.
+    let (s, _) = request(
+        &b,
+        "GET",
+        "/v1/acl/token/self",
+        &[("x-consul-token", &secret)],
+        "",
+    );
+    assert_eq!(s, 200);
+
+    // First leaves issued at the same instant through both agents: one CA.
+    let threads: Vec<_> = [a.clone(), b.clone(), a.clone(), b.clone()]
+        .into_iter()
+        .enumerate()
+        .map(|(i, agent)| {
+            let secret = secret.clone();
+            std::thread::spawn(move || {
+                request(
+                    &agent,
+                    "GET",
+                    &format!("/v1/agent/connect/ca/leaf/svc{i}"),
+                    &[("x-consul-token", &secret)],
+                    "",
+                )
+            })
+        })
+        .collect();
+    let mut root_ids = std::collections::HashSet::new();
+    for t in threads {
+        let (s, body) = t.join().unwrap();
+        assert_eq!(s, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        root_ids.insert(v["RootID"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        root_ids.len(),
+        1,
+        "every leaf is signed by the one root: {root_ids:?}"
+    );
+    let (_, roots) = request(&a, "GET", "/v1/connect/ca/roots", &[], "");
+    let roots: serde_json::Value = serde_json::from_str(&roots).unwrap();
+    assert_eq!(roots["Roots"].as_array().unwrap().len(), 1, "{roots}");
+}
+
+#[test]
+fn a_sidecar_fails_over_to_another_agent_with_no_failed_request() {
+    let _serial = serial();
+    let cluster = Cluster::start(3);
+    let dir = tempfile::tempdir().unwrap();
+    let (mut agent_a, a) = agent_on(&cluster, &[]);
+    let (_b, b) = agent_on(&cluster, &[]);
+    let defaults = write_file(
+        dir.path(),
+        "api.hcl",
+        "Kind = \"service-defaults\"\nName = \"api\"\nProtocol = \"http\"\n",
+    );
+    cli(&a, &["config", "write", &defaults]);
+    let allow = write_file(
+        dir.path(),
+        "allow.hcl",
+        "Kind = \"service-intentions\"\nName = \"api\"\nSources = [{ Name = \"*\", Permissions = [{ Action = \"allow\", HTTP { PathPrefix = \"/hello\" } }] }]\n",
+    );
+    cli(&a, &["config", "write", &allow]);
+    let app = upstream();
+    let agents = format!("{a},{b}");
+    let (_proxy, f) = spawn(
+        &[
+            "connect",
+            "proxy",
+            "-service",
+            "api",
+            "-http-addr",
+            &agents,
+            "-local-service-address",
+            &app.to_string(),
+            "-edge-listener",
+            "127.0.0.1:0",
+            "-admin-bind",
+            "127.0.0.1:0",
+        ],
+        "proxy running",
+    );
+    let edge = field(&f, "Edge listener").to_string();
+    eventually(&edge, 200);
+
+    // Load while agent A (the one the sidecar watches) is killed.
+    let failed = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..2)
+        .map(|_| {
+            let (edge, failed, done, stop) =
+                (edge.clone(), failed.clone(), done.clone(), stop.clone());
+            std::thread::spawn(move || {
+                for _ in 0..2000 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let (s, _) = get(&edge, "/hello");
+                    if s != 200 {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    agent_a.kill();
+    // A change through B reaches the sidecar (it now watches B).
+    let allow_other = write_file(
+        dir.path(),
+        "other.hcl",
+        "Kind = \"service-intentions\"\nName = \"api\"\nSources = [{ Name = \"*\", Permissions = [{ Action = \"allow\", HTTP { PathPrefix = \"/\" } }] }]\n",
+    );
+    cli(&b, &["config", "write", &allow_other]);
+    let took = wait_for("the change through B", Duration::from_secs(20), || {
+        get(&edge, "/other").0 == 200
+    });
+    // Keep the load on for a while after the failover.
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.join().unwrap();
+    }
+    assert!(done.load(Ordering::Relaxed) > 100, "load ran");
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "no failed data-plane request while its agent died"
+    );
+    eprintln!(
+        "{} requests, 0 failed; change via B enforced {took:?} after the write",
+        done.load(Ordering::Relaxed)
+    );
+}
