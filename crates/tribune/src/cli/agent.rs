@@ -110,6 +110,8 @@ impl Backend {
 }
 
 /// Flags over the config file's `etcd` block; `None` when neither names endpoints.
+// With the etcd feature the config has more fields (timeouts) than flags set here.
+#[allow(clippy::needless_update)]
 fn etcd_backend(
     args: &AgentArgs,
     file: &tribune_server::agent_config::EtcdSettings,
