@@ -306,6 +306,63 @@ fn parse_cas(q: &[(String, String)]) -> ApiResult<Cas> {
     }
 }
 
+/// The records the cross-entry checks of writing (or deleting) `kind/name` read, as
+/// guards on their ModifyIndex; `None` when the checks read the whole table (a
+/// proxy-defaults change re-checks every intention, a provider's deletion every
+/// reference). Writes race first with the whole-table guard, whose success lets the
+/// decoded-entry cache be updated in place; a write that lost that race retries with
+/// these narrow guards, so writers of unrelated entries through different agents do
+/// not keep failing each other's checks.
+fn narrow_guards(
+    current: &[(ConfigEntry, Record)],
+    kind: Kind,
+    name: &str,
+    new: Option<&ConfigEntry>,
+) -> Option<Vec<Op>> {
+    let guard = |k: Kind, n: &str| {
+        let index = current
+            .iter()
+            .find(|(e, _)| e.kind() == k && e.name() == n)
+            .map(|(_, r)| r.modify_index)
+            .unwrap_or(0);
+        Op::unchanged_key(CONFIG_TABLE, &entry_key(k, n), index)
+    };
+    let global = tribune_model::entry::PROXY_DEFAULTS_NAME;
+    match kind {
+        // Its providers exist; its destination's protocol allows its permissions.
+        Kind::ServiceIntentions => {
+            let mut ops = vec![
+                guard(Kind::ServiceDefaults, name),
+                guard(Kind::ProxyDefaults, global),
+            ];
+            if let Some(ConfigEntry::ServiceIntentions(si)) = new {
+                for p in si.referenced_providers() {
+                    if p != tribune_authz::ANY_PROVIDER {
+                        ops.push(guard(Kind::JwtProvider, p));
+                    }
+                }
+            }
+            Some(ops)
+        }
+        // The service's protocol still fits its intentions.
+        Kind::ServiceDefaults => Some(vec![
+            guard(Kind::ServiceIntentions, name),
+            guard(Kind::ProxyDefaults, global),
+        ]),
+        // Writing a provider or the mesh entry checks nothing else.
+        Kind::JwtProvider if new.is_some() => Some(Vec::new()),
+        Kind::Mesh => Some(Vec::new()),
+        Kind::JwtProvider | Kind::ProxyDefaults => None,
+    }
+}
+
+/// Drops the decoded-entry cache (the next [`load_all`] reads the table).
+fn forget_cache(state: &AppState) {
+    if let Ok(mut cache) = state.entries_cache.lock() {
+        *cache = None;
+    }
+}
+
 /// Outcome of [`write_entry`].
 pub(crate) struct Written {
     /// False when the check-and-set condition failed.
@@ -327,20 +384,27 @@ pub(crate) async fn write_entry(
         let (index, current) = load_all_at(state).await?;
         cross_checks(&current, Some(entry), None).map_err(ApiError::bad_request)?;
         let warnings = warnings_for(state, &current, entry);
-        let ops = [
-            Op::put(CONFIG_TABLE, &key, value.clone(), cas),
-            Op::unchanged(CONFIG_TABLE, index),
-        ];
+        let narrow = match attempt {
+            0 => None,
+            _ => narrow_guards(&current, entry.kind(), entry.name(), Some(entry)),
+        };
+        let whole_table = narrow.is_none();
+        let mut ops = vec![Op::put(CONFIG_TABLE, &key, value.clone(), cas)];
+        ops.extend(narrow.unwrap_or_else(|| vec![Op::unchanged(CONFIG_TABLE, index)]));
         let applied = state.store.apply(&ops).await?;
         if applied.stale {
-            // Another agent changed the config table between the check and the write.
+            // Another agent changed what the check read between the check and the write.
             drop(_guard);
             contention_backoff(attempt).await;
             continue;
         }
         if applied.changed {
             tracing::info!(kind = %entry.kind(), name = entry.name(), index = applied.index, "config entry written");
-            refresh_after_write(state, current, applied.index, &key).await;
+            if whole_table {
+                refresh_after_write(state, current, applied.index, &key).await;
+            } else {
+                forget_cache(state);
+            }
         }
         return Ok(Written {
             ok: applied.ok,
@@ -511,10 +575,13 @@ pub(crate) async fn delete_entry(
         let _guard = state.write_lock.lock().await;
         let (index, current) = load_all_at(state).await?;
         cross_checks(&current, None, Some((kind, name))).map_err(ApiError::bad_request)?;
-        let ops = [
-            Op::delete(CONFIG_TABLE, &key, cas),
-            Op::unchanged(CONFIG_TABLE, index),
-        ];
+        let narrow = match attempt {
+            0 => None,
+            _ => narrow_guards(&current, kind, name, None),
+        };
+        let whole_table = narrow.is_none();
+        let mut ops = vec![Op::delete(CONFIG_TABLE, &key, cas)];
+        ops.extend(narrow.unwrap_or_else(|| vec![Op::unchanged(CONFIG_TABLE, index)]));
         let applied = state.store.apply(&ops).await?;
         if applied.stale {
             drop(_guard);
@@ -523,7 +590,11 @@ pub(crate) async fn delete_entry(
         }
         if applied.changed {
             tracing::info!(kind = %kind, name, index = applied.index, "config entry deleted");
-            refresh_after_write(state, current, applied.index, &key).await;
+            if whole_table {
+                refresh_after_write(state, current, applied.index, &key).await;
+            } else {
+                forget_cache(state);
+            }
         }
         return Ok(applied.ok);
     }

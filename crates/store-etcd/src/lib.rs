@@ -329,6 +329,9 @@ impl EtcdStore {
                 Op::Unchanged { table, .. } => {
                     reads.insert(self.index_key(table), ());
                 }
+                Op::UnchangedKey { table, key, .. } => {
+                    reads.insert(self.record_key(table, key), ());
+                }
             }
         }
         let keys: Vec<String> = reads.into_keys().collect();
@@ -588,6 +591,15 @@ fn plan(store: &EtcdStore, ops: &[Op], seen: &BTreeMap<String, Seen>) -> Result<
                     return Err(true);
                 }
             }
+            Op::UnchangedKey { table, key, index } => {
+                let now = seen
+                    .get(&store.record_key(table, key))
+                    .map(|s| s.mod_revision)
+                    .unwrap_or(0);
+                if now != *index {
+                    return Err(true);
+                }
+            }
         }
     }
     let mut writes = Vec::new();
@@ -616,7 +628,7 @@ fn plan(store: &EtcdStore, ops: &[Op], seen: &BTreeMap<String, Seen>) -> Result<
                     touched.push(table.clone());
                 }
             }
-            Op::Unchanged { .. } => {}
+            Op::Unchanged { .. } | Op::UnchangedKey { .. } => {}
         }
     }
     Ok(Plan { writes, touched })

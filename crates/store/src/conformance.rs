@@ -114,6 +114,37 @@ async fn an_unchanged_guard_refuses_a_stale_write(s: &dyn Store) {
         .await
         .unwrap();
     assert!(never.ok, "a never-written table is at index 0");
+    // The narrow guard: one record's ModifyIndex (0 = absent).
+    let a = s.get("t4", "a").await.unwrap().unwrap();
+    let held = s
+        .apply(&[
+            put("t5", "z", "1", Cas::Any),
+            Op::unchanged_key("t4", "a", a.modify_index),
+            Op::unchanged_key("t4", "missing", 0),
+        ])
+        .await
+        .unwrap();
+    assert!(held.ok, "records unchanged: the write goes through");
+    s.apply(&[put("t4", "a", "2", Cas::Any)]).await.unwrap();
+    let moved = s
+        .apply(&[
+            put("t5", "z", "2", Cas::Any),
+            Op::unchanged_key("t4", "a", a.modify_index),
+        ])
+        .await
+        .unwrap();
+    assert!(!moved.ok && moved.stale, "the record moved: stale");
+    let appeared = s
+        .apply(&[
+            put("t5", "z", "2", Cas::Any),
+            Op::unchanged_key("t4", "b", 0),
+        ])
+        .await
+        .unwrap();
+    assert!(
+        !appeared.ok && appeared.stale,
+        "an absent record appeared: stale"
+    );
 }
 
 async fn list_is_scoped_to_the_table_and_ordered(s: &dyn Store) {

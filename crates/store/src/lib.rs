@@ -72,6 +72,14 @@ pub enum Op {
     /// `index` (a read-check-write sequence guards everything its check read). When it
     /// fails, [`Applied::stale`] is set and the caller re-reads and retries.
     Unchanged { table: String, index: u64 },
+    /// A condition only: the write goes through only while the record `key` still has
+    /// ModifyIndex `index` (0: still absent). A narrower guard than [`Op::Unchanged`]
+    /// for a check that read a few records; fails the same way ([`Applied::stale`]).
+    UnchangedKey {
+        table: String,
+        key: String,
+        index: u64,
+    },
 }
 
 impl Op {
@@ -93,6 +101,13 @@ impl Op {
     pub fn unchanged(table: &str, index: u64) -> Op {
         Op::Unchanged {
             table: table.into(),
+            index,
+        }
+    }
+    pub fn unchanged_key(table: &str, key: &str, index: u64) -> Op {
+        Op::UnchangedKey {
+            table: table.into(),
+            key: key.into(),
             index,
         }
     }
@@ -379,6 +394,16 @@ impl RedbStore {
                         }
                         continue;
                     }
+                    Op::UnchangedKey { table, key, index } => {
+                        let now = match records.get(record_key(table, key).as_str()).map_err(err)? {
+                            None => 0,
+                            Some(v) => decode(key, v.value())?.modify_index,
+                        };
+                        if now != *index {
+                            return Ok(Applied::refused(current, true));
+                        }
+                        continue;
+                    }
                 };
                 let existing = match records.get(record_key(table, key).as_str()).map_err(err)? {
                     None => None,
@@ -419,7 +444,7 @@ impl RedbStore {
                             touched.push(table);
                         }
                     }
-                    Op::Unchanged { .. } => {}
+                    Op::Unchanged { .. } | Op::UnchangedKey { .. } => {}
                 }
             }
             if touched.is_empty() {

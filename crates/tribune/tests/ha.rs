@@ -306,3 +306,73 @@ fn a_sidecar_fails_over_to_another_agent_with_no_failed_request() {
         done.load(Ordering::Relaxed)
     );
 }
+
+#[test]
+fn cross_entry_checks_hold_under_concurrent_writers_on_different_agents() {
+    let _serial = serial();
+    let cluster = Cluster::start(3);
+    let (_a, a) = agent_on(&cluster, &[]);
+    let (_b, b) = agent_on(&cluster, &[]);
+    let provider = |n: usize| {
+        format!(
+            r#"{{"Kind":"jwt-provider","Name":"p{n}","Issuer":"https://p{n}","JSONWebKeySet":{{"Local":{{"JWKS":"eyJrZXlzIjpbXX0="}}}}}}"#
+        )
+    };
+    let intention = |n: usize| {
+        format!(
+            r#"{{"Kind":"service-intentions","Name":"svc{n}","Sources":[{{"Name":"web","Action":"allow","JWT":{{"Providers":[{{"Name":"p{n}"}}]}}}}]}}"#
+        )
+    };
+    // Round n: provider pn exists; A deletes it while B writes an intention that
+    // references it. Either may win, never both.
+    let mut both_refused = 0;
+    for n in 0..12 {
+        let (s, body) = request(&a, "PUT", "/v1/config", &[], &provider(n));
+        assert_eq!(s, 200, "{body}");
+        let (a2, b2) = (a.clone(), b.clone());
+        let del = std::thread::spawn(move || {
+            request(
+                &a2,
+                "DELETE",
+                &format!("/v1/config/jwt-provider/p{n}"),
+                &[],
+                "",
+            )
+        });
+        let body = intention(n);
+        let put = std::thread::spawn(move || request(&b2, "PUT", "/v1/config", &[], &body));
+        let (del, put) = (del.join().unwrap(), put.join().unwrap());
+        let provider_gone = get(&a, &format!("/v1/config/jwt-provider/p{n}")).0 == 404;
+        let intention_there = get(&b, &format!("/v1/config/service-intentions/svc{n}")).0 == 200;
+        assert!(
+            !(provider_gone && intention_there),
+            "round {n}: an intention references a deleted provider (delete {del:?}, put {put:?})"
+        );
+        if del.0 != 200 && put.0 != 200 {
+            both_refused += 1;
+        }
+    }
+    assert!(both_refused < 12, "some writes went through");
+
+    // Writers of unrelated entries through both agents at once all succeed.
+    let threads: Vec<_> = (0..6)
+        .map(|w| {
+            let agent = if w % 2 == 0 { a.clone() } else { b.clone() };
+            std::thread::spawn(move || {
+                for i in 0..15 {
+                    let body = format!(
+                        r#"{{"Kind":"service-defaults","Name":"s{w}-{i}","Protocol":"http"}}"#
+                    );
+                    let (s, text) = request(&agent, "PUT", "/v1/config", &[], &body);
+                    assert_eq!((s, text.as_str()), (200, "true"), "writer {w} entry {i}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let (_, list) = get(&b, "/v1/config/service-defaults");
+    let list: Vec<serde_json::Value> = serde_json::from_str(&list).unwrap();
+    assert_eq!(list.len(), 90);
+}
