@@ -37,13 +37,16 @@ pub(crate) async fn load_all_at(
     state: &AppState,
 ) -> ApiResult<(u64, Arc<Vec<(ConfigEntry, Record)>>)> {
     let index = state.store.table_index(CONFIG_TABLE).await?;
-    if let Ok(cache) = state.entries_cache.lock() {
-        if let Some((i, all)) = cache.as_ref() {
-            if *i == index {
-                return Ok((index, all.clone()));
-            }
-        }
+    if let Some(hit) = cached_at_least(state, index) {
+        return Ok(hit);
     }
+    // One reload at a time: the waiters a change wakes (every sidecar's blocking
+    // query) share one read of the table instead of each reading and decoding it.
+    let _one = state.reload_lock.lock().await;
+    if let Some(hit) = cached_at_least(state, index) {
+        return Ok(hit);
+    }
+    let index = state.store.table_index(CONFIG_TABLE).await?;
     let mut out = Vec::new();
     for r in state.store.list(CONFIG_TABLE).await? {
         if let Some(e) = decode_record(&r)? {
@@ -55,6 +58,14 @@ pub(crate) async fn load_all_at(
         *cache = Some((index, all.clone()));
     }
     Ok((index, all))
+}
+
+/// The cached entries when they are at `index` or newer.
+#[allow(clippy::type_complexity)]
+fn cached_at_least(state: &AppState, index: u64) -> Option<(u64, Arc<Vec<(ConfigEntry, Record)>>)> {
+    let cache = state.entries_cache.lock().ok()?;
+    let (i, all) = cache.as_ref()?;
+    (*i >= index).then(|| (*i, all.clone()))
 }
 
 /// A stored entry through the one validation pipeline; `None` (logged) when it is no
@@ -76,37 +87,42 @@ fn decode_record(r: &Record) -> ApiResult<Option<ConfigEntry>> {
 }
 
 /// After a write of `key` at store index `index`: the cached entries become `current`
-/// with that one record replaced, added or removed, so the next write or snapshot
-/// query decodes one entry, not the whole table. Every write of the config table is
-/// guarded with `Op::Unchanged` on the index `current` was read at (on every agent
-/// sharing the store), so `current` is the table as it was right before this write.
-/// When anything else moved the table's index since, or the record can't be read
-/// back, the cache is left for [`load_all`] to rebuild.
-async fn refresh_after_write(
+/// with that one record replaced (`written`: the entry and its stored bytes), added or
+/// removed (`None`), so the next write or snapshot query decodes nothing and reads
+/// nothing. Valid because the write was guarded with `Op::Unchanged` on the index
+/// `current` was read at: the table was exactly `current` when this write committed,
+/// so `current` plus this change is the table at `index` (a newer cache is kept).
+fn refresh_after_write(
     state: &AppState,
     current: Arc<Vec<(ConfigEntry, Record)>>,
     index: u64,
     key: &str,
+    written: Option<(&ConfigEntry, Vec<u8>)>,
 ) {
-    if !matches!(state.store.table_index(CONFIG_TABLE).await, Ok(i) if i == index) {
-        return;
-    }
-    let fresh = match state.store.get(CONFIG_TABLE, key).await {
-        Ok(Some(r)) => match decode_record(&r) {
-            Ok(Some(e)) => Some((e, r)),
-            _ => return,
-        },
-        Ok(None) => None,
-        Err(_) => return,
-    };
     let Ok(mut cache) = state.entries_cache.lock() else {
         return;
     };
+    if cache.as_ref().is_some_and(|(i, _)| *i > index) {
+        return;
+    }
     // The cache usually holds the same list as `current`: release it so the list can
     // be changed in place instead of copied (readers still holding it force a copy).
     drop(cache.take());
     let mut all = Arc::try_unwrap(current).unwrap_or_else(|shared| (*shared).clone());
-    match (all.iter().position(|(_, r)| r.key == key), fresh) {
+    let at = all.iter().position(|(_, r)| r.key == key);
+    let fresh = written.map(|(entry, value)| {
+        let create_index = at.map(|i| all[i].1.create_index).unwrap_or(index);
+        (
+            entry.clone(),
+            Record {
+                key: key.to_string(),
+                value,
+                create_index,
+                modify_index: index,
+            },
+        )
+    });
+    match (at, fresh) {
         (Some(i), Some(entry)) => all[i] = entry,
         (Some(i), None) => {
             all.remove(i);
@@ -401,7 +417,13 @@ pub(crate) async fn write_entry(
         if applied.changed {
             tracing::info!(kind = %entry.kind(), name = entry.name(), index = applied.index, "config entry written");
             if whole_table {
-                refresh_after_write(state, current, applied.index, &key).await;
+                refresh_after_write(
+                    state,
+                    current,
+                    applied.index,
+                    &key,
+                    Some((entry, value.clone())),
+                );
             } else {
                 forget_cache(state);
             }
@@ -591,7 +613,7 @@ pub(crate) async fn delete_entry(
         if applied.changed {
             tracing::info!(kind = %kind, name, index = applied.index, "config entry deleted");
             if whole_table {
-                refresh_after_write(state, current, applied.index, &key).await;
+                refresh_after_write(state, current, applied.index, &key, None);
             } else {
                 forget_cache(state);
             }

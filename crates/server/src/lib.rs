@@ -55,6 +55,9 @@ pub struct AppState {
             Arc<Vec<(tribune_model::ConfigEntry, tribune_store::Record)>>,
         )>,
     >,
+    /// Serializes reloads of `entries_cache` (one table read per change, not one per
+    /// waiter).
+    reload_lock: tokio::sync::Mutex<()>,
     /// Set once at shutdown: blocking queries answer at once instead of holding their
     /// connections (and so the agent's exit) for up to ten minutes.
     shutting_down: tokio::sync::watch::Sender<bool>,
@@ -72,6 +75,7 @@ impl AppState {
             config,
             write_lock: tokio::sync::Mutex::new(()),
             entries_cache: std::sync::Mutex::new(None),
+            reload_lock: tokio::sync::Mutex::new(()),
             shutting_down: tokio::sync::watch::Sender::new(false),
             advertise: std::sync::OnceLock::new(),
         });
