@@ -46,6 +46,9 @@ pub(crate) async fn load_all_at(
     if let Some(hit) = cached_at_least(state, index) {
         return Ok(hit);
     }
+    if let Some(caught_up) = catch_up(state).await? {
+        return Ok(caught_up);
+    }
     let index = state.store.table_index(CONFIG_TABLE).await?;
     let mut out = Vec::new();
     for r in state.store.list(CONFIG_TABLE).await? {
@@ -58,6 +61,43 @@ pub(crate) async fn load_all_at(
         *cache = Some((index, all.clone()));
     }
     Ok((index, all))
+}
+
+/// Brings a stale cache up to date from the records changed since its index, when the
+/// store can list those (another agent wrote: etcd) and nothing was deleted; `None`
+/// when the whole table must be read.
+async fn catch_up(state: &AppState) -> ApiResult<Option<(u64, Arc<Vec<(ConfigEntry, Record)>>)>> {
+    let Some((since, cached)) = state
+        .entries_cache
+        .lock()
+        .ok()
+        .and_then(|c| c.as_ref().map(|(i, all)| (*i, all.clone())))
+    else {
+        return Ok(None);
+    };
+    let Some(changes) = state.store.changes_since(CONFIG_TABLE, since).await? else {
+        return Ok(None);
+    };
+    let mut all = (*cached).clone();
+    for r in changes.changed {
+        let at = all.binary_search_by(|(_, old)| old.key.as_str().cmp(r.key.as_str()));
+        match (decode_record(&r)?, at) {
+            (Some(e), Ok(i)) => all[i] = (e, r),
+            (Some(e), Err(i)) => all.insert(i, (e, r)),
+            (None, Ok(i)) => {
+                all.remove(i);
+            }
+            (None, Err(_)) => {}
+        }
+    }
+    if all.len() != changes.count {
+        return Ok(None); // something was deleted (or is stored but invalid)
+    }
+    let all = Arc::new(all);
+    if let Ok(mut cache) = state.entries_cache.lock() {
+        *cache = Some((changes.index, all.clone()));
+    }
+    Ok(Some((changes.index, all)))
 }
 
 /// The cached entries when they are at `index` or newer.

@@ -33,7 +33,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use tribune_store::{Applied, Cas, Membership, Op, Record, Store, StoreError, StoreFuture};
+use tribune_store::{
+    Applied, Cas, Changes, Membership, Op, Record, Store, StoreError, StoreFuture,
+};
 
 /// How an agent reaches etcd.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -301,6 +303,68 @@ impl EtcdStore {
                 })
             })
             .collect()
+    }
+
+    /// One transaction (one revision): the table's index key, the records modified
+    /// after `index`, and the number of records.
+    async fn changes(&self, table: &str, index: u64) -> Result<Changes, StoreError> {
+        let prefix = self.data_prefix(table);
+        let index_key = self.index_key(table);
+        let resp = self
+            .retried(|mut kv| {
+                let ops = vec![
+                    TxnOp::get(index_key.clone(), None),
+                    TxnOp::get(
+                        prefix.clone(),
+                        Some(
+                            GetOptions::new()
+                                .with_prefix()
+                                .with_min_mod_revision(index as i64 + 1),
+                        ),
+                    ),
+                    TxnOp::get(
+                        prefix.clone(),
+                        Some(GetOptions::new().with_prefix().with_count_only()),
+                    ),
+                ];
+                async move { kv.txn(Txn::new().and_then(ops)).await }
+            })
+            .await?;
+        let gets: Vec<_> = resp
+            .op_responses()
+            .into_iter()
+            .filter_map(|r| match r {
+                TxnOpResponse::Get(g) => Some(g),
+                _ => None,
+            })
+            .collect();
+        let [idx, changed, count] = gets.as_slice() else {
+            return Err(StoreError::internal("etcd: unexpected transaction answer"));
+        };
+        let changed = changed
+            .kvs()
+            .iter()
+            .map(|kv| {
+                let full = kv
+                    .key_str()
+                    .map_err(|e| StoreError::internal(format!("etcd key: {e}")))?;
+                Ok(Record {
+                    key: full[prefix.len()..].to_string(),
+                    value: kv.value().to_vec(),
+                    create_index: kv.create_revision() as u64,
+                    modify_index: kv.mod_revision() as u64,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Changes {
+            index: idx
+                .kvs()
+                .first()
+                .map(|kv| kv.mod_revision() as u64)
+                .unwrap_or(0),
+            changed,
+            count: count.count().max(0) as usize,
+        })
     }
 
     async fn table_index_of(&self, table: &str) -> Result<u64, StoreError> {
@@ -770,6 +834,9 @@ impl Store for EtcdStore {
     }
     fn membership<'a>(&'a self, own: &'a str) -> StoreFuture<'a, Membership> {
         Box::pin(self.members(own))
+    }
+    fn changes_since<'a>(&'a self, table: &'a str, index: u64) -> StoreFuture<'a, Option<Changes>> {
+        Box::pin(async move { self.changes(table, index).await.map(Some) })
     }
 }
 

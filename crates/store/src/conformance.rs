@@ -21,6 +21,28 @@ pub async fn run_all(store: &dyn Store) {
     list_is_scoped_to_the_table_and_ordered(store).await;
     watchers_are_woken_by_writes(store).await;
     deletes_bump_the_table_index(store).await;
+    changes_since_names_what_changed(store).await;
+}
+
+async fn changes_since_names_what_changed(s: &dyn Store) {
+    let a = s.apply(&[put("t9", "a", "1", Cas::Any)]).await.unwrap();
+    s.apply(&[put("t9", "b", "1", Cas::Any)]).await.unwrap();
+    let c = s.apply(&[put("t9", "a", "2", Cas::Any)]).await.unwrap();
+    // A store that can't tell (None) is allowed: the caller reads the whole table.
+    if let Some(ch) = s.changes_since("t9", a.index).await.unwrap() {
+        assert_eq!(ch.index, c.index);
+        assert_eq!(ch.count, 2);
+        let keys: Vec<&str> = ch.changed.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["a", "b"], "changed after the index, ordered by key");
+        assert_eq!(ch.changed[0].value, b"2");
+        s.apply(&[Op::delete("t9", "b", Cas::Any)]).await.unwrap();
+        let after = s.changes_since("t9", c.index).await.unwrap().unwrap();
+        assert_eq!(
+            (after.count, after.changed.len()),
+            (1, 0),
+            "a delete shows in the count"
+        );
+    }
 }
 
 async fn writes_get_increasing_indexes_and_keep_create_index(s: &dyn Store) {

@@ -196,6 +196,18 @@ pub struct Membership {
     pub peers: Vec<String>,
 }
 
+/// What changed in a table since an index ([`Store::changes_since`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changes {
+    /// The table's index now.
+    pub index: u64,
+    /// Every record written after the index asked for (ModifyIndex greater).
+    pub changed: Vec<Record>,
+    /// How many records the table holds now (fewer than the old ones plus the new
+    /// ones means some were deleted).
+    pub count: usize,
+}
+
 /// What the API layer needs from a store. Reads are linearizable: they see every
 /// write acknowledged before they started, whichever agent made it.
 pub trait Store: Send + Sync + 'static {
@@ -214,6 +226,13 @@ pub trait Store: Send + Sync + 'static {
     /// The members serving the store. `own` is this agent's address, which an embedded
     /// store answers with.
     fn membership<'a>(&'a self, own: &'a str) -> StoreFuture<'a, Membership>;
+    /// The records of `table` changed since `index`, read at one point in time, when
+    /// the store can tell them without reading the whole table (`None`: read it).
+    /// Lets an agent that did not make a write catch its cache up cheaply.
+    fn changes_since<'a>(&'a self, table: &'a str, index: u64) -> StoreFuture<'a, Option<Changes>> {
+        let _ = (table, index);
+        Box::pin(std::future::ready(Ok(None)))
+    }
 }
 
 fn record_key(table: &str, key: &str) -> String {

@@ -163,6 +163,45 @@ async fn until_all(proxies: &[Arc<Proxy>], allow: bool, t0: Instant, samples: &m
     }
 }
 
+/// 100 watchers (a third on each agent) and 20 changes written through the first.
+async fn propagation(e: &[String], table: &str) -> bool {
+    let c = client(&e[0]);
+    put(&c, intention(false)).await;
+    let mut proxies = Vec::new();
+    let mut watchers = Vec::new();
+    for i in 0..100 {
+        let p = Proxy::new(ProxyConfig::new("127.0.0.1:9".parse().unwrap()));
+        watchers.push(tokio::spawn(tribune_proxy::watch::watch_agent(
+            p.clone(),
+            client(&e[i % 3]),
+            "api".into(),
+        )));
+        proxies.push(p);
+    }
+    until_all(&proxies, false, Instant::now(), &mut Vec::new()).await;
+    let mut samples = Vec::new();
+    let mut allow = false;
+    let changes = 20;
+    for _ in 0..changes {
+        allow = !allow;
+        put(&c, intention(allow)).await;
+        let t0 = Instant::now();
+        until_all(&proxies, allow, t0, &mut samples).await;
+    }
+    samples.sort();
+    println!("## Propagation ({table}): write via A, 100 watchers on A, B, C, {changes} changes\n");
+    println!(
+        "p50 {}, p99 {}, max {}\n",
+        ms(percentile(&samples, 0.5)),
+        ms(percentile(&samples, 0.99)),
+        ms(*samples.last().unwrap())
+    );
+    for w in watchers {
+        w.abort();
+    }
+    allow
+}
+
 fn main() {
     let per: usize = std::env::args()
         .nth(1)
@@ -178,6 +217,7 @@ fn main() {
     let e: Vec<String> = etcd_agents.iter().map(|a| a.addr.clone()).collect();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
+        propagation(&e, "a near-empty config table").await;
         println!("## Config writes ({per} per writer, service-defaults over HTTP)\n");
         println!("| store | agents | writers | writes/s | p99 |");
         println!("|---|---:|---:|---:|---:|");
@@ -197,38 +237,7 @@ fn main() {
             );
         }
 
-        let c = client(&e[0]);
-        put(&c, intention(false)).await;
-        let mut proxies = Vec::new();
-        for i in 0..100 {
-            let p = Proxy::new(ProxyConfig::new("127.0.0.1:9".parse().unwrap()));
-            tokio::spawn(tribune_proxy::watch::watch_agent(
-                p.clone(),
-                client(&e[i % 3]),
-                "api".into(),
-            ));
-            proxies.push(p);
-        }
-        let mut warm = Vec::new();
-        until_all(&proxies, false, Instant::now(), &mut warm).await;
-        let mut samples = Vec::new();
-        let mut allow = false;
-        let changes = 20;
-        for _ in 0..changes {
-            allow = !allow;
-            put(&c, intention(allow)).await;
-            let t0 = Instant::now();
-            until_all(&proxies, allow, t0, &mut samples).await;
-        }
-        samples.sort();
-        println!("\n## Propagation: write via A, 100 watchers on A, B, C ({changes} changes)\n");
-        println!(
-            "p50 {}, p99 {}, max {}",
-            ms(percentile(&samples, 0.5)),
-            ms(percentile(&samples, 0.99)),
-            ms(*samples.last().unwrap())
-        );
-
+        let mut allow = propagation(&e, "after the writes: ~1 400 entries").await;
         let failover: Vec<Arc<Proxy>> = (0..10)
             .map(|_| {
                 let p = Proxy::new(ProxyConfig::new("127.0.0.1:9".parse().unwrap()));

@@ -372,7 +372,27 @@ fn cross_entry_checks_hold_under_concurrent_writers_on_different_agents() {
     for t in threads {
         t.join().unwrap();
     }
-    let (_, list) = get(&b, "/v1/config/service-defaults");
-    let list: Vec<serde_json::Value> = serde_json::from_str(&list).unwrap();
-    assert_eq!(list.len(), 90);
+    // Each agent's decoded-entry cache catches up with the other's writes (changed
+    // records only) and with deletes (a full read): both list exactly what etcd holds.
+    let count = |agent: &str| {
+        let (_, list) = get(agent, "/v1/config/service-defaults");
+        serde_json::from_str::<Vec<serde_json::Value>>(&list)
+            .unwrap()
+            .len()
+    };
+    assert_eq!((count(&a), count(&b)), (90, 90));
+    let (s, _) = request(
+        &a,
+        "PUT",
+        "/v1/config",
+        &[],
+        r#"{"Kind":"service-defaults","Name":"extra","Protocol":"grpc"}"#,
+    );
+    assert_eq!(s, 200);
+    assert_eq!(count(&b), 91);
+    let (_, extra) = get(&b, "/v1/config/service-defaults/extra");
+    assert!(extra.contains("grpc"), "{extra}");
+    let (s, _) = request(&b, "DELETE", "/v1/config/service-defaults/s0-0", &[], "");
+    assert_eq!(s, 200);
+    assert_eq!((count(&a), count(&b)), (90, 90));
 }
