@@ -412,12 +412,15 @@ pub(crate) async fn block_on_table(
     table: &str,
     query: &[(String, String)],
 ) -> ApiResult<u64> {
-    let current = state.store.table_index(table).await?;
+    // Indexes are answered as at least 1 (Consul never answers 0), so an empty table
+    // is at 1 for the comparison too: a query at index 1 on it blocks instead of
+    // returning at once, over and over.
+    let current = state.store.table_index(table).await?.max(1);
     let Some(min) = query_get(query, "index").and_then(|s| s.parse::<u64>().ok()) else {
-        return Ok(current.max(1));
+        return Ok(current);
     };
     if min == 0 || current != min {
-        return Ok(current.max(1));
+        return Ok(current);
     }
     let wait = match query_get(query, "wait") {
         Some(w) => {
@@ -432,18 +435,18 @@ pub(crate) async fn block_on_table(
     let mut rx = state.store.subscribe();
     let mut stop = state.shutting_down.subscribe();
     loop {
-        let now = state.store.table_index(table).await?;
+        let now = state.store.table_index(table).await?.max(1);
         if now != min || *stop.borrow_and_update() {
-            return Ok(now.max(1));
+            return Ok(now);
         }
         tokio::select! {
             changed = rx.changed() => {
                 if changed.is_err() {
-                    return Ok(now.max(1));
+                    return Ok(now);
                 }
             }
             _ = stop.changed() => {}
-            _ = tokio::time::sleep_until(deadline) => return Ok(now.max(1)),
+            _ = tokio::time::sleep_until(deadline) => return Ok(now),
         }
     }
 }

@@ -271,6 +271,30 @@ async fn blocking_queries_wake_on_change_and_time_out() {
     );
 }
 
+/// An empty table answers index 1; a blocking query at 1 must then block, not return
+/// at once (a sidecar's watch on a fresh agent would spin).
+#[tokio::test]
+async fn a_blocking_query_on_an_empty_table_blocks() {
+    let api = Api::dev().await;
+    let r = api.call("GET", "/v1/config/jwt-provider", None, "").await;
+    assert_eq!(r.headers["x-consul-index"], "1");
+    let start = std::time::Instant::now();
+    let r = api
+        .call(
+            "GET",
+            "/v1/config/jwt-provider?index=1&wait=200ms",
+            None,
+            "",
+        )
+        .await;
+    assert_eq!(r.headers["x-consul-index"], "1");
+    assert!(
+        start.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn intentions_check_exact_and_match() {
     let api = Api::dev().await;
