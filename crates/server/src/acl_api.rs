@@ -95,6 +95,32 @@ pub(crate) async fn ensure_management_token(state: &AppState, secret: &str) -> A
     Err(contended(TOKEN_TABLE))
 }
 
+/// Writes `op` (a create in `table`) once `check` passes on the table's records,
+/// guarded on the index they were read at: a uniqueness rule (policy names, token
+/// secrets) holds across agents writing at once. Retried on a lost race.
+async fn create_unique(
+    state: &AppState,
+    table: &str,
+    op: Op,
+    check: impl Fn(&[Record]) -> ApiResult<()>,
+) -> ApiResult<tribune_store::Applied> {
+    for attempt in 0..WRITE_ATTEMPTS {
+        let serial = state.write_lock.lock().await;
+        let index = state.store.table_index(table).await?;
+        check(&state.store.list(table).await?)?;
+        let applied = state
+            .store
+            .apply(&[op.clone(), Op::unchanged(table, index)])
+            .await?;
+        if !applied.stale {
+            return Ok(applied);
+        }
+        drop(serial);
+        contention_backoff(attempt).await;
+    }
+    Err(contended(table))
+}
+
 fn bootstrap_refused(reset_index: u64) -> ApiError {
     ApiError(
         StatusCode::FORBIDDEN,
@@ -200,34 +226,25 @@ pub(crate) async fn create_policy(
             .to_string(),
         rules,
     };
-    let mut written = None;
-    for attempt in 0..WRITE_ATTEMPTS {
-        // Names are unique cluster-wide: the write is guarded on the list it checked.
-        let serial = state.write_lock.lock().await;
-        let index = state.store.table_index(POLICY_TABLE).await?;
-        for r in state.store.list(POLICY_TABLE).await? {
-            if serde_json::from_slice::<Policy>(&r.value).is_ok_and(|p| p.name == policy.name) {
+    // Names are unique cluster-wide.
+    let name = policy.name.clone();
+    let applied = create_unique(
+        &state,
+        POLICY_TABLE,
+        put_json(POLICY_TABLE, &policy.id, &policy, Cas::Absent),
+        |records| {
+            if records
+                .iter()
+                .any(|r| serde_json::from_slice::<Policy>(&r.value).is_ok_and(|p| p.name == name))
+            {
                 return Err(ApiError::bad_request(format!(
-                    "Invalid Policy: A Policy with Name {:?} already exists",
-                    policy.name
+                    "Invalid Policy: A Policy with Name {name:?} already exists"
                 )));
             }
-        }
-        let applied = state
-            .store
-            .apply(&[
-                put_json(POLICY_TABLE, &policy.id, &policy, Cas::Absent),
-                Op::unchanged(POLICY_TABLE, index),
-            ])
-            .await?;
-        if !applied.stale {
-            written = Some(applied);
-            break;
-        }
-        drop(serial);
-        contention_backoff(attempt).await;
-    }
-    let applied = written.ok_or_else(|| contended(POLICY_TABLE))?;
+            Ok(())
+        },
+    )
+    .await?;
     tracing::info!(policy = %policy.name, id = %policy.id, "ACL policy created");
     Ok(Json(with_indexes(
         serde_json::to_value(&policy).unwrap_or(Value::Null),
@@ -396,34 +413,26 @@ pub(crate) async fn create_token(
         local: v.get("Local").and_then(Value::as_bool).unwrap_or(false),
         create_time: now_rfc3339(),
     };
-    let mut written = None;
-    for attempt in 0..WRITE_ATTEMPTS {
-        // Secrets are unique cluster-wide: the write is guarded on the table it checked.
-        let serial = state.write_lock.lock().await;
-        let index = state.store.table_index(TOKEN_TABLE).await?;
-        if find_token_by_secret(&state, &token.secret_id)
-            .await?
-            .is_some()
-        {
-            return Err(ApiError::bad_request(
-                "Invalid Token: SecretID is already in use",
-            ));
-        }
-        let applied = state
-            .store
-            .apply(&[
-                put_json(TOKEN_TABLE, &token.accessor_id, &token, Cas::Absent),
-                Op::unchanged(TOKEN_TABLE, index),
-            ])
-            .await?;
-        if !applied.stale {
-            written = Some(applied);
-            break;
-        }
-        drop(serial);
-        contention_backoff(attempt).await;
-    }
-    let applied = written.ok_or_else(|| contended(TOKEN_TABLE))?;
+    // Secrets are unique cluster-wide.
+    let secret = token.secret_id.clone();
+    let applied = create_unique(
+        &state,
+        TOKEN_TABLE,
+        put_json(TOKEN_TABLE, &token.accessor_id, &token, Cas::Absent),
+        |records| {
+            if records.iter().any(|r| {
+                serde_json::from_slice::<Token>(&r.value).is_ok_and(|t| {
+                    crate::constant_time_eq(t.secret_id.as_bytes(), secret.as_bytes())
+                })
+            }) {
+                return Err(ApiError::bad_request(
+                    "Invalid Token: SecretID is already in use",
+                ));
+            }
+            Ok(())
+        },
+    )
+    .await?;
     if !applied.ok {
         return Err(ApiError::bad_request(
             "Invalid Token: AccessorID is already in use",

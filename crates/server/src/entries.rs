@@ -433,45 +433,61 @@ pub(crate) async fn write_entry(
     entry: &ConfigEntry,
     cas: Cas,
 ) -> ApiResult<Written> {
-    let key = entry_key(entry.kind(), entry.name());
     let value = entry.to_canonical_string().into_bytes();
+    let (ok, warnings) =
+        commit(state, entry.kind(), entry.name(), Some((entry, value)), cas).await?;
+    Ok(Written { ok, warnings })
+}
+
+/// Writes (`Some`) or deletes (`None`) `kind/name` after the cross-entry checks, against
+/// one snapshot of the state, guarded on what the checks read (the whole table first,
+/// then the narrow guards; retried while another agent wins the race). Returns the CAS
+/// outcome and the write's warnings.
+async fn commit(
+    state: &AppState,
+    kind: Kind,
+    name: &str,
+    written: Option<(&ConfigEntry, Vec<u8>)>,
+    cas: Cas,
+) -> ApiResult<(bool, Vec<String>)> {
+    let key = entry_key(kind, name);
+    let new = written.as_ref().map(|(e, _)| *e);
     for attempt in 0..WRITE_ATTEMPTS {
-        let _guard = state.write_lock.lock().await;
+        let serial = state.write_lock.lock().await;
         let (index, current) = load_all_at(state).await?;
-        cross_checks(&current, Some(entry), None).map_err(ApiError::bad_request)?;
-        let warnings = warnings_for(state, &current, entry);
+        let removed = new.is_none().then_some((kind, name));
+        cross_checks(&current, new, removed).map_err(ApiError::bad_request)?;
+        let warnings = new
+            .map(|e| warnings_for(state, &current, e))
+            .unwrap_or_default();
         let narrow = match attempt {
             0 => None,
-            _ => narrow_guards(&current, entry.kind(), entry.name(), Some(entry)),
+            _ => narrow_guards(&current, kind, name, new),
         };
         let whole_table = narrow.is_none();
-        let mut ops = vec![Op::put(CONFIG_TABLE, &key, value.clone(), cas)];
+        let mut ops = vec![match &written {
+            Some((_, value)) => Op::put(CONFIG_TABLE, &key, value.clone(), cas),
+            None => Op::delete(CONFIG_TABLE, &key, cas),
+        }];
         ops.extend(narrow.unwrap_or_else(|| vec![Op::unchanged(CONFIG_TABLE, index)]));
         let applied = state.store.apply(&ops).await?;
         if applied.stale {
             // Another agent changed what the check read between the check and the write.
-            drop(_guard);
+            drop(serial);
             contention_backoff(attempt).await;
             continue;
         }
         if applied.changed {
-            tracing::info!(kind = %entry.kind(), name = entry.name(), index = applied.index, "config entry written");
+            let what = if new.is_some() { "written" } else { "deleted" };
+            tracing::info!(kind = %kind, name, index = applied.index, "config entry {what}");
             if whole_table {
-                refresh_after_write(
-                    state,
-                    current,
-                    applied.index,
-                    &key,
-                    Some((entry, value.clone())),
-                );
+                let fresh = written.as_ref().map(|(e, v)| (*e, v.clone()));
+                refresh_after_write(state, current, applied.index, &key, fresh);
             } else {
                 forget_cache(state);
             }
         }
-        return Ok(Written {
-            ok: applied.ok,
-            warnings,
-        });
+        return Ok((applied.ok, warnings));
     }
     Err(contended(CONFIG_TABLE))
 }
@@ -632,33 +648,5 @@ pub(crate) async fn delete_entry(
     name: &str,
     cas: Cas,
 ) -> ApiResult<bool> {
-    let key = entry_key(kind, name);
-    for attempt in 0..WRITE_ATTEMPTS {
-        let _guard = state.write_lock.lock().await;
-        let (index, current) = load_all_at(state).await?;
-        cross_checks(&current, None, Some((kind, name))).map_err(ApiError::bad_request)?;
-        let narrow = match attempt {
-            0 => None,
-            _ => narrow_guards(&current, kind, name, None),
-        };
-        let whole_table = narrow.is_none();
-        let mut ops = vec![Op::delete(CONFIG_TABLE, &key, cas)];
-        ops.extend(narrow.unwrap_or_else(|| vec![Op::unchanged(CONFIG_TABLE, index)]));
-        let applied = state.store.apply(&ops).await?;
-        if applied.stale {
-            drop(_guard);
-            contention_backoff(attempt).await;
-            continue;
-        }
-        if applied.changed {
-            tracing::info!(kind = %kind, name, index = applied.index, "config entry deleted");
-            if whole_table {
-                refresh_after_write(state, current, applied.index, &key, None);
-            } else {
-                forget_cache(state);
-            }
-        }
-        return Ok(applied.ok);
-    }
-    Err(contended(CONFIG_TABLE))
+    Ok(commit(state, kind, name, None, cas).await?.0)
 }

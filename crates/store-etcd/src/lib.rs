@@ -289,20 +289,7 @@ impl EtcdStore {
             })
             .await?;
         // Ranges come back ordered by key bytes, as the embedded store orders them.
-        resp.kvs()
-            .iter()
-            .map(|kv| {
-                let full = kv
-                    .key_str()
-                    .map_err(|e| StoreError::internal(format!("etcd key: {e}")))?;
-                Ok(Record {
-                    key: full[prefix.len()..].to_string(),
-                    value: kv.value().to_vec(),
-                    create_index: kv.create_revision() as u64,
-                    modify_index: kv.mod_revision() as u64,
-                })
-            })
-            .collect()
+        records(resp.kvs(), &prefix)
     }
 
     /// One transaction (one revision): the table's index key, the records modified
@@ -341,21 +328,7 @@ impl EtcdStore {
         let [idx, changed, count] = gets.as_slice() else {
             return Err(StoreError::internal("etcd: unexpected transaction answer"));
         };
-        let changed = changed
-            .kvs()
-            .iter()
-            .map(|kv| {
-                let full = kv
-                    .key_str()
-                    .map_err(|e| StoreError::internal(format!("etcd key: {e}")))?;
-                Ok(Record {
-                    key: full[prefix.len()..].to_string(),
-                    value: kv.value().to_vec(),
-                    create_index: kv.create_revision() as u64,
-                    modify_index: kv.mod_revision() as u64,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let changed = records(changed.kvs(), &prefix)?;
         Ok(Changes {
             index: idx
                 .kvs()
@@ -614,6 +587,23 @@ impl EtcdStore {
         peers.sort();
         Ok(Membership { leader, peers })
     }
+}
+
+/// etcd key-values under a table's prefix as records (keys without the prefix).
+fn records(kvs: &[etcd_client::KeyValue], prefix: &str) -> Result<Vec<Record>, StoreError> {
+    kvs.iter()
+        .map(|kv| {
+            let full = kv
+                .key_str()
+                .map_err(|e| StoreError::internal(format!("etcd key: {e}")))?;
+            Ok(Record {
+                key: full.get(prefix.len()..).unwrap_or("").to_string(),
+                value: kv.value().to_vec(),
+                create_index: kv.create_revision() as u64,
+                modify_index: kv.mod_revision() as u64,
+            })
+        })
+        .collect()
 }
 
 /// What a write's read phase saw of one key.

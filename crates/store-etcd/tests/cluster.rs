@@ -587,3 +587,37 @@ mod linearizability {
         assert!(linearizable(&unknown));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_etcd_uses_the_ca_and_client_certificate_given() {
+    let _serial = serial();
+    let cluster = Cluster::start_tls(1);
+    let tls = cluster.tls.clone().unwrap();
+    let mut cfg = config(cluster.endpoints(), "/tls/");
+    cfg.ca_file = Some(tls.ca.clone());
+    cfg.cert_file = Some(tls.client_cert.clone());
+    cfg.key_file = Some(tls.client_key.clone());
+    let s = EtcdStore::connect(&cfg).await.unwrap();
+    let w = s.apply(&[put("cfg", "x", "1", Cas::Any)]).await.unwrap();
+    assert!(w.ok && w.changed);
+    assert_eq!(s.get("cfg", "x").await.unwrap().unwrap().value, b"1");
+
+    // Without the client certificate etcd refuses the connection.
+    let mut no_cert = cfg.clone();
+    no_cert.cert_file = None;
+    no_cert.key_file = None;
+    let e = EtcdStore::connect(&no_cert)
+        .await
+        .err()
+        .expect("client certificate required");
+    assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
+    // Without the CA the server's certificate is not trusted.
+    let mut no_ca = cfg.clone();
+    no_ca.ca_file = None;
+    assert!(EtcdStore::connect(&no_ca).await.is_err());
+    // A missing file is named.
+    let mut missing = cfg.clone();
+    missing.ca_file = Some("/nonexistent/ca.pem".into());
+    let e = EtcdStore::connect(&missing).await.err().unwrap();
+    assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
+}

@@ -19,11 +19,72 @@ pub struct Member {
     data_dir: PathBuf,
     log: PathBuf,
     child: Option<Child>,
+    tls: bool,
+}
+
+/// Certificates for a cluster whose client port requires TLS and a client
+/// certificate (PEM files in the cluster's temp dir).
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl Tls {
+    fn generate(dir: &std::path::Path) -> Tls {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+            KeyPair, KeyUsagePurpose, SanType,
+        };
+        let ca_key = KeyPair::generate().expect("CA key");
+        let mut ca = CertificateParams::default();
+        ca.distinguished_name
+            .push(DnType::CommonName, "tribune test etcd CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
+        let issuer = Issuer::new(ca, ca_key);
+        let leaf = |cn: &str, server: bool| {
+            let key = KeyPair::generate().expect("key");
+            let mut p = CertificateParams::default();
+            p.distinguished_name.push(DnType::CommonName, cn);
+            p.extended_key_usages = vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ];
+            if server {
+                p.subject_alt_names = vec![
+                    SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])),
+                    SanType::DnsName("localhost".try_into().expect("name")),
+                ];
+            }
+            let cert = p.signed_by(&key, &issuer).expect("certificate");
+            (cert.pem(), key.serialize_pem())
+        };
+        let write = |name: &str, pem: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, pem).expect("write PEM");
+            p
+        };
+        let (server_cert, server_key) = leaf("etcd", true);
+        let (client_cert, client_key) = leaf("tribune-agent", false);
+        Tls {
+            ca: write("ca.pem", &ca_cert.pem()),
+            server_cert: write("server.pem", &server_cert),
+            server_key: write("server-key.pem", &server_key),
+            client_cert: write("client.pem", &client_cert),
+            client_key: write("client-key.pem", &client_key),
+        }
+    }
 }
 
 impl Member {
     pub fn client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
     fn peer_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.peer_port)
@@ -32,6 +93,8 @@ impl Member {
 
 pub struct Cluster {
     pub members: Vec<Member>,
+    /// Set by [`Cluster::start_tls`].
+    pub tls: Option<Tls>,
     initial_cluster: String,
     token: String,
     _dir: tempfile::TempDir,
@@ -52,7 +115,18 @@ fn etcd_bin() -> String {
 impl Cluster {
     /// Starts `n` members and waits until the cluster has a leader.
     pub fn start(n: usize) -> Cluster {
+        Cluster::start_with(n, false)
+    }
+
+    /// [`Cluster::start`] with TLS on the client port and client certificates
+    /// required (`tls` holds the CA and a client certificate for the agent).
+    pub fn start_tls(n: usize) -> Cluster {
+        Cluster::start_with(n, true)
+    }
+
+    fn start_with(n: usize, tls: bool) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
+        let certs = tls.then(|| Tls::generate(dir.path()));
         let token = format!("tribune-test-{}", std::process::id());
         let members: Vec<Member> = (0..n)
             .map(|i| Member {
@@ -62,6 +136,7 @@ impl Cluster {
                 data_dir: dir.path().join(format!("m{i}.etcd")),
                 log: dir.path().join(format!("m{i}.log")),
                 child: None,
+                tls,
             })
             .collect();
         let initial_cluster = members
@@ -71,6 +146,7 @@ impl Cluster {
             .join(",");
         let mut cluster = Cluster {
             members,
+            tls: certs,
             initial_cluster,
             token,
             _dir: dir,
@@ -89,7 +165,17 @@ impl Cluster {
             .append(true)
             .open(&m.log)
             .expect("member log");
-        let child = Command::new(etcd_bin())
+        let mut cmd = Command::new(etcd_bin());
+        if let Some(t) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(&t.server_cert)
+                .arg("--key-file")
+                .arg(&t.server_key)
+                .arg("--trusted-ca-file")
+                .arg(&t.ca)
+                .arg("--client-cert-auth");
+        }
+        let child = cmd
             .arg("--name")
             .arg(&m.name)
             .arg("--data-dir")
@@ -149,7 +235,22 @@ impl Cluster {
 
     /// Whether member `i` reports itself healthy (has a leader, serves reads).
     pub fn member_healthy(&self, i: usize) -> bool {
-        health(self.members[i].client_port)
+        match &self.tls {
+            None => health(self.members[i].client_port),
+            Some(t) => Command::new("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .arg("--endpoints")
+                .arg(self.members[i].client_url())
+                .arg("--cacert")
+                .arg(&t.ca)
+                .arg("--cert")
+                .arg(&t.client_cert)
+                .arg("--key")
+                .arg(&t.client_key)
+                .args(["--command-timeout", "1s", "endpoint", "health"])
+                .output()
+                .is_ok_and(|o| o.status.success()),
+        }
     }
 
     /// Waits until every running member is healthy.

@@ -396,3 +396,101 @@ fn cross_entry_checks_hold_under_concurrent_writers_on_different_agents() {
     assert_eq!(s, 200);
     assert_eq!((count(&a), count(&b)), (90, 90));
 }
+
+#[test]
+fn the_agent_reaches_etcd_over_tls_with_the_flags_given() {
+    let _serial = serial();
+    let cluster = Cluster::start_tls(1);
+    let tls = cluster.tls.clone().unwrap();
+    let (ca, cert, key) = (
+        tls.ca.to_str().unwrap().to_string(),
+        tls.client_cert.to_str().unwrap().to_string(),
+        tls.client_key.to_str().unwrap().to_string(),
+    );
+    let (_a, a) = agent_on(
+        &cluster,
+        &["-etcd-cacert", &ca, "-etcd-cert", &cert, "-etcd-key", &key],
+    );
+    let body = r#"{"Kind":"service-defaults","Name":"api","Protocol":"http"}"#;
+    assert_eq!(
+        request(&a, "PUT", "/v1/config", &[], body),
+        (200, "true".into())
+    );
+    // The same through the config file's etcd block.
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(
+        dir.path(),
+        "agent.hcl",
+        &format!(
+            "etcd {{\n  endpoints = [\"{}\"]\n  prefix = \"/ha-test/\"\n  ca_file = \"{ca}\"\n  cert_file = \"{cert}\"\n  key_file = \"{key}\"\n}}\n",
+            cluster.endpoints()[0]
+        ),
+    );
+    let (_b, f) = spawn(
+        &["agent", "-config-file", &file, "-http-port", "0"],
+        "agent running",
+    );
+    let b = field(&f, "HTTP addr").to_string();
+    let (s, entry) = get(&b, "/v1/config/service-defaults/api");
+    assert_eq!(s, 200, "{entry}");
+    // Without the client certificate the agent does not start, and says why.
+    let out = std::process::Command::new(BIN)
+        .args([
+            "agent",
+            "-etcd-endpoints",
+            &cluster.endpoints_flag(),
+            "-etcd-cacert",
+            &ca,
+            "-http-port",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Error connecting to etcd"), "{err}");
+}
+
+#[test]
+fn without_etcd_quorum_the_api_answers_503_naming_etcd_and_recovers() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(3);
+    let (_a, a) = agent_on(&cluster, &[]);
+    let body = r#"{"Kind":"service-defaults","Name":"api","Protocol":"http"}"#;
+    assert_eq!(request(&a, "PUT", "/v1/config", &[], body).0, 200);
+    cluster.kill(1);
+    cluster.kill(2);
+    let start = Instant::now();
+    let (s, text) = request(
+        &a,
+        "PUT",
+        "/v1/config",
+        &[],
+        body.replace("http", "grpc").as_str(),
+    );
+    assert_eq!(s, 503, "{text}");
+    assert!(text.contains("etcd"), "{text}");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    let (s, text) = get(&a, "/v1/config/service-defaults/api");
+    assert_eq!(s, 503, "no stale read: {text}");
+    cluster.restart(1);
+    cluster.restart(2);
+    cluster.wait_healthy(Duration::from_secs(30));
+    wait_for("the agent to recover", Duration::from_secs(20), || {
+        get(&a, "/v1/config/service-defaults/api").0 == 200
+    });
+    assert_eq!(
+        request(
+            &a,
+            "PUT",
+            "/v1/config",
+            &[],
+            body.replace("http", "grpc").as_str()
+        ),
+        (200, "true".into())
+    );
+}
