@@ -237,10 +237,15 @@ pub async fn start(settings: Settings) -> Result<Started, String> {
         {
             let listener = bind(at, &format!("upstream {dest} on")).await?;
             let endpoints = Arc::new(crate::mesh::Endpoints::default());
-            tokio::spawn(sidecar::watch_endpoints(
+            // Until an agent answers: the instances saved by the last run.
+            if let Some(saved) = saved.endpoints.get(&dest) {
+                endpoints.set(saved.iter().filter_map(|a| a.parse().ok()).collect());
+            }
+            tokio::spawn(sidecar::watch_endpoints_saved(
                 agent()?,
                 dest.clone(),
                 endpoints.clone(),
+                state.clone(),
             ));
             lines.push((format!("Upstream {dest}"), at.to_string()));
             tokio::spawn(crate::mesh::serve_upstream(

@@ -299,6 +299,16 @@ impl IdentityWatch {
 
 /// Keeps `endpoints` equal to the healthy sidecars of `destination`.
 pub async fn watch_endpoints(client: Client, destination: String, endpoints: Arc<Endpoints>) {
+    watch_endpoints_saved(client, destination, endpoints, None).await
+}
+
+/// [`watch_endpoints`], saving each new list to `state` (fail static across restarts).
+pub async fn watch_endpoints_saved(
+    client: Client,
+    destination: String,
+    endpoints: Arc<Endpoints>,
+    state: Option<Arc<crate::state::StateFile>>,
+) {
     let mut index = 0u64;
     let mut backoff = Duration::from_millis(200);
     loop {
@@ -327,6 +337,12 @@ pub async fn watch_endpoints(client: Client, destination: String, endpoints: Arc
                     .unwrap_or_default();
                 if *endpoints.get() != addrs {
                     tracing::info!(upstream = %destination, endpoints = addrs.len(), "upstream endpoints updated");
+                    if let Some(st) = &state {
+                        let saved: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+                        st.update(|s| {
+                            s.endpoints.insert(destination.clone(), saved);
+                        });
+                    }
                     endpoints.set(addrs);
                 }
                 index = if i < index { 0 } else { i };

@@ -1,5 +1,6 @@
 //! Fail static across restarts: the sidecar keeps what it last learned from the agent
-//! (its registration, its mesh identity and the policy snapshot) in a state file, so
+//! (its registration, its mesh identity, its upstreams' endpoints and the policy
+//! snapshot) in a state file, so
 //! that a sidecar restarted while every agent is down starts enforcing its last policy
 //! instead of serving nothing. A state older than [`MAX_AGE`] is not used: a sidecar
 //! cut off for that long should not enforce what may have been revoked long ago.
@@ -32,6 +33,9 @@ pub struct Saved {
     pub snapshot: Option<Value>,
     #[serde(default)]
     pub snapshot_index: u64,
+    /// The mesh addresses of each upstream's healthy instances.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub endpoints: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

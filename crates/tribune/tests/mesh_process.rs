@@ -113,3 +113,81 @@ fn web_reaches_api_through_both_sidecars_only_when_intentions_allow() {
         std::thread::sleep(std::time::Duration::from_millis(75));
     }
 }
+
+/// Fail static across restarts on the mesh: with the agent down, both sidecars are
+/// restarted from their state files (registration, mesh identity, policy) and web
+/// still reaches api over mTLS, with api's saved intentions enforced.
+#[test]
+fn sidecars_restarted_while_the_agent_is_down_keep_the_mesh_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let state = state.to_str().unwrap().to_string();
+    let (mut agent_proc, f) = spawn(&["agent", "-dev", "-http-port", "0"], "agent running");
+    let agent = field(&f, "HTTP addr").to_string();
+    let app = upstream();
+    let (api_mesh, web_mesh, web_upstream) = (free_port(), free_port(), free_port());
+    let write = |name: &str, text: String| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let api_def = write(
+        "api.hcl",
+        format!("service {{\n  name = \"api\"\n  port = {}\n  connect {{ sidecar_service {{ port = {api_mesh} }} }}\n}}\n", app.port()),
+    );
+    let web_def = write(
+        "web.hcl",
+        format!("service {{\n  name = \"web\"\n  port = 8080\n  connect {{\n    sidecar_service {{\n      port = {web_mesh}\n      proxy {{\n        upstreams = [{{ destination_name = \"api\", local_bind_port = {web_upstream} }}]\n      }}\n    }}\n  }}\n}}\n"),
+    );
+    cli(&agent, &["services", "register", &api_def]);
+    cli(&agent, &["services", "register", &web_def]);
+    let defaults = write(
+        "defaults.hcl",
+        "Kind = \"service-defaults\"\nName = \"api\"\nProtocol = \"http\"\n".into(),
+    );
+    cli(&agent, &["config", "write", &defaults]);
+    let allow = write(
+        "allow.hcl",
+        "Kind = \"service-intentions\"\nName = \"api\"\nSources = [{ Name = \"web\", Permissions = [{ Action = \"allow\", HTTP { PathPrefix = \"/hello\" } }] }]\n".into(),
+    );
+    cli(&agent, &["config", "write", &allow]);
+    let sidecar = |id: &str| {
+        spawn(
+            &[
+                "connect",
+                "proxy",
+                "-sidecar-for",
+                id,
+                "-http-addr",
+                &agent,
+                "-admin-bind",
+                "127.0.0.1:0",
+                "-state-dir",
+                &state,
+            ],
+            "proxy running",
+        )
+    };
+    let via_mesh = format!("127.0.0.1:{web_upstream}");
+    {
+        let (_api, _) = sidecar("api");
+        let (_web, _) = sidecar("web");
+        eventually(&via_mesh, 200);
+    }
+    agent_proc.kill();
+    let (_api, af) = sidecar("api");
+    let (_web, wf) = sidecar("web");
+    for f in [&af, &wf] {
+        let state_line = field(f, "State");
+        assert!(
+            state_line.contains("registration") && state_line.contains("identity"),
+            "{state_line}"
+        );
+    }
+    assert_eq!(get(&via_mesh, "/hello"), (200, "hello from api".into()));
+    assert_eq!(
+        get(&via_mesh, "/admin").0,
+        403,
+        "api's saved intentions are enforced"
+    );
+}
