@@ -41,6 +41,8 @@ pub struct Settings {
     /// that a restart while every agent is down enforces them (`None`: the default,
     /// [`crate::state::default_dir`]).
     pub state_dir: Option<PathBuf>,
+    /// A saved state older than this is not used.
+    pub state_max_age: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +67,7 @@ impl Settings {
             upstream_timeout: Duration::from_secs(15),
             agent,
             state_dir: None,
+            state_max_age: crate::state::DEFAULT_MAX_AGE,
         }
     }
 }
@@ -133,7 +136,11 @@ pub async fn start(settings: Settings) -> Result<Started, String> {
                 .state_dir
                 .clone()
                 .unwrap_or_else(crate::state::default_dir);
-            Some(Arc::new(crate::state::StateFile::open(&dir, key)?))
+            Some(Arc::new(crate::state::StateFile::open(
+                &dir,
+                key,
+                settings.state_max_age,
+            )?))
         }
         _ => None,
     };

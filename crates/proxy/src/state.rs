@@ -2,7 +2,8 @@
 //! (its registration, its mesh identity, its upstreams' endpoints and the policy
 //! snapshot) in a state file, so
 //! that a sidecar restarted while every agent is down starts enforcing its last policy
-//! instead of serving nothing. A state older than [`MAX_AGE`] is not used: a sidecar
+//! instead of serving nothing. A state older than its bound ([`DEFAULT_MAX_AGE`],
+//! `-state-max-age`) is not used: a sidecar
 //! cut off for that long should not enforce what may have been revoked long ago.
 //!
 //! One JSON file per sidecar (`<state-dir>/<id>.json`, mode 0600: it holds the leaf's
@@ -15,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// How old a saved state may be and still be enforced at start.
-pub const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+/// How old a saved state may be and still be enforced at start, by default.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -91,7 +92,7 @@ impl StateFile {
     /// Opens (creating the directory) the state of sidecar `key` in `dir`. A missing,
     /// unreadable or too old file gives an empty state (logged), never an error: the
     /// file is a fallback, not a requirement.
-    pub fn open(dir: &Path, key: &str) -> Result<StateFile, String> {
+    pub fn open(dir: &Path, key: &str, max_age: Duration) -> Result<StateFile, String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("Error creating state dir {}: {e}", dir.display()))?;
         let path = dir.join(file_name(key));
@@ -101,7 +102,7 @@ impl StateFile {
                 .map_err(|e| e.to_string())
                 .and_then(|v| serde_json::from_value::<Saved>(v).map_err(|e| e.to_string()))
             {
-                Ok(s) if now() - s.saved_at <= MAX_AGE.as_secs() as i64 => s,
+                Ok(s) if now() - s.saved_at <= max_age.as_secs() as i64 => s,
                 Ok(s) => {
                     tracing::warn!(path = %path.display(), age_s = now() - s.saved_at, "saved sidecar state is too old; not used");
                     Saved::default()
@@ -176,14 +177,16 @@ mod tests {
     #[test]
     fn state_survives_reopening_and_too_old_state_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let f = StateFile::open(dir.path(), "web/1").unwrap();
+        let f = StateFile::open(dir.path(), "web/1", DEFAULT_MAX_AGE).unwrap();
         assert_eq!(f.path().file_name().unwrap(), "web_1.json");
         f.update(|s| {
             s.service = "web".into();
             s.snapshot = Some(serde_json::json!({"Service": "web"}));
             s.snapshot_index = 7;
         });
-        let again = StateFile::open(dir.path(), "web/1").unwrap().get();
+        let again = StateFile::open(dir.path(), "web/1", DEFAULT_MAX_AGE)
+            .unwrap()
+            .get();
         assert_eq!(again.service, "web");
         assert_eq!(again.snapshot_index, 7);
         #[cfg(unix)]
@@ -194,16 +197,37 @@ mod tests {
         }
         // Too old: not used.
         let mut old = again.clone();
-        old.saved_at = now() - MAX_AGE.as_secs() as i64 - 10;
+        old.saved_at = now() - DEFAULT_MAX_AGE.as_secs() as i64 - 10;
         write_atomically(f.path(), &old).unwrap();
         assert_eq!(
-            StateFile::open(dir.path(), "web/1").unwrap().get(),
+            StateFile::open(dir.path(), "web/1", DEFAULT_MAX_AGE)
+                .unwrap()
+                .get(),
+            Saved::default()
+        );
+        // A shorter bound drops a state the default would use.
+        let mut recent = again.clone();
+        recent.saved_at = now() - 120;
+        write_atomically(f.path(), &recent).unwrap();
+        assert_eq!(
+            StateFile::open(dir.path(), "web/1", DEFAULT_MAX_AGE)
+                .unwrap()
+                .get()
+                .service,
+            "web"
+        );
+        assert_eq!(
+            StateFile::open(dir.path(), "web/1", Duration::from_secs(60))
+                .unwrap()
+                .get(),
             Saved::default()
         );
         // Garbage: not used, no error.
         std::fs::write(f.path(), b"{not json").unwrap();
         assert_eq!(
-            StateFile::open(dir.path(), "web/1").unwrap().get(),
+            StateFile::open(dir.path(), "web/1", DEFAULT_MAX_AGE)
+                .unwrap()
+                .get(),
             Saved::default()
         );
     }

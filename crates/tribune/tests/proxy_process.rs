@@ -206,3 +206,21 @@ fn a_sidecar_restarted_while_the_agent_is_down_enforces_its_saved_policy() {
         "{ready}"
     );
 }
+
+#[test]
+fn a_bad_state_max_age_is_named() {
+    let out = Command::new(BIN)
+        .args([
+            "connect",
+            "proxy",
+            "-service",
+            "api",
+            "-state-max-age",
+            "soon",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("-state-max-age \"soon\""), "{err}");
+}

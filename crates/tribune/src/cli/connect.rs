@@ -73,6 +73,9 @@ pub struct ProxyArgs {
     /// in the temp dir; the start banner names the file).
     #[arg(long = "state-dir")]
     pub state_dir: Option<std::path::PathBuf>,
+    /// A saved state older than this (Go duration) is not enforced at start.
+    #[arg(long = "state-max-age", default_value = "24h")]
+    pub state_max_age: String,
     #[command(flatten)]
     pub http: HttpArgs,
 }
@@ -130,6 +133,15 @@ impl ProxyArgs {
         s.merge_slashes = self.merge_slashes;
         s.upstream_timeout = Duration::from_secs(self.upstream_timeout.max(1));
         s.state_dir = self.state_dir.clone();
+        let age = tribune_model::go::parse_duration(&self.state_max_age)
+            .map_err(|e| format!("-state-max-age {:?}: {e}", self.state_max_age))?;
+        if age < 0 {
+            return Err(format!(
+                "-state-max-age {:?}: must not be negative",
+                self.state_max_age
+            ));
+        }
+        s.state_max_age = Duration::from_nanos(age as u64);
         Ok(s)
     }
 }
