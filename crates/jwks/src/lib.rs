@@ -129,6 +129,8 @@ impl FetchPolicy {
 struct Cached {
     keys: Arc<Jwks>,
     fetched: Instant,
+    /// The key set as fetched (what a sidecar saves to start from after a restart).
+    raw: Arc<Vec<u8>>,
 }
 
 /// The keys of one remote provider.
@@ -207,7 +209,33 @@ impl RemoteKeys {
     }
 
     /// One GET with the per-attempt timeout; the body must be a JWKS with a usable key.
-    async fn fetch_once(&self) -> Result<Jwks, String> {
+    /// The last good key set as fetched, and how long ago it was fetched.
+    pub fn last_good(&self) -> Option<(Arc<Vec<u8>>, Duration)> {
+        let g = self.current.read().ok()?;
+        g.as_ref().map(|c| (c.raw.clone(), c.fetched.elapsed()))
+    }
+
+    /// Starts from a key set fetched `age` ago by an earlier run (none fetched yet):
+    /// it is used like one this process fetched then, so `CacheDuration` and the
+    /// stale-keys bound count from the original fetch, not from now.
+    pub fn seed(&self, raw: &[u8], age: Duration) -> Result<Arc<Jwks>, String> {
+        let keys = Arc::new(Jwks::parse(raw).map_err(|e| e.to_string())?);
+        let fetched = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+        let mut g = self
+            .current
+            .write()
+            .map_err(|_| "key cache lock poisoned".to_string())?;
+        if g.is_none() {
+            *g = Some(Cached {
+                keys: keys.clone(),
+                fetched,
+                raw: Arc::new(raw.to_vec()),
+            });
+        }
+        Ok(keys)
+    }
+
+    async fn fetch_once(&self) -> Result<(Jwks, Vec<u8>), String> {
         let uri: hyper::Uri = self
             .policy
             .uri
@@ -232,7 +260,8 @@ impl RemoteKeys {
             if !status.is_success() {
                 return Err(format!("HTTP {status}"));
             }
-            Jwks::parse(&body).map_err(|e| e.to_string())
+            let keys = Jwks::parse(&body).map_err(|e| e.to_string())?;
+            Ok((keys, body.to_vec()))
         };
         tokio::time::timeout(self.policy.timeout, attempt)
             .await
@@ -254,7 +283,7 @@ impl RemoteKeys {
             };
             counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             match result {
-                Ok(jwks) => {
+                Ok((jwks, raw)) => {
                     for w in &jwks.warnings {
                         tracing::warn!(uri = %self.policy.uri, warning = %w, "JWKS key skipped");
                     }
@@ -263,6 +292,7 @@ impl RemoteKeys {
                         *g = Some(Cached {
                             keys: keys.clone(),
                             fetched: Instant::now(),
+                            raw: Arc::new(raw),
                         });
                     }
                     return Ok(keys);

@@ -175,6 +175,17 @@ impl ProviderRuntime {
         }
     }
 
+    /// Starts a remote key set from keys an earlier run fetched `age` ago (used until a
+    /// fetch succeeds, within the usual staleness bounds).
+    pub fn seed_remote(&self, raw: &[u8], age: Duration) -> Result<(), String> {
+        let Source::Remote(r) = &self.source else {
+            return Ok(());
+        };
+        let keys = r.seed(raw, age)?;
+        self.verifier_with(keys);
+        Ok(())
+    }
+
     /// Before serving: fetch a remote key set unless `FetchAsynchronously` (then the
     /// fetch runs in the background). File key sets start being watched.
     pub async fn prepare(self: &Arc<Self>) {

@@ -179,7 +179,18 @@ impl Proxy {
         let _one_at_a_time = self.install_lock.lock().await;
         let version = self.versions.load(Ordering::Relaxed) + 1;
         let (snapshot, fresh) = self.builder.build(doc, version, index)?;
+        let saved = self.state().map(|s| s.get().jwks).unwrap_or_default();
         for rt in &fresh {
+            // Keys saved by an earlier run first: a restart while the provider is down
+            // verifies with them (within the staleness bounds) instead of failing closed.
+            if let Some(uri) = rt.remote().map(|r| r.policy().uri.clone()) {
+                if let Some(k) = saved.get(&uri) {
+                    let age = Duration::from_secs((state::now() - k.fetched_at).max(0) as u64);
+                    if let Err(e) = rt.seed_remote(k.keys.as_bytes(), age) {
+                        tracing::warn!(uri = %uri, error = %e, "saved key set unusable");
+                    }
+                }
+            }
             rt.prepare().await;
         }
         self.versions.store(version, Ordering::Relaxed);
@@ -194,6 +205,7 @@ impl Proxy {
             "policy snapshot installed"
         );
         self.current.store(Some(Arc::new(snapshot)));
+        self.save_keys();
         Ok(version)
     }
 
@@ -210,6 +222,45 @@ impl Proxy {
     /// The state file, when one is kept.
     pub fn state(&self) -> Option<&Arc<state::StateFile>> {
         self.state.get()
+    }
+
+    /// Saves the remote key sets of the enforced snapshot to the state file (when one
+    /// is kept and they changed).
+    pub fn save_keys(&self) {
+        let (Some(state), Some(snap)) = (self.state(), self.current()) else {
+            return;
+        };
+        let now = state::now();
+        let sets: Vec<(String, state::SavedJwks)> = snap
+            .providers
+            .iter()
+            .filter_map(|rt| {
+                let r = rt.remote()?;
+                let (raw, age) = r.last_good()?;
+                Some((
+                    r.policy().uri.clone(),
+                    state::SavedJwks {
+                        fetched_at: now - age.as_secs() as i64,
+                        keys: String::from_utf8_lossy(&raw).into_owned(),
+                    },
+                ))
+            })
+            .collect();
+        if sets.is_empty() {
+            return;
+        }
+        state.update(|s| {
+            for (uri, k) in sets {
+                // The computed fetch time wobbles by a second between calls: rewrite
+                // only for new keys or a new fetch (a refresh), not for the wobble.
+                if s.jwks
+                    .get(&uri)
+                    .is_none_or(|old| old.keys != k.keys || k.fetched_at - old.fetched_at > 5)
+                {
+                    s.jwks.insert(uri, k);
+                }
+            }
+        });
     }
 
     /// Records a successful answer from an agent.

@@ -1,6 +1,6 @@
 //! Fail static across restarts: the sidecar keeps what it last learned from the agent
 //! (its registration, its mesh identity, its upstreams' endpoints and the policy
-//! snapshot) in a state file, so
+//! snapshot) and the remote key sets it fetched in a state file, so
 //! that a sidecar restarted while every agent is down starts enforcing its last policy
 //! instead of serving nothing. A state older than its bound ([`DEFAULT_MAX_AGE`],
 //! `-state-max-age`) is not used: a sidecar
@@ -34,9 +34,21 @@ pub struct Saved {
     pub snapshot: Option<Value>,
     #[serde(default)]
     pub snapshot_index: u64,
+    /// Remote key sets by URI, as last fetched (the IdP may be down at a restart too).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub jwks: std::collections::BTreeMap<String, SavedJwks>,
     /// The mesh addresses of each upstream's healthy instances.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub endpoints: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SavedJwks {
+    /// Unix seconds of the fetch.
+    pub fetched_at: i64,
+    /// The key set as the provider served it.
+    pub keys: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

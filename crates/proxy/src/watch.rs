@@ -46,6 +46,8 @@ pub async fn poll_once(
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
     proxy.synced();
+    // Keys fetched since the last round (asynchronous fetches, refreshes).
+    proxy.save_keys();
     if res.body != *last_body {
         let value = tribune_model::decode::parse_json(res.body.as_bytes())
             .map_err(|e| format!("snapshot is not JSON: {e}"))?;

@@ -217,3 +217,64 @@ async fn fetch_asynchronously_serves_at_once_and_fails_closed_until_keys_arrive(
     server.up.store(true, std::sync::atomic::Ordering::SeqCst);
     eventually(addr, &token(&k1), 200, Duration::from_secs(5)).await;
 }
+
+/// Fail static across restarts for keys too: a sidecar restarted while the provider is
+/// down verifies tokens with the key set it saved (state file), and fails closed
+/// without one.
+#[tokio::test]
+async fn a_restart_while_the_provider_is_down_verifies_with_the_saved_key_set() {
+    use std::sync::atomic::Ordering;
+    let k1 = Es256::new("one");
+    let server = idp(jwks_json(&[&k1])).await;
+    let upstream = echo().await;
+    let dir = tempfile::tempdir().unwrap();
+    let provider = json!({
+        "Kind": "jwt-provider", "Name": "idp", "Issuer": "https://idp.example",
+        "JSONWebKeySet": {"Remote": {
+            "URI": format!("http://{}/jwks", server.addr),
+            "CacheDuration": "5m", "RequestTimeoutMs": 300,
+        }},
+    });
+    let policy = || {
+        doc(
+            "api",
+            "http",
+            "deny",
+            vec![provider.clone(), allow_with_jwt()],
+        )
+    };
+    let state = || {
+        Arc::new(
+            tribune_proxy::state::StateFile::open(
+                dir.path(),
+                "api",
+                tribune_proxy::state::DEFAULT_MAX_AGE,
+            )
+            .unwrap(),
+        )
+    };
+    {
+        let (first, addr, _) = proxy(upstream.addr, NOW).await;
+        first.save_state_to(state());
+        first.install(policy(), 0).await.unwrap();
+        assert_eq!(status(addr, &token(&k1)).await, 200);
+    }
+    let saved = state().get();
+    assert_eq!(saved.jwks.len(), 1, "the fetched key set is saved");
+
+    // The provider answers 503 from now on.
+    server.up.store(false, Ordering::SeqCst);
+    let (restarted, addr, _) = proxy(upstream.addr, NOW).await;
+    restarted.save_state_to(state());
+    restarted.install(policy(), 0).await.unwrap();
+    assert_eq!(
+        status(addr, &token(&k1)).await,
+        200,
+        "verified with the saved keys"
+    );
+
+    // Without a state file the same restart fails closed.
+    let (bare, addr, _) = proxy(upstream.addr, NOW).await;
+    bare.install(policy(), 0).await.unwrap();
+    assert_eq!(status(addr, &token(&k1)).await, 401);
+}
