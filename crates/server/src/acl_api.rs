@@ -73,20 +73,9 @@ pub(crate) async fn ensure_management_token(state: &AppState, secret: &str) -> A
             return Ok(());
         }
         let token = management_token(secret, "Initial Management Token");
-        let applied = state
-            .store
-            .apply(&[
-                put_json(
-                    POLICY_TABLE,
-                    MANAGEMENT_POLICY_ID,
-                    &management_policy(),
-                    Cas::Any,
-                ),
-                put_json(TOKEN_TABLE, &token.accessor_id, &token, Cas::Any),
-                put_json(ACL_META_TABLE, BOOTSTRAP_KEY, &json!(true), Cas::Any),
-                Op::unchanged(TOKEN_TABLE, index),
-            ])
-            .await?;
+        let mut ops = management_ops(&token, Cas::Any);
+        ops.push(Op::unchanged(TOKEN_TABLE, index));
+        let applied = state.store.apply(&ops).await?;
         if !applied.stale {
             return Ok(());
         }
@@ -119,6 +108,20 @@ async fn create_unique(
         contention_backoff(attempt).await;
     }
     Err(contended(table))
+}
+
+/// The writes that make `token` a management token and end the bootstrap window.
+fn management_ops(token: &Token, cas: Cas) -> Vec<Op> {
+    vec![
+        put_json(
+            POLICY_TABLE,
+            MANAGEMENT_POLICY_ID,
+            &management_policy(),
+            Cas::Any,
+        ),
+        put_json(TOKEN_TABLE, &token.accessor_id, token, cas),
+        put_json(ACL_META_TABLE, BOOTSTRAP_KEY, &json!(true), cas),
+    ]
 }
 
 fn bootstrap_refused(reset_index: u64) -> ApiError {
@@ -160,18 +163,10 @@ pub(crate) async fn bootstrap(State(state): State<Shared>) -> ApiResult<Response
         &uuid::Uuid::new_v4().to_string(),
         "Bootstrap Token (Global Management)",
     );
+    // Absent: the token and the bootstrap marker are created once per cluster.
     let applied = state
         .store
-        .apply(&[
-            put_json(
-                POLICY_TABLE,
-                MANAGEMENT_POLICY_ID,
-                &management_policy(),
-                Cas::Any,
-            ),
-            put_json(TOKEN_TABLE, &token.accessor_id, &token, Cas::Absent),
-            put_json(ACL_META_TABLE, BOOTSTRAP_KEY, &json!(true), Cas::Absent),
-        ])
+        .apply(&management_ops(&token, Cas::Absent))
         .await?;
     if !applied.ok {
         // Another agent sharing the store bootstrapped first: once per cluster.

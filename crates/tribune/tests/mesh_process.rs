@@ -16,15 +16,14 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[test]
-fn web_reaches_api_through_both_sidecars_only_when_intentions_allow() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_agent, f) = spawn(&["agent", "-dev", "-http-port", "0"], "agent running");
-    let agent = field(&f, "HTTP addr").to_string();
+/// The seed's services with the CLI: `api` (an app answering "hello from api") and
+/// `web` with `api` as an upstream, sidecars registered; api speaks HTTP. Returns
+/// api's mesh port and web's upstream port for api.
+fn register_web_and_api(dir: &std::path::Path, agent: &str) -> (u16, u16) {
     let app = upstream();
     let (api_mesh, web_mesh, web_upstream) = (free_port(), free_port(), free_port());
     let write = |name: &str, text: String| {
-        let p = dir.path().join(name);
+        let p = dir.join(name);
         std::fs::write(&p, text).unwrap();
         p.to_str().unwrap().to_string()
     };
@@ -36,13 +35,27 @@ fn web_reaches_api_through_both_sidecars_only_when_intentions_allow() {
         "web.hcl",
         format!("service {{\n  name = \"web\"\n  port = 8080\n  connect {{\n    sidecar_service {{\n      port = {web_mesh}\n      proxy {{\n        upstreams = [{{ destination_name = \"api\", local_bind_port = {web_upstream} }}]\n      }}\n    }}\n  }}\n}}\n"),
     );
-    cli(&agent, &["services", "register", &api_def]);
-    cli(&agent, &["services", "register", &web_def]);
+    cli(agent, &["services", "register", &api_def]);
+    cli(agent, &["services", "register", &web_def]);
     let defaults = write(
         "defaults.hcl",
         "Kind = \"service-defaults\"\nName = \"api\"\nProtocol = \"http\"\n".into(),
     );
-    cli(&agent, &["config", "write", &defaults]);
+    cli(agent, &["config", "write", &defaults]);
+    (api_mesh, web_upstream)
+}
+
+#[test]
+fn web_reaches_api_through_both_sidecars_only_when_intentions_allow() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_agent, f) = spawn(&["agent", "-dev", "-http-port", "0"], "agent running");
+    let agent = field(&f, "HTTP addr").to_string();
+    let (api_mesh, web_upstream) = register_web_and_api(dir.path(), &agent);
+    let write = |name: &str, text: String| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
 
     let (_api_proxy, af) = spawn(
         &[
@@ -124,28 +137,12 @@ fn sidecars_restarted_while_the_agent_is_down_keep_the_mesh_working() {
     let state = state.to_str().unwrap().to_string();
     let (mut agent_proc, f) = spawn(&["agent", "-dev", "-http-port", "0"], "agent running");
     let agent = field(&f, "HTTP addr").to_string();
-    let app = upstream();
-    let (api_mesh, web_mesh, web_upstream) = (free_port(), free_port(), free_port());
+    let (_, web_upstream) = register_web_and_api(dir.path(), &agent);
     let write = |name: &str, text: String| {
         let p = dir.path().join(name);
         std::fs::write(&p, text).unwrap();
         p.to_str().unwrap().to_string()
     };
-    let api_def = write(
-        "api.hcl",
-        format!("service {{\n  name = \"api\"\n  port = {}\n  connect {{ sidecar_service {{ port = {api_mesh} }} }}\n}}\n", app.port()),
-    );
-    let web_def = write(
-        "web.hcl",
-        format!("service {{\n  name = \"web\"\n  port = 8080\n  connect {{\n    sidecar_service {{\n      port = {web_mesh}\n      proxy {{\n        upstreams = [{{ destination_name = \"api\", local_bind_port = {web_upstream} }}]\n      }}\n    }}\n  }}\n}}\n"),
-    );
-    cli(&agent, &["services", "register", &api_def]);
-    cli(&agent, &["services", "register", &web_def]);
-    let defaults = write(
-        "defaults.hcl",
-        "Kind = \"service-defaults\"\nName = \"api\"\nProtocol = \"http\"\n".into(),
-    );
-    cli(&agent, &["config", "write", &defaults]);
     let allow = write(
         "allow.hcl",
         "Kind = \"service-intentions\"\nName = \"api\"\nSources = [{ Name = \"web\", Permissions = [{ Action = \"allow\", HTTP { PathPrefix = \"/hello\" } }] }]\n".into(),
