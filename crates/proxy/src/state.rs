@@ -105,8 +105,7 @@ impl StateFile {
     /// unreadable or too old file gives an empty state (logged), never an error: the
     /// file is a fallback, not a requirement.
     pub fn open(dir: &Path, key: &str, max_age: Duration) -> Result<StateFile, String> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("Error creating state dir {}: {e}", dir.display()))?;
+        make_private_dir(dir)?;
         let path = dir.join(file_name(key));
         let saved = match std::fs::read(&path) {
             Err(_) => Saved::default(),
@@ -158,28 +157,87 @@ impl StateFile {
 }
 
 fn write_atomically(path: &Path, saved: &Saved) -> std::io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
+    // A fresh name opened with O_EXCL: never follows a link planted at the name.
+    let tmp = path.with_extension(format!(
+        "json.{}.{:x}.tmp",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
     let bytes = serde_json::to_vec(saved).map_err(std::io::Error::other)?;
     {
         use std::io::Write;
         let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        options.write(true).create_new(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }
         let mut f = options.open(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
+        let written = f.write_all(&bytes).and_then(|()| f.sync_all());
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
     }
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
-/// The default state directory: one per user in the temp dir, the same on every
-/// start so a restarted sidecar finds what it saved.
+/// The default state directory: one per user in the temp dir
+/// (`tribune-proxy-state-<uid>`), the same on every start so a restarted sidecar finds
+/// what it saved.
 pub fn default_dir() -> PathBuf {
-    std::env::temp_dir().join("tribune-proxy-state")
+    let dir = match own_uid() {
+        Some(uid) => format!("tribune-proxy-state-{uid}"),
+        None => "tribune-proxy-state".into(),
+    };
+    std::env::temp_dir().join(dir)
+}
+
+#[cfg(unix)]
+fn own_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+}
+
+#[cfg(not(unix))]
+fn own_uid() -> Option<u32> {
+    None
+}
+
+/// Creates the state directory owner-only, and refuses one another user owns (the
+/// temp dir is shared: a planted directory or link must not receive the leaf key).
+fn make_private_dir(dir: &Path) -> Result<(), String> {
+    let fail = |e: std::io::Error| format!("Error creating state dir {}: {e}", dir.display());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(fail)?;
+        let meta = std::fs::symlink_metadata(dir).map_err(fail)?;
+        if !meta.is_dir() {
+            return Err(format!("state dir {} is not a directory", dir.display()));
+        }
+        if let Some(uid) = own_uid() {
+            if meta.uid() != uid {
+                return Err(format!(
+                    "state dir {} belongs to another user (uid {}); pass -state-dir",
+                    dir.display(),
+                    meta.uid()
+                ));
+            }
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir).map_err(fail)
+    }
 }
 
 #[cfg(test)]
@@ -234,6 +292,18 @@ mod tests {
                 .get(),
             Saved::default()
         );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let made = dir.path().join("made");
+            StateFile::open(&made, "x", DEFAULT_MAX_AGE).unwrap();
+            let mode = std::fs::metadata(&made).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "the state dir is owner-only");
+            // A file where the directory should be is refused, not written through.
+            let file = dir.path().join("not-a-dir");
+            std::fs::write(&file, b"x").unwrap();
+            assert!(StateFile::open(&file, "x", DEFAULT_MAX_AGE).is_err());
+        }
         // Garbage: not used, no error.
         std::fs::write(f.path(), b"{not json").unwrap();
         assert_eq!(

@@ -78,6 +78,8 @@ pub struct EtcdStore {
     notify: watch::Sender<u64>,
     /// Times the watch fell behind compaction and re-read the current revision.
     resyncs: std::sync::atomic::AtomicU64,
+    /// The TLS settings, for the per-member probes of `/v1/status/peers`.
+    tls: Option<TlsOptions>,
 }
 
 fn unavailable(e: etcd_client::Error) -> StoreError {
@@ -131,6 +133,7 @@ impl EtcdStore {
             .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
             .with_keep_alive_while_idle(true)
             .with_require_leader(true);
+        let mut tls_used = None;
         if config.ca_file.is_some() || config.cert_file.is_some() {
             let mut tls = TlsOptions::new();
             if let Some(ca) = &config.ca_file {
@@ -150,6 +153,7 @@ impl EtcdStore {
                     ))
                 }
             }
+            tls_used = Some(tls.clone());
             options = options.with_tls(tls);
         }
         let endpoints: Vec<String> = config
@@ -184,6 +188,7 @@ impl EtcdStore {
             timeout: config.request_timeout,
             notify: watch::channel(0).0,
             resyncs: std::sync::atomic::AtomicU64::new(0),
+            tls: tls_used,
         });
         let start = store.revision().await?;
         store.notify.send_replace(start);
@@ -557,10 +562,14 @@ impl EtcdStore {
                 continue;
             };
             let id = m.id();
+            let tls = self.tls.clone();
             probes.spawn(async move {
-                let options = ConnectOptions::new()
+                let mut options = ConnectOptions::new()
                     .with_timeout(Duration::from_millis(800))
                     .with_connect_timeout(Duration::from_millis(800));
+                if let Some(tls) = tls {
+                    options = options.with_tls(tls);
+                }
                 let up = match tokio::time::timeout(
                     Duration::from_secs(1),
                     Client::connect([url.clone()], Some(options)),

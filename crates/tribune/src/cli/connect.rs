@@ -69,7 +69,7 @@ pub struct ProxyArgs {
     #[arg(long = "upstream-timeout", default_value_t = 15)]
     pub upstream_timeout: u64,
     /// Directory for the last registration, identity and policy from the agent, so a
-    /// restart while every agent is down enforces them (default: tribune-proxy-state
+    /// restart while every agent is down enforces them (default: tribune-proxy-state-<uid>
     /// in the temp dir; the start banner names the file).
     #[arg(long = "state-dir")]
     pub state_dir: Option<std::path::PathBuf>,
