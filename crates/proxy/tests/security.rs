@@ -536,3 +536,29 @@ async fn escapes_cannot_be_assembled_by_normalization() {
         assert_eq!(seen["path"], forwarded, "{sent}");
     }
 }
+
+/// The sidecar's state file holds its leaf's private key. The default state dir sits
+/// in the shared temp dir, so another user could plant a link there pointing at a
+/// directory they can read: the sidecar must refuse it instead of writing through it.
+#[cfg(unix)]
+#[test]
+fn a_state_dir_planted_as_a_link_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let elsewhere = tmp.path().join("attacker-readable");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let planted = tmp.path().join("tribune-proxy-state-0");
+    std::os::unix::fs::symlink(&elsewhere, &planted).unwrap();
+    let err = tribune_proxy::state::StateFile::open(
+        &planted,
+        "web",
+        tribune_proxy::state::DEFAULT_MAX_AGE,
+    )
+    .err()
+    .expect("a link is not a private directory");
+    assert!(err.contains("is not a directory"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "nothing written there"
+    );
+}
