@@ -127,6 +127,8 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Response, ClientError> {
+        // Bytes: each failover attempt shares the body instead of copying it.
+        let body = body.map(Bytes::from);
         let start = self.current.load(Ordering::Relaxed);
         let n = self.bases.len();
         let mut last = None;
@@ -155,7 +157,7 @@ impl Client {
         base: &str,
         method: &str,
         path: &str,
-        body: Option<Vec<u8>>,
+        body: Option<Bytes>,
     ) -> Result<Response, ClientError> {
         let uri = format!("{base}{path}");
         let mut req = Request::builder().method(method).uri(&uri);
@@ -166,7 +168,7 @@ impl Client {
             req = req.header("content-type", "application/json");
         }
         let req = req
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .body(Full::new(body.unwrap_or_default()))
             .map_err(|e| ClientError(format!("invalid request {uri}: {e}")))?;
         let res = self
             .http

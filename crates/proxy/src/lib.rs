@@ -179,12 +179,11 @@ impl Proxy {
         let _one_at_a_time = self.install_lock.lock().await;
         let version = self.versions.load(Ordering::Relaxed) + 1;
         let (snapshot, fresh) = self.builder.build(doc, version, index)?;
-        let saved = self.state().map(|s| s.get().jwks).unwrap_or_default();
         for rt in &fresh {
             // Keys saved by an earlier run first: a restart while the provider is down
             // verifies with them (within the staleness bounds) instead of failing closed.
             if let Some(uri) = rt.remote().map(|r| r.policy().uri.clone()) {
-                if let Some(k) = saved.get(&uri) {
+                if let Some(k) = self.state().and_then(|s| s.jwks(&uri)) {
                     let age = Duration::from_secs((state::now() - k.fetched_at).max(0) as u64);
                     if let Err(e) = rt.seed_remote(k.keys.as_bytes(), age) {
                         tracing::warn!(uri = %uri, error = %e, "saved key set unusable");

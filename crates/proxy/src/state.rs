@@ -139,6 +139,11 @@ impl StateFile {
         self.saved.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// The saved key set of `uri`, if any (without copying the rest of the state).
+    pub fn jwks(&self, uri: &str) -> Option<SavedJwks> {
+        self.saved.lock().ok()?.jwks.get(uri).cloned()
+    }
+
     /// Changes the state and writes the file (errors are logged: enforcement goes on).
     pub fn update(&self, f: impl FnOnce(&mut Saved)) {
         let Ok(mut saved) = self.saved.lock() else {
