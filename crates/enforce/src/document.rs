@@ -70,7 +70,31 @@ fn is_header_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// The protocol of `service`: its `service-defaults`, else the global
+/// `proxy-defaults`, else `tcp`.
+pub fn protocol_of(entries: &[&ConfigEntry], service: &str) -> String {
+    let own = entries.iter().find_map(|e| match e {
+        ConfigEntry::ServiceDefaults(s) if s.name == service && !s.protocol.is_empty() => {
+            Some(s.protocol.clone())
+        }
+        _ => None,
+    });
+    own.or_else(|| {
+        entries.iter().find_map(|e| match e {
+            ConfigEntry::ProxyDefaults(p) => p.protocol(),
+            _ => None,
+        })
+    })
+    .unwrap_or_else(|| "tcp".into())
+}
+
 impl PolicyDocument {
+    /// [`Self::for_service`] with the service's protocol taken from `all`
+    /// ([`protocol_of`]): what the agent serves and what `intention test` checks.
+    pub fn from_entries(service: &str, default: Action, all: &[&ConfigEntry]) -> PolicyDocument {
+        Self::for_service(service, &protocol_of(all, service), default, all)
+    }
+
     /// What the agent sends the sidecar of `service`: its intentions and `*`'s, the
     /// providers they reference (all of them if one references `*`), the `mesh` entry,
     /// and the other providers' forwarding header names.

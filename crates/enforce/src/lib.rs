@@ -1,10 +1,35 @@
-//! What the agent and the sidecar must agree on to enforce one service's policy, in
-//! one place both call (decisions.md #23). Today: the [`PolicyDocument`], which the
-//! agent builds and serializes and the sidecar deserializes, from the same type.
+//! Tribune's one enforcement engine (decisions.md #23). The agent (explain, check,
+//! `intention test`) and the sidecar (every request) call the same functions:
+//!
+//! ```text
+//!   agent: entries ──► PolicyDocument::from_entries ──┐        sidecar: snapshot JSON
+//!                                                     ▼                  │ from_json
+//!                                              PolicyDocument ◄──────────┘
+//!                                                     │ Policy::compile
+//!                                                     ▼
+//!   Request (described, or from hyper) ──► Policy::evaluate(request, options, now, Verify)
+//!                                          screen → normalize → authenticate → decide
+//!                                                     │
+//!                                                     ▼
+//!                        Evaluation ──► explain::answer (agent)  /  respond or rewrite (sidecar)
+//! ```
+//!
+//! The only side effect, verifying a token with a provider's keys, is passed in as a
+//! [`Verify`]; both sides pass the same key runtime (`tribune_jwks::ProviderRuntime`).
 //! No I/O, no tokio.
 
 #![forbid(unsafe_code)]
 
 mod document;
+mod evaluate;
+pub mod explain;
+mod policy;
+mod rewrite;
 
-pub use document::PolicyDocument;
+pub use document::{protocol_of, PolicyDocument};
+pub use evaluate::{
+    authenticate, has_underscore_name, Authenticated, Decided, Evaluation, Options, Refusal,
+    Refused, Request, Verify, View,
+};
+pub use policy::{fold, Policy};
+pub use rewrite::{forwarded_headers, strip_params};

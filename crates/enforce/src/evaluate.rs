@@ -1,0 +1,395 @@
+//! The decision path for one HTTP request, in the order the sidecar runs it, with
+//! the one side effect (verifying a token) passed in as a [`Verify`]:
+//!
+//! 1. **screen**: `CONNECT` (405) and two `Host` headers (400) are answered before
+//!    any policy is consulted;
+//! 2. **normalize**: the path is normalized (decisions.md #15) with the `mesh`
+//!    entry's rules: an escaped separator may be refused (400) or redirected (307);
+//!    header names with `_` are allowed, refused (400) or dropped;
+//! 3. **authenticate**: for each provider the intentions reference, the tokens at its
+//!    `Locations` are routed by issuer and verified; all must pass ([`authenticate`]);
+//! 4. **decide**: the intentions table decides from caller, method, path, headers and
+//!    token outcomes ([`Policy::decide`]).
+//!
+//! The sidecar calls [`Policy::evaluate`] for every request and then rewrites or
+//! answers from the [`Evaluation`]; the agent's explain, check and `intention test`
+//! call the same function on a described request, so they give the sidecar's answer.
+
+use crate::policy::Policy;
+use http::header::{HeaderMap, AUTHORIZATION, HOST};
+use serde_json::Value;
+use std::borrow::Cow;
+use std::future::Future;
+use std::sync::Arc;
+use tribune_authz::{
+    deny_response, normalize_request_path, Caller, Decision, DenyResponse, PathVerdict,
+    RequestFacts, TokenOutcome, Tokens,
+};
+use tribune_jwt::locate::{conclude, extract, forwards_token, Outcome, RequestParts};
+use tribune_jwt::JwtError;
+use tribune_model::mesh::Underscores;
+
+/// Verifies tokens for the providers of a [`Policy`] (`provider` indexes
+/// [`Policy::providers`]). The sidecar's and the agent's implementation is the same
+/// key runtime (`tribune_jwks::ProviderRuntime`); `intention test` passes one that
+/// takes described tokens as verified.
+pub trait Verify {
+    /// `None` when the token is not addressed to the provider (its unverified `iss`
+    /// names another issuer, for a provider with an `Issuer`); else the verified
+    /// payload or why it failed.
+    fn check(
+        &self,
+        provider: usize,
+        token: &str,
+        now: i64,
+    ) -> impl Future<Output = Option<Result<Arc<Value>, JwtError>>> + Send;
+}
+
+/// One HTTP request as it reaches the sidecar.
+#[derive(Clone, Copy)]
+pub struct Request<'a> {
+    /// The caller's mesh identity; `None` on the edge listener.
+    pub caller: Option<Caller<'a>>,
+    pub method: &'a str,
+    /// The path as received (not normalized), without the query.
+    pub path: &'a str,
+    /// The raw query string, without `?`.
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+}
+
+/// Sidecar settings that change decisions.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// `-merge-slashes`: merge `//` in paths even when the mesh entry does not.
+    pub merge_slashes: bool,
+}
+
+/// Why a request was answered before any intention was consulted. [`Refusal::ALL`]
+/// lists every one (access-log reasons, explain's `ReasonCode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    ConnectMethod,
+    DuplicateHost,
+    EscapedSeparator,
+    PathRedirect,
+    HeaderWithUnderscores,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 5] = [
+        Refusal::ConnectMethod,
+        Refusal::DuplicateHost,
+        Refusal::EscapedSeparator,
+        Refusal::PathRedirect,
+        Refusal::HeaderWithUnderscores,
+    ];
+
+    /// The stable label (access log `reason`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::ConnectMethod => "connect_method",
+            Refusal::DuplicateHost => "duplicate_host",
+            Refusal::EscapedSeparator => "escaped_separator",
+            Refusal::PathRedirect => "path_redirect",
+            Refusal::HeaderWithUnderscores => "header_with_underscores",
+        }
+    }
+
+    /// The status the caller gets.
+    pub fn status(self) -> u16 {
+        match self {
+            Refusal::ConnectMethod => 405,
+            Refusal::PathRedirect => 307,
+            _ => 400,
+        }
+    }
+
+    /// The body the caller gets.
+    pub fn body(self) -> &'static str {
+        match self {
+            Refusal::ConnectMethod => "Method Not Allowed",
+            Refusal::PathRedirect => "",
+            _ => "Bad Request",
+        }
+    }
+
+    /// Why, in a sentence (explain).
+    pub fn explain(self) -> &'static str {
+        match self {
+            Refusal::ConnectMethod => "CONNECT is refused: an HTTP destination is not a tunnel",
+            Refusal::DuplicateHost => "the request has two Host headers (RFC 9112 §3.2), which two parsers could read differently",
+            Refusal::EscapedSeparator => "the path contains an escaped separator (%2F or %5C), which the mesh entry's PathWithEscapedSlashesAction rejects (Tribune's default)",
+            Refusal::PathRedirect => "the path contains an escaped separator (%2F or %5C); the mesh entry's PathWithEscapedSlashesAction = UNESCAPE_AND_REDIRECT redirects to the decoded path",
+            Refusal::HeaderWithUnderscores => "a header name contains an underscore, which the mesh entry's HeadersWithUnderscoresAction = REJECT_REQUEST refuses",
+        }
+    }
+}
+
+/// A request answered before any intention was consulted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub refusal: Refusal,
+    /// The `Location` of a redirect (decoded path and the query as received).
+    pub location: Option<String>,
+}
+
+/// What the policy decided about a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decided {
+    /// The normalized path (matched, and forwarded when allowed).
+    pub path: String,
+    /// Token outcome per provider (indexes [`Policy::providers`]).
+    pub outcomes: Vec<Outcome>,
+    /// Tokens a provider with `Forward = true` verified: the only values in token
+    /// locations that may reach the upstream (decisions.md #18).
+    pub forwarded_tokens: Vec<String>,
+    /// Header names with `_` are dropped (`HeadersWithUnderscoresAction =
+    /// DROP_HEADER`): they took no part in the decision and are not forwarded.
+    pub drop_underscores: bool,
+    pub decision: Decision,
+}
+
+impl Decided {
+    /// The response a denial becomes (decisions.md #12); `None` when allowed.
+    pub fn deny_response(&self, policy: &Policy) -> Option<DenyResponse> {
+        deny_response(&self.decision, &policy.service)
+    }
+}
+
+/// The outcome of [`Policy::evaluate`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Evaluation {
+    Refused(Refused),
+    Decided(Decided),
+}
+
+/// The request's headers and query as token lookup and header matchers read them.
+/// With `hide_underscores`, header names containing `_` are not there (they are
+/// dropped before forwarding).
+pub struct View<'a> {
+    pub headers: &'a HeaderMap,
+    pub query: Option<&'a str>,
+    pub hide_underscores: bool,
+}
+
+impl View<'_> {
+    fn hidden(&self, name: &str) -> bool {
+        self.hide_underscores && name.contains('_')
+    }
+}
+
+impl RequestParts for View<'_> {
+    fn header_values(&self, name: &str) -> Vec<&str> {
+        if self.hidden(name) {
+            return Vec::new();
+        }
+        // The default token location, without parsing its name on every request.
+        let values = if name.eq_ignore_ascii_case("authorization") {
+            self.headers.get_all(AUTHORIZATION)
+        } else {
+            self.headers.get_all(name)
+        };
+        values.iter().filter_map(|v| v.to_str().ok()).collect()
+    }
+    fn query(&self) -> Option<&str> {
+        self.query
+    }
+}
+
+impl tribune_authz::Headers for View<'_> {
+    fn value(&self, name: &str) -> Option<Cow<'_, str>> {
+        if self.hidden(name) {
+            return None;
+        }
+        let mut values = self.headers.get_all(name).iter();
+        let first = values.next()?;
+        let mut out = String::from_utf8_lossy(first.as_bytes());
+        for v in values {
+            let joined = out.to_mut();
+            joined.push(',');
+            joined.push_str(&String::from_utf8_lossy(v.as_bytes()));
+        }
+        Some(out)
+    }
+}
+
+/// Whether any header name contains `_`.
+pub fn has_underscore_name(headers: &HeaderMap) -> bool {
+    headers.keys().any(|k| k.as_str().contains('_'))
+}
+
+/// Step 1: requests answered before any policy is consulted.
+fn screen(req: &Request<'_>) -> Option<Refusal> {
+    if req.method == "CONNECT" {
+        return Some(Refusal::ConnectMethod);
+    }
+    let mut hosts = req.headers.get_all(HOST).iter();
+    if hosts.next().is_some() && hosts.next().is_some() {
+        return Some(Refusal::DuplicateHost);
+    }
+    None
+}
+
+/// The token outcomes of one request.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Authenticated {
+    /// Per provider, indexing [`Policy::providers`].
+    pub outcomes: Vec<Outcome>,
+    /// See [`Decided::forwarded_tokens`].
+    pub forwarded_tokens: Vec<String>,
+}
+
+/// Step 3: for each provider, the tokens at its locations (Envoy's defaults when it
+/// lists none) that `keys` says are addressed to it; every one must verify
+/// ([`conclude`]).
+pub async fn authenticate<V: Verify + ?Sized>(
+    policy: &Policy,
+    view: &View<'_>,
+    now: i64,
+    keys: &V,
+) -> Authenticated {
+    let mut auth = Authenticated {
+        outcomes: Vec::with_capacity(policy.providers.len()),
+        forwarded_tokens: Vec::new(),
+    };
+    for (i, provider) in policy.providers.iter().enumerate() {
+        let mut mine = Vec::new();
+        let mut results = Vec::new();
+        for found in extract(&provider.locations, view) {
+            if let Some(result) = keys.check(i, &found.token, now).await {
+                mine.push(found);
+                results.push(result);
+            }
+        }
+        let mut results = results.into_iter();
+        let outcome = conclude(provider, &mine, |_| {
+            results.next().unwrap_or(Err(JwtError::Missing))
+        });
+        if matches!(outcome, Outcome::Valid { .. }) && forwards_token(provider) {
+            auth.forwarded_tokens
+                .extend(mine.into_iter().map(|f| f.token));
+        }
+        auth.outcomes.push(outcome);
+    }
+    auth
+}
+
+impl Policy {
+    /// Steps 1-4 for one HTTP request.
+    pub async fn evaluate<V: Verify + ?Sized>(
+        &self,
+        req: &Request<'_>,
+        options: Options,
+        now: i64,
+        keys: &V,
+    ) -> Evaluation {
+        if let Some(refusal) = screen(req) {
+            return Evaluation::Refused(Refused {
+                refusal,
+                location: None,
+            });
+        }
+        let mut rules = self.normalization;
+        rules.merge_slashes |= options.merge_slashes;
+        let path = match normalize_request_path(req.path, &rules) {
+            PathVerdict::Forward(p) => p,
+            PathVerdict::Reject => {
+                return Evaluation::Refused(Refused {
+                    refusal: Refusal::EscapedSeparator,
+                    location: None,
+                })
+            }
+            PathVerdict::Redirect(p) => {
+                let location = match req.query {
+                    Some(q) => format!("{p}?{q}"),
+                    None => p,
+                };
+                return Evaluation::Refused(Refused {
+                    refusal: Refusal::PathRedirect,
+                    location: Some(location),
+                });
+            }
+        };
+        let drop_underscores = match rules.headers_with_underscores_action {
+            Underscores::Allow => false,
+            Underscores::RejectRequest if has_underscore_name(req.headers) => {
+                return Evaluation::Refused(Refused {
+                    refusal: Refusal::HeaderWithUnderscores,
+                    location: None,
+                })
+            }
+            Underscores::RejectRequest => false,
+            Underscores::DropHeader => has_underscore_name(req.headers),
+        };
+        let view = View {
+            headers: req.headers,
+            query: req.query,
+            hide_underscores: drop_underscores,
+        };
+        let auth = authenticate(self, &view, now, keys).await;
+        let decision = self.decide(req.caller, req.method, &path, &view, &auth.outcomes);
+        Evaluation::Decided(Decided {
+            path,
+            outcomes: auth.outcomes,
+            forwarded_tokens: auth.forwarded_tokens,
+            drop_underscores,
+            decision,
+        })
+    }
+
+    /// Step 4: the intentions table's decision, given the token outcomes.
+    pub fn decide(
+        &self,
+        caller: Option<Caller<'_>>,
+        method: &str,
+        path: &str,
+        headers: &dyn tribune_authz::Headers,
+        outcomes: &[Outcome],
+    ) -> Decision {
+        let token_facts: Vec<(&str, TokenOutcome<'_>)> = self
+            .providers
+            .iter()
+            .zip(outcomes)
+            .map(|(p, o)| {
+                (
+                    p.name.as_str(),
+                    match o {
+                        Outcome::Missing => TokenOutcome::Missing,
+                        Outcome::Invalid(e) => TokenOutcome::Invalid(e.text()),
+                        Outcome::Valid { payload, .. } => TokenOutcome::Valid(payload),
+                    },
+                )
+            })
+            .collect();
+        self.table.evaluate(&RequestFacts {
+            caller,
+            method,
+            path,
+            headers,
+            tokens: Tokens::new(&token_facts),
+        })
+    }
+
+    /// The decision for a connection to a non-HTTP destination (identity only).
+    pub fn decide_connection(&self, caller: Option<Caller<'_>>) -> Decision {
+        self.table.evaluate(&RequestFacts::l4(caller))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_refusal_has_a_distinct_label_status_and_explanation() {
+        let mut labels: Vec<&str> = Refusal::ALL.iter().map(|r| r.as_str()).collect();
+        labels.sort();
+        labels.dedup();
+        assert_eq!(labels.len(), Refusal::ALL.len());
+        for r in Refusal::ALL {
+            assert!(matches!(r.status(), 307 | 400 | 405), "{r:?}");
+            assert!(!r.explain().is_empty());
+        }
+    }
+}
