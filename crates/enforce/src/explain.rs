@@ -34,7 +34,11 @@ pub struct ExplainRequest {
     #[serde(rename = "Path", default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// Header values by name; a name may have several values (kept in order).
-    #[serde(rename = "Headers", default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        rename = "Headers",
+        default,
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub headers: BTreeMap<String, Vec<String>>,
     /// Cookies, `name=value`, sent as one `Cookie` header.
     #[serde(rename = "Cookies", default, skip_serializing_if = "Vec::is_empty")]
@@ -42,6 +46,13 @@ pub struct ExplainRequest {
     /// Shorthand for an `Authorization: Bearer <Token>` header.
     #[serde(rename = "Token", default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// Explain for a sidecar started with `-merge-slashes`.
+    #[serde(
+        rename = "MergeSlashes",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub merge_slashes: bool,
 }
 
 /// The intention that decided (or came closest).
@@ -145,7 +156,10 @@ impl Described {
     /// The request as [`Policy::evaluate`] takes it.
     pub fn request(&self) -> Request<'_> {
         Request {
-            caller: self.caller.as_ref().map(|(name, peer)| Caller { name, peer }),
+            caller: self
+                .caller
+                .as_ref()
+                .map(|(name, peer)| Caller { name, peer }),
             method: &self.method,
             path: &self.path,
             query: self.query.as_deref(),
@@ -437,17 +451,31 @@ mod tests {
         .expect("decodes")
         .describe()
         .unwrap_err();
-        for field in ["Destination: required", "invalid Source", "Method:", "Path:", "Headers: \"bad name\"", "Headers.x:"] {
+        for field in [
+            "Destination: required",
+            "invalid Source",
+            "Method:",
+            "Path:",
+            "Headers: \"bad name\"",
+            "Headers.x:",
+        ] {
             assert!(err.contains(field), "{field} in {err}");
         }
-        let err = ExplainRequest::from_json(&json!({"Destination": "api", "Bogus": 1})).unwrap_err();
+        let err =
+            ExplainRequest::from_json(&json!({"Destination": "api", "Bogus": 1})).unwrap_err();
         assert!(err.contains("invalid config key \"Bogus\""), "{err}");
     }
 
     #[test]
     fn service_refs_parse_like_consuls_api() {
-        assert_eq!(parse_service_ref("default/web", "Source"), Ok(("web".into(), String::new())));
-        assert_eq!(parse_service_ref("peer:east/web", "Source"), Ok(("web".into(), "east".into())));
+        assert_eq!(
+            parse_service_ref("default/web", "Source"),
+            Ok(("web".into(), String::new()))
+        );
+        assert_eq!(
+            parse_service_ref("peer:east/web", "Source"),
+            Ok(("web".into(), "east".into()))
+        );
         assert!(parse_service_ref("a/b", "Source").is_err());
         assert!(parse_service_ref("peer:east", "Source").is_err());
     }

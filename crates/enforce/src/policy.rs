@@ -75,11 +75,7 @@ impl Policy {
         let referenced = table.referenced_providers();
         let providers: Vec<JwtProvider> = all_providers
             .iter()
-            .filter(|p| {
-                referenced
-                    .iter()
-                    .any(|r| r == ANY_PROVIDER || *r == p.name)
-            })
+            .filter(|p| referenced.iter().any(|r| r == ANY_PROVIDER || *r == p.name))
             .map(|p| (*p).clone())
             .collect();
         let mut forward_headers: Vec<HeaderName> = Vec::new();

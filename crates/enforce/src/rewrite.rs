@@ -158,8 +158,12 @@ mod tests {
         );
         assert_eq!(strip_params("a=1", &names, &[]), None);
         assert_eq!(
-            strip_params("access_token=keep&access_token=drop", &names, &["keep".into()])
-                .as_deref(),
+            strip_params(
+                "access_token=keep&access_token=drop",
+                &names,
+                &["keep".into()]
+            )
+            .as_deref(),
             Some("access_token=keep")
         );
     }

@@ -18,6 +18,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod runtime;
+
+pub use runtime::{ProviderRuntime, Registry, Runtimes};
+
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper_rustls::HttpsConnector;

@@ -53,7 +53,7 @@ pub fn answer(proxy: &Proxy, path: &str) -> Response<Full<Bytes>> {
                 Some(s) => serde_json::json!({
                     "Version": s.version,
                     "Index": s.index,
-                    "ReferencedProviders": s.providers.iter().map(|p| serde_json::json!({
+                    "ReferencedProviders": s.runtimes.iter().map(|p| serde_json::json!({
                         "Name": p.provider.name,
                         "HasKeys": p.has_keys(),
                     })).collect::<Vec<_>>(),

@@ -5,16 +5,15 @@
 //!    listener); with no snapshot yet the connection is closed (fail closed);
 //!    `tcp` destinations get an L4 decision and a byte-for-byte copy instead.
 //! 2. **snapshot**: the request takes the current snapshot and keeps it to the end.
-//! 3. **normalize**: the path is normalized (decisions.md #15) for matching and
-//!    forwarding.
-//! 4. **extract + verify**: for each provider the destination's intentions reference,
-//!    the tokens addressed to it are verified (cache first).
-//! 5. **decide**: the intentions table decides from caller, method, path, headers and
-//!    token outcomes.
-//! 6. **respond or rewrite**: a denial becomes its response (decisions.md #12);
-//!    otherwise client-supplied copies of forwarded-payload headers are removed,
-//!    verified tokens are stripped unless `Forward = true`, and the `Forwarding`
-//!    headers are added.
+//! 3. **evaluate** (`tribune_enforce::Policy::evaluate`, the function the agent's
+//!    explain also calls): screen (`CONNECT`, two `Host`s), normalize the path
+//!    (decisions.md #15), authenticate (for each provider the destination's
+//!    intentions reference, the tokens addressed to it are verified, cache first, by
+//!    its key runtime), decide (the intentions table).
+//! 6. **respond or rewrite**: a refusal or denial becomes its response (decisions.md
+//!    #12); otherwise hop-by-hop headers go, then the policy's rewrite: client copies
+//!    of forwarded-payload headers are removed, token values stripped unless
+//!    `Forward = true` verified them, and the `Forwarding` headers are added.
 //! 7. **forward** to the local service over a pooled connection; upstream failures
 //!    become 502/503/504 with short Envoy-style bodies.
 //! 8. **log**: one access record per request.
@@ -35,16 +34,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tribune_authz::{
-    deny_response, normalize_request_path, Caller, Decision, PathVerdict, RequestFacts,
-    TokenOutcome, Tokens,
-};
-use tribune_jwt::locate::{
-    conclude, extract, forwards_token, from_header, holds_token, percent_decode, Outcome,
-    RequestParts,
-};
-use tribune_jwt::JwtError;
-use tribune_model::mesh::Underscores;
+use tribune_authz::{Caller, Decision};
+use tribune_enforce::{Evaluation, Request as EnforcedRequest};
+use tribune_jwks::runtime::count_outcome;
 
 pub use crate::upstream::ProxyBody;
 
@@ -64,40 +56,6 @@ pub struct AccessRecord {
     /// The deciding (or closest) intention, `source -> destination`.
     pub intention: Option<String>,
     pub latency: Duration,
-}
-
-struct View<'a> {
-    headers: &'a HeaderMap,
-    query: Option<&'a str>,
-}
-
-impl RequestParts for View<'_> {
-    fn header_values(&self, name: &str) -> Vec<&str> {
-        // The default token location, without parsing its name on every request.
-        let values = if name.eq_ignore_ascii_case("authorization") {
-            self.headers.get_all(hyper::header::AUTHORIZATION)
-        } else {
-            self.headers.get_all(name)
-        };
-        values.iter().filter_map(|v| v.to_str().ok()).collect()
-    }
-    fn query(&self) -> Option<&str> {
-        self.query
-    }
-}
-
-impl tribune_authz::Headers for View<'_> {
-    fn value(&self, name: &str) -> Option<Cow<'_, str>> {
-        let mut values = self.headers.get_all(name).iter();
-        let first = values.next()?;
-        let mut out = String::from_utf8_lossy(first.as_bytes());
-        for v in values {
-            let joined = out.to_mut();
-            joined.push(',');
-            joined.push_str(&String::from_utf8_lossy(v.as_bytes()));
-        }
-        Some(out)
-    }
 }
 
 fn short(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
@@ -190,100 +148,6 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The query string without the token parameters (`names`, compared after decoding,
-/// as token lookup compares them) whose value is not in `keep`; `None` when nothing
-/// is removed.
-fn strip_params(query: &str, names: &[String], keep: &[String]) -> Option<String> {
-    let mut removed = false;
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let token_param = names.iter().any(|n| component_is(k, n));
-            let strip = token_param && !keep.iter().any(|t| *t == percent_decode(v));
-            removed |= strip;
-            !strip
-        })
-        .collect();
-    removed.then(|| kept.join("&"))
-}
-
-/// Whether a raw query component decodes to `want` (no allocation unless escaped).
-fn component_is(raw: &str, want: &str) -> bool {
-    if raw.bytes().any(|b| b == b'%' || b == b'+') {
-        percent_decode(raw) == want
-    } else {
-        raw == want
-    }
-}
-
-/// Removes the values of a token header that hold a token (the header's prefix, as
-/// token lookup reads it) unless that token is in `keep`.
-fn strip_token_values(headers: &mut HeaderMap, name: &HeaderName, prefix: &str, keep: &[String]) {
-    if !headers.contains_key(name) {
-        return;
-    }
-    let is_stripped = |v: &HeaderValue| {
-        let Ok(v) = v.to_str() else {
-            return false;
-        };
-        if keep.is_empty() {
-            // The usual case (no provider forwards): no token copied to decide.
-            holds_token(v, prefix)
-        } else {
-            from_header(v, prefix).is_some_and(|t| !keep.contains(&t))
-        }
-    };
-    if !headers.get_all(name).iter().any(is_stripped) {
-        return;
-    }
-    let kept: Vec<HeaderValue> = headers
-        .get_all(name)
-        .iter()
-        .filter(|v| !is_stripped(v))
-        .cloned()
-        .collect();
-    headers.remove(name);
-    for v in kept {
-        headers.append(name.clone(), v);
-    }
-}
-
-fn has_underscore_name(headers: &HeaderMap) -> bool {
-    headers.keys().any(|k| k.as_str().contains('_'))
-}
-
-fn drop_underscore_names(headers: &mut HeaderMap) {
-    if !has_underscore_name(headers) {
-        return;
-    }
-    let names: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| k.as_str().contains('_'))
-        .cloned()
-        .collect();
-    for n in names {
-        headers.remove(n);
-    }
-}
-
-/// Removes client headers that are the proxy's own up to case and `_`/`-` (`owned`
-/// holds folded names). Only names with `_` can be look-alikes: header names arrive
-/// in lower case, and exact copies are removed by name.
-fn remove_lookalikes(headers: &mut HeaderMap, owned: &[String]) {
-    if !has_underscore_name(headers) {
-        return;
-    }
-    let names: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| k.as_str().contains('_') && owned.contains(&crate::snapshot::fold(k.as_str())))
-        .cloned()
-        .collect();
-    for n in names {
-        headers.remove(n);
-    }
-}
-
 impl Proxy {
     fn log(&self, record: impl FnOnce() -> AccessRecord) {
         if !self.logging() {
@@ -307,16 +171,6 @@ impl Proxy {
         }
     }
 
-    fn count_jwt(rt: &crate::keys::ProviderRuntime, outcome: &Outcome) {
-        let failure = match outcome {
-            Outcome::Missing => Some(tribune_jwt::JwtCode::Missing),
-            Outcome::Valid { .. } => None,
-            Outcome::Invalid(e) => Some(e.code()),
-        };
-        rt.outcomes[crate::metrics::token_slot(failure)]
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-
     fn count_decision(&self, decision: &Decision) {
         let d = usize::from(!decision.allowed());
         self.metrics.counters.decisions[d][decision.code() as usize]
@@ -328,21 +182,6 @@ impl Proxy {
         self.config.access_sink.is_some()
             || tracing::enabled!(target: "tribune::access", tracing::Level::INFO)
     }
-}
-
-/// Requests answered before any policy is consulted: `CONNECT` (an HTTP destination
-/// is not a tunnel; WebSocket-style extended CONNECT comes with upgrades) and a
-/// request with two `Host` headers (RFC 9112 §3.2: 400), which two parsers could read
-/// differently.
-fn malformed(parts: &hyper::http::request::Parts) -> Option<(StatusCode, &'static str)> {
-    if parts.method == hyper::Method::CONNECT {
-        return Some((StatusCode::METHOD_NOT_ALLOWED, "connect_method"));
-    }
-    let mut hosts = parts.headers.get_all(hyper::header::HOST).iter();
-    if hosts.next().is_some() && hosts.next().is_some() {
-        return Some((StatusCode::BAD_REQUEST, "duplicate_host"));
-    }
-    None
 }
 
 /// The access record of a request answered before any decision (bad path, bad
@@ -382,116 +221,52 @@ pub async fn handle(
         ));
     };
     let (mut parts, body) = req.into_parts();
-    if let Some((status, reason)) = malformed(&parts) {
-        proxy.log(|| rejected(&snap, &caller, &parts, status.as_u16(), reason, start));
-        return Ok(short(
-            status,
-            status.canonical_reason().unwrap_or("Bad Request"),
-        ));
-    }
-    let mut rules = snap.normalization;
-    rules.merge_slashes |= proxy.config.merge_slashes;
-    let path = match normalize_request_path(parts.uri.path(), &rules) {
-        PathVerdict::Forward(p) => p,
-        PathVerdict::Reject => {
-            proxy.log(|| rejected(&snap, &caller, &parts, 400, "escaped_separator", start));
-            return Ok(short(StatusCode::BAD_REQUEST, "Bad Request"));
-        }
-        PathVerdict::Redirect(p) => {
-            let location = match parts.uri.query() {
-                Some(q) => format!("{p}?{q}"),
-                None => p,
-            };
-            let mut resp = short(StatusCode::TEMPORARY_REDIRECT, "");
-            if let Ok(v) = HeaderValue::from_str(&location) {
-                resp.headers_mut().insert(hyper::header::LOCATION, v);
-            }
-            proxy.log(|| rejected(&snap, &caller, &parts, 307, "path_redirect", start));
-            return Ok(resp);
-        }
-    };
     let now = (proxy.config.clock)();
-
-    match rules.headers_with_underscores_action {
-        Underscores::Allow => {}
-        Underscores::RejectRequest if has_underscore_name(&parts.headers) => {
+    // Phases 1-5: the enforcement engine, exactly as the agent's explain runs it.
+    let evaluation = snap
+        .evaluate(
+            &EnforcedRequest {
+                caller: caller.as_deref().map(Caller::local),
+                method: parts.method.as_str(),
+                path: parts.uri.path(),
+                query: parts.uri.query(),
+                headers: &parts.headers,
+            },
+            proxy.options(),
+            now,
+            &snap.keys(),
+        )
+        .await;
+    let decided = match evaluation {
+        Evaluation::Decided(d) => d,
+        Evaluation::Refused(r) => {
+            let refusal = r.refusal;
             proxy.log(|| {
                 rejected(
                     &snap,
                     &caller,
                     &parts,
-                    400,
-                    "header_with_underscores",
+                    refusal.status(),
+                    refusal.as_str(),
                     start,
                 )
             });
-            return Ok(short(StatusCode::BAD_REQUEST, "Bad Request"));
-        }
-        Underscores::RejectRequest => {}
-        Underscores::DropHeader => drop_underscore_names(&mut parts.headers),
-    }
-
-    let mut outcomes: Vec<Outcome> = Vec::with_capacity(snap.providers.len());
-    // Tokens that a provider with `Forward = true` verified: the only values in token
-    // locations that may reach the upstream (decisions.md #18).
-    let mut forwarded_tokens: Vec<String> = Vec::new();
-    {
-        let view = View {
-            headers: &parts.headers,
-            query: parts.uri.query(),
-        };
-        for rt in &snap.providers {
-            let mut mine = Vec::new();
-            let mut results = Vec::new();
-            for found in extract(&rt.provider.locations, &view) {
-                if let Some(result) = rt.check(&found.token, now).await {
-                    mine.push(found);
-                    results.push(result);
-                }
+            let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            let mut resp = short(status, refusal.body());
+            if let Some(v) = r.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+                resp.headers_mut().insert(hyper::header::LOCATION, v);
             }
-            let mut results = results.into_iter();
-            let outcome = conclude(&rt.provider, &mine, |_| {
-                results.next().unwrap_or(Err(JwtError::Missing))
-            });
-            if matches!(outcome, Outcome::Valid { .. }) && forwards_token(&rt.provider) {
-                forwarded_tokens.extend(mine.into_iter().map(|f| f.token));
-            }
-            Proxy::count_jwt(rt, &outcome);
-            outcomes.push(outcome);
+            return Ok(resp);
         }
-    }
-
-    let decision = {
-        let token_facts: Vec<(&str, TokenOutcome<'_>)> = snap
-            .providers
-            .iter()
-            .zip(&outcomes)
-            .map(|(rt, o)| {
-                (
-                    rt.provider.name.as_str(),
-                    match o {
-                        Outcome::Missing => TokenOutcome::Missing,
-                        Outcome::Invalid(e) => TokenOutcome::Invalid(e.text()),
-                        Outcome::Valid { payload, .. } => TokenOutcome::Valid(payload),
-                    },
-                )
-            })
-            .collect();
-        let view = View {
-            headers: &parts.headers,
-            query: None,
-        };
-        snap.table.evaluate(&RequestFacts {
-            caller: caller.as_deref().map(Caller::local),
-            method: parts.method.as_str(),
-            path: &path,
-            headers: &view,
-            tokens: Tokens::new(&token_facts),
-        })
     };
-    proxy.count_decision(&decision);
+    for (rt, outcome) in snap.runtimes.iter().zip(&decided.outcomes) {
+        count_outcome(rt, outcome);
+    }
+    let decision = &decided.decision;
+    proxy.count_decision(decision);
 
     let method = parts.method.clone();
+    let path = decided.path.clone();
     let record = |status: u16, verdict: &'static str, reason: &'static str| AccessRecord {
         version: snap.version,
         caller: caller.as_deref().map(str::to_string),
@@ -504,7 +279,7 @@ pub async fn handle(
         latency: start.elapsed(),
     };
 
-    if let Some(deny) = deny_response(&decision, &snap.service) {
+    if let Some(deny) = decided.deny_response(&snap) {
         let status = StatusCode::from_u16(deny.status).unwrap_or(StatusCode::FORBIDDEN);
         let mut resp = Response::new(Either::Right(Full::new(Bytes::from(deny.body))));
         *resp.status_mut() = status;
@@ -523,42 +298,15 @@ pub async fn handle(
         return Ok(resp);
     }
 
-    // Rewrite: first what the client sent that it may not (hop-by-hop headers and the
-    // headers `Connection` names, so it can never remove what the proxy adds below;
-    // copies and look-alikes of the proxy's own headers; every token value no
-    // forwarding provider verified), then the proxy's own headers.
+    // Rewrite: hop-by-hop headers and those `Connection` names first (so it can never
+    // remove what the proxy adds), then the policy's rewrite (decisions.md #10, #18).
     remove_hop_by_hop(&mut parts.headers);
-    for name in &snap.forward_headers {
-        parts.headers.remove(name);
-    }
-    remove_lookalikes(&mut parts.headers, &snap.owned_headers);
-    for (name, prefix) in &snap.token_headers {
-        strip_token_values(&mut parts.headers, name, prefix, &forwarded_tokens);
-    }
-    for outcome in &outcomes {
-        if let Outcome::Valid {
-            forward_header: Some((name, value)),
-            ..
-        } = outcome
-        {
-            if let (Ok(n), Ok(v)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(value),
-            ) {
-                parts.headers.insert(n, v);
-            }
-        }
-    }
-    let stripped_query = parts
-        .uri
-        .query()
-        .filter(|_| !snap.token_params.is_empty())
-        .and_then(|q| strip_params(q, &snap.token_params, &forwarded_tokens));
+    let stripped_query = snap.rewrite(&decided, &mut parts.headers, parts.uri.query());
     let query = match &stripped_query {
         Some(q) => Some(Cow::Borrowed(q.as_str())),
         None => parts.uri.query().map(Cow::Borrowed),
     };
-    let h2 = matches!(snap.protocol.as_str(), "http2" | "grpc");
+    let h2 = snap.h2();
     let unchanged = stripped_query.is_none() && path == parts.uri.path();
     let uri = if unchanged && !h2 {
         // Origin form as received: nothing to rebuild.
@@ -742,9 +490,7 @@ where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
     let start = Instant::now();
-    let decision = snap
-        .table
-        .evaluate(&RequestFacts::l4(caller.map(Caller::local)));
+    let decision = snap.decide_connection(caller.map(Caller::local));
     proxy.count_decision(&decision);
     let record = |status: u16, verdict: &'static str, reason: &'static str| AccessRecord {
         version: snap.version,

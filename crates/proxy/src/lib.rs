@@ -10,7 +10,7 @@
 pub mod admin;
 pub mod conns;
 pub mod http;
-pub mod keys;
+pub use tribune_jwks::runtime as keys;
 pub mod mesh;
 pub mod metrics;
 pub mod run;
@@ -166,6 +166,13 @@ impl Proxy {
         })
     }
 
+    /// The sidecar settings the enforcement engine takes.
+    pub fn options(&self) -> tribune_enforce::Options {
+        tribune_enforce::Options {
+            merge_slashes: self.config.merge_slashes,
+        }
+    }
+
     /// The snapshot being enforced, if any.
     pub fn current(&self) -> Option<Arc<Snapshot>> {
         self.current.load_full()
@@ -200,7 +207,7 @@ impl Proxy {
             index,
             service = %snapshot.service,
             intentions = snapshot.table.intentions().count(),
-            providers = snapshot.providers.len(),
+            providers = snapshot.runtimes.len(),
             "policy snapshot installed"
         );
         self.current.store(Some(Arc::new(snapshot)));
@@ -231,7 +238,7 @@ impl Proxy {
         };
         let now = state::now();
         let sets: Vec<(String, state::SavedJwks)> = snap
-            .providers
+            .runtimes
             .iter()
             .filter_map(|rt| {
                 let r = rt.remote()?;

@@ -10,23 +10,10 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use tribune_authz::ReasonCode;
-use tribune_jwt::JwtCode;
 
-/// Token outcomes per provider (`jwt_verifications_total{outcome}`): slot 0 is
-/// `valid`, slot `1 + code` each [`JwtCode`] (`missing` among them).
-pub const TOKEN_SLOTS: usize = 1 + JwtCode::ALL.len();
-
-/// The slot of a token outcome in [`TOKEN_SLOTS`].
-pub fn token_slot(failure: Option<JwtCode>) -> usize {
-    failure.map_or(0, |c| 1 + c as usize)
-}
-
-fn token_label(slot: usize) -> &'static str {
-    match slot {
-        0 => "valid",
-        n => JwtCode::ALL.get(n - 1).map_or("unknown", |c| c.as_str()),
-    }
-}
+pub use tribune_jwks::runtime::{
+    outcome_label as token_label, outcome_slot as token_slot, OUTCOME_SLOTS as TOKEN_SLOTS,
+};
 
 /// What became of an allowed request sent to the local service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -308,7 +295,7 @@ impl Collector for ProviderCollector {
             return Ok(());
         };
         let mut outcomes: Vec<(ProviderOutcome, u64)> = Vec::new();
-        for rt in &snap.providers {
+        for rt in &snap.runtimes {
             for i in 0..TOKEN_SLOTS {
                 let outcome = token_label(i);
                 let n = rt.outcomes[i].load(Ordering::Relaxed);
@@ -337,7 +324,7 @@ impl Collector for ProviderCollector {
         }
         let mut cache: Vec<(ProviderResult, u64)> = Vec::new();
         let mut fetch: Vec<(ProviderResult, u64)> = Vec::new();
-        for rt in &snap.providers {
+        for rt in &snap.runtimes {
             let name = rt.provider.name.clone();
             cache.push((
                 ProviderResult {
@@ -408,6 +395,7 @@ pub fn render(metrics: &Metrics) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tribune_jwt::JwtCode;
 
     /// The attack pass found `keys_unavailable` counted as `claim_type`: the metric's
     /// label list re-typed the codes and missed one. Slots now come from the enums.

@@ -206,21 +206,7 @@ pub(crate) fn entry_json(entry: &ConfigEntry, r: &Record) -> Value {
 }
 
 /// The protocol of a service: its `service-defaults`, else `proxy-defaults`, else tcp.
-pub(crate) fn protocol_of(entries: &[&ConfigEntry], service: &str) -> String {
-    let own = entries.iter().find_map(|e| match e {
-        ConfigEntry::ServiceDefaults(s) if s.name == service && !s.protocol.is_empty() => {
-            Some(s.protocol.clone())
-        }
-        _ => None,
-    });
-    own.or_else(|| {
-        entries.iter().find_map(|e| match e {
-            ConfigEntry::ProxyDefaults(p) => p.protocol(),
-            _ => None,
-        })
-    })
-    .unwrap_or_else(|| "tcp".into())
-}
+pub(crate) use tribune_enforce::protocol_of;
 
 pub(crate) fn can_write(a: &Authorizer, entry_kind: Kind, name: &str) -> Result<(), Denied> {
     match entry_kind {

@@ -1,7 +1,7 @@
 //! `/v1/connect/intentions/*` (consul-reference §f.2), computed from the
 //! `service-intentions` entries.
 
-use crate::entries::{can_write, delete_entry, load_all, load_one, protocol_of, write_entry};
+use crate::entries::{can_write, delete_entry, load_all, load_one, write_entry};
 use crate::{
     authorize, block_on_table, index_header, json_body, parse_query, query_get, ApiError,
     ApiResult, AppState, Shared, CONFIG_TABLE,
@@ -12,14 +12,12 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
-use tribune_authz::{
-    compile, deny_response, is_http_like, normalize_request_path, Caller, CompileInput, HeaderList,
-    NotFired, PathVerdict, Reason, RequestFacts, TokenOutcome, Tokens,
-};
+use tribune_authz::Caller;
+use tribune_enforce::explain::{parse_service_ref, ExplainRequest};
+use tribune_enforce::{Options, Policy, PolicyDocument};
+use tribune_jwks::Runtimes;
 use tribune_model::intentions::SourceIntention;
-use tribune_model::{
-    entry_from_json, go, ConfigEntry, JwtProvider, Kind, ServiceIntentions, WILDCARD,
-};
+use tribune_model::{entry_from_json, go, ConfigEntry, Kind, ServiceIntentions, WILDCARD};
 use tribune_store::{Cas, Record};
 
 /// A source or destination parameter: `name`, `default/name` or `peer:<peer>/name`.
@@ -29,33 +27,8 @@ struct Ref {
 }
 
 fn parse_ref(s: &str, param: &str) -> ApiResult<Ref> {
-    if let Some(rest) = s.strip_prefix("peer:") {
-        let (peer, name) = rest.split_once('/').ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "invalid {param} {}: expected peer:<peer>/<name>",
-                go::quote(s)
-            ))
-        })?;
-        return Ok(Ref {
-            name: name.into(),
-            peer: peer.into(),
-        });
-    }
-    let parts: Vec<&str> = s.split('/').collect();
-    match parts.as_slice() {
-        [name] => Ok(Ref {
-            name: (*name).into(),
-            peer: String::new(),
-        }),
-        ["default", name] | ["default", "default", name] => Ok(Ref {
-            name: (*name).into(),
-            peer: String::new(),
-        }),
-        _ => Err(ApiError::bad_request(format!(
-            "invalid {param} {}: namespaces and partitions are a Consul Enterprise feature",
-            go::quote(s)
-        ))),
-    }
+    let (name, peer) = parse_service_ref(s, param).map_err(ApiError::bad_request)?;
+    Ok(Ref { name, peer })
 }
 
 /// The `source` and `destination` parameters every intentions endpoint takes.
@@ -253,8 +226,9 @@ pub(crate) async fn delete_exact(
 /// `GET /v1/connect/intentions/check?source=&destination=`: Consul's check (§c.9).
 ///
 /// Tribune extension (decisions.md #14): with any of `method`, `path`, `header`
-/// (repeatable `Name: value`) or a request token in `X-Tribune-Request-Token`, the
-/// answer is the full L7 decision the proxy would make, in the same `{"Allowed"}` shape.
+/// (repeatable `Name: value`, repeated names kept), `cookie` (repeatable `n=v`) or a
+/// request token in `X-Tribune-Request-Token`, the answer is the sidecar's decision
+/// for that request (computed as explain computes it), in the same `{"Allowed"}` shape.
 pub(crate) async fn check(
     State(state): State<Shared>,
     RawQuery(raw): RawQuery,
@@ -278,54 +252,50 @@ pub(crate) async fn check(
         .map(str::to_string);
     let l7 = token.is_some()
         || q.iter()
-            .any(|(k, _)| k == "method" || k == "path" || k == "header");
+            .any(|(k, _)| matches!(k.as_str(), "method" | "path" | "header" | "cookie"));
     if !l7 {
-        let table = table_from(&state, &load_all(&state).await?, &destination.name)?;
-        let (allowed, _) = table.check(Some(Caller {
+        let policy = policy_for(&state, &destination.name).await?;
+        let (allowed, _) = policy.table.check(Some(Caller {
             name: &source.name,
             peer: &source.peer,
         }));
         return Ok(Json(json!({ "Allowed": allowed })).into_response());
     }
-    let mut header_pairs = Vec::new();
+    let mut request = ExplainRequest {
+        source: query_get(&q, "source").map(str::to_string),
+        destination: destination.name.clone(),
+        method: query_get(&q, "method").map(str::to_string),
+        path: query_get(&q, "path").map(str::to_string),
+        token,
+        ..ExplainRequest::default()
+    };
     for (k, v) in &q {
-        if k == "header" {
-            let (name, value) = v.split_once(':').ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "invalid header {}: expected \"Name: value\"",
-                    go::quote(v)
-                ))
-            })?;
-            header_pairs.push((name.trim().to_string(), value.trim().to_string()));
+        match k.as_str() {
+            "header" => {
+                let (name, value) = v.split_once(':').ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "invalid header {}: expected \"Name: value\"",
+                        go::quote(v)
+                    ))
+                })?;
+                request
+                    .headers
+                    .entry(name.trim().to_string())
+                    .or_default()
+                    .push(value.trim().to_string());
+            }
+            "cookie" => request.cookies.push(v.clone()),
+            _ => {}
         }
     }
-    let request = ExplainRequest {
-        source,
-        destination,
-        method: query_get(&q, "method").unwrap_or("GET").to_string(),
-        path: query_get(&q, "path").unwrap_or("/").to_string(),
-        headers: header_pairs,
-        token,
-    };
-    let out = decide(&state, &request).await?;
-    Ok(Json(json!({ "Allowed": out["Allowed"] })).into_response())
+    let out = explain_request(&state, &request).await?;
+    Ok(Json(json!({ "Allowed": out.allowed })).into_response())
 }
 
-/// One request to explain.
-struct ExplainRequest {
-    source: Ref,
-    destination: Ref,
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    token: Option<String>,
-}
-
-/// `POST /v1/connect/intentions/explain`: the decision for a described request, with
-/// the matched intention, permission and failing check (decisions.md #14).
-///
-/// Body: `{"Source", "Destination", "Method", "Path", "Headers": {"Name": "value"},
-/// "Token"}`; only `Source` and `Destination` are required.
+/// `POST /v1/connect/intentions/explain`: the sidecar's answer to a described
+/// request, with the deciding intention, permission and failing check (decisions.md
+/// #14). Body and answer: [`ExplainRequest`] and
+/// [`tribune_enforce::explain::ExplainResponse`].
 pub(crate) async fn explain(
     State(state): State<Shared>,
     RawQuery(raw): RawQuery,
@@ -334,221 +304,60 @@ pub(crate) async fn explain(
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
     let v = json_body(&body)?;
-    let field = |name: &str| v.get(name).and_then(Value::as_str).map(str::to_string);
-    let source = parse_ref(
-        &field("Source").ok_or_else(|| ApiError::bad_request("Source is required"))?,
-        "Source",
-    )?;
-    let destination = parse_ref(
-        &field("Destination").ok_or_else(|| ApiError::bad_request("Destination is required"))?,
-        "Destination",
-    )?;
+    let request = ExplainRequest::from_json(&v)
+        .map_err(|e| ApiError::bad_request(format!("Request decoding failed: {e}")))?;
     let authz = authorize(&state, &headers, &q).await?;
+    let destination = parse_ref(&request.destination, "Destination")?;
     authz.service_read(&destination.name)?;
-    let mut header_pairs = Vec::new();
-    match v.get("Headers") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(m)) => {
-            for (k, val) in m {
-                match val {
-                    Value::String(s) => header_pairs.push((k.clone(), s.clone())),
-                    Value::Array(items) => {
-                        for i in items {
-                            header_pairs
-                                .push((k.clone(), i.as_str().unwrap_or_default().to_string()));
-                        }
-                    }
-                    other => {
-                        return Err(ApiError::bad_request(format!(
-                            "Headers.{k}: expected a string, got {other}"
-                        )))
-                    }
-                }
-            }
-        }
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "Headers: expected an object, got {other}"
-            )))
-        }
-    }
-    let request = ExplainRequest {
-        source,
-        destination,
-        method: field("Method").unwrap_or_else(|| "GET".into()),
-        path: field("Path").unwrap_or_else(|| "/".into()),
-        headers: header_pairs,
-        token: field("Token").filter(|t| !t.is_empty()),
-    };
-    Ok(Json(decide(&state, &request).await?).into_response())
+    Ok(Json(explain_request(&state, &request).await?).into_response())
 }
 
-/// Verifies the request token for every referenced provider whose Issuer it names
-/// (Envoy's issuer routing), then evaluates the destination's table.
-async fn decide(state: &AppState, req: &ExplainRequest) -> ApiResult<Value> {
-    let all = load_all(state).await?;
-    let table = table_from(state, &all, &req.destination.name)?;
-    let providers = providers_of(&all);
+/// Explains `request` with the enforcement engine: the document the destination's
+/// sidecar is served, compiled as the sidecar compiles it, and the sidecar's key
+/// runtime for its providers.
+async fn explain_request(
+    state: &AppState,
+    request: &ExplainRequest,
+) -> ApiResult<tribune_enforce::explain::ExplainResponse> {
+    let described = request.describe().map_err(ApiError::bad_request)?;
+    let destination = parse_ref(&request.destination, "Destination")?;
+    let policy = policy_for(state, &destination.name).await?;
+    let (runtimes, fresh) = state
+        .keys
+        .runtimes(&policy.providers)
+        .map_err(ApiError::bad_request)?;
+    for rt in &fresh {
+        rt.prepare().await;
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let iss = req
-        .token
-        .as_deref()
-        .and_then(tribune_jwt::unverified_issuer);
-    let mut payloads: Vec<(String, Result<Value, String>)> = Vec::new();
-    if let Some(token) = &req.token {
-        for name in table.referenced_providers() {
-            let Some(p) = providers.iter().find(|p| &p.name == name) else {
-                continue;
-            };
-            if iss.as_deref() != Some(p.issuer.as_str()) {
-                continue;
-            }
-            let outcome = crate::keys::verifier_for(p)
-                .and_then(|v| v.verify(token, now).map_err(|e| e.text().to_string()))
-                .map(Value::Object);
-            payloads.push((name.clone(), outcome));
-        }
-    }
-    let tokens: Vec<(&str, TokenOutcome<'_>)> = payloads
+    let options = Options {
+        merge_slashes: request.merge_slashes,
+    };
+    Ok(
+        tribune_enforce::explain::explain(&policy, &described, options, now, &Runtimes(&runtimes))
+            .await,
+    )
+}
+
+/// The destination's policy, compiled from the document its sidecar is served.
+async fn policy_for(state: &AppState, destination: &str) -> ApiResult<Policy> {
+    let all = load_all(state).await?;
+    let refs: Vec<&ConfigEntry> = all.iter().map(|(e, _)| e).collect();
+    // Forget the runtimes of providers that no longer exist.
+    let names: Vec<&str> = refs
         .iter()
-        .map(|(n, o)| {
-            (
-                n.as_str(),
-                match o {
-                    Ok(v) => TokenOutcome::Valid(v),
-                    Err(e) => TokenOutcome::Invalid(e.as_str()),
-                },
-            )
-        })
-        .collect();
-    // The sidecar's own normalization, with the mesh entry's settings: a path it
-    // refuses or redirects is answered before any intention is consulted.
-    let rules = all
-        .iter()
-        .find_map(|(e, _)| match e {
-            ConfigEntry::Mesh(m) => Some(m.request_normalization()),
+        .filter_map(|e| match e {
+            ConfigEntry::JwtProvider(p) => Some(p.name.as_str()),
             _ => None,
         })
-        .unwrap_or_default();
-    let path = match normalize_request_path(&req.path, &rules) {
-        PathVerdict::Forward(p) => p,
-        PathVerdict::Reject => {
-            return Ok(answered_before_deciding(
-                &req.path,
-                400,
-                "the path contains an escaped separator (%2F or %5C), which the mesh entry's PathWithEscapedSlashesAction rejects (Tribune's default)",
-            ))
-        }
-        PathVerdict::Redirect(p) => {
-            return Ok(answered_before_deciding(
-                &p,
-                307,
-                "the path contains an escaped separator (%2F or %5C); the mesh entry's PathWithEscapedSlashesAction = UNESCAPE_AND_REDIRECT redirects to the decoded path",
-            ))
-        }
-    };
-    let header_refs: Vec<(&str, &str)> = req
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    let header_list = HeaderList(&header_refs);
-    let decision = table.evaluate(&RequestFacts {
-        caller: Some(Caller {
-            name: &req.source.name,
-            peer: &req.source.peer,
-        }),
-        method: &req.method,
-        path: &path,
-        headers: &header_list,
-        tokens: Tokens::new(&tokens),
-    });
-    let (intention, permission) = match &decision.reason {
-        Reason::Fired {
-            intention,
-            permission,
-        } => (Some(*intention), *permission),
-        Reason::Default {
-            closest: Some((i, NotFired::Jwt { permission, .. })),
-        } => (Some(*i), *permission),
-        Reason::Default {
-            closest: Some((i, NotFired::PermissionSameAsDefault { permission })),
-        } => (Some(*i), Some(*permission)),
-        Reason::Default {
-            closest: Some((i, _)),
-        } => (Some(*i), None),
-        Reason::Default { closest: None } => (None, None),
-    };
-    let response = deny_response(&decision, &req.destination.name);
-    Ok(json!({
-        "Allowed": decision.allowed(),
-        "Decision": decision.action.as_str(),
-        "Reason": table.explain(&decision),
-        "Intention": intention.and_then(|i| table.intention(i)).map(|i| json!({
-            "SourceName": i.source,
-            "SourcePeer": i.source_peer,
-            "DestinationName": i.destination,
-            "Precedence": i.precedence,
-        })),
-        "Permission": permission,
-        "NormalizedPath": path,
-        "Status": response.as_ref().map(|r| r.status).unwrap_or(200),
-        "Body": response.as_ref().map(|r| r.body.clone()),
-        "WWWAuthenticate": response.and_then(|r| r.www_authenticate),
-    }))
-}
-
-/// The explain answer for a request the sidecar answers at normalization.
-fn answered_before_deciding(path: &str, status: u16, why: &str) -> Value {
-    json!({
-        "Allowed": false,
-        "Decision": "deny",
-        "Reason": why,
-        "Intention": null,
-        "Permission": null,
-        "NormalizedPath": path,
-        "Status": status,
-        "Body": if status == 400 { Some("Bad Request") } else { None },
-        "WWWAuthenticate": null,
-    })
-}
-
-fn providers_of(all: &[(ConfigEntry, Record)]) -> Vec<&JwtProvider> {
-    all.iter()
-        .filter_map(|(e, _)| match e {
-            ConfigEntry::JwtProvider(p) => Some(p),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Compiles the intentions table of a destination from a snapshot of the entries.
-fn table_from(
-    state: &AppState,
-    all: &[(ConfigEntry, Record)],
-    destination: &str,
-) -> ApiResult<tribune_authz::IntentionTable> {
-    let entries: Vec<&ConfigEntry> = all.iter().map(|(e, _)| e).collect();
-    let intentions: Vec<&ServiceIntentions> =
-        intentions_of(all).into_iter().map(|(si, _)| si).collect();
-    compile(&CompileInput {
-        destination,
-        entries: &intentions,
-        providers: &providers_of(all),
-        http: is_http_like(&protocol_of(&entries, destination)),
-        default: state.config.default_intention_policy,
-    })
-    .map_err(|errs| {
-        ApiError::bad_request(
-            errs.iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    })
+    state.keys.retain(&names);
+    let doc =
+        PolicyDocument::from_entries(destination, state.config.default_intention_policy, &refs);
+    Policy::compile(&doc).map_err(ApiError::bad_request)
 }
 
 /// `GET /v1/connect/intentions/match?by=source|destination&name=X[&name=Y]`.

@@ -19,7 +19,6 @@ mod ca_api;
 mod catalog;
 mod entries;
 mod intentions_api;
-mod keys;
 pub mod listener;
 mod proxy_api;
 mod status;
@@ -63,6 +62,9 @@ pub struct AppState {
     shutting_down: tokio::sync::watch::Sender<bool>,
     /// The address this agent's HTTP API is reached at (set once bound).
     advertise: std::sync::OnceLock<String>,
+    /// Key runtimes of the providers explain verifies tokens with: the sidecar's own
+    /// (remote fetch, cache, retries, TLS, refetch on unknown `kid`).
+    pub(crate) keys: tribune_jwks::Registry,
 }
 
 pub type Shared = Arc<AppState>;
@@ -78,6 +80,7 @@ impl AppState {
             reload_lock: tokio::sync::Mutex::new(()),
             shutting_down: tokio::sync::watch::Sender::new(false),
             advertise: std::sync::OnceLock::new(),
+            keys: tribune_jwks::Registry::default(),
         });
         if let Some(secret) = state.config.acl.initial_management.clone() {
             acl_api::ensure_management_token(&state, &secret)

@@ -4,6 +4,7 @@ use super::http::{call_ok, HttpArgs};
 use super::Io;
 use clap::{Args, Subcommand};
 use tribune_client::encode;
+use tribune_enforce::explain::{ExplainRequest, ExplainResponse};
 
 #[derive(Debug, Subcommand)]
 pub enum IntentionCommand {
@@ -13,16 +14,30 @@ pub enum IntentionCommand {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
+    /// SRC DST, or only DST with -edge.
     pub services: Vec<String>,
+    /// The caller is outside the mesh (the sidecar's edge listener): give only DST.
+    #[arg(long)]
+    pub edge: bool,
     /// HTTP method of the request to decide (L7 check).
     #[arg(long)]
     pub method: Option<String>,
-    /// HTTP path of the request to decide (normalized like the proxy does).
+    /// HTTP path of the request to decide, with its query (normalized as the sidecar
+    /// normalizes it).
     #[arg(long)]
     pub path: Option<String>,
-    /// A request header, `Name: value`; repeatable.
+    /// A request header, `Name: value`; repeatable (a repeated name keeps every value).
     #[arg(long)]
     pub header: Vec<String>,
+    /// A request cookie, `name=value`; repeatable.
+    #[arg(long)]
+    pub cookie: Vec<String>,
+    /// Explain for a sidecar started with -merge-slashes.
+    #[arg(long = "merge-slashes")]
+    pub merge_slashes: bool,
+    /// Output format with -explain: `text` or `json` (the explain API's answer).
+    #[arg(long, default_value = "text")]
+    pub format: String,
     /// A request token (JWT) to verify and use in the decision.
     #[arg(long)]
     pub jwt: Option<String>,
@@ -43,21 +58,42 @@ pub fn run(cmd: IntentionCommand, io: &mut Io<'_>) -> u8 {
 }
 
 fn check(args: &CheckArgs, io: &mut Io<'_>) -> u8 {
-    let [src, dst] = args.services.as_slice() else {
+    let (src, dst) = match (args.edge, args.services.as_slice()) {
+        (false, [src, dst]) => (Some(src.as_str()), dst.as_str()),
+        (true, [dst]) => (None, dst.as_str()),
+        (false, _) => {
+            let _ = writeln!(
+                io.err,
+                "Error: command requires exactly two arguments: src and dst"
+            );
+            return 2;
+        }
+        (true, _) => {
+            let _ = writeln!(
+                io.err,
+                "Error: with -edge, command requires exactly one argument: dst"
+            );
+            return 2;
+        }
+    };
+    if args.format != "text" && args.format != "json" {
         let _ = writeln!(
             io.err,
-            "Error: command requires exactly two arguments: src and dst"
+            "Error: -format must be \"text\" or \"json\", got {:?}",
+            args.format
         );
         return 2;
-    };
+    }
     let l7 = args.method.is_some()
         || args.path.is_some()
         || !args.header.is_empty()
+        || !args.cookie.is_empty()
         || args.jwt.is_some()
-        || args.jwt_file.is_some();
-    if l7 || args.explain {
+        || args.jwt_file.is_some()
+        || args.merge_slashes;
+    let Some(src) = src.filter(|_| !(l7 || args.explain)) else {
         return explain(args, src, dst, io);
-    }
+    };
     let path = format!(
         "/v1/connect/intentions/check?source={}&destination={}",
         encode(src),
@@ -75,17 +111,30 @@ fn check(args: &CheckArgs, io: &mut Io<'_>) -> u8 {
         Ok(r) => r,
         Err(c) => return c,
     };
-    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
-    if v["Allowed"].as_bool() == Some(true) {
-        let _ = writeln!(io.out, "Allowed");
-        0
-    } else {
-        let _ = writeln!(io.out, "Denied");
-        1
+    match serde_json::from_str::<serde_json::Value>(&r.body)
+        .ok()
+        .and_then(|v| v["Allowed"].as_bool())
+    {
+        Some(true) => {
+            let _ = writeln!(io.out, "Allowed");
+            0
+        }
+        Some(false) => {
+            let _ = writeln!(io.out, "Denied");
+            1
+        }
+        None => {
+            let _ = writeln!(
+                io.err,
+                "Error checking the connection: the agent's answer is not a check result: {}",
+                r.body.trim()
+            );
+            2
+        }
     }
 }
 
-fn explain(args: &CheckArgs, src: &str, dst: &str, io: &mut Io<'_>) -> u8 {
+fn explain(args: &CheckArgs, src: Option<&str>, dst: &str, io: &mut Io<'_>) -> u8 {
     let token = match (&args.jwt, &args.jwt_file) {
         (Some(_), Some(_)) => {
             let _ = writeln!(io.err, "Error: -jwt and -jwt-file cannot be used together");
@@ -101,30 +150,39 @@ fn explain(args: &CheckArgs, src: &str, dst: &str, io: &mut Io<'_>) -> u8 {
         },
         (None, None) => None,
     };
-    let mut headers = serde_json::Map::new();
+    let mut request = ExplainRequest {
+        source: src.map(str::to_string),
+        destination: dst.to_string(),
+        method: args.method.clone(),
+        path: args.path.clone(),
+        cookies: args.cookie.clone(),
+        token,
+        merge_slashes: args.merge_slashes,
+        ..ExplainRequest::default()
+    };
     for h in &args.header {
         let Some((name, value)) = h.split_once(':') else {
             let _ = writeln!(io.err, "Error: -header must be \"Name: value\", got {h:?}");
             return 2;
         };
-        headers.insert(
-            name.trim().to_string(),
-            serde_json::Value::from(value.trim()),
-        );
+        request
+            .headers
+            .entry(name.trim().to_string())
+            .or_default()
+            .push(value.trim().to_string());
     }
-    let body = serde_json::json!({
-        "Source": src,
-        "Destination": dst,
-        "Method": args.method.clone().unwrap_or_else(|| "GET".into()),
-        "Path": args.path.clone().unwrap_or_else(|| "/".into()),
-        "Headers": headers,
-        "Token": token,
-    });
+    let body = match serde_json::to_vec(&request) {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = writeln!(io.err, "Error: {e}");
+            return 2;
+        }
+    };
     let r = match call_ok(
         &args.http,
         "POST",
         "/v1/connect/intentions/explain",
-        Some(body.to_string().into_bytes()),
+        Some(body),
         "Error checking the connection",
         2,
         io,
@@ -132,22 +190,56 @@ fn explain(args: &CheckArgs, src: &str, dst: &str, io: &mut Io<'_>) -> u8 {
         Ok(r) => r,
         Err(c) => return c,
     };
-    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
-    let allowed = v["Allowed"].as_bool() == Some(true);
-    let _ = writeln!(io.out, "{}", if allowed { "Allowed" } else { "Denied" });
-    if args.explain {
-        let _ = writeln!(io.out, "{}", v["Reason"].as_str().unwrap_or(""));
-        if !allowed {
-            let _ = write!(io.out, "The caller would get HTTP {}", v["Status"]);
-            if let Some(b) = v["Body"].as_str() {
-                let _ = write!(io.out, " ({b})");
-            }
-            let _ = writeln!(io.out);
+    let answer: ExplainResponse = match serde_json::from_str(&r.body) {
+        Ok(a) => a,
+        Err(_) => {
+            let _ = writeln!(
+                io.err,
+                "Error checking the connection: the agent's answer is not an explanation: {}",
+                r.body.trim()
+            );
+            return 2;
         }
+    };
+    if args.format == "json" {
+        let _ = writeln!(
+            io.out,
+            "{}",
+            serde_json::to_string_pretty(&answer).unwrap_or_default()
+        );
+    } else {
+        print_answer(&answer, args.explain, io);
     }
-    if allowed {
+    if answer.allowed {
         0
     } else {
         1
+    }
+}
+
+/// The text form of an explanation (`Allowed`/`Denied`, then why with -explain).
+pub(crate) fn print_answer(answer: &ExplainResponse, why: bool, io: &mut Io<'_>) {
+    let _ = writeln!(
+        io.out,
+        "{}",
+        if answer.allowed { "Allowed" } else { "Denied" }
+    );
+    if !why {
+        return;
+    }
+    let _ = writeln!(io.out, "{}", answer.reason);
+    if !answer.allowed {
+        match answer.status {
+            Some(status) => {
+                let _ = write!(io.out, "The caller would get HTTP {status}");
+                if let Some(b) = answer.body.as_deref().filter(|b| !b.is_empty()) {
+                    let _ = write!(io.out, " ({b})");
+                }
+                let _ = writeln!(io.out);
+            }
+            None => {
+                let _ = writeln!(io.out, "The sidecar would close the connection");
+            }
+        }
     }
 }

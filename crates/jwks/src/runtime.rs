@@ -1,4 +1,6 @@
-//! One provider's keys at run time, and its verified-token cache.
+//! One provider's keys at run time, and its verified-token cache: what the sidecar
+//! verifies every request's tokens with, and what the agent's explain, check and
+//! `intention test` verify with (the one owner of key sources).
 //!
 //! - Inline key sets (`Local.JWKS`) are parsed once.
 //! - File key sets (`Local.Filename`) are read at start and re-read when the file's
@@ -11,15 +13,34 @@
 //! A new key set gets a new [`CachedVerifier`], so cached results never outlive the
 //! keys that produced them.
 
+use crate::{FetchPolicy, RemoteKeys};
 use arc_swap::ArcSwapOption;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
-use tribune_jwks::{FetchPolicy, RemoteKeys};
+use tribune_jwt::JwtCode;
 use tribune_jwt::{unverified_kid, CachedVerifier, Jwks, JwtError, Verifier};
 use tribune_model::jwt_provider::{JsonWebKeySet, LocalJwks};
 use tribune_model::JwtProvider;
+
+/// Token outcomes per provider (`jwt_verifications_total{outcome}`): slot 0 is
+/// `valid`, slot `1 + code` each [`JwtCode`] (`missing` among them).
+pub const OUTCOME_SLOTS: usize = 1 + JwtCode::ALL.len();
+
+/// The slot of a token outcome in [`ProviderRuntime::outcomes`].
+pub fn outcome_slot(failure: Option<JwtCode>) -> usize {
+    failure.map_or(0, |c| 1 + c as usize)
+}
+
+/// The label of an outcome slot.
+pub fn outcome_label(slot: usize) -> &'static str {
+    match slot {
+        0 => "valid",
+        n => JwtCode::ALL.get(n - 1).map_or("unknown", |c| c.as_str()),
+    }
+}
 
 /// How often a `Local.Filename` key set is checked for changes.
 pub const FILE_POLL: Duration = Duration::from_secs(1);
@@ -40,8 +61,8 @@ pub struct ProviderRuntime {
     current: ArcSwapOption<CachedVerifier>,
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
-    /// Token outcomes, indexed by [`crate::metrics::token_slot`].
-    pub outcomes: [AtomicU64; crate::metrics::TOKEN_SLOTS],
+    /// Token outcomes, indexed by [`outcome_slot`].
+    pub outcomes: [AtomicU64; OUTCOME_SLOTS],
 }
 
 impl std::fmt::Debug for ProviderRuntime {
@@ -302,5 +323,83 @@ impl ProviderRuntime {
             &self.cache_misses
         };
         c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts one provider outcome (for metrics).
+pub fn count_outcome(rt: &ProviderRuntime, outcome: &tribune_jwt::locate::Outcome) {
+    use tribune_jwt::locate::Outcome;
+    let failure = match outcome {
+        Outcome::Missing => Some(JwtCode::Missing),
+        Outcome::Valid { .. } => None,
+        Outcome::Invalid(e) => Some(e.code()),
+    };
+    rt.outcomes[outcome_slot(failure)].fetch_add(1, Ordering::Relaxed);
+}
+
+/// The runtimes of a policy's providers, in [`tribune_enforce::Policy::providers`]
+/// order: the enforcement engine verifies provider `i` with runtime `i`.
+#[derive(Clone, Copy)]
+pub struct Runtimes<'a>(pub &'a [Arc<ProviderRuntime>]);
+
+impl tribune_enforce::Verify for Runtimes<'_> {
+    fn check(
+        &self,
+        provider: usize,
+        token: &str,
+        now: i64,
+    ) -> impl std::future::Future<Output = Option<Result<Arc<Value>, JwtError>>> + Send {
+        let rt = self.0.get(provider);
+        async move {
+            match rt {
+                Some(rt) => rt.check(token, now).await,
+                None => Some(Err(JwtError::KeysUnavailable)),
+            }
+        }
+    }
+}
+
+/// Provider runtimes by provider name, kept (with their fetched keys and caches)
+/// while a provider's entry is unchanged.
+#[derive(Default)]
+pub struct Registry {
+    runtimes: Mutex<HashMap<String, Arc<ProviderRuntime>>>,
+}
+
+impl Registry {
+    /// The runtimes of `providers`, in order, and those of them that are new (they
+    /// still need [`ProviderRuntime::prepare`]).
+    #[allow(clippy::type_complexity)]
+    pub fn runtimes(
+        &self,
+        providers: &[tribune_model::JwtProvider],
+    ) -> Result<(Vec<Arc<ProviderRuntime>>, Vec<Arc<ProviderRuntime>>), String> {
+        let mut known = self
+            .runtimes
+            .lock()
+            .map_err(|_| "provider registry poisoned".to_string())?;
+        let mut fresh = Vec::new();
+        let mut out = Vec::with_capacity(providers.len());
+        for p in providers {
+            let rt = match known.get(&p.name) {
+                Some(rt) if rt.provider == *p => rt.clone(),
+                _ => {
+                    let rt = ProviderRuntime::new(p)
+                        .map_err(|e| format!("jwt-provider {}: {e}", p.name))?;
+                    known.insert(p.name.clone(), rt.clone());
+                    fresh.push(rt.clone());
+                    rt
+                }
+            };
+            out.push(rt);
+        }
+        Ok((out, fresh))
+    }
+
+    /// Forgets the runtimes of providers not named in `keep`.
+    pub fn retain(&self, keep: &[&str]) {
+        if let Ok(mut known) = self.runtimes.lock() {
+            known.retain(|name, _| keep.contains(&name.as_str()));
+        }
     }
 }
