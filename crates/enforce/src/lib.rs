@@ -20,12 +20,14 @@
 
 #![forbid(unsafe_code)]
 
+mod checks;
 mod document;
 mod evaluate;
 pub mod explain;
 mod policy;
 mod rewrite;
 
+pub use checks::cross_checks;
 pub use document::{protocol_of, PolicyDocument};
 pub use evaluate::{
     authenticate, has_underscore_name, Authenticated, Decided, Evaluation, Options, Refusal,

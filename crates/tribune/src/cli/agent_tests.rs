@@ -6,7 +6,7 @@ use tribune_server::{router, AgentConfig, AppState};
 use tribune_store::RedbStore;
 
 /// Starts an agent on its own thread and runtime; returns its address.
-fn start_agent(config: AgentConfig) -> String {
+pub(crate) fn start_agent(config: AgentConfig) -> String {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -274,9 +274,9 @@ fn acl_workflow_mesh_write_token() {
     );
 }
 
-const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+pub(crate) const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
-fn hs256(payload: serde_json::Value) -> String {
+pub(crate) fn hs256(payload: serde_json::Value) -> String {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
     use base64::Engine;
     let input = format!(
@@ -289,7 +289,7 @@ fn hs256(payload: serde_json::Value) -> String {
     format!("{input}.{}", B64.encode(tag.as_ref()))
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -1,4 +1,4 @@
-//! `tribune intention check SRC DST`.
+//! `tribune intention check SRC DST` and `tribune intention test FILE...`.
 
 use super::http::{call_ok, HttpArgs};
 use super::Io;
@@ -10,6 +10,9 @@ use tribune_enforce::explain::{ExplainRequest, ExplainResponse};
 pub enum IntentionCommand {
     /// Check whether SRC may connect to DST (exit 0 allowed, 1 denied, 2 error).
     Check(CheckArgs),
+    /// Run policy test cases (HCL or JSON `Test` blocks) against the agent's entries or,
+    /// with -entries DIR, against entry files (exit 0 all pass, 1 any fails, 2 error).
+    Test(super::intention_test::TestArgs),
 }
 
 #[derive(Debug, Args)]
@@ -54,6 +57,7 @@ pub struct CheckArgs {
 pub fn run(cmd: IntentionCommand, io: &mut Io<'_>) -> u8 {
     match cmd {
         IntentionCommand::Check(args) => check(&args, io),
+        IntentionCommand::Test(args) => super::intention_test::run(&args, io),
     }
 }
 

@@ -9,6 +9,9 @@ mod config;
 mod connect;
 mod http;
 mod intention;
+mod intention_test;
+#[cfg(test)]
+mod intention_tests;
 mod services;
 
 use clap::{CommandFactory, Parser, Subcommand};
