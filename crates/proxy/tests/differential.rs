@@ -59,6 +59,7 @@ fn pick<'a, T>(rng: &mut fastrand::Rng, items: &'a [T]) -> &'a T {
 }
 
 const CALLERS: [Option<&str>; 5] = [Some("web"), Some("admin"), Some("batch"), Some("web"), None];
+const METHODS: [&str; 5] = ["GET", "GET", "POST", "PUT", "DELETE"];
 const PATHS: [&str; 14] = [
     "/",
     "/api/items",
@@ -286,7 +287,7 @@ fn request(w: &World, rng: &mut fastrand::Rng, now: i64) -> Case {
     }
     Case {
         caller: *pick(rng, &CALLERS),
-        method: *pick(rng, &["GET", "GET", "POST", "PUT", "DELETE"]),
+        method: METHODS[rng.usize(..METHODS.len())],
         target,
         headers,
     }

@@ -401,6 +401,9 @@ fn describe(
     (req, described)
 }
 
+/// A destination's policy and the key runtimes of its providers.
+type Compiled = (Policy, Vec<Arc<tribune_jwks::ProviderRuntime>>);
+
 struct Outcome {
     loaded: Loaded,
     /// The answer, or why the case could not run.
@@ -494,10 +497,7 @@ async fn run_cases(args: &TestArgs, cases: Vec<Loaded>) -> Result<Vec<Outcome>, 
     let docs = documents(args, &destinations).await?;
     let real_tokens = cases.iter().any(|c| c.case.token.is_some());
     let registry = Registry::default();
-    let mut compiled: HashMap<
-        String,
-        Result<(Policy, Vec<Arc<tribune_jwks::ProviderRuntime>>), String>,
-    > = HashMap::new();
+    let mut compiled: HashMap<String, Result<Compiled, String>> = HashMap::new();
     for (d, doc) in docs {
         let built = match Policy::compile(&doc) {
             Err(e) => Err(e),
