@@ -195,6 +195,22 @@ pub fn parse_service_ref(s: &str, what: &str) -> Result<(String, String), String
 }
 
 impl ExplainRequest {
+    /// Adds a header given as `Name: value` (the CLI's `-header`, `/check`'s
+    /// `header=`); a repeated name keeps every value, in order.
+    pub fn add_header(&mut self, line: &str) -> Result<(), String> {
+        let (name, value) = line.split_once(':').ok_or_else(|| {
+            format!(
+                "invalid header {}: expected \"Name: value\"",
+                go::quote(line)
+            )
+        })?;
+        self.headers
+            .entry(name.trim().to_string())
+            .or_default()
+            .push(value.trim().to_string());
+        Ok(())
+    }
+
     /// Decodes a request body the way Consul's decoder reads keys (any case,
     /// snake_case; a single header value for a list); unknown keys are refused.
     pub fn from_json(v: &Value) -> Result<ExplainRequest, String> {

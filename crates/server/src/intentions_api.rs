@@ -271,19 +271,7 @@ pub(crate) async fn check(
     };
     for (k, v) in &q {
         match k.as_str() {
-            "header" => {
-                let (name, value) = v.split_once(':').ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "invalid header {}: expected \"Name: value\"",
-                        go::quote(v)
-                    ))
-                })?;
-                request
-                    .headers
-                    .entry(name.trim().to_string())
-                    .or_default()
-                    .push(value.trim().to_string());
-            }
+            "header" => request.add_header(v).map_err(ApiError::bad_request)?,
             "cookie" => request.cookies.push(v.clone()),
             _ => {}
         }

@@ -165,15 +165,10 @@ fn explain(args: &CheckArgs, src: Option<&str>, dst: &str, io: &mut Io<'_>) -> u
         ..ExplainRequest::default()
     };
     for h in &args.header {
-        let Some((name, value)) = h.split_once(':') else {
-            let _ = writeln!(io.err, "Error: -header must be \"Name: value\", got {h:?}");
+        if let Err(e) = request.add_header(h) {
+            let _ = writeln!(io.err, "Error: -header: {e}");
             return 2;
-        };
-        request
-            .headers
-            .entry(name.trim().to_string())
-            .or_default()
-            .push(value.trim().to_string());
+        }
     }
     let body = match serde_json::to_vec(&request) {
         Ok(b) => b,
