@@ -19,9 +19,9 @@
 //! `Token = "<compact JWS>"` is verified for real, with the provider's keys. Cases
 //! run against the policy each destination's sidecar is served (the agent's snapshot
 //! endpoint; the token needs `service:write` on the destinations, as a sidecar's does)
-//! or, with `-entries DIR`, against the entry files in DIR (`*.hcl`, `*.json`; not
-//! `*.test.hcl` / `*.test.json`, which are case files) decoded and cross-checked as
-//! `config write` does. Either way they are evaluated by the enforcement engine the
+//! or, with `-entries PATH` (repeatable), against entry files (a file, or a
+//! directory's `*.hcl` and `*.json`, not `*.test.hcl` / `*.test.json`, which are case
+//! files) decoded and cross-checked as `config write` does. Either way they are evaluated by the enforcement engine the
 //! sidecar runs, so a passing test means the sidecar decides the same.
 
 use super::http::HttpArgs;
@@ -45,10 +45,11 @@ pub struct TestArgs {
     /// Case files (HCL or JSON) with `Test "name" { ... }` blocks.
     #[arg(required = true)]
     pub files: Vec<String>,
-    /// Run offline against the entry files (HCL or JSON) in this directory instead of
-    /// the agent's live entries.
+    /// Run offline against entry files (HCL or JSON) instead of the agent's live
+    /// entries: a file, or a directory (its `*.hcl` and `*.json`, not `*.test.*`);
+    /// repeatable.
     #[arg(long)]
-    pub entries: Option<String>,
+    pub entries: Vec<String>,
     /// With -entries: the agent's default intention policy (`allow` or `deny`).
     #[arg(long = "default-policy", default_value = "deny")]
     pub default_policy: String,
@@ -228,24 +229,40 @@ fn load_cases(path: &str, out: &mut Vec<Loaded>, errors: &mut Vec<String>) {
     }
 }
 
-/// The entry files of `dir`, decoded as `config write` decodes them, in an order that
-/// lets the cross-entry checks resolve references (defaults and providers first).
-fn load_entries(dir: &str) -> Result<Vec<ConfigEntry>, Vec<String>> {
+/// The entry files named by `paths` (files, or directories: their `*.hcl` and
+/// `*.json` except case files), decoded as `config write` decodes them, then
+/// cross-checked in an order that lets references resolve (defaults and providers
+/// first).
+fn load_entries(paths: &[String]) -> Result<Vec<ConfigEntry>, Vec<String>> {
     let mut errors = Vec::new();
-    let listing = std::fs::read_dir(dir)
-        .map_err(|e| vec![format!("Failed to read directory {dir:?}: {e}")])?;
-    let mut files: Vec<std::path::PathBuf> = listing
-        .filter_map(|d| d.ok().map(|d| d.path()))
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            // Case files may sit beside the entries they test: `*.test.hcl`.
-            p.is_file()
-                && (name.ends_with(".hcl") || name.ends_with(".json"))
-                && !name.ends_with(".test.hcl")
-                && !name.ends_with(".test.json")
-        })
-        .collect();
-    files.sort();
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    for path in paths {
+        let p = std::path::Path::new(path);
+        if !p.is_dir() {
+            files.push(p.to_path_buf());
+            continue;
+        }
+        let listing = match std::fs::read_dir(p) {
+            Ok(l) => l,
+            Err(e) => {
+                errors.push(format!("Failed to read directory {path:?}: {e}"));
+                continue;
+            }
+        };
+        let mut found: Vec<std::path::PathBuf> = listing
+            .filter_map(|d| d.ok().map(|d| d.path()))
+            .filter(|p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                // Case files may sit beside the entries they test: `*.test.hcl`.
+                p.is_file()
+                    && (name.ends_with(".hcl") || name.ends_with(".json"))
+                    && !name.ends_with(".test.hcl")
+                    && !name.ends_with(".test.json")
+            })
+            .collect();
+        found.sort();
+        files.extend(found);
+    }
     let mut entries: Vec<ConfigEntry> = Vec::new();
     for f in &files {
         let shown = f.display().to_string();
@@ -299,7 +316,7 @@ fn load_entries(dir: &str) -> Result<Vec<ConfigEntry>, Vec<String>> {
         let current: Vec<&ConfigEntry> = accepted.iter().collect();
         match cross_checks(&current, Some(&e), None) {
             Ok(()) => accepted.push(e),
-            Err(why) => errors.push(format!("{dir}: {}/{}: {why}", e.kind(), e.name())),
+            Err(why) => errors.push(format!("{}/{}: {why}", e.kind(), e.name())),
         }
     }
     if errors.is_empty() {
@@ -447,14 +464,14 @@ async fn documents(
     destinations: &[String],
 ) -> Result<HashMap<String, PolicyDocument>, Vec<String>> {
     let mut docs = HashMap::new();
-    if let Some(dir) = &args.entries {
+    if !args.entries.is_empty() {
         let default = Action::parse(&args.default_policy).ok_or_else(|| {
             vec![format!(
                 "-default-policy must be \"allow\" or \"deny\", got {:?}",
                 args.default_policy
             )]
         })?;
-        let entries = load_entries(dir)?;
+        let entries = load_entries(&args.entries)?;
         let refs: Vec<&ConfigEntry> = entries.iter().collect();
         for d in destinations {
             docs.insert(d.clone(), PolicyDocument::from_entries(d, default, &refs));

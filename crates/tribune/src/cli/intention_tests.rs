@@ -49,10 +49,23 @@ fn write_entries(addr: &str, files: &[(&str, String)]) {
 
 #[test]
 fn the_example_policy_tests_pass_offline_and_failures_are_reported() {
-    let dir = example("policy-tests");
-    let cases = example("policy-tests/api.test.hcl");
+    let files = [
+        example("okta-provider.hcl"),
+        example("api-defaults.hcl"),
+        example("api-intentions.hcl"),
+        example("seed-workflow/all-intentions.hcl"),
+    ];
+    let cases = example("api.test.hcl");
+    let with_entries = |rest: &[&str]| {
+        let mut v = vec!["intention", "test"];
+        for f in &files {
+            v.extend_from_slice(&["-entries", f.as_str()]);
+        }
+        v.extend_from_slice(rest);
+        run_args(&v)
+    };
     assert_eq!(
-        run_args(&["intention", "test", "-entries", &dir, &cases]),
+        with_entries(&[&cases]),
         (0, "10 passed, 0 failed\n".into(), String::new())
     );
 
@@ -71,7 +84,7 @@ fn the_example_policy_tests_pass_offline_and_failures_are_reported() {
     )
     .unwrap();
     let (w, j) = (wrong.to_str().unwrap(), json.to_str().unwrap());
-    let (code, out, err) = run_args(&["intention", "test", "-entries", &dir, w, j]);
+    let (code, out, err) = with_entries(&[w, j]);
     assert_eq!(code, 1, "{err}");
     assert_eq!(
         out,
@@ -79,16 +92,7 @@ fn the_example_policy_tests_pass_offline_and_failures_are_reported() {
             "FAIL {w}: Test \"expects too much\": expected allow, got deny (HTTP 401): Denied: intention web -> api (precedence 9) matches the caller but does not apply (permission 0 matches but its JWT requirement is not met: no token for provider \"okta\"); the default policy is deny [jwt_missing]\n1 passed, 1 failed\n"
         )
     );
-    let (code, out, _) = run_args(&[
-        "intention",
-        "test",
-        "-entries",
-        &dir,
-        "-format",
-        "junit",
-        w,
-        j,
-    ]);
+    let (code, out, _) = with_entries(&["-format", "junit", w, j]);
     assert_eq!(code, 1);
     assert!(out.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"tribune intention test\" tests=\"2\" failures=\"1\">"), "{out}");
     assert!(out.contains("<testcase name=\"expects too much\""), "{out}");
@@ -103,8 +107,7 @@ fn the_example_policy_tests_pass_offline_and_failures_are_reported() {
     )
     .unwrap();
     let b = bad.to_str().unwrap();
-    let (code, out, err) =
-        run_args(&["intention", "test", "-entries", &dir, b, "missing.test.hcl"]);
+    let (code, out, err) = with_entries(&[b, "missing.test.hcl"]);
     assert_eq!((code, out.as_str()), (2, ""));
     assert_eq!(
         err,
@@ -117,7 +120,7 @@ fn the_example_policy_tests_pass_offline_and_failures_are_reported() {
         "Test \"x\" { Destination = \"api\" Expect = \"maybe\" }\n",
     )
     .unwrap();
-    let (code, _, err) = run_args(&["intention", "test", "-entries", &dir, b]);
+    let (code, _, err) = with_entries(&[b]);
     assert_eq!(code, 2);
     assert!(
         err.contains("Expect: must be \"allow\", \"deny\" or an HTTP status, got \"maybe\""),
@@ -149,17 +152,17 @@ fn the_example_policy_tests_pass_offline_and_failures_are_reported() {
 #[test]
 fn policy_tests_run_against_the_agents_live_entries_with_real_tokens_too() {
     let addr = start_agent(AgentConfig::default());
-    let read = |f: &str| std::fs::read_to_string(example(&format!("policy-tests/{f}"))).unwrap();
+    let read = |f: &str| std::fs::read_to_string(example(f)).unwrap();
     write_entries(
         &addr,
         &[
             ("p.hcl", read("okta-provider.hcl")),
             ("d.hcl", read("api-defaults.hcl")),
             ("i.hcl", read("api-intentions.hcl")),
-            ("a.hcl", read("all-intentions.hcl")),
+            ("a.hcl", read("seed-workflow/all-intentions.hcl")),
         ],
     );
-    let cases = example("policy-tests/api.test.hcl");
+    let cases = example("api.test.hcl");
     assert_eq!(
         run_args(&["intention", "test", "-http-addr", &addr, &cases]),
         (0, "10 passed, 0 failed\n".into(), String::new())

@@ -1,7 +1,9 @@
-# Policy tests for the entries in this directory (tribune intention test):
-#   tribune intention test -entries examples/policy-tests examples/policy-tests/api.test.hcl
+# Policy tests for the quick start's entries (README "Policy tests"), offline:
+#   tribune intention test -entries examples/okta-provider.hcl \
+#     -entries examples/api-defaults.hcl -entries examples/api-intentions.hcl \
+#     -entries examples/seed-workflow/all-intentions.hcl examples/api.test.hcl
 # or against a running agent's entries:
-#   tribune intention test examples/policy-tests/api.test.hcl
+#   tribune intention test examples/api.test.hcl
 
 Test "admin reads items" {
   Source      = "web"
