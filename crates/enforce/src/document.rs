@@ -5,8 +5,13 @@
 //! {"Service": "api", "Protocol": "http", "DefaultIntentionPolicy": "deny",
 //!  "Entries": [ <the intentions for api and *>, <the jwt-providers they reference>,
 //!               <the mesh entry> ],
-//!  "ForwardingHeaders": [ <Forwarding.HeaderName of every other provider> ]}
+//!  "ForwardingHeaders": [ <Forwarding.HeaderName of every other provider> ],
+//!  "Candidate": { <the same document with the staged candidates>, "Staged": [...] }}
 //! ```
+//!
+//! `Candidate` (staged policies) appears only when a staged entry changes the
+//! service's document; the sidecar evaluates it beside the live one and never
+//! enforces it.
 //!
 //! The agent chooses what travels with [`PolicyDocument::for_service`] (decisions.md
 //! #19: a sidecar receives only the providers, and so the keys, its intentions
@@ -32,6 +37,13 @@ pub struct PolicyDocument {
     /// `Forwarding.HeaderName`s of providers the document does not carry: client
     /// copies are removed like those of the carried providers.
     pub forwarding_headers: Vec<String>,
+    /// Staged policies (Tribune's extension): the document as it would be with the
+    /// staged candidates, evaluated beside this one and never enforced. `None` when no
+    /// candidate changes this service's document.
+    pub candidate: Option<Box<PolicyDocument>>,
+    /// In a candidate: the staged entries it differs by, `kind/name@index` (the
+    /// index of the staged record: a new one is a new candidate).
+    pub staged: Vec<String>,
 }
 
 /// The document as it travels (every field optional; the model's decoder fills it).
@@ -47,6 +59,10 @@ struct Wire {
     entries: Option<Vec<Value>>,
     #[serde(rename = "ForwardingHeaders")]
     forwarding_headers: Option<Vec<String>>,
+    #[serde(rename = "Candidate")]
+    candidate: Option<Value>,
+    #[serde(rename = "Staged")]
+    staged: Option<Vec<String>>,
 }
 
 #[derive(Serialize)]
@@ -61,6 +77,10 @@ struct Out<'a> {
     entries: Vec<Value>,
     #[serde(rename = "ForwardingHeaders")]
     forwarding_headers: &'a [String],
+    #[serde(rename = "Candidate", skip_serializing_if = "Option::is_none")]
+    candidate: Option<Value>,
+    #[serde(rename = "Staged", skip_serializing_if = "<[String]>::is_empty")]
+    staged: &'a [String],
 }
 
 /// RFC 9110 field-name characters (`tchar`).
@@ -140,7 +160,46 @@ impl PolicyDocument {
             default,
             entries,
             forwarding_headers,
+            candidate: None,
+            staged: Vec::new(),
         }
+    }
+
+    /// [`Self::from_entries`] with its candidate: `staged` holds the staged entries
+    /// (each with its label, `kind/name@index`); the candidate is the document built
+    /// from `all` with each staged entry replacing the live one of its kind and name
+    /// (or added), kept only when it differs from the live document.
+    pub fn with_candidates(
+        service: &str,
+        default: Action,
+        all: &[&ConfigEntry],
+        staged: &[(&ConfigEntry, String)],
+    ) -> PolicyDocument {
+        let mut doc = Self::from_entries(service, default, all);
+        if staged.is_empty() {
+            return doc;
+        }
+        let same = |a: &ConfigEntry, b: &ConfigEntry| a.kind() == b.kind() && a.name() == b.name();
+        let mut overlay: Vec<&ConfigEntry> = all
+            .iter()
+            .copied()
+            .filter(|e| !staged.iter().any(|(s, _)| same(s, e)))
+            .collect();
+        overlay.extend(staged.iter().map(|(s, _)| *s));
+        let mut candidate = Self::from_entries(service, default, &overlay);
+        if candidate == doc {
+            return doc;
+        }
+        candidate.staged = staged
+            .iter()
+            .filter(|(s, _)| {
+                candidate.entries.iter().any(|e| same(e, s))
+                    || doc.entries.iter().any(|e| same(e, s))
+            })
+            .map(|(_, label)| label.clone())
+            .collect();
+        doc.candidate = Some(Box::new(candidate));
+        doc
     }
 
     /// The document as JSON (entries in their canonical form).
@@ -170,13 +229,15 @@ impl PolicyDocument {
         })
     }
 
-    fn render(&self, entry: impl Fn(&ConfigEntry) -> Value) -> Value {
+    fn render(&self, entry: impl Fn(&ConfigEntry) -> Value + Copy) -> Value {
         serde_json::to_value(Out {
             service: &self.service,
             protocol: &self.protocol,
             default: self.default.as_str(),
             entries: self.entries.iter().map(entry).collect(),
             forwarding_headers: &self.forwarding_headers,
+            candidate: self.candidate.as_ref().map(|c| c.render(entry)),
+            staged: &self.staged,
         })
         .unwrap_or(Value::Null)
     }
@@ -215,6 +276,27 @@ impl PolicyDocument {
                 ));
             }
         }
+        let candidate = match w.candidate {
+            None | Some(Value::Null) => None,
+            Some(c) => match PolicyDocument::from_json(&c) {
+                Ok(d) if d.candidate.is_some() => {
+                    errors.push("Candidate: a candidate has no candidate of its own".into());
+                    None
+                }
+                Ok(d) if d.service != service => {
+                    errors.push(format!(
+                        "Candidate: for service {:?}, not {service:?}",
+                        d.service
+                    ));
+                    None
+                }
+                Ok(d) => Some(Box::new(d)),
+                Err(e) => {
+                    errors.push(format!("Candidate: {e}"));
+                    None
+                }
+            },
+        };
         if !errors.is_empty() {
             return Err(errors.join("; "));
         }
@@ -224,6 +306,8 @@ impl PolicyDocument {
             default,
             entries,
             forwarding_headers,
+            candidate,
+            staged: w.staged.unwrap_or_default(),
         })
     }
 

@@ -22,7 +22,7 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 use tribune_authz::{
-    deny_response, normalize_request_path, Caller, Decision, DenyResponse, PathVerdict,
+    deny_response, normalize_request_path, Caller, Decision, DenyResponse, PathVerdict, ReasonCode,
     RequestFacts, TokenOutcome, Tokens,
 };
 use tribune_jwt::locate::{conclude, extract, forwards_token, Outcome, RequestParts};
@@ -162,6 +162,69 @@ impl Decided {
 pub enum Evaluation {
     Refused(Refused),
     Decided(Decided),
+}
+
+/// Why a request was answered as it was: a decision's code, or a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Why {
+    Decided(ReasonCode),
+    Refused(Refusal),
+}
+
+impl Why {
+    /// How many there are ([`Why::slot`] is below it).
+    pub const COUNT: usize = ReasonCode::ALL.len() + Refusal::ALL.len();
+
+    /// A dense index for counters: decision codes first, then refusals.
+    pub fn slot(self) -> usize {
+        match self {
+            Why::Decided(c) => c as usize,
+            Why::Refused(r) => ReasonCode::ALL.len() + r as usize,
+        }
+    }
+
+    /// The inverse of [`Why::slot`].
+    pub fn from_slot(slot: usize) -> Option<Why> {
+        match slot.checked_sub(ReasonCode::ALL.len()) {
+            None => ReasonCode::ALL.get(slot).map(|c| Why::Decided(*c)),
+            Some(i) => Refusal::ALL.get(i).map(|r| Why::Refused(*r)),
+        }
+    }
+
+    /// The access log's `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Why::Decided(c) => c.as_str(),
+            Why::Refused(r) => r.as_str(),
+        }
+    }
+}
+
+/// What a request gets, in short: what shadow evaluation compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub allowed: bool,
+    /// The status the caller gets (200: forwarded).
+    pub status: u16,
+    pub why: Why,
+}
+
+impl Evaluation {
+    /// The evaluation in short.
+    pub fn verdict(&self, policy: &Policy) -> Verdict {
+        match self {
+            Evaluation::Refused(r) => Verdict {
+                allowed: false,
+                status: r.refusal.status(),
+                why: Why::Refused(r.refusal),
+            },
+            Evaluation::Decided(d) => Verdict {
+                allowed: d.decision.allowed(),
+                status: d.deny_response(policy).map_or(200, |r| r.status),
+                why: Why::Decided(d.decision.code()),
+            },
+        }
+    }
 }
 
 /// The request's headers and query as token lookup and header matchers read them.
@@ -371,6 +434,40 @@ impl Policy {
         })
     }
 
+    /// Shadow evaluation: what this (candidate) policy answers a request that `live`
+    /// evaluated as `live_eval`. With the same providers and path rules as the live
+    /// policy the live token outcomes and normalized path are reused (one
+    /// authentication, two decisions); otherwise the request is evaluated in full.
+    pub async fn shadow<V: Verify + ?Sized>(
+        &self,
+        live: &Policy,
+        live_eval: &Evaluation,
+        req: &Request<'_>,
+        options: Options,
+        now: i64,
+        keys: &V,
+    ) -> Verdict {
+        let same_rules = self.normalization == live.normalization;
+        match live_eval {
+            Evaluation::Refused(_) if same_rules => return live_eval.verdict(live),
+            Evaluation::Decided(d) if same_rules && self.providers == live.providers => {
+                let view = View {
+                    headers: req.headers,
+                    query: req.query,
+                    hide_underscores: d.drop_underscores,
+                };
+                let decision = self.decide(req.caller, req.method, &d.path, &view, &d.outcomes);
+                return Verdict {
+                    allowed: decision.allowed(),
+                    status: deny_response(&decision, &self.service).map_or(200, |r| r.status),
+                    why: Why::Decided(decision.code()),
+                };
+            }
+            _ => {}
+        }
+        self.evaluate(req, options, now, keys).await.verdict(self)
+    }
+
     /// The decision for a connection to a non-HTTP destination (identity only).
     pub fn decide_connection(&self, caller: Option<Caller<'_>>) -> Decision {
         self.table.evaluate(&RequestFacts::l4(caller))
@@ -380,6 +477,21 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn why_slots_cover_every_code_once() {
+        let mut seen = Vec::new();
+        for slot in 0..Why::COUNT {
+            let why = Why::from_slot(slot).expect("every slot below COUNT has a Why");
+            assert_eq!(why.slot(), slot);
+            seen.push(why.as_str());
+        }
+        assert_eq!(Why::from_slot(Why::COUNT), None);
+        let n = seen.len();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), n, "labels are distinct");
+    }
 
     #[test]
     fn every_refusal_has_a_distinct_label_status_and_explanation() {

@@ -31,7 +31,7 @@ pub use checks::cross_checks;
 pub use document::{protocol_of, PolicyDocument};
 pub use evaluate::{
     authenticate, has_underscore_name, Authenticated, Decided, Evaluation, Options, Refusal,
-    Refused, Request, Verify, View,
+    Refused, Request, Verdict, Verify, View, Why,
 };
 pub use policy::{fold, Policy};
 pub use rewrite::{forwarded_headers, strip_params};

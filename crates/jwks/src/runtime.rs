@@ -359,8 +359,9 @@ impl tribune_enforce::Verify for Runtimes<'_> {
     }
 }
 
-/// Provider runtimes by provider name, kept (with their fetched keys and caches)
-/// while a provider's entry is unchanged.
+/// Provider runtimes by provider entry (name and content: a staged candidate of a
+/// provider runs beside the live one), kept with their fetched keys and caches while
+/// the entry is unchanged.
 #[derive(Default)]
 pub struct Registry {
     runtimes: Mutex<HashMap<String, Arc<ProviderRuntime>>>,
@@ -381,12 +382,13 @@ impl Registry {
         let mut fresh = Vec::new();
         let mut out = Vec::with_capacity(providers.len());
         for p in providers {
-            let rt = match known.get(&p.name) {
+            let key = registry_key(p);
+            let rt = match known.get(&key) {
                 Some(rt) if rt.provider == *p => rt.clone(),
                 _ => {
                     let rt = ProviderRuntime::new(p)
                         .map_err(|e| format!("jwt-provider {}: {e}", p.name))?;
-                    known.insert(p.name.clone(), rt.clone());
+                    known.insert(key, rt.clone());
                     fresh.push(rt.clone());
                     rt
                 }
@@ -396,10 +398,19 @@ impl Registry {
         Ok((out, fresh))
     }
 
-    /// Forgets the runtimes of providers not named in `keep`.
-    pub fn retain(&self, keep: &[&str]) {
+    /// Forgets the runtimes of provider entries not in `keep`.
+    pub fn retain(&self, keep: &[&tribune_model::JwtProvider]) {
+        let keys: Vec<String> = keep.iter().map(|p| registry_key(p)).collect();
         if let Ok(mut known) = self.runtimes.lock() {
-            known.retain(|name, _| keep.contains(&name.as_str()));
+            known.retain(|key, _| keys.contains(key));
         }
     }
+}
+
+fn registry_key(p: &tribune_model::JwtProvider) -> String {
+    format!(
+        "{}\0{}",
+        p.name,
+        serde_json::to_string(p).unwrap_or_default()
+    )
 }

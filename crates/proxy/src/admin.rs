@@ -1,5 +1,6 @@
 //! The admin listener (default `127.0.0.1:19000`): `/ready`, `/stats/prometheus`,
-//! `/config_dump` (key material redacted).
+//! `/config_dump` (key material redacted), `/shadow` (a staged candidate's
+//! differences).
 
 use crate::Proxy;
 use http_body_util::Full;
@@ -46,6 +47,11 @@ pub fn answer(proxy: &Proxy, path: &str) -> Response<Full<Bytes>> {
             StatusCode::OK,
             "text/plain; version=0.0.4",
             crate::metrics::render(&proxy.metrics),
+        ),
+        "/shadow" => reply(
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_string_pretty(&proxy.shadow.to_json()).unwrap_or_default(),
         ),
         "/config_dump" => {
             let body = match proxy.current() {

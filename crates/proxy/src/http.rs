@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tribune_authz::{Caller, Decision};
-use tribune_enforce::{Evaluation, Request as EnforcedRequest};
+use tribune_enforce::{Evaluation, Request as EnforcedRequest, Verdict};
 use tribune_jwks::runtime::count_outcome;
 
 pub use crate::upstream::ProxyBody;
@@ -56,6 +56,9 @@ pub struct AccessRecord {
     /// The deciding (or closest) intention, `source -> destination`.
     pub intention: Option<String>,
     pub latency: Duration,
+    /// Set when a staged candidate would answer differently: its decision
+    /// (`allow`/`deny`) and reason code (`shadow_decision`, `shadow_reason`).
+    pub shadow: Option<(&'static str, &'static str)>,
 }
 
 fn short(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
@@ -167,8 +170,31 @@ impl Proxy {
                 reason = record.reason,
                 intention = record.intention.as_deref().unwrap_or("-"),
                 latency_us = record.latency.as_micros() as u64,
+                shadow_decision = record.shadow.map_or("-", |s| s.0),
+                shadow_reason = record.shadow.map_or("-", |s| s.1),
             ),
         }
+    }
+
+    /// Shadow evaluation (staged policies): counts the candidate's verdict beside the
+    /// live one; the candidate's `(decision, reason)` when they differ.
+    fn record_shadow(
+        &self,
+        caller: Option<&str>,
+        method: &str,
+        path: &str,
+        live: Verdict,
+        candidate: Verdict,
+    ) -> Option<(&'static str, &'static str)> {
+        let (l, c) = (usize::from(!live.allowed), usize::from(!candidate.allowed));
+        self.metrics.counters.shadow[l][c][candidate.why.slot()]
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.shadow
+            .record(caller, method, path, live, candidate)
+            .then_some((
+                if candidate.allowed { "allow" } else { "deny" },
+                candidate.why.as_str(),
+            ))
     }
 
     fn count_decision(&self, decision: &Decision) {
@@ -204,6 +230,7 @@ fn rejected(
         reason,
         intention: None,
         latency: start.elapsed(),
+        shadow: None,
     }
 }
 
@@ -223,26 +250,50 @@ pub async fn handle(
     let (mut parts, body) = req.into_parts();
     let now = (proxy.config.clock)();
     // Phases 1-5: the enforcement engine, exactly as the agent's explain runs it.
-    let evaluation = snap
-        .evaluate(
-            &EnforcedRequest {
-                caller: caller.as_deref().map(Caller::local),
-                method: parts.method.as_str(),
-                path: parts.uri.path(),
-                query: parts.uri.query(),
-                headers: &parts.headers,
-            },
-            proxy.options(),
-            now,
-            &snap.keys(),
-        )
-        .await;
+    let request = EnforcedRequest {
+        caller: caller.as_deref().map(Caller::local),
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        headers: &parts.headers,
+    };
+    let options = proxy.options();
+    let evaluation = snap.evaluate(&request, options, now, &snap.keys()).await;
+    // A staged candidate is evaluated beside the live policy, never enforced.
+    let shadow = match &snap.shadow {
+        None => None,
+        Some(sh) => {
+            let candidate = sh
+                .policy
+                .shadow(
+                    &snap.policy,
+                    &evaluation,
+                    &request,
+                    options,
+                    now,
+                    &sh.keys(),
+                )
+                .await;
+            let path = match &evaluation {
+                Evaluation::Decided(d) => d.path.as_str(),
+                Evaluation::Refused(_) => request.path,
+            };
+            proxy.record_shadow(
+                caller.as_deref(),
+                request.method,
+                path,
+                evaluation.verdict(&snap),
+                candidate,
+            )
+        }
+    };
     let decided = match evaluation {
         Evaluation::Decided(d) => d,
         Evaluation::Refused(r) => {
             let refusal = r.refusal;
-            proxy.log(|| {
-                rejected(
+            proxy.log(|| AccessRecord {
+                shadow,
+                ..rejected(
                     &snap,
                     &caller,
                     &parts,
@@ -277,6 +328,7 @@ pub async fn handle(
         reason,
         intention: decision.intention().map(|i| snap.table.describe(i)),
         latency: start.elapsed(),
+        shadow,
     };
 
     if let Some(deny) = decided.deny_response(&snap) {
@@ -502,6 +554,7 @@ where
         reason,
         intention: decision.intention().map(|i| snap.table.describe(i)),
         latency: start.elapsed(),
+        shadow: None,
     };
     if !decision.allowed() {
         proxy.log(|| record(0, "deny", decision.code().as_str()));

@@ -14,6 +14,7 @@ pub use tribune_jwks::runtime as keys;
 pub mod mesh;
 pub mod metrics;
 pub mod run;
+pub mod shadow;
 pub mod sidecar;
 pub mod snapshot;
 pub mod state;
@@ -98,6 +99,8 @@ pub struct Proxy {
     state: std::sync::OnceLock<Arc<state::StateFile>>,
     /// Unix seconds of the last successful answer from an agent (0: never).
     last_sync: AtomicI64,
+    /// Shadow evaluation of a staged candidate (`GET /shadow`).
+    pub shadow: shadow::ShadowStats,
 }
 
 /// aws-lc seeds its random generator from CPU jitter on the first draw in a process
@@ -162,6 +165,7 @@ impl Proxy {
                 metrics,
                 state: std::sync::OnceLock::new(),
                 last_sync: AtomicI64::new(0),
+                shadow: shadow::ShadowStats::default(),
             }
         })
     }
@@ -210,6 +214,12 @@ impl Proxy {
             providers = snapshot.runtimes.len(),
             "policy snapshot installed"
         );
+        let labels = snapshot
+            .shadow
+            .as_ref()
+            .map(|s| s.labels.clone())
+            .unwrap_or_default();
+        self.shadow.begin(&labels);
         self.current.store(Some(Arc::new(snapshot)));
         self.save_keys();
         Ok(version)

@@ -10,6 +10,7 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use tribune_authz::ReasonCode;
+use tribune_enforce::Why;
 
 pub use tribune_jwks::runtime::{
     outcome_label as token_label, outcome_slot as token_slot, OUTCOME_SLOTS as TOKEN_SLOTS,
@@ -103,6 +104,9 @@ pub struct Counters {
     pub decisions: [[AtomicU64; ReasonCode::ALL.len()]; 2],
     pub upstream: [AtomicU64; UpstreamResult::ALL.len()],
     pub connection_events: [AtomicU64; ConnEvent::ALL.len()],
+    /// Shadow evaluation: [live allow, deny] x [candidate allow, deny] x the
+    /// candidate's [`Why`] slot.
+    pub shadow: [[[AtomicU64; Why::COUNT]; 2]; 2],
 }
 
 impl Counters {
@@ -207,6 +211,13 @@ struct DecisionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShadowLabels {
+    live: &'static str,
+    candidate: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
 }
@@ -234,6 +245,27 @@ impl Collector for CounterCollector {
                         reason: code.as_str(),
                     };
                     ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "shadow_decisions",
+            "Requests evaluated with a staged candidate too: the live and the candidate decision, and the candidate's reason code",
+            None,
+            probe.metric_type(),
+        )?;
+        for (l, live) in ["allow", "deny"].into_iter().enumerate() {
+            for (c, candidate) in ["allow", "deny"].into_iter().enumerate() {
+                for slot in 0..Why::COUNT {
+                    let n = self.counters.shadow[l][c][slot].load(Ordering::Relaxed);
+                    if let (true, Some(why)) = (n > 0, Why::from_slot(slot)) {
+                        let labels = ShadowLabels {
+                            live,
+                            candidate,
+                            reason: why.as_str(),
+                        };
+                        ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+                    }
                 }
             }
         }

@@ -335,6 +335,21 @@ pub async fn start(settings: Settings) -> Result<Started, String> {
                 index,
                 body,
             ));
+            let name = match &settings.sidecar_for {
+                Some(id) => format!("{id}-sidecar-proxy"),
+                None => format!(
+                    "{service}@{}",
+                    admin
+                        .local_addr()
+                        .map_or_else(|_| settings.admin_bind.to_string(), |a| a.to_string())
+                ),
+            };
+            tokio::spawn(crate::shadow::report_to_agent(
+                proxy.clone(),
+                agent()?,
+                service.clone(),
+                name,
+            ));
             format!("agent {} (live)", settings.agent.addr)
         }
     };

@@ -28,7 +28,26 @@ pub struct Snapshot {
     pub policy: Policy,
     /// The key runtimes of [`Policy::providers`], in the same order.
     pub runtimes: Vec<Arc<ProviderRuntime>>,
+    /// A staged candidate evaluated beside the policy, never enforced.
+    pub shadow: Option<Shadow>,
     pub doc: SnapshotDoc,
+}
+
+/// The candidate policy of a snapshot (staged policies).
+pub struct Shadow {
+    pub policy: Policy,
+    /// The key runtimes of the candidate's providers (shared with the live policy's
+    /// where the entries are the same).
+    pub runtimes: Vec<Arc<ProviderRuntime>>,
+    /// The staged entries the candidate differs by, `kind/name@index`.
+    pub labels: Vec<String>,
+}
+
+impl Shadow {
+    /// What verifies the candidate's tokens.
+    pub fn keys(&self) -> Runtimes<'_> {
+        Runtimes(&self.runtimes)
+    }
 }
 
 impl Deref for Snapshot {
@@ -71,15 +90,34 @@ impl Builder {
         index: u64,
     ) -> Result<(Snapshot, Vec<Arc<ProviderRuntime>>), String> {
         let policy = Policy::compile(&doc)?;
-        let (runtimes, fresh) = self.registry.runtimes(&policy.providers)?;
-        let names: Vec<&str> = policy.providers.iter().map(|p| p.name.as_str()).collect();
-        self.registry.retain(&names);
+        let (runtimes, mut fresh) = self.registry.runtimes(&policy.providers)?;
+        let shadow = match &doc.candidate {
+            None => None,
+            Some(c) => {
+                let candidate =
+                    Policy::compile(c).map_err(|e| format!("the staged candidate: {e}"))?;
+                let (runtimes, new) = self.registry.runtimes(&candidate.providers)?;
+                // New only if the live policy did not just create it.
+                fresh.extend(new);
+                Some(Shadow {
+                    policy: candidate,
+                    runtimes,
+                    labels: c.staged.clone(),
+                })
+            }
+        };
+        let mut keep: Vec<&tribune_model::JwtProvider> = policy.providers.iter().collect();
+        if let Some(s) = &shadow {
+            keep.extend(s.policy.providers.iter());
+        }
+        self.registry.retain(&keep);
         Ok((
             Snapshot {
                 version,
                 index,
                 policy,
                 runtimes,
+                shadow,
                 doc,
             },
             fresh,

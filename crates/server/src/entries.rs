@@ -332,21 +332,30 @@ pub(crate) async fn write_entry(
     cas: Cas,
 ) -> ApiResult<Written> {
     let value = entry.to_canonical_string().into_bytes();
-    let (ok, warnings) =
-        commit(state, entry.kind(), entry.name(), Some((entry, value)), cas).await?;
+    let (ok, warnings) = commit(
+        state,
+        entry.kind(),
+        entry.name(),
+        Some((entry, value)),
+        cas,
+        Vec::new(),
+    )
+    .await?;
     Ok(Written { ok, warnings })
 }
 
 /// Writes (`Some`) or deletes (`None`) `kind/name` after the cross-entry checks, against
 /// one snapshot of the state, guarded on what the checks read (the whole table first,
 /// then the narrow guards; retried while another agent wins the race). Returns the CAS
-/// outcome and the write's warnings.
-async fn commit(
+/// outcome and the write's warnings. `extra` operations (on other tables) commit in
+/// the same transaction.
+pub(crate) async fn commit(
     state: &AppState,
     kind: Kind,
     name: &str,
     written: Option<(&ConfigEntry, Vec<u8>)>,
     cas: Cas,
+    extra: Vec<Op>,
 ) -> ApiResult<(bool, Vec<String>)> {
     let key = entry_key(kind, name);
     let new = written.as_ref().map(|(e, _)| *e);
@@ -368,6 +377,7 @@ async fn commit(
             None => Op::delete(CONFIG_TABLE, &key, cas),
         }];
         ops.extend(narrow.unwrap_or_else(|| vec![Op::unchanged(CONFIG_TABLE, index)]));
+        ops.extend(extra.iter().cloned());
         let applied = state.store.apply(&ops).await?;
         if applied.stale {
             // Another agent changed what the check read between the check and the write.
@@ -402,6 +412,9 @@ pub(crate) async fn put_config(
     let value = json_body(&body)?;
     let entry = entry_from_json(value).map_err(decode_error)?;
     can_write(&authz, entry.kind(), entry.name())?;
+    if staging(&q) {
+        return crate::staged::stage(&state, &entry).await;
+    }
     let cas = parse_cas(&q)?;
     let written = write_entry(&state, &entry, cas).await?;
     let mut res = Json(written.ok).into_response();
@@ -432,7 +445,12 @@ fn warnings_for(
     tribune_authz::write_warnings(si, state.config.default_intention_policy, http)
 }
 
-fn parse_kind(kind: &str) -> ApiResult<Kind> {
+/// `?stage=true`: the request is about the staged candidate (Tribune's extension).
+fn staging(q: &[(String, String)]) -> bool {
+    matches!(query_get(q, "stage"), Some("" | "true" | "1"))
+}
+
+pub(crate) fn parse_kind(kind: &str) -> ApiResult<Kind> {
     Kind::parse(kind).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
@@ -447,6 +465,9 @@ pub(crate) async fn get_config(
     let kind = parse_kind(&kind)?;
     let authz = authorize(&state, &headers, &q).await?;
     can_read(&authz, kind, &name)?;
+    if staging(&q) {
+        return crate::staged::get(&state, kind, &name).await;
+    }
     let index = block_on_table(&state, CONFIG_TABLE, &q).await?;
     match load_one(&state, kind, &name).await? {
         None => Err(ApiError::not_found(format!(
@@ -530,6 +551,9 @@ pub(crate) async fn delete_config(
     let kind = parse_kind(&kind)?;
     let authz = authorize(&state, &headers, &q).await?;
     can_write(&authz, kind, &name)?;
+    if staging(&q) {
+        return crate::staged::unstage(&state, kind, &name).await;
+    }
     let cas = query_get(&q, "cas").is_some();
     let cas_cond = parse_cas(&q)?;
     let ok = delete_entry(&state, kind, &name, cas_cond).await?;
@@ -546,5 +570,5 @@ pub(crate) async fn delete_entry(
     name: &str,
     cas: Cas,
 ) -> ApiResult<bool> {
-    Ok(commit(state, kind, name, None, cas).await?.0)
+    Ok(commit(state, kind, name, None, cas, Vec::new()).await?.0)
 }

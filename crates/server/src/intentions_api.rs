@@ -334,15 +334,15 @@ async fn explain_request(
 async fn policy_for(state: &AppState, destination: &str) -> ApiResult<Policy> {
     let all = load_all(state).await?;
     let refs: Vec<&ConfigEntry> = all.iter().map(|(e, _)| e).collect();
-    // Forget the runtimes of providers that no longer exist.
-    let names: Vec<&str> = refs
+    // Forget the runtimes of provider entries that no longer exist.
+    let providers: Vec<&tribune_model::JwtProvider> = refs
         .iter()
         .filter_map(|e| match e {
-            ConfigEntry::JwtProvider(p) => Some(p.name.as_str()),
+            ConfigEntry::JwtProvider(p) => Some(p),
             _ => None,
         })
         .collect();
-    state.keys.retain(&names);
+    state.keys.retain(&providers);
     let doc =
         PolicyDocument::from_entries(destination, state.config.default_intention_policy, &refs);
     Policy::compile(&doc).map_err(ApiError::bad_request)

@@ -21,6 +21,7 @@ mod entries;
 mod intentions_api;
 pub mod listener;
 mod proxy_api;
+mod staged;
 mod status;
 
 use acl::{Authorizer, Denied, Policy, Rules, Token};
@@ -236,6 +237,13 @@ pub fn router(state: Shared) -> Router {
             get(acl_api::read_token).delete(acl_api::delete_token),
         )
         .route("/v1/acl/tokens", get(acl_api::list_tokens))
+        .route("/v1/tribune/staged", get(staged::list))
+        .route("/v1/tribune/staged/{kind}/{name}", get(staged::show))
+        .route(
+            "/v1/tribune/staged/{kind}/{name}/promote",
+            put(staged::promote),
+        )
+        .route("/v1/tribune/shadow-report", put(staged::report))
         .route("/v1/status/leader", get(status::leader))
         .route("/v1/status/peers", get(status::peers))
         .layer(axum::middleware::map_response_with_state(
@@ -415,10 +423,29 @@ pub(crate) async fn block_on_table(
     table: &str,
     query: &[(String, String)],
 ) -> ApiResult<u64> {
+    block_on_tables(state, &[table], query).await
+}
+
+/// The highest index of `tables` (at least 1).
+async fn tables_index(state: &AppState, tables: &[&str]) -> ApiResult<u64> {
+    let mut max = 1;
+    for t in tables {
+        max = max.max(state.store.table_index(t).await?);
+    }
+    Ok(max)
+}
+
+/// [`block_on_table`] over several tables: wakes when any of them changes; the index
+/// is the highest of theirs.
+pub(crate) async fn block_on_tables(
+    state: &AppState,
+    tables: &[&str],
+    query: &[(String, String)],
+) -> ApiResult<u64> {
     // Indexes are answered as at least 1 (Consul never answers 0), so an empty table
     // is at 1 for the comparison too: a query at index 1 on it blocks instead of
     // returning at once, over and over.
-    let current = state.store.table_index(table).await?.max(1);
+    let current = tables_index(state, tables).await?;
     let Some(min) = query_get(query, "index").and_then(|s| s.parse::<u64>().ok()) else {
         return Ok(current);
     };
@@ -438,7 +465,7 @@ pub(crate) async fn block_on_table(
     let mut rx = state.store.subscribe();
     let mut stop = state.shutting_down.subscribe();
     loop {
-        let now = state.store.table_index(table).await?.max(1);
+        let now = tables_index(state, tables).await?;
         if now != min || *stop.borrow_and_update() {
             return Ok(now);
         }

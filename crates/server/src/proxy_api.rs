@@ -5,13 +5,16 @@
 //! The body is a [`PolicyDocument`] (also what `tribune connect proxy -config FILE`
 //! reads): the intentions for the service and `*`, the `jwt-provider`s they
 //! reference, the `mesh` entry, and the other providers' forwarding header names.
-//! `X-Consul-Index` is the config index.
+//! With staged candidates that change the service's document, `Candidate` holds the
+//! document they would make (the sidecar evaluates it beside the live one).
+//! `X-Consul-Index` is the highest index of the entries and the candidates.
 //!
 //! ACL: `service:write` on the service (what a sidecar's token holds in Consul).
 
-use crate::entries::{load_all, protocol_of};
+use crate::entries::load_all;
+use crate::staged::{load_staged, STAGED_TABLE};
 use crate::{
-    authorize, block_on_table, index_header, parse_query, ApiResult, Shared, CONFIG_TABLE,
+    authorize, block_on_tables, index_header, parse_query, ApiResult, Shared, CONFIG_TABLE,
 };
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
@@ -29,14 +32,17 @@ pub(crate) async fn snapshot(
     let q = parse_query(raw.as_deref());
     let authz = authorize(&state, &headers, &q).await?;
     authz.service_write(&service)?;
-    let index = block_on_table(&state, CONFIG_TABLE, &q).await?;
+    let index = block_on_tables(&state, &[CONFIG_TABLE, STAGED_TABLE], &q).await?;
     let all = load_all(&state).await?;
     let refs: Vec<&ConfigEntry> = all.iter().map(|(e, _)| e).collect();
-    let doc = PolicyDocument::for_service(
+    let staged = load_staged(&state).await?;
+    let candidates: Vec<(&ConfigEntry, String)> =
+        staged.iter().map(|s| (&s.entry, s.label())).collect();
+    let doc = PolicyDocument::with_candidates(
         &service,
-        &protocol_of(&refs, &service),
         state.config.default_intention_policy,
         &refs,
+        &candidates,
     );
     let body = doc.to_json();
     Ok(([index_header(index)], Json(body)).into_response())

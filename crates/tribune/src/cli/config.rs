@@ -19,6 +19,47 @@ pub enum ConfigCommand {
     List(ListArgs),
     /// Delete a config entry.
     Delete(DeleteArgs),
+    /// Drop the staged candidate of an entry (`config write -stage`).
+    Unstage(KindNameArgs),
+    /// Make the staged candidate of an entry live, if the live entry is unchanged
+    /// since it was staged (-force: even if it changed).
+    Promote(PromoteArgs),
+    /// Show staged candidates and what the sidecars saw: requests evaluated and
+    /// requests the candidate would decide differently.
+    Staged(StagedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KindNameArgs {
+    #[arg(long)]
+    pub kind: Option<String>,
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    #[command(flatten)]
+    pub entry: KindNameArgs,
+    /// Promote even if the live entry changed since the candidate was staged.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StagedArgs {
+    /// With -name: one candidate (else every candidate).
+    #[arg(long)]
+    pub kind: Option<String>,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// `text` or `json`.
+    #[arg(long, default_value = "text")]
+    pub format: String,
+    #[command(flatten)]
+    pub http: HttpArgs,
 }
 
 #[derive(Debug, Args)]
@@ -39,6 +80,11 @@ pub struct WriteArgs {
     pub cas: bool,
     #[arg(long = "modify-index")]
     pub modify_index: Option<u64>,
+    /// Store the entry as a staged candidate next to the live one (service-intentions,
+    /// jwt-provider, mesh): sidecars evaluate it beside the live policy and never
+    /// enforce it until `config promote`.
+    #[arg(long)]
+    pub stage: bool,
     #[command(flatten)]
     pub http: HttpArgs,
 }
@@ -49,6 +95,9 @@ pub struct ReadArgs {
     pub kind: Option<String>,
     #[arg(long)]
     pub name: Option<String>,
+    /// Read the staged candidate instead of the live entry.
+    #[arg(long)]
+    pub stage: bool,
     #[command(flatten)]
     pub http: HttpArgs,
 }
@@ -85,6 +134,9 @@ pub fn run(cmd: ConfigCommand, io: &mut Io<'_>) -> u8 {
         ConfigCommand::Read(args) => read(&args, io),
         ConfigCommand::List(args) => list(&args, io),
         ConfigCommand::Delete(args) => delete(&args, io),
+        ConfigCommand::Unstage(args) => unstage(&args, io),
+        ConfigCommand::Promote(args) => promote(&args, io),
+        ConfigCommand::Staged(args) => staged(&args, io),
     }
 }
 
@@ -199,7 +251,16 @@ fn write(args: &WriteArgs, io: &mut Io<'_>) -> u8 {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let path = if args.cas {
+    if args.stage && args.cas {
+        let _ = writeln!(
+            io.err,
+            "-stage and -cas cannot be used together (promote checks the live entry)"
+        );
+        return 1;
+    }
+    let path = if args.stage {
+        "/v1/config?stage=true".to_string()
+    } else if args.cas {
         format!("/v1/config?cas={}", args.modify_index.unwrap_or(0))
     } else {
         "/v1/config".to_string()
@@ -220,7 +281,8 @@ fn write(args: &WriteArgs, io: &mut Io<'_>) -> u8 {
         let _ = writeln!(io.err, "WARNING: {w}");
     }
     if r.body.trim() == "true" {
-        let _ = writeln!(io.out, "Config entry written: {kind}/{name}");
+        let what = if args.stage { "staged" } else { "written" };
+        let _ = writeln!(io.out, "Config entry {what}: {kind}/{name}");
         0
     } else {
         let _ = writeln!(io.err, "Config entry not updated: {kind}/{name}");
@@ -240,7 +302,12 @@ fn read(args: &ReadArgs, io: &mut Io<'_>) -> u8 {
     let r = match call_ok(
         &args.http,
         "GET",
-        &format!("/v1/config/{}/{}", encode(kind), encode(name)),
+        &format!(
+            "/v1/config/{}/{}{}",
+            encode(kind),
+            encode(name),
+            if args.stage { "?stage=true" } else { "" }
+        ),
         None,
         &format!("Error reading config entry {kind}/{name}"),
         1,
@@ -254,6 +321,156 @@ fn read(args: &ReadArgs, io: &mut Io<'_>) -> u8 {
         m.remove("Hash");
     }
     let _ = writeln!(io.out, "{}", pretty4(&v));
+    0
+}
+
+fn kind_name<'a>(args: &'a KindNameArgs, io: &mut Io<'_>) -> Result<(&'a str, &'a str), u8> {
+    let Some(kind) = args.kind.as_deref().filter(|k| !k.is_empty()) else {
+        let _ = writeln!(io.err, "Must specify the -kind parameter");
+        return Err(1);
+    };
+    let Some(name) = args.name.as_deref().filter(|n| !n.is_empty()) else {
+        let _ = writeln!(io.err, "Must specify the -name parameter");
+        return Err(1);
+    };
+    Ok((kind, name))
+}
+
+fn unstage(args: &KindNameArgs, io: &mut Io<'_>) -> u8 {
+    let (kind, name) = match kind_name(args, io) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    match call_ok(
+        &args.http,
+        "DELETE",
+        &format!("/v1/config/{}/{}?stage=true", encode(kind), encode(name)),
+        None,
+        &format!("Error unstaging config entry {kind}/{name}"),
+        1,
+        io,
+    ) {
+        Ok(_) => {
+            let _ = writeln!(io.out, "Config entry unstaged: {kind}/{name}");
+            0
+        }
+        Err(c) => c,
+    }
+}
+
+fn promote(args: &PromoteArgs, io: &mut Io<'_>) -> u8 {
+    let (kind, name) = match kind_name(&args.entry, io) {
+        Ok(x) => x,
+        Err(c) => return c,
+    };
+    let path = format!(
+        "/v1/tribune/staged/{}/{}/promote{}",
+        encode(kind),
+        encode(name),
+        if args.force { "?force=true" } else { "" }
+    );
+    match super::http::call(&args.entry.http, "PUT", &path, None) {
+        Err(e) => {
+            let _ = writeln!(io.err, "Error connecting to Tribune agent: {e}");
+            1
+        }
+        Ok(r) if r.status == 200 => {
+            let _ = writeln!(io.out, "Config entry promoted: {kind}/{name}");
+            0
+        }
+        Ok(r) if r.status == 409 || r.status == 404 => {
+            let _ = writeln!(
+                io.err,
+                "Error promoting config entry {kind}/{name}: {}",
+                r.body.trim()
+            );
+            1
+        }
+        Ok(r) => {
+            let _ = writeln!(
+                io.err,
+                "Error promoting config entry {kind}/{name}: {}",
+                super::http::unexpected(&r)
+            );
+            1
+        }
+    }
+}
+
+fn staged(args: &StagedArgs, io: &mut Io<'_>) -> u8 {
+    let path = match (args.kind.as_deref(), args.name.as_deref()) {
+        (Some(k), Some(n)) => format!("/v1/tribune/staged/{}/{}", encode(k), encode(n)),
+        (None, None) => "/v1/tribune/staged".to_string(),
+        _ => {
+            let _ = writeln!(io.err, "Must specify both -kind and -name, or neither");
+            return 1;
+        }
+    };
+    if args.format != "text" && args.format != "json" {
+        let _ = writeln!(
+            io.err,
+            "-format must be \"text\" or \"json\", got {:?}",
+            args.format
+        );
+        return 1;
+    }
+    let r = match call_ok(
+        &args.http,
+        "GET",
+        &path,
+        None,
+        "Error reading staged candidates",
+        1,
+        io,
+    ) {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&r.body) else {
+        let _ = writeln!(
+            io.err,
+            "Error reading staged candidates: not JSON: {}",
+            r.body.trim()
+        );
+        return 1;
+    };
+    if args.format == "json" {
+        let _ = writeln!(io.out, "{}", pretty4(&v));
+        return 0;
+    }
+    let list = match v {
+        serde_json::Value::Array(items) => items,
+        one => vec![one],
+    };
+    for c in &list {
+        let n = |k: &str| c[k].as_u64().unwrap_or(0);
+        let _ = writeln!(
+            io.out,
+            "{}/{} (staged at index {})",
+            c["Kind"].as_str().unwrap_or(""),
+            c["Name"].as_str().unwrap_or(""),
+            n("StagedIndex")
+        );
+        let sidecars = c["Sidecars"].as_array().map_or(0, Vec::len);
+        let _ = writeln!(
+            io.out,
+            "  requests seen: {}, would change: {} ({sidecars} sidecar{})",
+            n("Seen"),
+            n("Changed"),
+            if sidecars == 1 { "" } else { "s" }
+        );
+        if c["LiveChanged"].as_bool() == Some(true) {
+            let _ = writeln!(
+                io.out,
+                "  the live entry changed since staging (ModifyIndex {} then, {} now): promote needs -force",
+                n("LiveIndexAtStaging"),
+                n("LiveIndex")
+            );
+        }
+    }
+    if list.is_empty() {
+        let _ = writeln!(io.out, "No staged candidates");
+    }
     0
 }
 

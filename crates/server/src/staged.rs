@@ -1,0 +1,348 @@
+//! Staged policies (Tribune's extension): a candidate of a `service-intentions`,
+//! `jwt-provider` or `mesh` entry stored next to the live one, evaluated by the
+//! sidecars beside it (shadow decisions) and never enforced until promoted.
+//!
+//! - `PUT /v1/config?stage=true`: the candidate goes through the same decoding,
+//!   validation, ACLs and cross-entry checks as a live write (checked against the live
+//!   entries with the other candidates in place); the live entry's `ModifyIndex` at
+//!   staging time is recorded with it.
+//! - `GET|DELETE /v1/config/<kind>/<name>?stage=true`: read or drop the candidate.
+//! - `PUT /v1/tribune/staged/<kind>/<name>/promote[?force=true]`: the candidate becomes
+//!   the live entry and the candidate is removed, in one transaction, only if the live
+//!   entry is unchanged since staging (CAS on the recorded index; `force` skips it).
+//! - `GET /v1/tribune/staged[/<kind>/<name>]`: candidates with what the sidecars saw:
+//!   requests evaluated and requests the candidate would decide differently.
+//! - `PUT /v1/tribune/shadow-report`: a sidecar's shadow counters (its `service:write`).
+//!
+//! Entries stay Consul files: nothing is added to the entry itself.
+
+use crate::entries::{can_read, can_write, commit, entry_key, load_all_at, parse_kind};
+use crate::{authorize, json_body, parse_query, query_get, ApiError, ApiResult, AppState, Shared};
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tribune_model::{entry_from_json, go, ConfigEntry, Kind};
+use tribune_store::{Cas, Op, Record};
+
+/// The table of candidates, keyed like the live entries (`<kind>/<name>`).
+pub(crate) const STAGED_TABLE: &str = "config-staged";
+/// Sidecars' shadow counters, keyed `<candidate label>\0<proxy>`.
+pub(crate) const SHADOW_TABLE: &str = "shadow-reports";
+
+/// A stored candidate.
+#[derive(Debug, Serialize, Deserialize)]
+struct StagedValue {
+    #[serde(rename = "Entry")]
+    entry: Value,
+    /// The live entry's `ModifyIndex` when the candidate was staged (0: none).
+    #[serde(rename = "LiveIndex")]
+    live_index: u64,
+}
+
+/// One candidate, decoded.
+pub(crate) struct Staged {
+    pub entry: ConfigEntry,
+    pub live_index: u64,
+    pub record: Record,
+}
+
+impl Staged {
+    /// `kind/name@index`: what sidecars report their counters under.
+    pub fn label(&self) -> String {
+        format!(
+            "{}/{}@{}",
+            self.entry.kind(),
+            self.entry.name(),
+            self.record.modify_index
+        )
+    }
+}
+
+fn decode(r: Record) -> ApiResult<Staged> {
+    let v: StagedValue = serde_json::from_slice(&r.value)
+        .map_err(|e| crate::internal_error(format!("staged record {}: {e}", r.key)))?;
+    let entry = entry_from_json(v.entry)
+        .map_err(|e| crate::internal_error(format!("staged record {}: {e}", r.key)))?;
+    Ok(Staged {
+        entry,
+        live_index: v.live_index,
+        record: r,
+    })
+}
+
+/// Every candidate.
+pub(crate) async fn load_staged(state: &AppState) -> ApiResult<Vec<Staged>> {
+    state
+        .store
+        .list(STAGED_TABLE)
+        .await?
+        .into_iter()
+        .map(decode)
+        .collect()
+}
+
+fn stageable(kind: Kind) -> ApiResult<()> {
+    match kind {
+        Kind::ServiceIntentions | Kind::JwtProvider | Kind::Mesh => Ok(()),
+        other => Err(ApiError::bad_request(format!(
+            "only service-intentions, jwt-provider and mesh entries can be staged, not {other}"
+        ))),
+    }
+}
+
+/// `PUT /v1/config?stage=true` (called by `put_config`).
+pub(crate) async fn stage(state: &AppState, entry: &ConfigEntry) -> ApiResult<Response> {
+    stageable(entry.kind())?;
+    let key = entry_key(entry.kind(), entry.name());
+    let _serial = state.write_lock.lock().await;
+    let (_, live) = load_all_at(state).await?;
+    let staged = load_staged(state).await?;
+    // Checked against the state the candidates would make together (a staged
+    // intention may reference a staged provider).
+    let same = |a: &ConfigEntry, b: &ConfigEntry| a.kind() == b.kind() && a.name() == b.name();
+    let overlay: Vec<(ConfigEntry, Record)> = live
+        .iter()
+        .filter(|(e, _)| {
+            !staged
+                .iter()
+                .any(|s| same(&s.entry, e) && !same(&s.entry, entry))
+        })
+        .cloned()
+        .chain(
+            staged
+                .iter()
+                .filter(|s| !same(&s.entry, entry))
+                .map(|s| (s.entry.clone(), s.record.clone())),
+        )
+        .collect();
+    crate::entries::cross_checks(&overlay, Some(entry), None).map_err(ApiError::bad_request)?;
+    let live_index = live
+        .iter()
+        .find(|(e, _)| same(e, entry))
+        .map_or(0, |(_, r)| r.modify_index);
+    let value = serde_json::to_vec(&StagedValue {
+        entry: entry.to_json(),
+        live_index,
+    })
+    .map_err(|e| crate::internal_error(e.to_string()))?;
+    state
+        .store
+        .apply(&[Op::put(STAGED_TABLE, &key, value, Cas::Any)])
+        .await?;
+    tracing::info!(kind = %entry.kind(), name = entry.name(), live_index, "config entry staged");
+    Ok(Json(true).into_response())
+}
+
+/// `GET /v1/config/<kind>/<name>?stage=true` (called by `get_config`).
+pub(crate) async fn get(state: &AppState, kind: Kind, name: &str) -> ApiResult<Response> {
+    let Some(r) = state
+        .store
+        .get(STAGED_TABLE, &entry_key(kind, name))
+        .await?
+    else {
+        return Err(not_staged(kind, name));
+    };
+    let s = decode(r)?;
+    let mut v = s.entry.to_json();
+    if let Value::Object(m) = &mut v {
+        m.insert("CreateIndex".into(), Value::from(s.record.create_index));
+        m.insert("ModifyIndex".into(), Value::from(s.record.modify_index));
+    }
+    Ok(Json(v).into_response())
+}
+
+/// `DELETE /v1/config/<kind>/<name>?stage=true` (called by `delete_config`).
+pub(crate) async fn unstage(state: &AppState, kind: Kind, name: &str) -> ApiResult<Response> {
+    let key = entry_key(kind, name);
+    state
+        .store
+        .apply(&[Op::delete(STAGED_TABLE, &key, Cas::Any)])
+        .await?;
+    Ok(Json(true).into_response())
+}
+
+fn not_staged(kind: Kind, name: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "No staged candidate for {} / {}",
+        go::quote(kind.as_str()),
+        go::quote(name)
+    ))
+}
+
+/// `PUT /v1/tribune/staged/<kind>/<name>/promote[?force=true]`.
+pub(crate) async fn promote(
+    State(state): State<Shared>,
+    Path((kind, name)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let q = parse_query(raw.as_deref());
+    let kind = parse_kind(&kind)?;
+    let authz = authorize(&state, &headers, &q).await?;
+    can_write(&authz, kind, &name)?;
+    let force = matches!(query_get(&q, "force"), Some("" | "true" | "1"));
+    let key = entry_key(kind, &name);
+    let Some(r) = state.store.get(STAGED_TABLE, &key).await? else {
+        return Err(not_staged(kind, &name));
+    };
+    let s = decode(r)?;
+    let cas = match (force, s.live_index) {
+        (true, _) => Cas::Any,
+        (false, 0) => Cas::Absent,
+        (false, i) => Cas::ModifyIndex(i),
+    };
+    let value = s.entry.to_canonical_string().into_bytes();
+    let drop_candidate = Op::delete(STAGED_TABLE, &key, Cas::ModifyIndex(s.record.modify_index));
+    let (ok, _) = commit(
+        &state,
+        kind,
+        &name,
+        Some((&s.entry, value)),
+        cas,
+        vec![drop_candidate],
+    )
+    .await?;
+    if ok {
+        tracing::info!(kind = %kind, name, "staged candidate promoted");
+        return Ok(Json(true).into_response());
+    }
+    // Why: the live entry moved on, or the candidate was re-staged meanwhile.
+    let now = crate::entries::load_one(&state, kind, &name)
+        .await?
+        .map_or(0, |(_, r)| r.modify_index);
+    let msg = if now != s.live_index {
+        format!(
+            "the live entry {kind}/{name} changed since the candidate was staged (ModifyIndex {} then, {now} now); stage it again, or promote with -force",
+            s.live_index
+        )
+    } else {
+        format!("the candidate for {kind}/{name} changed while it was promoted; try again")
+    };
+    Err(ApiError(StatusCode::CONFLICT, msg))
+}
+
+/// A sidecar's counters for one candidate.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShadowReport {
+    /// The candidate, `kind/name@index`.
+    #[serde(rename = "Candidate")]
+    pub candidate: String,
+    /// The sidecar's service.
+    #[serde(rename = "Service")]
+    pub service: String,
+    /// Which sidecar (its proxy ID or address).
+    #[serde(rename = "Proxy")]
+    pub proxy: String,
+    /// Requests evaluated with both policies.
+    #[serde(rename = "Seen")]
+    pub seen: u64,
+    /// Requests the candidate decides differently.
+    #[serde(rename = "Changed")]
+    pub changed: u64,
+}
+
+/// `PUT /v1/tribune/shadow-report`: `[ShadowReport]` from one sidecar.
+pub(crate) async fn report(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let q = parse_query(raw.as_deref());
+    let authz = authorize(&state, &headers, &q).await?;
+    let v = json_body(&body)?;
+    let reports: Vec<ShadowReport> = tribune_model::decode::from_value(&v, "")
+        .map_err(|e| ApiError::bad_request(format!("Request decoding failed: {e}")))?;
+    let mut ops = Vec::new();
+    for r in &reports {
+        authz.service_write(&r.service)?;
+        let value = serde_json::to_vec(r).map_err(|e| crate::internal_error(e.to_string()))?;
+        ops.push(Op::put(
+            SHADOW_TABLE,
+            &format!("{}\0{}", r.candidate, r.proxy),
+            value,
+            Cas::Any,
+        ));
+    }
+    if !ops.is_empty() {
+        state.store.apply(&ops).await?;
+    }
+    Ok(Json(true).into_response())
+}
+
+/// One candidate as `GET /v1/tribune/staged` shows it.
+async fn describe(state: &AppState, s: &Staged, reports: &[ShadowReport]) -> ApiResult<Value> {
+    let label = s.label();
+    let mine: Vec<&ShadowReport> = reports.iter().filter(|r| r.candidate == label).collect();
+    let live = crate::entries::load_one(state, s.entry.kind(), s.entry.name())
+        .await?
+        .map(|(_, r)| r.modify_index);
+    Ok(json!({
+        "Kind": s.entry.kind().as_str(),
+        "Name": s.entry.name(),
+        "Candidate": label,
+        "StagedIndex": s.record.modify_index,
+        "LiveIndexAtStaging": s.live_index,
+        "LiveIndex": live.unwrap_or(0),
+        "LiveChanged": live.unwrap_or(0) != s.live_index,
+        "Seen": mine.iter().map(|r| r.seen).sum::<u64>(),
+        "Changed": mine.iter().map(|r| r.changed).sum::<u64>(),
+        "Sidecars": mine.iter().map(|r| json!({
+            "Service": r.service, "Proxy": r.proxy, "Seen": r.seen, "Changed": r.changed,
+        })).collect::<Vec<_>>(),
+    }))
+}
+
+async fn reports(state: &AppState) -> ApiResult<Vec<ShadowReport>> {
+    Ok(state
+        .store
+        .list(SHADOW_TABLE)
+        .await?
+        .iter()
+        .filter_map(|r| serde_json::from_slice(&r.value).ok())
+        .collect())
+}
+
+/// `GET /v1/tribune/staged`: every candidate the token may read.
+pub(crate) async fn list(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let q = parse_query(raw.as_deref());
+    let authz = authorize(&state, &headers, &q).await?;
+    let all = reports(&state).await?;
+    let mut out = Vec::new();
+    for s in load_staged(&state).await? {
+        if can_read(&authz, s.entry.kind(), s.entry.name()).is_ok() {
+            out.push(describe(&state, &s, &all).await?);
+        }
+    }
+    Ok(Json(out).into_response())
+}
+
+/// `GET /v1/tribune/staged/<kind>/<name>`.
+pub(crate) async fn show(
+    State(state): State<Shared>,
+    Path((kind, name)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let q = parse_query(raw.as_deref());
+    let kind = parse_kind(&kind)?;
+    let authz = authorize(&state, &headers, &q).await?;
+    can_read(&authz, kind, &name)?;
+    let Some(r) = state
+        .store
+        .get(STAGED_TABLE, &entry_key(kind, &name))
+        .await?
+    else {
+        return Err(not_staged(kind, &name));
+    };
+    let s = decode(r)?;
+    Ok(Json(describe(&state, &s, &reports(&state).await?).await?).into_response())
+}
