@@ -13,6 +13,8 @@ mod intention_test;
 #[cfg(test)]
 mod intention_tests;
 mod services;
+#[cfg(test)]
+mod staged_tests;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::collections::HashSet;
