@@ -57,3 +57,13 @@ policy = {"Service": "api", "Protocol": "http", "DefaultIntentionPolicy": "deny"
         {"Action": "allow", "HTTP": {"PathPrefix": "/api/"},
          "JWT": {"Providers": [{"Name": "idp", "VerifyClaims": [{"Path": ["role"], "Value": "admin"}]}]}}]}]}]}
 json.dump(policy, open(f"{out}/tribune.json", "w"))
+
+# The same policy with a staged candidate (staged policies' shadow cost): the candidate
+# requires role = ops, so it decides every admin request differently (the worst case:
+# every request is counted and grouped).
+import copy
+candidate = copy.deepcopy(policy)
+candidate["Entries"][1]["Sources"][0]["Permissions"][0]["JWT"]["Providers"][0]["VerifyClaims"][0]["Value"] = "ops"
+candidate["Staged"] = ["service-intentions/api@1"]
+shadowed = dict(policy, Candidate=candidate)
+json.dump(shadowed, open(f"{out}/tribune-shadow.json", "w"))

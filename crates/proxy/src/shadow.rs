@@ -49,11 +49,11 @@ pub struct ShadowStats {
     inner: Mutex<Inner>,
 }
 
-/// The first path segment with its slash (`/v1/items/7` -> `/v1/`, `/admin` ->
-/// `/admin`): what differences are grouped by.
+/// The first path segment (`/v1/items/7` and `/v1` -> `/v1`, `/` -> `/`): what
+/// differences are grouped by.
 pub fn path_prefix(path: &str) -> &str {
     match path.get(1..).and_then(|rest| rest.find('/')) {
-        Some(i) => &path[..i + 2],
+        Some(i) => &path[..i + 1],
         None => path,
     }
 }
@@ -259,7 +259,7 @@ mod tests {
             (Some(4), Some(3))
         );
         assert_eq!(v["Groups"][0]["Count"], 2);
-        assert_eq!(v["Groups"][0]["PathPrefix"], "/v1/");
+        assert_eq!(v["Groups"][0]["PathPrefix"], "/v1");
         assert_eq!(v["Groups"][0]["Reason"], "jwt_missing");
         assert_eq!(v["Groups"][0]["Example"], "GET /v1/a");
         assert_eq!(v["Groups"][1]["Caller"], "-");
@@ -288,7 +288,8 @@ mod tests {
 
     #[test]
     fn prefixes_are_the_first_segment() {
-        assert_eq!(path_prefix("/v1/items/7"), "/v1/");
+        assert_eq!(path_prefix("/v1/items/7"), "/v1");
+        assert_eq!(path_prefix("/v1"), "/v1");
         assert_eq!(path_prefix("/admin"), "/admin");
         assert_eq!(path_prefix("/"), "/");
     }
