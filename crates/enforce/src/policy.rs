@@ -47,6 +47,8 @@ pub struct Policy {
     pub token_headers: Vec<(HeaderName, String)>,
     /// The same for query parameters (decoded names).
     pub token_params: Vec<String>,
+    /// Every header token location of the referenced providers (forwarded or not).
+    pub token_locations: Vec<HeaderName>,
     /// Headers the proxy sets or strips, folded ([`fold`]): a client header that folds
     /// to one of these is removed (`x_jwt_payload` would reach a WSGI app as
     /// `x-jwt-payload`).
@@ -101,6 +103,7 @@ impl Policy {
         }
         let mut token_headers: Vec<(HeaderName, String)> = Vec::new();
         let mut token_params: Vec<String> = Vec::new();
+        let mut token_locations: Vec<HeaderName> = Vec::new();
         let mut owned_headers: Vec<String> =
             forward_headers.iter().map(|h| fold(h.as_str())).collect();
         for p in &providers {
@@ -112,6 +115,9 @@ impl Policy {
                             continue;
                         };
                         owned_headers.push(fold(name.as_str()));
+                        if !token_locations.contains(&name) {
+                            token_locations.push(name.clone());
+                        }
                         let entry = (name, h.value_prefix.clone());
                         if stripping && !token_headers.contains(&entry) {
                             token_headers.push(entry);
@@ -139,6 +145,7 @@ impl Policy {
             normalization: doc.normalization(),
             token_headers,
             token_params,
+            token_locations,
             owned_headers,
         })
     }

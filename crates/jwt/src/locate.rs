@@ -175,9 +175,9 @@ pub fn extract(locations: &[JwtLocation], req: &dyn RequestParts) -> Vec<Found> 
 }
 
 static DEFAULT_LOCATIONS: std::sync::LazyLock<Vec<JwtLocation>> =
-    std::sync::LazyLock::new(default_locations);
+    std::sync::LazyLock::new(build_default_locations);
 
-fn default_locations() -> Vec<JwtLocation> {
+fn build_default_locations() -> Vec<JwtLocation> {
     use tribune_model::jwt_provider::{LocationHeader, LocationName};
     vec![
         JwtLocation::Header(LocationHeader {
@@ -189,6 +189,11 @@ fn default_locations() -> Vec<JwtLocation> {
             name: "access_token".into(),
         }),
     ]
+}
+
+/// Envoy's default locations (`Authorization: Bearer`, then `access_token`).
+pub fn default_locations() -> &'static [JwtLocation] {
+    &DEFAULT_LOCATIONS[..]
 }
 
 /// The provider's locations, or Envoy's defaults when it lists none.

@@ -1,6 +1,7 @@
 //! The admin listener (default `127.0.0.1:19000`): `/ready`, `/stats/prometheus`,
 //! `/config_dump` (key material redacted), `/shadow` (a staged candidate's
-//! differences).
+//! differences), `POST /replay` (a candidate entry, HCL or JSON, evaluated on the
+//! recent requests: [`crate::replay`]).
 
 use crate::Proxy;
 use http_body_util::Full;
@@ -82,6 +83,51 @@ pub fn answer(proxy: &Proxy, path: &str) -> Response<Full<Bytes>> {
 }
 
 /// Serves the admin endpoints until the task is dropped.
+/// Largest candidate entry `POST /replay` reads.
+const MAX_REPLAY_BODY: usize = 1 << 20;
+
+/// `POST /replay`: the candidate entry in the body, evaluated on the replay window.
+pub fn replay(proxy: &Proxy, body: &[u8]) -> Response<Full<Bytes>> {
+    let bad = |msg: String| reply(StatusCode::BAD_REQUEST, "text/plain", format!("{msg}\n"));
+    let Some(snap) = proxy.current() else {
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "no policy snapshot yet\n".into(),
+        );
+    };
+    let Ok(text) = std::str::from_utf8(body) else {
+        return bad("the candidate entry is not UTF-8".into());
+    };
+    // One entry (HCL or JSON), or a JSON list of entries: the candidate and the
+    // providers it references that this sidecar does not carry.
+    let values: Vec<serde_json::Value> = match tribune_model::decode::parse_json(text.as_bytes()) {
+        Ok(serde_json::Value::Array(items)) => items,
+        _ => match tribune_model::decode::parse_raw(text) {
+            Ok(m) => vec![serde_json::Value::Object(m)],
+            Err(e) => return bad(format!("Failed to decode config entry input: {e}")),
+        },
+    };
+    let mut entries = Vec::new();
+    for (i, v) in values.into_iter().enumerate() {
+        match tribune_model::entry_from_json(v) {
+            Ok(e) => entries.push(e),
+            Err(e) => return bad(format!("entry {i}: {e}")),
+        }
+    }
+    let doc = crate::replay::with_candidate(&snap.doc, entries);
+    let candidate = match tribune_enforce::Policy::compile(&doc) {
+        Ok(p) => p,
+        Err(e) => return bad(format!("the candidate does not compile: {e}")),
+    };
+    let out = crate::replay::replay(&proxy.replay, &candidate);
+    reply(
+        StatusCode::OK,
+        "application/json",
+        serde_json::to_string_pretty(&out).unwrap_or_default(),
+    )
+}
+
 pub async fn serve_admin(proxy: Arc<Proxy>, listener: TcpListener) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -90,8 +136,24 @@ pub async fn serve_admin(proxy: Arc<Proxy>, listener: TcpListener) {
         let proxy = proxy.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<Incoming>| {
-                let r = answer(&proxy, req.uri().path());
-                async move { Ok::<_, Infallible>(r) }
+                let proxy = proxy.clone();
+                async move {
+                    if req.method() == hyper::Method::POST && req.uri().path() == "/replay" {
+                        use http_body_util::BodyExt;
+                        let limited =
+                            http_body_util::Limited::new(req.into_body(), MAX_REPLAY_BODY);
+                        let r = match limited.collect().await {
+                            Ok(b) => replay(&proxy, &b.to_bytes()),
+                            Err(_) => reply(
+                                StatusCode::PAYLOAD_TOO_LARGE,
+                                "text/plain",
+                                "the candidate entry is larger than 1 MiB\n".into(),
+                            ),
+                        };
+                        return Ok::<_, Infallible>(r);
+                    }
+                    Ok::<_, Infallible>(answer(&proxy, req.uri().path()))
+                }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), svc)

@@ -259,10 +259,10 @@ pub async fn handle(
     };
     let options = proxy.options();
     let evaluation = snap.evaluate(&request, options, now, &snap.keys()).await;
+    let live = (snap.shadow.is_some() || proxy.replay.enabled()).then(|| evaluation.verdict(&snap));
     // A staged candidate is evaluated beside the live policy, never enforced.
-    let shadow = match &snap.shadow {
-        None => None,
-        Some(sh) => {
+    let shadow = match (&snap.shadow, live) {
+        (Some(sh), Some(live)) => {
             let candidate = sh
                 .policy
                 .shadow(
@@ -278,15 +278,26 @@ pub async fn handle(
                 Evaluation::Decided(d) => d.path.as_str(),
                 Evaluation::Refused(_) => request.path,
             };
-            proxy.record_shadow(
+            proxy.record_shadow(caller.as_deref(), request.method, path, live, candidate)
+        }
+        _ => None,
+    };
+    if let (Evaluation::Decided(d), Some(live)) = (&evaluation, live) {
+        if proxy.replay.enabled() {
+            proxy.replay.push(crate::replay::Fact::new(
                 caller.as_deref(),
                 request.method,
-                path,
-                evaluation.verdict(&snap),
-                candidate,
-            )
+                &d.path,
+                request.headers,
+                request.query,
+                &snap.token_locations,
+                d.drop_underscores,
+                &snap.policy,
+                &d.outcomes,
+                live,
+            ));
         }
-    };
+    }
     let decided = match evaluation {
         Evaluation::Decided(d) => d,
         Evaluation::Refused(r) => {

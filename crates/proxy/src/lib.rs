@@ -13,6 +13,7 @@ pub mod http;
 pub use tribune_jwks::runtime as keys;
 pub mod mesh;
 pub mod metrics;
+pub mod replay;
 pub mod run;
 pub mod shadow;
 pub mod sidecar;
@@ -60,6 +61,8 @@ pub struct ProxyConfig {
     pub clock: Clock,
     /// `None`: access records go to the `tribune::access` tracing target.
     pub access_sink: Option<AccessSink>,
+    /// Recent request facts kept for replay (0: none).
+    pub replay_buffer: usize,
 }
 
 fn system_clock() -> i64 {
@@ -81,6 +84,7 @@ impl ProxyConfig {
             max_header_bytes: 64 * 1024,
             clock: Arc::new(system_clock),
             access_sink: None,
+            replay_buffer: replay::DEFAULT_REPLAY_ENTRIES,
         }
     }
 }
@@ -101,6 +105,8 @@ pub struct Proxy {
     last_sync: AtomicI64,
     /// Shadow evaluation of a staged candidate (`GET /shadow`).
     pub shadow: shadow::ShadowStats,
+    /// Recent request facts (`POST /replay`).
+    pub replay: replay::ReplayRing,
 }
 
 /// aws-lc seeds its random generator from CPU jitter on the first draw in a process
@@ -151,6 +157,7 @@ fn connection_cap(configured: usize) -> usize {
 impl Proxy {
     pub fn new(config: ProxyConfig) -> Arc<Proxy> {
         seed_random();
+        let replay_buffer = config.replay_buffer;
         Arc::new_cyclic(|me| {
             let mut metrics = Metrics::new();
             metrics.register_providers(me.clone());
@@ -166,6 +173,7 @@ impl Proxy {
                 state: std::sync::OnceLock::new(),
                 last_sync: AtomicI64::new(0),
                 shadow: shadow::ShadowStats::default(),
+                replay: replay::ReplayRing::new(replay_buffer, replay::MAX_REPLAY_BYTES),
             }
         })
     }

@@ -43,6 +43,8 @@ pub struct Settings {
     pub state_dir: Option<PathBuf>,
     /// A saved state older than this is not used.
     pub state_max_age: Duration,
+    /// Recent request facts kept for `POST /replay` (0: none).
+    pub replay_buffer: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +70,7 @@ impl Settings {
             agent,
             state_dir: None,
             state_max_age: crate::state::DEFAULT_MAX_AGE,
+            replay_buffer: crate::replay::DEFAULT_REPLAY_ENTRIES,
         }
     }
 }
@@ -201,6 +204,7 @@ pub async fn start(settings: Settings) -> Result<Started, String> {
 
     let mut config = ProxyConfig::new(upstream);
     config.merge_slashes = settings.merge_slashes;
+    config.replay_buffer = settings.replay_buffer;
     config.upstream_timeout = settings.upstream_timeout.max(Duration::from_millis(1));
     let proxy = Proxy::new(config);
     let mut lines: Vec<(String, String)> = Vec::new();

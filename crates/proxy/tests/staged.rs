@@ -83,13 +83,9 @@ async fn a_staged_jwt_requirement_is_counted_not_enforced_until_promoted() {
     })
     .unwrap();
     let key = Es256::new("k1");
-    support::put(
-        &client,
-        "/v1/config",
-        json!({"Kind": "jwt-provider", "Name": "idp",
-        "Issuer": "idp", "JSONWebKeySet": {"Local": {"JWKS": support::inline_jwks(&[&key])}}}),
-    )
-    .await;
+    let provider = json!({"Kind": "jwt-provider", "Name": "idp",
+        "Issuer": "idp", "JSONWebKeySet": {"Local": {"JWKS": support::inline_jwks(&[&key])}}});
+    support::put(&client, "/v1/config", provider.clone()).await;
     support::put(
         &client,
         "/v1/config",
@@ -178,6 +174,31 @@ async fn a_staged_jwt_requirement_is_counted_not_enforced_until_promoted() {
             with
         );
     }
+    // Replaying the candidate on the sidecar's window gives the same count (and the
+    // window holds no token). The live policy references no provider, so the sidecar
+    // never verified idp tokens: the candidate comes with its provider, and tokens
+    // that name idp at its locations count as present (Assumed).
+    let replayed = tribune_proxy::admin::replay(
+        &proxy,
+        json!([intentions(true), provider]).to_string().as_bytes(),
+    );
+    let status = replayed.status();
+    let body = replayed.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (v["Requests"].as_u64(), v["Changed"].as_u64()),
+        (Some(with + without), Some(without)),
+        "{v}"
+    );
+    assert_eq!(v["Assumed"].as_u64(), Some(with), "{v}");
+    assert!(!String::from_utf8_lossy(&body).contains(&token));
+    let (facts, bytes) = proxy.replay.usage();
+    assert_eq!(facts as u64, with + without);
+    assert!(bytes > 0 && bytes < tribune_proxy::replay::MAX_REPLAY_BYTES);
+    let bad =
+        tribune_proxy::admin::replay(&proxy, b"Kind = \"service-intentions\"\nName = \"api\"\n");
+    assert_eq!(bad.status(), 400);
     // The agent collects the sidecar's counters.
     tribune_proxy::shadow::report_once(&proxy, &client, "api", "api-1")
         .await

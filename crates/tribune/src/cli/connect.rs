@@ -76,6 +76,10 @@ pub struct ProxyArgs {
     /// A saved state older than this (Go duration) is not enforced at start.
     #[arg(long = "state-max-age", default_value = "24h")]
     pub state_max_age: String,
+    /// Recent requests kept in memory for `tribune intention replay` (their facts,
+    /// never raw tokens; also bounded to 16 MiB); 0 keeps none.
+    #[arg(long = "replay-buffer", default_value_t = tribune_proxy::replay::DEFAULT_REPLAY_ENTRIES)]
+    pub replay_buffer: usize,
     #[command(flatten)]
     pub http: HttpArgs,
 }
@@ -133,6 +137,7 @@ impl ProxyArgs {
         s.merge_slashes = self.merge_slashes;
         s.upstream_timeout = Duration::from_secs(self.upstream_timeout.max(1));
         s.state_dir = self.state_dir.clone();
+        s.replay_buffer = self.replay_buffer;
         let age = tribune_model::go::parse_duration(&self.state_max_age)
             .map_err(|e| format!("-state-max-age {:?}: {e}", self.state_max_age))?;
         if age < 0 {
@@ -224,6 +229,8 @@ mod tests {
             "-merge-slashes",
             "-upstream-timeout",
             "7",
+            "-replay-buffer",
+            "5",
             "-http-addr",
             "127.0.0.1:8501",
             "-token",
@@ -254,6 +261,7 @@ mod tests {
         want.snapshot_file = Some("s.json".into());
         want.merge_slashes = true;
         want.upstream_timeout = Duration::from_secs(7);
+        want.replay_buffer = 5;
         assert_eq!(s, want);
     }
 }

@@ -13,6 +13,25 @@ pub enum IntentionCommand {
     /// Run policy test cases (HCL or JSON `Test` blocks) against the agent's entries or,
     /// with -entries DIR, against entry files (exit 0 all pass, 1 any fails, 2 error).
     Test(super::intention_test::TestArgs),
+    /// Evaluate a candidate entry file on a sidecar's recent requests (its replay
+    /// window): how many would be decided differently, grouped (exit 0; 1 on error).
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The candidate entry (HCL or JSON): service-intentions, jwt-provider or mesh.
+    pub file: Vec<String>,
+    /// The sidecar's admin listener (`-admin-bind` of `tribune connect proxy`).
+    #[arg(long = "proxy-admin", default_value = "127.0.0.1:19000")]
+    pub proxy_admin: String,
+    /// `text` or `json` (`{"Requests", "Changed", "Assumed", "Groups"}`).
+    #[arg(long, default_value = "text")]
+    pub format: String,
+    /// The agent the candidate's providers are read from (a provider the sidecar does
+    /// not verify yet travels with the candidate).
+    #[command(flatten)]
+    pub http: HttpArgs,
 }
 
 #[derive(Debug, Args)]
@@ -58,6 +77,7 @@ pub fn run(cmd: IntentionCommand, io: &mut Io<'_>) -> u8 {
     match cmd {
         IntentionCommand::Check(args) => check(&args, io),
         IntentionCommand::Test(args) => super::intention_test::run(&args, io),
+        IntentionCommand::Replay(args) => replay(&args, io),
     }
 }
 
@@ -241,4 +261,123 @@ pub(crate) fn print_answer(answer: &ExplainResponse, why: bool, io: &mut Io<'_>)
             }
         }
     }
+}
+
+fn replay(args: &ReplayArgs, io: &mut Io<'_>) -> u8 {
+    let [file] = args.file.as_slice() else {
+        let _ = writeln!(
+            io.err,
+            "Error: command requires exactly one argument: the candidate entry file"
+        );
+        return 1;
+    };
+    if args.format != "text" && args.format != "json" {
+        let _ = writeln!(
+            io.err,
+            "Error: -format must be \"text\" or \"json\", got {:?}",
+            args.format
+        );
+        return 1;
+    }
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = writeln!(io.err, "Failed to read file {file:?}: {e}");
+            return 1;
+        }
+    };
+    let entry = match tribune_model::decode_text(&text).map(|w| w.into_entry()) {
+        Ok(Ok(e)) => e,
+        Ok(Err(v)) => {
+            let _ = writeln!(io.err, "Config entry in {file:?} is invalid: {v}");
+            return 1;
+        }
+        Err(e) => {
+            let _ = writeln!(io.err, "Failed to decode config entry input {file:?}: {e}");
+            return 1;
+        }
+    };
+    let mut body = vec![entry.to_json()];
+    if let tribune_model::ConfigEntry::ServiceIntentions(si) = &entry {
+        for name in si.referenced_providers() {
+            if name == tribune_authz::ANY_PROVIDER {
+                continue;
+            }
+            let path = format!("/v1/config/jwt-provider/{}", encode(name));
+            // The sidecar says so if it needs a provider it cannot get.
+            if let Ok(r) = super::http::call(&args.http, "GET", &path, None) {
+                if let (200, Ok(v)) = (r.status, serde_json::from_str::<serde_json::Value>(&r.body))
+                {
+                    body.push(v);
+                }
+            }
+        }
+    }
+    let http = HttpArgs {
+        http_addr: Some(args.proxy_admin.clone()),
+        token: Some(String::new()),
+        token_file: None,
+    };
+    let body = serde_json::Value::Array(body).to_string().into_bytes();
+    let r = match super::http::call(&http, "POST", "/replay", Some(body)) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(
+                io.err,
+                "Error connecting to the sidecar's admin listener: {e}"
+            );
+            return 1;
+        }
+    };
+    if r.status != 200 {
+        let _ = writeln!(io.err, "Error replaying {file}: {}", r.body.trim());
+        return 1;
+    }
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&r.body) else {
+        let _ = writeln!(
+            io.err,
+            "Error replaying {file}: the answer is not JSON: {}",
+            r.body.trim()
+        );
+        return 1;
+    };
+    if args.format == "json" {
+        let _ = writeln!(
+            io.out,
+            "{}",
+            serde_json::to_string_pretty(&v).unwrap_or_default()
+        );
+        return 0;
+    }
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let _ = writeln!(
+        io.out,
+        "Replayed {} requests: {} would change",
+        n(&v["Requests"]),
+        n(&v["Changed"])
+    );
+    if n(&v["Assumed"]) > 0 {
+        let _ = writeln!(
+            io.out,
+            "  ({} carried a token this sidecar did not verify at the time; taken as valid, without claims)",
+            n(&v["Assumed"])
+        );
+    }
+    for g in v["Groups"].as_array().into_iter().flatten() {
+        let s = |k: &str| g[k].as_str().unwrap_or("").to_string();
+        let _ = writeln!(
+            io.out,
+            "  {:>6}  {} {} from {}: {} -> {} ({}, HTTP {}), e.g. {}",
+            n(&g["Count"]),
+            s("Method"),
+            s("PathPrefix"),
+            s("Caller"),
+            s("Live"),
+            s("Candidate"),
+            s("Reason"),
+            n(&g["CandidateStatus"]),
+            s("Example")
+        );
+    }
+    0
 }
