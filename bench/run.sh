@@ -9,8 +9,9 @@
 # round (this VM's speed drifts by 10-20 % between minutes).
 # SYSTEMS="direct nginx haproxy tribune" and SCENARIOS="repeated rotating none" pick a
 # subset (the ratios need all four systems); the system tribune-shadow is Tribune with a
-# staged candidate that decides every request differently (SYSTEMS="tribune
-# tribune-shadow" gives the shadow evaluation's cost as a ratio); PERF=1 records a perf profile of Tribune
+# staged candidate that decides every request differently, tribune-noreplay Tribune
+# with -replay-buffer 0 (SYSTEMS="tribune tribune-shadow tribune-noreplay" gives the
+# shadow evaluation's and the replay window's costs as ratios); PERF=1 records a perf profile of Tribune
 # per scenario into the temporary directory (perf-<scenario>.data).
 #
 # The proxy under test is pinned to CPU 0; wrk and the upstream (nginx returning a
@@ -28,7 +29,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; pkill -f "$OUT" 2>/dev/null || true' 
 bench_setup "$OUT" nginx haproxy wrk
 BIN=$PWD/target/release/tribune
 UP=$(free_port); NGX=$(free_port); HAP=$(free_port); TRI=$(free_port); ADM=$(free_port)
-TRS=$(free_port); ADS=$(free_port)
+TRS=$(free_port); ADS=$(free_port); TRN=$(free_port); ADN=$(free_port)
 
 # Upstream: nginx answering 200 on CPU 1.
 cat > "$OUT/upstream.conf" <<EOF
@@ -91,6 +92,11 @@ case " ${SYSTEMS:-} " in *" tribune-shadow "*)
     -local-service-address "127.0.0.1:$UP" -edge-listener "127.0.0.1:$TRS" \
     -admin-bind "127.0.0.1:$ADS" -workers 1 > "$OUT/tribune-shadow.out" 2>&1 & ;;
 esac
+case " ${SYSTEMS:-} " in *" tribune-noreplay "*)
+  TRIBUNE_LOG=warn taskset -c 0 "$BIN" connect proxy -config "$OUT/tribune.json" \
+    -local-service-address "127.0.0.1:$UP" -edge-listener "127.0.0.1:$TRN" \
+    -admin-bind "127.0.0.1:$ADN" -workers 1 -replay-buffer 0 > "$OUT/tribune-noreplay.out" 2>&1 & ;;
+esac
 sleep 2
 
 pid_of() { # the process serving on port $1
@@ -139,6 +145,7 @@ for scenario in ${SCENARIOS:-repeated rotating none}; do
       haproxy) run haproxy "$HAP" "$scenario" "$file" ;;
       tribune) run tribune "$TRI" "$scenario" "$file" ;;
       tribune-shadow) run tribune-shadow "$TRS" "$scenario" "$file" ;;
+      tribune-noreplay) run tribune-noreplay "$TRN" "$scenario" "$file" ;;
     esac
   done
 done
@@ -195,17 +202,19 @@ if rounds > 1:
             med = sorted(ratios)[len(ratios) // 2]
             cells.append(", ".join(f"{x:.2f}x" for x in ratios) + f" ({med:.2f}x)")
         print(f"| {sc} | {cells[0]} | {cells[1]} |")
-shadow = [sc for sc in ("repeated", "rotating", "none") if (sc, "tribune-shadow") in groups and (sc, "tribune") in groups]
-if shadow:
-    # Staged policies: CPU per request with a candidate evaluated beside the live policy.
+med = lambda v: sorted(v)[len(v) // 2]
+for variant, what in (("tribune-shadow", "a staged candidate (every request differs) vs none"),
+                      ("tribune-noreplay", "-replay-buffer 0 vs the default window")):
+    scs = [sc for sc in ("repeated", "rotating", "none") if (sc, variant) in groups and (sc, "tribune") in groups]
+    if not scs:
+        continue
     print()
-    print("| scenario | CPU / request, with candidate vs without, by round (median) | requests/s ratio (median) |")
+    print(f"| scenario | CPU / request, {what}, by round (median) | requests/s ratio (median) |")
     print("|---|---|---:|")
-    for sc in shadow:
-        a, b = groups[(sc, "tribune-shadow")], groups[(sc, "tribune")]
+    for sc in scs:
+        a, b = groups[(sc, variant)], groups[(sc, "tribune")]
         cpu_ratios = [float(x[5]) / float(y[5]) for x, y in zip(a, b)]
         rps_ratios = [float(x[2]) / float(y[2]) for x, y in zip(a, b)]
-        med = lambda v: sorted(v)[len(v) // 2]
         print(f"| {sc} | " + ", ".join(f"{x:.3f}" for x in cpu_ratios) + f" ({med(cpu_ratios):.3f}) | {med(rps_ratios):.3f} |")
 EOF
 cat "$REPORT"
