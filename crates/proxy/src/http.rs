@@ -285,14 +285,14 @@ pub async fn handle(
     if let (Evaluation::Decided(d), Some(live)) = (&evaluation, live) {
         if proxy.replay.enabled() {
             proxy.replay.push(crate::replay::Fact::new(
-                caller.as_deref(),
-                request.method,
+                &snap.replay_plan,
+                caller.as_ref(),
+                &parts.method,
                 &d.path,
                 request.headers,
                 request.query,
                 &snap.token_locations,
                 d.drop_underscores,
-                &snap.policy,
                 &d.outcomes,
                 live,
             ));

@@ -44,17 +44,71 @@ enum Recorded {
     Valid(Arc<Value>),
 }
 
-/// One request, as decisions see it.
+/// What the facts of one snapshot's requests are recorded with, computed once per
+/// snapshot: the token locations to look at (Envoy's defaults and every location of
+/// the policy's providers) and the providers' names and issuers.
+#[derive(Debug, Default)]
+pub struct Plan {
+    specs: Vec<Spec>,
+    names: Arc<Vec<String>>,
+}
+
+#[derive(Debug)]
+struct Spec {
+    location: JwtLocation,
+    key: Arc<str>,
+    /// The first provider (index) reading this location, and its issuer.
+    provider: Option<(usize, Arc<str>)>,
+}
+
+impl Plan {
+    pub fn new(policy: &Policy) -> Plan {
+        let mut specs: Vec<Spec> = Vec::new();
+        let candidates = default_locations().iter().map(|l| (l, None)).chain(
+            policy
+                .providers
+                .iter()
+                .enumerate()
+                .flat_map(|(i, p)| locations(p).iter().map(move |l| (l, Some((i, p))))),
+        );
+        for (location, provider) in candidates {
+            let key = location_key(location);
+            let provider = provider.map(|(i, p)| (i, Arc::<str>::from(p.issuer.as_str())));
+            match specs.iter_mut().find(|s| *s.key == *key) {
+                Some(s) => {
+                    if s.provider.is_none() {
+                        s.provider = provider;
+                    }
+                }
+                None => specs.push(Spec {
+                    location: location.clone(),
+                    key: Arc::from(key),
+                    provider,
+                }),
+            }
+        }
+        Plan {
+            specs,
+            names: Arc::new(policy.providers.iter().map(|p| p.name.clone()).collect()),
+        }
+    }
+}
+
+/// One request, as decisions see it. Stored compactly (one buffer for the headers,
+/// shared names), never pinning the connection's read buffers.
 #[derive(Debug, Clone)]
 pub struct Fact {
-    caller: Option<String>,
-    method: String,
-    path: String,
-    headers: Vec<(HeaderName, HeaderValue)>,
+    caller: Option<Arc<str>>,
+    method: hyper::Method,
+    path: Box<str>,
+    /// `name \0 value \0` for every kept header.
+    headers: Box<[u8]>,
     hide_underscores: bool,
-    tokens: Vec<(String, Recorded)>,
+    /// The providers the outcomes are for (shared by the facts of one snapshot).
+    names: Arc<Vec<String>>,
+    tokens: Vec<Recorded>,
     /// (location key, unverified `iss`) of every token found at a known location.
-    hints: Vec<(String, Option<String>)>,
+    hints: Vec<(Arc<str>, Option<Arc<str>>)>,
     live: Verdict,
     bytes: usize,
 }
@@ -77,44 +131,50 @@ fn json_size(v: &Value) -> usize {
     }
 }
 
+/// Whether a token is at `location` (without copying it when the location is a
+/// header).
+fn token_at(location: &JwtLocation, view: &View<'_>) -> bool {
+    match location {
+        JwtLocation::Header(h) => tribune_jwt::locate::RequestParts::header_values(view, &h.name)
+            .iter()
+            .any(|v| tribune_jwt::locate::holds_token(v, &h.value_prefix)),
+        other => !extract(std::slice::from_ref(other), view).is_empty(),
+    }
+}
+
 impl Fact {
     /// The fact of a decided request: `skip` names the headers not kept (token
     /// locations); `Authorization` and `Cookie` are never kept.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        caller: Option<&str>,
-        method: &str,
+        plan: &Plan,
+        caller: Option<&Arc<str>>,
+        method: &hyper::Method,
         path: &str,
         headers: &HeaderMap,
         query: Option<&str>,
         skip: &[HeaderName],
         hide_underscores: bool,
-        policy: &Policy,
         outcomes: &[Outcome],
         live: Verdict,
     ) -> Fact {
-        let kept: Vec<(HeaderName, HeaderValue)> = headers
+        let mut packed: Vec<u8> = Vec::new();
+        for (k, v) in headers {
+            if *k == hyper::header::AUTHORIZATION || *k == hyper::header::COOKIE || skip.contains(k)
+            {
+                continue;
+            }
+            packed.extend_from_slice(k.as_str().as_bytes());
+            packed.push(0);
+            packed.extend_from_slice(v.as_bytes());
+            packed.push(0);
+        }
+        let tokens: Vec<Recorded> = outcomes
             .iter()
-            .filter(|(k, _)| {
-                *k != hyper::header::AUTHORIZATION
-                    && *k != hyper::header::COOKIE
-                    && !skip.contains(k)
-            })
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let tokens: Vec<(String, Recorded)> = policy
-            .providers
-            .iter()
-            .zip(outcomes)
-            .map(|(p, o)| {
-                (
-                    p.name.clone(),
-                    match o {
-                        Outcome::Missing => Recorded::Missing,
-                        Outcome::Invalid(e) => Recorded::Invalid(e.clone()),
-                        Outcome::Valid { payload, .. } => Recorded::Valid(payload.clone()),
-                    },
-                )
+            .map(|o| match o {
+                Outcome::Missing => Recorded::Missing,
+                Outcome::Invalid(e) => Recorded::Invalid(e.clone()),
+                Outcome::Valid { payload, .. } => Recorded::Valid(payload.clone()),
             })
             .collect();
         let view = View {
@@ -122,51 +182,50 @@ impl Fact {
             query,
             hide_underscores,
         };
-        let mut specs: Vec<&JwtLocation> = default_locations().iter().collect();
-        for p in &policy.providers {
-            specs.extend(p.locations.iter());
-        }
-        let mut hints: Vec<(String, Option<String>)> = Vec::new();
-        let mut seen: Vec<String> = Vec::new();
-        for spec in specs {
-            let key = location_key(spec);
-            if seen.contains(&key) {
-                continue;
+        let mut hints: Vec<(Arc<str>, Option<Arc<str>>)> = Vec::new();
+        for spec in &plan.specs {
+            match &spec.provider {
+                // A provider that verified the request's tokens read this location:
+                // a token here named its issuer (no decoding needed).
+                Some((i, iss)) if matches!(outcomes.get(*i), Some(Outcome::Valid { .. })) => {
+                    if token_at(&spec.location, &view) {
+                        hints.push((spec.key.clone(), Some(iss.clone())));
+                    }
+                }
+                _ => {
+                    for found in extract(std::slice::from_ref(&spec.location), &view) {
+                        hints.push((
+                            spec.key.clone(),
+                            unverified_issuer(&found.token).map(Arc::from),
+                        ));
+                    }
+                }
             }
-            for found in extract(std::slice::from_ref(spec), &view) {
-                hints.push((key.clone(), unverified_issuer(&found.token)));
-            }
-            seen.push(key);
         }
-        let bytes = 128
+        let bytes = 160
+            + hints.len() * 40
             + hints
                 .iter()
-                .map(|(k, i)| k.len() + i.as_ref().map_or(0, String::len) + 16)
+                .map(|(_, i)| i.as_ref().map_or(0, |i| i.len()))
                 .sum::<usize>()
-            + caller.map_or(0, str::len)
-            + method.len()
             + path.len()
-            + kept
-                .iter()
-                .map(|(k, v)| k.as_str().len() + v.len() + 16)
-                .sum::<usize>()
+            + packed.len()
             + tokens
                 .iter()
-                .map(|(n, r)| {
-                    n.len()
-                        + 16
-                        + match r {
-                            Recorded::Valid(v) => json_size(v),
-                            _ => 0,
-                        }
+                .map(|r| {
+                    16 + match r {
+                        Recorded::Valid(v) => json_size(v),
+                        _ => 0,
+                    }
                 })
                 .sum::<usize>();
         Fact {
-            caller: caller.map(str::to_string),
-            method: method.to_string(),
-            path: path.to_string(),
-            headers: kept,
+            caller: caller.cloned(),
+            method: method.clone(),
+            path: path.into(),
+            headers: packed.into_boxed_slice(),
             hide_underscores,
+            names: plan.names.clone(),
             tokens,
             hints,
             live,
@@ -177,6 +236,24 @@ impl Fact {
     /// Bytes this fact counts against the ring's bound.
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    fn header_map(&self) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        let mut parts = self.headers.split(|b| *b == 0);
+        while let (Some(k), Some(v)) = (parts.next(), parts.next()) {
+            if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k), HeaderValue::from_bytes(v)) {
+                map.append(k, v);
+            }
+        }
+        map
+    }
+
+    fn outcome_of(&self, provider: &str) -> Option<&Recorded> {
+        self.names
+            .iter()
+            .position(|n| n == provider)
+            .and_then(|i| self.tokens.get(i))
     }
 }
 
@@ -267,7 +344,8 @@ pub fn with_candidate(current: &PolicyDocument, candidates: Vec<ConfigEntry>) ->
 fn token_named(fact: &Fact, p: &tribune_model::JwtProvider) -> bool {
     let keys: Vec<String> = locations(p).iter().map(location_key).collect();
     fact.hints.iter().any(|(k, iss)| {
-        keys.contains(k) && (p.issuer.is_empty() || iss.as_deref() == Some(p.issuer.as_str()))
+        keys.iter().any(|key| **key == **k)
+            && (p.issuer.is_empty() || iss.as_deref() == Some(p.issuer.as_str()))
     })
 }
 
@@ -277,10 +355,7 @@ pub fn replay(ring: &ReplayRing, candidate: &Policy) -> Value {
     let stats = ShadowStats::default();
     let mut assumed = 0u64;
     for fact in ring.snapshot() {
-        let mut headers = HeaderMap::new();
-        for (k, v) in &fact.headers {
-            headers.append(k.clone(), v.clone());
-        }
+        let headers = fact.header_map();
         let view = View {
             headers: &headers,
             query: None,
@@ -291,8 +366,7 @@ pub fn replay(ring: &ReplayRing, candidate: &Policy) -> Value {
             .providers
             .iter()
             .map(|p| {
-                let recorded = fact.tokens.iter().find(|(n, _)| *n == p.name);
-                match recorded.map(|(_, r)| r) {
+                match fact.outcome_of(&p.name) {
                     Some(Recorded::Valid(v)) => Outcome::Valid {
                         payload: v.clone(),
                         forward_header: None,
@@ -318,7 +392,7 @@ pub fn replay(ring: &ReplayRing, candidate: &Policy) -> Value {
             .collect();
         assumed += u64::from(inferred);
         let caller = fact.caller.as_deref().map(Caller::local);
-        let decision = candidate.decide(caller, &fact.method, &fact.path, &view, &outcomes);
+        let decision = candidate.decide(caller, fact.method.as_str(), &fact.path, &view, &outcomes);
         let verdict = Verdict {
             allowed: decision.allowed(),
             status: tribune_authz::deny_response(&decision, &candidate.service)
@@ -327,7 +401,7 @@ pub fn replay(ring: &ReplayRing, candidate: &Policy) -> Value {
         };
         stats.record(
             fact.caller.as_deref(),
-            &fact.method,
+            fact.method.as_str(),
             &fact.path,
             fact.live,
             verdict,
@@ -360,15 +434,17 @@ mod tests {
         headers.insert("cookie", HeaderValue::from_static("sid=secret"));
         let doc = PolicyDocument::from_json(&serde_json::json!({"Service": "api"})).unwrap();
         let policy = Policy::compile(&doc).unwrap();
+        let plan = Plan::new(&policy);
+        let caller: Arc<str> = Arc::from("web");
         Fact::new(
-            Some("web"),
-            "GET",
+            &plan,
+            Some(&caller),
+            &hyper::Method::GET,
             &format!("/items/{i}"),
             &headers,
             None,
             &[],
             false,
-            &policy,
             &[],
             Verdict {
                 allowed: true,
@@ -396,11 +472,11 @@ mod tests {
         assert!(most > 3 << 20, "the ring fills up to its bound: {most}");
         // Tokens and cookies are never kept.
         let kept = ring.snapshot();
-        assert!(kept.iter().all(|f| f
-            .headers
-            .iter()
-            .all(|(k, _)| k != "authorization" && k != "cookie")));
-        assert_eq!(kept.last().map(|f| f.path.as_str()), Some("/items/99999"));
+        assert!(kept.iter().all(|f| {
+            let h = f.header_map();
+            !h.contains_key("authorization") && !h.contains_key("cookie") && h.contains_key("x-big")
+        }));
+        assert_eq!(kept.last().map(|f| &*f.path), Some("/items/99999"));
     }
 
     #[test]

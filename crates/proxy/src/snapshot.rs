@@ -30,6 +30,8 @@ pub struct Snapshot {
     pub runtimes: Vec<Arc<ProviderRuntime>>,
     /// A staged candidate evaluated beside the policy, never enforced.
     pub shadow: Option<Shadow>,
+    /// How this snapshot's requests are recorded for replay.
+    pub replay_plan: crate::replay::Plan,
     pub doc: SnapshotDoc,
 }
 
@@ -111,10 +113,12 @@ impl Builder {
             keep.extend(s.policy.providers.iter());
         }
         self.registry.retain(&keep);
+        let replay_plan = crate::replay::Plan::new(&policy);
         Ok((
             Snapshot {
                 version,
                 index,
+                replay_plan,
                 policy,
                 runtimes,
                 shadow,

@@ -236,6 +236,8 @@ async fn a_staged_jwt_requirement_is_counted_not_enforced_until_promoted() {
     )
     .await;
     assert_eq!(status, 404);
+    let (_, list) = call(&client, "GET", "/v1/tribune/staged", None).await;
+    assert_eq!(list, "[]", "no candidate, and its reports are gone");
     let doc = install(&proxy, &client).await;
     assert!(doc.get("Candidate").is_none(), "{doc}");
     assert_eq!(send(&proxy, "/v1/items", None).await, 401);

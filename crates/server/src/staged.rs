@@ -158,11 +158,23 @@ pub(crate) async fn get(state: &AppState, kind: Kind, name: &str) -> ApiResult<R
 /// `DELETE /v1/config/<kind>/<name>?stage=true` (called by `delete_config`).
 pub(crate) async fn unstage(state: &AppState, kind: Kind, name: &str) -> ApiResult<Response> {
     let key = entry_key(kind, name);
-    state
-        .store
-        .apply(&[Op::delete(STAGED_TABLE, &key, Cas::Any)])
-        .await?;
+    let mut ops = vec![Op::delete(STAGED_TABLE, &key, Cas::Any)];
+    ops.extend(forget_reports(state, kind, name).await?);
+    state.store.apply(&ops).await?;
     Ok(Json(true).into_response())
+}
+
+/// Deletes of the sidecars' reports about any candidate of `kind/name`.
+async fn forget_reports(state: &AppState, kind: Kind, name: &str) -> ApiResult<Vec<Op>> {
+    let prefix = format!("{}@", entry_key(kind, name));
+    Ok(state
+        .store
+        .list(SHADOW_TABLE)
+        .await?
+        .iter()
+        .filter(|r| r.key.starts_with(&prefix))
+        .map(|r| Op::delete(SHADOW_TABLE, &r.key, Cas::Any))
+        .collect())
 }
 
 fn not_staged(kind: Kind, name: &str) -> ApiError {
@@ -196,16 +208,13 @@ pub(crate) async fn promote(
         (false, i) => Cas::ModifyIndex(i),
     };
     let value = s.entry.to_canonical_string().into_bytes();
-    let drop_candidate = Op::delete(STAGED_TABLE, &key, Cas::ModifyIndex(s.record.modify_index));
-    let (ok, _) = commit(
-        &state,
-        kind,
-        &name,
-        Some((&s.entry, value)),
-        cas,
-        vec![drop_candidate],
-    )
-    .await?;
+    let mut extra = vec![Op::delete(
+        STAGED_TABLE,
+        &key,
+        Cas::ModifyIndex(s.record.modify_index),
+    )];
+    extra.extend(forget_reports(&state, kind, &name).await?);
+    let (ok, _) = commit(&state, kind, &name, Some((&s.entry, value)), cas, extra).await?;
     if ok {
         tracing::info!(kind = %kind, name, "staged candidate promoted");
         return Ok(Json(true).into_response());
