@@ -15,7 +15,6 @@ mod support;
 use axum::body::Body;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use support::Es256;
@@ -295,16 +294,6 @@ fn request(w: &World, rng: &mut fastrand::Rng, now: i64) -> Case {
 
 /// The sidecar's answer: status, and the access record's reason and intention.
 async fn through_sidecar(w: &World, case: &Case) -> (u16, String, Option<String>) {
-    let (client, server) = tokio::io::duplex(1 << 16);
-    let served = tokio::spawn(tribune_proxy::http::serve_stream(
-        w.proxy.clone(),
-        server,
-        case.caller.map(Arc::from),
-    ));
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(client))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
     let mut req = hyper::Request::builder()
         .method(case.method)
         .uri(case.target.as_str());
@@ -312,14 +301,12 @@ async fn through_sidecar(w: &World, case: &Case) -> (u16, String, Option<String>
         req = req.header(k.as_str(), v.as_str());
     }
     w.records.lock().unwrap().clear();
-    let res = sender
-        .send_request(req.body(Empty::<Bytes>::new()).unwrap())
-        .await
-        .unwrap();
-    let status = res.status().as_u16();
-    let _ = res.into_body().collect().await;
-    drop(sender);
-    let _ = served.await;
+    let status = support::through_stream(
+        &w.proxy,
+        case.caller,
+        req.body(Empty::<Bytes>::new()).unwrap(),
+    )
+    .await;
     let record = w.records.lock().unwrap().pop().expect("an access record");
     (status, record.reason.to_string(), record.intention)
 }

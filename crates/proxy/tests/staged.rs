@@ -10,7 +10,6 @@ mod support;
 
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use support::Es256;
@@ -38,29 +37,11 @@ async fn install(proxy: &Proxy, client: &Client) -> Value {
 
 /// One request from `web` through the sidecar's request path: status.
 async fn send(proxy: &Arc<Proxy>, path: &str, token: Option<&str>) -> u16 {
-    let (client, server) = tokio::io::duplex(1 << 16);
-    let served = tokio::spawn(tribune_proxy::http::serve_stream(
-        proxy.clone(),
-        server,
-        Some(Arc::from("web")),
-    ));
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(client))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
     let mut req = hyper::Request::builder().uri(path).header("host", "api");
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
-    let res = sender
-        .send_request(req.body(Empty::<Bytes>::new()).unwrap())
-        .await
-        .unwrap();
-    let status = res.status().as_u16();
-    let _ = res.into_body().collect().await;
-    drop(sender);
-    let _ = served.await;
-    status
+    support::through_stream(proxy, Some("web"), req.body(Empty::<Bytes>::new()).unwrap()).await
 }
 
 fn intentions(jwt: bool) -> Value {

@@ -250,3 +250,29 @@ pub async fn put(client: &tribune_client::Client, path: &str, body: Value) {
         .unwrap();
     assert_eq!(r.status, 200, "{path}: {}", r.body);
 }
+
+/// Sends one request through the sidecar's request path over an in-memory stream
+/// (`serve_stream`, caller identity as given), and returns its status.
+pub async fn through_stream(
+    proxy: &Arc<Proxy>,
+    caller: Option<&str>,
+    req: hyper::Request<Empty<Bytes>>,
+) -> u16 {
+    let (client, server) = tokio::io::duplex(1 << 16);
+    let served = tokio::spawn(tribune_proxy::http::serve_stream(
+        proxy.clone(),
+        server,
+        caller.map(Arc::from),
+    ));
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(client))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let res = sender.send_request(req).await.unwrap();
+    let status = res.status().as_u16();
+    let _ = res.into_body().collect().await;
+    drop(sender);
+    let _ = served.await;
+    status
+}
