@@ -125,6 +125,27 @@ impl Cluster {
     }
 
     fn start_with(n: usize, tls: bool) -> Cluster {
+        // Ports are picked free and then bound by etcd (peers must know each other's
+        // URLs, so port 0 cannot be used): another test may take one in between. Such
+        // a start is retried with new ports.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut cluster = Cluster::configure(n, tls);
+            for i in 0..n {
+                cluster.spawn(i);
+            }
+            match cluster.try_wait_healthy(Duration::from_secs(30)) {
+                Ok(()) => return cluster,
+                Err(e) if e.contains("address already in use") && attempt < 5 => {
+                    drop(cluster);
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    fn configure(n: usize, tls: bool) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let certs = tls.then(|| Tls::generate(dir.path()));
         let token = format!("tribune-test-{}", std::process::id());
@@ -144,18 +165,13 @@ impl Cluster {
             .map(|m| format!("{}={}", m.name, m.peer_url()))
             .collect::<Vec<_>>()
             .join(",");
-        let mut cluster = Cluster {
+        Cluster {
             members,
             tls: certs,
             initial_cluster,
             token,
             _dir: dir,
-        };
-        for i in 0..n {
-            cluster.spawn(i);
         }
-        cluster.wait_healthy(Duration::from_secs(30));
-        cluster
     }
 
     fn spawn(&mut self, i: usize) {
@@ -255,28 +271,43 @@ impl Cluster {
 
     /// Waits until every running member is healthy.
     pub fn wait_healthy(&self, within: Duration) {
+        if let Err(e) = self.try_wait_healthy(within) {
+            panic!("{e}");
+        }
+    }
+
+    fn logs(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| {
+                let text = std::fs::read_to_string(&m.log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(5).collect();
+                format!("{}: {}", m.name, tail.join(" | "))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// [`Cluster::wait_healthy`], failing at once when a member could not bind its
+    /// ports.
+    fn try_wait_healthy(&self, within: Duration) -> Result<(), String> {
         let deadline = Instant::now() + within;
         loop {
             let all = (0..self.members.len())
                 .filter(|&i| self.members[i].child.is_some())
                 .all(|i| self.member_healthy(i));
             if all {
-                return;
+                return Ok(());
             }
-            if Instant::now() > deadline {
-                let logs: Vec<String> = self
-                    .members
-                    .iter()
-                    .map(|m| {
-                        let text = std::fs::read_to_string(&m.log).unwrap_or_default();
-                        let tail: Vec<&str> = text.lines().rev().take(5).collect();
-                        format!("{}: {}", m.name, tail.join(" | "))
-                    })
-                    .collect();
-                panic!(
+            let port_taken = self.members.iter().any(|m| {
+                std::fs::read_to_string(&m.log)
+                    .is_ok_and(|t| t.contains("bind: address already in use"))
+            });
+            if port_taken || Instant::now() > deadline {
+                return Err(format!(
                     "etcd cluster not healthy within {within:?}: {}",
-                    logs.join("\n")
-                );
+                    self.logs()
+                ));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
