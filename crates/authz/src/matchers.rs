@@ -307,7 +307,7 @@ fn check_one(
     }
     for (path, expected) in claims {
         let got = claim_at(payload, path);
-        if !claim_matches(got, expected) {
+        if !claim_matches_at(path, got, expected) {
             return Err(JwtFailure::Claim {
                 provider: provider.to_string(),
                 path: path.clone(),
@@ -326,6 +326,23 @@ pub fn claim_at<'v>(payload: &'v Value, path: &[String]) -> Option<&'v Value> {
         v = v.as_object()?.get(key)?;
     }
     Some(v)
+}
+
+/// Registered claims whose string value is a space-delimited list (RFC 8693 §4.2
+/// `scope`; `scp` as Azure AD and others spell it).
+pub const SPACE_DELIMITED_CLAIMS: [&str; 2] = ["scope", "scp"];
+
+/// [`claim_matches`] for the claim at `path`, with Tribune's scope rule: a string under
+/// a top-level [`SPACE_DELIMITED_CLAIMS`] claim matches when `expected` is one of its
+/// space-separated elements (`"openid api:read"` satisfies `api:read`). Consul compares
+/// the whole string, so a scope check there only works for tokens with one scope.
+pub fn claim_matches_at(path: &[String], value: Option<&Value>, expected: &str) -> bool {
+    if let ([name], Some(Value::String(s))) = (path, value) {
+        if SPACE_DELIMITED_CLAIMS.contains(&name.as_str()) {
+            return s.split(' ').any(|e| !e.is_empty() && e == expected);
+        }
+    }
+    claim_matches(value, expected)
 }
 
 /// decisions.md #8: a string must equal `expected`; an array matches if any element is

@@ -445,6 +445,45 @@ fn claim_values_strings_arrays_numbers_booleans_and_missing() {
     }
 }
 
+/// Tribune's scope rule (README, differences): a top-level `scope` or `scp` string is a
+/// space-delimited list (RFC 8693 §4.2); elsewhere strings compare whole.
+#[test]
+fn scope_strings_are_space_delimited_lists() {
+    let make = |path: &str, value: &str| {
+        format!(
+            "Kind = \"service-intentions\"\nName = \"api\"\nJWT {{ Providers = [ {{ Name = \"okta\" VerifyClaims = [ {{ Path = [{path}] Value = \"{value}\" }} ] }} ] }}\nSources = [ {{ Name = \"web\" Action = \"allow\" }} ]"
+        )
+    };
+    let payload = json!({
+        "iss": "https://okta",
+        "scope": "openid api:read  profile",
+        "scp": ["api:write"],
+        "desc": "openid api:read",
+        "nested": {"scope": "a b"},
+    });
+    for (path, value, want) in [
+        ("\"scope\"", "api:read", true),
+        ("\"scope\"", "openid", true),
+        ("\"scope\"", "profile", true),
+        ("\"scope\"", "api", false),
+        ("\"scope\"", "openid api:read  profile", false),
+        ("\"scope\"", "", false),
+        ("\"scp\"", "api:write", true),
+        ("\"desc\"", "api:read", false),
+        ("\"desc\"", "openid api:read", true),
+        ("\"nested\", \"scope\"", "a", false),
+    ] {
+        let t = World::new(&[&make(path, value)]).table("api", true, DENY);
+        assert_eq!(
+            from("web")
+                .token("okta", TokenOutcome::Valid(&payload))
+                .allowed(&t),
+            want,
+            "{path} = {value:?}"
+        );
+    }
+}
+
 #[test]
 fn wildcard_provider_accepts_any_configured_provider() {
     let t = World::new(&[r#"Kind = "service-intentions"

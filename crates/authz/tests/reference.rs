@@ -49,7 +49,15 @@ fn ref_j(req: Option<&JwtRequirement>, tokens: &[(&str, TokenOutcome<'_>)]) -> b
                             for k in &c.path {
                                 cur = cur.and_then(|x| x.get(k));
                             }
-                            claim_matches(cur, &c.value)
+                            // Scopes: a top-level scope/scp string is a list.
+                            match (c.path.as_slice(), cur) {
+                                ([name], Some(Value::String(s)))
+                                    if name == "scope" || name == "scp" =>
+                                {
+                                    s.split(' ').filter(|e| !e.is_empty()).any(|e| e == c.value)
+                                }
+                                _ => claim_matches(cur, &c.value),
+                            }
                         })
                 })
             })
@@ -146,7 +154,8 @@ fn reference(
 fn jwt_req() -> impl Strategy<Value = Value> {
     let claim = prop_oneof![
         Just(json!({"Path": ["role"], "Value": "admin"})),
-        Just(json!({"Path": ["tags"], "Value": "x"}))
+        Just(json!({"Path": ["tags"], "Value": "x"})),
+        Just(json!({"Path": ["scope"], "Value": "api:read"}))
     ];
     proptest::collection::vec(
         (
@@ -233,8 +242,9 @@ fn entry(dest: &'static str) -> impl Strategy<Value = Value> {
 
 fn payload() -> impl Strategy<Value = Option<Value>> {
     proptest::option::of(
-        (prop_oneof![Just("iss-okta"), Just("iss-auth0"), Just("other")], prop_oneof![Just("admin"), Just("user")], any::<bool>())
-            .prop_map(|(iss, role, tag)| json!({"iss": iss, "role": role, "tags": if tag { json!(["x", "y"]) } else { json!([]) }})),
+        (prop_oneof![Just("iss-okta"), Just("iss-auth0"), Just("other")], prop_oneof![Just("admin"), Just("user")], any::<bool>(),
+         prop_oneof![Just("openid api:read"), Just("api:read"), Just("openid"), Just("api:readx api")])
+            .prop_map(|(iss, role, tag, scope)| json!({"iss": iss, "role": role, "scope": scope, "tags": if tag { json!(["x", "y"]) } else { json!([]) }})),
     )
 }
 
