@@ -188,6 +188,8 @@ struct ProviderCheck {
 #[derive(Debug, Clone)]
 pub(crate) struct JwtMatcher {
     providers: Vec<ProviderCheck>,
+    /// `Optional = true`: no token for the listed providers meets the requirement.
+    optional: bool,
 }
 
 impl JwtMatcher {
@@ -205,6 +207,7 @@ impl JwtMatcher {
                         .collect(),
                 })
                 .collect(),
+            optional: req.optional,
         }
     }
 
@@ -220,6 +223,16 @@ impl JwtMatcher {
     ) -> Result<(), JwtFailure> {
         if self.providers.is_empty() {
             return Ok(());
+        }
+        if self.optional {
+            let missing = |o: TokenOutcome<'_>| matches!(o, TokenOutcome::Missing);
+            let none_present = self.providers.iter().all(|p| match &p.name {
+                Some(name) => missing(tokens.get(name)),
+                None => tokens.entries.iter().all(|(_, o)| missing(*o)),
+            });
+            if none_present {
+                return Ok(());
+            }
         }
         let mut first_failure: Option<JwtFailure> = None;
         for p in &self.providers {

@@ -445,6 +445,53 @@ fn claim_values_strings_arrays_numbers_booleans_and_missing() {
     }
 }
 
+/// Tribune's `Optional = true` (README, differences): no token for the listed
+/// providers meets the requirement; a present one must verify and meet the claims.
+#[test]
+fn optional_jwt_requirements_accept_no_token_but_not_a_bad_one() {
+    let t = World::new(&[r#"Kind = "service-intentions"
+Name = "api"
+JWT { Optional = true Providers = [ { Name = "okta" VerifyClaims = [ { Path = ["role"] Value = "admin" } ] } ] }
+Sources = [ { Name = "web" Action = "allow" } ]"#])
+    .table("api", true, DENY);
+    let admin = json!({"iss": "https://okta", "role": "admin"});
+    let user = json!({"iss": "https://okta", "role": "user"});
+    assert!(
+        from("web").allowed(&t),
+        "no token meets an optional requirement"
+    );
+    assert!(from("web")
+        .token("okta", TokenOutcome::Valid(&admin))
+        .allowed(&t));
+    let d = from("web")
+        .token("okta", TokenOutcome::Valid(&user))
+        .decide(&t);
+    assert_eq!(
+        d.code(),
+        tribune_authz::ReasonCode::JwtClaim,
+        "claims still apply"
+    );
+    let d = from("web")
+        .token("okta", TokenOutcome::Invalid("Jwt is expired"))
+        .decide(&t);
+    assert_eq!(
+        d.code(),
+        tribune_authz::ReasonCode::JwtInvalid,
+        "a bad token is refused"
+    );
+    assert_eq!(
+        tribune_authz::deny_response(&d, "api").map(|r| r.status),
+        Some(401)
+    );
+    // Without Optional, no token is refused as before.
+    let strict = World::new(&[r#"Kind = "service-intentions"
+Name = "api"
+JWT { Providers = [ { Name = "okta" } ] }
+Sources = [ { Name = "web" Action = "allow" } ]"#])
+    .table("api", true, DENY);
+    assert!(!from("web").allowed(&strict));
+}
+
 /// Tribune's scope rule (README, differences): a top-level `scope` or `scp` string is a
 /// space-delimited list (RFC 8693 §4.2); elsewhere strings compare whole.
 #[test]

@@ -88,6 +88,15 @@ pub enum ConfigEntry {
 }
 
 impl ConfigEntry {
+    /// The Tribune extensions the entry uses: keys Consul would refuse (`config
+    /// validate` names them).
+    pub fn tribune_extensions(&self) -> Vec<&'static str> {
+        match self {
+            ConfigEntry::ServiceIntentions(si) => si.tribune_extensions(),
+            _ => Vec::new(),
+        }
+    }
+
     pub fn kind(&self) -> Kind {
         match self {
             ConfigEntry::ServiceDefaults(_) => Kind::ServiceDefaults,

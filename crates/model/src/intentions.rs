@@ -33,6 +33,20 @@ pub struct ServiceIntentions {
 }
 
 impl ServiceIntentions {
+    /// The Tribune extensions the entry uses (keys Consul would refuse).
+    pub fn tribune_extensions(&self) -> Vec<&'static str> {
+        let perms = self.sources.iter().flat_map(|s| match &s.rule {
+            SourceRule::Permissions(p) => p.iter().filter_map(|p| p.jwt.as_ref()).collect(),
+            SourceRule::Action(_) => Vec::new(),
+        });
+        let optional = self.jwt.iter().chain(perms).any(|j| j.optional);
+        if optional {
+            vec!["Optional"]
+        } else {
+            Vec::new()
+        }
+    }
+
     pub fn has_wildcard_destination(&self) -> bool {
         self.name == WILDCARD
     }
@@ -185,6 +199,11 @@ pub enum HeaderMatchKind {
 pub struct JwtRequirement {
     #[serde(rename = "Providers", skip_serializing_if = "Vec::is_empty")]
     pub providers: Vec<JwtProviderRef>,
+    /// Tribune's extension (README, differences): a request with no token for the
+    /// listed providers meets the requirement; a present token must still verify and
+    /// meet its claims. Not serialized when false, so Consul's files stay as they are.
+    #[serde(rename = "Optional", skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -447,7 +466,10 @@ fn validate_jwt(
             }
         })
         .collect();
-    JwtRequirement { providers }
+    JwtRequirement {
+        providers,
+        optional: j.optional.unwrap_or(false),
+    }
 }
 
 fn validate_permission(

@@ -274,6 +274,9 @@ pub struct HeaderPermission {
 pub struct JwtRequirement {
     #[serde(rename = "Providers")]
     pub providers: Option<Vec<JwtProviderRef>>,
+    /// Tribune extension: no token for the listed providers meets the requirement.
+    #[serde(rename = "Optional")]
+    pub optional: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -121,7 +121,12 @@ fn jwt_requirement(rng: &mut fastrand::Rng) -> Value {
         }
         providers.push(p);
     }
-    json!({"Providers": providers})
+    let mut req = json!({"Providers": providers});
+    if rng.u8(..4) == 0 {
+        // Tribune's extension: no token meets it, a present one must verify.
+        req["Optional"] = json!(true);
+    }
+    req
 }
 
 fn permission(rng: &mut fastrand::Rng) -> Value {

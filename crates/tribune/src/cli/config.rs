@@ -184,6 +184,14 @@ fn validate(args: &ValidateArgs, io: &mut Io<'_>) -> u8 {
                     entry.kind(),
                     entry.name()
                 );
+                let extensions = entry.tribune_extensions();
+                if !extensions.is_empty() {
+                    let _ = writeln!(
+                        io.out,
+                        "note: uses Tribune extensions: {} (Consul would refuse this file)",
+                        extensions.join(", ")
+                    );
+                }
             }
             0
         }
@@ -581,6 +589,38 @@ mod tests {
             (code, out.as_str(), err.as_str()),
             (0, "Config entry is valid: jwt-provider/okta\n", "")
         );
+    }
+
+    #[test]
+    fn validate_names_the_tribune_extensions_a_file_uses() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("optional.hcl");
+        std::fs::write(
+            &f,
+            "Kind = \"service-intentions\"\nName = \"api\"\nJWT { Optional = true Providers = [ { Name = \"okta\" } ] }\nSources = [ { Name = \"web\" Action = \"allow\" } ]\n",
+        )
+        .unwrap();
+        let path = f.to_str().unwrap();
+        assert_eq!(
+            run_args(&["config", "validate", path]),
+            (
+                0,
+                "Config entry is valid: service-intentions/api\nnote: uses Tribune extensions: Optional (Consul would refuse this file)\n".into(),
+                String::new()
+            )
+        );
+        let (_, canonical, _) = run_args(&["config", "validate", "-canonical", path]);
+        assert!(canonical.contains("\"Optional\": true"), "{canonical}");
+        // Consul's own files: no note, and nothing added to their canonical form.
+        let (_, out, _) = run_args(&["config", "validate", &example("api-intentions.hcl")]);
+        assert_eq!(out, "Config entry is valid: service-intentions/api\n");
+        let (_, canonical, _) = run_args(&[
+            "config",
+            "validate",
+            "-canonical",
+            &example("api-intentions.hcl"),
+        ]);
+        assert!(!canonical.contains("Optional"), "{canonical}");
     }
 
     #[test]
