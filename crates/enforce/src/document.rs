@@ -149,10 +149,15 @@ impl PolicyDocument {
         let forwarding_headers = all
             .iter()
             .filter_map(|e| match e {
-                ConfigEntry::JwtProvider(p) if !wanted(&p.name) => p.forwarding.as_ref(),
+                ConfigEntry::JwtProvider(p) if !wanted(&p.name) => Some(p),
                 _ => None,
             })
-            .map(|f| f.header_name.clone())
+            .flat_map(|p| {
+                p.forwarding
+                    .iter()
+                    .map(|f| f.header_name.clone())
+                    .chain(p.claim_to_headers.iter().map(|c| c.header_name.clone()))
+            })
             .collect();
         PolicyDocument {
             service: service.to_string(),

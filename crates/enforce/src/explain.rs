@@ -389,6 +389,12 @@ pub fn answer(policy: &Policy, request_path: &str, evaluation: &Evaluation) -> E
                 forwarded_headers: if d.decision.allowed() {
                     forwarded_headers(d)
                         .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .chain(
+                            policy
+                                .claim_values(d)
+                                .into_iter()
+                                .map(|(k, v)| (k.as_str().to_string(), v)),
+                        )
                         .collect()
                 } else {
                     BTreeMap::new()

@@ -49,6 +49,10 @@ pub struct Policy {
     pub token_params: Vec<String>,
     /// Every header token location of the referenced providers (forwarded or not).
     pub token_locations: Vec<HeaderName>,
+    /// `ClaimToHeaders` of the referenced providers: (provider index, claim path,
+    /// header). Client copies of these headers are removed (their names are in
+    /// [`Policy::forward_headers`] too).
+    pub claim_headers: Vec<(usize, Vec<String>, HeaderName)>,
     /// Headers the proxy sets or strips, folded ([`fold`]): a client header that folds
     /// to one of these is removed (`x_jwt_payload` would reach a WSGI app as
     /// `x-jwt-payload`).
@@ -81,7 +85,19 @@ impl Policy {
             .map(|p| (*p).clone())
             .collect();
         let mut forward_headers: Vec<HeaderName> = Vec::new();
+        let mut claim_header_names: Vec<HeaderName> = Vec::new();
         for p in &all_providers {
+            for c in &p.claim_to_headers {
+                let name = HeaderName::from_bytes(c.header_name.as_bytes()).map_err(|_| {
+                    format!(
+                        "jwt-provider {}: ClaimToHeaders HeaderName {:?} is not a valid header name",
+                        p.name, c.header_name
+                    )
+                })?;
+                if !claim_header_names.contains(&name) {
+                    claim_header_names.push(name);
+                }
+            }
             if let Some(fw) = &p.forwarding {
                 let name = HeaderName::from_bytes(fw.header_name.as_bytes()).map_err(|_| {
                     format!(
@@ -92,6 +108,11 @@ impl Policy {
                 if !forward_headers.contains(&name) {
                     forward_headers.push(name);
                 }
+            }
+        }
+        for name in claim_header_names {
+            if !forward_headers.contains(&name) {
+                forward_headers.push(name);
             }
         }
         for h in &doc.forwarding_headers {
@@ -134,6 +155,17 @@ impl Policy {
         }
         owned_headers.sort();
         owned_headers.dedup();
+        let claim_headers: Vec<(usize, Vec<String>, HeaderName)> = providers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| {
+                p.claim_to_headers.iter().filter_map(move |c| {
+                    HeaderName::from_bytes(c.header_name.as_bytes())
+                        .ok()
+                        .map(|h| (i, c.path.clone(), h))
+                })
+            })
+            .collect();
         Ok(Policy {
             service: doc.service.clone(),
             protocol: doc.protocol.clone(),
@@ -146,6 +178,7 @@ impl Policy {
             token_headers,
             token_params,
             token_locations,
+            claim_headers,
             owned_headers,
         })
     }

@@ -128,9 +128,40 @@ impl Policy {
                 headers.insert(n, v);
             }
         }
+        for (name, value) in self.claim_values(decided) {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(name.clone(), v);
+            }
+        }
         query
             .filter(|_| !self.token_params.is_empty())
             .and_then(|q| strip_params(q, &self.token_params, &decided.forwarded_tokens))
+    }
+}
+
+impl Policy {
+    /// The `ClaimToHeaders` values the rewrite sets: strings as they are, numbers and
+    /// booleans as JSON text; arrays, objects and absent claims set nothing.
+    pub fn claim_values<'a>(&'a self, decided: &Decided) -> Vec<(&'a HeaderName, String)> {
+        if self.claim_headers.is_empty() {
+            return Vec::new();
+        }
+        self.claim_headers
+            .iter()
+            .filter_map(|(i, path, name)| {
+                let Some(Outcome::Valid { payload, .. }) = decided.outcomes.get(*i) else {
+                    return None;
+                };
+                let value = match tribune_authz::claim_at(payload, path)? {
+                    serde_json::Value::String(s) => s.clone(),
+                    v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_)) => {
+                        v.to_string()
+                    }
+                    _ => return None,
+                };
+                Some((name, value))
+            })
+            .collect()
     }
 }
 

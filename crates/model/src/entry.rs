@@ -93,6 +93,7 @@ impl ConfigEntry {
     pub fn tribune_extensions(&self) -> Vec<&'static str> {
         match self {
             ConfigEntry::ServiceIntentions(si) => si.tribune_extensions(),
+            ConfigEntry::JwtProvider(p) => p.tribune_extensions(),
             _ => Vec::new(),
         }
     }

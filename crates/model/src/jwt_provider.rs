@@ -27,6 +27,12 @@ pub struct JwtProvider {
     pub locations: Vec<JwtLocation>,
     #[serde(rename = "Forwarding", skip_serializing_if = "Option::is_none")]
     pub forwarding: Option<Forwarding>,
+    /// Tribune's extension (README, differences): after verification the sidecar sets
+    /// each header from its claim (strings as they are, numbers and booleans as JSON
+    /// text; arrays and objects are skipped) and removes client copies. Not serialized
+    /// when empty, so Consul's files stay as they are.
+    #[serde(rename = "ClaimToHeaders", skip_serializing_if = "Vec::is_empty")]
+    pub claim_to_headers: Vec<ClaimToHeader>,
     #[serde(rename = "ClockSkewSeconds")]
     pub clock_skew_seconds: i64,
     #[serde(rename = "CacheConfig", skip_serializing_if = "Option::is_none")]
@@ -183,6 +189,33 @@ pub struct LocationName {
     pub name: String,
 }
 
+/// One claim copied into a request header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClaimToHeader {
+    #[serde(rename = "Path")]
+    pub path: Vec<String>,
+    #[serde(rename = "HeaderName")]
+    pub header_name: String,
+}
+
+impl JwtProvider {
+    /// The Tribune extensions the entry uses (keys Consul would refuse).
+    pub fn tribune_extensions(&self) -> Vec<&'static str> {
+        if self.claim_to_headers.is_empty() {
+            Vec::new()
+        } else {
+            vec!["ClaimToHeaders"]
+        }
+    }
+}
+
+/// RFC 9110 field-name characters (`tchar`).
+fn is_header_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Forwarding {
     #[serde(rename = "HeaderName")]
@@ -299,6 +332,30 @@ pub(crate) fn validate(w: wire::JwtProvider) -> Result<JwtProvider, ValidationEr
         }
     });
 
+    let mut claim_to_headers = Vec::new();
+    for (i, c) in w
+        .claim_to_headers
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        let path = c.path.unwrap_or_default();
+        if path.is_empty() || path.iter().any(String::is_empty) {
+            errs.push(
+                format!("ClaimToHeaders[{i}].Path"),
+                "a claim path is required (non-empty names, e.g. [\"perms\", \"role\"])",
+            );
+        }
+        let header_name = c.header_name.unwrap_or_default();
+        if !is_header_name(&header_name) {
+            errs.push(
+                format!("ClaimToHeaders[{i}].HeaderName"),
+                format!("{header_name:?} is not a header name"),
+            );
+        }
+        claim_to_headers.push(ClaimToHeader { path, header_name });
+    }
+
     match key_set {
         Some(json_web_key_set) if errs.is_empty() => Ok(JwtProvider {
             name,
@@ -307,6 +364,7 @@ pub(crate) fn validate(w: wire::JwtProvider) -> Result<JwtProvider, ValidationEr
             audiences: w.audiences.unwrap_or_default(),
             locations,
             forwarding,
+            claim_to_headers,
             clock_skew_seconds: w.clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS),
             cache_config: w.cache_config.map(|c| CacheConfig {
                 size: c.size.unwrap_or(0),

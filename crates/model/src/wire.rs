@@ -31,6 +31,9 @@ pub struct JwtProvider {
     pub locations: Option<Vec<JwtLocation>>,
     #[serde(rename = "Forwarding")]
     pub forwarding: Option<Forwarding>,
+    /// Tribune extension: verified claims copied into request headers.
+    #[serde(rename = "ClaimToHeaders")]
+    pub claim_to_headers: Option<Vec<ClaimToHeader>>,
     #[serde(rename = "ClockSkewSeconds")]
     pub clock_skew_seconds: Option<i64>,
     #[serde(rename = "CacheConfig")]
@@ -165,6 +168,14 @@ pub struct Forwarding {
     pub header_name: Option<String>,
     #[serde(rename = "PadForwardPayloadHeader")]
     pub pad_forward_payload_header: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ClaimToHeader {
+    #[serde(rename = "Path")]
+    pub path: Option<Vec<String>>,
+    #[serde(rename = "HeaderName")]
+    pub header_name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

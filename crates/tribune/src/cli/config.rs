@@ -611,6 +611,29 @@ mod tests {
         );
         let (_, canonical, _) = run_args(&["config", "validate", "-canonical", path]);
         assert!(canonical.contains("\"Optional\": true"), "{canonical}");
+        let p = dir.path().join("claims.hcl");
+        std::fs::write(
+            &p,
+            "Kind = \"jwt-provider\"\nName = \"okta\"\nJSONWebKeySet { Local { Filename = \"/k\" } }\nClaimToHeaders = [ { Path = [\"perms\", \"role\"] HeaderName = \"x-role\" } ]\n",
+        )
+        .unwrap();
+        let (code, out, _) = run_args(&["config", "validate", p.to_str().unwrap()]);
+        assert_eq!(code, 0);
+        assert!(
+            out.ends_with(
+                "note: uses Tribune extensions: ClaimToHeaders (Consul would refuse this file)\n"
+            ),
+            "{out}"
+        );
+        std::fs::write(
+            &p,
+            "Kind = \"jwt-provider\"\nName = \"okta\"\nJSONWebKeySet { Local { Filename = \"/k\" } }\nClaimToHeaders = [ { Path = [] HeaderName = \"bad header\" } ]\n",
+        )
+        .unwrap();
+        let (code, _, err) = run_args(&["config", "validate", p.to_str().unwrap()]);
+        assert_eq!(code, 1);
+        assert!(err.contains("ClaimToHeaders[0].Path"), "{err}");
+        assert!(err.contains("ClaimToHeaders[0].HeaderName"), "{err}");
         // Consul's own files: no note, and nothing added to their canonical form.
         let (_, out, _) = run_args(&["config", "validate", &example("api-intentions.hcl")]);
         assert_eq!(out, "Config entry is valid: service-intentions/api\n");

@@ -1,0 +1,108 @@
+//! Tribune's JWT extensions through the sidecar's request path: `ClaimToHeaders`
+//! (verified claims copied into headers, client copies removed) and `Optional`
+//! requirements; explain reports the same headers.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use serde_json::json;
+use support::*;
+
+#[tokio::test]
+async fn verified_claims_become_headers_and_client_copies_are_removed() {
+    let up = echo().await;
+    let now = 1_700_000_000;
+    let (proxy, addr, _records) = proxy(up.addr, now).await;
+    let key = Es256::new("k1");
+    let entries = vec![
+        json!({"Kind": "jwt-provider", "Name": "idp", "Issuer": "idp",
+        "JSONWebKeySet": {"Local": {"JWKS": inline_jwks(&[&key])}},
+        "ClaimToHeaders": [
+            {"Path": ["perms", "role"], "HeaderName": "x-role"},
+            {"Path": ["level"], "HeaderName": "x-level"},
+            {"Path": ["admin"], "HeaderName": "x-admin"},
+            {"Path": ["groups"], "HeaderName": "x-groups"},
+            {"Path": ["absent"], "HeaderName": "x-absent"},
+        ]}),
+        json!({"Kind": "service-intentions", "Name": "api",
+            "JWT": {"Optional": true, "Providers": [{"Name": "idp"}]},
+            "Sources": [{"Name": "*", "Action": "allow"}]}),
+    ];
+    proxy
+        .install(doc("api", "http", "deny", entries), 1)
+        .await
+        .unwrap();
+    let token = key.sign(&json!({"iss": "idp", "exp": now + 60,
+        "perms": {"role": "admin"}, "level": 3, "admin": true, "groups": ["a", "b"]}));
+    let c = client();
+    let url = format!("http://{addr}/items");
+    let auth = format!("Bearer {token}");
+    let r = send(
+        &c,
+        "GET",
+        &url,
+        &[
+            ("authorization", &auth),
+            ("x-role", "forged"),
+            ("x_level", "9"),
+            ("x-groups", "forged"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let seen = r.json();
+    let h = &seen["headers"];
+    assert_eq!(h["x-role"], "admin");
+    assert_eq!(h["x-level"], "3");
+    assert_eq!(h["x-admin"], "true");
+    assert!(
+        h.get("x-groups").is_none(),
+        "arrays set nothing and client copies go: {seen}"
+    );
+    assert!(h.get("x-absent").is_none());
+    assert!(h.get("x_level").is_none(), "look-alikes go too: {seen}");
+    // Optional: no token is allowed, and a forged claim header never gets through.
+    let r = send(&c, "GET", &url, &[("x-role", "forged")])
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.json()["headers"].get("x-role").is_none(), "{}", r.body);
+    // A present token must verify.
+    let expired = key.sign(&json!({"iss": "idp", "exp": now - 3600}));
+    let r = send(
+        &c,
+        "GET",
+        &url,
+        &[("authorization", &format!("Bearer {expired}"))],
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.status, r.body.as_str()), (401, "Jwt is expired"));
+
+    // Explain shows the headers the sidecar sets.
+    let snap = proxy.current().unwrap();
+    let req = tribune_enforce::explain::ExplainRequest {
+        destination: "api".into(),
+        path: Some("/items".into()),
+        token: Some(token.clone()),
+        ..Default::default()
+    };
+    let answer = tribune_enforce::explain::explain(
+        &snap.policy,
+        &req.describe().unwrap(),
+        Default::default(),
+        now,
+        &snap.keys(),
+    )
+    .await;
+    assert!(answer.allowed);
+    assert_eq!(
+        answer.forwarded_headers.get("x-role").map(String::as_str),
+        Some("admin")
+    );
+    assert_eq!(
+        answer.forwarded_headers.get("x-level").map(String::as_str),
+        Some("3")
+    );
+}
