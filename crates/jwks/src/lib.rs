@@ -63,6 +63,54 @@ pub struct FetchPolicy {
     pub retries: u32,
     pub base_interval: Duration,
     pub max_interval: Duration,
+    /// The provider's `Issuer`: an OpenID Connect discovery document must name it.
+    pub issuer: String,
+}
+
+/// A `Remote.URI` ending in this is an OpenID Connect discovery document (Tribune's
+/// extension): its `jwks_uri` is followed for the keys.
+pub const DISCOVERY_SUFFIX: &str = "/.well-known/openid-configuration";
+
+/// The `jwks_uri` of a discovery document, checked: its `issuer` must equal the
+/// provider's `Issuer` (when the provider has one), and an `https` document may only
+/// point at `https` keys.
+pub fn discovered_jwks_uri(
+    document: &[u8],
+    issuer: &str,
+    discovery_uri: &str,
+) -> Result<String, String> {
+    #[derive(serde::Deserialize)]
+    struct Discovery {
+        issuer: Option<String>,
+        jwks_uri: Option<String>,
+    }
+    // Tribune's nesting limit first, like every document from outside.
+    let v = tribune_model::decode::parse_json(document)
+        .map_err(|e| format!("discovery document is not JSON: {e}"))?;
+    let d: Discovery =
+        serde_json::from_value(v).map_err(|e| format!("discovery document is not JSON: {e}"))?;
+    let found = d.issuer.unwrap_or_default();
+    if !issuer.is_empty() && found != issuer {
+        return Err(format!(
+            "discovery document issuer {found:?} does not match the provider's Issuer {issuer:?}"
+        ));
+    }
+    let jwks_uri = d
+        .jwks_uri
+        .filter(|u| !u.is_empty())
+        .ok_or("discovery document has no jwks_uri")?;
+    let https = discovery_uri.starts_with("https://");
+    if !(jwks_uri.starts_with("https://") || (!https && jwks_uri.starts_with("http://"))) {
+        return Err(format!(
+            "discovery document's jwks_uri {jwks_uri:?} must be {}",
+            if https {
+                "https://"
+            } else {
+                "http:// or https://"
+            }
+        ));
+    }
+    Ok(jwks_uri)
 }
 
 impl FetchPolicy {
@@ -116,6 +164,7 @@ impl FetchPolicy {
             retries,
             base_interval: base,
             max_interval: max,
+            issuer: String::new(),
         }
     }
 
@@ -239,31 +288,46 @@ impl RemoteKeys {
         Ok(keys)
     }
 
-    async fn fetch_once(&self) -> Result<(Jwks, Vec<u8>), String> {
-        let uri: hyper::Uri = self
-            .policy
-            .uri
-            .parse()
-            .map_err(|e| format!("invalid JWKS URI: {e}"))?;
+    /// One GET of `uri` (body bounded, status checked).
+    async fn get(&self, uri: &str) -> Result<Bytes, String> {
+        let uri: hyper::Uri = uri.parse().map_err(|e| format!("invalid URI: {e}"))?;
         let req = hyper::Request::get(uri)
             .header("accept", "application/json")
             .body(Empty::new())
             .map_err(|e| e.to_string())?;
+        let res = self
+            .client
+            .request(req)
+            .await
+            .map_err(|e| format!("request failed: {e}"))?;
+        let status = res.status();
+        let body = Limited::new(res.into_body(), MAX_JWKS_BYTES)
+            .collect()
+            .await
+            .map_err(|e| format!("reading body: {e}"))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(format!("HTTP {status}"));
+        }
+        Ok(body)
+    }
+
+    async fn fetch_once(&self) -> Result<(Jwks, Vec<u8>), String> {
         let attempt = async {
-            let res = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| format!("request failed: {e}"))?;
-            let status = res.status();
-            let body = Limited::new(res.into_body(), MAX_JWKS_BYTES)
-                .collect()
-                .await
-                .map_err(|e| format!("reading body: {e}"))?
-                .to_bytes();
-            if !status.is_success() {
-                return Err(format!("HTTP {status}"));
-            }
+            let body = if self.policy.uri.ends_with(DISCOVERY_SUFFIX) {
+                // OpenID Connect discovery: the document, then its jwks_uri (the
+                // whole sequence is one attempt, bounded and retried as a fetch).
+                let doc = self
+                    .get(&self.policy.uri)
+                    .await
+                    .map_err(|e| format!("discovery document: {e}"))?;
+                let jwks_uri = discovered_jwks_uri(&doc, &self.policy.issuer, &self.policy.uri)?;
+                self.get(&jwks_uri)
+                    .await
+                    .map_err(|e| format!("jwks_uri {jwks_uri}: {e}"))?
+            } else {
+                self.get(&self.policy.uri).await?
+            };
             let keys = Jwks::parse(&body).map_err(|e| e.to_string())?;
             Ok((keys, body.to_vec()))
         };

@@ -89,7 +89,9 @@ impl ProviderRuntime {
                 seen: Mutex::new(None),
             },
             JsonWebKeySet::Remote(r) => {
-                Source::Remote(Arc::new(RemoteKeys::new(FetchPolicy::from_remote(r))?))
+                let mut policy = FetchPolicy::from_remote(r);
+                policy.issuer = provider.issuer.clone();
+                Source::Remote(Arc::new(RemoteKeys::new(policy)?))
             }
         };
         let rt = Arc::new(ProviderRuntime {

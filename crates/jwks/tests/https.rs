@@ -69,6 +69,7 @@ fn policy(uri: &str, ca: Option<TrustedCa>, sni: bool) -> FetchPolicy {
         retries: 0,
         base_interval: Duration::from_millis(10),
         max_interval: Duration::from_millis(40),
+        issuer: String::new(),
     }
 }
 

@@ -71,6 +71,7 @@ fn policy(uri: &str) -> FetchPolicy {
         retries: 0,
         base_interval: Duration::from_millis(10),
         max_interval: Duration::from_millis(40),
+        issuer: String::new(),
     }
 }
 
@@ -259,4 +260,76 @@ fn policy_defaults_follow_decisions_5() {
     .err()
     .unwrap()
     .contains("SDS"));
+}
+
+/// An identity provider that publishes its keys only through OpenID Connect
+/// discovery: `/.well-known/openid-configuration` names the issuer and `jwks_uri`.
+async fn serve_discovery(issuer: &'static str) -> (Arc<Idp>, String) {
+    let idp = Arc::new(Idp::default());
+    *idp.kid.lock().unwrap() = "k1".into();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let doc = json!({"issuer": issuer, "jwks_uri": format!("http://{addr}/keys")}).to_string();
+    let app = Router::new()
+        .route("/keys", get(keys))
+        .route(
+            "/.well-known/openid-configuration",
+            get(move || {
+                let doc = doc.clone();
+                async move { ([("content-type", "application/json")], doc) }
+            }),
+        )
+        .with_state(idp.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (
+        idp,
+        format!("http://{addr}/.well-known/openid-configuration"),
+    )
+}
+
+#[tokio::test]
+async fn oidc_discovery_is_followed_and_its_issuer_must_match() {
+    let (idp, uri) = serve_discovery("https://idp.example").await;
+    let mut p = policy(&uri);
+    p.issuer = "https://idp.example".into();
+    let remote = RemoteKeys::new(p).unwrap();
+    assert!(remote.keys_for(Some("k1")).await.unwrap().has_kid("k1"));
+    assert_eq!(
+        idp.hits.load(Ordering::SeqCst),
+        1,
+        "the keys came from jwks_uri"
+    );
+
+    // A document for another issuer fails closed, saying why.
+    let mut p = policy(&uri);
+    p.issuer = "https://other.example".into();
+    let err = RemoteKeys::new(p).unwrap().refresh().await.unwrap_err();
+    assert!(
+        err.contains("discovery document issuer \"https://idp.example\" does not match the provider's Issuer \"https://other.example\""),
+        "{err}"
+    );
+    // The checks on the document itself.
+    let d = |v: serde_json::Value| v.to_string().into_bytes();
+    let check = tribune_jwks::discovered_jwks_uri;
+    assert!(check(&d(json!({"issuer": "i"})), "i", "http://x")
+        .unwrap_err()
+        .contains("no jwks_uri"));
+    assert!(check(
+        &d(json!({"issuer": "i", "jwks_uri": "http://x/k"})),
+        "i",
+        "https://x"
+    )
+    .unwrap_err()
+    .contains("must be https://"));
+    assert_eq!(
+        check(
+            &d(json!({"issuer": "i", "jwks_uri": "https://x/k"})),
+            "i",
+            "https://x"
+        ),
+        Ok("https://x/k".to_string())
+    );
+    assert!(check(b"not json", "i", "http://x")
+        .unwrap_err()
+        .contains("not JSON"));
 }
