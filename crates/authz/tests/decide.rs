@@ -410,13 +410,26 @@ Sources = [ { Name = "web" Action = "allow" } ]"#]);
     assert_eq!(t.referenced_providers(), ["auth0", "okta"]);
 }
 
+/// Each `(path, value, want)`: an intention requiring claim `path` = `value` of an
+/// okta token, evaluated with `payload` as the token's claims.
+fn claim_cases(payload: &Value, cases: &[(&str, &str, bool)]) {
+    for (path, value, want) in cases {
+        let entry = format!(
+            "Kind = \"service-intentions\"\nName = \"api\"\nJWT {{ Providers = [ {{ Name = \"okta\" VerifyClaims = [ {{ Path = [{path}] Value = \"{value}\" }} ] }} ] }}\nSources = [ {{ Name = \"web\" Action = \"allow\" }} ]"
+        );
+        let t = World::new(&[&entry]).table("api", true, DENY);
+        assert_eq!(
+            from("web")
+                .token("okta", TokenOutcome::Valid(payload))
+                .allowed(&t),
+            *want,
+            "{path} = {value:?}"
+        );
+    }
+}
+
 #[test]
 fn claim_values_strings_arrays_numbers_booleans_and_missing() {
-    let make = |path: &str, value: &str| {
-        format!(
-            "Kind = \"service-intentions\"\nName = \"api\"\nJWT {{ Providers = [ {{ Name = \"okta\" VerifyClaims = [ {{ Path = [{path}] Value = \"{value}\" }} ] }} ] }}\nSources = [ {{ Name = \"web\" Action = \"allow\" }} ]"
-        )
-    };
     let payload = json!({
         "iss": "https://okta",
         "roles": ["reader", "admin"],
@@ -424,25 +437,19 @@ fn claim_values_strings_arrays_numbers_booleans_and_missing() {
         "staff": true,
         "org": {"team": {"name": "payments"}},
     });
-    for (path, value, want) in [
-        ("\"roles\"", "admin", true),
-        ("\"roles\"", "writer", false),
-        ("\"level\"", "42", true),
-        ("\"level\"", "42.0", false),
-        ("\"staff\"", "true", true),
-        ("\"org\", \"team\", \"name\"", "payments", true),
-        ("\"org\", \"team\"", "payments", false),
-        ("\"absent\"", "x", false),
-    ] {
-        let t = World::new(&[&make(path, value)]).table("api", true, DENY);
-        assert_eq!(
-            from("web")
-                .token("okta", TokenOutcome::Valid(&payload))
-                .allowed(&t),
-            want,
-            "{path} = {value}"
-        );
-    }
+    claim_cases(
+        &payload,
+        &[
+            ("\"roles\"", "admin", true),
+            ("\"roles\"", "writer", false),
+            ("\"level\"", "42", true),
+            ("\"level\"", "42.0", false),
+            ("\"staff\"", "true", true),
+            ("\"org\", \"team\", \"name\"", "payments", true),
+            ("\"org\", \"team\"", "payments", false),
+            ("\"absent\"", "x", false),
+        ],
+    );
 }
 
 /// Tribune's `Optional = true` (README, differences): no token for the listed
@@ -496,11 +503,6 @@ Sources = [ { Name = "web" Action = "allow" } ]"#])
 /// space-delimited list (RFC 8693 §4.2); elsewhere strings compare whole.
 #[test]
 fn scope_strings_are_space_delimited_lists() {
-    let make = |path: &str, value: &str| {
-        format!(
-            "Kind = \"service-intentions\"\nName = \"api\"\nJWT {{ Providers = [ {{ Name = \"okta\" VerifyClaims = [ {{ Path = [{path}] Value = \"{value}\" }} ] }} ] }}\nSources = [ {{ Name = \"web\" Action = \"allow\" }} ]"
-        )
-    };
     let payload = json!({
         "iss": "https://okta",
         "scope": "openid api:read  profile",
@@ -508,27 +510,21 @@ fn scope_strings_are_space_delimited_lists() {
         "desc": "openid api:read",
         "nested": {"scope": "a b"},
     });
-    for (path, value, want) in [
-        ("\"scope\"", "api:read", true),
-        ("\"scope\"", "openid", true),
-        ("\"scope\"", "profile", true),
-        ("\"scope\"", "api", false),
-        ("\"scope\"", "openid api:read  profile", false),
-        ("\"scope\"", "", false),
-        ("\"scp\"", "api:write", true),
-        ("\"desc\"", "api:read", false),
-        ("\"desc\"", "openid api:read", true),
-        ("\"nested\", \"scope\"", "a", false),
-    ] {
-        let t = World::new(&[&make(path, value)]).table("api", true, DENY);
-        assert_eq!(
-            from("web")
-                .token("okta", TokenOutcome::Valid(&payload))
-                .allowed(&t),
-            want,
-            "{path} = {value:?}"
-        );
-    }
+    claim_cases(
+        &payload,
+        &[
+            ("\"scope\"", "api:read", true),
+            ("\"scope\"", "openid", true),
+            ("\"scope\"", "profile", true),
+            ("\"scope\"", "api", false),
+            ("\"scope\"", "openid api:read  profile", false),
+            ("\"scope\"", "", false),
+            ("\"scp\"", "api:write", true),
+            ("\"desc\"", "api:read", false),
+            ("\"desc\"", "openid api:read", true),
+            ("\"nested\", \"scope\"", "a", false),
+        ],
+    );
 }
 
 #[test]
