@@ -22,7 +22,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tribune_authz::{Action, ANY_PROVIDER};
-use tribune_model::jwt_provider::{JsonWebKeySet, LocalJwks};
+use tribune_model::jwt_provider::{is_header_name, JsonWebKeySet, LocalJwks};
 use tribune_model::mesh::RequestNormalization;
 use tribune_model::{entry_from_json, ConfigEntry, JwtProvider, ServiceIntentions, WILDCARD};
 
@@ -81,13 +81,6 @@ struct Out<'a> {
     candidate: Option<Value>,
     #[serde(rename = "Staged", skip_serializing_if = "<[String]>::is_empty")]
     staged: &'a [String],
-}
-
-/// RFC 9110 field-name characters (`tchar`).
-fn is_header_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// The protocol of `service`: its `service-defaults`, else the global

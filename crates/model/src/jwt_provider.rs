@@ -209,8 +209,9 @@ impl JwtProvider {
     }
 }
 
-/// RFC 9110 field-name characters (`tchar`).
-fn is_header_name(s: &str) -> bool {
+/// RFC 9110 field-name characters (`tchar`): what a header name in an entry or a
+/// policy document must be.
+pub fn is_header_name(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))

@@ -192,7 +192,7 @@ impl Proxy {
         self.shadow
             .record(caller, method, path, live, candidate)
             .then_some((
-                if candidate.allowed { "allow" } else { "deny" },
+                crate::shadow::label(candidate.allowed),
                 candidate.why.as_str(),
             ))
     }

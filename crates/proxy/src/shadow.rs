@@ -58,7 +58,8 @@ pub fn path_prefix(path: &str) -> &str {
     }
 }
 
-fn label(allowed: bool) -> &'static str {
+/// `allow` or `deny`.
+pub fn label(allowed: bool) -> &'static str {
     if allowed {
         "allow"
     } else {
