@@ -18,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod runtime;
 
 pub use runtime::{ProviderRuntime, Registry, Runtimes};
@@ -34,8 +35,8 @@ use tokio::time::Instant;
 use tribune_jwt::{Jwks, JwtError};
 use tribune_model::jwt_provider::{RemoteJwks, TlsCertificates, TrustedCa};
 
-/// Largest JWKS document accepted.
-const MAX_JWKS_BYTES: usize = 1 << 20;
+/// Largest JWKS (or discovery) document accepted.
+pub const MAX_JWKS_BYTES: usize = 1 << 20;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_CACHE: Duration = Duration::from_secs(300);
 const DEFAULT_BASE: Duration = Duration::from_secs(1);
@@ -430,12 +431,13 @@ fn trusted_ca_pem(t: &TrustedCa) -> Result<Vec<u8>, String> {
     }
 }
 
-/// The TLS client config for a remote key set.
-fn tls_config(policy: &FetchPolicy) -> Result<rustls::ClientConfig, String> {
+/// The roots a remote key set's server certificate must chain to, and where they came
+/// from (for diagnostics).
+fn root_store(policy: &FetchPolicy) -> Result<(rustls::RootCertStore, String), String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
     let mut roots = rustls::RootCertStore::empty();
-    match &policy.trusted_ca {
+    let source = match &policy.trusted_ca {
         Some(t) => {
             let pem = trusted_ca_pem(t)?;
             let certs = CertificateDer::pem_slice_iter(&pem)
@@ -444,10 +446,26 @@ fn tls_config(policy: &FetchPolicy) -> Result<rustls::ClientConfig, String> {
             if certs.is_empty() {
                 return Err("TrustedCA: no certificate found".into());
             }
+            let n = certs.len();
             for c in certs {
                 roots
                     .add(c)
                     .map_err(|e| format!("TrustedCA: unusable certificate: {e}"))?;
+            }
+            let plural = if n == 1 { "" } else { "s" };
+            match t {
+                TrustedCa::Filename(f) => {
+                    format!("TrustedCA.Filename {f} ({n} certificate{plural})")
+                }
+                TrustedCa::EnvironmentVariable(v) => {
+                    format!("TrustedCA.EnvironmentVariable {v} ({n} certificate{plural})")
+                }
+                TrustedCa::InlineString(_) => {
+                    format!("TrustedCA.InlineString ({n} certificate{plural})")
+                }
+                TrustedCa::InlineBytes(_) => {
+                    format!("TrustedCA.InlineBytes ({n} certificate{plural})")
+                }
             }
         }
         None => {
@@ -455,15 +473,24 @@ fn tls_config(policy: &FetchPolicy) -> Result<rustls::ClientConfig, String> {
             for c in native.certs {
                 let _ = roots.add(c);
             }
+            format!("the system's roots ({} certificates)", roots.len())
         }
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    };
+    Ok((roots, source))
+}
+
+fn crypto() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// The TLS client config for a remote key set.
+fn tls_config(policy: &FetchPolicy) -> Result<rustls::ClientConfig, String> {
+    let (roots, _) = root_store(policy)?;
+    let mut config = rustls::ClientConfig::builder_with_provider(crypto())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     // Consul's UseSNI: the JWKS host name is sent as SNI only when asked for.
     config.enable_sni = policy.use_sni;
     Ok(config)

@@ -32,6 +32,13 @@ struct Key {
 }
 
 impl Key {
+    fn algs(&self) -> Vec<&'static str> {
+        match &self.material {
+            Material::Public(v) => v.iter().map(|(a, _)| a.as_str()).collect(),
+            Material::Hmac(v) => v.iter().map(|(a, _)| a.as_str()).collect(),
+        }
+    }
+
     fn supports(&self, alg: Alg) -> bool {
         match &self.material {
             Material::Public(v) => v.iter().any(|(a, _)| *a == alg),
@@ -280,28 +287,57 @@ fn parse_key(m: &Map<String, Value>) -> Result<Key, String> {
     Ok(Key { kid, material })
 }
 
+/// One key of a JWKS document as [`Jwks::inspect`] sees it: what it says it is, the
+/// algorithms Tribune would verify with it, or why it is skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    pub index: usize,
+    pub kid: Option<String>,
+    pub kty: Option<String>,
+    /// The key's declared `alg`, if any.
+    pub alg: Option<String>,
+    /// The algorithms tokens signed with this key may use (empty when skipped).
+    pub algs: Vec<&'static str>,
+    /// Why the key is skipped (None: usable).
+    pub problem: Option<String>,
+}
+
+/// The `keys` list of a JWKS document.
+fn key_list(json: &[u8]) -> Result<Vec<Value>, KeySetError> {
+    let v: Value = serde_json::from_slice(json)
+        .map_err(|e| KeySetError(format!("JWKS is not valid JSON: {e}")))?;
+    match v {
+        Value::Object(mut m) => match m.remove("keys") {
+            Some(Value::Array(list)) => Ok(list),
+            _ => Err(KeySetError("JWKS has no \"keys\" list".into())),
+        },
+        _ => Err(KeySetError("JWKS has no \"keys\" list".into())),
+    }
+}
+
+/// Each key of a `keys` list, parsed (or why not), with its JSON object.
+fn each_key(
+    list: &[Value],
+) -> impl Iterator<Item = (usize, Option<&Map<String, Value>>, Result<Key, String>)> {
+    list.iter().enumerate().map(|(i, k)| match k.as_object() {
+        None => (i, None, Err("not an object".to_string())),
+        Some(m) => (i, Some(m), parse_key(m)),
+    })
+}
+
 impl Jwks {
     /// Parses a JWKS document (`{"keys": [...]}`); unusable keys are skipped with a
     /// warning; a set without any usable key is an error.
     pub fn parse(json: &[u8]) -> Result<Jwks, KeySetError> {
-        let v: Value = serde_json::from_slice(json)
-            .map_err(|e| KeySetError(format!("JWKS is not valid JSON: {e}")))?;
-        let list = v
-            .get("keys")
-            .and_then(Value::as_array)
-            .ok_or_else(|| KeySetError("JWKS has no \"keys\" list".into()))?;
+        let list = key_list(json)?;
         let mut keys = Vec::new();
         let mut warnings = Vec::new();
-        for (i, k) in list.iter().enumerate() {
-            let Some(m) = k.as_object() else {
-                warnings.push(format!("key {i}: not an object"));
-                continue;
-            };
-            match parse_key(m) {
+        for (i, m, parsed) in each_key(&list) {
+            match parsed {
                 Ok(key) => keys.push(key),
                 Err(e) => warnings.push(format!(
                     "key {i}{}: {e}",
-                    m.get("kid")
+                    m.and_then(|m| m.get("kid"))
                         .and_then(Value::as_str)
                         .map(|k| format!(" (kid {k:?})"))
                         .unwrap_or_default()
@@ -316,6 +352,33 @@ impl Jwks {
             }));
         }
         Ok(Jwks { keys, warnings })
+    }
+
+    /// Every key of a JWKS document, usable or not, as [`Jwks::parse`] judges it (what
+    /// `jwt-provider check` reports). Errs only when the document is not a key set.
+    pub fn inspect(json: &[u8]) -> Result<Vec<KeyInfo>, KeySetError> {
+        let list = key_list(json)?;
+        let text = |m: Option<&Map<String, Value>>, name: &str| {
+            m.and_then(|m| m.get(name))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        Ok(each_key(&list)
+            .map(|(index, m, parsed)| {
+                let (algs, problem) = match parsed {
+                    Ok(key) => (key.algs(), None),
+                    Err(e) => (Vec::new(), Some(e)),
+                };
+                KeyInfo {
+                    index,
+                    kid: text(m, "kid"),
+                    kty: text(m, "kty"),
+                    alg: text(m, "alg"),
+                    algs,
+                    problem,
+                }
+            })
+            .collect())
     }
 
     pub fn len(&self) -> usize {

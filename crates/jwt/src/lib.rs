@@ -26,7 +26,7 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use cache::{CachedVerifier, DEFAULT_CACHE_SIZE};
-pub use jwks::{Jwks, KeySetError};
+pub use jwks::{Jwks, KeyInfo, KeySetError};
 pub use token::{Alg, Jws, DEFAULT_MAX_TOKEN_BYTES};
 
 /// Why a token was not accepted. `text()` gives the short, Envoy-style message that

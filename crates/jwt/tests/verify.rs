@@ -453,6 +453,56 @@ fn unusable_keys_are_skipped_and_an_empty_set_is_an_error() {
 }
 
 #[test]
+fn inspect_reports_every_key_as_parse_judges_it() {
+    let rsa = Rsa::new();
+    let mut pinned = rsa.jwk("pinned");
+    pinned["alg"] = json!("PS256");
+    let doc = json!({"keys": [
+        rsa.jwk("any"),
+        pinned,
+        {"kid": "weak", "kty": "RSA", "n": b64(&[0xff; 128]), "e": "AQAB"},
+        "not a key",
+        {"kid": "enc", "kty": "RSA", "use": "enc", "n": "AQAB", "e": "AQAB"}
+    ]})
+    .to_string();
+    let keys = Jwks::inspect(doc.as_bytes()).unwrap();
+    let summary: Vec<(Option<&str>, Vec<&str>, bool)> = keys
+        .iter()
+        .map(|k| (k.kid.as_deref(), k.algs.clone(), k.problem.is_none()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (
+                Some("any"),
+                vec!["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"],
+                true
+            ),
+            (Some("pinned"), vec!["PS256"], true),
+            (Some("weak"), vec![], false),
+            (None, vec![], false),
+            (Some("enc"), vec![], false),
+        ]
+    );
+    assert_eq!(keys[1].alg.as_deref(), Some("PS256"));
+    assert_eq!(keys[0].kty.as_deref(), Some("RSA"));
+    assert!(keys[2].problem.as_deref().unwrap().contains("below 2048"));
+    assert_eq!(keys[3].problem.as_deref(), Some("not an object"));
+    // The usable keys are exactly the ones parse keeps.
+    let parsed = Jwks::parse(doc.as_bytes()).unwrap();
+    assert_eq!(parsed.len(), 2);
+    assert_eq!(parsed.warnings.len(), 3);
+    assert_eq!(
+        Jwks::inspect(b"[]").unwrap_err().0,
+        "JWKS has no \"keys\" list"
+    );
+    assert!(Jwks::inspect(b"<html>")
+        .unwrap_err()
+        .0
+        .starts_with("JWKS is not valid JSON"));
+}
+
+#[test]
 fn jwk_alg_pins_the_algorithm() {
     let rsa = Rsa::new();
     let mut jwk = rsa.jwk("k");

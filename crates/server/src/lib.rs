@@ -20,6 +20,7 @@ mod catalog;
 mod entries;
 mod intentions_api;
 pub mod listener;
+mod providers_api;
 mod proxy_api;
 mod staged;
 mod status;
@@ -244,6 +245,10 @@ pub fn router(state: Shared) -> Router {
             put(staged::promote),
         )
         .route("/v1/tribune/shadow-report", put(staged::report))
+        .route(
+            "/v1/tribune/jwt-provider/{name}/check",
+            get(providers_api::check).post(providers_api::check),
+        )
         .route("/v1/status/leader", get(status::leader))
         .route("/v1/status/peers", get(status::peers))
         .layer(axum::middleware::map_response_with_state(

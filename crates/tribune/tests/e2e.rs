@@ -381,3 +381,83 @@ fn the_seed_workflow_with_a_real_oidc_provider() {
     assert_eq!((status, body.as_str()), (401, "Jwt is expired"));
     drop(proxies);
 }
+
+/// Issue #20: a provider given only its `Issuer` and its OpenID Connect discovery URI
+/// works end to end with the real provider (keys found through `jwks_uri`), and
+/// `jwt-provider check` reports the discovery and verifies a real token.
+#[test]
+fn a_provider_with_only_an_issuer_and_a_discovery_uri_works_with_the_real_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let idp_port = free_port();
+    let idp = format!("127.0.0.1:{idp_port}");
+    let _provider = start_idp(idp_port, &dir.path().join("keys.json"), false);
+    let (_agent, f) = spawn(&["agent", "-dev", "-http-port", "0"], "agent running");
+    let agent = field(&f, "HTTP addr").to_string();
+    let files = [
+        (
+            "idp.hcl",
+            format!(
+                "Kind = \"jwt-provider\"\nName = \"idp\"\nIssuer = \"http://{idp}\"\nJSONWebKeySet = {{ Remote = {{ URI = \"http://{idp}/.well-known/openid-configuration\" }} }}\n"
+            ),
+        ),
+        (
+            "defaults.hcl",
+            "Kind = \"service-defaults\"\nName = \"api\"\nProtocol = \"http\"\n".to_string(),
+        ),
+        (
+            "intentions.hcl",
+            "Kind = \"service-intentions\"\nName = \"api\"\nJWT { Providers = [ { Name = \"idp\" } ] }\nSources = [ { Name = \"*\" Action = \"allow\" } ]\n".to_string(),
+        ),
+    ];
+    for (name, body) in &files {
+        let path = dir.path().join(name);
+        std::fs::write(&path, body).unwrap();
+        cli(&agent, &["config", "write", path.to_str().unwrap()]);
+    }
+    let app = upstream();
+    let (_proxy, f) = spawn(
+        &[
+            "connect",
+            "proxy",
+            "-service",
+            "api",
+            "-http-addr",
+            &agent,
+            "-local-service-address",
+            &app.to_string(),
+            "-edge-listener",
+            "127.0.0.1:0",
+            "-admin-bind",
+            "127.0.0.1:0",
+        ],
+        "proxy running",
+    );
+    let edge = field(&f, "Edge listener").to_string();
+    let user = token(&idp, "user-client", "https://api.example");
+    let auth = format!("Bearer {user}");
+    wait_for("the policy", Duration::from_secs(10), || {
+        request(&edge, "GET", "/hello", &[("authorization", &auth)], "").0 == 200
+    });
+    assert_eq!(
+        request(&edge, "GET", "/hello", &[], ""),
+        (401, "Jwt is missing".to_string())
+    );
+    let foreign = format!("Bearer {}", foreign_token(&format!("http://{idp}")));
+    assert_eq!(
+        request(&edge, "GET", "/hello", &[("authorization", &foreign)], "").0,
+        401
+    );
+
+    let (code, out, err) = run_cli(&agent, &["jwt-provider", "check", "-jwt", &user, "idp"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "ok   discovery http://{idp}/.well-known/openid-configuration: issuer matches the provider's Issuer; jwks_uri http://{idp}/jwks"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("verified: a sidecar accepts this token"),
+        "{out}"
+    );
+}

@@ -227,7 +227,11 @@ fn wire_label(w: &WireEntry) -> String {
 
 /// Decodes a file client-side (Consul's CLI does too) and returns the raw JSON body
 /// to send, with the entry's kind and name.
-fn decode_file(path: &str, io: &mut Io<'_>) -> Result<(Vec<u8>, &'static str, String), u8> {
+/// A file decoded for the API: the body sent, its kind and name, and the Tribune
+/// extensions it uses (when it validates).
+type Decoded = (Vec<u8>, &'static str, String, Vec<&'static str>);
+
+fn decode_file(path: &str, io: &mut Io<'_>) -> Result<Decoded, u8> {
     let text = load_input(path).map_err(|e| {
         let _ = writeln!(io.err, "Failed to load data: {e}");
         1
@@ -244,7 +248,11 @@ fn decode_file(path: &str, io: &mut Io<'_>) -> Result<(Vec<u8>, &'static str, St
     let body = serde_json::to_vec(&raw).unwrap_or_default();
     let wire = decode_object(raw).map_err(|e| fail(&e, io))?;
     let (kind, name) = wire_kind_name(&wire);
-    Ok((body, kind, name))
+    let extensions = wire
+        .into_entry()
+        .map(|e| e.tribune_extensions())
+        .unwrap_or_default();
+    Ok((body, kind, name, extensions))
 }
 
 fn write(args: &WriteArgs, io: &mut Io<'_>) -> u8 {
@@ -255,7 +263,7 @@ fn write(args: &WriteArgs, io: &mut Io<'_>) -> u8 {
         );
         return 1;
     }
-    let (body, kind, name) = match decode_file(&args.file[0], io) {
+    let (body, kind, name, extensions) = match decode_file(&args.file[0], io) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -291,6 +299,13 @@ fn write(args: &WriteArgs, io: &mut Io<'_>) -> u8 {
     if r.body.trim() == "true" {
         let what = if args.stage { "staged" } else { "written" };
         let _ = writeln!(io.out, "Config entry {what}: {kind}/{name}");
+        if !extensions.is_empty() {
+            let _ = writeln!(
+                io.err,
+                "note: uses Tribune extensions: {} (Consul would refuse this file)",
+                extensions.join(", ")
+            );
+        }
         0
     } else {
         let _ = writeln!(io.err, "Config entry not updated: {kind}/{name}");
@@ -522,7 +537,7 @@ fn delete(args: &DeleteArgs, io: &mut Io<'_>) -> u8 {
             return 1;
         }
         (Some(f), None, None) => match decode_file(f, io) {
-            Ok((_, k, n)) => (k.to_string(), n),
+            Ok((_, k, n, _)) => (k.to_string(), n),
             Err(code) => return code,
         },
         (None, None, None) => {

@@ -12,7 +12,7 @@ fn example(path: &str) -> String {
 
 /// A plain HTTP server on 127.0.0.1:0 answering every request with `body` (JSON when
 /// `json`); its address.
-fn serve(body: &'static str, json: bool) -> String {
+pub(crate) fn serve(body: &'static str, json: bool) -> String {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -36,7 +36,7 @@ fn serve(body: &'static str, json: bool) -> String {
     rx.recv().unwrap()
 }
 
-fn write_entries(addr: &str, files: &[(&str, String)]) {
+pub(crate) fn write_entries(addr: &str, files: &[(&str, String)]) {
     let dir = tempfile::tempdir().unwrap();
     for (name, body) in files {
         let f = dir.path().join(name);

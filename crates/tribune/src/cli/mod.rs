@@ -12,6 +12,9 @@ mod intention;
 mod intention_test;
 #[cfg(test)]
 mod intention_tests;
+mod jwt_provider;
+#[cfg(test)]
+mod jwt_provider_tests;
 mod services;
 #[cfg(test)]
 mod staged_tests;
@@ -46,6 +49,9 @@ enum Command {
     /// Bootstrap ACLs, create policies and tokens.
     #[command(subcommand)]
     Acl(acl::AclCommand),
+    /// Diagnose JWT providers: fetch their keys as a sidecar would, verify a token.
+    #[command(subcommand, name = "jwt-provider")]
+    JwtProvider(jwt_provider::JwtProviderCommand),
     /// Service mesh: the sidecar proxy and the CA.
     #[command(subcommand)]
     Connect(connect::ConnectCommand),
@@ -105,6 +111,7 @@ pub fn run_with(args: Vec<OsString>, io: &mut Io<'_>) -> u8 {
         Command::Config(cmd) => config::run(cmd, io),
         Command::Intention(cmd) => intention::run(cmd, io),
         Command::Acl(cmd) => acl::run(cmd, io),
+        Command::JwtProvider(cmd) => jwt_provider::run(cmd, io),
         Command::Connect(cmd) => connect::run(cmd, io),
         Command::Services(cmd) => services::run(cmd, io),
     }
