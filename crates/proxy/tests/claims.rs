@@ -1,6 +1,7 @@
 //! Tribune's JWT extensions through the sidecar's request path: `ClaimToHeaders`
-//! (verified claims copied into headers, client copies removed) and `Optional`
-//! requirements; explain reports the same headers.
+//! (verified claims copied into headers, client copies removed), `Optional`
+//! requirements and space-delimited scopes; explain reports the same headers and
+//! decisions.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -105,4 +106,65 @@ async fn verified_claims_become_headers_and_client_copies_are_removed() {
         answer.forwarded_headers.get("x-level").map(String::as_str),
         Some("3")
     );
+}
+
+#[tokio::test]
+async fn a_scope_claim_matches_one_of_its_space_separated_elements() {
+    let up = echo().await;
+    let now = 1_700_000_000;
+    let (proxy, addr, _records) = proxy(up.addr, now).await;
+    let key = Es256::new("k1");
+    let entries = vec![
+        json!({"Kind": "jwt-provider", "Name": "idp", "Issuer": "idp",
+        "JSONWebKeySet": {"Local": {"JWKS": inline_jwks(&[&key])}}}),
+        json!({"Kind": "service-intentions", "Name": "api",
+            "Sources": [{"Name": "*", "Permissions": [{"Action": "allow",
+                "HTTP": {"PathPrefix": "/"},
+                "JWT": {"Providers": [{"Name": "idp", "VerifyClaims": [
+                    {"Path": ["scope"], "Value": "api:read"}]}]}}]}]}),
+    ];
+    proxy
+        .install(doc("api", "http", "deny", entries), 1)
+        .await
+        .unwrap();
+    let c = client();
+    let url = format!("http://{addr}/items");
+    let snap = proxy.current().unwrap();
+    // (scope claim, sidecar status): RFC 8693 space-delimited lists.
+    for (scope, want) in [
+        (json!("openid api:read"), 200),
+        (json!("api:read"), 200),
+        (json!("api:read profile"), 200),
+        (json!("openid api:readonly"), 403),
+        (json!("openid"), 403),
+        (json!("api:read\tprofile"), 403),
+        (json!(["openid", "api:read"]), 200),
+    ] {
+        let token = key.sign(&json!({"iss": "idp", "exp": now + 60, "scope": scope}));
+        let r = send(
+            &c,
+            "GET",
+            &url,
+            &[("authorization", &format!("Bearer {token}"))],
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, want, "scope {scope}: {}", r.body);
+        let req = tribune_enforce::explain::ExplainRequest {
+            destination: "api".into(),
+            path: Some("/items".into()),
+            token: Some(token),
+            ..Default::default()
+        };
+        let answer = tribune_enforce::explain::explain(
+            &snap.policy,
+            &req.describe().unwrap(),
+            Default::default(),
+            now,
+            &snap.keys(),
+        )
+        .await;
+        assert_eq!(answer.allowed, want == 200, "explain, scope {scope}");
+        assert_eq!(answer.status, Some(want), "explain, scope {scope}");
+    }
 }
