@@ -203,11 +203,25 @@ pub struct RemoteKeys {
     pub stats: FetchStats,
 }
 
-/// Counts of fetch attempts by result.
+/// Counts of fetch attempts by result, and the last outcomes (for metrics and the
+/// sidecar's report to the agent).
 #[derive(Debug, Default)]
 pub struct FetchStats {
     pub ok: std::sync::atomic::AtomicU64,
     pub failed: std::sync::atomic::AtomicU64,
+    /// Refetches caused by a token naming a `kid` the keys did not have.
+    pub unknown_kid_refetches: std::sync::atomic::AtomicU64,
+    /// Last successful fetch (Unix seconds; 0: none).
+    pub last_ok: std::sync::atomic::AtomicI64,
+    /// Last failed fetch: when (Unix seconds) and why.
+    pub last_error: std::sync::Mutex<Option<(i64, String)>>,
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 impl RemoteKeys {
@@ -351,6 +365,17 @@ impl RemoteKeys {
                 &self.stats.failed
             };
             counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            match &result {
+                Ok(_) => self
+                    .stats
+                    .last_ok
+                    .store(unix_now(), std::sync::atomic::Ordering::Relaxed),
+                Err(e) => {
+                    if let Ok(mut g) = self.stats.last_error.lock() {
+                        *g = Some((unix_now(), e.clone()));
+                    }
+                }
+            }
             match result {
                 Ok((jwks, raw)) => {
                     for w in &jwks.warnings {
@@ -405,6 +430,9 @@ impl RemoteKeys {
                     return Ok(keys);
                 }
                 *last_kid_refetch = Some(Instant::now());
+                self.stats
+                    .unknown_kid_refetches
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
         match self.refresh().await {

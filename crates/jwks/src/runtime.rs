@@ -138,6 +138,55 @@ impl ProviderRuntime {
         matches!(&self.provider.json_web_key_set, JsonWebKeySet::Remote(r) if r.fetch_asynchronously)
     }
 
+    /// What the sidecar reports about this provider: its key source, the keys in use
+    /// (kid, kty, alg), and for a remote key set the fetch health.
+    pub fn health(&self) -> tribune_model::status::ProviderHealth {
+        use tribune_model::status::{KeySummary, ProviderHealth};
+        let raw: Option<Vec<u8>> = match &self.source {
+            Source::Inline => match &self.provider.json_web_key_set {
+                JsonWebKeySet::Local(l) => l.inline_json(),
+                JsonWebKeySet::Remote(_) => None,
+            },
+            Source::File { path, .. } => std::fs::read(path).ok(),
+            Source::Remote(r) => r.last_good().map(|(raw, _)| raw.to_vec()),
+        };
+        let keys = raw
+            .and_then(|b| Jwks::inspect(&b).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|k| k.problem.is_none())
+            .map(|k| KeySummary {
+                kid: k.kid,
+                kty: k.kty,
+                alg: k
+                    .alg
+                    .or_else(|| (k.algs.len() == 1).then(|| k.algs[0].to_string())),
+            })
+            .collect();
+        let mut h = ProviderHealth {
+            name: self.provider.name.clone(),
+            source: match &self.source {
+                Source::Inline => "inline".to_string(),
+                Source::File { path, .. } => format!("file {path}"),
+                Source::Remote(r) => format!("remote {}", r.policy().uri),
+            },
+            keys,
+            ..ProviderHealth::default()
+        };
+        if let Source::Remote(r) = &self.source {
+            let s = &r.stats;
+            h.fetches_ok = s.ok.load(Ordering::Relaxed);
+            h.fetches_failed = s.failed.load(Ordering::Relaxed);
+            h.unknown_kid_refetches = s.unknown_kid_refetches.load(Ordering::Relaxed);
+            h.last_fetch = Some(s.last_ok.load(Ordering::Relaxed)).filter(|t| *t > 0);
+            if let Some((at, e)) = s.last_error.lock().ok().and_then(|g| g.clone()) {
+                h.last_error = Some(e);
+                h.last_error_at = Some(at);
+            }
+        }
+        h
+    }
+
     /// Whether the provider has keys now.
     pub fn has_keys(&self) -> bool {
         self.current.load().is_some()

@@ -633,6 +633,103 @@ fn insert(map: &mut Map<String, Value>, key: String, value: Value) {
     }
 }
 
+/// Renders a JSON object as HCL1 that [`parse`] reads back to the same object: one
+/// `Key = value` per member, objects and lists of objects indented by two spaces, lists
+/// of scalars on one line (what the UI's HCL view and `config read -format hcl` show).
+/// `null` members are left out (HCL1 has no null). A string holding `${` cannot be
+/// written in HCL1 (interpolations are kept raw), so it comes back as written.
+pub fn render(object: &Map<String, Value>) -> String {
+    let mut out = String::new();
+    render_body(object, 0, &mut out);
+    out
+}
+
+fn render_key(k: &str) -> String {
+    let bare = k
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && k != "true"
+        && k != "false";
+    if bare {
+        k.to_string()
+    } else {
+        render_string(k)
+    }
+}
+
+fn render_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\U{:08x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn render_body(m: &Map<String, Value>, depth: usize, out: &mut String) {
+    for (k, v) in m {
+        if v.is_null() {
+            continue;
+        }
+        out.push_str(&"  ".repeat(depth));
+        out.push_str(&render_key(k));
+        out.push_str(" = ");
+        render_value(v, depth, out);
+        out.push('\n');
+    }
+}
+
+fn render_value(v: &Value, depth: usize, out: &mut String) {
+    let pad = "  ".repeat(depth);
+    match v {
+        Value::Object(m) if m.values().all(Value::is_null) => out.push_str("{}"),
+        Value::Object(m) => {
+            out.push_str("{\n");
+            render_body(m, depth + 1, out);
+            out.push_str(&pad);
+            out.push('}');
+        }
+        Value::Array(items) if items.iter().any(|i| i.is_object() || i.is_array()) => {
+            out.push_str("[\n");
+            for i in items.iter().filter(|i| !i.is_null()) {
+                out.push_str(&pad);
+                out.push_str("  ");
+                render_value(i, depth + 1, out);
+                out.push_str(",\n");
+            }
+            out.push_str(&pad);
+            out.push(']');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            let mut first = true;
+            for i in items.iter().filter(|i| !i.is_null()) {
+                if !first {
+                    out.push_str(", ");
+                }
+                first = false;
+                render_value(i, depth, out);
+            }
+            out.push(']');
+        }
+        Value::String(s) => out.push_str(&render_string(s)),
+        Value::Null => {}
+        other => out.push_str(&other.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,6 +22,7 @@ pub mod intentions;
 pub mod jwt_provider;
 pub mod mesh;
 pub mod names;
+pub mod status;
 pub mod wire;
 
 pub use entry::{

@@ -255,7 +255,7 @@ fn intentions() -> impl Strategy<Value = Value> {
         })
 }
 
-/// Renders a JSON object as HCL1 (objects as blocks when `blocks`, else `key = {}`).
+/// Renders a JSON object as HCL1 with objects as blocks (`key { }`) when `blocks`.
 fn to_hcl(v: &Value, blocks: bool) -> String {
     fn quote(s: &str) -> String {
         let mut out = String::from("\"");
@@ -313,7 +313,13 @@ fn check_roundtrip(input: Value, blocks: bool) -> Result<(), TestCaseError> {
         .map_err(|e| TestCaseError::fail(format!("canonical JSON rejected: {e}\n{canonical:#}")))?;
     prop_assert_eq!(&again, &first);
     prop_assert_eq!(again.to_canonical_string(), first.to_canonical_string());
-    let hcl = to_hcl(&canonical, blocks);
+    // The model's renderer (what the UI and `config read -format hcl` show), or
+    // objects written as blocks.
+    let hcl = if blocks {
+        to_hcl(&canonical, true)
+    } else {
+        tribune_model::hcl::render(canonical.as_object().unwrap())
+    };
     let from_hcl = parse_entry(&hcl)
         .map_err(|e| TestCaseError::fail(format!("HCL rendering rejected: {e}\n{hcl}")))?;
     prop_assert_eq!(&from_hcl, &first);

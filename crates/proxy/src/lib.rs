@@ -14,6 +14,7 @@ pub use tribune_jwks::runtime as keys;
 pub mod mesh;
 pub mod metrics;
 pub mod replay;
+pub mod report;
 pub mod run;
 pub mod shadow;
 pub mod sidecar;
@@ -107,6 +108,8 @@ pub struct Proxy {
     pub shadow: shadow::ShadowStats,
     /// Recent request facts (`POST /replay`).
     pub replay: replay::ReplayRing,
+    /// Woken when a snapshot is installed (the report to the agent goes out at once).
+    pub installed: tokio::sync::Notify,
 }
 
 /// aws-lc seeds its random generator from CPU jitter on the first draw in a process
@@ -174,6 +177,7 @@ impl Proxy {
                 last_sync: AtomicI64::new(0),
                 shadow: shadow::ShadowStats::default(),
                 replay: replay::ReplayRing::new(replay_buffer, replay::MAX_REPLAY_BYTES),
+                installed: tokio::sync::Notify::new(),
             }
         })
     }
@@ -230,6 +234,7 @@ impl Proxy {
         self.shadow.begin(&labels);
         self.current.store(Some(Arc::new(snapshot)));
         self.save_keys();
+        self.installed.notify_one();
         Ok(version)
     }
 

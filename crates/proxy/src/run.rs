@@ -348,7 +348,7 @@ pub async fn start(settings: Settings) -> Result<Started, String> {
                         .map_or_else(|_| settings.admin_bind.to_string(), |a| a.to_string())
                 ),
             };
-            tokio::spawn(crate::shadow::report_to_agent(
+            tokio::spawn(crate::report::report_to_agent(
                 proxy.clone(),
                 agent()?,
                 service.clone(),

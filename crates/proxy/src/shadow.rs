@@ -215,21 +215,6 @@ pub async fn report_once(
     Ok(())
 }
 
-/// Runs forever: [`report_once`] every [`REPORT_EVERY`] (failures are logged).
-pub async fn report_to_agent(
-    proxy: std::sync::Arc<crate::Proxy>,
-    client: tribune_client::Client,
-    service: String,
-    name: String,
-) {
-    loop {
-        tokio::time::sleep(REPORT_EVERY).await;
-        if let Err(e) = report_once(&proxy, &client, &service, &name).await {
-            tracing::debug!(error = %e, "shadow report not sent");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

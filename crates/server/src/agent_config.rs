@@ -43,6 +43,8 @@ pub struct AgentConfig {
     /// `limits { http_max_conns_per_client }` (0: no limit).
     pub http_max_conns_per_client: usize,
     pub etcd: EtcdSettings,
+    /// Serve the web UI at `/ui/` (`ui_config { enabled = false }` or `-ui=false`: off).
+    pub ui: bool,
 }
 
 impl Default for AgentConfig {
@@ -59,6 +61,7 @@ impl Default for AgentConfig {
             },
             http_max_conns_per_client: crate::listener::DEFAULT_MAX_CONNS_PER_CLIENT,
             etcd: EtcdSettings::default(),
+            ui: true,
         }
     }
 }
@@ -92,6 +95,17 @@ impl AgentConfig {
         for (key, value) in &raw {
             match key.as_str() {
                 "datacenter" => self.datacenter = string(value, key)?,
+                "ui_config" => {
+                    let Value::Object(ui) = single(value) else {
+                        return Err("ui_config: expected a block".into());
+                    };
+                    for (k, v) in ui {
+                        match k.as_str() {
+                            "enabled" => self.ui = boolean(v, "ui_config.enabled")?,
+                            other => return Err(format!("ui_config: unknown key {other:?}")),
+                        }
+                    }
+                }
                 "client_addr" => self.client_addr = string(value, key)?,
                 "ports" => {
                     let Value::Object(ports) = single(value) else {

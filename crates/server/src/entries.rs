@@ -429,7 +429,7 @@ pub(crate) async fn put_config(
 
 /// decisions.md #3: warnings for intentions Consul accepts but that likely do not do
 /// what their author meant.
-fn warnings_for(
+pub(crate) fn warnings_for(
     state: &AppState,
     current: &[(ConfigEntry, Record)],
     entry: &ConfigEntry,
@@ -475,6 +475,24 @@ pub(crate) async fn get_config(
             go::quote(kind.as_str()),
             go::quote(&name)
         ))),
+        Some((e, _)) if query_get(&q, "format") == Some("hcl") => {
+            // Tribune's extension: the entry as an HCL file (what the UI shows).
+            let hcl = match e.to_json() {
+                serde_json::Value::Object(m) => tribune_model::hcl::render(&m),
+                _ => String::new(),
+            };
+            Ok((
+                [
+                    index_header(index),
+                    (
+                        axum::http::header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; charset=utf-8"),
+                    ),
+                ],
+                hcl,
+            )
+                .into_response())
+        }
         Some((e, r)) => Ok(([index_header(index)], Json(entry_json(&e, &r))).into_response()),
     }
 }

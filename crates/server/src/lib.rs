@@ -24,6 +24,8 @@ mod providers_api;
 mod proxy_api;
 mod staged;
 mod status;
+mod ui;
+mod ui_api;
 
 use acl::{Authorizer, Denied, Policy, Rules, Token};
 pub use agent_config::AgentConfig;
@@ -180,8 +182,16 @@ pub(crate) fn internal_error(msg: String) -> ApiError {
 
 /// The HTTP API.
 pub fn router(state: Shared) -> Router {
-    Router::new()
-        .route("/v1/config", put(entries::put_config))
+    let ui = if state.config.ui {
+        Router::new()
+            .route("/", get(ui::to_ui))
+            .route("/ui", get(ui::to_ui))
+            .route("/ui/", get(ui::index))
+            .route("/ui/{*path}", get(ui::asset))
+    } else {
+        Router::new()
+    };
+    ui.route("/v1/config", put(entries::put_config))
         .route("/v1/config/", get(entries::list_all))
         .route("/v1/config/{kind}", get(entries::list_kind))
         .route(
@@ -249,6 +259,13 @@ pub fn router(state: Shared) -> Router {
             "/v1/tribune/jwt-provider/{name}/check",
             get(providers_api::check).post(providers_api::check),
         )
+        .route("/v1/tribune/sidecar-report", put(ui_api::report))
+        .route("/v1/tribune/sidecars", get(ui_api::sidecars))
+        .route(
+            "/v1/tribune/config/validate",
+            axum::routing::post(ui_api::validate),
+        )
+        .route("/v1/agent/self", get(status::agent_self))
         .route("/v1/status/leader", get(status::leader))
         .route("/v1/status/peers", get(status::peers))
         .layer(axum::middleware::map_response_with_state(

@@ -16,3 +16,45 @@ pub(crate) async fn peers(State(state): State<Shared>) -> ApiResult<Json<Vec<Str
     let own = state.advertise();
     Ok(Json(state.store.membership(&own).await?.peers))
 }
+
+/// `GET /v1/agent/self`: the agent's configuration and member, in Consul's shape (the
+/// fields Tribune has; `DebugConfig.DefaultIntentionPolicy` is Tribune's, the policy
+/// for requests no intention matches, which the UI's topology draws).
+pub(crate) async fn agent_self(
+    State(state): State<Shared>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<Json<serde_json::Value>> {
+    let q = crate::parse_query(raw.as_deref());
+    crate::authorize(&state, &headers, &q).await?;
+    let c = &state.config;
+    let addr = state.advertise();
+    let (host, port) = addr
+        .rsplit_once(':')
+        .map(|(h, p)| (h.to_string(), p.parse::<u16>().unwrap_or(0)))
+        .unwrap_or((addr.clone(), 0));
+    Ok(Json(serde_json::json!({
+        "Config": {
+            "Datacenter": c.datacenter,
+            "NodeName": "tribune",
+            "Server": true,
+            "Version": env!("CARGO_PKG_VERSION"),
+            "Revision": "",
+        },
+        "DebugConfig": {
+            "ACLsEnabled": c.acl.enabled,
+            "ACLDefaultPolicy": c.acl.default_policy,
+            "DefaultIntentionPolicy": c.default_intention_policy.as_str(),
+            "UIConfig": { "Enabled": c.ui },
+            "ClientAddrs": [c.client_addr],
+        },
+        "Member": {
+            "Name": "tribune",
+            "Addr": host,
+            "Port": port,
+            "Status": 1,
+            "Tags": { "dc": c.datacenter, "role": "consul" },
+        },
+        "Meta": {},
+    })))
+}

@@ -1,0 +1,146 @@
+//! Endpoints the web UI needs beyond Consul's API (Tribune's own, usable by any
+//! client):
+//!
+//! - `PUT /v1/tribune/sidecar-report`: a sidecar's status
+//!   ([`tribune_model::status::SidecarReport`]); needs `service:write` on its service,
+//!   like the sidecar's other calls. The agent keeps the last report of each sidecar.
+//! - `GET /v1/tribune/sidecars`: those reports (`service:read` on each service), with
+//!   `SecondsSinceReport` and `SecondsSinceSync` computed on the agent's clock.
+//! - `POST /v1/tribune/config/validate`: an entry file's text (HCL or JSON) checked as
+//!   `PUT /v1/config` would check it (decode, validation, the cross-entry checks
+//!   against the stored entries, write-time warnings), nothing stored: `{"Valid",
+//!   "Kind", "Name", "Errors": [{"Field", "Message"}], "Warnings", "Extensions",
+//!   "Entry"}` (`Entry`: the canonical JSON to write).
+
+use crate::ca_api::now;
+use crate::entries::{cross_checks, load_all_at, warnings_for};
+use crate::{authorize, json_body, parse_query, ApiError, ApiResult, Shared};
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use tribune_model::status::SidecarReport;
+use tribune_model::EntryError;
+use tribune_store::{Cas, Op};
+
+pub(crate) const SIDECARS_TABLE: &str = "sidecars";
+
+pub(crate) async fn report(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let q = parse_query(raw.as_deref());
+    let authz = authorize(&state, &headers, &q).await?;
+    let v = json_body(&body)?;
+    let mut report: SidecarReport = tribune_model::decode::from_value(&v, "")
+        .map_err(|e| ApiError::bad_request(format!("Request decoding failed: {e}")))?;
+    if report.service.is_empty() || report.proxy.is_empty() {
+        return Err(ApiError::bad_request(
+            "Request decoding failed: Service and Proxy are required",
+        ));
+    }
+    authz.service_write(&report.service)?;
+    report.received_at = now();
+    let value = serde_json::to_vec(&report).map_err(|e| crate::internal_error(e.to_string()))?;
+    let key = format!("{}\0{}", report.service, report.proxy);
+    state
+        .store
+        .apply(&[Op::put(SIDECARS_TABLE, &key, value, Cas::Any)])
+        .await?;
+    Ok(Json(true).into_response())
+}
+
+pub(crate) async fn sidecars(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let q = parse_query(raw.as_deref());
+    let authz = authorize(&state, &headers, &q).await?;
+    let now = now();
+    let mut out = Vec::new();
+    for r in state.store.list(SIDECARS_TABLE).await?.iter() {
+        let Ok(report) = serde_json::from_slice::<SidecarReport>(&r.value) else {
+            continue;
+        };
+        if authz.service_read(&report.service).is_err() {
+            continue;
+        }
+        let mut v = serde_json::to_value(&report).unwrap_or(Value::Null);
+        v["SecondsSinceReport"] = json!((now - report.received_at).max(0));
+        // The sidecar's "last sync" moved onto the agent's clock by the report's age.
+        v["SecondsSinceSync"] = match report.last_sync {
+            Some(t) => json!((report.reported_at - t).max(0) + (now - report.received_at).max(0)),
+            None => Value::Null,
+        };
+        out.push(v);
+    }
+    Ok(Json(out).into_response())
+}
+
+/// The field an error message names: its path, or the quoted key of a decode error
+/// (`invalid config key "Sources[0].Nmae"`).
+fn field_of(message: &str) -> String {
+    let mut parts = message.split('"');
+    match (parts.next(), parts.next()) {
+        (Some(_), Some(quoted)) if !quoted.contains(' ') => quoted.to_string(),
+        _ => String::new(),
+    }
+}
+
+pub(crate) async fn validate(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let q = parse_query(raw.as_deref());
+    authorize(&state, &headers, &q).await?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad_request("Request decoding failed: the body is not UTF-8"))?;
+    let error = |field: String, message: String| json!({ "Field": field, "Message": message });
+    let decoded = tribune_model::decode::parse_raw(text)
+        .map_err(EntryError::Decode)
+        .and_then(|raw| Ok(tribune_model::decode_object(raw)?))
+        .and_then(|wire| Ok(wire.into_entry()?));
+    let entry = match decoded {
+        Ok(e) => e,
+        Err(EntryError::Invalid(list)) => {
+            let errors: Vec<Value> = list
+                .0
+                .iter()
+                .map(|e| error(e.path.clone(), e.with_path()))
+                .collect();
+            return Ok(Json(json!({"Valid": false, "Errors": errors})).into_response());
+        }
+        Err(EntryError::Decode(tribune_model::DecodeError::Fields(list))) => {
+            let errors: Vec<Value> = list.iter().map(|m| error(field_of(m), m.clone())).collect();
+            return Ok(Json(json!({"Valid": false, "Errors": errors})).into_response());
+        }
+        Err(EntryError::Decode(e)) => {
+            return Ok(Json(
+                json!({"Valid": false, "Errors": [error(String::new(), e.to_string())]}),
+            )
+            .into_response());
+        }
+    };
+    let (_, current) = load_all_at(&state).await?;
+    let mut errors = Vec::new();
+    if let Err(e) = cross_checks(&current, Some(&entry), None) {
+        errors.push(error(String::new(), e));
+    }
+    Ok(Json(json!({
+        "Valid": errors.is_empty(),
+        "Kind": entry.kind().as_str(),
+        "Name": entry.name(),
+        "Errors": errors,
+        "Warnings": warnings_for(&state, &current, &entry),
+        "Extensions": entry.tribune_extensions(),
+        "Entry": entry.to_json(),
+    }))
+    .into_response())
+}
