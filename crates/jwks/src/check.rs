@@ -14,7 +14,7 @@
 //! With a token: its header, the sidecar's verification result, its claims, and each
 //! registered-claim check on its own.
 
-use crate::{discovered_jwks_uri, root_store, FetchPolicy, DISCOVERY_SUFFIX, MAX_JWKS_BYTES};
+use crate::{discovered_jwks_uri, FetchPolicy, DISCOVERY_SUFFIX, MAX_JWKS_BYTES};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
@@ -179,11 +179,8 @@ pub struct Report {
 pub async fn check(provider: &JwtProvider, token: Option<&str>, now: i64) -> Report {
     let mut steps = Vec::new();
     let body = match &provider.json_web_key_set {
-        JsonWebKeySet::Local(LocalJwks::Inline(_)) => {
-            let json = match &provider.json_web_key_set {
-                JsonWebKeySet::Local(l) => l.inline_json(),
-                JsonWebKeySet::Remote(_) => None,
-            };
+        JsonWebKeySet::Local(l @ LocalJwks::Inline(_)) => {
+            let json = l.inline_json();
             let ok = json.is_some();
             steps.push(Step {
                 step: StepKind::Source,
@@ -356,26 +353,12 @@ fn tls_setup(policy: &FetchPolicy) -> Result<Option<Tls>, String> {
     if let Some(e) = &policy.tls_unsupported {
         return Err(e.clone());
     }
-    let (roots, source) = root_store(policy)?;
-    let provider = crate::crypto();
-    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .build()
-    .map_err(|e| format!("TLS roots unusable: {e}"))?;
-    let seen = Arc::new(Recorder {
-        inner,
-        presented: Mutex::new(None),
-    });
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(seen.clone())
-        .with_no_client_auth();
-    config.enable_sni = policy.use_sni;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let (config, source, seen) = crate::tls_config_with(policy, |inner| {
+        Arc::new(Recorder {
+            inner,
+            presented: Mutex::new(None),
+        })
+    })?;
     Ok(Some(Tls {
         config: Arc::new(config),
         roots: source,

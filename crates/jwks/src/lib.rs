@@ -513,13 +513,29 @@ fn crypto() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// The TLS client config for a remote key set.
 fn tls_config(policy: &FetchPolicy) -> Result<rustls::ClientConfig, String> {
-    let (roots, _) = root_store(policy)?;
+    Ok(tls_config_with(policy, |v| v)?.0)
+}
+
+/// [`tls_config`] with its certificate verifier (the standard one, for the policy's
+/// roots) passed through `wrap` (`jwt-provider check` records what it is shown); also
+/// where the roots came from, and the verifier `wrap` made.
+fn tls_config_with<V: rustls::client::danger::ServerCertVerifier + 'static>(
+    policy: &FetchPolicy,
+    wrap: impl FnOnce(Arc<rustls::client::WebPkiServerVerifier>) -> Arc<V>,
+) -> Result<(rustls::ClientConfig, String, Arc<V>), String> {
+    let (roots, source) = root_store(policy)?;
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), crypto())
+            .build()
+            .map_err(|e| format!("TLS roots unusable: {e}"))?;
+    let verifier = wrap(verifier);
     let mut config = rustls::ClientConfig::builder_with_provider(crypto())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(verifier.clone())
         .with_no_client_auth();
     // Consul's UseSNI: the JWKS host name is sent as SNI only when asked for.
     config.enable_sni = policy.use_sni;
-    Ok(config)
+    Ok((config, source, verifier))
 }

@@ -104,11 +104,11 @@ impl ProviderRuntime {
         });
         match &rt.source {
             Source::Inline => {
-                let json = match &provider.json_web_key_set {
-                    JsonWebKeySet::Local(l) => l.inline_json(),
-                    JsonWebKeySet::Remote(_) => None,
-                };
-                match json.map(|j| Jwks::parse(&j)) {
+                match provider
+                    .json_web_key_set
+                    .inline_json()
+                    .map(|j| Jwks::parse(&j))
+                {
                     Some(Ok(jwks)) => {
                         rt.install(Arc::new(jwks));
                     }
@@ -143,10 +143,7 @@ impl ProviderRuntime {
     pub fn health(&self) -> tribune_model::status::ProviderHealth {
         use tribune_model::status::{KeySummary, ProviderHealth};
         let raw: Option<Vec<u8>> = match &self.source {
-            Source::Inline => match &self.provider.json_web_key_set {
-                JsonWebKeySet::Local(l) => l.inline_json(),
-                JsonWebKeySet::Remote(_) => None,
-            },
+            Source::Inline => self.provider.json_web_key_set.inline_json(),
             Source::File { path, .. } => std::fs::read(path).ok(),
             Source::Remote(r) => r.last_good().map(|(raw, _)| raw.to_vec()),
         };

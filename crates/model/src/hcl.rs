@@ -660,7 +660,8 @@ fn render_key(k: &str) -> String {
     }
 }
 
-fn render_string(s: &str) -> String {
+/// `s` as an HCL1 string literal (quotes and control characters escaped).
+pub fn render_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

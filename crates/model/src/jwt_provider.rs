@@ -48,6 +48,16 @@ pub enum JsonWebKeySet {
     Remote(RemoteJwks),
 }
 
+impl JsonWebKeySet {
+    /// The JWKS JSON text of an inline key set (None for files and remote sets).
+    pub fn inline_json(&self) -> Option<Vec<u8>> {
+        match self {
+            JsonWebKeySet::Local(l) => l.inline_json(),
+            JsonWebKeySet::Remote(_) => None,
+        }
+    }
+}
+
 /// A local key set: inline (standard base64 of the JWKS JSON) or a file on the proxy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum LocalJwks {

@@ -257,22 +257,7 @@ fn intentions() -> impl Strategy<Value = Value> {
 
 /// Renders a JSON object as HCL1 with objects as blocks (`key { }`) when `blocks`.
 fn to_hcl(v: &Value, blocks: bool) -> String {
-    fn quote(s: &str) -> String {
-        let mut out = String::from("\"");
-        for c in s.chars() {
-            match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\t' => out.push_str("\\t"),
-                '\r' => out.push_str("\\r"),
-                c if c.is_control() => out.push_str(&format!("\\U{:08x}", c as u32)),
-                c => out.push(c),
-            }
-        }
-        out.push('"');
-        out
-    }
+    use tribune_model::hcl::render_string as quote;
     fn value(v: &Value, blocks: bool) -> String {
         match v {
             Value::Object(m) => format!("{{\n{}}}", body(m, blocks)),

@@ -9,6 +9,29 @@ mod support;
 use serde_json::json;
 use support::*;
 
+/// Explain's answer for `GET /items` on `api` with `token`, from the sidecar's snapshot.
+async fn explain_items(
+    proxy: &tribune_proxy::Proxy,
+    token: &str,
+    now: i64,
+) -> tribune_enforce::explain::ExplainResponse {
+    let snap = proxy.current().unwrap();
+    let req = tribune_enforce::explain::ExplainRequest {
+        destination: "api".into(),
+        path: Some("/items".into()),
+        token: Some(token.to_string()),
+        ..Default::default()
+    };
+    tribune_enforce::explain::explain(
+        &snap.policy,
+        &req.describe().unwrap(),
+        Default::default(),
+        now,
+        &snap.keys(),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn verified_claims_become_headers_and_client_copies_are_removed() {
     let up = echo().await;
@@ -82,21 +105,7 @@ async fn verified_claims_become_headers_and_client_copies_are_removed() {
     assert_eq!((r.status, r.body.as_str()), (401, "Jwt is expired"));
 
     // Explain shows the headers the sidecar sets.
-    let snap = proxy.current().unwrap();
-    let req = tribune_enforce::explain::ExplainRequest {
-        destination: "api".into(),
-        path: Some("/items".into()),
-        token: Some(token.clone()),
-        ..Default::default()
-    };
-    let answer = tribune_enforce::explain::explain(
-        &snap.policy,
-        &req.describe().unwrap(),
-        Default::default(),
-        now,
-        &snap.keys(),
-    )
-    .await;
+    let answer = explain_items(&proxy, &token, now).await;
     assert!(answer.allowed);
     assert_eq!(
         answer.forwarded_headers.get("x-role").map(String::as_str),
@@ -129,7 +138,6 @@ async fn a_scope_claim_matches_one_of_its_space_separated_elements() {
         .unwrap();
     let c = client();
     let url = format!("http://{addr}/items");
-    let snap = proxy.current().unwrap();
     // (scope claim, sidecar status): RFC 8693 space-delimited lists.
     for (scope, want) in [
         (json!("openid api:read"), 200),
@@ -150,20 +158,7 @@ async fn a_scope_claim_matches_one_of_its_space_separated_elements() {
         .await
         .unwrap();
         assert_eq!(r.status, want, "scope {scope}: {}", r.body);
-        let req = tribune_enforce::explain::ExplainRequest {
-            destination: "api".into(),
-            path: Some("/items".into()),
-            token: Some(token),
-            ..Default::default()
-        };
-        let answer = tribune_enforce::explain::explain(
-            &snap.policy,
-            &req.describe().unwrap(),
-            Default::default(),
-            now,
-            &snap.keys(),
-        )
-        .await;
+        let answer = explain_items(&proxy, &token, now).await;
         assert_eq!(answer.allowed, want == 200, "explain, scope {scope}");
         assert_eq!(answer.status, Some(want), "explain, scope {scope}");
     }

@@ -48,10 +48,7 @@ pub(crate) async fn check(
             go::quote(&name)
         )));
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let report = tribune_jwks::check::check(&provider, request.token.as_deref(), now).await;
+    let report =
+        tribune_jwks::check::check(&provider, request.token.as_deref(), crate::ca_api::now()).await;
     Ok(Json(report).into_response())
 }

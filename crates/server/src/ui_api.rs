@@ -103,11 +103,7 @@ pub(crate) async fn validate(
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("Request decoding failed: the body is not UTF-8"))?;
     let error = |field: String, message: String| json!({ "Field": field, "Message": message });
-    let decoded = tribune_model::decode::parse_raw(text)
-        .map_err(EntryError::Decode)
-        .and_then(|raw| Ok(tribune_model::decode_object(raw)?))
-        .and_then(|wire| Ok(wire.into_entry()?));
-    let entry = match decoded {
+    let entry = match tribune_model::parse_entry(text) {
         Ok(e) => e,
         Err(EntryError::Invalid(list)) => {
             let errors: Vec<Value> = list

@@ -100,3 +100,15 @@ pub fn call_ok(
         Ok(r) => Ok(r),
     }
 }
+
+/// The request token of `-jwt T` or `-jwt-file F` (trimmed; at most one of them).
+pub fn jwt_arg(jwt: &Option<String>, jwt_file: &Option<String>) -> Result<Option<String>, String> {
+    match (jwt, jwt_file) {
+        (Some(_), Some(_)) => Err("-jwt and -jwt-file cannot be used together".into()),
+        (Some(t), None) => Ok(Some(t.trim().to_string())),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .map(|t| Some(t.trim().to_string()))
+            .map_err(|e| format!("Failed to read file {f:?}: {e}")),
+        (None, None) => Ok(None),
+    }
+}

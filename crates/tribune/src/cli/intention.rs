@@ -159,20 +159,12 @@ fn check(args: &CheckArgs, io: &mut Io<'_>) -> u8 {
 }
 
 fn explain(args: &CheckArgs, src: Option<&str>, dst: &str, io: &mut Io<'_>) -> u8 {
-    let token = match (&args.jwt, &args.jwt_file) {
-        (Some(_), Some(_)) => {
-            let _ = writeln!(io.err, "Error: -jwt and -jwt-file cannot be used together");
+    let token = match super::http::jwt_arg(&args.jwt, &args.jwt_file) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = writeln!(io.err, "Error: {e}");
             return 2;
         }
-        (Some(t), None) => Some(t.trim().to_string()),
-        (None, Some(f)) => match std::fs::read_to_string(f) {
-            Ok(t) => Some(t.trim().to_string()),
-            Err(e) => {
-                let _ = writeln!(io.err, "Error reading {f}: {e}");
-                return 2;
-            }
-        },
-        (None, None) => None,
     };
     let mut request = ExplainRequest {
         source: src.map(str::to_string),

@@ -56,20 +56,12 @@ fn check(args: &CheckArgs, io: &mut Io<'_>) -> u8 {
         );
         return 1;
     }
-    let token = match (&args.jwt, &args.jwt_file) {
-        (Some(_), Some(_)) => {
-            let _ = writeln!(io.err, "Error: -jwt and -jwt-file cannot be used together");
+    let token = match super::http::jwt_arg(&args.jwt, &args.jwt_file) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = writeln!(io.err, "Error: {e}");
             return 1;
         }
-        (Some(t), None) => Some(t.trim().to_string()),
-        (None, Some(f)) => match std::fs::read_to_string(f) {
-            Ok(t) => Some(t.trim().to_string()),
-            Err(e) => {
-                let _ = writeln!(io.err, "Error: failed to read file {f:?}: {e}");
-                return 1;
-            }
-        },
-        (None, None) => None,
     };
     let path = format!("/v1/tribune/jwt-provider/{}/check", encode(name));
     let (method, body) = match &token {
