@@ -31,6 +31,10 @@ pub struct AgentArgs {
     /// the embedded store; several agents on one etcd are one control plane.
     #[arg(long = "etcd-endpoints", value_name = "URL[,URL...]")]
     pub etcd_endpoints: Option<String>,
+    /// Serve the web UI at /ui/ (default true; `-ui=false` turns it off, like
+    /// `ui_config { enabled = false }`).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub ui: Option<bool>,
     /// Key prefix of everything this control plane writes to etcd (default /tribune/).
     #[arg(long = "etcd-prefix")]
     pub etcd_prefix: Option<String>,
@@ -165,6 +169,9 @@ pub fn run(args: AgentArgs, io: &mut Io<'_>) -> u8 {
     if let Some(p) = args.http_port {
         config.http_port = p;
     }
+    if let Some(ui) = args.ui {
+        config.ui = ui;
+    }
     if let Some(p) = args.default_intention_policy.as_deref() {
         config.default_intention_policy = match p {
             "allow" => tribune_model::intentions::Action::Allow,
@@ -259,6 +266,15 @@ pub fn run(args: AgentArgs, io: &mut Io<'_>) -> u8 {
             "                  ACLs: {}",
             if config.acl.enabled {
                 format!("enabled, default policy {}", config.acl.default_policy)
+            } else {
+                "disabled".into()
+            }
+        );
+        let _ = writeln!(
+            io.out,
+            "                    UI: {}",
+            if config.ui {
+                format!("http://{bound}/ui/")
             } else {
                 "disabled".into()
             }
