@@ -7,6 +7,7 @@ mod agent;
 mod agent_tests;
 mod config;
 mod connect;
+mod demo;
 mod http;
 mod intention;
 mod intention_test;
@@ -55,6 +56,9 @@ enum Command {
     /// Service mesh: the sidecar proxy and the CA.
     #[command(subcommand)]
     Connect(connect::ConnectCommand),
+    /// The seed workflow in one process: an agent with the UI, a token issuer, two
+    /// services with sidecars, and ready-to-paste requests.
+    Demo(demo::DemoArgs),
     /// Register and deregister services (the catalog).
     #[command(subcommand)]
     Services(services::ServicesCommand),
@@ -114,6 +118,7 @@ pub fn run_with(args: Vec<OsString>, io: &mut Io<'_>) -> u8 {
         Command::JwtProvider(cmd) => jwt_provider::run(cmd, io),
         Command::Connect(cmd) => connect::run(cmd, io),
         Command::Services(cmd) => services::run(cmd, io),
+        Command::Demo(args) => demo::run(args, io),
     }
 }
 

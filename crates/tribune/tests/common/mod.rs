@@ -20,6 +20,22 @@ impl Proc {
         self.0.stdout.take()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Waits for the exit code; `None` if the process still runs after `within`.
+    pub fn wait_within(&mut self, within: Duration) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// SIGKILL now (no clean shutdown).
     pub fn kill(&mut self) {
         let _ = self.0.kill();
