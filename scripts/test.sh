@@ -21,10 +21,29 @@ if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1 || 
     exit 1
   fi
 fi
+# Chromium (Debian's) for the browser tests of the web UI (ui/tests), and their npm
+# packages: playwright-core drives the system browser and downloads none.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "scripts/test.sh needs chromium for the UI's browser tests: apt-get install chromium chromium-driver" >&2
+    exit 1
+  fi
+fi
+if [ ! -d ui/node_modules ] || [ ui/package-lock.json -nt ui/node_modules ]; then
+  (cd ui && npm ci --no-audit --no-fund --silent)
+fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --locked --features tribune/etcd --lib --bins --tests "$@" 2>&1 | tee "$log" || status=$?
+# The browser tests drive the binary cargo test just built (target/debug/tribune);
+# screenshots of every page go to target/ui-screenshots/.
+if [ "$#" -eq 0 ]; then
+  (cd ui && node --test --test-reporter=tap tests/) 2>&1 | tee -a "$log" || status=$?
+fi
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     /^# pass / { p += $3 } /^# fail / { f += $3 }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"
