@@ -16,6 +16,18 @@ pub enum IntentionCommand {
     /// Evaluate a candidate entry file on a sidecar's recent requests (its replay
     /// window): how many would be decided differently, grouped (exit 0; 1 on error).
     Replay(ReplayArgs),
+    /// Create an intention: a source of the destination's service-intentions entry
+    /// (default allow; -deny; -replace an existing one; -file reads JSON intentions).
+    Create(super::intention_crud::CreateArgs),
+    /// Show an intention (SRC DST).
+    Get(super::intention_crud::PairArgs),
+    /// List every intention the token may read.
+    List(super::intention_crud::ListArgs),
+    /// Delete an intention (SRC DST); the entry goes when its last source does.
+    Delete(super::intention_crud::PairArgs),
+    /// Show the intentions that match a destination (default) or -source, in the
+    /// order they are evaluated.
+    Match(super::intention_crud::MatchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -78,6 +90,11 @@ pub fn run(cmd: IntentionCommand, io: &mut Io<'_>) -> u8 {
         IntentionCommand::Check(args) => check(&args, io),
         IntentionCommand::Test(args) => super::intention_test::run(&args, io),
         IntentionCommand::Replay(args) => replay(&args, io),
+        IntentionCommand::Create(args) => super::intention_crud::create(&args, io),
+        IntentionCommand::Get(args) => super::intention_crud::get(&args, io),
+        IntentionCommand::List(args) => super::intention_crud::list(&args, io),
+        IntentionCommand::Delete(args) => super::intention_crud::delete(&args, io),
+        IntentionCommand::Match(args) => super::intention_crud::matches(&args, io),
     }
 }
 

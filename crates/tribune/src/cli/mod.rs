@@ -10,6 +10,9 @@ mod connect;
 mod demo;
 mod http;
 mod intention;
+mod intention_crud;
+#[cfg(test)]
+mod intention_crud_tests;
 mod intention_test;
 #[cfg(test)]
 mod intention_tests;
