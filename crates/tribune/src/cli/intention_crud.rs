@@ -199,7 +199,8 @@ fn load_entry(http: &HttpArgs, dst: &str) -> Result<(Value, u64), String> {
 
 enum Outcome {
     Created,
-    Exists(Intention),
+    /// The existing intention's `src => dst (action)`.
+    Exists(String),
 }
 
 /// Adds (or with `replace`, replaces) one source of the destination's entry.
@@ -224,16 +225,12 @@ fn upsert(http: &HttpArgs, ixn: &Intention, replace: bool) -> Result<Outcome, St
         };
         if let Some(old) = list.iter().find(|s| same(s)) {
             if !replace {
-                return Ok(Outcome::Exists(Intention {
-                    source_name: ixn.source_name.clone(),
-                    destination_name: ixn.destination_name.clone(),
-                    action: old
-                        .get("Action")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string(),
-                    ..Intention::default()
-                }));
+                return Ok(Outcome::Exists(format!(
+                    "{} => {} ({})",
+                    ixn.source_name,
+                    ixn.destination_name,
+                    old.get("Action").and_then(Value::as_str).unwrap_or("")
+                )));
             }
         }
         list.retain(|s| !same(s));
@@ -319,7 +316,7 @@ pub fn create(args: &CreateArgs, io: &mut Io<'_>) -> u8 {
                     io.err,
                     "Error creating intention {:?}: Unexpected response code: 500 (duplicate intention found: {})",
                     ixn.label(),
-                    old.label()
+                    old
                 );
                 return 1;
             }
