@@ -62,6 +62,8 @@ enum Command {
     /// The seed workflow in one process: an agent with the UI, a token issuer, two
     /// services with sidecars, and ready-to-paste requests.
     Demo(demo::DemoArgs),
+    /// Print the version.
+    Version,
     /// Register and deregister services (the catalog).
     #[command(subcommand)]
     Services(services::ServicesCommand),
@@ -100,6 +102,11 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
 /// Like [`run`], writing to the given streams and returning the exit code.
 pub fn run_with(args: Vec<OsString>, io: &mut Io<'_>) -> u8 {
     let args = consul_style_flags(args);
+    // Bare `tribune`: the help, on stdout.
+    if args.len() <= 1 {
+        let _ = write!(io.out, "{}", Cli::command().render_help());
+        return 0;
+    }
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -122,6 +129,10 @@ pub fn run_with(args: Vec<OsString>, io: &mut Io<'_>) -> u8 {
         Command::Connect(cmd) => connect::run(cmd, io),
         Command::Services(cmd) => services::run(cmd, io),
         Command::Demo(args) => demo::run(args, io),
+        Command::Version => {
+            let _ = writeln!(io.out, "Tribune v{}", env!("CARGO_PKG_VERSION"));
+            0
+        }
     }
 }
 
@@ -210,6 +221,22 @@ mod tests {
             got,
             ["tribune", "config", "validate", "--canonical", "-", "-x"]
         );
+    }
+
+    #[test]
+    fn bare_tribune_prints_help_on_stdout_and_version_has_two_spellings() {
+        let (code, out, err) = run_args(&[]);
+        assert_eq!((code, err.as_str()), (0, ""));
+        assert!(
+            out.contains("Usage: tribune <COMMAND>") && out.contains("demo"),
+            "{out}"
+        );
+        let version = format!("Tribune v{}\n", env!("CARGO_PKG_VERSION"));
+        assert_eq!(run_args(&["version"]), (0, version, String::new()));
+        let (code, out, _) = run_args(&["--version"]);
+        assert_eq!(code, 0);
+        assert!(out.contains(env!("CARGO_PKG_VERSION")), "{out}");
+        assert_eq!(run_args(&["-version"]).0, 0);
     }
 
     #[test]
