@@ -334,28 +334,30 @@ pub fn create(args: &CreateArgs, io: &mut Io<'_>) -> u8 {
     0
 }
 
-/// `SRC DST` of get and delete; Tribune's intentions have no IDs.
-fn pair(args: &[String]) -> Result<(String, String), String> {
-    match args {
-        [src, dst] => Ok((target(src, "source")?, target(dst, "destination")?)),
-        [_] => Err("intentions in Tribune have no IDs (they are config entry sources): name them by SRC DST".into()),
-        _ => Err("command requires exactly 1 or 2 arguments".into()),
-    }
-}
-
-pub fn get(args: &PairArgs, io: &mut Io<'_>) -> u8 {
-    let (src, dst) = match pair(&args.args) {
-        Ok(p) => p,
-        Err(e) => {
-            let _ = writeln!(io.err, "{e}");
-            return 1;
-        }
+/// `SRC DST` of get and delete (Tribune's intentions have no IDs), and the exact
+/// endpoint's path for them.
+fn exact(args: &[String]) -> Result<(String, String, String), String> {
+    let (src, dst) = match args {
+        [src, dst] => (target(src, "source")?, target(dst, "destination")?),
+        [_] => return Err("intentions in Tribune have no IDs (they are config entry sources): name them by SRC DST".into()),
+        _ => return Err("command requires exactly 1 or 2 arguments".into()),
     };
     let path = format!(
         "/v1/connect/intentions/exact?source={}&destination={}",
         encode(&src),
         encode(&dst)
     );
+    Ok((src, dst, path))
+}
+
+pub fn get(args: &PairArgs, io: &mut Io<'_>) -> u8 {
+    let (src, dst, path) = match exact(&args.args) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writeln!(io.err, "{e}");
+            return 1;
+        }
+    };
     let r = match call(&args.http, "GET", &path, None) {
         Ok(r) => r,
         Err(e) => {
@@ -451,18 +453,13 @@ pub fn list(args: &ListArgs, io: &mut Io<'_>) -> u8 {
 }
 
 pub fn delete(args: &PairArgs, io: &mut Io<'_>) -> u8 {
-    let (src, dst) = match pair(&args.args) {
-        Ok(p) => p,
+    let path = match exact(&args.args) {
+        Ok((_, _, path)) => path,
         Err(e) => {
             let _ = writeln!(io.err, "{e}");
             return 1;
         }
     };
-    let path = format!(
-        "/v1/connect/intentions/exact?source={}&destination={}",
-        encode(&src),
-        encode(&dst)
-    );
     match call_ok(
         &args.http,
         "DELETE",
