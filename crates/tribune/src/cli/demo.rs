@@ -342,8 +342,9 @@ async fn start(args: &DemoArgs, state_dir: &std::path::Path) -> Result<Running, 
     })
 }
 
-/// Waits (bounded) until web's sidecar accepts connections on its upstream port and
-/// api's sidecar has its policy, so the printed commands work when they are shown.
+/// Waits (bounded, 5 s) until web's sidecar accepts connections on its upstream port,
+/// so the printed commands work when they are shown. (Policies arrive from the
+/// in-process agent within milliseconds; until then a sidecar refuses requests.)
 async fn wait_ready(upstream: u16) {
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(("127.0.0.1", upstream))

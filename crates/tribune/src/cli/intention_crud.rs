@@ -135,13 +135,14 @@ fn target(input: &str, what: &str) -> Result<String, String> {
     }
 }
 
-fn parse_meta(list: &[String]) -> Result<std::collections::BTreeMap<String, String>, String> {
-    let mut out = std::collections::BTreeMap::new();
-    for kv in list {
-        let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
-        out.insert(k.to_string(), v.to_string());
-    }
-    Ok(out)
+/// `-meta k=v` flags (`k` alone: an empty value, as Consul's flag takes it).
+fn parse_meta(list: &[String]) -> std::collections::BTreeMap<String, String> {
+    list.iter()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
 }
 
 fn read_files(paths: &[String]) -> Result<Vec<Intention>, String> {
@@ -292,7 +293,7 @@ pub fn create(args: &CreateArgs, io: &mut Io<'_>) -> u8 {
                     source_name: s,
                     destination_name: d,
                     action: action.into(),
-                    meta: parse_meta(&args.meta)?,
+                    meta: parse_meta(&args.meta),
                     ..Intention::default()
                 }])
             }),
