@@ -205,15 +205,9 @@ pub fn run(args: AgentArgs, io: &mut Io<'_>) -> u8 {
         }
     };
     let data = backend.describe();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match server_runtime(io) {
         Ok(r) => r,
-        Err(e) => {
-            let _ = writeln!(io.err, "==> Error starting runtime: {e}");
-            return 1;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         let store = match backend.open().await {
@@ -320,6 +314,18 @@ pub fn run(args: AgentArgs, io: &mut Io<'_>) -> u8 {
             }
         }
     })
+}
+
+/// The multi-threaded runtime of a long-running command (agent, demo); a failure is
+/// printed and becomes exit code 1.
+pub(super) fn server_runtime(io: &mut Io<'_>) -> Result<tokio::runtime::Runtime, u8> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            let _ = writeln!(io.err, "==> Error starting runtime: {e}");
+            1
+        })
 }
 
 /// How long connections may take to finish after a shutdown signal.

@@ -288,15 +288,18 @@ async fn start(args: &DemoArgs, state_dir: &std::path::Path) -> Result<Running, 
     }
 
     // The two services and their sidecars; web calls api through its upstream.
-    let mut ports = HashMap::new();
     for name in ["web", "api"] {
         let app = TcpListener::bind(("127.0.0.1", 0))
             .await
             .map_err(|e| e.to_string())?;
         let app_port = app.local_addr().map_err(|e| e.to_string())?.port();
         tokio::spawn(serve(app, app_router(name)));
-        let mesh = free_port(0, "mesh").await?;
-        ports.insert(name, mesh);
+        // The sidecar's mesh port goes in the registration before the sidecar binds it.
+        let mesh = TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
         let upstreams = if name == "web" {
             json!([{"DestinationName": "api", "LocalBindPort": upstream}])
         } else {
@@ -399,15 +402,9 @@ Why: the agent answers what api's sidecar decides, with the deciding intention:
 }
 
 pub fn run(args: DemoArgs, io: &mut Io<'_>) -> u8 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::agent::server_runtime(io) {
         Ok(r) => r,
-        Err(e) => {
-            let _ = writeln!(io.err, "==> Error starting runtime: {e}");
-            return 1;
-        }
+        Err(code) => return code,
     };
     let state_dir: PathBuf =
         std::env::temp_dir().join(format!("tribune-demo-{}", std::process::id()));
