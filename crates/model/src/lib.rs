@@ -16,6 +16,7 @@
 pub mod decode;
 pub mod entry;
 pub mod error;
+pub mod filter;
 pub mod go;
 pub mod hcl;
 pub mod intentions;

@@ -2,6 +2,7 @@
 //! supports). Secrets never reach the logs.
 
 use crate::acl::{Policy, PolicyLink, Rules, Token, MANAGEMENT_POLICY_ID, MANAGEMENT_POLICY_NAME};
+use crate::filters;
 use crate::{
     authorize, contended, contention_backoff, find_token_by_secret, json_body, load_policy,
     now_rfc3339, parse_query, token_secret, ApiError, ApiResult, AppState, Shared, ACL_META_TABLE,
@@ -306,6 +307,7 @@ pub(crate) async fn list_policies(
     acl_caller(&state, raw.as_deref(), &headers)
         .await?
         .acl_read()?;
+    let filter = filters::from_query(&parse_query(raw.as_deref()), filters::ACL_POLICY)?;
     let out: Vec<Value> = state
         .store
         .list(POLICY_TABLE)
@@ -316,6 +318,7 @@ pub(crate) async fn list_policies(
                 .ok()
                 .map(|v| with_indexes(v, Some(r), 0))
         })
+        .filter(|v| filters::keeps(&filter, v))
         .collect();
     Ok(Json(out).into_response())
 }
@@ -523,12 +526,14 @@ pub(crate) async fn list_tokens(
     let authz = acl_caller(&state, raw.as_deref(), &headers).await?;
     authz.acl_read()?;
     let secret = Secret::for_caller(&authz);
+    let filter = filters::from_query(&parse_query(raw.as_deref()), filters::ACL_TOKEN)?;
     let out: Vec<Value> = state
         .store
         .list(TOKEN_TABLE)
         .await?
         .iter()
         .filter_map(|r| token_view(r, secret))
+        .filter(|v| filters::keeps(&filter, v))
         .collect();
     Ok(Json(out).into_response())
 }

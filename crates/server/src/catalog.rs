@@ -12,6 +12,7 @@
 //! Keys are matched like Consul's decoder: any case, CamelCase or snake_case.
 
 use crate::acl::Authorizer;
+use crate::filters;
 use crate::{
     authorize, block_on_table, contended, contention_backoff, index_header, json_body, parse_query,
     ApiError, ApiResult, AppState, Shared, WRITE_ATTEMPTS,
@@ -328,7 +329,23 @@ pub(crate) async fn service(
         .find(|r| field_str(r, "ID") == id)
         .ok_or_else(|| ApiError::not_found(format!("unknown service ID: {id}")))?;
     authz.service_read(field_str(&svc, "Service"))?;
+    let svc = agent_view(svc, &state.config.datacenter);
     Ok(([index_header(index)], Json(svc)).into_response())
+}
+
+/// A stored registration as Consul's agent shows it: with the fields Consul fills
+/// in that Tribune does not store.
+fn agent_view(mut r: Value, datacenter: &str) -> Value {
+    if let Some(obj) = r.as_object_mut() {
+        for (k, v) in [
+            ("Weights", json!({"Passing": 1, "Warning": 1})),
+            ("EnableTagOverride", json!(false)),
+            ("Datacenter", json!(datacenter)),
+        ] {
+            obj.entry(k).or_insert(v);
+        }
+    }
+    r
 }
 
 /// `GET /v1/agent/services`.
@@ -339,13 +356,30 @@ pub(crate) async fn services(
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
     let authz = authorize(&state, &headers, &q).await?;
+    let filter = filters::from_query(&q, filters::AGENT_SERVICE)?;
     let map: Map<String, Value> = load_all(&state)
         .await?
         .into_iter()
         .filter(|r| authz.service_read(field_str(r, "Service")).is_ok())
+        .map(|r| agent_view(r, &state.config.datacenter))
+        .filter(|r| filters::keeps(&filter, r))
         .map(|r| (field_str(&r, "ID").to_string(), r))
         .collect();
     Ok(Json(Value::Object(map)).into_response())
+}
+
+/// A registration as Consul's `structs.ServiceNode` (one node: this agent).
+fn service_node(r: &Value, datacenter: &str) -> Value {
+    let pick = |k: &str| r.get(k).cloned().unwrap_or(Value::Null);
+    json!({
+        "ID": "", "Node": NODE, "Address": field_str(r, "Address"), "Datacenter": datacenter,
+        "NodeMeta": {}, "ServiceKind": pick("Kind"), "ServiceID": pick("ID"),
+        "ServiceName": pick("Service"), "ServiceTags": pick("Tags"),
+        "ServiceAddress": pick("Address"), "ServiceMeta": pick("Meta"),
+        "ServicePort": pick("Port"), "ServiceWeights": {"Passing": 1, "Warning": 1},
+        "ServiceEnableTagOverride": false, "ServiceProxy": pick("Proxy"),
+        "ServiceConnect": {},
+    })
 }
 
 /// `GET /v1/catalog/services`: service names and their tags.
@@ -356,12 +390,26 @@ pub(crate) async fn catalog_services(
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
     let authz = authorize(&state, &headers, &q).await?;
+    let filter = filters::from_query(&q, filters::SERVICE_NODE)?;
     let index = block_on_table(&state, SERVICES_TABLE, &q).await?;
     let mut map = Map::new();
     for r in load_all(&state).await? {
         let name = field_str(&r, "Service").to_string();
-        if authz.service_read(&name).is_ok() {
-            map.insert(name, r.get("Tags").cloned().unwrap_or(json!([])));
+        if authz.service_read(&name).is_err()
+            || !filters::keeps(&filter, &service_node(&r, &state.config.datacenter))
+        {
+            continue;
+        }
+        // Consul merges the tags of every instance of a name.
+        let tags = map.entry(name).or_insert_with(|| json!([]));
+        if let (Some(all), Some(more)) =
+            (tags.as_array_mut(), r.get("Tags").and_then(Value::as_array))
+        {
+            for t in more {
+                if !all.contains(t) {
+                    all.push(t.clone());
+                }
+            }
         }
     }
     Ok(([index_header(index)], Json(Value::Object(map))).into_response())

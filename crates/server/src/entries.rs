@@ -504,16 +504,19 @@ async fn list(
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
-    if query_get(&q, "filter").is_some_and(|f| !f.is_empty()) {
-        return Err(ApiError::bad_request(match kind {
-            Some(k) if k != Kind::ServiceDefaults => {
-                format!("filtering not supported for config entry kind={k}")
-            }
-            // Consul filters service-defaults with go-bexpr; Tribune does not yet, and
-            // says so rather than returning unfiltered results.
-            _ => "filter expressions are not supported by Tribune yet".to_string(),
-        }));
-    }
+    // Consul filters service-defaults only (with go-bexpr).
+    let filter = match kind {
+        Some(Kind::ServiceDefaults) => {
+            crate::filters::from_query(&q, crate::filters::SERVICE_DEFAULTS)?
+        }
+        _ if query_get(&q, "filter").is_some_and(|f| !f.is_empty()) => {
+            return Err(ApiError::bad_request(match kind {
+                Some(k) => format!("filtering not supported for config entry kind={k}"),
+                None => "filtering not supported when listing every kind".to_string(),
+            }));
+        }
+        _ => None,
+    };
     let authz = authorize(state, headers, &q).await?;
     let index = block_on_table(state, CONFIG_TABLE, &q).await?;
     let mut filtered = false;
@@ -526,7 +529,10 @@ async fn list(
             filtered = true;
             continue;
         }
-        out.push(entry_json(e, r));
+        let json = entry_json(e, r);
+        if crate::filters::keeps(&filter, &json) {
+            out.push(json);
+        }
     }
     let mut res = ([index_header(index)], Json(out)).into_response();
     if filtered {

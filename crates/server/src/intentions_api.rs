@@ -93,6 +93,7 @@ pub(crate) async fn list(
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
     let authz = authorize(&state, &headers, &q).await?;
+    let filter = crate::filters::from_query(&q, crate::filters::INTENTION)?;
     let index = block_on_table(&state, CONFIG_TABLE, &q).await?;
     let all = load_all(&state).await?;
     let mut out = Vec::new();
@@ -100,7 +101,12 @@ pub(crate) async fn list(
         if authz.intentions_read(&si.name).is_err() {
             continue;
         }
-        out.extend(si.sources.iter().map(|s| intention_json(si, s, r)));
+        out.extend(
+            si.sources
+                .iter()
+                .map(|s| intention_json(si, s, r))
+                .filter(|i| crate::filters::keeps(&filter, i)),
+        );
     }
     Ok(([index_header(index)], Json(out)).into_response())
 }

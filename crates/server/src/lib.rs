@@ -18,6 +18,7 @@ pub mod agent_config;
 mod ca_api;
 mod catalog;
 mod entries;
+mod filters;
 mod intentions_api;
 pub mod listener;
 mod providers_api;

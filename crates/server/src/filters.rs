@@ -1,0 +1,148 @@
+//! `?filter=` on the list endpoints Consul filters: the fields of each listed item
+//! (named and typed as Consul's structs name them, so an expression written for
+//! Consul means the same here) and the one function the handlers call.
+//!
+//! | endpoint | item filtered |
+//! |---|---|
+//! | `/v1/connect/intentions` | `Intention` |
+//! | `/v1/agent/services` | `AgentService` |
+//! | `/v1/catalog/services` | `ServiceNode` (then collapsed to name -> tags) |
+//! | `/v1/config/service-defaults` | `ServiceConfigEntry` |
+//! | `/v1/acl/tokens`, `/v1/acl/policies` | the list stubs (Consul itself ignores `filter` there) |
+//!
+//! A token's `SecretID` is not a selector: a filter must not become a way to guess
+//! secrets one character at a time.
+
+use crate::{query_get, ApiError, ApiResult};
+use axum::http::StatusCode;
+use tribune_model::filter::{compile, Field, Filter, Type};
+
+const WEIGHTS: &[Field] = &[
+    Field::new("Passing", Type::Int),
+    Field::new("Warning", Type::Int),
+];
+const CONNECT: &[Field] = &[Field::new("Native", Type::Bool)];
+const UPSTREAM: &[Field] = &[
+    Field::new("DestinationType", Type::String),
+    Field::new("DestinationNamespace", Type::String),
+    Field::new("DestinationName", Type::String),
+    Field::new("Datacenter", Type::String),
+    Field::new("LocalBindAddress", Type::String),
+    Field::new("LocalBindPort", Type::Int),
+];
+const PROXY: &[Field] = &[
+    Field::new("DestinationServiceName", Type::String),
+    Field::new("DestinationServiceID", Type::String),
+    Field::new("LocalServiceAddress", Type::String),
+    Field::new("LocalServicePort", Type::Int),
+    Field::new("Upstreams", Type::StructList(UPSTREAM)),
+];
+
+/// Consul's `structs.Intention` (what `/v1/connect/intentions` lists).
+pub(crate) const INTENTION: &[Field] = &[
+    Field::new("ID", Type::String),
+    Field::new("Description", Type::String),
+    Field::new("SourcePeer", Type::String),
+    Field::new("SourceNS", Type::String),
+    Field::new("SourceName", Type::String),
+    Field::new("DestinationNS", Type::String),
+    Field::new("DestinationName", Type::String),
+    Field::new("SourceType", Type::String),
+    Field::new("Action", Type::String),
+    Field::new("Precedence", Type::Int),
+    Field::new("Meta", Type::StringMap),
+];
+
+/// Consul's `api.AgentService` (the values of `/v1/agent/services`).
+pub(crate) const AGENT_SERVICE: &[Field] = &[
+    Field::new("Kind", Type::String),
+    Field::new("ID", Type::String),
+    Field::new("Service", Type::String),
+    Field::new("Tags", Type::StringList),
+    Field::new("Meta", Type::StringMap),
+    Field::new("Port", Type::Int),
+    Field::new("Address", Type::String),
+    Field::new("Weights", Type::Struct(WEIGHTS)),
+    Field::new("EnableTagOverride", Type::Bool),
+    Field::new("Proxy", Type::Struct(PROXY)),
+    Field::new("Connect", Type::Struct(CONNECT)),
+];
+
+/// Consul's `structs.ServiceNode` (what `/v1/catalog/services` filters before it
+/// collapses the nodes into service name -> tags).
+pub(crate) const SERVICE_NODE: &[Field] = &[
+    Field::new("ID", Type::String),
+    Field::new("Node", Type::String),
+    Field::new("Address", Type::String),
+    Field::new("Datacenter", Type::String),
+    Field::new("NodeMeta", Type::StringMap),
+    Field::new("ServiceKind", Type::String),
+    Field::new("ServiceID", Type::String),
+    Field::new("ServiceName", Type::String),
+    Field::new("ServiceTags", Type::StringList),
+    Field::new("ServiceAddress", Type::String),
+    Field::new("ServiceMeta", Type::StringMap),
+    Field::new("ServicePort", Type::Int),
+    Field::new("ServiceWeights", Type::Struct(WEIGHTS)),
+    Field::new("ServiceEnableTagOverride", Type::Bool),
+    Field::new("ServiceProxy", Type::Struct(PROXY)),
+    Field::new("ServiceConnect", Type::Struct(CONNECT)),
+];
+
+/// Consul's `structs.ServiceConfigEntry`.
+pub(crate) const SERVICE_DEFAULTS: &[Field] = &[
+    Field::new("Kind", Type::String),
+    Field::new("Name", Type::String),
+    Field::new("Protocol", Type::String),
+    Field::new("Mode", Type::String),
+    Field::new("ExternalSNI", Type::String),
+    Field::new("MaxInboundConnections", Type::Int),
+    Field::new("LocalConnectTimeoutMs", Type::Int),
+    Field::new("LocalRequestTimeoutMs", Type::Int),
+    Field::new("Meta", Type::StringMap),
+];
+
+const LINK: &[Field] = &[
+    Field::new("ID", Type::String),
+    Field::new("Name", Type::String),
+];
+
+/// `ACLTokenListStub` without `SecretID`.
+pub(crate) const ACL_TOKEN: &[Field] = &[
+    Field::new("AccessorID", Type::String),
+    Field::new("Description", Type::String),
+    Field::new("Policies", Type::StructList(LINK)),
+    Field::new("Roles", Type::StructList(LINK)),
+    Field::new("Local", Type::Bool),
+    Field::new("CreateTime", Type::String),
+];
+
+/// `ACLPolicyListStub`.
+pub(crate) const ACL_POLICY: &[Field] = &[
+    Field::new("ID", Type::String),
+    Field::new("Name", Type::String),
+    Field::new("Description", Type::String),
+    Field::new("Datacenters", Type::StringList),
+];
+
+/// The request's `?filter=` compiled against `schema`; none when absent or empty.
+/// A bad expression is Consul's HTTP 500 with bexpr's message.
+pub(crate) fn from_query(
+    q: &[(String, String)],
+    schema: &'static [Field],
+) -> ApiResult<Option<Filter>> {
+    match query_get(q, "filter").filter(|f| !f.is_empty()) {
+        None => Ok(None),
+        Some(expr) => compile(expr, schema).map(Some).map_err(|e| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("Failed to create boolean expression evaluator: {e}"),
+            )
+        }),
+    }
+}
+
+/// Whether `item` passes the (optional) filter.
+pub(crate) fn keeps(filter: &Option<Filter>, item: &serde_json::Value) -> bool {
+    filter.as_ref().is_none_or(|f| f.matches(item))
+}
