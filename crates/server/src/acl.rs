@@ -392,6 +392,19 @@ pub struct PolicyLink {
     pub name: String,
 }
 
+/// A stored role: a named set of policies tokens can link to (Consul's shape).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Role {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "Description", default)]
+    pub description: String,
+    #[serde(rename = "Policies", default)]
+    pub policies: Vec<PolicyLink>,
+}
+
 /// A stored token (Consul's shape).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Token {
@@ -403,6 +416,9 @@ pub struct Token {
     pub description: String,
     #[serde(rename = "Policies", default)]
     pub policies: Vec<PolicyLink>,
+    /// Roles, whose policies the token also holds (Consul omits the list when empty).
+    #[serde(rename = "Roles", default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<PolicyLink>,
     #[serde(rename = "Local", default)]
     pub local: bool,
     #[serde(rename = "CreateTime", default)]

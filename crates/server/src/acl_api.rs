@@ -4,9 +4,9 @@
 use crate::acl::{Policy, PolicyLink, Rules, Token, MANAGEMENT_POLICY_ID, MANAGEMENT_POLICY_NAME};
 use crate::filters;
 use crate::{
-    authorize, contended, contention_backoff, find_token_by_secret, json_body, load_policy,
-    now_rfc3339, parse_query, token_secret, ApiError, ApiResult, AppState, Shared, ACL_META_TABLE,
-    POLICY_TABLE, TOKEN_TABLE, WRITE_ATTEMPTS,
+    authorize, contended, contention_backoff, find_token_by_secret, json_body, now_rfc3339,
+    parse_query, token_secret, ApiError, ApiResult, AppState, Shared, ACL_META_TABLE, POLICY_TABLE,
+    TOKEN_TABLE, WRITE_ATTEMPTS,
 };
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -15,6 +15,14 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 use tribune_store::{Cas, Op, Record};
+
+mod edit;
+
+pub(crate) use edit::{
+    clone_token, create_role, delete_role, list_roles, read_role, read_role_by_name, update_policy,
+    update_role, update_token,
+};
+use edit::{policy_links, role_links, Names};
 
 const BOOTSTRAP_KEY: &str = "bootstrapped";
 
@@ -59,6 +67,7 @@ fn management_token(secret: &str, description: &str) -> Token {
             id: MANAGEMENT_POLICY_ID.into(),
             name: MANAGEMENT_POLICY_NAME.into(),
         }],
+        roles: Vec::new(),
         local: false,
         create_time: now_rfc3339(),
     }
@@ -94,13 +103,28 @@ async fn create_unique(
     op: Op,
     check: impl Fn(&[Record]) -> ApiResult<()>,
 ) -> ApiResult<tribune_store::Applied> {
+    write_guarded(state, table, |records| {
+        check(records)?;
+        Ok(op.clone())
+    })
+    .await
+}
+
+/// Builds one write from the table's records (`build` may refuse) and applies it
+/// only if the table has not changed since they were read: read-modify-write of a
+/// record, with a uniqueness rule, safe across agents. Retried on a lost race.
+async fn write_guarded(
+    state: &AppState,
+    table: &str,
+    build: impl Fn(&[Record]) -> ApiResult<Op>,
+) -> ApiResult<tribune_store::Applied> {
     for attempt in 0..WRITE_ATTEMPTS {
         let serial = state.write_lock.lock().await;
         let index = state.store.table_index(table).await?;
-        check(&state.store.list(table).await?)?;
+        let op = build(&state.store.list(table).await?)?;
         let applied = state
             .store
-            .apply(&[op.clone(), Op::unchanged(table, index)])
+            .apply(&[op, Op::unchanged(table, index)])
             .await?;
         if !applied.stale {
             return Ok(applied);
@@ -359,35 +383,8 @@ pub(crate) async fn create_token(
         .await?
         .acl_write()?;
     let v = json_body(&body)?;
-    let mut policies = Vec::new();
-    for link in v
-        .get("Policies")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
-    {
-        let id = link.get("ID").and_then(Value::as_str).unwrap_or("");
-        let name = link.get("Name").and_then(Value::as_str).unwrap_or("");
-        let found = if !id.is_empty() {
-            load_policy(&state, id).await?
-        } else {
-            find_policy_by_name(&state, name).await?.map(|(p, _)| p)
-        };
-        let p = found.ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "No such ACL policy with {}",
-                if id.is_empty() {
-                    format!("name {name:?}")
-                } else {
-                    format!("ID {id:?}")
-                }
-            ))
-        })?;
-        policies.push(PolicyLink {
-            id: p.id,
-            name: p.name,
-        });
-    }
+    let policies = policy_links(&state, &v).await?;
+    let roles = role_links(&state, &v).await?;
     let secret = v
         .get("SecretID")
         .and_then(Value::as_str)
@@ -408,6 +405,7 @@ pub(crate) async fn create_token(
             .unwrap_or("")
             .to_string(),
         policies,
+        roles,
         local: v.get("Local").and_then(Value::as_bool).unwrap_or(false),
         create_time: now_rfc3339(),
     };
@@ -468,8 +466,9 @@ impl Secret {
 
 /// A stored token as the API shows it: every token read goes through here, so the
 /// redaction rule lives in one place.
-fn token_view(r: &Record, secret: Secret) -> Option<Value> {
+fn token_view(r: &Record, secret: Secret, names: &Names) -> Option<Value> {
     let mut token: Token = serde_json::from_slice(&r.value).ok()?;
+    names.token(&mut token);
     if secret == Secret::Hidden {
         token.secret_id = REDACTED_SECRET.to_string();
     }
@@ -489,7 +488,8 @@ pub(crate) async fn read_token(
         .get(TOKEN_TABLE, &id)
         .await?
         .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
-    let t = token_view(&r, Secret::for_caller(&authz))
+    let names = Names::load(&state).await?;
+    let t = token_view(&r, Secret::for_caller(&authz), &names)
         .ok_or_else(|| crate::internal_error(format!("stored token {id} does not decode")))?;
     Ok(Json(t).into_response())
 }
@@ -513,7 +513,8 @@ pub(crate) async fn token_self(
         .get(TOKEN_TABLE, &t.accessor_id)
         .await?
         .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
-    let t = token_view(&r, Secret::Shown)
+    let names = Names::load(&state).await?;
+    let t = token_view(&r, Secret::Shown, &names)
         .ok_or_else(|| crate::internal_error("stored token does not decode".into()))?;
     Ok(Json(t).into_response())
 }
@@ -527,12 +528,13 @@ pub(crate) async fn list_tokens(
     authz.acl_read()?;
     let secret = Secret::for_caller(&authz);
     let filter = filters::from_query(&parse_query(raw.as_deref()), filters::ACL_TOKEN)?;
+    let names = Names::load(&state).await?;
     let out: Vec<Value> = state
         .store
         .list(TOKEN_TABLE)
         .await?
         .iter()
-        .filter_map(|r| token_view(r, secret))
+        .filter_map(|r| token_view(r, secret, &names))
         .filter(|v| filters::keeps(&filter, v))
         .collect();
     Ok(Json(out).into_response())

@@ -8,7 +8,7 @@
 //! | `/v1/agent/services` | `AgentService` |
 //! | `/v1/catalog/services` | `ServiceNode` (then collapsed to name -> tags) |
 //! | `/v1/config/service-defaults` | `ServiceConfigEntry` |
-//! | `/v1/acl/tokens`, `/v1/acl/policies` | the list stubs (Consul itself ignores `filter` there) |
+//! | `/v1/acl/tokens`, `/v1/acl/policies`, `/v1/acl/roles` | the list stubs (Consul itself ignores `filter` there) |
 //!
 //! A token's `SecretID` is not a selector: a filter must not become a way to guess
 //! secrets one character at a time.
@@ -123,6 +123,14 @@ pub(crate) const ACL_POLICY: &[Field] = &[
     Field::new("Name", Type::String),
     Field::new("Description", Type::String),
     Field::new("Datacenters", Type::StringList),
+];
+
+/// `ACLRole`.
+pub(crate) const ACL_ROLE: &[Field] = &[
+    Field::new("ID", Type::String),
+    Field::new("Name", Type::String),
+    Field::new("Description", Type::String),
+    Field::new("Policies", Type::StructList(LINK)),
 ];
 
 /// The request's `?filter=` compiled against `schema`; none when absent or empty.

@@ -43,6 +43,7 @@ pub(crate) const CONFIG_TABLE: &str = "config-entries";
 pub(crate) const POLICY_TABLE: &str = "acl-policies";
 pub(crate) const TOKEN_TABLE: &str = "acl-tokens";
 pub(crate) const ACL_META_TABLE: &str = "acl-meta";
+pub(crate) const ROLE_TABLE: &str = "acl-roles";
 
 /// Shared state of the HTTP API.
 pub struct AppState {
@@ -235,7 +236,9 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/acl/policy", put(acl_api::create_policy))
         .route(
             "/v1/acl/policy/{id}",
-            get(acl_api::read_policy).delete(acl_api::delete_policy),
+            get(acl_api::read_policy)
+                .put(acl_api::update_policy)
+                .delete(acl_api::delete_policy),
         )
         .route(
             "/v1/acl/policy/name/{name}",
@@ -246,9 +249,21 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/acl/token/self", get(acl_api::token_self))
         .route(
             "/v1/acl/token/{id}",
-            get(acl_api::read_token).delete(acl_api::delete_token),
+            get(acl_api::read_token)
+                .put(acl_api::update_token)
+                .delete(acl_api::delete_token),
         )
+        .route("/v1/acl/token/{id}/clone", put(acl_api::clone_token))
         .route("/v1/acl/tokens", get(acl_api::list_tokens))
+        .route("/v1/acl/role", put(acl_api::create_role))
+        .route(
+            "/v1/acl/role/{id}",
+            get(acl_api::read_role)
+                .put(acl_api::update_role)
+                .delete(acl_api::delete_role),
+        )
+        .route("/v1/acl/role/name/{name}", get(acl_api::read_role_by_name))
+        .route("/v1/acl/roles", get(acl_api::list_roles))
         .route("/v1/tribune/staged", get(staged::list))
         .route("/v1/tribune/staged/{kind}/{name}", get(staged::show))
         .route(
@@ -367,7 +382,17 @@ pub(crate) async fn authorize(
         .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
     let mut rules = Rules::default();
     let mut management = false;
-    for link in &token.policies {
+    // The token's own policies, then its roles' (a deleted role or policy is skipped,
+    // as Consul prunes dangling links).
+    let mut links = token.policies.clone();
+    for role in &token.roles {
+        if let Some(r) = state.store.get(ROLE_TABLE, &role.id).await? {
+            if let Ok(role) = serde_json::from_slice::<acl::Role>(&r.value) {
+                links.extend(role.policies);
+            }
+        }
+    }
+    for link in &links {
         if link.id == acl::MANAGEMENT_POLICY_ID {
             management = true;
             continue;

@@ -1,0 +1,538 @@
+//! Changing ACL objects after they exist, and roles (Consul's shapes and rules):
+//!
+//! - `PUT /v1/acl/token/:id` replaces a token's Description, Policies and Roles
+//!   (its SecretID and Local never change); `PUT /v1/acl/token/:id/clone` makes a new
+//!   token (new AccessorID and SecretID) with the same links.
+//! - `PUT /v1/acl/policy/:id` replaces a policy's Name, Description and Rules (the
+//!   built-in global-management policy keeps its name and rules).
+//! - `/v1/acl/role` (create), `/v1/acl/role/:id` (read, update, delete),
+//!   `/v1/acl/role/name/:name`, `/v1/acl/roles`: a role is a named set of policies;
+//!   a token linked to a role holds the role's policies.
+//!
+//! Links are given by ID or Name and stored by ID; every read shows the current
+//! names and leaves out links to objects that were deleted, as Consul does.
+
+use super::{
+    acl_caller, find_policy_by_name, put_json, token_view, with_indexes, write_guarded, Secret,
+};
+use crate::acl::{Policy, PolicyLink, Role, Rules, Token, MANAGEMENT_POLICY_ID};
+use crate::{
+    filters, json_body, load_policy, now_rfc3339, parse_query, ApiError, ApiResult, AppState,
+    Shared, POLICY_TABLE, ROLE_TABLE, TOKEN_TABLE,
+};
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::Value;
+use std::collections::HashMap;
+use tribune_store::{Cas, Op, Record};
+
+fn not_found() -> ApiError {
+    ApiError(StatusCode::FORBIDDEN, "ACL not found".into())
+}
+
+fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+/// The links of `key` in a request body (`[{"ID": ..} | {"Name": ..}]`), each
+/// resolved with `find`, duplicates dropped.
+async fn links<F, Fut>(v: &Value, key: &str, what: &str, find: F) -> ApiResult<Vec<PolicyLink>>
+where
+    F: Fn(String, String) -> Fut,
+    Fut: std::future::Future<Output = ApiResult<Option<PolicyLink>>>,
+{
+    let mut out: Vec<PolicyLink> = Vec::new();
+    let items = match v.get(key) {
+        None | Some(Value::Null) => return Ok(out),
+        Some(Value::Array(items)) => items.clone(),
+        Some(_) => {
+            return Err(ApiError::bad_request(format!(
+                "Request decoding failed: {key}: must be a list of {{\"ID\": ...}} or {{\"Name\": ...}}"
+            )))
+        }
+    };
+    for link in items {
+        let id = str_field(&link, "ID").to_string();
+        let name = str_field(&link, "Name").to_string();
+        let shown = if id.is_empty() {
+            format!("name {name:?}")
+        } else {
+            format!("ID {id:?}")
+        };
+        let found = find(id, name)
+            .await?
+            .ok_or_else(|| ApiError::bad_request(format!("No such ACL {what} with {shown}")))?;
+        if !out.iter().any(|l| l.id == found.id) {
+            out.push(found);
+        }
+    }
+    Ok(out)
+}
+
+/// A body's `Policies`, resolved to stored policies.
+pub(super) async fn policy_links(state: &AppState, v: &Value) -> ApiResult<Vec<PolicyLink>> {
+    links(v, "Policies", "policy", |id, name| async move {
+        let p = if !id.is_empty() {
+            load_policy(state, &id).await?
+        } else {
+            find_policy_by_name(state, &name).await?.map(|(p, _)| p)
+        };
+        Ok(p.map(|p| PolicyLink {
+            id: p.id,
+            name: p.name,
+        }))
+    })
+    .await
+}
+
+/// A body's `Roles`, resolved to stored roles.
+pub(super) async fn role_links(state: &AppState, v: &Value) -> ApiResult<Vec<PolicyLink>> {
+    links(v, "Roles", "role", |id, name| async move {
+        let r = if !id.is_empty() {
+            load_role(state, &id).await?.map(|(r, _)| r)
+        } else {
+            find_role_by_name(state, &name).await?.map(|(r, _)| r)
+        };
+        Ok(r.map(|r| PolicyLink {
+            id: r.id,
+            name: r.name,
+        }))
+    })
+    .await
+}
+
+async fn load_role(state: &AppState, id: &str) -> ApiResult<Option<(Role, Record)>> {
+    Ok(state
+        .store
+        .get(ROLE_TABLE, id)
+        .await?
+        .and_then(|r| Some((serde_json::from_slice(&r.value).ok()?, r))))
+}
+
+async fn find_role_by_name(state: &AppState, name: &str) -> ApiResult<Option<(Role, Record)>> {
+    Ok(state
+        .store
+        .list(ROLE_TABLE)
+        .await?
+        .into_iter()
+        .find_map(|r| {
+            let role: Role = serde_json::from_slice(&r.value).ok()?;
+            (role.name == name).then_some((role, r))
+        }))
+}
+
+/// The current names of every policy and role, to show links as they are now.
+pub(super) struct Names {
+    policies: HashMap<String, String>,
+    roles: HashMap<String, String>,
+}
+
+impl Names {
+    pub(super) async fn load(state: &AppState) -> ApiResult<Names> {
+        let mut policies = HashMap::new();
+        for r in state.store.list(POLICY_TABLE).await? {
+            if let Ok(p) = serde_json::from_slice::<Policy>(&r.value) {
+                policies.insert(p.id, p.name);
+            }
+        }
+        let mut roles = HashMap::new();
+        for r in state.store.list(ROLE_TABLE).await? {
+            if let Ok(role) = serde_json::from_slice::<Role>(&r.value) {
+                roles.insert(role.id, role.name);
+            }
+        }
+        Ok(Names { policies, roles })
+    }
+
+    fn refresh(links: &mut Vec<PolicyLink>, names: &HashMap<String, String>) {
+        links.retain_mut(|l| match names.get(&l.id) {
+            Some(n) => {
+                l.name = n.clone();
+                true
+            }
+            None => false,
+        });
+    }
+
+    pub(super) fn token(&self, t: &mut Token) {
+        Self::refresh(&mut t.policies, &self.policies);
+        Self::refresh(&mut t.roles, &self.roles);
+    }
+
+    fn role(&self, r: &mut Role) {
+        Self::refresh(&mut r.policies, &self.policies);
+    }
+}
+
+/// `PUT /v1/acl/token/:id`.
+pub(crate) async fn update_token(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let authz = acl_caller(&state, raw.as_deref(), &headers).await?;
+    authz.acl_write()?;
+    let v = json_body(&body)?;
+    let accessor = str_field(&v, "AccessorID");
+    if !accessor.is_empty() && accessor != id {
+        return Err(ApiError::bad_request(
+            "Token Accessor ID in URL and payload do not match",
+        ));
+    }
+    let policies = policy_links(&state, &v).await?;
+    let roles = role_links(&state, &v).await?;
+    let secret = str_field(&v, "SecretID").to_string();
+    let description = str_field(&v, "Description").to_string();
+    let local = v.get("Local").and_then(Value::as_bool);
+    let applied = write_guarded(&state, TOKEN_TABLE, |records| {
+        let old = records
+            .iter()
+            .find(|r| r.key == id)
+            .and_then(|r| serde_json::from_slice::<Token>(&r.value).ok())
+            .ok_or_else(|| ApiError::bad_request(format!("Cannot find token {id:?} to update")))?;
+        if !secret.is_empty()
+            && !crate::constant_time_eq(secret.as_bytes(), old.secret_id.as_bytes())
+        {
+            return Err(ApiError::bad_request(
+                "Invalid Token: Changing a token's SecretID is not permitted",
+            ));
+        }
+        if local.is_some_and(|l| l != old.local) {
+            return Err(ApiError::bad_request(format!(
+                "Cannot toggle local mode of {id}"
+            )));
+        }
+        let token = Token {
+            description: description.clone(),
+            policies: policies.clone(),
+            roles: roles.clone(),
+            ..old
+        };
+        Ok(put_json(TOKEN_TABLE, &id, &token, Cas::Any))
+    })
+    .await?;
+    tracing::info!(accessor_id = %id, "ACL token updated");
+    read_back_token(&state, &id, Secret::for_caller(&authz), applied.index).await
+}
+
+async fn read_back_token(
+    state: &AppState,
+    id: &str,
+    secret: Secret,
+    index: u64,
+) -> ApiResult<Response> {
+    let r = state
+        .store
+        .get(TOKEN_TABLE, id)
+        .await?
+        .ok_or_else(not_found)?;
+    let names = Names::load(state).await?;
+    let mut t = token_view(&r, secret, &names)
+        .ok_or_else(|| crate::internal_error(format!("stored token {id} does not decode")))?;
+    if let Some(m) = t.as_object_mut() {
+        m.insert("ModifyIndex".into(), Value::from(index.max(r.modify_index)));
+    }
+    Ok(Json(t).into_response())
+}
+
+/// `PUT /v1/acl/token/:id/clone`: a new token with the same links.
+pub(crate) async fn clone_token(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let authz = acl_caller(&state, raw.as_deref(), &headers).await?;
+    authz.acl_write()?;
+    let v = if body.is_empty() {
+        Value::Null
+    } else {
+        json_body(&body)?
+    };
+    let (old, _) = state
+        .store
+        .get(TOKEN_TABLE, &id)
+        .await?
+        .and_then(|r| Some((serde_json::from_slice::<Token>(&r.value).ok()?, r)))
+        .ok_or_else(|| ApiError::bad_request(format!("Cannot find token {id:?} to clone")))?;
+    let description = Some(str_field(&v, "Description"))
+        .filter(|d| !d.is_empty())
+        .map(str::to_string)
+        .unwrap_or(old.description.clone());
+    let token = Token {
+        accessor_id: uuid::Uuid::new_v4().to_string(),
+        secret_id: uuid::Uuid::new_v4().to_string(),
+        description,
+        create_time: now_rfc3339(),
+        ..old
+    };
+    let applied = state
+        .store
+        .apply(&[put_json(
+            TOKEN_TABLE,
+            &token.accessor_id,
+            &token,
+            Cas::Absent,
+        )])
+        .await?;
+    tracing::info!(from = %id, accessor_id = %token.accessor_id, "ACL token cloned");
+    read_back_token(
+        &state,
+        &token.accessor_id,
+        Secret::for_caller(&authz),
+        applied.index,
+    )
+    .await
+}
+
+/// `PUT /v1/acl/policy/:id`.
+pub(crate) async fn update_policy(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    acl_caller(&state, raw.as_deref(), &headers)
+        .await?
+        .acl_write()?;
+    let v = json_body(&body)?;
+    let body_id = str_field(&v, "ID");
+    if !body_id.is_empty() && body_id != id {
+        return Err(ApiError::bad_request(
+            "Policy ID in URL and payload do not match",
+        ));
+    }
+    let name = str_field(&v, "Name").to_string();
+    if name.is_empty() {
+        return Err(ApiError::bad_request("Invalid Policy: no Name is set"));
+    }
+    let rules = str_field(&v, "Rules").to_string();
+    Rules::parse(&rules)
+        .map_err(|e| ApiError::bad_request(format!("Failed to parse ACL rules: {e}")))?;
+    let description = str_field(&v, "Description").to_string();
+    let mut stored = None;
+    let applied = write_guarded(&state, POLICY_TABLE, |records| {
+        let all: Vec<Policy> = records
+            .iter()
+            .filter_map(|r| serde_json::from_slice(&r.value).ok())
+            .collect();
+        let old = all.iter().find(|p| p.id == id).ok_or_else(not_found)?;
+        if all.iter().any(|p| p.id != id && p.name == name) {
+            return Err(ApiError::bad_request(format!(
+                "Invalid Policy: A Policy with Name {name:?} already exists"
+            )));
+        }
+        if id == MANAGEMENT_POLICY_ID {
+            if name != old.name {
+                return Err(ApiError::bad_request(
+                    "Changing the Name for the builtin global-management policy is not permitted",
+                ));
+            }
+            if rules != old.rules {
+                return Err(ApiError::bad_request(
+                    "Changing the Rules for the builtin global-management policy is not permitted",
+                ));
+            }
+        }
+        let policy = Policy {
+            id: id.clone(),
+            name: name.clone(),
+            description: description.clone(),
+            rules: rules.clone(),
+        };
+        Ok(put_json(POLICY_TABLE, &id, &policy, Cas::Any))
+    })
+    .await?;
+    if let Some(r) = state.store.get(POLICY_TABLE, &id).await? {
+        stored = serde_json::from_slice::<Value>(&r.value)
+            .ok()
+            .map(|p| with_indexes(p, Some(&r), applied.index));
+    }
+    tracing::info!(policy = %name, id = %id, "ACL policy updated");
+    Ok(Json(stored.ok_or_else(not_found)?).into_response())
+}
+
+/// The role a request body describes (`id` fixed for updates).
+async fn role_from(state: &AppState, v: &Value, id: String) -> ApiResult<Role> {
+    let name = str_field(v, "Name").to_string();
+    if name.is_empty() {
+        return Err(ApiError::bad_request("Invalid Role: no Name is set"));
+    }
+    tribune_model::names::check_name("role name", &name)
+        .map_err(|e| ApiError::bad_request(format!("Invalid Role: {e}")))?;
+    Ok(Role {
+        id,
+        name,
+        description: str_field(v, "Description").to_string(),
+        policies: policy_links(state, v).await?,
+    })
+}
+
+async fn write_role(state: &AppState, role: Role, create: bool) -> ApiResult<Response> {
+    let applied = write_guarded(state, ROLE_TABLE, |records| {
+        let all: Vec<Role> = records
+            .iter()
+            .filter_map(|r| serde_json::from_slice(&r.value).ok())
+            .collect();
+        if !create && !all.iter().any(|r| r.id == role.id) {
+            return Err(not_found());
+        }
+        if all.iter().any(|r| r.id != role.id && r.name == role.name) {
+            return Err(ApiError::bad_request(format!(
+                "Invalid Role: A Role with Name {:?} already exists",
+                role.name
+            )));
+        }
+        let cas = if create { Cas::Absent } else { Cas::Any };
+        Ok(put_json(ROLE_TABLE, &role.id, &role, cas))
+    })
+    .await?;
+    tracing::info!(role = %role.name, id = %role.id, "ACL role written");
+    let v = serde_json::to_value(&role).unwrap_or(Value::Null);
+    let r = state.store.get(ROLE_TABLE, &role.id).await?;
+    Ok(Json(with_indexes(v, r.as_ref(), applied.index)).into_response())
+}
+
+/// `PUT /v1/acl/role`.
+pub(crate) async fn create_role(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    acl_caller(&state, raw.as_deref(), &headers)
+        .await?
+        .acl_write()?;
+    let v = json_body(&body)?;
+    if !str_field(&v, "ID").is_empty() {
+        return Err(ApiError::bad_request(
+            "Role ID must not be specified on create; use PUT /v1/acl/role/:id to update",
+        ));
+    }
+    let role = role_from(&state, &v, uuid::Uuid::new_v4().to_string()).await?;
+    write_role(&state, role, true).await
+}
+
+/// `PUT /v1/acl/role/:id`.
+pub(crate) async fn update_role(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    acl_caller(&state, raw.as_deref(), &headers)
+        .await?
+        .acl_write()?;
+    let v = json_body(&body)?;
+    let body_id = str_field(&v, "ID");
+    if !body_id.is_empty() && body_id != id {
+        return Err(ApiError::bad_request(
+            "Role ID in URL and payload do not match",
+        ));
+    }
+    let role = role_from(&state, &v, id).await?;
+    write_role(&state, role, false).await
+}
+
+async fn role_view(state: &AppState, role: (Role, Record)) -> ApiResult<Value> {
+    let (mut role, r) = role;
+    Names::load(state).await?.role(&mut role);
+    Ok(with_indexes(
+        serde_json::to_value(&role).unwrap_or(Value::Null),
+        Some(&r),
+        0,
+    ))
+}
+
+/// `GET /v1/acl/role/:id`.
+pub(crate) async fn read_role(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    acl_caller(&state, raw.as_deref(), &headers)
+        .await?
+        .acl_read()?;
+    let found = load_role(&state, &id).await?.ok_or_else(not_found)?;
+    Ok(Json(role_view(&state, found).await?).into_response())
+}
+
+/// `GET /v1/acl/role/name/:name`.
+pub(crate) async fn read_role_by_name(
+    State(state): State<Shared>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    acl_caller(&state, raw.as_deref(), &headers)
+        .await?
+        .acl_read()?;
+    let found = find_role_by_name(&state, &name)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(role_view(&state, found).await?).into_response())
+}
+
+/// `GET /v1/acl/roles` (`?policy=ID` keeps the roles linking that policy).
+pub(crate) async fn list_roles(
+    State(state): State<Shared>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    acl_caller(&state, raw.as_deref(), &headers)
+        .await?
+        .acl_read()?;
+    let q = parse_query(raw.as_deref());
+    let filter = filters::from_query(&q, filters::ACL_ROLE)?;
+    let policy = crate::query_get(&q, "policy").filter(|p| !p.is_empty());
+    let names = Names::load(&state).await?;
+    let mut out = Vec::new();
+    for r in state.store.list(ROLE_TABLE).await? {
+        let Ok(mut role) = serde_json::from_slice::<Role>(&r.value) else {
+            continue;
+        };
+        names.role(&mut role);
+        if policy.is_some_and(|p| !role.policies.iter().any(|l| l.id == p)) {
+            continue;
+        }
+        let v = with_indexes(
+            serde_json::to_value(&role).unwrap_or(Value::Null),
+            Some(&r),
+            0,
+        );
+        if filters::keeps(&filter, &v) {
+            out.push(v);
+        }
+    }
+    Ok(Json(out).into_response())
+}
+
+/// `DELETE /v1/acl/role/:id`.
+pub(crate) async fn delete_role(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    acl_caller(&state, raw.as_deref(), &headers)
+        .await?
+        .acl_write()?;
+    state
+        .store
+        .apply(&[Op::Delete {
+            table: ROLE_TABLE.into(),
+            key: id,
+            cas: Cas::Any,
+        }])
+        .await?;
+    Ok(Json(true).into_response())
+}
