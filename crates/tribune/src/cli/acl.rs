@@ -1,4 +1,8 @@
-//! `tribune acl ...`: bootstrap, policies, tokens.
+//! `tribune acl ...`: bootstrap, policies, tokens and roles, with Consul's flags,
+//! output (`consul acl ... -format pretty|json`), messages and exit codes.
+//!
+//! IDs may be given as a unique prefix (Consul's partial IDs): the command lists the
+//! objects and takes the one ID that starts with it.
 
 use super::http::{call_ok, HttpArgs};
 use super::Io;
@@ -9,12 +13,15 @@ use serde_json::{json, Value};
 pub enum AclCommand {
     /// Create the first management token (once).
     Bootstrap(BootstrapArgs),
-    /// ACL policies.
+    /// ACL policies: create, list, read, update, delete.
     #[command(subcommand)]
     Policy(PolicyCommand),
-    /// ACL tokens.
+    /// ACL tokens: create, list, read, update, clone, delete.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// ACL roles (named sets of policies): create, list, read, update, delete.
+    #[command(subcommand)]
+    Role(RoleCommand),
 }
 
 #[derive(Debug, Args)]
@@ -23,16 +30,34 @@ pub struct BootstrapArgs {
     pub http: HttpArgs,
 }
 
+/// `-format pretty|json` of the read and list commands.
+#[derive(Debug, Args)]
+pub struct FormatArg {
+    /// Output format: `pretty` or `json`.
+    #[arg(long, default_value = "pretty")]
+    pub format: String,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Create a policy from rules (`-rules @file` reads a file).
+    /// Create a policy from rules (`-rules @file` reads a file, `-` stdin).
     Create(PolicyCreateArgs),
+    /// List every policy.
+    List(ListArgs),
+    /// Show one policy (by -id, a unique ID prefix, or -name).
+    Read(PolicyReadArgs),
+    /// Change a policy's name, description or rules.
+    Update(PolicyUpdateArgs),
+    /// Delete a policy (by -id or -name).
+    Delete(PolicyReadArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct PolicyCreateArgs {
+    /// The new policy's name.
     #[arg(long)]
     pub name: String,
+    /// A description of the policy.
     #[arg(long, default_value = "")]
     pub description: String,
     /// Rules text, `@file`, or `-` for stdin.
@@ -42,149 +67,820 @@ pub struct PolicyCreateArgs {
     pub http: HttpArgs,
 }
 
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub format: FormatArg,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyReadArgs {
+    /// The policy's ID (a unique prefix is enough).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// The policy's name.
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub format: FormatArg,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyUpdateArgs {
+    /// The ID of the policy to update (a unique prefix is enough).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// With -id: the policy's new name. Without: the name of the policy to update.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The policy's new description.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// The new rules: text, `@file`, or `-` for stdin.
+    #[arg(long)]
+    pub rules: Option<String>,
+    #[command(flatten)]
+    pub format: FormatArg,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Create a token linked to policies.
+    /// Create a token linked to policies and roles.
     Create(TokenCreateArgs),
+    /// List every token (SecretIDs shown only to acl:write callers).
+    List(ListArgs),
+    /// Show one token (by -id, a unique AccessorID prefix, or -self).
+    Read(TokenReadArgs),
+    /// Change a token's description, policies or roles (never its SecretID).
+    Update(TokenUpdateArgs),
+    /// Copy a token: new AccessorID and SecretID, the same policies and roles.
+    Clone(TokenCloneArgs),
+    /// Delete a token.
+    Delete(TokenIdArgs),
+}
+
+/// The policies and roles a token links, by name or ID (each flag repeatable).
+#[derive(Debug, Args, Default)]
+pub struct LinkArgs {
+    /// Name of a policy to link (repeatable).
+    #[arg(long = "policy-name")]
+    pub policy_name: Vec<String>,
+    /// ID of a policy to link (repeatable).
+    #[arg(long = "policy-id")]
+    pub policy_id: Vec<String>,
+    /// Name of a role to link (repeatable).
+    #[arg(long = "role-name")]
+    pub role_name: Vec<String>,
+    /// ID of a role to link (repeatable).
+    #[arg(long = "role-id")]
+    pub role_id: Vec<String>,
+}
+
+impl LinkArgs {
+    fn policies(&self) -> Vec<Value> {
+        links(&self.policy_name, &self.policy_id)
+    }
+    fn roles(&self) -> Vec<Value> {
+        links(&self.role_name, &self.role_id)
+    }
+}
+
+fn links(names: &[String], ids: &[String]) -> Vec<Value> {
+    let mut out: Vec<Value> = names.iter().map(|n| json!({"Name": n})).collect();
+    out.extend(ids.iter().map(|i| json!({"ID": i})));
+    out
 }
 
 #[derive(Debug, Args)]
 pub struct TokenCreateArgs {
-    #[arg(long = "policy-name")]
-    pub policy_name: Vec<String>,
-    #[arg(long = "policy-id")]
-    pub policy_id: Vec<String>,
+    #[command(flatten)]
+    pub links: LinkArgs,
+    /// A description of the token.
     #[arg(long, default_value = "")]
     pub description: String,
+    #[command(flatten)]
+    pub format: FormatArg,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenReadArgs {
+    /// The token's AccessorID (a unique prefix is enough).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Read the token given with -token / CONSUL_HTTP_TOKEN instead.
+    #[arg(long = "self")]
+    pub self_: bool,
+    #[command(flatten)]
+    pub format: FormatArg,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenUpdateArgs {
+    /// The AccessorID of the token to update (a unique prefix is enough).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// The token's new description.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// The -policy-* and -role-* flags replace the token's links of that kind.
+    #[command(flatten)]
+    pub links: LinkArgs,
+    /// Add the -policy-* flags to the token's policies instead of replacing them.
+    #[arg(long = "merge-policies")]
+    pub merge_policies: bool,
+    /// Add the -role-* flags to the token's roles instead of replacing them.
+    #[arg(long = "merge-roles")]
+    pub merge_roles: bool,
+    #[command(flatten)]
+    pub format: FormatArg,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCloneArgs {
+    /// The AccessorID of the token to clone (a unique prefix is enough).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// The clone's description (default: the original's).
+    #[arg(long, default_value = "")]
+    pub description: String,
+    #[command(flatten)]
+    pub format: FormatArg,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenIdArgs {
+    /// The token's AccessorID (a unique prefix is enough).
+    #[arg(long)]
+    pub id: Option<String>,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// Create a role linking policies.
+    Create(RoleCreateArgs),
+    /// List every role.
+    List(ListArgs),
+    /// Show one role (by -id, a unique ID prefix, or -name).
+    Read(RoleReadArgs),
+    /// Delete a role (by -id or -name).
+    Delete(RoleReadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RoleCreateArgs {
+    /// The new role's name.
+    #[arg(long, default_value = "")]
+    pub name: String,
+    /// A description of the role.
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// Name of a policy to link (repeatable).
+    #[arg(long = "policy-name")]
+    pub policy_name: Vec<String>,
+    /// ID of a policy to link (repeatable).
+    #[arg(long = "policy-id")]
+    pub policy_id: Vec<String>,
+    #[command(flatten)]
+    pub format: FormatArg,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RoleReadArgs {
+    /// The role's ID (a unique prefix is enough).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// The role's name.
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub format: FormatArg,
     #[command(flatten)]
     pub http: HttpArgs,
 }
 
 pub fn run(cmd: AclCommand, io: &mut Io<'_>) -> u8 {
-    match cmd {
+    let r = match cmd {
         AclCommand::Bootstrap(a) => bootstrap(&a, io),
-        AclCommand::Policy(PolicyCommand::Create(a)) => policy_create(&a, io),
-        AclCommand::Token(TokenCommand::Create(a)) => token_create(&a, io),
+        AclCommand::Policy(c) => match c {
+            PolicyCommand::Create(a) => policy_create(&a, io),
+            PolicyCommand::List(a) => policy_list(&a, io),
+            PolicyCommand::Read(a) => policy_read(&a, io),
+            PolicyCommand::Update(a) => policy_update(&a, io),
+            PolicyCommand::Delete(a) => policy_delete(&a, io),
+        },
+        AclCommand::Token(c) => match c {
+            TokenCommand::Create(a) => token_create(&a, io),
+            TokenCommand::List(a) => token_list(&a, io),
+            TokenCommand::Read(a) => token_read(&a, io),
+            TokenCommand::Update(a) => token_update(&a, io),
+            TokenCommand::Clone(a) => token_clone(&a, io),
+            TokenCommand::Delete(a) => token_delete(&a, io),
+        },
+        AclCommand::Role(c) => match c {
+            RoleCommand::Create(a) => role_create(&a, io),
+            RoleCommand::List(a) => role_list(&a, io),
+            RoleCommand::Read(a) => role_read(&a, io),
+            RoleCommand::Delete(a) => role_delete(&a, io),
+        },
+    };
+    match r {
+        Ok(()) => 0,
+        Err(Fail::Code(c)) => c,
+        Err(Fail::Message(m)) => {
+            let _ = writeln!(io.err, "{m}");
+            1
+        }
     }
 }
 
-fn print_token(v: &Value, io: &mut Io<'_>) {
-    let s = |k: &str| v[k].as_str().unwrap_or("").to_string();
-    let _ = writeln!(io.out, "AccessorID:       {}", s("AccessorID"));
-    let _ = writeln!(io.out, "SecretID:         {}", s("SecretID"));
-    let _ = writeln!(io.out, "Description:      {}", s("Description"));
-    let _ = writeln!(
-        io.out,
-        "Local:            {}",
-        v["Local"].as_bool().unwrap_or(false)
-    );
-    let _ = writeln!(io.out, "Create Time:      {}", s("CreateTime"));
-    let _ = writeln!(io.out, "Policies:");
-    for p in v["Policies"].as_array().into_iter().flatten() {
-        let _ = writeln!(
-            io.out,
-            "   {} - {}",
-            p["ID"].as_str().unwrap_or(""),
-            p["Name"].as_str().unwrap_or("")
-        );
+/// Why a command stopped: a message still to print, or a code (already reported).
+enum Fail {
+    Message(String),
+    Code(u8),
+}
+
+impl From<String> for Fail {
+    fn from(m: String) -> Fail {
+        Fail::Message(m)
     }
 }
+
+impl From<&str> for Fail {
+    fn from(m: &str) -> Fail {
+        Fail::Message(m.to_string())
+    }
+}
+
+type Done = Result<(), Fail>;
 
 fn send(
     http: &HttpArgs,
     method: &str,
     path: &str,
     body: Option<Value>,
-    what: &str,
+    failure: &str,
     io: &mut Io<'_>,
-) -> Result<Value, u8> {
+) -> Result<Value, Fail> {
     let r = call_ok(
         http,
         method,
         path,
         body.map(|b| b.to_string().into_bytes()),
-        &format!("Failed to {what}"),
+        failure,
         1,
         io,
-    )?;
+    )
+    .map_err(Fail::Code)?;
     Ok(serde_json::from_str(&r.body).unwrap_or_default())
 }
 
-fn bootstrap(a: &BootstrapArgs, io: &mut Io<'_>) -> u8 {
-    match send(
+fn check_format(f: &FormatArg) -> Done {
+    match f.format.as_str() {
+        "pretty" | "json" => Ok(()),
+        other => Err(format!("Invalid format: {other}").into()),
+    }
+}
+
+/// Prints one object (or list) as `-format` asks; `pretty` is the caller's text.
+fn show(f: &FormatArg, v: &Value, pretty: impl Fn(&Value) -> String, io: &mut Io<'_>) {
+    if f.format == "json" {
+        let _ = writeln!(io.out, "{}", super::config::pretty4(v));
+    } else {
+        let _ = write!(io.out, "{}", pretty(v));
+    }
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+    v[k].as_str().unwrap_or("")
+}
+
+fn link_lines(v: &Value, key: &str, title: &str, indent: &str) -> String {
+    let items: Vec<&Value> = v[key].as_array().into_iter().flatten().collect();
+    if items.is_empty() {
+        return String::new();
+    }
+    let mut out = format!("{title}:\n");
+    for l in items {
+        out.push_str(&format!("{indent}{} - {}\n", s(l, "ID"), s(l, "Name")));
+    }
+    out
+}
+
+/// `consul acl token read`'s pretty format.
+fn token_text(v: &Value) -> String {
+    let mut out = format!(
+        "AccessorID:       {}\nSecretID:         {}\nDescription:      {}\nLocal:            {}\nCreate Time:      {}\n",
+        s(v, "AccessorID"),
+        s(v, "SecretID"),
+        s(v, "Description"),
+        v["Local"].as_bool().unwrap_or(false),
+        s(v, "CreateTime"),
+    );
+    out.push_str(&link_lines(v, "Policies", "Policies", "   "));
+    out.push_str(&link_lines(v, "Roles", "Roles", "   "));
+    out
+}
+
+fn datacenters(v: &Value) -> String {
+    v["Datacenters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `consul acl policy read`'s pretty format.
+fn policy_text(v: &Value) -> String {
+    let mut rules = s(v, "Rules").to_string();
+    if !rules.ends_with('\n') {
+        rules.push('\n');
+    }
+    format!(
+        "ID:           {}\nName:         {}\nDescription:  {}\nDatacenters:  {}\nRules:\n{rules}",
+        s(v, "ID"),
+        s(v, "Name"),
+        s(v, "Description"),
+        datacenters(v),
+    )
+}
+
+/// `consul acl role read`'s pretty format.
+fn role_text(v: &Value) -> String {
+    let mut out = format!(
+        "ID:           {}\nName:         {}\nDescription:  {}\n",
+        s(v, "ID"),
+        s(v, "Name"),
+        s(v, "Description"),
+    );
+    out.push_str(&link_lines(v, "Policies", "Policies", "   "));
+    out
+}
+
+fn each(v: &Value, entry: impl Fn(&Value) -> String, between: &str) -> String {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(entry)
+        .collect::<Vec<_>>()
+        .join(between)
+}
+
+/// Reads rules given as text, `@file` or `-` (stdin).
+fn rules_text(arg: &str) -> Result<String, Fail> {
+    match arg.strip_prefix('@') {
+        Some(f) => {
+            std::fs::read_to_string(f).map_err(|e| format!("Failed to read file {f:?}: {e}").into())
+        }
+        None if arg == "-" => super::config::load_input("-").map_err(Fail::Message),
+        None => Ok(arg.to_string()),
+    }
+}
+
+/// `kind` is `token`, `policy` or `role`: the full ID a unique prefix names
+/// (Consul's `GetTokenIDFromPartial` and friends).
+fn full_id(http: &HttpArgs, kind: &str, given: &str, io: &mut Io<'_>) -> Result<String, Fail> {
+    if given.len() == 36 || (kind == "policy" && given == "global-management") {
+        return Ok(if given == "global-management" {
+            "00000000-0000-0000-0000-000000000001".into()
+        } else {
+            given.to_string()
+        });
+    }
+    let (path, key, plural) = match kind {
+        "token" => ("/v1/acl/tokens", "AccessorID", "tokens"),
+        "policy" => ("/v1/acl/policies", "ID", "policies"),
+        _ => ("/v1/acl/roles", "ID", "roles"),
+    };
+    let failure = format!("Error determining {kind} ID: Failed to list {plural}");
+    let list = send(http, "GET", path, None, &failure, io)?;
+    let found: Vec<&str> = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| s(t, key))
+        .filter(|id| id.starts_with(given))
+        .collect();
+    match found.as_slice() {
+        [one] => Ok((*one).to_string()),
+        [] => Err(
+            format!("Error determining {kind} ID: No such {kind} ID with prefix: {given}").into(),
+        ),
+        _ => Err(
+            format!("Error determining {kind} ID: Multiple {kind} IDs with prefix: {given}").into(),
+        ),
+    }
+}
+
+/// The ID of the policy or role given by `-id` (or prefix) or `-name`.
+fn id_or_name(
+    http: &HttpArgs,
+    kind: &str,
+    id: &Option<String>,
+    name: &Option<String>,
+    io: &mut Io<'_>,
+) -> Result<String, Fail> {
+    match (id.as_deref().filter(|i| !i.is_empty()), name.as_deref()) {
+        (Some(id), _) => full_id(http, kind, id, io),
+        (None, Some(name)) if !name.is_empty() => {
+            let v = send(
+                http,
+                "GET",
+                &format!("/v1/acl/{kind}/name/{}", tribune_client::encode(name)),
+                None,
+                &format!("Error reading {kind} {name:?}"),
+                io,
+            )?;
+            Ok(s(&v, "ID").to_string())
+        }
+        _ => Err("Must specify either the -id or -name parameters".into()),
+    }
+}
+
+fn bootstrap(a: &BootstrapArgs, io: &mut Io<'_>) -> Done {
+    let v = send(
         &a.http,
         "PUT",
         "/v1/acl/bootstrap",
         None,
-        "bootstrap ACLs",
+        "Failed ACL bootstrapping",
         io,
-    ) {
-        Ok(v) => {
-            print_token(&v, io);
-            0
-        }
-        Err(c) => c,
-    }
+    )?;
+    let _ = write!(io.out, "{}", token_text(&v));
+    Ok(())
 }
 
-fn policy_create(a: &PolicyCreateArgs, io: &mut Io<'_>) -> u8 {
-    let rules = match a.rules.strip_prefix('@') {
-        Some(f) => match std::fs::read_to_string(f) {
-            Ok(t) => t,
-            Err(e) => {
-                let _ = writeln!(io.err, "Failed to read rules from {f}: {e}");
-                return 1;
-            }
-        },
-        None if a.rules == "-" => match super::config::load_input("-") {
-            Ok(t) => t,
-            Err(e) => {
-                let _ = writeln!(io.err, "{e}");
-                return 1;
-            }
-        },
-        None => a.rules.clone(),
-    };
+fn policy_create(a: &PolicyCreateArgs, io: &mut Io<'_>) -> Done {
+    let rules = rules_text(&a.rules)?;
     let body = json!({"Name": a.name, "Description": a.description, "Rules": rules});
-    match send(
+    let v = send(
         &a.http,
         "PUT",
         "/v1/acl/policy",
         Some(body),
-        "create new policy",
+        "Failed to create new policy",
         io,
-    ) {
-        Ok(v) => {
-            let _ = writeln!(io.out, "ID:           {}", v["ID"].as_str().unwrap_or(""));
-            let _ = writeln!(io.out, "Name:         {}", v["Name"].as_str().unwrap_or(""));
-            let _ = writeln!(
-                io.out,
-                "Description:  {}",
-                v["Description"].as_str().unwrap_or("")
-            );
-            let _ = writeln!(io.out, "Rules:\n{}", v["Rules"].as_str().unwrap_or(""));
-            0
-        }
-        Err(c) => c,
-    }
+    )?;
+    let _ = write!(io.out, "{}", policy_text(&v));
+    Ok(())
 }
 
-fn token_create(a: &TokenCreateArgs, io: &mut Io<'_>) -> u8 {
-    let mut policies: Vec<Value> = a.policy_name.iter().map(|n| json!({"Name": n})).collect();
-    policies.extend(a.policy_id.iter().map(|i| json!({"ID": i})));
-    let body = json!({"Description": a.description, "Policies": policies});
-    match send(
+fn policy_list(a: &ListArgs, io: &mut Io<'_>) -> Done {
+    check_format(&a.format)?;
+    let v = send(
+        &a.http,
+        "GET",
+        "/v1/acl/policies",
+        None,
+        "Failed to retrieve the policy list",
+        io,
+    )?;
+    show(
+        &a.format,
+        &v,
+        |v| {
+            each(
+                v,
+                |p| {
+                    format!(
+                        "{}:\n   ID:           {}\n   Description:  {}\n   Datacenters:  {}\n",
+                        s(p, "Name"),
+                        s(p, "ID"),
+                        s(p, "Description"),
+                        datacenters(p)
+                    )
+                },
+                "",
+            )
+        },
+        io,
+    );
+    Ok(())
+}
+
+fn policy_read(a: &PolicyReadArgs, io: &mut Io<'_>) -> Done {
+    check_format(&a.format)?;
+    let id = id_or_name(&a.http, "policy", &a.id, &a.name, io)?;
+    let v = send(
+        &a.http,
+        "GET",
+        &format!("/v1/acl/policy/{id}"),
+        None,
+        &format!("Error reading policy {id:?}"),
+        io,
+    )?;
+    show(&a.format, &v, policy_text, io);
+    Ok(())
+}
+
+fn policy_update(a: &PolicyUpdateArgs, io: &mut Io<'_>) -> Done {
+    check_format(&a.format)?;
+    if a.id.as_deref().unwrap_or("").is_empty() && a.name.as_deref().unwrap_or("").is_empty() {
+        return Err("Cannot update a policy without specifying the -id or -name parameter".into());
+    }
+    let id = id_or_name(&a.http, "policy", &a.id, &a.name, io)?;
+    let mut p = send(
+        &a.http,
+        "GET",
+        &format!("/v1/acl/policy/{id}"),
+        None,
+        &format!("Error reading policy {id:?}"),
+        io,
+    )?;
+    let by_id = a.id.as_deref().is_some_and(|i| !i.is_empty());
+    if let (true, Some(name)) = (by_id, a.name.as_deref().filter(|n| !n.is_empty())) {
+        p["Name"] = json!(name);
+    }
+    if let Some(d) = &a.description {
+        p["Description"] = json!(d);
+    }
+    if let Some(r) = &a.rules {
+        p["Rules"] = json!(rules_text(r)?);
+    }
+    let v = send(
+        &a.http,
+        "PUT",
+        &format!("/v1/acl/policy/{id}"),
+        Some(p),
+        &format!("Failed to update policy {id}"),
+        io,
+    )?;
+    show(&a.format, &v, policy_text, io);
+    Ok(())
+}
+
+fn policy_delete(a: &PolicyReadArgs, io: &mut Io<'_>) -> Done {
+    let id = id_or_name(&a.http, "policy", &a.id, &a.name, io)?;
+    send(
+        &a.http,
+        "DELETE",
+        &format!("/v1/acl/policy/{id}"),
+        None,
+        &format!("Error deleting policy {id:?}"),
+        io,
+    )?;
+    let _ = writeln!(io.out, "Policy {id:?} deleted successfully");
+    Ok(())
+}
+
+fn token_create(a: &TokenCreateArgs, io: &mut Io<'_>) -> Done {
+    check_format(&a.format)?;
+    let body = json!({
+        "Description": a.description,
+        "Policies": a.links.policies(),
+        "Roles": a.links.roles(),
+    });
+    let v = send(
         &a.http,
         "PUT",
         "/v1/acl/token",
         Some(body),
-        "create new token",
+        "Failed to create new token",
         io,
-    ) {
-        Ok(v) => {
-            print_token(&v, io);
-            0
-        }
-        Err(c) => c,
+    )?;
+    show(&a.format, &v, token_text, io);
+    Ok(())
+}
+
+fn token_list(a: &ListArgs, io: &mut Io<'_>) -> Done {
+    check_format(&a.format)?;
+    let v = send(
+        &a.http,
+        "GET",
+        "/v1/acl/tokens",
+        None,
+        "Failed to retrieve the token list",
+        io,
+    )?;
+    show(&a.format, &v, |v| each(v, token_text, "\n"), io);
+    Ok(())
+}
+
+fn required_id(id: &Option<String>, missing: &str) -> Result<String, Fail> {
+    id.clone()
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| missing.into())
+}
+
+fn token_read(a: &TokenReadArgs, io: &mut Io<'_>) -> Done {
+    check_format(&a.format)?;
+    let v = if a.self_ {
+        send(
+            &a.http,
+            "GET",
+            "/v1/acl/token/self",
+            None,
+            "Error reading token",
+            io,
+        )?
+    } else {
+        let given = required_id(&a.id, "Must specify the -id parameter")?;
+        let id = full_id(&a.http, "token", &given, io)?;
+        send(
+            &a.http,
+            "GET",
+            &format!("/v1/acl/token/{id}"),
+            None,
+            &format!("Error reading token {id:?}"),
+            io,
+        )?
+    };
+    show(&a.format, &v, token_text, io);
+    Ok(())
+}
+
+/// The links of a token after an update: the current ones plus the flags' when
+/// merging, else the flags' when any is given, else the current ones.
+fn updated_links(current: &Value, given: Vec<Value>, merge: bool) -> Value {
+    let current: Vec<Value> = current
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|l| json!({"ID": l["ID"]}))
+        .collect();
+    match (merge, given.is_empty()) {
+        (_, true) => Value::Array(current),
+        (false, false) => Value::Array(given),
+        (true, false) => Value::Array(current.into_iter().chain(given).collect()),
     }
+}
+
+fn token_update(a: &TokenUpdateArgs, io: &mut Io<'_>) -> Done {
+    check_format(&a.format)?;
+    let given = required_id(
+        &a.id,
+        "Cannot update a token without specifying the -id parameter",
+    )?;
+    let id = full_id(&a.http, "token", &given, io)?;
+    let t = send(
+        &a.http,
+        "GET",
+        &format!("/v1/acl/token/{id}"),
+        None,
+        "Error when retrieving current token",
+        io,
+    )?;
+    let description = a
+        .description
+        .clone()
+        .unwrap_or_else(|| s(&t, "Description").to_string());
+    let body = json!({
+        "AccessorID": id,
+        "Description": description,
+        "Policies": updated_links(&t["Policies"], a.links.policies(), a.merge_policies),
+        "Roles": updated_links(&t["Roles"], a.links.roles(), a.merge_roles),
+    });
+    let v = send(
+        &a.http,
+        "PUT",
+        &format!("/v1/acl/token/{id}"),
+        Some(body),
+        &format!("Failed to update token {id}"),
+        io,
+    )?;
+    let _ = writeln!(io.out, "Token updated successfully.");
+    show(&a.format, &v, token_text, io);
+    Ok(())
+}
+
+fn token_clone(a: &TokenCloneArgs, io: &mut Io<'_>) -> Done {
+    check_format(&a.format)?;
+    let given = required_id(
+        &a.id,
+        "Cannot clone a token without specifying the -id parameter",
+    )?;
+    let id = full_id(&a.http, "token", &given, io)?;
+    let v = send(
+        &a.http,
+        "PUT",
+        &format!("/v1/acl/token/{id}/clone"),
+        Some(json!({"Description": a.description})),
+        "Error cloning token",
+        io,
+    )?;
+    let _ = writeln!(io.out, "Token cloned successfully.");
+    show(&a.format, &v, token_text, io);
+    Ok(())
+}
+
+fn token_delete(a: &TokenIdArgs, io: &mut Io<'_>) -> Done {
+    let given = required_id(&a.id, "Must specify the -id parameter")?;
+    let id = full_id(&a.http, "token", &given, io)?;
+    send(
+        &a.http,
+        "DELETE",
+        &format!("/v1/acl/token/{id}"),
+        None,
+        &format!("Error deleting token {id:?}"),
+        io,
+    )?;
+    let _ = writeln!(io.out, "Token {id:?} deleted successfully");
+    Ok(())
+}
+
+fn role_create(a: &RoleCreateArgs, io: &mut Io<'_>) -> Done {
+    check_format(&a.format)?;
+    if a.name.is_empty() {
+        return Err("Missing required '-name' flag".into());
+    }
+    let policies = links(&a.policy_name, &a.policy_id);
+    if policies.is_empty() {
+        return Err(
+            "Cannot create a role without specifying -policy-name or -policy-id at least once"
+                .into(),
+        );
+    }
+    let body = json!({"Name": a.name, "Description": a.description, "Policies": policies});
+    let v = send(
+        &a.http,
+        "PUT",
+        "/v1/acl/role",
+        Some(body),
+        "Failed to create new role",
+        io,
+    )?;
+    show(&a.format, &v, role_text, io);
+    Ok(())
+}
+
+fn role_list(a: &ListArgs, io: &mut Io<'_>) -> Done {
+    check_format(&a.format)?;
+    let v = send(
+        &a.http,
+        "GET",
+        "/v1/acl/roles",
+        None,
+        "Failed to retrieve the role list",
+        io,
+    )?;
+    show(
+        &a.format,
+        &v,
+        |v| {
+            each(
+                v,
+                |r| {
+                    format!(
+                        "{}:\n   ID:           {}\n   Description:  {}\n{}",
+                        s(r, "Name"),
+                        s(r, "ID"),
+                        s(r, "Description"),
+                        link_lines(r, "Policies", "   Policies", "      ")
+                    )
+                },
+                "",
+            )
+        },
+        io,
+    );
+    Ok(())
+}
+
+fn role_read(a: &RoleReadArgs, io: &mut Io<'_>) -> Done {
+    check_format(&a.format)?;
+    let id = id_or_name(&a.http, "role", &a.id, &a.name, io)?;
+    let v = send(
+        &a.http,
+        "GET",
+        &format!("/v1/acl/role/{id}"),
+        None,
+        &format!("Error reading role {id:?}"),
+        io,
+    )?;
+    show(&a.format, &v, role_text, io);
+    Ok(())
+}
+
+fn role_delete(a: &RoleReadArgs, io: &mut Io<'_>) -> Done {
+    let id = id_or_name(&a.http, "role", &a.id, &a.name, io)?;
+    send(
+        &a.http,
+        "DELETE",
+        &format!("/v1/acl/role/{id}"),
+        None,
+        &format!("Error deleting role {id:?}"),
+        io,
+    )?;
+    let _ = writeln!(io.out, "Role {id:?} deleted successfully");
+    Ok(())
 }

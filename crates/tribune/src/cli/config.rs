@@ -498,7 +498,7 @@ fn staged(args: &StagedArgs, io: &mut Io<'_>) -> u8 {
 }
 
 /// JSON with 4-space indentation (what `consul config read` prints).
-fn pretty4(v: &serde_json::Value) -> String {
+pub(crate) fn pretty4(v: &serde_json::Value) -> String {
     let mut buf = Vec::new();
     let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
     let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);

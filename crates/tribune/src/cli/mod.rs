@@ -2,6 +2,8 @@
 //! `-http-addr=...`); `--kind` works too.
 
 mod acl;
+#[cfg(test)]
+mod acl_tests;
 mod agent;
 #[cfg(test)]
 mod agent_tests;
