@@ -546,14 +546,24 @@ pub(crate) async fn delete_token(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    acl_caller(&state, raw.as_deref(), &headers)
-        .await?
-        .acl_write()?;
+    delete_record(&state, raw.as_deref(), &headers, TOKEN_TABLE, id).await
+}
+
+/// `DELETE` of a token or role: an `acl:write` caller removes the record (a
+/// missing one is no error, as in Consul).
+async fn delete_record(
+    state: &AppState,
+    raw: Option<&str>,
+    headers: &HeaderMap,
+    table: &str,
+    key: String,
+) -> ApiResult<Response> {
+    acl_caller(state, raw, headers).await?.acl_write()?;
     state
         .store
         .apply(&[Op::Delete {
-            table: TOKEN_TABLE.into(),
-            key: id,
+            table: table.into(),
+            key,
             cas: Cas::Any,
         }])
         .await?;

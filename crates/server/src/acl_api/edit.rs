@@ -13,7 +13,8 @@
 //! names and leaves out links to objects that were deleted, as Consul does.
 
 use super::{
-    acl_caller, find_policy_by_name, put_json, token_view, with_indexes, write_guarded, Secret,
+    acl_caller, delete_record, find_policy_by_name, put_json, token_view, with_indexes,
+    write_guarded, Secret,
 };
 use crate::acl::{Policy, PolicyLink, Role, Rules, Token, MANAGEMENT_POLICY_ID};
 use crate::{
@@ -27,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::Value;
 use std::collections::HashMap;
-use tribune_store::{Cas, Op, Record};
+use tribune_store::{Cas, Record};
 
 fn not_found() -> ApiError {
     ApiError(StatusCode::FORBIDDEN, "ACL not found".into())
@@ -523,16 +524,5 @@ pub(crate) async fn delete_role(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    acl_caller(&state, raw.as_deref(), &headers)
-        .await?
-        .acl_write()?;
-    state
-        .store
-        .apply(&[Op::Delete {
-            table: ROLE_TABLE.into(),
-            key: id,
-            cas: Cas::Any,
-        }])
-        .await?;
-    Ok(Json(true).into_response())
+    delete_record(&state, raw.as_deref(), &headers, ROLE_TABLE, id).await
 }
