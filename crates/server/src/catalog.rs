@@ -5,9 +5,9 @@
 //!   `Connect { SidecarService { ... } }` block also registers `<id>-sidecar-proxy`
 //!   (kind `connect-proxy`, port from the block or the first free one in 21000-21255).
 //! - `PUT /v1/agent/service/deregister/<id>` removes the service and its sidecar.
-//! - `GET /v1/agent/service/<id>`, `GET /v1/agent/services`, `GET /v1/catalog/services`,
-//!   `GET /v1/health/connect/<service>` (the sidecars in front of a destination;
-//!   blocking on the catalog index).
+//! - `GET /v1/agent/service/<id>`, `GET /v1/agent/services`, `GET /v1/catalog/services`
+//!   (blocking on the catalog index); the node, instance and health views are in
+//!   [`health`].
 //!
 //! Keys are matched like Consul's decoder: any case, CamelCase or snake_case.
 
@@ -24,6 +24,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
 use tribune_store::{Cas, Op};
+
+mod health;
+pub(crate) use health::{catalog_service, datacenters, health_connect, health_service, nodes};
 
 pub(crate) const SERVICES_TABLE: &str = "services";
 const NODE: &str = "tribune";
@@ -413,34 +416,4 @@ pub(crate) async fn catalog_services(
         }
     }
     Ok(([index_header(index)], Json(Value::Object(map))).into_response())
-}
-
-/// `GET /v1/health/connect/<service>`: the sidecars in front of `service`.
-pub(crate) async fn health_connect(
-    State(state): State<Shared>,
-    Path(service): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
-    authorize(&state, &headers, &q)
-        .await?
-        .service_read(&service)?;
-    let index = block_on_table(&state, SERVICES_TABLE, &q).await?;
-    let nodes: Vec<Value> = load_all(&state).await?
-        .into_iter()
-        .filter(|r| {
-            field_str(r, "Kind") == "connect-proxy"
-                && r.pointer("/Proxy/DestinationServiceName").and_then(Value::as_str)
-                    == Some(service.as_str())
-        })
-        .map(|r| {
-            json!({
-                "Node": {"Node": NODE, "Address": field_str(&r, "Address"), "Datacenter": state.config.datacenter},
-                "Service": r,
-                "Checks": [],
-            })
-        })
-        .collect();
-    Ok(([index_header(index)], Json(Value::Array(nodes))).into_response())
 }

@@ -7,6 +7,9 @@
 //! | `/v1/connect/intentions` | `Intention` |
 //! | `/v1/agent/services` | `AgentService` |
 //! | `/v1/catalog/services` | `ServiceNode` (then collapsed to name -> tags) |
+//! | `/v1/catalog/service/<name>` | `ServiceNode` |
+//! | `/v1/catalog/nodes` | `Node` |
+//! | `/v1/health/service/<name>`, `/v1/health/connect/<name>` | `CheckServiceNode` |
 //! | `/v1/config/service-defaults` | `ServiceConfigEntry` |
 //! | `/v1/acl/tokens`, `/v1/acl/policies`, `/v1/acl/roles` | the list stubs (Consul itself ignores `filter` there) |
 //!
@@ -87,6 +90,37 @@ pub(crate) const SERVICE_NODE: &[Field] = &[
     Field::new("ServiceEnableTagOverride", Type::Bool),
     Field::new("ServiceProxy", Type::Struct(PROXY)),
     Field::new("ServiceConnect", Type::Struct(CONNECT)),
+];
+
+/// Consul's `structs.Node` (what `/v1/catalog/nodes` lists).
+pub(crate) const NODE: &[Field] = &[
+    Field::new("ID", Type::String),
+    Field::new("Node", Type::String),
+    Field::new("Address", Type::String),
+    Field::new("Datacenter", Type::String),
+    Field::new("TaggedAddresses", Type::StringMap),
+    Field::new("Meta", Type::StringMap),
+];
+
+/// Consul's `structs.HealthCheck`.
+const CHECK: &[Field] = &[
+    Field::new("Node", Type::String),
+    Field::new("CheckID", Type::String),
+    Field::new("Name", Type::String),
+    Field::new("Status", Type::String),
+    Field::new("Notes", Type::String),
+    Field::new("Output", Type::String),
+    Field::new("ServiceID", Type::String),
+    Field::new("ServiceName", Type::String),
+    Field::new("ServiceTags", Type::StringList),
+    Field::new("Type", Type::String),
+];
+
+/// Consul's `structs.CheckServiceNode` (what `/v1/health/service/<name>` lists).
+pub(crate) const CHECK_SERVICE_NODE: &[Field] = &[
+    Field::new("Node", Type::Struct(NODE)),
+    Field::new("Service", Type::Struct(AGENT_SERVICE)),
+    Field::new("Checks", Type::StructList(CHECK)),
 ];
 
 /// Consul's `structs.ServiceConfigEntry`.

@@ -231,6 +231,13 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/agent/service/{id}", get(catalog::service))
         .route("/v1/agent/services", get(catalog::services))
         .route("/v1/catalog/services", get(catalog::catalog_services))
+        .route(
+            "/v1/catalog/service/{service}",
+            get(catalog::catalog_service),
+        )
+        .route("/v1/catalog/nodes", get(catalog::nodes))
+        .route("/v1/catalog/datacenters", get(catalog::datacenters))
+        .route("/v1/health/service/{service}", get(catalog::health_service))
         .route("/v1/health/connect/{service}", get(catalog::health_connect))
         .route("/v1/acl/bootstrap", put(acl_api::bootstrap))
         .route("/v1/acl/policy", put(acl_api::create_policy))
@@ -312,39 +319,8 @@ async fn common_headers(
 
 /// Query-string pairs, percent-decoded (`+` is a space), repeated keys kept.
 pub(crate) fn parse_query(raw: Option<&str>) -> Vec<(String, String)> {
-    fn decode(s: &str) -> String {
-        let b = s.as_bytes();
-        let mut out = Vec::with_capacity(b.len());
-        let mut i = 0;
-        while i < b.len() {
-            match b[i] {
-                b'+' => out.push(b' '),
-                b'%' => {
-                    let hex = b
-                        .get(i + 1..i + 3)
-                        .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-                        .and_then(|h| std::str::from_utf8(h).ok())
-                        .and_then(|h| u8::from_str_radix(h, 16).ok());
-                    if let Some(v) = hex {
-                        out.push(v);
-                        i += 3;
-                        continue;
-                    }
-                    out.push(b'%');
-                }
-                c => out.push(c),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-    raw.unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (decode(k), decode(v)),
-            None => (decode(p), String::new()),
-        })
+    form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+        .into_owned()
         .collect()
 }
 
@@ -561,4 +537,28 @@ pub(crate) fn now_rfc3339() -> String {
         (rem % 3600) / 60,
         rem % 60
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_query;
+
+    #[test]
+    fn query_strings_decode_like_consuls() {
+        let q = parse_query(Some(
+            "tag=a&tag=b+c&filter=Meta.env%20%3D%3D%20qa&passing&bad=%zz",
+        ));
+        let pairs: Vec<(&str, &str)> = q.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            pairs,
+            [
+                ("tag", "a"),
+                ("tag", "b c"),
+                ("filter", "Meta.env == qa"),
+                ("passing", ""),
+                ("bad", "%zz"),
+            ]
+        );
+        assert!(parse_query(None).is_empty());
+    }
 }

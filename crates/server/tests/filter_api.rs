@@ -5,51 +5,8 @@
 mod support;
 
 use axum::http::StatusCode;
-use serde_json::{json, Value};
-use support::{token_with, Api};
-
-/// Percent-encodes a filter expression for a query string.
-fn enc(expr: &str) -> String {
-    expr.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-async fn register(api: &Api, body: Value) {
-    let r = api
-        .call(
-            "PUT",
-            "/v1/agent/service/register",
-            Some("root-secret"),
-            &body.to_string(),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-}
-
-/// The three redis instances of Consul's filtering docs, and web with a sidecar.
-async fn docs_services(api: &Api) {
-    for (id, port, tags, env) in [
-        ("redis1", 1234, ["primary", "v1"], "prod"),
-        ("redis2", 1235, ["secondary", "v1"], "prod"),
-        ("redis3", 1236, ["primary", "v2"], "qa"),
-    ] {
-        register(
-            api,
-            json!({"ID": id, "Name": "redis", "Port": port, "Tags": tags, "Meta": {"env": env}}),
-        )
-        .await;
-    }
-    register(
-        api,
-        json!({"Name": "web", "Port": 8080, "Tags": ["v1"], "Connect": {"SidecarService": {
-            "Proxy": {"Upstreams": [{"DestinationName": "redis", "LocalBindPort": 6379}]}}}}),
-    )
-    .await;
-}
+use serde_json::json;
+use support::{docs_services, enc, token_with, Api};
 
 async fn agent_ids(api: &Api, expr: &str) -> Vec<String> {
     let r = api

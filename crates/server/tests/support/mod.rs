@@ -103,3 +103,46 @@ pub async fn token_with(api: &Api, name: &str, rules: &str) -> String {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     r.json()["SecretID"].as_str().unwrap().to_string()
 }
+
+/// Percent-encodes a filter expression for a query string.
+pub fn enc(expr: &str) -> String {
+    expr.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub async fn register(api: &Api, body: Value) {
+    let r = api
+        .call(
+            "PUT",
+            "/v1/agent/service/register",
+            Some("root-secret"),
+            &body.to_string(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
+
+/// The three redis instances of Consul's filtering docs, and web with a sidecar.
+pub async fn docs_services(api: &Api) {
+    for (id, port, tags, env) in [
+        ("redis1", 1234, ["primary", "v1"], "prod"),
+        ("redis2", 1235, ["secondary", "v1"], "prod"),
+        ("redis3", 1236, ["primary", "v2"], "qa"),
+    ] {
+        register(
+            api,
+            json!({"ID": id, "Name": "redis", "Port": port, "Tags": tags, "Meta": {"env": env}}),
+        )
+        .await;
+    }
+    register(
+        api,
+        json!({"Name": "web", "Port": 8080, "Tags": ["v1"], "Connect": {"SidecarService": {
+            "Proxy": {"Upstreams": [{"DestinationName": "redis", "LocalBindPort": 6379}]}}}}),
+    )
+    .await;
+}
