@@ -26,6 +26,55 @@ use edit::{policy_links, role_links, Names};
 
 const BOOTSTRAP_KEY: &str = "bootstrapped";
 
+/// The fields of the ACL bodies (policies, tokens, roles, their links).
+const ACL_FIELDS: &[&str] = &[
+    "ID",
+    "Name",
+    "Description",
+    "Rules",
+    "Datacenters",
+    "AccessorID",
+    "SecretID",
+    "Policies",
+    "Roles",
+    "Local",
+    "ExpirationTime",
+    "ExpirationTTL",
+    "ServiceIdentities",
+    "NodeIdentities",
+    "ServiceName",
+    "BootstrapSecret",
+];
+
+/// An ACL request body with its keys matched as Consul's decoder (Go's
+/// `encoding/json`) matches them: an exact name first, else any case, so py-consul's
+/// `{"name": ..., "rules": ...}` means `Name` and `Rules`.
+pub(crate) fn acl_body(body: &[u8]) -> ApiResult<Value> {
+    fn fold(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                let keys: Vec<String> = map.keys().cloned().collect();
+                for k in keys {
+                    let canonical = ACL_FIELDS
+                        .iter()
+                        .find(|f| f.eq_ignore_ascii_case(&k) && **f != k);
+                    if let Some(c) = canonical.filter(|c| !map.contains_key(**c)) {
+                        if let Some(val) = map.remove(&k) {
+                            map.insert((*c).to_string(), val);
+                        }
+                    }
+                }
+                map.values_mut().for_each(fold);
+            }
+            Value::Array(items) => items.iter_mut().for_each(fold),
+            _ => {}
+        }
+    }
+    let mut v = json_body(body)?;
+    fold(&mut v);
+    Ok(v)
+}
+
 fn with_indexes(mut v: Value, r: Option<&Record>, index: u64) -> Value {
     if let Value::Object(m) = &mut v {
         m.insert(
@@ -220,7 +269,7 @@ pub(crate) async fn create_policy(
     acl_caller(&state, raw.as_deref(), &headers)
         .await?
         .acl_write()?;
-    let v = json_body(&body)?;
+    let v = acl_body(&body)?;
     let name = v
         .get("Name")
         .and_then(Value::as_str)
@@ -382,7 +431,7 @@ pub(crate) async fn create_token(
     acl_caller(&state, raw.as_deref(), &headers)
         .await?
         .acl_write()?;
-    let v = json_body(&body)?;
+    let v = acl_body(&body)?;
     let policies = policy_links(&state, &v).await?;
     let roles = role_links(&state, &v).await?;
     let secret = v
@@ -527,7 +576,18 @@ pub(crate) async fn list_tokens(
     let authz = acl_caller(&state, raw.as_deref(), &headers).await?;
     authz.acl_read()?;
     let secret = Secret::for_caller(&authz);
-    let filter = filters::from_query(&parse_query(raw.as_deref()), filters::ACL_TOKEN)?;
+    let q = parse_query(raw.as_deref());
+    let filter = filters::from_query(&q, filters::ACL_TOKEN)?;
+    // Consul's `?policy=<id>` and `?role=<id>`: tokens linking that policy or role.
+    let links = |v: &Value, list: &str, key: &str| {
+        crate::query_get(&q, key)
+            .filter(|id| !id.is_empty())
+            .is_none_or(|id| {
+                v[list]
+                    .as_array()
+                    .is_some_and(|l| l.iter().any(|link| link["ID"] == id))
+            })
+    };
     let names = Names::load(&state).await?;
     let out: Vec<Value> = state
         .store
@@ -535,6 +595,7 @@ pub(crate) async fn list_tokens(
         .await?
         .iter()
         .filter_map(|r| token_view(r, secret, &names))
+        .filter(|v| links(v, "Policies", "policy") && links(v, "Roles", "role"))
         .filter(|v| filters::keeps(&filter, v))
         .collect();
     Ok(Json(out).into_response())

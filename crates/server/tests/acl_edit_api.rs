@@ -316,10 +316,33 @@ async fn a_deleted_policy_disappears_from_token_links() {
         json!({"Policies": [{"ID": pid}]}),
     )
     .await;
+    // Consul's `?policy=<id>`: the tokens linking it.
+    let linking = ok(
+        &api,
+        "GET",
+        &format!("/v1/acl/tokens?policy={pid}"),
+        Value::Null,
+    )
+    .await;
+    let ids: Vec<&Value> = linking
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| &x["AccessorID"])
+        .collect();
+    assert_eq!(ids, [&t["AccessorID"]]);
     let r = api
         .call("DELETE", &format!("/v1/acl/policy/{pid}"), ROOT, "")
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let linking = ok(
+        &api,
+        "GET",
+        &format!("/v1/acl/tokens?policy={pid}"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(linking, json!([]), "no token links a deleted policy");
     let list = ok(&api, "GET", "/v1/acl/tokens", Value::Null).await;
     let mine = list
         .as_array()
@@ -328,4 +351,38 @@ async fn a_deleted_policy_disappears_from_token_links() {
         .find(|x| x["AccessorID"] == t["AccessorID"])
         .unwrap();
     assert!(link_names(mine, "Policies").is_empty(), "{mine}");
+}
+
+/// Consul decodes ACL bodies as Go's `encoding/json` does: keys in any case (what
+/// py-consul sends: `{"name": ..., "rules": ...}`), an exact name winning.
+#[tokio::test]
+async fn acl_bodies_take_keys_in_any_case_like_consuls_decoder() {
+    let api = Api::with_acls().await;
+    let p = ok(
+        &api,
+        "PUT",
+        "/v1/acl/policy",
+        json!({"name": "lower", "rules": WEB_WRITE, "DESCRIPTION": "shouted"}),
+    )
+    .await;
+    assert_eq!(p["Name"], "lower");
+    assert_eq!(p["Rules"], WEB_WRITE);
+    assert_eq!(p["Description"], "shouted");
+    let r = ok(
+        &api,
+        "PUT",
+        "/v1/acl/role",
+        json!({"name": "r", "policies": [{"name": "lower"}]}),
+    )
+    .await;
+    assert_eq!(link_names(&r, "Policies"), ["lower"]);
+    let t = ok(
+        &api,
+        "PUT",
+        "/v1/acl/token",
+        json!({"description": "t", "roles": [{"id": r["ID"]}], "Description": "exact wins"}),
+    )
+    .await;
+    assert_eq!(t["Description"], "exact wins");
+    assert_eq!(link_names(&t, "Roles"), ["r"]);
 }

@@ -13,13 +13,13 @@
 //! names and leaves out links to objects that were deleted, as Consul does.
 
 use super::{
-    acl_caller, delete_record, find_policy_by_name, put_json, token_view, with_indexes,
+    acl_body, acl_caller, delete_record, find_policy_by_name, put_json, token_view, with_indexes,
     write_guarded, Secret,
 };
 use crate::acl::{Policy, PolicyLink, Role, Rules, Token, MANAGEMENT_POLICY_ID};
 use crate::{
-    filters, json_body, load_policy, now_rfc3339, parse_query, ApiError, ApiResult, AppState,
-    Shared, POLICY_TABLE, ROLE_TABLE, TOKEN_TABLE,
+    filters, load_policy, now_rfc3339, parse_query, ApiError, ApiResult, AppState, Shared,
+    POLICY_TABLE, ROLE_TABLE, TOKEN_TABLE,
 };
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -178,7 +178,7 @@ pub(crate) async fn update_token(
 ) -> ApiResult<Response> {
     let authz = acl_caller(&state, raw.as_deref(), &headers).await?;
     authz.acl_write()?;
-    let v = json_body(&body)?;
+    let v = acl_body(&body)?;
     let accessor = str_field(&v, "AccessorID");
     if !accessor.is_empty() && accessor != id {
         return Err(ApiError::bad_request(
@@ -254,7 +254,7 @@ pub(crate) async fn clone_token(
     let v = if body.is_empty() {
         Value::Null
     } else {
-        json_body(&body)?
+        acl_body(&body)?
     };
     let (old, _) = state
         .store
@@ -303,7 +303,7 @@ pub(crate) async fn update_policy(
     acl_caller(&state, raw.as_deref(), &headers)
         .await?
         .acl_write()?;
-    let v = json_body(&body)?;
+    let v = acl_body(&body)?;
     let body_id = str_field(&v, "ID");
     if !body_id.is_empty() && body_id != id {
         return Err(ApiError::bad_request(
@@ -411,7 +411,7 @@ pub(crate) async fn create_role(
     acl_caller(&state, raw.as_deref(), &headers)
         .await?
         .acl_write()?;
-    let v = json_body(&body)?;
+    let v = acl_body(&body)?;
     if !str_field(&v, "ID").is_empty() {
         return Err(ApiError::bad_request(
             "Role ID must not be specified on create; use PUT /v1/acl/role/:id to update",
@@ -432,7 +432,7 @@ pub(crate) async fn update_role(
     acl_caller(&state, raw.as_deref(), &headers)
         .await?
         .acl_write()?;
-    let v = json_body(&body)?;
+    let v = acl_body(&body)?;
     let body_id = str_field(&v, "ID");
     if !body_id.is_empty() && body_id != id {
         return Err(ApiError::bad_request(
