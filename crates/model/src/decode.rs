@@ -96,22 +96,92 @@ pub fn parse_raw(input: &str) -> Result<Map<String, Value>, DecodeError> {
 /// Deserializes `value` into `T` with Consul's rules; `root` is the path prefix used in
 /// messages ("" at the top of an entry).
 pub fn from_value<T: de::DeserializeOwned>(value: &Value, root: &str) -> Result<T, DecodeError> {
-    let unknown = RefCell::new(Vec::new());
-    let de = ConsulDe {
-        value,
-        path: root.to_string(),
-        unknown: &unknown,
-    };
-    let result = T::deserialize(de);
-    let unknown = unknown.into_inner();
-    match result {
-        Err(e) => {
-            let mut all = unknown;
-            all.push(e.0);
-            Err(DecodeError::Fields(all))
+    // A value that cannot be decoded is recorded and taken out of the input, and the
+    // decode runs again, so every such value is reported at once (like Consul's
+    // multierror), not just the first. Each run takes one failing value out; after
+    // `MAX_VALUE_ERRORS` the rest go unreported, so a body of ten thousand bad values
+    // costs twenty decodes, not ten thousand.
+    const MAX_VALUE_ERRORS: usize = 20;
+    let mut errors: Vec<String> = Vec::new();
+    let mut input = std::borrow::Cow::Borrowed(value);
+    loop {
+        let found = Found::default();
+        let de = ConsulDe {
+            value: &input,
+            path: root.to_string(),
+            unknown: &found,
+        };
+        let result = T::deserialize(de);
+        let mut all = found.keys.into_inner();
+        match result {
+            Ok(v) if all.is_empty() && errors.is_empty() => return Ok(v),
+            Ok(_) => {
+                all.extend(errors);
+                return Err(DecodeError::Fields(all));
+            }
+            Err(e) => {
+                let repeated = errors.contains(&e.0);
+                if !repeated {
+                    errors.push(e.0);
+                }
+                let next = match found.failed.get() {
+                    Some(gone)
+                        if !repeated
+                            && errors.len() < MAX_VALUE_ERRORS
+                            && !std::ptr::eq(gone, &*input) =>
+                    {
+                        without(&input, gone)
+                    }
+                    _ => {
+                        all.extend(errors);
+                        return Err(DecodeError::Fields(all));
+                    }
+                };
+                input = std::borrow::Cow::Owned(next);
+            }
         }
-        Ok(_) if !unknown.is_empty() => Err(DecodeError::Fields(unknown)),
-        Ok(v) => Ok(v),
+    }
+}
+
+/// What one decode run found besides its result: the unknown keys, and the innermost
+/// value that failed to decode.
+#[derive(Default)]
+pub struct Found<'a> {
+    keys: RefCell<Vec<String>>,
+    failed: std::cell::Cell<Option<&'a Value>>,
+}
+
+impl<'a> Found<'a> {
+    fn fail(&self, at: &'a Value) {
+        if self.failed.get().is_none() {
+            self.failed.set(Some(at));
+        }
+    }
+}
+
+/// `root` without the value `gone` (an object member is dropped, a list item becomes
+/// null so later items keep their index).
+fn without(root: &Value, gone: &Value) -> Value {
+    match root {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(_, v)| !std::ptr::eq(*v, gone))
+                .map(|(k, v)| (k.clone(), without(v, gone)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| {
+                    if std::ptr::eq(v, gone) {
+                        Value::Null
+                    } else {
+                        without(v, gone)
+                    }
+                })
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 
@@ -131,6 +201,25 @@ pub fn unknown_key_message(dotted: &str) -> String {
     } else {
         format!("invalid config key {}", go::quote(dotted))
     }
+}
+
+/// The field an unknown key was most likely meant to be: within two edits (any case,
+/// either spelling) and close for its length, so `Issuor` suggests `Issuer` and
+/// `Bogus` suggests nothing.
+pub fn suggestion<'f>(key: &str, fields: impl IntoIterator<Item = &'f str>) -> Option<&'f str> {
+    let key = key.to_ascii_lowercase();
+    fields
+        .into_iter()
+        .filter_map(|f| {
+            let d = [f.to_ascii_lowercase(), snake_alias(f)]
+                .iter()
+                .map(|name| strsim::levenshtein(&key, name))
+                .min()
+                .unwrap_or(usize::MAX);
+            (d <= 2 && d * 3 <= f.len()).then_some((d, f))
+        })
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, f)| f)
 }
 
 /// snake_case alias of a CamelCase field name, as Consul's `alias:` tags spell them
@@ -184,7 +273,7 @@ impl de::Error for DeError {
 pub struct ConsulDe<'a, 'u> {
     value: &'a Value,
     path: String,
-    unknown: &'u RefCell<Vec<String>>,
+    unknown: &'u Found<'a>,
 }
 
 fn go_type(v: &Value) -> &'static str {
@@ -608,7 +697,16 @@ impl<'de> de::Deserializer<'de> for ConsulDe<'de, '_> {
         for (ki, (k, _)) in keys.iter().enumerate() {
             if !used[ki] {
                 let dotted = self.field_path(k);
-                self.unknown.borrow_mut().push(unknown_key_message(&dotted));
+                let mut message = unknown_key_message(&dotted);
+                let free = fields
+                    .iter()
+                    .zip(&taken)
+                    .filter(|(_, t)| !**t)
+                    .map(|(f, _)| *f);
+                if let Some(near) = suggestion(k, free) {
+                    message.push_str(&format!(" (did you mean {}?)", go::quote(near)));
+                }
+                self.unknown.keys.borrow_mut().push(message);
             }
         }
         visitor.visit_map(StructMap {
@@ -645,7 +743,7 @@ struct Seq<'a, 'u> {
     items: std::slice::Iter<'a, Value>,
     index: usize,
     path: String,
-    unknown: &'u RefCell<Vec<String>>,
+    unknown: &'u Found<'a>,
 }
 
 impl<'de> SeqAccess<'de> for Seq<'de, '_> {
@@ -664,7 +762,9 @@ impl<'de> SeqAccess<'de> for Seq<'de, '_> {
             unknown: self.unknown,
         };
         self.index += 1;
-        seed.deserialize(de).map(Some)
+        seed.deserialize(de)
+            .inspect_err(|_| self.unknown.fail(v))
+            .map(Some)
     }
 }
 
@@ -695,6 +795,7 @@ impl<'de> MapAccess<'de> for RawMap<'de, '_, '_> {
             .take()
             .ok_or_else(|| DeError("map value without key".into(), true))?;
         seed.deserialize(self.parent.child(v, self.parent.field_path(k)))
+            .inspect_err(|_| self.parent.unknown.fail(v))
     }
 }
 
@@ -725,6 +826,7 @@ impl<'de> MapAccess<'de> for StructMap<'de, '_, '_> {
             .take()
             .ok_or_else(|| DeError("map value without key".into(), true))?;
         seed.deserialize(self.parent.child(v, self.parent.field_path(k)))
+            .inspect_err(|_| self.parent.unknown.fail(v))
     }
 }
 

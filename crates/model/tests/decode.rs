@@ -60,7 +60,7 @@ Sources = [ { Name = "web" Action = "allow" Extra = true Permissions = [ { HTTP 
         [
             r#"invalid config key "Bogus""#,
             r#"invalid config key "Sources[0].Extra""#,
-            r#"invalid config key "Sources[0].Permissions[0].HTTP.PathPrefx""#,
+            r#"invalid config key "Sources[0].Permissions[0].HTTP.PathPrefx" (did you mean "PathPrefix"?)"#,
         ]
     );
 }
@@ -259,4 +259,76 @@ fn inline_bytes_accept_base64_or_raw_text() {
             "{given}"
         );
     }
+}
+
+/// A key one or two edits from a field it could still be gets Consul's message and a
+/// suggestion; a key close to nothing, or to a field already given, gets none.
+#[test]
+fn near_miss_keys_suggest_the_field() {
+    let errors = field_errors(
+        "Kind = \"jwt-provider\"\nName = \"okta\"\nIssuor = \"x\"\njson_web_key_sett = { Local = { JWKS = \"e30=\" } }\nForwarding = { HeaderNam = \"x\" }\nBogus = 1\n",
+    );
+    assert_eq!(
+        errors,
+        [
+            r#"invalid config key "Issuor" (did you mean "Issuer"?)"#,
+            r#"invalid config key "json_web_key_sett" (did you mean "JSONWebKeySet"?)"#,
+            r#"invalid config key "Bogus""#,
+            r#"invalid config key "Forwarding.HeaderNam" (did you mean "HeaderName"?)"#,
+        ]
+    );
+    let table: &[(&str, &[&str], Option<&str>)] = &[
+        ("Issuor", &["Issuer", "Audiences"], Some("Issuer")),
+        ("issuer_", &["Issuer"], Some("Issuer")),
+        ("Nam", &["Name", "Kind"], Some("Name")),
+        ("Ky", &["ID"], None),
+        ("Bogus", &["Name", "Kind", "Issuer"], None),
+        (
+            "ClockSkewSecond",
+            &["ClockSkewSeconds", "CacheConfig"],
+            Some("ClockSkewSeconds"),
+        ),
+    ];
+    for (key, fields, want) in table {
+        assert_eq!(
+            tribune_model::decode::suggestion(key, fields.iter().copied()),
+            *want,
+            "{key}"
+        );
+    }
+}
+
+/// Every value that cannot be decoded is reported in one run, beside the unknown
+/// keys, as validation errors are: a user fixes the file once, not once per error.
+#[test]
+fn every_undecodable_value_is_reported_at_once() {
+    let errors = field_errors(
+        "Kind = \"jwt-provider\"\nName = \"okta\"\nIssuer = \"x\"\nClockSkewSeconds = \"abc\"\nCacheConfig = { Size = \"big\" }\nLocations = [{ Header = { Name = \"a\" } }, { Header = \"oops\" }]\nBogus = 1\n",
+    );
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+    assert_eq!(errors[0], r#"invalid config key "Bogus""#);
+    for want in [
+        "'ClockSkewSeconds' as int",
+        "'CacheConfig.Size' as int",
+        "'Locations[1].Header' expected type 'struct'",
+    ] {
+        assert!(
+            errors.iter().any(|e| e.contains(want)),
+            "{want}: {errors:#?}"
+        );
+    }
+}
+
+/// A body of many bad values reports a bounded number of them (each report is one
+/// more decode of the body).
+#[test]
+fn undecodable_values_are_reported_up_to_a_bound() {
+    let items: Vec<String> = (0..500).map(|_| r#"{"Header": "x"}"#.to_string()).collect();
+    let input = format!(
+        r#"{{"Kind": "jwt-provider", "Name": "p", "Locations": [{}]}}"#,
+        items.join(",")
+    );
+    let errors = field_errors(&input);
+    assert_eq!(errors.len(), 20, "{errors:#?}");
+    assert!(errors[19].contains("Locations[19].Header"), "{errors:#?}");
 }

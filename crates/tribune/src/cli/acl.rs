@@ -9,6 +9,9 @@ use super::Io;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
+mod role;
+use role::RoleCommand;
+
 #[derive(Debug, Subcommand)]
 pub enum AclCommand {
     /// Create the first management token (once).
@@ -230,52 +233,6 @@ pub struct TokenIdArgs {
     pub http: HttpArgs,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum RoleCommand {
-    /// Create a role linking policies.
-    Create(RoleCreateArgs),
-    /// List every role.
-    List(ListArgs),
-    /// Show one role (by -id, a unique ID prefix, or -name).
-    Read(RoleReadArgs),
-    /// Delete a role (by -id or -name).
-    Delete(RoleReadArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct RoleCreateArgs {
-    /// The new role's name.
-    #[arg(long, default_value = "")]
-    pub name: String,
-    /// A description of the role.
-    #[arg(long, default_value = "")]
-    pub description: String,
-    /// Name of a policy to link (repeatable).
-    #[arg(long = "policy-name")]
-    pub policy_name: Vec<String>,
-    /// ID of a policy to link (repeatable).
-    #[arg(long = "policy-id")]
-    pub policy_id: Vec<String>,
-    #[command(flatten)]
-    pub format: FormatArg,
-    #[command(flatten)]
-    pub http: HttpArgs,
-}
-
-#[derive(Debug, Args)]
-pub struct RoleReadArgs {
-    /// The role's ID (a unique prefix is enough).
-    #[arg(long)]
-    pub id: Option<String>,
-    /// The role's name.
-    #[arg(long)]
-    pub name: Option<String>,
-    #[command(flatten)]
-    pub format: FormatArg,
-    #[command(flatten)]
-    pub http: HttpArgs,
-}
-
 pub fn run(cmd: AclCommand, io: &mut Io<'_>) -> u8 {
     let r = match cmd {
         AclCommand::Bootstrap(a) => bootstrap(&a, io),
@@ -294,12 +251,7 @@ pub fn run(cmd: AclCommand, io: &mut Io<'_>) -> u8 {
             TokenCommand::Clone(a) => token_clone(&a, io),
             TokenCommand::Delete(a) => token_delete(&a, io),
         },
-        AclCommand::Role(c) => match c {
-            RoleCommand::Create(a) => role_create(&a, io),
-            RoleCommand::List(a) => role_list(&a, io),
-            RoleCommand::Read(a) => role_read(&a, io),
-            RoleCommand::Delete(a) => role_delete(&a, io),
-        },
+        AclCommand::Role(c) => role::run(c, io),
     };
     match r {
         Ok(()) => 0,
@@ -424,18 +376,6 @@ fn policy_text(v: &Value) -> String {
     )
 }
 
-/// `consul acl role read`'s pretty format.
-fn role_text(v: &Value) -> String {
-    let mut out = format!(
-        "ID:           {}\nName:         {}\nDescription:  {}\n",
-        s(v, "ID"),
-        s(v, "Name"),
-        s(v, "Description"),
-    );
-    out.push_str(&link_lines(v, "Policies", "Policies", "   "));
-    out
-}
-
 fn each(v: &Value, entry: impl Fn(&Value) -> String, between: &str) -> String {
     v.as_array()
         .into_iter()
@@ -448,9 +388,7 @@ fn each(v: &Value, entry: impl Fn(&Value) -> String, between: &str) -> String {
 /// Reads rules given as text, `@file` or `-` (stdin).
 fn rules_text(arg: &str) -> Result<String, Fail> {
     match arg.strip_prefix('@') {
-        Some(f) => {
-            std::fs::read_to_string(f).map_err(|e| format!("Failed to read file {f:?}: {e}").into())
-        }
+        Some(f) => super::read_file(f).map_err(Fail::Message),
         None if arg == "-" => super::config::load_input("-").map_err(Fail::Message),
         None => Ok(arg.to_string()),
     }
@@ -795,92 +733,5 @@ fn token_delete(a: &TokenIdArgs, io: &mut Io<'_>) -> Done {
         io,
     )?;
     let _ = writeln!(io.out, "Token {id:?} deleted successfully");
-    Ok(())
-}
-
-fn role_create(a: &RoleCreateArgs, io: &mut Io<'_>) -> Done {
-    check_format(&a.format)?;
-    if a.name.is_empty() {
-        return Err("Missing required '-name' flag".into());
-    }
-    let policies = links(&a.policy_name, &a.policy_id);
-    if policies.is_empty() {
-        return Err(
-            "Cannot create a role without specifying -policy-name or -policy-id at least once"
-                .into(),
-        );
-    }
-    let body = json!({"Name": a.name, "Description": a.description, "Policies": policies});
-    let v = send(
-        &a.http,
-        "PUT",
-        "/v1/acl/role",
-        Some(body),
-        "Failed to create new role",
-        io,
-    )?;
-    show(&a.format, &v, role_text, io);
-    Ok(())
-}
-
-fn role_list(a: &ListArgs, io: &mut Io<'_>) -> Done {
-    check_format(&a.format)?;
-    let v = send(
-        &a.http,
-        "GET",
-        "/v1/acl/roles",
-        None,
-        "Failed to retrieve the role list",
-        io,
-    )?;
-    show(
-        &a.format,
-        &v,
-        |v| {
-            each(
-                v,
-                |r| {
-                    format!(
-                        "{}:\n   ID:           {}\n   Description:  {}\n{}",
-                        s(r, "Name"),
-                        s(r, "ID"),
-                        s(r, "Description"),
-                        link_lines(r, "Policies", "   Policies", "      ")
-                    )
-                },
-                "",
-            )
-        },
-        io,
-    );
-    Ok(())
-}
-
-fn role_read(a: &RoleReadArgs, io: &mut Io<'_>) -> Done {
-    check_format(&a.format)?;
-    let id = id_or_name(&a.http, "role", &a.id, &a.name, io)?;
-    let v = send(
-        &a.http,
-        "GET",
-        &format!("/v1/acl/role/{id}"),
-        None,
-        &format!("Error reading role {id:?}"),
-        io,
-    )?;
-    show(&a.format, &v, role_text, io);
-    Ok(())
-}
-
-fn role_delete(a: &RoleReadArgs, io: &mut Io<'_>) -> Done {
-    let id = id_or_name(&a.http, "role", &a.id, &a.name, io)?;
-    send(
-        &a.http,
-        "DELETE",
-        &format!("/v1/acl/role/{id}"),
-        None,
-        &format!("Error deleting role {id:?}"),
-        io,
-    )?;
-    let _ = writeln!(io.out, "Role {id:?} deleted successfully");
     Ok(())
 }

@@ -317,3 +317,82 @@ fn tokens_and_roles_like_consul() {
     let (code, _, err) = run(&addr, "root", &["acl", "token", "list", "-format", "yaml"]);
     assert_eq!((code, err.as_str()), (1, "Invalid format: yaml\n"));
 }
+
+#[test]
+fn role_update_merges_policies_unless_no_merge() {
+    let addr = agent();
+    let mut ids = Vec::new();
+    for (name, rules) in [("a", "mesh = \"read\""), ("b", "acl = \"read\"")] {
+        let out = ok(
+            &addr,
+            &["acl", "policy", "create", "-name", name, "-rules", rules],
+        );
+        ids.push(field(&out, "ID"));
+    }
+    let (pa, pb) = (&ids[0], &ids[1]);
+    let created = ok(
+        &addr,
+        &["acl", "role", "create", "-name", "ops", "-policy-name", "a"],
+    );
+    let rid = field(&created, "ID");
+    // A unique prefix of the ID is enough; policies given are added.
+    let merged = ok(
+        &addr,
+        &[
+            "acl",
+            "role",
+            "update",
+            "-id",
+            &rid[..8],
+            "-description",
+            "operators",
+            "-policy-name",
+            "b",
+        ],
+    );
+    assert_eq!(
+        merged,
+        format!("ID:           {rid}\nName:         ops\nDescription:  operators\nPolicies:\n   {pa} - a\n   {pb} - b\n")
+    );
+    let replaced = ok(
+        &addr,
+        &[
+            "acl",
+            "role",
+            "update",
+            "-id",
+            &rid,
+            "-name",
+            "admins",
+            "-no-merge",
+            "-policy-id",
+            pb,
+        ],
+    );
+    assert_eq!(
+        replaced,
+        format!("ID:           {rid}\nName:         admins\nDescription:  operators\nPolicies:\n   {pb} - b\n")
+    );
+    assert_eq!(
+        ok(&addr, &["acl", "role", "read", "-name", "admins"]),
+        replaced
+    );
+    assert_eq!(
+        run(&addr, "root", &["acl", "role", "update", "-name", "x"]),
+        (
+            1,
+            String::new(),
+            "Cannot update a role without specifying the -id parameter\n".into()
+        )
+    );
+    let (code, _, err) = run(
+        &addr,
+        "root",
+        &["acl", "role", "update", "-id", &rid, "-policy-name", "nope"],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with(&format!("Error updating role \"{rid}\"")),
+        "{err}"
+    );
+}

@@ -151,10 +151,10 @@ fn etcd_backend(
 pub fn run(args: AgentArgs, io: &mut Io<'_>) -> u8 {
     let mut config = AgentConfig::default();
     for f in &args.config_file {
-        let text = match std::fs::read_to_string(f) {
+        let text = match super::read_file(f) {
             Ok(t) => t,
             Err(e) => {
-                let _ = writeln!(io.err, "==> Error reading config file {}: {e}", f.display());
+                let _ = writeln!(io.err, "==> {e}");
                 return 1;
             }
         };

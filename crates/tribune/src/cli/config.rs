@@ -11,7 +11,8 @@ use tribune_model::{decode::parse_raw, decode_object, Kind, WireEntry};
 pub enum ConfigCommand {
     /// Check one config entry file offline (HCL or JSON; `-` reads stdin).
     Validate(ValidateArgs),
-    /// Create or update a config entry from a file (HCL or JSON; `-` reads stdin).
+    /// Create or update a config entry from one file (HCL or JSON; `-` reads stdin).
+    #[command(override_usage = "tribune config write [OPTIONS] <FILE>")]
     Write(WriteArgs),
     /// Print one config entry as JSON.
     Read(ReadArgs),
@@ -31,8 +32,10 @@ pub enum ConfigCommand {
 
 #[derive(Debug, Args)]
 pub struct KindNameArgs {
+    /// The kind of the config entry (`service-intentions`, `jwt-provider`, `service-defaults`, `proxy-defaults`, `mesh`).
     #[arg(long)]
     pub kind: Option<String>,
+    /// The name of the config entry (`global` for `proxy-defaults` and `mesh`).
     #[arg(long)]
     pub name: Option<String>,
     #[command(flatten)]
@@ -53,6 +56,7 @@ pub struct StagedArgs {
     /// With -name: one candidate (else every candidate).
     #[arg(long)]
     pub kind: Option<String>,
+    /// With -kind: the name of the entry whose candidate to show.
     #[arg(long)]
     pub name: Option<String>,
     /// `text` or `json`.
@@ -73,11 +77,13 @@ pub struct ValidateArgs {
 
 #[derive(Debug, Args)]
 pub struct WriteArgs {
-    /// Path of the entry file, or `-` for standard input.
+    /// The one entry file to write (HCL or JSON), or `-` for standard input.
+    #[arg(value_name = "FILE")]
     pub file: Vec<String>,
     /// Only write if the entry's ModifyIndex equals -modify-index (0: only create).
     #[arg(long)]
     pub cas: bool,
+    /// With -cas: the ModifyIndex the stored entry must have (0: it must not exist).
     #[arg(long = "modify-index")]
     pub modify_index: Option<u64>,
     /// Store the entry as a staged candidate next to the live one (service-intentions,
@@ -91,8 +97,10 @@ pub struct WriteArgs {
 
 #[derive(Debug, Args)]
 pub struct ReadArgs {
+    /// The kind of the config entry (`service-intentions`, `jwt-provider`, `service-defaults`, `proxy-defaults`, `mesh`).
     #[arg(long)]
     pub kind: Option<String>,
+    /// The name of the config entry (`global` for `proxy-defaults` and `mesh`).
     #[arg(long)]
     pub name: Option<String>,
     /// Read the staged candidate instead of the live entry.
@@ -104,6 +112,7 @@ pub struct ReadArgs {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
+    /// The kind of the config entry (`service-intentions`, `jwt-provider`, `service-defaults`, `proxy-defaults`, `mesh`).
     #[arg(long)]
     pub kind: Option<String>,
     #[command(flatten)]
@@ -112,15 +121,19 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
+    /// The kind of the config entry (`service-intentions`, `jwt-provider`, `service-defaults`, `proxy-defaults`, `mesh`).
     #[arg(long)]
     pub kind: Option<String>,
+    /// The name of the config entry (`global` for `proxy-defaults` and `mesh`).
     #[arg(long)]
     pub name: Option<String>,
     /// Take kind and name from this entry file.
     #[arg(long)]
     pub filename: Option<String>,
+    /// Only delete if the entry's ModifyIndex equals -modify-index.
     #[arg(long)]
     pub cas: bool,
+    /// With -cas: the ModifyIndex the stored entry must have.
     #[arg(long = "modify-index")]
     pub modify_index: Option<u64>,
     #[command(flatten)]
@@ -149,7 +162,7 @@ pub fn load_input(path: &str) -> Result<String, String> {
             .map_err(|e| format!("Failed to read stdin: {e}"))?;
         Ok(s)
     } else {
-        std::fs::read_to_string(path).map_err(|e| format!("Failed to read file: {e}"))
+        super::read_file(path)
     }
 }
 
@@ -711,9 +724,9 @@ Forwarding { PadForwardPayloadHeader = true }
     fn validate_missing_file_fails_to_load() {
         let (code, _, err) = run_args(&["config", "validate", "/nonexistent/x.hcl"]);
         assert_eq!(code, 1);
-        assert!(
-            err.starts_with("Failed to load data: Failed to read file:"),
-            "{err}"
+        assert_eq!(
+            err,
+            "Failed to load data: Failed to read file \"/nonexistent/x.hcl\": No such file or directory\n"
         );
     }
 

@@ -37,12 +37,7 @@ impl HttpArgs {
             .or_else(|| env(&["TRIBUNE_HTTP_TOKEN_FILE", "CONSUL_HTTP_TOKEN_FILE"]));
         let token = match (&self.token, token_file) {
             (Some(t), _) => Some(t.clone()),
-            (None, Some(f)) => Some(
-                std::fs::read_to_string(&f)
-                    .map_err(|e| format!("Error reading token file {f}: {e}"))?
-                    .trim()
-                    .to_string(),
-            ),
+            (None, Some(f)) => Some(super::read_file(&f)?.trim().to_string()),
             (None, None) => env(&["TRIBUNE_HTTP_TOKEN", "CONSUL_HTTP_TOKEN"]),
         };
         Ok(Target { addr, token })
@@ -106,9 +101,7 @@ pub fn jwt_arg(jwt: &Option<String>, jwt_file: &Option<String>) -> Result<Option
     match (jwt, jwt_file) {
         (Some(_), Some(_)) => Err("-jwt and -jwt-file cannot be used together".into()),
         (Some(t), None) => Ok(Some(t.trim().to_string())),
-        (None, Some(f)) => std::fs::read_to_string(f)
-            .map(|t| Some(t.trim().to_string()))
-            .map_err(|e| format!("Failed to read file {f:?}: {e}")),
+        (None, Some(f)) => super::read_file(f).map(|t| Some(t.trim().to_string())),
         (None, None) => Ok(None),
     }
 }

@@ -288,10 +288,10 @@ fn replay(args: &ReplayArgs, io: &mut Io<'_>) -> u8 {
         );
         return 1;
     }
-    let text = match std::fs::read_to_string(file) {
+    let text = match super::read_file(file) {
         Ok(t) => t,
         Err(e) => {
-            let _ = writeln!(io.err, "Failed to read file {file:?}: {e}");
+            let _ = writeln!(io.err, "{e}");
             return 1;
         }
     };

@@ -154,8 +154,7 @@ fn read_files(paths: &[String]) -> Result<Vec<Intention>, String> {
                 .map_err(|e| format!("Failed to read stdin: {e}"))?;
             s
         } else {
-            std::fs::read_to_string(path)
-                .map_err(|e| format!("Failed to read file {path:?}: {e}"))?
+            super::read_file(path)?
         };
         let v = tribune_model::decode::parse_json(text.as_bytes())
             .map_err(|e| format!("{path}: {e}"))?;

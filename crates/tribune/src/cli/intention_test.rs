@@ -150,10 +150,10 @@ fn flat(e: &tribune_model::DecodeError) -> String {
 
 /// Reads every case of `path`; problems are reported with the file and test name.
 fn load_cases(path: &str, out: &mut Vec<Loaded>, errors: &mut Vec<String>) {
-    let text = match std::fs::read_to_string(path) {
+    let text = match super::read_file(path) {
         Ok(t) => t,
         Err(e) => {
-            errors.push(format!("Failed to read file {path:?}: {e}"));
+            errors.push(e);
             return;
         }
     };
@@ -266,10 +266,10 @@ fn load_entries(paths: &[String]) -> Result<Vec<ConfigEntry>, Vec<String>> {
     let mut entries: Vec<ConfigEntry> = Vec::new();
     for f in &files {
         let shown = f.display().to_string();
-        let text = match std::fs::read_to_string(f) {
+        let text = match super::read_file(f) {
             Ok(t) => t,
             Err(e) => {
-                errors.push(format!("Failed to read file {shown:?}: {e}"));
+                errors.push(e);
                 continue;
             }
         };

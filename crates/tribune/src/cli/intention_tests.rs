@@ -112,7 +112,7 @@ fn the_example_policy_tests_pass_offline_and_failures_are_reported() {
     assert_eq!(
         err,
         format!(
-            "Error: {b}: Test \"typo\": invalid config key \"Test.typo.Destnation\"\nError: Failed to read file \"missing.test.hcl\": No such file or directory (os error 2)\n"
+            "Error: {b}: Test \"typo\": invalid config key \"Test.typo.Destnation\" (did you mean \"Destination\"?)\nError: Failed to read file \"missing.test.hcl\": No such file or directory\n"
         )
     );
     std::fs::write(

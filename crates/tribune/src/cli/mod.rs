@@ -106,14 +106,15 @@ pub fn run_with(args: Vec<OsString>, io: &mut Io<'_>) -> u8 {
     let args = consul_style_flags(args);
     // Bare `tribune`: the help, on stdout.
     if args.len() <= 1 {
-        let _ = write!(io.out, "{}", Cli::command().render_help());
+        let help = Cli::command().render_help().to_string();
+        let _ = write!(io.out, "{}", consul_style_help(&help));
         return 0;
     }
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() { 1 } else { 0 };
-            let text = e.render().to_string();
+            let text = consul_style_help(&e.render().to_string());
             let _ = if code == 0 {
                 write!(io.out, "{text}")
             } else {
@@ -136,6 +137,18 @@ pub fn run_with(args: Vec<OsString>, io: &mut Io<'_>) -> u8 {
             0
         }
     }
+}
+
+/// Reads a file named on the command line. The error names the file and says what
+/// went wrong, without the OS error number: `Failed to read file "okta.hcl": No such
+/// file or directory`.
+pub(crate) fn read_file(path: impl AsRef<std::path::Path>) -> Result<String, String> {
+    let path = path.as_ref();
+    std::fs::read_to_string(path).map_err(|e| {
+        let why = e.to_string();
+        let why = why.split(" (os error ").next().unwrap_or(&why).to_string();
+        format!("Failed to read file \"{}\": {why}", path.display())
+    })
 }
 
 /// Rewrites Consul-style `-flag` / `-flag=value` into clap's `--flag` for every long
@@ -167,6 +180,51 @@ fn consul_style_flags(args: Vec<OsString>) -> Vec<OsString> {
             }
         }
         out.push(arg);
+    }
+    out
+}
+
+/// Help and usage text with flags spelled as Consul spells them (`-http-addr`, not
+/// clap's `--http-addr`), the description column kept aligned.
+fn consul_style_help(text: &str) -> String {
+    let mut longs = HashSet::new();
+    collect_longs(&Cli::command(), &mut longs);
+    let single = |s: &str| -> String {
+        let mut out = String::with_capacity(s.len());
+        let mut rest = s;
+        while let Some(at) = rest.find("--") {
+            let (before, from) = rest.split_at(at);
+            out.push_str(before);
+            let name_len = from[2..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .unwrap_or(from.len() - 2);
+            let name = &from[2..2 + name_len];
+            let after_dash = out.ends_with('-');
+            if !after_dash && longs.contains(name) {
+                out.push('-');
+                out.push_str(name);
+            } else {
+                out.push_str(&from[..2 + name_len]);
+            }
+            rest = &from[2 + name_len..];
+        }
+        out.push_str(rest);
+        out
+    };
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let indent = line.len() - line.trim_start().len();
+        let option_line = indent <= 6 && line.trim_start().starts_with('-');
+        match line[indent..].find("  ").filter(|_| option_line) {
+            Some(end) => {
+                let (flags, described) = line.split_at(indent + end);
+                let spelled = single(flags);
+                out.push_str(&spelled);
+                out.push_str(&" ".repeat(flags.len() - spelled.len()));
+                out.push_str(described);
+            }
+            None => out.push_str(&single(line)),
+        }
     }
     out
 }
@@ -246,5 +304,88 @@ mod tests {
         let (code, _, err) = run_args(&["frobnicate"]);
         assert_eq!(code, 1);
         assert!(err.contains("unrecognized subcommand"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod help_tests {
+    use super::*;
+
+    /// Every flag and argument of every command, as `command path: flag`, that has no
+    /// help text.
+    fn undescribed(cmd: &clap::Command, path: &str, into: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            if arg
+                .get_help()
+                .is_none_or(|h| h.to_string().trim().is_empty())
+            {
+                into.push(format!("{path}: {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_about().is_none() {
+                into.push(format!("{path} {}: (no about)", sub.get_name()));
+            }
+            undescribed(sub, &format!("{path} {}", sub.get_name()), into);
+        }
+    }
+
+    #[test]
+    fn every_flag_of_every_command_is_described() {
+        let mut missing = Vec::new();
+        undescribed(&Cli::command(), "tribune", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "{} undescribed:\n{}",
+            missing.len(),
+            missing.join("\n")
+        );
+    }
+
+    /// Help spells every flag as Consul does (`-cas`, `-help`), keeps the description
+    /// column aligned, and `config write` says it takes one file.
+    #[test]
+    fn help_spells_flags_with_one_dash_like_consul() {
+        let (code, out, err) = super::tests::run_args(&["config", "write", "-help"]);
+        assert_eq!((code, err.as_str()), (0, ""));
+        assert!(!out.contains("--"), "{out}");
+        assert!(
+            out.contains("Usage: tribune config write [OPTIONS] <FILE>"),
+            "{out}"
+        );
+        assert!(out.contains("The one entry file"), "{out}");
+        let columns: Vec<usize> = out
+            .lines()
+            .filter(|l| l.trim_start().starts_with('-'))
+            .map(|l| {
+                let flags_end =
+                    l.trim_start().find("  ").unwrap() + (l.len() - l.trim_start().len());
+                flags_end + l[flags_end..].len() - l[flags_end..].trim_start().len()
+            })
+            .collect();
+        assert!(columns.len() >= 6, "{out}");
+        assert!(
+            columns.windows(2).all(|w| w[0] == w[1]),
+            "{columns:?}\n{out}"
+        );
+        for flag in [
+            "-cas",
+            "-modify-index <MODIFY_INDEX>",
+            "-http-addr",
+            "-h, -help",
+        ] {
+            assert!(out.contains(flag), "{flag}: {out}");
+        }
+        // Usage errors too.
+        let (code, _, err) = super::tests::run_args(&["config", "read", "-kind"]);
+        assert_eq!(code, 1);
+        assert!(
+            err.contains("'-kind <KIND>'") && err.contains("'-help'"),
+            "{err}"
+        );
     }
 }

@@ -33,10 +33,10 @@ pub struct DeregisterArgs {
 pub fn run(cmd: ServicesCommand, io: &mut Io<'_>) -> u8 {
     match cmd {
         ServicesCommand::Register(a) => {
-            let text = match std::fs::read_to_string(&a.file) {
+            let text = match super::read_file(&a.file) {
                 Ok(t) => t,
                 Err(e) => {
-                    let _ = writeln!(io.err, "Error reading {}: {e}", a.file);
+                    let _ = writeln!(io.err, "{e}");
                     return 1;
                 }
             };

@@ -1,0 +1,234 @@
+//! `tribune acl role ...`: create, list, read, update, delete, with `consul acl
+//! role`'s flags, output and messages.
+
+use super::{
+    check_format, each, id_or_name, link_lines, links, s, send, show, updated_links, Done,
+    FormatArg, ListArgs,
+};
+use crate::cli::http::HttpArgs;
+use crate::cli::Io;
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// Create a role linking policies.
+    Create(RoleCreateArgs),
+    /// List every role.
+    List(ListArgs),
+    /// Show one role (by -id, a unique ID prefix, or -name).
+    Read(RoleReadArgs),
+    /// Change a role's name, description or policies (by -id, a unique prefix).
+    Update(RoleUpdateArgs),
+    /// Delete a role (by -id or -name).
+    Delete(RoleReadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RoleCreateArgs {
+    /// The new role's name.
+    #[arg(long, default_value = "")]
+    pub name: String,
+    /// A description of the role.
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// Name of a policy to link (repeatable).
+    #[arg(long = "policy-name")]
+    pub policy_name: Vec<String>,
+    /// ID of a policy to link (repeatable).
+    #[arg(long = "policy-id")]
+    pub policy_id: Vec<String>,
+    #[command(flatten)]
+    pub format: FormatArg,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RoleReadArgs {
+    /// The role's ID (a unique prefix is enough).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// The role's name.
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub format: FormatArg,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RoleUpdateArgs {
+    /// The ID of the role to update (a unique prefix is enough).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// The role's new name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The role's new description.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Name of a policy to link (repeatable).
+    #[arg(long = "policy-name")]
+    pub policy_name: Vec<String>,
+    /// ID of a policy to link (repeatable).
+    #[arg(long = "policy-id")]
+    pub policy_id: Vec<String>,
+    /// Replace the role's policies with the -policy-* flags' instead of adding them.
+    #[arg(long = "no-merge")]
+    pub no_merge: bool,
+    #[command(flatten)]
+    pub format: FormatArg,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+pub fn run(cmd: RoleCommand, io: &mut Io<'_>) -> Done {
+    match cmd {
+        RoleCommand::Create(a) => role_create(&a, io),
+        RoleCommand::List(a) => role_list(&a, io),
+        RoleCommand::Read(a) => role_read(&a, io),
+        RoleCommand::Update(a) => role_update(&a, io),
+        RoleCommand::Delete(a) => role_delete(&a, io),
+    }
+}
+
+/// `consul acl role read`'s pretty format.
+fn role_text(v: &Value) -> String {
+    let mut out = format!(
+        "ID:           {}\nName:         {}\nDescription:  {}\n",
+        s(v, "ID"),
+        s(v, "Name"),
+        s(v, "Description"),
+    );
+    out.push_str(&link_lines(v, "Policies", "Policies", "   "));
+    out
+}
+
+fn role_create(a: &RoleCreateArgs, io: &mut Io<'_>) -> Done {
+    check_format(&a.format)?;
+    if a.name.is_empty() {
+        return Err("Missing required '-name' flag".into());
+    }
+    let policies = links(&a.policy_name, &a.policy_id);
+    if policies.is_empty() {
+        return Err(
+            "Cannot create a role without specifying -policy-name or -policy-id at least once"
+                .into(),
+        );
+    }
+    let body = json!({"Name": a.name, "Description": a.description, "Policies": policies});
+    let v = send(
+        &a.http,
+        "PUT",
+        "/v1/acl/role",
+        Some(body),
+        "Failed to create new role",
+        io,
+    )?;
+    show(&a.format, &v, role_text, io);
+    Ok(())
+}
+
+fn role_list(a: &ListArgs, io: &mut Io<'_>) -> Done {
+    check_format(&a.format)?;
+    let v = send(
+        &a.http,
+        "GET",
+        "/v1/acl/roles",
+        None,
+        "Failed to retrieve the role list",
+        io,
+    )?;
+    show(
+        &a.format,
+        &v,
+        |v| {
+            each(
+                v,
+                |r| {
+                    format!(
+                        "{}:\n   ID:           {}\n   Description:  {}\n{}",
+                        s(r, "Name"),
+                        s(r, "ID"),
+                        s(r, "Description"),
+                        link_lines(r, "Policies", "   Policies", "      ")
+                    )
+                },
+                "",
+            )
+        },
+        io,
+    );
+    Ok(())
+}
+
+fn role_read(a: &RoleReadArgs, io: &mut Io<'_>) -> Done {
+    check_format(&a.format)?;
+    let id = id_or_name(&a.http, "role", &a.id, &a.name, io)?;
+    let v = send(
+        &a.http,
+        "GET",
+        &format!("/v1/acl/role/{id}"),
+        None,
+        &format!("Error reading role {id:?}"),
+        io,
+    )?;
+    show(&a.format, &v, role_text, io);
+    Ok(())
+}
+
+fn role_delete(a: &RoleReadArgs, io: &mut Io<'_>) -> Done {
+    let id = id_or_name(&a.http, "role", &a.id, &a.name, io)?;
+    send(
+        &a.http,
+        "DELETE",
+        &format!("/v1/acl/role/{id}"),
+        None,
+        &format!("Error deleting role {id:?}"),
+        io,
+    )?;
+    let _ = writeln!(io.out, "Role {id:?} deleted successfully");
+    Ok(())
+}
+
+/// `consul acl role update`: unset flags keep the role's values; policies given are
+/// added to the role's (`-no-merge`: they replace them).
+fn role_update(a: &RoleUpdateArgs, io: &mut Io<'_>) -> Done {
+    check_format(&a.format)?;
+    let given =
+        a.id.clone()
+            .filter(|i| !i.is_empty())
+            .ok_or("Cannot update a role without specifying the -id parameter")?;
+    let id = super::full_id(&a.http, "role", &given, io)?;
+    let current = send(
+        &a.http,
+        "GET",
+        &format!("/v1/acl/role/{id}"),
+        None,
+        &format!("Error reading role {id:?}"),
+        io,
+    )?;
+    let name = a.name.clone().filter(|n| !n.is_empty());
+    let body = json!({
+        "ID": id,
+        "Name": name.as_deref().unwrap_or(s(&current, "Name")),
+        "Description": a.description.as_deref().unwrap_or(s(&current, "Description")),
+        "Policies": updated_links(
+            &current["Policies"],
+            links(&a.policy_name, &a.policy_id),
+            !a.no_merge,
+        ),
+    });
+    let v = send(
+        &a.http,
+        "PUT",
+        &format!("/v1/acl/role/{id}"),
+        Some(body),
+        &format!("Error updating role {id:?}"),
+        io,
+    )?;
+    show(&a.format, &v, role_text, io);
+    Ok(())
+}
