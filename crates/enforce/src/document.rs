@@ -44,6 +44,31 @@ pub struct PolicyDocument {
     /// In a candidate: the staged entries it differs by, `kind/name@index` (the
     /// index of the staged record: a new one is a new candidate).
     pub staged: Vec<String>,
+    /// Connection upgrades the service takes besides `websocket` (Tribune's
+    /// extension: its `service-defaults`' `Meta["tribune.upgrades"]`, comma-separated,
+    /// lowercased).
+    pub upgrades: Vec<String>,
+}
+
+/// The `service-defaults` meta key naming the upgrade protocols (besides
+/// `websocket`) a service's sidecar passes.
+pub const UPGRADES_META: &str = "tribune.upgrades";
+
+/// The upgrade protocols `service`'s defaults name in [`UPGRADES_META`].
+pub fn upgrades_of(entries: &[&ConfigEntry], service: &str) -> Vec<String> {
+    entries
+        .iter()
+        .find_map(|e| match e {
+            ConfigEntry::ServiceDefaults(s) if s.name == service => s.meta.get(UPGRADES_META),
+            _ => None,
+        })
+        .map(|list| {
+            list.split(',')
+                .map(|p| p.trim().to_ascii_lowercase())
+                .filter(|p| !p.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The document as it travels (every field optional; the model's decoder fills it).
@@ -63,6 +88,8 @@ struct Wire {
     candidate: Option<Value>,
     #[serde(rename = "Staged")]
     staged: Option<Vec<String>>,
+    #[serde(rename = "Upgrades")]
+    upgrades: Option<Vec<String>>,
 }
 
 #[derive(Serialize)]
@@ -81,6 +108,8 @@ struct Out<'a> {
     candidate: Option<Value>,
     #[serde(rename = "Staged", skip_serializing_if = "<[String]>::is_empty")]
     staged: &'a [String],
+    #[serde(rename = "Upgrades", skip_serializing_if = "<[String]>::is_empty")]
+    upgrades: &'a [String],
 }
 
 /// The protocol of `service`: its `service-defaults`, else the global
@@ -160,6 +189,7 @@ impl PolicyDocument {
             forwarding_headers,
             candidate: None,
             staged: Vec::new(),
+            upgrades: upgrades_of(all, service),
         }
     }
 
@@ -236,6 +266,7 @@ impl PolicyDocument {
             forwarding_headers: &self.forwarding_headers,
             candidate: self.candidate.as_ref().map(|c| c.render(entry)),
             staged: &self.staged,
+            upgrades: &self.upgrades,
         })
         .unwrap_or(Value::Null)
     }
@@ -306,6 +337,7 @@ impl PolicyDocument {
             forwarding_headers,
             candidate,
             staged: w.staged.unwrap_or_default(),
+            upgrades: w.upgrades.unwrap_or_default(),
         })
     }
 

@@ -28,7 +28,7 @@ mod policy;
 mod rewrite;
 
 pub use checks::cross_checks;
-pub use document::{protocol_of, PolicyDocument};
+pub use document::{protocol_of, upgrades_of, PolicyDocument, UPGRADES_META};
 pub use evaluate::{
     authenticate, has_underscore_name, Authenticated, Decided, Evaluation, Options, Refusal,
     Refused, Request, Verdict, Verify, View, Why,

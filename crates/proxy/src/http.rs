@@ -248,6 +248,7 @@ pub async fn handle(
         ));
     };
     let (mut parts, body) = req.into_parts();
+    let upgrade = crate::upgrade::requested(parts.version, &parts.headers);
     let now = (proxy.config.clock)();
     // Phases 1-5: the enforcement engine, exactly as the agent's explain runs it.
     let request = EnforcedRequest {
@@ -361,9 +362,28 @@ pub async fn handle(
         return Ok(resp);
     }
 
+    // An upgrade is passed only to a protocol the service takes, over HTTP/1.1.
+    let upgrade = match upgrade {
+        None => None,
+        Some(value) => {
+            let protocol = crate::upgrade::protocol(&value);
+            if snap.h2() || !crate::upgrade::permitted(&protocol, &snap.doc.upgrades) {
+                proxy.log(|| record(403, "deny", "upgrade_not_allowed"));
+                return Ok(short(
+                    StatusCode::FORBIDDEN,
+                    "upgrade to this protocol is not allowed",
+                ));
+            }
+            Some((value, protocol))
+        }
+    };
+
     // Rewrite: hop-by-hop headers and those `Connection` names first (so it can never
     // remove what the proxy adds), then the policy's rewrite (decisions.md #10, #18).
     remove_hop_by_hop(&mut parts.headers);
+    if let Some((value, _)) = &upgrade {
+        crate::upgrade::restore(&mut parts.headers, value.clone());
+    }
     let stripped_query = snap.rewrite(&decided, &mut parts.headers, parts.uri.query());
     let query = match &stripped_query {
         Some(q) => Some(Cow::Borrowed(q.as_str())),
@@ -415,6 +435,58 @@ pub async fn handle(
         }
     }
     let sent = Instant::now();
+    if let Some((_, protocol)) = upgrade {
+        let client = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+        let req = Request::from_parts(parts, body);
+        let result = tokio::time::timeout(
+            proxy.config.upstream_timeout,
+            proxy.upstream.send_upgrade(req),
+        )
+        .await;
+        let (resp, result) = match result {
+            Ok(Ok((mut resp, hold))) => {
+                let switched = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+                let (mut rp, rb) = match (switched, client) {
+                    (true, Some(client)) => {
+                        let service = hyper::upgrade::on(&mut resp);
+                        crate::upgrade::splice(
+                            client,
+                            service,
+                            hold,
+                            proxy.config.upgrade_limits,
+                            proxy.metrics.counters.clone(),
+                            crate::upgrade::Opened {
+                                caller: caller.clone(),
+                                path: path.clone(),
+                                protocol,
+                            },
+                        );
+                        resp.into_parts()
+                    }
+                    _ => resp.into_parts(),
+                };
+                let value = rp.headers.get(hyper::header::UPGRADE).cloned();
+                remove_hop_by_hop(&mut rp.headers);
+                if let (true, Some(v)) = (switched, value) {
+                    crate::upgrade::restore(&mut rp.headers, v);
+                }
+                (
+                    Response::from_parts(rp, Either::Left(rb)),
+                    UpstreamResult::Ok,
+                )
+            }
+            Ok(Err(e)) => upstream_failure(&e),
+            Err(_) => timed_out(),
+        };
+        proxy.metrics.counters.upstream[result as usize]
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (verdict, reason) = match result {
+            UpstreamResult::Ok => ("allow", decision.code().as_str()),
+            failed => ("error", failed.label()),
+        };
+        proxy.log(|| record(resp.status().as_u16(), verdict, reason));
+        return Ok(resp);
+    }
     let req = Request::from_parts(parts, body);
     let result = if h2 {
         tokio::time::timeout(proxy.config.upstream_timeout, proxy.upstream.send_h2(req)).await
@@ -429,30 +501,13 @@ pub async fn handle(
                 .observe(sent.elapsed().as_secs_f64());
             let (mut rp, rb) = resp.into_parts();
             remove_hop_by_hop(&mut rp.headers);
-            (Response::from_parts(rp, Either::Left(rb)), UpstreamResult::Ok)
+            (
+                Response::from_parts(rp, Either::Left(rb)),
+                UpstreamResult::Ok,
+            )
         }
-        Ok(Err(e)) if e.is_client_body() => (
-            short(StatusCode::BAD_REQUEST, "Bad Request"),
-            UpstreamResult::ClientBody,
-        ),
-        Ok(Err(e)) if e.is_connect() => (
-            short(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
-            ),
-            UpstreamResult::Connect,
-        ),
-        Ok(Err(_)) => (
-            short(
-                StatusCode::BAD_GATEWAY,
-                "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
-            ),
-            UpstreamResult::Reset,
-        ),
-        Err(_) => (
-            short(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
-            UpstreamResult::Timeout,
-        ),
+        Ok(Err(e)) => upstream_failure(&e),
+        Err(_) => timed_out(),
     };
     proxy.metrics.counters.upstream[result as usize]
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -462,6 +517,39 @@ pub async fn handle(
     };
     proxy.log(|| record(resp.status().as_u16(), verdict, reason));
     Ok(resp)
+}
+
+/// The response for a request the local service failed (Envoy-style short bodies).
+fn upstream_failure(e: &crate::upstream::UpstreamError) -> (Response<ProxyBody>, UpstreamResult) {
+    if e.is_client_body() {
+        (
+            short(StatusCode::BAD_REQUEST, "Bad Request"),
+            UpstreamResult::ClientBody,
+        )
+    } else if e.is_connect() {
+        (
+            short(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+            ),
+            UpstreamResult::Connect,
+        )
+    } else {
+        (
+            short(
+                StatusCode::BAD_GATEWAY,
+                "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+            ),
+            UpstreamResult::Reset,
+        )
+    }
+}
+
+fn timed_out() -> (Response<ProxyBody>, UpstreamResult) {
+    (
+        short(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
+        UpstreamResult::Timeout,
+    )
 }
 
 /// Serves HTTP/1.1 and HTTP/2 on one accepted connection, within its lifetime rules
@@ -502,7 +590,9 @@ pub async fn serve_connection<IO>(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(max_header as u32);
-    let connection = builder.serve_connection(TokioIo::new(io), svc);
+    // With upgrades: an allowed WebSocket handshake hands the connection over to
+    // [`crate::upgrade`] once answered `101`.
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(connection);
     let mut closing = false;
     loop {

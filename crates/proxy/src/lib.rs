@@ -20,6 +20,7 @@ pub mod shadow;
 pub mod sidecar;
 pub mod snapshot;
 pub mod state;
+pub mod upgrade;
 pub mod upstream;
 pub mod watch;
 
@@ -64,6 +65,8 @@ pub struct ProxyConfig {
     pub access_sink: Option<AccessSink>,
     /// Recent request facts kept for replay (0: none).
     pub replay_buffer: usize,
+    /// How long upgraded (WebSocket) connections may stay idle, and open at most.
+    pub upgrade_limits: upgrade::Limits,
 }
 
 fn system_clock() -> i64 {
@@ -86,6 +89,7 @@ impl ProxyConfig {
             clock: Arc::new(system_clock),
             access_sink: None,
             replay_buffer: replay::DEFAULT_REPLAY_ENTRIES,
+            upgrade_limits: upgrade::Limits::default(),
         }
     }
 }

@@ -69,10 +69,14 @@ pub enum ConnEvent {
     UpstreamDialed,
     /// An upstream listener could not reach any instance of its destination.
     UpstreamDialFailed,
+    /// An upgrade (WebSocket) completed: bytes now flow both ways.
+    UpgradeOpened,
+    /// An upgraded connection ended (closed, idle, or at its maximum duration).
+    UpgradeClosed,
 }
 
 impl ConnEvent {
-    pub const ALL: [ConnEvent; 7] = [
+    pub const ALL: [ConnEvent; 9] = [
         ConnEvent::Accepted,
         ConnEvent::MeshHandshakeOk,
         ConnEvent::MeshHandshakeResumed,
@@ -80,6 +84,8 @@ impl ConnEvent {
         ConnEvent::ServiceConnected,
         ConnEvent::UpstreamDialed,
         ConnEvent::UpstreamDialFailed,
+        ConnEvent::UpgradeOpened,
+        ConnEvent::UpgradeClosed,
     ];
 
     /// The `event` label value.
@@ -92,6 +98,8 @@ impl ConnEvent {
             ConnEvent::ServiceConnected => "service_connected",
             ConnEvent::UpstreamDialed => "upstream_dialed",
             ConnEvent::UpstreamDialFailed => "upstream_dial_failed",
+            ConnEvent::UpgradeOpened => "upgrade_opened",
+            ConnEvent::UpgradeClosed => "upgrade_closed",
         }
     }
 }
@@ -107,6 +115,8 @@ pub struct Counters {
     /// Shadow evaluation: [live allow, deny] x [candidate allow, deny] x the
     /// candidate's [`Why`] slot.
     pub shadow: [[[AtomicU64; Why::COUNT]; 2]; 2],
+    /// Bytes carried by upgraded connections: [to the service, to the client].
+    pub upgraded_bytes: [AtomicU64; 2],
 }
 
 impl Counters {
@@ -297,8 +307,35 @@ impl Collector for CounterCollector {
             };
             ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
         }
+        let mut family = encoder.encode_descriptor(
+            "upgraded_bytes",
+            "Bytes carried by upgraded (WebSocket) connections, by direction",
+            None,
+            probe.metric_type(),
+        )?;
+        for (i, direction) in ["to_service", "to_client"].into_iter().enumerate() {
+            let n = self.counters.upgraded_bytes[i].load(Ordering::Relaxed);
+            ConstCounter::new(n).encode(family.encode_family(&DirectionLabel { direction })?)?;
+        }
+        let open = self
+            .counters
+            .connections(ConnEvent::UpgradeOpened)
+            .saturating_sub(self.counters.connections(ConnEvent::UpgradeClosed));
+        let gauge = prometheus_client::metrics::gauge::ConstGauge::new(open as i64);
+        let family = encoder.encode_descriptor(
+            "upgraded_connections_open",
+            "Upgraded (WebSocket) connections open now",
+            None,
+            gauge.metric_type(),
+        )?;
+        gauge.encode(family)?;
         Ok(())
     }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabel {
+    direction: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

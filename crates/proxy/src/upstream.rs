@@ -167,6 +167,20 @@ impl H1Pool {
     }
 
     async fn connect(&self) -> Result<SendRequest<Incoming>, UpstreamError> {
+        let stream = self.dial().await?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(UpstreamError::Reset)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// A new TCP connection to the local service.
+    async fn dial(&self) -> Result<TcpStream, UpstreamError> {
         let stream =
             match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(self.addr)).await {
                 Ok(Ok(s)) => s,
@@ -180,15 +194,7 @@ impl H1Pool {
             };
         stream.set_nodelay(true).map_err(UpstreamError::Connect)?;
         self.counters.connection(ConnEvent::ServiceConnected);
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(UpstreamError::Reset)?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
+        Ok(stream)
     }
 
     /// A connection ready for a request: an idle one, or a new one.
@@ -267,6 +273,34 @@ impl Upstream {
                 },
             }
         }
+    }
+
+    /// Sends an upgrade request (WebSocket handshake) on a connection of its own,
+    /// never pooled: after a `101` the connection belongs to the upgrade
+    /// (`hyper::upgrade::on` the response). The sender is returned to be kept until
+    /// the upgrade completes.
+    pub(crate) async fn send_upgrade(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<(Response<UpstreamBody>, SendRequest<Incoming>), UpstreamError> {
+        let stream = self.h1.dial().await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(UpstreamError::Reset)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream upgrade connection ended with an error");
+            }
+        });
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(UpstreamError::Reset)?;
+        let resp = resp.map(|inner| UpstreamBody {
+            inner,
+            pooled: None,
+        });
+        Ok((resp, sender))
     }
 
     /// Sends an HTTP/2 request (absolute URI).

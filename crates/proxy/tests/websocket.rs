@@ -1,0 +1,275 @@
+//! WebSockets through the sidecar with a real client and server (`websockets` from
+//! PyPI, `interop/ws_peer.py`): the handshake goes through tokens (here in
+//! `?access_token=`, as browsers send them) and intentions; only an allowed one
+//! reaches the service; open connections outlive a policy change; other upgrades are
+//! refused unless the service's defaults name them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::Duration;
+use support::*;
+use tribune_proxy::metrics::ConnEvent;
+
+const NOW: i64 = 1_700_000_000;
+
+/// A `ws_peer.py` process and its stdout lines.
+struct Peer {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+}
+
+impl Peer {
+    fn start(args: &[&str]) -> Peer {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../interop/ws_peer.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 with websockets (scripts/test.sh installs it)");
+        let stdout = child.stdout.take().unwrap();
+        let stdin = child.stdin.take();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Peer {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    /// The next line (blocking the calling thread up to 20 s).
+    fn next(&self) -> String {
+        self.lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a line from ws_peer.py")
+    }
+
+    fn send_line(&mut self) {
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(b"go\n").unwrap();
+        stdin.flush().unwrap();
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a client to the end (its exit, after the closing handshake); its one
+/// result line.
+async fn ws_client(url: String, n: usize) -> String {
+    tokio::task::spawn_blocking(move || {
+        let mut p = Peer::start(&["client", &url, &n.to_string()]);
+        let line = p.next();
+        let _ = p.child.wait();
+        line
+    })
+    .await
+    .unwrap()
+}
+
+fn provider(key: &Es256) -> Value {
+    json!({
+        "Kind": "jwt-provider", "Name": "okta", "Issuer": "https://okta.example",
+        "JSONWebKeySet": {"Local": {"JWKS": inline_jwks(&[key])}},
+        "Locations": [{"QueryParam": {"Name": "access_token"}}],
+    })
+}
+
+/// Edge callers may open `/chat` with an okta token whose role is `member`.
+fn chat(role: &str) -> Value {
+    json!({
+        "Kind": "service-intentions", "Name": "chat",
+        "Sources": [{
+            "Name": "*",
+            "Permissions": [{
+                "Action": "allow",
+                "HTTP": {"PathPrefix": "/chat"},
+                "JWT": {"Providers": [{"Name": "okta", "VerifyClaims": [{"Path": ["role"], "Value": role}]}]},
+            }],
+        }],
+    })
+}
+
+fn token(key: &Es256, role: &str) -> String {
+    key.sign(
+        &json!({"iss": "https://okta.example", "sub": "alice", "role": role, "exp": NOW + 600}),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_are_enforced_on_the_handshake_and_then_carried_both_ways() {
+    let server = tokio::task::spawn_blocking(|| {
+        let p = Peer::start(&["server"]);
+        let line = p.next();
+        (p, line)
+    });
+    let (server, listening) = server.await.unwrap();
+    let port: u16 = listening
+        .strip_prefix("LISTENING ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let key = Es256::new("k1");
+    let (proxy, addr, records) = proxy(upstream, NOW).await;
+    proxy
+        .install(
+            doc("chat", "http", "deny", vec![provider(&key), chat("member")]),
+            1,
+        )
+        .await
+        .unwrap();
+    let member = token(&key, "member");
+    let url = |path: &str, t: &str| format!("ws://{addr}{path}?access_token={t}");
+
+    // Allowed: messages echo; the service never sees the token.
+    assert_eq!(ws_client(url("/chat/a", &member), 3).await, "ECHOED 3");
+    assert_eq!(server.next(), "OPEN /chat/a");
+    assert_eq!(server.next(), "CLOSED");
+    let last = records.lock().unwrap().last().cloned().unwrap();
+    assert_eq!((last.status, last.decision), (101, "allow"), "{last:?}");
+
+    // Refused on the handshake: no token (401), the wrong role (403), a path no
+    // intention allows (403). The service sees none of them.
+    let guest = token(&key, "guest");
+    let no_token = format!("ws://{addr}/chat/denied");
+    assert_eq!(ws_client(no_token, 1).await, "STATUS 401");
+    assert_eq!(
+        ws_client(url("/chat/denied", &guest), 1).await,
+        "STATUS 403"
+    );
+    assert_eq!(ws_client(url("/admin", &member), 1).await, "STATUS 403");
+    assert_eq!(ws_client(url("/chat/b", &member), 1).await, "ECHOED 1");
+    assert_eq!(
+        server.next(),
+        "OPEN /chat/b",
+        "no denied handshake reached the service"
+    );
+    assert_eq!(server.next(), "CLOSED");
+
+    // An open WebSocket outlives a policy change; new handshakes get the new policy.
+    let hold_url = url("/chat/held", &member);
+    let mut held = tokio::task::spawn_blocking(move || {
+        let p = Peer::start(&["hold", &hold_url]);
+        assert_eq!(p.next(), "ECHOED 1");
+        assert_eq!(p.next(), "READY");
+        p
+    })
+    .await
+    .unwrap();
+    assert_eq!(server.next(), "OPEN /chat/held");
+    proxy
+        .install(
+            doc("chat", "http", "deny", vec![provider(&key), chat("admin")]),
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ws_client(url("/chat/c", &member), 1).await, "STATUS 403");
+    let held = tokio::task::spawn_blocking(move || {
+        held.send_line();
+        held.next()
+    })
+    .await
+    .unwrap();
+    assert_eq!(held, "STILL OPEN");
+
+    let counters = &proxy.metrics.counters;
+    assert!(counters.connections(ConnEvent::UpgradeOpened) >= 3);
+    assert!(counters.upgraded_bytes[0].load(std::sync::atomic::Ordering::Relaxed) > 0);
+    assert!(counters.upgraded_bytes[1].load(std::sync::atomic::Ordering::Relaxed) > 0);
+    drop(server);
+}
+
+/// Upgrades to anything but WebSocket are refused (403) before the service sees
+/// them, unless the service's defaults name the protocol in `Meta["tribune.upgrades"]`.
+#[tokio::test]
+async fn other_upgrades_are_refused_unless_the_service_names_them() {
+    let upstream = echo().await;
+    let key = Es256::new("k1");
+    let (proxy, addr, records) = proxy(upstream.addr, NOW).await;
+    let upgrade_request = |t: &str| {
+        hyper::Request::get(format!("http://{addr}/chat/x?access_token={t}"))
+            .header("connection", "upgrade")
+            .header("upgrade", "tcp-tunnel")
+            .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+            .unwrap()
+    };
+    let member = token(&key, "member");
+    proxy
+        .install(
+            doc("chat", "http", "deny", vec![provider(&key), chat("member")]),
+            1,
+        )
+        .await
+        .unwrap();
+    let r = client().request(upgrade_request(&member)).await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(upstream.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(
+        records.lock().unwrap().last().unwrap().reason,
+        "upgrade_not_allowed"
+    );
+
+    // Named by the service's defaults: passed on (the echo service answers it as a
+    // plain request, with the upgrade headers it received).
+    let mut d = doc("chat", "http", "deny", vec![provider(&key), chat("member")]);
+    d.upgrades = vec!["tcp-tunnel".into()];
+    proxy.install(d, 2).await.unwrap();
+    let r = client().request(upgrade_request(&member)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = upstream.last.lock().unwrap().clone().unwrap();
+    assert_eq!(seen["headers"]["upgrade"], "tcp-tunnel", "{seen}");
+    assert_eq!(
+        seen["query"],
+        Value::Null,
+        "the token is not forwarded: {seen}"
+    );
+}
+
+/// The agent names a service's extra upgrades in its sidecar's document.
+#[test]
+fn service_defaults_meta_names_the_extra_upgrades() {
+    let entries: Vec<tribune_model::ConfigEntry> = [
+        json!({"Kind": "service-defaults", "Name": "chat", "Protocol": "http",
+               "Meta": {"tribune.upgrades": "tcp-tunnel, Foo"}}),
+        json!({"Kind": "service-defaults", "Name": "other", "Protocol": "http",
+               "Meta": {"tribune.upgrades": "bar"}}),
+    ]
+    .iter()
+    .map(|v| {
+        tribune_model::decode_object(v.as_object().unwrap().clone())
+            .unwrap()
+            .into_entry()
+            .unwrap()
+    })
+    .collect();
+    let all: Vec<&tribune_model::ConfigEntry> = entries.iter().collect();
+    let d = tribune_enforce::PolicyDocument::from_entries(
+        "chat",
+        tribune_model::intentions::Action::Deny,
+        &all,
+    );
+    assert_eq!(d.upgrades, ["tcp-tunnel", "foo"]);
+    let back = tribune_enforce::PolicyDocument::from_json(&d.to_json()).unwrap();
+    assert_eq!(back.upgrades, d.upgrades);
+}
