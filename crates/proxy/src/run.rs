@@ -45,6 +45,8 @@ pub struct Settings {
     pub state_max_age: Duration,
     /// Recent request facts kept for `POST /replay` (0: none).
     pub replay_buffer: usize,
+    /// Idle and maximum-duration limits of upgraded (WebSocket) connections.
+    pub upgrade_limits: crate::upgrade::Limits,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +73,7 @@ impl Settings {
             state_dir: None,
             state_max_age: crate::state::DEFAULT_MAX_AGE,
             replay_buffer: crate::replay::DEFAULT_REPLAY_ENTRIES,
+            upgrade_limits: crate::upgrade::Limits::default(),
         }
     }
 }
@@ -205,6 +208,7 @@ pub async fn start(settings: Settings) -> Result<Started, String> {
     let mut config = ProxyConfig::new(upstream);
     config.merge_slashes = settings.merge_slashes;
     config.replay_buffer = settings.replay_buffer;
+    config.upgrade_limits = settings.upgrade_limits;
     config.upstream_timeout = settings.upstream_timeout.max(Duration::from_millis(1));
     let proxy = Proxy::new(config);
     let mut lines: Vec<(String, String)> = Vec::new();

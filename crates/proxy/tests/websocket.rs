@@ -197,6 +197,14 @@ async fn websockets_are_enforced_on_the_handshake_and_then_carried_both_ways() {
     assert!(counters.connections(ConnEvent::UpgradeOpened) >= 3);
     assert!(counters.upgraded_bytes[0].load(std::sync::atomic::Ordering::Relaxed) > 0);
     assert!(counters.upgraded_bytes[1].load(std::sync::atomic::Ordering::Relaxed) > 0);
+    let text = tribune_proxy::metrics::render(&proxy.metrics);
+    for name in [
+        "tribune_proxy_connection_events_total{event=\"upgrade_opened\"}",
+        "tribune_proxy_upgraded_bytes_total{direction=\"to_service\"}",
+        "tribune_proxy_upgraded_connections_open",
+    ] {
+        assert!(text.contains(name), "{name} in:\n{text}");
+    }
     drop(server);
 }
 

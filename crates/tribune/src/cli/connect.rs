@@ -68,6 +68,14 @@ pub struct ProxyArgs {
     /// Seconds to wait for the local service's response headers.
     #[arg(long = "upstream-timeout", default_value_t = 15)]
     pub upstream_timeout: u64,
+    /// Close an upgraded (WebSocket) connection after this long with no byte either
+    /// way (Go duration).
+    #[arg(long = "upgrade-idle-timeout", default_value = "5m")]
+    pub upgrade_idle_timeout: String,
+    /// Close an upgraded (WebSocket) connection after this long in any case (Go
+    /// duration; 0 keeps it open while it is used).
+    #[arg(long = "upgrade-max-duration", default_value = "0s")]
+    pub upgrade_max_duration: String,
     /// Directory for the last registration, identity and policy from the agent, so a
     /// restart while every agent is down enforces them (default: tribune-proxy-state-<uid>
     /// in the temp dir; the start banner names the file).
@@ -147,8 +155,29 @@ impl ProxyArgs {
             ));
         }
         s.state_max_age = Duration::from_nanos(age as u64);
+        let idle = duration_flag("-upgrade-idle-timeout", &self.upgrade_idle_timeout)?;
+        if idle.is_zero() {
+            return Err(format!(
+                "-upgrade-idle-timeout {:?}: must be more than 0",
+                self.upgrade_idle_timeout
+            ));
+        }
+        let max = duration_flag("-upgrade-max-duration", &self.upgrade_max_duration)?;
+        s.upgrade_limits = tribune_proxy::upgrade::Limits {
+            idle,
+            max: (!max.is_zero()).then_some(max),
+        };
         Ok(s)
     }
+}
+
+/// A non-negative Go duration flag.
+fn duration_flag(flag: &str, value: &str) -> Result<Duration, String> {
+    let nanos =
+        tribune_model::go::parse_duration(value).map_err(|e| format!("{flag} {value:?}: {e}"))?;
+    u64::try_from(nanos)
+        .map(Duration::from_nanos)
+        .map_err(|_| format!("{flag} {value:?}: must not be negative"))
 }
 
 fn proxy(args: ProxyArgs, io: &mut Io<'_>) -> u8 {
@@ -231,6 +260,10 @@ mod tests {
             "7",
             "-replay-buffer",
             "5",
+            "-upgrade-idle-timeout",
+            "90s",
+            "-upgrade-max-duration",
+            "1h",
             "-http-addr",
             "127.0.0.1:8501",
             "-token",
@@ -262,6 +295,10 @@ mod tests {
         want.merge_slashes = true;
         want.upstream_timeout = Duration::from_secs(7);
         want.replay_buffer = 5;
+        want.upgrade_limits = tribune_proxy::upgrade::Limits {
+            idle: Duration::from_secs(90),
+            max: Some(Duration::from_secs(3600)),
+        };
         assert_eq!(s, want);
     }
 }
