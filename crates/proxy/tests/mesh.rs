@@ -11,18 +11,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::*;
-use tribune_client::{Client, Target};
-use tribune_proxy::mesh::{serve_mesh, serve_upstream, Endpoints, Identity, MeshTls};
-use tribune_proxy::sidecar::{registration, watch_endpoints, IdentityWatch};
-use tribune_proxy::{Proxy, ProxyConfig};
-
-fn agent_client(addr: SocketAddr) -> Client {
-    Client::new(&Target {
-        addr: addr.to_string(),
-        token: None,
-    })
-    .unwrap()
-}
+use tribune_proxy::mesh::{Endpoints, Identity, MeshTls};
+use tribune_proxy::sidecar::registration;
 
 /// One HTTP/1.1 request on a new connection (so every call is a new mTLS handshake).
 fn call(addr: SocketAddr, path: &str) -> Result<u16, String> {
@@ -39,65 +29,6 @@ fn call(addr: SocketAddr, path: &str) -> Result<u16, String> {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| format!("no HTTP response: {out:?}"))
-}
-
-struct Sidecar {
-    proxy: Arc<Proxy>,
-    tls: Arc<MeshTls>,
-    records: Records,
-}
-
-/// Starts a sidecar from its registration, like `tribune connect proxy -sidecar-for`.
-async fn sidecar(agent: SocketAddr, id: &str) -> Sidecar {
-    let reg = registration(&agent_client(agent), id).await.unwrap();
-    let records: Records = Default::default();
-    let r = records.clone();
-    let mut config = ProxyConfig::new(reg.local_service);
-    config.access_sink = Some(Arc::new(move |rec: &tribune_proxy::AccessRecord| {
-        r.lock().unwrap().push(rec.clone())
-    }));
-    let proxy = Proxy::new(config);
-    tokio::spawn(tribune_proxy::watch::watch_agent(
-        proxy.clone(),
-        agent_client(agent),
-        reg.service.clone(),
-    ));
-    let watch = IdentityWatch::start(agent_client(agent), &reg.service)
-        .await
-        .unwrap();
-    let tls = watch.tls.clone();
-    tokio::spawn(watch.run());
-    let mesh = tokio::net::TcpListener::bind(reg.mesh_addr).await.unwrap();
-    tokio::spawn(serve_mesh(proxy.clone(), tls.clone(), mesh));
-    for (dest, bind) in reg.upstreams {
-        let endpoints = Arc::new(Endpoints::default());
-        tokio::spawn(watch_endpoints(
-            agent_client(agent),
-            dest.clone(),
-            endpoints.clone(),
-        ));
-        let l = tokio::net::TcpListener::bind(bind).await.unwrap();
-        tokio::spawn(serve_upstream(
-            proxy.clone(),
-            tls.clone(),
-            dest,
-            endpoints,
-            l,
-        ));
-    }
-    Sidecar {
-        proxy,
-        tls,
-        records,
-    }
-}
-
-async fn until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < within, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

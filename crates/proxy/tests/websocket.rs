@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
+use std::sync::Arc;
 use std::time::Duration;
 use support::*;
 use tribune_proxy::metrics::ConnEvent;
@@ -280,4 +281,73 @@ fn service_defaults_meta_names_the_extra_upgrades() {
     assert_eq!(d.upgrades, ["tcp-tunnel", "foo"]);
     let back = tribune_enforce::PolicyDocument::from_json(&d.to_json()).unwrap();
     assert_eq!(back.upgrades, d.upgrades);
+}
+
+/// Through the mesh: `web`'s app opens a WebSocket on its upstream port; `web`'s
+/// sidecar carries it over mTLS; `api`'s mesh listener decides the handshake with
+/// `web`'s identity and passes it to `api`'s app.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_crosses_the_mesh_with_the_callers_identity_enforced() {
+    let server = tokio::task::spawn_blocking(|| {
+        let p = Peer::start(&["server"]);
+        let line = p.next();
+        (p, line)
+    });
+    let (server, listening) = server.await.unwrap();
+    let app_port: u16 = listening
+        .strip_prefix("LISTENING ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let store: Arc<dyn tribune_store::Store> =
+        Arc::new(tribune_store::RedbStore::in_memory().unwrap());
+    let (_agent, agent) = start_agent(store, "127.0.0.1:0".parse().unwrap());
+    let c = agent_client(agent);
+    let upstream_port = free_port();
+    put(
+        &c,
+        "/v1/config",
+        json!({"Kind": "service-defaults", "Name": "api", "Protocol": "http"}),
+    )
+    .await;
+    put(&c, "/v1/config", json!({"Kind": "service-intentions", "Name": "api",
+        "Sources": [{"Name": "web", "Permissions": [{"Action": "allow", "HTTP": {"PathPrefix": "/chat"}}]}]})).await;
+    put(
+        &c,
+        "/v1/agent/service/register",
+        json!({"Name": "api", "Port": app_port,
+        "Connect": {"SidecarService": {"Port": free_port()}}}),
+    )
+    .await;
+    put(
+        &c,
+        "/v1/agent/service/register",
+        json!({"Name": "web", "Port": 1,
+        "Connect": {"SidecarService": {"Port": free_port(), "Proxy": {"Upstreams": [
+            {"DestinationName": "api", "LocalBindPort": upstream_port}]}}}}),
+    )
+    .await;
+    let api = sidecar(agent, "api").await;
+    let _web = sidecar(agent, "web").await;
+    until("api's policy", Duration::from_secs(5), || api.proxy.ready()).await;
+
+    let via_web = |path: &str| format!("ws://127.0.0.1:{upstream_port}{path}");
+    // The upstream listener may take a moment to learn api's endpoints.
+    let mut got = String::new();
+    for _ in 0..50 {
+        got = ws_client(via_web("/chat/mesh"), 2).await;
+        if got == "ECHOED 2" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(got, "ECHOED 2");
+    assert_eq!(server.next(), "OPEN /chat/mesh");
+    {
+        let recs = api.records.lock().unwrap();
+        let last = recs.iter().rev().find(|r| r.status == 101).unwrap();
+        assert_eq!(last.caller.as_deref(), Some("web"), "{last:?}");
+        assert_eq!(last.decision, "allow");
+    }
+    assert_eq!(ws_client(via_web("/admin"), 1).await, "STATUS 403");
 }

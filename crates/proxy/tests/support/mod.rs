@@ -14,7 +14,10 @@ use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tribune_client::{Client as AgentClient, Target};
+use tribune_proxy::mesh::{serve_mesh, serve_upstream, Endpoints, MeshTls};
+use tribune_proxy::sidecar::{registration, watch_endpoints, IdentityWatch};
 use tribune_proxy::{AccessRecord, Proxy, ProxyConfig, SnapshotDoc};
 
 pub struct Es256 {
@@ -275,4 +278,71 @@ pub async fn through_stream(
     drop(sender);
     let _ = served.await;
     status
+}
+
+pub fn agent_client(addr: SocketAddr) -> AgentClient {
+    AgentClient::new(&Target {
+        addr: addr.to_string(),
+        token: None,
+    })
+    .unwrap()
+}
+
+pub struct Sidecar {
+    pub proxy: Arc<Proxy>,
+    pub tls: Arc<MeshTls>,
+    pub records: Records,
+}
+
+/// Starts a sidecar from its registration, like `tribune connect proxy -sidecar-for`.
+pub async fn sidecar(agent: SocketAddr, id: &str) -> Sidecar {
+    let reg = registration(&agent_client(agent), id).await.unwrap();
+    let records: Records = Default::default();
+    let r = records.clone();
+    let mut config = ProxyConfig::new(reg.local_service);
+    config.access_sink = Some(Arc::new(move |rec: &tribune_proxy::AccessRecord| {
+        r.lock().unwrap().push(rec.clone())
+    }));
+    let proxy = Proxy::new(config);
+    tokio::spawn(tribune_proxy::watch::watch_agent(
+        proxy.clone(),
+        agent_client(agent),
+        reg.service.clone(),
+    ));
+    let watch = IdentityWatch::start(agent_client(agent), &reg.service)
+        .await
+        .unwrap();
+    let tls = watch.tls.clone();
+    tokio::spawn(watch.run());
+    let mesh = tokio::net::TcpListener::bind(reg.mesh_addr).await.unwrap();
+    tokio::spawn(serve_mesh(proxy.clone(), tls.clone(), mesh));
+    for (dest, bind) in reg.upstreams {
+        let endpoints = Arc::new(Endpoints::default());
+        tokio::spawn(watch_endpoints(
+            agent_client(agent),
+            dest.clone(),
+            endpoints.clone(),
+        ));
+        let l = tokio::net::TcpListener::bind(bind).await.unwrap();
+        tokio::spawn(serve_upstream(
+            proxy.clone(),
+            tls.clone(),
+            dest,
+            endpoints,
+            l,
+        ));
+    }
+    Sidecar {
+        proxy,
+        tls,
+        records,
+    }
+}
+
+pub async fn until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < within, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
