@@ -1,22 +1,25 @@
-//! The request path, in named phases:
+//! The request path, in named phases, each one function that [`handle`] calls top
+//! to bottom (ARCHITECTURE.md's chart names them):
 //!
 //! 1. **accept**: a listener hands over a connection and the caller's identity (the
 //!    SPIFFE service of its client certificate on the mesh listener, none on the edge
 //!    listener); with no snapshot yet the connection is closed (fail closed);
 //!    `tcp` destinations get an L4 decision and a byte-for-byte copy instead.
 //! 2. **snapshot**: the request takes the current snapshot and keeps it to the end.
-//! 3. **evaluate** (`tribune_enforce::Policy::evaluate`, the function the agent's
-//!    explain also calls): screen (`CONNECT`, two `Host`s), normalize the path
-//!    (decisions.md #15), authenticate (for each provider the destination's
+//! 3-5. **evaluate** (`evaluate`: `tribune_enforce::Policy::evaluate`, the function
+//!    the agent's explain also calls): screen (`CONNECT`, two `Host`s), normalize the
+//!    path (decisions.md #15), authenticate (for each provider the destination's
 //!    intentions reference, the tokens addressed to it are verified, cache first, by
-//!    its key runtime), decide (the intentions table).
-//! 6. **respond or rewrite**: a refusal or denial becomes its response (decisions.md
-//!    #12); otherwise hop-by-hop headers go, then the policy's rewrite: client copies
-//!    of forwarded-payload headers are removed, token values stripped unless
+//!    its key runtime), decide (the intentions table); a staged candidate beside it.
+//! 6. **respond or rewrite**: a refusal (`refuse`) or denial (`deny`) becomes its
+//!    response (decisions.md #12); an upgrade is screened (`screen_upgrade`);
+//!    otherwise (`rewrite`) hop-by-hop headers go, then the policy's rewrite: client
+//!    copies of forwarded-payload headers are removed, token values stripped unless
 //!    `Forward = true` verified them, and the `Forwarding` headers are added.
-//! 7. **forward** to the local service over a pooled connection; upstream failures
-//!    become 502/503/504 with short Envoy-style bodies.
-//! 8. **log**: one access record per request.
+//! 7. **forward** (`forward`, `forward_upgrade`) to the local service over a pooled
+//!    connection, or an upgrade on its own; upstream failures become 502/503/504
+//!    with short Envoy-style bodies.
+//! 8. **log** (`Logged::record`): one access record per request.
 
 use crate::conns::{Conn, Slot};
 use crate::metrics::UpstreamResult;
@@ -234,13 +237,18 @@ fn rejected(
     }
 }
 
-/// Phases 2-8 for one HTTP request.
+/// A staged candidate's `(decision, reason)` where it differs from the live policy.
+type Shadowed = Option<(&'static str, &'static str)>;
+
+/// Phases 2-8 for one HTTP request, top to bottom; each phase is one function below
+/// (ARCHITECTURE.md's chart names them).
 pub async fn handle(
     proxy: Arc<Proxy>,
     caller: Option<Arc<str>>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let start = Instant::now();
+    // 2. snapshot: kept to the end of the request.
     let Some(snap) = proxy.current() else {
         return Ok(short(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -249,8 +257,72 @@ pub async fn handle(
     };
     let (mut parts, body) = req.into_parts();
     let upgrade = crate::upgrade::requested(parts.version, &parts.headers);
+    // 3-5. evaluate: screen, normalize, authenticate, decide (+ shadow, replay).
+    let (evaluation, shadow) = evaluate(&proxy, &snap, &caller, &parts).await;
+    let decided = match evaluation {
+        Evaluation::Decided(d) => d,
+        Evaluation::Refused(r) => {
+            return Ok(refuse(&proxy, &snap, &caller, &parts, r, shadow, start));
+        }
+    };
+    count(&proxy, &snap, &decided);
+    let log = Logged {
+        proxy: &proxy,
+        snap: &snap,
+        caller: &caller,
+        method: parts.method.clone(),
+        path: &decided.path,
+        decision: &decided.decision,
+        shadow,
+        start,
+    };
+    // 6. respond: a denial is answered here.
+    if let Some(resp) = deny(&snap, &decided, &log) {
+        return Ok(resp);
+    }
+    let upgrade = match screen_upgrade(&snap, upgrade) {
+        Ok(u) => u,
+        Err(NotPermitted) => {
+            log.record(403, "deny", "upgrade_not_allowed");
+            return Ok(short(
+                StatusCode::FORBIDDEN,
+                "upgrade to this protocol is not allowed",
+            ));
+        }
+    };
+    // 6. rewrite: hop-by-hop headers, then the policy's rewrite and the URI.
+    if rewrite(&proxy, &snap, &decided, &mut parts, upgrade.as_ref()).is_err() {
+        log.record(400, "error", "bad_request_uri");
+        return Ok(short(StatusCode::BAD_REQUEST, "Bad Request"));
+    }
+    // 7. forward.
+    let (resp, result) = match upgrade {
+        Some((_, protocol)) => {
+            forward_upgrade(&proxy, &caller, &decided.path, parts, body, protocol).await
+        }
+        None => forward(&proxy, snap.h2(), parts, body).await,
+    };
+    // 8. log.
+    proxy.metrics.counters.upstream[result as usize]
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (verdict, reason) = match result {
+        UpstreamResult::Ok => ("allow", decided.decision.code().as_str()),
+        failed => ("error", failed.label()),
+    };
+    log.record(resp.status().as_u16(), verdict, reason);
+    Ok(resp)
+}
+
+/// Phases 3-5: the enforcement engine, exactly as the agent's explain runs it; a
+/// staged candidate is evaluated beside it (never enforced) and the request's facts
+/// are kept for replay.
+async fn evaluate(
+    proxy: &Proxy,
+    snap: &Snapshot,
+    caller: &Option<Arc<str>>,
+    parts: &hyper::http::request::Parts,
+) -> (Evaluation, Shadowed) {
     let now = (proxy.config.clock)();
-    // Phases 1-5: the enforcement engine, exactly as the agent's explain runs it.
     let request = EnforcedRequest {
         caller: caller.as_deref().map(Caller::local),
         method: parts.method.as_str(),
@@ -260,8 +332,7 @@ pub async fn handle(
     };
     let options = proxy.options();
     let evaluation = snap.evaluate(&request, options, now, &snap.keys()).await;
-    let live = (snap.shadow.is_some() || proxy.replay.enabled()).then(|| evaluation.verdict(&snap));
-    // A staged candidate is evaluated beside the live policy, never enforced.
+    let live = (snap.shadow.is_some() || proxy.replay.enabled()).then(|| evaluation.verdict(snap));
     let shadow = match (&snap.shadow, live) {
         (Some(sh), Some(live)) => {
             let candidate = sh
@@ -299,92 +370,141 @@ pub async fn handle(
             ));
         }
     }
-    let decided = match evaluation {
-        Evaluation::Decided(d) => d,
-        Evaluation::Refused(r) => {
-            let refusal = r.refusal;
-            proxy.log(|| AccessRecord {
-                shadow,
-                ..rejected(
-                    &snap,
-                    &caller,
-                    &parts,
-                    refusal.status(),
-                    refusal.as_str(),
-                    start,
-                )
-            });
-            let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST);
-            let mut resp = short(status, refusal.body());
-            if let Some(v) = r.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
-                resp.headers_mut().insert(hyper::header::LOCATION, v);
-            }
-            return Ok(resp);
-        }
-    };
+    (evaluation, shadow)
+}
+
+/// A request answered before any decision (screen, normalization): its status,
+/// body and, for a redirect, `Location`.
+fn refuse(
+    proxy: &Proxy,
+    snap: &Snapshot,
+    caller: &Option<Arc<str>>,
+    parts: &hyper::http::request::Parts,
+    r: tribune_enforce::Refused,
+    shadow: Shadowed,
+    start: Instant,
+) -> Response<ProxyBody> {
+    let refusal = r.refusal;
+    proxy.log(|| AccessRecord {
+        shadow,
+        ..rejected(
+            snap,
+            caller,
+            parts,
+            refusal.status(),
+            refusal.as_str(),
+            start,
+        )
+    });
+    let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut resp = short(status, refusal.body());
+    if let Some(v) = r.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        resp.headers_mut().insert(hyper::header::LOCATION, v);
+    }
+    resp
+}
+
+/// Counts the token outcomes and the decision.
+fn count(proxy: &Proxy, snap: &Snapshot, decided: &tribune_enforce::Decided) {
     for (rt, outcome) in snap.runtimes.iter().zip(&decided.outcomes) {
         count_outcome(rt, outcome);
     }
-    let decision = &decided.decision;
-    proxy.count_decision(decision);
+    proxy.count_decision(&decided.decision);
+}
 
-    let method = parts.method.clone();
-    let path = decided.path.clone();
-    let record = |status: u16, verdict: &'static str, reason: &'static str| AccessRecord {
-        version: snap.version,
-        caller: caller.as_deref().map(str::to_string),
-        method: method.to_string(),
-        path: path.clone(),
-        status,
-        decision: verdict,
-        reason,
-        intention: decision.intention().map(|i| snap.table.describe(i)),
-        latency: start.elapsed(),
-        shadow,
-    };
+/// What the access record of a decided request is made of.
+struct Logged<'a> {
+    proxy: &'a Proxy,
+    snap: &'a Snapshot,
+    caller: &'a Option<Arc<str>>,
+    method: hyper::Method,
+    path: &'a str,
+    decision: &'a Decision,
+    shadow: Shadowed,
+    start: Instant,
+}
 
-    if let Some(deny) = decided.deny_response(&snap) {
-        let status = StatusCode::from_u16(deny.status).unwrap_or(StatusCode::FORBIDDEN);
-        let mut resp = Response::new(Either::Right(Full::new(Bytes::from(deny.body))));
-        *resp.status_mut() = status;
-        resp.headers_mut().insert(
-            hyper::header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain"),
-        );
-        if let Some(v) = deny
-            .www_authenticate
-            .and_then(|v| HeaderValue::from_str(&v).ok())
-        {
-            resp.headers_mut()
-                .insert(hyper::header::WWW_AUTHENTICATE, v);
-        }
-        proxy.log(|| record(status.as_u16(), "deny", decision.code().as_str()));
-        return Ok(resp);
+impl Logged<'_> {
+    fn record(&self, status: u16, verdict: &'static str, reason: &'static str) {
+        self.proxy.log(|| AccessRecord {
+            version: self.snap.version,
+            caller: self.caller.as_deref().map(str::to_string),
+            method: self.method.to_string(),
+            path: self.path.to_string(),
+            status,
+            decision: verdict,
+            reason,
+            intention: self
+                .decision
+                .intention()
+                .map(|i| self.snap.table.describe(i)),
+            latency: self.start.elapsed(),
+            shadow: self.shadow,
+        });
     }
+}
 
-    // An upgrade is passed only to a protocol the service takes, over HTTP/1.1.
-    let upgrade = match upgrade {
-        None => None,
-        Some(value) => {
-            let protocol = crate::upgrade::protocol(&value);
-            if snap.h2() || !crate::upgrade::permitted(&protocol, &snap.doc.upgrades) {
-                proxy.log(|| record(403, "deny", "upgrade_not_allowed"));
-                return Ok(short(
-                    StatusCode::FORBIDDEN,
-                    "upgrade to this protocol is not allowed",
-                ));
-            }
-            Some((value, protocol))
-        }
+/// Phase 6 for a denial (decisions.md #12): 401 with `WWW-Authenticate` or 403.
+fn deny(
+    snap: &Snapshot,
+    decided: &tribune_enforce::Decided,
+    log: &Logged<'_>,
+) -> Option<Response<ProxyBody>> {
+    let deny = decided.deny_response(snap)?;
+    let status = StatusCode::from_u16(deny.status).unwrap_or(StatusCode::FORBIDDEN);
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::from(deny.body))));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain"),
+    );
+    if let Some(v) = deny
+        .www_authenticate
+        .and_then(|v| HeaderValue::from_str(&v).ok())
+    {
+        resp.headers_mut()
+            .insert(hyper::header::WWW_AUTHENTICATE, v);
+    }
+    log.record(status.as_u16(), "deny", decided.decision.code().as_str());
+    Some(resp)
+}
+
+/// An upgrade the service does not take (answered 403).
+struct NotPermitted;
+
+/// An allowed request that asks for an upgrade: passed only to a protocol the
+/// service takes (websocket, or one its defaults name), over HTTP/1.1.
+fn screen_upgrade(
+    snap: &Snapshot,
+    upgrade: Option<HeaderValue>,
+) -> Result<Option<(HeaderValue, String)>, NotPermitted> {
+    let Some(value) = upgrade else {
+        return Ok(None);
     };
+    let protocol = crate::upgrade::protocol(&value);
+    if snap.h2() || !crate::upgrade::permitted(&protocol, &snap.doc.upgrades) {
+        return Err(NotPermitted);
+    }
+    Ok(Some((value, protocol)))
+}
 
-    // Rewrite: hop-by-hop headers and those `Connection` names first (so it can never
-    // remove what the proxy adds), then the policy's rewrite (decisions.md #10, #18).
+/// Phase 6 for an allowed request: hop-by-hop headers and those `Connection` names
+/// first (so it can never remove what the proxy adds; an upgrade's two headers are
+/// put back), then the policy's rewrite (decisions.md #10, #18), then the URI the
+/// upstream gets (origin form as received when nothing changed).
+fn rewrite(
+    proxy: &Proxy,
+    snap: &Snapshot,
+    decided: &tribune_enforce::Decided,
+    parts: &mut hyper::http::request::Parts,
+    upgrade: Option<&(HeaderValue, String)>,
+) -> Result<(), hyper::http::Error> {
     remove_hop_by_hop(&mut parts.headers);
-    if let Some((value, _)) = &upgrade {
+    if let Some((value, _)) = upgrade {
         crate::upgrade::restore(&mut parts.headers, value.clone());
     }
-    let stripped_query = snap.rewrite(&decided, &mut parts.headers, parts.uri.query());
+    let path = &decided.path;
+    let stripped_query = snap.rewrite(decided, &mut parts.headers, parts.uri.query());
     let query = match &stripped_query {
         Some(q) => Some(Cow::Borrowed(q.as_str())),
         None => parts.uri.query().map(Cow::Borrowed),
@@ -411,11 +531,7 @@ pub async fn handle(
         } else {
             Uri::builder().path_and_query(path_and_query).build()
         };
-        let Ok(uri) = built else {
-            proxy.log(|| record(400, "error", "bad_request_uri"));
-            return Ok(short(StatusCode::BAD_REQUEST, "Bad Request"));
-        };
-        uri
+        built?
     };
     // An HTTP/2 caller names the host in `:authority`; an HTTP/1.1 upstream reads it
     // from `Host`.
@@ -434,66 +550,25 @@ pub async fn handle(
             }
         }
     }
+    Ok(())
+}
+
+/// Phase 7: to the local service over a pooled HTTP/1.1 connection or HTTP/2;
+/// failures become 502/503/504.
+async fn forward(
+    proxy: &Proxy,
+    h2: bool,
+    parts: hyper::http::request::Parts,
+    body: Incoming,
+) -> (Response<ProxyBody>, UpstreamResult) {
     let sent = Instant::now();
-    if let Some((_, protocol)) = upgrade {
-        let client = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
-        let req = Request::from_parts(parts, body);
-        let result = tokio::time::timeout(
-            proxy.config.upstream_timeout,
-            proxy.upstream.send_upgrade(req),
-        )
-        .await;
-        let (resp, result) = match result {
-            Ok(Ok((mut resp, hold))) => {
-                let switched = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-                let (mut rp, rb) = match (switched, client) {
-                    (true, Some(client)) => {
-                        let service = hyper::upgrade::on(&mut resp);
-                        crate::upgrade::splice(
-                            client,
-                            service,
-                            hold,
-                            proxy.config.upgrade_limits,
-                            proxy.metrics.counters.clone(),
-                            crate::upgrade::Opened {
-                                caller: caller.clone(),
-                                path: path.clone(),
-                                protocol,
-                            },
-                        );
-                        resp.into_parts()
-                    }
-                    _ => resp.into_parts(),
-                };
-                let value = rp.headers.get(hyper::header::UPGRADE).cloned();
-                remove_hop_by_hop(&mut rp.headers);
-                if let (true, Some(v)) = (switched, value) {
-                    crate::upgrade::restore(&mut rp.headers, v);
-                }
-                (
-                    Response::from_parts(rp, Either::Left(rb)),
-                    UpstreamResult::Ok,
-                )
-            }
-            Ok(Err(e)) => upstream_failure(&e),
-            Err(_) => timed_out(),
-        };
-        proxy.metrics.counters.upstream[result as usize]
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (verdict, reason) = match result {
-            UpstreamResult::Ok => ("allow", decision.code().as_str()),
-            failed => ("error", failed.label()),
-        };
-        proxy.log(|| record(resp.status().as_u16(), verdict, reason));
-        return Ok(resp);
-    }
     let req = Request::from_parts(parts, body);
     let result = if h2 {
         tokio::time::timeout(proxy.config.upstream_timeout, proxy.upstream.send_h2(req)).await
     } else {
         tokio::time::timeout(proxy.config.upstream_timeout, proxy.upstream.send_h1(req)).await
     };
-    let (resp, result) = match result {
+    match result {
         Ok(Ok(resp)) => {
             proxy
                 .metrics
@@ -508,15 +583,57 @@ pub async fn handle(
         }
         Ok(Err(e)) => upstream_failure(&e),
         Err(_) => timed_out(),
+    }
+}
+
+/// Phase 7 for an allowed upgrade: the handshake on a connection of its own; on
+/// `101` both sides are handed to [`crate::upgrade::splice`].
+async fn forward_upgrade(
+    proxy: &Proxy,
+    caller: &Option<Arc<str>>,
+    path: &str,
+    mut parts: hyper::http::request::Parts,
+    body: Incoming,
+    protocol: String,
+) -> (Response<ProxyBody>, UpstreamResult) {
+    let client = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+    let req = Request::from_parts(parts, body);
+    let result = tokio::time::timeout(
+        proxy.config.upstream_timeout,
+        proxy.upstream.send_upgrade(req),
+    )
+    .await;
+    let (mut resp, hold) = match result {
+        Ok(Ok(sent)) => sent,
+        Ok(Err(e)) => return upstream_failure(&e),
+        Err(_) => return timed_out(),
     };
-    proxy.metrics.counters.upstream[result as usize]
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let (verdict, reason) = match result {
-        UpstreamResult::Ok => ("allow", decision.code().as_str()),
-        failed => ("error", failed.label()),
-    };
-    proxy.log(|| record(resp.status().as_u16(), verdict, reason));
-    Ok(resp)
+    let switched = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if let (true, Some(client)) = (switched, client) {
+        let service = hyper::upgrade::on(&mut resp);
+        crate::upgrade::splice(
+            client,
+            service,
+            hold,
+            proxy.config.upgrade_limits,
+            proxy.metrics.counters.clone(),
+            crate::upgrade::Opened {
+                caller: caller.clone(),
+                path: path.to_string(),
+                protocol,
+            },
+        );
+    }
+    let (mut rp, rb) = resp.into_parts();
+    let value = rp.headers.get(hyper::header::UPGRADE).cloned();
+    remove_hop_by_hop(&mut rp.headers);
+    if let (true, Some(v)) = (switched, value) {
+        crate::upgrade::restore(&mut rp.headers, v);
+    }
+    (
+        Response::from_parts(rp, Either::Left(rb)),
+        UpstreamResult::Ok,
+    )
 }
 
 /// The response for a request the local service failed (Envoy-style short bodies).
