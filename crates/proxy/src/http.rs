@@ -6,20 +6,20 @@
 //!    listener); with no snapshot yet the connection is closed (fail closed);
 //!    `tcp` destinations get an L4 decision and a byte-for-byte copy instead.
 //! 2. **snapshot**: the request takes the current snapshot and keeps it to the end.
-//! 3-5. **evaluate** (`evaluate`: `tribune_enforce::Policy::evaluate`, the function
+//! 3. **evaluate** (`evaluate`: `tribune_enforce::Policy::evaluate`, the function
 //!    the agent's explain also calls): screen (`CONNECT`, two `Host`s), normalize the
 //!    path (decisions.md #15), authenticate (for each provider the destination's
 //!    intentions reference, the tokens addressed to it are verified, cache first, by
 //!    its key runtime), decide (the intentions table); a staged candidate beside it.
-//! 6. **respond or rewrite**: a refusal (`refuse`) or denial (`deny`) becomes its
+//! 4. **respond or rewrite**: a refusal (`refuse`) or denial (`deny`) becomes its
 //!    response (decisions.md #12); an upgrade is screened (`screen_upgrade`);
 //!    otherwise (`rewrite`) hop-by-hop headers go, then the policy's rewrite: client
 //!    copies of forwarded-payload headers are removed, token values stripped unless
 //!    `Forward = true` verified them, and the `Forwarding` headers are added.
-//! 7. **forward** (`forward`, `forward_upgrade`) to the local service over a pooled
+//! 5. **forward** (`forward`, `forward_upgrade`) to the local service over a pooled
 //!    connection, or an upgrade on its own; upstream failures become 502/503/504
 //!    with short Envoy-style bodies.
-//! 8. **log** (`Logged::record`): one access record per request.
+//! 6. **log** (`Logged::record`): one access record per request.
 
 use crate::conns::{Conn, Slot};
 use crate::metrics::UpstreamResult;
@@ -240,7 +240,7 @@ fn rejected(
 /// A staged candidate's `(decision, reason)` where it differs from the live policy.
 type Shadowed = Option<(&'static str, &'static str)>;
 
-/// Phases 2-8 for one HTTP request, top to bottom; each phase is one function below
+/// Phases 2-6 for one HTTP request, top to bottom; each phase is one function below
 /// (ARCHITECTURE.md's chart names them).
 pub async fn handle(
     proxy: Arc<Proxy>,
@@ -257,7 +257,7 @@ pub async fn handle(
     };
     let (mut parts, body) = req.into_parts();
     let upgrade = crate::upgrade::requested(parts.version, &parts.headers);
-    // 3-5. evaluate: screen, normalize, authenticate, decide (+ shadow, replay).
+    // 3. evaluate: screen, normalize, authenticate, decide (+ shadow, replay).
     let (evaluation, shadow) = evaluate(&proxy, &snap, &caller, &parts).await;
     let decided = match evaluation {
         Evaluation::Decided(d) => d,
@@ -276,7 +276,7 @@ pub async fn handle(
         shadow,
         start,
     };
-    // 6. respond: a denial is answered here.
+    // 4. respond: a denial is answered here.
     if let Some(resp) = deny(&snap, &decided, &log) {
         return Ok(resp);
     }
@@ -290,19 +290,19 @@ pub async fn handle(
             ));
         }
     };
-    // 6. rewrite: hop-by-hop headers, then the policy's rewrite and the URI.
+    // 4. rewrite: hop-by-hop headers, then the policy's rewrite and the URI.
     if rewrite(&proxy, &snap, &decided, &mut parts, upgrade.as_ref()).is_err() {
         log.record(400, "error", "bad_request_uri");
         return Ok(short(StatusCode::BAD_REQUEST, "Bad Request"));
     }
-    // 7. forward.
+    // 5. forward.
     let (resp, result) = match upgrade {
         Some((_, protocol)) => {
             forward_upgrade(&proxy, &caller, &decided.path, parts, body, protocol).await
         }
         None => forward(&proxy, snap.h2(), parts, body).await,
     };
-    // 8. log.
+    // 6. log.
     proxy.metrics.counters.upstream[result as usize]
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (verdict, reason) = match result {
@@ -313,7 +313,7 @@ pub async fn handle(
     Ok(resp)
 }
 
-/// Phases 3-5: the enforcement engine, exactly as the agent's explain runs it; a
+/// Phase 3: the enforcement engine, exactly as the agent's explain runs it; a
 /// staged candidate is evaluated beside it (never enforced) and the request's facts
 /// are kept for replay.
 async fn evaluate(
@@ -444,7 +444,7 @@ impl Logged<'_> {
     }
 }
 
-/// Phase 6 for a denial (decisions.md #12): 401 with `WWW-Authenticate` or 403.
+/// Phase 4 for a denial (decisions.md #12): 401 with `WWW-Authenticate` or 403.
 fn deny(
     snap: &Snapshot,
     decided: &tribune_enforce::Decided,
@@ -488,7 +488,7 @@ fn screen_upgrade(
     Ok(Some((value, protocol)))
 }
 
-/// Phase 6 for an allowed request: hop-by-hop headers and those `Connection` names
+/// Phase 4 for an allowed request: hop-by-hop headers and those `Connection` names
 /// first (so it can never remove what the proxy adds; an upgrade's two headers are
 /// put back), then the policy's rewrite (decisions.md #10, #18), then the URI the
 /// upstream gets (origin form as received when nothing changed).
@@ -553,7 +553,7 @@ fn rewrite(
     Ok(())
 }
 
-/// Phase 7: to the local service over a pooled HTTP/1.1 connection or HTTP/2;
+/// Phase 5: to the local service over a pooled HTTP/1.1 connection or HTTP/2;
 /// failures become 502/503/504.
 async fn forward(
     proxy: &Proxy,
@@ -586,7 +586,7 @@ async fn forward(
     }
 }
 
-/// Phase 7 for an allowed upgrade: the handshake on a connection of its own; on
+/// Phase 5 for an allowed upgrade: the handshake on a connection of its own; on
 /// `101` both sides are handed to [`crate::upgrade::splice`].
 async fn forward_upgrade(
     proxy: &Proxy,
