@@ -38,6 +38,11 @@ impl Rs256 {
         })
     }
 
+    /// The public key, DER (`RSAPublicKey`), as aws-lc-rs parses it.
+    pub fn public_key_der(&self) -> Vec<u8> {
+        self.key.public_key().as_ref().to_vec()
+    }
+
     /// A JWKS with this key, base64 (standard) as `Local.JWKS` takes it.
     pub fn inline_jwks(&self) -> String {
         STANDARD.encode(json!({"keys": [self.jwk()]}).to_string())

@@ -48,11 +48,11 @@ pub enum PolicyCommand {
     /// List every policy.
     List(ListArgs),
     /// Show one policy (by -id, a unique ID prefix, or -name).
-    Read(PolicyReadArgs),
+    Read(IdNameArgs),
     /// Change a policy's name, description or rules.
     Update(PolicyUpdateArgs),
     /// Delete a policy (by -id or -name).
-    Delete(PolicyReadArgs),
+    Delete(IdNameArgs),
 }
 
 #[derive(Debug, Args)]
@@ -78,12 +78,13 @@ pub struct ListArgs {
     pub http: HttpArgs,
 }
 
+/// `-id` or `-name` of one policy or role (`read`, `delete`).
 #[derive(Debug, Args)]
-pub struct PolicyReadArgs {
-    /// The policy's ID (a unique prefix is enough).
+pub struct IdNameArgs {
+    /// Its ID (a unique prefix is enough).
     #[arg(long)]
     pub id: Option<String>,
-    /// The policy's name.
+    /// Its name.
     #[arg(long)]
     pub name: Option<String>,
     #[command(flatten)]
@@ -239,9 +240,9 @@ pub fn run(cmd: AclCommand, io: &mut Io<'_>) -> u8 {
         AclCommand::Policy(c) => match c {
             PolicyCommand::Create(a) => policy_create(&a, io),
             PolicyCommand::List(a) => policy_list(&a, io),
-            PolicyCommand::Read(a) => policy_read(&a, io),
+            PolicyCommand::Read(a) => read_one("policy", &a, policy_text, io),
             PolicyCommand::Update(a) => policy_update(&a, io),
-            PolicyCommand::Delete(a) => policy_delete(&a, io),
+            PolicyCommand::Delete(a) => delete_one("policy", &a, io),
         },
         AclCommand::Token(c) => match c {
             TokenCommand::Create(a) => token_create(&a, io),
@@ -515,18 +516,36 @@ fn policy_list(a: &ListArgs, io: &mut Io<'_>) -> Done {
     Ok(())
 }
 
-fn policy_read(a: &PolicyReadArgs, io: &mut Io<'_>) -> Done {
+/// `acl policy|role read`: one object by -id (a unique prefix) or -name.
+fn read_one(kind: &str, a: &IdNameArgs, text: fn(&Value) -> String, io: &mut Io<'_>) -> Done {
     check_format(&a.format)?;
-    let id = id_or_name(&a.http, "policy", &a.id, &a.name, io)?;
+    let id = id_or_name(&a.http, kind, &a.id, &a.name, io)?;
     let v = send(
         &a.http,
         "GET",
-        &format!("/v1/acl/policy/{id}"),
+        &format!("/v1/acl/{kind}/{id}"),
         None,
-        &format!("Error reading policy {id:?}"),
+        &format!("Error reading {kind} {id:?}"),
         io,
     )?;
-    show(&a.format, &v, policy_text, io);
+    show(&a.format, &v, text, io);
+    Ok(())
+}
+
+/// `acl policy|role delete`: one object by -id (a unique prefix) or -name.
+fn delete_one(kind: &str, a: &IdNameArgs, io: &mut Io<'_>) -> Done {
+    let id = id_or_name(&a.http, kind, &a.id, &a.name, io)?;
+    send(
+        &a.http,
+        "DELETE",
+        &format!("/v1/acl/{kind}/{id}"),
+        None,
+        &format!("Error deleting {kind} {id:?}"),
+        io,
+    )?;
+    let mut shown = kind.to_string();
+    shown[..1].make_ascii_uppercase();
+    let _ = writeln!(io.out, "{shown} {id:?} deleted successfully");
     Ok(())
 }
 
@@ -563,20 +582,6 @@ fn policy_update(a: &PolicyUpdateArgs, io: &mut Io<'_>) -> Done {
         io,
     )?;
     show(&a.format, &v, policy_text, io);
-    Ok(())
-}
-
-fn policy_delete(a: &PolicyReadArgs, io: &mut Io<'_>) -> Done {
-    let id = id_or_name(&a.http, "policy", &a.id, &a.name, io)?;
-    send(
-        &a.http,
-        "DELETE",
-        &format!("/v1/acl/policy/{id}"),
-        None,
-        &format!("Error deleting policy {id:?}"),
-        io,
-    )?;
-    let _ = writeln!(io.out, "Policy {id:?} deleted successfully");
     Ok(())
 }
 

@@ -2,8 +2,8 @@
 //! role`'s flags, output and messages.
 
 use super::{
-    check_format, each, id_or_name, link_lines, links, s, send, show, updated_links, Done,
-    FormatArg, ListArgs,
+    check_format, each, link_lines, links, s, send, show, updated_links, Done, FormatArg,
+    IdNameArgs, ListArgs,
 };
 use crate::cli::http::HttpArgs;
 use crate::cli::Io;
@@ -17,11 +17,11 @@ pub enum RoleCommand {
     /// List every role.
     List(ListArgs),
     /// Show one role (by -id, a unique ID prefix, or -name).
-    Read(RoleReadArgs),
+    Read(IdNameArgs),
     /// Change a role's name, description or policies (by -id, a unique prefix).
     Update(RoleUpdateArgs),
     /// Delete a role (by -id or -name).
-    Delete(RoleReadArgs),
+    Delete(IdNameArgs),
 }
 
 #[derive(Debug, Args)]
@@ -38,20 +38,6 @@ pub struct RoleCreateArgs {
     /// ID of a policy to link (repeatable).
     #[arg(long = "policy-id")]
     pub policy_id: Vec<String>,
-    #[command(flatten)]
-    pub format: FormatArg,
-    #[command(flatten)]
-    pub http: HttpArgs,
-}
-
-#[derive(Debug, Args)]
-pub struct RoleReadArgs {
-    /// The role's ID (a unique prefix is enough).
-    #[arg(long)]
-    pub id: Option<String>,
-    /// The role's name.
-    #[arg(long)]
-    pub name: Option<String>,
     #[command(flatten)]
     pub format: FormatArg,
     #[command(flatten)]
@@ -88,9 +74,9 @@ pub fn run(cmd: RoleCommand, io: &mut Io<'_>) -> Done {
     match cmd {
         RoleCommand::Create(a) => role_create(&a, io),
         RoleCommand::List(a) => role_list(&a, io),
-        RoleCommand::Read(a) => role_read(&a, io),
+        RoleCommand::Read(a) => super::read_one("role", &a, role_text, io),
         RoleCommand::Update(a) => role_update(&a, io),
-        RoleCommand::Delete(a) => role_delete(&a, io),
+        RoleCommand::Delete(a) => super::delete_one("role", &a, io),
     }
 }
 
@@ -161,35 +147,6 @@ fn role_list(a: &ListArgs, io: &mut Io<'_>) -> Done {
         },
         io,
     );
-    Ok(())
-}
-
-fn role_read(a: &RoleReadArgs, io: &mut Io<'_>) -> Done {
-    check_format(&a.format)?;
-    let id = id_or_name(&a.http, "role", &a.id, &a.name, io)?;
-    let v = send(
-        &a.http,
-        "GET",
-        &format!("/v1/acl/role/{id}"),
-        None,
-        &format!("Error reading role {id:?}"),
-        io,
-    )?;
-    show(&a.format, &v, role_text, io);
-    Ok(())
-}
-
-fn role_delete(a: &RoleReadArgs, io: &mut Io<'_>) -> Done {
-    let id = id_or_name(&a.http, "role", &a.id, &a.name, io)?;
-    send(
-        &a.http,
-        "DELETE",
-        &format!("/v1/acl/role/{id}"),
-        None,
-        &format!("Error deleting role {id:?}"),
-        io,
-    )?;
-    let _ = writeln!(io.out, "Role {id:?} deleted successfully");
     Ok(())
 }
 
