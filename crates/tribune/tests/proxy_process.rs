@@ -81,28 +81,8 @@ fn the_proxy_runs_from_a_snapshot_file_without_an_agent() {
     let dir = tempfile::tempdir().unwrap();
     let app = upstream();
     let snapshot = dir.path().join("snapshot.json");
-    std::fs::write(
-        &snapshot,
-        r#"{"Service": "api", "Protocol": "http", "DefaultIntentionPolicy": "deny",
-            "Entries": [{"Kind": "service-intentions", "Name": "api",
-                         "Sources": [{"Name": "*", "Action": "allow"}]}]}"#,
-    )
-    .unwrap();
-    let (_proxy, f) = spawn(
-        &[
-            "connect",
-            "proxy",
-            "-config",
-            snapshot.to_str().unwrap(),
-            "-local-service-address",
-            &app.to_string(),
-            "-edge-listener",
-            "127.0.0.1:0",
-            "-admin-bind",
-            "127.0.0.1:0",
-        ],
-        "proxy running",
-    );
+    std::fs::write(&snapshot, OPEN_API_SNAPSHOT).unwrap();
+    let (_proxy, f) = proxy_from_snapshot(&snapshot, app);
     assert_eq!(
         get(field(&f, "Edge listener"), "/hello"),
         (200, "hello from api".into())

@@ -78,28 +78,8 @@ fn a_1_gib_upload_streams_through_the_sidecar_with_flat_memory() {
     let dir = tempfile::tempdir().unwrap();
     let service = counting_service();
     let snapshot = dir.path().join("snapshot.json");
-    std::fs::write(
-        &snapshot,
-        r#"{"Service": "api", "Protocol": "http", "DefaultIntentionPolicy": "deny",
-            "Entries": [{"Kind": "service-intentions", "Name": "api",
-                         "Sources": [{"Name": "*", "Action": "allow"}]}]}"#,
-    )
-    .unwrap();
-    let (proxy, f) = spawn(
-        &[
-            "connect",
-            "proxy",
-            "-config",
-            snapshot.to_str().unwrap(),
-            "-local-service-address",
-            &service.to_string(),
-            "-edge-listener",
-            "127.0.0.1:0",
-            "-admin-bind",
-            "127.0.0.1:0",
-        ],
-        "proxy running",
-    );
+    std::fs::write(&snapshot, OPEN_API_SNAPSHOT).unwrap();
+    let (proxy, f) = proxy_from_snapshot(&snapshot, service);
     let edge = field(&f, "Edge listener").to_string();
     let pid = proxy.pid();
     // Warm up (pools, allocator), then take the baseline.

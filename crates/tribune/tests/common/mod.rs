@@ -242,3 +242,31 @@ pub fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) -> Du
     }
     start.elapsed()
 }
+
+/// A snapshot document (`connect proxy -config`) letting every caller use `api`.
+pub const OPEN_API_SNAPSHOT: &str = r#"{"Service": "api", "Protocol": "http", "DefaultIntentionPolicy": "deny",
+    "Entries": [{"Kind": "service-intentions", "Name": "api",
+                 "Sources": [{"Name": "*", "Action": "allow"}]}]}"#;
+
+/// The sidecar binary enforcing the snapshot file `snapshot` (no agent) in front of
+/// `service`, edge and admin listeners on port 0.
+pub fn proxy_from_snapshot(
+    snapshot: &std::path::Path,
+    service: std::net::SocketAddr,
+) -> (Proc, Vec<(String, String)>) {
+    spawn(
+        &[
+            "connect",
+            "proxy",
+            "-config",
+            snapshot.to_str().unwrap(),
+            "-local-service-address",
+            &service.to_string(),
+            "-edge-listener",
+            "127.0.0.1:0",
+            "-admin-bind",
+            "127.0.0.1:0",
+        ],
+        "proxy running",
+    )
+}
