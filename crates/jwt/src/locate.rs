@@ -102,26 +102,11 @@ pub fn holds_token(value: &str, prefix: &str) -> bool {
 /// parameter names are compared only after this, so `acc%65ss_token` is
 /// `access_token` both when a token is found and when it is stripped.
 pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            if let Some(v) = b
-                .get(i + 1..i + 3)
-                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    // `+` first: an encoded `%2B` stays a `+`. Malformed escapes stay as written.
+    let spaced = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Every token the provider's locations find, in location order.
@@ -296,6 +281,23 @@ pub fn verify_request(
 
 #[cfg(test)]
 mod tests {
+    /// Query components decode as form data: `%XX`, `+` as a space (but `%2B` a
+    /// plus), malformed escapes kept as written, bad UTF-8 replaced.
+    #[test]
+    fn query_components_decode_like_form_data() {
+        for (raw, want) in [
+            ("acc%65ss_token", "access_token"),
+            ("a+b", "a b"),
+            ("a%2Bb", "a+b"),
+            ("100%", "100%"),
+            ("%zz%4", "%zz%4"),
+            ("%C3%A9", "\u{e9}"),
+            ("%FF", "\u{fffd}"),
+        ] {
+            assert_eq!(super::percent_decode(raw), want, "{raw}");
+        }
+    }
+
     #[test]
     fn holds_token_agrees_with_from_header() {
         for value in [
