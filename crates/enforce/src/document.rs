@@ -50,23 +50,15 @@ pub struct PolicyDocument {
     pub upgrades: Vec<String>,
 }
 
-/// The `service-defaults` meta key naming the upgrade protocols (besides
-/// `websocket`) a service's sidecar passes.
-pub const UPGRADES_META: &str = "tribune.upgrades";
+pub use tribune_model::entry::UPGRADES_META;
 
 /// The upgrade protocols `service`'s defaults name in [`UPGRADES_META`].
 pub fn upgrades_of(entries: &[&ConfigEntry], service: &str) -> Vec<String> {
     entries
         .iter()
         .find_map(|e| match e {
-            ConfigEntry::ServiceDefaults(s) if s.name == service => s.meta.get(UPGRADES_META),
+            ConfigEntry::ServiceDefaults(s) if s.name == service => Some(s.upgrades()),
             _ => None,
-        })
-        .map(|list| {
-            list.split(',')
-                .map(|p| p.trim().to_ascii_lowercase())
-                .filter(|p| !p.is_empty())
-                .collect()
         })
         .unwrap_or_default()
 }

@@ -249,6 +249,51 @@ pub struct ServiceDefaults {
     pub meta: Meta,
 }
 
+/// The `service-defaults` meta key naming the connection upgrades (besides
+/// `websocket`) the service's sidecar passes: comma-separated protocol names
+/// (Tribune's extension; Consul keeps meta as it is).
+pub const UPGRADES_META: &str = "tribune.upgrades";
+
+impl ServiceDefaults {
+    /// The protocols [`UPGRADES_META`] names, lowercased.
+    pub fn upgrades(&self) -> Vec<String> {
+        self.meta
+            .get(UPGRADES_META)
+            .map(|list| {
+                list.split(',')
+                    .map(|p| p.trim().to_ascii_lowercase())
+                    .filter(|p| !p.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Problems with the protocols [`UPGRADES_META`] names.
+fn validate_upgrades(meta: &Meta, errs: &mut ValidationErrors) {
+    let Some(list) = meta.get(UPGRADES_META) else {
+        return;
+    };
+    let field = format!("Meta[{UPGRADES_META:?}]");
+    for p in list.split(',').map(str::trim) {
+        let token = !p.is_empty()
+            && p.len() <= 64
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._+".contains(&b));
+        if !token {
+            errs.push(
+                &field,
+                format!("{field}: {p:?} is not a protocol name (letters, digits, - . _ +; comma-separated)"),
+            );
+        } else if p.eq_ignore_ascii_case("h2c") {
+            errs.push(
+                &field,
+                format!("{field}: h2c cannot be passed: the sidecar speaks HTTP/2 to the service itself (Protocol = \"http2\")"),
+            );
+        }
+    }
+}
+
 fn normalize_service_defaults(w: &mut wire::ServiceDefaults) {
     if let Some(p) = w.protocol.as_mut() {
         *p = p.to_lowercase();
@@ -276,6 +321,7 @@ fn validate_service_defaults(
     }
     let meta = w.meta.unwrap_or_default();
     validate_meta(&meta, "Meta", &mut errs);
+    validate_upgrades(&meta, &mut errs);
     let balance = w.balance_inbound_connections.unwrap_or_default();
     if !balance.is_empty() && balance != "exact_balance" {
         errs.push(

@@ -518,3 +518,29 @@ fn proxy_defaults_rules() {
         "invalid name (\"mine\"), only \"global\" is supported",
     )]);
 }
+
+/// `Meta["tribune.upgrades"]` (Tribune's extension) names protocols the sidecar may
+/// pass besides WebSocket: each must be a protocol name, and never `h2c`.
+#[test]
+fn service_defaults_upgrades_meta_names_protocols() {
+    let sd = |list: &str| {
+        format!("Kind = \"service-defaults\"\nName = \"chat\"\nProtocol = \"http\"\nMeta = {{ \"tribune.upgrades\" = \"{list}\" }}\n")
+    };
+    assert_eq!(
+        errors(&sd("tcp-tunnel, Foo/2")),
+        ["Meta[\"tribune.upgrades\"]: \"Foo/2\" is not a protocol name (letters, digits, - . _ +; comma-separated)"]
+    );
+    let ok = match parse_entry(&sd("tcp-tunnel, Foo")) {
+        Ok(tribune_model::ConfigEntry::ServiceDefaults(s)) => s,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(ok.upgrades(), ["tcp-tunnel", "foo"]);
+    assert_eq!(
+        errors(&sd("h2c")),
+        ["Meta[\"tribune.upgrades\"]: h2c cannot be passed: the sidecar speaks HTTP/2 to the service itself (Protocol = \"http2\")"]
+    );
+    assert_eq!(
+        errors(&sd("a,,b")),
+        ["Meta[\"tribune.upgrades\"]: \"\" is not a protocol name (letters, digits, - . _ +; comma-separated)"]
+    );
+}
