@@ -256,7 +256,12 @@ pub async fn handle(
         ));
     };
     let (mut parts, body) = req.into_parts();
-    let upgrade = crate::upgrade::requested(parts.version, &parts.headers);
+    // An HTTP/2 WebSocket (RFC 8441) is decided and forwarded as its HTTP/1.1 handshake.
+    let h2_websocket = crate::upgrade::from_extended_connect(&mut parts);
+    let upgrade = match &h2_websocket {
+        Some(_) => Some(HeaderValue::from_static("websocket")),
+        None => crate::upgrade::requested(parts.version, &parts.headers),
+    };
     // 3. evaluate: screen, normalize, authenticate, decide (+ shadow, replay).
     let (evaluation, shadow) = evaluate(&proxy, &snap, &caller, &parts).await;
     let decided = match evaluation {
@@ -298,7 +303,12 @@ pub async fn handle(
     // 5. forward.
     let (resp, result) = match upgrade {
         Some((_, protocol)) => {
-            forward_upgrade(&proxy, &caller, &decided.path, parts, body, protocol).await
+            let opened = crate::upgrade::Opened {
+                caller: caller.clone(),
+                path: decided.path.clone(),
+                protocol,
+            };
+            forward_upgrade(&proxy, opened, h2_websocket, parts, body).await
         }
         None => forward(&proxy, snap.h2(), parts, body).await,
     };
@@ -587,14 +597,15 @@ async fn forward(
 }
 
 /// Phase 5 for an allowed upgrade: the handshake on a connection of its own; on
-/// `101` both sides are handed to [`crate::upgrade::splice`].
+/// `101` both sides are handed to [`crate::upgrade::splice`]. For an HTTP/2 caller
+/// (`h2_key`: the key the sidecar sent) the service's `101` must answer that key and
+/// becomes the `200` RFC 8441 expects.
 async fn forward_upgrade(
     proxy: &Proxy,
-    caller: &Option<Arc<str>>,
-    path: &str,
+    opened: crate::upgrade::Opened,
+    h2_key: Option<String>,
     mut parts: hyper::http::request::Parts,
     body: Incoming,
-    protocol: String,
 ) -> (Response<ProxyBody>, UpstreamResult) {
     let client = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let req = Request::from_parts(parts, body);
@@ -609,6 +620,18 @@ async fn forward_upgrade(
         Err(_) => return timed_out(),
     };
     let switched = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if let (true, Some(key)) = (switched, &h2_key) {
+        let accept = resp.headers().get("sec-websocket-accept");
+        if accept.and_then(|a| a.to_str().ok()) != Some(crate::upgrade::accept_for(key).as_str()) {
+            return (
+                short(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream WebSocket handshake did not answer the key",
+                ),
+                UpstreamResult::Reset,
+            );
+        }
+    }
     if let (true, Some(client)) = (switched, client) {
         let service = hyper::upgrade::on(&mut resp);
         crate::upgrade::splice(
@@ -617,18 +640,19 @@ async fn forward_upgrade(
             hold,
             proxy.config.upgrade_limits,
             proxy.metrics.counters.clone(),
-            crate::upgrade::Opened {
-                caller: caller.clone(),
-                path: path.to_string(),
-                protocol,
-            },
+            opened,
         );
     }
     let (mut rp, rb) = resp.into_parts();
     let value = rp.headers.get(hyper::header::UPGRADE).cloned();
     remove_hop_by_hop(&mut rp.headers);
-    if let (true, Some(v)) = (switched, value) {
-        crate::upgrade::restore(&mut rp.headers, v);
+    match (switched, h2_key.is_some(), value) {
+        (true, true, _) => {
+            rp.status = StatusCode::OK;
+            rp.headers.remove("sec-websocket-accept");
+        }
+        (true, false, Some(v)) => crate::upgrade::restore(&mut rp.headers, v),
+        _ => {}
     }
     (
         Response::from_parts(rp, Either::Left(rb)),
@@ -706,7 +730,9 @@ pub async fn serve_connection<IO>(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(max_header as u32);
+        .max_header_list_size(max_header as u32)
+        // RFC 8441: WebSockets over HTTP/2 (extended CONNECT).
+        .enable_connect_protocol();
     // With upgrades: an allowed WebSocket handshake hands the connection over to
     // [`crate::upgrade`] once answered `101`.
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);

@@ -1,4 +1,5 @@
-//! Upgraded connections (WebSocket): the handshake is an ordinary request through the
+//! Upgraded connections (WebSocket, over HTTP/1.1 or RFC 8441's HTTP/2 extended
+//! CONNECT): the handshake is an ordinary request through the
 //! whole request path (normalization, tokens, intentions, access log); only an allowed
 //! one reaches the local service, on a connection of its own (never pooled). After
 //! the service answers `101 Switching Protocols`, bytes are copied both ways until
@@ -11,6 +12,7 @@
 //! passed: the sidecar speaks HTTP/2 to the service itself when the protocol says so.
 
 use crate::metrics::{ConnEvent, Counters};
+use base64::Engine;
 use hyper::header::{HeaderMap, HeaderValue, CONNECTION, UPGRADE};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -18,6 +20,42 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// RFC 6455's GUID, appended to `Sec-WebSocket-Key` for `Sec-WebSocket-Accept`.
+const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// RFC 8441: an HTTP/2 extended `CONNECT` with `:protocol = websocket` is, to the
+/// policy and the service, the HTTP/1.1 handshake it stands for (as Envoy converts
+/// it): a `GET` with `Upgrade: websocket`, `Connection: upgrade` and a
+/// `Sec-WebSocket-Key` the sidecar makes. Returns that key (the service's
+/// `Sec-WebSocket-Accept` must answer it); `None` for any other request.
+pub(crate) fn from_extended_connect(parts: &mut hyper::http::request::Parts) -> Option<String> {
+    if parts.version != hyper::Version::HTTP_2 || parts.method != hyper::Method::CONNECT {
+        return None;
+    }
+    let protocol = parts.extensions.get::<hyper::ext::Protocol>()?;
+    if !protocol.as_str().eq_ignore_ascii_case("websocket") {
+        return None;
+    }
+    let mut nonce = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut nonce).ok()?;
+    let key = base64::engine::general_purpose::STANDARD.encode(nonce);
+    parts.method = hyper::Method::GET;
+    parts
+        .headers
+        .insert("sec-websocket-key", HeaderValue::from_str(&key).ok()?);
+    restore(&mut parts.headers, HeaderValue::from_static("websocket"));
+    Some(key)
+}
+
+/// The `Sec-WebSocket-Accept` that answers `key` (RFC 6455 §4.2.2).
+pub(crate) fn accept_for(key: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        format!("{key}{WEBSOCKET_GUID}").as_bytes(),
+    );
+    base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
+}
 
 /// Bytes read from one side before they are written to the other.
 const CHUNK: usize = 16 * 1024;
@@ -281,6 +319,15 @@ mod tests {
             let got = requested(*version, &headers(h));
             assert_eq!(got.as_ref().map(|v| v.to_str().unwrap()), *want, "{h:?}");
         }
+    }
+
+    /// RFC 6455 §1.3's worked example.
+    #[test]
+    fn the_accept_answers_the_key_as_rfc_6455_computes_it() {
+        assert_eq!(
+            accept_for("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 
     #[test]

@@ -351,3 +351,95 @@ async fn a_websocket_crosses_the_mesh_with_the_callers_identity_enforced() {
     }
     assert_eq!(ws_client(via_web("/admin"), 1).await, "STATUS 403");
 }
+
+/// RFC 8441: a WebSocket over HTTP/2 (extended CONNECT, `:protocol = websocket`) is
+/// decided as its HTTP/1.1 handshake and reaches the (HTTP/1.1) service as one; the
+/// caller gets `200` and the stream carries WebSocket frames both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_over_http2_extended_connect_is_enforced_and_carried() {
+    use hyper::body::Bytes;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = tokio::task::spawn_blocking(|| {
+        let p = Peer::start(&["server"]);
+        let line = p.next();
+        (p, line)
+    });
+    let (server, listening) = server.await.unwrap();
+    let port: u16 = listening
+        .strip_prefix("LISTENING ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let key = Es256::new("k1");
+    let (proxy, addr, records) =
+        proxy(std::net::SocketAddr::from(([127, 0, 0, 1], port)), NOW).await;
+    proxy
+        .install(
+            doc("chat", "http", "deny", vec![provider(&key), chat("member")]),
+            1,
+        )
+        .await
+        .unwrap();
+    let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(s),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let connect = |path: String| {
+        hyper::Request::builder()
+            .method("CONNECT")
+            .uri(format!("http://chat{path}"))
+            .header("sec-websocket-version", "13")
+            .extension(hyper::ext::Protocol::from_static("websocket"))
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap()
+    };
+    // Denied on the handshake (wrong role): 403, the service never sees it.
+    let guest = token(&key, "guest");
+    let denied = sender
+        .send_request(connect(format!("/chat/h2?access_token={guest}")))
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 403);
+
+    let member = token(&key, "member");
+    let mut resp = sender
+        .send_request(connect(format!("/chat/h2?access_token={member}")))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{:?}", resp.headers());
+    assert_eq!(
+        server.next(),
+        "OPEN /chat/h2",
+        "the denied one never reached it"
+    );
+    let upgraded = hyper::upgrade::on(&mut resp).await.unwrap();
+    let mut ws = hyper_util::rt::TokioIo::new(upgraded);
+    // One masked text frame (a client's frames are masked, RFC 6455 §5.3).
+    let payload = b"over h2";
+    let mask = [1u8, 2, 3, 4];
+    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    ws.write_all(&frame).await.unwrap();
+    ws.flush().await.unwrap();
+    let mut head = [0u8; 2];
+    ws.read_exact(&mut head).await.unwrap();
+    assert_eq!(
+        head,
+        [0x81, payload.len() as u8],
+        "an unmasked text frame back"
+    );
+    let mut echoed = vec![0u8; payload.len()];
+    ws.read_exact(&mut echoed).await.unwrap();
+    assert_eq!(echoed, payload);
+    let statuses: Vec<u16> = records.lock().unwrap().iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        [403, 200],
+        "logged with the status the caller got"
+    );
+}
