@@ -49,6 +49,10 @@ pub struct Conn {
     accepted: Instant,
     /// Asks the connection to shut down gracefully.
     pub shed: Notify,
+    /// Upgraded (WebSocket) connections made from this one that are still open: the
+    /// connection keeps its place under the cap, and is never idle, until they end.
+    upgrades: AtomicUsize,
+    upgrades_ended: Notify,
 }
 
 impl Conn {
@@ -71,12 +75,26 @@ impl Conn {
     /// How long the connection has had no request in flight (zero while one is),
     /// counted from its last request, or from its accept before the first.
     pub fn idle_for(&self) -> Duration {
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
+        if self.in_flight.load(Ordering::Relaxed) > 0 || self.upgrades.load(Ordering::Relaxed) > 0 {
             return Duration::ZERO;
         }
         let last = self.last_request_ms.load(Ordering::Relaxed);
         let now = self.accepted.elapsed().as_millis() as u64 + 1;
         Duration::from_millis(now.saturating_sub(last))
+    }
+
+    /// Marks an upgraded connection made from this one; it is open until the guard
+    /// is dropped.
+    pub fn hold_upgrade(self: &Arc<Conn>) -> UpgradeHold {
+        self.upgrades.fetch_add(1, Ordering::AcqRel);
+        UpgradeHold(self.clone())
+    }
+
+    /// Waits until every upgraded connection made from this one has ended.
+    pub async fn upgrades_closed(&self) {
+        while self.upgrades.load(Ordering::Acquire) > 0 {
+            self.upgrades_ended.notified().await;
+        }
     }
 
     fn touch(&self) {
@@ -92,6 +110,18 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.touch();
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An open upgraded connection (see [`Conn::hold_upgrade`]).
+pub struct UpgradeHold(Arc<Conn>);
+
+impl Drop for UpgradeHold {
+    fn drop(&mut self) {
+        if self.0.upgrades.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // Stored if nobody waits yet: the waiter's next check sees zero.
+            self.0.upgrades_ended.notify_one();
+        }
     }
 }
 
@@ -134,6 +164,8 @@ impl Conns {
             in_flight: AtomicUsize::new(0),
             accepted: Instant::now(),
             shed: Notify::new(),
+            upgrades: AtomicUsize::new(0),
+            upgrades_ended: Notify::new(),
         });
         if let Ok(mut open) = self.open.lock() {
             open.retain(|w| w.strong_count() > 0);
@@ -154,7 +186,9 @@ impl Conns {
         let idlest = open
             .iter()
             .filter_map(Weak::upgrade)
-            .filter(|c| c.in_flight.load(Ordering::Relaxed) == 0)
+            .filter(|c| {
+                c.in_flight.load(Ordering::Relaxed) == 0 && c.upgrades.load(Ordering::Relaxed) == 0
+            })
             .max_by_key(|c| c.idle_for());
         match idlest {
             Some(c) => {

@@ -245,6 +245,7 @@ type Shadowed = Option<(&'static str, &'static str)>;
 pub async fn handle(
     proxy: Arc<Proxy>,
     caller: Option<Arc<str>>,
+    conn: Arc<Conn>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let start = Instant::now();
@@ -308,7 +309,7 @@ pub async fn handle(
                 path: decided.path.clone(),
                 protocol,
             };
-            forward_upgrade(&proxy, opened, h2_websocket, parts, body).await
+            forward_upgrade(&proxy, &conn, opened, h2_websocket, parts, body).await
         }
         None => forward(&proxy, snap.h2(), parts, body).await,
     };
@@ -602,6 +603,7 @@ async fn forward(
 /// becomes the `200` RFC 8441 expects.
 async fn forward_upgrade(
     proxy: &Proxy,
+    conn: &Arc<Conn>,
     opened: crate::upgrade::Opened,
     h2_key: Option<String>,
     mut parts: hyper::http::request::Parts,
@@ -634,10 +636,11 @@ async fn forward_upgrade(
     }
     if let (true, Some(client)) = (switched, client) {
         let service = hyper::upgrade::on(&mut resp);
+        // The downstream connection keeps its place under the cap while this is open.
         crate::upgrade::splice(
             client,
             service,
-            hold,
+            (hold, conn.hold_upgrade()),
             proxy.config.upgrade_limits,
             proxy.metrics.counters.clone(),
             opened,
@@ -713,7 +716,7 @@ pub async fn serve_connection<IO>(
     let c = conn.clone();
     let svc = service_fn(move |req| {
         let in_flight = c.begin();
-        let answer = handle(p.clone(), caller.clone(), req);
+        let answer = handle(p.clone(), caller.clone(), c.clone(), req);
         async move {
             let r = answer.await;
             drop(in_flight);
@@ -754,6 +757,8 @@ pub async fn serve_connection<IO>(
                 if let Err(e) = ended {
                     tracing::debug!(error = %e, "downstream connection ended with an error");
                 }
+                // An upgraded connection made from it keeps its place until it ends.
+                conn.upgrades_closed().await;
                 return;
             }
             _ = conn.shed.notified(), if !closing => {

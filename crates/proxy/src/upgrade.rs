@@ -226,8 +226,9 @@ pub(crate) struct Opened {
 }
 
 /// Waits for both sides of an accepted upgrade, then runs [`pump`] in its own task
-/// (the request that asked for it has already been answered `101`). `hold` keeps the
-/// service connection's sender until the upgrade is complete.
+/// (the request that asked for it has already been answered `101`). `hold` is kept
+/// until the upgraded connection ends (the service connection's sender, the
+/// downstream connection's place under the cap).
 pub(crate) fn splice<H: Send + 'static>(
     client: OnUpgrade,
     service: OnUpgrade,
@@ -244,7 +245,6 @@ pub(crate) fn splice<H: Send + 'static>(
                 return;
             }
         };
-        drop(hold);
         counters.connection(ConnEvent::UpgradeOpened);
         let start = Instant::now();
         let carried = pump(
@@ -255,6 +255,7 @@ pub(crate) fn splice<H: Send + 'static>(
         )
         .await;
         counters.connection(ConnEvent::UpgradeClosed);
+        drop(hold);
         tracing::info!(
             target: "tribune::access",
             event = "upgrade_closed",

@@ -443,3 +443,78 @@ async fn a_websocket_over_http2_extended_connect_is_enforced_and_carried() {
         "logged with the status the caller got"
     );
 }
+
+/// An open WebSocket keeps its downstream connection's place under the connection
+/// cap (it is never idle, never shed): at a cap of one, a new caller is turned away
+/// while it is open and served once it closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_websocket_keeps_its_place_under_the_connection_cap() {
+    use std::io::{Read, Write};
+    let server = tokio::task::spawn_blocking(|| {
+        let p = Peer::start(&["server"]);
+        let line = p.next();
+        (p, line)
+    });
+    let (server, listening) = server.await.unwrap();
+    let port: u16 = listening
+        .strip_prefix("LISTENING ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let key = Es256::new("k1");
+    let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let (proxy, addr, _) = proxy_with(upstream, NOW, |c| c.max_connections = 1).await;
+    proxy
+        .install(
+            doc("chat", "http", "deny", vec![provider(&key), chat("member")]),
+            1,
+        )
+        .await
+        .unwrap();
+    let hold_url = format!(
+        "ws://{addr}/chat/held?access_token={}",
+        token(&key, "member")
+    );
+    let mut held = tokio::task::spawn_blocking(move || {
+        let p = Peer::start(&["hold", &hold_url]);
+        assert_eq!(p.next(), "ECHOED 1");
+        assert_eq!(p.next(), "READY");
+        p
+    })
+    .await
+    .unwrap();
+    assert_eq!(server.next(), "OPEN /chat/held");
+    let plain = move || -> String {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = write!(
+            s,
+            "GET /chat/x HTTP/1.1\r\nhost: chat\r\nconnection: close\r\n\r\n"
+        );
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    let turned_away = tokio::task::spawn_blocking(plain).await.unwrap();
+    assert_eq!(turned_away, "", "no place while the WebSocket is open");
+    let held = tokio::task::spawn_blocking(move || {
+        held.send_line();
+        let line = held.next();
+        let _ = held.child.wait();
+        line
+    })
+    .await
+    .unwrap();
+    assert_eq!(held, "STILL OPEN");
+    let mut served = String::new();
+    for _ in 0..50 {
+        served = tokio::task::spawn_blocking(plain).await.unwrap();
+        if !served.is_empty() {
+            break;
+        }
+    }
+    assert!(
+        served.starts_with("HTTP/1.1 401"),
+        "served once it closed: {served:?}"
+    );
+}
