@@ -74,6 +74,22 @@ impl Drop for Peer {
     }
 }
 
+/// The WebSocket echo service (`ws_peer.py server`) and its port.
+async fn ws_server() -> (Peer, u16) {
+    tokio::task::spawn_blocking(|| {
+        let p = Peer::start(&["server"]);
+        let port = p
+            .next()
+            .strip_prefix("LISTENING ")
+            .unwrap()
+            .parse()
+            .unwrap();
+        (p, port)
+    })
+    .await
+    .unwrap()
+}
+
 /// Runs a client to the end (its exit, after the closing handshake); its one
 /// result line.
 async fn ws_client(url: String, n: usize) -> String {
@@ -118,17 +134,7 @@ fn token(key: &Es256, role: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websockets_are_enforced_on_the_handshake_and_then_carried_both_ways() {
-    let server = tokio::task::spawn_blocking(|| {
-        let p = Peer::start(&["server"]);
-        let line = p.next();
-        (p, line)
-    });
-    let (server, listening) = server.await.unwrap();
-    let port: u16 = listening
-        .strip_prefix("LISTENING ")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (server, port) = ws_server().await;
     let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let key = Es256::new("k1");
     let (proxy, addr, records) = proxy(upstream, NOW).await;
@@ -288,17 +294,7 @@ fn service_defaults_meta_names_the_extra_upgrades() {
 /// `web`'s identity and passes it to `api`'s app.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_crosses_the_mesh_with_the_callers_identity_enforced() {
-    let server = tokio::task::spawn_blocking(|| {
-        let p = Peer::start(&["server"]);
-        let line = p.next();
-        (p, line)
-    });
-    let (server, listening) = server.await.unwrap();
-    let app_port: u16 = listening
-        .strip_prefix("LISTENING ")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (server, app_port) = ws_server().await;
     let store: Arc<dyn tribune_store::Store> =
         Arc::new(tribune_store::RedbStore::in_memory().unwrap());
     let (_agent, agent) = start_agent(store, "127.0.0.1:0".parse().unwrap());
@@ -359,17 +355,7 @@ async fn a_websocket_crosses_the_mesh_with_the_callers_identity_enforced() {
 async fn a_websocket_over_http2_extended_connect_is_enforced_and_carried() {
     use hyper::body::Bytes;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let server = tokio::task::spawn_blocking(|| {
-        let p = Peer::start(&["server"]);
-        let line = p.next();
-        (p, line)
-    });
-    let (server, listening) = server.await.unwrap();
-    let port: u16 = listening
-        .strip_prefix("LISTENING ")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (server, port) = ws_server().await;
     let key = Es256::new("k1");
     let (proxy, addr, records) =
         proxy(std::net::SocketAddr::from(([127, 0, 0, 1], port)), NOW).await;
@@ -450,17 +436,7 @@ async fn a_websocket_over_http2_extended_connect_is_enforced_and_carried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_websocket_keeps_its_place_under_the_connection_cap() {
     use std::io::{Read, Write};
-    let server = tokio::task::spawn_blocking(|| {
-        let p = Peer::start(&["server"]);
-        let line = p.next();
-        (p, line)
-    });
-    let (server, listening) = server.await.unwrap();
-    let port: u16 = listening
-        .strip_prefix("LISTENING ")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (server, port) = ws_server().await;
     let key = Es256::new("k1");
     let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let (proxy, addr, _) = proxy_with(upstream, NOW, |c| c.max_connections = 1).await;
