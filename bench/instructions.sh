@@ -7,8 +7,9 @@
 #
 # Same policy and tokens as bench/run.sh. Cases: "floor" (allow-all, no provider: the
 # HTTP server + client cost), "repeated" (one token, cache hits), "rotating" (10 000
-# tokens, every request verifies an RS256 signature). Counters are zeroed after a
-# warm-up; the count covers every thread of the proxy. Note: under valgrind the CPU
+# tokens, every request verifies an RS256 signature), "none" (no token: the 401).
+# Counters are zeroed after a warm-up; the count covers every thread of the proxy.
+# Each case's profile is kept (cg-<case>.out in the temporary directory). Note: under valgrind the CPU
 # reports no ADX/BMI2, so aws-lc's RSA takes a slower code path than natively; compare
 # rotating runs with each other, not with the native profile.
 set -euo pipefail
@@ -28,8 +29,8 @@ EOF
 nginx -c "$OUT/upstream.conf" -p "$OUT" &
 echo '{"Service": "api", "Protocol": "http", "DefaultIntentionPolicy": "allow", "Entries": []}' > "$OUT/floor.json"
 
-count() { # config tokens_file -> instructions per request
-  local config=$1 tokens=$2 edge adm n total
+count() { # name config tokens_file -> instructions per request (profile kept in OUT/cg-name.out)
+  local name=$1 config=$2 tokens=$3 edge adm n total
   edge=$(free_port); adm=$(free_port)
   rm -f "$OUT"/cg.out*
   TRIBUNE_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" "$BIN" connect proxy \
@@ -43,12 +44,16 @@ count() { # config tokens_file -> instructions per request
   callgrind_control -d "$pid" > /dev/null 2>&1
   n=$(awk '/requests in/ {print $1}' "$OUT/wrk.txt")
   kill "$pid"; wait "$pid" 2>/dev/null || true
-  total=$(callgrind_annotate "$(ls -t "$OUT"/cg.out.* | head -1)" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+  mv "$(ls -t "$OUT"/cg.out.* | head -1)" "$OUT/cg-$name.out"
+  total=$(callgrind_annotate "$OUT/cg-$name.out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
   python3 -c "print(f'{$total / $n:,.0f}')"
 }
 
 echo "| case | instructions / request |"
 echo "|---|---:|"
-echo "| floor (allow-all, no provider) | $(count "$OUT/floor.json" "$OUT/token-1.txt") |"
-echo "| repeated token (cache hit) | $(count "$OUT/tribune.json" "$OUT/token-1.txt") |"
-echo "| 10 000 tokens (RS256 verify each) | $(count "$OUT/tribune.json" "$OUT/tokens-10k.txt") |"
+echo "| floor (allow-all, no provider) | $(count floor "$OUT/floor.json" "$OUT/token-1.txt") |"
+echo "| repeated token (cache hit) | $(count repeated "$OUT/tribune.json" "$OUT/token-1.txt") |"
+echo "| 10 000 tokens (RS256 verify each) | $(count rotating "$OUT/tribune.json" "$OUT/tokens-10k.txt") |"
+echo "| no token (answered 401) | $(count none "$OUT/tribune.json" "") |"
+echo
+echo "profiles (callgrind_annotate --inclusive=yes FILE): $OUT/cg-*.out"

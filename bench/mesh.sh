@@ -14,6 +14,7 @@
 # For a timeline of slow moments: LOADGEN_SLOW_MS=5 writes every request slower than
 # 5 ms to load.err, MESH_LOG=warn,tribune_proxy::mesh=debug logs every mesh
 # connection with its handshake time (both in the run's temp directory).
+# PROXY_FLAGS="-replay-buffer 0" passes extra flags to both sidecars.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RATE=${1:-1000}
@@ -46,9 +47,9 @@ printf 'service { name = "web" port = 8080 connect { sidecar_service { port = %s
 "$BIN" config write "$OUT/i.hcl" >/dev/null
 "$BIN" services register "$OUT/api.hcl" >/dev/null
 "$BIN" services register "$OUT/web.hcl" >/dev/null
-TRIBUNE_LOG=${MESH_LOG:-warn} taskset -c 0 "$BIN" connect proxy -sidecar-for api -admin-bind 127.0.0.1:0 -workers 1 > "$OUT/api-proxy.out" 2>&1 &
+TRIBUNE_LOG=${MESH_LOG:-warn} taskset -c 0 "$BIN" connect proxy -sidecar-for api -admin-bind 127.0.0.1:0 -workers 1 ${PROXY_FLAGS:-} > "$OUT/api-proxy.out" 2>&1 &
 APID=$!
-TRIBUNE_LOG=${MESH_LOG:-warn} taskset -c 0 "$BIN" connect proxy -sidecar-for web -admin-bind 127.0.0.1:0 -workers 1 > "$OUT/web-proxy.out" 2>&1 &
+TRIBUNE_LOG=${MESH_LOG:-warn} taskset -c 0 "$BIN" connect proxy -sidecar-for web -admin-bind 127.0.0.1:0 -workers 1 ${PROXY_FLAGS:-} > "$OUT/web-proxy.out" 2>&1 &
 WPID=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$UPS/" >/dev/null 2>&1 && break; sleep 0.1; done
 

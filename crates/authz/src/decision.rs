@@ -211,13 +211,46 @@ impl fmt::Display for JwtFailure {
     }
 }
 
-/// What the caller of a denied request receives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DenyResponse {
+/// The `WWW-Authenticate` challenge of a 401 (RFC 6750 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Challenge {
+    /// No token was sent: `Bearer realm="<service>"`.
+    Missing,
+    /// A token failed: `Bearer realm="<service>", error="invalid_token"`.
+    InvalidToken,
+}
+
+impl Challenge {
+    pub const ALL: [Challenge; 2] = [Challenge::Missing, Challenge::InvalidToken];
+
+    /// The header value for `service` (quotes and backslashes left out of the realm).
+    pub fn header_value(self, service: &str) -> String {
+        let realm = service.replace(['"', '\\'], "");
+        match self {
+            Challenge::Missing => format!("Bearer realm=\"{realm}\""),
+            Challenge::InvalidToken => format!("Bearer realm=\"{realm}\", error=\"invalid_token\""),
+        }
+    }
+}
+
+/// What the caller of a denied request receives; borrowed from the decision, so
+/// answering a denial allocates nothing here (the sidecar keeps each challenge's
+/// header value ready per service).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DenyResponse<'a> {
     pub status: u16,
-    /// `WWW-Authenticate` header value, for 401s.
-    pub www_authenticate: Option<String>,
-    pub body: String,
+    /// The 401's challenge (`None` for a 403).
+    pub challenge: Option<Challenge>,
+    pub body: &'a str,
+    /// The service the realm names.
+    pub service: &'a str,
+}
+
+impl DenyResponse<'_> {
+    /// The `WWW-Authenticate` header value, for 401s.
+    pub fn www_authenticate(&self) -> Option<String> {
+        self.challenge.map(|c| c.header_value(self.service))
+    }
 }
 
 /// Maps a decision to the response for the caller, or `None` when it is allowed.
@@ -225,7 +258,7 @@ pub struct DenyResponse {
 /// 401 with `WWW-Authenticate: Bearer realm="<service>"` when a required token was
 /// missing; 401 with `error="invalid_token"` when it failed verification; 403 with
 /// `RBAC: access denied` otherwise (identity, path, method, claims).
-pub fn deny_response(decision: &Decision, service: &str) -> Option<DenyResponse> {
+pub fn deny_response<'a>(decision: &'a Decision, service: &'a str) -> Option<DenyResponse<'a>> {
     if decision.allowed() {
         return None;
     }
@@ -235,28 +268,19 @@ pub fn deny_response(decision: &Decision, service: &str) -> Option<DenyResponse>
         } if failure.is_authentication() => Some(failure),
         _ => None,
     };
-    let realm = service.replace(['"', '\\'], "");
-    Some(match jwt {
-        Some(JwtFailure::Missing { .. }) => DenyResponse {
-            status: 401,
-            www_authenticate: Some(format!("Bearer realm=\"{realm}\"")),
-            body: "Jwt is missing".into(),
-        },
-        Some(JwtFailure::Invalid { reason, .. }) => DenyResponse {
-            status: 401,
-            www_authenticate: Some(format!("Bearer realm=\"{realm}\", error=\"invalid_token\"")),
-            body: reason.clone(),
-        },
-        Some(_) => DenyResponse {
-            status: 401,
-            www_authenticate: Some(format!("Bearer realm=\"{realm}\", error=\"invalid_token\"")),
-            body: "Jwt verification fails".into(),
-        },
-        None => DenyResponse {
-            status: 403,
-            www_authenticate: None,
-            body: "RBAC: access denied".into(),
-        },
+    let (status, challenge, body) = match jwt {
+        Some(JwtFailure::Missing { .. }) => (401, Some(Challenge::Missing), "Jwt is missing"),
+        Some(JwtFailure::Invalid { reason, .. }) => {
+            (401, Some(Challenge::InvalidToken), reason.as_str())
+        }
+        Some(_) => (401, Some(Challenge::InvalidToken), "Jwt verification fails"),
+        None => (403, None, "RBAC: access denied"),
+    };
+    Some(DenyResponse {
+        status,
+        challenge,
+        body,
+        service,
     })
 }
 

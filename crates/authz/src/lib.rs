@@ -20,7 +20,7 @@ pub mod table;
 pub mod warnings;
 
 pub use decision::{
-    deny_response, Decision, DenyResponse, JwtFailure, NotFired, Reason, ReasonCode,
+    deny_response, Challenge, Decision, DenyResponse, JwtFailure, NotFired, Reason, ReasonCode,
 };
 pub use facts::{Caller, HeaderList, Headers, RequestFacts, TokenOutcome, Tokens};
 pub use matchers::{

@@ -152,7 +152,7 @@ pub struct Decided {
 
 impl Decided {
     /// The response a denial becomes (decisions.md #12); `None` when allowed.
-    pub fn deny_response(&self, policy: &Policy) -> Option<DenyResponse> {
+    pub fn deny_response<'a>(&'a self, policy: &'a Policy) -> Option<DenyResponse<'a>> {
         deny_response(&self.decision, &policy.service)
     }
 }
@@ -331,7 +331,7 @@ pub async fn authenticate<V: Verify + ?Sized>(
         });
         if matches!(outcome, Outcome::Valid { .. }) && forwards_token(provider) {
             auth.forwarded_tokens
-                .extend(mine.into_iter().map(|f| f.token));
+                .extend(mine.into_iter().map(|f| f.token.into_owned()));
         }
         auth.outcomes.push(outcome);
     }

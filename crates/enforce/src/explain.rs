@@ -382,8 +382,8 @@ pub fn answer(policy: &Policy, request_path: &str, evaluation: &Evaluation) -> E
                 permission: permission_of(&d.decision),
                 normalized_path: d.path.clone(),
                 status: Some(deny.as_ref().map_or(200, |r| r.status)),
-                body: deny.as_ref().map(|r| r.body.clone()),
-                www_authenticate: deny.and_then(|r| r.www_authenticate),
+                body: deny.as_ref().map(|r| r.body.to_string()),
+                www_authenticate: deny.and_then(|r| r.www_authenticate()),
                 location: None,
                 tokens: token_reports(policy, &d.outcomes),
                 forwarded_headers: if d.decision.allowed() {

@@ -351,10 +351,14 @@ impl ProviderRuntime {
         if self.fetch_asynchronously() && r.cached().is_none() {
             return Some(Err(JwtError::KeysUnavailable));
         }
-        Some(match r.keys_for(unverified_kid(token).as_deref()).await {
-            Ok(keys) => self.verifier_with(keys).verify_and_cache(token, now),
-            Err(e) => Err(e),
-        })
+        // Boxed: the fetch is the rare path, and its future (an HTTP client's) would
+        // otherwise be carried, unused, inside every request's future.
+        Some(
+            match Box::pin(r.keys_for(unverified_kid(token).as_deref())).await {
+                Ok(keys) => self.verifier_with(keys).verify_and_cache(token, now),
+                Err(e) => Err(e),
+            },
+        )
     }
 
     fn keys_fresh(&self) -> bool {

@@ -11,6 +11,7 @@
 
 use crate::{unverified_issuer, JwtError, Verifier};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::sync::Arc;
 use tribune_model::jwt_provider::{JwtLocation, JwtProvider};
 
@@ -22,19 +23,20 @@ pub trait RequestParts {
     fn query(&self) -> Option<&str>;
 }
 
-/// Where a token was found.
+/// Where a token was found (the location's name, borrowed from the provider).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Place {
-    Header(String),
-    Query(String),
-    Cookie(String),
+pub enum Place<'a> {
+    Header(&'a str),
+    Query(&'a str),
+    Cookie(&'a str),
 }
 
-/// A token found in the request.
+/// A token found in the request: borrowed from the request where it is written as
+/// it is (headers, cookies), decoded only from a query string.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Found {
-    pub token: String,
-    pub place: Place,
+pub struct Found<'a> {
+    pub token: Cow<'a, str>,
+    pub place: Place<'a>,
 }
 
 /// Bytes a token may hold: base64url, `.`, and the base64 / padding characters Envoy
@@ -69,6 +71,11 @@ fn token_len(bytes: &[u8]) -> usize {
 /// regard to case, as auth schemes are); non-token characters after it are skipped.
 /// The proxy uses the same function to find what to strip.
 pub fn from_header(value: &str, prefix: &str) -> Option<String> {
+    token_in_header(value, prefix).map(str::to_string)
+}
+
+/// [`from_header`] without the copy: the token as it is written in `value`.
+pub fn token_in_header<'v>(value: &'v str, prefix: &str) -> Option<&'v str> {
     let rest = if prefix.is_empty() {
         value
     } else {
@@ -82,7 +89,7 @@ pub fn from_header(value: &str, prefix: &str) -> Option<String> {
     let bytes = rest.as_bytes();
     let start = bytes.iter().position(|&b| token_byte(b))?;
     let len = token_len(&bytes[start..]);
-    rest.get(start..start + len).map(str::to_string)
+    rest.get(start..start + len)
 }
 
 /// Whether [`from_header`] would find a token in `value`, without copying it.
@@ -110,7 +117,7 @@ pub fn percent_decode(s: &str) -> String {
 }
 
 /// Every token the provider's locations find, in location order.
-pub fn extract(locations: &[JwtLocation], req: &dyn RequestParts) -> Vec<Found> {
+pub fn extract<'a>(locations: &'a [JwtLocation], req: &'a dyn RequestParts) -> Vec<Found<'a>> {
     let locations = if locations.is_empty() {
         &DEFAULT_LOCATIONS[..]
     } else {
@@ -121,10 +128,10 @@ pub fn extract(locations: &[JwtLocation], req: &dyn RequestParts) -> Vec<Found> 
         match loc {
             JwtLocation::Header(h) => {
                 for v in req.header_values(&h.name) {
-                    if let Some(token) = from_header(v, &h.value_prefix) {
+                    if let Some(token) = token_in_header(v, &h.value_prefix) {
                         out.push(Found {
-                            token,
-                            place: Place::Header(h.name.clone()),
+                            token: Cow::Borrowed(token),
+                            place: Place::Header(&h.name),
                         });
                     }
                 }
@@ -134,8 +141,8 @@ pub fn extract(locations: &[JwtLocation], req: &dyn RequestParts) -> Vec<Found> 
                     let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
                     if percent_decode(k) == q.name && !v.is_empty() {
                         out.push(Found {
-                            token: percent_decode(v),
-                            place: Place::Query(q.name.clone()),
+                            token: Cow::Owned(percent_decode(v)),
+                            place: Place::Query(&q.name),
                         });
                     }
                 }
@@ -146,8 +153,8 @@ pub fn extract(locations: &[JwtLocation], req: &dyn RequestParts) -> Vec<Found> 
                         if let Some((k, v)) = kv.trim().split_once('=') {
                             if k == c.name && !v.is_empty() {
                                 out.push(Found {
-                                    token: v.trim_matches('"').to_string(),
-                                    place: Place::Cookie(c.name.clone()),
+                                    token: Cow::Borrowed(v.trim_matches('"')),
+                                    place: Place::Cookie(&c.name),
                                 });
                             }
                         }
@@ -222,7 +229,7 @@ pub enum Outcome {
 
 /// The tokens in the request addressed to `provider`: found at its locations and,
 /// when it has an `Issuer`, naming it in their (unverified) `iss`.
-pub fn addressed_to(provider: &JwtProvider, req: &dyn RequestParts) -> Vec<Found> {
+pub fn addressed_to<'a>(provider: &'a JwtProvider, req: &'a dyn RequestParts) -> Vec<Found<'a>> {
     let mut found = extract(&provider.locations, req);
     if !provider.issuer.is_empty() {
         found.retain(|f| unverified_issuer(&f.token).as_deref() == Some(provider.issuer.as_str()));
@@ -233,7 +240,7 @@ pub fn addressed_to(provider: &JwtProvider, req: &dyn RequestParts) -> Vec<Found
 /// The provider's outcome for the tokens addressed to it: all must pass `verify`.
 pub fn conclude(
     provider: &JwtProvider,
-    mine: &[Found],
+    mine: &[Found<'_>],
     mut verify: impl FnMut(&str) -> Result<Arc<Value>, JwtError>,
 ) -> Outcome {
     let mut first = None;
@@ -241,7 +248,7 @@ pub fn conclude(
         match verify(&f.token) {
             Ok(p) => {
                 if first.is_none() {
-                    first = Some((p, f.token.as_str()));
+                    first = Some((p, f.token.as_ref()));
                 }
             }
             Err(e) => return Outcome::Invalid(e),
@@ -380,11 +387,11 @@ mod tests {
             [
                 Found {
                     token: "a.b.c".into(),
-                    place: Place::Header("Authorization".into())
+                    place: Place::Header("Authorization")
                 },
                 Found {
                     token: "d.e.f".into(),
-                    place: Place::Query("access_token".into())
+                    place: Place::Query("access_token")
                 },
             ]
         );
@@ -410,7 +417,7 @@ mod tests {
         };
         let tokens: Vec<String> = extract(&p.locations, &req)
             .into_iter()
-            .map(|f| f.token)
+            .map(|f| f.token.into_owned())
             .collect();
         assert_eq!(tokens, ["g.h.i", "j.k.l"]);
         assert!(forwards_token(&p));

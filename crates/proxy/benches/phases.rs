@@ -178,7 +178,9 @@ fn bench(c: &mut Criterion) {
             let e =
                 now(policy.evaluate(black_box(&request(without)), Options::default(), NOW, &keys));
             match e {
-                Evaluation::Decided(d) => d.deny_response(&policy),
+                Evaluation::Decided(d) => d
+                    .deny_response(&policy)
+                    .map(|r| (r.status, r.challenge, r.body.len())),
                 Evaluation::Refused(_) => None,
             }
         })

@@ -309,7 +309,17 @@ pub async fn handle(
                 path: decided.path.clone(),
                 protocol,
             };
-            forward_upgrade(&proxy, &conn, opened, h2_websocket, parts, body).await
+            // Boxed: upgrades are rare, and their state would otherwise be part of
+            // every request's future.
+            Box::pin(forward_upgrade(
+                &proxy,
+                &conn,
+                opened,
+                h2_websocket,
+                parts,
+                body,
+            ))
+            .await
         }
         None => forward(&proxy, snap.h2(), parts, body).await,
     };
@@ -346,17 +356,16 @@ async fn evaluate(
     let live = (snap.shadow.is_some() || proxy.replay.enabled()).then(|| evaluation.verdict(snap));
     let shadow = match (&snap.shadow, live) {
         (Some(sh), Some(live)) => {
-            let candidate = sh
-                .policy
-                .shadow(
-                    &snap.policy,
-                    &evaluation,
-                    &request,
-                    options,
-                    now,
-                    &sh.keys(),
-                )
-                .await;
+            // Boxed: only a snapshot with a staged candidate evaluates it.
+            let candidate = Box::pin(sh.policy.shadow(
+                &snap.policy,
+                &evaluation,
+                &request,
+                options,
+                now,
+                &sh.keys(),
+            ))
+            .await;
             let path = match &evaluation {
                 Evaluation::Decided(d) => d.path.as_str(),
                 Evaluation::Refused(_) => request.path,
@@ -463,18 +472,17 @@ fn deny(
 ) -> Option<Response<ProxyBody>> {
     let deny = decided.deny_response(snap)?;
     let status = StatusCode::from_u16(deny.status).unwrap_or(StatusCode::FORBIDDEN);
-    let mut resp = Response::new(Either::Right(Full::new(Bytes::from(deny.body))));
+    let mut resp = Response::new(Either::Right(Full::new(Bytes::copy_from_slice(
+        deny.body.as_bytes(),
+    ))));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain"),
     );
-    if let Some(v) = deny
-        .www_authenticate
-        .and_then(|v| HeaderValue::from_str(&v).ok())
-    {
+    if let Some(c) = deny.challenge {
         resp.headers_mut()
-            .insert(hyper::header::WWW_AUTHENTICATE, v);
+            .insert(hyper::header::WWW_AUTHENTICATE, snap.challenge(c).clone());
     }
     log.record(status.as_u16(), "deny", decided.decision.code().as_str());
     Some(resp)
@@ -716,9 +724,11 @@ pub async fn serve_connection<IO>(
     let c = conn.clone();
     let svc = service_fn(move |req| {
         let in_flight = c.begin();
-        let answer = handle(p.clone(), caller.clone(), c.clone(), req);
+        let (p, caller, c) = (p.clone(), caller.clone(), c.clone());
+        // `handle` is made inside the block: held as a captured value it would be
+        // carried twice (captured, then awaited), and copied at each move.
         async move {
-            let r = answer.await;
+            let r = handle(p, caller, c, req).await;
             drop(in_flight);
             r
         }

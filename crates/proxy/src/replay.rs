@@ -51,6 +51,46 @@ enum Recorded {
 pub struct Plan {
     specs: Vec<Spec>,
     names: Arc<Vec<String>>,
+    issuers: IssuerMemo,
+}
+
+/// A token and its unverified `iss`.
+type Remembered = (Arc<str>, Option<Arc<str>>);
+
+/// Slots of [`IssuerMemo`].
+const ISSUER_MEMO_SLOTS: usize = 64;
+
+/// The unverified `iss` of tokens seen recently at locations no provider verified,
+/// so that a token sent on every request is decoded once rather than per request
+/// (the hint is the only thing read from such a token). Direct-mapped, at most
+/// [`ISSUER_MEMO_SLOTS`] tokens, each compared in full (never by its hash alone);
+/// in memory only, like the verified-token cache.
+#[derive(Debug, Default)]
+struct IssuerMemo {
+    slots: Mutex<Vec<Option<Remembered>>>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl IssuerMemo {
+    fn issuer(&self, token: &str) -> Option<Arc<str>> {
+        use std::hash::BuildHasher;
+        let slot = (self.hasher.hash_one(token) as usize) % ISSUER_MEMO_SLOTS;
+        if let Ok(slots) = self.slots.lock() {
+            if let Some(Some((seen, iss))) = slots.get(slot) {
+                if **seen == *token {
+                    return iss.clone();
+                }
+            }
+        }
+        let iss: Option<Arc<str>> = unverified_issuer(token).map(Arc::from);
+        if let Ok(mut slots) = self.slots.lock() {
+            if slots.is_empty() {
+                slots.resize(ISSUER_MEMO_SLOTS, None);
+            }
+            slots[slot] = Some((Arc::from(token), iss.clone()));
+        }
+        iss
+    }
 }
 
 #[derive(Debug)]
@@ -90,6 +130,7 @@ impl Plan {
         Plan {
             specs,
             names: Arc::new(policy.providers.iter().map(|p| p.name.clone()).collect()),
+            issuers: IssuerMemo::default(),
         }
     }
 }
@@ -194,10 +235,7 @@ impl Fact {
                 }
                 _ => {
                     for found in extract(std::slice::from_ref(&spec.location), &view) {
-                        hints.push((
-                            spec.key.clone(),
-                            unverified_issuer(&found.token).map(Arc::from),
-                        ));
+                        hints.push((spec.key.clone(), plan.issuers.issuer(&found.token)));
                     }
                 }
             }
@@ -452,6 +490,35 @@ mod tests {
                 why: tribune_enforce::Why::Decided(ReasonCode::Intention),
             },
         )
+    }
+
+    /// The memo answers every token with its own issuer, also when tokens share a
+    /// slot (300 tokens over 64 slots, each asked twice, interleaved).
+    #[test]
+    fn the_issuer_memo_answers_each_token_with_its_own_issuer() {
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let token = |i: usize| {
+            let payload = if i % 7 == 0 {
+                r#"{"sub":"no-iss"}"#.to_string()
+            } else {
+                format!(r#"{{"iss":"https://idp-{i}.example"}}"#)
+            };
+            format!("{}.{}.c2ln", b64(r#"{"alg":"RS256"}"#), b64(&payload))
+        };
+        let memo = IssuerMemo::default();
+        for round in 0..2 {
+            for i in 0..300 {
+                let t = token(i);
+                let want = unverified_issuer(&t);
+                assert_eq!(
+                    memo.issuer(&t).as_deref(),
+                    want.as_deref(),
+                    "token {i}, round {round}"
+                );
+            }
+        }
+        assert_eq!(memo.issuer("not-a-token"), None);
     }
 
     #[test]

@@ -8,8 +8,10 @@
 //! `{"Service", "Protocol", "DefaultIntentionPolicy", "Entries": [...]}`. Entries go
 //! through the model's one validation path.
 
+use hyper::header::HeaderValue;
 use std::ops::Deref;
 use std::sync::Arc;
+use tribune_authz::Challenge;
 use tribune_enforce::Policy;
 use tribune_jwks::{ProviderRuntime, Registry, Runtimes};
 
@@ -32,7 +34,25 @@ pub struct Snapshot {
     pub shadow: Option<Shadow>,
     /// How this snapshot's requests are recorded for replay.
     pub replay_plan: crate::replay::Plan,
+    /// The `WWW-Authenticate` value of each [`Challenge`] for this service, made
+    /// once (a 401 copies no strings).
+    pub challenges: [HeaderValue; Challenge::ALL.len()],
     pub doc: SnapshotDoc,
+}
+
+/// The header values of every challenge for `service` (in [`Challenge::ALL`] order).
+fn challenges(service: &str) -> [HeaderValue; Challenge::ALL.len()] {
+    Challenge::ALL.map(|c| {
+        HeaderValue::from_str(&c.header_value(service))
+            .unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
+    })
+}
+
+impl Snapshot {
+    /// The `WWW-Authenticate` value of `challenge`.
+    pub fn challenge(&self, challenge: Challenge) -> &HeaderValue {
+        &self.challenges[challenge as usize]
+    }
 }
 
 /// The candidate policy of a snapshot (staged policies).
@@ -119,6 +139,7 @@ impl Builder {
                 version,
                 index,
                 replay_plan,
+                challenges: challenges(&policy.service),
                 policy,
                 runtimes,
                 shadow,
