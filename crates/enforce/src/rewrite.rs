@@ -9,7 +9,7 @@
 use crate::evaluate::{has_underscore_name, Decided};
 use crate::policy::{fold, Policy};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use tribune_jwt::locate::{from_header, holds_token, percent_decode, Outcome};
+use tribune_jwt::locate::{holds_token, percent_decode, token_in_header, Outcome};
 
 /// Whether a raw query component decodes to `want` (no allocation unless escaped).
 fn component_is(raw: &str, want: &str) -> bool {
@@ -52,7 +52,7 @@ fn strip_token_values(headers: &mut HeaderMap, name: &HeaderName, prefix: &str, 
             // The usual case (no provider forwards): no token copied to decide.
             holds_token(v, prefix)
         } else {
-            from_header(v, prefix).is_some_and(|t| !keep.contains(&t))
+            token_in_header(v, prefix).is_some_and(|t| !keep.iter().any(|k| k == t))
         }
     };
     if !headers.get_all(name).iter().any(is_stripped) {

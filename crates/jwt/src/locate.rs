@@ -69,12 +69,8 @@ fn token_len(bytes: &[u8]) -> usize {
 
 /// Envoy's header extraction: the value must start with the prefix (compared without
 /// regard to case, as auth schemes are); non-token characters after it are skipped.
-/// The proxy uses the same function to find what to strip.
-pub fn from_header(value: &str, prefix: &str) -> Option<String> {
-    token_in_header(value, prefix).map(str::to_string)
-}
-
-/// [`from_header`] without the copy: the token as it is written in `value`.
+/// The token is returned as written in `value` (no copy); the proxy uses the same
+/// function to find what to strip.
 pub fn token_in_header<'v>(value: &'v str, prefix: &str) -> Option<&'v str> {
     let rest = if prefix.is_empty() {
         value
@@ -92,7 +88,7 @@ pub fn token_in_header<'v>(value: &'v str, prefix: &str) -> Option<&'v str> {
     rest.get(start..start + len)
 }
 
-/// Whether [`from_header`] would find a token in `value`, without copying it.
+/// Whether [`token_in_header`] would find a token in `value`, without copying it.
 pub fn holds_token(value: &str, prefix: &str) -> bool {
     let rest = if prefix.is_empty() {
         value
@@ -306,7 +302,7 @@ mod tests {
     }
 
     #[test]
-    fn holds_token_agrees_with_from_header() {
+    fn holds_token_agrees_with_token_in_header() {
         for value in [
             "Bearer abc.def.ghi",
             "bearer x",
@@ -321,7 +317,7 @@ mod tests {
             for prefix in ["Bearer ", "", "Token "] {
                 assert_eq!(
                     super::holds_token(value, prefix),
-                    super::from_header(value, prefix).is_some(),
+                    super::token_in_header(value, prefix).is_some(),
                     "{value:?} {prefix:?}"
                 );
             }
