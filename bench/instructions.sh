@@ -5,12 +5,14 @@
 #
 #   bench/instructions.sh [SECONDS]          (default 4)
 #
-# Same policy and tokens as bench/run.sh. Cases: "floor" (allow-all, no provider: the
-# HTTP server + client cost), "repeated" (one token, cache hits), "rotating" (10 000
-# tokens, every request verifies an RS256 signature), "none" (no token: the 401).
-# Counters are zeroed after a warm-up; the count covers every thread of the proxy.
-# Each case's profile is kept (cg-<case>.out in the temporary directory). Note: under valgrind the CPU
-# reports no ADX/BMI2, so aws-lc's RSA takes a slower code path than natively; compare
+# Same policy and tokens as bench/run.sh. Cases: "allow" (allow-all, no provider: the
+# HTTP server + client cost as Tribune pays it), "repeated" (one token, cache hits),
+# "rotating" (10 000 tokens, every request verifies an RS256 signature), "none" (no
+# token: the 401). The last three are also counted for crates/proxy/examples/floor.rs
+# (the least a proxy on the same stack does per request). Counters are zeroed after a
+# warm-up; the count covers every thread of the proxy. Each case's profile is kept
+# (cg-<case>.out in the temporary directory). Note: under valgrind the CPU reports no
+# ADX/BMI2, so aws-lc's RSA takes a slower code path than natively; compare
 # rotating runs with each other, not with the native profile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +21,9 @@ OUT=$(mktemp -d /tmp/tribune-instr.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; pkill -f "$OUT" 2>/dev/null || true' EXIT
 . bench/common.sh
 bench_setup "$OUT" nginx wrk valgrind
+cargo build --release -q -p tribune-proxy --example floor
 BIN=$PWD/target/release/tribune
+FLOOR=$PWD/target/release/examples/floor
 UP=$(free_port)
 cat > "$OUT/upstream.conf" <<EOF
 worker_processes 1; daemon off; pid $OUT/upstream.pid; error_log $OUT/upstream.err;
@@ -29,15 +33,24 @@ EOF
 nginx -c "$OUT/upstream.conf" -p "$OUT" &
 echo '{"Service": "api", "Protocol": "http", "DefaultIntentionPolicy": "allow", "Entries": []}' > "$OUT/floor.json"
 
-count() { # name config tokens_file -> instructions per request (profile kept in OUT/cg-name.out)
+count() { # name config|floor tokens_file -> instructions per request (profile kept in OUT/cg-name.out)
   local name=$1 config=$2 tokens=$3 edge adm n total
   edge=$(free_port); adm=$(free_port)
   rm -f "$OUT"/cg.out*
-  TRIBUNE_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" "$BIN" connect proxy \
-    -config "$config" -local-service-address "127.0.0.1:$UP" -edge-listener "127.0.0.1:$edge" \
-    -admin-bind "127.0.0.1:$adm" -workers 1 > "$OUT/cg.log" 2>&1 &
+  if [ "$config" = floor ]; then
+    valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" "$FLOOR" "127.0.0.1:$edge" \
+      "127.0.0.1:$UP" "$OUT/pubkey.pem" > "$OUT/cg.log" 2>&1 &
+  else
+    TRIBUNE_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" "$BIN" connect proxy \
+      -config "$config" -local-service-address "127.0.0.1:$UP" -edge-listener "127.0.0.1:$edge" \
+      -admin-bind "127.0.0.1:$adm" -workers 1 > "$OUT/cg.log" 2>&1 &
+  fi
   local pid=$!
-  for _ in $(seq 150); do curl -sf -o /dev/null "http://127.0.0.1:$adm/ready" && break; sleep 0.2; done
+  for _ in $(seq 150); do
+    if [ "$config" = floor ]; then grep -q listening "$OUT/cg.log" 2>/dev/null && break
+    else curl -sf -o /dev/null "http://127.0.0.1:$adm/ready" && break; fi
+    sleep 0.2
+  done
   TOKENS_FILE=$tokens wrk -t1 -c4 -d2s -s bench/tokens.lua "http://127.0.0.1:$edge" > /dev/null
   callgrind_control -z "$pid" > /dev/null 2>&1
   TOKENS_FILE=$tokens wrk -t1 -c4 -d"${SECS}s" -s bench/tokens.lua "http://127.0.0.1:$edge" > "$OUT/wrk.txt"
@@ -49,11 +62,11 @@ count() { # name config tokens_file -> instructions per request (profile kept in
   python3 -c "print(f'{$total / $n:,.0f}')"
 }
 
-echo "| case | instructions / request |"
-echo "|---|---:|"
-echo "| floor (allow-all, no provider) | $(count floor "$OUT/floor.json" "$OUT/token-1.txt") |"
-echo "| repeated token (cache hit) | $(count repeated "$OUT/tribune.json" "$OUT/token-1.txt") |"
-echo "| 10 000 tokens (RS256 verify each) | $(count rotating "$OUT/tribune.json" "$OUT/tokens-10k.txt") |"
-echo "| no token (answered 401) | $(count none "$OUT/tribune.json" "") |"
+echo "| case | Tribune: instructions / request | floor example (examples/floor.rs) |"
+echo "|---|---:|---:|"
+echo "| allow-all, no provider (token sent) | $(count allow "$OUT/floor.json" "$OUT/token-1.txt") | - |"
+echo "| repeated token (cache hit) | $(count repeated "$OUT/tribune.json" "$OUT/token-1.txt") | $(count floor-repeated floor "$OUT/token-1.txt") |"
+echo "| 10 000 tokens (RS256 verify each) | $(count rotating "$OUT/tribune.json" "$OUT/tokens-10k.txt") | $(count floor-rotating floor "$OUT/tokens-10k.txt") |"
+echo "| no token (answered 401) | $(count none "$OUT/tribune.json" "") | $(count floor-none floor "") |"
 echo
 echo "profiles (callgrind_annotate --inclusive=yes FILE): $OUT/cg-*.out"

@@ -68,6 +68,15 @@ events() {
     END { print who " sidecar connections:" out }'
 }
 events web; events api
+# Peak RSS counts the binary's file-backed pages (shared, clean: the kernel maps code
+# in 64 KB blocks around each page touched); what the sidecar itself allocated is
+# the anonymous part.
+for who in api web; do
+  pid=$APID; [ "$who" = web ] && pid=$WPID
+  awk -v who="$who" '/^RssAnon/ {a = $2} /^RssFile/ {f = $2} END {
+    printf "%s sidecar RSS after the run: anonymous %.1f MB, file-backed %.1f MB\n", who, a / 1024, f / 1024 }' "/proc/$pid/status"
+done
+echo "api sidecar, pages of the binary resident:"; python3 bench/pages.py "$APID" "$BIN"
 direct=$(echo "$both" | sed -n 1p); mesh=$(echo "$both" | sed -n 2p)
 python3 - "$direct" "$mesh" "$((a1 - a0))" "$((w1 - w0))" "$(getconf CLK_TCK)" "$RATE" "$SECS" \
   "$(awk '/VmHWM/ {print $2}' /proc/$APID/status)" "$(awk '/VmHWM/ {print $2}' /proc/$WPID/status)" <<'EOF2'

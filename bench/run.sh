@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Side-by-side proxy benchmark (issue #9, part 1): direct, nginx (plain reverse proxy),
 # HAProxy 2.6 (jwt_verify RS256 + iss/aud/exp + path + claim), Tribune's proxy (edge
-# listener, one worker, the same policy as jwt-provider + service-intentions).
+# listener, one worker, the same policy as jwt-provider + service-intentions), and the
+# floor (crates/proxy/examples/floor.rs: the least a proxy on Tribune's stack - hyper's
+# HTTP/1 server and client, tokio, aws-lc-rs - does per request: 401 without a token,
+# RSA check of a new token, forward; nothing of Tribune's).
 #
 #   bench/run.sh [DURATION_SECONDS] [CONNECTIONS]      (defaults: 10 s, 32)
 #
 # ROUNDS=N repeats every measurement N times, interleaved, and reports the median
 # round (this VM's speed drifts by 10-20 % between minutes).
-# SYSTEMS="direct nginx haproxy tribune" and SCENARIOS="repeated rotating none" pick a
-# subset (the ratios need all four systems); the system tribune-shadow is Tribune with a
+# SYSTEMS="direct nginx haproxy tribune floor" and SCENARIOS="repeated rotating none" pick a
+# subset (the ratios need nginx, haproxy and tribune); the system tribune-shadow is Tribune with a
 # staged candidate that decides every request differently, tribune-noreplay Tribune
 # with -replay-buffer 0 (SYSTEMS="tribune tribune-shadow tribune-noreplay" gives the
 # shadow evaluation's and the replay window's costs as ratios); PERF=1 records a perf profile of Tribune
@@ -27,8 +30,9 @@ trap 'kill $(jobs -p) 2>/dev/null || true; pkill -f "$OUT" 2>/dev/null || true' 
 
 . bench/common.sh
 bench_setup "$OUT" nginx haproxy wrk
+cargo build --release -q -p tribune-proxy --example floor
 BIN=$PWD/target/release/tribune
-UP=$(free_port); NGX=$(free_port); HAP=$(free_port); TRI=$(free_port); ADM=$(free_port)
+UP=$(free_port); NGX=$(free_port); HAP=$(free_port); TRI=$(free_port); ADM=$(free_port); FLR=$(free_port)
 TRS=$(free_port); ADS=$(free_port); TRN=$(free_port); ADN=$(free_port)
 
 # Upstream: nginx answering 200 on CPU 1.
@@ -87,6 +91,11 @@ taskset -c 0 haproxy -f "$OUT/haproxy.cfg" -db &
 TRIBUNE_LOG=warn taskset -c 0 "$BIN" connect proxy -config "$OUT/tribune.json" \
   -local-service-address "127.0.0.1:$UP" -edge-listener "127.0.0.1:$TRI" \
   -admin-bind "127.0.0.1:$ADM" -workers 1 > "$OUT/tribune.out" 2>&1 &
+# The floor: the same upstream, the same key.
+case " ${SYSTEMS:-floor} " in *" floor "*)
+  taskset -c 0 "$PWD/target/release/examples/floor" "127.0.0.1:$FLR" "127.0.0.1:$UP" "$OUT/pubkey.pem" \
+    > "$OUT/floor.out" 2>&1 & ;;
+esac
 case " ${SYSTEMS:-} " in *" tribune-shadow "*)
   TRIBUNE_LOG=warn taskset -c 0 "$BIN" connect proxy -config "$OUT/tribune-shadow.json" \
     -local-service-address "127.0.0.1:$UP" -edge-listener "127.0.0.1:$TRS" \
@@ -138,12 +147,13 @@ for scenario in ${SCENARIOS:-repeated rotating none}; do
     rotating) file=$OUT/tokens-10k.txt ;;
     none) file= ;;
   esac
-  for system in ${SYSTEMS:-direct nginx haproxy tribune}; do
+  for system in ${SYSTEMS:-direct nginx haproxy tribune floor}; do
     case $system in
       direct) run direct "$UP" "$scenario" "$file" ;;
       nginx) run nginx "$NGX" "$scenario" "$file" ;;
       haproxy) run haproxy "$HAP" "$scenario" "$file" ;;
       tribune) run tribune "$TRI" "$scenario" "$file" ;;
+      floor) run floor "$FLR" "$scenario" "$file" ;;
       tribune-shadow) run tribune-shadow "$TRS" "$scenario" "$file" ;;
       tribune-noreplay) run tribune-noreplay "$TRN" "$scenario" "$file" ;;
     esac
@@ -179,29 +189,33 @@ for (sc, s), rs in groups.items():
     by[(sc, s)] = (float(rps), ms(p99))
     print(f"| {sc} | {s} | {float(rps):,.0f} | {ms(p50):.2f} | {ms(p99):.2f} | {cpu_} | {rss} | {code} |")
 print()
-print("| scenario | Tribune / HAProxy req/s | Tribune / nginx req/s | p99 Tribune vs HAProxy |")
-print("|---|---:|---:|---:|")
+print("| scenario | Tribune / HAProxy req/s | Tribune / nginx req/s | Tribune / floor req/s | p99 Tribune vs HAProxy |")
+print("|---|---:|---:|---:|---:|")
 for sc in ("repeated", "rotating", "none"):
     if not all((sc, s) in by for s in ("tribune", "haproxy", "nginx")):
         continue
     t, h, n = by[(sc, "tribune")], by[(sc, "haproxy")], by[(sc, "nginx")]
-    print(f"| {sc} | {t[0] / h[0]:.2f}x | {t[0] / n[0]:.2f}x | {t[1]:.2f} vs {h[1]:.2f} ms |")
+    f = f"{t[0] / by[(sc, 'floor')][0]:.2f}x" if (sc, "floor") in by else "-"
+    print(f"| {sc} | {t[0] / h[0]:.2f}x | {t[0] / n[0]:.2f}x | {f} | {t[1]:.2f} vs {h[1]:.2f} ms |")
 if rounds > 1:
     # The ratio within each round (systems measured seconds apart, so the VM's drift
     # between minutes mostly cancels), and the median of those.
     print()
-    print("| scenario | Tribune / HAProxy by round (median) | Tribune / nginx by round (median) |")
-    print("|---|---|---|")
+    pairs = (("tribune", "haproxy"), ("tribune", "nginx"), ("tribune", "floor"), ("floor", "nginx"))
+    names = {"tribune": "Tribune", "haproxy": "HAProxy", "nginx": "nginx", "floor": "floor"}
+    print("| scenario | " + " | ".join(f"{names[a]} / {names[b]} by round (median)" for a, b in pairs) + " |")
+    print("|---|" + "---|" * len(pairs))
     for sc in ("repeated", "rotating", "none"):
-        rps = {s: [float(r[2]) for r in groups.get((sc, s), [])] for s in ("tribune", "haproxy", "nginx")}
-        if not all(rps.values()) or len({len(v) for v in rps.values()}) != 1:
-            continue
+        rps = {s: [float(r[2]) for r in groups.get((sc, s), [])] for s in names}
         cells = []
-        for other in ("haproxy", "nginx"):
-            ratios = [t / o for t, o in zip(rps["tribune"], rps[other])]
+        for a, b in pairs:
+            if not rps[a] or len(rps[a]) != len(rps[b]):
+                cells.append("-")
+                continue
+            ratios = [x / y for x, y in zip(rps[a], rps[b])]
             med = sorted(ratios)[len(ratios) // 2]
             cells.append(", ".join(f"{x:.2f}x" for x in ratios) + f" ({med:.2f}x)")
-        print(f"| {sc} | {cells[0]} | {cells[1]} |")
+        print(f"| {sc} | " + " | ".join(cells) + " |")
 med = lambda v: sorted(v)[len(v) // 2]
 for variant, what in (("tribune-shadow", "a staged candidate (every request differs) vs none"),
                       ("tribune-noreplay", "-replay-buffer 0 vs the default window")):

@@ -199,10 +199,18 @@ impl Fact {
         outcomes: &[Outcome],
         live: Verdict,
     ) -> Fact {
-        let mut packed: Vec<u8> = Vec::new();
+        let kept = |k: &HeaderName| {
+            *k != hyper::header::AUTHORIZATION && *k != hyper::header::COOKIE && !skip.contains(k)
+        };
+        // Sized first: one allocation per fact for all its headers.
+        let size = headers
+            .iter()
+            .filter(|(k, _)| kept(k))
+            .map(|(k, v)| k.as_str().len() + v.len() + 2)
+            .sum();
+        let mut packed: Vec<u8> = Vec::with_capacity(size);
         for (k, v) in headers {
-            if *k == hyper::header::AUTHORIZATION || *k == hyper::header::COOKIE || skip.contains(k)
-            {
+            if !kept(k) {
                 continue;
             }
             packed.extend_from_slice(k.as_str().as_bytes());
