@@ -31,7 +31,7 @@ events { worker_connections 4096; }
 http { access_log off; server { listen 127.0.0.1:$UP; location / { return 200 "ok\n"; } } }
 EOF
 nginx -c "$OUT/upstream.conf" -p "$OUT" &
-echo '{"Service": "api", "Protocol": "http", "DefaultIntentionPolicy": "allow", "Entries": []}' > "$OUT/floor.json"
+echo '{"Service": "api", "Protocol": "http", "DefaultIntentionPolicy": "allow", "Entries": []}' > "$OUT/allow.json"
 
 count() { # name config|floor tokens_file -> instructions per request (profile kept in OUT/cg-name.out)
   local name=$1 config=$2 tokens=$3 edge adm n total
@@ -64,7 +64,7 @@ count() { # name config|floor tokens_file -> instructions per request (profile k
 
 echo "| case | Tribune: instructions / request | floor example (examples/floor.rs) |"
 echo "|---|---:|---:|"
-echo "| allow-all, no provider (token sent) | $(count allow "$OUT/floor.json" "$OUT/token-1.txt") | - |"
+echo "| allow-all, no provider (token sent) | $(count allow "$OUT/allow.json" "$OUT/token-1.txt") | - |"
 echo "| repeated token (cache hit) | $(count repeated "$OUT/tribune.json" "$OUT/token-1.txt") | $(count floor-repeated floor "$OUT/token-1.txt") |"
 echo "| 10 000 tokens (RS256 verify each) | $(count rotating "$OUT/tribune.json" "$OUT/tokens-10k.txt") | $(count floor-rotating floor "$OUT/tokens-10k.txt") |"
 echo "| no token (answered 401) | $(count none "$OUT/tribune.json" "") | $(count floor-none floor "") |"
