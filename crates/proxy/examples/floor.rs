@@ -26,6 +26,8 @@ use hyper::body::{Bytes, Incoming};
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::SubjectPublicKeyInfoDer;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::net::{TcpListener, TcpStream};
@@ -135,11 +137,7 @@ async fn main() {
         eprintln!("usage: floor LISTEN UPSTREAM PUBKEY_PEM");
         std::process::exit(2);
     };
-    let pem = std::fs::read_to_string(pem).expect("read the public key");
-    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .expect("PEM body");
+    let der = SubjectPublicKeyInfoDer::from_pem_file(pem).expect("a PEM public key");
     let floor = Arc::new(Floor {
         upstream: upstream.parse().expect("UPSTREAM host:port"),
         key: ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &der).expect("an RSA key"),

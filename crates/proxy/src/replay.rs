@@ -199,20 +199,17 @@ impl Fact {
         outcomes: &[Outcome],
         live: Verdict,
     ) -> Fact {
-        let kept = |k: &HeaderName| {
-            *k != hyper::header::AUTHORIZATION && *k != hyper::header::COOKIE && !skip.contains(k)
+        let kept = || {
+            headers.iter().filter(|(k, _)| {
+                *k != hyper::header::AUTHORIZATION
+                    && *k != hyper::header::COOKIE
+                    && !skip.contains(k)
+            })
         };
         // Sized first: one allocation per fact for all its headers.
-        let size = headers
-            .iter()
-            .filter(|(k, _)| kept(k))
-            .map(|(k, v)| k.as_str().len() + v.len() + 2)
-            .sum();
+        let size = kept().map(|(k, v)| k.as_str().len() + v.len() + 2).sum();
         let mut packed: Vec<u8> = Vec::with_capacity(size);
-        for (k, v) in headers {
-            if !kept(k) {
-                continue;
-            }
+        for (k, v) in kept() {
             packed.extend_from_slice(k.as_str().as_bytes());
             packed.push(0);
             packed.extend_from_slice(v.as_bytes());
