@@ -3,17 +3,25 @@
 //! - A connection must send its first request within `first_request_timeout` of
 //!   being accepted (a silent connection, a partial HTTP/2 preface, an HTTP/2
 //!   connection that never opens a stream), or it is dropped.
+//! - On HTTP/1.1, a later request's head must also arrive whole within
+//!   `first_request_timeout` of its first byte (a slow head is dropped); the
+//!   connection's own loop checks it, so no timer is armed per request.
 //! - A connection with no request in flight for `idle_timeout` is shut down
-//!   gracefully (HTTP/1.1: closed; HTTP/2: GOAWAY, open streams finish).
+//!   gracefully (HTTP/1.1: closed; HTTP/2: GOAWAY, open streams finish). A request
+//!   is in flight until its response body has been sent (a long event stream is
+//!   not idle).
 //! - At the connection cap, or when `accept` fails for lack of file descriptors, the
 //!   longest-idle connection is shed (gracefully) so that a new caller is served.
 //!
 //! Each open connection has a [`Conn`] in the [`Conns`] table; it records when its
 //! last request started and how many are in flight (two atomics per request).
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// File descriptors kept back from downstream connections (listeners, the agent
@@ -46,6 +54,12 @@ pub struct Conn {
     /// ended; 0 before the first request.
     last_request_ms: AtomicU64,
     in_flight: AtomicUsize,
+    /// Milliseconds after `accepted` (plus one) when bytes first arrived with no
+    /// request in flight after an earlier one (the start of the next request's
+    /// head); 0 when none are waiting.
+    head_since_ms: AtomicU64,
+    /// The requests are HTTP/1.x (known from the first one).
+    http1: AtomicBool,
     accepted: Instant,
     /// Asks the connection to shut down gracefully.
     pub shed: Notify,
@@ -65,11 +79,41 @@ impl Conn {
         self.accepted
     }
 
-    /// Marks a request's start; the guard marks its end.
-    pub fn begin(self: &Arc<Conn>) -> InFlight {
+    /// Marks a request's start (its head has arrived whole); the guard marks its
+    /// end, and is kept until the response body has been sent.
+    pub fn begin(self: &Arc<Conn>, http1: bool) -> InFlight {
         self.touch();
+        self.head_since_ms.store(0, Ordering::Relaxed);
+        self.http1.store(http1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
+    }
+
+    /// Whether the requests are HTTP/1.x (false before the first one).
+    pub fn http1(&self) -> bool {
+        self.http1.load(Ordering::Relaxed)
+    }
+
+    /// Bytes were read from the caller: with no request in flight after an earlier
+    /// one, they start the next request's head.
+    fn bytes_arrived(&self) {
+        if self.in_flight.load(Ordering::Relaxed) == 0
+            && self.seen_request()
+            && self.head_since_ms.load(Ordering::Relaxed) == 0
+        {
+            let ms = self.accepted.elapsed().as_millis() as u64 + 1;
+            self.head_since_ms.store(ms, Ordering::Relaxed);
+        }
+    }
+
+    /// How long a later request's head has been arriving (`None` when none is).
+    pub fn head_pending_for(&self) -> Option<Duration> {
+        let since = self.head_since_ms.load(Ordering::Relaxed);
+        if since == 0 || self.in_flight.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let now = self.accepted.elapsed().as_millis() as u64 + 1;
+        Some(Duration::from_millis(now.saturating_sub(since)))
     }
 
     /// How long the connection has had no request in flight (zero while one is),
@@ -110,6 +154,64 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.touch();
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A caller's stream, telling its [`Conn`] when bytes arrive between requests
+/// ([`Conn::head_pending_for`]).
+pub struct Watched<IO> {
+    io: IO,
+    conn: Arc<Conn>,
+}
+
+impl<IO> Watched<IO> {
+    pub fn new(io: IO, conn: Arc<Conn>) -> Watched<IO> {
+        Watched { io, conn }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.conn.bytes_arrived();
+        }
+        polled
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
@@ -162,6 +264,8 @@ impl Conns {
         let conn = Arc::new(Conn {
             last_request_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            head_since_ms: AtomicU64::new(0),
+            http1: AtomicBool::new(false),
             accepted: Instant::now(),
             shed: Notify::new(),
             upgrades: AtomicUsize::new(0),
@@ -221,7 +325,7 @@ mod tests {
         let a = conns.admit(Duration::ZERO).await.expect("a");
         tokio::time::sleep(Duration::from_millis(5)).await;
         let b = conns.admit(Duration::ZERO).await.expect("b");
-        let _busy = b.conn.begin();
+        let _busy = b.conn.begin(true);
         // Full: the new one asks `a` (idle, older) to go, and gets its place when it does.
         let shed = a.conn.clone();
         let waiter = tokio::spawn(async move {
@@ -241,12 +345,42 @@ mod tests {
         let conns = Conns::new(4);
         let s = conns.admit(Duration::ZERO).await.expect("slot");
         assert!(!s.conn.seen_request());
-        let guard = s.conn.begin();
+        let guard = s.conn.begin(true);
         assert!(s.conn.seen_request());
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(s.conn.idle_for(), Duration::ZERO);
         drop(guard);
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(s.conn.idle_for() >= Duration::from_millis(15));
+    }
+
+    #[tokio::test]
+    async fn bytes_between_requests_start_a_pending_head() {
+        let conns = Conns::new(1);
+        let s = conns.admit(Duration::ZERO).await.expect("slot");
+        s.conn.bytes_arrived();
+        assert_eq!(
+            s.conn.head_pending_for(),
+            None,
+            "the first request has its own rule"
+        );
+        let guard = s.conn.begin(true);
+        s.conn.bytes_arrived();
+        assert_eq!(
+            s.conn.head_pending_for(),
+            None,
+            "body bytes of a request in flight"
+        );
+        drop(guard);
+        assert_eq!(s.conn.head_pending_for(), None, "quiet between requests");
+        s.conn.bytes_arrived();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        s.conn.bytes_arrived();
+        assert!(s
+            .conn
+            .head_pending_for()
+            .is_some_and(|t| t >= Duration::from_millis(15)));
+        let _next = s.conn.begin(true);
+        assert_eq!(s.conn.head_pending_for(), None, "the head arrived whole");
     }
 }

@@ -21,7 +21,7 @@
 //!    with short Envoy-style bodies.
 //! 6. **log** (`Logged::record`): one access record per request.
 
-use crate::conns::{Conn, Slot};
+use crate::conns::{Conn, InFlight, Slot};
 use crate::metrics::UpstreamResult;
 use crate::snapshot::Snapshot;
 use crate::Proxy;
@@ -704,6 +704,33 @@ fn timed_out() -> (Response<ProxyBody>, UpstreamResult) {
     )
 }
 
+/// A response body with its request's [`InFlight`] mark: the request ends when hyper
+/// has sent the body and drops it.
+struct Sent {
+    body: ProxyBody,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for Sent {
+    type Data = Bytes;
+    type Error = <ProxyBody as hyper::body::Body>::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// Serves HTTP/1.1 and HTTP/2 on one accepted connection, within its lifetime rules
 /// ([`crate::conns`]): first request within `first_request_timeout`, graceful
 /// shutdown after `idle_timeout` without a request or when shed for a new caller.
@@ -722,15 +749,20 @@ pub async fn serve_connection<IO>(
     );
     let p = proxy.clone();
     let c = conn.clone();
-    let svc = service_fn(move |req| {
-        let in_flight = c.begin();
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let in_flight = c.begin(req.version() < Version::HTTP_2);
         let (p, caller, c) = (p.clone(), caller.clone(), c.clone());
         // `handle` is made inside the block: held as a captured value it would be
         // carried twice (captured, then awaited), and copied at each move.
         async move {
             let r = handle(p, caller, c, req).await;
-            drop(in_flight);
-            r
+            // In flight until its body has been sent (hyper drops it then).
+            r.map(|resp| {
+                resp.map(|body| Sent {
+                    body,
+                    _in_flight: in_flight,
+                })
+            })
         }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -738,8 +770,8 @@ pub async fn serve_connection<IO>(
         .http1()
         .keep_alive(true)
         .max_buf_size(max_header)
-        .timer(TokioTimer::new())
-        .header_read_timeout(first);
+        // No per-request header timer: the loop below bounds a head's time (conns.rs).
+        .header_read_timeout(None);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -748,6 +780,7 @@ pub async fn serve_connection<IO>(
         .enable_connect_protocol();
     // With upgrades: an allowed WebSocket handshake hands the connection over to
     // [`crate::upgrade`] once answered `101`.
+    let io = crate::conns::Watched::new(io, conn.clone());
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(connection);
     let mut closing = false;
@@ -756,7 +789,17 @@ pub async fn serve_connection<IO>(
             // Streams still open after a graceful shutdown get one more idle period.
             Instant::now() + idle
         } else if conn.seen_request() {
-            Instant::now() + idle.saturating_sub(conn.idle_for())
+            let now = Instant::now();
+            let idle_at = now + idle.saturating_sub(conn.idle_for());
+            if conn.http1() {
+                // A later head is checked at least every `first` and, once started,
+                // at its deadline.
+                let head_at =
+                    now + first.saturating_sub(conn.head_pending_for().unwrap_or_default());
+                idle_at.min(head_at)
+            } else {
+                idle_at
+            }
         } else {
             // Wakes by the idle timeout too, so a first request that does arrive
             // starts the idle clock on time.
@@ -785,6 +828,9 @@ pub async fn serve_connection<IO>(
                         // Silent since accept (nothing, a partial preface, no stream).
                         return;
                     }
+                } else if conn.head_pending_for().is_some_and(|t| t >= first) {
+                    // A later request's head still not whole: dropped.
+                    return;
                 } else if conn.idle_for() >= idle {
                     connection.as_mut().graceful_shutdown();
                     closing = true;

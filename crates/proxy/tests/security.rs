@@ -450,6 +450,57 @@ async fn silent_and_half_open_connections_are_dropped() {
     }
 }
 
+/// Attack (DoS): after one request, the next request's head sent slowly kept the
+/// connection open up to the idle timeout. Its head must now arrive whole within
+/// `first_request_timeout` of its first byte (hyper's own per-request header timer
+/// is not armed: the connection's loop checks it), while a keep-alive connection
+/// that sends nothing stays open past that timeout and is served.
+#[tokio::test]
+async fn a_slow_later_request_head_is_dropped() {
+    let upstream = echo().await;
+    let (proxy, addr, _) = proxy_with(upstream.addr, NOW, |c| {
+        c.first_request_timeout = Duration::from_millis(300);
+        c.idle_timeout = Duration::from_secs(30);
+    })
+    .await;
+    install(&proxy, vec![public_only()], 1).await;
+    async fn answered(s: &mut tokio::net::TcpStream) -> String {
+        s.write_all(b"GET /public/x HTTP/1.1\r\nHost: api\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 1024];
+        let n = s.read(&mut buf).await.unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+    // Silent between requests for longer than the head timeout: still served.
+    let mut quiet = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(answered(&mut quiet).await.starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let again = answered(&mut quiet).await;
+    assert!(again.starts_with("HTTP/1.1 200"), "{again}");
+    // A second head sent a byte at a time: dropped well before the idle timeout.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(answered(&mut slow).await.starts_with("HTTP/1.1 200"));
+    let started = std::time::Instant::now();
+    let head =
+        b"GET /public/x HTTP/1.1\r\nHost: api\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut closed = false;
+    for byte in head.chunks(1) {
+        if slow.write_all(byte).await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    closed = closed || closed_within(&mut slow, Duration::from_secs(3)).await;
+    assert!(closed, "a slow second head kept the connection open");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "dropped only after {:?}",
+        started.elapsed()
+    );
+}
+
 /// Idle keep-alive connections (HTTP/1.1 and HTTP/2) are closed after the idle
 /// timeout, gracefully.
 #[tokio::test]

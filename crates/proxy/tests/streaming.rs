@@ -151,6 +151,51 @@ async fn server_sent_events_reach_the_client_as_each_is_written() {
     }
 }
 
+/// A response still being sent keeps its request in flight: an event stream longer
+/// than the idle timeout is not cut (it used to be shut down, then dropped, two idle
+/// periods after its head).
+#[tokio::test]
+async fn an_event_stream_outlives_the_idle_timeout() {
+    let service = h1_service(|_req| async move {
+        let (tx, body) = channel_body();
+        tokio::spawn(async move {
+            for i in 0..8 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let event = format!("data: tick {i}\n\n");
+                if tx.send(Frame::data(Bytes::from(event))).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(body)
+            .unwrap()
+    })
+    .await;
+    let (proxy, addr, _) = proxy_with(service, NOW, |c| {
+        c.idle_timeout = Duration::from_millis(200);
+    })
+    .await;
+    proxy.install(open("http"), 1).await.unwrap();
+    let mut sender = h1_client(addr).await;
+    let (_keep, body) = channel_body();
+    drop(_keep);
+    let resp = sender
+        .send_request(
+            Request::get("/events")
+                .header("host", "svc")
+                .body(body)
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&text);
+    assert_eq!(text.matches("data: tick").count(), 8, "{text}");
+}
+
 #[tokio::test]
 async fn a_chunked_request_body_streams_to_the_service_while_the_client_sends() {
     // The service echoes each request chunk as a response chunk as it arrives.
