@@ -10,6 +10,9 @@ use tribune_model::intentions::{
     HeaderMatch, HeaderMatchKind, HttpMatch, JwtRequirement, PathMatch,
 };
 
+/// Provider name -> its `Issuer` (looked up on every JWT check: a fast hasher).
+pub(crate) type Issuers = HashMap<String, String, foldhash::fast::RandomState>;
+
 /// Compiled size limit for user regexes (bytes of compiled program).
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
@@ -216,11 +219,7 @@ impl JwtMatcher {
     }
 
     /// `J(list)`: OR over providers. An empty list is satisfied.
-    pub(crate) fn check(
-        &self,
-        tokens: Tokens<'_>,
-        issuers: &HashMap<String, String>,
-    ) -> Result<(), JwtFailure> {
+    pub(crate) fn check(&self, tokens: Tokens<'_>, issuers: &Issuers) -> Result<(), JwtFailure> {
         if self.providers.is_empty() {
             return Ok(());
         }
@@ -289,7 +288,7 @@ fn check_one(
     provider: &str,
     outcome: TokenOutcome<'_>,
     claims: &[(Vec<String>, String)],
-    issuers: &HashMap<String, String>,
+    issuers: &Issuers,
 ) -> Result<(), JwtFailure> {
     let Some(issuer) = issuers.get(provider) else {
         return Err(JwtFailure::UnknownProvider {

@@ -102,7 +102,7 @@ pub struct IntentionTable {
     /// Peered wildcards: peer -> index of `*` from that peer.
     wildcard_peered: FastMap<usize>,
     /// provider name -> Issuer, for every configured provider.
-    issuers: HashMap<String, String>,
+    issuers: crate::matchers::Issuers,
     /// Providers referenced by this table's intentions (only these need verifying).
     referenced: Vec<String>,
 }
@@ -128,7 +128,7 @@ impl std::error::Error for CompileError {}
 /// Fails (with every problem) when a regex does not compile or an intention names a
 /// provider that is not configured: like Consul, the previous table stays in force.
 pub fn compile(input: &CompileInput<'_>) -> Result<IntentionTable, Vec<CompileError>> {
-    let issuers: HashMap<String, String> = input
+    let issuers: crate::matchers::Issuers = input
         .providers
         .iter()
         .map(|p| (p.name.clone(), p.issuer.clone()))

@@ -410,28 +410,38 @@ impl Policy {
         headers: &dyn tribune_authz::Headers,
         outcomes: &[Outcome],
     ) -> Decision {
-        let token_facts: Vec<(&str, TokenOutcome<'_>)> = self
-            .providers
-            .iter()
-            .zip(outcomes)
-            .map(|(p, o)| {
-                (
-                    p.name.as_str(),
-                    match o {
-                        Outcome::Missing => TokenOutcome::Missing,
-                        Outcome::Invalid(e) => TokenOutcome::Invalid(e.text()),
-                        Outcome::Valid { payload, .. } => TokenOutcome::Valid(payload),
-                    },
-                )
+        let facts = self.providers.iter().zip(outcomes).map(|(p, o)| {
+            (
+                p.name.as_str(),
+                match o {
+                    Outcome::Missing => TokenOutcome::Missing,
+                    Outcome::Invalid(e) => TokenOutcome::Invalid(e.text()),
+                    Outcome::Valid { payload, .. } => TokenOutcome::Valid(payload),
+                },
+            )
+        });
+        let decide = |token_facts: &[(&str, TokenOutcome<'_>)]| {
+            self.table.evaluate(&RequestFacts {
+                caller,
+                method,
+                path,
+                headers,
+                tokens: Tokens::new(token_facts),
             })
-            .collect();
-        self.table.evaluate(&RequestFacts {
-            caller,
-            method,
-            path,
-            headers,
-            tokens: Tokens::new(&token_facts),
-        })
+        };
+        // A few providers (the usual case) are listed on the stack.
+        const ON_STACK: usize = 4;
+        if self.providers.len() <= ON_STACK {
+            let mut listed = [("", TokenOutcome::Missing); ON_STACK];
+            let mut n = 0;
+            for (slot, fact) in listed.iter_mut().zip(facts) {
+                *slot = fact;
+                n += 1;
+            }
+            decide(&listed[..n])
+        } else {
+            decide(&facts.collect::<Vec<_>>())
+        }
     }
 
     /// Shadow evaluation: what this (candidate) policy answers a request that `live`

@@ -13,11 +13,7 @@ use tribune_jwt::locate::{holds_token, percent_decode, token_in_header, Outcome}
 
 /// Whether a raw query component decodes to `want` (no allocation unless escaped).
 fn component_is(raw: &str, want: &str) -> bool {
-    if raw.bytes().any(|b| b == b'%' || b == b'+') {
-        percent_decode(raw) == want
-    } else {
-        raw == want
-    }
+    percent_decode(raw) == want
 }
 
 /// The query string without the token parameters (`names`, compared after decoding,
@@ -30,7 +26,7 @@ pub fn strip_params(query: &str, names: &[String], keep: &[String]) -> Option<St
         .filter(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             let token_param = names.iter().any(|n| component_is(k, n));
-            let strip = token_param && !keep.iter().any(|t| *t == percent_decode(v));
+            let strip = token_param && !keep.iter().any(|t| *t == *percent_decode(v));
             removed |= strip;
             !strip
         })

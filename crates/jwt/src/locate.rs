@@ -104,12 +104,18 @@ pub fn holds_token(value: &str, prefix: &str) -> bool {
 /// A query component decoded the way token lookup decodes it (`%XX`, `+` as space):
 /// parameter names are compared only after this, so `acc%65ss_token` is
 /// `access_token` both when a token is found and when it is stripped.
-pub fn percent_decode(s: &str) -> String {
+/// Borrowed when there is nothing to decode (most names and tokens).
+pub fn percent_decode(s: &str) -> Cow<'_, str> {
+    if !s.contains(['%', '+']) {
+        return Cow::Borrowed(s);
+    }
     // `+` first: an encoded `%2B` stays a `+`. Malformed escapes stay as written.
     let spaced = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&spaced)
-        .decode_utf8_lossy()
-        .into_owned()
+    Cow::Owned(
+        percent_encoding::percent_decode_str(&spaced)
+            .decode_utf8_lossy()
+            .into_owned(),
+    )
 }
 
 /// Every token the provider's locations find, in location order.
@@ -133,11 +139,14 @@ pub fn extract<'a>(locations: &'a [JwtLocation], req: &'a dyn RequestParts) -> V
                 }
             }
             JwtLocation::QueryParam(q) => {
-                for pair in req.query().unwrap_or("").split('&') {
+                let Some(query) = req.query().filter(|q| !q.is_empty()) else {
+                    continue;
+                };
+                for pair in query.split('&') {
                     let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                    if percent_decode(k) == q.name && !v.is_empty() {
+                    if percent_decode(k) == q.name.as_str() && !v.is_empty() {
                         out.push(Found {
-                            token: Cow::Owned(percent_decode(v)),
+                            token: percent_decode(v),
                             place: Place::Query(&q.name),
                         });
                     }

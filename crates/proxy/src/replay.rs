@@ -141,9 +141,10 @@ impl Plan {
 pub struct Fact {
     caller: Option<Arc<str>>,
     method: hyper::Method,
-    path: Box<str>,
-    /// `name \0 value \0` for every kept header.
-    headers: Box<[u8]>,
+    /// The normalized path, then `name \0 value \0` for every kept header: one
+    /// allocation.
+    packed: Box<[u8]>,
+    path_len: usize,
     hide_underscores: bool,
     /// The providers the outcomes are for (shared by the facts of one snapshot).
     names: Arc<Vec<String>>,
@@ -206,9 +207,13 @@ impl Fact {
                     && !skip.contains(k)
             })
         };
-        // Sized first: one allocation per fact for all its headers.
-        let size = kept().map(|(k, v)| k.as_str().len() + v.len() + 2).sum();
+        // Sized first: one allocation per fact for its path and all its headers.
+        let size = path.len()
+            + kept()
+                .map(|(k, v)| k.as_str().len() + v.len() + 2)
+                .sum::<usize>();
         let mut packed: Vec<u8> = Vec::with_capacity(size);
+        packed.extend_from_slice(path.as_bytes());
         for (k, v) in kept() {
             packed.extend_from_slice(k.as_str().as_bytes());
             packed.push(0);
@@ -251,7 +256,6 @@ impl Fact {
                 .iter()
                 .map(|(_, i)| i.as_ref().map_or(0, |i| i.len()))
                 .sum::<usize>()
-            + path.len()
             + packed.len()
             + tokens
                 .iter()
@@ -265,8 +269,8 @@ impl Fact {
         Fact {
             caller: caller.cloned(),
             method: method.clone(),
-            path: path.into(),
-            headers: packed.into_boxed_slice(),
+            packed: packed.into_boxed_slice(),
+            path_len: path.len(),
             hide_underscores,
             names: plan.names.clone(),
             tokens,
@@ -281,9 +285,19 @@ impl Fact {
         self.bytes
     }
 
+    /// The normalized path the live policy decided on.
+    fn path(&self) -> &str {
+        // Written from a `&str` whole; never fails.
+        std::str::from_utf8(&self.packed[..self.path_len]).unwrap_or_default()
+    }
+
     fn header_map(&self) -> HeaderMap {
         let mut map = HeaderMap::new();
-        let mut parts = self.headers.split(|b| *b == 0);
+        let headers = &self.packed[self.path_len..];
+        if headers.is_empty() {
+            return map;
+        }
+        let mut parts = headers.split(|b| *b == 0);
         while let (Some(k), Some(v)) = (parts.next(), parts.next()) {
             if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k), HeaderValue::from_bytes(v)) {
                 map.append(k, v);
@@ -435,7 +449,8 @@ pub fn replay(ring: &ReplayRing, candidate: &Policy) -> Value {
             .collect();
         assumed += u64::from(inferred);
         let caller = fact.caller.as_deref().map(Caller::local);
-        let decision = candidate.decide(caller, fact.method.as_str(), &fact.path, &view, &outcomes);
+        let decision =
+            candidate.decide(caller, fact.method.as_str(), fact.path(), &view, &outcomes);
         let verdict = Verdict {
             allowed: decision.allowed(),
             status: tribune_authz::deny_response(&decision, &candidate.service)
@@ -445,7 +460,7 @@ pub fn replay(ring: &ReplayRing, candidate: &Policy) -> Value {
         stats.record(
             fact.caller.as_deref(),
             fact.method.as_str(),
-            &fact.path,
+            fact.path(),
             fact.live,
             verdict,
         );
@@ -548,7 +563,7 @@ mod tests {
             let h = f.header_map();
             !h.contains_key("authorization") && !h.contains_key("cookie") && h.contains_key("x-big")
         }));
-        assert_eq!(kept.last().map(|f| &*f.path), Some("/items/99999"));
+        assert_eq!(kept.last().map(|f| f.path()), Some("/items/99999"));
     }
 
     #[test]
