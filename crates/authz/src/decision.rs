@@ -233,6 +233,14 @@ impl Challenge {
     }
 }
 
+/// The bodies of a denial that are not a token's own failure reason (Envoy's): a
+/// missing token, a token that fails a check other than verification, and RBAC.
+pub const FIXED_DENY_BODIES: [&str; 3] = [
+    "Jwt is missing",
+    "Jwt verification fails",
+    "RBAC: access denied",
+];
+
 /// What the caller of a denied request receives; borrowed from the decision, so
 /// answering a denial allocates nothing here (the sidecar keeps each challenge's
 /// header value ready per service).
@@ -268,13 +276,14 @@ pub fn deny_response<'a>(decision: &'a Decision, service: &'a str) -> Option<Den
         } if failure.is_authentication() => Some(failure),
         _ => None,
     };
+    let [missing, fails, rbac] = FIXED_DENY_BODIES;
     let (status, challenge, body) = match jwt {
-        Some(JwtFailure::Missing { .. }) => (401, Some(Challenge::Missing), "Jwt is missing"),
+        Some(JwtFailure::Missing { .. }) => (401, Some(Challenge::Missing), missing),
         Some(JwtFailure::Invalid { reason, .. }) => {
             (401, Some(Challenge::InvalidToken), reason.as_str())
         }
-        Some(_) => (401, Some(Challenge::InvalidToken), "Jwt verification fails"),
-        None => (403, None, "RBAC: access denied"),
+        Some(_) => (401, Some(Challenge::InvalidToken), fails),
+        None => (403, None, rbac),
     };
     Some(DenyResponse {
         status,

@@ -21,6 +21,7 @@ pub mod warnings;
 
 pub use decision::{
     deny_response, Challenge, Decision, DenyResponse, JwtFailure, NotFired, Reason, ReasonCode,
+    FIXED_DENY_BODIES,
 };
 pub use facts::{Caller, HeaderList, Headers, RequestFacts, TokenOutcome, Tokens};
 pub use matchers::{

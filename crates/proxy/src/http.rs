@@ -472,9 +472,15 @@ fn deny(
 ) -> Option<Response<ProxyBody>> {
     let deny = decided.deny_response(snap)?;
     let status = StatusCode::from_u16(deny.status).unwrap_or(StatusCode::FORBIDDEN);
-    let mut resp = Response::new(Either::Right(Full::new(Bytes::copy_from_slice(
-        deny.body.as_bytes(),
-    ))));
+    // The fixed bodies are sent without a copy.
+    let body = match tribune_authz::FIXED_DENY_BODIES
+        .into_iter()
+        .find(|b| *b == deny.body)
+    {
+        Some(fixed) => Bytes::from_static(fixed.as_bytes()),
+        None => Bytes::copy_from_slice(deny.body.as_bytes()),
+    };
+    let mut resp = Response::new(Either::Right(Full::new(body)));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
