@@ -253,7 +253,10 @@ impl RequestParts for View<'_> {
         } else {
             self.headers.get_all(name)
         };
-        values.iter().filter_map(|v| v.to_str().ok()).collect()
+        values
+            .iter()
+            .filter_map(|v| tribune_jwt::locate::header_text(v.as_bytes()))
+            .collect()
     }
     fn query(&self) -> Option<&str> {
         self.query

@@ -9,7 +9,7 @@
 use crate::evaluate::{has_underscore_name, Decided};
 use crate::policy::{fold, Policy};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use tribune_jwt::locate::{holds_token, percent_decode, token_in_header, Outcome};
+use tribune_jwt::locate::{header_text, holds_token, percent_decode, token_in_header, Outcome};
 
 /// Whether a raw query component decodes to `want` (no allocation unless escaped).
 fn component_is(raw: &str, want: &str) -> bool {
@@ -41,7 +41,7 @@ fn strip_token_values(headers: &mut HeaderMap, name: &HeaderName, prefix: &str, 
         return;
     }
     let is_stripped = |v: &HeaderValue| {
-        let Ok(v) = v.to_str() else {
+        let Some(v) = header_text(v.as_bytes()) else {
             return false;
         };
         if keep.is_empty() {

@@ -251,6 +251,34 @@ async fn no_unverified_or_encoded_token_reaches_the_upstream() {
     assert_eq!(seen["headers"]["authorization"], "Basic dXNlcjpwdw==");
 }
 
+/// Attack on token stripping (decisions.md #18): a token location's value that also
+/// held non-ASCII text was read as no value at all, so another issuer's token in it
+/// was neither verified nor removed and reached the upstream. Such values are now read
+/// as text (as Envoy reads bytes): the token is found, and stripped.
+#[tokio::test]
+async fn a_token_beside_non_ascii_text_is_still_found_and_stripped() {
+    let key = Es256::new("k1");
+    let upstream = echo().await;
+    let (_, addr, _) = serving(upstream.addr, vec![okta(&key, None), okta_required()]).await;
+    let t = token(&key, "https://okta.example");
+    let foreign = token(&Es256::new("k2"), "https://evil.example");
+    let seen = allowed(
+        addr,
+        &format!(
+            "GET /x?access_token={t} HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer {foreign} caf\u{e9}\r\nConnection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(seen["headers"].get("authorization").is_none(), "{seen}");
+    // A valid token beside such text verifies.
+    let seen = allowed(
+        addr,
+        &format!("GET /x HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer {t} caf\u{e9}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert!(seen["headers"].get("authorization").is_none(), "{seen}");
+}
+
 /// `Forward = true` keeps exactly the token that provider verified.
 #[tokio::test]
 async fn forward_true_keeps_only_the_verified_token() {
