@@ -123,7 +123,14 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
     if !any {
         return;
     }
-    if present[0] {
+    let options_only = || {
+        headers.get_all(hyper::header::CONNECTION).iter().all(|v| {
+            let v = v.as_bytes();
+            v.eq_ignore_ascii_case(b"keep-alive") || v.eq_ignore_ascii_case(b"close")
+        })
+    };
+    // `Connection: keep-alive` (or `close`), the usual value, names no other header.
+    if present[0] && !options_only() {
         let listed: Vec<HeaderName> = headers
             .get_all(hyper::header::CONNECTION)
             .iter()
@@ -1055,7 +1062,17 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_are_removed() {
         type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<&'a str>);
-        let cases: [Case<'_>; 6] = [
+        let cases: [Case<'_>; 7] = [
+            (
+                "keep-alive, then a second Connection naming a header",
+                vec![
+                    ("connection", "Keep-Alive"),
+                    ("connection", "x-secret"),
+                    ("x-secret", "s"),
+                    ("x-ok", "1"),
+                ],
+                vec!["x-ok"],
+            ),
             (
                 "none",
                 vec![("host", "a"), ("x-y", "1")],
