@@ -5,6 +5,7 @@
 #
 #   bench/instructions.sh [SECONDS]          (default 4)
 #
+# CASES="none repeated" counts a subset (default: allow repeated rotating none).
 # Same policy and tokens as bench/run.sh. Cases: "allow" (allow-all, no provider: the
 # HTTP server + client cost as Tribune pays it), "repeated" (one token, cache hits),
 # "rotating" (10 000 tokens, every request verifies an RS256 signature), "none" (no
@@ -17,6 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-4}
+CASES=${CASES:-allow repeated rotating none}
 OUT=$(mktemp -d /tmp/tribune-instr.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; pkill -f "$OUT" 2>/dev/null || true' EXIT
 . bench/common.sh
@@ -64,11 +66,20 @@ count() { # name config|floor tokens_file -> instructions per request (profile k
   python3 -c "print(f'{$total / $n:,.0f}')"
 }
 
+want() { [[ " $CASES " == *" $1 "* ]]; }
 echo "| case | Tribune: instructions / request | floor example (examples/floor.rs) |"
 echo "|---|---:|---:|"
-echo "| allow-all, no provider (token sent) | $(count allow "$OUT/allow.json" "$OUT/token-1.txt") | - |"
-echo "| repeated token (cache hit) | $(count repeated "$OUT/tribune.json" "$OUT/token-1.txt") | $(count floor-repeated floor "$OUT/token-1.txt") |"
-echo "| 10 000 tokens (RS256 verify each) | $(count rotating "$OUT/tribune.json" "$OUT/tokens-10k.txt") | $(count floor-rotating floor "$OUT/tokens-10k.txt") |"
-echo "| no token (answered 401) | $(count none "$OUT/tribune.json" "") | $(count floor-none floor "") |"
+if want allow; then
+  echo "| allow-all, no provider (token sent) | $(count allow "$OUT/allow.json" "$OUT/token-1.txt") | - |"
+fi
+if want repeated; then
+  echo "| repeated token (cache hit) | $(count repeated "$OUT/tribune.json" "$OUT/token-1.txt") | $(count floor-repeated floor "$OUT/token-1.txt") |"
+fi
+if want rotating; then
+  echo "| 10 000 tokens (RS256 verify each) | $(count rotating "$OUT/tribune.json" "$OUT/tokens-10k.txt") | $(count floor-rotating floor "$OUT/tokens-10k.txt") |"
+fi
+if want none; then
+  echo "| no token (answered 401) | $(count none "$OUT/tribune.json" "") | $(count floor-none floor "") |"
+fi
 echo
 echo "profiles (callgrind_annotate --inclusive=yes FILE): $OUT/cg-*.out"

@@ -50,8 +50,46 @@ enum Recorded {
 #[derive(Debug, Default)]
 pub struct Plan {
     specs: Vec<Spec>,
+    /// Where any of `specs` could find a token: the header names, and whether the
+    /// query or the `Cookie` header is read. A request with none of them (every
+    /// request without credentials) has no hints, without a lookup per location.
+    places: Places,
     names: Arc<Vec<String>>,
     issuers: IssuerMemo,
+}
+
+#[derive(Debug, Default)]
+struct Places {
+    headers: Vec<HeaderName>,
+    query: bool,
+    cookie: bool,
+}
+
+impl Places {
+    fn of(specs: &[Spec]) -> Places {
+        let mut places = Places::default();
+        for spec in specs {
+            match &spec.location {
+                JwtLocation::Header(h) => {
+                    if let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) {
+                        if !places.headers.contains(&name) {
+                            places.headers.push(name);
+                        }
+                    }
+                }
+                JwtLocation::QueryParam(_) => places.query = true,
+                JwtLocation::Cookie(_) => places.cookie = true,
+            }
+        }
+        places
+    }
+
+    /// Whether `headers` and `query` have any place a token could be.
+    fn any_in(&self, headers: &HeaderMap, query: Option<&str>) -> bool {
+        self.headers.iter().any(|n| headers.contains_key(n))
+            || (self.query && query.is_some_and(|q| !q.is_empty()))
+            || (self.cookie && headers.contains_key(hyper::header::COOKIE))
+    }
 }
 
 /// A token and its unverified `iss`.
@@ -128,6 +166,7 @@ impl Plan {
             }
         }
         Plan {
+            places: Places::of(&specs),
             specs,
             names: Arc::new(policy.providers.iter().map(|p| p.name.clone()).collect()),
             issuers: IssuerMemo::default(),
@@ -234,7 +273,11 @@ impl Fact {
             hide_underscores,
         };
         let mut hints: Vec<(Arc<str>, Option<Arc<str>>)> = Vec::new();
-        for spec in &plan.specs {
+        let specs = match plan.places.any_in(headers, query) {
+            true => &plan.specs[..],
+            false => &[],
+        };
+        for spec in specs {
             match &spec.provider {
                 // A provider that verified the request's tokens read this location:
                 // a token here named its issuer (no decoding needed).
