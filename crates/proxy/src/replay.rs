@@ -187,11 +187,28 @@ pub struct Fact {
     hide_underscores: bool,
     /// The providers the outcomes are for (shared by the facts of one snapshot).
     names: Arc<Vec<String>>,
-    tokens: Vec<Recorded>,
+    tokens: TokenRecords,
     /// (location key, unverified `iss`) of every token found at a known location.
     hints: Vec<(Arc<str>, Option<Arc<str>>)>,
     live: Verdict,
     bytes: usize,
+}
+
+/// A fact's token outcomes, one per provider: one provider (the usual case) is kept
+/// without an allocation of its own.
+#[derive(Debug, Clone)]
+enum TokenRecords {
+    One(Recorded),
+    Many(Vec<Recorded>),
+}
+
+impl TokenRecords {
+    fn as_slice(&self) -> &[Recorded] {
+        match self {
+            TokenRecords::One(r) => std::slice::from_ref(r),
+            TokenRecords::Many(v) => v,
+        }
+    }
 }
 
 /// A token location as a comparable key.
@@ -259,14 +276,15 @@ impl Fact {
             packed.extend_from_slice(v.as_bytes());
             packed.push(0);
         }
-        let tokens: Vec<Recorded> = outcomes
-            .iter()
-            .map(|o| match o {
-                Outcome::Missing => Recorded::Missing,
-                Outcome::Invalid(e) => Recorded::Invalid(e.clone()),
-                Outcome::Valid { payload, .. } => Recorded::Valid(payload.clone()),
-            })
-            .collect();
+        let record = |o: &Outcome| match o {
+            Outcome::Missing => Recorded::Missing,
+            Outcome::Invalid(e) => Recorded::Invalid(e.clone()),
+            Outcome::Valid { payload, .. } => Recorded::Valid(payload.clone()),
+        };
+        let tokens = match outcomes {
+            [one] => TokenRecords::One(record(one)),
+            many => TokenRecords::Many(many.iter().map(record).collect()),
+        };
         let view = View {
             headers,
             query,
@@ -301,6 +319,7 @@ impl Fact {
                 .sum::<usize>()
             + packed.len()
             + tokens
+                .as_slice()
                 .iter()
                 .map(|r| {
                     16 + match r {
@@ -353,7 +372,7 @@ impl Fact {
         self.names
             .iter()
             .position(|n| n == provider)
-            .and_then(|i| self.tokens.get(i))
+            .and_then(|i| self.tokens.as_slice().get(i))
     }
 }
 
