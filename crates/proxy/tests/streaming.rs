@@ -87,17 +87,16 @@ async fn h1_client(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<
     sender
 }
 
-#[tokio::test]
-async fn server_sent_events_reach_the_client_as_each_is_written() {
-    let written: Arc<Mutex<Vec<Instant>>> = Arc::default();
-    let w = written.clone();
-    let service = h1_service(move |_req| {
-        let w = w.clone();
+/// An HTTP/1.1 event-stream service sending `n` events `every` apart; the time each
+/// is written goes to `written`.
+async fn ticking(n: usize, every: Duration, written: Arc<Mutex<Vec<Instant>>>) -> SocketAddr {
+    h1_service(move |_req| {
+        let w = written.clone();
         async move {
             let (tx, body) = channel_body();
             tokio::spawn(async move {
-                for i in 0..5 {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                for i in 0..n {
+                    tokio::time::sleep(every).await;
                     w.lock().unwrap().push(Instant::now());
                     let event = format!("id: {i}\ndata: tick {i}\n\n");
                     if tx.send(Frame::data(Bytes::from(event))).await.is_err() {
@@ -112,9 +111,11 @@ async fn server_sent_events_reach_the_client_as_each_is_written() {
                 .unwrap()
         }
     })
-    .await;
-    let (proxy, addr, _) = proxy(service, NOW).await;
-    proxy.install(open("http"), 1).await.unwrap();
+    .await
+}
+
+/// `GET /events` through the sidecar at `addr`, with an empty request body.
+async fn get_events(addr: SocketAddr) -> Response<Incoming> {
     let mut sender = h1_client(addr).await;
     let (_keep, body) = channel_body();
     drop(_keep);
@@ -130,6 +131,16 @@ async fn server_sent_events_reach_the_client_as_each_is_written() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    resp
+}
+
+#[tokio::test]
+async fn server_sent_events_reach_the_client_as_each_is_written() {
+    let written: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let service = ticking(5, Duration::from_millis(100), written.clone()).await;
+    let (proxy, addr, _) = proxy(service, NOW).await;
+    proxy.install(open("http"), 1).await.unwrap();
+    let resp = get_events(addr).await;
     let mut body = resp.into_body();
     let mut arrived = Vec::new();
     let mut text = String::new();
@@ -156,42 +167,19 @@ async fn server_sent_events_reach_the_client_as_each_is_written() {
 /// periods after its head).
 #[tokio::test]
 async fn an_event_stream_outlives_the_idle_timeout() {
-    let service = h1_service(|_req| async move {
-        let (tx, body) = channel_body();
-        tokio::spawn(async move {
-            for i in 0..8 {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                let event = format!("data: tick {i}\n\n");
-                if tx.send(Frame::data(Bytes::from(event))).await.is_err() {
-                    return;
-                }
-            }
-        });
-        Response::builder()
-            .header("content-type", "text/event-stream")
-            .body(body)
-            .unwrap()
-    })
-    .await;
+    let service = ticking(8, Duration::from_millis(100), Arc::default()).await;
     let (proxy, addr, _) = proxy_with(service, NOW, |c| {
         c.idle_timeout = Duration::from_millis(200);
     })
     .await;
     proxy.install(open("http"), 1).await.unwrap();
-    let mut sender = h1_client(addr).await;
-    let (_keep, body) = channel_body();
-    drop(_keep);
-    let resp = sender
-        .send_request(
-            Request::get("/events")
-                .header("host", "svc")
-                .body(body)
-                .unwrap(),
-        )
+    let text = get_events(addr)
         .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let text = resp.into_body().collect().await.unwrap().to_bytes();
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes();
     let text = String::from_utf8_lossy(&text);
     assert_eq!(text.matches("data: tick").count(), 8, "{text}");
 }
