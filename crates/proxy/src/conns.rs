@@ -14,7 +14,8 @@
 //!   longest-idle connection is shed (gracefully) so that a new caller is served.
 //!
 //! Each open connection has a [`Conn`] in the [`Conns`] table; it records when its
-//! last request started and how many are in flight (two atomics per request).
+//! last request started and how many are in flight, and when a later head began
+//! (a few relaxed atomics per request, no timer).
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
