@@ -11,11 +11,6 @@ use crate::policy::{fold, Policy};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use tribune_jwt::locate::{header_text, holds_token, percent_decode, token_in_header, Outcome};
 
-/// Whether a raw query component decodes to `want` (no allocation unless escaped).
-fn component_is(raw: &str, want: &str) -> bool {
-    percent_decode(raw) == want
-}
-
 /// The query string without the token parameters (`names`, compared after decoding,
 /// as token lookup compares them) whose value is not in `keep`; `None` when nothing
 /// is removed.
@@ -25,7 +20,9 @@ pub fn strip_params(query: &str, names: &[String], keep: &[String]) -> Option<St
         .split('&')
         .filter(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let token_param = names.iter().any(|n| component_is(k, n));
+            // Decoded without an allocation unless escaped.
+            let name = percent_decode(k);
+            let token_param = names.iter().any(|n| *n == *name);
             let strip = token_param && !keep.iter().any(|t| *t == *percent_decode(v));
             removed |= strip;
             !strip
