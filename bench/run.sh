@@ -15,7 +15,7 @@
 # staged candidate that decides every request differently, tribune-noreplay Tribune
 # with -replay-buffer 0 (SYSTEMS="tribune tribune-shadow tribune-noreplay" gives the
 # shadow evaluation's and the replay window's costs as ratios); PERF=1 records a perf profile of Tribune
-# per scenario into the temporary directory (perf-<scenario>.data).
+# and of the floor per scenario into the temporary directory (perf-<system>-<scenario>.data).
 #
 # The proxy under test is pinned to CPU 0; wrk and the upstream (nginx returning a
 # fixed 200) to CPU 1. Scenarios: one repeated valid token, 10 000 distinct valid
@@ -122,8 +122,8 @@ run() { # system port scenario tokens_file
   pid=$(pid_of "$port")
   # Warm-up, then the measured run.
   TOKENS_FILE=$file taskset -c 1 wrk -t1 -c"$CONNS" -d2s -s bench/tokens.lua "http://127.0.0.1:$port" >/dev/null
-  if [ "${PERF:-0}" = 1 ] && [ "$system" = tribune ]; then
-    perf record -q -g -F 999 -p "$pid" -o "$OUT/perf-$scenario.data" -- sleep "$DURATION" 2>/dev/null &
+  if [ "${PERF:-0}" = 1 ] && { [ "$system" = tribune ] || [ "$system" = floor ]; }; then
+    perf record -q -g -F 999 -p "$pid" -o "$OUT/perf-$system-$scenario.data" -- sleep "$DURATION" 2>/dev/null &
     perf_pid=$!
   fi
   before=$(cpu_ticks "$pid")

@@ -4,6 +4,7 @@
 
 use crate::table::IntentionTable;
 use std::fmt;
+use std::sync::Arc;
 use tribune_model::intentions::Action;
 
 /// Why a decision was made, without the details (a [`Decision::code`]); metrics
@@ -150,24 +151,28 @@ pub enum NotFired {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JwtFailure {
     /// The request carried no token for the provider.
-    Missing { provider: String },
-    /// A token was present and failed verification.
-    Invalid { provider: String, reason: String },
+    Missing { provider: Arc<str> },
+    /// A token was present and failed verification (`reason`: the verifier's
+    /// message, which becomes the 401's body).
+    Invalid {
+        provider: Arc<str>,
+        reason: &'static str,
+    },
     /// The verified token's `iss` is not the provider's Issuer.
     IssuerMismatch {
-        provider: String,
+        provider: Arc<str>,
         expected: String,
         got: Option<String>,
     },
     /// A `VerifyClaims` check failed; `got` is the claim's JSON, if present.
     Claim {
-        provider: String,
+        provider: Arc<str>,
         path: Vec<String>,
         expected: String,
         got: Option<String>,
     },
     /// The requirement names a provider that is not configured (fails closed).
-    UnknownProvider { provider: String },
+    UnknownProvider { provider: Arc<str> },
 }
 
 impl JwtFailure {
@@ -279,9 +284,7 @@ pub fn deny_response<'a>(decision: &'a Decision, service: &'a str) -> Option<Den
     let [missing, fails, rbac] = FIXED_DENY_BODIES;
     let (status, challenge, body) = match jwt {
         Some(JwtFailure::Missing { .. }) => (401, Some(Challenge::Missing), missing),
-        Some(JwtFailure::Invalid { reason, .. }) => {
-            (401, Some(Challenge::InvalidToken), reason.as_str())
-        }
+        Some(JwtFailure::Invalid { reason, .. }) => (401, Some(Challenge::InvalidToken), *reason),
         Some(_) => (401, Some(Challenge::InvalidToken), fails),
         None => (403, None, rbac),
     };

@@ -50,8 +50,8 @@ pub enum TokenOutcome<'a> {
     /// No token for this provider was found in the request.
     Missing,
     /// A token was found and failed verification; the short reason
-    /// (`Jwt is expired`, `Jwt verification fails`, ...).
-    Invalid(&'a str),
+    /// (`Jwt is expired`, `Jwt verification fails`, ...: the verifier's fixed texts).
+    Invalid(&'static str),
     /// A token verified; its payload.
     Valid(&'a Value),
 }

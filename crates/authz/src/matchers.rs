@@ -6,12 +6,15 @@ use crate::facts::{Headers, RequestFacts, TokenOutcome, Tokens};
 use regex::bytes::{Regex, RegexBuilder};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::Arc;
 use tribune_model::intentions::{
     HeaderMatch, HeaderMatchKind, HttpMatch, JwtRequirement, PathMatch,
 };
 
 /// Provider name -> its `Issuer` (looked up on every JWT check: a fast hasher).
-pub(crate) type Issuers = HashMap<String, String, foldhash::fast::RandomState>;
+/// Provider name -> Issuer. The names are shared: a failure names its provider
+/// without allocating.
+pub(crate) type Issuers = HashMap<Arc<str>, String, foldhash::fast::RandomState>;
 
 /// Compiled size limit for user regexes (bytes of compiled program).
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
@@ -240,7 +243,7 @@ impl JwtMatcher {
                 None => {
                     // Any configured provider with a valid token and matching claims.
                     let mut any: Result<(), JwtFailure> = Err(JwtFailure::Missing {
-                        provider: ANY_PROVIDER.to_string(),
+                        provider: ANY_PROVIDER.into(),
                     });
                     for (name, outcome) in tokens.entries {
                         if !issuers.contains_key(*name) {
@@ -279,7 +282,7 @@ impl JwtMatcher {
             }
         }
         Err(first_failure.unwrap_or(JwtFailure::Missing {
-            provider: String::new(),
+            provider: "".into(),
         }))
     }
 }
@@ -290,21 +293,21 @@ fn check_one(
     claims: &[(Vec<String>, String)],
     issuers: &Issuers,
 ) -> Result<(), JwtFailure> {
-    let Some(issuer) = issuers.get(provider) else {
+    let Some((name, issuer)) = issuers.get_key_value(provider) else {
         return Err(JwtFailure::UnknownProvider {
-            provider: provider.to_string(),
+            provider: provider.into(),
         });
     };
     let payload = match outcome {
         TokenOutcome::Missing => {
             return Err(JwtFailure::Missing {
-                provider: provider.to_string(),
+                provider: name.clone(),
             })
         }
         TokenOutcome::Invalid(reason) => {
             return Err(JwtFailure::Invalid {
-                provider: provider.to_string(),
-                reason: reason.to_string(),
+                provider: name.clone(),
+                reason,
             })
         }
         TokenOutcome::Valid(p) => p,
@@ -312,7 +315,7 @@ fn check_one(
     let iss = payload.get("iss").and_then(Value::as_str);
     if iss != Some(issuer.as_str()) {
         return Err(JwtFailure::IssuerMismatch {
-            provider: provider.to_string(),
+            provider: name.clone(),
             expected: issuer.clone(),
             got: iss.map(str::to_string),
         });
@@ -321,7 +324,7 @@ fn check_one(
         let got = claim_at(payload, path);
         if !claim_matches_at(path, got, expected) {
             return Err(JwtFailure::Claim {
-                provider: provider.to_string(),
+                provider: name.clone(),
                 path: path.clone(),
                 expected: expected.clone(),
                 got: got.map(|v| v.to_string()),

@@ -29,6 +29,7 @@ use crate::decision::{Decision, NotFired, Reason};
 use crate::facts::RequestFacts;
 use crate::matchers::{HttpMatcher, JwtMatcher, RegexCache};
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// String-keyed map with a fast hasher (keys are service and peer names from config,
 /// not attacker-chosen input sizes; foldhash is seeded per process).
@@ -131,7 +132,7 @@ pub fn compile(input: &CompileInput<'_>) -> Result<IntentionTable, Vec<CompileEr
     let issuers: crate::matchers::Issuers = input
         .providers
         .iter()
-        .map(|p| (p.name.clone(), p.issuer.clone()))
+        .map(|p| (Arc::<str>::from(p.name.as_str()), p.issuer.clone()))
         .collect();
     let mut errors = Vec::new();
     let mut flat: Vec<Compiled> = Vec::new();
@@ -172,7 +173,7 @@ pub fn compile(input: &CompileInput<'_>) -> Result<IntentionTable, Vec<CompileEr
             for j in jwts {
                 for name in j.provider_names() {
                     match name {
-                        None => referenced.extend(issuers.keys().cloned()),
+                        None => referenced.extend(issuers.keys().map(|k| k.to_string())),
                         Some(n) if issuers.contains_key(n) => {
                             referenced.insert(n.to_string());
                         }

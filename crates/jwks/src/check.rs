@@ -861,7 +861,7 @@ fn token_report(
         });
     }
     TokenReport {
-        header: Some(jws.header.clone()),
+        header: jws.header(),
         verified,
         error,
         claims: Some(jws.payload.clone()),

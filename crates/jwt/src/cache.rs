@@ -1,40 +1,42 @@
 //! Verified-token cache (decisions.md #7), one per provider verifier.
 //!
 //! - Keyed by the whole token (compared in full; no hash collision can map one
-//!   token onto another's result); bucketed with foldhash.
+//!   token onto another's result); bucketed by a seeded foldhash of the token's
+//!   length and signature tail ([`CachedVerifier`]'s `hash`).
 //! - Only successes are cached; `exp` and `nbf` are re-checked on every hit.
 //! - Bounded: at most `capacity` entries, oldest inserted evicted first.
 //! - A new key set means a new [`CachedVerifier`], so results never outlive the keys
 //!   that produced them.
 
-use crate::{JwtError, Verifier};
+use crate::{JwtError, Times, Verifier};
+use hashbrown::HashTable;
 use serde_json::Value;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, RwLock};
 
 /// Entries when `CacheConfig.Size` is 0 or absent.
 pub const DEFAULT_CACHE_SIZE: usize = 1024;
 
-struct Entry {
-    payload: Arc<Value>,
-    exp: Option<i64>,
-    nbf: Option<i64>,
-}
+/// Bytes at the end of a token that its bucket is chosen by.
+const HASHED_TAIL: usize = 32;
 
-type Map64<V> = HashMap<Arc<str>, V, foldhash::fast::RandomState>;
+struct Entry {
+    token: Arc<str>,
+    payload: Arc<Value>,
+    times: Times,
+}
 
 /// A verifier with a cache of verified tokens in front of it.
 pub struct CachedVerifier {
     verifier: Verifier,
     skew: i64,
     capacity: usize,
-    entries: RwLock<Map64<Entry>>,
-    order: Mutex<VecDeque<Arc<str>>>,
-}
-
-fn time_claim(p: &Value, name: &str) -> Option<i64> {
-    p.get(name)
-        .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+    hasher: foldhash::fast::RandomState,
+    entries: RwLock<HashTable<Entry>>,
+    /// Insertion order, with each token's hash (eviction finds the entry without
+    /// hashing again).
+    order: Mutex<VecDeque<(u64, Arc<str>)>>,
 }
 
 impl CachedVerifier {
@@ -45,13 +47,25 @@ impl CachedVerifier {
             verifier,
             skew,
             capacity,
-            entries: RwLock::new(Map64::default()),
+            hasher: foldhash::fast::RandomState::default(),
+            entries: RwLock::new(HashTable::new()),
             order: Mutex::new(VecDeque::new()),
         }
     }
 
     pub fn verifier(&self) -> &Verifier {
         &self.verifier
+    }
+
+    /// The bucket of `token`: its length and its last [`HASHED_TAIL`] bytes, which
+    /// lie in the signature of a compact JWS (itself a digest of the rest), with
+    /// a per-cache random seed. Entries are found by comparing the whole token, so
+    /// the hash only spreads them; only verified tokens are ever inserted, so no
+    /// one can fill a bucket without the issuer signing for it.
+    fn hash(&self, token: &str) -> u64 {
+        let bytes = token.as_bytes();
+        let tail = &bytes[bytes.len().saturating_sub(HASHED_TAIL)..];
+        self.hasher.hash_one((bytes.len(), tail))
     }
 
     /// Verifies `token` at `now`, from the cache when it was verified before.
@@ -72,11 +86,17 @@ impl CachedVerifier {
     /// token is not cached.
     pub fn lookup(&self, token: &str, now: i64) -> Option<Result<Arc<Value>, JwtError>> {
         let map = self.entries.read().ok()?;
-        let e = map.get(token)?;
-        if e.exp.is_some_and(|exp| now > exp.saturating_add(self.skew)) {
+        let e = map.find(self.hash(token), |e| *e.token == *token)?;
+        if e.times
+            .exp
+            .is_some_and(|exp| now > exp.saturating_add(self.skew))
+        {
             return Some(Err(JwtError::Expired));
         }
-        if e.nbf.is_some_and(|nbf| now.saturating_add(self.skew) < nbf) {
+        if e.times
+            .nbf
+            .is_some_and(|nbf| now.saturating_add(self.skew) < nbf)
+        {
             return Some(Err(JwtError::NotYetValid));
         }
         Some(Ok(e.payload.clone()))
@@ -95,20 +115,27 @@ impl CachedVerifier {
         jws: crate::Jws<'_>,
         now: i64,
     ) -> Result<Arc<Value>, JwtError> {
-        let payload = Arc::new(Value::Object(self.verifier.verify_parsed(jws, now)?));
-        let entry = Entry {
-            exp: time_claim(&payload, "exp"),
-            nbf: time_claim(&payload, "nbf"),
-            payload: payload.clone(),
+        let (payload, times) = self.verifier.verify_parsed_timed(jws, now)?;
+        let payload = Arc::new(Value::Object(payload));
+        let hash = self.hash(token);
+        let (Ok(mut map), Ok(mut order)) = (self.entries.write(), self.order.lock()) else {
+            return Ok(payload);
         };
-        let key: Arc<str> = Arc::from(token);
-        if let (Ok(mut map), Ok(mut order)) = (self.entries.write(), self.order.lock()) {
-            if map.insert(key.clone(), entry).is_none() {
-                order.push_back(key);
-                while order.len() > self.capacity {
-                    if let Some(old) = order.pop_front() {
-                        map.remove(&old);
-                    }
+        if map.find(hash, |e| *e.token == *token).is_some() {
+            return Ok(payload);
+        }
+        let token: Arc<str> = Arc::from(token);
+        let entry = Entry {
+            token: token.clone(),
+            payload: payload.clone(),
+            times,
+        };
+        map.insert_unique(hash, entry, |e| self.hash(&e.token));
+        order.push_back((hash, token));
+        while order.len() > self.capacity {
+            if let Some((old_hash, old)) = order.pop_front() {
+                if let Ok(found) = map.find_entry(old_hash, |e| Arc::ptr_eq(&e.token, &old)) {
+                    found.remove();
                 }
             }
         }

@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cache;
+mod header;
 mod json;
 pub mod jwks;
 pub mod locate;
@@ -203,15 +204,59 @@ impl Verifier {
     /// [`Self::verify`] for a token already parsed with [`Self::parse`] (callers that
     /// read its unverified `iss` to route it first decode it once).
     pub fn verify_parsed(&self, jws: Jws<'_>, now: i64) -> Result<Map<String, Value>, JwtError> {
+        self.verify_parsed_timed(jws, now)
+            .map(|(payload, _)| payload)
+    }
+
+    /// [`Self::verify_parsed`], also giving the token's `exp` and `nbf` (what a cache
+    /// re-checks on every hit).
+    pub fn verify_parsed_timed(
+        &self,
+        jws: Jws<'_>,
+        now: i64,
+    ) -> Result<(Map<String, Value>, Times), JwtError> {
         self.keys.verify_signature(&jws)?;
-        check_claims(
+        let times = check_registered(
             &jws.payload,
             &self.issuer,
             &self.audiences,
             self.skew_seconds,
             now,
         )?;
-        Ok(jws.payload)
+        Ok((jws.payload, times))
+    }
+}
+
+/// A verified token's `exp` and `nbf`, in seconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Times {
+    pub exp: Option<i64>,
+    pub nbf: Option<i64>,
+}
+
+/// The registered claims [`check_claims`] reads, found in one pass over the payload
+/// (a token's payload is small; one pass costs less than a hashed lookup per claim).
+#[derive(Default)]
+struct Registered<'p> {
+    exp: Option<&'p Value>,
+    nbf: Option<&'p Value>,
+    iss: Option<&'p Value>,
+    aud: Option<&'p Value>,
+}
+
+impl<'p> Registered<'p> {
+    fn of(payload: &'p Map<String, Value>) -> Self {
+        let mut r = Registered::default();
+        for (k, v) in payload {
+            match k.as_str() {
+                "exp" => r.exp = Some(v),
+                "nbf" => r.nbf = Some(v),
+                "iss" => r.iss = Some(v),
+                "aud" => r.aud = Some(v),
+                _ => {}
+            }
+        }
+        r
     }
 }
 
@@ -223,8 +268,20 @@ pub fn check_claims(
     skew: i64,
     now: i64,
 ) -> Result<(), JwtError> {
-    let number = |name: &'static str| -> Result<Option<i64>, JwtError> {
-        match payload.get(name) {
+    check_registered(payload, issuer, audiences, skew, now).map(|_| ())
+}
+
+/// [`check_claims`], giving `exp` and `nbf` when they pass.
+fn check_registered(
+    payload: &Map<String, Value>,
+    issuer: &str,
+    audiences: &[String],
+    skew: i64,
+    now: i64,
+) -> Result<Times, JwtError> {
+    let claims = Registered::of(payload);
+    let number = |name: &'static str, v: Option<&Value>| -> Result<Option<i64>, JwtError> {
+        match v {
             None => Ok(None),
             Some(Value::Number(n)) => Ok(Some(
                 n.as_i64()
@@ -234,25 +291,23 @@ pub fn check_claims(
             Some(_) => Err(JwtError::ClaimType(name)),
         }
     };
-    if let Some(exp) = number("exp")? {
-        if now > exp.saturating_add(skew) {
-            return Err(JwtError::Expired);
-        }
+    let exp = number("exp", claims.exp)?;
+    if exp.is_some_and(|exp| now > exp.saturating_add(skew)) {
+        return Err(JwtError::Expired);
     }
-    if let Some(nbf) = number("nbf")? {
-        if now.saturating_add(skew) < nbf {
-            return Err(JwtError::NotYetValid);
-        }
+    let nbf = number("nbf", claims.nbf)?;
+    if nbf.is_some_and(|nbf| now.saturating_add(skew) < nbf) {
+        return Err(JwtError::NotYetValid);
     }
     if !issuer.is_empty() {
-        match payload.get("iss") {
+        match claims.iss {
             Some(Value::String(s)) if s == issuer => {}
             Some(Value::String(_)) | None => return Err(JwtError::IssuerMismatch),
             Some(_) => return Err(JwtError::ClaimType("iss")),
         }
     }
     if !audiences.is_empty() {
-        let ok = match payload.get("aud") {
+        let ok = match claims.aud {
             None => false,
             Some(Value::String(s)) => audiences.contains(s),
             Some(Value::Array(items)) => {
@@ -271,7 +326,7 @@ pub fn check_claims(
             return Err(JwtError::AudienceNotAllowed);
         }
     }
-    Ok(())
+    Ok(Times { exp, nbf })
 }
 
 /// The `iss` of a token without verifying it: only for routing a token to the

@@ -1,5 +1,6 @@
 //! Compact JWS parsing (RFC 7515 §7.1 / RFC 7519), strict.
 
+use crate::header::{header_fields, Member};
 use crate::json::object_no_dups;
 use crate::JwtError;
 use base64::Engine;
@@ -72,23 +73,40 @@ impl Alg {
 pub struct Jws<'a> {
     pub alg: Alg,
     pub kid: Option<String>,
-    pub header: Map<String, Value>,
     pub payload: Map<String, Value>,
     /// `BASE64URL(header) || '.' || BASE64URL(payload)`.
     pub signing_input: &'a str,
     pub signature: Vec<u8>,
 }
 
+/// The error for a token that is not three base64url segments.
+const NOT_THREE_SEGMENTS: JwtError = JwtError::Malformed(
+    "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections",
+);
+
 /// Strict base64url: the URL-safe alphabet only, no padding, no non-zero trailing
 /// bits (the engine rejects anything else, so no separate scan is needed).
 fn b64url(segment: &str) -> Result<Vec<u8>, JwtError> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(segment)
-        .map_err(|_| {
-            JwtError::Malformed(
-                "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections",
-            )
-        })
+        .map_err(|_| NOT_THREE_SEGMENTS)
+}
+
+/// Decoded segments up to this size are decoded on the stack (a JOSE header is tens
+/// of bytes).
+const ON_STACK: usize = 256;
+
+/// [`b64url`] into a stack buffer when the segment is small, handed to `read`.
+fn with_b64url<R>(segment: &str, read: impl FnOnce(&[u8]) -> R) -> Result<R, JwtError> {
+    let engine = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    if base64::decoded_len_estimate(segment.len()) <= ON_STACK {
+        let mut buf = [0u8; ON_STACK];
+        let n = engine
+            .decode_slice(segment, &mut buf)
+            .map_err(|_| NOT_THREE_SEGMENTS)?;
+        return Ok(read(&buf[..n]));
+    }
+    Ok(read(&b64url(segment)?))
 }
 
 impl<'a> Jws<'a> {
@@ -100,48 +118,20 @@ impl<'a> Jws<'a> {
         if token.len() > max_bytes {
             return Err(JwtError::TooLarge { limit: max_bytes });
         }
-        let parts: Vec<&str> = token.split('.').collect();
-        if parts.len() == 5 {
-            return Err(JwtError::Malformed(
-                "Jwt is an encrypted JWE, which is not supported",
-            ));
-        }
-        let [h, p, s] = parts.as_slice() else {
-            return Err(JwtError::Malformed(
-                "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections",
-            ));
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(s)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(NOT_THREE_SEGMENTS);
         };
-        let header = object_no_dups(&b64url(h)?)
-            .ok_or(JwtError::Malformed("Jwt header is an invalid JSON"))?;
-        let alg = match header.get("alg") {
-            Some(Value::String(a)) => {
-                Alg::parse(a).ok_or_else(|| JwtError::UnsupportedAlgorithm(a.clone()))?
-            }
-            _ => {
+        match parts.count() {
+            0 => {}
+            2 => {
                 return Err(JwtError::Malformed(
-                    "Jwt header [alg] field is required and must be a string",
+                    "Jwt is an encrypted JWE, which is not supported",
                 ))
             }
-        };
-        if header.contains_key("crit") {
-            return Err(JwtError::Malformed(
-                "Jwt header [crit] names an extension that is not supported",
-            ));
+            _ => return Err(NOT_THREE_SEGMENTS),
         }
-        if header.get("b64") == Some(&Value::Bool(false)) {
-            return Err(JwtError::Malformed(
-                "Jwt header [b64] false (unencoded payload) is not supported",
-            ));
-        }
-        let kid = match header.get("kid") {
-            None => None,
-            Some(Value::String(k)) => Some(k.clone()),
-            Some(_) => {
-                return Err(JwtError::Malformed(
-                    "Jwt header [kid] field is not a string",
-                ))
-            }
-        };
+        let (alg, kid) = with_b64url(h, read_header)??;
         let payload = object_no_dups(&b64url(p)?)
             .ok_or(JwtError::Malformed("Jwt payload is an invalid JSON"))?;
         let signature = b64url(s)?;
@@ -152,10 +142,53 @@ impl<'a> Jws<'a> {
         Ok(Jws {
             alg,
             kid,
-            header,
             payload,
             signing_input,
             signature,
         })
     }
+
+    /// The whole JOSE header as a JSON object (for diagnostics; verification reads
+    /// only the members [`Jws::parse`] checked).
+    pub fn header(&self) -> Option<Map<String, Value>> {
+        let segment = self.signing_input.split('.').next()?;
+        object_no_dups(&b64url(segment).ok()?)
+    }
+}
+
+/// The header rules: `alg` from the allow-list, no `crit`, no `b64: false`, `kid` a
+/// string when present.
+fn read_header(bytes: &[u8]) -> Result<(Alg, Option<String>), JwtError> {
+    let header =
+        header_fields(bytes).ok_or(JwtError::Malformed("Jwt header is an invalid JSON"))?;
+    let alg = match &header.alg {
+        Some(Member::Str(a)) => {
+            Alg::parse(a).ok_or_else(|| JwtError::UnsupportedAlgorithm(a.to_string()))?
+        }
+        _ => {
+            return Err(JwtError::Malformed(
+                "Jwt header [alg] field is required and must be a string",
+            ))
+        }
+    };
+    if header.crit {
+        return Err(JwtError::Malformed(
+            "Jwt header [crit] names an extension that is not supported",
+        ));
+    }
+    if header.b64 == Some(Member::Bool(false)) {
+        return Err(JwtError::Malformed(
+            "Jwt header [b64] false (unencoded payload) is not supported",
+        ));
+    }
+    let kid = match header.kid {
+        None => None,
+        Some(Member::Str(k)) => Some(k.into_owned()),
+        Some(_) => {
+            return Err(JwtError::Malformed(
+                "Jwt header [kid] field is not a string",
+            ))
+        }
+    };
+    Ok((alg, kid))
 }

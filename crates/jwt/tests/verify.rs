@@ -675,3 +675,58 @@ fn verified_token_cache_rechecks_expiry_and_never_caches_failures() {
     }
     assert_eq!(cached.len(), 2, "bounded by its size");
 }
+
+/// The cache buckets tokens by their signature's tail; a token that shares that tail
+/// (a cached token's signature on another payload) lands in the same bucket and is
+/// still told apart by the whole token: it is verified, and fails.
+#[test]
+fn a_token_with_a_cached_tokens_signature_is_not_answered_from_the_cache() {
+    use tribune_jwt::CachedVerifier;
+    let rsa = Rsa::new();
+    let p = provider("");
+    let cached = CachedVerifier::new(
+        Verifier::new(&p, Arc::new(jwks(json!([rsa.jwk("k")])))),
+        30,
+        4,
+    );
+    let good = rsa.sign("RS256", "k", &json!({"iss": "okta", "role": "reader"}));
+    assert!(cached.verify(&good, 0).is_ok());
+    let (header, rest) = good.split_once('.').unwrap();
+    let signature = rest.split_once('.').unwrap().1;
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(json!({"iss": "okta", "role": "admin"}).to_string());
+    let forged = format!("{header}.{payload}.{signature}");
+    let (result, hit) = cached.verify_counting(&forged, 0);
+    assert_eq!(result, Err(JwtError::BadSignature));
+    assert!(!hit, "a shared signature tail is not a hit");
+    let (result, hit) = cached.verify_counting(&good, 0);
+    assert_eq!(result.unwrap()["role"], "reader");
+    assert!(hit);
+}
+
+/// The oldest inserted token is evicted first; the others stay hits.
+#[test]
+fn the_cache_evicts_its_oldest_token_first() {
+    use tribune_jwt::CachedVerifier;
+    let rsa = Rsa::new();
+    let p = provider("");
+    let cached = CachedVerifier::new(
+        Verifier::new(&p, Arc::new(jwks(json!([rsa.jwk("k")])))),
+        30,
+        2,
+    );
+    let tokens: Vec<String> = (0..3)
+        .map(|i| rsa.sign("RS256", "k", &json!({"iss": "okta", "n": i})))
+        .collect();
+    for t in &tokens {
+        assert!(!cached.verify_counting(t, 0).1, "first sight is a miss");
+    }
+    assert_eq!(cached.len(), 2);
+    assert!(cached.verify_counting(&tokens[2], 0).1);
+    assert!(cached.verify_counting(&tokens[1], 0).1);
+    assert!(
+        !cached.verify_counting(&tokens[0], 0).1,
+        "the oldest went first"
+    );
+    assert_eq!(cached.len(), 2);
+}

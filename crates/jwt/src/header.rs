@@ -1,0 +1,265 @@
+//! The JOSE header as the verifier reads it (RFC 7515 §4): `alg`, `kid`, `crit` and
+//! `b64`, read in one pass over the header's JSON without building a map. Every other
+//! member is checked (valid JSON, no duplicate names at any depth, as
+//! [`crate::json`]'s parser requires) and skipped without allocating.
+
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use std::borrow::Cow;
+use std::fmt;
+
+/// One header member's value, as far as the verifier cares.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Member<'h> {
+    Str(Cow<'h, str>),
+    Bool(bool),
+    /// A number, `null`, an array or an object (checked, not kept).
+    Other,
+}
+
+/// The members the verifier reads; `None` when absent.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct HeaderFields<'h> {
+    pub alg: Option<Member<'h>>,
+    pub kid: Option<Member<'h>>,
+    pub crit: bool,
+    pub b64: Option<Member<'h>>,
+}
+
+/// Reads the header's fields; `None` when it is not one JSON object without duplicate
+/// member names.
+pub(crate) fn header_fields(bytes: &[u8]) -> Option<HeaderFields<'_>> {
+    let mut d = serde_json::Deserializer::from_slice(bytes);
+    let fields = Fields.deserialize(&mut d).ok()?;
+    d.end().ok()?;
+    Some(fields)
+}
+
+/// Whether `keys` (one object's member names) holds a name twice. Sorted when long,
+/// so a header of many members costs n log n, not n².
+fn has_duplicates(keys: &mut [Cow<'_, str>]) -> bool {
+    if keys.len() <= 8 {
+        return keys
+            .iter()
+            .enumerate()
+            .any(|(i, k)| keys[i + 1..].contains(k));
+    }
+    keys.sort_unstable();
+    keys.windows(2).any(|w| w[0] == w[1])
+}
+
+/// A member name, borrowed from the input unless it holds an escape.
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
+/// The header object.
+struct Fields;
+
+impl<'de> DeserializeSeed<'de> for Fields {
+    type Value = HeaderFields<'de>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Fields {
+    type Value = HeaderFields<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = HeaderFields::default();
+        let mut keys: Vec<Cow<'de, str>> = Vec::new();
+        while let Some(k) = map.next_key_seed(Key)? {
+            let value = map.next_value_seed(Value)?;
+            match &*k {
+                "alg" => fields.alg = Some(value),
+                "kid" => fields.kid = Some(value),
+                "crit" => fields.crit = true,
+                "b64" => fields.b64 = Some(value),
+                _ => {}
+            }
+            keys.push(k);
+        }
+        if has_duplicates(&mut keys) {
+            return Err(de::Error::custom("duplicate member"));
+        }
+        Ok(fields)
+    }
+}
+
+/// A member's value: strings and booleans kept, anything else checked and dropped.
+struct Value;
+
+impl<'de> DeserializeSeed<'de> for Value {
+    type Value = Member<'de>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Value {
+    type Value = Member<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Member::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Member::Str(Cow::Owned(v.to_string())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Member::Str(Cow::Owned(v)))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Member::Bool(v))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Member::Other)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Member::Other)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Checked.visit_f64(v).map(|()| Member::Other)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Member::Other)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        Checked.visit_seq(seq).map(|()| Member::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        Checked.visit_map(map).map(|()| Member::Other)
+    }
+}
+
+/// Any JSON value, checked by the rules of [`crate::json`] (finite numbers, no
+/// duplicate member names at any depth) and not kept.
+struct Checked;
+
+impl<'de> DeserializeSeed<'de> for Checked {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Checked {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        match v.is_finite() {
+            true => Ok(()),
+            false => Err(E::custom("invalid number")),
+        }
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Checked)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut keys: Vec<Cow<'de, str>> = Vec::new();
+        while let Some(k) = map.next_key_seed(Key)? {
+            map.next_value_seed(Checked)?;
+            keys.push(k);
+        }
+        match has_duplicates(&mut keys) {
+            true => Err(de::Error::custom("duplicate member")),
+            false => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::object_no_dups;
+
+    /// The header reader accepts exactly what the map-building parser accepts, and
+    /// reads the same values from it.
+    #[test]
+    fn header_fields_agree_with_the_map_parser() {
+        for text in [
+            r#"{"alg":"RS256","kid":"k1","typ":"JWT"}"#,
+            r#"{"alg":"RS256","kid":7}"#,
+            r#"{"alg":"RS\u0032\u00356","kid":"k\"1"}"#,
+            r#"{"alg":"none"}"#,
+            r#"{"alg":"RS256","crit":["exp"]}"#,
+            r#"{"alg":"RS256","b64":false}"#,
+            r#"{"alg":"RS256","b64":true}"#,
+            r#"{"alg":"RS256","jwk":{"kty":"RSA","n":"x","e":"AQAB"},"x5c":["a","b"]}"#,
+            r#"{"alg":"RS256","alg":"HS256"}"#,
+            r#"{"alg":"RS256","a\u006cg":"HS256"}"#,
+            r#"{"alg":"RS256","jwk":{"n":1,"n":2}}"#,
+            r#"{"alg":"RS256","x":[{"a":1},{"a":1,"a":2}]}"#,
+            r#"{"alg":"RS256","x":1.5e3,"y":null,"z":-1}"#,
+            r#"{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"a":10}"#,
+            r#"{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10}"#,
+            r#"{"alg":"RS256"} x"#,
+            r#"["alg"]"#,
+            r#"{"alg":1e999}"#,
+            r#"{"alg":"RS256","#,
+            "",
+        ] {
+            let map = object_no_dups(text.as_bytes());
+            let fields = header_fields(text.as_bytes());
+            assert_eq!(map.is_some(), fields.is_some(), "{text}");
+            let (Some(map), Some(fields)) = (map, fields) else {
+                continue;
+            };
+            let member = |name: &str| {
+                map.get(name).map(|v| match v {
+                    serde_json::Value::String(s) => Member::Str(Cow::Owned(s.clone())),
+                    serde_json::Value::Bool(b) => Member::Bool(*b),
+                    _ => Member::Other,
+                })
+            };
+            assert_eq!(fields.alg, member("alg"), "{text}");
+            assert_eq!(fields.kid, member("kid"), "{text}");
+            assert_eq!(fields.b64, member("b64"), "{text}");
+            assert_eq!(fields.crit, map.contains_key("crit"), "{text}");
+        }
+    }
+}
