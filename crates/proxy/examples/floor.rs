@@ -6,13 +6,16 @@
 //!
 //!   cargo run --release -p tribune-proxy --example floor -- LISTEN UPSTREAM PUBKEY_PEM
 //!
-//! Per request:
+//! Per request, the checks bench/run.sh's HAProxy configuration makes, no more:
 //! - no `Authorization: Bearer` header: answered 401 with a `WWW-Authenticate`
 //!   challenge and a short body, as Tribune answers (the 401-flood floor);
 //! - the same token as the previous request (a one-entry cache, compared in full):
-//!   forwarded (the repeated-token floor);
-//! - another token: its RS256 signature checked with the key (parsed once) and then
-//!   forwarded (the rotating-token floor: the RSA public operation is all it adds).
+//!   its `exp` checked against the clock (the repeated-token floor);
+//! - another token: `alg` read from its header (must be RS256), its RS256 signature
+//!   checked with the key (parsed once), then `iss`, `aud`, `exp` and the `role`
+//!   claim read from its payload into a borrowed struct (no map) and checked (the
+//!   rotating-token floor);
+//! - a path outside `/api/` is answered 403; anything else is forwarded.
 //!
 //! Forwarding: one upstream connection per downstream connection (hyper's client,
 //! its connection task spawned as hyper documents), requests and responses passed
@@ -28,6 +31,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::SubjectPublicKeyInfoDer;
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::net::{TcpListener, TcpStream};
@@ -37,10 +41,39 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 type Body = Either<Incoming, Full<Bytes>>;
 
+/// What bench/gen_tokens.py's tokens must say (HAProxy checks the same).
+const ISSUER: &str = "https://idp.example";
+const AUDIENCE: &str = "api";
+const ROLE: &str = "admin";
+
 struct Floor {
     upstream: SocketAddr,
     key: ParsedPublicKey,
-    last: Mutex<String>,
+    /// The last valid token and its `exp`.
+    last: Mutex<(String, i64)>,
+}
+
+#[derive(serde::Deserialize)]
+struct Header<'a> {
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+}
+
+#[derive(serde::Deserialize)]
+struct Claims<'a> {
+    #[serde(borrow)]
+    iss: Cow<'a, str>,
+    #[serde(borrow)]
+    aud: Cow<'a, str>,
+    exp: i64,
+    #[serde(borrow)]
+    role: Cow<'a, str>,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 impl Floor {
@@ -52,20 +85,36 @@ impl Floor {
             .to_str()
             .ok()?
             .strip_prefix("Bearer ")?;
-        if *self.last.lock().unwrap() == token {
-            return Some(true);
+        {
+            let last = self.last.lock().unwrap();
+            if last.0 == token {
+                return Some(now() <= last.1);
+            }
         }
-        let Some((signed, sig)) = token.rsplit_once('.') else {
-            return Some(false);
-        };
-        let Ok(sig) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(sig) else {
-            return Some(false);
-        };
-        let ok = self.key.verify_sig(signed.as_bytes(), &sig).is_ok();
-        if ok {
-            *self.last.lock().unwrap() = token.to_string();
+        let exp = self.verify(token)?;
+        *self.last.lock().unwrap() = (token.to_string(), exp);
+        Some(true)
+    }
+
+    /// A new token's `exp` when it passes every check.
+    fn verify(&self, token: &str) -> Option<i64> {
+        let b64 = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut parts = token.split('.');
+        let (h, p, s) = (parts.next()?, parts.next()?, parts.next()?);
+        let header = b64.decode(h).ok()?;
+        if serde_json::from_slice::<Header<'_>>(&header).ok()?.alg != "RS256" {
+            return None;
         }
-        Some(ok)
+        let sig = b64.decode(s).ok()?;
+        let signed = &token[..h.len() + 1 + p.len()];
+        self.key.verify_sig(signed.as_bytes(), &sig).ok()?;
+        let payload = b64.decode(p).ok()?;
+        let claims: Claims<'_> = serde_json::from_slice(&payload).ok()?;
+        let ok = claims.iss == ISSUER
+            && claims.aud == AUDIENCE
+            && claims.role == ROLE
+            && now() <= claims.exp;
+        ok.then_some(claims.exp)
     }
 }
 
@@ -119,6 +168,9 @@ async fn serve(floor: Arc<Floor>, stream: TcpStream) {
                     r
                 }
                 Some(false) => short(StatusCode::UNAUTHORIZED, "Jwt verification fails"),
+                Some(true) if !req.uri().path().starts_with("/api/") => {
+                    short(StatusCode::FORBIDDEN, "RBAC: access denied")
+                }
                 Some(true) => forward(&slot, req).await,
             };
             Ok::<_, std::convert::Infallible>(resp)
@@ -141,7 +193,7 @@ async fn main() {
     let floor = Arc::new(Floor {
         upstream: upstream.parse().expect("UPSTREAM host:port"),
         key: ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &der).expect("an RSA key"),
-        last: Mutex::new(String::new()),
+        last: Mutex::new((String::new(), 0)),
     });
     let listener = TcpListener::bind(listen.as_str()).await.expect("bind");
     eprintln!("floor listening on {}", listener.local_addr().unwrap());
