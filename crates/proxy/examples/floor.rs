@@ -118,11 +118,16 @@ impl Floor {
     }
 }
 
+/// A short plain-text answer (with the `Content-Type` Tribune and HAProxy send).
 fn short(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut resp = Response::new(Either::Right(Full::new(Bytes::from_static(
         body.as_bytes(),
     ))));
     *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain"),
+    );
     resp
 }
 
