@@ -9,6 +9,7 @@
 //!   that produced them.
 
 use crate::{JwtError, Times, Verifier};
+use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
 use serde_json::Value;
 use std::collections::VecDeque;
@@ -21,7 +22,7 @@ pub const DEFAULT_CACHE_SIZE: usize = 1024;
 /// Bytes at the end of a token that its bucket is chosen by.
 const HASHED_TAIL: usize = 32;
 
-struct Entry {
+struct Cached {
     token: Arc<str>,
     payload: Arc<Value>,
     times: Times,
@@ -33,7 +34,7 @@ pub struct CachedVerifier {
     skew: i64,
     capacity: usize,
     hasher: foldhash::fast::RandomState,
-    entries: RwLock<HashTable<Entry>>,
+    entries: RwLock<HashTable<Cached>>,
     /// Insertion order, with each token's hash (eviction finds the entry without
     /// hashing again).
     order: Mutex<VecDeque<(u64, Arc<str>)>>,
@@ -121,16 +122,16 @@ impl CachedVerifier {
         let (Ok(mut map), Ok(mut order)) = (self.entries.write(), self.order.lock()) else {
             return Ok(payload);
         };
-        if map.find(hash, |e| *e.token == *token).is_some() {
+        let Entry::Vacant(slot) = map.entry(hash, |e| *e.token == *token, |e| self.hash(&e.token))
+        else {
             return Ok(payload);
-        }
+        };
         let token: Arc<str> = Arc::from(token);
-        let entry = Entry {
+        slot.insert(Cached {
             token: token.clone(),
             payload: payload.clone(),
             times,
-        };
-        map.insert_unique(hash, entry, |e| self.hash(&e.token));
+        });
         order.push_back((hash, token));
         while order.len() > self.capacity {
             if let Some((old_hash, old)) = order.pop_front() {

@@ -221,7 +221,22 @@ mod tests {
     /// reads the same values from it.
     #[test]
     fn header_fields_agree_with_the_map_parser() {
+        // Nesting past serde_json's recursion limit (128) is refused by both.
+        let deep = format!(
+            r#"{{"alg":"RS256","x":{}1{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let shallow = format!(
+            r#"{{"alg":"RS256","x":{}1{}}}"#,
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        assert!(header_fields(deep.as_bytes()).is_none(), "too deep");
+        assert!(header_fields(shallow.as_bytes()).is_some());
         for text in [
+            deep.as_str(),
+            shallow.as_str(),
             r#"{"alg":"RS256","kid":"k1","typ":"JWT"}"#,
             r#"{"alg":"RS256","kid":7}"#,
             r#"{"alg":"RS\u0032\u00356","kid":"k\"1"}"#,
