@@ -11,9 +11,8 @@ use tribune_model::intentions::{
     HeaderMatch, HeaderMatchKind, HttpMatch, JwtRequirement, PathMatch,
 };
 
-/// Provider name -> its `Issuer` (looked up on every JWT check: a fast hasher).
-/// Provider name -> Issuer. The names are shared: a failure names its provider
-/// without allocating.
+/// Provider name -> its `Issuer` (looked up on every JWT check: a fast hasher). The
+/// names are shared: a failure names its provider without allocating.
 pub(crate) type Issuers = HashMap<Arc<str>, String, foldhash::fast::RandomState>;
 
 /// Compiled size limit for user regexes (bytes of compiled program).
