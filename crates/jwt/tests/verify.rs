@@ -642,16 +642,19 @@ fn request_verification_routes_by_issuer_forwards_the_payload_and_strips_tokens(
     );
 }
 
+/// A cache of `size` entries in front of a verifier of `rsa`'s key `k` (30 s skew).
+fn cached_verifier(rsa: &Rsa, size: usize) -> tribune_jwt::CachedVerifier {
+    tribune_jwt::CachedVerifier::new(
+        Verifier::new(&provider(""), Arc::new(jwks(json!([rsa.jwk("k")])))),
+        30,
+        size,
+    )
+}
+
 #[test]
 fn verified_token_cache_rechecks_expiry_and_never_caches_failures() {
-    use tribune_jwt::CachedVerifier;
     let rsa = Rsa::new();
-    let p = provider("");
-    let cached = CachedVerifier::new(
-        Verifier::new(&p, Arc::new(jwks(json!([rsa.jwk("k")])))),
-        30,
-        2,
-    );
+    let cached = cached_verifier(&rsa, 2);
     let t1 = rsa.sign("RS256", "k", &json!({"iss": "okta", "exp": 1000}));
     assert_eq!(cached.verify(&t1, 900).unwrap()["exp"], 1000);
     assert_eq!(cached.len(), 1);
@@ -681,14 +684,8 @@ fn verified_token_cache_rechecks_expiry_and_never_caches_failures() {
 /// still told apart by the whole token: it is verified, and fails.
 #[test]
 fn a_token_with_a_cached_tokens_signature_is_not_answered_from_the_cache() {
-    use tribune_jwt::CachedVerifier;
     let rsa = Rsa::new();
-    let p = provider("");
-    let cached = CachedVerifier::new(
-        Verifier::new(&p, Arc::new(jwks(json!([rsa.jwk("k")])))),
-        30,
-        4,
-    );
+    let cached = cached_verifier(&rsa, 4);
     let good = rsa.sign("RS256", "k", &json!({"iss": "okta", "role": "reader"}));
     assert!(cached.verify(&good, 0).is_ok());
     let (header, rest) = good.split_once('.').unwrap();
@@ -707,14 +704,8 @@ fn a_token_with_a_cached_tokens_signature_is_not_answered_from_the_cache() {
 /// The oldest inserted token is evicted first; the others stay hits.
 #[test]
 fn the_cache_evicts_its_oldest_token_first() {
-    use tribune_jwt::CachedVerifier;
     let rsa = Rsa::new();
-    let p = provider("");
-    let cached = CachedVerifier::new(
-        Verifier::new(&p, Arc::new(jwks(json!([rsa.jwk("k")])))),
-        30,
-        2,
-    );
+    let cached = cached_verifier(&rsa, 2);
     let tokens: Vec<String> = (0..3)
         .map(|i| rsa.sign("RS256", "k", &json!({"iss": "okta", "n": i})))
         .collect();
