@@ -1,13 +1,11 @@
 //! `tribune`: one binary for the agent, the sidecar proxy and the CLI.
 #![forbid(unsafe_code)]
 
-mod cli;
-
 /// mimalloc: the request path allocates and frees small objects at a high rate, and
 /// glibc's malloc cost several percent of the proxy's CPU (BENCHMARKS.md).
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    cli::run(std::env::args_os().collect())
+    tribune::cli::run(std::env::args_os().collect())
 }

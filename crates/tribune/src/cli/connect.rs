@@ -3,7 +3,9 @@
 use super::http::HttpArgs;
 use super::Io;
 use clap::{Args, Subcommand};
+use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tribune_proxy::{EdgeTls, Settings};
 
@@ -92,9 +94,16 @@ pub struct ProxyArgs {
     pub http: HttpArgs,
 }
 
-pub fn run(cmd: ConnectCommand, io: &mut Io<'_>) -> u8 {
+/// The binary `tribune connect proxy` hands over to when it sits beside `tribune`.
+pub const SIDECAR_BINARY: &str = "tribune-sidecar";
+
+/// `args`: the whole command line as parsed (the proxy hands them over).
+pub fn run(cmd: ConnectCommand, args: &[OsString], io: &mut Io<'_>) -> u8 {
     match cmd {
-        ConnectCommand::Proxy(args) => proxy(*args, io),
+        ConnectCommand::Proxy(proxy_args) => {
+            hand_over(args);
+            proxy(*proxy_args, io)
+        }
         ConnectCommand::Ca(CaCommand::Rotate(a)) => {
             match super::http::call_ok(
                 &a.http,
@@ -180,7 +189,46 @@ fn duration_flag(flag: &str, value: &str) -> Result<Duration, String> {
         .map_err(|_| format!("{flag} {value:?}: must not be negative"))
 }
 
-fn proxy(args: ProxyArgs, io: &mut Io<'_>) -> u8 {
+/// The flags after `connect proxy` in a parsed command line (the CLI has no global
+/// flags, so the subcommand path comes first).
+fn proxy_flags(args: &[OsString]) -> Option<&[OsString]> {
+    let at = args
+        .windows(2)
+        .position(|w| w[0] == "connect" && w[1] == "proxy")?;
+    Some(&args[at + 2..])
+}
+
+/// The sidecar binary beside `exe`, when there is one.
+fn sidecar_beside(exe: &Path) -> Option<PathBuf> {
+    let binary = exe.with_file_name(SIDECAR_BINARY);
+    binary.is_file().then_some(binary)
+}
+
+/// Becomes `tribune-sidecar` with the same flags (the same process, by `exec`) when
+/// that binary sits beside this one: the sidecar then maps only the sidecar's code
+/// (BENCHMARKS.md, issue #22: peak RSS 15 -> 12 MB). Returns only when it did not:
+/// no such binary (the proxy then runs in this process) or it could not be started.
+#[cfg(unix)]
+fn hand_over(args: &[OsString]) {
+    use std::os::unix::process::CommandExt;
+    let Some(flags) = proxy_flags(args) else {
+        return;
+    };
+    let Some(binary) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| sidecar_beside(&exe))
+    else {
+        return;
+    };
+    let err = std::process::Command::new(&binary).args(flags).exec();
+    tracing::warn!(binary = %binary.display(), error = %err, "could not start the sidecar binary; the proxy runs in this process");
+}
+
+#[cfg(not(unix))]
+fn hand_over(_: &[OsString]) {}
+
+/// Runs the sidecar in this process until a shutdown signal.
+pub(super) fn proxy(args: ProxyArgs, io: &mut Io<'_>) -> u8 {
     let settings = match args.settings() {
         Ok(s) => s,
         Err(e) => return fail(io, e),

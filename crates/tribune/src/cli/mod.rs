@@ -77,9 +77,8 @@ pub struct Io<'a> {
     pub err: &'a mut dyn Write,
 }
 
-/// Parses `args` (including the program name) and runs the command.
-pub fn run(args: Vec<OsString>) -> ExitCode {
-    // Logs go to stderr; TRIBUNE_LOG sets the filter (default: info).
+/// Logs go to stderr; TRIBUNE_LOG sets the filter (default: info).
+fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TRIBUNE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
@@ -87,18 +86,63 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
-    // Unlocked handles: long-running commands (agent, proxy) log to stderr from
-    // other threads while they run.
+}
+
+/// Runs `command` on stdout and stderr. Unlocked handles: long-running commands
+/// (agent, proxy) log to stderr from other threads while they run.
+fn on_std_streams(command: impl FnOnce(&mut Io<'_>) -> u8) -> ExitCode {
     let mut out = std::io::stdout();
     let mut err = std::io::stderr();
-    let code = run_with(
-        args,
-        &mut Io {
-            out: &mut out,
-            err: &mut err,
-        },
-    );
-    ExitCode::from(code)
+    ExitCode::from(command(&mut Io {
+        out: &mut out,
+        err: &mut err,
+    }))
+}
+
+/// Parses `args` (including the program name) and runs the command.
+pub fn run(args: Vec<OsString>) -> ExitCode {
+    init_logging();
+    on_std_streams(|io| run_with(args, io))
+}
+
+/// `tribune-sidecar`: `tribune connect proxy`'s flags, and nothing else of the CLI,
+/// so the binary holds the sidecar alone (about 60 % of `tribune`'s code, which is
+/// what a sidecar maps into memory).
+#[derive(Debug, Parser)]
+#[command(
+    name = "tribune-sidecar",
+    version,
+    about = "The Tribune sidecar proxy: what `tribune connect proxy` runs."
+)]
+struct Sidecar {
+    #[command(flatten)]
+    proxy: connect::ProxyArgs,
+}
+
+/// Parses `args` as `tribune-sidecar`'s (the flags of `tribune connect proxy`) and
+/// runs the sidecar.
+pub fn sidecar(args: Vec<OsString>) -> ExitCode {
+    init_logging();
+    on_std_streams(|io| {
+        let cli = Sidecar::command();
+        match Sidecar::try_parse_from(consul_style_flags_of(&cli, args)) {
+            Ok(s) => connect::proxy(s.proxy, io),
+            Err(e) => report_parse_error(&cli, &e, io),
+        }
+    })
+}
+
+/// Prints a parse error (or the help or version clap answers with) the Consul way;
+/// the exit code.
+fn report_parse_error(cli: &clap::Command, e: &clap::Error, io: &mut Io<'_>) -> u8 {
+    let code = if e.use_stderr() { 1 } else { 0 };
+    let text = consul_style_help_of(cli, &e.render().to_string());
+    let _ = if code == 0 {
+        write!(io.out, "{text}")
+    } else {
+        write!(io.err, "{text}")
+    };
+    code
 }
 
 /// Like [`run`], writing to the given streams and returning the exit code.
@@ -110,18 +154,9 @@ pub fn run_with(args: Vec<OsString>, io: &mut Io<'_>) -> u8 {
         let _ = write!(io.out, "{}", consul_style_help(&help));
         return 0;
     }
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
-        Err(e) => {
-            let code = if e.use_stderr() { 1 } else { 0 };
-            let text = consul_style_help(&e.render().to_string());
-            let _ = if code == 0 {
-                write!(io.out, "{text}")
-            } else {
-                write!(io.err, "{text}")
-            };
-            return code;
-        }
+        Err(e) => return report_parse_error(&Cli::command(), &e, io),
     };
     match cli.command {
         Command::Agent(args) => agent::run(args, io),
@@ -129,7 +164,7 @@ pub fn run_with(args: Vec<OsString>, io: &mut Io<'_>) -> u8 {
         Command::Intention(cmd) => intention::run(cmd, io),
         Command::Acl(cmd) => acl::run(cmd, io),
         Command::JwtProvider(cmd) => jwt_provider::run(cmd, io),
-        Command::Connect(cmd) => connect::run(cmd, io),
+        Command::Connect(cmd) => connect::run(cmd, &args, io),
         Command::Services(cmd) => services::run(cmd, io),
         Command::Demo(args) => demo::run(args, io),
         Command::Version => {
@@ -154,8 +189,13 @@ pub(crate) fn read_file(path: impl AsRef<std::path::Path>) -> Result<String, Str
 /// Rewrites Consul-style `-flag` / `-flag=value` into clap's `--flag` for every long
 /// flag the CLI defines; anything else (values, `-`, positional args) is left alone.
 fn consul_style_flags(args: Vec<OsString>) -> Vec<OsString> {
+    consul_style_flags_of(&Cli::command(), args)
+}
+
+/// [`consul_style_flags`] for the flags of `cli`.
+fn consul_style_flags_of(cli: &clap::Command, args: Vec<OsString>) -> Vec<OsString> {
     let mut longs = HashSet::new();
-    collect_longs(&Cli::command(), &mut longs);
+    collect_longs(cli, &mut longs);
     let mut out = Vec::with_capacity(args.len());
     let mut rest_positional = false;
     for (i, arg) in args.into_iter().enumerate() {
@@ -187,8 +227,13 @@ fn consul_style_flags(args: Vec<OsString>) -> Vec<OsString> {
 /// Help and usage text with flags spelled as Consul spells them (`-http-addr`, not
 /// clap's `--http-addr`), the description column kept aligned.
 fn consul_style_help(text: &str) -> String {
+    consul_style_help_of(&Cli::command(), text)
+}
+
+/// [`consul_style_help`] for the flags of `cli`.
+fn consul_style_help_of(cli: &clap::Command, text: &str) -> String {
     let mut longs = HashSet::new();
-    collect_longs(&Cli::command(), &mut longs);
+    collect_longs(cli, &mut longs);
     let single = |s: &str| -> String {
         let mut out = String::with_capacity(s.len());
         let mut rest = s;

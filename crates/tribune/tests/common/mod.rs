@@ -54,8 +54,13 @@ impl Drop for Proc {
 /// Each process gets its own temp dir (a sidecar's default state dir lives there), so
 /// tests never share saved state unless they pass `-state-dir`.
 pub fn spawn(args: &[&str], ready: &str) -> (Proc, Vec<(String, String)>) {
+    spawn_binary(BIN, args, ready)
+}
+
+/// [`spawn`] for the binary at `binary`.
+pub fn spawn_binary(binary: &str, args: &[&str], ready: &str) -> (Proc, Vec<(String, String)>) {
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(binary)
         .args(args)
         .env("TMPDIR", tmp.path())
         .stdout(Stdio::piped())
