@@ -43,7 +43,8 @@ count() { # name config|floor tokens_file -> instructions per request (profile k
     valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" "$FLOOR" "127.0.0.1:$edge" \
       "127.0.0.1:$UP" "$OUT/pubkey.pem" > "$OUT/cg.log" 2>&1 &
   else
-    TRIBUNE_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" "$BIN" connect proxy \
+    # `connect proxy` execs tribune-sidecar (beside the binary): followed into it.
+    TRIBUNE_LOG=warn valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$OUT/cg.out" "$BIN" connect proxy \
       -config "$config" -local-service-address "127.0.0.1:$UP" -edge-listener "127.0.0.1:$edge" \
       -admin-bind "127.0.0.1:$adm" -workers 1 > "$OUT/cg.log" 2>&1 &
   fi

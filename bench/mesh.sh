@@ -76,7 +76,9 @@ for who in api web; do
   awk -v who="$who" '/^RssAnon/ {a = $2} /^RssFile/ {f = $2} END {
     printf "%s sidecar RSS after the run: anonymous %.1f MB, file-backed %.1f MB\n", who, a / 1024, f / 1024 }' "/proc/$pid/status"
 done
-echo "api sidecar, pages of the binary resident:"; python3 bench/pages.py "$APID" "$BIN"
+# `connect proxy` runs as tribune-sidecar when that binary sits beside tribune.
+MAPPED=$(readlink "/proc/$APID/exe")
+echo "api sidecar, pages of the binary resident ($(basename "$MAPPED")):"; python3 bench/pages.py "$APID" "$MAPPED"
 direct=$(echo "$both" | sed -n 1p); mesh=$(echo "$both" | sed -n 2p)
 python3 - "$direct" "$mesh" "$((a1 - a0))" "$((w1 - w0))" "$(getconf CLK_TCK)" "$RATE" "$SECS" \
   "$(awk '/VmHWM/ {print $2}' /proc/$APID/status)" "$(awk '/VmHWM/ {print $2}' /proc/$WPID/status)" <<'EOF2'

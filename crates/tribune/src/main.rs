@@ -1,4 +1,5 @@
-//! `tribune`: one binary for the agent, the sidecar proxy and the CLI.
+//! `tribune`: the agent, the sidecar proxy and the CLI (`tribune-sidecar` is the
+//! sidecar alone).
 #![forbid(unsafe_code)]
 
 /// mimalloc: the request path allocates and frees small objects at a high rate, and
