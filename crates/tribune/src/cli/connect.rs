@@ -220,6 +220,9 @@ fn hand_over(args: &[OsString]) {
     else {
         return;
     };
+    // Said on stderr: a `tribune-sidecar` from an older build would run its own code
+    // (`cargo run -p tribune` rebuilds `tribune` only; `cargo build -p tribune` both).
+    tracing::info!(binary = %binary.display(), "connect proxy runs as the sidecar binary beside tribune");
     let err = std::process::Command::new(&binary).args(flags).exec();
     tracing::warn!(binary = %binary.display(), error = %err, "could not start the sidecar binary; the proxy runs in this process");
 }
