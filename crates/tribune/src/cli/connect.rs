@@ -206,7 +206,8 @@ fn sidecar_beside(exe: &Path) -> Option<PathBuf> {
 
 /// Becomes `tribune-sidecar` with the same flags (the same process, by `exec`) when
 /// that binary sits beside this one: the sidecar then maps only the sidecar's code
-/// (BENCHMARKS.md, issue #22: peak RSS 15 -> 12 MB). Returns only when it did not:
+/// (BENCHMARKS.md, issue #22: peak RSS at 1 000 req/s 15-16 -> 13 MB for a sidecar with
+/// a full replay window, 12.5 -> 10 MB without one). Returns only when it did not:
 /// no such binary (the proxy then runs in this process) or it could not be started.
 #[cfg(unix)]
 fn hand_over(args: &[OsString]) {
