@@ -61,22 +61,7 @@ fn connect_proxy_runs_in_process_without_the_sidecar_binary_beside_it() {
     let snapshot = dir.path().join("snapshot.json");
     std::fs::write(&snapshot, OPEN_API_SNAPSHOT).unwrap();
     let app = upstream();
-    let (proxy, f) = spawn_binary(
-        alone.to_str().unwrap(),
-        &[
-            "connect",
-            "proxy",
-            "-config",
-            snapshot.to_str().unwrap(),
-            "-local-service-address",
-            &app.to_string(),
-            "-edge-listener",
-            "127.0.0.1:0",
-            "-admin-bind",
-            "127.0.0.1:0",
-        ],
-        "proxy running",
-    );
+    let (proxy, f) = proxy_from_snapshot_by(alone.to_str().unwrap(), &snapshot, app);
     assert_eq!(exe_of(proxy.pid()), alone);
     assert_eq!(
         get(field(&f, "Edge listener"), "/hello"),

@@ -259,7 +259,17 @@ pub fn proxy_from_snapshot(
     snapshot: &std::path::Path,
     service: std::net::SocketAddr,
 ) -> (Proc, Vec<(String, String)>) {
-    spawn(
+    proxy_from_snapshot_by(BIN, snapshot, service)
+}
+
+/// [`proxy_from_snapshot`] run by the binary at `binary`.
+pub fn proxy_from_snapshot_by(
+    binary: &str,
+    snapshot: &std::path::Path,
+    service: std::net::SocketAddr,
+) -> (Proc, Vec<(String, String)>) {
+    spawn_binary(
+        binary,
         &[
             "connect",
             "proxy",
