@@ -174,41 +174,76 @@ impl Plan {
     }
 }
 
-/// One request, as decisions see it. Stored compactly (one buffer for the headers,
-/// shared names), never pinning the connection's read buffers.
+/// One request, as decisions see it: 64 bytes in the ring plus one buffer for its
+/// strings (and, when the snapshot has providers, one for its token outcomes), never
+/// pinning the connection's read buffers.
 #[derive(Debug, Clone)]
 pub struct Fact {
-    caller: Option<Arc<str>>,
-    method: hyper::Method,
-    /// The normalized path, then `name \0 value \0` for every kept header: one
-    /// allocation.
+    /// The method, the normalized path, `name \0 value \0` for every kept header,
+    /// then the hints ([`Fact::hints`]): one allocation.
     packed: Box<[u8]>,
-    path_len: usize,
-    hide_underscores: bool,
-    /// The providers the outcomes are for (shared by the facts of one snapshot).
-    names: Arc<Vec<String>>,
-    tokens: TokenRecords,
-    /// (location key, unverified `iss`) of every token found at a known location.
-    hints: Vec<(Arc<str>, Option<Arc<str>>)>,
+    caller: Option<Arc<str>>,
+    /// `None` when the snapshot had no providers.
+    tokens: Option<Box<TokenRecords>>,
+    /// Where the path, the headers and the hints start in `packed`.
+    path_at: u32,
+    headers_at: u32,
+    hints_at: u32,
+    /// What this fact counts against the ring's byte bound.
+    bytes: u32,
     live: Verdict,
-    bytes: usize,
+    hide_underscores: bool,
 }
 
-/// A fact's token outcomes, one per provider: one provider (the usual case) is kept
-/// without an allocation of its own.
+/// A fact's token outcomes, one per provider, and the providers' names (shared by
+/// the facts of one snapshot).
 #[derive(Debug, Clone)]
-enum TokenRecords {
+struct TokenRecords {
+    names: Arc<Vec<String>>,
+    records: Records,
+}
+
+/// One provider (the usual case) is kept without an allocation of its own.
+#[derive(Debug, Clone)]
+enum Records {
     One(Recorded),
     Many(Vec<Recorded>),
 }
 
-impl TokenRecords {
+impl Records {
     fn as_slice(&self) -> &[Recorded] {
         match self {
-            TokenRecords::One(r) => std::slice::from_ref(r),
-            TokenRecords::Many(v) => v,
+            Records::One(r) => std::slice::from_ref(r),
+            Records::Many(v) => v,
         }
     }
+}
+
+/// Appends a length-prefixed string to a fact's buffer.
+fn put(packed: &mut Vec<u8>, s: &[u8]) {
+    // Hint strings are header names, prefixes and issuers: far below 4 GiB.
+    let len = u32::try_from(s.len()).unwrap_or(u32::MAX);
+    packed.extend_from_slice(&len.to_le_bytes());
+    packed.extend_from_slice(&s[..len as usize]);
+}
+
+/// Reads a string written by [`put`] from the front of `rest`.
+fn take<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let (len, tail) = rest.split_first_chunk::<4>()?;
+    let len = u32::from_le_bytes(*len) as usize;
+    let s = tail.get(..len)?;
+    *rest = &tail[len..];
+    Some(s)
+}
+
+/// A string of a fact's buffer (written from a `&str` whole: never fails).
+fn utf8(b: &[u8]) -> &str {
+    std::str::from_utf8(b).unwrap_or_default()
+}
+
+/// Offsets into a fact's buffer (a request head is far below 4 GiB).
+fn offset(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// A token location as a comparable key.
@@ -263,12 +298,16 @@ impl Fact {
                     && !skip.contains(k)
             })
         };
-        // Sized first: one allocation per fact for its path and all its headers.
-        let size = path.len()
+        // Sized first: one allocation per fact for its method, path and headers (a
+        // request with tokens appends its hints).
+        let method = method.as_str().as_bytes();
+        let size = method.len()
+            + path.len()
             + kept()
                 .map(|(k, v)| k.as_str().len() + v.len() + 2)
                 .sum::<usize>();
         let mut packed: Vec<u8> = Vec::with_capacity(size);
+        packed.extend_from_slice(method);
         packed.extend_from_slice(path.as_bytes());
         for (k, v) in kept() {
             packed.extend_from_slice(k.as_str().as_bytes());
@@ -276,24 +315,25 @@ impl Fact {
             packed.extend_from_slice(v.as_bytes());
             packed.push(0);
         }
-        let record = |o: &Outcome| match o {
-            Outcome::Missing => Recorded::Missing,
-            Outcome::Invalid(e) => Recorded::Invalid(e.clone()),
-            Outcome::Valid { payload, .. } => Recorded::Valid(payload.clone()),
-        };
-        let tokens = match outcomes {
-            [one] => TokenRecords::One(record(one)),
-            many => TokenRecords::Many(many.iter().map(record).collect()),
-        };
+        let hints_at = packed.len();
         let view = View {
             headers,
             query,
             hide_underscores,
         };
-        let mut hints: Vec<(Arc<str>, Option<Arc<str>>)> = Vec::new();
         let specs = match plan.places.any_in(headers, query) {
             true => &plan.specs[..],
             false => &[],
+        };
+        let hint = |packed: &mut Vec<u8>, key: &str, iss: Option<&str>| {
+            put(packed, key.as_bytes());
+            match iss {
+                Some(iss) => {
+                    packed.push(1);
+                    put(packed, iss.as_bytes());
+                }
+                None => packed.push(0),
+            }
         };
         for spec in specs {
             match &spec.provider {
@@ -301,61 +341,91 @@ impl Fact {
                 // a token here named its issuer (no decoding needed).
                 Some((i, iss)) if matches!(outcomes.get(*i), Some(Outcome::Valid { .. })) => {
                     if token_at(&spec.location, &view) {
-                        hints.push((spec.key.clone(), Some(iss.clone())));
+                        hint(&mut packed, &spec.key, Some(iss));
                     }
                 }
                 _ => {
                     for found in extract(std::slice::from_ref(&spec.location), &view) {
-                        hints.push((spec.key.clone(), plan.issuers.issuer(&found.token)));
+                        hint(
+                            &mut packed,
+                            &spec.key,
+                            plan.issuers.issuer(&found.token).as_deref(),
+                        );
                     }
                 }
             }
         }
-        let bytes = 160
-            + hints.len() * 40
-            + hints
-                .iter()
-                .map(|(_, i)| i.as_ref().map_or(0, |i| i.len()))
-                .sum::<usize>()
-            + packed.len()
-            + tokens
-                .as_slice()
-                .iter()
-                .map(|r| {
-                    16 + match r {
-                        Recorded::Valid(v) => json_size(v),
-                        _ => 0,
-                    }
-                })
-                .sum::<usize>();
+        let record = |o: &Outcome| match o {
+            Outcome::Missing => Recorded::Missing,
+            Outcome::Invalid(e) => Recorded::Invalid(e.clone()),
+            Outcome::Valid { payload, .. } => Recorded::Valid(payload.clone()),
+        };
+        let tokens = match outcomes {
+            [] => None,
+            [one] => Some(Records::One(record(one))),
+            many => Some(Records::Many(many.iter().map(record).collect())),
+        };
+        let token_bytes = tokens.as_ref().map_or(0, |t| {
+            std::mem::size_of::<TokenRecords>()
+                + t.as_slice()
+                    .iter()
+                    .map(|r| {
+                        std::mem::size_of::<Recorded>()
+                            + match r {
+                                Recorded::Valid(v) => json_size(v),
+                                _ => 0,
+                            }
+                    })
+                    .sum::<usize>()
+        });
+        let bytes = std::mem::size_of::<Fact>() + packed.len() + token_bytes;
         Fact {
-            caller: caller.cloned(),
-            method: method.clone(),
             packed: packed.into_boxed_slice(),
-            path_len: path.len(),
-            hide_underscores,
-            names: plan.names.clone(),
-            tokens,
-            hints,
+            caller: caller.cloned(),
+            tokens: tokens.map(|records| {
+                Box::new(TokenRecords {
+                    names: plan.names.clone(),
+                    records,
+                })
+            }),
+            path_at: offset(method.len()),
+            headers_at: offset(method.len() + path.len()),
+            hints_at: offset(hints_at),
+            bytes: offset(bytes),
             live,
-            bytes,
+            hide_underscores,
         }
     }
 
     /// Bytes this fact counts against the ring's bound.
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.bytes as usize
+    }
+
+    /// A part of the buffer.
+    fn text(&self, from: u32, to: u32) -> &str {
+        utf8(
+            self.packed
+                .get(from as usize..to as usize)
+                .unwrap_or_default(),
+        )
+    }
+
+    fn method(&self) -> &str {
+        self.text(0, self.path_at)
     }
 
     /// The normalized path the live policy decided on.
     fn path(&self) -> &str {
-        // Written from a `&str` whole; never fails.
-        std::str::from_utf8(&self.packed[..self.path_len]).unwrap_or_default()
+        self.text(self.path_at, self.headers_at)
     }
 
     fn header_map(&self) -> HeaderMap {
         let mut map = HeaderMap::new();
-        let headers = &self.packed[self.path_len..];
+        let headers = self
+            .packed
+            .get(self.headers_at as usize..self.hints_at as usize)
+            .unwrap_or_default();
         if headers.is_empty() {
             return map;
         }
@@ -368,11 +438,32 @@ impl Fact {
         map
     }
 
+    /// (location key, unverified `iss`) of every token found at a known location.
+    fn hints(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        let mut rest = self
+            .packed
+            .get(self.hints_at as usize..)
+            .unwrap_or_default();
+        std::iter::from_fn(move || {
+            let key = take(&mut rest)?;
+            let (named, tail) = rest.split_first()?;
+            rest = tail;
+            let iss = match named {
+                1 => Some(take(&mut rest)?),
+                _ => None,
+            };
+            // Written from `&str`s whole.
+            Some((utf8(key), iss.map(utf8)))
+        })
+    }
+
     fn outcome_of(&self, provider: &str) -> Option<&Recorded> {
-        self.names
+        let tokens = self.tokens.as_ref()?;
+        tokens
+            .names
             .iter()
             .position(|n| n == provider)
-            .and_then(|i| self.tokens.as_slice().get(i))
+            .and_then(|i| tokens.records.as_slice().get(i))
     }
 }
 
@@ -405,22 +496,30 @@ impl ReplayRing {
         self.capacity > 0
     }
 
-    /// Adds a fact, dropping the oldest beyond the bounds.
+    /// Adds a fact, dropping the oldest beyond the bounds. The ring's storage grows
+    /// by doubling up to exactly its entry bound, never past it: a full ring cycles
+    /// through every slot it has, so each slot beyond the bound would stay resident.
     pub fn push(&self, fact: Fact) {
-        if !self.enabled() || fact.bytes > self.max_bytes {
+        let size = fact.bytes();
+        if !self.enabled() || size > self.max_bytes {
             return;
         }
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
-        inner.bytes += fact.bytes;
-        inner.facts.push_back(fact);
-        while inner.facts.len() > self.capacity || inner.bytes > self.max_bytes {
+        while inner.facts.len() >= self.capacity || inner.bytes + size > self.max_bytes {
             match inner.facts.pop_front() {
-                Some(old) => inner.bytes -= old.bytes,
+                Some(old) => inner.bytes -= old.bytes(),
                 None => break,
             }
         }
+        let (len, room) = (inner.facts.len(), inner.facts.capacity());
+        if len == room {
+            let want = (room * 2).clamp(16, self.capacity);
+            inner.facts.reserve_exact(want - len);
+        }
+        inner.bytes += size;
+        inner.facts.push_back(fact);
     }
 
     /// `(facts, bytes)` held now.
@@ -429,6 +528,12 @@ impl ReplayRing {
             .lock()
             .map(|i| (i.facts.len(), i.bytes))
             .unwrap_or((0, 0))
+    }
+
+    /// Facts the ring's storage has room for now.
+    #[cfg(test)]
+    fn slots(&self) -> usize {
+        self.inner.lock().map(|i| i.facts.capacity()).unwrap_or(0)
     }
 
     fn snapshot(&self) -> Vec<Fact> {
@@ -462,9 +567,8 @@ pub fn with_candidate(current: &PolicyDocument, candidates: Vec<ConfigEntry>) ->
 /// issuer) that was not verified at the time.
 fn token_named(fact: &Fact, p: &tribune_model::JwtProvider) -> bool {
     let keys: Vec<String> = locations(p).iter().map(location_key).collect();
-    fact.hints.iter().any(|(k, iss)| {
-        keys.iter().any(|key| **key == **k)
-            && (p.issuer.is_empty() || iss.as_deref() == Some(p.issuer.as_str()))
+    fact.hints().any(|(k, iss)| {
+        keys.iter().any(|key| key == k) && (p.issuer.is_empty() || iss == Some(p.issuer.as_str()))
     })
 }
 
@@ -511,8 +615,7 @@ pub fn replay(ring: &ReplayRing, candidate: &Policy) -> Value {
             .collect();
         assumed += u64::from(inferred);
         let caller = fact.caller.as_deref().map(Caller::local);
-        let decision =
-            candidate.decide(caller, fact.method.as_str(), fact.path(), &view, &outcomes);
+        let decision = candidate.decide(caller, fact.method(), fact.path(), &view, &outcomes);
         let verdict = Verdict {
             allowed: decision.allowed(),
             status: tribune_authz::deny_response(&decision, &candidate.service)
@@ -521,7 +624,7 @@ pub fn replay(ring: &ReplayRing, candidate: &Policy) -> Value {
         };
         stats.record(
             fact.caller.as_deref(),
-            fact.method.as_str(),
+            fact.method(),
             fact.path(),
             fact.live,
             verdict,
@@ -611,6 +714,7 @@ mod tests {
             ring.push(fact(i, 200 + i % 1000));
             let (n, bytes) = ring.usage();
             assert!(n <= 10_000 && bytes <= 4 << 20, "{n} facts, {bytes} bytes");
+            assert!(ring.slots() <= 10_000, "storage for {} facts", ring.slots());
             most = most.max(bytes);
         }
         let (n, _) = ring.usage();
@@ -626,6 +730,97 @@ mod tests {
             !h.contains_key("authorization") && !h.contains_key("cookie") && h.contains_key("x-big")
         }));
         assert_eq!(kept.last().map(|f| f.path()), Some("/items/99999"));
+    }
+
+    /// The default window holds 10 000 facts: each is 64 bytes in the ring, and a
+    /// full ring's storage is exactly its bound (it cycles through every slot).
+    #[test]
+    fn a_fact_takes_64_bytes_in_the_ring_and_a_full_ring_no_more_slots_than_its_bound() {
+        assert!(
+            std::mem::size_of::<Fact>() <= 64,
+            "{} bytes",
+            std::mem::size_of::<Fact>()
+        );
+        let ring = ReplayRing::new(1000, MAX_REPLAY_BYTES);
+        for i in 0..5000 {
+            ring.push(fact(i, 10));
+        }
+        assert_eq!(ring.usage().0, 1000);
+        assert_eq!(ring.slots(), 1000);
+        let one = fact(7, 10);
+        assert_eq!(one.method(), "GET");
+        assert_eq!(one.path(), "/items/7");
+        // The method and path, `x-big` with its value, and the hint of the (not a
+        // JWT) bearer token: its location and no issuer.
+        let hint = 4 + "h:authorization:Bearer ".len() + 1;
+        assert_eq!(
+            one.bytes(),
+            64 + "GET/items/7".len() + "x-big".len() + 12 + hint
+        );
+    }
+
+    /// Tokens at known locations leave their location and unverified issuer, read
+    /// back in order; a fact without tokens has none.
+    #[test]
+    fn a_fact_keeps_the_location_and_issuer_of_each_token_it_saw() {
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let token = |payload: &str| format!("{}.{}.c2ln", b64(r#"{"alg":"RS256"}"#), b64(payload));
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {}", token(r#"{"iss":"https://idp"}"#)))
+                .unwrap(),
+        );
+        let doc = PolicyDocument::from_json(&serde_json::json!({"Service": "api"})).unwrap();
+        let plan = Plan::new(&Policy::compile(&doc).unwrap());
+        let live = Verdict {
+            allowed: true,
+            status: 200,
+            why: tribune_enforce::Why::Decided(ReasonCode::Intention),
+        };
+        let query = format!("access_token={}", token(r#"{"sub":"x"}"#));
+        let seen = Fact::new(
+            &plan,
+            None,
+            &hyper::Method::POST,
+            "/p",
+            &headers,
+            Some(&query),
+            &[],
+            false,
+            &[],
+            live,
+        );
+        let hints: Vec<(String, Option<String>)> = seen
+            .hints()
+            .map(|(k, i)| (k.to_owned(), i.map(str::to_owned)))
+            .collect();
+        assert_eq!(
+            hints,
+            vec![
+                (
+                    "h:authorization:Bearer ".to_owned(),
+                    Some("https://idp".to_owned())
+                ),
+                ("q:access_token".to_owned(), None),
+            ]
+        );
+        assert_eq!((seen.method(), seen.path()), ("POST", "/p"));
+        assert!(seen.header_map().is_empty(), "Authorization is never kept");
+        let plain = Fact::new(
+            &plan,
+            None,
+            &hyper::Method::GET,
+            "/",
+            &HeaderMap::new(),
+            None,
+            &[],
+            false,
+            &[],
+            live,
+        );
+        assert_eq!(plain.hints().count(), 0);
     }
 
     #[test]
