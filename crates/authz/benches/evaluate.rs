@@ -58,7 +58,10 @@ fn world(n: usize, unique_regexes: bool) -> (Vec<ServiceIntentions>, Vec<JwtProv
 }
 
 fn bench(c: &mut Criterion) {
-    let payload = json!({"iss": "https://okta", "sub": "u1", "perms": {"role": "reader"}});
+    let payload = tribune_model::Claims::from_value(
+        &json!({"iss": "https://okta", "sub": "u1", "perms": {"role": "reader"}}),
+    )
+    .expect("an object");
     let headers = [
         ("x-tenant", "t-42"),
         ("user-agent", "bench"),

@@ -1,8 +1,8 @@
 //! What the engine knows about one request: who calls, the HTTP request line and
 //! headers, and what the JWT engine found for each provider.
 
-use serde_json::Value;
 use std::borrow::Cow;
+use tribune_model::Claims;
 
 /// The calling service, proven by mTLS (its SPIFFE identity).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,8 +52,8 @@ pub enum TokenOutcome<'a> {
     /// A token was found and failed verification; the short reason
     /// (`Jwt is expired`, `Jwt verification fails`, ...: the verifier's fixed texts).
     Invalid(&'static str),
-    /// A token verified; its payload.
-    Valid(&'a Value),
+    /// A token verified; its claims.
+    Valid(&'a Claims),
 }
 
 /// Verification outcomes per provider name. Providers not listed count as `Missing`.

@@ -5,8 +5,10 @@ use crate::decision::JwtFailure;
 use crate::facts::{Headers, RequestFacts, TokenOutcome, Tokens};
 use regex::bytes::{Regex, RegexBuilder};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
+use tribune_model::claims::{json_str, Claims};
 use tribune_model::intentions::{
     HeaderMatch, HeaderMatchKind, HttpMatch, JwtRequirement, PathMatch,
 };
@@ -311,22 +313,21 @@ fn check_one(
         }
         TokenOutcome::Valid(p) => p,
     };
-    let iss = payload.get("iss").and_then(Value::as_str);
-    if iss != Some(issuer.as_str()) {
+    let iss = payload.str("iss");
+    if iss.as_deref() != Some(issuer.as_str()) {
         return Err(JwtFailure::IssuerMismatch {
             provider: name.clone(),
             expected: issuer.clone(),
-            got: iss.map(str::to_string),
+            got: iss.map(Cow::into_owned),
         });
     }
     for (path, expected) in claims {
-        let got = claim_at(payload, path);
-        if !claim_matches_at(path, got, expected) {
+        if !claim_holds(payload, path, expected) {
             return Err(JwtFailure::Claim {
                 provider: name.clone(),
                 path: path.clone(),
                 expected: expected.clone(),
-                got: got.map(|v| v.to_string()),
+                got: claim_at(payload, path).map(|v| v.to_string()),
             });
         }
     }
@@ -334,12 +335,29 @@ fn check_one(
 }
 
 /// The value at `path` in the payload (nested objects); an empty path is the payload.
-pub fn claim_at<'v>(payload: &'v Value, path: &[String]) -> Option<&'v Value> {
-    let mut v = payload;
-    for key in path {
-        v = v.as_object()?.get(key)?;
+pub fn claim_at(payload: &Claims, path: &[String]) -> Option<Value> {
+    payload.at(path)
+}
+
+/// [`claim_matches_at`] for the claim at `path` of `payload`. A top-level string
+/// claim (the usual `role`, `scope`, `sub`) is compared as the payload holds it,
+/// without decoding anything else.
+pub fn claim_holds(payload: &Claims, path: &[String], expected: &str) -> bool {
+    if let [name] = path {
+        if let Some(s) = payload.raw(name).and_then(json_str) {
+            return string_matches(name, &s, expected);
+        }
     }
-    Some(v)
+    claim_matches_at(path, claim_at(payload, path).as_ref(), expected)
+}
+
+/// A top-level string claim `name` against `expected`, with the scope rule of
+/// [`claim_matches_at`].
+fn string_matches(name: &str, s: &str, expected: &str) -> bool {
+    match SPACE_DELIMITED_CLAIMS.contains(&name) {
+        true => s.split(' ').any(|e| !e.is_empty() && e == expected),
+        false => s == expected,
+    }
 }
 
 /// Registered claims whose string value is a space-delimited list (RFC 8693 §4.2
@@ -351,12 +369,10 @@ pub const SPACE_DELIMITED_CLAIMS: [&str; 2] = ["scope", "scp"];
 /// space-separated elements (`"openid api:read"` satisfies `api:read`). Consul compares
 /// the whole string, so a scope check there only works for tokens with one scope.
 pub fn claim_matches_at(path: &[String], value: Option<&Value>, expected: &str) -> bool {
-    if let ([name], Some(Value::String(s))) = (path, value) {
-        if SPACE_DELIMITED_CLAIMS.contains(&name.as_str()) {
-            return s.split(' ').any(|e| !e.is_empty() && e == expected);
-        }
+    match (path, value) {
+        ([name], Some(Value::String(s))) => string_matches(name, s, expected),
+        _ => claim_matches(value, expected),
     }
-    claim_matches(value, expected)
 }
 
 /// decisions.md #8: a string must equal `expected`; an array matches if any element is

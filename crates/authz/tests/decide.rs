@@ -7,7 +7,7 @@ use tribune_authz::{
     compile, deny_response, Action, Caller, CompileInput, HeaderList, IntentionTable, NotFired,
     Reason, RequestFacts, TokenOutcome, Tokens,
 };
-use tribune_model::{parse_entry, ConfigEntry, JwtProvider, ServiceIntentions};
+use tribune_model::{parse_entry, Claims, ConfigEntry, JwtProvider, ServiceIntentions};
 
 fn intentions(hcl: &str) -> ServiceIntentions {
     match parse_entry(hcl) {
@@ -294,8 +294,8 @@ Sources = [
     assert!(!from("batch").get("/v1/settle").allowed(&t));
 }
 
-fn claims(v: Value) -> Value {
-    v
+fn claims(v: Value) -> Claims {
+    Claims::from_value(&v).expect("a JSON object")
 }
 
 const JWT_L7: &str = r#"Kind = "service-intentions"
@@ -372,7 +372,7 @@ fn responses_follow_rfc_6750() {
     let stranger = from("evil").decide(&t);
     let r = deny_response(&stranger, "api").expect("denied");
     assert_eq!((r.status, r.body), (403, "RBAC: access denied"));
-    let ok_payload = json!({"iss": "https://okta"});
+    let ok_payload = claims(json!({"iss": "https://okta"}));
     assert_eq!(
         deny_response(
             &from("web")
@@ -392,8 +392,8 @@ Name = "api"
 JWT { Providers = [ { Name = "okta" }, { Name = "auth0" } ] }
 Sources = [ { Name = "web" Action = "allow" } ]"#]);
     let t = w.table("api", true, DENY);
-    let auth0 = json!({"iss": "https://auth0"});
-    let wrong_iss = json!({"iss": "https://okta"});
+    let auth0 = claims(json!({"iss": "https://auth0"}));
+    let wrong_iss = claims(json!({"iss": "https://okta"}));
     assert!(from("web")
         .token("auth0", TokenOutcome::Valid(&auth0))
         .allowed(&t));
@@ -412,7 +412,7 @@ Sources = [ { Name = "web" Action = "allow" } ]"#]);
 
 /// Each `(path, value, want)`: an intention requiring claim `path` = `value` of an
 /// okta token, evaluated with `payload` as the token's claims.
-fn claim_cases(payload: &Value, cases: &[(&str, &str, bool)]) {
+fn claim_cases(payload: &Claims, cases: &[(&str, &str, bool)]) {
     for (path, value, want) in cases {
         let entry = format!(
             "Kind = \"service-intentions\"\nName = \"api\"\nJWT {{ Providers = [ {{ Name = \"okta\" VerifyClaims = [ {{ Path = [{path}] Value = \"{value}\" }} ] }} ] }}\nSources = [ {{ Name = \"web\" Action = \"allow\" }} ]"
@@ -430,13 +430,13 @@ fn claim_cases(payload: &Value, cases: &[(&str, &str, bool)]) {
 
 #[test]
 fn claim_values_strings_arrays_numbers_booleans_and_missing() {
-    let payload = json!({
+    let payload = claims(json!({
         "iss": "https://okta",
         "roles": ["reader", "admin"],
         "level": 42,
         "staff": true,
         "org": {"team": {"name": "payments"}},
-    });
+    }));
     claim_cases(
         &payload,
         &[
@@ -461,8 +461,8 @@ Name = "api"
 JWT { Optional = true Providers = [ { Name = "okta" VerifyClaims = [ { Path = ["role"] Value = "admin" } ] } ] }
 Sources = [ { Name = "web" Action = "allow" } ]"#])
     .table("api", true, DENY);
-    let admin = json!({"iss": "https://okta", "role": "admin"});
-    let user = json!({"iss": "https://okta", "role": "user"});
+    let admin = claims(json!({"iss": "https://okta", "role": "admin"}));
+    let user = claims(json!({"iss": "https://okta", "role": "user"}));
     assert!(
         from("web").allowed(&t),
         "no token meets an optional requirement"
@@ -503,13 +503,13 @@ Sources = [ { Name = "web" Action = "allow" } ]"#])
 /// space-delimited list (RFC 8693 §4.2); elsewhere strings compare whole.
 #[test]
 fn scope_strings_are_space_delimited_lists() {
-    let payload = json!({
+    let payload = claims(json!({
         "iss": "https://okta",
         "scope": "openid api:read  profile",
         "scp": ["api:write"],
         "desc": "openid api:read",
         "nested": {"scope": "a b"},
-    });
+    }));
     claim_cases(
         &payload,
         &[
@@ -534,7 +534,7 @@ Name = "api"
 JWT { Providers = [ { Name = "*" } ] }
 Sources = [ { Name = "*" Action = "allow" } ]"#])
     .table("api", true, DENY);
-    let auth0 = json!({"iss": "https://auth0"});
+    let auth0 = claims(json!({"iss": "https://auth0"}));
     assert!(from("any")
         .token("auth0", TokenOutcome::Valid(&auth0))
         .allowed(&t));
@@ -556,7 +556,7 @@ fn default_allow_does_not_enforce_allow_jwt_and_inverts_deny_jwt() {
         "allow+JWT is not enforced"
     );
     let db = w.table("db", true, ALLOW);
-    let valid = json!({"iss": "https://okta"});
+    let valid = claims(json!({"iss": "https://okta"}));
     assert!(
         from("web").allowed(&db),
         "deny+JWT denies only requests with a valid token"

@@ -11,7 +11,7 @@ use tribune_authz::{
     Tokens,
 };
 use tribune_model::intentions::{HttpMatch, JwtRequirement, PathMatch, SourceRule};
-use tribune_model::{entry_from_json, ConfigEntry, JwtProvider, ServiceIntentions};
+use tribune_model::{entry_from_json, Claims, ConfigEntry, JwtProvider, ServiceIntentions};
 
 const PROVIDERS: [(&str, &str); 2] = [("okta", "iss-okta"), ("auth0", "iss-auth0")];
 
@@ -39,13 +39,13 @@ fn ref_j(req: Option<&JwtRequirement>, tokens: &[(&str, TokenOutcome<'_>)]) -> b
                     .iter()
                     .find(|(n, _)| n == name)
                     .and_then(|(_, o)| match o {
-                        TokenOutcome::Valid(v) => Some(*v),
+                        TokenOutcome::Valid(v) => Some(v.to_value()),
                         _ => None,
                     });
                 payload.is_some_and(|v| {
                     v.get("iss").and_then(Value::as_str) == Some(*iss)
                         && p.verify_claims.iter().all(|c| {
-                            let mut cur = Some(v);
+                            let mut cur = Some(&v);
                             for k in &c.path {
                                 cur = cur.and_then(|x| x.get(k));
                             }
@@ -293,6 +293,8 @@ proptest! {
         let table = compile(&CompileInput { destination: "api", entries: &entry_refs, providers: &prov_refs, http, default })
             .expect("compiles");
         let mut tokens: Vec<(&str, TokenOutcome<'_>)> = Vec::new();
+        let okta = okta.as_ref().and_then(Claims::from_value);
+        let auth0 = auth0.as_ref().and_then(Claims::from_value);
         if let Some(p) = &okta { tokens.push(("okta", TokenOutcome::Valid(p))); }
         if let Some(p) = &auth0 { tokens.push(("auth0", TokenOutcome::Valid(p))); } else { tokens.push(("auth0", TokenOutcome::Invalid("Jwt is expired"))); }
         let no_headers = HeaderList(&[]);

@@ -17,7 +17,6 @@
 
 use crate::policy::Policy;
 use http::header::{HeaderMap, AUTHORIZATION, HOST};
-use serde_json::Value;
 use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
@@ -26,6 +25,7 @@ use tribune_authz::{
     RequestFacts, TokenOutcome, Tokens,
 };
 use tribune_jwt::locate::{conclude, extract, forwards_token, Outcome, RequestParts};
+use tribune_jwt::Claims;
 use tribune_jwt::JwtError;
 use tribune_model::mesh::Underscores;
 
@@ -42,7 +42,7 @@ pub trait Verify {
         provider: usize,
         token: &str,
         now: i64,
-    ) -> impl Future<Output = Option<Result<Arc<Value>, JwtError>>> + Send;
+    ) -> impl Future<Output = Option<Result<Arc<Claims>, JwtError>>> + Send;
 }
 
 /// One HTTP request as it reaches the sidecar.

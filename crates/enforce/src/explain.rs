@@ -347,7 +347,7 @@ fn token_reports(policy: &Policy, outcomes: &[Outcome]) -> Vec<TokenReport> {
                 provider: p.name.clone(),
                 outcome: "valid".into(),
                 error: None,
-                claims: Some((**payload).clone()),
+                claims: Some(payload.to_value()),
             },
         })
         .collect()

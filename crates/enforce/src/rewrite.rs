@@ -146,7 +146,7 @@ impl Policy {
                     return None;
                 };
                 let value = match tribune_authz::claim_at(payload, path)? {
-                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::String(s) => s,
                     v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_)) => {
                         v.to_string()
                     }

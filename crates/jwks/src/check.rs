@@ -776,14 +776,17 @@ fn token_report(
             }
         }
     };
-    let payload = &jws.payload;
+    let payload = match jws.payload.to_value() {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
     // Each check on its own: the claim alone, through the sidecar's claim checks.
     let alone = |claim: &str| {
         let mut only = Map::new();
         if let Some(v) = payload.get(claim) {
             only.insert(claim.to_string(), v.clone());
         }
-        only
+        tribune_jwt::Claims::from_object(&only)
     };
     let shown = |claim: &str| {
         payload
@@ -864,7 +867,7 @@ fn token_report(
         header: jws.header(),
         verified,
         error,
-        claims: Some(jws.payload.clone()),
+        claims: Some(payload.clone()),
         checks,
     }
 }

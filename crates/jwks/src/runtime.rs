@@ -15,11 +15,11 @@
 
 use crate::{FetchPolicy, RemoteKeys};
 use arc_swap::ArcSwapOption;
-use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
+use tribune_jwt::Claims;
 use tribune_jwt::JwtCode;
 use tribune_jwt::{unverified_kid, CachedVerifier, Jwks, JwtError, Verifier};
 use tribune_model::jwt_provider::{JsonWebKeySet, LocalJwks};
@@ -317,7 +317,7 @@ impl ProviderRuntime {
     /// token found in the cache was addressed here when it verified, so a hit needs no
     /// routing parse; a miss is verified without a second lookup. A remote key set is
     /// refreshed when stale and refetched (rate-limited) when the `kid` is unknown.
-    pub async fn check(&self, token: &str, now: i64) -> Option<Result<Arc<Value>, JwtError>> {
+    pub async fn check(&self, token: &str, now: i64) -> Option<Result<Arc<Claims>, JwtError>> {
         let current = self.current.load_full().filter(|_| self.keys_fresh());
         if let Some(hit) = current.as_ref().and_then(|v| v.lookup(token, now)) {
             self.count(true);
@@ -327,11 +327,7 @@ impl ProviderRuntime {
         let parsed = current.as_ref().map(|v| v.verifier().parse(token));
         if !self.provider.issuer.is_empty() {
             let iss = match &parsed {
-                Some(Ok(jws)) => jws
-                    .payload
-                    .get("iss")
-                    .and_then(Value::as_str)
-                    .map(std::borrow::Cow::Borrowed),
+                Some(Ok(jws)) => jws.payload.str("iss"),
                 _ => tribune_jwt::unverified_issuer(token).map(std::borrow::Cow::Owned),
             };
             if iss.as_deref() != Some(self.provider.issuer.as_str()) {
@@ -400,7 +396,7 @@ impl tribune_enforce::Verify for Runtimes<'_> {
         provider: usize,
         token: &str,
         now: i64,
-    ) -> impl std::future::Future<Output = Option<Result<Arc<Value>, JwtError>>> + Send {
+    ) -> impl std::future::Future<Output = Option<Result<Arc<Claims>, JwtError>>> + Send {
         let rt = self.0.get(provider);
         async move {
             match rt {

@@ -8,10 +8,10 @@
 //! - A new key set means a new [`CachedVerifier`], so results never outlive the keys
 //!   that produced them.
 
+use crate::Claims;
 use crate::{JwtError, Times, Verifier};
 use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
-use serde_json::Value;
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, RwLock};
@@ -24,7 +24,7 @@ const HASHED_TAIL: usize = 32;
 
 struct Cached {
     token: Arc<str>,
-    payload: Arc<Value>,
+    payload: Arc<Claims>,
     times: Times,
 }
 
@@ -71,12 +71,12 @@ impl CachedVerifier {
 
     /// Verifies `token` at `now`, from the cache when it was verified before.
     /// The payload is a JSON object.
-    pub fn verify(&self, token: &str, now: i64) -> Result<Arc<Value>, JwtError> {
+    pub fn verify(&self, token: &str, now: i64) -> Result<Arc<Claims>, JwtError> {
         self.verify_counting(token, now).0
     }
 
     /// [`Self::verify`], also telling whether the cache answered (`true` = hit).
-    pub fn verify_counting(&self, token: &str, now: i64) -> (Result<Arc<Value>, JwtError>, bool) {
+    pub fn verify_counting(&self, token: &str, now: i64) -> (Result<Arc<Claims>, JwtError>, bool) {
         match self.lookup(token, now) {
             Some(result) => (result, true),
             None => (self.verify_and_cache(token, now), false),
@@ -85,7 +85,7 @@ impl CachedVerifier {
 
     /// The cached result for `token` at `now` (expiry re-checked), or `None` when the
     /// token is not cached.
-    pub fn lookup(&self, token: &str, now: i64) -> Option<Result<Arc<Value>, JwtError>> {
+    pub fn lookup(&self, token: &str, now: i64) -> Option<Result<Arc<Claims>, JwtError>> {
         let map = self.entries.read().ok()?;
         let e = map.find(self.hash(token), |e| *e.token == *token)?;
         if e.times
@@ -105,7 +105,7 @@ impl CachedVerifier {
 
     /// Verifies `token` without looking in the cache first (for callers that just
     /// missed in [`Self::lookup`]) and caches a success.
-    pub fn verify_and_cache(&self, token: &str, now: i64) -> Result<Arc<Value>, JwtError> {
+    pub fn verify_and_cache(&self, token: &str, now: i64) -> Result<Arc<Claims>, JwtError> {
         self.verify_parsed_and_cache(token, self.verifier.parse(token)?, now)
     }
 
@@ -115,9 +115,9 @@ impl CachedVerifier {
         token: &str,
         jws: crate::Jws<'_>,
         now: i64,
-    ) -> Result<Arc<Value>, JwtError> {
+    ) -> Result<Arc<Claims>, JwtError> {
         let (payload, times) = self.verifier.verify_parsed_timed(jws, now)?;
-        let payload = Arc::new(Value::Object(payload));
+        let payload = Arc::new(payload);
         let hash = self.hash(token);
         let (Ok(mut map), Ok(mut order)) = (self.entries.write(), self.order.lock()) else {
             return Ok(payload);

@@ -6,6 +6,7 @@
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt;
+use tribune_model::claims::{has_duplicate_names, Checked, MemberName};
 
 /// One header member's value, as far as the verifier cares.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,47 +35,6 @@ pub(crate) fn header_fields(bytes: &[u8]) -> Option<HeaderFields<'_>> {
     Some(fields)
 }
 
-/// Whether `keys` (one object's member names) holds a name twice. Sorted when long,
-/// so a header of many members costs n log n, not n².
-fn has_duplicates(keys: &mut [Cow<'_, str>]) -> bool {
-    if keys.len() <= 8 {
-        return keys
-            .iter()
-            .enumerate()
-            .any(|(i, k)| keys[i + 1..].contains(k));
-    }
-    keys.sort_unstable();
-    keys.windows(2).any(|w| w[0] == w[1])
-}
-
-/// A member name, borrowed from the input unless it holds an escape.
-struct Key;
-
-impl<'de> DeserializeSeed<'de> for Key {
-    type Value = Cow<'de, str>;
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(KeyVisitor)
-    }
-}
-
-struct KeyVisitor;
-
-impl<'de> Visitor<'de> for KeyVisitor {
-    type Value = Cow<'de, str>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a member name")
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Cow::Borrowed(v))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v.to_string()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v))
-    }
-}
-
 /// The header object.
 struct Fields;
 
@@ -93,7 +53,7 @@ impl<'de> Visitor<'de> for Fields {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut fields = HeaderFields::default();
         let mut keys: Vec<Cow<'de, str>> = Vec::new();
-        while let Some(k) = map.next_key_seed(Key)? {
+        while let Some(k) = map.next_key_seed(MemberName)? {
             let value = map.next_value_seed(Value)?;
             match &*k {
                 "alg" => fields.alg = Some(value),
@@ -104,7 +64,7 @@ impl<'de> Visitor<'de> for Fields {
             }
             keys.push(k);
         }
-        if has_duplicates(&mut keys) {
+        if has_duplicate_names(&mut keys) {
             return Err(de::Error::custom("duplicate member"));
         }
         Ok(fields)
@@ -155,60 +115,6 @@ impl<'de> Visitor<'de> for Value {
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
         Checked.visit_map(map).map(|()| Member::Other)
-    }
-}
-
-/// Any JSON value, checked by the rules of [`crate::json`] (finite numbers, no
-/// duplicate member names at any depth) and not kept.
-struct Checked;
-
-impl<'de> DeserializeSeed<'de> for Checked {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Checked {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("JSON")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
-        match v.is_finite() {
-            true => Ok(()),
-            false => Err(E::custom("invalid number")),
-        }
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(Checked)?.is_some() {}
-        Ok(())
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut keys: Vec<Cow<'de, str>> = Vec::new();
-        while let Some(k) = map.next_key_seed(Key)? {
-            map.next_value_seed(Checked)?;
-            keys.push(k);
-        }
-        match has_duplicates(&mut keys) {
-            true => Err(de::Error::custom("duplicate member")),
-            false => Ok(()),
-        }
     }
 }
 

@@ -17,14 +17,16 @@
 
 pub mod cache;
 mod header;
-mod json;
+pub mod json;
 pub mod jwks;
 pub mod locate;
 pub mod token;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::fmt;
 use std::sync::Arc;
+use tribune_model::claims::json_str;
+pub use tribune_model::Claims;
 
 pub use cache::{CachedVerifier, DEFAULT_CACHE_SIZE};
 pub use jwks::{Jwks, KeyInfo, KeySetError};
@@ -192,7 +194,7 @@ impl Verifier {
     }
 
     /// Verifies `token` at `now` (seconds since the Unix epoch) and returns the payload.
-    pub fn verify(&self, token: &str, now: i64) -> Result<Map<String, Value>, JwtError> {
+    pub fn verify(&self, token: &str, now: i64) -> Result<Claims, JwtError> {
         self.verify_parsed(self.parse(token)?, now)
     }
 
@@ -203,18 +205,14 @@ impl Verifier {
 
     /// [`Self::verify`] for a token already parsed with [`Self::parse`] (callers that
     /// read its unverified `iss` to route it first decode it once).
-    pub fn verify_parsed(&self, jws: Jws<'_>, now: i64) -> Result<Map<String, Value>, JwtError> {
+    pub fn verify_parsed(&self, jws: Jws<'_>, now: i64) -> Result<Claims, JwtError> {
         self.verify_parsed_timed(jws, now)
             .map(|(payload, _)| payload)
     }
 
     /// [`Self::verify_parsed`], also giving the token's `exp` and `nbf` (what a cache
     /// re-checks on every hit).
-    pub fn verify_parsed_timed(
-        &self,
-        jws: Jws<'_>,
-        now: i64,
-    ) -> Result<(Map<String, Value>, Times), JwtError> {
+    pub fn verify_parsed_timed(&self, jws: Jws<'_>, now: i64) -> Result<(Claims, Times), JwtError> {
         self.keys.verify_signature(&jws)?;
         let times = check_registered(
             &jws.payload,
@@ -234,21 +232,21 @@ pub struct Times {
     pub nbf: Option<i64>,
 }
 
-/// The registered claims [`check_claims`] reads, found in one pass over the payload
-/// (a token's payload is small; one pass costs less than a hashed lookup per claim).
+/// The registered claims [`check_claims`] reads (their JSON text), found in one pass
+/// over the payload's members.
 #[derive(Default)]
 struct Registered<'p> {
-    exp: Option<&'p Value>,
-    nbf: Option<&'p Value>,
-    iss: Option<&'p Value>,
-    aud: Option<&'p Value>,
+    exp: Option<&'p str>,
+    nbf: Option<&'p str>,
+    iss: Option<&'p str>,
+    aud: Option<&'p str>,
 }
 
 impl<'p> Registered<'p> {
-    fn of(payload: &'p Map<String, Value>) -> Self {
+    fn of(payload: &'p Claims) -> Self {
         let mut r = Registered::default();
-        for (k, v) in payload {
-            match k.as_str() {
+        for (k, v) in payload.members() {
+            match k {
                 "exp" => r.exp = Some(v),
                 "nbf" => r.nbf = Some(v),
                 "iss" => r.iss = Some(v),
@@ -262,7 +260,7 @@ impl<'p> Registered<'p> {
 
 /// Registered-claim checks (decisions.md #4: `ClockSkewSeconds` for `exp` and `nbf`).
 pub fn check_claims(
-    payload: &Map<String, Value>,
+    payload: &Claims,
     issuer: &str,
     audiences: &[String],
     skew: i64,
@@ -273,23 +271,24 @@ pub fn check_claims(
 
 /// [`check_claims`], giving `exp` and `nbf` when they pass.
 fn check_registered(
-    payload: &Map<String, Value>,
+    payload: &Claims,
     issuer: &str,
     audiences: &[String],
     skew: i64,
     now: i64,
 ) -> Result<Times, JwtError> {
     let claims = Registered::of(payload);
-    let number = |name: &'static str, v: Option<&Value>| -> Result<Option<i64>, JwtError> {
-        match v {
-            None => Ok(None),
-            Some(Value::Number(n)) => Ok(Some(
-                n.as_i64()
-                    .or_else(|| n.as_f64().map(|f| f as i64))
-                    .ok_or(JwtError::ClaimType(name))?,
-            )),
-            Some(_) => Err(JwtError::ClaimType(name)),
-        }
+    // A NumericDate: an integer, or a number with a fraction (truncated).
+    let number = |name: &'static str, raw: Option<&str>| -> Result<Option<i64>, JwtError> {
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        let n: serde_json::Number =
+            serde_json::from_str(raw).map_err(|_| JwtError::ClaimType(name))?;
+        n.as_i64()
+            .or_else(|| n.as_f64().map(|f| f as i64))
+            .map(Some)
+            .ok_or(JwtError::ClaimType(name))
     };
     let exp = number("exp", claims.exp)?;
     if exp.is_some_and(|exp| now > exp.saturating_add(skew)) {
@@ -300,21 +299,25 @@ fn check_registered(
         return Err(JwtError::NotYetValid);
     }
     if !issuer.is_empty() {
-        match claims.iss {
-            Some(Value::String(s)) if s == issuer => {}
-            Some(Value::String(_)) | None => return Err(JwtError::IssuerMismatch),
-            Some(_) => return Err(JwtError::ClaimType("iss")),
+        match claims.iss.map(|raw| (raw, json_str(raw))) {
+            Some((_, Some(s))) if s == issuer => {}
+            Some((_, Some(_))) | None => return Err(JwtError::IssuerMismatch),
+            Some((_, None)) => return Err(JwtError::ClaimType("iss")),
         }
     }
     if !audiences.is_empty() {
         let ok = match claims.aud {
             None => false,
-            Some(Value::String(s)) => audiences.contains(s),
-            Some(Value::Array(items)) => {
+            Some(raw) if raw.starts_with('"') => {
+                json_str(raw).is_some_and(|s| audiences.iter().any(|a| *a == s))
+            }
+            Some(raw) if raw.starts_with('[') => {
+                let items: Vec<Value> =
+                    serde_json::from_str(raw).map_err(|_| JwtError::ClaimType("aud"))?;
                 let mut any = false;
                 for i in items {
                     match i {
-                        Value::String(s) => any |= audiences.contains(s),
+                        Value::String(s) => any |= audiences.contains(&s),
                         _ => return Err(JwtError::ClaimType("aud")),
                     }
                 }

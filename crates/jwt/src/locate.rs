@@ -9,8 +9,8 @@
 //!   query parameters (cookies are never stripped); the last header location's
 //!   `Forward` wins, as in Consul.
 
+use crate::Claims;
 use crate::{unverified_issuer, JwtError, Verifier};
-use serde_json::Value;
 use std::borrow::Cow;
 use std::sync::Arc;
 use tribune_model::jwt_provider::{JwtLocation, JwtProvider};
@@ -234,7 +234,7 @@ pub enum Outcome {
     /// with `Forward = false` every value in the provider's [`locations`] is stripped,
     /// verified or not; decisions.md #18.)
     Valid {
-        payload: Arc<Value>,
+        payload: Arc<Claims>,
         forward_header: Option<(String, String)>,
     },
 }
@@ -253,7 +253,7 @@ pub fn addressed_to<'a>(provider: &'a JwtProvider, req: &'a dyn RequestParts) ->
 pub fn conclude(
     provider: &JwtProvider,
     mine: &[Found<'_>],
-    mut verify: impl FnMut(&str) -> Result<Arc<Value>, JwtError>,
+    mut verify: impl FnMut(&str) -> Result<Arc<Claims>, JwtError>,
 ) -> Outcome {
     let mut first = None;
     for f in mine {
@@ -293,9 +293,7 @@ pub fn verify_request(
     now: i64,
 ) -> Outcome {
     let mine = addressed_to(provider, req);
-    conclude(provider, &mine, |t| {
-        verifier.verify(t, now).map(|m| Arc::new(Value::Object(m)))
-    })
+    conclude(provider, &mine, |t| verifier.verify(t, now).map(Arc::new))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use crate::json::object_no_dups;
 use crate::JwtError;
 use base64::Engine;
 use serde_json::{Map, Value};
+use tribune_model::Claims;
 
 /// Default bound on a token's size, in bytes.
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -73,7 +74,8 @@ impl Alg {
 pub struct Jws<'a> {
     pub alg: Alg,
     pub kid: Option<String>,
-    pub payload: Map<String, Value>,
+    /// The payload's claims (a JSON object, checked; decoded as they are read).
+    pub payload: Claims,
     /// `BASE64URL(header) || '.' || BASE64URL(payload)`.
     pub signing_input: &'a str,
     pub signature: Vec<u8>,
@@ -132,7 +134,7 @@ impl<'a> Jws<'a> {
             _ => return Err(NOT_THREE_SEGMENTS),
         }
         let (alg, kid) = with_b64url(h, read_header)??;
-        let payload = object_no_dups(&b64url(p)?)
+        let payload = Claims::parse(&b64url(p)?)
             .ok_or(JwtError::Malformed("Jwt payload is an invalid JSON"))?;
         let signature = b64url(s)?;
         if signature.is_empty() {

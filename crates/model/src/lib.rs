@@ -13,6 +13,7 @@
 //! Every caller (HTTP API, CLI, store) goes through [`parse_entry`] /
 //! [`entry_from_json`], so they can never disagree about what is valid.
 
+pub mod claims;
 pub mod decode;
 pub mod entry;
 pub mod error;
@@ -26,6 +27,7 @@ pub mod names;
 pub mod status;
 pub mod wire;
 
+pub use claims::Claims;
 pub use entry::{
     decode_object, decode_text, entry_from_json, parse_entry, ConfigEntry, Kind, Meta,
     ProxyDefaults, ServiceDefaults, WireEntry, WILDCARD,

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use tribune_authz::Caller;
 use tribune_enforce::{Policy, PolicyDocument, Verdict, View};
 use tribune_jwt::locate::{default_locations, extract, locations, Outcome};
-use tribune_jwt::{unverified_issuer, JwtError};
+use tribune_jwt::{unverified_issuer, Claims, JwtError};
 use tribune_model::jwt_provider::JwtLocation;
 use tribune_model::ConfigEntry;
 
@@ -41,7 +41,7 @@ pub const MAX_REPLAY_BYTES: usize = 16 << 20;
 enum Recorded {
     Missing,
     Invalid(JwtError),
-    Valid(Arc<Value>),
+    Valid(Arc<Claims>),
 }
 
 /// What the facts of one snapshot's requests are recorded with, computed once per
@@ -255,15 +255,6 @@ fn location_key(l: &JwtLocation) -> String {
     }
 }
 
-fn json_size(v: &Value) -> usize {
-    match v {
-        Value::String(s) => s.len() + 8,
-        Value::Array(a) => 16 + a.iter().map(json_size).sum::<usize>(),
-        Value::Object(m) => 16 + m.iter().map(|(k, v)| k.len() + json_size(v)).sum::<usize>(),
-        _ => 8,
-    }
-}
-
 /// Whether a token is at `location` (without copying it when the location is a
 /// header).
 fn token_at(location: &JwtLocation, view: &View<'_>) -> bool {
@@ -372,7 +363,7 @@ impl Fact {
                     .map(|r| {
                         std::mem::size_of::<Recorded>()
                             + match r {
-                                Recorded::Valid(v) => json_size(v),
+                                Recorded::Valid(v) => v.size(),
                                 _ => 0,
                             }
                     })
@@ -605,7 +596,7 @@ pub fn replay(ring: &ReplayRing, candidate: &Policy) -> Value {
                             claims.insert("iss".into(), Value::from(p.issuer.clone()));
                         }
                         Outcome::Valid {
-                            payload: Arc::new(Value::Object(claims)),
+                            payload: Arc::new(Claims::from_object(&claims)),
                             forward_header: None,
                         }
                     }

@@ -331,7 +331,7 @@ fn load_entries(paths: &[String]) -> Result<Vec<ConfigEntry>, Vec<String>> {
 struct CaseKeys<'a> {
     real: Runtimes<'a>,
     /// (provider index, token, claims).
-    described: Vec<(usize, String, Arc<Value>)>,
+    described: Vec<(usize, String, Arc<tribune_jwt::Claims>)>,
 }
 
 impl Verify for CaseKeys<'_> {
@@ -340,7 +340,7 @@ impl Verify for CaseKeys<'_> {
         provider: usize,
         token: &str,
         now: i64,
-    ) -> impl Future<Output = Option<Result<Arc<Value>, JwtError>>> + Send {
+    ) -> impl Future<Output = Option<Result<Arc<tribune_jwt::Claims>, JwtError>>> + Send {
         let hit = self
             .described
             .iter()
@@ -365,7 +365,10 @@ fn describe(
     policy: &Policy,
     number: usize,
     case: &Case,
-) -> (ExplainRequest, Vec<(usize, String, Arc<Value>)>) {
+) -> (
+    ExplainRequest,
+    Vec<(usize, String, Arc<tribune_jwt::Claims>)>,
+) {
     let mut req = ExplainRequest {
         source: case.source.clone(),
         destination: case.destination.clone(),
@@ -412,7 +415,11 @@ fn describe(
                 .push(format!("Bearer {token}")),
         }
         if let Some(i) = index {
-            described.push((i, token, Arc::new(Value::Object(claims))));
+            described.push((
+                i,
+                token,
+                Arc::new(tribune_jwt::Claims::from_object(&claims)),
+            ));
         }
     }
     (req, described)
