@@ -105,16 +105,16 @@ impl<'de> Visitor<'de> for Value {
         Ok(Member::Other)
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        Checked.visit_f64(v).map(|()| Member::Other)
+        Checked::MEMBER.visit_f64(v).map(|()| Member::Other)
     }
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
         Ok(Member::Other)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        Checked.visit_seq(seq).map(|()| Member::Other)
+        Checked::MEMBER.visit_seq(seq).map(|()| Member::Other)
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        Checked.visit_map(map).map(|()| Member::Other)
+        Checked::MEMBER.visit_map(map).map(|()| Member::Other)
     }
 }
 

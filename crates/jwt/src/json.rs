@@ -117,7 +117,14 @@ mod claims_tests {
             "[".repeat(100),
             "]".repeat(100)
         );
+        // Around serde_json's limit: 127 containers deep in all (the object and 126
+        // arrays) parse, 128 do not.
+        let at = |n: usize| format!(r#"{{"x":{}1{}}}"#, "[".repeat(n), "]".repeat(n));
+        let (limit_less, limit, limit_more) = (at(125), at(126), at(127));
         let cases = [
+            limit_less.as_str(),
+            limit.as_str(),
+            limit_more.as_str(),
             deep.as_str(),
             shallow.as_str(),
             r#"{"iss":"https://idp","aud":["api","web"],"exp":1700000000,"role":"admin"}"#,
@@ -145,6 +152,12 @@ mod claims_tests {
             let map = object_no_dups(text.as_bytes());
             let claims = Claims::parse(text.as_bytes());
             assert_eq!(map.is_some(), claims.is_some(), "{text}");
+            if text == limit {
+                assert!(claims.is_some(), "at the limit");
+            }
+            if text == limit_more {
+                assert!(claims.is_none(), "past the limit");
+            }
             let (Some(map), Some(claims)) = (map, claims) else {
                 continue;
             };

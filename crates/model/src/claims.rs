@@ -55,13 +55,44 @@ impl Claims {
     pub fn parse(json: &[u8]) -> Option<Claims> {
         let text = std::str::from_utf8(json).ok()?;
         u32::try_from(text.len()).ok()?;
-        // The rules, in a pass that keeps nothing...
-        let mut d = serde_json::Deserializer::from_str(text);
-        Checked.deserialize(&mut d).ok()?;
-        d.end().ok()?;
-        // ...then where the members are, borrowed from the text.
+        // One pass for the members: names, and each value's text (its syntax checked
+        // by the parser as it is skipped)...
         let mut d = serde_json::Deserializer::from_str(text);
         let spans = Index.deserialize(&mut d).ok()?;
+        d.end().ok()?;
+        // ...then the rules the skip does not check, where they can fail: distinct
+        // names, and inside containers, numbers and escaped strings.
+        if spans.len() <= 8 {
+            let names = spans.iter().map(|(n, _)| n);
+            if names
+                .enumerate()
+                .any(|(i, n)| spans[i + 1..].iter().any(|(m, _)| m == n))
+            {
+                return None;
+            }
+        } else {
+            let mut names: Vec<&str> = spans.iter().map(|(n, _)| &**n).collect();
+            if has_duplicate_names(&mut names) {
+                return None;
+            }
+        }
+        for (_, value) in &spans {
+            let raw = value.get();
+            let bytes = raw.as_bytes();
+            let plain = match bytes.first() {
+                Some(b'"') => !bytes.contains(&b'\\'),
+                Some(b't' | b'f' | b'n') => true,
+                // An integer of up to 18 digits (a NumericDate) is finite.
+                Some(b'-' | b'0'..=b'9') => {
+                    bytes.len() <= 18 && bytes[1..].iter().all(u8::is_ascii_digit)
+                }
+                _ => false,
+            };
+            if !plain {
+                let mut d = serde_json::Deserializer::from_str(raw);
+                Checked::MEMBER.deserialize(&mut d).ok()?;
+            }
+        }
         let mut owned = String::with_capacity(text.len());
         owned.push_str(text);
         let members = spans
@@ -192,8 +223,11 @@ impl Claims {
 /// A JSON string's value (borrowed unless it holds escapes); `None` for any other
 /// JSON text.
 pub fn json_str(raw: &str) -> Option<Cow<'_, str>> {
-    if !raw.starts_with('"') {
-        return None;
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    // Checked when the claims were parsed: without a backslash, the text between the
+    // quotes is the value.
+    if !inner.as_bytes().contains(&b'\\') {
+        return Some(Cow::Borrowed(inner));
     }
     match serde_json::from_str::<&str>(raw) {
         Ok(s) => Some(Cow::Borrowed(s)),
@@ -250,7 +284,7 @@ impl<'de> Visitor<'de> for Index {
 
 /// Whether `keys` (one object's member names) holds a name twice. Sorted when long,
 /// so an object of many members costs n log n, not n².
-pub fn has_duplicate_names(keys: &mut [Cow<'_, str>]) -> bool {
+pub fn has_duplicate_names<T: Ord>(keys: &mut [T]) -> bool {
     if keys.len() <= 8 {
         return keys
             .iter()
@@ -289,9 +323,32 @@ impl<'de> Visitor<'de> for MemberNameVisitor {
     }
 }
 
-/// Any JSON value, checked (finite numbers, no duplicate member names at any depth)
-/// and not kept.
-pub struct Checked;
+/// Any JSON value, checked (finite numbers, no duplicate member names at any depth,
+/// valid strings) and not kept. `depth` is how many containers enclose the value:
+/// nesting is bounded as serde_json bounds a whole document (at most 127 containers
+/// deep), also for a value checked apart from the object that holds it.
+#[derive(Clone, Copy)]
+pub struct Checked {
+    pub depth: usize,
+}
+
+/// Containers a document may nest (serde_json's recursion limit, 128, refuses the
+/// 128th).
+const MAX_CONTAINERS: usize = 127;
+
+impl Checked {
+    /// A member of a top-level object.
+    pub const MEMBER: Checked = Checked { depth: 1 };
+
+    fn inner(self) -> Result<Checked, ()> {
+        match self.depth + 1 >= MAX_CONTAINERS + 1 {
+            true => Err(()),
+            false => Ok(Checked {
+                depth: self.depth + 1,
+            }),
+        }
+    }
+}
 
 impl<'de> DeserializeSeed<'de> for Checked {
     type Value = ();
@@ -327,13 +384,19 @@ impl<'de> Visitor<'de> for Checked {
         Ok(())
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(Checked)?.is_some() {}
+        let inner = self
+            .inner()
+            .map_err(|()| de::Error::custom("nested too deeply"))?;
+        while seq.next_element_seed(inner)?.is_some() {}
         Ok(())
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let inner = self
+            .inner()
+            .map_err(|()| de::Error::custom("nested too deeply"))?;
         let mut keys: Vec<Cow<'de, str>> = Vec::new();
         while let Some(k) = map.next_key_seed(MemberName)? {
-            map.next_value_seed(Checked)?;
+            map.next_value_seed(inner)?;
             keys.push(k);
         }
         match has_duplicate_names(&mut keys) {
