@@ -289,13 +289,44 @@ impl Fact {
                     && !skip.contains(k)
             })
         };
-        // Sized first: one allocation per fact for its method, path and headers (a
-        // request with tokens appends its hints).
+        let view = View {
+            headers,
+            query,
+            hide_underscores,
+        };
+        // The hints first (none, without an allocation, for a request without
+        // credentials), so that the buffer is sized once.
+        let specs = match plan.places.any_in(headers, query) {
+            true => &plan.specs[..],
+            false => &[],
+        };
+        let mut hints: Vec<(&str, Option<Arc<str>>)> = Vec::new();
+        for spec in specs {
+            match &spec.provider {
+                // A provider that verified the request's tokens read this location:
+                // a token here named its issuer (no decoding needed).
+                Some((i, iss)) if matches!(outcomes.get(*i), Some(Outcome::Valid { .. })) => {
+                    if token_at(&spec.location, &view) {
+                        hints.push((&spec.key, Some(iss.clone())));
+                    }
+                }
+                _ => {
+                    for found in extract(std::slice::from_ref(&spec.location), &view) {
+                        hints.push((&spec.key, plan.issuers.issuer(&found.token)));
+                    }
+                }
+            }
+        }
+        // One allocation per fact for its method, path, headers and hints.
         let method = method.as_str().as_bytes();
         let size = method.len()
             + path.len()
             + kept()
                 .map(|(k, v)| k.as_str().len() + v.len() + 2)
+                .sum::<usize>()
+            + hints
+                .iter()
+                .map(|(k, iss)| 4 + k.len() + 1 + iss.as_ref().map_or(0, |i| 4 + i.len()))
                 .sum::<usize>();
         let mut packed: Vec<u8> = Vec::with_capacity(size);
         packed.extend_from_slice(method);
@@ -307,43 +338,14 @@ impl Fact {
             packed.push(0);
         }
         let hints_at = packed.len();
-        let view = View {
-            headers,
-            query,
-            hide_underscores,
-        };
-        let specs = match plan.places.any_in(headers, query) {
-            true => &plan.specs[..],
-            false => &[],
-        };
-        let hint = |packed: &mut Vec<u8>, key: &str, iss: Option<&str>| {
-            put(packed, key.as_bytes());
+        for (key, iss) in &hints {
+            put(&mut packed, key.as_bytes());
             match iss {
                 Some(iss) => {
                     packed.push(1);
-                    put(packed, iss.as_bytes());
+                    put(&mut packed, iss.as_bytes());
                 }
                 None => packed.push(0),
-            }
-        };
-        for spec in specs {
-            match &spec.provider {
-                // A provider that verified the request's tokens read this location:
-                // a token here named its issuer (no decoding needed).
-                Some((i, iss)) if matches!(outcomes.get(*i), Some(Outcome::Valid { .. })) => {
-                    if token_at(&spec.location, &view) {
-                        hint(&mut packed, &spec.key, Some(iss));
-                    }
-                }
-                _ => {
-                    for found in extract(std::slice::from_ref(&spec.location), &view) {
-                        hint(
-                            &mut packed,
-                            &spec.key,
-                            plan.issuers.issuer(&found.token).as_deref(),
-                        );
-                    }
-                }
             }
         }
         let record = |o: &Outcome| match o {
