@@ -125,9 +125,11 @@ impl Claims {
 
     /// The claims of a JSON object built in memory (explanations, tests, replay).
     pub fn from_object(object: &Map<String, Value>) -> Claims {
-        let text = Value::Object(object.clone()).to_string();
         // serde_json writes valid JSON with the map's (unique) names.
-        Claims::parse(text.as_bytes()).unwrap_or_else(Claims::empty)
+        serde_json::to_string(object)
+            .ok()
+            .and_then(|text| Claims::parse(text.as_bytes()))
+            .unwrap_or_else(Claims::empty)
     }
 
     /// The claims of `value` when it is a JSON object.
@@ -341,7 +343,8 @@ impl Checked {
     pub const MEMBER: Checked = Checked { depth: 1 };
 
     fn inner(self) -> Result<Checked, ()> {
-        match self.depth + 1 >= MAX_CONTAINERS + 1 {
+        // The value would be container number `depth + 1`.
+        match self.depth >= MAX_CONTAINERS {
             true => Err(()),
             false => Ok(Checked {
                 depth: self.depth + 1,
