@@ -25,7 +25,7 @@ pub use decision::{
 };
 pub use facts::{Caller, HeaderList, Headers, RequestFacts, TokenOutcome, Tokens};
 pub use matchers::{
-    claim_at, claim_holds, claim_matches, claim_matches_at, ANY_PROVIDER, SPACE_DELIMITED_CLAIMS,
+    claim_holds, claim_matches, claim_matches_at, ANY_PROVIDER, SPACE_DELIMITED_CLAIMS,
 };
 pub use path::{decoded_once, normalize_path, normalize_request_path, PathVerdict};
 pub use table::{compile, is_http_like, CompileError, CompileInput, IntentionInfo, IntentionTable};

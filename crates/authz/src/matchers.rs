@@ -327,16 +327,11 @@ fn check_one(
                 provider: name.clone(),
                 path: path.clone(),
                 expected: expected.clone(),
-                got: claim_at(payload, path).map(|v| v.to_string()),
+                got: payload.at(path).map(|v| v.to_string()),
             });
         }
     }
     Ok(())
-}
-
-/// The value at `path` in the payload (nested objects); an empty path is the payload.
-pub fn claim_at(payload: &Claims, path: &[String]) -> Option<Value> {
-    payload.at(path)
 }
 
 /// [`claim_matches_at`] for the claim at `path` of `payload`. A top-level string
@@ -348,7 +343,7 @@ pub fn claim_holds(payload: &Claims, path: &[String], expected: &str) -> bool {
             return string_matches(name, &s, expected);
         }
     }
-    claim_matches_at(path, claim_at(payload, path).as_ref(), expected)
+    claim_matches_at(path, payload.at(path).as_ref(), expected)
 }
 
 /// A top-level string claim `name` against `expected`, with the scope rule of

@@ -145,7 +145,7 @@ impl Policy {
                 let Some(Outcome::Valid { payload, .. }) = decided.outcomes.get(*i) else {
                     return None;
                 };
-                let value = match tribune_authz::claim_at(payload, path)? {
+                let value = match payload.at(path)? {
                     serde_json::Value::String(s) => s,
                     v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_)) => {
                         v.to_string()
