@@ -251,12 +251,6 @@ impl PartialEq for Claims {
     }
 }
 
-impl serde::Serialize for Claims {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.to_value().serialize(s)
-    }
-}
-
 /// The top-level members of an object: names (borrowed unless escaped) and values'
 /// text.
 struct Index;
