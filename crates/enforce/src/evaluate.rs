@@ -16,7 +16,7 @@
 //! call the same function on a described request, so they give the sidecar's answer.
 
 use crate::policy::Policy;
-use http::header::{HeaderMap, AUTHORIZATION, HOST};
+use http::header::{HeaderMap, HeaderValue, AUTHORIZATION, HOST};
 use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
@@ -243,7 +243,7 @@ impl View<'_> {
 }
 
 impl RequestParts for View<'_> {
-    fn header_values(&self, name: &str) -> Vec<&str> {
+    fn header_values(&self, name: &str) -> Vec<&[u8]> {
         if self.hidden(name) {
             return Vec::new();
         }
@@ -253,10 +253,7 @@ impl RequestParts for View<'_> {
         } else {
             self.headers.get_all(name)
         };
-        values
-            .iter()
-            .filter_map(|v| tribune_jwt::locate::header_text(v.as_bytes()))
-            .collect()
+        values.iter().map(HeaderValue::as_bytes).collect()
     }
     fn query(&self) -> Option<&str> {
         self.query

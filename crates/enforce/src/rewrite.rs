@@ -9,7 +9,7 @@
 use crate::evaluate::{has_underscore_name, Decided};
 use crate::policy::{fold, Policy};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use tribune_jwt::locate::{header_text, holds_token, percent_decode, token_in_header, Outcome};
+use tribune_jwt::locate::{holds_token, percent_decode, token_in_header, Outcome};
 
 /// The query string without the token parameters (`names`, compared after decoding,
 /// as token lookup compares them) whose value is not in `keep`; `None` when nothing
@@ -37,10 +37,10 @@ fn strip_token_values(headers: &mut HeaderMap, name: &HeaderName, prefix: &str, 
     if !headers.contains_key(name) {
         return;
     }
+    // On the value's bytes, as token lookup reads it: a value that is not UTF-8
+    // still loses its token (decisions.md #18).
     let is_stripped = |v: &HeaderValue| {
-        let Some(v) = header_text(v.as_bytes()) else {
-            return false;
-        };
+        let v = v.as_bytes();
         if keep.is_empty() {
             // The usual case (no provider forwards): no token copied to decide.
             holds_token(v, prefix)

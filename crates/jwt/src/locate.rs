@@ -17,8 +17,10 @@ use tribune_model::jwt_provider::{JwtLocation, JwtProvider};
 
 /// Read access to the parts of a request tokens can be in.
 pub trait RequestParts {
-    /// Every value of a header (name matched case-insensitively).
-    fn header_values(&self, name: &str) -> Vec<&str>;
+    /// Every value of a header (name matched case-insensitively), as received:
+    /// header values are bytes (RFC 9110 §5.5 allows obs-text), and a token is found,
+    /// or stripped, whatever else the value holds.
+    fn header_values(&self, name: &str) -> Vec<&[u8]>;
     /// The raw query string, without `?`.
     fn query(&self) -> Option<&str>;
 }
@@ -44,68 +46,56 @@ pub struct Found<'a> {
 /// runs over every byte of every token.
 #[inline(always)]
 fn token_byte(b: u8) -> bool {
-    let lower = b | 0x20;
-    (lower.wrapping_sub(b'a') < 26)
-        | (b.wrapping_sub(b'0') < 10)
-        | (b == b'-')
-        | (b == b'_')
-        | (b == b'.')
-        | (b == b'=')
+    // `-` `.` `/` and the digits are one range (0x2D-0x39).
+    ((b | 0x20).wrapping_sub(b'a') < 26)
+        | (b.wrapping_sub(b'-') <= b'9' - b'-')
         | (b == b'+')
-        | (b == b'/')
+        | (b == b'=')
+        | (b == b'_')
 }
 
-/// How many leading bytes of `bytes` are token bytes (32 at a time, then one by one).
+/// How many leading bytes of `bytes` are token bytes (16 at a time, then one by one).
 fn token_len(bytes: &[u8]) -> usize {
     let mut n = 0;
-    for chunk in bytes.chunks_exact(32) {
+    for chunk in bytes.chunks_exact(16) {
         if !chunk.iter().fold(true, |all, &b| all & token_byte(b)) {
             break;
         }
-        n += 32;
+        n += 16;
     }
     n + bytes[n..].iter().take_while(|&&b| token_byte(b)).count()
 }
 
-/// A header value as token lookup (and token stripping) reads it: its text when it
-/// is UTF-8, else nothing. Like Envoy, which reads bytes, a token is found in a value
-/// that also holds non-ASCII text; the check runs at memory speed (a token is ~1 KB).
+/// A header value as cookie lookup reads it: its text when it is UTF-8, else nothing.
 pub fn header_text(value: &[u8]) -> Option<&str> {
     std::str::from_utf8(value).ok()
 }
 
-/// Envoy's header extraction: the value must start with the prefix (compared without
-/// regard to case, as auth schemes are); non-token characters after it are skipped.
-/// The token is returned as written in `value` (no copy); the proxy uses the same
-/// function to find what to strip.
-pub fn token_in_header<'v>(value: &'v str, prefix: &str) -> Option<&'v str> {
-    let rest = if prefix.is_empty() {
-        value
-    } else {
-        let head = value.get(..prefix.len())?;
-        if !head.eq_ignore_ascii_case(prefix) {
-            return None;
-        }
-        &value[prefix.len()..]
-    };
-    // Token characters are ASCII, so byte offsets found here are char boundaries.
-    let bytes = rest.as_bytes();
-    let start = bytes.iter().position(|&b| token_byte(b))?;
-    let len = token_len(&bytes[start..]);
-    rest.get(start..start + len)
+/// The rest of `value` after `prefix` (compared without regard to case, as auth
+/// schemes are).
+fn after_prefix<'v>(value: &'v [u8], prefix: &str) -> Option<&'v [u8]> {
+    let head = value.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix.as_bytes())
+        .then(|| &value[prefix.len()..])
 }
 
-/// Whether [`token_in_header`] would find a token in `value`, without copying it.
-pub fn holds_token(value: &str, prefix: &str) -> bool {
-    let rest = if prefix.is_empty() {
-        value
-    } else {
-        match value.get(..prefix.len()) {
-            Some(head) if head.eq_ignore_ascii_case(prefix) => &value[prefix.len()..],
-            _ => return false,
-        }
-    };
-    rest.bytes().any(token_byte)
+/// Envoy's header extraction: the value must start with the prefix; non-token bytes
+/// after it are skipped, and the token is the run of token bytes that follows. Read
+/// on bytes, as Envoy reads them: the value's other bytes need not be UTF-8. The
+/// token is returned as written in `value` (no copy); the proxy uses the same
+/// function to find what to strip.
+pub fn token_in_header<'v>(value: &'v [u8], prefix: &str) -> Option<&'v str> {
+    let rest = after_prefix(value, prefix)?;
+    let start = rest.iter().position(|&b| token_byte(b))?;
+    let len = token_len(&rest[start..]);
+    // Token bytes are ASCII: this cannot fail.
+    std::str::from_utf8(&rest[start..start + len]).ok()
+}
+
+/// Whether [`token_in_header`] would find a token in `value`, without reading it
+/// to its end.
+pub fn holds_token(value: &[u8], prefix: &str) -> bool {
+    after_prefix(value, prefix).is_some_and(|rest| rest.iter().any(|&b| token_byte(b)))
 }
 
 /// A query component decoded the way token lookup decodes it (`%XX`, `+` as space):
@@ -160,7 +150,8 @@ pub fn extract<'a>(locations: &'a [JwtLocation], req: &'a dyn RequestParts) -> V
                 }
             }
             JwtLocation::Cookie(c) => {
-                for header in req.header_values("cookie") {
+                let cookies = req.header_values("cookie");
+                for header in cookies.into_iter().filter_map(header_text) {
                     for kv in header.split(';') {
                         if let Some((k, v)) = kv.trim().split_once('=') {
                             if k == c.name && !v.is_empty() {
@@ -318,15 +309,18 @@ mod tests {
     #[test]
     fn holds_token_agrees_with_token_in_header() {
         for value in [
-            "Bearer abc.def.ghi",
-            "bearer x",
-            "Bearer ",
-            "Basic dXNlcg==",
-            "",
-            "abc",
-            "Bear",
-            "Bearer  \t!!",
-            "Bearer é.x",
+            &b"Bearer abc.def.ghi"[..],
+            b"bearer x",
+            b"Bearer ",
+            b"Basic dXNlcg==",
+            b"",
+            b"abc",
+            b"Bear",
+            b"Bearer  \t!!",
+            "Bearer \u{e9}.x".as_bytes(),
+            b"Bearer \xff\xfe",
+            b"Bearer \xffa.b",
+            b"\xffBearer a.b",
         ] {
             for prefix in ["Bearer ", "", "Token "] {
                 assert_eq!(
@@ -338,6 +332,21 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_token_is_read_from_a_value_whatever_its_other_bytes() {
+        // Header values are bytes (obs-text is allowed): like Envoy, the token is
+        // the run of token bytes after the prefix, wherever the value is not UTF-8.
+        for (value, token) in [
+            (&b"Bearer a.b.c\xff"[..], Some("a.b.c")),
+            (b"Bearer \xff\xfea.b.c tail", Some("a.b.c")),
+            (b"bearer a.b.c\x80\x80", Some("a.b.c")),
+            (b"Bearer \xe9\xe9", None),
+            (b"Bearer", None),
+        ] {
+            assert_eq!(super::token_in_header(value, "Bearer "), token, "{value:?}");
+        }
+    }
+
     use super::*;
 
     struct Req<'a> {
@@ -346,11 +355,11 @@ mod tests {
     }
 
     impl RequestParts for Req<'_> {
-        fn header_values(&self, name: &str) -> Vec<&str> {
+        fn header_values(&self, name: &str) -> Vec<&[u8]> {
             self.headers
                 .iter()
                 .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| *v)
+                .map(|(_, v)| v.as_bytes())
                 .collect()
         }
         fn query(&self) -> Option<&str> {

@@ -544,11 +544,11 @@ struct Req {
 }
 
 impl tribune_jwt::locate::RequestParts for Req {
-    fn header_values(&self, name: &str) -> Vec<&str> {
+    fn header_values(&self, name: &str) -> Vec<&[u8]> {
         self.headers
             .iter()
             .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_bytes())
             .collect()
     }
     fn query(&self) -> Option<&str> {

@@ -54,8 +54,13 @@ async fn serving(
 /// Sends raw bytes and returns the whole answer (the proxy closes or the read times
 /// out after the first response).
 async fn raw(addr: std::net::SocketAddr, request: &str) -> String {
+    raw_bytes(addr, request.as_bytes()).await
+}
+
+/// [`raw`] for a request that is not UTF-8.
+async fn raw_bytes(addr: std::net::SocketAddr, request: &[u8]) -> String {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(request.as_bytes()).await.unwrap();
+    s.write_all(request).await.unwrap();
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -175,7 +180,11 @@ fn token(key: &Es256, iss: &str) -> String {
 }
 
 async fn allowed(addr: std::net::SocketAddr, request: &str) -> Value {
-    let answer = raw(addr, request).await;
+    allowed_bytes(addr, request.as_bytes()).await
+}
+
+async fn allowed_bytes(addr: std::net::SocketAddr, request: &[u8]) -> Value {
+    let answer = raw_bytes(addr, request).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
     // The echo answers with chunked or plain JSON; take the JSON object.
@@ -276,6 +285,33 @@ async fn a_token_beside_non_ascii_text_is_still_found_and_stripped() {
         &format!("GET /x HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer {t} caf\u{e9}\r\nConnection: close\r\n\r\n"),
     )
     .await;
+    assert!(seen["headers"].get("authorization").is_none(), "{seen}");
+}
+
+/// Attack on token stripping (decisions.md #18): a token location's value that was
+/// not UTF-8 (`caf\xe9`, Latin-1 obs-text) was read as no value at all, so another
+/// issuer's token in it was neither verified nor removed and reached the upstream.
+/// Values are now read as bytes (as Envoy reads them): the token is found, and
+/// stripped.
+#[tokio::test]
+async fn a_token_beside_bytes_that_are_not_utf8_is_still_found_and_stripped() {
+    let key = Es256::new("k1");
+    let upstream = echo().await;
+    let (_, addr, _) = serving(upstream.addr, vec![okta(&key, None), okta_required()]).await;
+    let t = token(&key, "https://okta.example");
+    let foreign = token(&Es256::new("k2"), "https://evil.example");
+    let request = |query: &str, value: &str| {
+        let mut r =
+            format!("GET /x{query} HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer {value} caf")
+                .into_bytes();
+        r.extend_from_slice(b"\xe9\r\nConnection: close\r\n\r\n");
+        r
+    };
+    let seen = allowed_bytes(addr, &request(&format!("?access_token={t}"), &foreign)).await;
+    assert!(seen["headers"].get("authorization").is_none(), "{seen}");
+    assert!(!seen.to_string().contains(&foreign), "{seen}");
+    // A valid token beside such bytes verifies, and is stripped.
+    let seen = allowed_bytes(addr, &request("", &t)).await;
     assert!(seen["headers"].get("authorization").is_none(), "{seen}");
 }
 
