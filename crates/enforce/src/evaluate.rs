@@ -24,7 +24,7 @@ use tribune_authz::{
     deny_response, normalize_request_path, Caller, Decision, DenyResponse, PathVerdict, ReasonCode,
     RequestFacts, TokenOutcome, Tokens,
 };
-use tribune_jwt::locate::{conclude, extract, forwards_token, Outcome, RequestParts};
+use tribune_jwt::locate::{conclude, extract, forwards_token, Outcome, RequestParts, Values};
 use tribune_jwt::Claims;
 use tribune_jwt::JwtError;
 use tribune_model::mesh::Underscores;
@@ -243,9 +243,9 @@ impl View<'_> {
 }
 
 impl RequestParts for View<'_> {
-    fn header_values(&self, name: &str) -> Vec<&[u8]> {
+    fn header_values(&self, name: &str) -> Values<'_> {
         if self.hidden(name) {
-            return Vec::new();
+            return Values::new();
         }
         // The default token location, without parsing its name on every request.
         let values = if name.eq_ignore_ascii_case("authorization") {
@@ -317,8 +317,9 @@ pub async fn authenticate<V: Verify + ?Sized>(
         forwarded_tokens: Vec::new(),
     };
     for (i, provider) in policy.providers.iter().enumerate() {
-        let mut mine = Vec::new();
-        let mut results = Vec::new();
+        // One or two tokens per provider in practice: kept without an allocation.
+        let mut mine = tribune_jwt::locate::Founds::new();
+        let mut results: smallvec::SmallVec<[_; 2]> = smallvec::SmallVec::new();
         for found in extract(&provider.locations, view) {
             if let Some(result) = keys.check(i, &found.token, now).await {
                 mine.push(found);

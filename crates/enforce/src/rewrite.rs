@@ -34,9 +34,6 @@ pub fn strip_params(query: &str, names: &[String], keep: &[String]) -> Option<St
 /// Removes the values of a token header that hold a token (the header's prefix, as
 /// token lookup reads it) unless that token is in `keep`.
 fn strip_token_values(headers: &mut HeaderMap, name: &HeaderName, prefix: &str, keep: &[String]) {
-    if !headers.contains_key(name) {
-        return;
-    }
     // On the value's bytes, as token lookup reads it: a value that is not UTF-8
     // still loses its token (decisions.md #18).
     let is_stripped = |v: &HeaderValue| {
@@ -48,7 +45,17 @@ fn strip_token_values(headers: &mut HeaderMap, name: &HeaderName, prefix: &str, 
             token_in_header(v, prefix).is_some_and(|t| !keep.iter().any(|k| k == t))
         }
     };
-    if !headers.get_all(name).iter().any(is_stripped) {
+    let (mut values, mut stripped) = (0usize, 0usize);
+    for v in headers.get_all(name) {
+        values += 1;
+        stripped += usize::from(is_stripped(v));
+    }
+    if stripped == 0 {
+        return;
+    }
+    if stripped == values {
+        // The usual case (one value, holding the token): no copy of what stays.
+        headers.remove(name);
         return;
     }
     let kept: Vec<HeaderValue> = headers

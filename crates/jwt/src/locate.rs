@@ -11,6 +11,7 @@
 
 use crate::Claims;
 use crate::{unverified_issuer, JwtError, Verifier};
+use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::sync::Arc;
 use tribune_model::jwt_provider::{JwtLocation, JwtProvider};
@@ -20,10 +21,17 @@ pub trait RequestParts {
     /// Every value of a header (name matched case-insensitively), as received:
     /// header values are bytes (RFC 9110 §5.5 allows obs-text), and a token is found,
     /// or stripped, whatever else the value holds.
-    fn header_values(&self, name: &str) -> Vec<&[u8]>;
+    fn header_values(&self, name: &str) -> Values<'_>;
     /// The raw query string, without `?`.
     fn query(&self) -> Option<&str>;
 }
+
+/// A header's values: most requests have one or none, held without an allocation.
+pub type Values<'a> = SmallVec<[&'a [u8]; 2]>;
+
+/// The tokens a request holds at some locations: one or two in practice, held
+/// without an allocation.
+pub type Founds<'a> = SmallVec<[Found<'a>; 2]>;
 
 /// Where a token was found (the location's name, borrowed from the provider).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,13 +124,13 @@ pub fn percent_decode(s: &str) -> Cow<'_, str> {
 }
 
 /// Every token the provider's locations find, in location order.
-pub fn extract<'a>(locations: &'a [JwtLocation], req: &'a dyn RequestParts) -> Vec<Found<'a>> {
+pub fn extract<'a>(locations: &'a [JwtLocation], req: &'a dyn RequestParts) -> Founds<'a> {
     let locations = if locations.is_empty() {
         &DEFAULT_LOCATIONS[..]
     } else {
         locations
     };
-    let mut out = Vec::new();
+    let mut out = Founds::new();
     for loc in locations {
         match loc {
             JwtLocation::Header(h) => {
@@ -232,7 +240,7 @@ pub enum Outcome {
 
 /// The tokens in the request addressed to `provider`: found at its locations and,
 /// when it has an `Issuer`, naming it in their (unverified) `iss`.
-pub fn addressed_to<'a>(provider: &'a JwtProvider, req: &'a dyn RequestParts) -> Vec<Found<'a>> {
+pub fn addressed_to<'a>(provider: &'a JwtProvider, req: &'a dyn RequestParts) -> Founds<'a> {
     let mut found = extract(&provider.locations, req);
     if !provider.issuer.is_empty() {
         found.retain(|f| unverified_issuer(&f.token).as_deref() == Some(provider.issuer.as_str()));
@@ -355,7 +363,7 @@ mod tests {
     }
 
     impl RequestParts for Req<'_> {
-        fn header_values(&self, name: &str) -> Vec<&[u8]> {
+        fn header_values(&self, name: &str) -> Values<'_> {
             self.headers
                 .iter()
                 .filter(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -402,7 +410,7 @@ mod tests {
         };
         let found = extract(&p.locations, &req);
         assert_eq!(
-            found,
+            found[..],
             [
                 Found {
                     token: "a.b.c".into(),

@@ -544,7 +544,7 @@ struct Req {
 }
 
 impl tribune_jwt::locate::RequestParts for Req {
-    fn header_values(&self, name: &str) -> Vec<&[u8]> {
+    fn header_values(&self, name: &str) -> tribune_jwt::locate::Values<'_> {
         self.headers
             .iter()
             .filter(|(k, _)| k.eq_ignore_ascii_case(name))
