@@ -83,7 +83,12 @@ impl Conn {
     /// Marks a request's start (its head has arrived whole); the guard marks its
     /// end, and is kept until the response body has been sent.
     pub fn begin(self: &Arc<Conn>, http1: bool) -> InFlight {
-        self.touch();
+        // The first request marks the connection as used; later ones need no clock
+        // here: while a request is in flight the connection is not idle, and its end
+        // marks the time.
+        if !self.seen_request() {
+            self.touch();
+        }
         self.head_since_ms.store(0, Ordering::Relaxed);
         self.http1.store(http1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);

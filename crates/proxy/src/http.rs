@@ -228,7 +228,7 @@ fn rejected(
     parts: &hyper::http::request::Parts,
     status: u16,
     reason: &'static str,
-    start: Instant,
+    start: Started,
 ) -> AccessRecord {
     AccessRecord {
         version: snap.version,
@@ -244,6 +244,21 @@ fn rejected(
     }
 }
 
+/// When a request started, read from the clock only when access records are kept
+/// (the latency is theirs alone).
+#[derive(Clone, Copy)]
+struct Started(Option<Instant>);
+
+impl Started {
+    fn now(proxy: &Proxy) -> Started {
+        Started(proxy.logging().then(Instant::now))
+    }
+
+    fn elapsed(self) -> Duration {
+        self.0.map(|s| s.elapsed()).unwrap_or_default()
+    }
+}
+
 /// A staged candidate's `(decision, reason)` where it differs from the live policy.
 type Shadowed = Option<(&'static str, &'static str)>;
 
@@ -255,7 +270,7 @@ pub async fn handle(
     conn: Arc<Conn>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let start = Instant::now();
+    let start = Started::now(&proxy);
     // 2. snapshot: kept to the end of the request.
     let Some(snap) = proxy.current() else {
         return Ok(short(
@@ -409,7 +424,7 @@ fn refuse(
     parts: &hyper::http::request::Parts,
     r: tribune_enforce::Refused,
     shadow: Shadowed,
-    start: Instant,
+    start: Started,
 ) -> Response<ProxyBody> {
     let refusal = r.refusal;
     proxy.log(|| AccessRecord {
@@ -448,7 +463,7 @@ struct Logged<'a> {
     path: &'a str,
     decision: &'a Decision,
     shadow: Shadowed,
-    start: Instant,
+    start: Started,
 }
 
 impl Logged<'_> {
