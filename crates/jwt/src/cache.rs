@@ -5,6 +5,11 @@
 //!   length and signature tail ([`CachedVerifier`]'s `hash`).
 //! - Only successes are cached; `exp` and `nbf` are re-checked on every hit.
 //! - Bounded: at most `capacity` entries, oldest inserted evicted first.
+//! - Admitted on second sight once full (TinyLFU's doorkeeper, as Caffeine and moka
+//!   admit): while there is room every verified token is kept; once the cache is full
+//!   a token is kept only when it was verified before, recently. Tokens seen once
+//!   (a stream of distinct tokens, 10 000 clients each sending one request) then cost
+//!   no insert and no eviction, and never push out the tokens that are being reused.
 //! - A new key set means a new [`CachedVerifier`], so results never outlive the keys
 //!   that produced them.
 
@@ -14,6 +19,7 @@ use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// Entries when `CacheConfig.Size` is 0 or absent.
@@ -21,6 +27,31 @@ pub const DEFAULT_CACHE_SIZE: usize = 1024;
 
 /// Bytes at the end of a token that its bucket is chosen by.
 const HASHED_TAIL: usize = 32;
+
+/// The most slots a doorkeeper has (8 bytes each).
+const DOORKEEPER_SLOTS: usize = 4096;
+
+/// The hashes of tokens verified recently and not kept, one per slot (direct
+/// mapped: a later token in the same slot replaces the earlier one, so "recently"
+/// means within about as many distinct tokens as there are slots).
+struct Doorkeeper {
+    slots: Box<[AtomicU64]>,
+}
+
+impl Doorkeeper {
+    fn new(capacity: usize) -> Doorkeeper {
+        let n = capacity.clamp(1, DOORKEEPER_SLOTS);
+        Doorkeeper {
+            slots: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Whether the token with `hash` was seen recently; marks it seen.
+    fn seen_before(&self, hash: u64) -> bool {
+        let slot = &self.slots[(hash % self.slots.len() as u64) as usize];
+        slot.swap(hash, Ordering::Relaxed) == hash
+    }
+}
 
 struct Cached {
     token: Arc<str>,
@@ -38,6 +69,9 @@ pub struct CachedVerifier {
     /// Insertion order, with each token's hash (eviction finds the entry without
     /// hashing again).
     order: Mutex<VecDeque<(u64, Arc<str>)>>,
+    /// The cache has been full: new tokens are admitted on second sight.
+    full: AtomicBool,
+    doorkeeper: Doorkeeper,
 }
 
 impl CachedVerifier {
@@ -51,6 +85,8 @@ impl CachedVerifier {
             hasher: foldhash::fast::RandomState::default(),
             entries: RwLock::new(HashTable::new()),
             order: Mutex::new(VecDeque::new()),
+            full: AtomicBool::new(false),
+            doorkeeper: Doorkeeper::new(capacity),
         }
     }
 
@@ -119,6 +155,9 @@ impl CachedVerifier {
         let (payload, times) = self.verifier.verify_parsed_timed(jws, now)?;
         let payload = Arc::new(payload);
         let hash = self.hash(token);
+        if self.full.load(Ordering::Relaxed) && !self.doorkeeper.seen_before(hash) {
+            return Ok(payload);
+        }
         let (Ok(mut map), Ok(mut order)) = (self.entries.write(), self.order.lock()) else {
             return Ok(payload);
         };
@@ -133,6 +172,9 @@ impl CachedVerifier {
             times,
         });
         order.push_back((hash, token));
+        if order.len() >= self.capacity {
+            self.full.store(true, Ordering::Relaxed);
+        }
         while order.len() > self.capacity {
             if let Some((old_hash, old)) = order.pop_front() {
                 if let Ok(found) = map.find_entry(old_hash, |e| Arc::ptr_eq(&e.token, &old)) {

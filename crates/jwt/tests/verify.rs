@@ -699,9 +699,11 @@ fn a_token_with_a_cached_tokens_signature_is_not_answered_from_the_cache() {
     assert!(hit);
 }
 
-/// The oldest inserted token is evicted first; the others stay hits.
+/// The oldest inserted token is evicted first; the others stay hits. Once full, a
+/// new token is kept only on its second sight, so tokens seen once never push out
+/// the ones being reused.
 #[test]
-fn the_cache_evicts_its_oldest_token_first() {
+fn the_cache_evicts_its_oldest_token_first_and_once_full_admits_on_second_sight() {
     let rsa = Rsa::new();
     let cached = cached_verifier(&rsa, 2);
     let tokens: Vec<String> = (0..3)
@@ -711,11 +713,36 @@ fn the_cache_evicts_its_oldest_token_first() {
         assert!(!cached.verify_counting(t, 0).1, "first sight is a miss");
     }
     assert_eq!(cached.len(), 2);
-    assert!(cached.verify_counting(&tokens[2], 0).1);
+    assert!(
+        cached.verify_counting(&tokens[0], 0).1,
+        "kept while there was room"
+    );
+    assert!(cached.verify_counting(&tokens[1], 0).1);
+    // Token 2 was seen once with the cache full (above): not kept, nothing evicted.
+    // Seen again, it is verified and kept, and the oldest goes.
+    assert!(
+        !cached.verify_counting(&tokens[2], 0).1,
+        "second sight verifies"
+    );
+    assert!(cached.verify_counting(&tokens[2], 0).1, "then it is kept");
     assert!(cached.verify_counting(&tokens[1], 0).1);
     assert!(
         !cached.verify_counting(&tokens[0], 0).1,
         "the oldest went first"
     );
+    assert_eq!(cached.len(), 2);
+    // A stream of tokens each seen once leaves the reused ones in place.
+    for i in 0..50 {
+        let once = rsa.sign("RS256", "k", &json!({"iss": "okta", "once": i}));
+        assert!(cached.verify(&once, 0).is_ok());
+        assert!(
+            cached.verify_counting(&tokens[1], 0).1,
+            "token 1 stays at {i}"
+        );
+        assert!(
+            cached.verify_counting(&tokens[2], 0).1,
+            "token 2 stays at {i}"
+        );
+    }
     assert_eq!(cached.len(), 2);
 }
