@@ -14,7 +14,9 @@
 # subset (the ratios need nginx, haproxy and tribune); the system tribune-shadow is Tribune with a
 # staged candidate that decides every request differently, tribune-noreplay Tribune
 # with -replay-buffer 0 (SYSTEMS="tribune tribune-shadow tribune-noreplay" gives the
-# shadow evaluation's and the replay window's costs as ratios); PERF=1 records a perf profile of Tribune
+# shadow evaluation's and the replay window's costs as ratios), tribune-base an earlier
+# build (BASE=DIR holding its tribune and tribune-sidecar; SYSTEMS="tribune tribune-base"
+# gives this build against it, both in the same rounds); PERF=1 records a perf profile of Tribune
 # and of the floor per scenario into the temporary directory (perf-<system>-<scenario>.data).
 #
 # The proxy under test is pinned to CPU 0; wrk and the upstream (nginx returning a
@@ -34,6 +36,7 @@ cargo build --release -q -p tribune-proxy --example floor
 BIN=$PWD/target/release/tribune
 UP=$(free_port); NGX=$(free_port); HAP=$(free_port); TRI=$(free_port); ADM=$(free_port); FLR=$(free_port)
 TRS=$(free_port); ADS=$(free_port); TRN=$(free_port); ADN=$(free_port)
+TRB=$(free_port); ADB=$(free_port)
 
 # Upstream: nginx answering 200 on CPU 1.
 cat > "$OUT/upstream.conf" <<EOF
@@ -106,6 +109,12 @@ case " ${SYSTEMS:-} " in *" tribune-noreplay "*)
     -local-service-address "127.0.0.1:$UP" -edge-listener "127.0.0.1:$TRN" \
     -admin-bind "127.0.0.1:$ADN" -workers 1 -replay-buffer 0 > "$OUT/tribune-noreplay.out" 2>&1 & ;;
 esac
+case " ${SYSTEMS:-} " in *" tribune-base "*)
+  [ -x "${BASE:-}/tribune" ] || { echo "tribune-base needs BASE=DIR with an earlier build's tribune" >&2; exit 2; }
+  TRIBUNE_LOG=warn taskset -c 0 "$BASE/tribune" connect proxy -config "$OUT/tribune.json" \
+    -local-service-address "127.0.0.1:$UP" -edge-listener "127.0.0.1:$TRB" \
+    -admin-bind "127.0.0.1:$ADB" -workers 1 > "$OUT/tribune-base.out" 2>&1 & ;;
+esac
 sleep 2
 
 pid_of() { # the process serving on port $1
@@ -156,6 +165,7 @@ for scenario in ${SCENARIOS:-repeated rotating none}; do
       floor) run floor "$FLR" "$scenario" "$file" ;;
       tribune-shadow) run tribune-shadow "$TRS" "$scenario" "$file" ;;
       tribune-noreplay) run tribune-noreplay "$TRN" "$scenario" "$file" ;;
+      tribune-base) run tribune-base "$TRB" "$scenario" "$file" ;;
     esac
   done
 done
@@ -218,7 +228,8 @@ if rounds > 1:
         print(f"| {sc} | " + " | ".join(cells) + " |")
 med = lambda v: sorted(v)[len(v) // 2]
 for variant, what in (("tribune-shadow", "a staged candidate (every request differs) vs none"),
-                      ("tribune-noreplay", "-replay-buffer 0 vs the default window")):
+                      ("tribune-noreplay", "-replay-buffer 0 vs the default window"),
+                      ("tribune-base", "the earlier build (BASE) vs this one")):
     scs = [sc for sc in ("repeated", "rotating", "none") if (sc, variant) in groups and (sc, "tribune") in groups]
     if not scs:
         continue

@@ -6,9 +6,32 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use libfuzzer_sys::fuzz_target;
 
+/// A verifier's remembered header, kept across inputs.
+static MEMO: std::sync::LazyLock<tribune_jwt::token::HeaderMemo> =
+    std::sync::LazyLock::new(Default::default);
+
+/// What a parse says about the token.
+fn said(
+    r: &Result<tribune_jwt::Jws<'_>, tribune_jwt::JwtError>,
+) -> Result<(tribune_jwt::Alg, Option<String>, Vec<u8>), tribune_jwt::JwtError> {
+    r.as_ref()
+        .map(|j| (j.alg, j.kid.as_deref().map(str::to_string), j.signature.clone()))
+        .map_err(Clone::clone)
+}
+
+/// Parsed with and without the remembered header (twice: the second reads the
+/// header from the memo), the token says the same.
+fn same_with_memo(token: &str, max: usize) {
+    let plain = tribune_jwt::Jws::parse(token, max);
+    for _ in 0..2 {
+        let remembered = tribune_jwt::Jws::parse_remembering(token, max, Some(&MEMO));
+        assert_eq!(said(&plain), said(&remembered));
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     if let Ok(token) = std::str::from_utf8(data) {
-        let _ = tribune_jwt::Jws::parse(token, tribune_jwt::DEFAULT_MAX_TOKEN_BYTES);
+        same_with_memo(token, tribune_jwt::DEFAULT_MAX_TOKEN_BYTES);
         let _ = tribune_jwt::unverified_issuer(token);
     }
     // The claims index accepts exactly what the map-building parser accepts, and
@@ -29,6 +52,7 @@ fuzz_target!(|data: &[u8]| {
         URL_SAFE_NO_PAD.encode(&data[..half]),
         URL_SAFE_NO_PAD.encode(&data[half..])
     );
+    same_with_memo(&token, usize::MAX);
     if let Ok(jws) = tribune_jwt::Jws::parse(&token, usize::MAX) {
         assert_eq!(jws.signing_input.matches('.').count(), 1);
         // The one-pass header reader and the map-building parser agree.

@@ -170,6 +170,8 @@ pub struct Verifier {
     skew_seconds: i64,
     max_token_bytes: usize,
     keys: Arc<Jwks>,
+    /// Shared by clones: the same provider's tokens.
+    header: Arc<token::HeaderMemo>,
 }
 
 impl Verifier {
@@ -181,6 +183,7 @@ impl Verifier {
             skew_seconds: provider.clock_skew_seconds.max(0),
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
             keys,
+            header: Arc::default(),
         }
     }
 
@@ -200,7 +203,7 @@ impl Verifier {
 
     /// Parses `token` under this verifier's size bound (not verified yet).
     pub fn parse<'a>(&self, token: &'a str) -> Result<Jws<'a>, JwtError> {
-        Jws::parse(token, self.max_token_bytes)
+        Jws::parse_remembering(token, self.max_token_bytes, Some(&self.header))
     }
 
     /// [`Self::verify`] for a token already parsed with [`Self::parse`] (callers that

@@ -5,6 +5,7 @@ use crate::json::object_no_dups;
 use crate::JwtError;
 use base64::Engine;
 use serde_json::{Map, Value};
+use std::sync::{Arc, RwLock};
 use tribune_model::Claims;
 
 /// Default bound on a token's size, in bytes.
@@ -73,7 +74,7 @@ impl Alg {
 #[derive(Debug, Clone)]
 pub struct Jws<'a> {
     pub alg: Alg,
-    pub kid: Option<String>,
+    pub kid: Option<Arc<str>>,
     /// The payload's claims (a JSON object, checked; decoded as they are read).
     pub payload: Claims,
     /// `BASE64URL(header) || '.' || BASE64URL(payload)`.
@@ -111,9 +112,43 @@ fn with_b64url<R>(segment: &str, read: impl FnOnce(&[u8]) -> R) -> Result<R, Jwt
     Ok(read(&b64url(segment)?))
 }
 
+/// The last JOSE header a verifier accepted, by its base64url text, with what it
+/// said: a provider's tokens carry one header (`alg`, `kid`, `typ`) until its keys
+/// rotate, so it is decoded and checked once, not on every new token.
+#[derive(Debug, Default)]
+pub struct HeaderMemo(RwLock<Option<(Box<str>, Alg, Option<Arc<str>>)>>);
+
+impl HeaderMemo {
+    /// [`read_header`] of the base64url `segment`, remembered when it passes.
+    fn read(&self, segment: &str) -> Result<(Alg, Option<Arc<str>>), JwtError> {
+        if let Ok(memo) = self.0.read() {
+            if let Some((text, alg, kid)) = memo.as_ref() {
+                if **text == *segment {
+                    return Ok((*alg, kid.clone()));
+                }
+            }
+        }
+        let (alg, kid) = with_b64url(segment, read_header)??;
+        if let Ok(mut memo) = self.0.write() {
+            *memo = Some((segment.into(), alg, kid.clone()));
+        }
+        Ok((alg, kid))
+    }
+}
+
 impl<'a> Jws<'a> {
     /// Parses `token`, enforcing the size bound and every header rule.
     pub fn parse(token: &'a str, max_bytes: usize) -> Result<Jws<'a>, JwtError> {
+        Self::parse_remembering(token, max_bytes, None)
+    }
+
+    /// [`Jws::parse`], with the header's verdict read from (and kept in) `memo` when
+    /// the header is the one it remembers.
+    pub fn parse_remembering(
+        token: &'a str,
+        max_bytes: usize,
+        memo: Option<&HeaderMemo>,
+    ) -> Result<Jws<'a>, JwtError> {
         if token.is_empty() {
             return Err(JwtError::Missing);
         }
@@ -133,7 +168,10 @@ impl<'a> Jws<'a> {
             }
             _ => return Err(NOT_THREE_SEGMENTS),
         }
-        let (alg, kid) = with_b64url(h, read_header)??;
+        let (alg, kid) = match memo {
+            Some(memo) => memo.read(h)?,
+            None => with_b64url(h, read_header)??,
+        };
         let payload = Claims::parse(&b64url(p)?)
             .ok_or(JwtError::Malformed("Jwt payload is an invalid JSON"))?;
         let signature = b64url(s)?;
@@ -160,7 +198,7 @@ impl<'a> Jws<'a> {
 
 /// The header rules: `alg` from the allow-list, no `crit`, no `b64: false`, `kid` a
 /// string when present.
-fn read_header(bytes: &[u8]) -> Result<(Alg, Option<String>), JwtError> {
+fn read_header(bytes: &[u8]) -> Result<(Alg, Option<Arc<str>>), JwtError> {
     let header =
         header_fields(bytes).ok_or(JwtError::Malformed("Jwt header is an invalid JSON"))?;
     let alg = match &header.alg {
@@ -185,7 +223,7 @@ fn read_header(bytes: &[u8]) -> Result<(Alg, Option<String>), JwtError> {
     }
     let kid = match header.kid {
         None => None,
-        Some(Member::Str(k)) => Some(k.into_owned()),
+        Some(Member::Str(k)) => Some(Arc::from(k.as_ref())),
         Some(_) => {
             return Err(JwtError::Malformed(
                 "Jwt header [kid] field is not a string",
@@ -193,4 +231,52 @@ fn read_header(bytes: &[u8]) -> Result<(Alg, Option<String>), JwtError> {
         }
     };
     Ok((alg, kid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(header: &str) -> String {
+        let b64 = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!(
+            "{}.{}.c2ln",
+            b64.encode(header),
+            b64.encode(r#"{"iss":"a"}"#)
+        )
+    }
+
+    /// What a parse says, to compare two ways of parsing.
+    fn said(r: &Result<Jws<'_>, JwtError>) -> Result<(Alg, Option<String>), JwtError> {
+        r.as_ref()
+            .map(|j| (j.alg, j.kid.as_deref().map(str::to_string)))
+            .map_err(Clone::clone)
+    }
+
+    #[test]
+    fn a_remembered_header_says_what_reading_it_says() {
+        let memo = HeaderMemo::default();
+        let headers = [
+            r#"{"alg":"RS256","kid":"k1","typ":"JWT"}"#,
+            r#"{"alg":"RS256","kid":"k1","typ":"JWT"}"#,
+            r#"{"alg":"none"}"#,
+            r#"{"alg":"RS256","kid":"k1","typ":"JWT"}"#,
+            r#"{"alg":"ES256","kid":"k2"}"#,
+            r#"{"alg":"RS256","crit":["x"]}"#,
+            r#"{"alg":"RS256","alg":"RS256"}"#,
+            r#"{"alg":"ES256","kid":"k2"}"#,
+            r#"{"alg":"RS256","kid":"k1","typ":"JWT"}"#,
+        ];
+        for h in headers {
+            let t = token(h);
+            let plain = Jws::parse(&t, DEFAULT_MAX_TOKEN_BYTES);
+            let remembered = Jws::parse_remembering(&t, DEFAULT_MAX_TOKEN_BYTES, Some(&memo));
+            assert_eq!(said(&plain), said(&remembered), "{h}");
+        }
+        // Only a header that passed is remembered.
+        let remembered = memo.0.read().unwrap();
+        let (text, alg, kid) = remembered.as_ref().unwrap();
+        assert_eq!(**text, *token(headers[8]).split('.').next().unwrap());
+        assert_eq!((*alg, kid.as_deref()), (Alg::RS256, Some("k1")));
+    }
 }
