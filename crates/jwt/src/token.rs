@@ -116,7 +116,10 @@ fn with_b64url<R>(segment: &str, read: impl FnOnce(&[u8]) -> R) -> Result<R, Jwt
 /// said: a provider's tokens carry one header (`alg`, `kid`, `typ`) until its keys
 /// rotate, so it is decoded and checked once, not on every new token.
 #[derive(Debug, Default)]
-pub struct HeaderMemo(RwLock<Option<(Box<str>, Alg, Option<Arc<str>>)>>);
+pub struct HeaderMemo(RwLock<Option<Remembered>>);
+
+/// A header's base64url text, its `alg` and its `kid`.
+type Remembered = (Box<str>, Alg, Option<Arc<str>>);
 
 impl HeaderMemo {
     /// [`read_header`] of the base64url `segment`, remembered when it passes.
