@@ -3,7 +3,7 @@
 
 use crate::decision::JwtFailure;
 use crate::facts::{Headers, RequestFacts, TokenOutcome, Tokens};
-use regex::bytes::{Regex, RegexBuilder};
+use regex::bytes::Regex;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -29,10 +29,7 @@ pub const ANY_PROVIDER: &str = "*";
 /// like RE2, `\w`, `\d`, `\s` and `\b` are ASCII. Unicode classes (`\pL`) are
 /// rejected at compile time. Half the compile cost of the Unicode engine.
 pub(crate) fn full_match_regex(pattern: &str) -> Result<Regex, String> {
-    RegexBuilder::new(&format!("^(?:{pattern})$"))
-        .unicode(false)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .build()
+    tribune_model::re::bounded(&format!("^(?:{pattern})$"), REGEX_SIZE_LIMIT)
         .map_err(|e| e.to_string())
 }
 

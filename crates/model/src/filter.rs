@@ -33,6 +33,12 @@
 //!
 //! Parsing nests at most [`MAX_DEPTH`] parentheses and `not`s; chains of `and`/`or`
 //! are parsed in a loop, so no input can exhaust the stack.
+//!
+//! Bounds (a filter is anyone's input, anonymous callers' included): an expression
+//! is at most [`MAX_EXPR_LEN`] bytes and holds at most [`MAX_REGEXES`] `matches`;
+//! each regular expression is RE2 syntax compiled by [`crate::re::bounded`] within
+//! [`REGEX_SIZE_LIMIT`] (ASCII `\w`, as RE2). [`compile_with`] shares compiled
+//! patterns through a [`RegexCache`], so the same pattern is compiled once.
 
 use serde_json::Value as Json;
 use std::collections::BTreeSet;
@@ -40,6 +46,17 @@ use std::fmt;
 
 /// How deeply parentheses and `not` may nest.
 pub const MAX_DEPTH: usize = 32;
+
+/// Longest expression accepted, in bytes.
+pub const MAX_EXPR_LEN: usize = 4096;
+
+/// Most `matches` / `not matches` in one expression.
+pub const MAX_REGEXES: usize = 16;
+
+/// Compiled size budget of one `matches` pattern.
+pub const REGEX_SIZE_LIMIT: usize = 256 << 10;
+
+pub use crate::re::RegexCache;
 
 /// The type of a field a selector can name.
 #[derive(Debug, Clone, Copy)]
@@ -626,7 +643,7 @@ enum Operand {
     Int(i64),
     Float(f64),
     Bool(bool),
-    Regex(regex::Regex),
+    Regex(regex::bytes::Regex),
 }
 
 #[derive(Debug, Clone)]
@@ -650,10 +667,43 @@ pub struct Filter {
 
 /// Parses and checks `expr` against `schema` (the fields of one listed item).
 pub fn compile(expr: &str, schema: &'static [Field]) -> Result<Filter, FilterError> {
+    compile_with(
+        expr,
+        schema,
+        &RegexCache::new(REGEX_SIZE_LIMIT, MAX_REGEXES),
+    )
+}
+
+/// [`compile`], taking compiled patterns from (and adding them to) `regexes`.
+pub fn compile_with(
+    expr: &str,
+    schema: &'static [Field],
+    regexes: &RegexCache,
+) -> Result<Filter, FilterError> {
+    if expr.len() > MAX_EXPR_LEN {
+        return Err(FilterError(format!(
+            "filter expression is {} bytes long; at most {MAX_EXPR_LEN} are accepted",
+            expr.len()
+        )));
+    }
     let ast = parse(expr)?;
+    let n = count_regexes(&ast);
+    if n > MAX_REGEXES {
+        return Err(FilterError(format!(
+            "filter expression has {n} \"matches\" operators; at most {MAX_REGEXES} are accepted"
+        )));
+    }
     Ok(Filter {
-        root: check(&ast, schema)?,
+        root: check(&ast, schema, regexes)?,
     })
+}
+
+fn count_regexes(ast: &Ast) -> usize {
+    match ast {
+        Ast::Or(v) | Ast::And(v) => v.iter().map(count_regexes).sum(),
+        Ast::Not(a) => count_regexes(a),
+        Ast::Match { op, .. } => usize::from(op.positive() == Op::Matches),
+    }
 }
 
 fn allowed(ty: Type) -> &'static [Op] {
@@ -667,19 +717,19 @@ fn allowed(ty: Type) -> &'static [Op] {
     }
 }
 
-fn check(ast: &Ast, schema: &'static [Field]) -> Result<Node, FilterError> {
+fn check(ast: &Ast, schema: &'static [Field], regexes: &RegexCache) -> Result<Node, FilterError> {
     Ok(match ast {
         Ast::Or(v) => Node::Or(
             v.iter()
-                .map(|a| check(a, schema))
+                .map(|a| check(a, schema, regexes))
                 .collect::<Result<_, _>>()?,
         ),
         Ast::And(v) => Node::And(
             v.iter()
-                .map(|a| check(a, schema))
+                .map(|a| check(a, schema, regexes))
                 .collect::<Result<_, _>>()?,
         ),
-        Ast::Not(a) => Node::Not(Box::new(check(a, schema)?)),
+        Ast::Not(a) => Node::Not(Box::new(check(a, schema, regexes)?)),
         Ast::Match {
             selector,
             op,
@@ -719,7 +769,7 @@ fn check(ast: &Ast, schema: &'static [Field]) -> Result<Node, FilterError> {
             };
             let operand = match (value, ty, op.positive()) {
                 (None, _, _) => Operand::None,
-                (Some(v), Type::String, Op::Matches) => match regex::Regex::new(v) {
+                (Some(v), Type::String, Op::Matches) => match regexes.get(v) {
                     Ok(r) => Operand::Regex(r),
                     Err(e) => {
                         return Err(FilterError(format!(
@@ -808,7 +858,9 @@ fn leaf(v: &Json, ty: Type, op: Op, operand: &Operand) -> bool {
         (Type::String, Op::In, Operand::Str(part)) => {
             v.as_str().unwrap_or("").contains(part.as_str())
         }
-        (Type::String, Op::Matches, Operand::Regex(r)) => r.is_match(v.as_str().unwrap_or("")),
+        (Type::String, Op::Matches, Operand::Regex(r)) => {
+            r.is_match(v.as_str().unwrap_or("").as_bytes())
+        }
         (Type::Int, Op::Equal, Operand::Int(want)) => v.as_i64().unwrap_or(0) == *want,
         (Type::Float, Op::Equal, Operand::Float(want)) => v.as_f64().unwrap_or(0.0) == *want,
         (Type::Bool, Op::Equal, Operand::Bool(want)) => v.as_bool().unwrap_or(false) == *want,

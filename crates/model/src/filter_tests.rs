@@ -187,8 +187,10 @@ fn nesting_is_limited_and_long_chains_are_not() {
         ")".repeat(MAX_DEPTH - 1)
     );
     assert_eq!(ids(&ok), ["redis1"]);
+    // Long chains parse in a loop (no stack); compile refuses them by length.
     let chain = vec!["Port == 1"; 5000].join(" or ");
-    assert!(compile(&chain, SERVICE).is_ok());
+    assert!(parse(&chain).is_ok());
+    assert!(err(&chain).contains("at most 4096 are accepted"));
     // Unbalanced deep input fails quickly (no exponential backtracking).
     let open = format!("{}Port == 1", "(".repeat(MAX_DEPTH));
     assert!(err(&open).contains("no match found"));
@@ -208,4 +210,48 @@ fn string_values_unquote_like_go() {
 fn every_operator_has_a_name() {
     let names: BTreeSet<&str> = Op::ALL.iter().map(|o| o.name()).collect();
     assert_eq!(names.len(), Op::ALL.len());
+}
+
+/// Hardening round 3, item 1: an anonymous `?filter=` made of many large Unicode
+/// regexes cost gigabytes and seconds. Patterns are now ASCII-classed (as RE2),
+/// bounded in compiled size, in count and in expression length.
+#[test]
+fn filter_regexes_are_bounded_in_count_size_and_expression_length() {
+    // The attack's unit compiles small and matches as RE2 would.
+    let one = r"Service matches `(?i)\w{200}`";
+    assert!(compile(one, SERVICE).is_ok());
+    assert_eq!(ids(r"ID matches `^redis[13]$`"), ["redis1", "redis3"]);
+    assert_eq!(ids(r"ID not matches `\d`"), ["web-sidecar-proxy"]);
+    // More than MAX_REGEXES `matches` are refused before any is compiled.
+    let many = vec![one; MAX_REGEXES + 1].join(" or ");
+    assert!(
+        err(&many).contains("has 17 \"matches\" operators; at most 16"),
+        "{}",
+        err(&many)
+    );
+    let exactly = vec![one; MAX_REGEXES].join(" or ");
+    assert!(compile(&exactly, SERVICE).is_ok());
+    // A pattern over the compiled-size budget is an error naming the selector.
+    let big = err(r"Service matches `[a-z]{3000}[0-9]{3000}`");
+    assert!(
+        big.contains("Failed to compile regular expression") && big.contains("size limit"),
+        "{big}"
+    );
+    // Unicode classes are refused (RE2 has them, bounded Tribune does not).
+    assert!(err(r"Service matches `\pL`").contains("Failed to compile regular expression"));
+}
+
+#[test]
+fn the_same_pattern_is_compiled_once_across_filters() {
+    let cache = RegexCache::new(REGEX_SIZE_LIMIT, 8);
+    let a = compile_with(
+        "ID matches `^redis` or Service matches `^redis`",
+        SERVICE,
+        &cache,
+    );
+    assert!(a.is_ok());
+    assert_eq!(cache.len(), 1);
+    let b = compile_with("ID not matches `^redis`", SERVICE, &cache).unwrap();
+    assert_eq!(cache.len(), 1);
+    assert!(b.matches(&redis()[3]));
 }

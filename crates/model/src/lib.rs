@@ -24,6 +24,7 @@ pub mod intentions;
 pub mod jwt_provider;
 pub mod mesh;
 pub mod names;
+pub mod re;
 pub mod status;
 pub mod wire;
 

@@ -380,7 +380,7 @@ pub(crate) async fn list_policies(
     acl_caller(&state, raw.as_deref(), &headers)
         .await?
         .acl_read()?;
-    let filter = filters::from_query(&parse_query(raw.as_deref()), filters::ACL_POLICY)?;
+    let filter = filters::from_query(&parse_query(raw.as_deref()), filters::ACL_POLICY).await?;
     let out: Vec<Value> = state
         .store
         .list(POLICY_TABLE)
@@ -577,7 +577,7 @@ pub(crate) async fn list_tokens(
     authz.acl_read()?;
     let secret = Secret::for_caller(&authz);
     let q = parse_query(raw.as_deref());
-    let filter = filters::from_query(&q, filters::ACL_TOKEN)?;
+    let filter = filters::from_query(&q, filters::ACL_TOKEN).await?;
     // Consul's `?policy=<id>` and `?role=<id>`: tokens linking that policy or role.
     let links = |v: &Value, list: &str, key: &str| {
         crate::query_get(&q, key)

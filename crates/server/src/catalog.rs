@@ -359,7 +359,7 @@ pub(crate) async fn services(
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
     let authz = authorize(&state, &headers, &q).await?;
-    let filter = filters::from_query(&q, filters::AGENT_SERVICE)?;
+    let filter = filters::from_query(&q, filters::AGENT_SERVICE).await?;
     let map: Map<String, Value> = load_all(&state)
         .await?
         .into_iter()
@@ -393,7 +393,7 @@ pub(crate) async fn catalog_services(
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
     let authz = authorize(&state, &headers, &q).await?;
-    let filter = filters::from_query(&q, filters::SERVICE_NODE)?;
+    let filter = filters::from_query(&q, filters::SERVICE_NODE).await?;
     let index = block_on_table(&state, SERVICES_TABLE, &q).await?;
     let mut map = Map::new();
     for r in load_all(&state).await? {

@@ -507,7 +507,7 @@ async fn list(
     // Consul filters service-defaults only (with go-bexpr).
     let filter = match kind {
         Some(Kind::ServiceDefaults) => {
-            crate::filters::from_query(&q, crate::filters::SERVICE_DEFAULTS)?
+            crate::filters::from_query(&q, crate::filters::SERVICE_DEFAULTS).await?
         }
         _ if query_get(&q, "filter").is_some_and(|f| !f.is_empty()) => {
             return Err(ApiError::bad_request(match kind {

@@ -15,10 +15,27 @@
 //!
 //! A token's `SecretID` is not a selector: a filter must not become a way to guess
 //! secrets one character at a time.
+//!
+//! A filter is anyone's input (anonymous callers' too, before any ACL check can say
+//! no), so compiling one is bounded ([`tribune_model::filter`]: length, count and
+//! size of regexes), shared (one [`RegexCache`] for the process: a pattern is
+//! compiled once) and kept off the async workers: at most [`COMPILERS`] compile at
+//! once, on the blocking pool, and other requests are served meanwhile.
 
 use crate::{query_get, ApiError, ApiResult};
 use axum::http::StatusCode;
-use tribune_model::filter::{compile, Field, Filter, Type};
+use std::sync::LazyLock;
+use tokio::sync::Semaphore;
+use tribune_model::filter::{compile_with, Field, Filter, RegexCache, Type, REGEX_SIZE_LIMIT};
+
+/// Filters compiled at once (the rest wait their turn).
+pub(crate) const COMPILERS: usize = 2;
+/// Distinct `matches` patterns the process keeps compiled.
+const CACHED_PATTERNS: usize = 64;
+
+static REGEXES: LazyLock<RegexCache> =
+    LazyLock::new(|| RegexCache::new(REGEX_SIZE_LIMIT, CACHED_PATTERNS));
+static COMPILING: Semaphore = Semaphore::const_new(COMPILERS);
 
 const WEIGHTS: &[Field] = &[
     Field::new("Passing", Type::Int),
@@ -169,19 +186,30 @@ pub(crate) const ACL_ROLE: &[Field] = &[
 
 /// The request's `?filter=` compiled against `schema`; none when absent or empty.
 /// A bad expression is Consul's HTTP 500 with bexpr's message.
-pub(crate) fn from_query(
+pub(crate) async fn from_query(
     q: &[(String, String)],
     schema: &'static [Field],
 ) -> ApiResult<Option<Filter>> {
-    match query_get(q, "filter").filter(|f| !f.is_empty()) {
-        None => Ok(None),
-        Some(expr) => compile(expr, schema).map(Some).map_err(|e| {
-            ApiError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("Failed to create boolean expression evaluator: {e}"),
-            )
-        }),
-    }
+    let Some(expr) = query_get(q, "filter").filter(|f| !f.is_empty()) else {
+        return Ok(None);
+    };
+    let expr = expr.to_string();
+    let busy = || {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "agent is shutting down".into(),
+        )
+    };
+    let _permit = COMPILING.acquire().await.map_err(|_| busy())?;
+    let compiled = tokio::task::spawn_blocking(move || compile_with(&expr, schema, &REGEXES))
+        .await
+        .map_err(|_| busy())?;
+    compiled.map(Some).map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Failed to create boolean expression evaluator: {e}"),
+        )
+    })
 }
 
 /// Whether `item` passes the (optional) filter.

@@ -93,7 +93,7 @@ pub(crate) async fn list(
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
     let authz = authorize(&state, &headers, &q).await?;
-    let filter = crate::filters::from_query(&q, crate::filters::INTENTION)?;
+    let filter = crate::filters::from_query(&q, crate::filters::INTENTION).await?;
     let index = block_on_table(&state, CONFIG_TABLE, &q).await?;
     let all = load_all(&state).await?;
     let mut out = Vec::new();

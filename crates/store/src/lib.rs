@@ -184,6 +184,39 @@ fn err(e: impl fmt::Display) -> StoreError {
     StoreError::internal(e.to_string())
 }
 
+/// Creates `path` with mode 0600 when it does not exist; refuses an existing file
+/// with any group or world permission bit.
+#[cfg(unix)]
+fn private_file(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::metadata(path) {
+        Ok(meta) => {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(StoreError::internal(format!(
+                    "{} is open to other users (mode {mode:04o}) and holds the CA key and every ACL secret: run `chmod 600 {}` and start again",
+                    path.display(),
+                    path.display()
+                )));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map(drop)
+            .map_err(|e| StoreError::internal(format!("creating {}: {e}", path.display()))),
+        Err(e) => Err(StoreError::internal(format!("{}: {e}", path.display()))),
+    }
+}
+
+#[cfg(not(unix))]
+fn private_file(_: &Path) -> Result<(), StoreError> {
+    Ok(())
+}
+
 /// A store operation in flight.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
@@ -276,8 +309,11 @@ pub struct RedbStore {
 }
 
 impl RedbStore {
-    /// Opens (or creates) the store file at `path`.
+    /// Opens (or creates) the store file at `path`. The file holds the CA's private
+    /// key and every ACL secret in clear: it is created readable by its owner alone
+    /// (0600), and an existing one that others may read or write is refused.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        private_file(path)?;
         let db = Database::create(path).map_err(err)?;
         Self::init(db)
     }
@@ -521,5 +557,20 @@ mod tests {
         assert_eq!(s.index_now().unwrap(), 2);
         assert_eq!(*s.subscribe().borrow(), 2);
         assert_eq!(s.get_now("t", "a").unwrap().unwrap().modify_index, 2);
+    }
+
+    /// Hardening round 3, item 2: `state.redb` (CA key, ACL secrets) was created 0644.
+    #[cfg(unix)]
+    #[test]
+    fn the_state_file_is_private_to_its_owner_and_a_readable_one_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        drop(RedbStore::open(&path).unwrap());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = RedbStore::open(&path).err().unwrap().to_string();
+        assert!(e.contains("mode 0644") && e.contains("chmod 600"), "{e}");
     }
 }

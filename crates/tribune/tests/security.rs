@@ -157,3 +157,221 @@ fn a_proxy_out_of_file_descriptors_still_serves_new_callers() {
     assert_eq!((status, body.as_str()), (200, "hello from api"));
     drop(silent);
 }
+
+/// Starts `tribune agent -dev` under a data-segment limit of `limit_mb` MiB (heap and
+/// every private writable mapping); returns the process and its HTTP address.
+fn agent_under_memory_cap(limit_mb: u64, extra: &str) -> (common::Proc, String) {
+    use std::io::{BufRead, BufReader};
+    let script = format!(
+        "ulimit -d {} && exec {BIN} agent -dev -http-port 0 {extra}",
+        limit_mb * 1024
+    );
+    let child = Command::new("sh")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = common::Proc::new(child);
+    let mut addr = String::new();
+    let mut lines = BufReader::new(child.stdout().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(a) = line.trim().strip_prefix("HTTP addr: ") {
+            addr = a.to_string();
+        }
+        if line.contains("agent running") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    assert!(!addr.is_empty(), "the agent did not start under the cap");
+    (child, addr)
+}
+
+/// Peak resident memory of a process, in MiB (`VmHWM`).
+fn peak_rss_mb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb / 1024
+}
+
+/// Percent-encodes a query value (every byte but unreserved ones).
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Attack (round 3, item 1): an anonymous `?filter=` of 120 `(?i)\w{200}` regexes
+/// took 10.5 s and 1.6 GB; 400 aborted an agent capped at 4 GiB; six concurrent
+/// 20-regex filters held other callers for 10.6 s. Now: the agent runs under a
+/// 512 MiB data cap; the 120- and 400-regex filters are refused at once, naming the
+/// limit; six callers then send 16-regex filters of distinct patterns (none from the
+/// cache) while another caller is answered throughout; the agent stays alive and
+/// under 300 MiB resident.
+#[test]
+fn filter_regexes_cannot_exhaust_the_agent_under_a_memory_cap() {
+    use std::time::{Duration, Instant};
+    let (child, addr) = agent_under_memory_cap(512, "");
+    let unit = r"Description matches `(?i)\w{200}`";
+    for n in [120, 400] {
+        let expr = vec![unit; n].join(" or ");
+        let t = Instant::now();
+        let (status, body) = common::request(
+            &addr,
+            "GET",
+            &format!("/v1/connect/intentions?filter={}", query_escape(&expr)),
+            &[],
+            "",
+        );
+        assert_eq!(status, 500, "{body}");
+        assert!(
+            body.contains("at most 16 are accepted") || body.contains("at most 4096 are accepted"),
+            "{body}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    }
+    let attackers: Vec<_> = (0..6)
+        .map(|a| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let mut answered = 0;
+                for round in 0..8 {
+                    let expr = (0..16)
+                        .map(|i| {
+                            format!(
+                                r"Description matches `(?i)\w{{200}}[a-z]{{{}}}`",
+                                100 + a * 128 + round * 16 + i
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" or ");
+                    for (path, field) in [
+                        ("/v1/connect/intentions", "Description"),
+                        ("/v1/agent/services", "Service"),
+                        ("/v1/catalog/services", "ServiceName"),
+                    ] {
+                        let expr = expr.replace("Description", field);
+                        let (status, body) = common::request(
+                            &addr,
+                            "GET",
+                            &format!("{path}?filter={}", query_escape(&expr)),
+                            &[],
+                            "",
+                        );
+                        assert_eq!(status, 200, "{path}: {body}");
+                        answered += 1;
+                    }
+                }
+                answered
+            })
+        })
+        .collect();
+    // Another caller is answered throughout.
+    let mut slowest = Duration::ZERO;
+    let mut asked = 0;
+    while !attackers.iter().all(|t| t.is_finished()) && asked < 2_000 {
+        let t = Instant::now();
+        let (status, _) = common::request(&addr, "GET", "/v1/status/leader", &[], "");
+        assert_eq!(status, 200);
+        slowest = slowest.max(t.elapsed());
+        asked += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let answered: usize = attackers.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(answered, 6 * 8 * 3);
+    assert!(
+        slowest < Duration::from_secs(2),
+        "an unrelated request waited {slowest:?} behind the filters"
+    );
+    let peak = peak_rss_mb(child.pid());
+    assert!(peak < 300, "peak RSS {peak} MiB");
+}
+
+/// Audit (round 3, item 2): `-data-dir` was created 0755 and `state.redb` 0644,
+/// though the file holds the CA root key and every ACL SecretID. Now the dir is 0700
+/// and the file 0600; a state file others may read is refused at start (exit 1,
+/// naming the fix); a data dir others may enter gets a warning.
+#[cfg(unix)]
+#[test]
+fn the_data_dir_and_state_file_are_private_and_readable_state_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    {
+        let (mut agent, _) = common::spawn(
+            &[
+                "agent",
+                "-data-dir",
+                dir.to_str().unwrap(),
+                "-http-port",
+                "0",
+            ],
+            "agent running",
+        );
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("state.redb")), 0o600);
+        agent.kill();
+    }
+    let start = || {
+        Command::new(BIN)
+            .args([
+                "agent",
+                "-data-dir",
+                dir.to_str().unwrap(),
+                "-http-port",
+                "0",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // A group- and world-readable state file: refused.
+    std::fs::set_permissions(
+        dir.join("state.redb"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let out = start().wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("mode 0644") && err.contains("chmod 600"),
+        "{err}"
+    );
+    // A private file in a dir others may enter: served, with a warning.
+    std::fs::set_permissions(
+        dir.join("state.redb"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut child = start();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut first = String::new();
+    {
+        use std::io::{BufRead, BufReader};
+        BufReader::new(&mut stderr).read_line(&mut first).unwrap();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        first.contains("Warning: data dir")
+            && first.contains("mode 0755")
+            && first.contains("chmod 700"),
+        "{first}"
+    );
+}

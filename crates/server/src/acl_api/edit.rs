@@ -493,7 +493,7 @@ pub(crate) async fn list_roles(
         .await?
         .acl_read()?;
     let q = parse_query(raw.as_deref());
-    let filter = filters::from_query(&q, filters::ACL_ROLE)?;
+    let filter = filters::from_query(&q, filters::ACL_ROLE).await?;
     let policy = crate::query_get(&q, "policy").filter(|p| !p.is_empty());
     let names = Names::load(&state).await?;
     let mut out = Vec::new();

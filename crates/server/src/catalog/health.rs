@@ -97,7 +97,7 @@ pub(crate) async fn nodes(
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
     authorize(&state, &headers, &q).await?;
-    let filter = filters::from_query(&q, filters::NODE)?;
+    let filter = filters::from_query(&q, filters::NODE).await?;
     let index = block_on_table(&state, SERVICES_TABLE, &q).await?;
     let listed: Vec<Value> = [node(&state)]
         .into_iter()
@@ -117,7 +117,7 @@ pub(crate) async fn catalog_service(
     authorize(&state, &headers, &q)
         .await?
         .service_read(&service)?;
-    let filter = filters::from_query(&q, filters::SERVICE_NODE)?;
+    let filter = filters::from_query(&q, filters::SERVICE_NODE).await?;
     let index = block_on_table(&state, SERVICES_TABLE, &q).await?;
     let listed: Vec<Value> = if node_meta_matches(&q, &node(&state)) {
         load_all(&state)
@@ -166,7 +166,7 @@ async fn check_service_nodes(
     connect: bool,
 ) -> ApiResult<Response> {
     authorize(state, headers, q).await?.service_read(service)?;
-    let filter = filters::from_query(q, filters::CHECK_SERVICE_NODE)?;
+    let filter = filters::from_query(q, filters::CHECK_SERVICE_NODE).await?;
     let index = block_on_table(state, SERVICES_TABLE, q).await?;
     let node = node(state);
     let passing_only = flag(q, "passing");

@@ -96,11 +96,12 @@ impl Backend {
         }
     }
 
-    async fn open(&self) -> Result<Arc<dyn Store>, String> {
+    /// Opens the store; warnings (permissions wider than they should be) are pushed
+    /// to `warnings`.
+    async fn open(&self, warnings: &mut Vec<String>) -> Result<Arc<dyn Store>, String> {
         match self {
             Backend::Dir(dir) => {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| format!("Error creating data dir {}: {e}", dir.display()))?;
+                warnings.extend(private_dir(dir)?);
                 RedbStore::open(&dir.join("state.redb"))
                     .map(|s| Arc::new(s) as Arc<dyn Store>)
                     .map_err(|e| format!("Error opening state in {}: {e}", dir.display()))
@@ -108,9 +109,79 @@ impl Backend {
             Backend::Memory => RedbStore::in_memory()
                 .map(|s| Arc::new(s) as Arc<dyn Store>)
                 .map_err(|e| format!("Error creating in-memory state: {e}")),
-            Backend::Etcd(c) => open_etcd(c).await,
+            Backend::Etcd(c) => {
+                if let Some(key) = &c.key_file {
+                    warnings.extend(private_key_file(key)?);
+                }
+                open_etcd(c).await
+            }
         }
     }
+}
+
+/// Creates the data dir readable by its owner alone (0700). An existing one that
+/// others may enter is used, with a warning: the state file in it is 0600 (refused
+/// otherwise), and service managers create state dirs 0755 by default.
+fn private_dir(dir: &std::path::Path) -> Result<Vec<String>, String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let existed = dir.exists();
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("Error creating data dir {}: {e}", dir.display()))?;
+        let meta = std::fs::metadata(dir)
+            .map_err(|e| format!("Error reading data dir {}: {e}", dir.display()))?;
+        if !meta.is_dir() {
+            return Err(format!("Data dir {} is not a directory", dir.display()));
+        }
+        let mode = meta.permissions().mode() & 0o777;
+        if existed && mode & 0o077 != 0 {
+            return Ok(vec![format!(
+                "data dir {} is open to other users (mode {mode:04o}); it holds the CA key and ACL secrets: `chmod 700 {}`",
+                dir.display(),
+                dir.display()
+            )]);
+        }
+        Ok(Vec::new())
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("Error creating data dir {}: {e}", dir.display()))?;
+        Ok(Vec::new())
+    }
+}
+
+/// A TLS private key file: refused when anyone may read it, a warning when its group
+/// may (a key shared with a service group, 0640, is a common layout).
+fn private_key_file(path: &std::path::Path) -> Result<Vec<String>, String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| format!("Error reading -etcd-key {}: {e}", path.display()))?
+            .permissions()
+            .mode()
+            & 0o777;
+        if mode & 0o007 != 0 {
+            return Err(format!(
+                "-etcd-key {} is readable by every user (mode {mode:04o}): `chmod 600 {}`",
+                path.display(),
+                path.display()
+            ));
+        }
+        if mode & 0o070 != 0 {
+            return Ok(vec![format!(
+                "-etcd-key {} is open to its group (mode {mode:04o})",
+                path.display()
+            )]);
+        }
+    }
+    let _ = path;
+    Ok(Vec::new())
 }
 
 /// Flags over the config file's `etcd` block; `None` when neither names endpoints.
@@ -210,13 +281,17 @@ pub fn run(args: AgentArgs, io: &mut Io<'_>) -> u8 {
         Err(code) => return code,
     };
     runtime.block_on(async move {
-        let store = match backend.open().await {
+        let mut warnings = Vec::new();
+        let store = match backend.open(&mut warnings).await {
             Ok(s) => s,
             Err(e) => {
                 let _ = writeln!(io.err, "==> {e}");
                 return 1;
             }
         };
+        for w in &warnings {
+            let _ = writeln!(io.err, "==> Warning: {w}");
+        }
         let state = match AppState::new(store, config.clone()).await {
             Ok(s) => s,
             Err(e) => {
