@@ -27,7 +27,13 @@ fn reply(status: StatusCode, content_type: &'static str, body: String) -> Respon
 pub fn answer(proxy: &Proxy, path: &str) -> Response<Full<Bytes>> {
     match path {
         "/ready" => {
-            if proxy.ready() {
+            if let Some(why) = proxy.token_refused() {
+                reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    format!("TOKEN_REFUSED: the agent refused this sidecar's ACL token ({why}); enforcing the last policy, the leaf certificate is not renewed\n"),
+                )
+            } else if proxy.ready() {
                 let sync = match proxy.since_sync() {
                     Some(s) => format!("last sync with the agent {s} s ago"),
                     None => {

@@ -95,6 +95,19 @@ impl ProxyConfig {
 }
 
 /// The sidecar.
+/// The sidecar's watches on the agent, each of which can be refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watch {
+    /// The policy (`proxy-snapshot`).
+    Policy = 0,
+    /// Roots and leaf certificate.
+    Identity = 1,
+}
+
+impl Watch {
+    pub const ALL: [Watch; 2] = [Watch::Policy, Watch::Identity];
+}
+
 pub struct Proxy {
     pub config: ProxyConfig,
     current: ArcSwapOption<Snapshot>,
@@ -108,6 +121,9 @@ pub struct Proxy {
     state: std::sync::OnceLock<Arc<state::StateFile>>,
     /// Unix seconds of the last successful answer from an agent (0: never).
     last_sync: AtomicI64,
+    /// What the agent said when it last refused this sidecar's token, per watch
+    /// ([`Watch`]); `None` while it answers.
+    refusals: std::sync::Mutex<[Option<String>; Watch::ALL.len()]>,
     /// Shadow evaluation of a staged candidate (`GET /shadow`).
     pub shadow: shadow::ShadowStats,
     /// Recent request facts (`POST /replay`).
@@ -179,6 +195,7 @@ impl Proxy {
                 metrics,
                 state: std::sync::OnceLock::new(),
                 last_sync: AtomicI64::new(0),
+                refusals: std::sync::Mutex::new(Default::default()),
                 shadow: shadow::ShadowStats::default(),
                 replay: replay::ReplayRing::new(replay_buffer, replay::MAX_REPLAY_BYTES),
                 installed: tokio::sync::Notify::new(),
@@ -301,6 +318,21 @@ impl Proxy {
         let now = state::now();
         self.last_sync.store(now, Ordering::Relaxed);
         self.metrics.last_sync.set(now);
+    }
+
+    /// Records what `watch` last heard: the agent's refusal of the token, or (`None`)
+    /// an answer or an outage (which does not clear an earlier refusal).
+    pub fn agent_refusal(&self, watch: Watch, refused: Option<&sidecar::AgentError>) {
+        let mut all = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        all[watch as usize] = refused.map(|e| e.to_string());
+        let any = all.iter().any(Option::is_some);
+        self.metrics.agent_token_refused.set(i64::from(any));
+    }
+
+    /// The agent's refusal of this sidecar's token, if a watch heard one last.
+    pub fn token_refused(&self) -> Option<String> {
+        let all = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        all.iter().flatten().next().cloned()
     }
 
     /// Seconds since the last successful answer from an agent (`None`: never).

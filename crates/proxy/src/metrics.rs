@@ -141,6 +141,8 @@ pub struct Metrics {
     pub connections: Gauge,
     /// Unix time of the last successful answer from an agent.
     pub last_sync: Gauge,
+    /// 1 while the agent refuses this sidecar's token.
+    pub agent_token_refused: Gauge,
 }
 
 impl Metrics {
@@ -174,6 +176,12 @@ impl Metrics {
             "Unix time of the last successful answer from an agent (0: none since start; the age is time() minus this)",
             last_sync.clone(),
         );
+        let agent_token_refused = Gauge::default();
+        registry.register(
+            "agent_token_refused",
+            "1 while the agent refuses this sidecar's ACL token (revoked, deleted or without service:write): the policy is not updated and the leaf not renewed",
+            agent_token_refused.clone(),
+        );
         let connections = Gauge::default();
         registry.register(
             "connections",
@@ -188,6 +196,7 @@ impl Metrics {
             config_index,
             connections,
             last_sync,
+            agent_token_refused,
         }
     }
 

@@ -120,6 +120,12 @@ async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
         .map_err(|e| format!("Error binding {what} {addr}: {e}"))
 }
 
+/// A refused token at start is not an outage: the sidecar does not start, whatever
+/// it saved (a revoked token must stop a sidecar, not leave it on its saved state).
+fn refused_at_start(e: &sidecar::AgentError) -> String {
+    format!("The agent refused this sidecar's ACL token ({e}): it is missing, revoked or lacks service:write; not starting (saved state is used only when no agent answers)")
+}
+
 /// Binds every listener and starts every task the settings ask for; returns once the
 /// sidecar is serving (or would be, once a policy arrives from the agent).
 pub async fn start(settings: Settings) -> Result<Started, String> {
@@ -164,13 +170,14 @@ pub async fn start(settings: Settings) -> Result<Started, String> {
                 }
                 Some(r)
             }
+            Err(e) if e.refused() => return Err(refused_at_start(&e)),
             Err(e) => match &saved.registration {
                 Some(r) => {
                     tracing::warn!(error = %e, "no agent answered; using the saved registration");
                     from_saved.push("registration");
                     Some(sidecar::Registration::from_saved(r)?)
                 }
-                None => return Err(e),
+                None => return Err(e.to_string()),
             },
         },
     };
@@ -216,6 +223,7 @@ pub async fn start(settings: Settings) -> Result<Started, String> {
     if let Some(addr) = mesh_addr {
         let mut watch = match sidecar::IdentityWatch::start(agent()?, &service).await {
             Ok(w) => w,
+            Err(e) if e.refused() => return Err(refused_at_start(&e)),
             Err(e) => match &saved.identity {
                 Some(id) if saved.service == service => {
                     tracing::warn!(error = %e, "no agent answered; presenting the saved mesh identity");
@@ -229,6 +237,7 @@ pub async fn start(settings: Settings) -> Result<Started, String> {
         if let Some(st) = &state {
             watch.save_to(st.clone());
         }
+        watch.report_to(proxy.clone());
         let tls = watch.tls.clone();
         let listener = bind(addr, "mesh listener").await?;
         lines.push((
@@ -316,10 +325,11 @@ pub async fn start(settings: Settings) -> Result<Started, String> {
                 crate::watch::poll_once(&proxy, &client, &service, 0, &mut body),
             )
             .await
-            .map_err(|_| "no answer within 5 s".to_string())
+            .map_err(|_| sidecar::AgentError::Unreachable("no answer within 5 s".into()))
             .and_then(|r| r);
             let index = match first {
                 Ok(i) => i,
+                Err(e) if e.refused() => return Err(refused_at_start(&e)),
                 Err(e) => {
                     tracing::warn!(error = %e, "no policy from the agent yet");
                     0

@@ -65,29 +65,70 @@ impl Registration {
     }
 }
 
-async fn get_json(client: &Client, path: &str) -> Result<(Value, u64), String> {
-    // Blocking queries wait at most RENEW_EVERY on the agent; a silent connection must
-    // not hang a watch forever.
-    let res = tokio::time::timeout(
-        RENEW_EVERY + ANSWER_GRACE,
-        client.request("GET", path, None),
-    )
-    .await
-    .map_err(|_| format!("{path}: no answer from the agent"))?
-    .map_err(|e| e.to_string())?;
+/// Why a request to the agent failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentError {
+    /// No agent answered (refused connection, timeout): an outage, which a sidecar
+    /// rides out on its saved state.
+    Unreachable(String),
+    /// An agent answered with this status (and message).
+    Answered(u16, String),
+    /// An agent answered something this sidecar cannot use.
+    Invalid(String),
+}
+
+impl AgentError {
+    /// The agent refused the sidecar's token (missing, revoked, or lacking the
+    /// permission): not an outage. A refused sidecar never starts from saved state.
+    pub fn refused(&self) -> bool {
+        matches!(self, AgentError::Answered(401 | 403, _))
+    }
+}
+
+impl std::fmt::Display for AgentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AgentError::Unreachable(m) | AgentError::Invalid(m) => f.write_str(m),
+            AgentError::Answered(status, m) => write!(f, "agent answered {status}: {m}"),
+        }
+    }
+}
+
+impl From<AgentError> for String {
+    fn from(e: AgentError) -> String {
+        e.to_string()
+    }
+}
+
+/// One request to the agent, `200` or an [`AgentError`].
+pub(crate) async fn agent_get(
+    client: &Client,
+    path: &str,
+    within: Duration,
+) -> Result<tribune_client::Response, AgentError> {
+    let res = tokio::time::timeout(within, client.request("GET", path, None))
+        .await
+        .map_err(|_| AgentError::Unreachable(format!("{path}: no answer from the agent")))?
+        .map_err(|e| AgentError::Unreachable(e.to_string()))?;
     if res.status != 200 {
-        return Err(format!(
-            "{path}: agent answered {}: {}",
+        return Err(AgentError::Answered(
             res.status,
-            res.body.trim()
+            format!("{path}: {}", res.body.trim()),
         ));
     }
+    Ok(res)
+}
+
+async fn get_json(client: &Client, path: &str) -> Result<(Value, u64), AgentError> {
+    // Blocking queries wait at most RENEW_EVERY on the agent; a silent connection must
+    // not hang a watch forever.
+    let res = agent_get(client, path, RENEW_EVERY + ANSWER_GRACE).await?;
     let index = res
         .header("x-consul-index")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let v = tribune_model::decode::parse_json(res.body.as_bytes())
-        .map_err(|e| format!("{path}: {e}"))?;
+        .map_err(|e| AgentError::Invalid(format!("{path}: {e}")))?;
     Ok((v, index))
 }
 
@@ -100,14 +141,17 @@ fn addr(host: &str, port: u64) -> Result<SocketAddr, String> {
 
 /// Reads the sidecar registration for service ID `id` (`<id>-sidecar-proxy`, or `id`
 /// itself when it is a `connect-proxy`).
-pub async fn registration(client: &Client, id: &str) -> Result<Registration, String> {
+pub async fn registration(client: &Client, id: &str) -> Result<Registration, AgentError> {
     let reg = match get_json(client, &format!("/v1/agent/service/{id}-sidecar-proxy")).await {
         Ok((v, _)) => v,
+        // Not an absent registration: say what happened (no agent, a refused token).
+        Err(e) if !matches!(e, AgentError::Answered(404, _)) => return Err(e),
         Err(first) => match get_json(client, &format!("/v1/agent/service/{id}")).await {
             Ok((v, _)) if v["Kind"] == "connect-proxy" => v,
             _ => {
-                return Err(format!(
-                    "no sidecar registered for service ID {id:?} ({first})"
+                return Err(AgentError::Answered(
+                    404,
+                    format!("no sidecar registered for service ID {id:?} ({first})"),
                 ))
             }
         },
@@ -125,16 +169,18 @@ pub async fn registration(client: &Client, id: &str) -> Result<Registration, Str
         let bind = addr(
             u["LocalBindAddress"].as_str().unwrap_or("127.0.0.1"),
             u["LocalBindPort"].as_u64().unwrap_or(0),
-        )?;
+        )
+        .map_err(AgentError::Invalid)?;
         upstreams.push((dest, bind));
     }
     Ok(Registration {
         service: s("/Proxy/DestinationServiceName").to_string(),
-        mesh_addr: addr(s("/Address"), n("/Port"))?,
+        mesh_addr: addr(s("/Address"), n("/Port")).map_err(AgentError::Invalid)?,
         local_service: addr(
             s("/Proxy/LocalServiceAddress"),
             n("/Proxy/LocalServicePort"),
-        )?,
+        )
+        .map_err(AgentError::Invalid)?,
         upstreams,
     })
 }
@@ -152,7 +198,7 @@ async fn fetch(
     service: &str,
     index: u64,
     wait: Duration,
-) -> Result<Fetched, String> {
+) -> Result<Fetched, AgentError> {
     let (leaf, index) = get_json(
         client,
         &format!(
@@ -192,12 +238,15 @@ pub struct IdentityWatch {
     trust_domain: String,
     roots: Vec<String>,
     state: Option<Arc<crate::state::StateFile>>,
+    /// Told when the agent refuses the token (and when it accepts it again).
+    proxy: Option<Arc<crate::Proxy>>,
 }
 
 impl IdentityWatch {
-    pub async fn start(client: Client, service: &str) -> Result<IdentityWatch, String> {
+    pub async fn start(client: Client, service: &str) -> Result<IdentityWatch, AgentError> {
         let f = fetch(&client, service, 0, Duration::from_secs(1)).await?;
-        let identity = Identity::new(&f.trust_domain, &f.roots, &f.leaf)?;
+        let identity =
+            Identity::new(&f.trust_domain, &f.roots, &f.leaf).map_err(AgentError::Invalid)?;
         Ok(IdentityWatch {
             tls: MeshTls::new(identity),
             client,
@@ -208,6 +257,7 @@ impl IdentityWatch {
             trust_domain: f.trust_domain,
             roots: f.roots,
             state: None,
+            proxy: None,
         })
     }
 
@@ -233,7 +283,14 @@ impl IdentityWatch {
             trust_domain: saved.trust_domain.clone(),
             roots: saved.roots.clone(),
             state: None,
+            proxy: None,
         })
+    }
+
+    /// Tells `proxy` when the agent refuses (or accepts again) this sidecar's token:
+    /// its `/ready` and metrics say so.
+    pub fn report_to(&mut self, proxy: Arc<crate::Proxy>) {
+        self.proxy = Some(proxy);
     }
 
     /// Saves the identity to `state` now and after every change.
@@ -260,7 +317,14 @@ impl IdentityWatch {
     pub async fn run(mut self) {
         let mut backoff = Duration::from_millis(200);
         loop {
-            match fetch(&self.client, &self.service, self.index, RENEW_EVERY).await {
+            let fetched = fetch(&self.client, &self.service, self.index, RENEW_EVERY).await;
+            if let Some(proxy) = &self.proxy {
+                proxy.agent_refusal(
+                    crate::Watch::Identity,
+                    fetched.as_ref().err().filter(|e| e.refused()),
+                );
+            }
+            match fetched {
                 Ok(f) => {
                     backoff = Duration::from_millis(200);
                     if f.root_id != self.root_id {
@@ -286,6 +350,11 @@ impl IdentityWatch {
                         }
                     }
                     self.index = if f.index < self.index { 0 } else { f.index };
+                }
+                Err(e) if e.refused() => {
+                    tracing::error!(error = %e, "the agent refused this sidecar's token: the leaf certificate is not renewed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "identity watch failed; keeping the current certificate");

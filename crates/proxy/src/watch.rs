@@ -5,7 +5,12 @@
 //! - Agent unreachable or erroring: the proxy keeps enforcing its last snapshot
 //!   (fail static) and retries with jittered exponential back-off (100 ms .. 10 s).
 //! - An index that goes backwards (agent restarted with a new store) resets it.
+//! - The agent refuses the token (401/403: revoked, deleted, or without
+//!   `service:write`): not an outage. The proxy is told ([`Proxy::agent_refusal`]), so
+//!   `/ready` answers 503 and the `agent_token_refused` gauge is 1, until an answer
+//!   comes back.
 
+use crate::sidecar::AgentError;
 use crate::{Proxy, SnapshotDoc};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,25 +27,17 @@ pub async fn poll_once(
     service: &str,
     index: u64,
     last_body: &mut String,
-) -> Result<u64, String> {
+) -> Result<u64, AgentError> {
     let path = format!(
         "/v1/tribune/proxy-snapshot/{service}?index={index}&wait={}s",
         WAIT.as_secs()
     );
-    let res = tokio::time::timeout(
-        WAIT + Duration::from_secs(15),
-        client.request("GET", &path, None),
-    )
-    .await
-    .map_err(|_| "agent did not answer the blocking query in time".to_string())?
-    .map_err(|e| e.to_string())?;
-    if res.status != 200 {
-        return Err(format!(
-            "agent answered {}: {}",
-            res.status,
-            res.body.trim()
-        ));
-    }
+    let res = crate::sidecar::agent_get(client, &path, WAIT + Duration::from_secs(15)).await;
+    proxy.agent_refusal(
+        crate::Watch::Policy,
+        res.as_ref().err().filter(|e| e.refused()),
+    );
+    let res = res?;
     let new_index = res
         .header("x-consul-index")
         .and_then(|v| v.parse::<u64>().ok())
@@ -50,9 +47,12 @@ pub async fn poll_once(
     proxy.save_keys();
     if res.body != *last_body {
         let value = tribune_model::decode::parse_json(res.body.as_bytes())
-            .map_err(|e| format!("snapshot is not JSON: {e}"))?;
-        let doc = SnapshotDoc::from_json(&value)?;
-        proxy.install(doc, new_index).await?;
+            .map_err(|e| AgentError::Invalid(format!("snapshot is not JSON: {e}")))?;
+        let doc = SnapshotDoc::from_json(&value).map_err(AgentError::Invalid)?;
+        proxy
+            .install(doc, new_index)
+            .await
+            .map_err(AgentError::Invalid)?;
         if let Some(state) = proxy.state() {
             state.update(|s| {
                 s.service = service.to_string();
@@ -84,6 +84,12 @@ pub async fn watch_agent_from(
             Ok(i) => {
                 index = i;
                 backoff = Duration::from_millis(100);
+            }
+            Err(e) if e.refused() => {
+                let have = proxy.current().map(|s| s.version).unwrap_or(0);
+                tracing::error!(error = %e, enforcing_version = have, retry_in_ms = backoff.as_millis() as u64, "the agent refused this sidecar's token; /ready answers 503 until it is accepted again");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
             }
             Err(e) => {
                 let have = proxy.current().map(|s| s.version).unwrap_or(0);

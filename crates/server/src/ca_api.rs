@@ -14,7 +14,8 @@
 //! The root's private key never leaves the agent.
 
 use crate::{
-    authorize, block_on_table, index_header, parse_query, ApiError, ApiResult, AppState, Shared,
+    authorize, block_on_table, block_on_tables_as, index_header, parse_query, ApiError, ApiResult,
+    AppState, Holder, Shared,
 };
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -204,7 +205,11 @@ pub(crate) async fn leaf(
     authz.service_write(&service)?;
     tribune_model::names::check_service_name(&service).map_err(ApiError::bad_request)?;
     required(&state).await?;
-    let index = block_on_table(&state, CA_TABLE, &q).await?;
+    let holder = Holder {
+        headers: &headers,
+        allowed: &|a| a.service_write(&service),
+    };
+    let index = block_on_tables_as(&state, &[CA_TABLE], &q, Some(holder)).await?;
     let ca = required(&state).await?;
     let active = ca
         .roots

@@ -466,6 +466,29 @@ pub(crate) async fn block_on_tables(
     tables: &[&str],
     query: &[(String, String)],
 ) -> ApiResult<u64> {
+    block_on_tables_as(state, tables, query, None).await
+}
+
+/// Who asked a blocking query, and what they must still be allowed to do for its
+/// answer: a token revoked (or a policy narrowed) while the query waits ends the wait
+/// with the refusal at once, instead of answering the revoked holder when the wait
+/// ends. A sidecar's watches use it: revocation reaches them in one round trip.
+pub(crate) struct Holder<'a> {
+    pub headers: &'a HeaderMap,
+    pub allowed: &'a (dyn Fn(&Authorizer) -> Result<(), Denied> + Sync),
+}
+
+/// The ACL tables whose change can take a permission away.
+const ACL_TABLES: [&str; 3] = [TOKEN_TABLE, POLICY_TABLE, ROLE_TABLE];
+
+/// [`block_on_tables`], re-checking `holder`'s permission whenever the ACL tables
+/// change during the wait.
+pub(crate) async fn block_on_tables_as(
+    state: &AppState,
+    tables: &[&str],
+    query: &[(String, String)],
+    holder: Option<Holder<'_>>,
+) -> ApiResult<u64> {
     // Indexes are answered as at least 1 (Consul never answers 0), so an empty table
     // is at 1 for the comparison too: a query at index 1 on it blocks instead of
     // returning at once, over and over.
@@ -488,10 +511,22 @@ pub(crate) async fn block_on_tables(
     let deadline = tokio::time::Instant::now() + wait + jitter;
     let mut rx = state.store.subscribe();
     let mut stop = state.shutting_down.subscribe();
+    let recheck = holder.filter(|_| state.config.acl.enabled);
+    let mut acl_at = match &recheck {
+        Some(_) => tables_index(state, &ACL_TABLES).await?,
+        None => 0,
+    };
     loop {
         let now = tables_index(state, tables).await?;
         if now != min || *stop.borrow_and_update() {
             return Ok(now);
+        }
+        if let Some(h) = &recheck {
+            let acl_now = tables_index(state, &ACL_TABLES).await?;
+            if acl_now != acl_at {
+                acl_at = acl_now;
+                (h.allowed)(&authorize(state, h.headers, query).await?)?;
+            }
         }
         tokio::select! {
             changed = rx.changed() => {

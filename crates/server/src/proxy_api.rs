@@ -9,12 +9,14 @@
 //! document they would make (the sidecar evaluates it beside the live one).
 //! `X-Consul-Index` is the highest index of the entries and the candidates.
 //!
-//! ACL: `service:write` on the service (what a sidecar's token holds in Consul).
+//! ACL: `service:write` on the service (what a sidecar's token holds in Consul),
+//! re-checked while the query waits: a revoked token gets its 403 at once.
 
 use crate::entries::load_all;
 use crate::staged::{load_staged, STAGED_TABLE};
 use crate::{
-    authorize, block_on_tables, index_header, parse_query, ApiResult, Shared, CONFIG_TABLE,
+    authorize, block_on_tables_as, index_header, parse_query, ApiResult, Holder, Shared,
+    CONFIG_TABLE,
 };
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
@@ -32,7 +34,11 @@ pub(crate) async fn snapshot(
     let q = parse_query(raw.as_deref());
     let authz = authorize(&state, &headers, &q).await?;
     authz.service_write(&service)?;
-    let index = block_on_tables(&state, &[CONFIG_TABLE, STAGED_TABLE], &q).await?;
+    let holder = Holder {
+        headers: &headers,
+        allowed: &|a| a.service_write(&service),
+    };
+    let index = block_on_tables_as(&state, &[CONFIG_TABLE, STAGED_TABLE], &q, Some(holder)).await?;
     let all = load_all(&state).await?;
     let refs: Vec<&ConfigEntry> = all.iter().map(|(e, _)| e).collect();
     let staged = load_staged(&state).await?;

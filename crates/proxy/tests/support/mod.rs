@@ -196,14 +196,21 @@ pub struct Agent {
 }
 
 pub fn start_agent(store: Arc<dyn tribune_store::Store>, addr: SocketAddr) -> (Agent, SocketAddr) {
+    start_agent_with(store, addr, Default::default())
+}
+
+/// [`start_agent`] with an agent configuration (ACLs on, say).
+pub fn start_agent_with(
+    store: Arc<dyn tribune_store::Store>,
+    addr: SocketAddr,
+    config: tribune_server::agent_config::AgentConfig,
+) -> (Agent, SocketAddr) {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let (atx, arx) = std::sync::mpsc::channel();
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async move {
-            let state = tribune_server::AppState::new(store, Default::default())
-                .await
-                .unwrap();
+            let state = tribune_server::AppState::new(store, config).await.unwrap();
             let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
             atx.send(listener.local_addr().unwrap()).unwrap();
             tokio::spawn(async move {

@@ -167,7 +167,11 @@ async fn check_service_nodes(
 ) -> ApiResult<Response> {
     authorize(state, headers, q).await?.service_read(service)?;
     let filter = filters::from_query(q, filters::CHECK_SERVICE_NODE).await?;
-    let index = block_on_table(state, SERVICES_TABLE, q).await?;
+    let holder = crate::Holder {
+        headers,
+        allowed: &|a| a.service_read(service),
+    };
+    let index = crate::block_on_tables_as(state, &[SERVICES_TABLE], q, Some(holder)).await?;
     let node = node(state);
     let passing_only = flag(q, "passing");
     let wanted = |r: &Value| {
