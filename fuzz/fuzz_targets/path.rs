@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let p = match normalize_request_path(raw, &rules) {
         PathVerdict::Forward(p) | PathVerdict::Redirect(p) => p,
-        PathVerdict::Reject => return,
+        PathVerdict::Reject | PathVerdict::Ambiguous => return,
     };
     assert!(p.starts_with('/'), "{raw:?} -> {p:?}");
     assert_eq!(

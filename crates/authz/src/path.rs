@@ -25,6 +25,12 @@ pub enum PathVerdict {
     /// The path holds an escaped separator (`%2F`, `%5C`, any case) and the action is
     /// to reject (Tribune's default): answer 400.
     Reject,
+    /// Under the default action, the path holds what another server reads as a
+    /// traversal this one does not see: a dot segment with a `;` parameter (`/..;/`,
+    /// `/.;/`: Tomcat, Jetty and Spring strip parameters before removing dot segments,
+    /// Apache Shiro CVE-2020-1957), or a double-encoded dot or separator (`%252e`,
+    /// `%252f`, `%255c`: a service that decodes twice). Answer 400.
+    Ambiguous,
 }
 
 /// The path a request is decided on and forwarded with. Invariant (tested): unless
@@ -39,11 +45,15 @@ pub fn normalize_request_path(raw: &str, rules: &RequestNormalization) -> PathVe
         }
     }
     let path = &raw[..raw.find(['?', '#']).unwrap_or(raw.len())];
-    if !rules.insecure_disable_path_normalization && !path.contains(['%', '\\']) {
+    if !rules.insecure_disable_path_normalization && !path.contains(['%', '\\', ';']) {
         // Most paths: no escape, no backslash; only dot segments and slashes to check.
         return PathVerdict::Forward(normalize_path(path, rules.merge_slashes));
     }
     let action = rules.path_with_escaped_slashes_action;
+    let rejecting = matches!(
+        action,
+        EscapedSlashes::Default | EscapedSlashes::RejectRequest
+    );
     let mut path: Cow<'_, str> = Cow::Borrowed(path);
     let mut unescaped = false;
     if has_escaped_separator(&path) {
@@ -68,6 +78,10 @@ pub fn normalize_request_path(raw: &str, rules: &RequestNormalization) -> PathVe
     } else {
         normalize_path(&path, rules.merge_slashes)
     };
+    // Checked on the result: normalizing can make an escape (`%2%46` is `%252F`).
+    if rejecting && !rules.insecure_disable_path_normalization && is_ambiguous(&out) {
+        return PathVerdict::Ambiguous;
+    }
     if unescaped && action == EscapedSlashes::UnescapeAndRedirect {
         PathVerdict::Redirect(out)
     } else {
@@ -115,6 +129,52 @@ pub fn decoded_once(path: &str) -> Vec<u8> {
         i += 1;
     }
     out
+}
+
+/// A segment made of one or two dots (each `.` or `%2e`, any case) followed by `;`,
+/// or `%25` followed by `2e`, `2f` or `5c` (any case): see [`PathVerdict::Ambiguous`].
+fn is_ambiguous(path: &str) -> bool {
+    let b = path.as_bytes();
+    let escaped_dot = |at: usize| {
+        b.get(at) == Some(&b'%')
+            && b.get(at + 1) == Some(&b'2')
+            && b.get(at + 2).map(|c| c | 0x20) == Some(b'e')
+    };
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && b.get(i + 1) == Some(&b'2') && b.get(i + 2) == Some(&b'5') {
+            let (h, l) = (b.get(i + 3).copied(), b.get(i + 4).map(|c| c | 0x20));
+            if matches!(
+                (h, l),
+                (Some(b'2'), Some(b'e' | b'f')) | (Some(b'5'), Some(b'c'))
+            ) {
+                return true;
+            }
+        }
+        if b[i] == b'/' || b[i] == b'\\' || i == 0 {
+            let mut at = if i == 0 && b[0] != b'/' && b[0] != b'\\' {
+                0
+            } else {
+                i + 1
+            };
+            let mut dots = 0;
+            loop {
+                if b.get(at) == Some(&b'.') {
+                    at += 1;
+                } else if escaped_dot(at) {
+                    at += 3;
+                } else {
+                    break;
+                }
+                dots += 1;
+            }
+            if (1..=2).contains(&dots) && b.get(at) == Some(&b';') {
+                return true;
+            }
+        }
+        i += 1;
+    }
+    false
 }
 
 /// `%2F`, `%2f`, `%5C` or `%5c` anywhere in `path`.
@@ -391,8 +451,32 @@ mod tests {
             // Backslashes are separators (decisions.md #17).
             ("/value\\supersecret", Default, fwd("/value/supersecret")),
             ("/a\\..\\admin", Default, fwd("/admin")),
-            // A literal percent sign stays a literal.
-            ("/a%252Fb", Default, fwd("/a%252Fb")),
+            // A literal percent sign stays a literal...
+            ("/a%2541", Default, fwd("/a%2541")),
+            ("/100%25", Default, fwd("/100%25")),
+            // ...but not before an encoded dot or separator (a service that decodes
+            // twice would see a traversal): 400 under the default action.
+            ("/a%252Fb", Default, Ambiguous),
+            ("/public/%252e%252e/admin", Default, Ambiguous),
+            ("/public/%252E%252E%252Finternal", RejectRequest, Ambiguous),
+            ("/public/%255c", Default, Ambiguous),
+            // Dot segments with a parameter (Shiro CVE-2020-1957).
+            ("/public/..;/admin", Default, Ambiguous),
+            ("/public/.;/admin", Default, Ambiguous),
+            ("/public/%2e%2E;x=1/admin", Default, Ambiguous),
+            ("/public\\..;\\admin", Default, Ambiguous),
+            ("..;/admin", Default, Ambiguous),
+            // Parameters elsewhere are ordinary bytes.
+            ("/public/a;b/c", Default, fwd("/public/a;b/c")),
+            ("/public/...;/c", Default, fwd("/public/...;/c")),
+            ("/public/.a;/c", Default, fwd("/public/.a;/c")),
+            // Other actions keep their meaning (the operator chose them).
+            ("/a%252Fb", KeepUnchanged, fwd("/a%252Fb")),
+            (
+                "/public/..;/admin",
+                UnescapeAndForward,
+                fwd("/public/..;/admin"),
+            ),
         ] {
             assert_eq!(
                 normalize_request_path(raw, &rules(action)),
@@ -442,6 +526,7 @@ mod tests {
                             assert!(has_escaped_separator(raw), "{raw:?} rejected");
                             continue;
                         }
+                        PathVerdict::Ambiguous => continue,
                     };
                     assert!(p.starts_with('/'), "{raw:?} -> {p:?}");
                     assert!(

@@ -72,15 +72,17 @@ pub enum Refusal {
     ConnectMethod,
     DuplicateHost,
     EscapedSeparator,
+    AmbiguousPath,
     PathRedirect,
     HeaderWithUnderscores,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 5] = [
+    pub const ALL: [Refusal; 6] = [
         Refusal::ConnectMethod,
         Refusal::DuplicateHost,
         Refusal::EscapedSeparator,
+        Refusal::AmbiguousPath,
         Refusal::PathRedirect,
         Refusal::HeaderWithUnderscores,
     ];
@@ -91,6 +93,7 @@ impl Refusal {
             Refusal::ConnectMethod => "connect_method",
             Refusal::DuplicateHost => "duplicate_host",
             Refusal::EscapedSeparator => "escaped_separator",
+            Refusal::AmbiguousPath => "ambiguous_path",
             Refusal::PathRedirect => "path_redirect",
             Refusal::HeaderWithUnderscores => "header_with_underscores",
         }
@@ -120,6 +123,7 @@ impl Refusal {
             Refusal::ConnectMethod => "CONNECT is refused: an HTTP destination is not a tunnel",
             Refusal::DuplicateHost => "the request has two Host headers (RFC 9112 §3.2), which two parsers could read differently",
             Refusal::EscapedSeparator => "the path contains an escaped separator (%2F or %5C), which the mesh entry's PathWithEscapedSlashesAction rejects (Tribune's default)",
+            Refusal::AmbiguousPath => "the path holds a dot segment with a ;parameter (/..;/) or a double-encoded dot or separator (%252e, %252f, %255c), which a service that strips parameters or decodes twice would read as a traversal; refused under the mesh entry's default PathWithEscapedSlashesAction",
             Refusal::PathRedirect => "the path contains an escaped separator (%2F or %5C); the mesh entry's PathWithEscapedSlashesAction = UNESCAPE_AND_REDIRECT redirects to the decoded path",
             Refusal::HeaderWithUnderscores => "a header name contains an underscore, which the mesh entry's HeadersWithUnderscoresAction = REJECT_REQUEST refuses",
         }
@@ -361,6 +365,12 @@ impl Policy {
             PathVerdict::Reject => {
                 return Evaluation::Refused(Refused {
                     refusal: Refusal::EscapedSeparator,
+                    location: None,
+                })
+            }
+            PathVerdict::Ambiguous => {
+                return Evaluation::Refused(Refused {
+                    refusal: Refusal::AmbiguousPath,
                     location: None,
                 })
             }

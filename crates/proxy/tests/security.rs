@@ -109,6 +109,39 @@ async fn escaped_separator_traversal_is_refused_by_default() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
+/// Attack (round 3, item 12, still open from round 1): with `/public/` allowed,
+/// `/public/..;/admin` (Tomcat, Jetty and Spring strip `;` parameters before
+/// removing dot segments: Apache Shiro CVE-2020-1957) and double-encoded dots and
+/// separators (`%252e%252e`, `%252f`: a service that decodes twice) reached the
+/// upstream verbatim. Under the default escaped-slash action they are now 400.
+#[tokio::test]
+async fn dot_parameters_and_double_encoded_traversal_are_refused_by_default() {
+    let upstream = echo().await;
+    let (_, addr, records) = serving(upstream.addr, vec![public_only()]).await;
+    for path in [
+        "/public/..;/admin",
+        "/public/.;/admin",
+        "/public/%2e%2e;jsessionid=1/admin",
+        "/public/%252e%252e/admin",
+        "/public/%252E%252E%252Finternal",
+        "/public/%252e%252e%255cadmin",
+    ] {
+        let answer = raw(addr, &get(path)).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
+    }
+    assert_eq!(upstream.hits.load(Ordering::SeqCst), 0, "nothing forwarded");
+    assert!(records
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|r| r.status == 400 && r.reason == "ambiguous_path"));
+    // Parameters and percent signs elsewhere are still forwarded.
+    for path in ["/public/a;v=1/b", "/public/100%25"] {
+        let answer = raw(addr, &get(path)).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
+    }
+}
+
 /// With `UNESCAPE_AND_FORWARD` the separators are decoded before matching, so the
 /// traversal is resolved and denied, and what the upstream receives is exactly the
 /// path that was authorized.
