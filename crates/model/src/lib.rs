@@ -20,6 +20,7 @@ pub mod error;
 pub mod filter;
 pub mod go;
 pub mod hcl;
+pub mod host;
 pub mod intentions;
 pub mod jwt_provider;
 pub mod mesh;

@@ -134,7 +134,51 @@ pub fn replay(proxy: &Proxy, body: &[u8]) -> Response<Full<Bytes>> {
     )
 }
 
+/// Replays running (at most one).
+static REPLAYING: std::sync::LazyLock<Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| Arc::new(tokio::sync::Semaphore::new(1)));
+
+/// An admin POST that a page on another origin could have sent: refused. A
+/// cross-origin page can POST without a preflight only as `text/plain`, a form or
+/// multipart, so `application/json` is required; an `Origin` that is not a loopback
+/// one is refused outright.
+fn foreign_post(req: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
+    let json = req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Some(reply(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "text/plain",
+            "admin POSTs take Content-Type: application/json\n".into(),
+        ));
+    }
+    if let Some(origin) = req.headers().get(hyper::header::ORIGIN) {
+        let host = origin
+            .as_bytes()
+            .strip_prefix(b"http://")
+            .or_else(|| origin.as_bytes().strip_prefix(b"https://"));
+        if !host.is_some_and(|h| tribune_model::host::loopback_host_allowed(Some(h), &[])) {
+            return Some(reply(
+                StatusCode::FORBIDDEN,
+                "text/plain",
+                format!(
+                    "admin POSTs from another origin ({}) are refused\n",
+                    String::from_utf8_lossy(origin.as_bytes())
+                ),
+            ));
+        }
+    }
+    None
+}
+
 pub async fn serve_admin(proxy: Arc<Proxy>, listener: TcpListener) {
+    // On loopback (the default), the DNS-rebinding defence: `/config_dump`, `/shadow`
+    // and `/replay` are not for a page on another name resolved to 127.0.0.1.
+    let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -144,12 +188,54 @@ pub async fn serve_admin(proxy: Arc<Proxy>, listener: TcpListener) {
             let svc = service_fn(move |req: Request<Incoming>| {
                 let proxy = proxy.clone();
                 async move {
+                    let host = req.headers().get(hyper::header::HOST);
+                    if loopback
+                        && !tribune_model::host::loopback_host_allowed(
+                            host.map(|h| h.as_bytes()),
+                            &[],
+                        )
+                    {
+                        let body =
+                            tribune_model::host::refusal(host.map_or(&b""[..], |h| h.as_bytes()));
+                        return Ok::<_, Infallible>(reply(
+                            StatusCode::MISDIRECTED_REQUEST,
+                            "text/plain",
+                            body,
+                        ));
+                    }
                     if req.method() == hyper::Method::POST && req.uri().path() == "/replay" {
                         use http_body_util::BodyExt;
+                        if let Some(refused) = foreign_post(&req) {
+                            return Ok::<_, Infallible>(refused);
+                        }
+                        // One replay at a time, on the blocking pool: the serving
+                        // workers (and `/ready`) are never held by one.
+                        let Ok(permit) = REPLAYING.clone().try_acquire_owned() else {
+                            return Ok::<_, Infallible>(reply(
+                                StatusCode::TOO_MANY_REQUESTS,
+                                "text/plain",
+                                "a replay is already running; try again when it ends\n".into(),
+                            ));
+                        };
                         let limited =
                             http_body_util::Limited::new(req.into_body(), MAX_REPLAY_BODY);
                         let r = match limited.collect().await {
-                            Ok(b) => replay(&proxy, &b.to_bytes()),
+                            Ok(b) => {
+                                let proxy = proxy.clone();
+                                let body = b.to_bytes();
+                                tokio::task::spawn_blocking(move || {
+                                    let _permit = permit;
+                                    replay(&proxy, &body)
+                                })
+                                .await
+                                .unwrap_or_else(|_| {
+                                    reply(
+                                        StatusCode::INTERNAL_SERVER_ERROR,
+                                        "text/plain",
+                                        "the replay failed\n".into(),
+                                    )
+                                })
+                            }
                             Err(_) => reply(
                                 StatusCode::PAYLOAD_TOO_LARGE,
                                 "text/plain",

@@ -296,6 +296,9 @@ pub async fn start(settings: Settings) -> Result<Started, String> {
         }
     }
     let admin = bind(settings.admin_bind, "admin listener").await?;
+    if !settings.admin_bind.ip().is_loopback() {
+        tracing::warn!(admin = %settings.admin_bind, "the admin listener is not on loopback: anyone who reaches it reads the policy (/config_dump) and runs replays; bind it to 127.0.0.1 unless a firewall guards it");
+    }
     lines.push((
         "Admin listener".into(),
         admin

@@ -154,7 +154,7 @@ async fn the_admin_listener_is_where_it_is_asked_to_be() {
     let admin = started.addr("Admin listener").unwrap();
     let answer = raw(
         admin,
-        "GET /ready HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",
+        "GET /ready HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");

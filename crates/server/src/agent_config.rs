@@ -45,6 +45,10 @@ pub struct AgentConfig {
     pub etcd: EtcdSettings,
     /// Serve the web UI at `/ui/` (`ui_config { enabled = false }` or `-ui=false`: off).
     pub ui: bool,
+    /// `http_config { allowed_hosts = [...] }` (and `-allowed-host`): `Host` names
+    /// served besides loopback ones while the API listens on loopback
+    /// ([`tribune_model::host`], the DNS-rebinding defence).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for AgentConfig {
@@ -62,6 +66,7 @@ impl Default for AgentConfig {
             http_max_conns_per_client: crate::listener::DEFAULT_MAX_CONNS_PER_CLIENT,
             etcd: EtcdSettings::default(),
             ui: true,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -107,6 +112,26 @@ impl AgentConfig {
                     }
                 }
                 "client_addr" => self.client_addr = string(value, key)?,
+                "http_config" => {
+                    let Value::Object(http) = single(value) else {
+                        return Err("http_config: expected a block".into());
+                    };
+                    for (k, v) in http {
+                        let path = format!("http_config.{k}");
+                        match k.as_str() {
+                            "allowed_hosts" => {
+                                let Value::Array(items) = v else {
+                                    return Err(format!("{path}: expected a list of names"));
+                                };
+                                self.allowed_hosts = items
+                                    .iter()
+                                    .map(|i| string(i, &path))
+                                    .collect::<Result<_, _>>()?;
+                            }
+                            other => return Err(format!("http_config: unknown key {other:?}")),
+                        }
+                    }
+                }
                 "ports" => {
                     let Value::Object(ports) = single(value) else {
                         return Err("ports: expected a block".into());

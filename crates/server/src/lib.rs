@@ -110,6 +110,19 @@ impl AppState {
             .unwrap_or_else(|| format!("{}:{}", self.config.client_addr, self.config.http_port))
     }
 
+    /// Whether the HTTP API listens on a loopback address only (then the `Host` of
+    /// each request is checked: [`tribune_model::host`]).
+    pub(crate) fn listens_on_loopback(&self) -> bool {
+        let ip = match self.advertise.get() {
+            Some(a) => a.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()),
+            None => self.config.client_addr.parse::<std::net::IpAddr>().ok(),
+        };
+        match ip {
+            Some(ip) => ip.is_loopback(),
+            None => self.config.client_addr.eq_ignore_ascii_case("localhost"),
+        }
+    }
+
     /// Starts shutting down: every pending and future blocking query answers now.
     pub fn shut_down(&self) {
         self.shutting_down.send_replace(true);
@@ -295,7 +308,31 @@ pub fn router(state: Shared) -> Router {
             state.clone(),
             common_headers,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard_host,
+        ))
         .with_state(state)
+}
+
+/// The DNS-rebinding defence ([`tribune_model::host`]): while the API listens on
+/// loopback, a `Host` that names something else gets 421.
+async fn guard_host(
+    axum::extract::State(state): axum::extract::State<Shared>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = req.headers().get(axum::http::header::HOST);
+    if state.listens_on_loopback()
+        && !tribune_model::host::loopback_host_allowed(
+            host.map(|h| h.as_bytes()),
+            &state.config.allowed_hosts,
+        )
+    {
+        let body = tribune_model::host::refusal(host.map_or(&b""[..], |h| h.as_bytes()));
+        return (StatusCode::MISDIRECTED_REQUEST, body).into_response();
+    }
+    next.run(req).await
 }
 
 async fn common_headers(

@@ -438,7 +438,7 @@ async fn one_client_cannot_hold_more_than_its_connection_limit() {
     for _ in 0..3 {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         s.write_all(
-            b"GET /v1/config/service-intentions?index=1&wait=30s HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /v1/config/service-intentions?index=1&wait=30s HTTP/1.1\r\nHost: localhost\r\n\r\n",
         )
         .await
         .unwrap();
@@ -468,7 +468,7 @@ async fn one_client_cannot_hold_more_than_its_connection_limit() {
     let mut again = tokio::net::TcpStream::connect(addr).await.unwrap();
     again
         .write_all(
-            b"GET /v1/config/service-intentions HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            b"GET /v1/config/service-intentions HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
         )
         .await
         .unwrap();
@@ -511,4 +511,72 @@ async fn explain_reports_the_sidecars_answer_to_escaped_separators() {
         )
         .await;
     assert_eq!(r.json()["Allowed"], true, "{}", r.body);
+}
+
+/// Attack (round 3, item 8, DNS rebinding): a page on `rebind.attacker.test`,
+/// resolved to 127.0.0.1, wrote a `* -> *` allow intention, read every entry and took
+/// api's leaf key from an agent on loopback. Now, on loopback, a `Host` that names
+/// neither loopback nor a configured name gets 421 before any handler runs.
+#[tokio::test]
+async fn a_rebound_host_name_is_refused_on_loopback() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let api = Api::new(tribune_server::AgentConfig {
+        allowed_hosts: vec!["agent.internal".into()],
+        ..Default::default()
+    })
+    .await;
+    let send = |host: &'static str, method: &'static str, uri: &'static str, body: &'static str| {
+        let app = tribune_server::router(api.state.clone());
+        async move {
+            let res = app
+                .oneshot(
+                    Request::builder()
+                        .method(method)
+                        .uri(uri)
+                        .header("host", host)
+                        .body(Body::from(body))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let allow_all =
+        r#"{"Kind":"service-intentions","Name":"*","Sources":[{"Name":"*","Action":"allow"}]}"#;
+    let (status, body) = send("rebind.attacker.test:8500", "PUT", "/v1/config", allow_all).await;
+    assert_eq!(status, 421, "{body}");
+    assert!(body.contains("DNS rebinding"), "{body}");
+    for host in ["rebind.attacker.test", "10.1.2.3:8500"] {
+        assert_eq!(
+            send(host, "GET", "/v1/agent/connect/ca/leaf/api", "")
+                .await
+                .0,
+            421
+        );
+        assert_eq!(send(host, "GET", "/ui/", "").await.0, 421);
+    }
+    assert_eq!(
+        api.call("GET", "/v1/config/service-intentions", None, "")
+            .await
+            .json(),
+        serde_json::json!([])
+    );
+    for host in [
+        "127.0.0.1:8500",
+        "localhost:8500",
+        "[::1]:8500",
+        "agent.internal:8500",
+    ] {
+        assert_eq!(
+            send(host, "GET", "/v1/status/leader", "").await.0,
+            200,
+            "{host}"
+        );
+    }
 }

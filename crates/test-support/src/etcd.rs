@@ -67,6 +67,13 @@ impl Tls {
         let write = |name: &str, pem: &str| {
             let p = dir.join(name);
             std::fs::write(&p, pem).expect("write PEM");
+            // Private keys are the owner's alone (the agent refuses a readable one).
+            #[cfg(unix)]
+            if name.ends_with("-key.pem") {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+                    .expect("chmod key");
+            }
             p
         };
         let (server_cert, server_key) = leaf("etcd", true);

@@ -47,7 +47,7 @@ fn header(agent: &str, path: &str, name: &str) -> Option<String> {
     use std::io::{Read, Write};
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n"
     )
     .unwrap();
     let mut out = String::new();
@@ -433,6 +433,23 @@ fn the_agent_reaches_etcd_over_tls_with_the_flags_given() {
     let b = field(&f, "HTTP addr").to_string();
     let (s, entry) = get(&b, "/v1/config/service-defaults/api");
     assert_eq!(s, 200, "{entry}");
+    // A client key every user may read is refused (round 3, item 2), naming it.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let open_key = dir.path().join("open-key.pem");
+        std::fs::copy(&key, &open_key).unwrap();
+        std::fs::set_permissions(&open_key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = std::process::Command::new(BIN)
+            .args(["agent", "-etcd-endpoints", &cluster.endpoints_flag()])
+            .args(["-etcd-cacert", &ca, "-etcd-cert", &cert, "-etcd-key"])
+            .arg(&open_key)
+            .args(["-http-port", "0"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("readable by every user (mode 0644)"), "{err}");
+    }
     // Without the client certificate the agent does not start, and says why.
     let out = std::process::Command::new(BIN)
         .args([

@@ -81,7 +81,7 @@ fn agent_shutdown_answers_blocking_queries_and_exits_promptly() {
         "/v1/connect/ca/roots?index=999&wait=60s",
     ] {
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: agent\r\n\r\n").unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
         held.push(s);
     }
     // An idle keep-alive connection too.

@@ -47,6 +47,10 @@ pub struct AgentArgs {
     /// Client key for etcd (with -etcd-cert).
     #[arg(long = "etcd-key")]
     pub etcd_key: Option<String>,
+    /// A `Host` name served besides loopback ones while the API listens on loopback
+    /// (DNS-rebinding defence; like `http_config { allowed_hosts }`); may be repeated.
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    pub allowed_host: Vec<String>,
 }
 
 /// Where the agent's state lives.
@@ -243,6 +247,9 @@ pub fn run(args: AgentArgs, io: &mut Io<'_>) -> u8 {
     if let Some(ui) = args.ui {
         config.ui = ui;
     }
+    config
+        .allowed_hosts
+        .extend(args.allowed_host.iter().cloned());
     if let Some(p) = args.default_intention_policy.as_deref() {
         config.default_intention_policy = match p {
             "allow" => tribune_model::intentions::Action::Allow,

@@ -224,12 +224,43 @@ fn hand_over(args: &[OsString]) {
     // Said on stderr: a `tribune-sidecar` from an older build would run its own code
     // (`cargo run -p tribune` rebuilds `tribune` only; `cargo build -p tribune` both).
     tracing::info!(binary = %binary.display(), "connect proxy runs as the sidecar binary beside tribune");
-    let err = std::process::Command::new(&binary).args(flags).exec();
+    let (flags, token) = without_token(flags);
+    let mut cmd = std::process::Command::new(&binary);
+    cmd.args(flags);
+    if let Some(t) = token {
+        // Not on the new command line, where `ps` shows it to every user: the
+        // environment is readable by the process's owner alone.
+        cmd.env("TRIBUNE_HTTP_TOKEN", t);
+    }
+    let err = cmd.exec();
     tracing::warn!(binary = %binary.display(), error = %err, "could not start the sidecar binary; the proxy runs in this process");
 }
 
 #[cfg(not(unix))]
 fn hand_over(_: &[OsString]) {}
+
+/// The flags without `-token T` / `-token=T` (either dash count), and the token.
+fn without_token(flags: &[OsString]) -> (Vec<OsString>, Option<OsString>) {
+    let mut rest = Vec::with_capacity(flags.len());
+    let mut token = None;
+    let mut it = flags.iter();
+    while let Some(f) = it.next() {
+        let text = f.to_string_lossy();
+        let name = text.trim_start_matches('-');
+        if text.starts_with('-') && name == "token" {
+            token = it.next().cloned();
+        } else if let Some(v) = text
+            .starts_with('-')
+            .then(|| name.strip_prefix("token="))
+            .flatten()
+        {
+            token = Some(OsString::from(v));
+        } else {
+            rest.push(f.clone());
+        }
+    }
+    (rest, token)
+}
 
 /// Runs the sidecar in this process until a shutdown signal.
 pub(super) fn proxy(args: ProxyArgs, io: &mut Io<'_>) -> u8 {
@@ -284,6 +315,32 @@ mod tests {
 
     /// Every flag reaches the proxy's settings (the proxy's own tests show each
     /// setting changes behaviour).
+    #[test]
+    fn the_token_is_taken_off_the_sidecars_command_line() {
+        let os = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
+        for (flags, rest, token) in [
+            (
+                &["-sidecar-for", "web", "-token", "s3cret"][..],
+                &["-sidecar-for", "web"][..],
+                Some("s3cret"),
+            ),
+            (
+                &["--token=s3cret", "-admin-bind", "127.0.0.1:0"][..],
+                &["-admin-bind", "127.0.0.1:0"][..],
+                Some("s3cret"),
+            ),
+            (
+                &["-token-file", "/run/t"][..],
+                &["-token-file", "/run/t"][..],
+                None,
+            ),
+        ] {
+            let (r, t) = without_token(&os(flags));
+            assert_eq!(r, os(rest));
+            assert_eq!(t, token.map(OsString::from));
+        }
+    }
+
     #[test]
     fn every_flag_maps_to_a_setting() {
         let args = [

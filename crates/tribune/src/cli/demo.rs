@@ -187,6 +187,21 @@ fn issuer_router(issuer: Arc<Issuer>) -> axum::Router {
         .route("/jwks", get(jwks))
         .route("/token", get(token).post(token))
         .with_state(issuer)
+        .layer(axum::middleware::from_fn(loopback_hosts_only))
+}
+
+/// The issuer mints admin tokens for anyone who asks: on loopback, and only for
+/// `Host` values that name loopback (a rebinding page cannot ask).
+async fn loopback_hosts_only(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let host = req.headers().get(axum::http::header::HOST);
+    if !tribune_model::host::loopback_host_allowed(host.map(|h| h.as_bytes()), &[]) {
+        let body = tribune_model::host::refusal(host.map_or(&b""[..], |h| h.as_bytes()));
+        return (StatusCode::MISDIRECTED_REQUEST, body).into_response();
+    }
+    next.run(req).await
 }
 
 // ---------- the demo services ----------

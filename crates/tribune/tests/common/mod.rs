@@ -116,7 +116,7 @@ pub fn get(addr: &str, path: &str) -> (u16, String) {
     // can then fail with a broken pipe, which is "no answer" (status 0), not an error.
     if write!(
         s,
-        "GET {path} HTTP/1.1\r\nhost: api\r\nconnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n"
     )
     .is_err()
     {
