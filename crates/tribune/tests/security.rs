@@ -54,7 +54,7 @@ fn config_validate_refuses_deep_input_without_aborting() {
 /// queries now answer at once and the agent exits within 5 s.
 #[test]
 fn agent_shutdown_answers_blocking_queries_and_exits_promptly() {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{Read, Write};
     use std::time::{Duration, Instant};
     let mut child = Command::new(BIN)
         .args(["agent", "-dev", "-http-port", "0"])
@@ -62,18 +62,7 @@ fn agent_shutdown_answers_blocking_queries_and_exits_promptly() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut addr = String::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(a) = line.trim().strip_prefix("HTTP addr: ") {
-            addr = a.to_string();
-        }
-        if line.contains("agent running") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
+    let addr = http_addr_of(child.stdout.take().unwrap());
     // Two blocking queries that would wait a minute.
     let mut held = Vec::new();
     for path in [
@@ -161,7 +150,6 @@ fn a_proxy_out_of_file_descriptors_still_serves_new_callers() {
 /// Starts `tribune agent -dev` under a data-segment limit of `limit_mb` MiB (heap and
 /// every private writable mapping); returns the process and its HTTP address.
 fn agent_under_memory_cap(limit_mb: u64, extra: &str) -> (common::Proc, String) {
-    use std::io::{BufRead, BufReader};
     let script = format!(
         "ulimit -d {} && exec {BIN} agent -dev -http-port 0 {extra}",
         limit_mb * 1024
@@ -173,8 +161,17 @@ fn agent_under_memory_cap(limit_mb: u64, extra: &str) -> (common::Proc, String) 
         .spawn()
         .unwrap();
     let mut child = common::Proc::new(child);
+    let addr = http_addr_of(child.stdout().unwrap());
+    assert!(!addr.is_empty(), "the agent did not start under the cap");
+    (child, addr)
+}
+
+/// The agent's `HTTP addr` from its banner (read until "agent running"; the rest of
+/// its output is drained on a thread).
+fn http_addr_of(stdout: std::process::ChildStdout) -> String {
+    use std::io::{BufRead, BufReader};
+    let mut lines = BufReader::new(stdout).lines();
     let mut addr = String::new();
-    let mut lines = BufReader::new(child.stdout().unwrap()).lines();
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(a) = line.trim().strip_prefix("HTTP addr: ") {
@@ -185,8 +182,7 @@ fn agent_under_memory_cap(limit_mb: u64, extra: &str) -> (common::Proc, String) 
         }
     }
     std::thread::spawn(move || for _ in lines {});
-    assert!(!addr.is_empty(), "the agent did not start under the cap");
-    (child, addr)
+    addr
 }
 
 /// Peak resident memory of a process, in MiB (`VmHWM`).
