@@ -326,6 +326,16 @@ pub async fn handle(
     // 5. forward.
     let (resp, result) = match upgrade {
         Some((_, protocol)) => {
+            // The key the service's `Sec-WebSocket-Accept` must answer: the one the
+            // sidecar made (HTTP/2) or the caller's (HTTP/1.1).
+            let h2 = h2_websocket.is_some();
+            let key = h2_websocket.or_else(|| {
+                (protocol == "websocket")
+                    .then(|| parts.headers.get("sec-websocket-key"))
+                    .flatten()
+                    .and_then(|k| k.to_str().ok())
+                    .map(str::to_string)
+            });
             let opened = crate::upgrade::Opened {
                 caller: caller.clone(),
                 path: decided.path.clone(),
@@ -337,7 +347,7 @@ pub async fn handle(
                 &proxy,
                 &conn,
                 opened,
-                h2_websocket,
+                HandshakeCheck { key, h2 },
                 parts,
                 body,
             ))
@@ -520,7 +530,9 @@ fn deny(
 struct NotPermitted;
 
 /// An allowed request that asks for an upgrade: passed only to a protocol the
-/// service takes (websocket, or one its defaults name), over HTTP/1.1.
+/// service takes (websocket, or one its defaults name), over HTTP/1.1. What is
+/// forwarded is that one protocol, never the rest of a list (`websocket, h2c` is
+/// passed as `websocket`: the service cannot pick another).
 fn screen_upgrade(
     snap: &Snapshot,
     upgrade: Option<HeaderValue>,
@@ -532,7 +544,8 @@ fn screen_upgrade(
     if snap.h2() || !crate::upgrade::permitted(&protocol, &snap.doc.upgrades) {
         return Err(NotPermitted);
     }
-    Ok(Some((value, protocol)))
+    let first = crate::upgrade::first_offer(&value).ok_or(NotPermitted)?;
+    Ok(Some((first, protocol)))
 }
 
 /// Phase 4 for an allowed request: hop-by-hop headers and those `Connection` names
@@ -633,15 +646,25 @@ async fn forward(
     }
 }
 
+/// What the service's `101` must show for an upgrade to be spliced.
+struct HandshakeCheck {
+    /// The WebSocket key its `Sec-WebSocket-Accept` must answer (RFC 6455 §4.2.2).
+    key: Option<String>,
+    /// The caller speaks HTTP/2 (RFC 8441): the `101` becomes a `200`.
+    h2: bool,
+}
+
 /// Phase 5 for an allowed upgrade: the handshake on a connection of its own; on
-/// `101` both sides are handed to [`crate::upgrade::splice`]. For an HTTP/2 caller
-/// (`h2_key`: the key the sidecar sent) the service's `101` must answer that key and
-/// becomes the `200` RFC 8441 expects.
+/// `101` both sides are handed to [`crate::upgrade::splice`], only when the `101`
+/// switches to the protocol that was permitted (its `Upgrade` names it; for WebSocket
+/// its `Sec-WebSocket-Accept` answers the key): anything else is a 502 and the
+/// connection is closed, so no other protocol can be tunnelled past the policy. For
+/// an HTTP/2 caller the `101` becomes the `200` RFC 8441 expects.
 async fn forward_upgrade(
     proxy: &Proxy,
     conn: &Arc<Conn>,
     opened: crate::upgrade::Opened,
-    h2_key: Option<String>,
+    check: HandshakeCheck,
     mut parts: hyper::http::request::Parts,
     body: Incoming,
 ) -> (Response<ProxyBody>, UpstreamResult) {
@@ -658,16 +681,17 @@ async fn forward_upgrade(
         Err(_) => return timed_out(),
     };
     let switched = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-    if let (true, Some(key)) = (switched, &h2_key) {
-        let accept = resp.headers().get("sec-websocket-accept");
-        if accept.and_then(|a| a.to_str().ok()) != Some(crate::upgrade::accept_for(key).as_str()) {
-            return (
-                short(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream WebSocket handshake did not answer the key",
-                ),
-                UpstreamResult::Reset,
-            );
+    if switched {
+        if let Err(why) = crate::upgrade::check_switch(
+            resp.headers(),
+            &opened.protocol,
+            check.key.as_deref(),
+            check.h2,
+        ) {
+            let mut r = short(StatusCode::BAD_GATEWAY, why);
+            r.headers_mut()
+                .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+            return (r, UpstreamResult::Reset);
         }
     }
     if let (true, Some(client)) = (switched, client) {
@@ -685,7 +709,7 @@ async fn forward_upgrade(
     let (mut rp, rb) = resp.into_parts();
     let value = rp.headers.get(hyper::header::UPGRADE).cloned();
     remove_hop_by_hop(&mut rp.headers);
-    match (switched, h2_key.is_some(), value) {
+    match (switched, check.h2, value) {
         (true, true, _) => {
             rp.status = StatusCode::OK;
             rp.headers.remove("sec-websocket-accept");

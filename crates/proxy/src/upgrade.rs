@@ -92,6 +92,49 @@ pub(crate) fn protocol(value: &HeaderValue) -> String {
         .to_ascii_lowercase()
 }
 
+/// The first protocol an `Upgrade` list offers, as sent (version kept, spaces
+/// trimmed): what is forwarded, alone.
+pub(crate) fn first_offer(value: &HeaderValue) -> Option<HeaderValue> {
+    let first = value.to_str().ok()?.split(',').next()?.trim();
+    if first.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(first).ok()
+}
+
+/// Whether the service's `101` switches to `protocol` and nothing else: its
+/// `Upgrade` names exactly that protocol, and for WebSocket its
+/// `Sec-WebSocket-Accept` answers `key` (RFC 6455 §4.2.2; a WebSocket request with no
+/// key cannot be switched). An HTTP/2 caller's handshake was made by the sidecar, so
+/// only the accept is checked there. `Err` says what was wrong (the 502's body).
+pub(crate) fn check_switch(
+    answer: &HeaderMap,
+    protocol: &str,
+    key: Option<&str>,
+    h2: bool,
+) -> Result<(), &'static str> {
+    if !h2 {
+        let named = answer.get_all(UPGRADE).iter().collect::<Vec<_>>();
+        let one = match named.as_slice() {
+            [v] => v.to_str().is_ok_and(|t| !t.contains(',')) && self::protocol(v) == protocol,
+            _ => false,
+        };
+        if !one {
+            return Err("upstream switched to a protocol other than the one permitted");
+        }
+    }
+    if protocol == "websocket" {
+        let accept = answer
+            .get("sec-websocket-accept")
+            .and_then(|a| a.to_str().ok());
+        match (key, accept) {
+            (Some(k), Some(a)) if a.trim() == accept_for(k) => {}
+            _ => return Err("upstream WebSocket handshake did not answer the key"),
+        }
+    }
+    Ok(())
+}
+
 /// Whether an upgrade to `protocol` may be passed to the service: `websocket`, or
 /// one the destination's `service-defaults` names.
 pub(crate) fn permitted(protocol: &str, named: &[String]) -> bool {
@@ -323,6 +366,58 @@ mod tests {
     }
 
     /// RFC 6455 §1.3's worked example.
+    /// Round 3, item 7: `Upgrade: websocket, h2c` passed the websocket-only check,
+    /// the whole list was forwarded, the service switched to h2c and the sidecar
+    /// spliced a tunnel past the policy.
+    #[test]
+    fn only_the_permitted_protocol_is_offered_and_accepted() {
+        let v = |s: &str| HeaderValue::from_str(s).unwrap();
+        assert_eq!(first_offer(&v("websocket, h2c")), Some(v("websocket")));
+        assert_eq!(first_offer(&v(" foo/2 ,bar")), Some(v("foo/2")));
+        assert_eq!(first_offer(&v(", websocket")), None);
+        let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        let ok = [
+            ("upgrade", "websocket"),
+            ("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        ];
+        assert_eq!(
+            check_switch(&headers(&ok), "websocket", Some(key), false),
+            Ok(())
+        );
+        for bad in [
+            &[
+                ("upgrade", "h2c"),
+                ("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+            ][..],
+            &[
+                ("upgrade", "websocket, h2c"),
+                ("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+            ][..],
+            &[("upgrade", "websocket")][..],
+            &[("upgrade", "websocket"), ("sec-websocket-accept", "wrong")][..],
+            &[("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")][..],
+        ] {
+            assert!(
+                check_switch(&headers(bad), "websocket", Some(key), false).is_err(),
+                "{bad:?}"
+            );
+        }
+        // No key sent: a WebSocket cannot be switched.
+        assert!(check_switch(&headers(&ok), "websocket", None, false).is_err());
+        // A named protocol: its Upgrade is checked, no accept.
+        assert_eq!(
+            check_switch(&headers(&[("upgrade", "Foo/2")]), "foo", None, false),
+            Ok(())
+        );
+        assert!(check_switch(&headers(&[("upgrade", "h2c")]), "foo", None, false).is_err());
+        // HTTP/2 caller: the sidecar's own key is answered.
+        let h2 = [("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")];
+        assert_eq!(
+            check_switch(&headers(&h2), "websocket", Some(key), true),
+            Ok(())
+        );
+    }
+
     #[test]
     fn the_accept_answers_the_key_as_rfc_6455_computes_it() {
         assert_eq!(

@@ -12,6 +12,9 @@ mod revocation;
 #[path = "security/admin.rs"]
 mod admin;
 
+#[path = "security/upgrade.rs"]
+mod upgrade;
+
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::time::Duration;

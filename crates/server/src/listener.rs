@@ -2,8 +2,16 @@
 //! 200). A client IP with that many connections open gets Consul's raw 429 on the
 //! next one, which is then closed, so unauthenticated blocking queries from one
 //! client cannot exhaust the agent's connections or file descriptors.
+//!
+//! A connection must also keep speaking: one that sends no complete request head
+//! within [`HEAD_TIMEOUT`] of being accepted (or of its first byte after an answer),
+//! or that stays idle between requests for [`IDLE_TIMEOUT`], is closed. A blocking
+//! query in progress is neither (its head is complete), so it is never cut. 200
+//! sockets that never send a byte thus hold a client's places for seconds, not for
+//! ever (hardening round 3, item 11).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -15,6 +23,11 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// Consul's default.
 pub const DEFAULT_MAX_CONNS_PER_CLIENT: usize = 200;
+
+/// Time allowed for a request head, from accept or from its first byte.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a connection may stay idle between an answer and the next request.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// What Consul (go-connlimit) answers past the limit.
 const TOO_MANY: &str =
@@ -28,6 +41,8 @@ pub struct LimitedListener {
     inner: TcpListener,
     max: usize,
     counts: Counts,
+    head_timeout: Duration,
+    idle_timeout: Duration,
 }
 
 impl LimitedListener {
@@ -36,8 +51,28 @@ impl LimitedListener {
             inner,
             max,
             counts: Arc::default(),
+            head_timeout: HEAD_TIMEOUT,
+            idle_timeout: IDLE_TIMEOUT,
         }
     }
+
+    /// Other head and idle timeouts than [`HEAD_TIMEOUT`] and [`IDLE_TIMEOUT`].
+    pub fn with_timeouts(mut self, head: Duration, idle: Duration) -> Self {
+        self.head_timeout = head;
+        self.idle_timeout = idle;
+        self
+    }
+}
+
+/// Where a connection is between requests (what its deadline is for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Reading a request head: it must be complete by the deadline.
+    Head,
+    /// A complete head was read; the request is being served (no deadline).
+    Busy,
+    /// An answer was written; the next request must start by the deadline.
+    Idle,
 }
 
 /// An admitted connection; gives its place back when dropped.
@@ -45,6 +80,51 @@ pub struct CountedStream {
     inner: TcpStream,
     ip: IpAddr,
     counts: Counts,
+    phase: Phase,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// The last three bytes read (a head's end may straddle two reads).
+    tail: [u8; 3],
+    head_timeout: Duration,
+    idle_timeout: Duration,
+    /// The reader waiting while the request was served: woken when the answer is
+    /// written, so that it waits again under the idle deadline.
+    read_waker: Option<std::task::Waker>,
+}
+
+impl CountedStream {
+    /// Follows the bytes the client sent: a head's first byte starts the head
+    /// deadline, its end (an empty line) makes the connection busy.
+    fn saw(&mut self, bytes: &[u8]) {
+        if self.phase == Phase::Idle {
+            self.phase = Phase::Head;
+            self.reset(self.head_timeout);
+        }
+        if self.phase == Phase::Head && head_ends(&self.tail, bytes) {
+            self.phase = Phase::Busy;
+        }
+        let mut joined = [0u8; 6];
+        let n = bytes.len().min(3);
+        joined[..3].copy_from_slice(&self.tail);
+        joined[3..3 + n].copy_from_slice(&bytes[bytes.len() - n..]);
+        self.tail.copy_from_slice(&joined[n..n + 3]);
+    }
+
+    /// The server wrote (part of) an answer: the next request must start in time.
+    fn answered(&mut self) {
+        let was = std::mem::replace(&mut self.phase, Phase::Idle);
+        self.reset(self.idle_timeout);
+        if was == Phase::Busy {
+            if let Some(w) = self.read_waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    fn reset(&mut self, after: Duration) {
+        self.deadline
+            .as_mut()
+            .reset(tokio::time::Instant::now() + after);
+    }
 }
 
 impl Drop for CountedStream {
@@ -96,6 +176,12 @@ impl axum::serve::Listener for LimitedListener {
                     inner: stream,
                     ip: addr.ip(),
                     counts: self.counts.clone(),
+                    phase: Phase::Head,
+                    deadline: Box::pin(tokio::time::sleep(self.head_timeout)),
+                    tail: [0; 3],
+                    head_timeout: self.head_timeout,
+                    idle_timeout: self.idle_timeout,
+                    read_waker: None,
                 },
                 addr,
             );
@@ -105,6 +191,16 @@ impl axum::serve::Listener for LimitedListener {
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.local_addr()
     }
+}
+
+/// Whether `bytes` (after the `tail` of earlier reads) hold a head's end.
+fn head_ends(tail: &[u8; 3], bytes: &[u8]) -> bool {
+    const END: &[u8] = b"\r\n\r\n";
+    let n = bytes.len().min(3);
+    let mut edge = [0u8; 6];
+    edge[..3].copy_from_slice(tail);
+    edge[3..3 + n].copy_from_slice(&bytes[..n]);
+    edge[..3 + n].windows(4).any(|w| w == END) || bytes.windows(4).any(|w| w == END)
 }
 
 /// Consul's answer past the limit: a raw 429 written within 10 ms, then close.
@@ -126,7 +222,26 @@ impl AsyncRead for CountedStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let this = &mut *self;
+        if this.phase != Phase::Busy && this.deadline.as_mut().poll(cx).is_ready() {
+            let what = match this.phase {
+                Phase::Idle => "idle keep-alive connection closed",
+                _ => "no complete request head in time",
+            };
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, what)));
+        }
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if r.is_pending() && this.phase == Phase::Busy {
+            this.read_waker = Some(cx.waker().clone());
+        }
+        if let Poll::Ready(Ok(())) = &r {
+            let filled = buf.filled();
+            if filled.len() > before {
+                this.saw(&filled[before..]);
+            }
+        }
+        r
     }
 }
 
@@ -136,7 +251,11 @@ impl AsyncWrite for CountedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.answered();
+        }
+        r
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
@@ -149,7 +268,11 @@ impl AsyncWrite for CountedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.answered();
+        }
+        r
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()

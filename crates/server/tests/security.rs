@@ -580,3 +580,79 @@ async fn a_rebound_host_name_is_refused_on_loopback() {
         );
     }
 }
+
+/// Attack (round 3, item 11): 200 connections from 127.0.0.1 that never sent a byte
+/// filled the per-client limit, and the CLI and root token got 429 for 70 s; the agent
+/// never closed a connection without a complete request head. Now a connection must
+/// complete its head in time (10 s; here 300 ms) and may idle between requests only
+/// so long (90 s; here 800 ms), while a blocking query that waits longer is served.
+#[tokio::test]
+async fn silent_and_idle_connections_are_closed_and_give_their_places_back() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let api = Api::dev().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limited = tribune_server::listener::LimitedListener::new(listener, 3)
+        .with_timeouts(Duration::from_millis(300), Duration::from_millis(800));
+    let app = tribune_server::router(api.state.clone());
+    tokio::spawn(async move { axum::serve(limited, app).await });
+    // What the server sent until it closed; panics when it did not close in time.
+    let read_all = |mut s: tokio::net::TcpStream, within: Duration| async move {
+        let mut out = Vec::new();
+        let closed = tokio::time::timeout(within, s.read_to_end(&mut out)).await;
+        assert!(closed.is_ok(), "still open after {within:?}");
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    // Three silent connections fill the limit: a fourth is refused...
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let fourth = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(read_all(fourth, Duration::from_secs(2))
+        .await
+        .starts_with("HTTP/1.1 429"));
+    // ...until their head deadline closes them.
+    for s in silent {
+        let closed = read_all(s, Duration::from_secs(3)).await;
+        assert!(closed.is_empty(), "{closed}");
+    }
+    // A head sent slowly, byte by byte past the deadline, is cut too.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /v1/status/leader HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = slow.write_all(b"Host: localhost\r\n\r\n").await;
+    assert!(!read_all(slow, Duration::from_secs(2))
+        .await
+        .starts_with("HTTP/1.1 200"));
+    // A blocking query that waits longer than the head deadline is answered.
+    let mut blocking = tokio::net::TcpStream::connect(addr).await.unwrap();
+    blocking
+        .write_all(b"GET /v1/config/service-intentions?index=1&wait=1s HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), blocking.read(&mut first))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+    // Then, idle on keep-alive, it is closed after the idle timeout.
+    let rest = read_all(blocking, Duration::from_secs(3)).await;
+    assert!(!rest.contains("HTTP/1.1"), "{rest}");
+    // And every place is free again.
+    let mut again = tokio::net::TcpStream::connect(addr).await.unwrap();
+    again
+        .write_all(
+            b"GET /v1/status/leader HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    assert!(read_all(again, Duration::from_secs(2))
+        .await
+        .starts_with("HTTP/1.1 200"));
+}
