@@ -17,9 +17,6 @@ use tribune_model::intentions::{
 /// names are shared: a failure names its provider without allocating.
 pub(crate) type Issuers = HashMap<Arc<str>, String, foldhash::fast::RandomState>;
 
-/// Compiled size limit for user regexes (bytes of compiled program).
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
-
 /// The provider name that stands for "any configured provider" (decisions.md #9).
 pub const ANY_PROVIDER: &str = "*";
 
@@ -29,8 +26,7 @@ pub const ANY_PROVIDER: &str = "*";
 /// like RE2, `\w`, `\d`, `\s` and `\b` are ASCII. Unicode classes (`\pL`) are
 /// rejected at compile time. Half the compile cost of the Unicode engine.
 pub(crate) fn full_match_regex(pattern: &str) -> Result<Regex, String> {
-    tribune_model::re::bounded(&format!("^(?:{pattern})$"), REGEX_SIZE_LIMIT)
-        .map_err(|e| e.to_string())
+    tribune_model::re::full_match(pattern).map_err(|e| e.to_string())
 }
 
 /// Compiled regexes shared by pattern for one compilation: configs repeat the same

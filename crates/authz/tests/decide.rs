@@ -646,10 +646,17 @@ Sources = [ { Name = "web" Permissions = [ { Action = "allow" HTTP { PathRegex =
 
 #[test]
 fn compile_fails_closed_on_unknown_providers_and_bad_regexes() {
-    let w = World::new(&[r#"Kind = "service-intentions"
+    let mut w = World::new(&[r#"Kind = "service-intentions"
 Name = "api"
 JWT { Providers = [ { Name = "ghost" } ] }
-Sources = [ { Name = "web" Permissions = [ { Action = "allow" HTTP { PathRegex = "(unclosed" } } ] } ]"#]);
+Sources = [ { Name = "web" Permissions = [ { Action = "allow" HTTP { PathRegex = "/ok" } } ] } ]"#]);
+    // Writes refuse a bad regex now; an entry stored before that still fails closed.
+    if let tribune_model::intentions::SourceRule::Permissions(p) = &mut w.entries[0].sources[0].rule
+    {
+        p[0].http.path = Some(tribune_model::intentions::PathMatch::PathRegex(
+            "(unclosed".into(),
+        ));
+    }
     let entries: Vec<&ServiceIntentions> = w.entries.iter().collect();
     let providers: Vec<&JwtProvider> = w.providers.iter().collect();
     let errs = compile(&CompileInput {

@@ -423,6 +423,9 @@ pub(crate) fn validate(w: wire::ServiceIntentions) -> Result<ServiceIntentions, 
     }
 
     if errs.is_empty() {
+        check_regexes(&sources, &mut errs);
+    }
+    if errs.is_empty() {
         Ok(ServiceIntentions {
             name,
             sources,
@@ -431,6 +434,62 @@ pub(crate) fn validate(w: wire::ServiceIntentions) -> Result<ServiceIntentions, 
         })
     } else {
         Err(errs)
+    }
+}
+
+/// Every regex compiles as the sidecar compiles it (a bad one is refused here, not
+/// found by each sidecar), and all of them together within
+/// [`crate::re::ENTRY_REGEX_BUDGET`]. Run on a valid entry, so `sources` has the
+/// input's indexes.
+fn check_regexes(sources: &[SourceIntention], errs: &mut ValidationErrors) {
+    let mut left = crate::re::ENTRY_REGEX_BUDGET;
+    let mut counted = HashSet::new();
+    for (i, src) in sources.iter().enumerate() {
+        let SourceRule::Permissions(perms) = &src.rule else {
+            continue;
+        };
+        for (j, perm) in perms.iter().enumerate() {
+            let p = format!("Sources[{i}].Permissions[{j}].HTTP");
+            let path = match &perm.http.path {
+                Some(PathMatch::PathRegex(r)) => Some((format!("{p}.PathRegex"), r)),
+                _ => None,
+            };
+            let headers = perm
+                .http
+                .header
+                .iter()
+                .enumerate()
+                .filter_map(|(k, h)| match &h.kind {
+                    HeaderMatchKind::Regex(r) => Some((format!("{p}.Header[{k}].Regex"), r)),
+                    _ => None,
+                });
+            for (field, pattern) in path.into_iter().chain(headers) {
+                if let Err(e) = crate::re::full_match(pattern) {
+                    let why = e.to_string().replace('\n', " ");
+                    errs.push(
+                        field.clone(),
+                        format!("{field} is not a valid regular expression: {why}"),
+                    );
+                    continue;
+                }
+                if !counted.insert(pattern.as_str()) {
+                    continue;
+                }
+                match crate::re::full_match_size(pattern, left) {
+                    Some(size) => left -= size,
+                    None => {
+                        errs.push(
+                            field.clone(),
+                            format!(
+                                "{field}: the entry's regular expressions together compile to more than {} MiB (Tribune's bound per entry); share patterns or simplify them",
+                                crate::re::ENTRY_REGEX_BUDGET >> 20
+                            ),
+                        );
+                        return;
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -21,6 +21,34 @@ use std::sync::Mutex;
 /// The lazy DFA's cache bound for one regex (per search thread).
 pub const DFA_SIZE_LIMIT: usize = 1 << 20;
 
+/// Compiled size bound of one intention regex (`PathRegex`, a header's `Regex`).
+pub const INTENTION_REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Compiled size bound of all the regexes of one `service-intentions` entry
+/// together (a pattern used twice counts once: it is compiled once). A policy
+/// document holds at most two such entries (the service's and `*`'s), so its
+/// regexes stay within twice this. 4 000 `/rN[a-z]{3000}` permissions cost a
+/// sidecar 614 MB before this bound (hardening round 3, item 6).
+pub const ENTRY_REGEX_BUDGET: usize = 8 << 20;
+
+/// An intention regex as the sidecar compiles it: a full match of the path or value.
+pub fn full_match(pattern: &str) -> Result<Regex, regex::Error> {
+    bounded(&format!("^(?:{pattern})$"), INTENTION_REGEX_SIZE_LIMIT)
+}
+
+/// The compiled size (NFA bytes) of [`full_match`]'s program for `pattern`, or
+/// `None` when it exceeds `budget`.
+pub fn full_match_size(pattern: &str, budget: usize) -> Option<usize> {
+    use regex_automata::nfa::thompson::NFA;
+    use regex_automata::util::syntax;
+    NFA::compiler()
+        .syntax(syntax::Config::new().unicode(false).utf8(false))
+        .configure(NFA::config().utf8(false).nfa_size_limit(Some(budget)))
+        .build(&format!("^(?:{pattern})$"))
+        .ok()
+        .map(|nfa| nfa.memory_usage())
+}
+
 /// Compiles `pattern` (unanchored) within `size_limit` bytes of compiled program.
 pub fn bounded(pattern: &str, size_limit: usize) -> Result<Regex, regex::Error> {
     RegexBuilder::new(pattern)
@@ -110,6 +138,14 @@ mod tests {
         // Past the size budget: an error, not memory.
         let e = bounded(r"[a-z]{3000}[0-9]{3000}", 64 << 10).unwrap_err();
         assert!(e.to_string().contains("size limit"), "{e}");
+    }
+
+    #[test]
+    fn a_full_match_size_is_counted_and_bounded() {
+        let small = full_match_size("/api/[a-z]+", ENTRY_REGEX_BUDGET).unwrap();
+        let big = full_match_size("/r[a-z]{3000}", ENTRY_REGEX_BUDGET).unwrap();
+        assert!(small < 4096 && big > 50 * small, "{small} {big}");
+        assert_eq!(full_match_size("/r[a-z]{3000}", big - 1), None);
     }
 
     #[test]

@@ -41,7 +41,15 @@ pub fn answer(proxy: &Proxy, path: &str) -> Response<Full<Bytes>> {
                             .into()
                     }
                 };
-                reply(StatusCode::OK, "text/plain", format!("LIVE\n{sync}\n"))
+                let stale = proxy
+                    .install_failure()
+                    .map(|why| format!("POLICY_NOT_INSTALLED: the agent's latest policy document could not be installed ({why}); enforcing the last one, with its providers' new key sets\n"))
+                    .unwrap_or_default();
+                reply(
+                    StatusCode::OK,
+                    "text/plain",
+                    format!("LIVE\n{sync}\n{stale}"),
+                )
             } else {
                 reply(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -124,6 +124,8 @@ pub struct Proxy {
     /// What the agent said when it last refused this sidecar's token, per watch
     /// ([`Watch`]); `None` while it answers.
     refusals: std::sync::Mutex<[Option<String>; Watch::ALL.len()]>,
+    /// Why the agent's latest document could not be installed (`None`: it was).
+    install_failure: std::sync::Mutex<Option<String>>,
     /// Shadow evaluation of a staged candidate (`GET /shadow`).
     pub shadow: shadow::ShadowStats,
     /// Recent request facts (`POST /replay`).
@@ -196,6 +198,7 @@ impl Proxy {
                 state: std::sync::OnceLock::new(),
                 last_sync: AtomicI64::new(0),
                 refusals: std::sync::Mutex::new(Default::default()),
+                install_failure: std::sync::Mutex::new(None),
                 shadow: shadow::ShadowStats::default(),
                 replay: replay::ReplayRing::new(replay_buffer, replay::MAX_REPLAY_BYTES),
                 installed: tokio::sync::Notify::new(),
@@ -327,6 +330,25 @@ impl Proxy {
         all[watch as usize] = refused.map(|e| e.to_string());
         let any = all.iter().any(Option::is_some);
         self.metrics.agent_token_refused.set(i64::from(any));
+    }
+
+    /// Records whether the agent's latest document was installed (`None`) or why not.
+    pub fn install_failed(&self, why: Option<String>) {
+        self.metrics
+            .policy_install_failed
+            .set(i64::from(why.is_some()));
+        *self
+            .install_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = why;
+    }
+
+    /// Why the agent's latest document could not be installed, if it could not.
+    pub fn install_failure(&self) -> Option<String> {
+        self.install_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The agent's refusal of this sidecar's token, if a watch heard one last.

@@ -143,6 +143,8 @@ pub struct Metrics {
     pub last_sync: Gauge,
     /// 1 while the agent refuses this sidecar's token.
     pub agent_token_refused: Gauge,
+    /// 1 while the agent's latest policy document could not be installed.
+    pub policy_install_failed: Gauge,
 }
 
 impl Metrics {
@@ -182,6 +184,12 @@ impl Metrics {
             "1 while the agent refuses this sidecar's ACL token (revoked, deleted or without service:write): the policy is not updated and the leaf not renewed",
             agent_token_refused.clone(),
         );
+        let policy_install_failed = Gauge::default();
+        registry.register(
+            "policy_install_failed",
+            "1 while the agent's latest policy document could not be installed: the last policy is enforced, with the new key sets of its providers",
+            policy_install_failed.clone(),
+        );
         let connections = Gauge::default();
         registry.register(
             "connections",
@@ -197,6 +205,7 @@ impl Metrics {
             connections,
             last_sync,
             agent_token_refused,
+            policy_install_failed,
         }
     }
 

@@ -48,11 +48,28 @@ pub async fn poll_once(
     if res.body != *last_body {
         let value = tribune_model::decode::parse_json(res.body.as_bytes())
             .map_err(|e| AgentError::Invalid(format!("snapshot is not JSON: {e}")))?;
-        let doc = SnapshotDoc::from_json(&value).map_err(AgentError::Invalid)?;
-        proxy
-            .install(doc, new_index)
-            .await
-            .map_err(AgentError::Invalid)?;
+        let installed = match SnapshotDoc::from_json(&value) {
+            Ok(doc) => proxy.install(doc, new_index).await.map(drop),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = installed {
+            // Not installable here (an agent of another version, say): the last
+            // policy stays, with the key sets of this document's providers, so a
+            // key rotation or revocation still takes effect; /ready and the
+            // `policy_install_failed` gauge say so until a document installs.
+            let keys = match proxy.current() {
+                Some(cur) => proxy
+                    .install(with_new_keys(&cur.doc, &value), cur.index)
+                    .await
+                    .is_ok(),
+                None => false,
+            };
+            tracing::error!(error = %e, index = new_index, keys_applied = keys, "the agent's policy document cannot be installed; enforcing the last one");
+            proxy.install_failed(Some(format!("index {new_index}: {e}")));
+            *last_body = res.body;
+            return Ok(if new_index < index { 0 } else { new_index });
+        }
+        proxy.install_failed(None);
         if let Some(state) = proxy.state() {
             state.update(|s| {
                 s.service = service.to_string();
@@ -63,6 +80,33 @@ pub async fn poll_once(
         *last_body = res.body;
     }
     Ok(if new_index < index { 0 } else { new_index })
+}
+
+/// `old` with the provider entries that the document `new` (JSON) also carries
+/// taken from `new` (their key sets, above all): what a sidecar enforces when `new`
+/// cannot be installed. Each provider of `new` is read on its own, so one bad entry
+/// elsewhere in it does not stop a key rotation.
+fn with_new_keys(old: &SnapshotDoc, new: &serde_json::Value) -> SnapshotDoc {
+    use tribune_model::ConfigEntry;
+    let newer: Vec<tribune_model::JwtProvider> = new["Entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["Kind"] == "jwt-provider")
+        .filter_map(|e| match tribune_model::entry_from_json(e.clone()) {
+            Ok(ConfigEntry::JwtProvider(p)) => Some(p),
+            _ => None,
+        })
+        .collect();
+    let mut merged = old.clone();
+    for entry in &mut merged.entries {
+        if let ConfigEntry::JwtProvider(p) = entry {
+            if let Some(np) = newer.iter().find(|np| np.name == p.name) {
+                *p = np.clone();
+            }
+        }
+    }
+    merged
 }
 
 /// Runs forever: blocking queries, installs, back-off on failure.

@@ -15,6 +15,9 @@ mod admin;
 #[path = "security/upgrade.rs"]
 mod upgrade;
 
+#[path = "security/stale_policy.rs"]
+mod stale_policy;
+
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -336,9 +336,10 @@ async fn explain_request(
     )
 }
 
-/// The destination's policy, compiled from the document its sidecar is served.
-async fn policy_for(state: &AppState, destination: &str) -> ApiResult<Policy> {
-    let all = load_all(state).await?;
+/// The destination's policy, compiled from the document its sidecar is served (once
+/// per config index: [`crate::compiled`]).
+async fn policy_for(state: &AppState, destination: &str) -> ApiResult<std::sync::Arc<Policy>> {
+    let (index, all) = crate::entries::load_all_at(state).await?;
     let refs: Vec<&ConfigEntry> = all.iter().map(|(e, _)| e).collect();
     // Forget the runtimes of provider entries that no longer exist.
     let providers: Vec<&tribune_model::JwtProvider> = refs
@@ -349,9 +350,17 @@ async fn policy_for(state: &AppState, destination: &str) -> ApiResult<Policy> {
         })
         .collect();
     state.keys.retain(&providers);
-    let doc =
-        PolicyDocument::from_entries(destination, state.config.default_intention_policy, &refs);
-    Policy::compile(&doc).map_err(ApiError::bad_request)
+    state
+        .policies
+        .get(destination, index, || {
+            let doc = PolicyDocument::from_entries(
+                destination,
+                state.config.default_intention_policy,
+                &refs,
+            );
+            Policy::compile(&doc)
+        })
+        .map_err(ApiError::bad_request)
 }
 
 /// `GET /v1/connect/intentions/match?by=source|destination&name=X[&name=Y]`.

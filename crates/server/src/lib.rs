@@ -17,6 +17,7 @@ mod acl_api;
 pub mod agent_config;
 mod ca_api;
 mod catalog;
+mod compiled;
 mod entries;
 mod filters;
 mod intentions_api;
@@ -71,6 +72,8 @@ pub struct AppState {
     /// Key runtimes of the providers explain verifies tokens with: the sidecar's own
     /// (remote fetch, cache, retries, TLS, refetch on unknown `kid`).
     pub(crate) keys: tribune_jwks::Registry,
+    /// Compiled policies by (destination, config index).
+    pub(crate) policies: compiled::CompiledPolicies,
 }
 
 pub type Shared = Arc<AppState>;
@@ -87,6 +90,7 @@ impl AppState {
             shutting_down: tokio::sync::watch::Sender::new(false),
             advertise: std::sync::OnceLock::new(),
             keys: tribune_jwks::Registry::default(),
+            policies: compiled::CompiledPolicies::default(),
         });
         if let Some(secret) = state.config.acl.initial_management.clone() {
             acl_api::ensure_management_token(&state, &secret)

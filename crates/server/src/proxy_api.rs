@@ -12,17 +12,18 @@
 //! ACL: `service:write` on the service (what a sidecar's token holds in Consul),
 //! re-checked while the query waits: a revoked token gets its 403 at once.
 
-use crate::entries::load_all;
+use crate::entries::load_all_at;
 use crate::staged::{load_staged, STAGED_TABLE};
 use crate::{
-    authorize, block_on_tables_as, index_header, parse_query, ApiResult, Holder, Shared,
+    authorize, block_on_tables_as, index_header, parse_query, ApiError, ApiResult, Holder, Shared,
     CONFIG_TABLE,
 };
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use tribune_enforce::PolicyDocument;
+use tribune_enforce::{Policy, PolicyDocument};
 use tribune_model::ConfigEntry;
 
 pub(crate) async fn snapshot(
@@ -39,8 +40,24 @@ pub(crate) async fn snapshot(
         allowed: &|a| a.service_write(&service),
     };
     let index = block_on_tables_as(&state, &[CONFIG_TABLE, STAGED_TABLE], &q, Some(holder)).await?;
-    let all = load_all(&state).await?;
+    let (config_index, all) = load_all_at(&state).await?;
     let refs: Vec<&ConfigEntry> = all.iter().map(|(e, _)| e).collect();
+    // Never a document the sidecars cannot install (they would keep their last one
+    // and say why; better that none is served and the agent says why): entries
+    // stored before a check existed, or by another agent's version.
+    if let Err(e) = state.policies.get(&service, config_index, || {
+        Policy::compile(&PolicyDocument::from_entries(
+            &service,
+            state.config.default_intention_policy,
+            &refs,
+        ))
+    }) {
+        tracing::error!(service = %service, error = %e, "not serving a policy document that does not compile");
+        return Err(ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the policy document of {service} does not compile, so it is not served (its sidecars keep enforcing their last policy): {e}"),
+        ));
+    }
     let staged = load_staged(&state).await?;
     let candidates: Vec<(&ConfigEntry, String)> =
         staged.iter().map(|s| (&s.entry, s.label())).collect();

@@ -656,3 +656,48 @@ async fn silent_and_idle_connections_are_closed_and_give_their_places_back() {
         .await
         .starts_with("HTTP/1.1 200"));
 }
+
+/// Hardening round 3, item 5: one bad entry froze a service's sidecars (the agent
+/// served a document they could not install; they kept the last one while `/ready`
+/// said LIVE). Writes now compile what sidecars compile; an entry stored without that
+/// check (by an older version, say) makes the agent refuse to serve the document,
+/// naming why, instead of serving one no sidecar can install.
+#[tokio::test]
+async fn the_agent_never_serves_a_document_its_sidecars_cannot_install() {
+    let api = Api::dev().await;
+    // Through the API: refused at write, with the parser's reason.
+    let r = api
+        .put(r#"{"Kind":"service-intentions","Name":"api","Sources":[{"Name":"web","Permissions":[{"Action":"allow","HTTP":{"PathRegex":"/admin(unclosed"}}]}]}"#)
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body
+            .contains("PathRegex is not a valid regular expression"),
+        "{}",
+        r.body
+    );
+    // Stored without the write checks: an intention requiring a provider that does
+    // not exist.
+    let raw = br#"{"Kind":"service-intentions","Name":"api","JWT":{"Providers":[{"Name":"ghost"}]},"Sources":[{"Name":"web","Action":"allow"}]}"#;
+    let op = tribune_store::Op::put(
+        "config-entries",
+        "service-intentions/api",
+        raw.to_vec(),
+        tribune_store::Cas::Any,
+    );
+    api.state.store.apply(&[op]).await.unwrap();
+    let r = api
+        .call("GET", "/v1/tribune/proxy-snapshot/api", None, "")
+        .await;
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert!(
+        r.body.contains("does not compile, so it is not served") && r.body.contains("ghost"),
+        "{}",
+        r.body
+    );
+    // Other services' documents are served as before.
+    let r = api
+        .call("GET", "/v1/tribune/proxy-snapshot/web", None, "")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
