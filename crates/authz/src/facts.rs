@@ -22,7 +22,27 @@ impl<'a> Caller<'a> {
 /// Header values by name. Names are matched case-insensitively; several values of one
 /// header are joined with `,` (Envoy's behaviour for header matchers).
 pub trait Headers {
-    fn value(&self, name: &str) -> Option<Cow<'_, str>>;
+    /// Every value of the header `name` and of its look-alikes ([`alike`]), one per
+    /// header line, in order; empty when there is none.
+    fn lines(&self, name: &str) -> Vec<Cow<'_, str>>;
+}
+
+/// Whether two header names are the same header to a server that merges `_` and
+/// `-` (WSGI, CGI and the frameworks on them): equal ignoring ASCII case, with `_`
+/// and `-` the same character. An intention naming `x-user` thus also reads
+/// `x_user` and `X_User` (hardening round 3, item 4).
+pub fn alike(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes().zip(b.bytes()).all(|(x, y)| {
+            let fold = |c: u8| {
+                if c == b'_' {
+                    b'-'
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            };
+            fold(x) == fold(y)
+        })
 }
 
 /// Headers as a list of `(name, value)` pairs.
@@ -30,17 +50,12 @@ pub trait Headers {
 pub struct HeaderList<'a>(pub &'a [(&'a str, &'a str)]);
 
 impl Headers for HeaderList<'_> {
-    fn value(&self, name: &str) -> Option<Cow<'_, str>> {
-        let mut found: Option<Cow<'_, str>> = None;
-        for (k, v) in self.0 {
-            if k.eq_ignore_ascii_case(name) {
-                found = Some(match found {
-                    None => Cow::Borrowed(*v),
-                    Some(prev) => Cow::Owned(format!("{prev},{v}")),
-                });
-            }
-        }
-        found
+    fn lines(&self, name: &str) -> Vec<Cow<'_, str>> {
+        self.0
+            .iter()
+            .filter(|(k, _)| alike(k, name))
+            .map(|(_, v)| Cow::Borrowed(*v))
+            .collect()
     }
 }
 

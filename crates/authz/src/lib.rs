@@ -23,7 +23,7 @@ pub use decision::{
     deny_response, Challenge, Decision, DenyResponse, JwtFailure, NotFired, Reason, ReasonCode,
     FIXED_DENY_BODIES,
 };
-pub use facts::{Caller, HeaderList, Headers, RequestFacts, TokenOutcome, Tokens};
+pub use facts::{alike, Caller, HeaderList, Headers, RequestFacts, TokenOutcome, Tokens};
 pub use matchers::{
     claim_holds, claim_matches, claim_matches_at, ANY_PROVIDER, SPACE_DELIMITED_CLAIMS,
 };

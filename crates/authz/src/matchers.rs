@@ -68,6 +68,8 @@ pub(crate) struct HeaderMatcher {
     kind: HeaderKind,
     invert: bool,
     ignore_case: bool,
+    /// In a deny permission: any value decides (see [`HeaderMatcher::matches`]).
+    any_value: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -78,10 +80,13 @@ pub(crate) struct HttpMatcher {
 }
 
 impl HttpMatcher {
+    /// `deny`: the permission's action is deny (its header criteria match on any
+    /// value; an allow's on every value).
     pub(crate) fn compile(
         m: &HttpMatch,
         field: &str,
         regexes: &mut RegexCache,
+        deny: bool,
     ) -> Result<Self, String> {
         let path = match &m.path {
             None => None,
@@ -97,7 +102,7 @@ impl HttpMatcher {
             .header
             .iter()
             .enumerate()
-            .map(|(k, h)| HeaderMatcher::compile(h, &format!("{field}.Header[{k}]"), regexes))
+            .map(|(k, h)| HeaderMatcher::compile(h, &format!("{field}.Header[{k}]"), regexes, deny))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(HttpMatcher {
             path,
@@ -121,7 +126,12 @@ impl HttpMatcher {
 }
 
 impl HeaderMatcher {
-    fn compile(h: &HeaderMatch, field: &str, regexes: &mut RegexCache) -> Result<Self, String> {
+    fn compile(
+        h: &HeaderMatch,
+        field: &str,
+        regexes: &mut RegexCache,
+        any_value: bool,
+    ) -> Result<Self, String> {
         let fold = |s: &String| {
             if h.ignore_case {
                 s.to_ascii_lowercase()
@@ -146,22 +156,51 @@ impl HeaderMatcher {
             kind,
             invert: h.invert,
             ignore_case: h.ignore_case,
+            any_value,
         })
     }
 
-    /// Envoy's header matcher: an absent header matches nothing, except that an
-    /// inverted `Present` ("header is absent") matches; otherwise the result of the
-    /// value match is XOR-ed with `Invert`.
+    /// Envoy's header matcher, made impossible to dodge (hardening round 3, item 4):
+    /// an absent header matches nothing, except that an inverted `Present` ("header
+    /// is absent") matches; otherwise each value's match is XOR-ed with `Invert`.
+    /// The header's values are its lines and those of its look-alikes
+    /// ([`crate::facts::alike`]: `x_user` is `x-user`), and
+    /// - in a **deny** permission, the criterion holds when the values joined with
+    ///   `,` (Envoy's reading), **any** line, or any comma-separated element of a line
+    ///   matches: repeating, listing or respelling a header cannot hide a value;
+    /// - in an **allow** permission, it holds only when **every** line matches: a
+    ///   second line (or a look-alike) with another value is not allowed through.
     fn matches(&self, headers: &dyn Headers) -> bool {
-        let Some(value) = headers.value(&self.name) else {
+        let lines = headers.lines(&self.name);
+        if lines.is_empty() {
             return self.invert && matches!(self.kind, HeaderKind::Present);
-        };
+        }
+        if self.any_value {
+            let joined;
+            let whole: &str = if lines.len() == 1 {
+                &lines[0]
+            } else {
+                joined = lines.join(",");
+                &joined
+            };
+            self.hit(whole)
+                || lines.iter().any(|line| {
+                    self.hit(line)
+                        || (line.contains(',') && line.split(',').any(|e| self.hit(e.trim())))
+                })
+        } else {
+            lines.iter().all(|line| self.hit(line))
+        }
+    }
+
+    /// One value against the criterion (`Invert` applied).
+    fn hit(&self, value: &str) -> bool {
         let folded;
         let v: &str = if self.ignore_case {
             folded = value.to_ascii_lowercase();
             &folded
         } else {
-            &value
+            value
         };
         let hit = match &self.kind {
             HeaderKind::Present => true,

@@ -151,7 +151,8 @@ pub fn compile(input: &CompileInput<'_>) -> Result<IntentionTable, Vec<CompileEr
                     let mut out = Vec::with_capacity(perms.len());
                     for (j, p) in perms.iter().enumerate() {
                         let field = format!("Permissions[{j}].HTTP");
-                        match HttpMatcher::compile(&p.http, &field, &mut regexes) {
+                        let deny = p.action == Action::Deny;
+                        match HttpMatcher::compile(&p.http, &field, &mut regexes, deny) {
                             Ok(http) => out.push(PermissionMatcher {
                                 action: p.action,
                                 http,

@@ -622,12 +622,24 @@ Sources = [ { Name = "web" Permissions = [
             .allowed(&t),
         "regex is a full match"
     );
-    // Several values of a header are joined with ','.
-    assert!(!from("web")
+    // Several values (hardening round 3, item 4): an allow needs every one to match,
+    // a deny fires on any one (or on the joined value, Envoy's reading).
+    assert!(from("web")
         .header("x-env", "prod")
         .header("x-tenant", "t-1")
         .header("x-tenant", "t-2")
         .allowed(&t));
+    assert!(!from("web")
+        .header("x-env", "prod")
+        .header("x-tenant", "t-1")
+        .header("x-tenant", "admin")
+        .allowed(&t));
+    assert!(!from("web")
+        .header("x-env", "prod")
+        .header("x-tenant", "t-1, admin")
+        .allowed(&t));
+    assert!(!base().header("x_debug", "1").allowed(&t), "a look-alike is the header");
+    assert!(!base().header("x-env", "staging").allowed(&t), "any value decides a deny");
     // An absent header never matches Exact, even inverted (Envoy).
     assert!(from("web").header("x-tenant", "t-7").allowed(&t));
 }

@@ -265,19 +265,12 @@ impl RequestParts for View<'_> {
 }
 
 impl tribune_authz::Headers for View<'_> {
-    fn value(&self, name: &str) -> Option<Cow<'_, str>> {
-        if self.hidden(name) {
-            return None;
-        }
-        let mut values = self.headers.get_all(name).iter();
-        let first = values.next()?;
-        let mut out = String::from_utf8_lossy(first.as_bytes());
-        for v in values {
-            let joined = out.to_mut();
-            joined.push(',');
-            joined.push_str(&String::from_utf8_lossy(v.as_bytes()));
-        }
-        Some(out)
+    fn lines(&self, name: &str) -> Vec<Cow<'_, str>> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| !self.hidden(k.as_str()) && tribune_authz::alike(k.as_str(), name))
+            .map(|(_, v)| String::from_utf8_lossy(v.as_bytes()))
+            .collect()
     }
 }
 

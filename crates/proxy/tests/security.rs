@@ -18,6 +18,9 @@ mod upgrade;
 #[path = "security/stale_policy.rs"]
 mod stale_policy;
 
+#[path = "security/headers.rs"]
+mod headers;
+
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::time::Duration;

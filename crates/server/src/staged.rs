@@ -252,9 +252,28 @@ pub struct ShadowReport {
     /// Requests the candidate decides differently.
     #[serde(rename = "Changed")]
     pub changed: u64,
+    /// When the agent took it (its clock, Unix seconds; set by the agent).
+    #[serde(rename = "ReceivedAt", default)]
+    pub received_at: i64,
 }
 
+/// Reports one request may carry.
+const MAX_REPORTS_PER_REQUEST: usize = 64;
+/// Records kept per service (sidecars times candidates).
+pub(crate) const MAX_REPORTS_PER_SERVICE: usize = 256;
+/// Longest `Service`, `Proxy` or `Candidate` taken.
+const MAX_REPORT_NAME: usize = 256;
+/// A report not refreshed for this long is dropped (sidecars report every 10 s).
+pub(crate) const REPORT_TTL_SECS: i64 = 600;
+
 /// `PUT /v1/tribune/shadow-report`: `[ShadowReport]` from one sidecar.
+///
+/// Evidence for a promotion, so it is taken with care (hardening round 3, item 9):
+/// the candidate must be staged now; a candidate of `service-intentions/X` (not `*`)
+/// only from sidecars of X; with `service:write` on the reporting service; names
+/// bounded, at most [`MAX_REPORTS_PER_SERVICE`] records per service, each keyed by
+/// candidate, service and proxy (a service cannot overwrite another's), summed with
+/// saturation, and dropped after [`REPORT_TTL_SECS`] without a refresh.
 pub(crate) async fn report(
     State(state): State<Shared>,
     RawQuery(raw): RawQuery,
@@ -264,23 +283,98 @@ pub(crate) async fn report(
     let q = parse_query(raw.as_deref());
     let authz = authorize(&state, &headers, &q).await?;
     let v = json_body(&body)?;
-    let reports: Vec<ShadowReport> = tribune_model::decode::from_value(&v, "")
+    let mut reports: Vec<ShadowReport> = tribune_model::decode::from_value(&v, "")
         .map_err(|e| ApiError::bad_request(format!("Request decoding failed: {e}")))?;
+    if reports.len() > MAX_REPORTS_PER_REQUEST {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_REPORTS_PER_REQUEST} reports per request, got {}",
+            reports.len()
+        )));
+    }
+    let staged: Vec<String> = load_staged(&state)
+        .await?
+        .iter()
+        .map(Staged::label)
+        .collect();
+    let now = crate::ca_api::now();
+    for r in &mut reports {
+        for (field, value) in [
+            ("Candidate", &r.candidate),
+            ("Service", &r.service),
+            ("Proxy", &r.proxy),
+        ] {
+            if value.is_empty() || value.len() > MAX_REPORT_NAME || value.contains('\0') {
+                return Err(ApiError::bad_request(format!(
+                    "{field} must be 1 to {MAX_REPORT_NAME} bytes without NUL"
+                )));
+            }
+        }
+        authz.service_write(&r.service)?;
+        if !staged.contains(&r.candidate) {
+            return Err(ApiError::bad_request(format!(
+                "no staged candidate {}",
+                go::quote(&r.candidate)
+            )));
+        }
+        let intentions_of = r
+            .candidate
+            .strip_prefix("service-intentions/")
+            .and_then(|rest| rest.rsplit_once('@'))
+            .map(|(name, _)| name);
+        if let Some(x) = intentions_of.filter(|x| *x != tribune_model::WILDCARD) {
+            if r.service != x {
+                return Err(ApiError(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "a report on {} is taken from sidecars of {} only, not of {}",
+                        go::quote(&r.candidate),
+                        go::quote(x),
+                        go::quote(&r.service)
+                    ),
+                ));
+            }
+        }
+        r.received_at = now;
+    }
+    let existing = all_reports(&state).await?;
     let mut ops = Vec::new();
     for r in &reports {
-        authz.service_write(&r.service)?;
+        let key = report_key(r);
+        let kept = existing
+            .iter()
+            .filter(|(k, e)| e.service == r.service && *k != key && fresh(e, now))
+            .count();
+        if kept >= MAX_REPORTS_PER_SERVICE {
+            return Err(ApiError(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "{} already has {MAX_REPORTS_PER_SERVICE} shadow reports (sidecars times candidates); older ones expire after {REPORT_TTL_SECS} s",
+                    go::quote(&r.service)
+                ),
+            ));
+        }
         let value = serde_json::to_vec(r).map_err(|e| crate::internal_error(e.to_string()))?;
-        ops.push(Op::put(
-            SHADOW_TABLE,
-            &format!("{}\0{}", r.candidate, r.proxy),
-            value,
-            Cas::Any,
-        ));
+        ops.push(Op::put(SHADOW_TABLE, &key, value, Cas::Any));
     }
+    // Expired records go with the write.
+    ops.extend(
+        existing
+            .iter()
+            .filter(|(_, e)| !fresh(e, now))
+            .map(|(k, _)| Op::delete(SHADOW_TABLE, k, Cas::Any)),
+    );
     if !ops.is_empty() {
         state.store.apply(&ops).await?;
     }
     Ok(Json(true).into_response())
+}
+
+fn report_key(r: &ShadowReport) -> String {
+    format!("{}\0{}\0{}", r.candidate, r.service, r.proxy)
+}
+
+fn fresh(r: &ShadowReport, now: i64) -> bool {
+    now - r.received_at <= REPORT_TTL_SECS
 }
 
 /// One candidate as `GET /v1/tribune/staged` shows it.
@@ -298,21 +392,33 @@ async fn describe(state: &AppState, s: &Staged, reports: &[ShadowReport]) -> Api
         "LiveIndexAtStaging": s.live_index,
         "LiveIndex": live.unwrap_or(0),
         "LiveChanged": live.unwrap_or(0) != s.live_index,
-        "Seen": mine.iter().map(|r| r.seen).sum::<u64>(),
-        "Changed": mine.iter().map(|r| r.changed).sum::<u64>(),
+        "Seen": mine.iter().fold(0u64, |sum, r| sum.saturating_add(r.seen)),
+        "Changed": mine.iter().fold(0u64, |sum, r| sum.saturating_add(r.changed)),
         "Sidecars": mine.iter().map(|r| json!({
             "Service": r.service, "Proxy": r.proxy, "Seen": r.seen, "Changed": r.changed,
         })).collect::<Vec<_>>(),
     }))
 }
 
-async fn reports(state: &AppState) -> ApiResult<Vec<ShadowReport>> {
+/// Every stored report with its key.
+async fn all_reports(state: &AppState) -> ApiResult<Vec<(String, ShadowReport)>> {
     Ok(state
         .store
         .list(SHADOW_TABLE)
         .await?
         .iter()
-        .filter_map(|r| serde_json::from_slice(&r.value).ok())
+        .filter_map(|r| Some((r.key.clone(), serde_json::from_slice(&r.value).ok()?)))
+        .collect())
+}
+
+/// The reports still fresh.
+async fn reports(state: &AppState) -> ApiResult<Vec<ShadowReport>> {
+    let now = crate::ca_api::now();
+    Ok(all_reports(state)
+        .await?
+        .into_iter()
+        .map(|(_, r)| r)
+        .filter(|r| fresh(r, now))
         .collect())
 }
 

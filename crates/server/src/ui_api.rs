@@ -35,6 +35,12 @@ pub(crate) async fn report(
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
     let authz = authorize(&state, &headers, &q).await?;
+    if body.len() > MAX_SIDECAR_REPORT {
+        return Err(ApiError(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a sidecar report is at most {MAX_SIDECAR_REPORT} bytes"),
+        ));
+    }
     let v = json_body(&body)?;
     let mut report: SidecarReport = tribune_model::decode::from_value(&v, "")
         .map_err(|e| ApiError::bad_request(format!("Request decoding failed: {e}")))?;
@@ -43,16 +49,48 @@ pub(crate) async fn report(
             "Request decoding failed: Service and Proxy are required",
         ));
     }
+    if report.service.len() > 256 || report.proxy.len() > 256 {
+        return Err(ApiError::bad_request(
+            "Service and Proxy are at most 256 bytes",
+        ));
+    }
     authz.service_write(&report.service)?;
-    report.received_at = now();
+    let now = now();
+    report.received_at = now;
     let value = serde_json::to_vec(&report).map_err(|e| crate::internal_error(e.to_string()))?;
     let key = format!("{}\0{}", report.service, report.proxy);
-    state
-        .store
-        .apply(&[Op::put(SIDECARS_TABLE, &key, value, Cas::Any)])
-        .await?;
+    // Bounded per service; reports not refreshed for an hour go with this write.
+    let mut ops = vec![Op::put(SIDECARS_TABLE, &key, value, Cas::Any)];
+    let mut kept = 0;
+    for r in state.store.list(SIDECARS_TABLE).await?.iter() {
+        let Ok(other) = serde_json::from_slice::<SidecarReport>(&r.value) else {
+            continue;
+        };
+        if now - other.received_at > SIDECAR_REPORT_TTL_SECS {
+            ops.push(Op::delete(SIDECARS_TABLE, &r.key, Cas::Any));
+        } else if other.service == report.service && r.key != key {
+            kept += 1;
+        }
+    }
+    if kept >= MAX_SIDECARS_PER_SERVICE {
+        return Err(ApiError(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "{:?} already has {MAX_SIDECARS_PER_SERVICE} sidecar reports; a sidecar's report expires an hour after its last",
+                report.service
+            ),
+        ));
+    }
+    state.store.apply(&ops).await?;
     Ok(Json(true).into_response())
 }
+
+/// Largest sidecar report taken (a real one is a few KB).
+const MAX_SIDECAR_REPORT: usize = 64 << 10;
+/// Sidecar reports kept per service.
+const MAX_SIDECARS_PER_SERVICE: usize = 1024;
+/// A sidecar's report is dropped an hour after its last.
+const SIDECAR_REPORT_TTL_SECS: i64 = 3600;
 
 pub(crate) async fn sidecars(
     State(state): State<Shared>,

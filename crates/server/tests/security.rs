@@ -701,3 +701,98 @@ async fn the_agent_never_serves_a_document_its_sidecars_cannot_install() {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
+/// Attack (round 3, item 9): a token with only `service "web" { policy = "write" }`
+/// PUT a shadow report for api's candidate with `Changed` near 2^64, so the sums
+/// wrapped and the CLI, API and UI showed a breaking change as safe; it also
+/// overwrote api's own sidecar record, and unbounded reports took the agent to
+/// gigabytes. Now: api's candidate takes reports from api's sidecars only, unknown
+/// candidates are refused, records are keyed by candidate, service and proxy, sums
+/// saturate, and a service keeps a bounded number of records.
+#[tokio::test]
+async fn shadow_reports_cannot_be_forged_or_flood_the_agent() {
+    let api = Api::with_acls().await;
+    let root = Some("root-secret");
+    let live =
+        r#"{"Kind":"service-intentions","Name":"api","Sources":[{"Name":"web","Action":"allow"}]}"#;
+    assert_eq!(api.call("PUT", "/v1/config", root, live).await.status, 200);
+    let candidate =
+        r#"{"Kind":"service-intentions","Name":"api","Sources":[{"Name":"web","Action":"deny"}]}"#;
+    let r = api
+        .call("PUT", "/v1/config?stage=true", root, candidate)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let staged = api.call("GET", "/v1/tribune/staged", root, "").await.json();
+    let label = staged[0]["Candidate"].as_str().unwrap().to_string();
+    let web = token_with(&api, "web-sidecar", r#"service "web" { policy = "write" }"#).await;
+    let mine = token_with(&api, "api-sidecar", r#"service "api" { policy = "write" }"#).await;
+    let report = |candidate: &str, service: &str, proxy: &str, seen: u64, changed: u64| {
+        serde_json::json!([{"Candidate": candidate, "Service": service, "Proxy": proxy,
+                            "Seen": seen, "Changed": changed}])
+        .to_string()
+    };
+    let put = |token: String, body: String| {
+        let api = &api;
+        async move {
+            api.call("PUT", "/v1/tribune/shadow-report", Some(&token), &body)
+                .await
+        }
+    };
+    // web's sidecar cannot speak for api's candidate, under either name.
+    let r = put(
+        web.clone(),
+        report(&label, "web", "api-sidecar-2", 1_000_000, u64::MAX - 4),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(
+        r.body.contains("from sidecars of \"api\" only"),
+        "{}",
+        r.body
+    );
+    let r = put(
+        web.clone(),
+        report(&label, "api", "api-sidecar-proxy", 1, 0),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    // A candidate that is not staged.
+    let r = put(
+        mine.clone(),
+        report("service-intentions/api@999999", "api", "p", 1, 0),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("no staged candidate"), "{}", r.body);
+    // api's sidecars: summed with saturation, each keyed by its own name.
+    assert_eq!(
+        put(mine.clone(), report(&label, "api", "p1", u64::MAX, 5))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        put(mine.clone(), report(&label, "api", "p2", 10, u64::MAX))
+            .await
+            .status,
+        200
+    );
+    let shown = api.call("GET", "/v1/tribune/staged", root, "").await.json();
+    assert_eq!(shown[0]["Seen"], serde_json::json!(u64::MAX));
+    assert_eq!(shown[0]["Changed"], serde_json::json!(u64::MAX));
+    assert_eq!(shown[0]["Sidecars"].as_array().unwrap().len(), 2);
+    // Names are bounded, and so is the number of records of a service.
+    let r = put(mine.clone(), report(&label, "api", &"p".repeat(300), 1, 0)).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    for i in 3..=256 {
+        let r = put(mine.clone(), report(&label, "api", &format!("p{i}"), 1, 0)).await;
+        assert_eq!(r.status, 200, "{i}: {}", r.body);
+    }
+    let r = put(mine.clone(), report(&label, "api", "p257", 1, 0)).await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    // A sidecar refreshing its own record is still taken.
+    assert_eq!(
+        put(mine, report(&label, "api", "p1", 2, 0)).await.status,
+        200
+    );
+}

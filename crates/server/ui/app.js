@@ -480,8 +480,8 @@ async function providersPage() {
       h("h3", {}, p.Name, h("span", { class: "muted" }, ` · Issuer ${p.Issuer || "(none)"} · ${keySource(p)}`)),
       seen.length ? h("table", {},
         h("tr", {}, ["Sidecar", "Keys (kid, kty, alg)", "Last fetch", "Last error", "Unknown-kid refetches", "Fetches ok / failed"].map((x) => h("th", {}, x))),
-        seen.map(([s, ph]) => h("tr", { "data-sidecar": s.Proxy },
-          h("td", {}, s.Proxy),
+        seen.map(([s, ph]) => h("tr", { "data-sidecar": s.Proxy, "data-service": s.Service },
+          h("td", {}, `${s.Service} / ${s.Proxy}`),
           h("td", { class: "keys" }, (ph.Keys || []).map((k) => `${k.Kid || "(no kid)"} ${k.Kty || "?"} ${k.Alg || "?"}`).join("; ") || "none"),
           h("td", {}, ph.Source.startsWith("remote") ? when(ph.LastFetch) : "not fetched (local keys)"),
           h("td", { class: ph.LastError ? "bad" : "" }, ph.LastError ? `${ph.LastError} (${when(ph.LastErrorAt)})` : "none"),
@@ -587,6 +587,11 @@ async function stagedPage() {
       h("h3", {}, `${s.Kind}/${s.Name}`),
       h("p", {}, `${s.Seen} requests evaluated by the sidecars, ${s.Changed} decided differently.`,
         s.LiveChanged ? h("span", { class: "warn" }, " The live entry changed since staging: promote needs force.") : ""),
+      (s.Sidecars || []).length ? h("table", { class: "reporters" },
+        h("tr", {}, ["Reported by (service / sidecar)", "Seen", "Changed"].map((x) => h("th", {}, x))),
+        s.Sidecars.map((r) => h("tr", { "data-service": r.Service },
+          h("td", {}, `${r.Service} / ${r.Proxy}`), h("td", {}, String(r.Seen)), h("td", {}, String(r.Changed)))))
+        : "",
       h("div", { class: "diff" }, lines.map(([op, text]) =>
         h("div", { class: op === "+" ? "add" : op === "-" ? "del" : "" }, `${op} ${text}`)))));
   }
