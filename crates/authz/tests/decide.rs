@@ -638,8 +638,14 @@ Sources = [ { Name = "web" Permissions = [
         .header("x-env", "prod")
         .header("x-tenant", "t-1, admin")
         .allowed(&t));
-    assert!(!base().header("x_debug", "1").allowed(&t), "a look-alike is the header");
-    assert!(!base().header("x-env", "staging").allowed(&t), "any value decides a deny");
+    assert!(
+        !base().header("x_debug", "1").allowed(&t),
+        "a look-alike is the header"
+    );
+    assert!(
+        !base().header("x-env", "staging").allowed(&t),
+        "any value decides a deny"
+    );
     // An absent header never matches Exact, even inverted (Envoy).
     assert!(from("web").header("x-tenant", "t-7").allowed(&t));
 }

@@ -193,6 +193,12 @@ impl axum::serve::Listener for LimitedListener {
     }
 }
 
+/// An interim answer (`100 Continue`): the request goes on (its body follows), so the
+/// connection stays busy.
+fn interim(written: &[u8]) -> bool {
+    written.starts_with(b"HTTP/1.1 1") || written.starts_with(b"HTTP/1.0 1")
+}
+
 /// Whether `bytes` (after the `tail` of earlier reads) hold a head's end.
 fn head_ends(tail: &[u8; 3], bytes: &[u8]) -> bool {
     const END: &[u8] = b"\r\n\r\n";
@@ -252,7 +258,7 @@ impl AsyncWrite for CountedStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) && !interim(buf) {
             self.answered();
         }
         r
@@ -269,7 +275,11 @@ impl AsyncWrite for CountedStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+        let first = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &b[..]);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) && !interim(first) {
             self.answered();
         }
         r

@@ -796,3 +796,42 @@ async fn shadow_reports_cannot_be_forged_or_flood_the_agent() {
         200
     );
 }
+
+/// The head deadline is for heads: a body sent after `100 Continue` more slowly than
+/// the head deadline is still read, and the request answered.
+#[tokio::test]
+async fn a_slow_body_after_100_continue_is_not_cut() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let api = Api::dev().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limited = tribune_server::listener::LimitedListener::new(listener, 3)
+        .with_timeouts(Duration::from_millis(300), Duration::from_millis(800));
+    let app = tribune_server::router(api.state.clone());
+    tokio::spawn(async move { axum::serve(limited, app).await });
+    let body = r#"{"Kind":"service-defaults","Name":"api","Protocol":"http"}"#;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!("PUT /v1/config HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100"));
+    let (a, b) = body.split_at(10);
+    s.write_all(a.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    s.write_all(b.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(2), s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}

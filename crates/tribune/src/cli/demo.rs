@@ -303,6 +303,7 @@ async fn start(args: &DemoArgs, state_dir: &std::path::Path) -> Result<Running, 
     }
 
     // The two services and their sidecars; web calls api through its upstream.
+    let mut registrations = Vec::new();
     for name in ["web", "api"] {
         let app = TcpListener::bind(("127.0.0.1", 0))
             .await
@@ -320,16 +321,15 @@ async fn start(args: &DemoArgs, state_dir: &std::path::Path) -> Result<Running, 
         } else {
             json!([])
         };
-        agent_put(
-            &client,
-            "/v1/agent/service/register",
+        let registration = move |mesh: u16| {
             json!({
                 "Name": name,
                 "Port": app_port,
-                "Connect": {"SidecarService": {"Port": mesh, "Proxy": {"Upstreams": upstreams}}},
-            }),
-        )
-        .await?;
+                "Connect": {"SidecarService": {"Port": mesh, "Proxy": {"Upstreams": upstreams.clone()}}},
+            })
+        };
+        agent_put(&client, "/v1/agent/service/register", registration(mesh)).await?;
+        registrations.push((name, registration));
     }
     // batch is registered with no service behind it: the topology shows its deny.
     agent_put(
@@ -346,9 +346,27 @@ async fn start(args: &DemoArgs, state_dir: &std::path::Path) -> Result<Running, 
         if name == "api" {
             s.edge_listener = Some(edge);
         }
-        tribune_proxy::run::start(s)
-            .await
-            .map_err(|e| format!("{name}'s sidecar: {e}"))?;
+        // The mesh port was free when registered; an outgoing connection may have
+        // taken it since (ephemeral ports come from the same range): then the
+        // service is registered again with another free port.
+        let mut attempts = 0;
+        loop {
+            match tribune_proxy::run::start(s.clone()).await {
+                Ok(_) => break,
+                Err(e) if e.contains("Error binding mesh listener") && attempts < 5 => {
+                    attempts += 1;
+                    let mesh = TcpListener::bind(("127.0.0.1", 0))
+                        .await
+                        .and_then(|l| l.local_addr())
+                        .map_err(|e| e.to_string())?
+                        .port();
+                    if let Some((_, register)) = registrations.iter().find(|(n, _)| *n == name) {
+                        agent_put(&client, "/v1/agent/service/register", register(mesh)).await?;
+                    }
+                }
+                Err(e) => return Err(format!("{name}'s sidecar: {e}")),
+            }
+        }
     }
     wait_ready(upstream).await;
     Ok(Running {
