@@ -242,6 +242,7 @@ fn registration_ops(authz: &Authorizer, body: &Value, existing: &[Value]) -> Api
     let recs = records(body, &taken).map_err(ApiError::bad_request)?;
     for rec in &recs {
         may_write(authz, rec, existing)?;
+        sidecar_id_is_its_own(rec, &recs, existing)?;
     }
     Ok(recs
         .iter()
@@ -271,6 +272,41 @@ fn may_write(authz: &Authorizer, rec: &Value, existing: &[Value]) -> ApiResult<(
     }
     if let Some(dest) = destination(rec) {
         authz.service_write(dest)?;
+    }
+    Ok(())
+}
+
+/// The ID `X-sidecar-proxy` belongs to the sidecar of service ID `X` (hardening
+/// round 3, item 17: a `web` token registered `api2-sidecar-proxy` first and so
+/// blocked api2's sidecar). Such a record must be a `connect-proxy` whose
+/// `DestinationServiceID` (when given) is `X` and whose `DestinationServiceName` is
+/// the service registered as `X` (in this request or before), or `X` itself when
+/// none is; writing it then needs `service:write` on that service ([`may_write`]).
+fn sidecar_id_is_its_own(rec: &Value, batch: &[Value], existing: &[Value]) -> ApiResult<()> {
+    let id = field_str(rec, "ID");
+    let Some(owner) = id.strip_suffix("-sidecar-proxy") else {
+        return Ok(());
+    };
+    let reserved = || {
+        ApiError::bad_request(format!(
+            "service ID {id:?} is the sidecar of service ID {owner:?}: only a connect-proxy for {owner:?} may take it"
+        ))
+    };
+    let dest_id = rec
+        .pointer("/Proxy/DestinationServiceID")
+        .and_then(Value::as_str)
+        .filter(|d| !d.is_empty());
+    if field_str(rec, "Kind") != "connect-proxy" || dest_id.is_some_and(|d| d != owner) {
+        return Err(reserved());
+    }
+    let owner_service = batch
+        .iter()
+        .chain(existing)
+        .find(|r| field_str(r, "ID") == owner)
+        .map(|r| field_str(r, "Service"))
+        .unwrap_or(owner);
+    if destination(rec) != Some(owner_service) {
+        return Err(reserved());
     }
     Ok(())
 }

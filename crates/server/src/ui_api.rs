@@ -8,7 +8,8 @@
 //!   `SecondsSinceReport` and `SecondsSinceSync` computed on the agent's clock.
 //! - `POST /v1/tribune/config/validate`: an entry file's text (HCL or JSON) checked as
 //!   `PUT /v1/config` would check it (decode, validation, the cross-entry checks
-//!   against the stored entries, write-time warnings), nothing stored: `{"Valid",
+//!   against the stored entries, write-time warnings; the last two need the ACL a
+//!   write of the entry needs, 403 otherwise), nothing stored: `{"Valid",
 //!   "Kind", "Name", "Errors": [{"Field", "Message"}], "Warnings", "Extensions",
 //!   "Entry"}` (`Entry`: the canonical JSON to write).
 
@@ -137,7 +138,7 @@ pub(crate) async fn validate(
     body: Bytes,
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
-    authorize(&state, &headers, &q).await?;
+    let authz = authorize(&state, &headers, &q).await?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("Request decoding failed: the body is not UTF-8"))?;
     let error = |field: String, message: String| json!({ "Field": field, "Message": message });
@@ -162,6 +163,11 @@ pub(crate) async fn validate(
             .into_response());
         }
     };
+    // The checks against the stored entries (and the warnings) tell which providers
+    // exist, protocols, and whether L7 intentions do: for callers who may write the
+    // entry, as `PUT /v1/config` needs (hardening round 3, item 14). The entry's own
+    // syntax and rules above are anyone's.
+    crate::entries::can_write(&authz, entry.kind(), entry.name())?;
     let (_, current) = load_all_at(&state).await?;
     let mut errors = Vec::new();
     if let Err(e) = cross_checks(&current, Some(&entry), None) {

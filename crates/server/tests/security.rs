@@ -835,3 +835,108 @@ async fn a_slow_body_after_100_continue_is_not_cut() {
         .unwrap();
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
 }
+
+/// Attack (round 3, item 17): a `web` token registered the ID `api2-sidecar-proxy`
+/// before api2 did, and api2's own sidecar registration was then refused. The ID
+/// `X-sidecar-proxy` now belongs to a connect-proxy for X, which only a token that
+/// may write X's service can register.
+#[tokio::test]
+async fn a_sidecar_id_belongs_to_its_service() {
+    let api = Api::with_acls().await;
+    let web = token_with(
+        &api,
+        "web-only",
+        r#"service "web" { policy = "write" }
+service "web-sidecar-proxy" { policy = "write" }
+service "api2-sidecar-proxy" { policy = "write" }"#,
+    )
+    .await;
+    let reg = |body: serde_json::Value, token: &str| {
+        let api = &api;
+        let token = token.to_string();
+        async move {
+            api.call(
+                "PUT",
+                "/v1/agent/service/register",
+                Some(&token),
+                &body.to_string(),
+            )
+            .await
+        }
+    };
+    // A plain service under the sidecar's ID (even one calling itself a proxy for
+    // web): refused.
+    let r = reg(
+        serde_json::json!({"ID": "api2-sidecar-proxy", "Name": "web", "Port": 1}),
+        &web,
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body.contains("is the sidecar of service ID \"api2\""),
+        "{}",
+        r.body
+    );
+    let r = reg(
+        serde_json::json!({"ID": "api2-sidecar-proxy", "Name": "web-sidecar-proxy", "Kind": "connect-proxy",
+            "Port": 21000, "Proxy": {"DestinationServiceName": "web", "DestinationServiceID": "api2"}}),
+        &web,
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    // api2 registers itself and its sidecar as usual.
+    let body = serde_json::json!({"ID": "api2", "Name": "api", "Port": 8080,
+        "Connect": {"SidecarService": {}}});
+    let r = reg(body, "root-secret").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = api
+        .call(
+            "GET",
+            "/v1/agent/service/api2-sidecar-proxy",
+            Some("root-secret"),
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["Proxy"]["DestinationServiceName"], "api");
+}
+
+/// Audit (round 3, item 14): `POST /v1/tribune/config/validate` checked no ACL, so
+/// anonymous callers learned which providers exist, protocols, and whether L7
+/// intentions exist. Syntax and the entry's own rules are still anyone's; the checks
+/// against stored entries need what a write of the entry needs.
+#[tokio::test]
+async fn validate_tells_about_stored_entries_only_to_writers() {
+    let api = Api::with_acls().await;
+    let provider = r#"{"Kind":"jwt-provider","Name":"okta","Issuer":"https://okta.example","JSONWebKeySet":{"Remote":{"URI":"https://okta.example/keys"}}}"#;
+    assert_eq!(
+        api.call("PUT", "/v1/config", Some("root-secret"), provider)
+            .await
+            .status,
+        200
+    );
+    let probe = r#"{"Kind":"service-intentions","Name":"api","JWT":{"Providers":[{"Name":"okta"}]},"Sources":[{"Name":"web","Action":"allow"}]}"#;
+    let r = api
+        .call("POST", "/v1/tribune/config/validate", None, probe)
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(!r.body.contains("okta"), "{}", r.body);
+    // A broken entry is still explained to anyone (nothing stored is consulted).
+    let broken = r#"{"Kind":"service-intentions","Name":"api","Sources":[{"Name":"web"}]}"#;
+    let r = api
+        .call("POST", "/v1/tribune/config/validate", None, broken)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["Valid"], false);
+    // A writer gets the whole answer.
+    let r = api
+        .call(
+            "POST",
+            "/v1/tribune/config/validate",
+            Some("root-secret"),
+            probe,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["Valid"], true, "{}", r.body);
+}
