@@ -309,7 +309,13 @@ async fn remote(policy: &FetchPolicy, steps: &mut Vec<Step>) -> Option<Vec<u8>> 
     if !policy.uri.ends_with(DISCOVERY_SUFFIX) {
         return Some(first);
     }
-    match discovered_jwks_uri(&first, &policy.issuer, &policy.uri) {
+    let discovered = match discovered_jwks_uri(&first, &policy.issuer, &policy.uri) {
+        Ok(jwks_uri) => crate::discovered_target_allowed(&jwks_uri, &policy.uri)
+            .await
+            .map(|()| jwks_uri),
+        Err(e) => Err(e),
+    };
+    match discovered {
         Ok(jwks_uri) => {
             steps.push(Step {
                 step: StepKind::Discovery,

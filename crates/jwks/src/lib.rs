@@ -114,6 +114,85 @@ pub fn discovered_jwks_uri(
     Ok(jwks_uri)
 }
 
+/// Whether a discovery document may send key fetches to `jwks_uri` (hardening round
+/// 3, item 15). The document is the IdP's word, and Tribune trusts the IdP for the
+/// keys; it does not trust it to aim this host's fetches at link-local addresses,
+/// where cloud metadata services answer (169.254.169.254 and its kin), which any
+/// service token could otherwise trigger through `jwt-provider check`. A `jwks_uri`
+/// on the discovery document's own host is as trusted as that host; one elsewhere
+/// is refused when its host is, or resolves to, such an address. An operator who
+/// means it sets `Remote.URI` to the key set itself: configured URIs are not
+/// filtered.
+pub async fn discovered_target_allowed(jwks_uri: &str, discovery_uri: &str) -> Result<(), String> {
+    let target: hyper::Uri = jwks_uri
+        .parse()
+        .map_err(|e| format!("jwks_uri {jwks_uri:?}: {e}"))?;
+    let origin: Option<hyper::Uri> = discovery_uri.parse().ok();
+    let host = target
+        .host()
+        .unwrap_or("")
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let same_host = origin
+        .as_ref()
+        .and_then(|o| o.host())
+        .is_some_and(|h| h.eq_ignore_ascii_case(target.host().unwrap_or("")));
+    if same_host {
+        return Ok(());
+    }
+    let refuse = |why: String| {
+        Err(format!(
+            "discovery document's jwks_uri {jwks_uri:?} {why}: refused (cloud metadata services answer there); set Remote.URI to the key set to fetch it anyway"
+        ))
+    };
+    let lower = host.to_ascii_lowercase();
+    if METADATA_NAMES.contains(&lower.trim_end_matches('.')) {
+        return refuse("names a cloud metadata service".into());
+    }
+    let addrs: Vec<std::net::IpAddr> = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => vec![ip],
+        Err(_) => {
+            let port = target.port_u16().unwrap_or(443);
+            tokio::net::lookup_host((host, port))
+                .await
+                .map(|a| a.map(|s| s.ip()).collect())
+                .unwrap_or_default()
+        }
+    };
+    match addrs.iter().find(|ip| link_local_or_metadata(**ip)) {
+        Some(ip) => refuse(format!("leads to {ip}, a link-local or metadata address")),
+        None => Ok(()),
+    }
+}
+
+/// Host names of cloud metadata services.
+const METADATA_NAMES: &[&str] = &[
+    "metadata",
+    "metadata.google.internal",
+    "metadata.goog",
+    "instance-data",
+    "instance-data.ec2.internal",
+];
+
+/// Link-local addresses (where every cloud's metadata service is) and the few
+/// metadata addresses outside them.
+pub fn link_local_or_metadata(ip: std::net::IpAddr) -> bool {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let v4 = |a: Ipv4Addr| {
+        a.is_link_local()
+            || a == Ipv4Addr::new(100, 100, 100, 200)
+            || a == Ipv4Addr::new(192, 0, 0, 192)
+    };
+    match ip {
+        IpAddr::V4(a) => v4(a),
+        IpAddr::V6(a) => {
+            (a.segments()[0] & 0xffc0) == 0xfe80
+                || a == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+                || a.to_ipv4_mapped().is_some_and(v4)
+        }
+    }
+}
+
 impl FetchPolicy {
     pub fn from_remote(r: &RemoteJwks) -> Self {
         let (retries, base, max) = match &r.retry_policy {
@@ -337,6 +416,7 @@ impl RemoteKeys {
                     .await
                     .map_err(|e| format!("discovery document: {e}"))?;
                 let jwks_uri = discovered_jwks_uri(&doc, &self.policy.issuer, &self.policy.uri)?;
+                discovered_target_allowed(&jwks_uri, &self.policy.uri).await?;
                 self.get(&jwks_uri)
                     .await
                     .map_err(|e| format!("jwks_uri {jwks_uri}: {e}"))?

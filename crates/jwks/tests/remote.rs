@@ -333,3 +333,66 @@ async fn oidc_discovery_is_followed_and_its_issuer_must_match() {
         .unwrap_err()
         .contains("not JSON"));
 }
+
+/// An identity provider whose discovery document names `jwks_uri` as given.
+async fn serve_discovery_naming(jwks_uri: String) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let doc = json!({"issuer": "https://idp.example", "jwks_uri": jwks_uri}).to_string();
+    let app = Router::new().route(
+        "/.well-known/openid-configuration",
+        get(move || {
+            let doc = doc.clone();
+            async move { ([("content-type", "application/json")], doc) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/.well-known/openid-configuration")
+}
+
+/// Audit (round 3, item 15): a discovery document's `jwks_uri` could point anywhere,
+/// cloud metadata paths included, and any service token could trigger the fetch
+/// through `jwt-provider check`. A `jwks_uri` on another host that is, or resolves
+/// to, a link-local or metadata address is refused before anything is sent.
+#[tokio::test]
+async fn a_discovery_document_cannot_aim_key_fetches_at_metadata_services() {
+    for target in [
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+        "http://[fe80::1]/keys",
+        "http://[fd00:ec2::254]/latest/meta-data/",
+        "http://metadata.google.internal/computeMetadata/v1/",
+        "http://100.100.100.200/latest/meta-data/",
+    ] {
+        let uri = serve_discovery_naming(target.into()).await;
+        let mut p = policy(&uri);
+        p.issuer = "https://idp.example".into();
+        let err = RemoteKeys::new(p).unwrap().refresh().await.unwrap_err();
+        assert!(
+            err.contains("refused (cloud metadata services answer there)"),
+            "{target}: {err}"
+        );
+    }
+    // Another host that is not link-local is followed (here: localhost, by name).
+    let (_idp, keys_uri) = serve().await;
+    let uri = serve_discovery_naming(keys_uri.replace("127.0.0.1", "localhost")).await;
+    let mut p = policy(&uri);
+    p.issuer = "https://idp.example".into();
+    assert!(RemoteKeys::new(p).unwrap().refresh().await.is_ok());
+    // The address table.
+    use std::net::IpAddr;
+    for (ip, want) in [
+        ("169.254.169.254", true),
+        ("169.254.0.1", true),
+        ("::ffff:169.254.169.254", true),
+        ("fe80::abcd", true),
+        ("127.0.0.1", false),
+        ("10.0.0.1", false),
+        ("2001:db8::1", false),
+    ] {
+        assert_eq!(
+            tribune_jwks::link_local_or_metadata(ip.parse::<IpAddr>().unwrap()),
+            want,
+            "{ip}"
+        );
+    }
+}

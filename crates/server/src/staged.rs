@@ -202,6 +202,21 @@ pub(crate) async fn promote(
         return Err(not_staged(kind, &name));
     };
     let s = decode(r)?;
+    // Pinned to the candidate that was reviewed (hardening round 3, item 13).
+    if let Some(pinned) = query_get(&q, "index") {
+        let pinned: u64 = pinned
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("index: not a number: {pinned:?}")))?;
+        if pinned != s.record.modify_index {
+            return Err(ApiError(
+                StatusCode::CONFLICT,
+                format!(
+                    "the candidate for {kind}/{name} was staged again since index {pinned} (it is at {} now); review it again before promoting",
+                    s.record.modify_index
+                ),
+            ));
+        }
+    }
     let cas = match (force, s.live_index) {
         (true, _) => Cas::Any,
         (false, 0) => Cas::Absent,

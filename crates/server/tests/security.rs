@@ -940,3 +940,49 @@ async fn validate_tells_about_stored_entries_only_to_writers() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["Valid"], true, "{}", r.body);
 }
+
+/// Audit (round 3, item 13): promote was not pinned to the reviewed candidate; a
+/// candidate staged again after review was promoted unseen. `?index=` (the CLI's
+/// `config promote -index N`) now refuses a candidate staged since.
+#[tokio::test]
+async fn promote_can_be_pinned_to_the_reviewed_candidate() {
+    let api = Api::dev().await;
+    let stage = |action: &'static str| {
+        let api = &api;
+        async move {
+            let body = format!(
+                r#"{{"Kind":"service-intentions","Name":"api","Sources":[{{"Name":"web","Action":"{action}"}}]}}"#
+            );
+            let r = api.call("PUT", "/v1/config?stage=true", None, &body).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            api.call("GET", "/v1/tribune/staged", None, "").await.json()[0]["StagedIndex"]
+                .as_u64()
+                .unwrap()
+        }
+    };
+    let reviewed = stage("allow").await;
+    let restaged = stage("deny").await;
+    assert_ne!(reviewed, restaged);
+    let promote = |index: u64| {
+        let api = &api;
+        async move {
+            api.call(
+                "PUT",
+                &format!("/v1/tribune/staged/service-intentions/api/promote?index={index}"),
+                None,
+                "",
+            )
+            .await
+        }
+    };
+    let r = promote(reviewed).await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains("staged again since index"), "{}", r.body);
+    let r = promote(restaged).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let live = api
+        .call("GET", "/v1/config/service-intentions/api", None, "")
+        .await
+        .json();
+    assert_eq!(live["Sources"][0]["Action"], "deny");
+}

@@ -49,6 +49,10 @@ pub struct PromoteArgs {
     /// Promote even if the live entry changed since the candidate was staged.
     #[arg(long)]
     pub force: bool,
+    /// Promote only the candidate staged at this index (the `StagedIndex` that
+    /// `config staged` showed): refused if it was staged again since.
+    #[arg(long, value_name = "N")]
+    pub index: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -399,11 +403,19 @@ fn promote(args: &PromoteArgs, io: &mut Io<'_>) -> u8 {
         Ok(x) => x,
         Err(c) => return c,
     };
+    let mut query: Vec<String> = Vec::new();
+    if args.force {
+        query.push("force=true".into());
+    }
+    if let Some(i) = args.index {
+        query.push(format!("index={i}"));
+    }
     let path = format!(
-        "/v1/tribune/staged/{}/{}/promote{}",
+        "/v1/tribune/staged/{}/{}/promote{}{}",
         encode(kind),
         encode(name),
-        if args.force { "?force=true" } else { "" }
+        if query.is_empty() { "" } else { "?" },
+        query.join("&")
     );
     match super::http::call(&args.entry.http, "PUT", &path, None) {
         Err(e) => {
