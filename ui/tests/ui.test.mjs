@@ -116,6 +116,11 @@ test("every page loads with no console errors, and is screenshotted", async () =
   const diff = page.locator('[data-staged="service-intentions/api"] .diff .add');
   await open(page, "#/staged", "staged");
   assert.match(await diff.allInnerTexts().then((t) => t.join("\n")), /staged-ui-test/);
+  // Only changed lines are marked (jsdiff's line diff), not the whole entry.
+  const added = await diff.count();
+  const removed = await page.locator('[data-staged="service-intentions/api"] .diff .del').count();
+  const all = await page.locator('[data-staged="service-intentions/api"] .diff > div').count();
+  assert.ok(added >= 1 && removed >= 1 && added + removed <= 6 && all > 40, `${added} added, ${removed} removed of ${all}`);
   assert.deepEqual(consoleErrors.slice(before), []);
   await api("DELETE", "/v1/config/service-intentions/api?stage=true");
   await page.context().close();

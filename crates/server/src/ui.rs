@@ -29,6 +29,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         "text/javascript; charset=utf-8",
         include_bytes!("../ui/vendor/dagre.min.js"),
     ),
+    (
+        "vendor/diff.min.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../ui/vendor/diff.min.js"),
+    ),
 ];
 
 /// Everything from this origin only; no inline scripts; never framed.
