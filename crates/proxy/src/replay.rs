@@ -568,9 +568,26 @@ fn token_named(fact: &Fact, p: &tribune_model::JwtProvider) -> bool {
 /// Evaluates `candidate` on every fact of `ring`: `{"Requests", "Changed",
 /// "Assumed", "Groups"}`.
 pub fn replay(ring: &ReplayRing, candidate: &Policy) -> Value {
+    replay_within(ring, candidate, REPLAY_BUDGET)
+}
+
+/// Longest one replay runs (`POST /replay`): past it the answer covers the facts
+/// replayed so far, newest last, and says so (`Truncated`, `Replayed` of `Recorded`).
+pub const REPLAY_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// [`replay`] within `budget` of wall time (checked every 64 facts).
+pub fn replay_within(ring: &ReplayRing, candidate: &Policy, budget: std::time::Duration) -> Value {
     let stats = ShadowStats::default();
     let mut assumed = 0u64;
-    for fact in ring.snapshot() {
+    let facts = ring.snapshot();
+    let recorded = facts.len();
+    let started = std::time::Instant::now();
+    let mut replayed = 0usize;
+    for fact in facts {
+        if replayed % 64 == 0 && replayed > 0 && started.elapsed() > budget {
+            break;
+        }
+        replayed += 1;
         let headers = fact.header_map();
         let view = View {
             headers: &headers,
@@ -629,6 +646,11 @@ pub fn replay(ring: &ReplayRing, candidate: &Policy) -> Value {
     out.insert("Changed".into(), v["Changed"].take());
     out.insert("Assumed".into(), Value::from(assumed));
     out.insert("Groups".into(), v["Groups"].take());
+    if replayed < recorded {
+        out.insert("Truncated".into(), Value::from(true));
+        out.insert("Replayed".into(), Value::from(replayed));
+        out.insert("Recorded".into(), Value::from(recorded));
+    }
     Value::Object(out)
 }
 
@@ -814,6 +836,28 @@ mod tests {
             live,
         );
         assert_eq!(plain.hints().count(), 0);
+    }
+
+    /// Hardening round 3, item 10: a replay has a time budget; past it the answer
+    /// covers what was replayed and says so.
+    #[test]
+    fn a_replay_stops_at_its_budget_and_says_so() {
+        let doc = PolicyDocument::from_json(&serde_json::json!({"Service": "api"})).unwrap();
+        let policy = Policy::compile(&doc).unwrap();
+        let ring = ReplayRing::new(1000, MAX_REPLAY_BYTES);
+        for i in 0..300 {
+            ring.push(fact(i, 10));
+        }
+        let all = replay_within(&ring, &policy, std::time::Duration::from_secs(60));
+        assert_eq!(all["Requests"], 300);
+        assert!(all.get("Truncated").is_none());
+        let cut = replay_within(&ring, &policy, std::time::Duration::ZERO);
+        assert_eq!(cut["Truncated"], true);
+        assert_eq!(
+            (cut["Replayed"].as_u64(), cut["Recorded"].as_u64()),
+            (Some(64), Some(300))
+        );
+        assert_eq!(cut["Requests"], 64);
     }
 
     #[test]

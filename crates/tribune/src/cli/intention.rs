@@ -37,7 +37,8 @@ pub struct ReplayArgs {
     /// The sidecar's admin listener (`-admin-bind` of `tribune connect proxy`).
     #[arg(long = "proxy-admin", default_value = "127.0.0.1:19000")]
     pub proxy_admin: String,
-    /// `text` or `json` (`{"Requests", "Changed", "Assumed", "Groups"}`).
+    /// `text` or `json` (`{"Requests", "Changed", "Assumed", "Groups"}`, and
+    /// `Truncated`, `Replayed`, `Recorded` when the sidecar's time budget cut it short).
     #[arg(long, default_value = "text")]
     pub format: String,
     /// The agent the candidate's providers are read from (a provider the sidecar does
@@ -370,6 +371,14 @@ fn replay(args: &ReplayArgs, io: &mut Io<'_>) -> u8 {
             io.out,
             "  ({} carried a token this sidecar did not verify at the time; taken as valid, without claims)",
             n(&v["Assumed"])
+        );
+    }
+    if v["Truncated"] == true {
+        let _ = writeln!(
+            io.out,
+            "  (stopped at the sidecar's time budget: the newest {} of {} recorded requests are not included)",
+            n(&v["Recorded"]).saturating_sub(n(&v["Replayed"])),
+            n(&v["Recorded"])
         );
     }
     for g in v["Groups"].as_array().into_iter().flatten() {
