@@ -71,6 +71,7 @@ pub struct Options {
 pub enum Refusal {
     ConnectMethod,
     DuplicateHost,
+    DuplicateAuthorization,
     EscapedSeparator,
     AmbiguousPath,
     PathRedirect,
@@ -78,9 +79,10 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 6] = [
+    pub const ALL: [Refusal; 7] = [
         Refusal::ConnectMethod,
         Refusal::DuplicateHost,
+        Refusal::DuplicateAuthorization,
         Refusal::EscapedSeparator,
         Refusal::AmbiguousPath,
         Refusal::PathRedirect,
@@ -92,6 +94,7 @@ impl Refusal {
         match self {
             Refusal::ConnectMethod => "connect_method",
             Refusal::DuplicateHost => "duplicate_host",
+            Refusal::DuplicateAuthorization => "duplicate_authorization",
             Refusal::EscapedSeparator => "escaped_separator",
             Refusal::AmbiguousPath => "ambiguous_path",
             Refusal::PathRedirect => "path_redirect",
@@ -122,6 +125,7 @@ impl Refusal {
         match self {
             Refusal::ConnectMethod => "CONNECT is refused: an HTTP destination is not a tunnel",
             Refusal::DuplicateHost => "the request has two Host headers (RFC 9112 §3.2), which two parsers could read differently",
+            Refusal::DuplicateAuthorization => "the request has more than one Authorization header (RFC 9110 §11.6.2 gives a request one set of credentials): the service could act on credentials other than those the policy decided on",
             Refusal::EscapedSeparator => "the path contains an escaped separator (%2F or %5C), which the mesh entry's PathWithEscapedSlashesAction rejects (Tribune's default)",
             Refusal::AmbiguousPath => "the path holds a dot segment with a ;parameter (/..;/) or a double-encoded dot or separator (%252e, %252f, %255c), which a service that strips parameters or decodes twice would read as a traversal; refused under the mesh entry's default PathWithEscapedSlashesAction",
             Refusal::PathRedirect => "the path contains an escaped separator (%2F or %5C); the mesh entry's PathWithEscapedSlashesAction = UNESCAPE_AND_REDIRECT redirects to the decoded path",
@@ -287,6 +291,13 @@ fn screen(req: &Request<'_>) -> Option<Refusal> {
     let mut hosts = req.headers.get_all(HOST).iter();
     if hosts.next().is_some() && hosts.next().is_some() {
         return Some(Refusal::DuplicateHost);
+    }
+    // Decided (hardening round 3): a second `Authorization` beside a verified bearer
+    // token was forwarded (round 1 saw it removed). Neither is right: which line a
+    // service reads is its parser's choice, so the request is refused.
+    let mut credentials = req.headers.get_all(AUTHORIZATION).iter();
+    if credentials.next().is_some() && credentials.next().is_some() {
+        return Some(Refusal::DuplicateAuthorization);
     }
     None
 }

@@ -309,6 +309,43 @@ async fn no_unverified_or_encoded_token_reaches_the_upstream() {
     assert_eq!(seen["headers"]["authorization"], "Basic dXNlcjpwdw==");
 }
 
+/// Decided (round 3, "one behaviour change to confirm"): a second `Authorization:
+/// Basic` line beside a verified bearer token was forwarded (round 1 saw it removed).
+/// A request gets one set of credentials (RFC 9110 §11.6.2) and servers disagree on
+/// which of two lines they read, so such a request is refused (400,
+/// `duplicate_authorization`), as two `Host` headers are.
+#[tokio::test]
+async fn a_second_authorization_header_is_refused() {
+    let key = Es256::new("k1");
+    let upstream = echo().await;
+    let (_, addr, records) = serving(upstream.addr, vec![okta(&key, None), okta_required()]).await;
+    let t = token(&key, "https://okta.example");
+    for (first, second) in [
+        (format!("Bearer {t}"), "Basic dXNlcjpwdw==".to_string()),
+        ("Basic dXNlcjpwdw==".to_string(), format!("Bearer {t}")),
+    ] {
+        let answer = raw(
+            addr,
+            &format!("GET /x HTTP/1.1\r\nHost: api\r\nAuthorization: {first}\r\nAuthorization: {second}\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    }
+    assert_eq!(upstream.hits.load(Ordering::SeqCst), 0);
+    assert!(records
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|r| r.reason == "duplicate_authorization"));
+    // One line, bearer: verified and stripped as always.
+    let seen = allowed(
+        addr,
+        &format!("GET /x HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer {t}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert!(seen["headers"].get("authorization").is_none(), "{seen}");
+}
+
 /// Another issuer's token in `Authorization` followed by `tail` is found and
 /// stripped; a valid token followed by `tail` verifies, and is stripped too.
 async fn a_token_beside_is_found_and_stripped(tail: &[u8]) {
