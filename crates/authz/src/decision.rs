@@ -315,9 +315,12 @@ impl IntentionTable {
                         decision.action.as_str()
                     ),
                     Some(p) => format!(
-                        "{verdict}: intention {what}, permission {} ({}) matches the request",
+                        "{verdict}: intention {what}, permission {} ({}) matches the request{}",
                         p,
-                        decision.action.as_str()
+                        decision.action.as_str(),
+                        self.header_reading(*intention, *p)
+                            .map(|r| format!("; {r}"))
+                            .unwrap_or_default()
                     ),
                 }
             }

@@ -111,6 +111,11 @@ impl HttpMatcher {
         })
     }
 
+    /// Whether any header criterion is part of the match.
+    pub(crate) fn has_headers(&self) -> bool {
+        !self.headers.is_empty()
+    }
+
     /// Path AND every header AND method set.
     pub(crate) fn matches(&self, facts: &RequestFacts<'_>) -> bool {
         let path_ok = match &self.path {

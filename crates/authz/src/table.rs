@@ -296,6 +296,21 @@ impl IntentionTable {
         }
     }
 
+    /// How permission `permission` of intention `intention` read the request's
+    /// headers, when it has header criteria (hardening round 3, item 4): explain says
+    /// it, since a deny reads any value and an allow every value.
+    pub fn header_reading(&self, intention: usize, permission: usize) -> Option<&'static str> {
+        let c = self.intentions.get(intention)?;
+        let Rule::L7(perms) = &c.rule else {
+            return None;
+        };
+        let p = perms.get(permission)?;
+        p.http.has_headers().then_some(match p.action {
+            Action::Deny => "its header criteria hold when any value of the header (its `_` spelling included) matches",
+            Action::Allow => "its header criteria hold only when every value of the header (its `_` spelling included) matches",
+        })
+    }
+
     /// `source -> destination` as users write it, with the peer when there is one.
     pub fn describe(&self, index: usize) -> String {
         match self.intentions.get(index) {
