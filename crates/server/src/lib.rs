@@ -14,6 +14,7 @@
 
 pub mod acl;
 mod acl_api;
+mod acl_cache;
 pub mod agent_config;
 mod ca_api;
 mod catalog;
@@ -74,6 +75,8 @@ pub struct AppState {
     pub(crate) keys: tribune_jwks::Registry,
     /// Compiled policies by (destination, config index).
     pub(crate) policies: compiled::CompiledPolicies,
+    /// Tokens by SecretID and their resolved authorizers, per ACL index.
+    pub(crate) authorizers: acl_cache::AclCache,
 }
 
 pub type Shared = Arc<AppState>;
@@ -91,6 +94,7 @@ impl AppState {
             advertise: std::sync::OnceLock::new(),
             keys: tribune_jwks::Registry::default(),
             policies: compiled::CompiledPolicies::default(),
+            authorizers: acl_cache::AclCache::default(),
         });
         if let Some(secret) = state.config.acl.initial_management.clone() {
             acl_api::ensure_management_token(&state, &secret)
@@ -394,9 +398,47 @@ pub(crate) async fn authorize(
             None,
         ));
     };
-    let token = find_token_by_secret(state, &secret)
-        .await?
+    // Resolved once per change of the ACL tables (issue #40: every call read and
+    // decoded every token, ~1 µs per token per request).
+    let acl_index = acl_index(state).await?;
+    if let Some(hit) = state.authorizers.get(acl_index, &secret) {
+        return Ok(hit);
+    }
+    let tokens = match state.authorizers.tokens(acl_index) {
+        Some(t) => t,
+        None => {
+            let mut by_secret = std::collections::HashMap::new();
+            for r in state.store.list(TOKEN_TABLE).await? {
+                if let Ok(t) = serde_json::from_slice::<Token>(&r.value) {
+                    by_secret.insert(t.secret_id.clone(), t);
+                }
+            }
+            state.authorizers.set_tokens(acl_index, by_secret)
+        }
+    };
+    // A map lookup, not a scan: its hash is keyed at random per process, so how long
+    // a wrong guess takes says nothing about a real secret.
+    let token = tokens
+        .get(&secret)
+        .cloned()
         .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
+    let resolved = resolve(state, &token, default_allow).await?;
+    state.authorizers.put(acl_index, secret, resolved.clone());
+    Ok(resolved)
+}
+
+/// The highest index of the ACL tables (read at once: one round trip on etcd).
+async fn acl_index(state: &AppState) -> ApiResult<u64> {
+    let (tokens, policies, roles) = tokio::join!(
+        state.store.table_index(TOKEN_TABLE),
+        state.store.table_index(POLICY_TABLE),
+        state.store.table_index(ROLE_TABLE),
+    );
+    Ok(tokens?.max(policies?).max(roles?).max(1))
+}
+
+/// The authorizer of a token: its policies and its roles' policies, merged.
+async fn resolve(state: &AppState, token: &Token, default_allow: bool) -> ApiResult<Authorizer> {
     let mut rules = Rules::default();
     let mut management = false;
     // The token's own policies, then its roles' (a deleted role or policy is skipped,
@@ -425,7 +467,7 @@ pub(crate) async fn authorize(
         rules,
         management,
         default_allow,
-        Some(token.accessor_id),
+        Some(token.accessor_id.clone()),
     ))
 }
 

@@ -986,3 +986,70 @@ async fn promote_can_be_pinned_to_the_reviewed_candidate() {
         .json();
     assert_eq!(live["Sources"][0]["Action"], "deny");
 }
+
+/// Issue #40 keeps resolved authorizers per index of the ACL tables: a change to a
+/// token, its policy or its role takes effect on the very next request (the cache
+/// never answers for a state that is gone).
+#[tokio::test]
+async fn a_cached_authorizer_never_outlives_an_acl_change() {
+    let api = Api::with_acls().await;
+    let root = Some("root-secret");
+    let policy = api
+        .call(
+            "PUT",
+            "/v1/acl/policy",
+            root,
+            r#"{"Name":"api-read","Rules":"service \"api\" { policy = \"read\" }"}"#,
+        )
+        .await
+        .json();
+    let token = api
+        .call(
+            "PUT",
+            "/v1/acl/token",
+            root,
+            r#"{"Policies":[{"Name":"api-read"}]}"#,
+        )
+        .await
+        .json();
+    let (secret, accessor) = (
+        token["SecretID"].as_str().unwrap().to_string(),
+        token["AccessorID"].as_str().unwrap().to_string(),
+    );
+    let write = r#"{"Kind":"service-defaults","Name":"api","Protocol":"http"}"#;
+    let read = |s: String| {
+        let api = &api;
+        async move {
+            api.call("GET", "/v1/config/service-defaults", Some(&s), "")
+                .await
+                .status
+        }
+    };
+    let put = |s: String| {
+        let api = &api;
+        async move { api.call("PUT", "/v1/config", Some(&s), write).await.status }
+    };
+    // Resolved (and kept): read yes, write no.
+    assert_eq!(read(secret.clone()).await, 200);
+    assert_eq!(put(secret.clone()).await, 403);
+    assert_eq!(put(secret.clone()).await, 403);
+    // The policy grows: the next request may write.
+    let id = policy["ID"].as_str().unwrap();
+    let r = api
+        .call(
+            "PUT",
+            &format!("/v1/acl/policy/{id}"),
+            root,
+            r#"{"Name":"api-read","Rules":"service \"api\" { policy = \"write\" }"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(put(secret.clone()).await, 200);
+    // The token goes: the next request is refused.
+    let r = api
+        .call("DELETE", &format!("/v1/acl/token/{accessor}"), root, "")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(read(secret.clone()).await, 403);
+    assert_eq!(put(secret).await, 403);
+}
