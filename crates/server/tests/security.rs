@@ -581,6 +581,21 @@ async fn a_rebound_host_name_is_refused_on_loopback() {
     }
 }
 
+/// An agent behind the listener the binary uses (3 connections per client), with
+/// short head (300 ms) and idle (800 ms) deadlines; its address.
+async fn limited_agent() -> std::net::SocketAddr {
+    let api = Api::dev().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limited = tribune_server::listener::LimitedListener::new(listener, 3).with_timeouts(
+        std::time::Duration::from_millis(300),
+        std::time::Duration::from_millis(800),
+    );
+    let app = tribune_server::router(api.state.clone());
+    tokio::spawn(async move { axum::serve(limited, app).await });
+    addr
+}
+
 /// Attack (round 3, item 11): 200 connections from 127.0.0.1 that never sent a byte
 /// filled the per-client limit, and the CLI and root token got 429 for 70 s; the agent
 /// never closed a connection without a complete request head. Now a connection must
@@ -590,13 +605,7 @@ async fn a_rebound_host_name_is_refused_on_loopback() {
 async fn silent_and_idle_connections_are_closed_and_give_their_places_back() {
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let api = Api::dev().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let limited = tribune_server::listener::LimitedListener::new(listener, 3)
-        .with_timeouts(Duration::from_millis(300), Duration::from_millis(800));
-    let app = tribune_server::router(api.state.clone());
-    tokio::spawn(async move { axum::serve(limited, app).await });
+    let addr = limited_agent().await;
     // What the server sent until it closed; panics when it did not close in time.
     let read_all = |mut s: tokio::net::TcpStream, within: Duration| async move {
         let mut out = Vec::new();
@@ -803,13 +812,7 @@ async fn shadow_reports_cannot_be_forged_or_flood_the_agent() {
 async fn a_slow_body_after_100_continue_is_not_cut() {
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let api = Api::dev().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let limited = tribune_server::listener::LimitedListener::new(listener, 3)
-        .with_timeouts(Duration::from_millis(300), Duration::from_millis(800));
-    let app = tribune_server::router(api.state.clone());
-    tokio::spawn(async move { axum::serve(limited, app).await });
+    let addr = limited_agent().await;
     let body = r#"{"Kind":"service-defaults","Name":"api","Protocol":"http"}"#;
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(
