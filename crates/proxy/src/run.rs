@@ -177,7 +177,14 @@ pub async fn start(settings: Settings) -> Result<Started, String> {
                     from_saved.push("registration");
                     Some(sidecar::Registration::from_saved(r)?)
                 }
-                None => return Err(e.to_string()),
+                None => {
+                    return Err(match e {
+                        sidecar::AgentError::Unreachable(why) => format!(
+                            "No agent answered ({why}), and no registration of {id:?} was saved by an earlier run to start from: start the agent, or check -http-addr"
+                        ),
+                        other => other.to_string(),
+                    })
+                }
             },
         },
     };

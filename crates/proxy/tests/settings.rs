@@ -180,3 +180,22 @@ async fn contradictory_settings_are_refused_with_the_reason() {
     let err = start(s).await.err().unwrap();
     assert!(err.contains("-local-service-address"), "{err}");
 }
+
+/// Issue #42: a sidecar started before its agent said "no sidecar registered for
+/// service ID", though no agent had answered. It now says that no agent answered,
+/// and that no saved registration could stand in.
+#[tokio::test]
+async fn a_sidecar_with_no_agent_and_no_saved_state_says_no_agent_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Settings::new(Target {
+        addr: "127.0.0.1:1".into(),
+        token: None,
+    });
+    s.sidecar_for = Some("web".into());
+    s.admin_bind = "127.0.0.1:0".parse().unwrap();
+    s.state_dir = Some(dir.path().to_path_buf());
+    let e = tribune_proxy::run::start(s).await.err().unwrap();
+    assert!(e.starts_with("No agent answered ("), "{e}");
+    assert!(!e.contains("no sidecar registered"), "{e}");
+    assert!(e.contains("no registration of \"web\" was saved"), "{e}");
+}
