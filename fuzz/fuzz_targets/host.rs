@@ -17,5 +17,8 @@ fuzz_target!(|data: &[u8]| {
             "served {text:?}"
         );
     }
-    let _ = tribune_model::host::refusal(data);
+    assert_eq!(
+        tribune_model::host::refused(Some(data), &added).is_none(),
+        loopback_host_allowed(Some(data), &added)
+    );
 });

@@ -131,50 +131,17 @@ pub fn decoded_once(path: &str) -> Vec<u8> {
     out
 }
 
-/// A segment made of one or two dots (each `.` or `%2e`, any case) followed by `;`,
-/// or `%25` followed by `2e`, `2f` or `5c` (any case): see [`PathVerdict::Ambiguous`].
-fn is_ambiguous(path: &str) -> bool {
-    let b = path.as_bytes();
-    let escaped_dot = |at: usize| {
-        b.get(at) == Some(&b'%')
-            && b.get(at + 1) == Some(&b'2')
-            && b.get(at + 2).map(|c| c | 0x20) == Some(b'e')
-    };
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && b.get(i + 1) == Some(&b'2') && b.get(i + 2) == Some(&b'5') {
-            let (h, l) = (b.get(i + 3).copied(), b.get(i + 4).map(|c| c | 0x20));
-            if matches!(
-                (h, l),
-                (Some(b'2'), Some(b'e' | b'f')) | (Some(b'5'), Some(b'c'))
-            ) {
-                return true;
-            }
-        }
-        if b[i] == b'/' || b[i] == b'\\' || i == 0 {
-            let mut at = if i == 0 && b[0] != b'/' && b[0] != b'\\' {
-                0
-            } else {
-                i + 1
-            };
-            let mut dots = 0;
-            loop {
-                if b.get(at) == Some(&b'.') {
-                    at += 1;
-                } else if escaped_dot(at) {
-                    at += 3;
-                } else {
-                    break;
-                }
-                dots += 1;
-            }
-            if (1..=2).contains(&dots) && b.get(at) == Some(&b';') {
-                return true;
-            }
-        }
-        i += 1;
-    }
-    false
+/// On a normalized path (it starts with `/`, has no `\`, and `%2e` is `.`): a
+/// segment that is `.` or `..` followed by `;`, or `%25` followed by `2e`, `2f` or
+/// `5c` (any case). See [`PathVerdict::Ambiguous`].
+fn is_ambiguous(normalized: &str) -> bool {
+    let double_encoded = normalized.as_bytes().windows(5).any(|w| {
+        w[..3] == *b"%25" && matches!((w[3], w[4] | 0x20), (b'2', b'e' | b'f') | (b'5', b'c'))
+    });
+    double_encoded
+        || normalized
+            .split('/')
+            .any(|segment| segment.starts_with(".;") || segment.starts_with("..;"))
 }
 
 /// `%2F`, `%2f`, `%5C` or `%5c` anywhere in `path`.

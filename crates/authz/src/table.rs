@@ -1,5 +1,5 @@
 //! Compiling the intentions that apply to one destination, and deciding requests
-//! with exactly the algorithm of Consul's generated RBAC (consul-reference §c.4).
+//! with exactly the algorithm of Consul's generated RBAC (its RBAC generation).
 //!
 //! # How Consul's ordered intentions decide
 //!

@@ -1,4 +1,4 @@
-//! Named decision cases for consul-reference §c.4 and decisions.md #8, #9, #12.
+//! Named decision cases for Consul's RBAC algorithm and docs/decisions.md #8, #9, #12.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

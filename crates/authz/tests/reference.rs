@@ -1,5 +1,5 @@
 //! Property: the compiled evaluator agrees with a small, obviously-correct reference
-//! evaluator written straight from consul-reference §c.4 (O(n²), no indexes), on
+//! evaluator written straight from Consul's RBAC algorithm (O(n²), no indexes), on
 //! random intention sets and requests, under both default policies and protocols.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -1,4 +1,4 @@
-//! The cross-entry checks of a write (consul-reference §a.4, §b.4): what the agent
+//! The cross-entry checks of a write (Consul's, for providers and intentions): what the agent
 //! applies to every `config write` and `config delete`, and what the offline
 //! `intention test -entries DIR` applies to the files it loads.
 

@@ -1,4 +1,4 @@
-//! Where tokens are in a request (consul-reference §e), routing them to providers, and
+//! Where tokens are in a request (Consul's `Locations`), routing them to providers, and
 //! what to forward or strip after verification (decisions.md #10).
 //!
 //! - No `Locations`: `Authorization: Bearer <t>`, then the `access_token` query

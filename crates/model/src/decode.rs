@@ -1,4 +1,4 @@
-//! Decoding config entries exactly like Consul (`consul-reference.md` §g.3).
+//! Decoding config entries exactly like Consul's decoder (mapstructure over HCL1/JSON).
 //!
 //! Input is HCL1 or JSON (auto-detected), parsed into a [`serde_json::Value`] tree, then
 //! deserialized into the permissive wire structs of [`crate::wire`] through

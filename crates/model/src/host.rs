@@ -58,12 +58,16 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
-/// The answer's text for a refused `Host`.
-pub fn refusal(host: &[u8]) -> String {
-    format!(
+/// The 421 body for a request whose `Host` a loopback listener does not serve;
+/// `None` when it serves it (see [`loopback_host_allowed`]).
+pub fn refused(host: Option<&[u8]>, allowed: &[String]) -> Option<String> {
+    if loopback_host_allowed(host, allowed) {
+        return None;
+    }
+    Some(format!(
         "Host {:?} is not served here: this listener is bound to loopback and answers only loopback addresses, localhost and the names it is told to (DNS rebinding defence)\n",
-        String::from_utf8_lossy(host)
-    )
+        String::from_utf8_lossy(host.unwrap_or_default())
+    ))
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! `service-intentions`: which sources may call a destination, optionally per HTTP
-//! route and with JWT requirements. Rules: `consul-reference.md` §b and §c.6.
+//! route and with JWT requirements. Rules: Consul's validation of the entry and its precedence table.
 
 use crate::entry::{is_false, validate_meta, Meta, WILDCARD};
 use crate::error::ValidationErrors;
@@ -439,8 +439,10 @@ pub(crate) fn validate(w: wire::ServiceIntentions) -> Result<ServiceIntentions, 
 
 /// Every regex compiles as the sidecar compiles it (a bad one is refused here, not
 /// found by each sidecar), and all of them together within
-/// [`crate::re::ENTRY_REGEX_BUDGET`]. Run on a valid entry, so `sources` has the
-/// input's indexes.
+/// [`crate::re::ENTRY_REGEX_BUDGET`], at most [`crate::re::ENTRY_MAX_REGEXES`] of
+/// them (validation is anyone's: `config/validate` takes anonymous entries, so the
+/// work it does is bounded too). Run on a valid entry, so `sources` has the input's
+/// indexes.
 fn check_regexes(sources: &[SourceIntention], errs: &mut ValidationErrors) {
     let mut left = crate::re::ENTRY_REGEX_BUDGET;
     let mut counted = HashSet::new();
@@ -464,15 +466,26 @@ fn check_regexes(sources: &[SourceIntention], errs: &mut ValidationErrors) {
                     _ => None,
                 });
             for (field, pattern) in path.into_iter().chain(headers) {
+                // A pattern used again was checked (and counted) where it first stood.
+                if !counted.insert(pattern.as_str()) {
+                    continue;
+                }
+                if counted.len() > crate::re::ENTRY_MAX_REGEXES {
+                    errs.push(
+                        field.clone(),
+                        format!(
+                            "{field}: the entry has more than {} distinct regular expressions (Tribune's bound per entry)",
+                            crate::re::ENTRY_MAX_REGEXES
+                        ),
+                    );
+                    return;
+                }
                 if let Err(e) = crate::re::full_match(pattern) {
                     let why = e.to_string().replace('\n', " ");
                     errs.push(
                         field.clone(),
                         format!("{field} is not a valid regular expression: {why}"),
                     );
-                    continue;
-                }
-                if !counted.insert(pattern.as_str()) {
                     continue;
                 }
                 match crate::re::full_match_size(pattern, left) {

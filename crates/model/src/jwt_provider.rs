@@ -1,5 +1,5 @@
 //! `jwt-provider`: how to verify a token (issuer, audiences, key set, where the token
-//! is, what to forward). Rules: `consul-reference.md` §a.
+//! is, what to forward). Rules: Consul's validation of the entry.
 
 use crate::entry::{is_false, is_zero, validate_meta, Meta};
 use crate::error::ValidationErrors;

@@ -31,6 +31,9 @@ pub const INTENTION_REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// sidecar 614 MB before this bound (hardening round 3, item 6).
 pub const ENTRY_REGEX_BUDGET: usize = 8 << 20;
 
+/// Distinct regexes one `service-intentions` entry may hold.
+pub const ENTRY_MAX_REGEXES: usize = 1024;
+
 /// An intention regex as the sidecar compiles it: a full match of the path or value.
 pub fn full_match(pattern: &str) -> Result<Regex, regex::Error> {
     bounded(&format!("^(?:{pattern})$"), INTENTION_REGEX_SIZE_LIMIT)

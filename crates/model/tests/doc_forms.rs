@@ -1,6 +1,6 @@
 //! The HCL forms Consul's own documentation uses for service-intentions and
 //! jwt-provider entries must decode (HCL1), and the doc examples Consul itself rejects
-//! must be rejected with Consul's message (consul-reference §i).
+//! must be rejected with Consul's message (the forms Consul's docs show).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -1,5 +1,5 @@
-//! One named case per validation rule of `consul-reference.md` §a.3 (jwt-provider) and
-//! §b.3 (service-intentions), plus service-defaults/proxy-defaults, each asserting
+//! One named case per validation rule Consul applies to `jwt-provider` and
+//! `service-intentions`, plus service-defaults/proxy-defaults, each asserting
 //! Consul's exact message. Tribune reports every broken rule; the first one reported
 //! is the one Consul reports.
 
@@ -603,4 +603,24 @@ fn an_entrys_regexes_share_one_compiled_size_budget() {
     assert!(parse_entry(&l7(&perms(5))).is_ok());
     let same = vec![r#"{ Action = "allow" HTTP { PathRegex = "/r[a-z]{3000}" } }"#; 400].join(", ");
     assert!(parse_entry(&l7(&same)).is_ok());
+}
+
+/// Validation is anyone's (`POST /v1/tribune/config/validate`), so the regexes one
+/// entry makes it compile are bounded in number too; a repeated pattern is compiled
+/// once.
+#[test]
+fn an_entry_holds_at_most_1024_distinct_regexes() {
+    let perms = |n: usize| {
+        (0..n)
+            .map(|i| format!(r#"{{ Action = "allow" HTTP {{ PathRegex = "/r{i}" }} }}"#))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    assert!(parse_entry(&l7(&perms(1024))).is_ok());
+    let e = errors(&l7(&perms(1025)));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].contains("more than 1024 distinct regular expressions"),
+        "{e:?}"
+    );
 }

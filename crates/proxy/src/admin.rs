@@ -196,15 +196,11 @@ pub async fn serve_admin(proxy: Arc<Proxy>, listener: TcpListener) {
             let svc = service_fn(move |req: Request<Incoming>| {
                 let proxy = proxy.clone();
                 async move {
-                    let host = req.headers().get(hyper::header::HOST);
-                    if loopback
-                        && !tribune_model::host::loopback_host_allowed(
-                            host.map(|h| h.as_bytes()),
-                            &[],
-                        )
+                    let host = req.headers().get(hyper::header::HOST).map(|h| h.as_bytes());
+                    if let Some(body) = loopback
+                        .then(|| tribune_model::host::refused(host, &[]))
+                        .flatten()
                     {
-                        let body =
-                            tribune_model::host::refusal(host.map_or(&b""[..], |h| h.as_bytes()));
                         return Ok::<_, Infallible>(reply(
                             StatusCode::MISDIRECTED_REQUEST,
                             "text/plain",

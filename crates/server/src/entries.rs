@@ -1,5 +1,5 @@
-//! `/v1/config`: write, read, list and delete config entries (consul-reference §f.1),
-//! with the cross-entry checks of §a.4 and §b.4.
+//! `/v1/config`: write, read, list and delete config entries (Consul's `/v1/config`),
+//! with Consul's cross-entry checks for providers and intentions.
 
 use crate::acl::{Authorizer, Denied};
 use crate::{

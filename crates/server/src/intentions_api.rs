@@ -1,4 +1,4 @@
-//! `/v1/connect/intentions/*` (consul-reference §f.2), computed from the
+//! `/v1/connect/intentions/*` (Consul's intentions API), computed from the
 //! `service-intentions` entries.
 
 use crate::entries::{can_write, delete_entry, load_all, load_one, write_entry};

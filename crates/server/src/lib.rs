@@ -330,15 +330,12 @@ async fn guard_host(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let host = req.headers().get(axum::http::header::HOST);
-    if state.listens_on_loopback()
-        && !tribune_model::host::loopback_host_allowed(
-            host.map(|h| h.as_bytes()),
-            &state.config.allowed_hosts,
-        )
-    {
-        let body = tribune_model::host::refusal(host.map_or(&b""[..], |h| h.as_bytes()));
-        return (StatusCode::MISDIRECTED_REQUEST, body).into_response();
+    if state.listens_on_loopback() {
+        let host = req.headers().get(axum::http::header::HOST);
+        let host = host.map(|h| h.as_bytes());
+        if let Some(body) = tribune_model::host::refused(host, &state.config.allowed_hosts) {
+            return (StatusCode::MISDIRECTED_REQUEST, body).into_response();
+        }
     }
     next.run(req).await
 }
@@ -561,9 +558,6 @@ pub(crate) struct Holder<'a> {
     pub allowed: &'a (dyn Fn(&Authorizer) -> Result<(), Denied> + Sync),
 }
 
-/// The ACL tables whose change can take a permission away.
-const ACL_TABLES: [&str; 3] = [TOKEN_TABLE, POLICY_TABLE, ROLE_TABLE];
-
 /// [`block_on_tables`], re-checking `holder`'s permission whenever the ACL tables
 /// change during the wait.
 pub(crate) async fn block_on_tables_as(
@@ -596,7 +590,7 @@ pub(crate) async fn block_on_tables_as(
     let mut stop = state.shutting_down.subscribe();
     let recheck = holder.filter(|_| state.config.acl.enabled);
     let mut acl_at = match &recheck {
-        Some(_) => tables_index(state, &ACL_TABLES).await?,
+        Some(_) => acl_index(state).await?,
         None => 0,
     };
     loop {
@@ -605,7 +599,7 @@ pub(crate) async fn block_on_tables_as(
             return Ok(now);
         }
         if let Some(h) = &recheck {
-            let acl_now = tables_index(state, &ACL_TABLES).await?;
+            let acl_now = acl_index(state).await?;
             if acl_now != acl_at {
                 acl_at = acl_now;
                 (h.allowed)(&authorize(state, h.headers, query).await?)?;

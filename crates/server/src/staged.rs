@@ -351,7 +351,22 @@ pub(crate) async fn report(
         }
         r.received_at = now;
     }
-    let existing = all_reports(&state).await?;
+    // Refreshes of records already kept (every 10 s per sidecar) are plain writes;
+    // only a new record is counted against its service's bound, and expired ones
+    // go with that write.
+    let mut all_known = true;
+    for r in &reports {
+        all_known &= state
+            .store
+            .get(SHADOW_TABLE, &report_key(r))
+            .await?
+            .is_some();
+    }
+    let existing = if all_known {
+        Vec::new()
+    } else {
+        all_reports(&state).await?
+    };
     let mut ops = Vec::new();
     for r in &reports {
         let key = report_key(r);

@@ -60,8 +60,14 @@ pub(crate) async fn report(
     report.received_at = now;
     let value = serde_json::to_vec(&report).map_err(|e| crate::internal_error(e.to_string()))?;
     let key = format!("{}\0{}", report.service, report.proxy);
-    // Bounded per service; reports not refreshed for an hour go with this write.
     let mut ops = vec![Op::put(SIDECARS_TABLE, &key, value, Cas::Any)];
+    // A sidecar refreshing its report (every 10 s) is one write. A new one is
+    // counted against its service's bound, and reports not refreshed for an hour go
+    // with its write.
+    if state.store.get(SIDECARS_TABLE, &key).await?.is_some() {
+        state.store.apply(&ops).await?;
+        return Ok(Json(true).into_response());
+    }
     let mut kept = 0;
     for r in state.store.list(SIDECARS_TABLE).await?.iter() {
         let Ok(other) = serde_json::from_slice::<SidecarReport>(&r.value) else {

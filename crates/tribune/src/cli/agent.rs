@@ -184,6 +184,7 @@ fn private_key_file(path: &std::path::Path) -> Result<Vec<String>, String> {
             )]);
         }
     }
+    #[cfg(not(unix))]
     let _ = path;
     Ok(Vec::new())
 }

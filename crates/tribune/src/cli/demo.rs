@@ -196,9 +196,11 @@ async fn loopback_hosts_only(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let host = req.headers().get(axum::http::header::HOST);
-    if !tribune_model::host::loopback_host_allowed(host.map(|h| h.as_bytes()), &[]) {
-        let body = tribune_model::host::refusal(host.map_or(&b""[..], |h| h.as_bytes()));
+    let host = req
+        .headers()
+        .get(axum::http::header::HOST)
+        .map(|h| h.as_bytes());
+    if let Some(body) = tribune_model::host::refused(host, &[]) {
         return (StatusCode::MISDIRECTED_REQUEST, body).into_response();
     }
     next.run(req).await
