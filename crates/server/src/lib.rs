@@ -26,6 +26,7 @@ pub mod listener;
 mod providers_api;
 mod proxy_api;
 mod staged;
+mod state;
 mod status;
 mod ui;
 mod ui_api;
@@ -46,6 +47,8 @@ pub(crate) const POLICY_TABLE: &str = "acl-policies";
 pub(crate) const TOKEN_TABLE: &str = "acl-tokens";
 pub(crate) const ACL_META_TABLE: &str = "acl-meta";
 pub(crate) const ROLE_TABLE: &str = "acl-roles";
+/// The tables an authorizer is resolved from: a write to any re-authorizes waiters.
+pub(crate) const ACL_TABLES: [&str; 3] = [TOKEN_TABLE, POLICY_TABLE, ROLE_TABLE];
 
 /// Shared state of the HTTP API.
 pub struct AppState {
@@ -77,6 +80,10 @@ pub struct AppState {
     pub(crate) policies: compiled::CompiledPolicies,
     /// Tokens by SecretID and their resolved authorizers, per ACL index.
     pub(crate) authorizers: acl_cache::AclCache,
+    /// Wake-ups per table for blocking queries.
+    pub(crate) tables: state::tables::TableWatch,
+    /// Every watched service's policy document, rebuilt once per change.
+    pub(crate) documents: state::documents::Documents,
 }
 
 pub type Shared = Arc<AppState>;
@@ -95,7 +102,15 @@ impl AppState {
             keys: tribune_jwks::Registry::default(),
             policies: compiled::CompiledPolicies::default(),
             authorizers: acl_cache::AclCache::default(),
+            tables: state::tables::TableWatch::default(),
+            documents: state::documents::Documents::default(),
         });
+        state::tables::TableWatch::spawn(
+            Arc::downgrade(&state),
+            state.store.clone(),
+            |s: &AppState| &s.tables,
+        );
+        state::documents::Documents::spawn(Arc::downgrade(&state));
         if let Some(secret) = state.config.acl.initial_management.clone() {
             acl_api::ensure_management_token(&state, &secret)
                 .await
@@ -559,7 +574,8 @@ pub(crate) struct Holder<'a> {
 }
 
 /// [`block_on_tables`], re-checking `holder`'s permission whenever the ACL tables
-/// change during the wait.
+/// change during the wait. Only a write to one of `tables` (or to the ACL tables,
+/// with a holder) wakes it ([`state::tables`]).
 pub(crate) async fn block_on_tables_as(
     state: &AppState,
     tables: &[&str],
@@ -570,49 +586,136 @@ pub(crate) async fn block_on_tables_as(
     // is at 1 for the comparison too: a query at index 1 on it blocks instead of
     // returning at once, over and over.
     let current = tables_index(state, tables).await?;
-    let Some(min) = query_get(query, "index").and_then(|s| s.parse::<u64>().ok()) else {
+    let Some(mut wait) = Blocking::start(state, query, current, holder).await? else {
         return Ok(current);
     };
-    if min == 0 || current != min {
-        return Ok(current);
-    }
-    let wait = match query_get(query, "wait") {
-        Some(w) => {
-            let ns = tribune_model::go::parse_duration(w)
-                .map_err(|e| ApiError::bad_request(format!("Invalid wait time: {e}")))?;
-            Duration::from_nanos(ns.max(0) as u64).min(MAX_WAIT)
-        }
-        None => DEFAULT_WAIT,
-    };
-    let jitter = Duration::from_nanos(fastrand::u64(0..=(wait.as_nanos() as u64 / 16).max(1)));
-    let deadline = tokio::time::Instant::now() + wait + jitter;
-    let mut rx = state.store.subscribe();
-    let mut stop = state.shutting_down.subscribe();
-    let recheck = holder.filter(|_| state.config.acl.enabled);
-    let mut acl_at = match &recheck {
-        Some(_) => acl_index(state).await?,
-        None => 0,
-    };
+    let mut rx = state.tables.subscribe(tables);
     loop {
-        let now = tables_index(state, tables).await?;
-        if now != min || *stop.borrow_and_update() {
-            return Ok(now);
+        let seen = *rx.borrow_and_update();
+        if seen > wait.min {
+            return Ok(seen);
         }
-        if let Some(h) = &recheck {
-            let acl_now = acl_index(state).await?;
-            if acl_now != acl_at {
-                acl_at = acl_now;
-                (h.allowed)(&authorize(state, h.headers, query).await?)?;
+        let moved = async {
+            if rx.changed().await.is_err() {
+                // The agent state is going away: wait out the deadline.
+                std::future::pending::<()>().await;
             }
+        };
+        if !wait.until(state, query, moved).await? {
+            return tables_index(state, tables).await;
         }
-        tokio::select! {
-            changed = rx.changed() => {
-                if changed.is_err() {
-                    return Ok(now);
+    }
+}
+
+/// A blocking query that waits: its index, deadline, and who to re-authorize.
+pub(crate) struct Blocking<'a> {
+    /// The `index` the caller holds.
+    pub min: u64,
+    deadline: tokio::time::Instant,
+    stop: tokio::sync::watch::Receiver<bool>,
+    /// The holder, the ACL tables' index, and the index it was last authorized at.
+    recheck: Option<(Holder<'a>, tokio::sync::watch::Receiver<u64>, u64)>,
+}
+
+impl<'a> Blocking<'a> {
+    /// `None` when the query answers at once: no `index`, `index=0`, or `current`
+    /// (what it reads, now) already differs from it. Else the wait: `wait` (default
+    /// 5m, max 10m) plus up to 1/16 jitter, as Consul.
+    pub(crate) async fn start(
+        state: &AppState,
+        query: &[(String, String)],
+        current: u64,
+        holder: Option<Holder<'a>>,
+    ) -> ApiResult<Option<Blocking<'a>>> {
+        let Some(min) = query_get(query, "index").and_then(|s| s.parse::<u64>().ok()) else {
+            return Ok(None);
+        };
+        if min == 0 || current != min {
+            return Ok(None);
+        }
+        let wait = match query_get(query, "wait") {
+            Some(w) => {
+                let ns = tribune_model::go::parse_duration(w)
+                    .map_err(|e| ApiError::bad_request(format!("Invalid wait time: {e}")))?;
+                Duration::from_nanos(ns.max(0) as u64).min(MAX_WAIT)
+            }
+            None => DEFAULT_WAIT,
+        };
+        let jitter = Duration::from_nanos(fastrand::u64(0..=(wait.as_nanos() as u64 / 16).max(1)));
+        let recheck = match holder.filter(|_| state.config.acl.enabled) {
+            Some(h) => {
+                let rx = state.tables.subscribe(&ACL_TABLES);
+                Some((h, rx, acl_index(state).await?))
+            }
+            None => None,
+        };
+        Ok(Some(Blocking {
+            min,
+            deadline: tokio::time::Instant::now() + wait + jitter,
+            stop: state.shutting_down.subscribe(),
+            recheck,
+        }))
+    }
+
+    /// Waits for `moved` (what the query reads may have changed): `true`. `false` when
+    /// the wait ran out or the agent is shutting down. A change to the ACL tables on
+    /// the way re-authorizes the holder: refused, the query ends with the refusal.
+    pub(crate) async fn until<T>(
+        &mut self,
+        state: &AppState,
+        query: &[(String, String)],
+        moved: impl std::future::Future<Output = T>,
+    ) -> ApiResult<bool> {
+        enum Woke {
+            Moved,
+            Stop,
+            Deadline,
+            Acl(u64),
+        }
+        tokio::pin!(moved);
+        loop {
+            if *self.stop.borrow_and_update() {
+                return Ok(false);
+            }
+            let woke = {
+                let Blocking {
+                    stop,
+                    deadline,
+                    recheck,
+                    ..
+                } = &mut *self;
+                let acl = async {
+                    let Some((_, rx, at)) = recheck else {
+                        return std::future::pending().await;
+                    };
+                    loop {
+                        if rx.changed().await.is_err() {
+                            return std::future::pending().await;
+                        }
+                        let now = *rx.borrow_and_update();
+                        if now > *at {
+                            return now;
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = &mut moved => Woke::Moved,
+                    _ = stop.changed() => Woke::Stop,
+                    _ = tokio::time::sleep_until(*deadline) => Woke::Deadline,
+                    at = acl => Woke::Acl(at),
+                }
+            };
+            match woke {
+                Woke::Moved => return Ok(true),
+                Woke::Deadline => return Ok(false),
+                Woke::Stop => {}
+                Woke::Acl(now) => {
+                    if let Some((h, _, at)) = &mut self.recheck {
+                        *at = now;
+                        (h.allowed)(&authorize(state, h.headers, query).await?)?;
+                    }
                 }
             }
-            _ = stop.changed() => {}
-            _ = tokio::time::sleep_until(deadline) => return Ok(now),
         }
     }
 }

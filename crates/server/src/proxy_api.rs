@@ -7,24 +7,16 @@
 //! reference, the `mesh` entry, and the other providers' forwarding header names.
 //! With staged candidates that change the service's document, `Candidate` holds the
 //! document they would make (the sidecar evaluates it beside the live one).
-//! `X-Consul-Index` is the highest index of the entries and the candidates.
+//! `X-Consul-Index` is the index at which the service's document last changed: a
+//! sidecar's query waits for a change to its own document, not to the table.
 //!
 //! ACL: `service:write` on the service (what a sidecar's token holds in Consul),
 //! re-checked while the query waits: a revoked token gets its 403 at once.
 
-use crate::entries::load_all_at;
-use crate::staged::{load_staged, STAGED_TABLE};
-use crate::{
-    authorize, block_on_tables_as, index_header, parse_query, ApiError, ApiResult, Holder, Shared,
-    CONFIG_TABLE,
-};
+use crate::{authorize, index_header, parse_query, ApiError, ApiResult, Blocking, Holder, Shared};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use tribune_enforce::{Policy, PolicyDocument};
-use tribune_model::ConfigEntry;
 
 pub(crate) async fn snapshot(
     State(state): State<Shared>,
@@ -39,34 +31,26 @@ pub(crate) async fn snapshot(
         headers: &headers,
         allowed: &|a| a.service_write(&service),
     };
-    let index = block_on_tables_as(&state, &[CONFIG_TABLE, STAGED_TABLE], &q, Some(holder)).await?;
-    let (config_index, all) = load_all_at(&state).await?;
-    let refs: Vec<&ConfigEntry> = all.iter().map(|(e, _)| e).collect();
-    // Never a document the sidecars cannot install (they would keep their last one
-    // and say why; better that none is served and the agent says why): entries
-    // stored before a check existed, or by another agent's version.
-    if let Err(e) = state.policies.get(&service, config_index, || {
-        Policy::compile(&PolicyDocument::from_entries(
-            &service,
-            state.config.default_intention_policy,
-            &refs,
-        ))
-    }) {
-        tracing::error!(service = %service, error = %e, "not serving a policy document that does not compile");
-        return Err(ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("the policy document of {service} does not compile, so it is not served (its sidecars keep enforcing their last policy): {e}"),
-        ));
+    // The service's own document (built once per change for all its sidecars): only
+    // a change to it ends the wait (crate::state::documents).
+    let mut rx = state.documents.watch(&state, &service).await?;
+    let current = rx.borrow_and_update().index;
+    if let Some(mut wait) = Blocking::start(&state, &q, current, Some(holder)).await? {
+        wait.until(&state, &q, rx.changed()).await?;
     }
-    let staged = load_staged(&state).await?;
-    let candidates: Vec<(&ConfigEntry, String)> =
-        staged.iter().map(|s| (&s.entry, s.label())).collect();
-    let doc = PolicyDocument::with_candidates(
-        &service,
-        state.config.default_intention_policy,
-        &refs,
-        &candidates,
-    );
-    let body = doc.to_json();
-    Ok(([index_header(index)], Json(body)).into_response())
+    let published = rx.borrow().clone();
+    match published.body {
+        Ok(body) => Ok((
+            [
+                index_header(published.index),
+                (
+                    header::CONTENT_TYPE,
+                    axum::http::HeaderValue::from_static("application/json"),
+                ),
+            ],
+            body,
+        )
+            .into_response()),
+        Err(e) => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
 }

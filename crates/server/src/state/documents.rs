@@ -1,0 +1,491 @@
+//! Every watched service's policy document (what `GET /v1/tribune/proxy-snapshot/<S>`
+//! serves), rebuilt once per change that touches it and handed, as the same bytes, to
+//! every sidecar waiting on it.
+//!
+//! Before (issue #40), each waiting sidecar woke on every write to the config table,
+//! re-read the entries and built, compiled and serialized its own document: with
+//! 5 000 watchers, one service's change answered its own sidecar after 8.8 s, behind
+//! the herd. Now:
+//!
+//! ```text
+//!  write ──▶ TableWatch (config, staged moved) ──▶ refresh: one read of the entries,
+//!    indexed by reach ──▶ which documents can have changed?
+//!      service-intentions/S, service-defaults/S ──▶ S's only
+//!      `*`'s intentions, jwt-provider, mesh, proxy-defaults, staged ──▶ every one
+//!    ──▶ rebuild those (blocking pool) ──▶ publish the ones whose bytes differ,
+//!        at the new index ──▶ only their waiters wake
+//! ```
+//!
+//! A document's index (`X-Consul-Index`) is the index at which its bytes last
+//! changed, so a sidecar's next query blocks until its own document moves. A service
+//! is tracked from its first query until nobody has asked for it for
+//! [`FORGET_AFTER`].
+
+use crate::entries::load_all_at;
+use crate::staged::{load_staged, STAGED_TABLE};
+use crate::{ApiResult, AppState, CONFIG_TABLE};
+use axum::body::Bytes;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tribune_enforce::{Policy, PolicyDocument};
+use tribune_model::intentions::Action;
+use tribune_model::{ConfigEntry, WILDCARD};
+use tribune_store::Record;
+
+/// How long a service nobody queries stays tracked: longer than the longest blocking
+/// wait (10 minutes and its jitter), so a sidecar's next query always finds it.
+pub(crate) const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
+
+/// One service's document as served: its index and its JSON, or why it is not
+/// served (it does not compile).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Published {
+    pub index: u64,
+    pub body: Result<Bytes, Arc<str>>,
+}
+
+#[derive(Default)]
+pub(crate) struct Documents {
+    /// One refresh at a time.
+    refreshing: tokio::sync::Mutex<()>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// The entries as last read.
+    view: Option<Arc<View>>,
+    /// The index through which every tracked document is published.
+    published: u64,
+    services: HashMap<String, Tracked>,
+}
+
+struct Tracked {
+    tx: Arc<watch::Sender<Published>>,
+    used: Instant,
+}
+
+/// The config entries and staged candidates at one index, indexed by which
+/// documents read them.
+struct View {
+    at: u64,
+    default: Action,
+    entries: Arc<Vec<(ConfigEntry, Record)>>,
+    /// Entries any document may read: `*`'s intentions, `proxy-defaults`, the
+    /// `jwt-provider`s and `mesh`.
+    common: Vec<usize>,
+    /// Entries one service's document reads: its intentions and `service-defaults`.
+    own: HashMap<String, Vec<usize>>,
+    /// Each entry's `ModifyIndex` by kind and name, and where it is in `entries`.
+    versions: HashMap<(String, String), (u64, usize)>,
+    /// The staged candidates and their labels.
+    staged: Vec<(ConfigEntry, String)>,
+}
+
+/// Which documents an entry is read by.
+enum Reach {
+    One(String),
+    All,
+}
+
+fn reach(entry: &ConfigEntry) -> Reach {
+    match entry {
+        ConfigEntry::ServiceIntentions(si) if si.name != WILDCARD => Reach::One(si.name.clone()),
+        ConfigEntry::ServiceDefaults(sd) => Reach::One(sd.name.clone()),
+        ConfigEntry::ServiceIntentions(_)
+        | ConfigEntry::ProxyDefaults(_)
+        | ConfigEntry::JwtProvider(_)
+        | ConfigEntry::Mesh(_) => Reach::All,
+    }
+}
+
+impl View {
+    fn new(
+        at: u64,
+        default: Action,
+        entries: Arc<Vec<(ConfigEntry, Record)>>,
+        staged: Vec<(ConfigEntry, String)>,
+    ) -> View {
+        let mut common = Vec::new();
+        let mut own: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut versions = HashMap::with_capacity(entries.len());
+        for (i, (entry, record)) in entries.iter().enumerate() {
+            match reach(entry) {
+                Reach::One(s) => own.entry(s).or_default().push(i),
+                Reach::All => common.push(i),
+            }
+            versions.insert(
+                (entry.kind().to_string(), entry.name().to_string()),
+                (record.modify_index, i),
+            );
+        }
+        View {
+            at,
+            default,
+            entries,
+            common,
+            own,
+            versions,
+            staged,
+        }
+    }
+
+    /// `service`'s document: built from the entries it reads, in the store's order,
+    /// so it is the document built from all of them.
+    fn document(&self, service: &str) -> PolicyDocument {
+        let mut at: Vec<usize> = self.common.clone();
+        at.extend(self.own.get(service).into_iter().flatten());
+        at.sort_unstable();
+        let refs: Vec<&ConfigEntry> = at.iter().map(|&i| &self.entries[i].0).collect();
+        let staged: Vec<(&ConfigEntry, String)> =
+            self.staged.iter().map(|(e, l)| (e, l.clone())).collect();
+        PolicyDocument::with_candidates(service, self.default, &refs, &staged)
+    }
+
+    /// The services whose documents may differ between `old` and this view (`None`:
+    /// any of them).
+    fn touched_since(&self, old: &View) -> Option<HashSet<String>> {
+        let labels = |v: &View| v.staged.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>();
+        if old.default != self.default || labels(old) != labels(self) {
+            return None;
+        }
+        let mut touched = HashSet::new();
+        let mut note = |entry: &ConfigEntry| match reach(entry) {
+            Reach::One(s) => {
+                touched.insert(s);
+                true
+            }
+            Reach::All => false,
+        };
+        for (key, (version, i)) in &self.versions {
+            if old.versions.get(key).map(|(v, _)| v) != Some(version) && !note(&self.entries[*i].0)
+            {
+                return None;
+            }
+        }
+        for (key, (_, i)) in &old.versions {
+            if !self.versions.contains_key(key) && !note(&old.entries[*i].0) {
+                return None;
+            }
+        }
+        Some(touched)
+    }
+
+    /// `service`'s document as served: never one the sidecars cannot install (they
+    /// would keep their last one and say why; better that none is served and the
+    /// agent says why), e.g. entries stored before a check existed, or by another
+    /// agent's version.
+    fn render(&self, service: &str) -> Result<Bytes, Arc<str>> {
+        let doc = self.document(service);
+        if let Err(e) = Policy::compile(&doc) {
+            tracing::error!(service = %service, index = self.at, error = %e, "not serving a policy document that does not compile");
+            return Err(format!("the policy document of {service} does not compile, so it is not served (its sidecars keep enforcing their last policy): {e}").into());
+        }
+        serde_json::to_vec(&doc.to_json())
+            .map(Bytes::from)
+            .map_err(|e| Arc::from(e.to_string()))
+    }
+}
+
+impl Documents {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps the documents current from the config and staged tables' wake-ups until
+    /// the agent state is gone.
+    pub(crate) fn spawn(owner: Weak<AppState>) {
+        let Some(state) = owner.upgrade() else { return };
+        let mut rx = state.tables.subscribe(&[CONFIG_TABLE, STAGED_TABLE]);
+        drop(state);
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let Some(state) = owner.upgrade() else { return };
+                if let Err(e) = state.documents.refresh(&state).await {
+                    tracing::warn!(error = %e.1, "rebuilding policy documents after a write failed; the next query or write retries");
+                }
+            }
+        });
+    }
+
+    /// Brings every tracked document up to the store's current entries: one read,
+    /// the touched documents rebuilt, the changed ones published.
+    pub(crate) async fn refresh(&self, state: &AppState) -> ApiResult<()> {
+        let _one = self.refreshing.lock().await;
+        let staged_at = state.store.table_index(STAGED_TABLE).await?;
+        let (config_at, entries) = load_all_at(state).await?;
+        let at = config_at.max(staged_at).max(1);
+        if at <= self.lock().published {
+            return Ok(());
+        }
+        let staged = load_staged(state)
+            .await?
+            .into_iter()
+            .map(|s| {
+                let label = s.label();
+                (s.entry, label)
+            })
+            .collect();
+        let view = Arc::new(View::new(
+            at,
+            state.config.default_intention_policy,
+            entries,
+            staged,
+        ));
+        let work: Vec<(String, Arc<watch::Sender<Published>>)> = {
+            let mut g = self.lock();
+            let touched = g.view.as_ref().and_then(|old| view.touched_since(old));
+            g.view = Some(view.clone());
+            g.services
+                .retain(|_, t| t.tx.receiver_count() > 0 || t.used.elapsed() < FORGET_AFTER);
+            g.services
+                .iter()
+                .filter(|(s, _)| touched.as_ref().is_none_or(|t| t.contains(*s)))
+                .map(|(s, t)| (s.clone(), t.tx.clone()))
+                .collect()
+        };
+        // Building many documents is CPU work: off the async workers.
+        let built = {
+            let view = view.clone();
+            tokio::task::spawn_blocking(move || {
+                work.into_iter()
+                    .map(|(s, tx)| {
+                        let body = view.render(&s);
+                        (tx, body)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|e| crate::internal_error(format!("rebuilding policy documents: {e}")))?
+        };
+        for (tx, body) in built {
+            tx.send_if_modified(|p| {
+                let moved = p.body != body;
+                if moved {
+                    *p = Published { index: at, body };
+                }
+                moved
+            });
+        }
+        let mut g = self.lock();
+        g.published = g.published.max(at);
+        Ok(())
+    }
+
+    /// `service`'s document as of the store now (a write acknowledged before this
+    /// call is in it), as a receiver that also tells of its next change.
+    pub(crate) async fn watch(
+        &self,
+        state: &AppState,
+        service: &str,
+    ) -> ApiResult<watch::Receiver<Published>> {
+        let (config, staged) = tokio::join!(
+            state.store.table_index(CONFIG_TABLE),
+            state.store.table_index(STAGED_TABLE)
+        );
+        let now = config?.max(staged?).max(1);
+        if self.lock().published < now {
+            self.refresh(state).await?;
+        }
+        loop {
+            let view = {
+                let mut g = self.lock();
+                if let Some(t) = g.services.get_mut(service) {
+                    t.used = Instant::now();
+                    return Ok(t.tx.subscribe());
+                }
+                match &g.view {
+                    Some(v) => v.clone(),
+                    None => {
+                        return Err(crate::internal_error(
+                            "policy documents are not built yet".to_string(),
+                        ))
+                    }
+                }
+            };
+            let body = view.render(service);
+            let mut g = self.lock();
+            // A refresh that read newer entries meanwhile did not see this service:
+            // build it again from those.
+            if g.view.as_ref().map(|v| v.at) != Some(view.at) {
+                continue;
+            }
+            let tx = Arc::new(watch::Sender::new(Published {
+                index: view.at,
+                body,
+            }));
+            let rx = tx.subscribe();
+            g.services.insert(
+                service.to_string(),
+                Tracked {
+                    tx,
+                    used: Instant::now(),
+                },
+            );
+            return Ok(rx);
+        }
+    }
+
+    /// How many services are tracked (for tests and the scale benchmark's notes).
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        self.lock().services.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tribune_model::entry_from_json;
+
+    fn entry(v: serde_json::Value) -> ConfigEntry {
+        entry_from_json(v).unwrap()
+    }
+
+    fn record(i: u64) -> Record {
+        Record {
+            key: String::new(),
+            value: Vec::new(),
+            create_index: i,
+            modify_index: i,
+        }
+    }
+
+    fn intentions(name: &str, source: &str, i: u64) -> (ConfigEntry, Record) {
+        (
+            entry(serde_json::json!({
+                "Kind": "service-intentions", "Name": name,
+                "Sources": [{"Name": source, "Action": "allow"}]
+            })),
+            record(i),
+        )
+    }
+
+    fn view(at: u64, entries: Vec<(ConfigEntry, Record)>) -> View {
+        View::new(at, Action::Deny, Arc::new(entries), Vec::new())
+    }
+
+    fn world() -> Vec<(ConfigEntry, Record)> {
+        vec![
+            intentions("*", "ops", 1),
+            intentions("api", "web", 2),
+            intentions("db", "api", 3),
+            (
+                entry(serde_json::json!({
+                    "Kind": "service-defaults", "Name": "api", "Protocol": "http"
+                })),
+                record(4),
+            ),
+            (
+                entry(serde_json::json!({
+                    "Kind": "jwt-provider", "Name": "okta", "Issuer": "https://okta",
+                    "JSONWebKeySet": {"Remote": {"URI": "https://okta/keys"}},
+                    "Forwarding": {"HeaderName": "x-okta"}
+                })),
+                record(5),
+            ),
+        ]
+    }
+
+    #[test]
+    fn a_document_built_from_its_entries_is_the_one_built_from_all() {
+        let all = world();
+        let refs: Vec<&ConfigEntry> = all.iter().map(|(e, _)| e).collect();
+        let v = view(5, all.clone());
+        for service in ["api", "db", "web", "nobody"] {
+            let whole = PolicyDocument::with_candidates(service, Action::Deny, &refs, &[]);
+            assert_eq!(v.document(service), whole, "{service}");
+        }
+    }
+
+    #[test]
+    fn one_services_change_touches_its_document_only() {
+        let old = view(5, world());
+        let mut all = world();
+        all[1] = intentions("api", "admin", 6);
+        assert_eq!(
+            view(6, all).touched_since(&old),
+            Some(HashSet::from(["api".to_string()]))
+        );
+        // Deleting db's intentions touches db's.
+        let mut all = world();
+        all.remove(2);
+        assert_eq!(
+            view(6, all).touched_since(&old),
+            Some(HashSet::from(["db".to_string()]))
+        );
+        // Nothing changed: nothing touched.
+        assert_eq!(view(6, world()).touched_since(&old), Some(HashSet::new()));
+    }
+
+    #[test]
+    fn a_change_every_document_reads_touches_them_all() {
+        let old = view(5, world());
+        let mut all = world();
+        all[0] = intentions("*", "admin", 6);
+        assert_eq!(view(6, all).touched_since(&old), None);
+        let mut all = world();
+        all.remove(4);
+        assert_eq!(view(6, all).touched_since(&old), None, "a provider deleted");
+        let staged = View::new(
+            6,
+            Action::Deny,
+            Arc::new(world()),
+            vec![(
+                intentions("api", "x", 0).0,
+                "service-intentions/api@6".into(),
+            )],
+        );
+        assert_eq!(staged.touched_since(&old), None, "a candidate staged");
+    }
+
+    #[tokio::test]
+    async fn a_watcher_wakes_only_when_its_own_document_changes() {
+        use crate::AgentConfig;
+        use tribune_store::{Cas, Op, RedbStore, Store};
+        let store: Arc<dyn Store> = Arc::new(RedbStore::in_memory().unwrap());
+        let state = AppState::new(store.clone(), AgentConfig::default())
+            .await
+            .unwrap();
+        let put = |e: (ConfigEntry, Record)| {
+            let key = format!("{}/{}", e.0.kind(), e.0.name());
+            Op::put(
+                CONFIG_TABLE,
+                &key,
+                serde_json::to_vec(&e.0.to_json()).unwrap(),
+                Cas::Any,
+            )
+        };
+        store
+            .apply(&[
+                put(intentions("api", "web", 0)),
+                put(intentions("db", "api", 0)),
+            ])
+            .await
+            .unwrap();
+        let mut api = state.documents.watch(&state, "api").await.unwrap();
+        let mut db = state.documents.watch(&state, "db").await.unwrap();
+        let db_index = db.borrow_and_update().index;
+        assert_eq!(state.documents.tracked(), 2);
+        store
+            .apply(&[put(intentions("api", "admin", 0))])
+            .await
+            .unwrap();
+        state.documents.refresh(&state).await.unwrap();
+        assert!(api.has_changed().unwrap());
+        let now = api.borrow_and_update().clone();
+        assert!(now.index > db_index);
+        assert!(String::from_utf8_lossy(now.body.as_ref().unwrap()).contains("admin"));
+        assert!(!db.has_changed().unwrap(), "db's sidecar stays asleep");
+        assert_eq!(db.borrow().index, db_index);
+        // A `*` change reaches both.
+        store
+            .apply(&[put(intentions("*", "ops", 0))])
+            .await
+            .unwrap();
+        state.documents.refresh(&state).await.unwrap();
+        assert!(api.has_changed().unwrap() && db.has_changed().unwrap());
+    }
+}
