@@ -458,26 +458,40 @@ pub(crate) async fn create_token(
         local: v.get("Local").and_then(Value::as_bool).unwrap_or(false),
         create_time: now_rfc3339(),
     };
-    // Secrets are unique cluster-wide.
-    let secret = token.secret_id.clone();
-    let applied = create_unique(
-        &state,
-        TOKEN_TABLE,
-        put_json(TOKEN_TABLE, &token.accessor_id, &token, Cas::Absent),
-        |records| {
-            if records.iter().any(|r| {
-                serde_json::from_slice::<Token>(&r.value).is_ok_and(|t| {
-                    crate::constant_time_eq(t.secret_id.as_bytes(), secret.as_bytes())
-                })
-            }) {
-                return Err(ApiError::bad_request(
-                    "Invalid Token: SecretID is already in use",
-                ));
+    // Secrets are unique cluster-wide: checked against the kept tokens by SecretID
+    // (a map lookup, not a decode of every token per creation), the write guarded on
+    // the token table not having moved since.
+    let mut applied = None;
+    for attempt in 0..WRITE_ATTEMPTS {
+        let serial = state.write_lock.lock().await;
+        let before = crate::acl_indexes(&state).await?;
+        if crate::tokens_at(&state, before.tokens)
+            .await?
+            .contains_key(&token.secret_id)
+        {
+            return Err(ApiError::bad_request(
+                "Invalid Token: SecretID is already in use",
+            ));
+        }
+        let done = state
+            .store
+            .apply(&[
+                put_json(TOKEN_TABLE, &token.accessor_id, &token, Cas::Absent),
+                Op::unchanged(TOKEN_TABLE, before.tokens),
+            ])
+            .await?;
+        if !done.stale {
+            if done.ok {
+                let after = crate::acl_indexes(&state).await?;
+                state.authorizers.created(before, done.index, after, &token);
             }
-            Ok(())
-        },
-    )
-    .await?;
+            applied = Some(done);
+            break;
+        }
+        drop(serial);
+        contention_backoff(attempt).await;
+    }
+    let applied = applied.ok_or_else(|| contended(TOKEN_TABLE))?;
     if !applied.ok {
         return Err(ApiError::bad_request(
             "Invalid Token: AccessorID is already in use",

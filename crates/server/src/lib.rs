@@ -412,22 +412,12 @@ pub(crate) async fn authorize(
     };
     // Resolved once per change of the ACL tables (issue #40: every call read and
     // decoded every token, ~1 µs per token per request).
-    let acl_index = acl_index(state).await?;
+    let acl = acl_indexes(state).await?;
+    let acl_index = acl.max();
     if let Some(hit) = state.authorizers.get(acl_index, &secret) {
         return Ok(hit);
     }
-    let tokens = match state.authorizers.tokens(acl_index) {
-        Some(t) => t,
-        None => {
-            let mut by_secret = std::collections::HashMap::new();
-            for r in state.store.list(TOKEN_TABLE).await? {
-                if let Ok(t) = serde_json::from_slice::<Token>(&r.value) {
-                    by_secret.insert(t.secret_id.clone(), t);
-                }
-            }
-            state.authorizers.set_tokens(acl_index, by_secret)
-        }
-    };
+    let tokens = tokens_at(state, acl.tokens).await?;
     // A map lookup, not a scan: its hash is keyed at random per process, so how long
     // a wrong guess takes says nothing about a real secret.
     let token = tokens
@@ -439,14 +429,42 @@ pub(crate) async fn authorize(
     Ok(resolved)
 }
 
-/// The highest index of the ACL tables (read at once: one round trip on etcd).
-async fn acl_index(state: &AppState) -> ApiResult<u64> {
+/// Every token by SecretID as of the token table's index `index` (kept until it
+/// moves; a creation made here is added in place).
+pub(crate) async fn tokens_at(
+    state: &AppState,
+    index: u64,
+) -> ApiResult<Arc<std::collections::HashMap<String, Token>>> {
+    if let Some(t) = state.authorizers.tokens(index) {
+        return Ok(t);
+    }
+    let mut by_secret = std::collections::HashMap::new();
+    for r in state.store.list(TOKEN_TABLE).await? {
+        if let Ok(t) = serde_json::from_slice::<Token>(&r.value) {
+            by_secret.insert(t.secret_id.clone(), t);
+        }
+    }
+    // Read after `index`: it may hold later tokens, never fewer.
+    Ok(state.authorizers.set_tokens(index, by_secret))
+}
+
+/// The indexes of the ACL tables (read at once: one round trip on etcd).
+pub(crate) async fn acl_indexes(state: &AppState) -> ApiResult<acl_cache::AclIndexes> {
     let (tokens, policies, roles) = tokio::join!(
         state.store.table_index(TOKEN_TABLE),
         state.store.table_index(POLICY_TABLE),
         state.store.table_index(ROLE_TABLE),
     );
-    Ok(tokens?.max(policies?).max(roles?).max(1))
+    Ok(acl_cache::AclIndexes {
+        tokens: tokens?,
+        policies: policies?,
+        roles: roles?,
+    })
+}
+
+/// The highest index of the ACL tables.
+async fn acl_index(state: &AppState) -> ApiResult<u64> {
+    Ok(acl_indexes(state).await?.max())
 }
 
 /// The authorizer of a token: its policies and its roles' policies, merged.
