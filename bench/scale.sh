@@ -11,7 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 WATCHERS=${1:-1000} TOKENS=${2:-10} ENTRIES=${3:-10}
 OUT=$(mktemp -d /tmp/tribune-scale.XXXXXX)
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$OUT"' EXIT
+# Agents start in command substitutions (not jobs of this shell): killed by pid file.
+trap 'kill $(jobs -p) $(cat "$OUT"/*.pid 2>/dev/null) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$OUT"' EXIT
 ulimit -n "$(( WATCHERS + 4096 ))" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 FEATURES=
 [ -n "${ETCD:-}" ] && FEATURES="--features etcd"
