@@ -12,12 +12,12 @@ cd "$(dirname "$0")/.."
 WATCHERS=${1:-1000} TOKENS=${2:-10} ENTRIES=${3:-10}
 OUT=$(mktemp -d /tmp/tribune-scale.XXXXXX)
 # Agents start in command substitutions (not jobs of this shell): killed by pid file.
-trap 'kill $(jobs -p) $(cat "$OUT"/*.pid 2>/dev/null) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$OUT"' EXIT
+# KEEP=1 keeps the agents' and etcd's logs in $OUT.
+trap 'kill $(jobs -p) $(cat "$OUT"/*.pid 2>/dev/null) 2>/dev/null || true; wait 2>/dev/null; [ -n "${KEEP:-}" ] && echo "logs kept in $OUT" || rm -rf "$OUT"' EXIT
 ulimit -n "$(( WATCHERS + 4096 ))" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-FEATURES=
-[ -n "${ETCD:-}" ] && FEATURES="--features etcd"
-# shellcheck disable=SC2086
-cargo build --release -q -p tribune $FEATURES --bin tribune --example scale
+# Built with the etcd store either way (one build for both runs; needs protoc).
+command -v protoc >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler >/dev/null; }
+cargo build --release -q -p tribune --features etcd --bin tribune --example scale
 BIN=target/release/tribune
 cat > "$OUT/agent.hcl" <<'HCL'
 acl {
@@ -29,13 +29,13 @@ limits { http_max_conns_per_client = 0 }
 HCL
 start_agent() { # NAME EXTRA-ARGS...
   local name=$1; shift
-  "$BIN" agent -data-dir "$OUT/$name" -http-port 0 -config-file "$OUT/agent.hcl" "$@" > "$OUT/$name.out" 2>&1 &
+  "$BIN" agent -http-port 0 -config-file "$OUT/agent.hcl" "$@" > "$OUT/$name.out" 2>&1 &
   echo $! > "$OUT/$name.pid"
   for _ in $(seq 300); do grep -q 'agent running' "$OUT/$name.out" 2>/dev/null && break; sleep 0.1; done
   awk '/HTTP addr:/ {print $3}' "$OUT/$name.out"
 }
 if [ -z "${ETCD:-}" ]; then
-  ADDRS=$(start_agent a)
+  ADDRS=$(start_agent a -data-dir "$OUT/a")
   PIDS=$(cat "$OUT/a.pid")
 else
   command -v etcd >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null; }

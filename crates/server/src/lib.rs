@@ -450,15 +450,17 @@ pub(crate) async fn tokens_at(
 
 /// The indexes of the ACL tables (read at once: one round trip on etcd).
 pub(crate) async fn acl_indexes(state: &AppState) -> ApiResult<acl_cache::AclIndexes> {
-    let (tokens, policies, roles) = tokio::join!(
-        state.store.table_index(TOKEN_TABLE),
-        state.store.table_index(POLICY_TABLE),
-        state.store.table_index(ROLE_TABLE),
-    );
+    let at = state.store.table_indexes(&ACL_TABLES).await?;
+    let [tokens, policies, roles] = at[..] else {
+        return Err(internal_error(format!(
+            "the store answered {} indexes for 3 tables",
+            at.len()
+        )));
+    };
     Ok(acl_cache::AclIndexes {
-        tokens: tokens?,
-        policies: policies?,
-        roles: roles?,
+        tokens,
+        policies,
+        roles,
     })
 }
 
@@ -564,12 +566,9 @@ pub(crate) async fn block_on_table(
 }
 
 /// The highest index of `tables` (at least 1).
-async fn tables_index(state: &AppState, tables: &[&str]) -> ApiResult<u64> {
-    let mut max = 1;
-    for t in tables {
-        max = max.max(state.store.table_index(t).await?);
-    }
-    Ok(max)
+pub(crate) async fn tables_index(state: &AppState, tables: &[&str]) -> ApiResult<u64> {
+    let at = state.store.table_indexes(tables).await?;
+    Ok(at.into_iter().max().unwrap_or(0).max(1))
 }
 
 /// [`block_on_table`] over several tables: wakes when any of them changes; the index

@@ -822,6 +822,16 @@ impl Store for EtcdStore {
     fn table_index<'a>(&'a self, table: &'a str) -> StoreFuture<'a, u64> {
         Box::pin(self.table_index_of(table))
     }
+    fn table_indexes<'a>(&'a self, tables: &'a [&'a str]) -> StoreFuture<'a, Vec<u64>> {
+        Box::pin(async move {
+            let keys: Vec<String> = tables.iter().map(|t| self.index_key(t)).collect();
+            let (_, seen) = self.read_keys(&keys).await?;
+            Ok(keys
+                .iter()
+                .map(|k| seen.get(k).map(|s| s.mod_revision).unwrap_or(0))
+                .collect())
+        })
+    }
     fn index(&self) -> StoreFuture<'_, u64> {
         Box::pin(self.revision())
     }

@@ -62,6 +62,13 @@ async fn writes_get_increasing_indexes_and_keep_create_index(s: &dyn Store) {
     );
     assert_eq!(s.table_index("t1").await.unwrap(), b.index);
     assert_eq!(s.table_index("never-written").await.unwrap(), 0);
+    assert_eq!(
+        s.table_indexes(&["t1", "never-written", "t1"])
+            .await
+            .unwrap(),
+        [b.index, 0, b.index],
+        "table_indexes answers each table in the order asked"
+    );
     assert!(s.index().await.unwrap() >= b.index);
     assert!(s.get("t1", "missing").await.unwrap().is_none());
 }

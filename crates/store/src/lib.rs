@@ -249,6 +249,17 @@ pub trait Store: Send + Sync + 'static {
     fn list<'a>(&'a self, table: &'a str) -> StoreFuture<'a, Vec<Record>>;
     /// The last index that changed `table` (0 if never).
     fn table_index<'a>(&'a self, table: &'a str) -> StoreFuture<'a, u64>;
+    /// The last index that changed each of `tables`, read at one point in time (one
+    /// round trip where the store is remote).
+    fn table_indexes<'a>(&'a self, tables: &'a [&'a str]) -> StoreFuture<'a, Vec<u64>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(tables.len());
+            for t in tables {
+                out.push(self.table_index(t).await?);
+            }
+            Ok(out)
+        })
+    }
     /// The last index of any write.
     fn index(&self) -> StoreFuture<'_, u64>;
     /// Applies `ops` atomically.

@@ -21,7 +21,7 @@
 //! is tracked from its first query until nobody has asked for it for
 //! [`FORGET_AFTER`].
 
-use crate::entries::load_all_at;
+use crate::entries::{entry_key, load_all_at};
 use crate::staged::{load_staged, STAGED_TABLE};
 use crate::{ApiResult, AppState, CONFIG_TABLE};
 use axum::body::Bytes;
@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tribune_enforce::{Policy, PolicyDocument};
 use tribune_model::intentions::Action;
-use tribune_model::{ConfigEntry, WILDCARD};
+use tribune_model::{ConfigEntry, Kind, WILDCARD};
 use tribune_store::Record;
 
 /// How long a service nobody queries stays tracked: longer than the longest blocking
@@ -67,19 +67,13 @@ struct Tracked {
     used: Instant,
 }
 
-/// The config entries and staged candidates at one index, indexed by which
-/// documents read them.
+/// The config entries (ordered by their store key, `kind/name`) and the staged
+/// candidates at one index. Nothing is indexed per view: a document's entries are
+/// found by key, so a write costs no work proportional to the entries.
 struct View {
     at: u64,
     default: Action,
     entries: Arc<Vec<(ConfigEntry, Record)>>,
-    /// Entries any document may read: `*`'s intentions, `proxy-defaults`, the
-    /// `jwt-provider`s and `mesh`.
-    common: Vec<usize>,
-    /// Entries one service's document reads: its intentions and `service-defaults`.
-    own: HashMap<String, Vec<usize>>,
-    /// Each entry's `ModifyIndex` by kind and name, and where it is in `entries`.
-    versions: HashMap<(String, String), (u64, usize)>,
     /// The staged candidates and their labels.
     staged: Vec<(ConfigEntry, String)>,
 }
@@ -102,42 +96,37 @@ fn reach(entry: &ConfigEntry) -> Reach {
 }
 
 impl View {
-    fn new(
-        at: u64,
-        default: Action,
-        entries: Arc<Vec<(ConfigEntry, Record)>>,
-        staged: Vec<(ConfigEntry, String)>,
-    ) -> View {
-        let mut common = Vec::new();
-        let mut own: HashMap<String, Vec<usize>> = HashMap::new();
-        let mut versions = HashMap::with_capacity(entries.len());
-        for (i, (entry, record)) in entries.iter().enumerate() {
-            match reach(entry) {
-                Reach::One(s) => own.entry(s).or_default().push(i),
-                Reach::All => common.push(i),
-            }
-            versions.insert(
-                (entry.kind().to_string(), entry.name().to_string()),
-                (record.modify_index, i),
-            );
-        }
-        View {
-            at,
-            default,
-            entries,
-            common,
-            own,
-            versions,
-            staged,
-        }
+    /// Where the records whose keys start with `prefix` are.
+    fn range(&self, prefix: &str) -> std::ops::Range<usize> {
+        let start = self
+            .entries
+            .partition_point(|(_, r)| r.key.as_str() < prefix);
+        let len = self.entries[start..]
+            .iter()
+            .take_while(|(_, r)| r.key.starts_with(prefix))
+            .count();
+        start..start + len
     }
 
-    /// `service`'s document: built from the entries it reads, in the store's order,
-    /// so it is the document built from all of them.
+    /// Where the record of `key` is.
+    fn find(&self, key: &str) -> Option<usize> {
+        self.entries
+            .binary_search_by(|(_, r)| r.key.as_str().cmp(key))
+            .ok()
+    }
+
+    /// `service`'s document: built from the entries it reads ([`reach`]), in the
+    /// store's order, so it is the document built from all of them.
     fn document(&self, service: &str) -> PolicyDocument {
-        let mut at: Vec<usize> = self.common.clone();
-        at.extend(self.own.get(service).into_iter().flatten());
+        let mut at: Vec<usize> = self.range(&format!("{}/", Kind::JwtProvider)).collect();
+        at.extend(self.range(&format!("{}/", Kind::Mesh)));
+        at.extend(self.range(&format!("{}/", Kind::ProxyDefaults)));
+        for name in [WILDCARD, service] {
+            at.extend(self.find(&entry_key(Kind::ServiceIntentions, name)));
+        }
+        at.extend(self.find(&entry_key(Kind::ServiceDefaults, service)));
         at.sort_unstable();
+        at.dedup();
         let refs: Vec<&ConfigEntry> = at.iter().map(|&i| &self.entries[i].0).collect();
         let staged: Vec<(&ConfigEntry, String)> =
             self.staged.iter().map(|(e, l)| (e, l.clone())).collect();
@@ -145,8 +134,9 @@ impl View {
     }
 
     /// The services whose documents may differ between `old` and this view (`None`:
-    /// any of them).
+    /// any of them): one walk of the two key-ordered lists.
     fn touched_since(&self, old: &View) -> Option<HashSet<String>> {
+        use std::cmp::Ordering;
         let labels = |v: &View| v.staged.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>();
         if old.default != self.default || labels(old) != labels(self) {
             return None;
@@ -159,14 +149,32 @@ impl View {
             }
             Reach::All => false,
         };
-        for (key, (version, i)) in &self.versions {
-            if old.versions.get(key).map(|(v, _)| v) != Some(version) && !note(&self.entries[*i].0)
-            {
-                return None;
-            }
-        }
-        for (key, (_, i)) in &old.versions {
-            if !self.versions.contains_key(key) && !note(&old.entries[*i].0) {
+        let (a, b) = (&old.entries, &self.entries);
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() || j < b.len() {
+            let order = match (a.get(i), b.get(j)) {
+                (Some((_, x)), Some((_, y))) => x.key.cmp(&y.key),
+                (Some(_), None) => Ordering::Less,
+                _ => Ordering::Greater,
+            };
+            let reached = match order {
+                // Deleted since.
+                Ordering::Less => {
+                    i += 1;
+                    note(&a[i - 1].0)
+                }
+                // Added since.
+                Ordering::Greater => {
+                    j += 1;
+                    note(&b[j - 1].0)
+                }
+                Ordering::Equal => {
+                    i += 1;
+                    j += 1;
+                    a[i - 1].1.modify_index == b[j - 1].1.modify_index || note(&b[j - 1].0)
+                }
+            };
+            if !reached {
                 return None;
             }
         }
@@ -228,12 +236,12 @@ impl Documents {
                 (s.entry, label)
             })
             .collect();
-        let view = Arc::new(View::new(
+        let view = Arc::new(View {
             at,
-            state.config.default_intention_policy,
+            default: state.config.default_intention_policy,
             entries,
             staged,
-        ));
+        });
         let work: Vec<(String, Arc<watch::Sender<Published>>)> = {
             let mut g = self.lock();
             let touched = g.view.as_ref().and_then(|old| view.touched_since(old));
@@ -281,11 +289,7 @@ impl Documents {
         state: &AppState,
         service: &str,
     ) -> ApiResult<watch::Receiver<Published>> {
-        let (config, staged) = tokio::join!(
-            state.store.table_index(CONFIG_TABLE),
-            state.store.table_index(STAGED_TABLE)
-        );
-        let now = config?.max(staged?).max(1);
+        let now = crate::tables_index(state, &[CONFIG_TABLE, STAGED_TABLE]).await?;
         if self.lock().published < now {
             self.refresh(state).await?;
         }
@@ -364,7 +368,25 @@ mod tests {
     }
 
     fn view(at: u64, entries: Vec<(ConfigEntry, Record)>) -> View {
-        View::new(at, Action::Deny, Arc::new(entries), Vec::new())
+        staged_view(at, entries, Vec::new())
+    }
+
+    /// The entries keyed and ordered as the store lists them.
+    fn staged_view(
+        at: u64,
+        mut entries: Vec<(ConfigEntry, Record)>,
+        staged: Vec<(ConfigEntry, String)>,
+    ) -> View {
+        for (e, r) in &mut entries {
+            r.key = entry_key(e.kind(), e.name());
+        }
+        entries.sort_by(|a, b| a.1.key.cmp(&b.1.key));
+        View {
+            at,
+            default: Action::Deny,
+            entries: Arc::new(entries),
+            staged,
+        }
     }
 
     fn world() -> Vec<(ConfigEntry, Record)> {
@@ -391,9 +413,8 @@ mod tests {
 
     #[test]
     fn a_document_built_from_its_entries_is_the_one_built_from_all() {
-        let all = world();
-        let refs: Vec<&ConfigEntry> = all.iter().map(|(e, _)| e).collect();
-        let v = view(5, all.clone());
+        let v = view(5, world());
+        let refs: Vec<&ConfigEntry> = v.entries.iter().map(|(e, _)| e).collect();
         for service in ["api", "db", "web", "nobody"] {
             let whole = PolicyDocument::with_candidates(service, Action::Deny, &refs, &[]);
             assert_eq!(v.document(service), whole, "{service}");
@@ -429,10 +450,9 @@ mod tests {
         let mut all = world();
         all.remove(4);
         assert_eq!(view(6, all).touched_since(&old), None, "a provider deleted");
-        let staged = View::new(
+        let staged = staged_view(
             6,
-            Action::Deny,
-            Arc::new(world()),
+            world(),
             vec![(
                 intentions("api", "x", 0).0,
                 "service-intentions/api@6".into(),
