@@ -48,15 +48,16 @@ pub(crate) struct Published {
 
 #[derive(Default)]
 pub(crate) struct Documents {
-    /// One refresh at a time.
-    refreshing: tokio::sync::Mutex<()>,
+    /// One refresh at a time, and what it last read.
+    refreshing: tokio::sync::Mutex<Seen>,
     inner: Mutex<Inner>,
 }
 
 #[derive(Default)]
 struct Inner {
-    /// The entries as last read.
-    view: Option<Arc<View>>,
+    /// The index the last refresh read (0: none yet) and the candidates staged then.
+    at: u64,
+    staged: Arc<Vec<(ConfigEntry, String)>>,
     /// The index through which every tracked document is published.
     published: u64,
     services: HashMap<String, Tracked>,
@@ -68,14 +69,78 @@ struct Tracked {
 }
 
 /// The config entries (ordered by their store key, `kind/name`) and the staged
-/// candidates at one index. Nothing is indexed per view: a document's entries are
-/// found by key, so a write costs no work proportional to the entries.
+/// candidates at one index, while documents are built from them. Nothing is indexed
+/// per view (a document's entries are found by key), and none is kept: the decoded
+/// entries stay the agent's one cached list, which a write then changes in place
+/// instead of copying.
 struct View {
     at: u64,
     default: Action,
     entries: Arc<Vec<(ConfigEntry, Record)>>,
     /// The staged candidates and their labels.
-    staged: Vec<(ConfigEntry, String)>,
+    staged: Arc<Vec<(ConfigEntry, String)>>,
+}
+
+/// What the last refresh read of each entry (by store key): its `ModifyIndex`, which
+/// documents read it, and the round it was last seen in.
+#[derive(Default)]
+struct Seen {
+    round: u64,
+    entries: HashMap<String, (u64, Reach, u64)>,
+    staged: Option<Vec<String>>,
+}
+
+impl Seen {
+    /// Takes in the entries and staged labels read now; answers the services whose
+    /// documents may differ from the last call's (`None`: any of them). A walk of
+    /// the entries without allocating for those unchanged.
+    fn update(
+        &mut self,
+        entries: &[(ConfigEntry, Record)],
+        staged: Vec<String>,
+    ) -> Option<HashSet<String>> {
+        self.round += 1;
+        let round = self.round;
+        let mut touched = Some(HashSet::new());
+        if self.staged.as_ref() != Some(&staged) {
+            touched = None;
+            self.staged = Some(staged);
+        }
+        let note = |touched: &mut Option<HashSet<String>>, reach: &Reach| match (touched, reach) {
+            (Some(t), Reach::One(s)) => {
+                t.insert(s.clone());
+            }
+            (t, _) => *t = None,
+        };
+        for (entry, record) in entries {
+            match self.entries.get_mut(record.key.as_str()) {
+                Some(seen) => {
+                    seen.2 = round;
+                    if seen.0 != record.modify_index {
+                        seen.0 = record.modify_index;
+                        note(&mut touched, &seen.1);
+                    }
+                }
+                None => {
+                    let r = reach(entry);
+                    note(&mut touched, &r);
+                    self.entries
+                        .insert(record.key.clone(), (record.modify_index, r, round));
+                }
+            }
+        }
+        if self.entries.len() > entries.len() {
+            // Deleted since.
+            self.entries.retain(|_, (_, r, seen)| {
+                let kept = *seen == round;
+                if !kept {
+                    note(&mut touched, r);
+                }
+                kept
+            });
+        }
+        touched
+    }
 }
 
 /// Which documents an entry is read by.
@@ -133,54 +198,6 @@ impl View {
         PolicyDocument::with_candidates(service, self.default, &refs, &staged)
     }
 
-    /// The services whose documents may differ between `old` and this view (`None`:
-    /// any of them): one walk of the two key-ordered lists.
-    fn touched_since(&self, old: &View) -> Option<HashSet<String>> {
-        use std::cmp::Ordering;
-        let labels = |v: &View| v.staged.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>();
-        if old.default != self.default || labels(old) != labels(self) {
-            return None;
-        }
-        let mut touched = HashSet::new();
-        let mut note = |entry: &ConfigEntry| match reach(entry) {
-            Reach::One(s) => {
-                touched.insert(s);
-                true
-            }
-            Reach::All => false,
-        };
-        let (a, b) = (&old.entries, &self.entries);
-        let (mut i, mut j) = (0, 0);
-        while i < a.len() || j < b.len() {
-            let order = match (a.get(i), b.get(j)) {
-                (Some((_, x)), Some((_, y))) => x.key.cmp(&y.key),
-                (Some(_), None) => Ordering::Less,
-                _ => Ordering::Greater,
-            };
-            let reached = match order {
-                // Deleted since.
-                Ordering::Less => {
-                    i += 1;
-                    note(&a[i - 1].0)
-                }
-                // Added since.
-                Ordering::Greater => {
-                    j += 1;
-                    note(&b[j - 1].0)
-                }
-                Ordering::Equal => {
-                    i += 1;
-                    j += 1;
-                    a[i - 1].1.modify_index == b[j - 1].1.modify_index || note(&b[j - 1].0)
-                }
-            };
-            if !reached {
-                return None;
-            }
-        }
-        Some(touched)
-    }
-
     /// `service`'s document as served: never one the sidecars cannot install (they
     /// would keep their last one and say why; better that none is served and the
     /// agent says why), e.g. entries stored before a check existed, or by another
@@ -221,31 +238,34 @@ impl Documents {
     /// Brings every tracked document up to the store's current entries: one read,
     /// the touched documents rebuilt, the changed ones published.
     pub(crate) async fn refresh(&self, state: &AppState) -> ApiResult<()> {
-        let _one = self.refreshing.lock().await;
+        let mut seen = self.refreshing.lock().await;
         let staged_at = state.store.table_index(STAGED_TABLE).await?;
         let (config_at, entries) = load_all_at(state).await?;
         let at = config_at.max(staged_at).max(1);
         if at <= self.lock().published {
             return Ok(());
         }
-        let staged = load_staged(state)
-            .await?
-            .into_iter()
-            .map(|s| {
-                let label = s.label();
-                (s.entry, label)
-            })
-            .collect();
-        let view = Arc::new(View {
+        let staged: Arc<Vec<(ConfigEntry, String)>> = Arc::new(
+            load_staged(state)
+                .await?
+                .into_iter()
+                .map(|s| {
+                    let label = s.label();
+                    (s.entry, label)
+                })
+                .collect(),
+        );
+        let touched = seen.update(&entries, staged.iter().map(|(_, l)| l.clone()).collect());
+        let view = View {
             at,
             default: state.config.default_intention_policy,
             entries,
             staged,
-        });
+        };
         let work: Vec<(String, Arc<watch::Sender<Published>>)> = {
             let mut g = self.lock();
-            let touched = g.view.as_ref().and_then(|old| view.touched_since(old));
-            g.view = Some(view.clone());
+            g.at = at;
+            g.staged = view.staged.clone();
             g.services
                 .retain(|_, t| t.tx.receiver_count() > 0 || t.used.elapsed() < FORGET_AFTER);
             g.services
@@ -256,7 +276,6 @@ impl Documents {
         };
         // Building many documents is CPU work: off the async workers.
         let built = {
-            let view = view.clone();
             tokio::task::spawn_blocking(move || {
                 work.into_iter()
                     .map(|(s, tx)| {
@@ -294,26 +313,28 @@ impl Documents {
             self.refresh(state).await?;
         }
         loop {
-            let view = {
+            let (at, staged) = {
                 let mut g = self.lock();
                 if let Some(t) = g.services.get_mut(service) {
                     t.used = Instant::now();
                     return Ok(t.tx.subscribe());
                 }
-                match &g.view {
-                    Some(v) => v.clone(),
-                    None => {
-                        return Err(crate::internal_error(
-                            "policy documents are not built yet".to_string(),
-                        ))
-                    }
-                }
+                (g.at, g.staged.clone())
+            };
+            // The entries as cached (what the refresh read, or newer: a document's
+            // content is never older than its index).
+            let (_, entries) = load_all_at(state).await?;
+            let view = View {
+                at,
+                default: state.config.default_intention_policy,
+                entries,
+                staged,
             };
             let body = view.render(service);
             let mut g = self.lock();
             // A refresh that read newer entries meanwhile did not see this service:
             // build it again from those.
-            if g.view.as_ref().map(|v| v.at) != Some(view.at) {
+            if g.at != view.at {
                 continue;
             }
             let tx = Arc::new(watch::Sender::new(Published {
@@ -367,26 +388,20 @@ mod tests {
         )
     }
 
-    fn view(at: u64, entries: Vec<(ConfigEntry, Record)>) -> View {
-        staged_view(at, entries, Vec::new())
-    }
-
     /// The entries keyed and ordered as the store lists them.
-    fn staged_view(
-        at: u64,
-        mut entries: Vec<(ConfigEntry, Record)>,
-        staged: Vec<(ConfigEntry, String)>,
-    ) -> View {
+    fn stored(mut entries: Vec<(ConfigEntry, Record)>) -> Vec<(ConfigEntry, Record)> {
         for (e, r) in &mut entries {
             r.key = entry_key(e.kind(), e.name());
         }
         entries.sort_by(|a, b| a.1.key.cmp(&b.1.key));
-        View {
-            at,
-            default: Action::Deny,
-            entries: Arc::new(entries),
-            staged,
-        }
+        entries
+    }
+
+    /// A `Seen` that has taken in `world()`.
+    fn seen_world() -> Seen {
+        let mut seen = Seen::default();
+        assert_eq!(seen.update(&stored(world()), vec![]), None, "first read");
+        seen
     }
 
     fn world() -> Vec<(ConfigEntry, Record)> {
@@ -413,7 +428,12 @@ mod tests {
 
     #[test]
     fn a_document_built_from_its_entries_is_the_one_built_from_all() {
-        let v = view(5, world());
+        let v = View {
+            at: 5,
+            default: Action::Deny,
+            entries: Arc::new(stored(world())),
+            staged: Arc::default(),
+        };
         let refs: Vec<&ConfigEntry> = v.entries.iter().map(|(e, _)| e).collect();
         for service in ["api", "db", "web", "nobody"] {
             let whole = PolicyDocument::with_candidates(service, Action::Deny, &refs, &[]);
@@ -423,42 +443,47 @@ mod tests {
 
     #[test]
     fn one_services_change_touches_its_document_only() {
-        let old = view(5, world());
+        let mut seen = seen_world();
         let mut all = world();
         all[1] = intentions("api", "admin", 6);
         assert_eq!(
-            view(6, all).touched_since(&old),
+            seen.update(&stored(all), vec![]),
             Some(HashSet::from(["api".to_string()]))
         );
         // Deleting db's intentions touches db's.
+        let mut seen = seen_world();
         let mut all = world();
         all.remove(2);
         assert_eq!(
-            view(6, all).touched_since(&old),
+            seen.update(&stored(all), vec![]),
             Some(HashSet::from(["db".to_string()]))
         );
         // Nothing changed: nothing touched.
-        assert_eq!(view(6, world()).touched_since(&old), Some(HashSet::new()));
+        let mut seen = seen_world();
+        assert_eq!(seen.update(&stored(world()), vec![]), Some(HashSet::new()));
     }
 
     #[test]
     fn a_change_every_document_reads_touches_them_all() {
-        let old = view(5, world());
+        let mut seen = seen_world();
         let mut all = world();
         all[0] = intentions("*", "admin", 6);
-        assert_eq!(view(6, all).touched_since(&old), None);
+        assert_eq!(seen.update(&stored(all), vec![]), None, "`*` changed");
+        let mut seen = seen_world();
         let mut all = world();
         all.remove(4);
-        assert_eq!(view(6, all).touched_since(&old), None, "a provider deleted");
-        let staged = staged_view(
-            6,
-            world(),
-            vec![(
-                intentions("api", "x", 0).0,
-                "service-intentions/api@6".into(),
-            )],
+        assert_eq!(
+            seen.update(&stored(all), vec![]),
+            None,
+            "a provider deleted"
         );
-        assert_eq!(staged.touched_since(&old), None, "a candidate staged");
+        let mut seen = seen_world();
+        let staged = vec!["service-intentions/api@6".to_string()];
+        assert_eq!(
+            seen.update(&stored(world()), staged),
+            None,
+            "a candidate staged"
+        );
     }
 
     #[tokio::test]
