@@ -391,6 +391,7 @@ pub(crate) async fn commit(
             if whole_table {
                 let fresh = written.as_ref().map(|(e, v)| (*e, v.clone()));
                 refresh_after_write(state, current, applied.index, &key, fresh);
+                state.documents.written(index, applied.index, &key);
             } else {
                 forget_cache(state);
             }

@@ -25,7 +25,7 @@ use crate::entries::{entry_key, load_all_at};
 use crate::staged::{load_staged, STAGED_TABLE};
 use crate::{ApiResult, AppState, CONFIG_TABLE};
 use axum::body::Bytes;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -50,6 +50,8 @@ pub(crate) struct Published {
 pub(crate) struct Documents {
     /// One refresh at a time, and what it last read.
     refreshing: tokio::sync::Mutex<Seen>,
+    /// This agent's config writes since (at most [`WRITES_KEPT`]).
+    written: Mutex<VecDeque<Written>>,
     inner: Mutex<Inner>,
 }
 
@@ -86,8 +88,38 @@ struct View {
 #[derive(Default)]
 struct Seen {
     round: u64,
+    /// The config table's index of the entries last taken in.
+    config_at: u64,
     entries: HashMap<String, (u64, Reach, u64)>,
     staged: Option<Vec<String>>,
+}
+
+/// A config write this agent made: the table went from `from` to `to` by writing
+/// `key` alone (the write was guarded on the table being at `from`).
+struct Written {
+    from: u64,
+    to: u64,
+    key: String,
+}
+
+/// Config writes remembered for the next refresh.
+const WRITES_KEPT: usize = 1024;
+
+/// The keys written between the config table's indexes `from` and `to`, when this
+/// agent's own writes account for every step (else `None`: another agent wrote, or
+/// a write was guarded on fewer keys).
+fn chain(from: u64, to: u64, written: &VecDeque<Written>) -> Option<Vec<&str>> {
+    if from == 0 {
+        return None;
+    }
+    let mut at = from;
+    let mut keys = Vec::new();
+    while at < to {
+        let w = written.iter().find(|w| w.from == at)?;
+        keys.push(w.key.as_str());
+        at = w.to;
+    }
+    (at == to).then_some(keys)
 }
 
 impl Seen {
@@ -96,8 +128,10 @@ impl Seen {
     /// the entries without allocating for those unchanged.
     fn update(
         &mut self,
+        config_at: u64,
         entries: &[(ConfigEntry, Record)],
         staged: Vec<String>,
+        written: &VecDeque<Written>,
     ) -> Option<HashSet<String>> {
         self.round += 1;
         let round = self.round;
@@ -112,7 +146,26 @@ impl Seen {
             }
             (t, _) => *t = None,
         };
-        for (entry, record) in entries {
+        let from = std::mem::replace(&mut self.config_at, config_at);
+        if let Some(keys) = chain(from, config_at, written) {
+            // Only these keys changed: no walk of the others.
+            for key in keys {
+                match entries.binary_search_by(|(_, r)| r.key.as_str().cmp(key)) {
+                    Ok(i) => {
+                        let r = reach_of_key(key);
+                        note(&mut touched, &r);
+                        self.entries
+                            .insert(key.to_string(), (entries[i].1.modify_index, r, round));
+                    }
+                    Err(_) => {
+                        self.entries.remove(key);
+                        note(&mut touched, &reach_of_key(key));
+                    }
+                }
+            }
+            return touched;
+        }
+        for (_, record) in entries {
             match self.entries.get_mut(record.key.as_str()) {
                 Some(seen) => {
                     seen.2 = round;
@@ -122,7 +175,7 @@ impl Seen {
                     }
                 }
                 None => {
-                    let r = reach(entry);
+                    let r = reach_of_key(&record.key);
                     note(&mut touched, &r);
                     self.entries
                         .insert(record.key.clone(), (record.modify_index, r, round));
@@ -149,14 +202,20 @@ enum Reach {
     All,
 }
 
-fn reach(entry: &ConfigEntry) -> Reach {
-    match entry {
-        ConfigEntry::ServiceIntentions(si) if si.name != WILDCARD => Reach::One(si.name.clone()),
-        ConfigEntry::ServiceDefaults(sd) => Reach::One(sd.name.clone()),
-        ConfigEntry::ServiceIntentions(_)
-        | ConfigEntry::ProxyDefaults(_)
-        | ConfigEntry::JwtProvider(_)
-        | ConfigEntry::Mesh(_) => Reach::All,
+/// The reach of the entry stored under `key` (`kind/name`): the service's own
+/// intentions and defaults reach its document; `*`'s intentions, providers, `mesh`
+/// and `proxy-defaults` reach every one.
+fn reach_of_key(key: &str) -> Reach {
+    let Some((kind, name)) = key.split_once('/') else {
+        return Reach::All;
+    };
+    let own = [Kind::ServiceIntentions, Kind::ServiceDefaults]
+        .iter()
+        .any(|k| k.to_string() == kind);
+    if own && name != WILDCARD {
+        Reach::One(name.to_string())
+    } else {
+        Reach::All
     }
 }
 
@@ -255,7 +314,17 @@ impl Documents {
                 })
                 .collect(),
         );
-        let touched = seen.update(&entries, staged.iter().map(|(_, l)| l.clone()).collect());
+        let touched = {
+            let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+            let touched = seen.update(
+                config_at,
+                &entries,
+                staged.iter().map(|(_, l)| l.clone()).collect(),
+                &written,
+            );
+            written.retain(|w| w.to > config_at);
+            touched
+        };
         let view = View {
             at,
             default: state.config.default_intention_policy,
@@ -299,6 +368,20 @@ impl Documents {
         let mut g = self.lock();
         g.published = g.published.max(at);
         Ok(())
+    }
+
+    /// A config write this agent made: `key` alone took the table from `from` to
+    /// `to`. The next refresh looks at that key instead of every entry.
+    pub(crate) fn written(&self, from: u64, to: u64, key: &str) {
+        let mut w = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        if w.len() >= WRITES_KEPT {
+            w.pop_front();
+        }
+        w.push_back(Written {
+            from,
+            to,
+            key: key.to_string(),
+        });
     }
 
     /// `service`'s document as of the store now (a write acknowledged before this
@@ -400,7 +483,11 @@ mod tests {
     /// A `Seen` that has taken in `world()`.
     fn seen_world() -> Seen {
         let mut seen = Seen::default();
-        assert_eq!(seen.update(&stored(world()), vec![]), None, "first read");
+        assert_eq!(
+            seen.update(5, &stored(world()), vec![], &VecDeque::new()),
+            None,
+            "first read"
+        );
         seen
     }
 
@@ -447,7 +534,7 @@ mod tests {
         let mut all = world();
         all[1] = intentions("api", "admin", 6);
         assert_eq!(
-            seen.update(&stored(all), vec![]),
+            seen.update(6, &stored(all), vec![], &VecDeque::new()),
             Some(HashSet::from(["api".to_string()]))
         );
         // Deleting db's intentions touches db's.
@@ -455,12 +542,50 @@ mod tests {
         let mut all = world();
         all.remove(2);
         assert_eq!(
-            seen.update(&stored(all), vec![]),
+            seen.update(6, &stored(all), vec![], &VecDeque::new()),
             Some(HashSet::from(["db".to_string()]))
         );
         // Nothing changed: nothing touched.
         let mut seen = seen_world();
-        assert_eq!(seen.update(&stored(world()), vec![]), Some(HashSet::new()));
+        assert_eq!(
+            seen.update(5, &stored(world()), vec![], &VecDeque::new()),
+            Some(HashSet::new())
+        );
+    }
+
+    #[test]
+    fn this_agents_own_writes_name_what_changed_without_a_walk() {
+        let log = |writes: &[(u64, u64, &str)]| {
+            writes
+                .iter()
+                .map(|&(from, to, key)| Written {
+                    from,
+                    to,
+                    key: key.to_string(),
+                })
+                .collect::<VecDeque<_>>()
+        };
+        let mut seen = seen_world();
+        let mut all = world();
+        all[1] = intentions("api", "admin", 6);
+        all.remove(2);
+        let writes = log(&[
+            (6, 7, "service-intentions/db"),
+            (5, 6, "service-intentions/api"),
+        ]);
+        assert_eq!(
+            seen.update(7, &stored(all.clone()), vec![], &writes),
+            Some(HashSet::from(["api".to_string(), "db".to_string()]))
+        );
+        // A step nobody here wrote (another agent's): the walk finds it.
+        let mut seen = seen_world();
+        let writes = log(&[(5, 6, "service-intentions/api")]);
+        assert_eq!(
+            seen.update(7, &stored(all), vec![], &writes),
+            Some(HashSet::from(["api".to_string(), "db".to_string()]))
+        );
+        assert_eq!(chain(5, 7, &writes), None);
+        assert_eq!(chain(5, 6, &writes), Some(vec!["service-intentions/api"]));
     }
 
     #[test]
@@ -468,19 +593,23 @@ mod tests {
         let mut seen = seen_world();
         let mut all = world();
         all[0] = intentions("*", "admin", 6);
-        assert_eq!(seen.update(&stored(all), vec![]), None, "`*` changed");
+        assert_eq!(
+            seen.update(6, &stored(all), vec![], &VecDeque::new()),
+            None,
+            "`*` changed"
+        );
         let mut seen = seen_world();
         let mut all = world();
         all.remove(4);
         assert_eq!(
-            seen.update(&stored(all), vec![]),
+            seen.update(6, &stored(all), vec![], &VecDeque::new()),
             None,
             "a provider deleted"
         );
         let mut seen = seen_world();
         let staged = vec!["service-intentions/api@6".to_string()];
         assert_eq!(
-            seen.update(&stored(world()), staged),
+            seen.update(6, &stored(world()), staged, &VecDeque::new()),
             None,
             "a candidate staged"
         );
