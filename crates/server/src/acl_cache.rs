@@ -45,6 +45,16 @@ impl AclCache {
         self.lock_at(index).authorizers.get(secret).cloned()
     }
 
+    /// The authorizer kept for `secret` when the kept ones hold for the ACL index
+    /// `known` or newer (what this agent last read of the ACL tables).
+    pub(crate) fn current(&self, known: u64, secret: &str) -> Option<Authorizer> {
+        let g = self.lock();
+        if known == 0 || g.at < known {
+            return None;
+        }
+        g.authorizers.get(secret).cloned()
+    }
+
     /// Every token by SecretID at token table index `index`, when read already.
     pub(crate) fn tokens(&self, index: u64) -> Option<Arc<HashMap<String, Token>>> {
         match &self.lock().tokens {

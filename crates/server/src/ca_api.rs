@@ -201,7 +201,7 @@ pub(crate) async fn leaf(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
-    let authz = authorize(&state, &headers, &q).await?;
+    let authz = crate::authorize_blocking(&state, &headers, &q).await?;
     authz.service_write(&service)?;
     tribune_model::names::check_service_name(&service).map_err(ApiError::bad_request)?;
     required(&state).await?;

@@ -105,6 +105,7 @@ impl AppState {
             tables: state::tables::TableWatch::default(),
             documents: state::documents::Documents::default(),
         });
+        state.tables.pin(&ACL_TABLES);
         state::tables::TableWatch::spawn(
             Arc::downgrade(&state),
             state.store.clone(),
@@ -464,9 +465,25 @@ pub(crate) async fn acl_indexes(state: &AppState) -> ApiResult<acl_cache::AclInd
     })
 }
 
-/// The highest index of the ACL tables.
-async fn acl_index(state: &AppState) -> ApiResult<u64> {
-    Ok(acl_indexes(state).await?.max())
+/// [`authorize`] for a blocking query's re-arm (`index` given): the authorizer kept
+/// for the newest ACL state this agent knows answers without reading the store (on
+/// etcd, a read per re-arm: 10 000 sidecars re-arming after a change were a read
+/// storm). A change after it is seen by the wait, which re-checks the holder.
+pub(crate) async fn authorize_blocking(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: &[(String, String)],
+) -> ApiResult<Authorizer> {
+    let blocking = query_get(query, "index").is_some_and(|i| i != "0" && !i.is_empty());
+    if blocking && state.config.acl.enabled {
+        if let Some(secret) = token_secret(headers, query) {
+            let known = state.tables.known(&ACL_TABLES);
+            if let Some(hit) = state.authorizers.current(known, &secret) {
+                return Ok(hit);
+            }
+        }
+    }
+    authorize(state, headers, query).await
 }
 
 /// The authorizer of a token: its policies and its roles' policies, merged.
@@ -661,8 +678,11 @@ impl<'a> Blocking<'a> {
         let jitter = Duration::from_nanos(fastrand::u64(0..=(wait.as_nanos() as u64 / 16).max(1)));
         let recheck = match holder.filter(|_| state.config.acl.enabled) {
             Some(h) => {
+                // Re-checked once the ACL tables move past what this agent knows now
+                // (kept current after every write: no store read per query).
                 let rx = state.tables.subscribe(&ACL_TABLES);
-                Some((h, rx, acl_index(state).await?))
+                let at = *rx.borrow();
+                Some((h, rx, at))
             }
             None => None,
         };
@@ -729,7 +749,7 @@ impl<'a> Blocking<'a> {
                 Woke::Acl(now) => {
                     if let Some((h, _, at)) = &mut self.recheck {
                         *at = now;
-                        (h.allowed)(&authorize(state, h.headers, query).await?)?;
+                        (h.allowed)(&authorize_blocking(state, h.headers, query).await?)?;
                     }
                 }
             }

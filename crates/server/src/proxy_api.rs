@@ -13,7 +13,9 @@
 //! ACL: `service:write` on the service (what a sidecar's token holds in Consul),
 //! re-checked while the query waits: a revoked token gets its 403 at once.
 
-use crate::{authorize, index_header, parse_query, ApiError, ApiResult, Blocking, Holder, Shared};
+use crate::{
+    authorize_blocking, index_header, parse_query, ApiError, ApiResult, Blocking, Holder, Shared,
+};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -25,7 +27,7 @@ pub(crate) async fn snapshot(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let q = parse_query(raw.as_deref());
-    let authz = authorize(&state, &headers, &q).await?;
+    let authz = authorize_blocking(&state, &headers, &q).await?;
     authz.service_write(&service)?;
     let holder = Holder {
         headers: &headers,
@@ -33,7 +35,8 @@ pub(crate) async fn snapshot(
     };
     // The service's own document (built once per change for all its sidecars): only
     // a change to it ends the wait (crate::state::documents).
-    let mut rx = state.documents.watch(&state, &service).await?;
+    let blocking = crate::query_get(&q, "index").is_some_and(|i| i != "0");
+    let mut rx = state.documents.watch(&state, &service, blocking).await?;
     let current = rx.borrow_and_update().index;
     if let Some(mut wait) = Blocking::start(&state, &q, current, Some(holder)).await? {
         wait.until(&state, &q, rx.changed()).await?;
@@ -52,5 +55,104 @@ pub(crate) async fn snapshot(
         )
             .into_response()),
         Err(e) => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::staged::STAGED_TABLE;
+    use crate::{AgentConfig, AppState, CONFIG_TABLE};
+    use axum::extract::{Path, RawQuery, State};
+    use axum::http::HeaderMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tokio::sync::watch;
+    use tribune_store::{Applied, Cas, Membership, Op, Record, RedbStore, Store, StoreFuture};
+
+    /// The embedded store, counting the reads of table indexes.
+    struct Counting {
+        inner: RedbStore,
+        index_reads: AtomicUsize,
+    }
+
+    impl Store for Counting {
+        fn get<'a>(&'a self, t: &'a str, k: &'a str) -> StoreFuture<'a, Option<Record>> {
+            self.inner.get(t, k)
+        }
+        fn list<'a>(&'a self, t: &'a str) -> StoreFuture<'a, Vec<Record>> {
+            self.inner.list(t)
+        }
+        fn table_index<'a>(&'a self, t: &'a str) -> StoreFuture<'a, u64> {
+            self.index_reads.fetch_add(1, Ordering::SeqCst);
+            self.inner.table_index(t)
+        }
+        fn table_indexes<'a>(&'a self, t: &'a [&'a str]) -> StoreFuture<'a, Vec<u64>> {
+            self.index_reads.fetch_add(1, Ordering::SeqCst);
+            self.inner.table_indexes(t)
+        }
+        fn index(&self) -> StoreFuture<'_, u64> {
+            self.inner.index()
+        }
+        fn apply<'a>(&'a self, ops: &'a [Op]) -> StoreFuture<'a, Applied> {
+            self.inner.apply(ops)
+        }
+        fn subscribe(&self) -> watch::Receiver<u64> {
+            self.inner.subscribe()
+        }
+        fn membership<'a>(&'a self, own: &'a str) -> StoreFuture<'a, Membership> {
+            self.inner.membership(own)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sidecars_re_arm_reads_no_store_index() {
+        let store = Arc::new(Counting {
+            inner: RedbStore::in_memory().unwrap(),
+            index_reads: AtomicUsize::new(0),
+        });
+        let mut config = AgentConfig::default();
+        config.acl.enabled = true;
+        config.acl.initial_management = Some("root".into());
+        let state = AppState::new(store.clone(), config).await.unwrap();
+        let entry = br#"{"Kind":"service-intentions","Name":"api","Sources":[{"Name":"web","Action":"allow"}]}"#;
+        store
+            .apply(&[Op::put(
+                CONFIG_TABLE,
+                "service-intentions/api",
+                entry.to_vec(),
+                Cas::Any,
+            )])
+            .await
+            .unwrap();
+        // The agent's own task reads the written tables' indexes (bounded wait).
+        for _ in 0..10_000 {
+            if state.tables.known(&[CONFIG_TABLE, STAGED_TABLE]) > 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert("x-consul-token", "root".parse().unwrap());
+        let get = |query: Option<String>| {
+            super::snapshot(
+                State(state.clone()),
+                Path("api".to_string()),
+                RawQuery(query),
+                headers.clone(),
+            )
+        };
+        let first = get(None).await.unwrap();
+        let index = first.headers()["x-consul-index"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let before = store.index_reads.load(Ordering::SeqCst);
+        let again = get(Some(format!("index={index}&wait=5ms"))).await.unwrap();
+        assert_eq!(again.headers()["x-consul-index"], index.as_str());
+        assert_eq!(
+            store.index_reads.load(Ordering::SeqCst),
+            before,
+            "a blocking re-arm answered from what the agent knows"
+        );
     }
 }

@@ -165,7 +165,9 @@ async fn check_service_nodes(
     headers: &HeaderMap,
     connect: bool,
 ) -> ApiResult<Response> {
-    authorize(state, headers, q).await?.service_read(service)?;
+    crate::authorize_blocking(state, headers, q)
+        .await?
+        .service_read(service)?;
     let filter = filters::from_query(q, filters::CHECK_SERVICE_NODE).await?;
     let holder = crate::Holder {
         headers,

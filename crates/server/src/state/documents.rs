@@ -386,11 +386,25 @@ impl Documents {
 
     /// `service`'s document as of the store now (a write acknowledged before this
     /// call is in it), as a receiver that also tells of its next change.
+    /// With `blocking` (a re-arm: the caller holds an index), a tracked document
+    /// published through what this agent last read of the tables answers without
+    /// reading the store; a later write wakes it.
     pub(crate) async fn watch(
         &self,
         state: &AppState,
         service: &str,
+        blocking: bool,
     ) -> ApiResult<watch::Receiver<Published>> {
+        if blocking {
+            let known = state.tables.known(&[CONFIG_TABLE, STAGED_TABLE]);
+            let mut g = self.lock();
+            if known > 0 && g.published >= known {
+                if let Some(t) = g.services.get_mut(service) {
+                    t.used = Instant::now();
+                    return Ok(t.tx.subscribe());
+                }
+            }
+        }
         let now = crate::tables_index(state, &[CONFIG_TABLE, STAGED_TABLE]).await?;
         if self.lock().published < now {
             self.refresh(state).await?;
@@ -639,8 +653,8 @@ mod tests {
             ])
             .await
             .unwrap();
-        let mut api = state.documents.watch(&state, "api").await.unwrap();
-        let mut db = state.documents.watch(&state, "db").await.unwrap();
+        let mut api = state.documents.watch(&state, "api", false).await.unwrap();
+        let mut db = state.documents.watch(&state, "db", false).await.unwrap();
         let db_index = db.borrow_and_update().index;
         assert_eq!(state.documents.tracked(), 2);
         store

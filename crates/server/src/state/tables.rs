@@ -19,6 +19,8 @@ type Set = (Vec<String>, Arc<watch::Sender<u64>>);
 #[derive(Default)]
 pub(crate) struct TableWatch {
     sets: Mutex<HashMap<String, Set>>,
+    /// Receivers held so their sets are read after every write, waiters or not.
+    pinned: Mutex<Vec<watch::Receiver<u64>>>,
 }
 
 impl TableWatch {
@@ -36,6 +38,23 @@ impl TableWatch {
             })
             .1
             .subscribe()
+    }
+
+    /// Keeps `tables`' index read after every write (what a blocking query's re-arm
+    /// compares with instead of reading the store); returns it as now known (0 until
+    /// the first write).
+    pub(crate) fn pin(&self, tables: &[&str]) {
+        let rx = self.subscribe(tables);
+        self.pinned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(rx);
+    }
+
+    /// The highest index of `tables` as last read (0: not read yet). Never newer than
+    /// the store's.
+    pub(crate) fn known(&self, tables: &[&str]) -> u64 {
+        *self.subscribe(tables).borrow()
     }
 
     /// Reads the index of every table that has waiters and wakes those whose index
