@@ -108,8 +108,8 @@ impl AppState {
         state.tables.pin(&ACL_TABLES);
         state::tables::TableWatch::spawn(
             Arc::downgrade(&state),
-            state.store.clone(),
-            |s: &AppState| &s.tables,
+            state.store.subscribe(),
+            |s: &AppState| (&s.tables, s.store.as_ref()),
         );
         state::documents::Documents::spawn(Arc::downgrade(&state));
         if let Some(secret) = state.config.acl.initial_management.clone() {

@@ -96,17 +96,25 @@ impl TableWatch {
     /// Keeps the tables' indexes current from the store's notifications until the
     /// owner is gone. `refresh` runs after each write; writes that land while it
     /// runs are coalesced into the next round.
+    /// The task holds the owner weakly (not the store, which it reaches through the
+    /// owner), and reads the tables once at start so pinned sets are known before the
+    /// first write.
     pub(crate) fn spawn<S: Send + Sync + 'static>(
         owner: Weak<S>,
-        store: Arc<dyn Store>,
-        this: impl Fn(&S) -> &TableWatch + Send + 'static,
+        mut rx: watch::Receiver<u64>,
+        parts: impl Fn(&S) -> (&TableWatch, &dyn Store) + Send + 'static,
     ) {
-        let mut rx = store.subscribe();
         tokio::spawn(async move {
-            while rx.changed().await.is_ok() {
-                let Some(owner) = owner.upgrade() else { return };
-                if let Err(e) = this(&owner).refresh(store.as_ref()).await {
-                    tracing::warn!(error = %e, "reading table indexes after a write failed; waiters wake at their deadline or the next write");
+            loop {
+                {
+                    let Some(owner) = owner.upgrade() else { return };
+                    let (this, store) = parts(&owner);
+                    if let Err(e) = this.refresh(store).await {
+                        tracing::warn!(error = %e, "reading table indexes after a write failed; waiters wake at their deadline or the next write");
+                    }
+                }
+                if rx.changed().await.is_err() {
+                    return;
                 }
             }
         });
