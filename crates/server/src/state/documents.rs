@@ -8,8 +8,9 @@
 //! the herd. Now:
 //!
 //! ```text
-//!  write ──▶ TableWatch (config, staged moved) ──▶ refresh: one read of the entries,
-//!    indexed by reach ──▶ which documents can have changed?
+//!  write ──▶ TableWatch (config, staged moved) ──▶ refresh: the keys this agent
+//!    wrote since (else one walk of every entry's ModifyIndex), by reach ──▶ which
+//!    documents can have changed?
 //!      service-intentions/S, service-defaults/S ──▶ S's only
 //!      `*`'s intentions, jwt-provider, mesh, proxy-defaults, staged ──▶ every one
 //!    ──▶ rebuild those (blocking pool) ──▶ publish the ones whose bytes differ,
@@ -17,7 +18,9 @@
 //! ```
 //!
 //! A document's index (`X-Consul-Index`) is the index at which its bytes last
-//! changed, so a sidecar's next query blocks until its own document moves. A service
+//! changed, so a sidecar's next query blocks until its own document moves; a query
+//! that holds an index is answered from what was last published, without a store
+//! read, once the documents are current with what the agent last read. A service
 //! is tracked from its first query until nobody has asked for it for
 //! [`FORGET_AFTER`].
 
