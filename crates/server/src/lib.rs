@@ -474,8 +474,7 @@ pub(crate) async fn authorize_blocking(
     headers: &HeaderMap,
     query: &[(String, String)],
 ) -> ApiResult<Authorizer> {
-    let blocking = query_get(query, "index").is_some_and(|i| i != "0" && !i.is_empty());
-    if blocking && state.config.acl.enabled {
+    if blocking_index(query).is_some() && state.config.acl.enabled {
         if let Some(secret) = token_secret(headers, query) {
             let known = state.tables.known(&ACL_TABLES);
             if let Some(hit) = state.authorizers.current(known, &secret) {
@@ -539,18 +538,14 @@ pub(crate) fn token_secret(headers: &HeaderMap, query: &[(String, String)]) -> O
         .map(str::to_string)
 }
 
+/// The token whose SecretID is `secret`, from the tokens kept by SecretID (the same
+/// map [`authorize`] reads).
 pub(crate) async fn find_token_by_secret(
     state: &AppState,
     secret: &str,
 ) -> ApiResult<Option<Token>> {
-    for r in state.store.list(TOKEN_TABLE).await? {
-        if let Ok(t) = serde_json::from_slice::<Token>(&r.value) {
-            if constant_time_eq(t.secret_id.as_bytes(), secret.as_bytes()) {
-                return Ok(Some(t));
-            }
-        }
-    }
-    Ok(None)
+    let index = acl_indexes(state).await?.tokens;
+    Ok(tokens_at(state, index).await?.get(secret).cloned())
 }
 
 /// Compares secrets without an early exit on the first differing byte.
@@ -641,6 +636,14 @@ pub(crate) async fn block_on_tables_as(
     }
 }
 
+/// The `index` a blocking query holds: a number other than 0 (anything else answers
+/// at once).
+pub(crate) fn blocking_index(query: &[(String, String)]) -> Option<u64> {
+    query_get(query, "index")
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|i| *i != 0)
+}
+
 /// A blocking query that waits: its index, deadline, and who to re-authorize.
 pub(crate) struct Blocking<'a> {
     /// The `index` the caller holds.
@@ -661,12 +664,9 @@ impl<'a> Blocking<'a> {
         current: u64,
         holder: Option<Holder<'a>>,
     ) -> ApiResult<Option<Blocking<'a>>> {
-        let Some(min) = query_get(query, "index").and_then(|s| s.parse::<u64>().ok()) else {
+        let Some(min) = blocking_index(query).filter(|min| *min == current) else {
             return Ok(None);
         };
-        if min == 0 || current != min {
-            return Ok(None);
-        }
         let wait = match query_get(query, "wait") {
             Some(w) => {
                 let ns = tribune_model::go::parse_duration(w)

@@ -35,7 +35,7 @@ pub(crate) async fn snapshot(
     };
     // The service's own document (built once per change for all its sidecars): only
     // a change to it ends the wait (crate::state::documents).
-    let blocking = crate::query_get(&q, "index").is_some_and(|i| i != "0");
+    let blocking = crate::blocking_index(&q).is_some();
     let mut rx = state.documents.watch(&state, &service, blocking).await?;
     let current = rx.borrow_and_update().index;
     if let Some(mut wait) = Blocking::start(&state, &q, current, Some(holder)).await? {

@@ -8,7 +8,7 @@
 //! A waiter subscribes to a set of tables (the snapshot's config and staged tables,
 //! the ACL's three) and is told the highest of their indexes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::watch;
 use tribune_store::{Store, StoreError};
@@ -67,18 +67,18 @@ impl TableWatch {
                 .cloned()
                 .collect()
         };
-        let mut read = BTreeMap::new();
-        for (tables, _) in &watched {
-            for t in tables {
-                if !read.contains_key(t) {
-                    read.insert(t.clone(), store.table_index(t).await?);
-                }
-            }
-        }
-        for (tables, tx) in watched {
+        // Each table once, all in one read (one round trip on etcd).
+        let names: BTreeSet<&str> = watched
+            .iter()
+            .flat_map(|(tables, _)| tables.iter().map(String::as_str))
+            .collect();
+        let names: Vec<&str> = names.into_iter().collect();
+        let at = store.table_indexes(&names).await?;
+        let read: BTreeMap<&str, u64> = names.iter().copied().zip(at).collect();
+        for (tables, tx) in &watched {
             let index = tables
                 .iter()
-                .filter_map(|t| read.get(t))
+                .filter_map(|t| read.get(t.as_str()))
                 .copied()
                 .max()
                 .unwrap_or(0);
