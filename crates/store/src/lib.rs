@@ -365,6 +365,9 @@ impl Store for RedbStore {
     fn table_index<'a>(&'a self, table: &'a str) -> StoreFuture<'a, u64> {
         Box::pin(std::future::ready(self.table_index_now(table)))
     }
+    fn table_indexes<'a>(&'a self, tables: &'a [&'a str]) -> StoreFuture<'a, Vec<u64>> {
+        Box::pin(std::future::ready(self.table_indexes_now(tables)))
+    }
     fn index(&self) -> StoreFuture<'_, u64> {
         Box::pin(std::future::ready(self.index_now()))
     }
@@ -409,13 +412,26 @@ impl RedbStore {
     }
 
     pub fn table_index_now(&self, table: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .table_indexes_now(&[table])?
+            .first()
+            .copied()
+            .unwrap_or(0))
+    }
+
+    /// The indexes of `tables`, read in one transaction.
+    pub fn table_indexes_now(&self, tables: &[&str]) -> Result<Vec<u64>, StoreError> {
         let txn = self.db.begin_read().map_err(err)?;
         let t = txn.open_table(META).map_err(err)?;
-        let k = table_meta_key(table);
-        Ok(t.get(k.as_str())
-            .map_err(err)?
-            .map(|v| v.value())
-            .unwrap_or(0))
+        tables
+            .iter()
+            .map(|table| {
+                Ok(t.get(table_meta_key(table).as_str())
+                    .map_err(err)?
+                    .map(|v| v.value())
+                    .unwrap_or(0))
+            })
+            .collect()
     }
 
     pub fn index_now(&self) -> Result<u64, StoreError> {
