@@ -99,6 +99,91 @@ fn agent_shutdown_answers_blocking_queries_and_exits_promptly() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
+/// Round 3, item 18: `tribune agent 2>&1 | tee log` with sidecars connected ignored
+/// Ctrl-C and SIGTERM. Ctrl-C ends `tee` too; the agent's next log line failed with
+/// EPIPE, `tracing-subscriber` reported that with `eprintln!`, which panicked in the
+/// task that logged: the shutdown signal's own task ("shutting down"), or a request
+/// (the leaf certificate's "CA created" answered nothing). Here both output pipes
+/// lose their reader, the watches a sidecar holds (policy snapshot, leaf
+/// certificate, health/connect) wait at the current index, and SIGINT is sent: every
+/// request is answered and the agent exits 0 within 5 s.
+#[test]
+fn agent_behind_a_closed_pipe_exits_on_ctrl_c_with_sidecar_watches_held() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::time::{Duration, Instant};
+    let mut child = Command::new(BIN)
+        .args(["agent", "-dev", "-http-port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut addr = String::new();
+    {
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(a) = line.trim().strip_prefix("HTTP addr: ") {
+                addr = a.to_string();
+            }
+            if line.contains("agent running") {
+                break;
+            }
+        }
+    }
+    // The readers go away, as `tee` does on Ctrl-C: later writes get EPIPE.
+    drop(child.stderr.take());
+    let index_of = |path: &str| -> u64 {
+        use std::io::Read;
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        answer
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("x-consul-index: ")
+                    .map(str::to_string)
+            })
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no index on {path}: {answer}"))
+    };
+    let mut held = Vec::new();
+    for path in [
+        "/v1/tribune/proxy-snapshot/api",
+        "/v1/agent/connect/ca/leaf/api",
+        "/v1/health/connect/api",
+    ] {
+        let index = index_of(path);
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "GET {path}?index={index}&wait=600s HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        )
+        .unwrap();
+        held.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    let signalled = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "agent still running");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
 /// Attack (DoS): 1 100 silent connections under a 1 024 file limit locked every new
 /// client out. Here the real proxy runs under a limit of 64 files and is sent 100
 /// silent connections; out of descriptors, it sheds the longest-idle connections, so

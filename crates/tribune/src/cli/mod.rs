@@ -77,13 +77,18 @@ pub struct Io<'a> {
     pub err: &'a mut dyn Write,
 }
 
-/// Logs go to stderr; TRIBUNE_LOG sets the filter (default: info).
+/// Logs go to stderr; TRIBUNE_LOG sets the filter (default: info). A log line that
+/// cannot be written is dropped: by default `tracing-subscriber` reports the failure
+/// with `eprintln!`, which panics once stderr is a closed pipe, so
+/// `tribune agent 2>&1 | tee log` lost the task that logged after Ctrl-C ended
+/// `tee` (the shutdown signal's, which left the agent deaf to Ctrl-C and SIGTERM).
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TRIBUNE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
