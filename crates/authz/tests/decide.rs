@@ -648,6 +648,16 @@ Sources = [ { Name = "web" Permissions = [
     );
     // An absent header never matches Exact, even inverted (Envoy).
     assert!(from("web").header("x-tenant", "t-7").allowed(&t));
+    // Explain says how the permission that fired read the headers.
+    assert_eq!(
+        t.explain(&base().decide(&t)),
+        "Allowed: intention web -> api (precedence 9), permission 2 (allow) matches the request; its header criteria hold only when every value of the header (its `_` spelling included) matches"
+    );
+    let open = w.table("api", true, ALLOW);
+    assert_eq!(
+        open.explain(&base().header("x_debug", "1").decide(&open)),
+        "Denied: intention web -> api (precedence 9), permission 0 (deny) matches the request; its header criteria hold when any value of the header (its `_` spelling included) matches"
+    );
 }
 
 #[test]
