@@ -28,14 +28,14 @@ use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions, Txn,
     TxnOp, TxnOpResponse, WatchOptions,
 };
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use tribune_store::{
-    Applied, Cas, Changes, Membership, Op, Record, Store, StoreError, StoreFuture,
-};
+use tribune_store::plan::{plan, Existing, Refused, View, Write};
+use tribune_store::{Applied, Changes, Membership, Op, Record, Store, StoreError, StoreFuture};
 
 /// How an agent reaches etcd.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -380,14 +380,18 @@ impl EtcdStore {
         let deadline = tokio::time::Instant::now() + self.timeout;
         for attempt in 0..COMMIT_ATTEMPTS {
             let (revision, seen) = self.read_keys(&keys).await?;
-            let plan = match plan(self, ops, &seen) {
+            let view = SeenView {
+                store: self,
+                seen: &seen,
+            };
+            let plan = match plan(ops, &view)? {
                 Ok(p) => p,
-                Err(stale) => {
+                Err(why) => {
                     return Ok(Applied {
                         ok: false,
                         changed: false,
                         index: revision,
-                        stale,
+                        stale: why == Refused::Stale,
                     })
                 }
             };
@@ -409,7 +413,18 @@ impl EtcdStore {
             // The index keys carry this commit's nonce, so a commit whose answer was
             // lost can be told apart from one that never happened.
             let nonce = format!("{:016x}", fastrand::u64(..));
-            let mut then = plan.writes;
+            let mut then: Vec<TxnOp> = plan
+                .writes
+                .iter()
+                .map(|w| match w {
+                    Write::Put {
+                        table, key, value, ..
+                    } => TxnOp::put(self.record_key(table, key), value.to_vec(), None),
+                    Write::Delete { table, key } => {
+                        TxnOp::delete(self.record_key(table, key), None)
+                    }
+                })
+                .collect();
             for table in &plan.touched {
                 then.push(TxnOp::put(self.index_key(table), nonce.as_bytes(), None));
             }
@@ -429,7 +444,7 @@ impl EtcdStore {
                     } else {
                         // Sent, answer lost (a member went down mid-request): find out
                         // from etcd's history whether it applied; never apply twice.
-                        let index_key = self.index_key(&plan.touched[0]);
+                        let index_key = self.index_key(plan.touched[0]);
                         self.committed_at(&index_key, revision, &nonce).await?
                     }
                 }
@@ -537,6 +552,7 @@ impl EtcdStore {
                             k.to_string(),
                             Seen {
                                 value: kv.value().to_vec(),
+                                create_revision: kv.create_revision() as u64,
                                 mod_revision: kv.mod_revision() as u64,
                             },
                         );
@@ -618,83 +634,33 @@ fn records(kvs: &[etcd_client::KeyValue], prefix: &str) -> Result<Vec<Record>, S
 /// What a write's read phase saw of one key.
 struct Seen {
     value: Vec<u8>,
+    create_revision: u64,
     mod_revision: u64,
 }
 
-/// The writes of a batch that change something, and the tables they touch; `Err(true)`
-/// when a guard failed, `Err(false)` when a check-and-set condition failed.
-struct Plan {
-    writes: Vec<TxnOp>,
-    touched: Vec<String>,
+/// The keys a write read (at one revision), as [`tribune_store::plan`] sees them.
+struct SeenView<'a> {
+    store: &'a EtcdStore,
+    seen: &'a BTreeMap<String, Seen>,
 }
 
-fn plan(store: &EtcdStore, ops: &[Op], seen: &BTreeMap<String, Seen>) -> Result<Plan, bool> {
-    for op in ops {
-        match op {
-            Op::Put {
-                table, key, cas, ..
-            }
-            | Op::Delete { table, key, cas } => {
-                let existing = seen.get(&store.record_key(table, key));
-                let holds = match cas {
-                    Cas::Any => true,
-                    Cas::Absent => existing.is_none(),
-                    Cas::ModifyIndex(i) => existing.is_some_and(|s| s.mod_revision == *i),
-                };
-                if !holds {
-                    return Err(false);
-                }
-            }
-            Op::Unchanged { table, index } => {
-                let now = seen
-                    .get(&store.index_key(table))
-                    .map(|s| s.mod_revision)
-                    .unwrap_or(0);
-                if now != *index {
-                    return Err(true);
-                }
-            }
-            Op::UnchangedKey { table, key, index } => {
-                let now = seen
-                    .get(&store.record_key(table, key))
-                    .map(|s| s.mod_revision)
-                    .unwrap_or(0);
-                if now != *index {
-                    return Err(true);
-                }
-            }
-        }
+impl View for SeenView<'_> {
+    fn record(&self, table: &str, key: &str) -> Result<Option<Existing<'_>>, StoreError> {
+        Ok(self
+            .seen
+            .get(&self.store.record_key(table, key))
+            .map(|s| Existing {
+                value: Cow::Borrowed(s.value.as_slice()),
+                create_index: s.create_revision,
+                modify_index: s.mod_revision,
+            }))
     }
-    let mut writes = Vec::new();
-    let mut touched: Vec<String> = Vec::new();
-    for op in ops {
-        match op {
-            Op::Put {
-                table, key, value, ..
-            } => {
-                let k = store.record_key(table, key);
-                if seen.get(&k).is_some_and(|s| &s.value == value) {
-                    continue;
-                }
-                writes.push(TxnOp::put(k, value.clone(), None));
-                if !touched.contains(table) {
-                    touched.push(table.clone());
-                }
-            }
-            Op::Delete { table, key, .. } => {
-                let k = store.record_key(table, key);
-                if !seen.contains_key(&k) {
-                    continue;
-                }
-                writes.push(TxnOp::delete(k, None));
-                if !touched.contains(table) {
-                    touched.push(table.clone());
-                }
-            }
-            Op::Unchanged { .. } | Op::UnchangedKey { .. } => {}
-        }
+    fn table_index(&self, table: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .seen
+            .get(&self.store.index_key(table))
+            .map_or(0, |s| s.mod_revision))
     }
-    Ok(Plan { writes, touched })
 }
 
 /// A request that failed before reaching etcd (the connection could not be made),

@@ -22,6 +22,7 @@ pub async fn run_all(store: &dyn Store) {
     watchers_are_woken_by_writes(store).await;
     deletes_bump_the_table_index(store).await;
     changes_since_names_what_changed(store).await;
+    a_batch_naming_a_key_twice_keeps_the_last_op(store).await;
 }
 
 async fn changes_since_names_what_changed(s: &dyn Store) {
@@ -215,4 +216,25 @@ async fn deletes_bump_the_table_index(s: &dyn Store) {
     assert!(d.ok && d.changed);
     assert_eq!(s.table_index("t8").await.unwrap(), d.index);
     assert!(s.list("t8").await.unwrap().is_empty());
+}
+
+async fn a_batch_naming_a_key_twice_keeps_the_last_op(s: &dyn Store) {
+    let w = s
+        .apply(&[
+            put("t10", "a", "1", Cas::Any),
+            put("t10", "a", "2", Cas::Any),
+        ])
+        .await
+        .unwrap();
+    assert!(w.ok && w.changed);
+    assert_eq!(s.get("t10", "a").await.unwrap().unwrap().value, b"2");
+    let d = s
+        .apply(&[
+            put("t10", "a", "3", Cas::Any),
+            Op::delete("t10", "a", Cas::Any),
+        ])
+        .await
+        .unwrap();
+    assert!(d.ok && d.changed);
+    assert!(s.get("t10", "a").await.unwrap().is_none());
 }

@@ -17,8 +17,10 @@
 
 #![forbid(unsafe_code)]
 
-#[doc(hidden)]
+/// The contract every [`Store`] meets, as a suite (the `conformance` feature).
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod plan;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::fmt;
@@ -458,95 +460,56 @@ impl RedbStore {
                 .map(|v| v.value())
                 .unwrap_or(0);
             let next = current + 1;
-            // Check every condition first: all or nothing.
-            for op in ops {
-                let (table, key, cas) = match op {
-                    Op::Put {
-                        table, key, cas, ..
-                    }
-                    | Op::Delete { table, key, cas } => (table, key, *cas),
-                    Op::Unchanged { table, index } => {
-                        let now = meta
-                            .get(table_meta_key(table).as_str())
-                            .map_err(err)?
-                            .map(|v| v.value())
-                            .unwrap_or(0);
-                        if now != *index {
-                            return Ok(Applied::refused(current, true));
-                        }
-                        continue;
-                    }
-                    Op::UnchangedKey { table, key, index } => {
-                        let now = match records.get(record_key(table, key).as_str()).map_err(err)? {
-                            None => 0,
-                            Some(v) => decode(key, v.value())?.modify_index,
-                        };
-                        if now != *index {
-                            return Ok(Applied::refused(current, true));
-                        }
-                        continue;
-                    }
-                };
-                let existing = match records.get(record_key(table, key).as_str()).map_err(err)? {
-                    None => None,
-                    Some(v) => Some(decode(key, v.value())?),
-                };
-                let holds = match cas {
-                    Cas::Any => true,
-                    Cas::Absent => existing.is_none(),
-                    Cas::ModifyIndex(i) => existing.as_ref().is_some_and(|r| r.modify_index == i),
-                };
-                if !holds {
-                    return Ok(Applied::refused(current, false));
-                }
-            }
-            let mut touched: Vec<&str> = Vec::new();
-            for op in ops {
-                match op {
-                    Op::Put {
-                        table, key, value, ..
-                    } => {
-                        let rk = record_key(table, key);
-                        let existing = match records.get(rk.as_str()).map_err(err)? {
-                            None => None,
-                            Some(v) => Some(decode(key, v.value())?),
-                        };
-                        if existing.as_ref().is_some_and(|r| &r.value == value) {
-                            continue;
-                        }
-                        let create = existing.map(|r| r.create_index).unwrap_or(next);
-                        records
-                            .insert(rk.as_str(), encode(create, next, value).as_slice())
-                            .map_err(err)?;
-                        touched.push(table);
-                    }
-                    Op::Delete { table, key, .. } => {
-                        let rk = record_key(table, key);
-                        if records.remove(rk.as_str()).map_err(err)?.is_some() {
-                            touched.push(table);
-                        }
-                    }
-                    Op::Unchanged { .. } | Op::UnchangedKey { .. } => {}
-                }
-            }
-            if touched.is_empty() {
-                Applied {
+            let planned = plan::plan(
+                ops,
+                &TxnView {
+                    records: &records,
+                    meta: &meta,
+                },
+            )?;
+            match planned {
+                Err(why) => Applied::refused(current, why == plan::Refused::Stale),
+                Ok(p) if p.writes.is_empty() => Applied {
                     ok: true,
                     changed: false,
                     index: current,
                     stale: false,
-                }
-            } else {
-                meta.insert(INDEX_KEY, next).map_err(err)?;
-                for table in touched {
-                    meta.insert(table_meta_key(table).as_str(), next)
-                        .map_err(err)?;
-                }
-                Applied {
-                    ok: true,
-                    changed: true,
-                    index: next,
-                    stale: false,
+                },
+                Ok(p) => {
+                    for write in &p.writes {
+                        match write {
+                            plan::Write::Put {
+                                table,
+                                key,
+                                value,
+                                create_index,
+                            } => {
+                                let create = create_index.unwrap_or(next);
+                                records
+                                    .insert(
+                                        record_key(table, key).as_str(),
+                                        encode(create, next, value).as_slice(),
+                                    )
+                                    .map_err(err)?;
+                            }
+                            plan::Write::Delete { table, key } => {
+                                records
+                                    .remove(record_key(table, key).as_str())
+                                    .map_err(err)?;
+                            }
+                        }
+                    }
+                    meta.insert(INDEX_KEY, next).map_err(err)?;
+                    for table in &p.touched {
+                        meta.insert(table_meta_key(table).as_str(), next)
+                            .map_err(err)?;
+                    }
+                    Applied {
+                        ok: true,
+                        changed: true,
+                        index: next,
+                        stale: false,
+                    }
                 }
             }
         };
@@ -557,6 +520,40 @@ impl RedbStore {
             txn.abort().map_err(err)?;
         }
         Ok(outcome)
+    }
+}
+
+/// The embedded store's state inside a write transaction, as [`plan::plan`] reads it.
+struct TxnView<'t, 'txn> {
+    records: &'t redb::Table<'txn, &'static str, &'static [u8]>,
+    meta: &'t redb::Table<'txn, &'static str, u64>,
+}
+
+impl plan::View for TxnView<'_, '_> {
+    fn record(&self, table: &str, key: &str) -> Result<Option<plan::Existing<'_>>, StoreError> {
+        match self
+            .records
+            .get(record_key(table, key).as_str())
+            .map_err(err)?
+        {
+            None => Ok(None),
+            Some(v) => {
+                let r = decode(key, v.value())?;
+                Ok(Some(plan::Existing {
+                    value: std::borrow::Cow::Owned(r.value),
+                    create_index: r.create_index,
+                    modify_index: r.modify_index,
+                }))
+            }
+        }
+    }
+    fn table_index(&self, table: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .meta
+            .get(table_meta_key(table).as_str())
+            .map_err(err)?
+            .map(|v| v.value())
+            .unwrap_or(0))
     }
 }
 
