@@ -13,6 +13,7 @@
 //! Every caller (HTTP API, CLI, store) goes through [`parse_entry`] /
 //! [`entry_from_json`], so they can never disagree about what is valid.
 
+pub mod api;
 pub mod claims;
 pub mod decode;
 pub mod entry;

@@ -37,7 +37,7 @@ pub async fn status_once(
 ) -> Result<(), String> {
     let body = serde_json::to_vec(&status(proxy, service, name)).map_err(|e| e.to_string())?;
     let r = client
-        .request("PUT", "/v1/tribune/sidecar-report", Some(body))
+        .request("PUT", tribune_model::api::paths::SIDECAR_REPORT, Some(body))
         .await
         .map_err(|e| e.to_string())?;
     if r.status != 200 {

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use tribune_enforce::Verdict;
+use tribune_model::api::{paths, ShadowReport};
 
 /// Most groups kept; further differences are counted in one `(other)` group.
 pub const MAX_GROUPS: usize = 1000;
@@ -197,16 +198,20 @@ pub async fn report_once(
     if labels.is_empty() {
         return Ok(());
     }
-    let body: Vec<Value> = labels
+    let body: Vec<ShadowReport> = labels
         .iter()
-        .map(|l| {
-            json!({"Candidate": l, "Service": service, "Proxy": name,
-                   "Seen": seen, "Changed": changed})
+        .map(|l| ShadowReport {
+            candidate: l.clone(),
+            service: service.to_string(),
+            proxy: name.to_string(),
+            seen,
+            changed,
+            received_at: 0,
         })
         .collect();
     let body = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
     let r = client
-        .request("PUT", "/v1/tribune/shadow-report", Some(body))
+        .request("PUT", paths::SHADOW_REPORT, Some(body))
         .await
         .map_err(|e| e.to_string())?;
     if r.status != 200 {

@@ -8,11 +8,11 @@
 //! every [`RENEW_EVERY`]), far ahead of their 72 h expiry.
 
 use crate::mesh::{Endpoints, Identity, LeafPem, MeshTls};
-use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tribune_client::Client;
+use tribune_model::api::{paths, AgentService, CaRoots, LeafCert, ServiceEntry, ServiceKind};
 
 /// Delay between trusting new roots and presenting a leaf signed by them.
 pub const ROTATION_GRACE: Duration = Duration::from_secs(2);
@@ -119,7 +119,12 @@ pub(crate) async fn agent_get(
     Ok(res)
 }
 
-async fn get_json(client: &Client, path: &str) -> Result<(Value, u64), AgentError> {
+/// `GET path`, decoded as the agent's typed answer ([`tribune_model::api`]), with its
+/// `X-Consul-Index`. A shape that does not decode names the path and the field.
+async fn get_typed<T: serde::de::DeserializeOwned>(
+    client: &Client,
+    path: &str,
+) -> Result<(T, u64), AgentError> {
     // Blocking queries wait at most RENEW_EVERY on the agent; a silent connection must
     // not hang a watch forever.
     let res = agent_get(client, path, RENEW_EVERY + ANSWER_GRACE).await?;
@@ -129,7 +134,9 @@ async fn get_json(client: &Client, path: &str) -> Result<(Value, u64), AgentErro
         .unwrap_or(0);
     let v = tribune_model::decode::parse_json(res.body.as_bytes())
         .map_err(|e| AgentError::Invalid(format!("{path}: {e}")))?;
-    Ok((v, index))
+    let typed = serde_json::from_value(v)
+        .map_err(|e| AgentError::Invalid(format!("{path}: unexpected answer: {e}")))?;
+    Ok((typed, index))
 }
 
 fn addr(host: &str, port: u64) -> Result<SocketAddr, String> {
@@ -142,12 +149,13 @@ fn addr(host: &str, port: u64) -> Result<SocketAddr, String> {
 /// Reads the sidecar registration for service ID `id` (`<id>-sidecar-proxy`, or `id`
 /// itself when it is a `connect-proxy`).
 pub async fn registration(client: &Client, id: &str) -> Result<Registration, AgentError> {
-    let reg = match get_json(client, &format!("/v1/agent/service/{id}-sidecar-proxy")).await {
-        Ok((v, _)) => v,
+    let sidecar_id = format!("{id}-sidecar-proxy");
+    let reg = match get_typed::<AgentService>(client, &paths::agent_service(&sidecar_id)).await {
+        Ok((v, _)) => v.record,
         // Not an absent registration: say what happened (no agent, a refused token).
         Err(e) if !matches!(e, AgentError::Answered(404, _)) => return Err(e),
-        Err(first) => match get_json(client, &format!("/v1/agent/service/{id}")).await {
-            Ok((v, _)) if v["Kind"] == "connect-proxy" => v,
+        Err(first) => match get_typed::<AgentService>(client, &paths::agent_service(id)).await {
+            Ok((v, _)) if v.record.kind == ServiceKind::ConnectProxy => v.record,
             _ => {
                 return Err(AgentError::Answered(
                     404,
@@ -156,29 +164,23 @@ pub async fn registration(client: &Client, id: &str) -> Result<Registration, Age
             }
         },
     };
-    let s = |p: &str| reg.pointer(p).and_then(Value::as_str).unwrap_or("");
-    let n = |p: &str| reg.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+    let proxy = reg.proxy.unwrap_or_default();
     let mut upstreams = Vec::new();
-    for u in reg
-        .pointer("/Proxy/Upstreams")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
-    {
-        let dest = u["DestinationName"].as_str().unwrap_or("").to_string();
-        let bind = addr(
-            u["LocalBindAddress"].as_str().unwrap_or("127.0.0.1"),
-            u["LocalBindPort"].as_u64().unwrap_or(0),
-        )
-        .map_err(AgentError::Invalid)?;
-        upstreams.push((dest, bind));
+    for u in proxy.upstreams {
+        let bind_host = if u.local_bind_address.is_empty() {
+            "127.0.0.1"
+        } else {
+            &u.local_bind_address
+        };
+        let bind = addr(bind_host, u.local_bind_port.into()).map_err(AgentError::Invalid)?;
+        upstreams.push((u.destination_name, bind));
     }
     Ok(Registration {
-        service: s("/Proxy/DestinationServiceName").to_string(),
-        mesh_addr: addr(s("/Address"), n("/Port")).map_err(AgentError::Invalid)?,
+        service: proxy.destination_service_name,
+        mesh_addr: addr(&reg.address, reg.port.into()).map_err(AgentError::Invalid)?,
         local_service: addr(
-            s("/Proxy/LocalServiceAddress"),
-            n("/Proxy/LocalServicePort"),
+            &proxy.local_service_address,
+            proxy.local_service_port.into(),
         )
         .map_err(AgentError::Invalid)?,
         upstreams,
@@ -199,30 +201,24 @@ async fn fetch(
     index: u64,
     wait: Duration,
 ) -> Result<Fetched, AgentError> {
-    let (leaf, index) = get_json(
+    let (leaf, index) = get_typed::<LeafCert>(
         client,
         &format!(
-            "/v1/agent/connect/ca/leaf/{service}?index={index}&wait={}s",
+            "{}?index={index}&wait={}s",
+            paths::leaf(service),
             wait.as_secs()
         ),
     )
     .await?;
-    let (roots, _) = get_json(client, "/v1/connect/ca/roots").await?;
+    let (roots, _) = get_typed::<CaRoots>(client, paths::CA_ROOTS).await?;
     Ok(Fetched {
-        trust_domain: roots["TrustDomain"].as_str().unwrap_or("").to_string(),
-        roots: roots["Roots"]
-            .as_array()
-            .map(|rs| {
-                rs.iter()
-                    .filter_map(|r| r["RootCert"].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        trust_domain: roots.trust_domain,
+        roots: roots.roots.into_iter().map(|r| r.root_cert).collect(),
         leaf: LeafPem {
-            cert_pem: leaf["CertPEM"].as_str().unwrap_or("").to_string(),
-            key_pem: leaf["PrivateKeyPEM"].as_str().unwrap_or("").to_string(),
+            cert_pem: leaf.cert_pem,
+            key_pem: leaf.private_key_pem,
         },
-        root_id: leaf["RootID"].as_str().unwrap_or("").to_string(),
+        root_id: leaf.root_id,
         index,
     })
 }
@@ -381,29 +377,19 @@ pub async fn watch_endpoints_saved(
     let mut index = 0u64;
     let mut backoff = Duration::from_millis(200);
     loop {
-        let path = format!("/v1/health/connect/{destination}?index={index}&wait=60s");
-        match get_json(&client, &path).await {
-            Ok((v, i)) => {
+        let path = format!(
+            "{}?index={index}&wait=60s",
+            paths::health_connect(&destination)
+        );
+        match get_typed::<Vec<ServiceEntry>>(&client, &path).await {
+            Ok((entries, i)) => {
                 backoff = Duration::from_millis(200);
-                let addrs: Vec<SocketAddr> = v
-                    .as_array()
-                    .map(|nodes| {
-                        nodes
-                            .iter()
-                            .filter_map(|n| {
-                                addr(
-                                    n.pointer("/Service/Address")
-                                        .and_then(Value::as_str)
-                                        .unwrap_or(""),
-                                    n.pointer("/Service/Port")
-                                        .and_then(Value::as_u64)
-                                        .unwrap_or(0),
-                                )
-                                .ok()
-                            })
-                            .collect()
+                let addrs: Vec<SocketAddr> = entries
+                    .iter()
+                    .filter_map(|e| {
+                        addr(&e.service.record.address, e.service.record.port.into()).ok()
                     })
-                    .unwrap_or_default();
+                    .collect();
                 if *endpoints.get() != addrs {
                     tracing::info!(upstream = %destination, endpoints = addrs.len(), "upstream endpoints updated");
                     if let Some(st) = &state {

@@ -29,7 +29,8 @@ pub async fn poll_once(
     last_body: &mut String,
 ) -> Result<u64, AgentError> {
     let path = format!(
-        "/v1/tribune/proxy-snapshot/{service}?index={index}&wait={}s",
+        "{}?index={index}&wait={}s",
+        tribune_model::api::paths::proxy_snapshot(service),
         WAIT.as_secs()
     );
     let res = crate::sidecar::agent_get(client, &path, WAIT + Duration::from_secs(15)).await;

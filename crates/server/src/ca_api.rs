@@ -22,8 +22,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tribune_ca::{Root, ServiceId, DEFAULT_LEAF_TTL};
+use tribune_model::api::{CaRoot, CaRoots, LeafCert, Rotated};
 use tribune_store::{Cas, Op};
 
 pub(crate) const CA_TABLE: &str = "ca";
@@ -165,30 +165,28 @@ pub(crate) async fn roots(
         .roots
         .iter()
         .filter(|r| to_root(r, &ca.trust_domain).trusted_at(t, r.id == ca.active_id))
-        .map(|r| {
-            json!({
-                "ID": r.id,
-                "Name": r.name,
-                "ExternalTrustDomain": ca.cluster_id,
-                "NotBefore": rfc3339(r.not_before),
-                "NotAfter": rfc3339(r.not_after),
-                "RootCert": r.cert_pem,
-                "IntermediateCerts": null,
-                "Active": r.id == ca.active_id,
-                "PrivateKeyType": "ec",
-                "PrivateKeyBits": 256,
-                "CreateIndex": index,
-                "ModifyIndex": index,
-            })
+        .map(|r| CaRoot {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            external_trust_domain: ca.cluster_id.clone(),
+            not_before: rfc3339(r.not_before),
+            not_after: rfc3339(r.not_after),
+            root_cert: r.cert_pem.clone(),
+            intermediate_certs: None,
+            active: r.id == ca.active_id,
+            private_key_type: "ec".into(),
+            private_key_bits: 256,
+            create_index: index,
+            modify_index: index,
         })
         .collect();
     Ok((
         [index_header(index)],
-        Json(json!({
-            "ActiveRootID": ca.active_id,
-            "TrustDomain": ca.trust_domain,
-            "Roots": roots,
-        })),
+        Json(CaRoots {
+            active_root_id: ca.active_id.clone(),
+            trust_domain: ca.trust_domain.clone(),
+            roots,
+        }),
     )
         .into_response())
 }
@@ -223,18 +221,18 @@ pub(crate) async fn leaf(
         .map_err(internal)?;
     Ok((
         [index_header(index)],
-        Json(json!({
-            "SerialNumber": leaf.serial,
-            "CertPEM": leaf.cert_pem,
-            "PrivateKeyPEM": leaf.key_pem,
-            "Service": service,
-            "ServiceURI": leaf.uri,
-            "ValidAfter": rfc3339(leaf.valid_after),
-            "ValidBefore": rfc3339(leaf.valid_before),
-            "RootID": leaf.root_id,
-            "CreateIndex": index,
-            "ModifyIndex": index,
-        })),
+        Json(LeafCert {
+            serial_number: leaf.serial,
+            cert_pem: leaf.cert_pem,
+            private_key_pem: leaf.key_pem,
+            service,
+            service_uri: leaf.uri,
+            valid_after: rfc3339(leaf.valid_after),
+            valid_before: rfc3339(leaf.valid_before),
+            root_id: leaf.root_id,
+            create_index: index,
+            modify_index: index,
+        }),
     )
         .into_response())
 }
@@ -260,7 +258,10 @@ pub(crate) async fn rotate(
             .map_err(|e| internal(format!("stored CA state: {e}")))?;
         let ca = rotated(ca)?;
         if save(&state, &ca, Cas::ModifyIndex(record.modify_index)).await? {
-            return Ok(Json(json!({"ActiveRootID": ca.active_id})).into_response());
+            return Ok(Json(Rotated {
+                active_root_id: ca.active_id,
+            })
+            .into_response());
         }
         // Another agent rotated or created concurrently: rotate what it wrote.
         drop(serial);

@@ -22,7 +22,12 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use tribune_model::api::{
+    AgentService, CatalogService, ServiceConnect, ServiceKind, ServiceProxy, ServiceRecord,
+    Upstream,
+};
 use tribune_store::{Cas, Op};
 
 mod health;
@@ -81,7 +86,7 @@ fn port(v: &Value, key: &str, path: &str, errors: &mut Vec<String>) -> Option<u1
     }
 }
 
-async fn load_all(state: &AppState) -> ApiResult<Vec<Value>> {
+async fn load_all(state: &AppState) -> ApiResult<Vec<ServiceRecord>> {
     state
         .store
         .list(SERVICES_TABLE)
@@ -94,12 +99,65 @@ async fn load_all(state: &AppState) -> ApiResult<Vec<Value>> {
         .collect()
 }
 
-fn field_str<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("")
+/// `Meta` of a registration: an object of strings (numbers and booleans are taken as
+/// their text, as Consul's weak decoding does).
+fn meta(v: &Value, path: &str, errors: &mut Vec<String>) -> BTreeMap<String, String> {
+    match get(v, "Meta") {
+        None | Some(Value::Null) => BTreeMap::new(),
+        Some(Value::Object(m)) => m
+            .iter()
+            .filter_map(|(k, v)| match scalar(v) {
+                Some(s) => Some((k.clone(), s)),
+                None => {
+                    errors.push(format!("{path}Meta.{k}: must be a string, got {v}"));
+                    None
+                }
+            })
+            .collect(),
+        Some(other) => {
+            errors.push(format!(
+                "{path}Meta: must be an object of strings, got {other}"
+            ));
+            BTreeMap::new()
+        }
+    }
+}
+
+/// `Tags` of a registration: a list of strings.
+fn tags(v: &Value, path: &str, errors: &mut Vec<String>) -> Vec<String> {
+    match get(v, "Tags") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| match scalar(v) {
+                Some(s) => Some(s),
+                None => {
+                    errors.push(format!("{path}Tags[{i}]: must be a string, got {v}"));
+                    None
+                }
+            })
+            .collect(),
+        Some(other) => {
+            errors.push(format!(
+                "{path}Tags: must be a list of strings, got {other}"
+            ));
+            Vec::new()
+        }
+    }
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
 }
 
 /// Parses a registration into the records to store (the service, and its sidecar).
-fn records(body: &Value, taken_ports: &[u16]) -> Result<Vec<Value>, String> {
+fn records(body: &Value, taken_ports: &[u16]) -> Result<Vec<ServiceRecord>, String> {
     let body = get(body, "Service")
         .filter(|s| s.is_object())
         .unwrap_or(body);
@@ -122,15 +180,28 @@ fn records(body: &Value, taken_ports: &[u16]) -> Result<Vec<Value>, String> {
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "127.0.0.1".into());
     let svc_port = port(body, "Port", "", &mut errors).unwrap_or(0);
-    let meta = get(body, "Meta")
-        .cloned()
-        .unwrap_or(Value::Object(Map::new()));
-    let tags = get(body, "Tags").cloned().unwrap_or(Value::Array(vec![]));
-    let mut out = vec![json!({
-        "ID": id, "Service": name, "Kind": "", "Address": address, "Port": svc_port,
-        "Meta": meta, "Tags": tags,
-    })];
-    if let Some(sidecar) = get(body, "Connect").and_then(|c| get(c, "SidecarService")) {
+    let connect = get(body, "Connect");
+    let native = match connect.and_then(|c| get(c, "Native")) {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) if s == "true" || s == "false" => s == "true",
+        Some(other) => {
+            errors.push(format!("Connect.Native: must be a boolean, got {other}"));
+            false
+        }
+    };
+    let mut out = vec![ServiceRecord {
+        id: id.clone(),
+        service: name.clone(),
+        kind: ServiceKind::Typical,
+        address: address.clone(),
+        port: svc_port,
+        meta: meta(body, "", &mut errors),
+        tags: tags(body, "", &mut errors),
+        proxy: None,
+        connect: native.then_some(ServiceConnect { native }),
+    }];
+    if let Some(sidecar) = connect.and_then(|c| get(c, "SidecarService")) {
         let path = "Connect.SidecarService.";
         let proxy = get(sidecar, "Proxy").cloned().unwrap_or(json!({}));
         let local_port = port(
@@ -167,10 +238,12 @@ fn records(body: &Value, taken_ports: &[u16]) -> Result<Vec<Value>, String> {
                 let bind_addr = Some(string(u, "LocalBindAddress", &p, &mut errors))
                     .filter(|s| !s.is_empty())
                     .unwrap_or_else(|| "127.0.0.1".into());
-                upstreams.push(json!({
-                    "DestinationType": "service", "DestinationName": dest,
-                    "LocalBindAddress": bind_addr, "LocalBindPort": bind,
-                }));
+                upstreams.push(Upstream {
+                    destination_type: "service".into(),
+                    destination_name: dest,
+                    local_bind_address: bind_addr,
+                    local_bind_port: bind,
+                });
             }
         }
         let sidecar_port = match port(sidecar, "Port", path, &mut errors).filter(|p| *p != 0) {
@@ -183,16 +256,23 @@ fn records(body: &Value, taken_ports: &[u16]) -> Result<Vec<Value>, String> {
                 }
             },
         };
-        out.push(json!({
-            "ID": format!("{id}-sidecar-proxy"), "Service": format!("{name}-sidecar-proxy"),
-            "Kind": "connect-proxy", "Address": address, "Port": sidecar_port,
-            "Meta": {}, "Tags": [],
-            "Proxy": {
-                "DestinationServiceName": name, "DestinationServiceID": id,
-                "LocalServiceAddress": "127.0.0.1", "LocalServicePort": local_port,
-                "Upstreams": upstreams,
-            },
-        }));
+        out.push(ServiceRecord {
+            id: format!("{id}-sidecar-proxy"),
+            service: format!("{name}-sidecar-proxy"),
+            kind: ServiceKind::ConnectProxy,
+            address,
+            port: sidecar_port,
+            meta: BTreeMap::new(),
+            tags: Vec::new(),
+            proxy: Some(ServiceProxy {
+                destination_service_name: name,
+                destination_service_id: id,
+                local_service_address: "127.0.0.1".into(),
+                local_service_port: local_port,
+                upstreams,
+            }),
+            connect: None,
+        });
     }
     if errors.is_empty() {
         Ok(out)
@@ -228,49 +308,47 @@ pub(crate) async fn register(
 }
 
 /// The writes of one registration, checked against the registrations stored now.
-fn registration_ops(authz: &Authorizer, body: &Value, existing: &[Value]) -> ApiResult<Vec<Op>> {
+fn registration_ops(
+    authz: &Authorizer,
+    body: &Value,
+    existing: &[ServiceRecord],
+) -> ApiResult<Vec<Op>> {
     let new_ids: Vec<String> = records(body, &[])
         .unwrap_or_default()
-        .iter()
-        .map(|r| field_str(r, "ID").to_string())
+        .into_iter()
+        .map(|r| r.id)
         .collect();
     let taken: Vec<u16> = existing
         .iter()
-        .filter(|r| !new_ids.iter().any(|id| id == field_str(r, "ID")))
-        .filter_map(|r| r.get("Port").and_then(Value::as_u64).map(|p| p as u16))
+        .filter(|r| !new_ids.contains(&r.id))
+        .map(|r| r.port)
         .collect();
     let recs = records(body, &taken).map_err(ApiError::bad_request)?;
     for rec in &recs {
         may_write(authz, rec, existing)?;
         sidecar_id_is_its_own(rec, &recs, existing)?;
     }
-    Ok(recs
-        .iter()
+    recs.iter()
         .map(|r| {
-            Op::put(
-                SERVICES_TABLE,
-                field_str(r, "ID"),
-                serde_json::to_vec(r).unwrap_or_default(),
-                Cas::Any,
-            )
+            let value = serde_json::to_vec(r).map_err(|e| crate::internal_error(e.to_string()))?;
+            Ok(Op::put(SERVICES_TABLE, &r.id, value, Cas::Any))
         })
-        .collect())
+        .collect()
 }
 
 /// Consul's rule for writing one registration record: `service:write` on the service
 /// it names, on the service of the registration it replaces (same ID), and, for a
 /// sidecar, on the service it fronts. Without the second check a token for `web`
 /// could re-register `api-1` as `web` and take over what `api`'s sidecar reads.
-fn may_write(authz: &Authorizer, rec: &Value, existing: &[Value]) -> ApiResult<()> {
-    authz.service_write(field_str(rec, "Service"))?;
-    let id = field_str(rec, "ID");
-    if let Some(old) = existing.iter().find(|r| field_str(r, "ID") == id) {
-        authz.service_write(field_str(old, "Service"))?;
-        if let Some(dest) = destination(old) {
+fn may_write(authz: &Authorizer, rec: &ServiceRecord, existing: &[ServiceRecord]) -> ApiResult<()> {
+    authz.service_write(&rec.service)?;
+    if let Some(old) = existing.iter().find(|r| r.id == rec.id) {
+        authz.service_write(&old.service)?;
+        if let Some(dest) = old.destination() {
             authz.service_write(dest)?;
         }
     }
-    if let Some(dest) = destination(rec) {
+    if let Some(dest) = rec.destination() {
         authz.service_write(dest)?;
     }
     Ok(())
@@ -282,8 +360,12 @@ fn may_write(authz: &Authorizer, rec: &Value, existing: &[Value]) -> ApiResult<(
 /// `DestinationServiceID` (when given) is `X` and whose `DestinationServiceName` is
 /// the service registered as `X` (in this request or before), or `X` itself when
 /// none is; writing it then needs `service:write` on that service ([`may_write`]).
-fn sidecar_id_is_its_own(rec: &Value, batch: &[Value], existing: &[Value]) -> ApiResult<()> {
-    let id = field_str(rec, "ID");
+fn sidecar_id_is_its_own(
+    rec: &ServiceRecord,
+    batch: &[ServiceRecord],
+    existing: &[ServiceRecord],
+) -> ApiResult<()> {
+    let id = rec.id.as_str();
     let Some(owner) = id.strip_suffix("-sidecar-proxy") else {
         return Ok(());
     };
@@ -293,28 +375,22 @@ fn sidecar_id_is_its_own(rec: &Value, batch: &[Value], existing: &[Value]) -> Ap
         ))
     };
     let dest_id = rec
-        .pointer("/Proxy/DestinationServiceID")
-        .and_then(Value::as_str)
+        .proxy
+        .as_ref()
+        .map(|p| p.destination_service_id.as_str())
         .filter(|d| !d.is_empty());
-    if field_str(rec, "Kind") != "connect-proxy" || dest_id.is_some_and(|d| d != owner) {
+    if rec.kind != ServiceKind::ConnectProxy || dest_id.is_some_and(|d| d != owner) {
         return Err(reserved());
     }
     let owner_service = batch
         .iter()
         .chain(existing)
-        .find(|r| field_str(r, "ID") == owner)
-        .map(|r| field_str(r, "Service"))
-        .unwrap_or(owner);
-    if destination(rec) != Some(owner_service) {
+        .find(|r| r.id == owner)
+        .map_or(owner, |r| r.service.as_str());
+    if rec.destination() != Some(owner_service) {
         return Err(reserved());
     }
     Ok(())
-}
-
-/// The service a sidecar record fronts.
-fn destination(rec: &Value) -> Option<&str> {
-    rec.pointer("/Proxy/DestinationServiceName")
-        .and_then(Value::as_str)
 }
 
 /// `PUT /v1/agent/service/deregister/<id>`.
@@ -328,25 +404,20 @@ pub(crate) async fn deregister(
     let authz = authorize(&state, &headers, &q).await?;
     let _serial = state.write_lock.lock().await;
     let all = load_all(&state).await?;
-    if !all.iter().any(|r| field_str(r, "ID") == id) {
+    if !all.iter().any(|r| r.id == id) {
         return Err(ApiError::not_found(format!("Unknown service ID {id:?}. Ensure that the service ID is passed, not the service name.")));
     }
     let sidecar = format!("{id}-sidecar-proxy");
-    let removed: Vec<&Value> = all
+    let removed: Vec<&ServiceRecord> = all
         .iter()
-        .filter(|r| field_str(r, "ID") == id || field_str(r, "ID") == sidecar)
+        .filter(|r| r.id == id || r.id == sidecar)
         .collect();
     for rec in &removed {
         may_write(&authz, rec, &[])?;
     }
     let ops: Vec<Op> = removed
         .iter()
-        .map(|r| field_str(r, "ID"))
-        .map(|rid| Op::Delete {
-            table: SERVICES_TABLE.into(),
-            key: rid.to_string(),
-            cas: Cas::Any,
-        })
+        .map(|r| Op::delete(SERVICES_TABLE, &r.id, Cas::Any))
         .collect();
     state.store.apply(&ops).await?;
     Ok(().into_response())
@@ -365,26 +436,11 @@ pub(crate) async fn service(
     let all = load_all(&state).await?;
     let svc = all
         .into_iter()
-        .find(|r| field_str(r, "ID") == id)
+        .find(|r| r.id == id)
         .ok_or_else(|| ApiError::not_found(format!("unknown service ID: {id}")))?;
-    authz.service_read(field_str(&svc, "Service"))?;
-    let svc = agent_view(svc, &state.config.datacenter);
+    authz.service_read(&svc.service)?;
+    let svc = AgentService::new(svc, &state.config.datacenter);
     Ok(([index_header(index)], Json(svc)).into_response())
-}
-
-/// A stored registration as Consul's agent shows it: with the fields Consul fills
-/// in that Tribune does not store.
-fn agent_view(mut r: Value, datacenter: &str) -> Value {
-    if let Some(obj) = r.as_object_mut() {
-        for (k, v) in [
-            ("Weights", json!({"Passing": 1, "Warning": 1})),
-            ("EnableTagOverride", json!(false)),
-            ("Datacenter", json!(datacenter)),
-        ] {
-            obj.entry(k).or_insert(v);
-        }
-    }
-    r
 }
 
 /// `GET /v1/agent/services`.
@@ -396,29 +452,22 @@ pub(crate) async fn services(
     let q = parse_query(raw.as_deref());
     let authz = authorize(&state, &headers, &q).await?;
     let filter = filters::from_query(&q, filters::AGENT_SERVICE).await?;
-    let map: Map<String, Value> = load_all(&state)
-        .await?
-        .into_iter()
-        .filter(|r| authz.service_read(field_str(r, "Service")).is_ok())
-        .map(|r| agent_view(r, &state.config.datacenter))
-        .filter(|r| filters::keeps(&filter, r))
-        .map(|r| (field_str(&r, "ID").to_string(), r))
-        .collect();
-    Ok(Json(Value::Object(map)).into_response())
+    let mut map: BTreeMap<String, AgentService> = BTreeMap::new();
+    for r in load_all(&state).await? {
+        if authz.service_read(&r.service).is_err() {
+            continue;
+        }
+        let svc = AgentService::new(r, &state.config.datacenter);
+        if filters::keeps_typed(&filter, &svc)? {
+            map.insert(svc.record.id.clone(), svc);
+        }
+    }
+    Ok(Json(map).into_response())
 }
 
 /// A registration as Consul's `structs.ServiceNode` (one node: this agent).
-fn service_node(r: &Value, datacenter: &str) -> Value {
-    let pick = |k: &str| r.get(k).cloned().unwrap_or(Value::Null);
-    json!({
-        "ID": "", "Node": NODE, "Address": field_str(r, "Address"), "Datacenter": datacenter,
-        "NodeMeta": {}, "ServiceKind": pick("Kind"), "ServiceID": pick("ID"),
-        "ServiceName": pick("Service"), "ServiceTags": pick("Tags"),
-        "ServiceAddress": pick("Address"), "ServiceMeta": pick("Meta"),
-        "ServicePort": pick("Port"), "ServiceWeights": {"Passing": 1, "Warning": 1},
-        "ServiceEnableTagOverride": false, "ServiceProxy": pick("Proxy"),
-        "ServiceConnect": {},
-    })
+fn service_node(r: &ServiceRecord, datacenter: &str) -> CatalogService {
+    CatalogService::new(r, NODE, datacenter)
 }
 
 /// `GET /v1/catalog/services`: service names and their tags.
@@ -431,25 +480,20 @@ pub(crate) async fn catalog_services(
     let authz = authorize(&state, &headers, &q).await?;
     let filter = filters::from_query(&q, filters::SERVICE_NODE).await?;
     let index = block_on_table(&state, SERVICES_TABLE, &q).await?;
-    let mut map = Map::new();
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for r in load_all(&state).await? {
-        let name = field_str(&r, "Service").to_string();
-        if authz.service_read(&name).is_err()
-            || !filters::keeps(&filter, &service_node(&r, &state.config.datacenter))
+        if authz.service_read(&r.service).is_err()
+            || !filters::keeps_typed(&filter, &service_node(&r, &state.config.datacenter))?
         {
             continue;
         }
         // Consul merges the tags of every instance of a name.
-        let tags = map.entry(name).or_insert_with(|| json!([]));
-        if let (Some(all), Some(more)) =
-            (tags.as_array_mut(), r.get("Tags").and_then(Value::as_array))
-        {
-            for t in more {
-                if !all.contains(t) {
-                    all.push(t.clone());
-                }
+        let tags = map.entry(r.service).or_default();
+        for t in r.tags {
+            if !tags.contains(&t) {
+                tags.push(t);
             }
         }
     }
-    Ok(([index_header(index)], Json(Value::Object(map))).into_response())
+    Ok(([index_header(index)], Json(map)).into_response())
 }

@@ -216,3 +216,16 @@ pub(crate) async fn from_query(
 pub(crate) fn keeps(filter: &Option<Filter>, item: &serde_json::Value) -> bool {
     filter.as_ref().is_none_or(|f| f.matches(item))
 }
+
+/// [`keeps`] for a typed answer: its JSON form is made only when there is a filter.
+pub(crate) fn keeps_typed<T: serde::Serialize>(
+    filter: &Option<Filter>,
+    item: &T,
+) -> crate::ApiResult<bool> {
+    match filter {
+        None => Ok(true),
+        Some(f) => Ok(f.matches(
+            &serde_json::to_value(item).map_err(|e| crate::internal_error(e.to_string()))?,
+        )),
+    }
+}

@@ -39,6 +39,7 @@ use axum::routing::{get, put};
 use axum::Router;
 use std::sync::Arc;
 use std::time::Duration;
+use tribune_model::api::paths;
 use tribune_store::{Store, StoreError};
 
 /// Store tables.
@@ -253,19 +254,13 @@ pub fn router(state: Shared) -> Router {
             "/v1/connect/intentions/match",
             get(intentions_api::match_intentions),
         )
-        .route(
-            "/v1/tribune/proxy-snapshot/{service}",
-            get(proxy_api::snapshot),
-        )
-        .route("/v1/connect/ca/roots", get(ca_api::roots))
-        .route("/v1/connect/ca/rotate", put(ca_api::rotate))
-        .route("/v1/agent/connect/ca/leaf/{service}", get(ca_api::leaf))
-        .route("/v1/agent/service/register", put(catalog::register))
-        .route(
-            "/v1/agent/service/deregister/{id}",
-            put(catalog::deregister),
-        )
-        .route("/v1/agent/service/{id}", get(catalog::service))
+        .route(paths::PROXY_SNAPSHOT, get(proxy_api::snapshot))
+        .route(paths::CA_ROOTS, get(ca_api::roots))
+        .route(paths::CA_ROOTS_ROTATE, put(ca_api::rotate))
+        .route(paths::LEAF, get(ca_api::leaf))
+        .route(paths::AGENT_SERVICE_REGISTER, put(catalog::register))
+        .route(paths::AGENT_SERVICE_DEREGISTER, put(catalog::deregister))
+        .route(paths::AGENT_SERVICE, get(catalog::service))
         .route("/v1/agent/services", get(catalog::services))
         .route("/v1/catalog/services", get(catalog::catalog_services))
         .route(
@@ -275,7 +270,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/catalog/nodes", get(catalog::nodes))
         .route("/v1/catalog/datacenters", get(catalog::datacenters))
         .route("/v1/health/service/{service}", get(catalog::health_service))
-        .route("/v1/health/connect/{service}", get(catalog::health_connect))
+        .route(paths::HEALTH_CONNECT, get(catalog::health_connect))
         .route("/v1/acl/bootstrap", put(acl_api::bootstrap))
         .route("/v1/acl/policy", put(acl_api::create_policy))
         .route(
@@ -314,12 +309,12 @@ pub fn router(state: Shared) -> Router {
             "/v1/tribune/staged/{kind}/{name}/promote",
             put(staged::promote),
         )
-        .route("/v1/tribune/shadow-report", put(staged::report))
+        .route(paths::SHADOW_REPORT, put(staged::report))
         .route(
             "/v1/tribune/jwt-provider/{name}/check",
             get(providers_api::check).post(providers_api::check),
         )
-        .route("/v1/tribune/sidecar-report", put(ui_api::report))
+        .route(paths::SIDECAR_REPORT, put(ui_api::report))
         .route("/v1/tribune/sidecars", get(ui_api::sidecars))
         .route(
             "/v1/tribune/config/validate",

@@ -249,28 +249,7 @@ pub(crate) async fn promote(
     Err(ApiError(StatusCode::CONFLICT, msg))
 }
 
-/// A sidecar's counters for one candidate.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ShadowReport {
-    /// The candidate, `kind/name@index`.
-    #[serde(rename = "Candidate")]
-    pub candidate: String,
-    /// The sidecar's service.
-    #[serde(rename = "Service")]
-    pub service: String,
-    /// Which sidecar (its proxy ID or address).
-    #[serde(rename = "Proxy")]
-    pub proxy: String,
-    /// Requests evaluated with both policies.
-    #[serde(rename = "Seen")]
-    pub seen: u64,
-    /// Requests the candidate decides differently.
-    #[serde(rename = "Changed")]
-    pub changed: u64,
-    /// When the agent took it (its clock, Unix seconds; set by the agent).
-    #[serde(rename = "ReceivedAt", default)]
-    pub received_at: i64,
-}
+pub use tribune_model::api::ShadowReport;
 
 /// Reports one request may carry.
 const MAX_REPORTS_PER_REQUEST: usize = 64;

@@ -14,7 +14,7 @@
 //!   `?connect=true`: the sidecars in front of `name`, which is what sidecars watch
 //!   for their upstreams.
 
-use super::{agent_view, field_str, load_all, service_node, NODE, SERVICES_TABLE};
+use super::{load_all, service_node, NODE, SERVICES_TABLE};
 use crate::{
     authorize, block_on_table, filters, index_header, parse_query, ApiResult, AppState, Shared,
 };
@@ -22,10 +22,13 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use tribune_model::api::{
+    AgentService, CatalogService, HealthCheck, Node, ServiceEntry, ServiceKind, ServiceRecord,
+};
 
 /// The node every registration lives on, as Consul's `structs.Node`.
-fn node(state: &AppState) -> Value {
+fn node(state: &AppState) -> Node {
     let addr = state.advertise();
     let host = addr
         .rsplit_once(':')
@@ -33,50 +36,44 @@ fn node(state: &AppState) -> Value {
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();
-    json!({
-        "ID": "",
-        "Node": NODE,
-        "Address": host,
-        "Datacenter": state.config.datacenter,
-        "TaggedAddresses": {"lan": host, "lan_ipv4": host, "wan": host, "wan_ipv4": host},
-        "Meta": {},
-    })
+    Node {
+        id: String::new(),
+        node: NODE.into(),
+        address: host.clone(),
+        datacenter: state.config.datacenter.clone(),
+        tagged_addresses: ["lan", "lan_ipv4", "wan", "wan_ipv4"]
+            .into_iter()
+            .map(|k| (k.to_string(), host.clone()))
+            .collect(),
+        meta: BTreeMap::new(),
+    }
 }
 
 /// The node's `serfHealth` check, as Consul's `structs.HealthCheck`.
-fn serf_health() -> Value {
-    json!({
-        "Node": NODE,
-        "CheckID": "serfHealth",
-        "Name": "Serf Health Status",
-        "Status": "passing",
-        "Notes": "",
-        "Output": "Agent alive and reachable",
-        "ServiceID": "",
-        "ServiceName": "",
-        "ServiceTags": [],
-        "Type": "",
-        "Definition": {},
-    })
+fn serf_health() -> HealthCheck {
+    HealthCheck {
+        node: NODE.into(),
+        check_id: "serfHealth".into(),
+        name: "Serf Health Status".into(),
+        status: "passing".into(),
+        output: "Agent alive and reachable".into(),
+        ..HealthCheck::default()
+    }
 }
 
 /// `?node-meta=key:value` (repeatable): every pair must be in the node's `Meta`.
-fn node_meta_matches(q: &[(String, String)], node: &Value) -> bool {
+fn node_meta_matches(q: &[(String, String)], node: &Node) -> bool {
     q.iter().filter(|(k, _)| k == "node-meta").all(|(_, kv)| {
         let (k, v) = kv.split_once(':').unwrap_or((kv, ""));
-        node.pointer("/Meta")
-            .and_then(|m| m.get(k))
-            .and_then(Value::as_str)
-            == Some(v)
+        node.meta.get(k).map(String::as_str) == Some(v)
     })
 }
 
 /// `?tag=` (repeatable): the registration must carry every one.
-fn has_tags(q: &[(String, String)], r: &Value) -> bool {
-    let tags = r.get("Tags").and_then(Value::as_array);
+fn has_tags(q: &[(String, String)], r: &ServiceRecord) -> bool {
     q.iter()
         .filter(|(k, _)| k == "tag")
-        .all(|(_, t)| tags.is_some_and(|all| all.iter().any(|x| x.as_str() == Some(t.as_str()))))
+        .all(|(_, t)| r.tags.contains(t))
 }
 
 /// A boolean query flag as Consul reads one: present (`?passing`) or a true value.
@@ -99,10 +96,11 @@ pub(crate) async fn nodes(
     authorize(&state, &headers, &q).await?;
     let filter = filters::from_query(&q, filters::NODE).await?;
     let index = block_on_table(&state, SERVICES_TABLE, &q).await?;
-    let listed: Vec<Value> = [node(&state)]
-        .into_iter()
-        .filter(|n| node_meta_matches(&q, n) && filters::keeps(&filter, n))
-        .collect();
+    let mut listed: Vec<Node> = Vec::new();
+    let n = node(&state);
+    if node_meta_matches(&q, &n) && filters::keeps_typed(&filter, &n)? {
+        listed.push(n);
+    }
     Ok(([index_header(index)], Json(listed)).into_response())
 }
 
@@ -119,17 +117,18 @@ pub(crate) async fn catalog_service(
         .service_read(&service)?;
     let filter = filters::from_query(&q, filters::SERVICE_NODE).await?;
     let index = block_on_table(&state, SERVICES_TABLE, &q).await?;
-    let listed: Vec<Value> = if node_meta_matches(&q, &node(&state)) {
-        load_all(&state)
-            .await?
-            .iter()
-            .filter(|r| field_str(r, "Service") == service && has_tags(&q, r))
-            .map(|r| service_node(r, &state.config.datacenter))
-            .filter(|n| filters::keeps(&filter, n))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let mut listed: Vec<CatalogService> = Vec::new();
+    if node_meta_matches(&q, &node(&state)) {
+        for r in load_all(&state).await? {
+            if r.service != service || !has_tags(&q, &r) {
+                continue;
+            }
+            let n = service_node(&r, &state.config.datacenter);
+            if filters::keeps_typed(&filter, &n)? {
+                listed.push(n);
+            }
+        }
+    }
     Ok(([index_header(index)], Json(listed)).into_response())
 }
 
@@ -176,41 +175,31 @@ async fn check_service_nodes(
     let index = crate::block_on_tables_as(state, &[SERVICES_TABLE], q, Some(holder)).await?;
     let node = node(state);
     let passing_only = flag(q, "passing");
-    let wanted = |r: &Value| {
+    let wanted = |r: &ServiceRecord| {
         if connect {
-            let sidecar = field_str(r, "Kind") == "connect-proxy"
-                && r.pointer("/Proxy/DestinationServiceName")
-                    .and_then(Value::as_str)
-                    == Some(service);
-            let native = field_str(r, "Service") == service
-                && r.pointer("/Connect/Native").and_then(Value::as_bool) == Some(true);
+            let sidecar = r.kind == ServiceKind::ConnectProxy && r.destination() == Some(service);
+            let native = r.service == service && r.native();
             sidecar || native
         } else {
-            field_str(r, "Service") == service
+            r.service == service
         }
     };
-    let listed: Vec<Value> = if node_meta_matches(q, &node) {
-        load_all(state)
-            .await?
-            .into_iter()
-            .filter(|r| wanted(r) && has_tags(q, r))
-            .map(|r| {
-                json!({
-                    "Node": node,
-                    "Service": agent_view(r, &state.config.datacenter),
-                    "Checks": [serf_health()],
-                })
-            })
-            .filter(|e| {
-                !passing_only
-                    || e["Checks"]
-                        .as_array()
-                        .is_some_and(|c| c.iter().all(|c| c["Status"] == "passing"))
-            })
-            .filter(|e| filters::keeps(&filter, e))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let mut listed: Vec<ServiceEntry> = Vec::new();
+    if node_meta_matches(q, &node) {
+        for r in load_all(state).await? {
+            if !wanted(&r) || !has_tags(q, &r) {
+                continue;
+            }
+            let entry = ServiceEntry {
+                node: node.clone(),
+                service: AgentService::new(r, &state.config.datacenter),
+                checks: vec![serf_health()],
+            };
+            let passing = entry.checks.iter().all(|c| c.status == "passing");
+            if (passing || !passing_only) && filters::keeps_typed(&filter, &entry)? {
+                listed.push(entry);
+            }
+        }
+    }
     Ok(([index_header(index)], Json(listed)).into_response())
 }

@@ -108,20 +108,26 @@ pub fn run(cmd: ConnectCommand, args: &[OsString], io: &mut Io<'_>) -> u8 {
             match super::http::call_ok(
                 &a.http,
                 "PUT",
-                "/v1/connect/ca/rotate",
+                tribune_model::api::paths::CA_ROOTS_ROTATE,
                 None,
                 "Error rotating the CA root",
                 1,
                 io,
             ) {
-                Ok(r) => {
-                    let id = serde_json::from_str::<serde_json::Value>(&r.body)
-                        .ok()
-                        .and_then(|v| v["ActiveRootID"].as_str().map(str::to_string))
-                        .unwrap_or_default();
-                    let _ = writeln!(io.out, "CA root rotated; active root: {id}");
-                    0
-                }
+                Ok(r) => match serde_json::from_str::<tribune_model::api::Rotated>(&r.body) {
+                    Ok(rotated) => {
+                        let _ = writeln!(
+                            io.out,
+                            "CA root rotated; active root: {}",
+                            rotated.active_root_id
+                        );
+                        0
+                    }
+                    Err(e) => fail(
+                        io,
+                        format!("The CA root was rotated, but the agent's answer was not understood: {e}"),
+                    ),
+                },
                 Err(code) => code,
             }
         }

@@ -330,13 +330,18 @@ async fn start(args: &DemoArgs, state_dir: &std::path::Path) -> Result<Running, 
                 "Connect": {"SidecarService": {"Port": mesh, "Proxy": {"Upstreams": upstreams.clone()}}},
             })
         };
-        agent_put(&client, "/v1/agent/service/register", registration(mesh)).await?;
+        agent_put(
+            &client,
+            tribune_model::api::paths::AGENT_SERVICE_REGISTER,
+            registration(mesh),
+        )
+        .await?;
         registrations.push((name, registration));
     }
     // batch is registered with no service behind it: the topology shows its deny.
     agent_put(
         &client,
-        "/v1/agent/service/register",
+        tribune_model::api::paths::AGENT_SERVICE_REGISTER,
         json!({"Name": "batch", "Port": 1}),
     )
     .await?;
@@ -363,7 +368,12 @@ async fn start(args: &DemoArgs, state_dir: &std::path::Path) -> Result<Running, 
                         .map_err(|e| e.to_string())?
                         .port();
                     if let Some((_, register)) = registrations.iter().find(|(n, _)| *n == name) {
-                        agent_put(&client, "/v1/agent/service/register", register(mesh)).await?;
+                        agent_put(
+                            &client,
+                            tribune_model::api::paths::AGENT_SERVICE_REGISTER,
+                            register(mesh),
+                        )
+                        .await?;
                     }
                 }
                 Err(e) => return Err(format!("{name}'s sidecar: {e}")),

@@ -489,7 +489,7 @@ async fn documents(
     let client = tribune_client::Client::new(&target).map_err(|e| vec![e.to_string()])?;
     let mut errors = Vec::new();
     for d in destinations {
-        let path = format!("/v1/tribune/proxy-snapshot/{}", tribune_client::encode(d));
+        let path = tribune_model::api::paths::proxy_snapshot(&tribune_client::encode(d));
         match client.request("GET", &path, None).await {
             Err(e) => errors.push(format!("Error connecting to Tribune agent: {e}")),
             Ok(r) if r.status != 200 => errors.push(format!(

@@ -66,7 +66,7 @@ pub fn run(cmd: ServicesCommand, io: &mut Io<'_>) -> u8 {
             match call_ok(
                 &a.http,
                 "PUT",
-                "/v1/agent/service/register",
+                tribune_model::api::paths::AGENT_SERVICE_REGISTER,
                 Some(body),
                 "Error registering service",
                 1,
@@ -83,7 +83,7 @@ pub fn run(cmd: ServicesCommand, io: &mut Io<'_>) -> u8 {
             match call_ok(
                 &a.http,
                 "PUT",
-                &format!("/v1/agent/service/deregister/{}", a.id),
+                &tribune_model::api::paths::agent_service_deregister(&a.id),
                 None,
                 "Error deregistering service",
                 1,

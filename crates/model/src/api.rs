@@ -1,0 +1,492 @@
+//! The shapes that cross the wire between the agent and its clients (the sidecar, the
+//! CLI), each defined once: the agent serializes these types and the clients decode
+//! the same types, so a renamed field fails to compile (or to decode, with the field's
+//! name) instead of reading as empty. Paths are constants here too.
+//!
+//! Field names are Consul's (`api.AgentService`, `api.CARootList`, `api.LeafCert`);
+//! what Tribune adds is marked.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+
+/// The API's paths: the agent routes these patterns (axum's `{name}` captures) and
+/// clients request them through the functions, which fill the patterns in.
+pub mod paths {
+    /// `PUT`: register a service (and its sidecar).
+    pub const AGENT_SERVICE_REGISTER: &str = "/v1/agent/service/register";
+    /// `GET`: one registration ([`super::AgentService`]).
+    pub const AGENT_SERVICE: &str = "/v1/agent/service/{id}";
+    /// `PUT`: remove a registration and its sidecar.
+    pub const AGENT_SERVICE_DEREGISTER: &str = "/v1/agent/service/deregister/{id}";
+    /// `GET`: the trusted CA roots ([`super::CaRoots`]).
+    pub const CA_ROOTS: &str = "/v1/connect/ca/roots";
+    /// `PUT`: rotate the CA's active root ([`super::Rotated`]). Tribune's.
+    pub const CA_ROOTS_ROTATE: &str = "/v1/connect/ca/rotate";
+    /// `GET`: a leaf certificate ([`super::LeafCert`]).
+    pub const LEAF: &str = "/v1/agent/connect/ca/leaf/{service}";
+    /// `GET`: the sidecars in front of a service ([`super::ServiceEntry`] list).
+    pub const HEALTH_CONNECT: &str = "/v1/health/connect/{service}";
+    /// `GET`: the policy document of a service's sidecars. Tribune's.
+    pub const PROXY_SNAPSHOT: &str = "/v1/tribune/proxy-snapshot/{service}";
+    /// `PUT`: a sidecar's status ([`crate::status::SidecarReport`]). Tribune's.
+    pub const SIDECAR_REPORT: &str = "/v1/tribune/sidecar-report";
+    /// `PUT`: a sidecar's shadow counters ([`super::ShadowReport`] list). Tribune's.
+    pub const SHADOW_REPORT: &str = "/v1/tribune/shadow-report";
+
+    pub fn agent_service(id: &str) -> String {
+        AGENT_SERVICE.replace("{id}", id)
+    }
+    pub fn agent_service_deregister(id: &str) -> String {
+        AGENT_SERVICE_DEREGISTER.replace("{id}", id)
+    }
+    pub fn leaf(service: &str) -> String {
+        LEAF.replace("{service}", service)
+    }
+    pub fn health_connect(service: &str) -> String {
+        HEALTH_CONNECT.replace("{service}", service)
+    }
+    pub fn proxy_snapshot(service: &str) -> String {
+        PROXY_SNAPSHOT.replace("{service}", service)
+    }
+}
+
+/// What a registration is (Consul's `ServiceKind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ServiceKind {
+    /// An ordinary service.
+    #[default]
+    #[serde(rename = "")]
+    Typical,
+    /// A sidecar proxy in front of another service.
+    #[serde(rename = "connect-proxy")]
+    ConnectProxy,
+}
+
+impl ServiceKind {
+    pub const ALL: [ServiceKind; 2] = [ServiceKind::Typical, ServiceKind::ConnectProxy];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceKind::Typical => "",
+            ServiceKind::ConnectProxy => "connect-proxy",
+        }
+    }
+}
+
+/// A registration as the agent stores it: one service instance, or one sidecar.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ServiceRecord {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(rename = "Service")]
+    pub service: String,
+    #[serde(rename = "Kind", default)]
+    pub kind: ServiceKind,
+    #[serde(rename = "Address", default)]
+    pub address: String,
+    #[serde(rename = "Port", default)]
+    pub port: u16,
+    #[serde(rename = "Meta", default, deserialize_with = "weak_string_map")]
+    pub meta: BTreeMap<String, String>,
+    #[serde(rename = "Tags", default, deserialize_with = "weak_strings")]
+    pub tags: Vec<String>,
+    /// A sidecar's proxy settings (`Kind = "connect-proxy"` only).
+    #[serde(rename = "Proxy", default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ServiceProxy>,
+    /// `Connect { Native = true }`: the service speaks mTLS itself.
+    #[serde(rename = "Connect", default, skip_serializing_if = "Option::is_none")]
+    pub connect: Option<ServiceConnect>,
+}
+
+impl ServiceRecord {
+    /// The service a sidecar record fronts.
+    pub fn destination(&self) -> Option<&str> {
+        self.proxy
+            .as_ref()
+            .map(|p| p.destination_service_name.as_str())
+    }
+
+    /// Whether the service speaks mTLS itself (Connect-native).
+    pub fn native(&self) -> bool {
+        self.connect.as_ref().is_some_and(|c| c.native)
+    }
+}
+
+/// A sidecar's proxy settings (Consul's `AgentServiceConnectProxyConfig`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ServiceProxy {
+    #[serde(rename = "DestinationServiceName")]
+    pub destination_service_name: String,
+    #[serde(rename = "DestinationServiceID", default)]
+    pub destination_service_id: String,
+    #[serde(rename = "LocalServiceAddress", default)]
+    pub local_service_address: String,
+    #[serde(rename = "LocalServicePort", default)]
+    pub local_service_port: u16,
+    #[serde(rename = "Upstreams", default)]
+    pub upstreams: Vec<Upstream>,
+}
+
+/// One upstream a sidecar listens for locally.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Upstream {
+    #[serde(rename = "DestinationType", default)]
+    pub destination_type: String,
+    #[serde(rename = "DestinationName")]
+    pub destination_name: String,
+    #[serde(rename = "LocalBindAddress", default)]
+    pub local_bind_address: String,
+    #[serde(rename = "LocalBindPort")]
+    pub local_bind_port: u16,
+}
+
+/// `Connect` of a registration.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ServiceConnect {
+    #[serde(rename = "Native", default)]
+    pub native: bool,
+}
+
+/// A registration as the agent shows it (`GET /v1/agent/service/<id>`, each value of
+/// `/v1/agent/services`, `Service` of `/v1/health/...`): the stored record with the
+/// fields Consul fills in that Tribune does not store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentService {
+    #[serde(flatten)]
+    pub record: ServiceRecord,
+    #[serde(rename = "Weights", default)]
+    pub weights: Weights,
+    #[serde(rename = "EnableTagOverride", default)]
+    pub enable_tag_override: bool,
+    #[serde(rename = "Datacenter", default)]
+    pub datacenter: String,
+}
+
+impl AgentService {
+    pub fn new(record: ServiceRecord, datacenter: &str) -> AgentService {
+        AgentService {
+            record,
+            weights: Weights::default(),
+            enable_tag_override: false,
+            datacenter: datacenter.to_string(),
+        }
+    }
+}
+
+/// The node every registration lives on (Consul's `api.Node`): Tribune's agent, or
+/// on etcd every agent together, is one logical node.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Node {
+    #[serde(rename = "ID", default)]
+    pub id: String,
+    #[serde(rename = "Node")]
+    pub node: String,
+    #[serde(rename = "Address")]
+    pub address: String,
+    #[serde(rename = "Datacenter", default)]
+    pub datacenter: String,
+    #[serde(rename = "TaggedAddresses", default)]
+    pub tagged_addresses: BTreeMap<String, String>,
+    #[serde(rename = "Meta", default)]
+    pub meta: BTreeMap<String, String>,
+}
+
+/// A health check (Consul's `api.HealthCheck`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HealthCheck {
+    #[serde(rename = "Node")]
+    pub node: String,
+    #[serde(rename = "CheckID")]
+    pub check_id: String,
+    #[serde(rename = "Name")]
+    pub name: String,
+    /// `passing`, `warning` or `critical`.
+    #[serde(rename = "Status")]
+    pub status: String,
+    #[serde(rename = "Notes", default)]
+    pub notes: String,
+    #[serde(rename = "Output", default)]
+    pub output: String,
+    #[serde(rename = "ServiceID", default)]
+    pub service_id: String,
+    #[serde(rename = "ServiceName", default)]
+    pub service_name: String,
+    #[serde(rename = "ServiceTags", default)]
+    pub service_tags: Vec<String>,
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    #[serde(rename = "Definition", default)]
+    pub definition: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One instance with its node and checks (`GET /v1/health/service/<name>`,
+/// `/v1/health/connect/<name>`; Consul's `api.ServiceEntry`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEntry {
+    #[serde(rename = "Node")]
+    pub node: Node,
+    #[serde(rename = "Service")]
+    pub service: AgentService,
+    #[serde(rename = "Checks")]
+    pub checks: Vec<HealthCheck>,
+}
+
+/// One instance as the catalog lists it (`GET /v1/catalog/service/<name>`; Consul's
+/// `api.CatalogService`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogService {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(rename = "Node")]
+    pub node: String,
+    #[serde(rename = "Address")]
+    pub address: String,
+    #[serde(rename = "Datacenter")]
+    pub datacenter: String,
+    #[serde(rename = "NodeMeta")]
+    pub node_meta: BTreeMap<String, String>,
+    #[serde(rename = "ServiceKind")]
+    pub service_kind: ServiceKind,
+    #[serde(rename = "ServiceID")]
+    pub service_id: String,
+    #[serde(rename = "ServiceName")]
+    pub service_name: String,
+    #[serde(rename = "ServiceTags")]
+    pub service_tags: Vec<String>,
+    #[serde(rename = "ServiceAddress")]
+    pub service_address: String,
+    #[serde(rename = "ServiceMeta")]
+    pub service_meta: BTreeMap<String, String>,
+    #[serde(rename = "ServicePort")]
+    pub service_port: u16,
+    #[serde(rename = "ServiceWeights")]
+    pub service_weights: Weights,
+    #[serde(rename = "ServiceEnableTagOverride")]
+    pub service_enable_tag_override: bool,
+    #[serde(rename = "ServiceProxy")]
+    pub service_proxy: Option<ServiceProxy>,
+    #[serde(rename = "ServiceConnect")]
+    pub service_connect: ServiceConnect,
+}
+
+impl CatalogService {
+    /// `record` on `node`.
+    pub fn new(record: &ServiceRecord, node: &str, datacenter: &str) -> CatalogService {
+        CatalogService {
+            id: String::new(),
+            node: node.to_string(),
+            address: record.address.clone(),
+            datacenter: datacenter.to_string(),
+            node_meta: BTreeMap::new(),
+            service_kind: record.kind,
+            service_id: record.id.clone(),
+            service_name: record.service.clone(),
+            service_tags: record.tags.clone(),
+            service_address: record.address.clone(),
+            service_meta: record.meta.clone(),
+            service_port: record.port,
+            service_weights: Weights::default(),
+            service_enable_tag_override: false,
+            service_proxy: record.proxy.clone(),
+            service_connect: record.connect.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// DNS SRV weights (always 1 and 1: Tribune runs no health checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Weights {
+    #[serde(rename = "Passing")]
+    pub passing: u32,
+    #[serde(rename = "Warning")]
+    pub warning: u32,
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Weights {
+            passing: 1,
+            warning: 1,
+        }
+    }
+}
+
+/// `GET /v1/connect/ca/roots` (Consul's `api.CARootList`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaRoots {
+    #[serde(rename = "ActiveRootID")]
+    pub active_root_id: String,
+    #[serde(rename = "TrustDomain")]
+    pub trust_domain: String,
+    #[serde(rename = "Roots")]
+    pub roots: Vec<CaRoot>,
+}
+
+/// The answer of `PUT` [`paths::CA_ROOTS_ROTATE`]. Tribune's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rotated {
+    #[serde(rename = "ActiveRootID")]
+    pub active_root_id: String,
+}
+
+/// One trusted root (Consul's `api.CARoot`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaRoot {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "ExternalTrustDomain", default)]
+    pub external_trust_domain: String,
+    /// RFC 3339.
+    #[serde(rename = "NotBefore", default)]
+    pub not_before: String,
+    /// RFC 3339.
+    #[serde(rename = "NotAfter", default)]
+    pub not_after: String,
+    #[serde(rename = "RootCert")]
+    pub root_cert: String,
+    #[serde(rename = "IntermediateCerts", default)]
+    pub intermediate_certs: Option<Vec<String>>,
+    #[serde(rename = "Active")]
+    pub active: bool,
+    #[serde(rename = "PrivateKeyType", default)]
+    pub private_key_type: String,
+    #[serde(rename = "PrivateKeyBits", default)]
+    pub private_key_bits: u32,
+    #[serde(rename = "CreateIndex", default)]
+    pub create_index: u64,
+    #[serde(rename = "ModifyIndex", default)]
+    pub modify_index: u64,
+}
+
+/// `GET /v1/agent/connect/ca/leaf/<service>` (Consul's `api.LeafCert`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeafCert {
+    #[serde(rename = "SerialNumber")]
+    pub serial_number: String,
+    #[serde(rename = "CertPEM")]
+    pub cert_pem: String,
+    #[serde(rename = "PrivateKeyPEM")]
+    pub private_key_pem: String,
+    #[serde(rename = "Service")]
+    pub service: String,
+    #[serde(rename = "ServiceURI")]
+    pub service_uri: String,
+    /// RFC 3339.
+    #[serde(rename = "ValidAfter")]
+    pub valid_after: String,
+    /// RFC 3339.
+    #[serde(rename = "ValidBefore")]
+    pub valid_before: String,
+    /// The root that signed it. Tribune's.
+    #[serde(rename = "RootID")]
+    pub root_id: String,
+    #[serde(rename = "CreateIndex", default)]
+    pub create_index: u64,
+    #[serde(rename = "ModifyIndex", default)]
+    pub modify_index: u64,
+}
+
+/// A sidecar's counters for one staged candidate (`PUT` a list to
+/// [`paths::SHADOW_REPORT`]). Tribune's.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShadowReport {
+    /// The candidate, `kind/name@index`.
+    #[serde(rename = "Candidate")]
+    pub candidate: String,
+    /// The sidecar's service.
+    #[serde(rename = "Service")]
+    pub service: String,
+    /// Which sidecar (its proxy ID or address).
+    #[serde(rename = "Proxy")]
+    pub proxy: String,
+    /// Requests evaluated with both policies.
+    #[serde(rename = "Seen")]
+    pub seen: u64,
+    /// Requests the candidate decides differently.
+    #[serde(rename = "Changed")]
+    pub changed: u64,
+    /// When the agent took it (its clock, Unix seconds; set by the agent).
+    #[serde(rename = "ReceivedAt", default)]
+    pub received_at: i64,
+}
+
+/// A scalar as a string, as Consul's weak decoding reads `Meta` and `Tags` (`1` and
+/// `true` become `"1"` and `"true"`); `null` is empty.
+fn weak_string(v: serde_json::Value) -> Result<String, String> {
+    match v {
+        serde_json::Value::String(s) => Ok(s),
+        serde_json::Value::Null => Ok(String::new()),
+        serde_json::Value::Bool(b) => Ok(b.to_string()),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        other => Err(format!("expected a string, got {other}")),
+    }
+}
+
+fn weak_string_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw = Option::<BTreeMap<String, serde_json::Value>>::deserialize(d)?;
+    raw.unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| {
+            weak_string(v)
+                .map(|v| (k.clone(), v))
+                .map_err(|e| serde::de::Error::custom(format!("{k}: {e}")))
+        })
+        .collect()
+}
+
+fn weak_strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let raw = Option::<Vec<serde_json::Value>>::deserialize(d)?;
+    raw.unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| weak_string(v).map_err(|e| serde::de::Error::custom(format!("[{i}]: {e}"))))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_kind_all_round_trips() {
+        for k in ServiceKind::ALL {
+            let v = serde_json::to_value(k).unwrap();
+            assert_eq!(v, k.as_str());
+            assert_eq!(serde_json::from_value::<ServiceKind>(v).unwrap(), k);
+        }
+    }
+
+    /// A sidecar registration as the agent answers it, decoded as the sidecar decodes
+    /// it; a record stored by an earlier version (numbers in `Meta`, no `Connect`)
+    /// still decodes.
+    #[test]
+    fn a_sidecar_registration_round_trips_and_old_records_decode() {
+        let text = r#"{"ID":"web-sidecar-proxy","Service":"web-sidecar-proxy","Kind":"connect-proxy",
+            "Address":"127.0.0.1","Port":21000,"Meta":{"v":1},"Tags":[],
+            "Proxy":{"DestinationServiceName":"web","DestinationServiceID":"web",
+              "LocalServiceAddress":"127.0.0.1","LocalServicePort":8080,
+              "Upstreams":[{"DestinationType":"service","DestinationName":"api",
+                "LocalBindAddress":"127.0.0.1","LocalBindPort":9191}]},
+            "Weights":{"Passing":1,"Warning":1},"EnableTagOverride":false,"Datacenter":"dc1"}"#;
+        let s: AgentService = serde_json::from_str(text).unwrap();
+        assert_eq!(s.record.kind, ServiceKind::ConnectProxy);
+        assert_eq!(s.record.meta["v"], "1");
+        assert_eq!(s.record.destination(), Some("web"));
+        let p = s.record.proxy.as_ref().unwrap();
+        assert_eq!(p.upstreams[0].local_bind_port, 9191);
+        let back = serde_json::to_value(&s).unwrap();
+        let again: AgentService = serde_json::from_value(back).unwrap();
+        assert_eq!(again, s);
+    }
+
+    /// The sidecar fails loudly on a renamed field instead of reading it as empty.
+    #[test]
+    fn a_missing_field_is_named() {
+        let e = serde_json::from_str::<LeafCert>(r#"{"SerialNumber":"1","CertPem":"x"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("CertPEM"), "{e}");
+    }
+}
