@@ -192,3 +192,57 @@ async fn health_and_catalog_service_need_service_read() {
         assert_eq!(allowed.json().as_array().unwrap().len(), 3, "{path}");
     }
 }
+
+/// `Connect { Native = true }` instances speak mTLS themselves: `/v1/health/connect`
+/// lists them beside the sidecars (Consul's `?connect=true`). `Meta` and `Tags` are
+/// strings (numbers and booleans taken as their text); anything else is refused,
+/// naming the field.
+#[tokio::test]
+async fn native_instances_are_connect_endpoints_and_meta_and_tags_are_strings() {
+    let api = Api::dev().await;
+    let r = api
+        .call(
+            "PUT",
+            "/v1/agent/service/register",
+            None,
+            r#"{"Name": "billing", "Port": 7000, "Tags": ["v1", 2], "Meta": {"tier": 1},
+                "Connect": {"Native": true}}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let connect = api
+        .call("GET", "/v1/health/connect/billing", None, "")
+        .await
+        .json();
+    assert_eq!(ids(&connect, "/Service/ID"), ["billing"]);
+    assert_eq!(connect[0]["Service"]["Connect"]["Native"], true);
+    assert_eq!(
+        connect[0]["Service"]["Tags"],
+        serde_json::json!(["v1", "2"])
+    );
+    assert_eq!(connect[0]["Service"]["Meta"]["tier"], "1");
+    for (body, field) in [
+        (
+            r#"{"Name": "x", "Meta": {"a": {"b": 1}}}"#,
+            "Meta.a: must be a string",
+        ),
+        (
+            r#"{"Name": "x", "Tags": "v1"}"#,
+            "Tags: must be a list of strings",
+        ),
+        (
+            r#"{"Name": "x", "Tags": [[1]]}"#,
+            "Tags[0]: must be a string",
+        ),
+        (
+            r#"{"Name": "x", "Connect": {"Native": 3}}"#,
+            "Connect.Native: must be a boolean",
+        ),
+    ] {
+        let r = api
+            .call("PUT", "/v1/agent/service/register", None, body)
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
+        assert!(r.body.contains(field), "{body}: {}", r.body);
+    }
+}
