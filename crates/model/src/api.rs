@@ -412,6 +412,124 @@ pub struct ShadowReport {
     pub received_at: i64,
 }
 
+/// A link from a token or role to a policy or role: by `ID` or by `Name` in a request,
+/// both filled in an answer.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AclLink {
+    #[serde(rename = "ID", default)]
+    pub id: String,
+    #[serde(rename = "Name", default)]
+    pub name: String,
+}
+
+/// An ACL policy (Consul's `api.ACLPolicy`, as stored; answers add the indexes:
+/// [`Indexed`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclPolicy {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "Description", default)]
+    pub description: String,
+    #[serde(rename = "Rules", default)]
+    pub rules: String,
+}
+
+/// An ACL role: a named set of policies tokens can link to (Consul's `api.ACLRole`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclRole {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(rename = "Name")]
+    pub name: String,
+    #[serde(rename = "Description", default)]
+    pub description: String,
+    #[serde(rename = "Policies", default)]
+    pub policies: Vec<AclLink>,
+}
+
+/// An ACL token (Consul's `api.ACLToken`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclToken {
+    #[serde(rename = "AccessorID")]
+    pub accessor_id: String,
+    /// `<hidden>` to callers who may not see it.
+    #[serde(rename = "SecretID")]
+    pub secret_id: String,
+    #[serde(rename = "Description", default)]
+    pub description: String,
+    #[serde(rename = "Policies", default)]
+    pub policies: Vec<AclLink>,
+    /// Roles, whose policies the token also holds (Consul omits the list when empty).
+    #[serde(rename = "Roles", default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<AclLink>,
+    #[serde(rename = "Local", default)]
+    pub local: bool,
+    /// RFC 3339.
+    #[serde(rename = "CreateTime", default)]
+    pub create_time: String,
+}
+
+/// A stored object as the API answers it, with its Raft-style indexes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Indexed<T> {
+    #[serde(flatten)]
+    pub item: T,
+    #[serde(rename = "CreateIndex", default)]
+    pub create_index: u64,
+    #[serde(rename = "ModifyIndex", default)]
+    pub modify_index: u64,
+}
+
+/// The body of `PUT /v1/acl/policy[/<id>]`, decoded with
+/// [`crate::decode::from_go_json`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AclPolicyBody {
+    #[serde(rename = "ID", default)]
+    pub id: String,
+    #[serde(rename = "Name", default)]
+    pub name: String,
+    #[serde(rename = "Description", default)]
+    pub description: String,
+    #[serde(rename = "Rules", default)]
+    pub rules: String,
+    /// Accepted and ignored (one datacenter).
+    #[serde(rename = "Datacenters", default)]
+    pub datacenters: Vec<String>,
+}
+
+/// The body of `PUT /v1/acl/role[/<id>]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AclRoleBody {
+    #[serde(rename = "ID", default)]
+    pub id: String,
+    #[serde(rename = "Name", default)]
+    pub name: String,
+    #[serde(rename = "Description", default)]
+    pub description: String,
+    #[serde(rename = "Policies", default)]
+    pub policies: Vec<AclLink>,
+}
+
+/// The body of `PUT /v1/acl/token[/<id>]` and `/v1/acl/token/<id>/clone`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AclTokenBody {
+    #[serde(rename = "AccessorID", default)]
+    pub accessor_id: String,
+    #[serde(rename = "SecretID", default)]
+    pub secret_id: String,
+    #[serde(rename = "Description", default)]
+    pub description: String,
+    #[serde(rename = "Policies", default)]
+    pub policies: Vec<AclLink>,
+    #[serde(rename = "Roles", default)]
+    pub roles: Vec<AclLink>,
+    /// Unset: keep (on update) or `false` (on create).
+    #[serde(rename = "Local", default)]
+    pub local: Option<bool>,
+}
+
 /// A scalar as a string, as Consul's weak decoding reads `Meta` and `Tags` (`1` and
 /// `true` become `"1"` and `"true"`); `null` is empty.
 fn weak_string(v: serde_json::Value) -> Result<String, String> {
@@ -479,6 +597,25 @@ mod tests {
         let back = serde_json::to_value(&s).unwrap();
         let again: AgentService = serde_json::from_value(back).unwrap();
         assert_eq!(again, s);
+    }
+
+    /// ACL bodies fold keys as Go's `encoding/json` does: exact, else any case; unknown
+    /// keys are ignored; snake_case is not an alias.
+    #[test]
+    fn acl_bodies_fold_keys_like_go() {
+        let v = serde_json::json!({"name": "p", "RULES": "x", "Extra": 1, "description": "d"});
+        let b: AclPolicyBody = crate::decode::from_go_json(&v).unwrap();
+        assert_eq!((b.name.as_str(), b.rules.as_str()), ("p", "x"));
+        assert_eq!(b.description, "d");
+        let v = serde_json::json!({"accessor_id": "a", "Policies": [{"name": "n"}], "local": true});
+        let t: AclTokenBody = crate::decode::from_go_json(&v).unwrap();
+        assert_eq!(t.accessor_id, "", "no snake_case alias");
+        assert_eq!(t.policies[0].name, "n");
+        assert_eq!(t.local, Some(true));
+        let e = crate::decode::from_go_json::<AclTokenBody>(&serde_json::json!({"Policies": "p"}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("Policies"), "{e}");
     }
 
     /// The sidecar fails loudly on a renamed field instead of reading it as empty.

@@ -96,6 +96,33 @@ pub fn parse_raw(input: &str) -> Result<Map<String, Value>, DecodeError> {
 /// Deserializes `value` into `T` with Consul's rules; `root` is the path prefix used in
 /// messages ("" at the top of an entry).
 pub fn from_value<T: de::DeserializeOwned>(value: &Value, root: &str) -> Result<T, DecodeError> {
+    decode_with(value, root, Keys::Consul)
+}
+
+/// Deserializes a request body that Consul decodes with Go's `encoding/json` (the ACL
+/// endpoints): a key matches its field exactly, else in any case (py-consul sends
+/// `{"name": ..., "rules": ...}`); no snake_case aliases, and unknown keys are
+/// ignored, as Go ignores them. Values decode as in [`from_value`].
+pub fn from_go_json<T: de::DeserializeOwned>(value: &Value) -> Result<T, DecodeError> {
+    decode_with(value, "", Keys::GoJson)
+}
+
+/// How object keys meet struct fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Keys {
+    /// mapstructure as Consul sets it up: any case, snake_case aliases, unknown keys
+    /// reported.
+    #[default]
+    Consul,
+    /// Go `encoding/json`: exact, else any case; unknown keys ignored.
+    GoJson,
+}
+
+fn decode_with<T: de::DeserializeOwned>(
+    value: &Value,
+    root: &str,
+    keys: Keys,
+) -> Result<T, DecodeError> {
     // A value that cannot be decoded is recorded and taken out of the input, and the
     // decode runs again, so every such value is reported at once (like Consul's
     // multierror), not just the first. Each run takes one failing value out; after
@@ -105,7 +132,10 @@ pub fn from_value<T: de::DeserializeOwned>(value: &Value, root: &str) -> Result<
     let mut errors: Vec<String> = Vec::new();
     let mut input = std::borrow::Cow::Borrowed(value);
     loop {
-        let found = Found::default();
+        let found = Found {
+            mode: keys,
+            ..Found::default()
+        };
         let de = ConsulDe {
             value: &input,
             path: root.to_string(),
@@ -149,6 +179,7 @@ pub fn from_value<T: de::DeserializeOwned>(value: &Value, root: &str) -> Result<
 pub struct Found<'a> {
     keys: RefCell<Vec<String>>,
     failed: std::cell::Cell<Option<&'a Value>>,
+    mode: Keys,
 }
 
 impl<'a> Found<'a> {
@@ -672,6 +703,7 @@ impl<'de> de::Deserializer<'de> for ConsulDe<'de, '_> {
         let mut used = vec![false; map.len()];
         let keys: Vec<(&String, &Value)> = map.iter().collect();
         let mut entries: Vec<(&'static str, &'de Value)> = Vec::new();
+        let consul = self.unknown.mode == Keys::Consul;
         for (fi, field) in fields.iter().enumerate() {
             let alias = snake_alias(field);
             let extra = extra_alias(field);
@@ -682,8 +714,9 @@ impl<'de> de::Deserializer<'de> for ConsulDe<'de, '_> {
                     keys.iter().enumerate().position(|(ki, (k, _))| {
                         !used[ki]
                             && (k.eq_ignore_ascii_case(field)
-                                || k.eq_ignore_ascii_case(&alias)
-                                || extra.is_some_and(|x| k.eq_ignore_ascii_case(x)))
+                                || (consul
+                                    && (k.eq_ignore_ascii_case(&alias)
+                                        || extra.is_some_and(|x| k.eq_ignore_ascii_case(x)))))
                     })
                 });
             if let Some(ki) = pick {
@@ -695,7 +728,7 @@ impl<'de> de::Deserializer<'de> for ConsulDe<'de, '_> {
             }
         }
         for (ki, (k, _)) in keys.iter().enumerate() {
-            if !used[ki] {
+            if !used[ki] && consul {
                 let dotted = self.field_path(k);
                 let mut message = unknown_key_message(&dotted);
                 let free = fields

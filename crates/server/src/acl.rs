@@ -6,7 +6,6 @@
 //! matching `service_prefix` rule, which beats the default policy; when several
 //! policies give a rule for the same resource, deny > write > read.
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -370,60 +369,10 @@ impl Authorizer {
     }
 }
 
-/// A stored policy (Consul's shape).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Policy {
-    #[serde(rename = "ID")]
-    pub id: String,
-    #[serde(rename = "Name")]
-    pub name: String,
-    #[serde(rename = "Description", default)]
-    pub description: String,
-    #[serde(rename = "Rules", default)]
-    pub rules: String,
-}
-
-/// A policy link on a token.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct PolicyLink {
-    #[serde(rename = "ID")]
-    pub id: String,
-    #[serde(rename = "Name")]
-    pub name: String,
-}
-
-/// A stored role: a named set of policies tokens can link to (Consul's shape).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Role {
-    #[serde(rename = "ID")]
-    pub id: String,
-    #[serde(rename = "Name")]
-    pub name: String,
-    #[serde(rename = "Description", default)]
-    pub description: String,
-    #[serde(rename = "Policies", default)]
-    pub policies: Vec<PolicyLink>,
-}
-
-/// A stored token (Consul's shape).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Token {
-    #[serde(rename = "AccessorID")]
-    pub accessor_id: String,
-    #[serde(rename = "SecretID")]
-    pub secret_id: String,
-    #[serde(rename = "Description", default)]
-    pub description: String,
-    #[serde(rename = "Policies", default)]
-    pub policies: Vec<PolicyLink>,
-    /// Roles, whose policies the token also holds (Consul omits the list when empty).
-    #[serde(rename = "Roles", default, skip_serializing_if = "Vec::is_empty")]
-    pub roles: Vec<PolicyLink>,
-    #[serde(rename = "Local", default)]
-    pub local: bool,
-    #[serde(rename = "CreateTime", default)]
-    pub create_time: String,
-}
+/// The stored ACL objects are the API's shapes ([`tribune_model::api`]).
+pub use tribune_model::api::{
+    AclLink as PolicyLink, AclPolicy as Policy, AclRole as Role, AclToken as Token,
+};
 
 #[cfg(test)]
 mod tests {

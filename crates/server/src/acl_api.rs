@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
+use tribune_model::api::{AclPolicyBody, AclTokenBody, Indexed};
 use tribune_store::{Cas, Op, Record};
 
 mod edit;
@@ -26,67 +27,27 @@ use edit::{policy_links, role_links, Names};
 
 const BOOTSTRAP_KEY: &str = "bootstrapped";
 
-/// The fields of the ACL bodies (policies, tokens, roles, their links).
-const ACL_FIELDS: &[&str] = &[
-    "ID",
-    "Name",
-    "Description",
-    "Rules",
-    "Datacenters",
-    "AccessorID",
-    "SecretID",
-    "Policies",
-    "Roles",
-    "Local",
-    "ExpirationTime",
-    "ExpirationTTL",
-    "ServiceIdentities",
-    "NodeIdentities",
-    "ServiceName",
-    "BootstrapSecret",
-];
-
-/// An ACL request body with its keys matched as Consul's decoder (Go's
-/// `encoding/json`) matches them: an exact name first, else any case, so py-consul's
-/// `{"name": ..., "rules": ...}` means `Name` and `Rules`.
-pub(crate) fn acl_body(body: &[u8]) -> ApiResult<Value> {
-    fn fold(v: &mut Value) {
-        match v {
-            Value::Object(map) => {
-                let keys: Vec<String> = map.keys().cloned().collect();
-                for k in keys {
-                    let canonical = ACL_FIELDS
-                        .iter()
-                        .find(|f| f.eq_ignore_ascii_case(&k) && **f != k);
-                    if let Some(c) = canonical.filter(|c| !map.contains_key(**c)) {
-                        if let Some(val) = map.remove(&k) {
-                            map.insert((*c).to_string(), val);
-                        }
-                    }
-                }
-                map.values_mut().for_each(fold);
-            }
-            Value::Array(items) => items.iter_mut().for_each(fold),
-            _ => {}
-        }
-    }
-    let mut v = json_body(body)?;
-    fold(&mut v);
-    Ok(v)
+/// An ACL request body, decoded as Consul decodes it: Go's `encoding/json`, whose
+/// key folding lets py-consul's `{"name": ..., "rules": ...}` mean `Name` and `Rules`
+/// ([`tribune_model::decode::from_go_json`]). An empty body is an empty object.
+pub(crate) fn acl_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    let v = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(serde_json::Map::new())
+    } else {
+        json_body(body)?
+    };
+    tribune_model::decode::from_go_json(&v)
+        .map_err(|e| ApiError::bad_request(format!("Request decoding failed: {e}")))
 }
 
-fn with_indexes(mut v: Value, r: Option<&Record>, index: u64) -> Value {
-    if let Value::Object(m) = &mut v {
-        m.insert(
-            "CreateIndex".into(),
-            Value::from(r.map(|r| r.create_index).unwrap_or(index)),
-        );
-        m.insert(
-            "ModifyIndex".into(),
-            Value::from(r.map(|r| r.modify_index).unwrap_or(index)),
-        );
+/// A stored object as the API answers it, with the indexes of its record (or `index`,
+/// the write that made it, when there is no record at hand).
+fn indexed<T>(item: T, r: Option<&Record>, index: u64) -> Indexed<T> {
+    Indexed {
+        item,
+        create_index: r.map_or(index, |r| r.create_index),
+        modify_index: r.map_or(index, |r| r.modify_index),
     }
-    v
 }
 
 fn management_policy() -> Policy {
@@ -251,12 +212,7 @@ pub(crate) async fn bootstrap(State(state): State<Shared>) -> ApiResult<Response
         return Err(bootstrap_refused(reset));
     }
     tracing::info!(accessor_id = %token.accessor_id, "ACL system bootstrapped");
-    Ok(Json(with_indexes(
-        serde_json::to_value(&token).unwrap_or(Value::Null),
-        None,
-        applied.index,
-    ))
-    .into_response())
+    Ok(Json(indexed(token, None, applied.index)).into_response())
 }
 
 /// `PUT /v1/acl/policy`.
@@ -269,31 +225,17 @@ pub(crate) async fn create_policy(
     acl_caller(&state, raw.as_deref(), &headers)
         .await?
         .acl_write()?;
-    let v = acl_body(&body)?;
-    let name = v
-        .get("Name")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    if name.is_empty() {
+    let v: AclPolicyBody = acl_body(&body)?;
+    if v.name.is_empty() {
         return Err(ApiError::bad_request("Invalid Policy: no Name is set"));
     }
-    let rules = v
-        .get("Rules")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    Rules::parse(&rules)
+    Rules::parse(&v.rules)
         .map_err(|e| ApiError::bad_request(format!("Failed to parse ACL rules: {e}")))?;
     let policy = Policy {
         id: uuid::Uuid::new_v4().to_string(),
-        name,
-        description: v
-            .get("Description")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string(),
-        rules,
+        name: v.name,
+        description: v.description,
+        rules: v.rules,
     };
     // Names are unique cluster-wide.
     let name = policy.name.clone();
@@ -315,12 +257,7 @@ pub(crate) async fn create_policy(
     )
     .await?;
     tracing::info!(policy = %policy.name, id = %policy.id, "ACL policy created");
-    Ok(Json(with_indexes(
-        serde_json::to_value(&policy).unwrap_or(Value::Null),
-        None,
-        applied.index,
-    ))
-    .into_response())
+    Ok(Json(indexed(policy, None, applied.index)).into_response())
 }
 
 async fn find_policy_by_name(state: &AppState, name: &str) -> ApiResult<Option<(Policy, Record)>> {
@@ -348,8 +285,9 @@ pub(crate) async fn read_policy(
         .get(POLICY_TABLE, &id)
         .await?
         .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
-    let p: Value = serde_json::from_slice(&r.value).unwrap_or(Value::Null);
-    Ok(Json(with_indexes(p, Some(&r), 0)).into_response())
+    let p: Policy = serde_json::from_slice(&r.value)
+        .map_err(|e| crate::internal_error(format!("stored policy {id}: {e}")))?;
+    Ok(Json(indexed(p, Some(&r), 0)).into_response())
 }
 
 pub(crate) async fn read_policy_by_name(
@@ -364,12 +302,7 @@ pub(crate) async fn read_policy_by_name(
     let (p, r) = find_policy_by_name(&state, &name)
         .await?
         .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
-    Ok(Json(with_indexes(
-        serde_json::to_value(&p).unwrap_or(Value::Null),
-        Some(&r),
-        0,
-    ))
-    .into_response())
+    Ok(Json(indexed(p, Some(&r), 0)).into_response())
 }
 
 pub(crate) async fn list_policies(
@@ -381,18 +314,16 @@ pub(crate) async fn list_policies(
         .await?
         .acl_read()?;
     let filter = filters::from_query(&parse_query(raw.as_deref()), filters::ACL_POLICY).await?;
-    let out: Vec<Value> = state
-        .store
-        .list(POLICY_TABLE)
-        .await?
-        .iter()
-        .filter_map(|r| {
-            serde_json::from_slice::<Value>(&r.value)
-                .ok()
-                .map(|v| with_indexes(v, Some(r), 0))
-        })
-        .filter(|v| filters::keeps(&filter, v))
-        .collect();
+    let mut out = Vec::new();
+    for r in state.store.list(POLICY_TABLE).await? {
+        let Ok(p) = serde_json::from_slice::<Policy>(&r.value) else {
+            continue;
+        };
+        let p = indexed(p, Some(&r), 0);
+        if filters::keeps_typed(&filter, &p)? {
+            out.push(p);
+        }
+    }
     Ok(Json(out).into_response())
 }
 
@@ -431,31 +362,21 @@ pub(crate) async fn create_token(
     acl_caller(&state, raw.as_deref(), &headers)
         .await?
         .acl_write()?;
-    let v = acl_body(&body)?;
-    let policies = policy_links(&state, &v).await?;
-    let roles = role_links(&state, &v).await?;
-    let secret = v
-        .get("SecretID")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let token = Token {
-        accessor_id: v
-            .get("AccessorID")
-            .and_then(Value::as_str)
+    let v: AclTokenBody = acl_body(&body)?;
+    let policies = policy_links(&state, &v.policies).await?;
+    let roles = role_links(&state, &v.roles).await?;
+    let fresh = |given: String| {
+        Some(given)
             .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-        secret_id: secret,
-        description: v
-            .get("Description")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string(),
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+    };
+    let token = Token {
+        accessor_id: fresh(v.accessor_id),
+        secret_id: fresh(v.secret_id),
+        description: v.description,
         policies,
         roles,
-        local: v.get("Local").and_then(Value::as_bool).unwrap_or(false),
+        local: v.local.unwrap_or(false),
         create_time: now_rfc3339(),
     };
     // Secrets are unique cluster-wide: checked against the kept tokens by SecretID
@@ -498,12 +419,7 @@ pub(crate) async fn create_token(
         ));
     }
     tracing::info!(accessor_id = %token.accessor_id, "ACL token created");
-    Ok(Json(with_indexes(
-        serde_json::to_value(&token).unwrap_or(Value::Null),
-        None,
-        applied.index,
-    ))
-    .into_response())
+    Ok(Json(indexed(token, None, applied.index)).into_response())
 }
 
 /// What Consul shows in place of a `SecretID` the caller may not see.
@@ -529,13 +445,13 @@ impl Secret {
 
 /// A stored token as the API shows it: every token read goes through here, so the
 /// redaction rule lives in one place.
-fn token_view(r: &Record, secret: Secret, names: &Names) -> Option<Value> {
+fn token_view(r: &Record, secret: Secret, names: &Names) -> Option<Indexed<Token>> {
     let mut token: Token = serde_json::from_slice(&r.value).ok()?;
     names.token(&mut token);
     if secret == Secret::Hidden {
         token.secret_id = REDACTED_SECRET.to_string();
     }
-    Some(with_indexes(serde_json::to_value(&token).ok()?, Some(r), 0))
+    Some(indexed(token, Some(r), 0))
 }
 
 pub(crate) async fn read_token(
@@ -593,25 +509,24 @@ pub(crate) async fn list_tokens(
     let q = parse_query(raw.as_deref());
     let filter = filters::from_query(&q, filters::ACL_TOKEN).await?;
     // Consul's `?policy=<id>` and `?role=<id>`: tokens linking that policy or role.
-    let links = |v: &Value, list: &str, key: &str| {
+    let links = |list: &[PolicyLink], key: &str| {
         crate::query_get(&q, key)
             .filter(|id| !id.is_empty())
-            .is_none_or(|id| {
-                v[list]
-                    .as_array()
-                    .is_some_and(|l| l.iter().any(|link| link["ID"] == id))
-            })
+            .is_none_or(|id| list.iter().any(|link| link.id == id))
     };
     let names = Names::load(&state).await?;
-    let out: Vec<Value> = state
-        .store
-        .list(TOKEN_TABLE)
-        .await?
-        .iter()
-        .filter_map(|r| token_view(r, secret, &names))
-        .filter(|v| links(v, "Policies", "policy") && links(v, "Roles", "role"))
-        .filter(|v| filters::keeps(&filter, v))
-        .collect();
+    let mut out = Vec::new();
+    for r in state.store.list(TOKEN_TABLE).await? {
+        let Some(t) = token_view(&r, secret, &names) else {
+            continue;
+        };
+        if links(&t.item.policies, "policy")
+            && links(&t.item.roles, "role")
+            && filters::keeps_typed(&filter, &t)?
+        {
+            out.push(t);
+        }
+    }
     Ok(Json(out).into_response())
 }
 

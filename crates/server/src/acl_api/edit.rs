@@ -13,7 +13,7 @@
 //! names and leaves out links to objects that were deleted, as Consul does.
 
 use super::{
-    acl_body, acl_caller, delete_record, find_policy_by_name, put_json, token_view, with_indexes,
+    acl_body, acl_caller, delete_record, find_policy_by_name, indexed, put_json, token_view,
     write_guarded, Secret,
 };
 use crate::acl::{Policy, PolicyLink, Role, Rules, Token, MANAGEMENT_POLICY_ID};
@@ -26,44 +26,29 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::Value;
 use std::collections::HashMap;
+use tribune_model::api::{AclPolicyBody, AclRoleBody, AclTokenBody, Indexed};
 use tribune_store::{Cas, Record};
 
 fn not_found() -> ApiError {
     ApiError(StatusCode::FORBIDDEN, "ACL not found".into())
 }
 
-fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
-/// The links of `key` in a request body (`[{"ID": ..} | {"Name": ..}]`), each
-/// resolved with `find`, duplicates dropped.
-async fn links<F, Fut>(v: &Value, key: &str, what: &str, find: F) -> ApiResult<Vec<PolicyLink>>
+/// The links of a request body (`[{"ID": ..} | {"Name": ..}]`), each resolved with
+/// `find`, duplicates dropped.
+async fn links<F, Fut>(given: &[PolicyLink], what: &str, find: F) -> ApiResult<Vec<PolicyLink>>
 where
     F: Fn(String, String) -> Fut,
     Fut: std::future::Future<Output = ApiResult<Option<PolicyLink>>>,
 {
     let mut out: Vec<PolicyLink> = Vec::new();
-    let items = match v.get(key) {
-        None | Some(Value::Null) => return Ok(out),
-        Some(Value::Array(items)) => items.clone(),
-        Some(_) => {
-            return Err(ApiError::bad_request(format!(
-                "Request decoding failed: {key}: must be a list of {{\"ID\": ...}} or {{\"Name\": ...}}"
-            )))
-        }
-    };
-    for link in items {
-        let id = str_field(&link, "ID").to_string();
-        let name = str_field(&link, "Name").to_string();
-        let shown = if id.is_empty() {
-            format!("name {name:?}")
+    for link in given {
+        let shown = if link.id.is_empty() {
+            format!("name {:?}", link.name)
         } else {
-            format!("ID {id:?}")
+            format!("ID {:?}", link.id)
         };
-        let found = find(id, name)
+        let found = find(link.id.clone(), link.name.clone())
             .await?
             .ok_or_else(|| ApiError::bad_request(format!("No such ACL {what} with {shown}")))?;
         if !out.iter().any(|l| l.id == found.id) {
@@ -74,8 +59,11 @@ where
 }
 
 /// A body's `Policies`, resolved to stored policies.
-pub(super) async fn policy_links(state: &AppState, v: &Value) -> ApiResult<Vec<PolicyLink>> {
-    links(v, "Policies", "policy", |id, name| async move {
+pub(super) async fn policy_links(
+    state: &AppState,
+    given: &[PolicyLink],
+) -> ApiResult<Vec<PolicyLink>> {
+    links(given, "policy", |id, name| async move {
         let p = if !id.is_empty() {
             load_policy(state, &id).await?
         } else {
@@ -90,8 +78,11 @@ pub(super) async fn policy_links(state: &AppState, v: &Value) -> ApiResult<Vec<P
 }
 
 /// A body's `Roles`, resolved to stored roles.
-pub(super) async fn role_links(state: &AppState, v: &Value) -> ApiResult<Vec<PolicyLink>> {
-    links(v, "Roles", "role", |id, name| async move {
+pub(super) async fn role_links(
+    state: &AppState,
+    given: &[PolicyLink],
+) -> ApiResult<Vec<PolicyLink>> {
+    links(given, "role", |id, name| async move {
         let r = if !id.is_empty() {
             load_role(state, &id).await?.map(|(r, _)| r)
         } else {
@@ -178,18 +169,17 @@ pub(crate) async fn update_token(
 ) -> ApiResult<Response> {
     let authz = acl_caller(&state, raw.as_deref(), &headers).await?;
     authz.acl_write()?;
-    let v = acl_body(&body)?;
-    let accessor = str_field(&v, "AccessorID");
-    if !accessor.is_empty() && accessor != id {
+    let v: AclTokenBody = acl_body(&body)?;
+    if !v.accessor_id.is_empty() && v.accessor_id != id {
         return Err(ApiError::bad_request(
             "Token Accessor ID in URL and payload do not match",
         ));
     }
-    let policies = policy_links(&state, &v).await?;
-    let roles = role_links(&state, &v).await?;
-    let secret = str_field(&v, "SecretID").to_string();
-    let description = str_field(&v, "Description").to_string();
-    let local = v.get("Local").and_then(Value::as_bool);
+    let policies = policy_links(&state, &v.policies).await?;
+    let roles = role_links(&state, &v.roles).await?;
+    let secret = v.secret_id;
+    let description = v.description;
+    let local = v.local;
     let applied = write_guarded(&state, TOKEN_TABLE, |records| {
         let old = records
             .iter()
@@ -235,9 +225,7 @@ async fn read_back_token(
     let names = Names::load(state).await?;
     let mut t = token_view(&r, secret, &names)
         .ok_or_else(|| crate::internal_error(format!("stored token {id} does not decode")))?;
-    if let Some(m) = t.as_object_mut() {
-        m.insert("ModifyIndex".into(), Value::from(index.max(r.modify_index)));
-    }
+    t.modify_index = index.max(r.modify_index);
     Ok(Json(t).into_response())
 }
 
@@ -251,20 +239,15 @@ pub(crate) async fn clone_token(
 ) -> ApiResult<Response> {
     let authz = acl_caller(&state, raw.as_deref(), &headers).await?;
     authz.acl_write()?;
-    let v = if body.is_empty() {
-        Value::Null
-    } else {
-        acl_body(&body)?
-    };
+    let v: AclTokenBody = acl_body(&body)?;
     let (old, _) = state
         .store
         .get(TOKEN_TABLE, &id)
         .await?
         .and_then(|r| Some((serde_json::from_slice::<Token>(&r.value).ok()?, r)))
         .ok_or_else(|| ApiError::bad_request(format!("Cannot find token {id:?} to clone")))?;
-    let description = Some(str_field(&v, "Description"))
+    let description = Some(v.description)
         .filter(|d| !d.is_empty())
-        .map(str::to_string)
         .unwrap_or(old.description.clone());
     let token = Token {
         accessor_id: uuid::Uuid::new_v4().to_string(),
@@ -303,21 +286,23 @@ pub(crate) async fn update_policy(
     acl_caller(&state, raw.as_deref(), &headers)
         .await?
         .acl_write()?;
-    let v = acl_body(&body)?;
-    let body_id = str_field(&v, "ID");
-    if !body_id.is_empty() && body_id != id {
+    let v: AclPolicyBody = acl_body(&body)?;
+    if !v.id.is_empty() && v.id != id {
         return Err(ApiError::bad_request(
             "Policy ID in URL and payload do not match",
         ));
     }
-    let name = str_field(&v, "Name").to_string();
+    let AclPolicyBody {
+        name,
+        rules,
+        description,
+        ..
+    } = v;
     if name.is_empty() {
         return Err(ApiError::bad_request("Invalid Policy: no Name is set"));
     }
-    let rules = str_field(&v, "Rules").to_string();
     Rules::parse(&rules)
         .map_err(|e| ApiError::bad_request(format!("Failed to parse ACL rules: {e}")))?;
-    let description = str_field(&v, "Description").to_string();
     let mut stored = None;
     let applied = write_guarded(&state, POLICY_TABLE, |records| {
         let all: Vec<Policy> = records
@@ -352,27 +337,26 @@ pub(crate) async fn update_policy(
     })
     .await?;
     if let Some(r) = state.store.get(POLICY_TABLE, &id).await? {
-        stored = serde_json::from_slice::<Value>(&r.value)
+        stored = serde_json::from_slice::<Policy>(&r.value)
             .ok()
-            .map(|p| with_indexes(p, Some(&r), applied.index));
+            .map(|p| indexed(p, Some(&r), applied.index));
     }
     tracing::info!(policy = %name, id = %id, "ACL policy updated");
     Ok(Json(stored.ok_or_else(not_found)?).into_response())
 }
 
 /// The role a request body describes (`id` fixed for updates).
-async fn role_from(state: &AppState, v: &Value, id: String) -> ApiResult<Role> {
-    let name = str_field(v, "Name").to_string();
-    if name.is_empty() {
+async fn role_from(state: &AppState, v: AclRoleBody, id: String) -> ApiResult<Role> {
+    if v.name.is_empty() {
         return Err(ApiError::bad_request("Invalid Role: no Name is set"));
     }
-    tribune_model::names::check_name("role name", &name)
+    tribune_model::names::check_name("role name", &v.name)
         .map_err(|e| ApiError::bad_request(format!("Invalid Role: {e}")))?;
     Ok(Role {
         id,
-        name,
-        description: str_field(v, "Description").to_string(),
-        policies: policy_links(state, v).await?,
+        policies: policy_links(state, &v.policies).await?,
+        name: v.name,
+        description: v.description,
     })
 }
 
@@ -396,9 +380,8 @@ async fn write_role(state: &AppState, role: Role, create: bool) -> ApiResult<Res
     })
     .await?;
     tracing::info!(role = %role.name, id = %role.id, "ACL role written");
-    let v = serde_json::to_value(&role).unwrap_or(Value::Null);
     let r = state.store.get(ROLE_TABLE, &role.id).await?;
-    Ok(Json(with_indexes(v, r.as_ref(), applied.index)).into_response())
+    Ok(Json(indexed(role, r.as_ref(), applied.index)).into_response())
 }
 
 /// `PUT /v1/acl/role`.
@@ -411,13 +394,13 @@ pub(crate) async fn create_role(
     acl_caller(&state, raw.as_deref(), &headers)
         .await?
         .acl_write()?;
-    let v = acl_body(&body)?;
-    if !str_field(&v, "ID").is_empty() {
+    let v: AclRoleBody = acl_body(&body)?;
+    if !v.id.is_empty() {
         return Err(ApiError::bad_request(
             "Role ID must not be specified on create; use PUT /v1/acl/role/:id to update",
         ));
     }
-    let role = role_from(&state, &v, uuid::Uuid::new_v4().to_string()).await?;
+    let role = role_from(&state, v, uuid::Uuid::new_v4().to_string()).await?;
     write_role(&state, role, true).await
 }
 
@@ -432,25 +415,20 @@ pub(crate) async fn update_role(
     acl_caller(&state, raw.as_deref(), &headers)
         .await?
         .acl_write()?;
-    let v = acl_body(&body)?;
-    let body_id = str_field(&v, "ID");
-    if !body_id.is_empty() && body_id != id {
+    let v: AclRoleBody = acl_body(&body)?;
+    if !v.id.is_empty() && v.id != id {
         return Err(ApiError::bad_request(
             "Role ID in URL and payload do not match",
         ));
     }
-    let role = role_from(&state, &v, id).await?;
+    let role = role_from(&state, v, id).await?;
     write_role(&state, role, false).await
 }
 
-async fn role_view(state: &AppState, role: (Role, Record)) -> ApiResult<Value> {
+async fn role_view(state: &AppState, role: (Role, Record)) -> ApiResult<Indexed<Role>> {
     let (mut role, r) = role;
     Names::load(state).await?.role(&mut role);
-    Ok(with_indexes(
-        serde_json::to_value(&role).unwrap_or(Value::Null),
-        Some(&r),
-        0,
-    ))
+    Ok(indexed(role, Some(&r), 0))
 }
 
 /// `GET /v1/acl/role/:id`.
@@ -505,12 +483,8 @@ pub(crate) async fn list_roles(
         if policy.is_some_and(|p| !role.policies.iter().any(|l| l.id == p)) {
             continue;
         }
-        let v = with_indexes(
-            serde_json::to_value(&role).unwrap_or(Value::Null),
-            Some(&r),
-            0,
-        );
-        if filters::keeps(&filter, &v) {
+        let v = indexed(role, Some(&r), 0);
+        if filters::keeps_typed(&filter, &v)? {
             out.push(v);
         }
     }
