@@ -483,50 +483,67 @@ pub struct Indexed<T> {
 }
 
 /// The body of `PUT /v1/acl/policy[/<id>]`, decoded with
-/// [`crate::decode::from_go_json`].
+/// [`crate::decode::from_go_json`]. The request bodies leave out empty fields (what
+/// a client did not set).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct AclPolicyBody {
-    #[serde(rename = "ID", default)]
+    #[serde(rename = "ID", default, skip_serializing_if = "String::is_empty")]
     pub id: String,
-    #[serde(rename = "Name", default)]
+    #[serde(rename = "Name", default, skip_serializing_if = "String::is_empty")]
     pub name: String,
-    #[serde(rename = "Description", default)]
+    #[serde(
+        rename = "Description",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub description: String,
-    #[serde(rename = "Rules", default)]
+    #[serde(rename = "Rules", default, skip_serializing_if = "String::is_empty")]
     pub rules: String,
     /// Accepted and ignored (one datacenter).
-    #[serde(rename = "Datacenters", default)]
+    #[serde(rename = "Datacenters", default, skip_serializing_if = "Vec::is_empty")]
     pub datacenters: Vec<String>,
 }
 
 /// The body of `PUT /v1/acl/role[/<id>]`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct AclRoleBody {
-    #[serde(rename = "ID", default)]
+    #[serde(rename = "ID", default, skip_serializing_if = "String::is_empty")]
     pub id: String,
-    #[serde(rename = "Name", default)]
+    #[serde(rename = "Name", default, skip_serializing_if = "String::is_empty")]
     pub name: String,
-    #[serde(rename = "Description", default)]
+    #[serde(
+        rename = "Description",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub description: String,
-    #[serde(rename = "Policies", default)]
+    #[serde(rename = "Policies", default, skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<AclLink>,
 }
 
 /// The body of `PUT /v1/acl/token[/<id>]` and `/v1/acl/token/<id>/clone`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct AclTokenBody {
-    #[serde(rename = "AccessorID", default)]
+    #[serde(
+        rename = "AccessorID",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub accessor_id: String,
-    #[serde(rename = "SecretID", default)]
+    #[serde(rename = "SecretID", default, skip_serializing_if = "String::is_empty")]
     pub secret_id: String,
-    #[serde(rename = "Description", default)]
+    #[serde(
+        rename = "Description",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub description: String,
-    #[serde(rename = "Policies", default)]
+    #[serde(rename = "Policies", default, skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<AclLink>,
-    #[serde(rename = "Roles", default)]
+    #[serde(rename = "Roles", default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<AclLink>,
     /// Unset: keep (on update) or `false` (on create).
-    #[serde(rename = "Local", default)]
+    #[serde(rename = "Local", default, skip_serializing_if = "Option::is_none")]
     pub local: Option<bool>,
 }
 

@@ -7,7 +7,8 @@
 use super::http::{call_ok, HttpArgs};
 use super::Io;
 use clap::{Args, Subcommand};
-use serde_json::{json, Value};
+use serde_json::Value;
+use tribune_model::api::{AclLink, AclPolicy, AclPolicyBody, AclToken, AclTokenBody};
 
 mod role;
 use role::RoleCommand;
@@ -147,18 +148,24 @@ pub struct LinkArgs {
 }
 
 impl LinkArgs {
-    fn policies(&self) -> Vec<Value> {
+    fn policies(&self) -> Vec<AclLink> {
         links(&self.policy_name, &self.policy_id)
     }
-    fn roles(&self) -> Vec<Value> {
+    fn roles(&self) -> Vec<AclLink> {
         links(&self.role_name, &self.role_id)
     }
 }
 
-fn links(names: &[String], ids: &[String]) -> Vec<Value> {
-    let mut out: Vec<Value> = names.iter().map(|n| json!({"Name": n})).collect();
-    out.extend(ids.iter().map(|i| json!({"ID": i})));
-    out
+fn links(names: &[String], ids: &[String]) -> Vec<AclLink> {
+    let by_name = names.iter().map(|n| AclLink {
+        name: n.clone(),
+        ..AclLink::default()
+    });
+    let by_id = ids.iter().map(|i| AclLink {
+        id: i.clone(),
+        ..AclLink::default()
+    });
+    by_name.chain(by_id).collect()
 }
 
 #[derive(Debug, Args)]
@@ -284,25 +291,28 @@ impl From<&str> for Fail {
 
 type Done = Result<(), Fail>;
 
+/// Sends a request and returns the agent's answer as it came (what `-format json`
+/// prints); [`answer`] reads it as its typed shape.
 fn send(
     http: &HttpArgs,
     method: &str,
     path: &str,
-    body: Option<Value>,
+    body: Option<Vec<u8>>,
     failure: &str,
     io: &mut Io<'_>,
 ) -> Result<Value, Fail> {
-    let r = call_ok(
-        http,
-        method,
-        path,
-        body.map(|b| b.to_string().into_bytes()),
-        failure,
-        1,
-        io,
-    )
-    .map_err(Fail::Code)?;
+    let r = call_ok(http, method, path, body, failure, 1, io).map_err(Fail::Code)?;
     Ok(serde_json::from_str(&r.body).unwrap_or_default())
+}
+
+/// A request body.
+fn body<T: serde::Serialize>(t: &T) -> Option<Vec<u8>> {
+    serde_json::to_vec(t).ok()
+}
+
+/// The agent's answer as its typed shape ([`tribune_model::api`]).
+fn answer<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, Fail> {
+    T::deserialize(v).map_err(|e| Fail::Message(format!("Unexpected answer from the agent: {e}")))
 }
 
 fn check_format(f: &FormatArg) -> Done {
@@ -312,78 +322,59 @@ fn check_format(f: &FormatArg) -> Done {
     }
 }
 
-/// Prints one object (or list) as `-format` asks; `pretty` is the caller's text.
-fn show(f: &FormatArg, v: &Value, pretty: impl Fn(&Value) -> String, io: &mut Io<'_>) {
+/// Prints the agent's answer `v` as `-format` asks: as it came (`json`), or as the
+/// caller's text of its typed shape `T` (`pretty`).
+fn show<T: serde::de::DeserializeOwned>(
+    f: &FormatArg,
+    v: &Value,
+    pretty: impl Fn(&T) -> String,
+    io: &mut Io<'_>,
+) -> Done {
     if f.format == "json" {
         let _ = writeln!(io.out, "{}", super::config::pretty4(v));
     } else {
-        let _ = write!(io.out, "{}", pretty(v));
+        let _ = write!(io.out, "{}", pretty(&answer(v)?));
     }
+    Ok(())
 }
 
-fn s<'a>(v: &'a Value, k: &str) -> &'a str {
-    v[k].as_str().unwrap_or("")
-}
-
-fn link_lines(v: &Value, key: &str, title: &str, indent: &str) -> String {
-    let items: Vec<&Value> = v[key].as_array().into_iter().flatten().collect();
-    if items.is_empty() {
+fn link_lines(links: &[AclLink], title: &str, indent: &str) -> String {
+    if links.is_empty() {
         return String::new();
     }
     let mut out = format!("{title}:\n");
-    for l in items {
-        out.push_str(&format!("{indent}{} - {}\n", s(l, "ID"), s(l, "Name")));
+    for l in links {
+        out.push_str(&format!("{indent}{} - {}\n", l.id, l.name));
     }
     out
 }
 
 /// `consul acl token read`'s pretty format.
-fn token_text(v: &Value) -> String {
+fn token_text(t: &AclToken) -> String {
     let mut out = format!(
         "AccessorID:       {}\nSecretID:         {}\nDescription:      {}\nLocal:            {}\nCreate Time:      {}\n",
-        s(v, "AccessorID"),
-        s(v, "SecretID"),
-        s(v, "Description"),
-        v["Local"].as_bool().unwrap_or(false),
-        s(v, "CreateTime"),
+        t.accessor_id, t.secret_id, t.description, t.local, t.create_time,
     );
-    out.push_str(&link_lines(v, "Policies", "Policies", "   "));
-    out.push_str(&link_lines(v, "Roles", "Roles", "   "));
+    out.push_str(&link_lines(&t.policies, "Policies", "   "));
+    out.push_str(&link_lines(&t.roles, "Roles", "   "));
     out
 }
 
-fn datacenters(v: &Value) -> String {
-    v["Datacenters"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// `consul acl policy read`'s pretty format.
-fn policy_text(v: &Value) -> String {
-    let mut rules = s(v, "Rules").to_string();
+/// `consul acl policy read`'s pretty format (one datacenter: `Datacenters` is empty,
+/// meaning all).
+fn policy_text(p: &AclPolicy) -> String {
+    let mut rules = p.rules.clone();
     if !rules.ends_with('\n') {
         rules.push('\n');
     }
     format!(
-        "ID:           {}\nName:         {}\nDescription:  {}\nDatacenters:  {}\nRules:\n{rules}",
-        s(v, "ID"),
-        s(v, "Name"),
-        s(v, "Description"),
-        datacenters(v),
+        "ID:           {}\nName:         {}\nDescription:  {}\nDatacenters:  \nRules:\n{rules}",
+        p.id, p.name, p.description,
     )
 }
 
-fn each(v: &Value, entry: impl Fn(&Value) -> String, between: &str) -> String {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .map(entry)
-        .collect::<Vec<_>>()
-        .join(between)
+fn each<T>(items: &[T], entry: impl Fn(&T) -> String, between: &str) -> String {
+    items.iter().map(entry).collect::<Vec<_>>().join(between)
 }
 
 /// Reads rules given as text, `@file` or `-` (stdin).
@@ -411,12 +402,10 @@ fn full_id(http: &HttpArgs, kind: &str, given: &str, io: &mut Io<'_>) -> Result<
         _ => ("/v1/acl/roles", "ID", "roles"),
     };
     let failure = format!("Error determining {kind} ID: Failed to list {plural}");
-    let list = send(http, "GET", path, None, &failure, io)?;
+    let list: Vec<Value> = answer(&send(http, "GET", path, None, &failure, io)?)?;
     let found: Vec<&str> = list
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|t| s(t, key))
+        .iter()
+        .filter_map(|t| t.get(key).and_then(Value::as_str))
         .filter(|id| id.starts_with(given))
         .collect();
     match found.as_slice() {
@@ -449,7 +438,7 @@ fn id_or_name(
                 &format!("Error reading {kind} {name:?}"),
                 io,
             )?;
-            Ok(s(&v, "ID").to_string())
+            Ok(answer::<AclLink>(&v)?.id)
         }
         _ => Err("Must specify either the -id or -name parameters".into()),
     }
@@ -464,22 +453,27 @@ fn bootstrap(a: &BootstrapArgs, io: &mut Io<'_>) -> Done {
         "Failed ACL bootstrapping",
         io,
     )?;
-    let _ = write!(io.out, "{}", token_text(&v));
+    let _ = write!(io.out, "{}", token_text(&answer(&v)?));
     Ok(())
 }
 
 fn policy_create(a: &PolicyCreateArgs, io: &mut Io<'_>) -> Done {
     let rules = rules_text(&a.rules)?;
-    let body = json!({"Name": a.name, "Description": a.description, "Rules": rules});
+    let policy = AclPolicyBody {
+        name: a.name.clone(),
+        description: a.description.clone(),
+        rules,
+        ..AclPolicyBody::default()
+    };
     let v = send(
         &a.http,
         "PUT",
         "/v1/acl/policy",
-        Some(body),
+        body(&policy),
         "Failed to create new policy",
         io,
     )?;
-    let _ = write!(io.out, "{}", policy_text(&v));
+    let _ = write!(io.out, "{}", policy_text(&answer(&v)?));
     Ok(())
 }
 
@@ -496,28 +490,29 @@ fn policy_list(a: &ListArgs, io: &mut Io<'_>) -> Done {
     show(
         &a.format,
         &v,
-        |v| {
+        |list: &Vec<AclPolicy>| {
             each(
-                v,
+                list,
                 |p| {
                     format!(
-                        "{}:\n   ID:           {}\n   Description:  {}\n   Datacenters:  {}\n",
-                        s(p, "Name"),
-                        s(p, "ID"),
-                        s(p, "Description"),
-                        datacenters(p)
+                        "{}:\n   ID:           {}\n   Description:  {}\n   Datacenters:  \n",
+                        p.name, p.id, p.description,
                     )
                 },
                 "",
             )
         },
         io,
-    );
-    Ok(())
+    )
 }
 
 /// `acl policy|role read`: one object by -id (a unique prefix) or -name.
-fn read_one(kind: &str, a: &IdNameArgs, text: fn(&Value) -> String, io: &mut Io<'_>) -> Done {
+fn read_one<T: serde::de::DeserializeOwned>(
+    kind: &str,
+    a: &IdNameArgs,
+    text: fn(&T) -> String,
+    io: &mut Io<'_>,
+) -> Done {
     check_format(&a.format)?;
     let id = id_or_name(&a.http, kind, &a.id, &a.name, io)?;
     let v = send(
@@ -528,8 +523,7 @@ fn read_one(kind: &str, a: &IdNameArgs, text: fn(&Value) -> String, io: &mut Io<
         &format!("Error reading {kind} {id:?}"),
         io,
     )?;
-    show(&a.format, &v, text, io);
-    Ok(())
+    show(&a.format, &v, text, io)
 }
 
 /// `acl policy|role delete`: one object by -id (a unique prefix) or -name.
@@ -555,53 +549,59 @@ fn policy_update(a: &PolicyUpdateArgs, io: &mut Io<'_>) -> Done {
         return Err("Cannot update a policy without specifying the -id or -name parameter".into());
     }
     let id = id_or_name(&a.http, "policy", &a.id, &a.name, io)?;
-    let mut p = send(
+    let current: AclPolicy = answer(&send(
         &a.http,
         "GET",
         &format!("/v1/acl/policy/{id}"),
         None,
         &format!("Error reading policy {id:?}"),
         io,
-    )?;
+    )?)?;
+    let mut p = AclPolicyBody {
+        id: current.id,
+        name: current.name,
+        description: current.description,
+        rules: current.rules,
+        datacenters: Vec::new(),
+    };
     let by_id = a.id.as_deref().is_some_and(|i| !i.is_empty());
     if let (true, Some(name)) = (by_id, a.name.as_deref().filter(|n| !n.is_empty())) {
-        p["Name"] = json!(name);
+        p.name = name.to_string();
     }
     if let Some(d) = &a.description {
-        p["Description"] = json!(d);
+        p.description = d.clone();
     }
     if let Some(r) = &a.rules {
-        p["Rules"] = json!(rules_text(r)?);
+        p.rules = rules_text(r)?;
     }
     let v = send(
         &a.http,
         "PUT",
         &format!("/v1/acl/policy/{id}"),
-        Some(p),
+        body(&p),
         &format!("Failed to update policy {id}"),
         io,
     )?;
-    show(&a.format, &v, policy_text, io);
-    Ok(())
+    show(&a.format, &v, policy_text, io)
 }
 
 fn token_create(a: &TokenCreateArgs, io: &mut Io<'_>) -> Done {
     check_format(&a.format)?;
-    let body = json!({
-        "Description": a.description,
-        "Policies": a.links.policies(),
-        "Roles": a.links.roles(),
-    });
+    let token = AclTokenBody {
+        description: a.description.clone(),
+        policies: a.links.policies(),
+        roles: a.links.roles(),
+        ..AclTokenBody::default()
+    };
     let v = send(
         &a.http,
         "PUT",
         "/v1/acl/token",
-        Some(body),
+        body(&token),
         "Failed to create new token",
         io,
     )?;
-    show(&a.format, &v, token_text, io);
-    Ok(())
+    show(&a.format, &v, token_text, io)
 }
 
 fn token_list(a: &ListArgs, io: &mut Io<'_>) -> Done {
@@ -614,8 +614,12 @@ fn token_list(a: &ListArgs, io: &mut Io<'_>) -> Done {
         "Failed to retrieve the token list",
         io,
     )?;
-    show(&a.format, &v, |v| each(v, token_text, "\n"), io);
-    Ok(())
+    show(
+        &a.format,
+        &v,
+        |list: &Vec<AclToken>| each(list, token_text, "\n"),
+        io,
+    )
 }
 
 fn required_id(id: &Option<String>, missing: &str) -> Result<String, Fail> {
@@ -647,24 +651,20 @@ fn token_read(a: &TokenReadArgs, io: &mut Io<'_>) -> Done {
             io,
         )?
     };
-    show(&a.format, &v, token_text, io);
-    Ok(())
+    show(&a.format, &v, token_text, io)
 }
 
 /// The links of a token after an update: the current ones plus the flags' when
 /// merging, else the flags' when any is given, else the current ones.
-fn updated_links(current: &Value, given: Vec<Value>, merge: bool) -> Value {
-    let current: Vec<Value> = current
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|l| json!({"ID": l["ID"]}))
-        .collect();
+fn updated_links(current: &[AclLink], given: Vec<AclLink>, merge: bool) -> Vec<AclLink> {
+    let current = current.iter().map(|l| AclLink {
+        id: l.id.clone(),
+        name: String::new(),
+    });
     match (merge, given.is_empty()) {
-        (_, true) => Value::Array(current),
-        (false, false) => Value::Array(given),
-        (true, false) => Value::Array(current.into_iter().chain(given).collect()),
+        (_, true) => current.collect(),
+        (false, false) => given,
+        (true, false) => current.chain(given).collect(),
     }
 }
 
@@ -675,35 +675,31 @@ fn token_update(a: &TokenUpdateArgs, io: &mut Io<'_>) -> Done {
         "Cannot update a token without specifying the -id parameter",
     )?;
     let id = full_id(&a.http, "token", &given, io)?;
-    let t = send(
+    let t: AclToken = answer(&send(
         &a.http,
         "GET",
         &format!("/v1/acl/token/{id}"),
         None,
         "Error when retrieving current token",
         io,
-    )?;
-    let description = a
-        .description
-        .clone()
-        .unwrap_or_else(|| s(&t, "Description").to_string());
-    let body = json!({
-        "AccessorID": id,
-        "Description": description,
-        "Policies": updated_links(&t["Policies"], a.links.policies(), a.merge_policies),
-        "Roles": updated_links(&t["Roles"], a.links.roles(), a.merge_roles),
-    });
+    )?)?;
+    let update = AclTokenBody {
+        accessor_id: id.clone(),
+        description: a.description.clone().unwrap_or(t.description),
+        policies: updated_links(&t.policies, a.links.policies(), a.merge_policies),
+        roles: updated_links(&t.roles, a.links.roles(), a.merge_roles),
+        ..AclTokenBody::default()
+    };
     let v = send(
         &a.http,
         "PUT",
         &format!("/v1/acl/token/{id}"),
-        Some(body),
+        body(&update),
         &format!("Failed to update token {id}"),
         io,
     )?;
     let _ = writeln!(io.out, "Token updated successfully.");
-    show(&a.format, &v, token_text, io);
-    Ok(())
+    show(&a.format, &v, token_text, io)
 }
 
 fn token_clone(a: &TokenCloneArgs, io: &mut Io<'_>) -> Done {
@@ -717,13 +713,15 @@ fn token_clone(a: &TokenCloneArgs, io: &mut Io<'_>) -> Done {
         &a.http,
         "PUT",
         &format!("/v1/acl/token/{id}/clone"),
-        Some(json!({"Description": a.description})),
+        body(&AclTokenBody {
+            description: a.description.clone(),
+            ..AclTokenBody::default()
+        }),
         "Error cloning token",
         io,
     )?;
     let _ = writeln!(io.out, "Token cloned successfully.");
-    show(&a.format, &v, token_text, io);
-    Ok(())
+    show(&a.format, &v, token_text, io)
 }
 
 fn token_delete(a: &TokenIdArgs, io: &mut Io<'_>) -> Done {

@@ -2,13 +2,13 @@
 //! role`'s flags, output and messages.
 
 use super::{
-    check_format, each, link_lines, links, s, send, show, updated_links, Done, FormatArg,
-    IdNameArgs, ListArgs,
+    answer, body, check_format, each, link_lines, links, send, show, updated_links, Done,
+    FormatArg, IdNameArgs, ListArgs,
 };
 use crate::cli::http::HttpArgs;
 use crate::cli::Io;
 use clap::{Args, Subcommand};
-use serde_json::{json, Value};
+use tribune_model::api::{AclRole, AclRoleBody};
 
 #[derive(Debug, Subcommand)]
 pub enum RoleCommand {
@@ -81,14 +81,12 @@ pub fn run(cmd: RoleCommand, io: &mut Io<'_>) -> Done {
 }
 
 /// `consul acl role read`'s pretty format.
-fn role_text(v: &Value) -> String {
+fn role_text(r: &AclRole) -> String {
     let mut out = format!(
         "ID:           {}\nName:         {}\nDescription:  {}\n",
-        s(v, "ID"),
-        s(v, "Name"),
-        s(v, "Description"),
+        r.id, r.name, r.description,
     );
-    out.push_str(&link_lines(v, "Policies", "Policies", "   "));
+    out.push_str(&link_lines(&r.policies, "Policies", "   "));
     out
 }
 
@@ -104,17 +102,21 @@ fn role_create(a: &RoleCreateArgs, io: &mut Io<'_>) -> Done {
                 .into(),
         );
     }
-    let body = json!({"Name": a.name, "Description": a.description, "Policies": policies});
+    let role = AclRoleBody {
+        name: a.name.clone(),
+        description: a.description.clone(),
+        policies,
+        ..AclRoleBody::default()
+    };
     let v = send(
         &a.http,
         "PUT",
         "/v1/acl/role",
-        Some(body),
+        body(&role),
         "Failed to create new role",
         io,
     )?;
-    show(&a.format, &v, role_text, io);
-    Ok(())
+    show(&a.format, &v, role_text, io)
 }
 
 fn role_list(a: &ListArgs, io: &mut Io<'_>) -> Done {
@@ -130,24 +132,23 @@ fn role_list(a: &ListArgs, io: &mut Io<'_>) -> Done {
     show(
         &a.format,
         &v,
-        |v| {
+        |list: &Vec<AclRole>| {
             each(
-                v,
+                list,
                 |r| {
                     format!(
                         "{}:\n   ID:           {}\n   Description:  {}\n{}",
-                        s(r, "Name"),
-                        s(r, "ID"),
-                        s(r, "Description"),
-                        link_lines(r, "Policies", "   Policies", "      ")
+                        r.name,
+                        r.id,
+                        r.description,
+                        link_lines(&r.policies, "   Policies", "      ")
                     )
                 },
                 "",
             )
         },
         io,
-    );
-    Ok(())
+    )
 }
 
 /// `consul acl role update`: unset flags keep the role's values; policies given are
@@ -159,33 +160,35 @@ fn role_update(a: &RoleUpdateArgs, io: &mut Io<'_>) -> Done {
             .filter(|i| !i.is_empty())
             .ok_or("Cannot update a role without specifying the -id parameter")?;
     let id = super::full_id(&a.http, "role", &given, io)?;
-    let current = send(
+    let current: AclRole = answer(&send(
         &a.http,
         "GET",
         &format!("/v1/acl/role/{id}"),
         None,
         &format!("Error reading role {id:?}"),
         io,
-    )?;
-    let name = a.name.clone().filter(|n| !n.is_empty());
-    let body = json!({
-        "ID": id,
-        "Name": name.as_deref().unwrap_or(s(&current, "Name")),
-        "Description": a.description.as_deref().unwrap_or(s(&current, "Description")),
-        "Policies": updated_links(
-            &current["Policies"],
+    )?)?;
+    let update = AclRoleBody {
+        id: id.clone(),
+        name: a
+            .name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(current.name),
+        description: a.description.clone().unwrap_or(current.description),
+        policies: updated_links(
+            &current.policies,
             links(&a.policy_name, &a.policy_id),
             !a.no_merge,
         ),
-    });
+    };
     let v = send(
         &a.http,
         "PUT",
         &format!("/v1/acl/role/{id}"),
-        Some(body),
+        body(&update),
         &format!("Error updating role {id:?}"),
         io,
     )?;
-    show(&a.format, &v, role_text, io);
-    Ok(())
+    show(&a.format, &v, role_text, io)
 }
