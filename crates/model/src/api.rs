@@ -412,6 +412,131 @@ pub struct ShadowReport {
     pub received_at: i64,
 }
 
+/// A staged candidate as `GET /v1/tribune/staged[/<kind>/<name>]` shows it, with the
+/// shadow counters its sidecars reported. Tribune's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagedCandidate {
+    #[serde(rename = "Kind")]
+    pub kind: String,
+    #[serde(rename = "Name")]
+    pub name: String,
+    /// `kind/name@index`.
+    #[serde(rename = "Candidate")]
+    pub candidate: String,
+    #[serde(rename = "StagedIndex")]
+    pub staged_index: u64,
+    /// The live entry's ModifyIndex when the candidate was staged (0: none).
+    #[serde(rename = "LiveIndexAtStaging")]
+    pub live_index_at_staging: u64,
+    #[serde(rename = "LiveIndex")]
+    pub live_index: u64,
+    /// The live entry changed since staging: promote needs `-force`.
+    #[serde(rename = "LiveChanged")]
+    pub live_changed: bool,
+    #[serde(rename = "Seen")]
+    pub seen: u64,
+    #[serde(rename = "Changed")]
+    pub changed: u64,
+    #[serde(rename = "Sidecars")]
+    pub sidecars: Vec<SidecarCounts>,
+}
+
+/// One sidecar's shadow counters for a candidate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SidecarCounts {
+    #[serde(rename = "Service")]
+    pub service: String,
+    #[serde(rename = "Proxy")]
+    pub proxy: String,
+    #[serde(rename = "Seen")]
+    pub seen: u64,
+    #[serde(rename = "Changed")]
+    pub changed: u64,
+}
+
+/// A sidecar's shadow evaluation (`GET /shadow` on its admin listener). Tribune's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowCounters {
+    /// The staged candidates evaluated beside the live policy.
+    #[serde(rename = "Candidates")]
+    pub candidates: Vec<String>,
+    #[serde(rename = "Seen")]
+    pub seen: u64,
+    #[serde(rename = "Changed")]
+    pub changed: u64,
+    /// Largest first.
+    #[serde(rename = "Groups")]
+    pub groups: Vec<ShadowGroup>,
+}
+
+/// Requests the candidate decides differently, grouped by caller, method and the
+/// path's first segment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowGroup {
+    /// `-`: no caller identity; `(other)`: past the group limit.
+    #[serde(rename = "Caller")]
+    pub caller: String,
+    #[serde(rename = "Method")]
+    pub method: String,
+    #[serde(rename = "PathPrefix")]
+    pub path_prefix: String,
+    /// `allow` or `deny`.
+    #[serde(rename = "Live")]
+    pub live: String,
+    #[serde(rename = "Candidate")]
+    pub candidate: String,
+    /// The candidate's reason code.
+    #[serde(rename = "Reason")]
+    pub reason: String,
+    #[serde(rename = "LiveStatus")]
+    pub live_status: u16,
+    #[serde(rename = "CandidateStatus")]
+    pub candidate_status: u16,
+    #[serde(rename = "Count")]
+    pub count: u64,
+    /// The first request of the group, `METHOD /path`.
+    #[serde(rename = "Example")]
+    pub example: String,
+}
+
+/// The answer of a replay (`POST /replay` on a sidecar's admin listener): the
+/// recorded requests decided again with a candidate. Tribune's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayResult {
+    #[serde(rename = "Requests")]
+    pub requests: u64,
+    #[serde(rename = "Changed")]
+    pub changed: u64,
+    /// Requests whose token this sidecar did not verify at the time (taken as valid,
+    /// without claims).
+    #[serde(rename = "Assumed")]
+    pub assumed: u64,
+    #[serde(rename = "Groups")]
+    pub groups: Vec<ShadowGroup>,
+    /// Set when the sidecar's time budget ran out before the newest requests.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<Truncated>,
+}
+
+/// How much of a replay ran (`"Truncated": true` beside the counts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Truncated {
+    /// Always true.
+    #[serde(rename = "Truncated")]
+    pub truncated: bool,
+    #[serde(rename = "Replayed")]
+    pub replayed: u64,
+    #[serde(rename = "Recorded")]
+    pub recorded: u64,
+}
+
+/// The answer of `GET /v1/connect/intentions/check` (Consul's shape).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntentionCheck {
+    #[serde(rename = "Allowed")]
+    pub allowed: bool,
+}
+
 /// A link from a token or role to a policy or role: by `ID` or by `Name` in a request,
 /// both filled in an answer.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

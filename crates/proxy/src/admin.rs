@@ -66,7 +66,7 @@ pub fn answer(proxy: &Proxy, path: &str) -> Response<Full<Bytes>> {
         "/shadow" => reply(
             StatusCode::OK,
             "application/json",
-            serde_json::to_string_pretty(&proxy.shadow.to_json()).unwrap_or_default(),
+            serde_json::to_string_pretty(&proxy.shadow.counters()).unwrap_or_default(),
         ),
         "/config_dump" => {
             let body = match proxy.current() {

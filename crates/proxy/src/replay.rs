@@ -28,6 +28,7 @@ use tribune_authz::Caller;
 use tribune_enforce::{Policy, PolicyDocument, Verdict, View};
 use tribune_jwt::locate::{default_locations, extract, locations, Outcome};
 use tribune_jwt::{unverified_issuer, Claims, JwtError};
+use tribune_model::api::{ReplayResult, Truncated};
 use tribune_model::jwt_provider::JwtLocation;
 use tribune_model::ConfigEntry;
 
@@ -567,7 +568,7 @@ fn token_named(fact: &Fact, p: &tribune_model::JwtProvider) -> bool {
 
 /// Evaluates `candidate` on every fact of `ring`: `{"Requests", "Changed",
 /// "Assumed", "Groups"}`.
-pub fn replay(ring: &ReplayRing, candidate: &Policy) -> Value {
+pub fn replay(ring: &ReplayRing, candidate: &Policy) -> ReplayResult {
     replay_within(ring, candidate, REPLAY_BUDGET)
 }
 
@@ -576,7 +577,11 @@ pub fn replay(ring: &ReplayRing, candidate: &Policy) -> Value {
 pub const REPLAY_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// [`replay`] within `budget` of wall time (checked every 64 facts).
-pub fn replay_within(ring: &ReplayRing, candidate: &Policy, budget: std::time::Duration) -> Value {
+pub fn replay_within(
+    ring: &ReplayRing,
+    candidate: &Policy,
+    budget: std::time::Duration,
+) -> ReplayResult {
     let stats = ShadowStats::default();
     let mut assumed = 0u64;
     let facts = ring.snapshot();
@@ -640,18 +645,18 @@ pub fn replay_within(ring: &ReplayRing, candidate: &Policy, budget: std::time::D
             verdict,
         );
     }
-    let mut v = stats.to_json();
-    let mut out = serde_json::Map::new();
-    out.insert("Requests".into(), v["Seen"].take());
-    out.insert("Changed".into(), v["Changed"].take());
-    out.insert("Assumed".into(), Value::from(assumed));
-    out.insert("Groups".into(), v["Groups"].take());
-    if replayed < recorded {
-        out.insert("Truncated".into(), Value::from(true));
-        out.insert("Replayed".into(), Value::from(replayed));
-        out.insert("Recorded".into(), Value::from(recorded));
+    let counters = stats.counters();
+    ReplayResult {
+        requests: counters.seen,
+        changed: counters.changed,
+        assumed,
+        groups: counters.groups,
+        truncated: (replayed < recorded).then_some(Truncated {
+            truncated: true,
+            replayed: replayed as u64,
+            recorded: recorded as u64,
+        }),
     }
-    Value::Object(out)
 }
 
 #[cfg(test)]
@@ -848,10 +853,17 @@ mod tests {
         for i in 0..300 {
             ring.push(fact(i, 10));
         }
-        let all = replay_within(&ring, &policy, std::time::Duration::from_secs(60));
+        // The wire shape: `Truncated`, `Replayed` and `Recorded` beside the counts.
+        let all = serde_json::to_value(replay_within(
+            &ring,
+            &policy,
+            std::time::Duration::from_secs(60),
+        ))
+        .unwrap();
         assert_eq!(all["Requests"], 300);
         assert!(all.get("Truncated").is_none());
-        let cut = replay_within(&ring, &policy, std::time::Duration::ZERO);
+        let cut =
+            serde_json::to_value(replay_within(&ring, &policy, std::time::Duration::ZERO)).unwrap();
         assert_eq!(cut["Truncated"], true);
         assert_eq!(
             (cut["Replayed"].as_u64(), cut["Recorded"].as_u64()),

@@ -6,12 +6,11 @@
 //! reuses the live authentication when it can, `tribune_enforce::Policy::shadow`);
 //! the live decision is enforced. The counters restart when the candidate changes.
 
-use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use tribune_enforce::Verdict;
-use tribune_model::api::{paths, ShadowReport};
+use tribune_model::api::{paths, ShadowCounters, ShadowGroup, ShadowReport};
 
 /// Most groups kept; further differences are counted in one `(other)` group.
 pub const MAX_GROUPS: usize = 1000;
@@ -145,9 +144,9 @@ impl ShadowStats {
         )
     }
 
-    /// `GET /shadow`: the candidate, totals and the groups, largest first.
-    pub fn to_json(&self) -> Value {
-        let (labels, seen, changed) = self.totals();
+    /// `GET /shadow`: the candidates, totals and the groups, largest first.
+    pub fn counters(&self) -> ShadowCounters {
+        let (candidates, seen, changed) = self.totals();
         let mut groups: Vec<(GroupKey, Group)> = self
             .inner
             .lock()
@@ -163,23 +162,26 @@ impl ShadowStats {
                 .cmp(&a.1.count)
                 .then_with(|| a.1.example.cmp(&b.1.example))
         });
-        json!({
-            "Candidates": labels,
-            "Seen": seen,
-            "Changed": changed,
-            "Groups": groups.iter().map(|(k, g)| json!({
-                "Caller": k.caller,
-                "Method": k.method,
-                "PathPrefix": k.prefix,
-                "Live": k.live,
-                "Candidate": k.candidate,
-                "Reason": k.reason,
-                "LiveStatus": g.live_status,
-                "CandidateStatus": g.candidate_status,
-                "Count": g.count,
-                "Example": g.example,
-            })).collect::<Vec<_>>(),
-        })
+        ShadowCounters {
+            candidates,
+            seen,
+            changed,
+            groups: groups
+                .into_iter()
+                .map(|(k, g)| ShadowGroup {
+                    caller: k.caller,
+                    method: k.method,
+                    path_prefix: k.prefix,
+                    live: k.live.to_string(),
+                    candidate: k.candidate.to_string(),
+                    reason: k.reason.to_string(),
+                    live_status: g.live_status,
+                    candidate_status: g.candidate_status,
+                    count: g.count,
+                    example: g.example,
+                })
+                .collect(),
+        }
     }
 }
 
@@ -244,7 +246,7 @@ mod tests {
         assert!(s.record(Some("web"), "GET", "/v1/a", allow, missing));
         assert!(s.record(Some("web"), "GET", "/v1/b/c", allow, missing));
         assert!(s.record(None, "POST", "/admin", allow, missing));
-        let v = s.to_json();
+        let v = serde_json::to_value(s.counters()).unwrap();
         assert_eq!(
             (v["Seen"].as_u64(), v["Changed"].as_u64()),
             (Some(4), Some(3))
@@ -271,7 +273,7 @@ mod tests {
         for i in 0..MAX_GROUPS + 50 {
             s.record(Some(&format!("svc{i}")), "GET", "/", allow, deny);
         }
-        let v = s.to_json();
+        let v = serde_json::to_value(s.counters()).unwrap();
         assert_eq!(v["Groups"].as_array().map(Vec::len), Some(MAX_GROUPS + 1));
         assert_eq!(v["Groups"][0]["Caller"], "(other)");
         assert_eq!(v["Groups"][0]["Count"], 50);

@@ -16,6 +16,7 @@ use tribune_authz::Caller;
 use tribune_enforce::explain::{parse_service_ref, ExplainRequest};
 use tribune_enforce::{Options, Policy, PolicyDocument};
 use tribune_jwks::Runtimes;
+use tribune_model::api::IntentionCheck;
 use tribune_model::intentions::SourceIntention;
 use tribune_model::{entry_from_json, go, ConfigEntry, Kind, ServiceIntentions, WILDCARD};
 use tribune_store::{Cas, Record};
@@ -265,7 +266,7 @@ pub(crate) async fn check(
             name: &source.name,
             peer: &source.peer,
         }));
-        return Ok(Json(json!({ "Allowed": allowed })).into_response());
+        return Ok(Json(IntentionCheck { allowed }).into_response());
     }
     let mut request = ExplainRequest {
         source: query_get(&q, "source").map(str::to_string),
@@ -283,7 +284,10 @@ pub(crate) async fn check(
         }
     }
     let out = explain_request(&state, &request).await?;
-    Ok(Json(json!({ "Allowed": out.allowed })).into_response())
+    Ok(Json(IntentionCheck {
+        allowed: out.allowed,
+    })
+    .into_response())
 }
 
 /// `POST /v1/connect/intentions/explain`: the sidecar's answer to a described

@@ -24,7 +24,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tribune_model::{entry_from_json, go, ConfigEntry, Kind};
 use tribune_store::{Cas, Op, Record};
 
@@ -250,6 +250,7 @@ pub(crate) async fn promote(
 }
 
 pub use tribune_model::api::ShadowReport;
+use tribune_model::api::{SidecarCounts, StagedCandidate};
 
 /// Reports one request may carry.
 const MAX_REPORTS_PER_REQUEST: usize = 64;
@@ -387,26 +388,38 @@ fn fresh(r: &ShadowReport, now: i64) -> bool {
 }
 
 /// One candidate as `GET /v1/tribune/staged` shows it.
-async fn describe(state: &AppState, s: &Staged, reports: &[ShadowReport]) -> ApiResult<Value> {
+async fn describe(
+    state: &AppState,
+    s: &Staged,
+    reports: &[ShadowReport],
+) -> ApiResult<StagedCandidate> {
     let label = s.label();
     let mine: Vec<&ShadowReport> = reports.iter().filter(|r| r.candidate == label).collect();
     let live = crate::entries::load_one(state, s.entry.kind(), s.entry.name())
         .await?
         .map(|(_, r)| r.modify_index);
-    Ok(json!({
-        "Kind": s.entry.kind().as_str(),
-        "Name": s.entry.name(),
-        "Candidate": label,
-        "StagedIndex": s.record.modify_index,
-        "LiveIndexAtStaging": s.live_index,
-        "LiveIndex": live.unwrap_or(0),
-        "LiveChanged": live.unwrap_or(0) != s.live_index,
-        "Seen": mine.iter().fold(0u64, |sum, r| sum.saturating_add(r.seen)),
-        "Changed": mine.iter().fold(0u64, |sum, r| sum.saturating_add(r.changed)),
-        "Sidecars": mine.iter().map(|r| json!({
-            "Service": r.service, "Proxy": r.proxy, "Seen": r.seen, "Changed": r.changed,
-        })).collect::<Vec<_>>(),
-    }))
+    Ok(StagedCandidate {
+        kind: s.entry.kind().as_str().to_string(),
+        name: s.entry.name().to_string(),
+        candidate: label,
+        staged_index: s.record.modify_index,
+        live_index_at_staging: s.live_index,
+        live_index: live.unwrap_or(0),
+        live_changed: live.unwrap_or(0) != s.live_index,
+        seen: mine.iter().fold(0u64, |sum, r| sum.saturating_add(r.seen)),
+        changed: mine
+            .iter()
+            .fold(0u64, |sum, r| sum.saturating_add(r.changed)),
+        sidecars: mine
+            .iter()
+            .map(|r| SidecarCounts {
+                service: r.service.clone(),
+                proxy: r.proxy.clone(),
+                seen: r.seen,
+                changed: r.changed,
+            })
+            .collect(),
+    })
 }
 
 /// Every stored report with its key.

@@ -5,6 +5,7 @@ use super::Io;
 use clap::{Args, Subcommand};
 use std::io::Read;
 use tribune_client::encode;
+use tribune_model::api::StagedCandidate;
 use tribune_model::{decode::parse_raw, decode_object, Kind, WireEntry};
 
 #[derive(Debug, Subcommand)]
@@ -490,29 +491,35 @@ fn staged(args: &StagedArgs, io: &mut Io<'_>) -> u8 {
         serde_json::Value::Array(items) => items,
         one => vec![one],
     };
+    let list: Vec<StagedCandidate> = match list.into_iter().map(serde_json::from_value).collect() {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = writeln!(
+                io.err,
+                "Error reading staged candidates: unexpected answer: {e}"
+            );
+            return 1;
+        }
+    };
     for c in &list {
-        let n = |k: &str| c[k].as_u64().unwrap_or(0);
         let _ = writeln!(
             io.out,
             "{}/{} (staged at index {})",
-            c["Kind"].as_str().unwrap_or(""),
-            c["Name"].as_str().unwrap_or(""),
-            n("StagedIndex")
+            c.kind, c.name, c.staged_index
         );
-        let sidecars = c["Sidecars"].as_array().map_or(0, Vec::len);
+        let sidecars = c.sidecars.len();
         let _ = writeln!(
             io.out,
             "  requests seen: {}, would change: {} ({sidecars} sidecar{})",
-            n("Seen"),
-            n("Changed"),
+            c.seen,
+            c.changed,
             if sidecars == 1 { "" } else { "s" }
         );
-        if c["LiveChanged"].as_bool() == Some(true) {
+        if c.live_changed {
             let _ = writeln!(
                 io.out,
                 "  the live entry changed since staging (ModifyIndex {} then, {} now): promote needs -force",
-                n("LiveIndexAtStaging"),
-                n("LiveIndex")
+                c.live_index_at_staging, c.live_index
             );
         }
     }

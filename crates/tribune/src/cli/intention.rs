@@ -5,6 +5,7 @@ use super::Io;
 use clap::{Args, Subcommand};
 use tribune_client::encode;
 use tribune_enforce::explain::{ExplainRequest, ExplainResponse};
+use tribune_model::api::ReplayResult;
 
 #[derive(Debug, Subcommand)]
 pub enum IntentionCommand {
@@ -153,9 +154,9 @@ fn check(args: &CheckArgs, io: &mut Io<'_>) -> u8 {
         Ok(r) => r,
         Err(c) => return c,
     };
-    match serde_json::from_str::<serde_json::Value>(&r.body)
+    match serde_json::from_str::<tribune_model::api::IntentionCheck>(&r.body)
         .ok()
-        .and_then(|v| v["Allowed"].as_bool())
+        .map(|c| c.allowed)
     {
         Some(true) => {
             let _ = writeln!(io.out, "Allowed");
@@ -359,42 +360,46 @@ fn replay(args: &ReplayArgs, io: &mut Io<'_>) -> u8 {
         );
         return 0;
     }
-    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let v: ReplayResult = match serde_json::from_value(v) {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = writeln!(io.err, "Error replaying {file}: unexpected answer: {e}");
+            return 1;
+        }
+    };
     let _ = writeln!(
         io.out,
         "Replayed {} requests: {} would change",
-        n(&v["Requests"]),
-        n(&v["Changed"])
+        v.requests, v.changed
     );
-    if n(&v["Assumed"]) > 0 {
+    if v.assumed > 0 {
         let _ = writeln!(
             io.out,
             "  ({} carried a token this sidecar did not verify at the time; taken as valid, without claims)",
-            n(&v["Assumed"])
+            v.assumed
         );
     }
-    if v["Truncated"] == true {
+    if let Some(t) = v.truncated {
         let _ = writeln!(
             io.out,
             "  (stopped at the sidecar's time budget: the newest {} of {} recorded requests are not included)",
-            n(&v["Recorded"]).saturating_sub(n(&v["Replayed"])),
-            n(&v["Recorded"])
+            t.recorded.saturating_sub(t.replayed),
+            t.recorded
         );
     }
-    for g in v["Groups"].as_array().into_iter().flatten() {
-        let s = |k: &str| g[k].as_str().unwrap_or("").to_string();
+    for g in &v.groups {
         let _ = writeln!(
             io.out,
             "  {:>6}  {} {} from {}: {} -> {} ({}, HTTP {}), e.g. {}",
-            n(&g["Count"]),
-            s("Method"),
-            s("PathPrefix"),
-            s("Caller"),
-            s("Live"),
-            s("Candidate"),
-            s("Reason"),
-            n(&g["CandidateStatus"]),
-            s("Example")
+            g.count,
+            g.method,
+            g.path_prefix,
+            g.caller,
+            g.live,
+            g.candidate,
+            g.reason,
+            g.candidate_status,
+            g.example
         );
     }
     0
