@@ -2,18 +2,17 @@
 //! supports). Secrets never reach the logs.
 
 use crate::acl::{Policy, PolicyLink, Rules, Token, MANAGEMENT_POLICY_ID, MANAGEMENT_POLICY_NAME};
+use crate::extract::{AclCaller, GoJson, Query};
 use crate::filters;
 use crate::{
-    authorize, contended, contention_backoff, find_token_by_secret, json_body, now_rfc3339,
-    parse_query, token_secret, ApiError, ApiResult, AppState, Shared, ACL_META_TABLE, POLICY_TABLE,
-    TOKEN_TABLE, WRITE_ATTEMPTS,
+    contended, contention_backoff, find_token_by_secret, now_rfc3339, token_secret, ApiError,
+    ApiResult, AppState, Shared, ACL_META_TABLE, POLICY_TABLE, TOKEN_TABLE, WRITE_ATTEMPTS,
 };
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::json;
 use tribune_model::api::{AclPolicyBody, AclTokenBody, Indexed};
 use tribune_store::{Cas, Op, Record};
 
@@ -26,19 +25,6 @@ pub(crate) use edit::{
 use edit::{policy_links, role_links, Names};
 
 const BOOTSTRAP_KEY: &str = "bootstrapped";
-
-/// An ACL request body, decoded as Consul decodes it: Go's `encoding/json`, whose
-/// key folding lets py-consul's `{"name": ..., "rules": ...}` mean `Name` and `Rules`
-/// ([`tribune_model::decode::from_go_json`]). An empty body is an empty object.
-pub(crate) fn acl_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
-    let v = if body.iter().all(u8::is_ascii_whitespace) {
-        Value::Object(serde_json::Map::new())
-    } else {
-        json_body(body)?
-    };
-    tribune_model::decode::from_go_json(&v)
-        .map_err(|e| ApiError::bad_request(format!("Request decoding failed: {e}")))
-}
 
 /// A stored object as the API answers it, with the indexes of its record (or `index`,
 /// the write that made it, when there is no record at hand).
@@ -177,16 +163,6 @@ fn acl_enabled(state: &AppState) -> ApiResult<()> {
     }
 }
 
-/// Every ACL endpoint but bootstrap: ACLs must be on, and the caller is resolved.
-async fn acl_caller(
-    state: &AppState,
-    raw: Option<&str>,
-    headers: &HeaderMap,
-) -> ApiResult<crate::acl::Authorizer> {
-    acl_enabled(state)?;
-    authorize(state, headers, &parse_query(raw)).await
-}
-
 /// `PUT /v1/acl/bootstrap`: the first management token, once.
 pub(crate) async fn bootstrap(State(state): State<Shared>) -> ApiResult<Response> {
     acl_enabled(&state)?;
@@ -218,14 +194,10 @@ pub(crate) async fn bootstrap(State(state): State<Shared>) -> ApiResult<Response
 /// `PUT /v1/acl/policy`.
 pub(crate) async fn create_policy(
     State(state): State<Shared>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    AclCaller(caller): AclCaller,
+    GoJson(v): GoJson<AclPolicyBody>,
 ) -> ApiResult<Response> {
-    acl_caller(&state, raw.as_deref(), &headers)
-        .await?
-        .acl_write()?;
-    let v: AclPolicyBody = acl_body(&body)?;
+    caller.acl_write()?;
     if v.name.is_empty() {
         return Err(ApiError::bad_request("Invalid Policy: no Name is set"));
     }
@@ -274,12 +246,9 @@ async fn find_policy_by_name(state: &AppState, name: &str) -> ApiResult<Option<(
 pub(crate) async fn read_policy(
     State(state): State<Shared>,
     Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    AclCaller(caller): AclCaller,
 ) -> ApiResult<Response> {
-    acl_caller(&state, raw.as_deref(), &headers)
-        .await?
-        .acl_read()?;
+    caller.acl_read()?;
     let r = state
         .store
         .get(POLICY_TABLE, &id)
@@ -293,12 +262,9 @@ pub(crate) async fn read_policy(
 pub(crate) async fn read_policy_by_name(
     State(state): State<Shared>,
     Path(name): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    AclCaller(caller): AclCaller,
 ) -> ApiResult<Response> {
-    acl_caller(&state, raw.as_deref(), &headers)
-        .await?
-        .acl_read()?;
+    caller.acl_read()?;
     let (p, r) = find_policy_by_name(&state, &name)
         .await?
         .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
@@ -307,13 +273,11 @@ pub(crate) async fn read_policy_by_name(
 
 pub(crate) async fn list_policies(
     State(state): State<Shared>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    AclCaller(caller): AclCaller,
+    query: Query,
 ) -> ApiResult<Response> {
-    acl_caller(&state, raw.as_deref(), &headers)
-        .await?
-        .acl_read()?;
-    let filter = filters::from_query(&parse_query(raw.as_deref()), filters::ACL_POLICY).await?;
+    caller.acl_read()?;
+    let filter = filters::from_query(query.pairs(), filters::ACL_POLICY).await?;
     let mut out = Vec::new();
     for r in state.store.list(POLICY_TABLE).await? {
         let Ok(p) = serde_json::from_slice::<Policy>(&r.value) else {
@@ -330,12 +294,9 @@ pub(crate) async fn list_policies(
 pub(crate) async fn delete_policy(
     State(state): State<Shared>,
     Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    AclCaller(caller): AclCaller,
 ) -> ApiResult<Response> {
-    acl_caller(&state, raw.as_deref(), &headers)
-        .await?
-        .acl_write()?;
+    caller.acl_write()?;
     if id == MANAGEMENT_POLICY_ID {
         return Err(ApiError::bad_request(
             "Delete operation not permitted on the builtin global-management policy",
@@ -355,14 +316,10 @@ pub(crate) async fn delete_policy(
 /// `PUT /v1/acl/token`.
 pub(crate) async fn create_token(
     State(state): State<Shared>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    AclCaller(caller): AclCaller,
+    GoJson(v): GoJson<AclTokenBody>,
 ) -> ApiResult<Response> {
-    acl_caller(&state, raw.as_deref(), &headers)
-        .await?
-        .acl_write()?;
-    let v: AclTokenBody = acl_body(&body)?;
+    caller.acl_write()?;
     let policies = policy_links(&state, &v.policies).await?;
     let roles = role_links(&state, &v.roles).await?;
     let fresh = |given: String| {
@@ -457,10 +414,8 @@ fn token_view(r: &Record, secret: Secret, names: &Names) -> Option<Indexed<Token
 pub(crate) async fn read_token(
     State(state): State<Shared>,
     Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    AclCaller(authz): AclCaller,
 ) -> ApiResult<Response> {
-    let authz = acl_caller(&state, raw.as_deref(), &headers).await?;
     authz.acl_read()?;
     let r = state
         .store
@@ -476,12 +431,11 @@ pub(crate) async fn read_token(
 /// `GET /v1/acl/token/self`: the caller's own token.
 pub(crate) async fn token_self(
     State(state): State<Shared>,
-    RawQuery(raw): RawQuery,
+    query: Query,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     acl_enabled(&state)?;
-    let q = parse_query(raw.as_deref());
-    let secret = token_secret(&headers, &q)
+    let secret = token_secret(&headers, query.pairs())
         .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
     let t = find_token_by_secret(&state, &secret)
         .await?
@@ -500,13 +454,12 @@ pub(crate) async fn token_self(
 
 pub(crate) async fn list_tokens(
     State(state): State<Shared>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    AclCaller(authz): AclCaller,
+    query: Query,
 ) -> ApiResult<Response> {
-    let authz = acl_caller(&state, raw.as_deref(), &headers).await?;
     authz.acl_read()?;
     let secret = Secret::for_caller(&authz);
-    let q = parse_query(raw.as_deref());
+    let q = query.pairs();
     let filter = filters::from_query(&q, filters::ACL_TOKEN).await?;
     // Consul's `?policy=<id>` and `?role=<id>`: tokens linking that policy or role.
     let links = |list: &[PolicyLink], key: &str| {
@@ -533,22 +486,15 @@ pub(crate) async fn list_tokens(
 pub(crate) async fn delete_token(
     State(state): State<Shared>,
     Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    AclCaller(caller): AclCaller,
 ) -> ApiResult<Response> {
-    delete_record(&state, raw.as_deref(), &headers, TOKEN_TABLE, id).await
+    caller.acl_write()?;
+    delete_record(&state, TOKEN_TABLE, id).await
 }
 
-/// `DELETE` of a token or role: an `acl:write` caller removes the record (a
+/// `DELETE` of a token or role (the caller's `acl:write` checked): the record goes (a
 /// missing one is no error, as in Consul).
-async fn delete_record(
-    state: &AppState,
-    raw: Option<&str>,
-    headers: &HeaderMap,
-    table: &str,
-    key: String,
-) -> ApiResult<Response> {
-    acl_caller(state, raw, headers).await?.acl_write()?;
+async fn delete_record(state: &AppState, table: &str, key: String) -> ApiResult<Response> {
     state
         .store
         .apply(&[Op::Delete {

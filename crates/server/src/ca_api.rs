@@ -13,6 +13,7 @@
 //!
 //! The root's private key never leaves the agent.
 
+use crate::extract::{Query, WatchCaller};
 use crate::{
     authorize, block_on_table, block_on_tables_as, index_header, parse_query, ApiError, ApiResult,
     AppState, Holder, Shared,
@@ -195,11 +196,11 @@ pub(crate) async fn roots(
 pub(crate) async fn leaf(
     State(state): State<Shared>,
     Path(service): Path<String>,
-    RawQuery(raw): RawQuery,
+    query: Query,
     headers: HeaderMap,
+    WatchCaller(authz): WatchCaller,
 ) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
-    let authz = crate::authorize_blocking(&state, &headers, &q).await?;
+    let q = query.pairs();
     authz.service_write(&service)?;
     tribune_model::names::check_service_name(&service).map_err(ApiError::bad_request)?;
     required(&state).await?;

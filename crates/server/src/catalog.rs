@@ -12,14 +12,13 @@
 //! Keys are matched like Consul's decoder: any case, CamelCase or snake_case.
 
 use crate::acl::Authorizer;
+use crate::extract::{Caller, JsonBody, Query};
 use crate::filters;
 use crate::{
-    authorize, block_on_table, contended, contention_backoff, index_header, json_body, parse_query,
-    ApiError, ApiResult, AppState, Shared, WRITE_ATTEMPTS,
+    block_on_table, contended, contention_backoff, index_header, ApiError, ApiResult, AppState,
+    Shared, WRITE_ATTEMPTS,
 };
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
@@ -284,13 +283,9 @@ fn records(body: &Value, taken_ports: &[u16]) -> Result<Vec<ServiceRecord>, Stri
 /// `PUT /v1/agent/service/register`.
 pub(crate) async fn register(
     State(state): State<Shared>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    Caller(authz): Caller,
+    JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
-    let authz = authorize(&state, &headers, &q).await?;
-    let body = json_body(&body)?;
     for attempt in 0..WRITE_ATTEMPTS {
         let serial = state.write_lock.lock().await;
         let index = state.store.table_index(SERVICES_TABLE).await?;
@@ -397,11 +392,8 @@ fn sidecar_id_is_its_own(
 pub(crate) async fn deregister(
     State(state): State<Shared>,
     Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    Caller(authz): Caller,
 ) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
-    let authz = authorize(&state, &headers, &q).await?;
     let _serial = state.write_lock.lock().await;
     let all = load_all(&state).await?;
     if !all.iter().any(|r| r.id == id) {
@@ -427,11 +419,10 @@ pub(crate) async fn deregister(
 pub(crate) async fn service(
     State(state): State<Shared>,
     Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    query: Query,
+    Caller(authz): Caller,
 ) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
-    let authz = authorize(&state, &headers, &q).await?;
+    let q = query.pairs();
     let index = block_on_table(&state, SERVICES_TABLE, &q).await?;
     let all = load_all(&state).await?;
     let svc = all
@@ -446,11 +437,10 @@ pub(crate) async fn service(
 /// `GET /v1/agent/services`.
 pub(crate) async fn services(
     State(state): State<Shared>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    query: Query,
+    Caller(authz): Caller,
 ) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
-    let authz = authorize(&state, &headers, &q).await?;
+    let q = query.pairs();
     let filter = filters::from_query(&q, filters::AGENT_SERVICE).await?;
     let mut map: BTreeMap<String, AgentService> = BTreeMap::new();
     for r in load_all(&state).await? {
@@ -473,11 +463,10 @@ fn service_node(r: &ServiceRecord, datacenter: &str) -> CatalogService {
 /// `GET /v1/catalog/services`: service names and their tags.
 pub(crate) async fn catalog_services(
     State(state): State<Shared>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    query: Query,
+    Caller(authz): Caller,
 ) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
-    let authz = authorize(&state, &headers, &q).await?;
+    let q = query.pairs();
     let filter = filters::from_query(&q, filters::SERVICE_NODE).await?;
     let index = block_on_table(&state, SERVICES_TABLE, &q).await?;
     let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();

@@ -2,11 +2,11 @@
 //! with Consul's cross-entry checks for providers and intentions.
 
 use crate::acl::{Authorizer, Denied};
+use crate::extract::{Caller, JsonBody, Query};
 use crate::{
-    authorize, block_on_table, contended, contention_backoff, index_header, json_body, parse_query,
-    query_get, ApiError, ApiResult, AppState, Shared, CONFIG_TABLE, WRITE_ATTEMPTS,
+    authorize, block_on_table, contended, contention_backoff, index_header, parse_query, query_get,
+    ApiError, ApiResult, AppState, Shared, CONFIG_TABLE, WRITE_ATTEMPTS,
 };
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -404,13 +404,11 @@ pub(crate) async fn commit(
 /// `PUT /v1/config[?cas=N]`.
 pub(crate) async fn put_config(
     State(state): State<Shared>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    query: Query,
+    Caller(authz): Caller,
+    JsonBody(value): JsonBody,
 ) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
-    let authz = authorize(&state, &headers, &q).await?;
-    let value = json_body(&body)?;
+    let q = query.pairs();
     let entry = entry_from_json(value).map_err(decode_error)?;
     can_write(&authz, entry.kind(), entry.name())?;
     if staging(&q) {

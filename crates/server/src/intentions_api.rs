@@ -2,6 +2,7 @@
 //! `service-intentions` entries.
 
 use crate::entries::{can_write, delete_entry, load_all, load_one, write_entry};
+use crate::extract::{self, Query};
 use crate::{
     authorize, block_on_table, index_header, json_body, parse_query, query_get, ApiError,
     ApiResult, AppState, Shared, CONFIG_TABLE,
@@ -89,11 +90,10 @@ fn intentions_of(all: &[(ConfigEntry, Record)]) -> Vec<(&ServiceIntentions, &Rec
 /// `GET /v1/connect/intentions`: every intention the token may read.
 pub(crate) async fn list(
     State(state): State<Shared>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    query: Query,
+    extract::Caller(authz): extract::Caller,
 ) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
-    let authz = authorize(&state, &headers, &q).await?;
+    let q = query.pairs();
     let filter = crate::filters::from_query(&q, crate::filters::INTENTION).await?;
     let index = block_on_table(&state, CONFIG_TABLE, &q).await?;
     let all = load_all(&state).await?;

@@ -20,6 +20,7 @@ mod ca_api;
 mod catalog;
 mod compiled;
 mod entries;
+mod extract;
 mod filters;
 mod intentions_api;
 pub mod listener;

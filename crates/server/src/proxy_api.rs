@@ -13,21 +13,20 @@
 //! ACL: `service:write` on the service (what a sidecar's token holds in Consul),
 //! re-checked while the query waits: a revoked token gets its 403 at once.
 
-use crate::{
-    authorize_blocking, index_header, parse_query, ApiError, ApiResult, Blocking, Holder, Shared,
-};
-use axum::extract::{Path, RawQuery, State};
+use crate::extract::{Query, WatchCaller};
+use crate::{index_header, ApiError, ApiResult, Blocking, Holder, Shared};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 pub(crate) async fn snapshot(
     State(state): State<Shared>,
     Path(service): Path<String>,
-    RawQuery(raw): RawQuery,
+    query: Query,
     headers: HeaderMap,
+    WatchCaller(authz): WatchCaller,
 ) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
-    let authz = authorize_blocking(&state, &headers, &q).await?;
+    let q = query.pairs();
     authz.service_write(&service)?;
     let holder = Holder {
         headers: &headers,
@@ -62,8 +61,6 @@ pub(crate) async fn snapshot(
 mod tests {
     use crate::staged::STAGED_TABLE;
     use crate::{AgentConfig, AppState, CONFIG_TABLE};
-    use axum::extract::{Path, RawQuery, State};
-    use axum::http::HeaderMap;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     use tokio::sync::watch;
@@ -131,17 +128,22 @@ mod tests {
             }
             tokio::task::yield_now().await;
         }
-        let mut headers = HeaderMap::new();
-        headers.insert("x-consul-token", "root".parse().unwrap());
+        // Through the router: the caller extractor's authorization is counted too.
+        let app = crate::router(state.clone());
         let get = |query: Option<String>| {
-            super::snapshot(
-                State(state.clone()),
-                Path("api".to_string()),
-                RawQuery(query),
-                headers.clone(),
-            )
+            let uri = match query {
+                Some(q) => format!("/v1/tribune/proxy-snapshot/api?{q}"),
+                None => "/v1/tribune/proxy-snapshot/api".to_string(),
+            };
+            let request = axum::http::Request::get(uri)
+                .header("host", "127.0.0.1")
+                .header("x-consul-token", "root")
+                .body(axum::body::Body::empty())
+                .unwrap();
+            tower::ServiceExt::oneshot(app.clone(), request)
         };
         let first = get(None).await.unwrap();
+        assert_eq!(first.status(), 200);
         let index = first.headers()["x-consul-index"]
             .to_str()
             .unwrap()

@@ -17,8 +17,8 @@
 //! Entries stay Consul files: nothing is added to the entry itself.
 
 use crate::entries::{can_read, can_write, commit, entry_key, load_all_at, parse_kind};
-use crate::{authorize, json_body, parse_query, query_get, ApiError, ApiResult, AppState, Shared};
-use axum::body::Bytes;
+use crate::extract::{Caller, JsonBody};
+use crate::{authorize, parse_query, query_get, ApiError, ApiResult, AppState, Shared};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -271,13 +271,9 @@ pub(crate) const REPORT_TTL_SECS: i64 = 600;
 /// saturation, and dropped after [`REPORT_TTL_SECS`] without a refresh.
 pub(crate) async fn report(
     State(state): State<Shared>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    Caller(authz): Caller,
+    JsonBody(v): JsonBody,
 ) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
-    let authz = authorize(&state, &headers, &q).await?;
-    let v = json_body(&body)?;
     let mut reports: Vec<ShadowReport> = tribune_model::decode::from_value(&v, "")
         .map_err(|e| ApiError::bad_request(format!("Request decoding failed: {e}")))?;
     if reports.len() > MAX_REPORTS_PER_REQUEST {
@@ -447,11 +443,8 @@ async fn reports(state: &AppState) -> ApiResult<Vec<ShadowReport>> {
 /// `GET /v1/tribune/staged`: every candidate the token may read.
 pub(crate) async fn list(
     State(state): State<Shared>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    Caller(authz): Caller,
 ) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
-    let authz = authorize(&state, &headers, &q).await?;
     let all = reports(&state).await?;
     let mut out = Vec::new();
     for s in load_staged(&state).await? {

@@ -15,10 +15,10 @@
 
 use crate::ca_api::now;
 use crate::entries::{cross_checks, load_all_at, warnings_for};
-use crate::{authorize, json_body, parse_query, ApiError, ApiResult, Shared};
+use crate::extract::Caller;
+use crate::{json_body, ApiError, ApiResult, Shared};
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
-use axum::http::HeaderMap;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
@@ -30,12 +30,9 @@ pub(crate) const SIDECARS_TABLE: &str = "sidecars";
 
 pub(crate) async fn report(
     State(state): State<Shared>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    Caller(authz): Caller,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
-    let authz = authorize(&state, &headers, &q).await?;
     if body.len() > MAX_SIDECAR_REPORT {
         return Err(ApiError(
             axum::http::StatusCode::PAYLOAD_TOO_LARGE,
@@ -101,11 +98,8 @@ const SIDECAR_REPORT_TTL_SECS: i64 = 3600;
 
 pub(crate) async fn sidecars(
     State(state): State<Shared>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    Caller(authz): Caller,
 ) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
-    let authz = authorize(&state, &headers, &q).await?;
     let now = now();
     let mut out = Vec::new();
     for r in state.store.list(SIDECARS_TABLE).await?.iter() {
@@ -139,12 +133,9 @@ fn field_of(message: &str) -> String {
 
 pub(crate) async fn validate(
     State(state): State<Shared>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    Caller(authz): Caller,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
-    let authz = authorize(&state, &headers, &q).await?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("Request decoding failed: the body is not UTF-8"))?;
     let error = |field: String, message: String| json!({ "Field": field, "Message": message });

@@ -13,17 +13,16 @@
 //! names and leaves out links to objects that were deleted, as Consul does.
 
 use super::{
-    acl_body, acl_caller, delete_record, find_policy_by_name, indexed, put_json, token_view,
-    write_guarded, Secret,
+    delete_record, find_policy_by_name, indexed, put_json, token_view, write_guarded, Secret,
 };
 use crate::acl::{Policy, PolicyLink, Role, Rules, Token, MANAGEMENT_POLICY_ID};
+use crate::extract::{AclCaller, GoJson, Query};
 use crate::{
-    filters, load_policy, now_rfc3339, parse_query, ApiError, ApiResult, AppState, Shared,
-    POLICY_TABLE, ROLE_TABLE, TOKEN_TABLE,
+    filters, load_policy, now_rfc3339, ApiError, ApiResult, AppState, Shared, POLICY_TABLE,
+    ROLE_TABLE, TOKEN_TABLE,
 };
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use std::collections::HashMap;
@@ -163,13 +162,10 @@ impl Names {
 pub(crate) async fn update_token(
     State(state): State<Shared>,
     Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    AclCaller(authz): AclCaller,
+    GoJson(v): GoJson<AclTokenBody>,
 ) -> ApiResult<Response> {
-    let authz = acl_caller(&state, raw.as_deref(), &headers).await?;
     authz.acl_write()?;
-    let v: AclTokenBody = acl_body(&body)?;
     if !v.accessor_id.is_empty() && v.accessor_id != id {
         return Err(ApiError::bad_request(
             "Token Accessor ID in URL and payload do not match",
@@ -233,13 +229,10 @@ async fn read_back_token(
 pub(crate) async fn clone_token(
     State(state): State<Shared>,
     Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    AclCaller(authz): AclCaller,
+    GoJson(v): GoJson<AclTokenBody>,
 ) -> ApiResult<Response> {
-    let authz = acl_caller(&state, raw.as_deref(), &headers).await?;
     authz.acl_write()?;
-    let v: AclTokenBody = acl_body(&body)?;
     let (old, _) = state
         .store
         .get(TOKEN_TABLE, &id)
@@ -279,14 +272,10 @@ pub(crate) async fn clone_token(
 pub(crate) async fn update_policy(
     State(state): State<Shared>,
     Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    AclCaller(caller): AclCaller,
+    GoJson(v): GoJson<AclPolicyBody>,
 ) -> ApiResult<Response> {
-    acl_caller(&state, raw.as_deref(), &headers)
-        .await?
-        .acl_write()?;
-    let v: AclPolicyBody = acl_body(&body)?;
+    caller.acl_write()?;
     if !v.id.is_empty() && v.id != id {
         return Err(ApiError::bad_request(
             "Policy ID in URL and payload do not match",
@@ -387,14 +376,10 @@ async fn write_role(state: &AppState, role: Role, create: bool) -> ApiResult<Res
 /// `PUT /v1/acl/role`.
 pub(crate) async fn create_role(
     State(state): State<Shared>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    AclCaller(caller): AclCaller,
+    GoJson(v): GoJson<AclRoleBody>,
 ) -> ApiResult<Response> {
-    acl_caller(&state, raw.as_deref(), &headers)
-        .await?
-        .acl_write()?;
-    let v: AclRoleBody = acl_body(&body)?;
+    caller.acl_write()?;
     if !v.id.is_empty() {
         return Err(ApiError::bad_request(
             "Role ID must not be specified on create; use PUT /v1/acl/role/:id to update",
@@ -408,14 +393,10 @@ pub(crate) async fn create_role(
 pub(crate) async fn update_role(
     State(state): State<Shared>,
     Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    AclCaller(caller): AclCaller,
+    GoJson(v): GoJson<AclRoleBody>,
 ) -> ApiResult<Response> {
-    acl_caller(&state, raw.as_deref(), &headers)
-        .await?
-        .acl_write()?;
-    let v: AclRoleBody = acl_body(&body)?;
+    caller.acl_write()?;
     if !v.id.is_empty() && v.id != id {
         return Err(ApiError::bad_request(
             "Role ID in URL and payload do not match",
@@ -435,12 +416,9 @@ async fn role_view(state: &AppState, role: (Role, Record)) -> ApiResult<Indexed<
 pub(crate) async fn read_role(
     State(state): State<Shared>,
     Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    AclCaller(caller): AclCaller,
 ) -> ApiResult<Response> {
-    acl_caller(&state, raw.as_deref(), &headers)
-        .await?
-        .acl_read()?;
+    caller.acl_read()?;
     let found = load_role(&state, &id).await?.ok_or_else(not_found)?;
     Ok(Json(role_view(&state, found).await?).into_response())
 }
@@ -449,12 +427,9 @@ pub(crate) async fn read_role(
 pub(crate) async fn read_role_by_name(
     State(state): State<Shared>,
     Path(name): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    AclCaller(caller): AclCaller,
 ) -> ApiResult<Response> {
-    acl_caller(&state, raw.as_deref(), &headers)
-        .await?
-        .acl_read()?;
+    caller.acl_read()?;
     let found = find_role_by_name(&state, &name)
         .await?
         .ok_or_else(not_found)?;
@@ -464,13 +439,11 @@ pub(crate) async fn read_role_by_name(
 /// `GET /v1/acl/roles` (`?policy=ID` keeps the roles linking that policy).
 pub(crate) async fn list_roles(
     State(state): State<Shared>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    AclCaller(caller): AclCaller,
+    query: Query,
 ) -> ApiResult<Response> {
-    acl_caller(&state, raw.as_deref(), &headers)
-        .await?
-        .acl_read()?;
-    let q = parse_query(raw.as_deref());
+    caller.acl_read()?;
+    let q = query.pairs();
     let filter = filters::from_query(&q, filters::ACL_ROLE).await?;
     let policy = crate::query_get(&q, "policy").filter(|p| !p.is_empty());
     let names = Names::load(&state).await?;
@@ -495,8 +468,8 @@ pub(crate) async fn list_roles(
 pub(crate) async fn delete_role(
     State(state): State<Shared>,
     Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    AclCaller(caller): AclCaller,
 ) -> ApiResult<Response> {
-    delete_record(&state, raw.as_deref(), &headers, ROLE_TABLE, id).await
+    caller.acl_write()?;
+    delete_record(&state, ROLE_TABLE, id).await
 }
