@@ -460,10 +460,10 @@ pub(crate) async fn list_tokens(
     authz.acl_read()?;
     let secret = Secret::for_caller(&authz);
     let q = query.pairs();
-    let filter = filters::from_query(&q, filters::ACL_TOKEN).await?;
+    let filter = filters::from_query(q, filters::ACL_TOKEN).await?;
     // Consul's `?policy=<id>` and `?role=<id>`: tokens linking that policy or role.
     let links = |list: &[PolicyLink], key: &str| {
-        crate::query_get(&q, key)
+        crate::query_get(q, key)
             .filter(|id| !id.is_empty())
             .is_none_or(|id| list.iter().any(|link| link.id == id))
     };

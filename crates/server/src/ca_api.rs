@@ -13,12 +13,11 @@
 //!
 //! The root's private key never leaves the agent.
 
-use crate::extract::{Query, WatchCaller};
+use crate::extract::{Caller, Query, WatchCaller};
 use crate::{
-    authorize, block_on_table, block_on_tables_as, index_header, parse_query, ApiError, ApiResult,
-    AppState, Holder, Shared,
+    block_on_table, block_on_tables_as, index_header, ApiError, ApiResult, AppState, Holder, Shared,
 };
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -153,13 +152,9 @@ fn rfc3339(unix: i64) -> String {
 }
 
 /// `GET /v1/connect/ca/roots`.
-pub(crate) async fn roots(
-    State(state): State<Shared>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
+pub(crate) async fn roots(State(state): State<Shared>, query: Query) -> ApiResult<Response> {
     required(&state).await?;
-    let index = block_on_table(&state, CA_TABLE, &q).await?;
+    let index = block_on_table(&state, CA_TABLE, query.pairs()).await?;
     let ca = required(&state).await?;
     let t = now();
     let roots: Vec<_> = ca
@@ -208,7 +203,7 @@ pub(crate) async fn leaf(
         headers: &headers,
         allowed: &|a| a.service_write(&service),
     };
-    let index = block_on_tables_as(&state, &[CA_TABLE], &q, Some(holder)).await?;
+    let index = block_on_tables_as(&state, &[CA_TABLE], q, Some(holder)).await?;
     let ca = required(&state).await?;
     let active = ca
         .roots
@@ -242,11 +237,9 @@ pub(crate) async fn leaf(
 /// the leaves they signed expire.
 pub(crate) async fn rotate(
     State(state): State<Shared>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    Caller(authz): Caller,
 ) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
-    authorize(&state, &headers, &q).await?.operator_write()?;
+    authz.operator_write()?;
     for attempt in 0..crate::WRITE_ATTEMPTS {
         let serial = state.write_lock.lock().await;
         required(&state).await?;

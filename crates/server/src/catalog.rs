@@ -423,7 +423,7 @@ pub(crate) async fn service(
     Caller(authz): Caller,
 ) -> ApiResult<Response> {
     let q = query.pairs();
-    let index = block_on_table(&state, SERVICES_TABLE, &q).await?;
+    let index = block_on_table(&state, SERVICES_TABLE, q).await?;
     let all = load_all(&state).await?;
     let svc = all
         .into_iter()
@@ -441,7 +441,7 @@ pub(crate) async fn services(
     Caller(authz): Caller,
 ) -> ApiResult<Response> {
     let q = query.pairs();
-    let filter = filters::from_query(&q, filters::AGENT_SERVICE).await?;
+    let filter = filters::from_query(q, filters::AGENT_SERVICE).await?;
     let mut map: BTreeMap<String, AgentService> = BTreeMap::new();
     for r in load_all(&state).await? {
         if authz.service_read(&r.service).is_err() {
@@ -467,8 +467,8 @@ pub(crate) async fn catalog_services(
     Caller(authz): Caller,
 ) -> ApiResult<Response> {
     let q = query.pairs();
-    let filter = filters::from_query(&q, filters::SERVICE_NODE).await?;
-    let index = block_on_table(&state, SERVICES_TABLE, &q).await?;
+    let filter = filters::from_query(q, filters::SERVICE_NODE).await?;
+    let index = block_on_table(&state, SERVICES_TABLE, q).await?;
     let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for r in load_all(&state).await? {
         if authz.service_read(&r.service).is_err()

@@ -4,10 +4,10 @@
 use crate::acl::{Authorizer, Denied};
 use crate::extract::{Caller, JsonBody, Query};
 use crate::{
-    authorize, block_on_table, contended, contention_backoff, index_header, parse_query, query_get,
-    ApiError, ApiResult, AppState, Shared, CONFIG_TABLE, WRITE_ATTEMPTS,
+    block_on_table, contended, contention_backoff, index_header, query_get, ApiError, ApiResult,
+    AppState, Shared, CONFIG_TABLE, WRITE_ATTEMPTS,
 };
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -411,10 +411,10 @@ pub(crate) async fn put_config(
     let q = query.pairs();
     let entry = entry_from_json(value).map_err(decode_error)?;
     can_write(&authz, entry.kind(), entry.name())?;
-    if staging(&q) {
+    if staging(q) {
         return crate::staged::stage(&state, &entry).await;
     }
-    let cas = parse_cas(&q)?;
+    let cas = parse_cas(q)?;
     let written = write_entry(&state, &entry, cas).await?;
     let mut res = Json(written.ok).into_response();
     for w in written.warnings {
@@ -457,24 +457,24 @@ pub(crate) fn parse_kind(kind: &str) -> ApiResult<Kind> {
 pub(crate) async fn get_config(
     State(state): State<Shared>,
     Path((kind, name)): Path<(String, String)>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    query: Query,
+    _headers: HeaderMap,
+    Caller(authz): Caller,
 ) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
+    let q = query.pairs();
     let kind = parse_kind(&kind)?;
-    let authz = authorize(&state, &headers, &q).await?;
     can_read(&authz, kind, &name)?;
-    if staging(&q) {
+    if staging(q) {
         return crate::staged::get(&state, kind, &name).await;
     }
-    let index = block_on_table(&state, CONFIG_TABLE, &q).await?;
+    let index = block_on_table(&state, CONFIG_TABLE, q).await?;
     match load_one(&state, kind, &name).await? {
         None => Err(ApiError::not_found(format!(
             "Config entry not found for {} / {}",
             go::quote(kind.as_str()),
             go::quote(&name)
         ))),
-        Some((e, _)) if query_get(&q, "format") == Some("hcl") => {
+        Some((e, _)) if query_get(q, "format") == Some("hcl") => {
             // Tribune's extension: the entry as an HCL file (what the UI shows).
             let hcl = match e.to_json() {
                 serde_json::Value::Object(m) => tribune_model::hcl::render(&m),
@@ -499,16 +499,15 @@ pub(crate) async fn get_config(
 async fn list(
     state: &AppState,
     kind: Option<Kind>,
-    raw: Option<String>,
-    headers: &HeaderMap,
+    q: &[(String, String)],
+    authz: Authorizer,
 ) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
     // Consul filters service-defaults only (with go-bexpr).
     let filter = match kind {
         Some(Kind::ServiceDefaults) => {
-            crate::filters::from_query(&q, crate::filters::SERVICE_DEFAULTS).await?
+            crate::filters::from_query(q, crate::filters::SERVICE_DEFAULTS).await?
         }
-        _ if query_get(&q, "filter").is_some_and(|f| !f.is_empty()) => {
+        _ if query_get(q, "filter").is_some_and(|f| !f.is_empty()) => {
             return Err(ApiError::bad_request(match kind {
                 Some(k) => format!("filtering not supported for config entry kind={k}"),
                 None => "filtering not supported when listing every kind".to_string(),
@@ -516,8 +515,7 @@ async fn list(
         }
         _ => None,
     };
-    let authz = authorize(state, headers, &q).await?;
-    let index = block_on_table(state, CONFIG_TABLE, &q).await?;
+    let index = block_on_table(state, CONFIG_TABLE, q).await?;
     let mut filtered = false;
     let mut out = Vec::new();
     for (e, r) in load_all(state).await?.iter() {
@@ -547,38 +545,37 @@ async fn list(
 pub(crate) async fn list_kind(
     State(state): State<Shared>,
     Path(kind): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    query: Query,
+    Caller(authz): Caller,
 ) -> ApiResult<Response> {
     let kind = parse_kind(&kind)?;
-    list(&state, Some(kind), raw, &headers).await
+    list(&state, Some(kind), query.pairs(), authz).await
 }
 
 /// `GET /v1/config/`: entries of every kind.
 pub(crate) async fn list_all(
     State(state): State<Shared>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    query: Query,
+    Caller(authz): Caller,
 ) -> ApiResult<Response> {
-    list(&state, None, raw, &headers).await
+    list(&state, None, query.pairs(), authz).await
 }
 
 /// `DELETE /v1/config/:kind/:name[?cas=N]`.
 pub(crate) async fn delete_config(
     State(state): State<Shared>,
     Path((kind, name)): Path<(String, String)>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    query: Query,
+    Caller(authz): Caller,
 ) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
+    let q = query.pairs();
     let kind = parse_kind(&kind)?;
-    let authz = authorize(&state, &headers, &q).await?;
     can_write(&authz, kind, &name)?;
-    if staging(&q) {
+    if staging(q) {
         return crate::staged::unstage(&state, kind, &name).await;
     }
-    let cas = query_get(&q, "cas").is_some();
-    let cas_cond = parse_cas(&q)?;
+    let cas = query_get(q, "cas").is_some();
+    let cas_cond = parse_cas(q)?;
     let ok = delete_entry(&state, kind, &name, cas_cond).await?;
     if cas {
         Ok(Json(ok).into_response())

@@ -4,11 +4,11 @@
 use crate::entries::{can_write, delete_entry, load_all, load_one, write_entry};
 use crate::extract::{self, Query};
 use crate::{
-    authorize, block_on_table, index_header, json_body, parse_query, query_get, ApiError,
-    ApiResult, AppState, Shared, CONFIG_TABLE,
+    block_on_table, index_header, json_body, query_get, ApiError, ApiResult, AppState, Shared,
+    CONFIG_TABLE,
 };
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -94,8 +94,8 @@ pub(crate) async fn list(
     extract::Caller(authz): extract::Caller,
 ) -> ApiResult<Response> {
     let q = query.pairs();
-    let filter = crate::filters::from_query(&q, crate::filters::INTENTION).await?;
-    let index = block_on_table(&state, CONFIG_TABLE, &q).await?;
+    let filter = crate::filters::from_query(q, crate::filters::INTENTION).await?;
+    let index = block_on_table(&state, CONFIG_TABLE, q).await?;
     let all = load_all(&state).await?;
     let mut out = Vec::new();
     for (si, r) in intentions_of(&all) {
@@ -115,16 +115,15 @@ pub(crate) async fn list(
 /// `GET /v1/connect/intentions/exact?source=&destination=`.
 pub(crate) async fn get_exact(
     State(state): State<Shared>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    query: Query,
+    extract::Caller(authz): extract::Caller,
 ) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
-    let (source, destination) = endpoints(&q)?;
-    let authz = authorize(&state, &headers, &q).await?;
+    let q = query.pairs();
+    let (source, destination) = endpoints(q)?;
     authz
         .intentions_read(&destination.name)
         .or_else(|e| authz.intentions_read(&source.name).map_err(|_| e))?;
-    let index = block_on_table(&state, CONFIG_TABLE, &q).await?;
+    let index = block_on_table(&state, CONFIG_TABLE, q).await?;
     if let Some((ConfigEntry::ServiceIntentions(si), r)) =
         load_one(&state, Kind::ServiceIntentions, &destination.name).await?
     {
@@ -143,13 +142,12 @@ pub(crate) async fn get_exact(
 /// entry (its top-level JWT and Meta are kept).
 pub(crate) async fn put_exact(
     State(state): State<Shared>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    query: Query,
+    extract::Caller(authz): extract::Caller,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
-    let (source, destination) = endpoints(&q)?;
-    let authz = authorize(&state, &headers, &q).await?;
+    let q = query.pairs();
+    let (source, destination) = endpoints(q)?;
     can_write(&authz, Kind::ServiceIntentions, &destination.name)?;
     let body = json_body(&body)?;
     let Value::Object(fields) = body else {
@@ -201,12 +199,11 @@ pub(crate) async fn put_exact(
 /// `DELETE /v1/connect/intentions/exact`.
 pub(crate) async fn delete_exact(
     State(state): State<Shared>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    query: Query,
+    extract::Caller(authz): extract::Caller,
 ) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
-    let (source, destination) = endpoints(&q)?;
-    let authz = authorize(&state, &headers, &q).await?;
+    let q = query.pairs();
+    let (source, destination) = endpoints(q)?;
     can_write(&authz, Kind::ServiceIntentions, &destination.name)?;
     let Some((ConfigEntry::ServiceIntentions(mut si), r)) =
         load_one(&state, Kind::ServiceIntentions, &destination.name).await?
@@ -238,12 +235,13 @@ pub(crate) async fn delete_exact(
 /// for that request (computed as explain computes it), in the same `{"Allowed"}` shape.
 pub(crate) async fn check(
     State(state): State<Shared>,
-    RawQuery(raw): RawQuery,
+    query: Query,
     headers: HeaderMap,
+    extract::Caller(authz): extract::Caller,
 ) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
-    let (source, destination) = endpoints(&q)?;
-    if let Some(t) = query_get(&q, "source-type") {
+    let q = query.pairs();
+    let (source, destination) = endpoints(q)?;
+    if let Some(t) = query_get(q, "source-type") {
         if t != "consul" {
             return Err(ApiError::bad_request(format!(
                 "unsupported SourceType: {}",
@@ -251,7 +249,6 @@ pub(crate) async fn check(
             )));
         }
     }
-    let authz = authorize(&state, &headers, &q).await?;
     authz.service_read(&destination.name)?;
     let token = headers
         .get("x-tribune-request-token")
@@ -269,14 +266,14 @@ pub(crate) async fn check(
         return Ok(Json(IntentionCheck { allowed }).into_response());
     }
     let mut request = ExplainRequest {
-        source: query_get(&q, "source").map(str::to_string),
+        source: query_get(q, "source").map(str::to_string),
         destination: destination.name.clone(),
-        method: query_get(&q, "method").map(str::to_string),
-        path: query_get(&q, "path").map(str::to_string),
+        method: query_get(q, "method").map(str::to_string),
+        path: query_get(q, "path").map(str::to_string),
         token,
         ..ExplainRequest::default()
     };
-    for (k, v) in &q {
+    for (k, v) in q {
         match k.as_str() {
             "header" => request.add_header(v).map_err(ApiError::bad_request)?,
             "cookie" => request.cookies.push(v.clone()),
@@ -296,15 +293,12 @@ pub(crate) async fn check(
 /// [`tribune_enforce::explain::ExplainResponse`].
 pub(crate) async fn explain(
     State(state): State<Shared>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    extract::Caller(authz): extract::Caller,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
     let v = json_body(&body)?;
     let request = ExplainRequest::from_json(&v)
         .map_err(|e| ApiError::bad_request(format!("Request decoding failed: {e}")))?;
-    let authz = authorize(&state, &headers, &q).await?;
     let destination = parse_ref(&request.destination, "Destination")?;
     authz.service_read(&destination.name)?;
     Ok(Json(explain_request(&state, &request).await?).into_response())
@@ -370,11 +364,11 @@ async fn policy_for(state: &AppState, destination: &str) -> ApiResult<std::sync:
 /// `GET /v1/connect/intentions/match?by=source|destination&name=X[&name=Y]`.
 pub(crate) async fn match_intentions(
     State(state): State<Shared>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    query: Query,
+    extract::Caller(authz): extract::Caller,
 ) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
-    let by = query_get(&q, "by")
+    let q = query.pairs();
+    let by = query_get(q, "by")
         .ok_or_else(|| ApiError::bad_request("required query parameter 'by' not set"))?;
     if by != "source" && by != "destination" {
         return Err(ApiError::bad_request(
@@ -391,11 +385,10 @@ pub(crate) async fn match_intentions(
             "required query parameter 'name' not set",
         ));
     }
-    let authz = authorize(&state, &headers, &q).await?;
     for n in &names {
         authz.intentions_read(n)?;
     }
-    let index = block_on_table(&state, CONFIG_TABLE, &q).await?;
+    let index = block_on_table(&state, CONFIG_TABLE, q).await?;
     let all = load_all(&state).await?;
     let mut out = Map::new();
     for name in names {

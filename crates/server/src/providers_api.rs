@@ -5,10 +5,11 @@
 //! (its `Ok` says); the caller needs read access to the provider entry.
 
 use crate::entries::{can_read, load_one};
-use crate::{authorize, json_body, parse_query, ApiError, ApiResult, Shared};
+use crate::extract::Caller;
+use crate::{json_body, ApiError, ApiResult, Shared};
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, Method};
+use axum::extract::{Path, State};
+use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -26,18 +27,15 @@ pub(crate) async fn check(
     State(state): State<Shared>,
     method: Method,
     Path(name): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    Caller(authz): Caller,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
     let request: CheckRequest = if method == Method::POST && !body.is_empty() {
         tribune_model::decode::from_value(&json_body(&body)?, "")
             .map_err(|e| ApiError::bad_request(format!("Request decoding failed: {e}")))?
     } else {
         CheckRequest::default()
     };
-    let authz = authorize(&state, &headers, &q).await?;
     can_read(&authz, Kind::JwtProvider, &name)?;
     let Some((ConfigEntry::JwtProvider(provider), _)) =
         load_one(&state, Kind::JwtProvider, &name).await?

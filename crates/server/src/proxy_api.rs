@@ -34,11 +34,11 @@ pub(crate) async fn snapshot(
     };
     // The service's own document (built once per change for all its sidecars): only
     // a change to it ends the wait (crate::state::documents).
-    let blocking = crate::blocking_index(&q).is_some();
+    let blocking = crate::blocking_index(q).is_some();
     let mut rx = state.documents.watch(&state, &service, blocking).await?;
     let current = rx.borrow_and_update().index;
-    if let Some(mut wait) = Blocking::start(&state, &q, current, Some(holder)).await? {
-        wait.until(&state, &q, rx.changed()).await?;
+    if let Some(mut wait) = Blocking::start(&state, q, current, Some(holder)).await? {
+        wait.until(&state, q, rx.changed()).await?;
     }
     let published = rx.borrow().clone();
     match published.body {

@@ -17,10 +17,10 @@
 //! Entries stay Consul files: nothing is added to the entry itself.
 
 use crate::entries::{can_read, can_write, commit, entry_key, load_all_at, parse_kind};
-use crate::extract::{Caller, JsonBody};
-use crate::{authorize, parse_query, query_get, ApiError, ApiResult, AppState, Shared};
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use crate::extract::{Caller, JsonBody, Query};
+use crate::{query_get, ApiError, ApiResult, AppState, Shared};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -189,21 +189,20 @@ fn not_staged(kind: Kind, name: &str) -> ApiError {
 pub(crate) async fn promote(
     State(state): State<Shared>,
     Path((kind, name)): Path<(String, String)>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    query: Query,
+    Caller(authz): Caller,
 ) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
+    let q = query.pairs();
     let kind = parse_kind(&kind)?;
-    let authz = authorize(&state, &headers, &q).await?;
     can_write(&authz, kind, &name)?;
-    let force = matches!(query_get(&q, "force"), Some("" | "true" | "1"));
+    let force = matches!(query_get(q, "force"), Some("" | "true" | "1"));
     let key = entry_key(kind, &name);
     let Some(r) = state.store.get(STAGED_TABLE, &key).await? else {
         return Err(not_staged(kind, &name));
     };
     let s = decode(r)?;
     // Pinned to the candidate that was reviewed (hardening round 3, item 13).
-    if let Some(pinned) = query_get(&q, "index") {
+    if let Some(pinned) = query_get(q, "index") {
         let pinned: u64 = pinned
             .parse()
             .map_err(|_| ApiError::bad_request(format!("index: not a number: {pinned:?}")))?;
@@ -459,12 +458,9 @@ pub(crate) async fn list(
 pub(crate) async fn show(
     State(state): State<Shared>,
     Path((kind, name)): Path<(String, String)>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    Caller(authz): Caller,
 ) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
     let kind = parse_kind(&kind)?;
-    let authz = authorize(&state, &headers, &q).await?;
     can_read(&authz, kind, &name)?;
     let Some(r) = state
         .store

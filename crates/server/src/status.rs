@@ -22,11 +22,8 @@ pub(crate) async fn peers(State(state): State<Shared>) -> ApiResult<Json<Vec<Str
 /// for requests no intention matches, which the UI's topology draws).
 pub(crate) async fn agent_self(
     State(state): State<Shared>,
-    axum::extract::RawQuery(raw): axum::extract::RawQuery,
-    headers: axum::http::HeaderMap,
+    crate::extract::Caller(_caller): crate::extract::Caller,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let q = crate::parse_query(raw.as_deref());
-    crate::authorize(&state, &headers, &q).await?;
     let c = &state.config;
     let addr = state.advertise();
     let (host, port) = addr

@@ -444,8 +444,8 @@ pub(crate) async fn list_roles(
 ) -> ApiResult<Response> {
     caller.acl_read()?;
     let q = query.pairs();
-    let filter = filters::from_query(&q, filters::ACL_ROLE).await?;
-    let policy = crate::query_get(&q, "policy").filter(|p| !p.is_empty());
+    let filter = filters::from_query(q, filters::ACL_ROLE).await?;
+    let policy = crate::query_get(q, "policy").filter(|p| !p.is_empty());
     let names = Names::load(&state).await?;
     let mut out = Vec::new();
     for r in state.store.list(ROLE_TABLE).await? {

@@ -15,10 +15,9 @@
 //!   for their upstreams.
 
 use super::{load_all, service_node, NODE, SERVICES_TABLE};
-use crate::{
-    authorize, block_on_table, filters, index_header, parse_query, ApiResult, AppState, Shared,
-};
-use axum::extract::{Path, RawQuery, State};
+use crate::extract::{Caller, Query, WatchCaller};
+use crate::{block_on_table, filters, index_header, ApiResult, AppState, Shared};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -89,16 +88,15 @@ pub(crate) async fn datacenters(State(state): State<Shared>) -> Json<Vec<String>
 /// `GET /v1/catalog/nodes`.
 pub(crate) async fn nodes(
     State(state): State<Shared>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    query: Query,
+    Caller(_caller): Caller,
 ) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
-    authorize(&state, &headers, &q).await?;
-    let filter = filters::from_query(&q, filters::NODE).await?;
-    let index = block_on_table(&state, SERVICES_TABLE, &q).await?;
+    let q = query.pairs();
+    let filter = filters::from_query(q, filters::NODE).await?;
+    let index = block_on_table(&state, SERVICES_TABLE, q).await?;
     let mut listed: Vec<Node> = Vec::new();
     let n = node(&state);
-    if node_meta_matches(&q, &n) && filters::keeps_typed(&filter, &n)? {
+    if node_meta_matches(q, &n) && filters::keeps_typed(&filter, &n)? {
         listed.push(n);
     }
     Ok(([index_header(index)], Json(listed)).into_response())
@@ -108,19 +106,17 @@ pub(crate) async fn nodes(
 pub(crate) async fn catalog_service(
     State(state): State<Shared>,
     Path(service): Path<String>,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    query: Query,
+    Caller(authz): Caller,
 ) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
-    authorize(&state, &headers, &q)
-        .await?
-        .service_read(&service)?;
-    let filter = filters::from_query(&q, filters::SERVICE_NODE).await?;
-    let index = block_on_table(&state, SERVICES_TABLE, &q).await?;
+    let q = query.pairs();
+    authz.service_read(&service)?;
+    let filter = filters::from_query(q, filters::SERVICE_NODE).await?;
+    let index = block_on_table(&state, SERVICES_TABLE, q).await?;
     let mut listed: Vec<CatalogService> = Vec::new();
-    if node_meta_matches(&q, &node(&state)) {
+    if node_meta_matches(q, &node(&state)) {
         for r in load_all(&state).await? {
-            if r.service != service || !has_tags(&q, &r) {
+            if r.service != service || !has_tags(q, &r) {
                 continue;
             }
             let n = service_node(&r, &state.config.datacenter);
@@ -136,23 +132,23 @@ pub(crate) async fn catalog_service(
 pub(crate) async fn health_service(
     State(state): State<Shared>,
     Path(service): Path<String>,
-    RawQuery(raw): RawQuery,
+    query: Query,
     headers: HeaderMap,
+    WatchCaller(authz): WatchCaller,
 ) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
-    let connect = flag(&q, "connect");
-    check_service_nodes(&state, &service, &q, &headers, connect).await
+    let connect = flag(query.pairs(), "connect");
+    check_service_nodes(&state, &service, query.pairs(), &headers, authz, connect).await
 }
 
 /// `GET /v1/health/connect/<name>`.
 pub(crate) async fn health_connect(
     State(state): State<Shared>,
     Path(service): Path<String>,
-    RawQuery(raw): RawQuery,
+    query: Query,
     headers: HeaderMap,
+    WatchCaller(authz): WatchCaller,
 ) -> ApiResult<Response> {
-    let q = parse_query(raw.as_deref());
-    check_service_nodes(&state, &service, &q, &headers, true).await
+    check_service_nodes(&state, &service, query.pairs(), &headers, authz, true).await
 }
 
 /// The instances of `service` (or, with `connect`, the sidecars in front of it and
@@ -162,11 +158,10 @@ async fn check_service_nodes(
     service: &str,
     q: &[(String, String)],
     headers: &HeaderMap,
+    authz: crate::acl::Authorizer,
     connect: bool,
 ) -> ApiResult<Response> {
-    crate::authorize_blocking(state, headers, q)
-        .await?
-        .service_read(service)?;
+    authz.service_read(service)?;
     let filter = filters::from_query(q, filters::CHECK_SERVICE_NODE).await?;
     let holder = crate::Holder {
         headers,
