@@ -4,9 +4,10 @@
 use crate::acl::{Policy, PolicyLink, Rules, Token, MANAGEMENT_POLICY_ID, MANAGEMENT_POLICY_NAME};
 use crate::extract::{AclCaller, GoJson, Query};
 use crate::filters;
+use crate::state::write::{guarded, Step};
 use crate::{
-    contended, contention_backoff, find_token_by_secret, now_rfc3339, token_secret, ApiError,
-    ApiResult, AppState, Shared, ACL_META_TABLE, POLICY_TABLE, TOKEN_TABLE, WRITE_ATTEMPTS,
+    contended, find_token_by_secret, now_rfc3339, token_secret, ApiError, ApiResult, AppState,
+    Shared, ACL_META_TABLE, POLICY_TABLE, TOKEN_TABLE,
 };
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -72,22 +73,19 @@ fn management_token(secret: &str, description: &str) -> Token {
 /// Start-up: make sure a management token with this secret exists (Consul's
 /// `acl.tokens.initial_management`), which also ends the bootstrap window.
 pub(crate) async fn ensure_management_token(state: &AppState, secret: &str) -> ApiResult<()> {
-    for attempt in 0..WRITE_ATTEMPTS {
-        // Guarded: agents started at once with the same secret create one token.
+    // Guarded: agents started at once with the same secret create one token.
+    guarded(state, TOKEN_TABLE, move |_| async move {
         let index = state.store.table_index(TOKEN_TABLE).await?;
         if find_token_by_secret(state, secret).await?.is_some() {
-            return Ok(());
+            return Ok(Step::Skip(()));
         }
         let token = management_token(secret, "Initial Management Token");
         let mut ops = management_ops(&token, Cas::Any);
         ops.push(Op::unchanged(TOKEN_TABLE, index));
-        let applied = state.store.apply(&ops).await?;
-        if !applied.stale {
-            return Ok(());
-        }
-        contention_backoff(attempt).await;
-    }
-    Err(contended(TOKEN_TABLE))
+        Ok(Step::Write { ops, then: () })
+    })
+    .await?;
+    Ok(())
 }
 
 /// Writes `op` (a create in `table`) once `check` passes on the table's records,
@@ -97,7 +95,7 @@ async fn create_unique(
     state: &AppState,
     table: &str,
     op: Op,
-    check: impl Fn(&[Record]) -> ApiResult<()>,
+    check: impl Fn(&[Record]) -> ApiResult<()> + Sync,
 ) -> ApiResult<tribune_store::Applied> {
     write_guarded(state, table, |records| {
         check(records)?;
@@ -112,23 +110,19 @@ async fn create_unique(
 async fn write_guarded(
     state: &AppState,
     table: &str,
-    build: impl Fn(&[Record]) -> ApiResult<Op>,
+    build: impl Fn(&[Record]) -> ApiResult<Op> + Sync,
 ) -> ApiResult<tribune_store::Applied> {
-    for attempt in 0..WRITE_ATTEMPTS {
-        let serial = state.write_lock.lock().await;
+    let build = &build;
+    let (applied, ()) = guarded(state, table, move |_| async move {
         let index = state.store.table_index(table).await?;
         let op = build(&state.store.list(table).await?)?;
-        let applied = state
-            .store
-            .apply(&[op, Op::unchanged(table, index)])
-            .await?;
-        if !applied.stale {
-            return Ok(applied);
-        }
-        drop(serial);
-        contention_backoff(attempt).await;
-    }
-    Err(contended(table))
+        Ok(Step::Write {
+            ops: vec![op, Op::unchanged(table, index)],
+            then: (),
+        })
+    })
+    .await?;
+    applied.ok_or_else(|| contended(table))
 }
 
 /// The writes that make `token` a management token and end the bootstrap window.
@@ -339,37 +333,33 @@ pub(crate) async fn create_token(
     // Secrets are unique cluster-wide: checked against the kept tokens by SecretID
     // (a map lookup, not a decode of every token per creation), the write guarded on
     // the token table not having moved since.
-    let mut applied = None;
-    for attempt in 0..WRITE_ATTEMPTS {
-        let serial = state.write_lock.lock().await;
-        let before = crate::acl_indexes(&state).await?;
-        if crate::tokens_at(&state, before.tokens)
+    let (st, tok) = (&*state, &token);
+    let (applied, before) = guarded(st, TOKEN_TABLE, move |_| async move {
+        let before = crate::acl_indexes(st).await?;
+        if crate::tokens_at(st, before.tokens)
             .await?
-            .contains_key(&token.secret_id)
+            .contains_key(&tok.secret_id)
         {
             return Err(ApiError::bad_request(
                 "Invalid Token: SecretID is already in use",
             ));
         }
-        let done = state
-            .store
-            .apply(&[
-                put_json(TOKEN_TABLE, &token.accessor_id, &token, Cas::Absent),
+        Ok(Step::Write {
+            ops: vec![
+                put_json(TOKEN_TABLE, &tok.accessor_id, tok, Cas::Absent),
                 Op::unchanged(TOKEN_TABLE, before.tokens),
-            ])
-            .await?;
-        if !done.stale {
-            if done.ok {
-                let after = crate::acl_indexes(&state).await?;
-                state.authorizers.created(before, done.index, after, &token);
-            }
-            applied = Some(done);
-            break;
-        }
-        drop(serial);
-        contention_backoff(attempt).await;
-    }
+            ],
+            then: before,
+        })
+    })
+    .await?;
     let applied = applied.ok_or_else(|| contended(TOKEN_TABLE))?;
+    if applied.ok {
+        let after = crate::acl_indexes(&state).await?;
+        state
+            .authorizers
+            .created(before, applied.index, after, &token);
+    }
     if !applied.ok {
         return Err(ApiError::bad_request(
             "Invalid Token: AccessorID is already in use",

@@ -14,6 +14,7 @@
 //! The root's private key never leaves the agent.
 
 use crate::extract::{Caller, Query, WatchCaller};
+use crate::state::write::{guarded, Step};
 use crate::{
     block_on_table, block_on_tables_as, index_header, ApiError, ApiResult, AppState, Holder, Shared,
 };
@@ -240,9 +241,11 @@ pub(crate) async fn rotate(
     Caller(authz): Caller,
 ) -> ApiResult<Response> {
     authz.operator_write()?;
-    for attempt in 0..crate::WRITE_ATTEMPTS {
-        let serial = state.write_lock.lock().await;
-        required(&state).await?;
+    // Guarded on the state read: when another agent rotated concurrently, this one
+    // rotates what it wrote.
+    let state = &*state;
+    let (_, ca) = guarded(state, CA_TABLE, move |_| async move {
+        required(state).await?;
         let record = state
             .store
             .get(CA_TABLE, CA_KEY)
@@ -251,17 +254,20 @@ pub(crate) async fn rotate(
         let ca: CaState = serde_json::from_slice(&record.value)
             .map_err(|e| internal(format!("stored CA state: {e}")))?;
         let ca = rotated(ca)?;
-        if save(&state, &ca, Cas::ModifyIndex(record.modify_index)).await? {
-            return Ok(Json(Rotated {
-                active_root_id: ca.active_id,
-            })
-            .into_response());
-        }
-        // Another agent rotated or created concurrently: rotate what it wrote.
-        drop(serial);
-        crate::contention_backoff(attempt).await;
-    }
-    Err(crate::contended(CA_TABLE))
+        let value = serde_json::to_vec(&ca).map_err(internal)?;
+        Ok(Step::Write {
+            ops: vec![
+                Op::put(CA_TABLE, CA_KEY, value, Cas::Any),
+                Op::unchanged_key(CA_TABLE, CA_KEY, record.modify_index),
+            ],
+            then: ca,
+        })
+    })
+    .await?;
+    Ok(Json(Rotated {
+        active_root_id: ca.active_id,
+    })
+    .into_response())
 }
 
 /// The CA state after a rotation: a new active root, the previous one kept trusted

@@ -14,10 +14,8 @@
 use crate::acl::Authorizer;
 use crate::extract::{Caller, JsonBody, Query};
 use crate::filters;
-use crate::{
-    block_on_table, contended, contention_backoff, index_header, ApiError, ApiResult, AppState,
-    Shared, WRITE_ATTEMPTS,
-};
+use crate::state::write::{guarded, Step};
+use crate::{block_on_table, index_header, ApiError, ApiResult, AppState, Shared};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -286,20 +284,16 @@ pub(crate) async fn register(
     Caller(authz): Caller,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
-    for attempt in 0..WRITE_ATTEMPTS {
-        let serial = state.write_lock.lock().await;
+    let (state, authz, body) = (&*state, &authz, &body);
+    guarded(state, SERVICES_TABLE, move |_| async move {
         let index = state.store.table_index(SERVICES_TABLE).await?;
-        let existing = load_all(&state).await?;
-        let mut ops = registration_ops(&authz, &body, &existing)?;
+        let existing = load_all(state).await?;
+        let mut ops = registration_ops(authz, body, &existing)?;
         ops.push(Op::unchanged(SERVICES_TABLE, index));
-        if state.store.apply(&ops).await?.stale {
-            drop(serial);
-            contention_backoff(attempt).await;
-            continue;
-        }
-        return Ok(().into_response());
-    }
-    Err(contended(SERVICES_TABLE))
+        Ok(Step::Write { ops, then: () })
+    })
+    .await?;
+    Ok(().into_response())
 }
 
 /// The writes of one registration, checked against the registrations stored now.

@@ -3,9 +3,9 @@
 
 use crate::acl::{Authorizer, Denied};
 use crate::extract::{Caller, JsonBody, Query};
+use crate::state::write::{guarded_then, Step};
 use crate::{
-    block_on_table, contended, contention_backoff, index_header, query_get, ApiError, ApiResult,
-    AppState, Shared, CONFIG_TABLE, WRITE_ATTEMPTS,
+    block_on_table, index_header, query_get, ApiError, ApiResult, AppState, Shared, CONFIG_TABLE,
 };
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
@@ -359,8 +359,10 @@ pub(crate) async fn commit(
 ) -> ApiResult<(bool, Vec<String>)> {
     let key = entry_key(kind, name);
     let new = written.as_ref().map(|(e, _)| *e);
-    for attempt in 0..WRITE_ATTEMPTS {
-        let serial = state.write_lock.lock().await;
+    let (key, written, extra) = (&key, &written, &extra);
+    // The step: check against one snapshot, guarded on what the check read (the whole
+    // table first; after a lost race, the narrow guards of what it depends on).
+    let step = move |attempt: u32| async move {
         let (index, current) = load_all_at(state).await?;
         let removed = new.is_none().then_some((kind, name));
         cross_checks(&current, new, removed).map_err(ApiError::bad_request)?;
@@ -372,33 +374,36 @@ pub(crate) async fn commit(
             _ => narrow_guards(&current, kind, name, new),
         };
         let whole_table = narrow.is_none();
-        let mut ops = vec![match &written {
-            Some((_, value)) => Op::put(CONFIG_TABLE, &key, value.clone(), cas),
-            None => Op::delete(CONFIG_TABLE, &key, cas),
+        let mut ops = vec![match written {
+            Some((_, value)) => Op::put(CONFIG_TABLE, key, value.clone(), cas),
+            None => Op::delete(CONFIG_TABLE, key, cas),
         }];
         ops.extend(narrow.unwrap_or_else(|| vec![Op::unchanged(CONFIG_TABLE, index)]));
         ops.extend(extra.iter().cloned());
-        let applied = state.store.apply(&ops).await?;
-        if applied.stale {
-            // Another agent changed what the check read between the check and the write.
-            drop(serial);
-            contention_backoff(attempt).await;
-            continue;
-        }
+        Ok(Step::Write {
+            ops,
+            then: (index, current, whole_table, warnings),
+        })
+    };
+    guarded_then(state, CONFIG_TABLE, step, |applied, then| {
+        let (index, current, whole_table, warnings) = then;
+        let Some(applied) = applied else {
+            return (false, warnings);
+        };
         if applied.changed {
             let what = if new.is_some() { "written" } else { "deleted" };
             tracing::info!(kind = %kind, name, index = applied.index, "config entry {what}");
             if whole_table {
                 let fresh = written.as_ref().map(|(e, v)| (*e, v.clone()));
-                refresh_after_write(state, current, applied.index, &key, fresh);
-                state.documents.written(index, applied.index, &key);
+                refresh_after_write(state, current, applied.index, key, fresh);
+                state.documents.written(index, applied.index, key);
             } else {
                 forget_cache(state);
             }
         }
-        return Ok((applied.ok, warnings));
-    }
-    Err(contended(CONFIG_TABLE))
+        (applied.ok, warnings)
+    })
+    .await
 }
 
 /// `PUT /v1/config[?cas=N]`.
