@@ -4,16 +4,17 @@
 use crate::acl::{Policy, PolicyLink, Rules, Token, MANAGEMENT_POLICY_ID, MANAGEMENT_POLICY_NAME};
 use crate::extract::{AclCaller, GoJson, Query};
 use crate::filters;
+use crate::state::acl::{META, POLICIES, TOKENS};
+use crate::state::typed::{Stored, Table};
 use crate::state::write::{guarded, Step};
 use crate::{
     contended, find_token_by_secret, now_rfc3339, token_secret, ApiError, ApiResult, AppState,
-    Shared, ACL_META_TABLE, POLICY_TABLE, TOKEN_TABLE,
+    Shared, TOKEN_TABLE,
 };
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 use tribune_model::api::{AclPolicyBody, AclTokenBody, Indexed};
 use tribune_store::{Cas, Op, Record};
 
@@ -26,6 +27,15 @@ pub(crate) use edit::{
 use edit::{policy_links, role_links, Names};
 
 const BOOTSTRAP_KEY: &str = "bootstrapped";
+
+/// A record of a typed table as the API answers it, with its indexes.
+fn stored_indexed<T>(s: Stored<T>) -> Indexed<T> {
+    Indexed {
+        item: s.value,
+        create_index: s.create_index,
+        modify_index: s.modify_index,
+    }
+}
 
 /// A stored object as the API answers it, with the indexes of its record (or `index`,
 /// the write that made it, when there is no record at hand).
@@ -43,15 +53,6 @@ fn management_policy() -> Policy {
         name: MANAGEMENT_POLICY_NAME.into(),
         description: "Builtin Policy that grants unlimited access".into(),
         rules: String::new(),
-    }
-}
-
-fn put_json(table: &str, key: &str, v: &impl serde::Serialize, cas: Cas) -> Op {
-    Op::Put {
-        table: table.into(),
-        key: key.into(),
-        value: serde_json::to_vec(v).unwrap_or_default(),
-        cas,
     }
 }
 
@@ -80,7 +81,7 @@ pub(crate) async fn ensure_management_token(state: &AppState, secret: &str) -> A
             return Ok(Step::Skip(()));
         }
         let token = management_token(secret, "Initial Management Token");
-        let mut ops = management_ops(&token, Cas::Any);
+        let mut ops = management_ops(&token, Cas::Any)?;
         ops.push(Op::unchanged(TOKEN_TABLE, index));
         Ok(Step::Write { ops, then: () })
     })
@@ -91,11 +92,11 @@ pub(crate) async fn ensure_management_token(state: &AppState, secret: &str) -> A
 /// Writes `op` (a create in `table`) once `check` passes on the table's records,
 /// guarded on the index they were read at: a uniqueness rule (policy names, token
 /// secrets) holds across agents writing at once. Retried on a lost race.
-async fn create_unique(
+async fn create_unique<T: serde::Serialize + serde::de::DeserializeOwned>(
     state: &AppState,
-    table: &str,
+    table: &Table<T>,
     op: Op,
-    check: impl Fn(&[Record]) -> ApiResult<()> + Sync,
+    check: impl Fn(&[Stored<T>]) -> ApiResult<()> + Sync,
 ) -> ApiResult<tribune_store::Applied> {
     write_guarded(state, table, |records| {
         check(records)?;
@@ -107,36 +108,31 @@ async fn create_unique(
 /// Builds one write from the table's records (`build` may refuse) and applies it
 /// only if the table has not changed since they were read: read-modify-write of a
 /// record, with a uniqueness rule, safe across agents. Retried on a lost race.
-async fn write_guarded(
+async fn write_guarded<T: serde::Serialize + serde::de::DeserializeOwned>(
     state: &AppState,
-    table: &str,
-    build: impl Fn(&[Record]) -> ApiResult<Op> + Sync,
+    table: &Table<T>,
+    build: impl Fn(&[Stored<T>]) -> ApiResult<Op> + Sync,
 ) -> ApiResult<tribune_store::Applied> {
     let build = &build;
-    let (applied, ()) = guarded(state, table, move |_| async move {
-        let index = state.store.table_index(table).await?;
-        let op = build(&state.store.list(table).await?)?;
+    let (applied, ()) = guarded(state, table.name, move |_| async move {
+        let index = table.index(state).await?;
+        let op = build(&table.list(state).await?)?;
         Ok(Step::Write {
-            ops: vec![op, Op::unchanged(table, index)],
+            ops: vec![op, table.unchanged(index)],
             then: (),
         })
     })
     .await?;
-    applied.ok_or_else(|| contended(table))
+    applied.ok_or_else(|| contended(table.name))
 }
 
 /// The writes that make `token` a management token and end the bootstrap window.
-fn management_ops(token: &Token, cas: Cas) -> Vec<Op> {
-    vec![
-        put_json(
-            POLICY_TABLE,
-            MANAGEMENT_POLICY_ID,
-            &management_policy(),
-            Cas::Any,
-        ),
-        put_json(TOKEN_TABLE, &token.accessor_id, token, cas),
-        put_json(ACL_META_TABLE, BOOTSTRAP_KEY, &json!(true), cas),
-    ]
+fn management_ops(token: &Token, cas: Cas) -> ApiResult<Vec<Op>> {
+    Ok(vec![
+        POLICIES.put(MANAGEMENT_POLICY_ID, &management_policy(), Cas::Any)?,
+        TOKENS.put(&token.accessor_id, token, cas)?,
+        META.put(BOOTSTRAP_KEY, &true, cas)?,
+    ])
 }
 
 fn bootstrap_refused(reset_index: u64) -> ApiError {
@@ -161,7 +157,7 @@ fn acl_enabled(state: &AppState) -> ApiResult<()> {
 pub(crate) async fn bootstrap(State(state): State<Shared>) -> ApiResult<Response> {
     acl_enabled(&state)?;
     let _guard = state.write_lock.lock().await;
-    if let Some(r) = state.store.get(ACL_META_TABLE, BOOTSTRAP_KEY).await? {
+    if let Some(r) = META.get(&state, BOOTSTRAP_KEY).await? {
         return Err(bootstrap_refused(r.modify_index));
     }
     let token = management_token(
@@ -171,11 +167,11 @@ pub(crate) async fn bootstrap(State(state): State<Shared>) -> ApiResult<Response
     // Absent: the token and the bootstrap marker are created once per cluster.
     let applied = state
         .store
-        .apply(&management_ops(&token, Cas::Absent))
+        .apply(&management_ops(&token, Cas::Absent)?)
         .await?;
     if !applied.ok {
         // Another agent sharing the store bootstrapped first: once per cluster.
-        let reset = match state.store.get(ACL_META_TABLE, BOOTSTRAP_KEY).await? {
+        let reset = match META.get(&state, BOOTSTRAP_KEY).await? {
             Some(r) => r.modify_index,
             None => applied.index,
         };
@@ -207,13 +203,10 @@ pub(crate) async fn create_policy(
     let name = policy.name.clone();
     let applied = create_unique(
         &state,
-        POLICY_TABLE,
-        put_json(POLICY_TABLE, &policy.id, &policy, Cas::Absent),
-        |records| {
-            if records
-                .iter()
-                .any(|r| serde_json::from_slice::<Policy>(&r.value).is_ok_and(|p| p.name == name))
-            {
+        &POLICIES,
+        POLICIES.put(&policy.id, &policy, Cas::Absent)?,
+        |policies| {
+            if policies.iter().any(|p| p.value.name == name) {
                 return Err(ApiError::bad_request(format!(
                     "Invalid Policy: A Policy with Name {name:?} already exists"
                 )));
@@ -226,15 +219,12 @@ pub(crate) async fn create_policy(
     Ok(Json(indexed(policy, None, applied.index)).into_response())
 }
 
-async fn find_policy_by_name(state: &AppState, name: &str) -> ApiResult<Option<(Policy, Record)>> {
-    for r in state.store.list(POLICY_TABLE).await? {
-        if let Ok(p) = serde_json::from_slice::<Policy>(&r.value) {
-            if p.name == name {
-                return Ok(Some((p, r)));
-            }
-        }
-    }
-    Ok(None)
+async fn find_policy_by_name(state: &AppState, name: &str) -> ApiResult<Option<Stored<Policy>>> {
+    Ok(POLICIES
+        .list(state)
+        .await?
+        .into_iter()
+        .find(|p| p.value.name == name))
 }
 
 pub(crate) async fn read_policy(
@@ -243,14 +233,11 @@ pub(crate) async fn read_policy(
     AclCaller(caller): AclCaller,
 ) -> ApiResult<Response> {
     caller.acl_read()?;
-    let r = state
-        .store
-        .get(POLICY_TABLE, &id)
+    let p = POLICIES
+        .get(&state, &id)
         .await?
         .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
-    let p: Policy = serde_json::from_slice(&r.value)
-        .map_err(|e| crate::internal_error(format!("stored policy {id}: {e}")))?;
-    Ok(Json(indexed(p, Some(&r), 0)).into_response())
+    Ok(Json(stored_indexed(p)).into_response())
 }
 
 pub(crate) async fn read_policy_by_name(
@@ -259,10 +246,10 @@ pub(crate) async fn read_policy_by_name(
     AclCaller(caller): AclCaller,
 ) -> ApiResult<Response> {
     caller.acl_read()?;
-    let (p, r) = find_policy_by_name(&state, &name)
+    let p = find_policy_by_name(&state, &name)
         .await?
         .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
-    Ok(Json(indexed(p, Some(&r), 0)).into_response())
+    Ok(Json(stored_indexed(p)).into_response())
 }
 
 pub(crate) async fn list_policies(
@@ -273,11 +260,8 @@ pub(crate) async fn list_policies(
     caller.acl_read()?;
     let filter = filters::from_query(query.pairs(), filters::ACL_POLICY).await?;
     let mut out = Vec::new();
-    for r in state.store.list(POLICY_TABLE).await? {
-        let Ok(p) = serde_json::from_slice::<Policy>(&r.value) else {
-            continue;
-        };
-        let p = indexed(p, Some(&r), 0);
+    for p in POLICIES.list(&state).await? {
+        let p = stored_indexed(p);
         if filters::keeps_typed(&filter, &p)? {
             out.push(p);
         }
@@ -296,14 +280,7 @@ pub(crate) async fn delete_policy(
             "Delete operation not permitted on the builtin global-management policy",
         ));
     }
-    state
-        .store
-        .apply(&[Op::Delete {
-            table: POLICY_TABLE.into(),
-            key: id,
-            cas: Cas::Any,
-        }])
-        .await?;
+    state.store.apply(&[POLICIES.delete(&id, Cas::Any)]).await?;
     Ok(Json(true).into_response())
 }
 
@@ -346,7 +323,7 @@ pub(crate) async fn create_token(
         }
         Ok(Step::Write {
             ops: vec![
-                put_json(TOKEN_TABLE, &tok.accessor_id, tok, Cas::Absent),
+                TOKENS.put(&tok.accessor_id, tok, Cas::Absent)?,
                 Op::unchanged(TOKEN_TABLE, before.tokens),
             ],
             then: before,
@@ -392,13 +369,12 @@ impl Secret {
 
 /// A stored token as the API shows it: every token read goes through here, so the
 /// redaction rule lives in one place.
-fn token_view(r: &Record, secret: Secret, names: &Names) -> Option<Indexed<Token>> {
-    let mut token: Token = serde_json::from_slice(&r.value).ok()?;
-    names.token(&mut token);
+fn token_view(mut token: Stored<Token>, secret: Secret, names: &Names) -> Indexed<Token> {
+    names.token(&mut token.value);
     if secret == Secret::Hidden {
-        token.secret_id = REDACTED_SECRET.to_string();
+        token.value.secret_id = REDACTED_SECRET.to_string();
     }
-    Some(indexed(token, Some(r), 0))
+    stored_indexed(token)
 }
 
 pub(crate) async fn read_token(
@@ -407,15 +383,12 @@ pub(crate) async fn read_token(
     AclCaller(authz): AclCaller,
 ) -> ApiResult<Response> {
     authz.acl_read()?;
-    let r = state
-        .store
-        .get(TOKEN_TABLE, &id)
+    let t = TOKENS
+        .get(&state, &id)
         .await?
         .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
     let names = Names::load(&state).await?;
-    let t = token_view(&r, Secret::for_caller(&authz), &names)
-        .ok_or_else(|| crate::internal_error(format!("stored token {id} does not decode")))?;
-    Ok(Json(t).into_response())
+    Ok(Json(token_view(t, Secret::for_caller(&authz), &names)).into_response())
 }
 
 /// `GET /v1/acl/token/self`: the caller's own token.
@@ -431,15 +404,12 @@ pub(crate) async fn token_self(
         .await?
         .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
     // The caller proved it holds this secret, so it may see it (Consul does the same).
-    let r = state
-        .store
-        .get(TOKEN_TABLE, &t.accessor_id)
+    let t = TOKENS
+        .get(&state, &t.accessor_id)
         .await?
         .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
     let names = Names::load(&state).await?;
-    let t = token_view(&r, Secret::Shown, &names)
-        .ok_or_else(|| crate::internal_error("stored token does not decode".into()))?;
-    Ok(Json(t).into_response())
+    Ok(Json(token_view(t, Secret::Shown, &names)).into_response())
 }
 
 pub(crate) async fn list_tokens(
@@ -459,10 +429,8 @@ pub(crate) async fn list_tokens(
     };
     let names = Names::load(&state).await?;
     let mut out = Vec::new();
-    for r in state.store.list(TOKEN_TABLE).await? {
-        let Some(t) = token_view(&r, secret, &names) else {
-            continue;
-        };
+    for t in TOKENS.list(&state).await? {
+        let t = token_view(t, secret, &names);
         if links(&t.item.policies, "policy")
             && links(&t.item.roles, "role")
             && filters::keeps_typed(&filter, &t)?
@@ -479,19 +447,16 @@ pub(crate) async fn delete_token(
     AclCaller(caller): AclCaller,
 ) -> ApiResult<Response> {
     caller.acl_write()?;
-    delete_record(&state, TOKEN_TABLE, id).await
+    delete_record(&state, &TOKENS, &id).await
 }
 
 /// `DELETE` of a token or role (the caller's `acl:write` checked): the record goes (a
 /// missing one is no error, as in Consul).
-async fn delete_record(state: &AppState, table: &str, key: String) -> ApiResult<Response> {
-    state
-        .store
-        .apply(&[Op::Delete {
-            table: table.into(),
-            key,
-            cas: Cas::Any,
-        }])
-        .await?;
+async fn delete_record<T: serde::Serialize + serde::de::DeserializeOwned>(
+    state: &AppState,
+    table: &Table<T>,
+    key: &str,
+) -> ApiResult<Response> {
+    state.store.apply(&[table.delete(key, Cas::Any)]).await?;
     Ok(Json(true).into_response())
 }

@@ -14,6 +14,7 @@
 //! The root's private key never leaves the agent.
 
 use crate::extract::{Caller, Query, WatchCaller};
+use crate::state::typed::Table;
 use crate::state::write::{guarded, Step};
 use crate::{
     block_on_table, block_on_tables_as, index_header, ApiError, ApiResult, AppState, Holder, Shared,
@@ -85,23 +86,17 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
+/// The CA's table: one record, [`CA_KEY`].
+pub(crate) const CA: Table<CaState> = Table::new(CA_TABLE);
+
 pub(crate) async fn load(state: &AppState) -> ApiResult<Option<CaState>> {
-    match state.store.get(CA_TABLE, CA_KEY).await? {
-        None => Ok(None),
-        Some(r) => serde_json::from_slice(&r.value)
-            .map(Some)
-            .map_err(|e| internal(format!("stored CA state: {e}"))),
-    }
+    Ok(CA.get(state, CA_KEY).await?.map(|s| s.value))
 }
 
 /// Stores the CA state; false when the check-and-set condition failed (another
 /// agent sharing the store wrote first).
 async fn save(state: &AppState, ca: &CaState, cas: Cas) -> ApiResult<bool> {
-    let value = serde_json::to_vec(ca).map_err(internal)?;
-    let applied = state
-        .store
-        .apply(&[Op::put(CA_TABLE, CA_KEY, value, cas)])
-        .await?;
+    let applied = state.store.apply(&[CA.put(CA_KEY, ca, cas)?]).await?;
     Ok(applied.ok)
 }
 
@@ -246,19 +241,15 @@ pub(crate) async fn rotate(
     let state = &*state;
     let (_, ca) = guarded(state, CA_TABLE, move |_| async move {
         required(state).await?;
-        let record = state
-            .store
-            .get(CA_TABLE, CA_KEY)
+        let stored = CA
+            .get(state, CA_KEY)
             .await?
             .ok_or_else(|| internal("CA not initialized"))?;
-        let ca: CaState = serde_json::from_slice(&record.value)
-            .map_err(|e| internal(format!("stored CA state: {e}")))?;
-        let ca = rotated(ca)?;
-        let value = serde_json::to_vec(&ca).map_err(internal)?;
+        let ca = rotated(stored.value)?;
         Ok(Step::Write {
             ops: vec![
-                Op::put(CA_TABLE, CA_KEY, value, Cas::Any),
-                Op::unchanged_key(CA_TABLE, CA_KEY, record.modify_index),
+                CA.put(CA_KEY, &ca, Cas::Any)?,
+                Op::unchanged_key(CA_TABLE, CA_KEY, stored.modify_index),
             ],
             then: ca,
         })

@@ -14,6 +14,7 @@
 use crate::acl::Authorizer;
 use crate::extract::{Caller, JsonBody, Query};
 use crate::filters;
+use crate::state::catalog::SERVICES;
 use crate::state::write::{guarded, Step};
 use crate::{block_on_table, index_header, ApiError, ApiResult, AppState, Shared};
 use axum::extract::{Path, State};
@@ -84,16 +85,12 @@ fn port(v: &Value, key: &str, path: &str, errors: &mut Vec<String>) -> Option<u1
 }
 
 async fn load_all(state: &AppState) -> ApiResult<Vec<ServiceRecord>> {
-    state
-        .store
-        .list(SERVICES_TABLE)
+    Ok(SERVICES
+        .list(state)
         .await?
         .into_iter()
-        .map(|r| {
-            serde_json::from_slice(&r.value)
-                .map_err(|e| crate::internal_error(format!("stored service {}: {e}", r.key)))
-        })
-        .collect()
+        .map(|s| s.value)
+        .collect())
 }
 
 /// `Meta` of a registration: an object of strings (numbers and booleans are taken as
@@ -286,10 +283,10 @@ pub(crate) async fn register(
 ) -> ApiResult<Response> {
     let (state, authz, body) = (&*state, &authz, &body);
     guarded(state, SERVICES_TABLE, move |_| async move {
-        let index = state.store.table_index(SERVICES_TABLE).await?;
+        let index = SERVICES.index(state).await?;
         let existing = load_all(state).await?;
         let mut ops = registration_ops(authz, body, &existing)?;
-        ops.push(Op::unchanged(SERVICES_TABLE, index));
+        ops.push(SERVICES.unchanged(index));
         Ok(Step::Write { ops, then: () })
     })
     .await?;
@@ -318,10 +315,7 @@ fn registration_ops(
         sidecar_id_is_its_own(rec, &recs, existing)?;
     }
     recs.iter()
-        .map(|r| {
-            let value = serde_json::to_vec(r).map_err(|e| crate::internal_error(e.to_string()))?;
-            Ok(Op::put(SERVICES_TABLE, &r.id, value, Cas::Any))
-        })
+        .map(|r| SERVICES.put(&r.id, r, Cas::Any))
         .collect()
 }
 
@@ -403,7 +397,7 @@ pub(crate) async fn deregister(
     }
     let ops: Vec<Op> = removed
         .iter()
-        .map(|r| Op::delete(SERVICES_TABLE, &r.id, Cas::Any))
+        .map(|r| SERVICES.delete(&r.id, Cas::Any))
         .collect();
     state.store.apply(&ops).await?;
     Ok(().into_response())

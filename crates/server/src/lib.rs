@@ -435,12 +435,12 @@ pub(crate) async fn tokens_at(
     if let Some(t) = state.authorizers.tokens(index) {
         return Ok(t);
     }
-    let mut by_secret = std::collections::HashMap::new();
-    for r in state.store.list(TOKEN_TABLE).await? {
-        if let Ok(t) = serde_json::from_slice::<Token>(&r.value) {
-            by_secret.insert(t.secret_id.clone(), t);
-        }
-    }
+    let by_secret = state::acl::TOKENS
+        .list(state)
+        .await?
+        .into_iter()
+        .map(|t| (t.value.secret_id.clone(), t.value))
+        .collect();
     // Read after `index`: it may hold later tokens, never fewer.
     Ok(state.authorizers.set_tokens(index, by_secret))
 }
@@ -489,10 +489,8 @@ async fn resolve(state: &AppState, token: &Token, default_allow: bool) -> ApiRes
     // as Consul prunes dangling links).
     let mut links = token.policies.clone();
     for role in &token.roles {
-        if let Some(r) = state.store.get(ROLE_TABLE, &role.id).await? {
-            if let Ok(role) = serde_json::from_slice::<acl::Role>(&r.value) {
-                links.extend(role.policies);
-            }
+        if let Some(r) = state::acl::ROLES.get(state, &role.id).await? {
+            links.extend(r.value.policies);
         }
     }
     for link in &links {
@@ -553,10 +551,7 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 pub(crate) async fn load_policy(state: &AppState, id: &str) -> ApiResult<Option<Policy>> {
-    Ok(match state.store.get(POLICY_TABLE, id).await? {
-        None => None,
-        Some(r) => serde_json::from_slice(&r.value).ok(),
-    })
+    Ok(state::acl::POLICIES.get(state, id).await?.map(|p| p.value))
 }
 
 /// Longest blocking wait Consul allows.

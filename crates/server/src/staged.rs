@@ -18,6 +18,7 @@
 
 use crate::entries::{can_read, can_write, commit, entry_key, load_all_at, parse_kind};
 use crate::extract::{Caller, JsonBody, Query};
+use crate::state::typed::Table;
 use crate::{query_get, ApiError, ApiResult, AppState, Shared};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -32,6 +33,8 @@ use tribune_store::{Cas, Op, Record};
 pub(crate) const STAGED_TABLE: &str = "config-staged";
 /// Sidecars' shadow counters, keyed `<candidate label>\0<proxy>`.
 pub(crate) const SHADOW_TABLE: &str = "shadow-reports";
+/// Shadow reports by `candidate\0service\0proxy`.
+const SHADOWS: Table<ShadowReport> = Table::new(SHADOW_TABLE);
 
 /// A stored candidate.
 #[derive(Debug, Serialize, Deserialize)]
@@ -358,15 +361,14 @@ pub(crate) async fn report(
                 ),
             ));
         }
-        let value = serde_json::to_vec(r).map_err(|e| crate::internal_error(e.to_string()))?;
-        ops.push(Op::put(SHADOW_TABLE, &key, value, Cas::Any));
+        ops.push(SHADOWS.put(&key, r, Cas::Any)?);
     }
     // Expired records go with the write.
     ops.extend(
         existing
             .iter()
             .filter(|(_, e)| !fresh(e, now))
-            .map(|(k, _)| Op::delete(SHADOW_TABLE, k, Cas::Any)),
+            .map(|(k, _)| SHADOWS.delete(k, Cas::Any)),
     );
     if !ops.is_empty() {
         state.store.apply(&ops).await?;
@@ -419,12 +421,11 @@ async fn describe(
 
 /// Every stored report with its key.
 async fn all_reports(state: &AppState) -> ApiResult<Vec<(String, ShadowReport)>> {
-    Ok(state
-        .store
-        .list(SHADOW_TABLE)
+    Ok(SHADOWS
+        .list(state)
         .await?
-        .iter()
-        .filter_map(|r| Some((r.key.clone(), serde_json::from_slice(&r.value).ok()?)))
+        .into_iter()
+        .map(|r| (r.key, r.value))
         .collect())
 }
 

@@ -16,6 +16,7 @@
 use crate::ca_api::now;
 use crate::entries::{cross_checks, load_all_at, warnings_for};
 use crate::extract::Caller;
+use crate::state::typed::Table;
 use crate::{json_body, ApiError, ApiResult, Shared};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -24,9 +25,11 @@ use axum::Json;
 use serde_json::{json, Value};
 use tribune_model::status::SidecarReport;
 use tribune_model::EntryError;
-use tribune_store::{Cas, Op};
+use tribune_store::Cas;
 
 pub(crate) const SIDECARS_TABLE: &str = "sidecars";
+/// Sidecar reports by `service\0proxy`.
+const SIDECARS: Table<SidecarReport> = Table::new(SIDECARS_TABLE);
 
 pub(crate) async fn report(
     State(state): State<Shared>,
@@ -55,24 +58,20 @@ pub(crate) async fn report(
     authz.service_write(&report.service)?;
     let now = now();
     report.received_at = now;
-    let value = serde_json::to_vec(&report).map_err(|e| crate::internal_error(e.to_string()))?;
     let key = format!("{}\0{}", report.service, report.proxy);
-    let mut ops = vec![Op::put(SIDECARS_TABLE, &key, value, Cas::Any)];
+    let mut ops = vec![SIDECARS.put(&key, &report, Cas::Any)?];
     // A sidecar refreshing its report (every 10 s) is one write. A new one is
     // counted against its service's bound, and reports not refreshed for an hour go
     // with its write.
-    if state.store.get(SIDECARS_TABLE, &key).await?.is_some() {
+    if state.store.get(SIDECARS.name, &key).await?.is_some() {
         state.store.apply(&ops).await?;
         return Ok(Json(true).into_response());
     }
     let mut kept = 0;
-    for r in state.store.list(SIDECARS_TABLE).await?.iter() {
-        let Ok(other) = serde_json::from_slice::<SidecarReport>(&r.value) else {
-            continue;
-        };
-        if now - other.received_at > SIDECAR_REPORT_TTL_SECS {
-            ops.push(Op::delete(SIDECARS_TABLE, &r.key, Cas::Any));
-        } else if other.service == report.service && r.key != key {
+    for other in SIDECARS.list(&state).await? {
+        if now - other.value.received_at > SIDECAR_REPORT_TTL_SECS {
+            ops.push(SIDECARS.delete(&other.key, Cas::Any));
+        } else if other.value.service == report.service && other.key != key {
             kept += 1;
         }
     }
@@ -102,10 +101,8 @@ pub(crate) async fn sidecars(
 ) -> ApiResult<Response> {
     let now = now();
     let mut out = Vec::new();
-    for r in state.store.list(SIDECARS_TABLE).await?.iter() {
-        let Ok(report) = serde_json::from_slice::<SidecarReport>(&r.value) else {
-            continue;
-        };
+    for stored in SIDECARS.list(&state).await? {
+        let report = stored.value;
         if authz.service_read(&report.service).is_err() {
             continue;
         }

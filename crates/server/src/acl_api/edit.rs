@@ -13,21 +13,20 @@
 //! names and leaves out links to objects that were deleted, as Consul does.
 
 use super::{
-    delete_record, find_policy_by_name, indexed, put_json, token_view, write_guarded, Secret,
+    delete_record, find_policy_by_name, indexed, stored_indexed, token_view, write_guarded, Secret,
 };
 use crate::acl::{Policy, PolicyLink, Role, Rules, Token, MANAGEMENT_POLICY_ID};
 use crate::extract::{AclCaller, GoJson, Query};
-use crate::{
-    filters, load_policy, now_rfc3339, ApiError, ApiResult, AppState, Shared, POLICY_TABLE,
-    ROLE_TABLE, TOKEN_TABLE,
-};
+use crate::state::acl::{POLICIES, ROLES, TOKENS};
+use crate::state::typed::Stored;
+use crate::{filters, load_policy, now_rfc3339, ApiError, ApiResult, AppState, Shared};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use std::collections::HashMap;
 use tribune_model::api::{AclPolicyBody, AclRoleBody, AclTokenBody, Indexed};
-use tribune_store::{Cas, Record};
+use tribune_store::Cas;
 
 fn not_found() -> ApiError {
     ApiError(StatusCode::FORBIDDEN, "ACL not found".into())
@@ -66,7 +65,7 @@ pub(super) async fn policy_links(
         let p = if !id.is_empty() {
             load_policy(state, &id).await?
         } else {
-            find_policy_by_name(state, &name).await?.map(|(p, _)| p)
+            find_policy_by_name(state, &name).await?.map(|p| p.value)
         };
         Ok(p.map(|p| PolicyLink {
             id: p.id,
@@ -83,9 +82,9 @@ pub(super) async fn role_links(
 ) -> ApiResult<Vec<PolicyLink>> {
     links(given, "role", |id, name| async move {
         let r = if !id.is_empty() {
-            load_role(state, &id).await?.map(|(r, _)| r)
+            load_role(state, &id).await?.map(|r| r.value)
         } else {
-            find_role_by_name(state, &name).await?.map(|(r, _)| r)
+            find_role_by_name(state, &name).await?.map(|r| r.value)
         };
         Ok(r.map(|r| PolicyLink {
             id: r.id,
@@ -95,24 +94,16 @@ pub(super) async fn role_links(
     .await
 }
 
-async fn load_role(state: &AppState, id: &str) -> ApiResult<Option<(Role, Record)>> {
-    Ok(state
-        .store
-        .get(ROLE_TABLE, id)
-        .await?
-        .and_then(|r| Some((serde_json::from_slice(&r.value).ok()?, r))))
+async fn load_role(state: &AppState, id: &str) -> ApiResult<Option<Stored<Role>>> {
+    ROLES.get(state, id).await
 }
 
-async fn find_role_by_name(state: &AppState, name: &str) -> ApiResult<Option<(Role, Record)>> {
-    Ok(state
-        .store
-        .list(ROLE_TABLE)
+async fn find_role_by_name(state: &AppState, name: &str) -> ApiResult<Option<Stored<Role>>> {
+    Ok(ROLES
+        .list(state)
         .await?
         .into_iter()
-        .find_map(|r| {
-            let role: Role = serde_json::from_slice(&r.value).ok()?;
-            (role.name == name).then_some((role, r))
-        }))
+        .find(|r| r.value.name == name))
 }
 
 /// The current names of every policy and role, to show links as they are now.
@@ -123,18 +114,18 @@ pub(super) struct Names {
 
 impl Names {
     pub(super) async fn load(state: &AppState) -> ApiResult<Names> {
-        let mut policies = HashMap::new();
-        for r in state.store.list(POLICY_TABLE).await? {
-            if let Ok(p) = serde_json::from_slice::<Policy>(&r.value) {
-                policies.insert(p.id, p.name);
-            }
-        }
-        let mut roles = HashMap::new();
-        for r in state.store.list(ROLE_TABLE).await? {
-            if let Ok(role) = serde_json::from_slice::<Role>(&r.value) {
-                roles.insert(role.id, role.name);
-            }
-        }
+        let policies = POLICIES
+            .list(state)
+            .await?
+            .into_iter()
+            .map(|p| (p.value.id, p.value.name))
+            .collect();
+        let roles = ROLES
+            .list(state)
+            .await?
+            .into_iter()
+            .map(|r| (r.value.id, r.value.name))
+            .collect();
         Ok(Names { policies, roles })
     }
 
@@ -176,11 +167,11 @@ pub(crate) async fn update_token(
     let secret = v.secret_id;
     let description = v.description;
     let local = v.local;
-    let applied = write_guarded(&state, TOKEN_TABLE, |records| {
-        let old = records
+    let applied = write_guarded(&state, &TOKENS, |tokens| {
+        let old = tokens
             .iter()
-            .find(|r| r.key == id)
-            .and_then(|r| serde_json::from_slice::<Token>(&r.value).ok())
+            .find(|t| t.key == id)
+            .map(|t| t.value.clone())
             .ok_or_else(|| ApiError::bad_request(format!("Cannot find token {id:?} to update")))?;
         if !secret.is_empty()
             && !crate::constant_time_eq(secret.as_bytes(), old.secret_id.as_bytes())
@@ -200,7 +191,7 @@ pub(crate) async fn update_token(
             roles: roles.clone(),
             ..old
         };
-        Ok(put_json(TOKEN_TABLE, &id, &token, Cas::Any))
+        TOKENS.put(&id, &token, Cas::Any)
     })
     .await?;
     tracing::info!(accessor_id = %id, "ACL token updated");
@@ -213,15 +204,10 @@ async fn read_back_token(
     secret: Secret,
     index: u64,
 ) -> ApiResult<Response> {
-    let r = state
-        .store
-        .get(TOKEN_TABLE, id)
-        .await?
-        .ok_or_else(not_found)?;
+    let t = TOKENS.get(state, id).await?.ok_or_else(not_found)?;
     let names = Names::load(state).await?;
-    let mut t = token_view(&r, secret, &names)
-        .ok_or_else(|| crate::internal_error(format!("stored token {id} does not decode")))?;
-    t.modify_index = index.max(r.modify_index);
+    let mut t = token_view(t, secret, &names);
+    t.modify_index = index.max(t.modify_index);
     Ok(Json(t).into_response())
 }
 
@@ -233,12 +219,11 @@ pub(crate) async fn clone_token(
     GoJson(v): GoJson<AclTokenBody>,
 ) -> ApiResult<Response> {
     authz.acl_write()?;
-    let (old, _) = state
-        .store
-        .get(TOKEN_TABLE, &id)
+    let old = TOKENS
+        .get(&state, &id)
         .await?
-        .and_then(|r| Some((serde_json::from_slice::<Token>(&r.value).ok()?, r)))
-        .ok_or_else(|| ApiError::bad_request(format!("Cannot find token {id:?} to clone")))?;
+        .ok_or_else(|| ApiError::bad_request(format!("Cannot find token {id:?} to clone")))?
+        .value;
     let description = Some(v.description)
         .filter(|d| !d.is_empty())
         .unwrap_or(old.description.clone());
@@ -251,12 +236,7 @@ pub(crate) async fn clone_token(
     };
     let applied = state
         .store
-        .apply(&[put_json(
-            TOKEN_TABLE,
-            &token.accessor_id,
-            &token,
-            Cas::Absent,
-        )])
+        .apply(&[TOKENS.put(&token.accessor_id, &token, Cas::Absent)?])
         .await?;
     tracing::info!(from = %id, accessor_id = %token.accessor_id, "ACL token cloned");
     read_back_token(
@@ -293,11 +273,8 @@ pub(crate) async fn update_policy(
     Rules::parse(&rules)
         .map_err(|e| ApiError::bad_request(format!("Failed to parse ACL rules: {e}")))?;
     let mut stored = None;
-    let applied = write_guarded(&state, POLICY_TABLE, |records| {
-        let all: Vec<Policy> = records
-            .iter()
-            .filter_map(|r| serde_json::from_slice(&r.value).ok())
-            .collect();
+    let applied = write_guarded(&state, &POLICIES, |stored| {
+        let all: Vec<&Policy> = stored.iter().map(|p| &p.value).collect();
         let old = all.iter().find(|p| p.id == id).ok_or_else(not_found)?;
         if all.iter().any(|p| p.id != id && p.name == name) {
             return Err(ApiError::bad_request(format!(
@@ -322,13 +299,15 @@ pub(crate) async fn update_policy(
             description: description.clone(),
             rules: rules.clone(),
         };
-        Ok(put_json(POLICY_TABLE, &id, &policy, Cas::Any))
+        POLICIES.put(&id, &policy, Cas::Any)
     })
     .await?;
-    if let Some(r) = state.store.get(POLICY_TABLE, &id).await? {
-        stored = serde_json::from_slice::<Policy>(&r.value)
-            .ok()
-            .map(|p| indexed(p, Some(&r), applied.index));
+    if let Some(p) = POLICIES.get(&state, &id).await? {
+        let modify_index = p.modify_index.max(applied.index);
+        stored = Some(Indexed {
+            modify_index,
+            ..stored_indexed(p)
+        });
     }
     tracing::info!(policy = %name, id = %id, "ACL policy updated");
     Ok(Json(stored.ok_or_else(not_found)?).into_response())
@@ -350,11 +329,8 @@ async fn role_from(state: &AppState, v: AclRoleBody, id: String) -> ApiResult<Ro
 }
 
 async fn write_role(state: &AppState, role: Role, create: bool) -> ApiResult<Response> {
-    let applied = write_guarded(state, ROLE_TABLE, |records| {
-        let all: Vec<Role> = records
-            .iter()
-            .filter_map(|r| serde_json::from_slice(&r.value).ok())
-            .collect();
+    let applied = write_guarded(state, &ROLES, |stored| {
+        let all: Vec<&Role> = stored.iter().map(|r| &r.value).collect();
         if !create && !all.iter().any(|r| r.id == role.id) {
             return Err(not_found());
         }
@@ -365,11 +341,11 @@ async fn write_role(state: &AppState, role: Role, create: bool) -> ApiResult<Res
             )));
         }
         let cas = if create { Cas::Absent } else { Cas::Any };
-        Ok(put_json(ROLE_TABLE, &role.id, &role, cas))
+        ROLES.put(&role.id, &role, cas)
     })
     .await?;
     tracing::info!(role = %role.name, id = %role.id, "ACL role written");
-    let r = state.store.get(ROLE_TABLE, &role.id).await?;
+    let r = ROLES.get(state, &role.id).await?.map(|r| r.record());
     Ok(Json(indexed(role, r.as_ref(), applied.index)).into_response())
 }
 
@@ -406,10 +382,9 @@ pub(crate) async fn update_role(
     write_role(&state, role, false).await
 }
 
-async fn role_view(state: &AppState, role: (Role, Record)) -> ApiResult<Indexed<Role>> {
-    let (mut role, r) = role;
-    Names::load(state).await?.role(&mut role);
-    Ok(indexed(role, Some(&r), 0))
+async fn role_view(state: &AppState, mut role: Stored<Role>) -> ApiResult<Indexed<Role>> {
+    Names::load(state).await?.role(&mut role.value);
+    Ok(stored_indexed(role))
 }
 
 /// `GET /v1/acl/role/:id`.
@@ -448,15 +423,12 @@ pub(crate) async fn list_roles(
     let policy = crate::query_get(q, "policy").filter(|p| !p.is_empty());
     let names = Names::load(&state).await?;
     let mut out = Vec::new();
-    for r in state.store.list(ROLE_TABLE).await? {
-        let Ok(mut role) = serde_json::from_slice::<Role>(&r.value) else {
-            continue;
-        };
-        names.role(&mut role);
-        if policy.is_some_and(|p| !role.policies.iter().any(|l| l.id == p)) {
+    for mut role in ROLES.list(&state).await? {
+        names.role(&mut role.value);
+        if policy.is_some_and(|p| !role.value.policies.iter().any(|l| l.id == p)) {
             continue;
         }
-        let v = indexed(role, Some(&r), 0);
+        let v = stored_indexed(role);
         if filters::keeps_typed(&filter, &v)? {
             out.push(v);
         }
@@ -471,5 +443,5 @@ pub(crate) async fn delete_role(
     AclCaller(caller): AclCaller,
 ) -> ApiResult<Response> {
     caller.acl_write()?;
-    delete_record(&state, ROLE_TABLE, id).await
+    delete_record(&state, &ROLES, &id).await
 }

@@ -5,7 +5,31 @@
 //! - [`documents`]: each watched service's policy document, rebuilt once per change
 //!   that touches it and handed to all its waiting sidecars.
 //! - [`write`]: the one read-check-write loop of guarded writes.
+//! - [`typed`]: tables of one record type; [`acl`] and [`catalog`] name the typed
+//!   tables of their areas (the CA's is `ca_api::CA`; config entries go through the
+//!   decoded-entry cache of `entries`).
 
 pub(crate) mod documents;
 pub(crate) mod tables;
+pub(crate) mod typed;
 pub(crate) mod write;
+
+/// The ACL tables, typed.
+pub(crate) mod acl {
+    use super::typed::Table;
+    use crate::acl::{Policy, Role, Token};
+
+    pub(crate) const POLICIES: Table<Policy> = Table::new(crate::POLICY_TABLE);
+    pub(crate) const TOKENS: Table<Token> = Table::new(crate::TOKEN_TABLE);
+    pub(crate) const ROLES: Table<Role> = Table::new(crate::ROLE_TABLE);
+    /// `bootstrapped` -> `true` once the bootstrap window has ended.
+    pub(crate) const META: Table<bool> = Table::new(crate::ACL_META_TABLE);
+}
+
+/// The catalog's table, typed.
+pub(crate) mod catalog {
+    use super::typed::Table;
+    use tribune_model::api::ServiceRecord;
+
+    pub(crate) const SERVICES: Table<ServiceRecord> = Table::new(crate::catalog::SERVICES_TABLE);
+}
