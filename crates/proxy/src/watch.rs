@@ -124,19 +124,30 @@ pub async fn watch_agent_from(
     mut last_body: String,
 ) {
     let mut backoff = Duration::from_millis(100);
+    // Since when the watch has been failing: the next answer says it is back.
+    let mut failing_since: Option<std::time::Instant> = None;
     loop {
         match poll_once(&proxy, &client, &service, index, &mut last_body).await {
             Ok(i) => {
                 index = i;
                 backoff = Duration::from_millis(100);
+                if let Some(since) = failing_since.take() {
+                    tracing::info!(
+                        down_s = since.elapsed().as_secs(),
+                        index,
+                        "reconnected to the agent; the policy watch is current again"
+                    );
+                }
             }
             Err(e) if e.refused() => {
+                failing_since.get_or_insert_with(std::time::Instant::now);
                 let have = proxy.current().map(|s| s.version).unwrap_or(0);
                 tracing::error!(error = %e, enforcing_version = have, retry_in_ms = backoff.as_millis() as u64, "the agent refused this sidecar's token; /ready answers 503 until it is accepted again");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
             Err(e) => {
+                failing_since.get_or_insert_with(std::time::Instant::now);
                 let have = proxy.current().map(|s| s.version).unwrap_or(0);
                 tracing::warn!(error = %e, enforcing_version = have, retry_in_ms = backoff.as_millis() as u64, "policy watch failed; keeping the last snapshot");
                 let jitter =

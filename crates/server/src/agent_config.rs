@@ -49,6 +49,16 @@ pub struct AgentConfig {
     /// served besides loopback ones while the API listens on loopback
     /// ([`tribune_model::host`], the DNS-rebinding defence).
     pub allowed_hosts: Vec<String>,
+    /// `log_level`, `log_json`, `log_file` (Consul's keys; the `-log-*` flags win).
+    pub log: LogSettings,
+}
+
+/// The log settings a config file may carry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogSettings {
+    pub level: Option<String>,
+    pub json: bool,
+    pub file: Option<String>,
 }
 
 impl Default for AgentConfig {
@@ -67,6 +77,7 @@ impl Default for AgentConfig {
             etcd: EtcdSettings::default(),
             ui: true,
             allowed_hosts: Vec::new(),
+            log: LogSettings::default(),
         }
     }
 }
@@ -247,7 +258,11 @@ impl AgentConfig {
                         }
                     }
                 }
-                "data_dir" | "server" | "bootstrap_expect" | "ui" | "log_level" | "node_name" => {}
+                "log_level" => self.log.level = Some(string(value, key)?),
+                "log_json" => self.log.json = boolean(value, key)?,
+                "log_file" => self.log.file = Some(string(value, key)?),
+                "ui" => self.ui = boolean(value, key)?,
+                "data_dir" | "server" | "bootstrap_expect" | "node_name" => {}
                 other => return Err(format!("unknown agent config key {other:?}")),
             }
         }
@@ -258,6 +273,22 @@ impl AgentConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_and_ui_keys_are_consuls() {
+        let mut c = AgentConfig::default();
+        c.merge_file("log_level = \"DEBUG\"\nlog_json = true\nlog_file = \"/var/log/tribune.log\"\nui = false")
+            .unwrap();
+        assert_eq!(
+            c.log,
+            LogSettings {
+                level: Some("DEBUG".into()),
+                json: true,
+                file: Some("/var/log/tribune.log".into()),
+            }
+        );
+        assert!(!c.ui);
+    }
 
     #[test]
     fn parses_consul_style_agent_config() {

@@ -169,7 +169,10 @@ impl ApiError {
 }
 
 impl From<Denied> for ApiError {
+    /// A request refused for a missing permission: logged at info with the accessor
+    /// (Consul's text names it; never the secret).
     fn from(d: Denied) -> Self {
+        tracing::info!(target: "tribune::acl", reason = %d.0, "request denied");
         ApiError(StatusCode::FORBIDDEN, d.0)
     }
 }
@@ -336,7 +339,9 @@ pub fn router(state: Shared) -> Router {
 }
 
 /// The DNS-rebinding defence ([`tribune_model::host`]): while the API listens on
-/// loopback, a `Host` that names something else gets 421.
+/// loopback, a `Host` that names something else gets 421. With debug logging on, each
+/// request is logged with its method, path (never the query, which may hold a token),
+/// status and time.
 async fn guard_host(
     axum::extract::State(state): axum::extract::State<Shared>,
     req: axum::extract::Request,
@@ -349,7 +354,21 @@ async fn guard_host(
             return (StatusCode::MISDIRECTED_REQUEST, body).into_response();
         }
     }
-    next.run(req).await
+    if !tracing::enabled!(target: "tribune::http", tracing::Level::DEBUG) {
+        return next.run(req).await;
+    }
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let started = std::time::Instant::now();
+    let res = next.run(req).await;
+    tracing::debug!(
+        target: "tribune::http",
+        %method,
+        path,
+        status = res.status().as_u16(),
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    res
 }
 
 async fn common_headers(

@@ -51,6 +51,61 @@ pub struct AgentArgs {
     /// (DNS-rebinding defence; like `http_config { allowed_hosts }`); may be repeated.
     #[arg(long = "allowed-host", value_name = "NAME")]
     pub allowed_host: Vec<String>,
+    /// The datacenter's name (like `datacenter = "..."`; default dc1).
+    #[arg(long)]
+    pub datacenter: Option<String>,
+    /// A directory of configuration files: every `*.hcl` and `*.json` in it, in
+    /// lexical order, after the `-config-file`s (Consul's order).
+    #[arg(long = "config-dir", value_name = "DIR")]
+    pub config_dir: Vec<std::path::PathBuf>,
+    #[command(flatten)]
+    pub log: super::logging::LogArgs,
+}
+
+/// Consul agent flags Tribune has no use for, and what to do instead: typed out of
+/// habit, they get this answer rather than a parse error.
+pub(super) const CONSUL_ONLY_FLAGS: &[(&str, &str)] = &[
+    ("server", "Tribune has no server/client agents: every agent serves the whole API. For several agents, share one etcd store (-etcd-endpoints)"),
+    ("bootstrap-expect", "Tribune agents elect no leader among themselves: for several agents, share one etcd store (-etcd-endpoints); etcd keeps the quorum"),
+    ("bootstrap", "Tribune agents elect no leader among themselves: for several agents, share one etcd store (-etcd-endpoints)"),
+    ("retry-join", "Tribune agents do not gossip or join each other: agents that share one etcd store (-etcd-endpoints) are one control plane"),
+    ("join", "Tribune agents do not gossip or join each other: agents that share one etcd store (-etcd-endpoints) are one control plane"),
+    ("bind", "Tribune agents have no cluster (gossip/RPC) address; the HTTP API listens on -client and -http-port"),
+    ("advertise", "Tribune agents have no cluster (gossip/RPC) address; the HTTP API listens on -client and -http-port"),
+    ("encrypt", "Tribune agents do not gossip; protect the HTTP API with ACLs (and the etcd connection with -etcd-cacert/-etcd-cert/-etcd-key)"),
+    ("node", "a Tribune agent (or several sharing etcd) is one catalog node, named tribune"),
+];
+
+/// The answer for a Consul-only agent flag among `args`, if one is there.
+pub(super) fn consul_only_flag(args: &[std::ffi::OsString]) -> Option<String> {
+    args.iter().find_map(|a| {
+        let a = a.to_str()?;
+        let name = a.strip_prefix("--").or_else(|| a.strip_prefix('-'))?;
+        let name = name.split('=').next().unwrap_or(name);
+        CONSUL_ONLY_FLAGS
+            .iter()
+            .find(|(flag, _)| *flag == name)
+            .map(|(flag, why)| format!("-{flag}: {why}."))
+    })
+}
+
+/// The configuration files of `-config-dir DIR`: its `*.hcl` and `*.json` files in
+/// lexical order.
+fn config_dir_files(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, String> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| format!("-config-dir: cannot read {}: {e}", dir.display()))?;
+    let mut files: Vec<std::path::PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file()
+                && p.extension().is_some_and(|x| {
+                    x.eq_ignore_ascii_case("hcl") || x.eq_ignore_ascii_case("json")
+                })
+        })
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 /// Where the agent's state lives.
@@ -226,7 +281,17 @@ fn etcd_backend(
 
 pub fn run(args: AgentArgs, io: &mut Io<'_>) -> u8 {
     let mut config = AgentConfig::default();
-    for f in &args.config_file {
+    let mut files = args.config_file.clone();
+    for dir in &args.config_dir {
+        match config_dir_files(dir) {
+            Ok(found) => files.extend(found),
+            Err(e) => {
+                let _ = writeln!(io.err, "==> {e}");
+                return 1;
+            }
+        }
+    }
+    for f in &files {
         let text = match super::read_file(f) {
             Ok(t) => t,
             Err(e) => {
@@ -239,8 +304,25 @@ pub fn run(args: AgentArgs, io: &mut Io<'_>) -> u8 {
             return 1;
         }
     }
+    // The log: the flags, else the config files' `log_level`, `log_json`, `log_file`.
+    let log = super::logging::LogArgs {
+        log_level: args.log.log_level.clone().or(config.log.level.clone()),
+        log_json: args.log.log_json || config.log.json,
+        log_file: args
+            .log
+            .log_file
+            .clone()
+            .or(config.log.file.clone().map(Into::into)),
+    };
+    if let Err(e) = super::logging::init(&log) {
+        let _ = writeln!(io.err, "==> {e}");
+        return 1;
+    }
     if let Some(c) = args.client.clone() {
         config.client_addr = c;
+    }
+    if let Some(dc) = args.datacenter.clone() {
+        config.datacenter = dc;
     }
     if let Some(p) = args.http_port {
         config.http_port = p;
@@ -436,5 +518,5 @@ pub(super) async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
-    tracing::info!("shutting down");
+    tracing::info!(target: "tribune", "shutting down");
 }

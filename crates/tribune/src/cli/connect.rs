@@ -33,6 +33,8 @@ pub struct CaArgs {
 
 #[derive(Debug, Args)]
 pub struct ProxyArgs {
+    #[command(flatten)]
+    pub log: super::logging::LogArgs,
     /// Run as the sidecar registered for this service ID: service, mesh listener,
     /// local service and upstreams come from the registration; identity from the CA.
     #[arg(long = "sidecar-for")]
@@ -270,6 +272,9 @@ fn without_token(flags: &[OsString]) -> (Vec<OsString>, Option<OsString>) {
 
 /// Runs the sidecar in this process until a shutdown signal.
 pub(super) fn proxy(args: ProxyArgs, io: &mut Io<'_>) -> u8 {
+    if let Err(e) = super::logging::init(&args.log) {
+        return fail(io, e);
+    }
     let settings = match args.settings() {
         Ok(s) => s,
         Err(e) => return fail(io, e),

@@ -43,6 +43,8 @@ pub struct DemoArgs {
     /// Port of api's edge listener (callers outside the mesh; 0 picks a free port).
     #[arg(long = "edge-port", default_value_t = 8443)]
     pub edge_port: u16,
+    #[command(flatten)]
+    pub log: super::logging::LogArgs,
 }
 
 /// The seed's entries, in the order they are written (a provider before the
@@ -447,6 +449,10 @@ Why: the agent answers what api's sidecar decides, with the deciding intention:
 }
 
 pub fn run(args: DemoArgs, io: &mut Io<'_>) -> u8 {
+    if let Err(e) = super::logging::init(&args.log) {
+        let _ = writeln!(io.err, "==> {e}");
+        return 1;
+    }
     let runtime = match super::agent::server_runtime(io) {
         Ok(r) => r,
         Err(code) => return code,

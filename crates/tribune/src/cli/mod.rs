@@ -21,6 +21,7 @@ mod intention_tests;
 mod jwt_provider;
 #[cfg(test)]
 mod jwt_provider_tests;
+pub mod logging;
 mod services;
 #[cfg(test)]
 mod staged_tests;
@@ -77,22 +78,6 @@ pub struct Io<'a> {
     pub err: &'a mut dyn Write,
 }
 
-/// Logs go to stderr; TRIBUNE_LOG sets the filter (default: info). A log line that
-/// cannot be written is dropped: by default `tracing-subscriber` reports the failure
-/// with `eprintln!`, which panics once stderr is a closed pipe, so
-/// `tribune agent 2>&1 | tee log` lost the task that logged after Ctrl-C ended
-/// `tee` (the shutdown signal's, which left the agent deaf to Ctrl-C and SIGTERM).
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TRIBUNE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .log_internal_errors(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
-}
-
 /// Runs `command` on stdout and stderr. Unlocked handles: long-running commands
 /// (agent, proxy) log to stderr from other threads while they run.
 fn on_std_streams(command: impl FnOnce(&mut Io<'_>) -> u8) -> ExitCode {
@@ -106,7 +91,6 @@ fn on_std_streams(command: impl FnOnce(&mut Io<'_>) -> u8) -> ExitCode {
 
 /// Parses `args` (including the program name) and runs the command.
 pub fn run(args: Vec<OsString>) -> ExitCode {
-    init_logging();
     on_std_streams(|io| run_with(args, io))
 }
 
@@ -127,7 +111,6 @@ struct Sidecar {
 /// Parses `args` as `tribune-sidecar`'s (the flags of `tribune connect proxy`) and
 /// runs the sidecar.
 pub fn sidecar(args: Vec<OsString>) -> ExitCode {
-    init_logging();
     on_std_streams(|io| {
         let cli = Sidecar::command();
         match Sidecar::try_parse_from(consul_style_flags_of(&cli, args)) {
@@ -153,6 +136,12 @@ fn report_parse_error(cli: &clap::Command, e: &clap::Error, io: &mut Io<'_>) -> 
 /// Like [`run`], writing to the given streams and returning the exit code.
 pub fn run_with(args: Vec<OsString>, io: &mut Io<'_>) -> u8 {
     let args = consul_style_flags(args);
+    if args.get(1).and_then(|a| a.to_str()) == Some("agent") {
+        if let Some(why) = agent::consul_only_flag(&args[2..]) {
+            let _ = writeln!(io.err, "==> {why}");
+            return 1;
+        }
+    }
     // Bare `tribune`: the help, on stdout.
     if args.len() <= 1 {
         let help = Cli::command().render_help().to_string();
@@ -163,6 +152,13 @@ pub fn run_with(args: Vec<OsString>, io: &mut Io<'_>) -> u8 {
         Ok(cli) => cli,
         Err(e) => return report_parse_error(&Cli::command(), &e, io),
     };
+    // The long-running commands install the log their flags ask for.
+    if !matches!(
+        cli.command,
+        Command::Agent(_) | Command::Demo(_) | Command::Connect(connect::ConnectCommand::Proxy(_))
+    ) {
+        let _ = logging::init(&logging::LogArgs::default());
+    }
     match cli.command {
         Command::Agent(args) => agent::run(args, io),
         Command::Config(cmd) => config::run(cmd, io),
