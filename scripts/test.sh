@@ -5,10 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Third-party JOSE/OIDC tools the interop and end-to-end tests drive (interop/):
 # PyJWT + cryptography + py-consul (the Consul client scripts import) + websockets
-# (a real WebSocket client and server) from PyPI, jose + oidc-provider from npm
-# (lockfile).
-if ! python3 -c 'import jwt, cryptography, consul, websockets.asyncio.server' >/dev/null 2>&1; then
-  python3 -m pip install --quiet --disable-pip-version-check 'pyjwt>=2.8,<3' 'cryptography>=42' 'py-consul>=1.8,<2' 'websockets>=13,<16'
+# (a real WebSocket client and server) + prometheus-client (Prometheus's own parser
+# of the metrics pages) from PyPI, jose + oidc-provider from npm (lockfile).
+if ! python3 -c 'import jwt, cryptography, consul, websockets.asyncio.server, prometheus_client' >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check 'pyjwt>=2.8,<3' 'cryptography>=42' 'py-consul>=1.8,<2' 'websockets>=13,<16' 'prometheus-client>=0.20,<1'
 fi
 if [ ! -d interop/node_modules ] || [ interop/package-lock.json -nt interop/node_modules ]; then
   (cd interop && npm ci --no-audit --no-fund --silent)

@@ -58,9 +58,12 @@ pub fn answer(proxy: &Proxy, path: &str) -> Response<Full<Bytes>> {
                 )
             }
         }
+        // OpenMetrics text (what `prometheus-client` writes: `_total` counters, `# EOF`)
+        // under its own content type, so a scraper parses it as OpenMetrics and types
+        // every family (the classic `text/plain; version=0.0.4` read them as untyped).
         "/stats/prometheus" => reply(
             StatusCode::OK,
-            "text/plain; version=0.0.4",
+            crate::metrics::CONTENT_TYPE,
             crate::metrics::render(&proxy.metrics),
         ),
         "/shadow" => reply(

@@ -470,7 +470,10 @@ impl Collector for ProviderCollector {
     }
 }
 
-/// Renders the registry in the Prometheus text format.
+/// The content type of [`render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Renders the registry in the OpenMetrics text format ([`CONTENT_TYPE`]).
 pub fn render(metrics: &Metrics) -> String {
     let mut out = String::new();
     if prometheus_client::encoding::text::encode(&mut out, &metrics.registry).is_err() {

@@ -162,3 +162,88 @@ fn consul_agent_flags_work_or_say_what_to_do_instead() {
     assert_eq!((status, body.trim()), (200, "[\"east\"]"));
     agent.kill();
 }
+
+/// The sidecar's metrics page is OpenMetrics under OpenMetrics' content type, so
+/// Prometheus's own parser (the Python client's, picked by content type as Prometheus
+/// picks its parser) types every family: no `unknown` counters.
+#[test]
+fn sidecar_metrics_parse_with_prometheus_own_parser() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = dir.path().join("snapshot.json");
+    std::fs::write(&snapshot, OPEN_API_SNAPSHOT).unwrap();
+    let (_proxy, f) = proxy_from_snapshot(&snapshot, upstream());
+    assert_eq!(get(field(&f, "Edge listener"), "/hello").0, 200);
+    let mut s = std::net::TcpStream::connect(field(&f, "Admin listener")).unwrap();
+    write!(
+        s,
+        "GET /stats/prometheus HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap();
+    assert_eq!(
+        content_type,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    let script = r#"
+import sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics
+from prometheus_client.parser import text_string_to_metric_families as classic
+content_type, text = sys.argv[1], sys.stdin.read()
+parse = openmetrics if content_type.startswith("application/openmetrics-text") else classic
+for family in parse(text):
+    print(family.name, family.type)
+"#;
+    let mut py = Command::new("python3")
+        .args(["-c", script, &content_type])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    py.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let out = py.wait_with_output().unwrap();
+    let families = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{families}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        families.lines().any(|l| l == "tribune_proxy_requests counter"),
+        "{families}"
+    );
+    assert!(
+        !families.lines().any(|l| l.ends_with(" unknown")),
+        "an untyped family: {families}"
+    );
+}
+
+/// The body of a chunked HTTP/1.1 answer.
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || tail.len() < n {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = tail[n..].trim_start_matches("\r\n");
+    }
+    out
+}
