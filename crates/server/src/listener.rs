@@ -288,3 +288,38 @@ impl AsyncWrite for CountedStream {
         self.inner.is_write_vectored()
     }
 }
+
+/// Serves `app` on `listener` until `stop` resolves, then lets open connections
+/// finish (the caller bounds how long). HTTP/1 answers spell header names as Consul's
+/// do (`X-Consul-Index`, `Content-Type`): scripts that `grep X-Consul-Index` in `curl
+/// -i` output work against both. HTTP/2 (prior knowledge) is served too.
+pub async fn serve(
+    mut listener: LimitedListener,
+    app: axum::Router,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use axum::serve::Listener;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::service::TowerToHyperService;
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().title_case_headers(true);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(stop);
+    loop {
+        let (io, _) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = &mut stop => break,
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    graceful.shutdown().await;
+}

@@ -247,3 +247,27 @@ fn dechunk(mut rest: &str) -> String {
     }
     out
 }
+
+/// HTTP/1 answers spell header names as Consul's do: `grep X-Consul-Index` over
+/// `curl -i` output finds it, as against Consul.
+#[test]
+fn answers_spell_headers_as_consul_does() {
+    use std::io::{Read, Write};
+    let (mut agent, f) = spawn(&["agent", "-dev", "-http-port", "0"], "agent running");
+    let mut s = std::net::TcpStream::connect(field(&f, "HTTP addr")).unwrap();
+    write!(
+        s,
+        "GET /v1/catalog/services HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let head = answer.split("\r\n\r\n").next().unwrap();
+    for name in ["X-Consul-Index: ", "X-Consul-Knownleader: ", "Content-Type: "] {
+        assert!(
+            head.lines().any(|l| l.starts_with(name)),
+            "{name:?} not in {head}"
+        );
+    }
+    agent.kill();
+}

@@ -456,31 +456,21 @@ pub fn run(args: AgentArgs, io: &mut Io<'_>) -> u8 {
             listener,
             config.http_max_conns_per_client,
         );
-        // `into_make_service`: each connection gets a clone of the router (an Arc).
-        // Serving the `Router` itself rebuilt its route table per connection
-        // (`with_state`), about 18 KB of every held sidecar watch (issue #40).
-        let serve = axum::serve(listener, app.into_make_service()).with_graceful_shutdown(stop);
+        // Each connection gets a clone of the router (an Arc), not a router rebuilt
+        // per connection (about 18 KB of every held sidecar watch, issue #40).
+        let serve = tribune_server::listener::serve(listener, app, stop);
         let grace = async {
             signalled.notified().await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         };
-        let result = tokio::select! {
-            r = serve => r,
+        tokio::select! {
+            _ = serve => {}
             _ = grace => {
                 tracing::warn!("connections still open after the shutdown grace period; closing them");
-                Ok(())
             }
         };
-        match result {
-            Ok(()) => {
-                let _ = writeln!(io.out, "==> Tribune agent stopped");
-                0
-            }
-            Err(e) => {
-                let _ = writeln!(io.err, "==> HTTP server failed: {e}");
-                1
-            }
-        }
+        let _ = writeln!(io.out, "==> Tribune agent stopped");
+        0
     })
 }
 
