@@ -311,6 +311,14 @@ impl Authorizer {
     pub fn mesh_write(&self) -> Result<(), Denied> {
         self.check(self.mesh(), Access::Write, "mesh:write", None)
     }
+    pub fn operator_read(&self) -> Result<(), Denied> {
+        self.check(
+            self.level(self.rules.operator),
+            Access::Read,
+            "operator:read",
+            None,
+        )
+    }
     pub fn operator_write(&self) -> Result<(), Denied> {
         self.check(
             self.level(self.rules.operator),

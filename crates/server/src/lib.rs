@@ -24,6 +24,7 @@ mod extract;
 mod filters;
 mod intentions_api;
 pub mod listener;
+mod metrics;
 mod providers_api;
 mod proxy_api;
 mod staged;
@@ -86,6 +87,8 @@ pub struct AppState {
     pub(crate) tables: state::tables::TableWatch,
     /// Every watched service's policy document, rebuilt once per change.
     pub(crate) documents: state::documents::Documents,
+    /// The agent's numbers (`/v1/agent/metrics`).
+    pub(crate) metrics: Arc<metrics::Metrics>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -93,7 +96,10 @@ pub type Shared = Arc<AppState>;
 impl AppState {
     /// Builds the state and applies start-up ACL settings (initial management token).
     pub async fn new(store: Arc<dyn Store>, config: AgentConfig) -> Result<Shared, String> {
+        let metrics = Arc::new(metrics::Metrics::default());
+        let store: Arc<dyn Store> = Arc::new(metrics::MeteredStore::new(store, metrics.clone()));
         let state = Arc::new(AppState {
+            metrics,
             store,
             config,
             write_lock: tokio::sync::Mutex::new(()),
@@ -325,6 +331,7 @@ pub fn router(state: Shared) -> Router {
             axum::routing::post(ui_api::validate),
         )
         .route("/v1/agent/self", get(status::agent_self))
+        .route("/v1/agent/metrics", get(status::agent_metrics))
         .route("/v1/status/leader", get(status::leader))
         .route("/v1/status/peers", get(status::peers))
         .layer(axum::middleware::map_response_with_state(
@@ -354,12 +361,24 @@ async fn guard_host(
             return (StatusCode::MISDIRECTED_REQUEST, body).into_response();
         }
     }
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .cloned();
+    let method = req.method().clone();
     if !tracing::enabled!(target: "tribune::http", tracing::Level::DEBUG) {
-        return next.run(req).await;
+        let res = next.run(req).await;
+        let route = route.as_ref().map_or("unmatched", |r| r.as_str());
+        state.metrics.request(route, &method, res.status().as_u16());
+        return res;
     }
-    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let path = req.uri().path().to_string();
     let started = std::time::Instant::now();
     let res = next.run(req).await;
+    let route_name = route.as_ref().map_or("unmatched", |r| r.as_str());
+    state
+        .metrics
+        .request(route_name, &method, res.status().as_u16());
     tracing::debug!(
         target: "tribune::http",
         %method,
@@ -662,6 +681,8 @@ pub(crate) struct Blocking<'a> {
     stop: tokio::sync::watch::Receiver<bool>,
     /// The holder, the ACL tables' index, and the index it was last authorized at.
     recheck: Option<(Holder<'a>, tokio::sync::watch::Receiver<u64>, u64)>,
+    /// Counted in the agent's metrics while it waits.
+    _held: metrics::Held,
 }
 
 impl<'a> Blocking<'a> {
@@ -701,6 +722,7 @@ impl<'a> Blocking<'a> {
             deadline: tokio::time::Instant::now() + wait + jitter,
             stop: state.shutting_down.subscribe(),
             recheck,
+            _held: state.metrics.hold(),
         }))
     }
 

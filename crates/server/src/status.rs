@@ -55,3 +55,29 @@ pub(crate) async fn agent_self(
         "Meta": {},
     })))
 }
+
+/// `GET /v1/agent/metrics` (needs `operator:read`; Consul asks `agent:read`, which
+/// Tribune's rules do not have): Consul's JSON summary, or with `?format=prometheus`
+/// the same numbers as OpenMetrics text ([`crate::metrics`]).
+pub(crate) async fn agent_metrics(
+    State(state): State<Shared>,
+    query: crate::extract::Query,
+    crate::extract::Caller(authz): crate::extract::Caller,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    authz.operator_read()?;
+    match crate::query_get(query.pairs(), "format") {
+        None | Some("") => Ok(Json(state.metrics.summary()).into_response()),
+        Some("prometheus") => Ok((
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            state.metrics.openmetrics(),
+        )
+            .into_response()),
+        Some(other) => Err(crate::ApiError::bad_request(format!(
+            "format: {other:?} is not a metrics format (prometheus, or none for JSON)"
+        ))),
+    }
+}

@@ -168,16 +168,67 @@ fn consul_agent_flags_work_or_say_what_to_do_instead() {
 /// picks its parser) types every family: no `unknown` counters.
 #[test]
 fn sidecar_metrics_parse_with_prometheus_own_parser() {
-    use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
     let snapshot = dir.path().join("snapshot.json");
     std::fs::write(&snapshot, OPEN_API_SNAPSHOT).unwrap();
     let (_proxy, f) = proxy_from_snapshot(&snapshot, upstream());
     assert_eq!(get(field(&f, "Edge listener"), "/hello").0, 200);
-    let mut s = std::net::TcpStream::connect(field(&f, "Admin listener")).unwrap();
+    let (content_type, body) = get_typed_text(field(&f, "Admin listener"), "/stats/prometheus");
+    assert_eq!(
+        content_type,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let families = families(&content_type, &body);
+    assert!(
+        families
+            .lines()
+            .any(|l| l == "tribune_proxy_requests counter"),
+        "{families}"
+    );
+    assert!(
+        !families.lines().any(|l| l.ends_with(" unknown")),
+        "an untyped family: {families}"
+    );
+}
+
+/// The families Prometheus's own parser (the Python client's, picked by content type
+/// as Prometheus picks its parser) reads in `body`: `name type` lines.
+fn families(content_type: &str, body: &str) -> String {
+    use std::io::Write;
+    let script = r#"
+import sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics
+from prometheus_client.parser import text_string_to_metric_families as classic
+content_type, text = sys.argv[1], sys.stdin.read()
+parse = openmetrics if content_type.startswith("application/openmetrics-text") else classic
+for family in parse(text):
+    print(family.name, family.type)
+"#;
+    let mut py = Command::new("python3")
+        .args(["-c", script, content_type])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    py.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let out = py.wait_with_output().unwrap();
+    let families = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{families}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    families
+}
+
+/// `GET path` on `addr`: (content type, body).
+fn get_typed_text(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
     write!(
         s,
-        "GET /stats/prometheus HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut answer = String::new();
@@ -190,48 +241,39 @@ fn sidecar_metrics_parse_with_prometheus_own_parser() {
                 .filter(|(k, _)| k.eq_ignore_ascii_case("content-type"))
                 .map(|(_, v)| v.trim().to_string())
         })
-        .unwrap();
-    assert_eq!(
-        content_type,
-        "application/openmetrics-text; version=1.0.0; charset=utf-8"
-    );
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        .unwrap_or_default();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_string()
     };
-    let script = r#"
-import sys
-from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics
-from prometheus_client.parser import text_string_to_metric_families as classic
-content_type, text = sys.argv[1], sys.stdin.read()
-parse = openmetrics if content_type.startswith("application/openmetrics-text") else classic
-for family in parse(text):
-    print(family.name, family.type)
-"#;
-    let mut py = Command::new("python3")
-        .args(["-c", script, &content_type])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    py.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
-    let out = py.wait_with_output().unwrap();
-    let families = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{families}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        families.lines().any(|l| l == "tribune_proxy_requests counter"),
-        "{families}"
-    );
+    (content_type, body)
+}
+
+/// The agent's `/v1/agent/metrics?format=prometheus` parses with Prometheus's own
+/// parser, every family typed.
+#[test]
+fn agent_metrics_parse_with_prometheus_own_parser() {
+    let (mut agent, f) = spawn(&["agent", "-dev", "-http-port", "0"], "agent running");
+    let addr = field(&f, "HTTP addr");
+    assert_eq!(get(addr, "/v1/catalog/services").0, 200);
+    let (content_type, body) = get_typed_text(addr, "/v1/agent/metrics?format=prometheus");
+    let families = families(&content_type, &body);
+    for want in [
+        "tribune_agent_http_requests counter",
+        "tribune_agent_blocking_queries gauge",
+        "tribune_agent_store_seconds counter",
+    ] {
+        assert!(families.lines().any(|l| l == want), "{want}: {families}");
+    }
     assert!(
         !families.lines().any(|l| l.ends_with(" unknown")),
         "an untyped family: {families}"
     );
+    agent.kill();
 }
 
 /// The body of a chunked HTTP/1.1 answer.
@@ -263,7 +305,11 @@ fn answers_spell_headers_as_consul_does() {
     let mut answer = String::new();
     s.read_to_string(&mut answer).unwrap();
     let head = answer.split("\r\n\r\n").next().unwrap();
-    for name in ["X-Consul-Index: ", "X-Consul-Knownleader: ", "Content-Type: "] {
+    for name in [
+        "X-Consul-Index: ",
+        "X-Consul-Knownleader: ",
+        "Content-Type: ",
+    ] {
         assert!(
             head.lines().any(|l| l.starts_with(name)),
             "{name:?} not in {head}"
