@@ -276,20 +276,6 @@ fn agent_metrics_parse_with_prometheus_own_parser() {
     agent.kill();
 }
 
-/// The body of a chunked HTTP/1.1 answer.
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || tail.len() < n {
-            break;
-        }
-        out.push_str(&tail[..n]);
-        rest = tail[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
 /// HTTP/1 answers spell header names as Consul's do: `grep X-Consul-Index` over
 /// `curl -i` output finds it, as against Consul.
 #[test]

@@ -76,20 +76,7 @@ fn agent_shutdown_answers_blocking_queries_and_exits_promptly() {
     // An idle keep-alive connection too.
     held.push(std::net::TcpStream::connect(&addr).unwrap());
     std::thread::sleep(Duration::from_millis(300));
-    let t = Instant::now();
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(t.elapsed() < Duration::from_secs(5), "agent still running");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "{status:?}");
+    signal_and_expect_a_clean_exit_within_5s(&mut child, "-TERM");
     // The blocking queries were answered, not cut.
     let mut answer = String::new();
     held[0]
@@ -168,12 +155,18 @@ fn agent_behind_a_closed_pipe_exits_on_ctrl_c_with_sidecar_watches_held() {
         held.push(s);
     }
     std::thread::sleep(Duration::from_millis(300));
+    signal_and_expect_a_clean_exit_within_5s(&mut child, "-INT");
+}
+
+/// Sends `signal` (`-TERM`, `-INT`) to `child`; it must exit 0 within 5 s.
+fn signal_and_expect_a_clean_exit_within_5s(child: &mut std::process::Child, signal: &str) {
+    use std::time::{Duration, Instant};
     let t = Instant::now();
-    let signalled = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+    let sent = Command::new("kill")
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
-    assert!(signalled.success());
+    assert!(sent.success());
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;

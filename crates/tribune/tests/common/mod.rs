@@ -196,21 +196,25 @@ pub fn request(
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")
     {
-        let mut rest = body;
-        let mut joined = String::new();
-        while let Some((size, tail)) = rest.split_once("\r\n") {
-            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-            if n == 0 || tail.len() < n {
-                break;
-            }
-            joined.push_str(&tail[..n]);
-            rest = tail[n..].trim_start_matches("\r\n");
-        }
-        joined
+        dechunk(body)
     } else {
         body.to_string()
     };
     (status, body)
+}
+
+/// The body of a chunked HTTP/1.1 answer.
+pub fn dechunk(mut rest: &str) -> String {
+    let mut joined = String::new();
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || tail.len() < n {
+            break;
+        }
+        joined.push_str(&tail[..n]);
+        rest = tail[n..].trim_start_matches("\r\n");
+    }
+    joined
 }
 
 /// Runs the CLI and returns (exit code, stdout, stderr).
