@@ -812,11 +812,12 @@ mod tests {
     #[test]
     fn create_time_is_rfc3339_utc_to_the_second() {
         let t = super::now_rfc3339();
-        assert_eq!(t.len(), 20, "{t}");
-        assert!(t.ends_with('Z') && t.as_bytes()[10] == b'T', "{t}");
-        assert!(
-            time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339).is_ok()
-        );
+        // 2026-12-07T06:53:40Z
+        let shape: String = t
+            .chars()
+            .map(|c| if c.is_ascii_digit() { 'd' } else { c })
+            .collect();
+        assert_eq!(shape, "dddd-dd-ddTdd:dd:ddZ", "{t}");
     }
 
     #[test]

@@ -55,7 +55,7 @@ fn config_validate_refuses_deep_input_without_aborting() {
 #[test]
 fn agent_shutdown_answers_blocking_queries_and_exits_promptly() {
     use std::io::{Read, Write};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let mut child = Command::new(BIN)
         .args(["agent", "-dev", "-http-port", "0"])
         .stdout(std::process::Stdio::piped())
@@ -97,7 +97,7 @@ fn agent_shutdown_answers_blocking_queries_and_exits_promptly() {
 #[test]
 fn agent_behind_a_closed_pipe_exits_on_ctrl_c_with_sidecar_watches_held() {
     use std::io::{BufRead, BufReader, Write};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let mut child = Command::new(BIN)
         .args(["agent", "-dev", "-http-port", "0"])
         .stdout(std::process::Stdio::piped())
