@@ -84,13 +84,10 @@ fn port(v: &Value, key: &str, path: &str, errors: &mut Vec<String>) -> Option<u1
     }
 }
 
-async fn load_all(state: &AppState) -> ApiResult<Vec<ServiceRecord>> {
-    Ok(SERVICES
-        .list(state)
-        .await?
-        .into_iter()
-        .map(|s| s.value)
-        .collect())
+/// Every registration (decoded once per change of the table, shared by all readers:
+/// [`crate::state::catalog`]).
+async fn load_all(state: &AppState) -> ApiResult<std::sync::Arc<Vec<ServiceRecord>>> {
+    Ok(state.catalog.view(state).await?.records.clone())
 }
 
 /// `Meta` of a registration: an object of strings (numbers and booleans are taken as
@@ -414,11 +411,11 @@ pub(crate) async fn service(
     let index = block_on_table(&state, SERVICES_TABLE, q).await?;
     let all = load_all(&state).await?;
     let svc = all
-        .into_iter()
+        .iter()
         .find(|r| r.id == id)
         .ok_or_else(|| ApiError::not_found(format!("unknown service ID: {id}")))?;
     authz.service_read(&svc.service)?;
-    let svc = AgentService::new(svc, &state.config.datacenter);
+    let svc = AgentService::new(svc.clone(), &state.config.datacenter);
     Ok(([index_header(index)], Json(svc)).into_response())
 }
 
@@ -431,11 +428,11 @@ pub(crate) async fn services(
     let q = query.pairs();
     let filter = filters::from_query(q, filters::AGENT_SERVICE).await?;
     let mut map: BTreeMap<String, AgentService> = BTreeMap::new();
-    for r in load_all(&state).await? {
+    for r in load_all(&state).await?.iter() {
         if authz.service_read(&r.service).is_err() {
             continue;
         }
-        let svc = AgentService::new(r, &state.config.datacenter);
+        let svc = AgentService::new(r.clone(), &state.config.datacenter);
         if filters::keeps_typed(&filter, &svc)? {
             map.insert(svc.record.id.clone(), svc);
         }
@@ -458,17 +455,17 @@ pub(crate) async fn catalog_services(
     let filter = filters::from_query(q, filters::SERVICE_NODE).await?;
     let index = block_on_table(&state, SERVICES_TABLE, q).await?;
     let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for r in load_all(&state).await? {
+    for r in load_all(&state).await?.iter() {
         if authz.service_read(&r.service).is_err()
-            || !filters::keeps_typed(&filter, &service_node(&r, &state.config.datacenter))?
+            || !filters::keeps_typed(&filter, &service_node(r, &state.config.datacenter))?
         {
             continue;
         }
         // Consul merges the tags of every instance of a name.
-        let tags = map.entry(r.service).or_default();
-        for t in r.tags {
-            if !tags.contains(&t) {
-                tags.push(t);
+        let tags = map.entry(r.service.clone()).or_default();
+        for t in &r.tags {
+            if !tags.contains(t) {
+                tags.push(t.clone());
             }
         }
     }

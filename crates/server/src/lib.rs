@@ -89,6 +89,8 @@ pub struct AppState {
     pub(crate) documents: state::documents::Documents,
     /// The agent's numbers (`/v1/agent/metrics`).
     pub(crate) metrics: Arc<metrics::Metrics>,
+    /// The registrations, decoded once per change, with each service's index.
+    pub(crate) catalog: state::catalog::Catalog,
 }
 
 pub type Shared = Arc<AppState>;
@@ -112,6 +114,7 @@ impl AppState {
             authorizers: acl_cache::AclCache::default(),
             tables: state::tables::TableWatch::default(),
             documents: state::documents::Documents::default(),
+            catalog: state::catalog::Catalog::default(),
         });
         state.tables.pin(&ACL_TABLES);
         state::tables::TableWatch::spawn(

@@ -246,3 +246,60 @@ async fn native_instances_are_connect_endpoints_and_meta_and_tags_are_strings() 
         assert!(r.body.contains(field), "{body}: {}", r.body);
     }
 }
+
+/// A sidecar's upstream watch (`health/connect/S` held at S's index) wakes for S's own
+/// registrations only: registering another service leaves it waiting; removing S's
+/// sidecar answers it at once with the new index (issue #40: at mass registration
+/// every new sidecar woke every upstream watcher).
+#[tokio::test]
+async fn an_upstream_watch_wakes_for_its_own_service_only() {
+    let api = std::sync::Arc::new(Api::dev().await);
+    docs_services(&api).await;
+    let first = api.call("GET", "/v1/health/connect/web", None, "").await;
+    assert_eq!(first.status, StatusCode::OK);
+    let index: u64 = first.headers["x-consul-index"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let held = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            api.call(
+                "GET",
+                &format!("/v1/health/connect/web?index={index}&wait=5s"),
+                None,
+                "",
+            )
+            .await
+        })
+    };
+    let r = api
+        .call(
+            "PUT",
+            "/v1/agent/service/register",
+            None,
+            r#"{"Name": "billing", "Port": 7000}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!held.is_finished(), "another service's registration woke it");
+    let started = std::time::Instant::now();
+    let r = api
+        .call("PUT", "/v1/agent/service/deregister/web", None, "")
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let answer = held.await.unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "answered at the wait's end, not at the change"
+    );
+    assert_eq!(answer.json(), serde_json::json!([]));
+    let after: u64 = answer.headers["x-consul-index"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(after > index, "{after} > {index}");
+}

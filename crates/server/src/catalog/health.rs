@@ -115,11 +115,11 @@ pub(crate) async fn catalog_service(
     let index = block_on_table(&state, SERVICES_TABLE, q).await?;
     let mut listed: Vec<CatalogService> = Vec::new();
     if node_meta_matches(q, &node(&state)) {
-        for r in load_all(&state).await? {
-            if r.service != service || !has_tags(q, &r) {
+        for r in load_all(&state).await?.iter() {
+            if r.service != service || !has_tags(q, r) {
                 continue;
             }
-            let n = service_node(&r, &state.config.datacenter);
+            let n = service_node(r, &state.config.datacenter);
             if filters::keeps_typed(&filter, &n)? {
                 listed.push(n);
             }
@@ -151,6 +151,41 @@ pub(crate) async fn health_connect(
     check_service_nodes(&state, &service, query.pairs(), &headers, authz, true).await
 }
 
+/// The catalog to answer a query on `service` from: at once, or for a blocking query
+/// once a registration naming `service` changed ([`crate::state::catalog`]: a write
+/// that names other services wakes the wait, which finds nothing new and waits on).
+async fn wait_for_service(
+    state: &AppState,
+    service: &str,
+    q: &[(String, String)],
+    holder: crate::Holder<'_>,
+) -> ApiResult<std::sync::Arc<crate::state::catalog::CatalogView>> {
+    let mut view = state.catalog.view(state).await?;
+    let Some(mut wait) =
+        crate::Blocking::start(state, q, view.service_index(service), Some(holder)).await?
+    else {
+        return Ok(view);
+    };
+    let mut rx = state.tables.subscribe(&[SERVICES_TABLE]);
+    loop {
+        let seen = *rx.borrow_and_update();
+        if seen > view.at {
+            view = state.catalog.view_at(state, seen).await?;
+            if view.service_index(service) != wait.min {
+                return Ok(view);
+            }
+        }
+        let moved = async {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        if !wait.until(state, q, moved).await? {
+            return Ok(view);
+        }
+    }
+}
+
 /// The instances of `service` (or, with `connect`, the sidecars in front of it and
 /// its Connect-native instances) with their node and checks.
 async fn check_service_nodes(
@@ -167,7 +202,8 @@ async fn check_service_nodes(
         headers,
         allowed: &|a| a.service_read(service),
     };
-    let index = crate::block_on_tables_as(state, &[SERVICES_TABLE], q, Some(holder)).await?;
+    let view = wait_for_service(state, service, q, holder).await?;
+    let index = view.service_index(service);
     let node = node(state);
     let passing_only = flag(q, "passing");
     let wanted = |r: &ServiceRecord| {
@@ -181,13 +217,13 @@ async fn check_service_nodes(
     };
     let mut listed: Vec<ServiceEntry> = Vec::new();
     if node_meta_matches(q, &node) {
-        for r in load_all(state).await? {
-            if !wanted(&r) || !has_tags(q, &r) {
+        for r in view.records.iter() {
+            if !wanted(r) || !has_tags(q, r) {
                 continue;
             }
             let entry = ServiceEntry {
                 node: node.clone(),
-                service: AgentService::new(r, &state.config.datacenter),
+                service: AgentService::new(r.clone(), &state.config.datacenter),
                 checks: vec![serf_health()],
             };
             let passing = entry.checks.iter().all(|c| c.status == "passing");

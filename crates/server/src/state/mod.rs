@@ -5,6 +5,8 @@
 //! - [`documents`]: each watched service's policy document, rebuilt once per change
 //!   that touches it and handed to all its waiting sidecars.
 //! - [`write`]: the one read-check-write loop of guarded writes.
+//! - [`catalog`]: the registrations decoded once per change, and each service's own
+//!   index (what `health/connect` watchers wait on).
 //! - [`typed`]: tables of one record type; [`acl`] and [`catalog`] name the typed
 //!   tables of their areas (the CA's is `ca_api::CA`; config entries go through the
 //!   decoded-entry cache of `entries`).
@@ -26,10 +28,4 @@ pub(crate) mod acl {
     pub(crate) const META: Table<bool> = Table::new(crate::ACL_META_TABLE);
 }
 
-/// The catalog's table, typed.
-pub(crate) mod catalog {
-    use super::typed::Table;
-    use tribune_model::api::ServiceRecord;
-
-    pub(crate) const SERVICES: Table<ServiceRecord> = Table::new(crate::catalog::SERVICES_TABLE);
-}
+pub(crate) mod catalog;
