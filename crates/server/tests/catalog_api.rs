@@ -284,7 +284,10 @@ async fn an_upstream_watch_wakes_for_its_own_service_only() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(!held.is_finished(), "another service's registration woke it");
+    assert!(
+        !held.is_finished(),
+        "another service's registration woke it"
+    );
     let started = std::time::Instant::now();
     let r = api
         .call("PUT", "/v1/agent/service/deregister/web", None, "")

@@ -14,7 +14,7 @@
 //!   `?connect=true`: the sidecars in front of `name`, which is what sidecars watch
 //!   for their upstreams.
 
-use super::{load_all, service_node, NODE, SERVICES_TABLE};
+use super::{service_node, NODE, SERVICES_TABLE};
 use crate::extract::{Caller, Query, WatchCaller};
 use crate::{block_on_table, filters, index_header, ApiResult, AppState, Shared};
 use axum::extract::{Path, State};
@@ -112,10 +112,11 @@ pub(crate) async fn catalog_service(
     let q = query.pairs();
     authz.service_read(&service)?;
     let filter = filters::from_query(q, filters::SERVICE_NODE).await?;
-    let index = block_on_table(&state, SERVICES_TABLE, q).await?;
+    let view = wait_for_service(&state, &service, q, None).await?;
+    let index = view.service_index(&service);
     let mut listed: Vec<CatalogService> = Vec::new();
     if node_meta_matches(q, &node(&state)) {
-        for r in load_all(&state).await?.iter() {
+        for r in view.records.iter() {
             if r.service != service || !has_tags(q, r) {
                 continue;
             }
@@ -158,11 +159,11 @@ async fn wait_for_service(
     state: &AppState,
     service: &str,
     q: &[(String, String)],
-    holder: crate::Holder<'_>,
+    holder: Option<crate::Holder<'_>>,
 ) -> ApiResult<std::sync::Arc<crate::state::catalog::CatalogView>> {
     let mut view = state.catalog.view(state).await?;
     let Some(mut wait) =
-        crate::Blocking::start(state, q, view.service_index(service), Some(holder)).await?
+        crate::Blocking::start(state, q, view.service_index(service), holder).await?
     else {
         return Ok(view);
     };
@@ -202,7 +203,7 @@ async fn check_service_nodes(
         headers,
         allowed: &|a| a.service_read(service),
     };
-    let view = wait_for_service(state, service, q, holder).await?;
+    let view = wait_for_service(state, service, q, Some(holder)).await?;
     let index = view.service_index(service);
     let node = node(state);
     let passing_only = flag(q, "passing");

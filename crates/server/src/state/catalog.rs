@@ -95,7 +95,11 @@ impl Catalog {
     }
 
     /// A view at `index` or newer.
-    pub(crate) async fn view_at(&self, state: &AppState, index: u64) -> ApiResult<Arc<CatalogView>> {
+    pub(crate) async fn view_at(
+        &self,
+        state: &AppState,
+        index: u64,
+    ) -> ApiResult<Arc<CatalogView>> {
         if let Some(v) = self.at_least(index) {
             return Ok(v);
         }
@@ -120,7 +124,12 @@ mod tests {
     use super::*;
     use tribune_model::api::{ServiceKind, ServiceProxy};
 
-    fn stored(id: &str, service: &str, destination: Option<&str>, index: u64) -> Stored<ServiceRecord> {
+    fn stored(
+        id: &str,
+        service: &str,
+        destination: Option<&str>,
+        index: u64,
+    ) -> Stored<ServiceRecord> {
         Stored {
             key: id.into(),
             value: ServiceRecord {
