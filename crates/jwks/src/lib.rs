@@ -280,7 +280,21 @@ pub struct RemoteKeys {
     pub max_stale: Duration,
     /// Fetch results, for metrics.
     pub stats: FetchStats,
+    /// After a failed fetch: no request-driven fetch before this instant (negative
+    /// caching, so an IdP outage costs each sidecar a bounded number of fetches), and
+    /// how many fetches in a row failed (the pause grows with it).
+    failing: std::sync::Mutex<Option<(Instant, u32)>>,
+    /// The pause after a failed fetch: at least this ([`MIN_FAILURE_PAUSE`]) ...
+    pub failure_pause_min: Duration,
+    /// ... and at most this ([`MAX_FAILURE_PAUSE`]).
+    pub failure_pause_max: Duration,
 }
+
+/// The shortest pause after a failed fetch before requests may fetch again (the
+/// policy's back-off may be shorter; an outage must not be fetched in a loop).
+pub const MIN_FAILURE_PAUSE: Duration = Duration::from_secs(1);
+/// The longest such pause.
+pub const MAX_FAILURE_PAUSE: Duration = Duration::from_secs(30);
 
 /// Counts of fetch attempts by result, and the last outcomes (for metrics and the
 /// sidecar's report to the agent).
@@ -332,6 +346,9 @@ impl RemoteKeys {
             rotation_interval: Duration::from_secs(10),
             max_stale: Duration::from_secs(3600),
             stats: FetchStats::default(),
+            failing: std::sync::Mutex::new(None),
+            failure_pause_min: MIN_FAILURE_PAUSE,
+            failure_pause_max: MAX_FAILURE_PAUSE,
         })
     }
 
@@ -433,10 +450,50 @@ impl RemoteKeys {
 
     /// Fetches with retries; on success replaces the keys, on failure keeps them.
     pub async fn refresh(&self) -> Result<Arc<Jwks>, String> {
+        self.refresh_within(None).await
+    }
+
+    /// [`Self::refresh`], retrying only while a retry can start before `deadline`
+    /// (a request waiting for keys waits about one `RequestTimeoutMs`, not every
+    /// retry's). The outcome is remembered for [`Self::keys_for`]'s negative caching.
+    async fn refresh_within(&self, deadline: Option<Instant>) -> Result<Arc<Jwks>, String> {
+        let result = self.refresh_attempts(deadline).await;
+        if let Ok(mut f) = self.failing.lock() {
+            *f = match (&result, *f) {
+                (Ok(_), _) => None,
+                (Err(_), previous) => {
+                    let n = previous.map_or(1, |(_, n)| n.saturating_add(1));
+                    let pause = self
+                        .policy
+                        .backoff(n)
+                        .clamp(self.failure_pause_min, self.failure_pause_max);
+                    // Jitter: sidecars that failed together do not retry together.
+                    let pause = pause + pause.mul_f64(fastrand::f64() * 0.25);
+                    Some((Instant::now() + pause, n))
+                }
+            };
+        }
+        result
+    }
+
+    /// Whether a failed fetch's pause is still running (requests then fail fast).
+    pub fn failing(&self) -> bool {
+        self.failing
+            .lock()
+            .ok()
+            .and_then(|f| *f)
+            .is_some_and(|(until, _)| Instant::now() < until)
+    }
+
+    async fn refresh_attempts(&self, deadline: Option<Instant>) -> Result<Arc<Jwks>, String> {
         let mut last = String::new();
         for attempt in 0..=self.policy.retries {
             if attempt > 0 {
-                tokio::time::sleep(self.policy.backoff(attempt)).await;
+                let pause = self.policy.backoff(attempt);
+                if deadline.is_some_and(|d| Instant::now() + pause >= d) {
+                    break;
+                }
+                tokio::time::sleep(pause).await;
             }
             let result = self.fetch_once().await;
             let counter = if result.is_ok() {
@@ -483,6 +540,11 @@ impl RemoteKeys {
     /// Keys to verify a token with `kid`: refreshed when older than `CacheDuration`,
     /// refetched once (rate-limited) when the `kid` is unknown, stale keys used within
     /// `max_stale` when fetching fails, and `KeysUnavailable` when there are none.
+    ///
+    /// An IdP outage does not amplify: one fetch at a time (callers arriving meanwhile
+    /// wait for it, at most `RequestTimeoutMs`), and after a failed fetch requests fail
+    /// fast (stale keys or `KeysUnavailable`) until a jittered pause has passed
+    /// ([`MIN_FAILURE_PAUSE`] .. [`MAX_FAILURE_PAUSE`], growing with each failure).
     pub async fn keys_for(&self, kid: Option<&str>) -> Result<Arc<Jwks>, JwtError> {
         let cached = self.cached_with_age();
         let fresh = cached
@@ -495,7 +557,19 @@ impl RemoteKeys {
         if fresh && kid_known {
             return cached.map(|(k, _)| k).ok_or(JwtError::KeysUnavailable);
         }
-        let mut last_kid_refetch = self.fetch_lock.lock().await;
+        if self.failing() {
+            return self.stale_or_unavailable();
+        }
+        let deadline = Instant::now() + self.policy.timeout;
+        let Ok(mut last_kid_refetch) =
+            tokio::time::timeout_at(deadline, self.fetch_lock.lock()).await
+        else {
+            // Another caller's fetch is still running: no second one, no longer wait.
+            return self.stale_or_unavailable();
+        };
+        if self.failing() {
+            return self.stale_or_unavailable();
+        }
         // Another caller may have refreshed while we waited.
         if let Some((keys, age)) = self.cached_with_age() {
             let fresh = age < self.policy.cache_duration;
@@ -515,12 +589,17 @@ impl RemoteKeys {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
-        match self.refresh().await {
+        match self.refresh_within(Some(deadline)).await {
             Ok(keys) => Ok(keys),
-            Err(_) => match self.cached_with_age() {
-                Some((keys, age)) if age < self.policy.cache_duration + self.max_stale => Ok(keys),
-                _ => Err(JwtError::KeysUnavailable),
-            },
+            Err(_) => self.stale_or_unavailable(),
+        }
+    }
+
+    /// The last good keys while within the stale bound, else `KeysUnavailable`.
+    fn stale_or_unavailable(&self) -> Result<Arc<Jwks>, JwtError> {
+        match self.cached_with_age() {
+            Some((keys, age)) if age < self.policy.cache_duration + self.max_stale => Ok(keys),
+            _ => Err(JwtError::KeysUnavailable),
         }
     }
 }

@@ -203,6 +203,8 @@ async fn an_outage_keeps_the_last_good_keys_within_the_bound() {
     p.cache_duration = Duration::from_millis(100);
     let mut remote = RemoteKeys::new(p).unwrap();
     remote.max_stale = Duration::from_millis(400);
+    remote.failure_pause_min = Duration::from_millis(100);
+    remote.failure_pause_max = Duration::from_millis(100);
     remote.keys_for(Some("k1")).await.unwrap();
     idp.down.store(true, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(150)).await;
@@ -217,9 +219,64 @@ async fn an_outage_keeps_the_last_good_keys_within_the_bound() {
         "too stale: fail closed"
     );
     idp.down.store(false, Ordering::SeqCst);
+    // Right after a failed fetch, requests fail fast (no fetch) until the pause ends.
+    let hits = idp.hits.load(Ordering::SeqCst);
+    assert!(remote.keys_for(Some("k1")).await.is_err());
+    assert_eq!(
+        idp.hits.load(Ordering::SeqCst),
+        hits,
+        "no fetch within the pause"
+    );
+    tokio::time::sleep(Duration::from_millis(130)).await;
     assert!(
         remote.keys_for(Some("k1")).await.is_ok(),
         "recovers when the IdP is back"
+    );
+}
+
+/// Hardening against IdP outages (issue #42): 100 concurrent requests with no keys
+/// while the key URI answers 503 cost one fetch with its retries, every request is
+/// answered within `RequestTimeoutMs` (plus scheduling), and requests right after fail
+/// fast without fetching until the jittered pause has passed.
+#[tokio::test]
+async fn an_idp_outage_costs_a_bounded_number_of_fetches_and_no_long_waits() {
+    let (idp, uri) = serve().await;
+    idp.down.store(true, Ordering::SeqCst);
+    idp.delay_ms.store(50, Ordering::SeqCst);
+    let mut p = policy(&uri);
+    p.retries = 1;
+    let remote = Arc::new(RemoteKeys::new(p).unwrap());
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let r = remote.clone();
+        tasks.push(tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let out = r.keys_for(Some("k1")).await;
+            (out, started.elapsed())
+        }));
+    }
+    for t in tasks {
+        let (out, waited) = t.await.unwrap();
+        assert_eq!(out.unwrap_err(), JwtError::KeysUnavailable);
+        assert!(
+            waited < Duration::from_millis(300 + 200),
+            "waited {waited:?} (RequestTimeoutMs 300)"
+        );
+    }
+    let fetched = idp.hits.load(Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&fetched),
+        "{fetched} fetches: at most NumRetries + 1"
+    );
+    for _ in 0..10 {
+        let started = std::time::Instant::now();
+        assert!(remote.keys_for(Some("k1")).await.is_err());
+        assert!(started.elapsed() < Duration::from_millis(20), "failed fast");
+    }
+    assert_eq!(
+        idp.hits.load(Ordering::SeqCst),
+        fetched,
+        "no fetch in the pause"
     );
 }
 
