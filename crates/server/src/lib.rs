@@ -95,6 +95,10 @@ pub struct AppState {
 
 pub type Shared = Arc<AppState>;
 
+/// The build's revision (`TRIBUNE_REVISION` at build time, the git commit of a
+/// release build, or `dev`).
+pub const REVISION: &str = env!("TRIBUNE_REVISION");
+
 impl AppState {
     /// Builds the state and applies start-up ACL settings (initial management token).
     pub async fn new(store: Arc<dyn Store>, config: AgentConfig) -> Result<Shared, String> {

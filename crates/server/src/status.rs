@@ -36,7 +36,7 @@ pub(crate) async fn agent_self(
             "NodeName": "tribune",
             "Server": true,
             "Version": env!("CARGO_PKG_VERSION"),
-            "Revision": "",
+            "Revision": crate::REVISION,
         },
         "DebugConfig": {
             "ACLsEnabled": c.acl.enabled,

@@ -190,11 +190,51 @@ impl EtcdStore {
             resyncs: std::sync::atomic::AtomicU64::new(0),
             tls: tls_used,
         });
+        store.check_format().await?;
         let start = store.revision().await?;
         store.notify.send_replace(start);
         let watcher = Arc::downgrade(&store);
         tokio::spawn(watch_loop(watcher, start));
         Ok(store)
+    }
+
+    /// The stored state's format (`<prefix>format`): a newer one is refused
+    /// ([`tribune_store::check_format`]); an unnumbered one (format 0) gets the current
+    /// number, written once whichever agent comes first.
+    async fn check_format(&self) -> Result<(), StoreError> {
+        let key = format!("{}format", self.prefix);
+        let k = key.clone();
+        let got = self
+            .retried(|mut kv| {
+                let k = k.clone();
+                async move { kv.get(k, None).await }
+            })
+            .await?;
+        let found = match got.kvs().first() {
+            None => None,
+            Some(kv) => Some(
+                std::str::from_utf8(kv.value())
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        StoreError::internal(format!("etcd key {key}: not a format number"))
+                    })?,
+            ),
+        };
+        tribune_store::check_format(found)?;
+        if found != Some(tribune_store::FORMAT_VERSION) {
+            let value = tribune_store::FORMAT_VERSION.to_string();
+            let txn = Txn::new()
+                .when([Compare::mod_revision(
+                    key.clone(),
+                    CompareOp::Equal,
+                    got.kvs().first().map_or(0, |kv| kv.mod_revision()),
+                )])
+                .and_then([TxnOp::put(key.clone(), value, None)]);
+            let mut kv = self.client.kv_client();
+            self.bounded(kv.txn(txn)).await?;
+        }
+        Ok(())
     }
 
     /// How many times the watch fell behind etcd's compaction and resynchronized.

@@ -621,3 +621,31 @@ async fn tls_to_etcd_uses_the_ca_and_client_certificate_given() {
     let e = EtcdStore::connect(&missing).await.err().unwrap();
     assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
 }
+
+/// Upgrades (issue #41): the first agent records the store's format under the prefix;
+/// a format newer than this build reads is refused at connect, naming both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_format_is_recorded_and_a_newer_one_is_refused() {
+    let _serial = serial();
+    let cluster = Cluster::start(1);
+    let s = store(&cluster, "/fmt/").await;
+    drop(s);
+    let mut raw = etcd_client::Client::connect(cluster.endpoints(), None)
+        .await
+        .unwrap();
+    let got = raw.get("/fmt/format", None).await.unwrap();
+    assert_eq!(
+        got.kvs()[0].value(),
+        tribune_store::FORMAT_VERSION.to_string().as_bytes()
+    );
+    raw.put("/fmt/format", "99", None).await.unwrap();
+    let e = EtcdStore::connect(&config(cluster.endpoints(), "/fmt/"))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("format 99") && e.contains("newer Tribune"),
+        "{e}"
+    );
+}

@@ -35,6 +35,24 @@ const RECORDS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("records"
 /// `"index"` -> last index; `"table\0<table>"` -> last index that touched the table.
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 const INDEX_KEY: &str = "index";
+/// `"format"` -> the store's format version ([`FORMAT_VERSION`]); absent in stores
+/// written before formats were numbered (format 0).
+const FORMAT_KEY: &str = "format";
+
+/// The format of the stored state this build writes. A store of an older format is
+/// migrated when opened (0 -> 1: the version is recorded; the records are unchanged);
+/// a newer one is refused ([`check_format`]).
+pub const FORMAT_VERSION: u64 = 1;
+
+/// Whether this build may open a store of format `found` (`None`: unnumbered, 0).
+pub fn check_format(found: Option<u64>) -> Result<(), StoreError> {
+    match found {
+        Some(v) if v > FORMAT_VERSION => Err(StoreError::internal(format!(
+            "the stored state has format {v}, written by a newer Tribune; this build reads formats up to {FORMAT_VERSION}: run the newer tribune (or restore a snapshot this version took)"
+        ))),
+        _ => Ok(()),
+    }
+}
 
 /// One stored value with its indexes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -343,7 +361,14 @@ impl RedbStore {
         let txn = db.begin_write().map_err(err)?;
         {
             txn.open_table(RECORDS).map_err(err)?;
-            txn.open_table(META).map_err(err)?;
+            let mut meta = txn.open_table(META).map_err(err)?;
+            let found = meta.get(FORMAT_KEY).map_err(err)?.map(|v| v.value());
+            check_format(found)?;
+            if found != Some(FORMAT_VERSION) {
+                // Migration: 0 -> 1 records the version (records unchanged; the index
+                // does not move, so no watcher wakes).
+                meta.insert(FORMAT_KEY, FORMAT_VERSION).map_err(err)?;
+            }
         }
         txn.commit().map_err(err)?;
         let store = RedbStore {
@@ -581,6 +606,50 @@ mod tests {
         assert_eq!(s.index_now().unwrap(), 2);
         assert_eq!(*s.subscribe().borrow(), 2);
         assert_eq!(s.get_now("t", "a").unwrap().unwrap().modify_index, 2);
+    }
+
+    /// Upgrades (issue #41): a store written before formats were numbered opens and
+    /// gets the current format; one of a newer format is refused, naming both, and
+    /// left as it was.
+    #[test]
+    fn the_format_is_recorded_and_a_newer_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        {
+            let s = RedbStore::open(&path).unwrap();
+            s.apply_now(&[Op::put("t", "a", b"1".to_vec(), Cas::Any)])
+                .unwrap();
+            // As a build before format numbers left it.
+            let txn = s.db.begin_write().unwrap();
+            txn.open_table(META).unwrap().remove(FORMAT_KEY).unwrap();
+            txn.commit().unwrap();
+        }
+        {
+            let s = RedbStore::open(&path).unwrap();
+            assert_eq!(s.get_now("t", "a").unwrap().unwrap().value, b"1");
+            assert_eq!(s.index_now().unwrap(), 1, "the migration wrote no record");
+            let txn = s.db.begin_read().unwrap();
+            let meta = txn.open_table(META).unwrap();
+            assert_eq!(
+                meta.get(FORMAT_KEY).unwrap().map(|v| v.value()),
+                Some(FORMAT_VERSION)
+            );
+            drop(meta);
+            drop(txn);
+            let txn = s.db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert(FORMAT_KEY, FORMAT_VERSION + 1)
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let e = RedbStore::open(&path).err().unwrap().to_string();
+        assert!(
+            e.contains(&format!("format {}", FORMAT_VERSION + 1))
+                && e.contains("newer Tribune")
+                && e.contains(&format!("up to {FORMAT_VERSION}")),
+            "{e}"
+        );
     }
 
     /// Hardening round 3, item 2: `state.redb` (CA key, ACL secrets) was created 0644.

@@ -303,3 +303,82 @@ fn answers_spell_headers_as_consul_does() {
     }
     agent.kill();
 }
+
+/// Upgrades (issue #41): a data dir written before store formats were numbered
+/// (`tests/fixtures/store-format-0`, made by the build before them: a
+/// service-defaults entry, `web` registered with a sidecar, the CA) opens with this
+/// build, every record as it was.
+#[test]
+fn a_store_of_the_previous_format_opens_with_its_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let state = data.join("state.redb");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/store-format-0/state.redb"
+        ),
+        &state,
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let (mut agent, f) = spawn(
+        &[
+            "agent",
+            "-data-dir",
+            data.to_str().unwrap(),
+            "-http-port",
+            "0",
+        ],
+        "agent running",
+    );
+    let addr = field(&f, "HTTP addr");
+    let (status, body) = get(addr, "/v1/config/service-defaults/web");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"Protocol\":\"http\""), "{body}");
+    let (status, body) = get(addr, "/v1/agent/service/web-sidecar-proxy");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("\"DestinationServiceName\":\"web\""),
+        "{body}"
+    );
+    let (status, body) = get(addr, "/v1/connect/ca/roots");
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("\"ActiveRootID\":\"af:54:1f:94"),
+        "the CA written then is kept: {body}"
+    );
+    agent.kill();
+}
+
+/// `tribune version` names the build's revision and the store formats it opens, and
+/// `/v1/agent/self` carries the same revision.
+#[test]
+fn version_names_the_revision_and_the_store_format() {
+    let out = Command::new(BIN).arg("version").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut lines = text.lines();
+    assert!(lines.next().unwrap().starts_with("Tribune v"), "{text}");
+    let revision = lines
+        .next()
+        .and_then(|l| l.strip_prefix("Revision "))
+        .unwrap_or_else(|| panic!("{text}"))
+        .to_string();
+    assert!(!revision.is_empty(), "{text}");
+    assert!(
+        lines.next().unwrap().starts_with("Store format 1 "),
+        "{text}"
+    );
+    let (mut agent, f) = spawn(&["agent", "-dev", "-http-port", "0"], "agent running");
+    let (_, body) = get(field(&f, "HTTP addr"), "/v1/agent/self");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["Config"]["Revision"], revision.as_str(), "{body}");
+    agent.kill();
+}

@@ -169,7 +169,14 @@ pub fn run_with(args: Vec<OsString>, io: &mut Io<'_>) -> u8 {
         Command::Services(cmd) => services::run(cmd, io),
         Command::Demo(args) => demo::run(args, io),
         Command::Version => {
-            let _ = writeln!(io.out, "Tribune v{}", env!("CARGO_PKG_VERSION"));
+            let _ = writeln!(
+                io.out,
+                "Tribune v{}\nRevision {}\nStore format {} (opens formats 0 to {})",
+                env!("CARGO_PKG_VERSION"),
+                tribune_server::REVISION,
+                tribune_store::FORMAT_VERSION,
+                tribune_store::FORMAT_VERSION
+            );
             0
         }
     }
