@@ -52,6 +52,15 @@ pub struct PolicyDocument {
 
 pub use tribune_model::entry::UPGRADES_META;
 
+/// The policy document format this build writes and the newest it reads: an agent
+/// serving a newer one to this sidecar is refused with [`PolicyDocument::from_json`]'s
+/// error, and the sidecar keeps its last policy (saying why in `/ready`).
+pub const DOCUMENT_FORMAT: u64 = 1;
+
+fn is_first_format(f: &u64) -> bool {
+    *f == 1
+}
+
 /// The upgrade protocols `service`'s defaults name in [`UPGRADES_META`].
 pub fn upgrades_of(entries: &[&ConfigEntry], service: &str) -> Vec<String> {
     entries
@@ -66,6 +75,9 @@ pub fn upgrades_of(entries: &[&ConfigEntry], service: &str) -> Vec<String> {
 /// The document as it travels (every field optional; the model's decoder fills it).
 #[derive(Debug, Default, Deserialize)]
 struct Wire {
+    /// Accepted here; checked on the raw value first (`from_json`).
+    #[serde(rename = "Format")]
+    _format: Option<u64>,
     #[serde(rename = "Service")]
     service: Option<String>,
     #[serde(rename = "Protocol")]
@@ -86,6 +98,10 @@ struct Wire {
 
 #[derive(Serialize)]
 struct Out<'a> {
+    /// Written only once it is past 1, so sidecars that predate the field keep
+    /// reading the documents of this format.
+    #[serde(rename = "Format", skip_serializing_if = "is_first_format")]
+    format: u64,
     #[serde(rename = "Service")]
     service: &'a str,
     #[serde(rename = "Protocol")]
@@ -251,6 +267,7 @@ impl PolicyDocument {
 
     fn render(&self, entry: impl Fn(&ConfigEntry) -> Value + Copy) -> Value {
         serde_json::to_value(Out {
+            format: DOCUMENT_FORMAT,
             service: &self.service,
             protocol: &self.protocol,
             default: self.default.as_str(),
@@ -265,6 +282,13 @@ impl PolicyDocument {
 
     /// Decodes a document; every problem is reported with its field.
     pub fn from_json(v: &Value) -> Result<PolicyDocument, String> {
+        // Read first: a newer format may carry fields this build does not know.
+        let format = v.get("Format").and_then(Value::as_u64);
+        if let Some(f) = format.filter(|f| *f > DOCUMENT_FORMAT) {
+            return Err(format!(
+                "Format: this policy document is format {f}, from a newer agent; this sidecar reads formats up to {DOCUMENT_FORMAT}: upgrade the sidecar (it keeps enforcing its last policy)"
+            ));
+        }
         let w: Wire = tribune_model::decode::from_value(v, "").map_err(|e| e.to_string())?;
         let mut errors = Vec::new();
         let service = w.service.unwrap_or_default();
@@ -371,6 +395,29 @@ impl PolicyDocument {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Upgrades (issue #41): a document of a newer format is refused naming both
+    /// formats; this format is read with or without the field, and written without it
+    /// (sidecars that predate the field read it).
+    #[test]
+    fn a_newer_document_format_is_refused_and_this_one_is_written_without_the_field() {
+        let doc = json!({"Service": "api", "Protocol": "http", "Entries": []});
+        assert!(PolicyDocument::from_json(&doc).is_ok());
+        let mut v1 = doc.clone();
+        v1["Format"] = json!(1);
+        assert!(PolicyDocument::from_json(&v1).is_ok());
+        let mut v2 = doc;
+        v2["Format"] = json!(2);
+        let e = PolicyDocument::from_json(&v2).unwrap_err();
+        assert!(
+            e.starts_with("Format: this policy document is format 2")
+                && e.contains("reads formats up to 1")
+                && e.contains("keeps enforcing its last policy"),
+            "{e}"
+        );
+        let written = PolicyDocument::from_json(&v1).unwrap().to_json();
+        assert!(written.get("Format").is_none(), "{written}");
+    }
 
     fn entry(v: Value) -> ConfigEntry {
         entry_from_json(v).expect("valid entry")

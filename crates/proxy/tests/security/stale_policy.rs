@@ -127,3 +127,37 @@ async fn a_document_that_cannot_be_installed_still_rotates_the_keys_and_says_so(
     assert!(tribune_proxy::metrics::render(&proxy.metrics)
         .contains("tribune_proxy_policy_install_failed 0"));
 }
+
+/// Upgrades (issue #41): an agent newer than the sidecar serves a document of a newer
+/// format; the sidecar keeps enforcing its last policy and says why in `/ready`.
+#[tokio::test]
+async fn a_document_of_a_newer_format_keeps_the_last_policy_and_says_why() {
+    let upstream = echo().await;
+    let (proxy, _edge, _) = proxy(upstream.addr, NOW).await;
+    let state = Arc::new(Mutex::new((5, document(vec![]))));
+    let agent = fake_agent(state.clone()).await;
+    tokio::spawn(tribune_proxy::watch::watch_agent(
+        proxy.clone(),
+        tribune_client::Client::new(&tribune_client::Target {
+            addr: agent.to_string(),
+            token: None,
+        })
+        .unwrap(),
+        "api".into(),
+    ));
+    until("the first policy", Duration::from_secs(5), || proxy.ready()).await;
+    let newer = json!({"Format": 2, "Service": "api", "Protocol": "http",
+        "DefaultIntentionPolicy": "deny", "Entries": [], "SomethingNew": true});
+    *state.lock().unwrap() = (9, newer.to_string());
+    until("the refused install", Duration::from_secs(5), || {
+        proxy.install_failure().is_some()
+    })
+    .await;
+    let why = proxy.install_failure().unwrap();
+    assert!(
+        why.contains("Format: this policy document is format 2")
+            && why.contains("upgrade the sidecar"),
+        "{why}"
+    );
+    assert!(proxy.ready(), "still enforcing its last policy");
+}
