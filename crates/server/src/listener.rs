@@ -292,7 +292,7 @@ impl AsyncWrite for CountedStream {
 /// Serves `app` on `listener` until `stop` resolves, then lets open connections
 /// finish (the caller bounds how long). HTTP/1 answers spell header names as Consul's
 /// do (`X-Consul-Index`, `Content-Type`): scripts that `grep X-Consul-Index` in `curl
-/// -i` output work against both. HTTP/2 (prior knowledge) is served too.
+/// -i` output work against both. HTTP/1 only, as Consul's plain-text API.
 pub async fn serve(
     mut listener: LimitedListener,
     app: axum::Router,
@@ -301,7 +301,8 @@ pub async fn serve(
     use axum::serve::Listener;
     use hyper_util::rt::{TokioExecutor, TokioIo};
     use hyper_util::service::TowerToHyperService;
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder =
+        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();
     builder.http1().title_case_headers(true);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(stop);

@@ -344,7 +344,13 @@ mod tests {
             out.contains("Usage: tribune <COMMAND>") && out.contains("demo"),
             "{out}"
         );
-        let version = format!("Tribune v{}\n", env!("CARGO_PKG_VERSION"));
+        let version = format!(
+            "Tribune v{}\nRevision {}\nStore format {} (opens formats 0 to {})\n",
+            env!("CARGO_PKG_VERSION"),
+            tribune_server::REVISION,
+            tribune_store::FORMAT_VERSION,
+            tribune_store::FORMAT_VERSION
+        );
         assert_eq!(run_args(&["version"]), (0, version, String::new()));
         let (code, out, _) = run_args(&["--version"]);
         assert_eq!(code, 0);
