@@ -40,6 +40,19 @@ async fn fake_agent(state: Arc<Mutex<(u64, String)>>) -> std::net::SocketAddr {
     addr
 }
 
+/// `proxy` watches api's policy on `agent`.
+fn watch(proxy: &Arc<tribune_proxy::Proxy>, agent: std::net::SocketAddr) {
+    tokio::spawn(tribune_proxy::watch::watch_agent(
+        proxy.clone(),
+        tribune_client::Client::new(&tribune_client::Target {
+            addr: agent.to_string(),
+            token: None,
+        })
+        .unwrap(),
+        "api".into(),
+    ));
+}
+
 fn document(entries: Vec<serde_json::Value>) -> String {
     json!({"Service": "api", "Protocol": "http", "DefaultIntentionPolicy": "deny", "Entries": entries})
         .to_string()
@@ -54,16 +67,7 @@ async fn a_document_that_cannot_be_installed_still_rotates_the_keys_and_says_so(
         5,
         document(vec![okta(&k1, None), okta_required()]),
     )));
-    let agent = fake_agent(state.clone()).await;
-    tokio::spawn(tribune_proxy::watch::watch_agent(
-        proxy.clone(),
-        tribune_client::Client::new(&tribune_client::Target {
-            addr: agent.to_string(),
-            token: None,
-        })
-        .unwrap(),
-        "api".into(),
-    ));
+    watch(&proxy, fake_agent(state.clone()).await);
     until("the first policy", Duration::from_secs(5), || proxy.ready()).await;
     let status = |key: &Es256| {
         let t = token(key, "https://okta.example");
@@ -135,16 +139,7 @@ async fn a_document_of_a_newer_format_keeps_the_last_policy_and_says_why() {
     let upstream = echo().await;
     let (proxy, _edge, _) = proxy(upstream.addr, NOW).await;
     let state = Arc::new(Mutex::new((5, document(vec![]))));
-    let agent = fake_agent(state.clone()).await;
-    tokio::spawn(tribune_proxy::watch::watch_agent(
-        proxy.clone(),
-        tribune_client::Client::new(&tribune_client::Target {
-            addr: agent.to_string(),
-            token: None,
-        })
-        .unwrap(),
-        "api".into(),
-    ));
+    watch(&proxy, fake_agent(state.clone()).await);
     until("the first policy", Duration::from_secs(5), || proxy.ready()).await;
     let newer = json!({"Format": 2, "Service": "api", "Protocol": "http",
         "DefaultIntentionPolicy": "deny", "Entries": [], "SomethingNew": true});
