@@ -115,9 +115,22 @@ fn edge_tls(tls: &EdgeTls) -> Result<Arc<rustls::ServerConfig>, String> {
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("Error binding {what} {addr}: {e}"))
+    TcpListener::bind(addr).await.map_err(|e| {
+        let hint = match (e.kind(), what) {
+            (std::io::ErrorKind::AddrInUse, "admin listener") => {
+                ": another process (often another sidecar on this host) holds it; give this one its own with -admin-bind 127.0.0.1:PORT (0 picks a free port)"
+            }
+            (std::io::ErrorKind::AddrInUse, "edge listener") => {
+                ": another process holds it; choose another with -edge-listener"
+            }
+            (std::io::ErrorKind::AddrInUse, "mesh listener") => {
+                ": another process holds it; the registration's port is taken (register the sidecar with another Port, or pass -mesh-listener)"
+            }
+            (std::io::ErrorKind::AddrInUse, _) => ": another process holds it",
+            _ => "",
+        };
+        format!("Error binding {what} {addr}: {e}{hint}")
+    })
 }
 
 /// A refused token at start is not an outage: the sidecar does not start, whatever

@@ -382,3 +382,36 @@ fn version_names_the_revision_and_the_store_format() {
     assert_eq!(v["Config"]["Revision"], revision.as_str(), "{body}");
     agent.kill();
 }
+
+/// A second sidecar on one host collides on the default admin port: it is told which
+/// flag gives it its own (issue #42).
+#[test]
+fn a_taken_admin_port_names_the_flag_to_pass() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = dir.path().join("snapshot.json");
+    std::fs::write(&snapshot, OPEN_API_SNAPSHOT).unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "connect",
+            "proxy",
+            "-config",
+            snapshot.to_str().unwrap(),
+            "-local-service-address",
+            "127.0.0.1:9",
+            "-edge-listener",
+            "127.0.0.1:0",
+            "-admin-bind",
+            &taken.local_addr().unwrap().to_string(),
+        ])
+        .env("TMPDIR", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Error binding admin listener")
+            && err.contains("give this one its own with -admin-bind 127.0.0.1:PORT"),
+        "{err}"
+    );
+}
