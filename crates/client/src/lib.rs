@@ -1,5 +1,7 @@
 //! A small HTTP client for Tribune's (Consul-compatible) API, used by the CLI and the
-//! sidecar. Plain HTTP/1.1 over hyper; the token goes in `X-Consul-Token`.
+//! sidecar. HTTP/1.1 over hyper, plain or TLS (`https://` addresses, with
+//! [`TlsOptions`]: Consul's `-ca-file`, `-client-cert`, `-client-key`,
+//! `-tls-server-name`); the token goes in `X-Consul-Token`.
 //!
 //! The address may list several agents (`A,B,C`): requests go to one of them, and a
 //! request that can't be made (connection refused, reset) or that the agent answers
@@ -12,19 +14,42 @@
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::Request;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where the agent is and which token to present.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Target {
-    /// `host:port` or `http://host:port`; several, comma-separated, for failover.
+    /// `host:port`, `http://host:port` or `https://host:port`; several,
+    /// comma-separated, for failover.
     pub addr: String,
     pub token: Option<String>,
+    /// How `https://` agents are verified, and the certificate shown to them.
+    pub tls: TlsOptions,
+}
+
+/// TLS to the agent, as Consul's CLI takes it (`-ca-file`, `-ca-path`,
+/// `-client-cert`, `-client-key`, `-tls-server-name`). Without a CA the system's
+/// roots are trusted. There is no switch to skip verification.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsOptions {
+    /// PEM file of the CA certificate(s) the agent's certificate must chain to.
+    pub ca_file: Option<PathBuf>,
+    /// A directory of PEM CA certificates (every file in it).
+    pub ca_path: Option<PathBuf>,
+    /// PEM client certificate (chain) shown to an agent with `verify_incoming`.
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    pub client_key: Option<PathBuf>,
+    /// The name the agent's certificate must carry, instead of the address's host.
+    pub server_name: Option<String>,
 }
 
 /// A response: status, headers (lower-case names) and body text.
@@ -68,7 +93,7 @@ pub struct Client {
     /// The agent asked first (the last one that answered).
     current: AtomicUsize,
     token: Option<String>,
-    http: HyperClient<HttpConnector, Full<Bytes>>,
+    http: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 fn base_url(addr: &str) -> Result<String, ClientError> {
@@ -76,14 +101,119 @@ fn base_url(addr: &str) -> Result<String, ClientError> {
     if addr.is_empty() {
         return Err(ClientError("empty agent address".into()));
     }
-    if addr.starts_with("http://") {
+    if addr.starts_with("http://") || addr.starts_with("https://") {
         Ok(addr.to_string())
-    } else if addr.starts_with("https://") {
-        Err(ClientError(
-            "https agent addresses are not supported yet; use http://".into(),
-        ))
+    } else if let Some((scheme, _)) = addr.split_once("://") {
+        Err(ClientError(format!(
+            "agent address {addr}: unsupported scheme {scheme:?} (use http:// or https://)"
+        )))
     } else {
         Ok(format!("http://{addr}"))
+    }
+}
+
+fn read(what: &str, path: &std::path::Path) -> Result<Vec<u8>, ClientError> {
+    std::fs::read(path).map_err(|e| ClientError(format!("{what} {}: {e}", path.display())))
+}
+
+/// The PEM certificates of `pem` (`what` names the flag and file for errors).
+fn certificates(
+    what: &str,
+    path: &std::path::Path,
+    pem: &[u8],
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, ClientError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            ClientError(format!(
+                "{what} {}: not PEM certificates: {e}",
+                path.display()
+            ))
+        })?;
+    if certs.is_empty() {
+        return Err(ClientError(format!(
+            "{what} {}: no certificate found",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+/// The roots an agent's certificate must chain to: `-ca-file` and `-ca-path`, else
+/// the system's.
+fn roots(tls: &TlsOptions) -> Result<rustls::RootCertStore, ClientError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let mut add = |what: &str, path: &std::path::Path| -> Result<(), ClientError> {
+        for c in certificates(what, path, &read(what, path)?)? {
+            roots.add(c).map_err(|e| {
+                ClientError(format!(
+                    "{what} {}: unusable certificate: {e}",
+                    path.display()
+                ))
+            })?;
+        }
+        Ok(())
+    };
+    if let Some(f) = &tls.ca_file {
+        add("-ca-file", f)?;
+    }
+    if let Some(dir) = &tls.ca_path {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| ClientError(format!("-ca-path {}: {e}", dir.display())))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        for f in &files {
+            add("-ca-path", f)?;
+        }
+    }
+    if tls.ca_file.is_none() && tls.ca_path.is_none() {
+        for c in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(c);
+        }
+    }
+    if roots.is_empty() {
+        return Err(ClientError(
+            "no CA certificate to verify the agent with: pass -ca-file".into(),
+        ));
+    }
+    Ok(roots)
+}
+
+/// The TLS client configuration for `https://` agents.
+fn tls_config(tls: &TlsOptions) -> Result<rustls::ClientConfig, ClientError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::PrivateKeyDer;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError(format!("TLS: {e}")))?
+        .with_root_certificates(roots(tls)?);
+    match (&tls.client_cert, &tls.client_key) {
+        (None, None) => Ok(builder.with_no_client_auth()),
+        (Some(cert), Some(key)) => {
+            let chain = certificates("-client-cert", cert, &read("-client-cert", cert)?)?;
+            let pem = read("-client-key", key)?;
+            let key_der = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+                ClientError(format!(
+                    "-client-key {}: not a PEM private key: {e}",
+                    key.display()
+                ))
+            })?;
+            builder.with_client_auth_cert(chain, key_der).map_err(|e| {
+                ClientError(format!(
+                    "-client-cert {} and -client-key {}: {e}",
+                    cert.display(),
+                    key.display()
+                ))
+            })
+        }
+        (Some(_), None) => Err(ClientError("-client-cert needs -client-key".into())),
+        (None, Some(_)) => Err(ClientError("-client-key needs -client-cert".into())),
     }
 }
 
@@ -100,7 +230,25 @@ impl Client {
         }
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let http = HyperClient::builder(TokioExecutor::new()).build(connector);
+        // HttpsConnector decides the scheme per address.
+        connector.enforce_http(false);
+        // Roots and client keys are read only when an address is https://.
+        let tls = if bases.iter().any(|b| b.starts_with("https://")) {
+            tls_config(&target.tls)?
+        } else {
+            plain_only()?
+        };
+        let mut builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http();
+        if let Some(name) = &target.tls.server_name {
+            let name = rustls::pki_types::ServerName::try_from(name.clone())
+                .map_err(|e| ClientError(format!("-tls-server-name {name:?}: {e}")))?;
+            builder =
+                builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+        }
+        let https = builder.enable_http1().wrap_connector(connector);
+        let http = HyperClient::builder(TokioExecutor::new()).build(https);
         Ok(Client {
             bases,
             current: AtomicUsize::new(0),
@@ -193,6 +341,16 @@ impl Client {
             body: String::from_utf8_lossy(&bytes).into_owned(),
         })
     }
+}
+
+/// A TLS configuration that is never used (every address is `http://`).
+fn plain_only() -> Result<rustls::ClientConfig, ClientError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError(format!("TLS: {e}")))?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth())
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -46,6 +46,7 @@ async fn main() {
     let client = Client::new(&Target {
         addr: agent.clone(),
         token: None,
+        ..Default::default()
     })
     .unwrap();
     let write = |allow: bool| {
@@ -75,6 +76,7 @@ async fn main() {
             let c = Client::new(&Target {
                 addr: agent.clone(),
                 token: None,
+                ..Default::default()
             })
             .unwrap();
             watchers.push(tokio::spawn(tribune_proxy::watch::watch_agent(

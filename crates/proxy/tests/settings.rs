@@ -28,6 +28,7 @@ fn settings(dir: &std::path::Path, upstream: std::net::SocketAddr) -> Settings {
     let mut s = Settings::new(Target {
         addr: "127.0.0.1:1".into(),
         token: None,
+        ..Default::default()
     });
     s.local_service = Some(upstream);
     s.edge_listener = Some("127.0.0.1:0".parse().unwrap());
@@ -190,6 +191,7 @@ async fn a_sidecar_with_no_agent_and_no_saved_state_says_no_agent_answered() {
     let mut s = Settings::new(Target {
         addr: "127.0.0.1:1".into(),
         token: None,
+        ..Default::default()
     });
     s.sidecar_for = Some("web".into());
     s.admin_bind = "127.0.0.1:0".parse().unwrap();

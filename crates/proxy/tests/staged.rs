@@ -61,6 +61,7 @@ async fn a_staged_jwt_requirement_is_counted_not_enforced_until_promoted() {
     let client = Client::new(&Target {
         addr: addr.to_string(),
         token: None,
+        ..Default::default()
     })
     .unwrap();
     let key = Es256::new("k1");

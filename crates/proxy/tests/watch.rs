@@ -45,6 +45,7 @@ async fn changes_flow_live_and_the_proxy_fails_static_while_the_agent_is_down() 
     let api = Client::new(&Target {
         addr: agent_addr.to_string(),
         token: None,
+        ..Default::default()
     })
     .unwrap();
     write(
@@ -61,6 +62,7 @@ async fn changes_flow_live_and_the_proxy_fails_static_while_the_agent_is_down() 
         Client::new(&Target {
             addr: agent_addr.to_string(),
             token: None,
+            ..Default::default()
         })
         .unwrap(),
         "api".into(),

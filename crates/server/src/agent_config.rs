@@ -31,12 +31,106 @@ pub struct EtcdSettings {
     pub key_file: Option<String>,
 }
 
+/// One block of `tls { defaults { ... } https { ... } }` (Consul's names); unset
+/// keys of `https` come from `defaults`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsBlock {
+    pub ca_file: Option<String>,
+    pub ca_path: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub verify_incoming: Option<bool>,
+    /// `TLSv1_2` (the default) or `TLSv1_3`.
+    pub tls_min_version: Option<String>,
+}
+
+impl TlsBlock {
+    /// `self`'s keys, else `fallback`'s.
+    pub fn or(&self, fallback: &TlsBlock) -> TlsBlock {
+        TlsBlock {
+            ca_file: self.ca_file.clone().or_else(|| fallback.ca_file.clone()),
+            ca_path: self.ca_path.clone().or_else(|| fallback.ca_path.clone()),
+            cert_file: self
+                .cert_file
+                .clone()
+                .or_else(|| fallback.cert_file.clone()),
+            key_file: self.key_file.clone().or_else(|| fallback.key_file.clone()),
+            verify_incoming: self.verify_incoming.or(fallback.verify_incoming),
+            tls_min_version: self
+                .tls_min_version
+                .clone()
+                .or_else(|| fallback.tls_min_version.clone()),
+        }
+    }
+
+    /// Applies one key of a `tls.<block>` (or a legacy top-level TLS key); `path`
+    /// names it in errors. `Ok(false)`: not a TLS key.
+    fn set(&mut self, key: &str, v: &Value, path: &str) -> Result<bool, String> {
+        match key {
+            "ca_file" => self.ca_file = Some(string(v, path)?),
+            "ca_path" => self.ca_path = Some(string(v, path)?),
+            "cert_file" => self.cert_file = Some(string(v, path)?),
+            "key_file" => self.key_file = Some(string(v, path)?),
+            "verify_incoming" => self.verify_incoming = Some(boolean(v, path)?),
+            "tls_min_version" => {
+                let version = string(v, path)?;
+                match version.as_str() {
+                    "TLSv1_2" | "TLSv1_3" => self.tls_min_version = Some(version),
+                    "TLSv1_0" | "TLSv1_1" | "tls10" | "tls11" => {
+                        return Err(format!(
+                            "{path}: {version} is not supported: TLS 1.2 is the oldest version Tribune speaks"
+                        ))
+                    }
+                    "tls12" => self.tls_min_version = Some("TLSv1_2".into()),
+                    "tls13" => self.tls_min_version = Some("TLSv1_3".into()),
+                    other => {
+                        return Err(format!(
+                            "{path}: expected \"TLSv1_2\" or \"TLSv1_3\", got {other:?}"
+                        ))
+                    }
+                }
+            }
+            // Consul's settings for its server RPC, which Tribune does not have.
+            "verify_outgoing" | "verify_server_hostname" => {
+                boolean(v, path)?;
+            }
+            "tls_cipher_suites" => {
+                return Err(format!(
+                    "{path}: not supported: Tribune uses rustls's safe default cipher suites"
+                ))
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+/// `tls { ... }`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub defaults: TlsBlock,
+    pub https: TlsBlock,
+}
+
+impl TlsSettings {
+    /// What the HTTPS listener uses: `tls.https`, else `tls.defaults`.
+    pub fn for_https(&self) -> TlsBlock {
+        self.https.or(&self.defaults)
+    }
+}
+
 /// What `tribune agent` runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentConfig {
     pub datacenter: String,
     pub client_addr: String,
-    pub http_port: u16,
+    /// `ports { http }`; `None` (`http = -1`): no plain-HTTP listener.
+    pub http_port: Option<u16>,
+    /// `ports { https }` (or `-https-port`): the HTTPS listener, off unless set.
+    pub https_port: Option<u16>,
+    /// `tls { defaults { ... } https { ... } }`: the HTTPS listener's certificate,
+    /// key and client verification.
+    pub tls: TlsSettings,
     /// decisions.md #16: `deny` unless set otherwise.
     pub default_intention_policy: Action,
     pub acl: AclConfig,
@@ -66,7 +160,9 @@ impl Default for AgentConfig {
         AgentConfig {
             datacenter: "dc1".into(),
             client_addr: "127.0.0.1".into(),
-            http_port: 8500,
+            http_port: Some(8500),
+            https_port: None,
+            tls: TlsSettings::default(),
             default_intention_policy: Action::Deny,
             acl: AclConfig {
                 enabled: false,
@@ -101,6 +197,17 @@ fn boolean(v: &Value, key: &str) -> Result<bool, String> {
         Value::Bool(b) => Ok(*b),
         Value::String(s) if s == "true" || s == "false" => Ok(s == "true"),
         other => Err(format!("{key}: expected true or false, got {other}")),
+    }
+}
+
+/// A port number, or -1 (Consul's "off").
+fn port(v: &Value, path: &str) -> Result<Option<u16>, String> {
+    match single(v).as_i64() {
+        Some(-1) => Ok(None),
+        Some(p) => u16::try_from(p)
+            .map(Some)
+            .map_err(|_| format!("{path}: invalid port {v} (0-65535, or -1 for off)")),
+        None => Err(format!("{path}: expected a port number, got {v}")),
     }
 }
 
@@ -148,12 +255,13 @@ impl AgentConfig {
                         return Err("ports: expected a block".into());
                     };
                     for (k, v) in ports {
+                        let path = format!("ports.{k}");
                         match k.as_str() {
-                            "http" => {
-                                self.http_port = single(v)
-                                    .as_u64()
-                                    .and_then(|p| u16::try_from(p).ok())
-                                    .ok_or_else(|| format!("ports.http: invalid port {v}"))?
+                            "http" => self.http_port = port(v, &path)?,
+                            "https" => self.https_port = port(v, &path)?,
+                            // Consul's other listeners, which Tribune does not have.
+                            "dns" | "grpc" | "grpc_tls" | "serf_lan" | "serf_wan" | "server" => {
+                                port(v, &path)?;
                             }
                             other => return Err(format!("ports: unknown key {other:?}")),
                         }
@@ -258,6 +366,49 @@ impl AgentConfig {
                         }
                     }
                 }
+                "tls" => {
+                    let Value::Object(tls) = single(value) else {
+                        return Err("tls: expected a block".into());
+                    };
+                    for (block, keys) in tls {
+                        let target = match block.as_str() {
+                            "defaults" => &mut self.tls.defaults,
+                            "https" => &mut self.tls.https,
+                            // Consul's server RPC and gRPC (xDS) listeners: Tribune has
+                            // neither, so their settings are checked and unused.
+                            "internal_rpc" | "grpc" => &mut TlsBlock::default(),
+                            other => {
+                                return Err(format!(
+                                    "tls: unknown block {other:?} (expected defaults or https)"
+                                ))
+                            }
+                        };
+                        let Value::Object(keys) = single(keys) else {
+                            return Err(format!("tls.{block}: expected a block"));
+                        };
+                        for (k, v) in keys {
+                            let path = format!("tls.{block}.{k}");
+                            if !target.set(k, v, &path)? {
+                                return Err(format!("tls.{block}: unknown key {k:?}"));
+                            }
+                        }
+                    }
+                }
+                // Consul's pre-1.12 top-level TLS keys.
+                "ca_file"
+                | "ca_path"
+                | "cert_file"
+                | "key_file"
+                | "verify_incoming"
+                | "tls_min_version"
+                | "verify_outgoing"
+                | "verify_server_hostname"
+                | "tls_cipher_suites" => {
+                    self.tls.defaults.set(key, value, key)?;
+                }
+                "verify_incoming_https" => {
+                    self.tls.https.verify_incoming = Some(boolean(value, key)?);
+                }
                 "log_level" => self.log.level = Some(string(value, key)?),
                 "log_json" => self.log.json = boolean(value, key)?,
                 "log_file" => self.log.file = Some(string(value, key)?),
@@ -305,7 +456,7 @@ acl {
         )
         .unwrap();
         assert_eq!(c.datacenter, "east");
-        assert_eq!(c.http_port, 8600);
+        assert_eq!(c.http_port, Some(8600));
         assert_eq!(c.default_intention_policy, Action::Allow);
         assert!(c.acl.enabled && !c.acl.default_allow());
         assert_eq!(c.acl.initial_management.as_deref(), Some("s3cr3t"));
@@ -317,6 +468,63 @@ acl {
             .merge_file("acl { default_policy = \"maybe\" }")
             .is_err());
         assert!(AgentConfig::default().merge_file("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn parses_consuls_tls_block_and_https_port() {
+        let mut c = AgentConfig::default();
+        c.merge_file(
+            r#"ports { http = -1, https = 8501, grpc = 8502 }
+tls {
+  defaults {
+    ca_file = "/etc/tribune/ca.pem"
+    cert_file = "/etc/tribune/agent.pem"
+    key_file = "/etc/tribune/agent-key.pem"
+    verify_incoming = true
+    verify_outgoing = true
+  }
+  https { verify_incoming = false, tls_min_version = "TLSv1_3" }
+  internal_rpc { verify_server_hostname = true }
+}"#,
+        )
+        .unwrap();
+        assert_eq!((c.http_port, c.https_port), (None, Some(8501)));
+        let https = c.tls.for_https();
+        assert_eq!(https.ca_file.as_deref(), Some("/etc/tribune/ca.pem"));
+        assert_eq!(
+            https.key_file.as_deref(),
+            Some("/etc/tribune/agent-key.pem")
+        );
+        assert_eq!(https.verify_incoming, Some(false));
+        assert_eq!(https.tls_min_version.as_deref(), Some("TLSv1_3"));
+        // Consul's pre-1.12 top-level keys land in defaults.
+        let mut legacy = AgentConfig::default();
+        legacy
+            .merge_file(
+                "cert_file = \"a.pem\"\nkey_file = \"a-key.pem\"\nverify_incoming_https = true",
+            )
+            .unwrap();
+        assert_eq!(legacy.tls.for_https().cert_file.as_deref(), Some("a.pem"));
+        assert_eq!(legacy.tls.for_https().verify_incoming, Some(true));
+        for (bad, names) in [
+            (
+                "tls { defaults { tls_min_version = \"TLSv1_0\" } }",
+                "tls.defaults.tls_min_version",
+            ),
+            (
+                "tls { https { cert = \"x\" } }",
+                "tls.https: unknown key \"cert\"",
+            ),
+            ("tls { web { } }", "tls: unknown block \"web\""),
+            ("ports { https = 70000 }", "ports.https: invalid port"),
+            (
+                "ports { https = \"x\" }",
+                "ports.https: expected a port number",
+            ),
+        ] {
+            let e = AgentConfig::default().merge_file(bad).unwrap_err();
+            assert!(e.contains(names), "{bad}: {e}");
+        }
     }
 
     #[test]

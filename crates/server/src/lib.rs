@@ -30,6 +30,7 @@ mod proxy_api;
 mod staged;
 mod state;
 mod status;
+pub mod tls;
 mod ui;
 mod ui_api;
 
@@ -143,10 +144,14 @@ impl AppState {
     }
 
     pub(crate) fn advertise(&self) -> String {
-        self.advertise
-            .get()
-            .cloned()
-            .unwrap_or_else(|| format!("{}:{}", self.config.client_addr, self.config.http_port))
+        self.advertise.get().cloned().unwrap_or_else(|| {
+            let port = self
+                .config
+                .http_port
+                .or(self.config.https_port)
+                .unwrap_or(0);
+            format!("{}:{port}", self.config.client_addr)
+        })
     }
 
     /// Whether the HTTP API listens on a loopback address only (then the `Host` of

@@ -75,11 +75,17 @@ enum Phase {
     Idle,
 }
 
-/// An admitted connection; gives its place back when dropped.
-pub struct CountedStream {
-    inner: TcpStream,
+/// A client's place among its admitted connections; given back when dropped.
+struct Place {
     ip: IpAddr,
     counts: Counts,
+}
+
+/// An admitted connection (plain TCP, or TLS over it); gives its place back when
+/// dropped.
+pub struct CountedStream<S = TcpStream> {
+    inner: S,
+    _place: Place,
     phase: Phase,
     deadline: Pin<Box<tokio::time::Sleep>>,
     /// The last three bytes read (a head's end may straddle two reads).
@@ -91,7 +97,48 @@ pub struct CountedStream {
     read_waker: Option<std::task::Waker>,
 }
 
-impl CountedStream {
+impl CountedStream<TcpStream> {
+    /// The TLS handshake, bounded by the head deadline (a client that stalls its
+    /// handshake holds its place no longer than one that stalls its request head).
+    /// The deadlines then follow the decrypted bytes.
+    pub async fn tls_handshake(
+        self,
+        acceptor: &tokio_rustls::TlsAcceptor,
+    ) -> io::Result<CountedStream<tokio_rustls::server::TlsStream<TcpStream>>> {
+        let CountedStream {
+            inner,
+            _place,
+            phase,
+            deadline,
+            tail,
+            head_timeout,
+            idle_timeout,
+            read_waker,
+        } = self;
+        let until = deadline.deadline();
+        let tls = match tokio::time::timeout_at(until, acceptor.accept(inner)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no TLS handshake in time",
+                ))
+            }
+        };
+        Ok(CountedStream {
+            inner: tls,
+            _place,
+            phase,
+            deadline,
+            tail,
+            head_timeout,
+            idle_timeout,
+            read_waker,
+        })
+    }
+}
+
+impl<S> CountedStream<S> {
     /// Follows the bytes the client sent: a head's first byte starts the head
     /// deadline, its end (an empty line) makes the connection busy.
     fn saw(&mut self, bytes: &[u8]) {
@@ -127,7 +174,7 @@ impl CountedStream {
     }
 }
 
-impl Drop for CountedStream {
+impl Drop for Place {
     fn drop(&mut self) {
         if let Ok(mut c) = self.counts.lock() {
             if let Some(n) = c.get_mut(&self.ip) {
@@ -174,8 +221,10 @@ impl axum::serve::Listener for LimitedListener {
             return (
                 CountedStream {
                     inner: stream,
-                    ip: addr.ip(),
-                    counts: self.counts.clone(),
+                    _place: Place {
+                        ip: addr.ip(),
+                        counts: self.counts.clone(),
+                    },
                     phase: Phase::Head,
                     deadline: Box::pin(tokio::time::sleep(self.head_timeout)),
                     tail: [0; 3],
@@ -222,7 +271,7 @@ async fn refuse(mut stream: TcpStream) {
     .await;
 }
 
-impl AsyncRead for CountedStream {
+impl<S: AsyncRead + Unpin> AsyncRead for CountedStream<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -251,7 +300,7 @@ impl AsyncRead for CountedStream {
     }
 }
 
-impl AsyncWrite for CountedStream {
+impl<S: AsyncWrite + Unpin> AsyncWrite for CountedStream<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -292,10 +341,13 @@ impl AsyncWrite for CountedStream {
 /// Serves `app` on `listener` until `stop` resolves, then lets open connections
 /// finish (the caller bounds how long). HTTP/1 answers spell header names as Consul's
 /// do (`X-Consul-Index`, `Content-Type`): scripts that `grep X-Consul-Index` in `curl
-/// -i` output work against both. HTTP/1 only, as Consul's plain-text API.
+/// -i` output work against both. HTTP/1 only, as Consul's API. With `tls`, every
+/// connection is a TLS one (the HTTPS listener); its handshake runs in the
+/// connection's own task.
 pub async fn serve(
     mut listener: LimitedListener,
     app: axum::Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     stop: impl std::future::Future<Output = ()>,
 ) {
     use axum::serve::Listener;
@@ -312,15 +364,39 @@ pub async fn serve(
             _ = &mut stop => break,
         };
         let service = TowerToHyperService::new(app.clone());
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(io), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+        match &tls {
+            None => {
+                let conn = builder
+                    .serve_connection_with_upgrades(TokioIo::new(io), service)
+                    .into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
             }
-        });
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let io = match io.tls_handshake(&acceptor).await {
+                        Ok(io) => io,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "TLS handshake failed");
+                            return;
+                        }
+                    };
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(io), service)
+                        .into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+        }
     }
     graceful.shutdown().await;
 }

@@ -596,6 +596,91 @@ async fn limited_agent() -> std::net::SocketAddr {
     addr
 }
 
+/// Attack on the HTTPS listener: connections that open TCP and never finish (or
+/// never start) a TLS handshake hold a client's places only until the head deadline,
+/// as silent plain-text ones do; a handshake completed in time is served.
+#[tokio::test]
+async fn stalled_tls_handshakes_are_closed_and_give_their_places_back() {
+    use std::time::Duration;
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = tribune_test_support::pki::Pki::generate(dir.path(), "agent");
+    let block = tribune_server::agent_config::TlsBlock {
+        cert_file: Some(pki.server_cert.display().to_string()),
+        key_file: Some(pki.server_key.display().to_string()),
+        ..Default::default()
+    };
+    let acceptor =
+        tokio_rustls::TlsAcceptor::from(tribune_server::tls::server_config(&block).unwrap());
+    let api = Api::dev().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limited = tribune_server::listener::LimitedListener::new(listener, 3)
+        .with_timeouts(Duration::from_millis(300), Duration::from_millis(800));
+    let app = tribune_server::router(api.state.clone());
+    tokio::spawn(tribune_server::listener::serve(
+        limited,
+        app,
+        Some(acceptor),
+        std::future::pending(),
+    ));
+    let closed_within = |mut s: tokio::net::TcpStream, within: Duration| async move {
+        let mut out = Vec::new();
+        tokio::time::timeout(within, s.read_to_end(&mut out))
+            .await
+            .is_ok()
+    };
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let fourth = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(
+        closed_within(fourth, Duration::from_secs(2)).await,
+        "a fourth was admitted"
+    );
+    for s in silent {
+        assert!(
+            closed_within(s, Duration::from_secs(3)).await,
+            "a silent TLS connection outlived the head deadline"
+        );
+    }
+    // The places are free: a real TLS client is served.
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(&pki.ca).unwrap();
+    use rustls::pki_types::pem::PemObject;
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut tls = connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    use tokio::io::AsyncWriteExt;
+    tls.write_all(
+        b"GET /v1/status/leader HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), tls.read_to_end(&mut out)).await;
+    assert!(
+        String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+}
+
 /// Attack (round 3, item 11): 200 connections from 127.0.0.1 that never sent a byte
 /// filled the per-client limit, and the CLI and root token got 429 for 70 s; the agent
 /// never closed a connection without a complete request head. Now a connection must

@@ -24,69 +24,7 @@ pub struct Member {
 
 /// Certificates for a cluster whose client port requires TLS and a client
 /// certificate (PEM files in the cluster's temp dir).
-#[derive(Debug, Clone)]
-pub struct Tls {
-    pub ca: PathBuf,
-    pub server_cert: PathBuf,
-    pub server_key: PathBuf,
-    pub client_cert: PathBuf,
-    pub client_key: PathBuf,
-}
-
-impl Tls {
-    fn generate(dir: &std::path::Path) -> Tls {
-        use rcgen::{
-            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-            KeyPair, KeyUsagePurpose, SanType,
-        };
-        let ca_key = KeyPair::generate().expect("CA key");
-        let mut ca = CertificateParams::default();
-        ca.distinguished_name
-            .push(DnType::CommonName, "tribune test etcd CA");
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
-        let issuer = Issuer::new(ca, ca_key);
-        let leaf = |cn: &str, server: bool| {
-            let key = KeyPair::generate().expect("key");
-            let mut p = CertificateParams::default();
-            p.distinguished_name.push(DnType::CommonName, cn);
-            p.extended_key_usages = vec![
-                ExtendedKeyUsagePurpose::ServerAuth,
-                ExtendedKeyUsagePurpose::ClientAuth,
-            ];
-            if server {
-                p.subject_alt_names = vec![
-                    SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])),
-                    SanType::DnsName("localhost".try_into().expect("name")),
-                ];
-            }
-            let cert = p.signed_by(&key, &issuer).expect("certificate");
-            (cert.pem(), key.serialize_pem())
-        };
-        let write = |name: &str, pem: &str| {
-            let p = dir.join(name);
-            std::fs::write(&p, pem).expect("write PEM");
-            // Private keys are the owner's alone (the agent refuses a readable one).
-            #[cfg(unix)]
-            if name.ends_with("-key.pem") {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
-                    .expect("chmod key");
-            }
-            p
-        };
-        let (server_cert, server_key) = leaf("etcd", true);
-        let (client_cert, client_key) = leaf("tribune-agent", false);
-        Tls {
-            ca: write("ca.pem", &ca_cert.pem()),
-            server_cert: write("server.pem", &server_cert),
-            server_key: write("server-key.pem", &server_key),
-            client_cert: write("client.pem", &client_cert),
-            client_key: write("client-key.pem", &client_key),
-        }
-    }
-}
+pub type Tls = crate::pki::Pki;
 
 impl Member {
     pub fn client_url(&self) -> String {
@@ -154,7 +92,7 @@ impl Cluster {
 
     fn configure(n: usize, tls: bool) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        let certs = tls.then(|| Tls::generate(dir.path()));
+        let certs = tls.then(|| crate::pki::Pki::generate(dir.path(), "etcd"));
         let token = format!("tribune-test-{}", std::process::id());
         let members: Vec<Member> = (0..n)
             .map(|i| Member {

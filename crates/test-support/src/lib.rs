@@ -3,4 +3,5 @@
 #![forbid(unsafe_code)]
 
 pub mod etcd;
+pub mod pki;
 pub mod tokens;

@@ -84,6 +84,7 @@ fn client(addr: &str) -> Client {
     Client::new(&Target {
         addr: addr.into(),
         token: None,
+        ..Default::default()
     })
     .unwrap()
 }

@@ -75,6 +75,7 @@ fn client(addr: &str, token: &str) -> Client {
     Client::new(&Target {
         addr: addr.to_string(),
         token: Some(token.to_string()),
+        ..Default::default()
     })
     .expect("agent address")
 }

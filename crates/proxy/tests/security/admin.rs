@@ -31,6 +31,7 @@ async fn admin_listener() -> (tribune_proxy::run::Started, tempfile::TempDir) {
     let mut s = tribune_proxy::run::Settings::new(tribune_client::Target {
         addr: "127.0.0.1:1".into(),
         token: None,
+        ..Default::default()
     });
     s.snapshot_file = Some(snapshot);
     s.local_service = Some("127.0.0.1:9".parse().unwrap());

@@ -18,6 +18,7 @@ fn client(agent: SocketAddr, token: &str) -> Client {
     Client::new(&Target {
         addr: agent.to_string(),
         token: Some(token.into()),
+        ..Default::default()
     })
     .unwrap()
 }
@@ -86,6 +87,7 @@ async fn a_revoked_token_turns_the_sidecar_unready_and_a_restart_does_not_use_sa
     let mut settings = tribune_proxy::run::Settings::new(Target {
         addr: agent.to_string(),
         token: Some(secret.clone()),
+        ..Default::default()
     });
     settings.sidecar_for = Some("api".into());
     settings.admin_bind = "127.0.0.1:0".parse().unwrap();

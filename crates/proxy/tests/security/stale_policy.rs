@@ -47,6 +47,7 @@ fn watch(proxy: &Arc<tribune_proxy::Proxy>, agent: std::net::SocketAddr) {
         tribune_client::Client::new(&tribune_client::Target {
             addr: agent.to_string(),
             token: None,
+            ..Default::default()
         })
         .unwrap(),
         "api".into(),

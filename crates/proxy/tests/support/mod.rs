@@ -291,6 +291,7 @@ pub fn agent_client(addr: SocketAddr) -> AgentClient {
     AgentClient::new(&Target {
         addr: addr.to_string(),
         token: None,
+        ..Default::default()
     })
     .unwrap()
 }

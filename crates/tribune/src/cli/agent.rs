@@ -2,7 +2,6 @@
 
 use super::Io;
 use clap::Args;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tribune_server::{router, AgentConfig, AppState};
 use tribune_store::{RedbStore, Store};
@@ -18,9 +17,14 @@ pub struct AgentArgs {
     /// Address the HTTP API binds to.
     #[arg(long)]
     pub client: Option<String>,
-    /// HTTP API port (0 picks a free port).
-    #[arg(long = "http-port")]
-    pub http_port: Option<u16>,
+    /// HTTP API port (0 picks a free port; -1 turns plain HTTP off, like
+    /// `ports { http = -1 }`).
+    #[arg(long = "http-port", allow_negative_numbers = true)]
+    pub http_port: Option<i32>,
+    /// HTTPS API port (off unless set; 0 picks a free port). Needs
+    /// `tls { defaults { cert_file key_file } }` in a config file.
+    #[arg(long = "https-port")]
+    pub https_port: Option<u16>,
     /// Agent configuration file (HCL or JSON); may be repeated.
     #[arg(long = "config-file")]
     pub config_file: Vec<std::path::PathBuf>,
@@ -170,7 +174,7 @@ impl Backend {
                 .map_err(|e| format!("Error creating in-memory state: {e}")),
             Backend::Etcd(c) => {
                 if let Some(key) = &c.key_file {
-                    warnings.extend(private_key_file(key)?);
+                    warnings.extend(private_key_file("-etcd-key", key)?);
                 }
                 open_etcd(c).await
             }
@@ -214,33 +218,34 @@ fn private_dir(dir: &std::path::Path) -> Result<Vec<String>, String> {
     }
 }
 
-/// A TLS private key file: refused when anyone may read it, a warning when its group
-/// may (a key shared with a service group, 0640, is a common layout).
-fn private_key_file(path: &std::path::Path) -> Result<Vec<String>, String> {
+/// A TLS private key file (`what`: the flag or key that named it): refused when
+/// anyone may read it, a warning when its group may (a key shared with a service
+/// group, 0640, is a common layout).
+fn private_key_file(what: &str, path: &std::path::Path) -> Result<Vec<String>, String> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(path)
-            .map_err(|e| format!("Error reading -etcd-key {}: {e}", path.display()))?
+            .map_err(|e| format!("Error reading {what} {}: {e}", path.display()))?
             .permissions()
             .mode()
             & 0o777;
         if mode & 0o007 != 0 {
             return Err(format!(
-                "-etcd-key {} is readable by every user (mode {mode:04o}): `chmod 600 {}`",
+                "{what} {} is readable by every user (mode {mode:04o}): `chmod 600 {}`",
                 path.display(),
                 path.display()
             ));
         }
         if mode & 0o070 != 0 {
             return Ok(vec![format!(
-                "-etcd-key {} is open to its group (mode {mode:04o})",
+                "{what} {} is open to its group (mode {mode:04o})",
                 path.display()
             )]);
         }
     }
     #[cfg(not(unix))]
-    let _ = path;
+    let _ = (what, path);
     Ok(Vec::new())
 }
 
@@ -324,9 +329,57 @@ pub fn run(args: AgentArgs, io: &mut Io<'_>) -> u8 {
     if let Some(dc) = args.datacenter.clone() {
         config.datacenter = dc;
     }
-    if let Some(p) = args.http_port {
-        config.http_port = p;
+    match args.http_port {
+        Some(-1) => config.http_port = None,
+        Some(p) => match u16::try_from(p) {
+            Ok(p) => config.http_port = Some(p),
+            Err(_) => {
+                let _ = writeln!(
+                    io.err,
+                    "==> -http-port: invalid port {p} (0-65535, or -1 for off)"
+                );
+                return 1;
+            }
+        },
+        None => {}
     }
+    if let Some(p) = args.https_port {
+        config.https_port = Some(p);
+    }
+    if config.http_port.is_none() && config.https_port.is_none() {
+        let _ = writeln!(
+            io.err,
+            "==> The HTTP port is off (-1) and no HTTPS port is set: the agent would serve nothing"
+        );
+        return 1;
+    }
+    // The HTTPS listener's TLS: checked before anything is opened.
+    let mut tls_warnings = Vec::new();
+    let tls = match config.https_port {
+        None => None,
+        Some(_) => {
+            let block = config.tls.for_https();
+            if let Some(key) = &block.key_file {
+                match private_key_file("tls key_file", std::path::Path::new(key)) {
+                    Ok(w) => tls_warnings.extend(w),
+                    Err(e) => {
+                        let _ = writeln!(io.err, "==> {e}");
+                        return 1;
+                    }
+                }
+            }
+            match tribune_server::tls::server_config(&block) {
+                Ok(c) => Some((
+                    tokio_rustls::TlsAcceptor::from(c),
+                    block.verify_incoming == Some(true),
+                )),
+                Err(e) => {
+                    let _ = writeln!(io.err, "==> {e}");
+                    return 1;
+                }
+            }
+        }
+    };
     if let Some(ui) = args.ui {
         config.ui = ui;
     }
@@ -371,7 +424,7 @@ pub fn run(args: AgentArgs, io: &mut Io<'_>) -> u8 {
         Err(code) => return code,
     };
     runtime.block_on(async move {
-        let mut warnings = Vec::new();
+        let mut warnings = tls_warnings;
         let store = match backend.open(&mut warnings).await {
             Ok(s) => s,
             Err(e) => {
@@ -389,18 +442,33 @@ pub fn run(args: AgentArgs, io: &mut Io<'_>) -> u8 {
                 return 1;
             }
         };
-        let addr = format!("{}:{}", config.client_addr, config.http_port);
-        let listener = match tokio::net::TcpListener::bind(&addr).await {
-            Ok(l) => l,
-            Err(e) => {
-                let _ = writeln!(io.err, "==> Error binding HTTP API to {addr}: {e}");
-                return 1;
-            }
+        let http = match config.http_port {
+            Some(port) => match bind(&config.client_addr, port, "HTTP", "-http-port").await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    let _ = writeln!(io.err, "==> {e}");
+                    return 1;
+                }
+            },
+            None => None,
         };
-        let bound: SocketAddr = listener
-            .local_addr()
-            .unwrap_or_else(|_| ([127, 0, 0, 1], 0).into());
-        state.set_advertise(bound);
+        let https = match (config.https_port, &tls) {
+            (Some(port), Some(_)) => {
+                match bind(&config.client_addr, port, "HTTPS", "-https-port").await {
+                    Ok(l) => Some(l),
+                    Err(e) => {
+                        let _ = writeln!(io.err, "==> {e}");
+                        return 1;
+                    }
+                }
+            }
+            _ => None,
+        };
+        let bound_http = http.as_ref().and_then(|l| l.local_addr().ok());
+        let bound_https = https.as_ref().and_then(|l| l.local_addr().ok());
+        if let Some(a) = bound_http.or(bound_https) {
+            state.set_advertise(a);
+        }
         let _ = writeln!(io.out, "==> Starting Tribune agent...");
         let _ = writeln!(
             io.out,
@@ -408,7 +476,18 @@ pub fn run(args: AgentArgs, io: &mut Io<'_>) -> u8 {
             env!("CARGO_PKG_VERSION")
         );
         let _ = writeln!(io.out, "            Datacenter: {}", config.datacenter);
-        let _ = writeln!(io.out, "             HTTP addr: {bound}");
+        let _ = writeln!(
+            io.out,
+            "             HTTP addr: {}",
+            bound_http.map_or_else(|| "off".to_string(), |a| a.to_string())
+        );
+        if let (Some(a), Some((_, verify))) = (bound_https, &tls) {
+            let _ = writeln!(
+                io.out,
+                "            HTTPS addr: {a}{}",
+                if *verify { " (client certificates required)" } else { "" }
+            );
+        }
         let _ = writeln!(io.out, "              Data dir: {data}");
         let _ = writeln!(
             io.out,
@@ -433,7 +512,11 @@ pub fn run(args: AgentArgs, io: &mut Io<'_>) -> u8 {
             io.out,
             "                    UI: {}",
             if config.ui {
-                format!("http://{bound}/ui/")
+                match (bound_http, bound_https) {
+                    (Some(a), _) => format!("http://{a}/ui/"),
+                    (None, Some(a)) => format!("https://{a}/ui/"),
+                    (None, None) => "disabled".into(),
+                }
             } else {
                 "disabled".into()
             }
@@ -443,26 +526,43 @@ pub fn run(args: AgentArgs, io: &mut Io<'_>) -> u8 {
         let app = router(state.clone());
         // On SIGINT/SIGTERM: blocking queries answer at once, connections finish
         // their responses, and whatever is still open after SHUTDOWN_GRACE is dropped.
-        let signalled = Arc::new(tokio::sync::Notify::new());
-        let stop = {
-            let signalled = signalled.clone();
-            async move {
-                shutdown_signal().await;
-                state.shut_down();
-                signalled.notify_one();
-            }
+        let (stopping, stopped) = tokio::sync::watch::channel(false);
+        let signal = async move {
+            shutdown_signal().await;
+            state.shut_down();
+            let _ = stopping.send(true);
         };
-        let listener = tribune_server::listener::LimitedListener::new(
-            listener,
-            config.http_max_conns_per_client,
-        );
+        let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let limited = |l| {
+            tribune_server::listener::LimitedListener::new(l, config.http_max_conns_per_client)
+        };
         // Each connection gets a clone of the router (an Arc), not a router rebuilt
         // per connection (about 18 KB of every held sidecar watch, issue #40).
-        let serve = tribune_server::listener::serve(listener, app, stop);
+        let serve_http = async {
+            if let Some(l) = http {
+                tribune_server::listener::serve(limited(l), app.clone(), None, stop(stopped.clone()))
+                    .await;
+            }
+        };
+        let serve_https = async {
+            if let (Some(l), Some((acceptor, _))) = (https, tls) {
+                tribune_server::listener::serve(
+                    limited(l),
+                    app.clone(),
+                    Some(acceptor),
+                    stop(stopped.clone()),
+                )
+                .await;
+            }
+        };
+        let serve = async { tokio::join!(serve_http, serve_https) };
         let grace = async {
-            signalled.notified().await;
+            stop(stopped.clone()).await;
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         };
+        tokio::spawn(signal);
         tokio::select! {
             _ = serve => {}
             _ = grace => {
@@ -471,6 +571,25 @@ pub fn run(args: AgentArgs, io: &mut Io<'_>) -> u8 {
         };
         let _ = writeln!(io.out, "==> Tribune agent stopped");
         0
+    })
+}
+
+/// Binds one of the API's listeners; a failure names the address and the flag that
+/// moves it.
+async fn bind(
+    host: &str,
+    port: u16,
+    what: &str,
+    flag: &str,
+) -> Result<tokio::net::TcpListener, String> {
+    let addr = format!("{host}:{port}");
+    tokio::net::TcpListener::bind(&addr).await.map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+            format!(" (another agent on this host? pass {flag} for another port)")
+        } else {
+            String::new()
+        };
+        format!("Error binding {what} API to {addr}: {e}{hint}")
     })
 }
 

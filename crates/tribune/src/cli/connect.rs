@@ -400,6 +400,7 @@ mod tests {
         let mut want = Settings::new(tribune_client::Target {
             addr: "127.0.0.1:8501".into(),
             token: Some("t".into()),
+            ..Default::default()
         });
         want.sidecar_for = Some("web-1".into());
         want.service = Some("web".into());

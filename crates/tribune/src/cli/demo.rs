@@ -281,7 +281,7 @@ async fn start(args: &DemoArgs, state_dir: &std::path::Path) -> Result<Running, 
     // The agent: in memory, the UI on, ACLs off (as `tribune agent -dev`).
     let store: Arc<dyn Store> = Arc::new(RedbStore::in_memory().map_err(|e| e.to_string())?);
     let config = AgentConfig {
-        http_port: agent.port(),
+        http_port: Some(agent.port()),
         ..AgentConfig::default()
     };
     let state = AppState::new(store, config)
@@ -298,6 +298,7 @@ async fn start(args: &DemoArgs, state_dir: &std::path::Path) -> Result<Running, 
     let target = Target {
         addr: agent.to_string(),
         token: None,
+        ..Default::default()
     };
     let client = Client::new(&target).map_err(|e| e.to_string())?;
     for (file, text) in SEED {

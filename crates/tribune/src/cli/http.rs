@@ -1,7 +1,7 @@
 //! Flags and environment shared by every command that talks to the agent.
 
 use clap::Args;
-use tribune_client::{Client, ClientError, Response, Target};
+use tribune_client::{Client, ClientError, Response, Target, TlsOptions};
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct HttpArgs {
@@ -15,6 +15,25 @@ pub struct HttpArgs {
     /// File holding the ACL token (env TRIBUNE_HTTP_TOKEN_FILE or CONSUL_HTTP_TOKEN_FILE).
     #[arg(long = "token-file")]
     pub token_file: Option<String>,
+    /// CA certificate (PEM) an https:// agent's certificate must chain to (env
+    /// TRIBUNE_CACERT or CONSUL_CACERT; default: the system's roots).
+    #[arg(long = "ca-file", value_name = "FILE")]
+    pub ca_file: Option<String>,
+    /// A directory of CA certificates (env TRIBUNE_CAPATH or CONSUL_CAPATH).
+    #[arg(long = "ca-path", value_name = "DIR")]
+    pub ca_path: Option<String>,
+    /// Client certificate (PEM) for an agent with verify_incoming (env
+    /// TRIBUNE_CLIENT_CERT or CONSUL_CLIENT_CERT).
+    #[arg(long = "client-cert", value_name = "FILE")]
+    pub client_cert: Option<String>,
+    /// The client certificate's private key (env TRIBUNE_CLIENT_KEY or
+    /// CONSUL_CLIENT_KEY).
+    #[arg(long = "client-key", value_name = "FILE")]
+    pub client_key: Option<String>,
+    /// The name the agent's certificate must carry, if not the address's host (env
+    /// TRIBUNE_TLS_SERVER_NAME or CONSUL_TLS_SERVER_NAME).
+    #[arg(long = "tls-server-name", value_name = "NAME")]
+    pub tls_server_name: Option<String>,
 }
 
 fn env(names: &[&str]) -> Option<String> {
@@ -24,13 +43,40 @@ fn env(names: &[&str]) -> Option<String> {
 }
 
 impl HttpArgs {
-    /// Flags win over `TRIBUNE_*`, which win over `CONSUL_*`.
+    /// Flags win over `TRIBUNE_*`, which win over `CONSUL_*`. `CONSUL_HTTP_SSL=true`
+    /// (or `TRIBUNE_HTTP_SSL`) makes an address without a scheme `https://`.
     pub fn target(&self) -> Result<Target, String> {
-        let addr = self
+        let mut addr = self
             .http_addr
             .clone()
             .or_else(|| env(&["TRIBUNE_HTTP_ADDR", "CONSUL_HTTP_ADDR"]))
             .unwrap_or_else(|| "127.0.0.1:8500".into());
+        let ssl = env(&["TRIBUNE_HTTP_SSL", "CONSUL_HTTP_SSL"]);
+        if let Some(v) = ssl {
+            let on = match v.to_ascii_lowercase().as_str() {
+                "1" | "t" | "true" => true,
+                "0" | "f" | "false" => false,
+                other => {
+                    return Err(format!(
+                        "CONSUL_HTTP_SSL: expected true or false, got {other:?}"
+                    ))
+                }
+            };
+            if on {
+                addr = addr
+                    .split(',')
+                    .map(|a| {
+                        let a = a.trim();
+                        if a.contains("://") || a.is_empty() {
+                            a.to_string()
+                        } else {
+                            format!("https://{a}")
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",");
+            }
+        }
         let token_file = self
             .token_file
             .clone()
@@ -40,7 +86,26 @@ impl HttpArgs {
             (None, Some(f)) => Some(super::read_file(&f)?.trim().to_string()),
             (None, None) => env(&["TRIBUNE_HTTP_TOKEN", "CONSUL_HTTP_TOKEN"]),
         };
-        Ok(Target { addr, token })
+        let pick = |flag: &Option<String>, names: &[&str]| {
+            flag.clone().or_else(|| env(names)).map(Into::into)
+        };
+        let tls = TlsOptions {
+            ca_file: pick(&self.ca_file, &["TRIBUNE_CACERT", "CONSUL_CACERT"]),
+            ca_path: pick(&self.ca_path, &["TRIBUNE_CAPATH", "CONSUL_CAPATH"]),
+            client_cert: pick(
+                &self.client_cert,
+                &["TRIBUNE_CLIENT_CERT", "CONSUL_CLIENT_CERT"],
+            ),
+            client_key: pick(
+                &self.client_key,
+                &["TRIBUNE_CLIENT_KEY", "CONSUL_CLIENT_KEY"],
+            ),
+            server_name: self
+                .tls_server_name
+                .clone()
+                .or_else(|| env(&["TRIBUNE_TLS_SERVER_NAME", "CONSUL_TLS_SERVER_NAME"])),
+        };
+        Ok(Target { addr, token, tls })
     }
 }
 

@@ -324,10 +324,17 @@ fn replay(args: &ReplayArgs, io: &mut Io<'_>) -> u8 {
             }
         }
     }
+    // The sidecar's admin listener is plain HTTP on loopback, whatever the
+    // agent's CONSUL_HTTP_SSL says.
+    let admin = if args.proxy_admin.contains("://") {
+        args.proxy_admin.clone()
+    } else {
+        format!("http://{}", args.proxy_admin)
+    };
     let http = HttpArgs {
-        http_addr: Some(args.proxy_admin.clone()),
+        http_addr: Some(admin),
         token: Some(String::new()),
-        token_file: None,
+        ..HttpArgs::default()
     };
     let body = serde_json::Value::Array(body).to_string().into_bytes();
     let r = match super::http::call(&http, "POST", "/replay", Some(body)) {
