@@ -311,6 +311,16 @@ impl Authorizer {
     pub fn mesh_write(&self) -> Result<(), Denied> {
         self.check(self.mesh(), Access::Write, "mesh:write", None)
     }
+    /// A management token (or ACLs off): what a snapshot needs, since it holds every
+    /// secret.
+    pub fn management(&self) -> Result<(), Denied> {
+        if self.all {
+            Ok(())
+        } else {
+            Err(self.denied("management", None))
+        }
+    }
+
     pub fn operator_read(&self) -> Result<(), Denied> {
         self.check(
             self.level(self.rules.operator),

@@ -27,6 +27,7 @@ pub mod listener;
 mod metrics;
 mod providers_api;
 mod proxy_api;
+pub mod snapshot;
 mod staged;
 mod state;
 mod status;
@@ -341,6 +342,14 @@ pub fn router(state: Shared) -> Router {
         .route(
             "/v1/tribune/config/validate",
             axum::routing::post(ui_api::validate),
+        )
+        .route(
+            "/v1/snapshot",
+            get(snapshot::save)
+                .put(snapshot::restore)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    snapshot::MAX_ARCHIVE_BYTES,
+                )),
         )
         .route("/v1/agent/self", get(status::agent_self))
         .route("/v1/agent/metrics", get(status::agent_metrics))

@@ -449,6 +449,12 @@ impl Store for MeteredStore {
     fn list<'a>(&'a self, table: &'a str) -> StoreFuture<'a, Vec<Record>> {
         self.timed(StoreOp::List, self.inner.list(table))
     }
+    fn dump(&self) -> StoreFuture<'_, tribune_store::Dump> {
+        self.timed(StoreOp::List, self.inner.dump())
+    }
+    fn max_ops(&self) -> usize {
+        self.inner.max_ops()
+    }
     fn table_index<'a>(&'a self, table: &'a str) -> StoreFuture<'a, u64> {
         self.timed(StoreOp::TableIndex, self.inner.table_index(table))
     }

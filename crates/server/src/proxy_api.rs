@@ -99,6 +99,9 @@ mod tests {
         fn membership<'a>(&'a self, own: &'a str) -> StoreFuture<'a, Membership> {
             self.inner.membership(own)
         }
+        fn dump(&self) -> StoreFuture<'_, tribune_store::Dump> {
+            self.inner.dump()
+        }
     }
 
     #[tokio::test]

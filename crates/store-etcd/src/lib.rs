@@ -35,7 +35,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tribune_store::plan::{plan, Existing, Refused, View, Write};
-use tribune_store::{Applied, Changes, Membership, Op, Record, Store, StoreError, StoreFuture};
+use tribune_store::{
+    Applied, Changes, Dump, Membership, Op, Record, Store, StoreError, StoreFuture,
+};
 
 /// How an agent reaches etcd.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -383,6 +385,64 @@ impl EtcdStore {
             changed,
             count: count.count().max(0) as usize,
         })
+    }
+
+    /// One transaction (one revision): every record and every table index key.
+    async fn dump_all(&self) -> Result<Dump, StoreError> {
+        let data = format!("{}data/", self.prefix);
+        let index = format!("{}index/", self.prefix);
+        let resp = self
+            .retried(|mut kv| {
+                let ops = vec![
+                    TxnOp::get(data.clone(), Some(GetOptions::new().with_prefix())),
+                    TxnOp::get(index.clone(), Some(GetOptions::new().with_prefix())),
+                ];
+                async move { kv.txn(Txn::new().and_then(ops)).await }
+            })
+            .await?;
+        let revision = header_revision(resp.header());
+        let gets: Vec<_> = resp
+            .op_responses()
+            .into_iter()
+            .filter_map(|r| match r {
+                TxnOpResponse::Get(g) => Some(g),
+                _ => None,
+            })
+            .collect();
+        let [records, indexes] = gets.as_slice() else {
+            return Err(StoreError::internal("etcd: unexpected transaction answer"));
+        };
+        let mut dump = Dump {
+            index: revision,
+            tables: BTreeMap::new(),
+        };
+        let name = |kv: &etcd_client::KeyValue, prefix: &str| -> Result<String, StoreError> {
+            let full = kv
+                .key_str()
+                .map_err(|e| StoreError::internal(format!("etcd key: {e}")))?;
+            Ok(full.get(prefix.len()..).unwrap_or("").to_string())
+        };
+        for kv in indexes.kvs() {
+            let table = name(kv, &index)?;
+            dump.tables.entry(table).or_default().index = kv.mod_revision() as u64;
+        }
+        for kv in records.kvs() {
+            let rest = name(kv, &data)?;
+            let Some((table, key)) = rest.split_once('/') else {
+                return Err(StoreError::internal(format!("etcd: stray key {rest:?}")));
+            };
+            dump.tables
+                .entry(table.to_string())
+                .or_default()
+                .records
+                .push(Record {
+                    key: key.to_string(),
+                    value: kv.value().to_vec(),
+                    create_index: kv.create_revision() as u64,
+                    modify_index: kv.mod_revision() as u64,
+                });
+        }
+        Ok(dump)
     }
 
     async fn table_index_of(&self, table: &str) -> Result<u64, StoreError> {
@@ -852,6 +912,14 @@ impl Store for EtcdStore {
     }
     fn changes_since<'a>(&'a self, table: &'a str, index: u64) -> StoreFuture<'a, Option<Changes>> {
         Box::pin(async move { self.changes(table, index).await.map(Some) })
+    }
+    fn dump(&self) -> StoreFuture<'_, Dump> {
+        Box::pin(self.dump_all())
+    }
+    /// etcd refuses a transaction of more than 128 operations (`--max-txn-ops`); a
+    /// write of 100 records stays under it with its compares and index keys.
+    fn max_ops(&self) -> usize {
+        100
     }
 }
 

@@ -23,6 +23,36 @@ pub async fn run_all(store: &dyn Store) {
     deletes_bump_the_table_index(store).await;
     changes_since_names_what_changed(store).await;
     a_batch_naming_a_key_twice_keeps_the_last_op(store).await;
+    a_dump_holds_every_table_at_one_index(store).await;
+}
+
+async fn a_dump_holds_every_table_at_one_index(s: &dyn Store) {
+    s.apply(&[
+        put("d1", "a/b", "1", Cas::Any),
+        put("d2", "x", "2", Cas::Any),
+    ])
+    .await
+    .unwrap();
+    let last = s.apply(&[put("d1", "c", "3", Cas::Any)]).await.unwrap();
+    let dump = s.dump().await.unwrap();
+    assert_eq!(dump.index, s.index().await.unwrap());
+    assert!(dump.index >= last.index);
+    let d1 = &dump.tables["d1"];
+    assert_eq!(d1.index, last.index);
+    let keys: Vec<&str> = d1.records.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["a/b", "c"],
+        "keys whole (a '/' in a key too), ordered"
+    );
+    assert_eq!(d1.records[1].value, b"3");
+    assert_eq!(d1.records[1].modify_index, last.index);
+    assert_eq!(dump.tables["d2"].records[0].value, b"2");
+    // Every table a list shows is in the dump, with the same records.
+    for (name, table) in &dump.tables {
+        assert_eq!(s.list(name).await.unwrap(), table.records, "{name}");
+        assert_eq!(s.table_index(name).await.unwrap(), table.index, "{name}");
+    }
 }
 
 async fn changes_since_names_what_changed(s: &dyn Store) {

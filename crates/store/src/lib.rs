@@ -261,6 +261,24 @@ pub struct Changes {
     pub count: usize,
 }
 
+/// The whole state at one point in time ([`Store::dump`]): what a snapshot holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dump {
+    /// The store's index when it was read.
+    pub index: u64,
+    /// Every table that holds records or was ever written, by name.
+    pub tables: std::collections::BTreeMap<String, TableDump>,
+}
+
+/// One table of a [`Dump`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableDump {
+    /// The last index that changed the table.
+    pub index: u64,
+    /// Its records, ordered by key.
+    pub records: Vec<Record>,
+}
+
 /// What the API layer needs from a store. Reads are linearizable: they see every
 /// write acknowledged before they started, whichever agent made it.
 pub trait Store: Send + Sync + 'static {
@@ -296,6 +314,14 @@ pub trait Store: Send + Sync + 'static {
     fn changes_since<'a>(&'a self, table: &'a str, index: u64) -> StoreFuture<'a, Option<Changes>> {
         let _ = (table, index);
         Box::pin(std::future::ready(Ok(None)))
+    }
+    /// Every record of every table, each table's index and the store's index, read at
+    /// one point in time while writes go on (a snapshot).
+    fn dump(&self) -> StoreFuture<'_, Dump>;
+    /// The most operations one [`Store::apply`] should carry (a restore writes in
+    /// batches of this size where the store limits a transaction).
+    fn max_ops(&self) -> usize {
+        usize::MAX
     }
 }
 
@@ -410,6 +436,9 @@ impl Store for RedbStore {
             peers: vec![own.to_string()],
         })))
     }
+    fn dump(&self) -> StoreFuture<'_, Dump> {
+        Box::pin(std::future::ready(self.dump_now()))
+    }
 }
 
 /// The embedded store's operations, synchronous (a local transaction, no network).
@@ -459,6 +488,40 @@ impl RedbStore {
                     .unwrap_or(0))
             })
             .collect()
+    }
+
+    /// [`Store::dump`]: one read transaction.
+    pub fn dump_now(&self) -> Result<Dump, StoreError> {
+        let txn = self.db.begin_read().map_err(err)?;
+        let records = txn.open_table(RECORDS).map_err(err)?;
+        let meta = txn.open_table(META).map_err(err)?;
+        let mut dump = Dump {
+            index: meta
+                .get(INDEX_KEY)
+                .map_err(err)?
+                .map(|v| v.value())
+                .unwrap_or(0),
+            tables: Default::default(),
+        };
+        for item in meta.iter().map_err(err)? {
+            let (k, v) = item.map_err(err)?;
+            if let Some(table) = k.value().strip_prefix("table\0") {
+                dump.tables.entry(table.to_string()).or_default().index = v.value();
+            }
+        }
+        for item in records.iter().map_err(err)? {
+            let (k, v) = item.map_err(err)?;
+            let full = k.value();
+            let Some((table, key)) = full.split_once('\0') else {
+                return Err(StoreError::internal(format!("corrupt record key {full:?}")));
+            };
+            dump.tables
+                .entry(table.to_string())
+                .or_default()
+                .records
+                .push(decode(key, v.value())?);
+        }
+        Ok(dump)
     }
 
     pub fn index_now(&self) -> Result<u64, StoreError> {

@@ -511,3 +511,73 @@ fn without_etcd_quorum_the_api_answers_503_naming_etcd_and_recovers() {
         (200, "true".into())
     );
 }
+
+/// Snapshots are store-independent: an embedded store's snapshot restores into an
+/// agent on etcd (in batches: more records than one etcd transaction takes), and
+/// that agent's snapshot restores into an embedded store, every record equal.
+#[test]
+fn a_snapshot_moves_the_state_from_the_embedded_store_to_etcd_and_back() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut embedded, embedded_addr) = {
+        let (p, f) = spawn(&["agent", "-dev", "-http-port", "0"], "agent running");
+        let a = field(&f, "HTTP addr").to_string();
+        (p, a)
+    };
+    for i in 0..130 {
+        let (s, b) = request(
+            &embedded_addr,
+            "PUT",
+            "/v1/config",
+            &[],
+            &format!(r#"{{"Kind":"service-defaults","Name":"svc-{i}","Protocol":"http"}}"#),
+        );
+        assert_eq!(s, 200, "{b}");
+    }
+    let (s, b) = request(
+        &embedded_addr,
+        "PUT",
+        "/v1/agent/service/register",
+        &[],
+        r#"{"Name":"web","Port":8080}"#,
+    );
+    assert_eq!(s, 200, "{b}");
+    let save = |agent: &str, name: &str| {
+        let file = dir.path().join(name);
+        let (code, out, err) = run_cli(agent, &["snapshot", "save", file.to_str().unwrap()]);
+        assert_eq!(code, 0, "{out}{err}");
+        file
+    };
+    let restore = |agent: &str, file: &std::path::Path| {
+        let (code, out, err) = run_cli(agent, &["snapshot", "restore", file.to_str().unwrap()]);
+        assert_eq!(code, 0, "{out}{err}");
+    };
+    let from_embedded = save(&embedded_addr, "embedded.snap");
+    let want = snapshot_contents(&read_json(&from_embedded));
+    assert_eq!(
+        want.iter()
+            .find(|(t, _)| t == "config-entries")
+            .map(|(_, r)| r.len()),
+        Some(130)
+    );
+
+    let cluster = Cluster::start(1);
+    let (mut on_etcd, etcd_addr) = agent_on(&cluster, &[]);
+    restore(&etcd_addr, &from_embedded);
+    let from_etcd = save(&etcd_addr, "etcd.snap");
+    assert_eq!(snapshot_contents(&read_json(&from_etcd)), want);
+    let (s, _) = get(&etcd_addr, "/v1/config/service-defaults/svc-129");
+    assert_eq!(s, 200);
+
+    embedded.kill();
+    let (mut fresh, fresh_addr) = {
+        let (p, f) = spawn(&["agent", "-dev", "-http-port", "0"], "agent running");
+        let a = field(&f, "HTTP addr").to_string();
+        (p, a)
+    };
+    restore(&fresh_addr, &from_etcd);
+    let back = save(&fresh_addr, "back.snap");
+    assert_eq!(snapshot_contents(&read_json(&back)), want);
+    on_etcd.kill();
+    fresh.kill();
+}

@@ -23,6 +23,7 @@ mod jwt_provider;
 mod jwt_provider_tests;
 pub mod logging;
 mod services;
+mod snapshot;
 #[cfg(test)]
 mod staged_tests;
 
@@ -70,6 +71,9 @@ enum Command {
     /// Register and deregister services (the catalog).
     #[command(subcommand)]
     Services(services::ServicesCommand),
+    /// Save, restore and inspect snapshots of the agent's whole state.
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCommand),
 }
 
 /// Output streams, injected so commands can be tested without a terminal.
@@ -167,6 +171,7 @@ pub fn run_with(args: Vec<OsString>, io: &mut Io<'_>) -> u8 {
         Command::JwtProvider(cmd) => jwt_provider::run(cmd, io),
         Command::Connect(cmd) => connect::run(cmd, &args, io),
         Command::Services(cmd) => services::run(cmd, io),
+        Command::Snapshot(cmd) => snapshot::run(cmd, io),
         Command::Demo(args) => demo::run(args, io),
         Command::Version => {
             let _ = writeln!(

@@ -289,3 +289,33 @@ pub fn proxy_from_snapshot_by(
         "proxy running",
     )
 }
+
+/// Every table's records as (key, value) pairs: what must survive a restore
+/// (indexes are the store's own).
+pub fn snapshot_contents(archive: &serde_json::Value) -> Vec<(String, Vec<(String, String)>)> {
+    archive["Tables"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, t)| {
+            let records = t["Records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r["Key"].as_str().unwrap().to_string(),
+                        r["Value"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+            (name.clone(), records)
+        })
+        .filter(|(_, r): &(String, Vec<_>)| !r.is_empty())
+        .collect()
+}
+
+/// A JSON file.
+pub fn read_json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
