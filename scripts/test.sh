@@ -6,9 +6,10 @@ cd "$(dirname "$0")/.."
 # Third-party JOSE/OIDC tools the interop and end-to-end tests drive (interop/):
 # PyJWT + cryptography + py-consul (the Consul client scripts import) + websockets
 # (a real WebSocket client and server) + prometheus-client (Prometheus's own parser
-# of the metrics pages) from PyPI, jose + oidc-provider from npm (lockfile).
-if ! python3 -c 'import jwt, cryptography, consul, websockets.asyncio.server, prometheus_client' >/dev/null 2>&1; then
-  python3 -m pip install --quiet --disable-pip-version-check 'pyjwt>=2.8,<3' 'cryptography>=42' 'py-consul>=1.8,<2' 'websockets>=13,<16' 'prometheus-client>=0.20,<1'
+# of the metrics pages) + kubernetes-validate (the Kubernetes schemas, offline, for
+# deploy/kubernetes) from PyPI, jose + oidc-provider from npm (lockfile).
+if ! python3 -c 'import jwt, cryptography, consul, websockets.asyncio.server, prometheus_client, kubernetes_validate' >/dev/null 2>&1 || ! command -v kubernetes-validate >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check 'pyjwt>=2.8,<3' 'cryptography>=42' 'py-consul>=1.8,<2' 'websockets>=13,<16' 'prometheus-client>=0.20,<1' 'kubernetes-validate>=1.30,<2'
 fi
 if [ ! -d interop/node_modules ] || [ interop/package-lock.json -nt interop/node_modules ]; then
   (cd interop && npm ci --no-audit --no-fund --silent)
@@ -20,6 +21,15 @@ if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1 || 
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client protobuf-compiler >/dev/null
   else
     echo "scripts/test.sh needs etcd, etcdctl and protoc: apt-get install etcd-server etcd-client protobuf-compiler" >&2
+    exit 1
+  fi
+fi
+# systemd-analyze checks deploy/systemd's units.
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null
+  else
+    echo "scripts/test.sh needs systemd-analyze for deploy/systemd: apt-get install systemd" >&2
     exit 1
   fi
 fi
