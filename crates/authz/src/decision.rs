@@ -24,10 +24,12 @@ pub enum ReasonCode {
     JwtIssuer,
     JwtClaim,
     JwtUnknownProvider,
+    JwtIssuerUnknown,
+    JwtMalformed,
 }
 
 impl ReasonCode {
-    pub const ALL: [ReasonCode; 13] = [
+    pub const ALL: [ReasonCode; 15] = [
         ReasonCode::Intention,
         ReasonCode::Permission,
         ReasonCode::Default,
@@ -41,6 +43,8 @@ impl ReasonCode {
         ReasonCode::JwtIssuer,
         ReasonCode::JwtClaim,
         ReasonCode::JwtUnknownProvider,
+        ReasonCode::JwtIssuerUnknown,
+        ReasonCode::JwtMalformed,
     ];
 
     /// The stable label (`intention`, `default`, `jwt_missing`, ...).
@@ -59,6 +63,8 @@ impl ReasonCode {
             ReasonCode::JwtIssuer => "jwt_issuer",
             ReasonCode::JwtClaim => "jwt_claim",
             ReasonCode::JwtUnknownProvider => "jwt_unknown_provider",
+            ReasonCode::JwtIssuerUnknown => "jwt_issuer_unknown",
+            ReasonCode::JwtMalformed => "jwt_malformed",
         }
     }
 }
@@ -97,6 +103,8 @@ impl Decision {
                     JwtFailure::IssuerMismatch { .. } => ReasonCode::JwtIssuer,
                     JwtFailure::Claim { .. } => ReasonCode::JwtClaim,
                     JwtFailure::UnknownProvider { .. } => ReasonCode::JwtUnknownProvider,
+                    JwtFailure::IssuerUnknown { .. } => ReasonCode::JwtIssuerUnknown,
+                    JwtFailure::Malformed { .. } => ReasonCode::JwtMalformed,
                 },
             },
         }
@@ -173,6 +181,18 @@ pub enum JwtFailure {
     },
     /// The requirement names a provider that is not configured (fails closed).
     UnknownProvider { provider: Arc<str> },
+    /// A token was sent, but its `iss` (`got`; `None`: it has none) names none of the
+    /// requirement's providers; `expected` lists their issuers.
+    IssuerUnknown {
+        provider: Arc<str>,
+        got: Option<String>,
+        expected: Vec<String>,
+    },
+    /// What was sent where the provider looks is not a JWT (`reason`: Envoy's text).
+    Malformed {
+        provider: Arc<str>,
+        reason: &'static str,
+    },
 }
 
 impl JwtFailure {
@@ -212,6 +232,28 @@ impl fmt::Display for JwtFailure {
             JwtFailure::UnknownProvider { provider } => {
                 write!(f, "provider {provider:?} is not configured")
             }
+            JwtFailure::IssuerUnknown {
+                provider,
+                got,
+                expected,
+            } => {
+                let got = got
+                    .as_deref()
+                    .map_or_else(|| "no iss".to_string(), |g| format!("iss {g:?}"));
+                let expected = expected
+                    .iter()
+                    .map(|e| format!("{e:?}"))
+                    .collect::<Vec<_>>()
+                    .join(" or ");
+                write!(
+                    f,
+                    "a token was sent for provider {provider:?}, but it has {got}: no provider of the requirement has that Issuer (expected {expected}); check the provider's Issuer against the tokens' iss"
+                )
+            }
+            JwtFailure::Malformed { provider, reason } => write!(
+                f,
+                "what was sent where provider {provider:?} looks for a token is not a JWT: {reason}"
+            ),
         }
     }
 }
@@ -245,6 +287,9 @@ pub const FIXED_DENY_BODIES: [&str; 3] = [
     "Jwt verification fails",
     "RBAC: access denied",
 ];
+
+/// Envoy's body for a token whose issuer no provider of the requirement has.
+pub const ISSUER_NOT_CONFIGURED: &str = "Jwt issuer is not configured";
 
 /// What the caller of a denied request receives; borrowed from the decision, so
 /// answering a denial allocates nothing here (the sidecar keeps each challenge's
@@ -284,7 +329,12 @@ pub fn deny_response<'a>(decision: &'a Decision, service: &'a str) -> Option<Den
     let [missing, fails, rbac] = FIXED_DENY_BODIES;
     let (status, challenge, body) = match jwt {
         Some(JwtFailure::Missing { .. }) => (401, Some(Challenge::Missing), missing),
-        Some(JwtFailure::Invalid { reason, .. }) => (401, Some(Challenge::InvalidToken), *reason),
+        Some(JwtFailure::Invalid { reason, .. } | JwtFailure::Malformed { reason, .. }) => {
+            (401, Some(Challenge::InvalidToken), *reason)
+        }
+        Some(JwtFailure::IssuerUnknown { .. }) => {
+            (401, Some(Challenge::InvalidToken), ISSUER_NOT_CONFIGURED)
+        }
         Some(_) => (401, Some(Challenge::InvalidToken), fails),
         None => (403, None, rbac),
     };

@@ -64,11 +64,26 @@ impl Headers for HeaderList<'_> {
 pub enum TokenOutcome<'a> {
     /// No token for this provider was found in the request.
     Missing,
+    /// No token for this provider, but one at its locations that is not addressed to
+    /// it: missing, for an optional requirement; a diagnosis otherwise.
+    Stray(StrayToken<'a>),
+    /// A token for this provider that is not a JWT at all (the reason: Envoy's text);
+    /// a failure like [`TokenOutcome::Invalid`].
+    Malformed(&'static str),
     /// A token was found and failed verification; the short reason
     /// (`Jwt is expired`, `Jwt verification fails`, ...: the verifier's fixed texts).
     Invalid(&'static str),
     /// A token verified; its claims.
     Valid(&'a Claims),
+}
+
+/// A token at a provider's locations that is not addressed to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrayToken<'a> {
+    /// Its `iss` (`None`: it has none) is not the provider's Issuer.
+    OtherIssuer(Option<&'a str>),
+    /// It is not a JWT, so it names no issuer (Envoy's text).
+    Malformed(&'static str),
 }
 
 /// Verification outcomes per provider name. Providers not listed count as `Missing`.

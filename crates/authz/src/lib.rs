@@ -21,9 +21,11 @@ pub mod warnings;
 
 pub use decision::{
     deny_response, Challenge, Decision, DenyResponse, JwtFailure, NotFired, Reason, ReasonCode,
-    FIXED_DENY_BODIES,
+    FIXED_DENY_BODIES, ISSUER_NOT_CONFIGURED,
 };
-pub use facts::{alike, Caller, HeaderList, Headers, RequestFacts, TokenOutcome, Tokens};
+pub use facts::{
+    alike, Caller, HeaderList, Headers, RequestFacts, StrayToken, TokenOutcome, Tokens,
+};
 pub use matchers::{
     claim_holds, claim_matches, claim_matches_at, ANY_PROVIDER, SPACE_DELIMITED_CLAIMS,
 };

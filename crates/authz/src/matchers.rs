@@ -2,7 +2,7 @@
 //! Regexes are compiled once per config change, never per request.
 
 use crate::decision::JwtFailure;
-use crate::facts::{Headers, RequestFacts, TokenOutcome, Tokens};
+use crate::facts::{Headers, RequestFacts, StrayToken, TokenOutcome, Tokens};
 use regex::bytes::Regex;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -265,7 +265,9 @@ impl JwtMatcher {
             return Ok(());
         }
         if self.optional {
-            let missing = |o: TokenOutcome<'_>| matches!(o, TokenOutcome::Missing);
+            // A token not addressed to a provider is none of its own.
+            let missing =
+                |o: TokenOutcome<'_>| matches!(o, TokenOutcome::Missing | TokenOutcome::Stray(_));
             let none_present = self.providers.iter().all(|p| match &p.name {
                 Some(name) => missing(tokens.get(name)),
                 None => tokens.entries.iter().all(|(_, o)| missing(*o)),
@@ -307,6 +309,26 @@ impl JwtMatcher {
                 Err(f) => {
                     // Report the most telling failure: a present-but-bad token beats
                     // a missing one.
+                    // The same stray token seen by several providers: one failure
+                    // naming every issuer the requirement would take.
+                    if let (
+                        Some(JwtFailure::IssuerUnknown { got, expected, .. }),
+                        JwtFailure::IssuerUnknown {
+                            got: got2,
+                            expected: more,
+                            ..
+                        },
+                    ) = (&mut first_failure, &f)
+                    {
+                        if got == got2 {
+                            for e in more {
+                                if !expected.contains(e) {
+                                    expected.push(e.clone());
+                                }
+                            }
+                            continue;
+                        }
+                    }
                     let replace = match (&first_failure, &f) {
                         (None, _) => true,
                         (Some(JwtFailure::Missing { .. }), JwtFailure::Missing { .. }) => false,
@@ -344,6 +366,19 @@ fn check_one(
         }
         TokenOutcome::Invalid(reason) => {
             return Err(JwtFailure::Invalid {
+                provider: name.clone(),
+                reason,
+            })
+        }
+        TokenOutcome::Stray(StrayToken::OtherIssuer(got)) => {
+            return Err(JwtFailure::IssuerUnknown {
+                provider: name.clone(),
+                got: got.map(str::to_string),
+                expected: vec![issuer.clone()],
+            })
+        }
+        TokenOutcome::Malformed(reason) | TokenOutcome::Stray(StrayToken::Malformed(reason)) => {
+            return Err(JwtFailure::Malformed {
                 provider: name.clone(),
                 reason,
             })

@@ -22,11 +22,11 @@ use std::future::Future;
 use std::sync::Arc;
 use tribune_authz::{
     deny_response, normalize_request_path, Caller, Decision, DenyResponse, PathVerdict, ReasonCode,
-    RequestFacts, TokenOutcome, Tokens,
+    RequestFacts, StrayToken, TokenOutcome, Tokens,
 };
 use tribune_jwt::locate::{conclude, extract, forwards_token, Outcome, RequestParts, Values};
 use tribune_jwt::Claims;
-use tribune_jwt::JwtError;
+use tribune_jwt::{JwtError, Stray};
 use tribune_model::mesh::Underscores;
 
 /// Verifies tokens for the providers of a [`Policy`] (`provider` indexes
@@ -328,16 +328,28 @@ pub async fn authenticate<V: Verify + ?Sized>(
         // One or two tokens per provider in practice: kept without an allocation.
         let mut mine = tribune_jwt::locate::Founds::new();
         let mut results: smallvec::SmallVec<[_; 2]> = smallvec::SmallVec::new();
+        // The first token at the provider's locations not addressed to it: diagnosed
+        // only when the provider then has no token of its own.
+        let mut stray = None;
         for found in extract(&provider.locations, view) {
-            if let Some(result) = keys.check(i, &found.token, now).await {
-                mine.push(found);
-                results.push(result);
+            match keys.check(i, &found.token, now).await {
+                Some(result) => {
+                    mine.push(found);
+                    results.push(result);
+                }
+                None if stray.is_none() => stray = Some(found),
+                None => {}
             }
         }
         let mut results = results.into_iter();
-        let outcome = conclude(provider, &mine, |_| {
+        let outcome = match conclude(provider, &mine, |_| {
             results.next().unwrap_or(Err(JwtError::Missing))
-        });
+        }) {
+            Outcome::Missing => stray.map_or(Outcome::Missing, |f| {
+                Outcome::Stray(tribune_jwt::Stray::of(&f.token))
+            }),
+            other => other,
+        };
         if matches!(outcome, Outcome::Valid { .. }) && forwards_token(provider) {
             auth.forwarded_tokens
                 .extend(mine.into_iter().map(|f| f.token.into_owned()));
@@ -430,6 +442,13 @@ impl Policy {
                 p.name.as_str(),
                 match o {
                     Outcome::Missing => TokenOutcome::Missing,
+                    Outcome::Stray(Stray::OtherIssuer(iss)) => {
+                        TokenOutcome::Stray(StrayToken::OtherIssuer(iss.as_deref()))
+                    }
+                    Outcome::Stray(Stray::Malformed(m)) => {
+                        TokenOutcome::Stray(StrayToken::Malformed(m))
+                    }
+                    Outcome::Invalid(JwtError::Malformed(m)) => TokenOutcome::Malformed(m),
                     Outcome::Invalid(e) => TokenOutcome::Invalid(e.text()),
                     Outcome::Valid { payload, .. } => TokenOutcome::Valid(payload),
                 },

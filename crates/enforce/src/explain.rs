@@ -88,7 +88,8 @@ impl IntentionRef {
 pub struct TokenReport {
     #[serde(rename = "Provider")]
     pub provider: String,
-    /// `valid`, `missing`, or why the token failed (`expired`, `bad_signature`, ...).
+    /// `valid`, `missing`, `issuer_unknown` (a token for another issuer), or why the
+    /// token failed (`malformed`, `expired`, `bad_signature`, ...).
     #[serde(rename = "Outcome")]
     pub outcome: String,
     /// The short reason the caller is told (`Jwt is expired`).
@@ -335,6 +336,27 @@ fn token_reports(policy: &Policy, outcomes: &[Outcome]) -> Vec<TokenReport> {
                 provider: p.name.clone(),
                 outcome: "missing".into(),
                 error: None,
+                claims: None,
+            },
+            Outcome::Stray(tribune_jwt::Stray::OtherIssuer(iss)) => TokenReport {
+                provider: p.name.clone(),
+                outcome: "issuer_unknown".into(),
+                error: Some(match iss {
+                    Some(iss) => format!(
+                        "a token was sent with iss {iss:?}, but this provider's Issuer is {:?}",
+                        p.issuer
+                    ),
+                    None => format!(
+                        "a token without iss was sent, but this provider's Issuer is {:?}",
+                        p.issuer
+                    ),
+                }),
+                claims: None,
+            },
+            Outcome::Stray(tribune_jwt::Stray::Malformed(m)) => TokenReport {
+                provider: p.name.clone(),
+                outcome: "malformed".into(),
+                error: Some((*m).into()),
                 claims: None,
             },
             Outcome::Invalid(e) => TokenReport {

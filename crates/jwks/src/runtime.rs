@@ -378,7 +378,11 @@ impl ProviderRuntime {
 pub fn count_outcome(rt: &ProviderRuntime, outcome: &tribune_jwt::locate::Outcome) {
     use tribune_jwt::locate::Outcome;
     let failure = match outcome {
-        Outcome::Missing => Some(JwtCode::Missing),
+        // Another issuer's token is none of this provider's: missing, for it.
+        Outcome::Missing | Outcome::Stray(tribune_jwt::Stray::OtherIssuer(_)) => {
+            Some(JwtCode::Missing)
+        }
+        Outcome::Stray(tribune_jwt::Stray::Malformed(_)) => Some(JwtCode::Malformed),
         Outcome::Valid { .. } => None,
         Outcome::Invalid(e) => Some(e.code()),
     };

@@ -353,6 +353,46 @@ pub fn unverified_issuer(token: &str) -> Option<String> {
     v.iss.map(std::borrow::Cow::into_owned)
 }
 
+/// Why a token found at a provider's locations is not addressed to it (so the
+/// provider saw no token of its own), read without verification: for diagnostics
+/// only, never for a decision to allow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stray {
+    /// Not a JWS in compact form (Envoy's text: two dots and three base64url
+    /// sections, a JSON payload).
+    Malformed(&'static str),
+    /// A JWT whose `iss` (`None`: it has none) is not the provider's Issuer.
+    OtherIssuer(Option<Box<str>>),
+}
+
+impl Stray {
+    /// Reads `token` as far as telling why it is not addressed to a provider.
+    pub fn of(token: &str) -> Stray {
+        // Only `iss` is kept; the other members are skipped (serde_json's recursion
+        // limit bounds a deep payload).
+        #[derive(serde::Deserialize)]
+        struct Iss {
+            iss: Option<serde_json::Value>,
+        }
+        const FORM: &str =
+            "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections";
+        let mut parts = token.split('.');
+        let (Some(_), Some(payload), Some(_), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Stray::Malformed(FORM);
+        };
+        use base64::Engine;
+        let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload) else {
+            return Stray::Malformed(FORM);
+        };
+        match serde_json::from_slice::<Iss>(&bytes) {
+            Err(_) => Stray::Malformed("Jwt payload is an invalid JSON"),
+            Ok(v) => Stray::OtherIssuer(v.iss.and_then(|i| i.as_str().map(Box::from))),
+        }
+    }
+}
+
 /// The `kid` of a token's header, read without verification (to pick or refetch keys).
 pub fn unverified_kid(token: &str) -> Option<String> {
     let header = token.split('.').next()?;

@@ -226,6 +226,10 @@ pub fn forwards_token(provider: &JwtProvider) -> bool {
 pub enum Outcome {
     /// No token addressed to this provider.
     Missing,
+    /// No token addressed to this provider, but one at its locations that is not a
+    /// JWT or names another issuer: a diagnosis of what the caller sent (the decision
+    /// treats it as missing for `optional` requirements).
+    Stray(crate::Stray),
     /// A token addressed to this provider failed.
     Invalid(JwtError),
     /// Every token addressed to this provider verified; the first one's payload (a JSON
@@ -291,8 +295,21 @@ pub fn verify_request(
     req: &dyn RequestParts,
     now: i64,
 ) -> Outcome {
-    let mine = addressed_to(provider, req);
-    conclude(provider, &mine, |t| verifier.verify(t, now).map(Arc::new))
+    let mut found = extract(&provider.locations, req);
+    let mut stray = None;
+    if !provider.issuer.is_empty() {
+        found.retain(|f| {
+            let mine = unverified_issuer(&f.token).as_deref() == Some(provider.issuer.as_str());
+            if !mine && stray.is_none() {
+                stray = Some(crate::Stray::of(&f.token));
+            }
+            mine
+        });
+    }
+    match conclude(provider, &found, |t| verifier.verify(t, now).map(Arc::new)) {
+        Outcome::Missing => stray.map_or(Outcome::Missing, Outcome::Stray),
+        other => other,
+    }
 }
 
 #[cfg(test)]

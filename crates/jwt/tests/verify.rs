@@ -602,13 +602,27 @@ fn request_verification_routes_by_issuer_forwards_the_payload_and_strips_tokens(
         }
         other => panic!("{other:?}"),
     }
-    // A token whose iss names another provider is not this provider's: Missing.
+    // A token whose iss names another provider is not this provider's: none of its
+    // own, with what was there instead (for diagnostics).
     let other = rsa.sign("RS256", "k", &json!({"iss": "auth0"}));
     let req = Req {
         headers: vec![("Authorization".into(), format!("Bearer {other}"))],
         query: None,
     };
-    assert_eq!(verify_request(&p, &v, &req, 0), Outcome::Missing);
+    assert_eq!(
+        verify_request(&p, &v, &req, 0),
+        Outcome::Stray(tribune_jwt::Stray::OtherIssuer(Some("auth0".into())))
+    );
+    let req = Req {
+        headers: vec![("Authorization".into(), "Bearer not-a-jwt".into())],
+        query: None,
+    };
+    assert_eq!(
+        verify_request(&p, &v, &req, 0),
+        Outcome::Stray(tribune_jwt::Stray::Malformed(
+            "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections"
+        ))
+    );
     // Several tokens for the provider: all must verify.
     let bad = Rsa::new().sign("RS256", "k", &json!({"iss": "okta"}));
     let req = Req {

@@ -41,6 +41,8 @@ pub const MAX_REPLAY_BYTES: usize = 16 << 20;
 #[derive(Debug, Clone)]
 enum Recorded {
     Missing,
+    /// A token at the provider's locations addressed to another issuer, or none.
+    Stray(tribune_jwt::Stray),
     Invalid(JwtError),
     Valid(Arc<Claims>),
 }
@@ -351,6 +353,7 @@ impl Fact {
         }
         let record = |o: &Outcome| match o {
             Outcome::Missing => Recorded::Missing,
+            Outcome::Stray(s) => Recorded::Stray(s.clone()),
             Outcome::Invalid(e) => Recorded::Invalid(e.clone()),
             Outcome::Valid { payload, .. } => Recorded::Valid(payload.clone()),
         };
@@ -367,6 +370,9 @@ impl Fact {
                         std::mem::size_of::<Recorded>()
                             + match r {
                                 Recorded::Valid(v) => v.size(),
+                                Recorded::Stray(tribune_jwt::Stray::OtherIssuer(Some(iss))) => {
+                                    iss.len()
+                                }
                                 _ => 0,
                             }
                     })
@@ -611,6 +617,7 @@ pub fn replay_within(
                     },
                     Some(Recorded::Invalid(e)) => Outcome::Invalid(e.clone()),
                     Some(Recorded::Missing) => Outcome::Missing,
+                    Some(Recorded::Stray(s)) => Outcome::Stray(s.clone()),
                     None if token_named(&fact, p) => {
                         // Not verified at the time: a token at one of its locations
                         // named its issuer.

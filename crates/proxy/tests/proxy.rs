@@ -163,8 +163,8 @@ async fn tokens_and_intentions_decide_and_only_allowed_requests_reach_the_upstre
             "/api/items".into(),
             Some(wrong_iss),
             401,
-            "Jwt is missing",
-            Some(missing),
+            "Jwt issuer is not configured",
+            Some(invalid),
         ),
         (
             "wrong claim",
@@ -217,8 +217,8 @@ async fn tokens_and_intentions_decide_and_only_allowed_requests_reach_the_upstre
             "/api/items".into(),
             Some("not.a.jwt".into()),
             401,
-            "Jwt is missing",
-            Some(missing),
+            "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections",
+            Some(invalid),
         ),
     ];
     for (name, method, path, token, status, body, www) in cases {
@@ -245,6 +245,16 @@ async fn tokens_and_intentions_decide_and_only_allowed_requests_reach_the_upstre
         ("deny", "jwt_invalid", 401)
     );
     assert_eq!(recs[7].reason, "jwt_claim");
+    assert_eq!(
+        (recs[12].reason, recs[12].status),
+        ("jwt_malformed", 401),
+        "the garbage token is named as such in the access log"
+    );
+    assert!(
+        recs.iter()
+            .any(|r| (r.reason, r.status) == ("jwt_issuer_unknown", 401)),
+        "a token of another issuer is named as such"
+    );
     assert_eq!(
         recs[0].intention.as_deref(),
         Some("* -> api (precedence 8)")

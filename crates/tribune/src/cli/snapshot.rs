@@ -19,6 +19,7 @@ pub enum SnapshotCommand {
 
 #[derive(Debug, Args)]
 pub struct FileArgs {
+    /// The snapshot archive (written by save, read by restore).
     pub file: String,
     #[command(flatten)]
     pub http: HttpArgs,
@@ -26,6 +27,7 @@ pub struct FileArgs {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
+    /// The snapshot archive to read (no agent is contacted).
     pub file: String,
 }
 

@@ -1,0 +1,161 @@
+//! The JWT mistakes users make (issue #42), each a row: what the caller gets (status,
+//! body, challenge) and what explain says (reason code, the sentence, the token's
+//! outcome). The provider is the seed's: `Issuer = "okta"`, while real tokens carry
+//! a URL. The same decision is what the sidecar answers and logs (one engine).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+use serde_json::{json, Value};
+use support::Api;
+
+const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+fn hs256(secret: &[u8], payload: Value) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
+    let input = format!(
+        "{}.{}",
+        B64.encode(br#"{"alg":"HS256"}"#),
+        B64.encode(payload.to_string())
+    );
+    let tag = aws_lc_rs::hmac::sign(
+        &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret),
+        input.as_bytes(),
+    );
+    format!("{input}.{}", B64.encode(tag.as_ref()))
+}
+
+struct Row {
+    name: &'static str,
+    token: Option<String>,
+    status: u16,
+    body: &'static str,
+    challenge: &'static str,
+    code: &'static str,
+    /// Words the explanation must hold.
+    says: &'static [&'static str],
+    outcome: &'static str,
+}
+
+#[tokio::test]
+async fn each_jwt_mistake_is_named_where_users_look() {
+    use base64::Engine;
+    let jwks = json!({"keys": [{"kty": "oct", "k": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(SECRET)}]});
+    let api = Api::dev().await;
+    let provider = json!({"Kind": "jwt-provider", "Name": "okta", "Issuer": "okta",
+        "JSONWebKeySet": {"Local": {"JWKS": base64::engine::general_purpose::STANDARD.encode(jwks.to_string())}}});
+    assert_eq!(api.put(&provider.to_string()).await.body, "true");
+    api.put(r#"{"Kind":"service-defaults","Name":"api","Protocol":"http"}"#)
+        .await;
+    let intentions = json!({"Kind": "service-intentions", "Name": "api",
+        "JWT": {"Providers": [{"Name": "okta"}]},
+        "Sources": [{"Name": "web", "Action": "allow"}]});
+    assert_eq!(api.put(&intentions.to_string()).await.body, "true");
+    let realm = "Bearer realm=\"api\"";
+    let invalid = "Bearer realm=\"api\", error=\"invalid_token\"";
+    let url_issuer = "https://dev-123.okta.com/oauth2/default";
+    let rows = [
+        Row {
+            name: "the real issuer's URL, for a provider whose Issuer is a name",
+            token: Some(hs256(SECRET, json!({"iss": url_issuer, "sub": "alice"}))),
+            status: 401,
+            body: "Jwt issuer is not configured",
+            challenge: invalid,
+            code: "jwt_issuer_unknown",
+            says: &[
+                "iss \"https://dev-123.okta.com/oauth2/default\"",
+                "expected \"okta\"",
+                "check the provider's Issuer",
+            ],
+            outcome: "issuer_unknown",
+        },
+        Row {
+            name: "a token without iss",
+            token: Some(hs256(SECRET, json!({"sub": "alice"}))),
+            status: 401,
+            body: "Jwt issuer is not configured",
+            challenge: invalid,
+            code: "jwt_issuer_unknown",
+            says: &["has no iss", "expected \"okta\""],
+            outcome: "issuer_unknown",
+        },
+        Row {
+            name: "not a JWT",
+            token: Some("not-a-jwt".into()),
+            status: 401,
+            body: "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections",
+            challenge: invalid,
+            code: "jwt_malformed",
+            says: &["is not a JWT"],
+            outcome: "malformed",
+        },
+        Row {
+            name: "no token",
+            token: None,
+            status: 401,
+            body: "Jwt is missing",
+            challenge: realm,
+            code: "jwt_missing",
+            says: &["no token for provider \"okta\""],
+            outcome: "missing",
+        },
+        Row {
+            name: "a token signed with another key",
+            token: Some(hs256(
+                b"another-secret-another-secret-xx",
+                json!({"iss": "okta"}),
+            )),
+            status: 401,
+            body: "Jwt verification fails",
+            challenge: invalid,
+            code: "jwt_invalid",
+            says: &["failed: Jwt verification fails"],
+            outcome: "bad_signature",
+        },
+        Row {
+            name: "the provider's own token",
+            token: Some(hs256(SECRET, json!({"iss": "okta", "sub": "alice"}))),
+            status: 200,
+            body: "",
+            challenge: "",
+            code: "intention",
+            says: &["Allowed"],
+            outcome: "valid",
+        },
+    ];
+    for row in rows {
+        let mut body = json!({"Source": "web", "Destination": "api", "Path": "/items"});
+        if let Some(t) = &row.token {
+            body["Token"] = json!(t);
+        }
+        let r = api
+            .call(
+                "POST",
+                "/v1/connect/intentions/explain",
+                None,
+                &body.to_string(),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}: {}", row.name, r.body);
+        let v = r.json();
+        let name = row.name;
+        assert_eq!(v["Status"], json!(row.status), "{name}: {v}");
+        if row.status != 200 {
+            assert_eq!(v["Body"], json!(row.body), "{name}");
+            assert_eq!(v["WWWAuthenticate"], json!(row.challenge), "{name}");
+        }
+        assert_eq!(v["ReasonCode"], json!(row.code), "{name}: {v}");
+        let reason = v["Reason"].as_str().unwrap();
+        for words in row.says {
+            assert!(reason.contains(words), "{name}: {reason:?} lacks {words:?}");
+        }
+        assert_eq!(v["Tokens"][0]["Outcome"], json!(row.outcome), "{name}: {v}");
+        if let Some(t) = &row.token {
+            assert!(
+                !v.to_string().contains(t.as_str()),
+                "{name}: the token was echoed"
+            );
+        }
+    }
+}
