@@ -213,6 +213,7 @@ fn an_https_agent_refuses_clients_without_a_valid_certificate() {
     let (code, _, err) = members(&["-ca-file", path(&pki.ca)]);
     assert_ne!(code, 0);
     assert!(err.contains("CertificateRequired"), "{err}");
+    assert!(err.contains("pass -client-cert and -client-key"), "{err}");
     // A client certificate of another CA (of the same name: its signature fails).
     let (code, _, err) = members(&[
         "-ca-file",
@@ -235,6 +236,7 @@ fn an_https_agent_refuses_clients_without_a_valid_certificate() {
     ]);
     assert_ne!(code, 0);
     assert!(err.contains("UnknownIssuer"), "{err}");
+    assert!(err.contains("pass its CA with -ca-file"), "{err}");
     // A name the agent's certificate does not carry, then one it does.
     let with_name = |name: &str| {
         members(&[
@@ -264,9 +266,39 @@ fn an_https_agent_refuses_clients_without_a_valid_certificate() {
     ]);
     assert_ne!(code, 0);
     assert!(err.contains("-client-key needs -client-cert"), "{err}");
-    // Plain HTTP to the HTTPS port gets no API answer.
+    // Plain HTTP to the HTTPS port gets no API answer, and the CLI says why.
     let (status, _) = get(&addr, "/v1/catalog/services");
     assert_ne!(status, 200);
+    let (code, _, err) = tribune(
+        &[
+            "config",
+            "list",
+            "-kind",
+            "service-defaults",
+            "-http-addr",
+            &addr,
+        ],
+        &[],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("use an https:// address"), "{err}");
+    // Nothing listening: the CLI says what to check.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_addr = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let (code, _, err) = tribune(
+        &[
+            "config",
+            "list",
+            "-kind",
+            "service-defaults",
+            "-http-addr",
+            &closed_addr,
+        ],
+        &[],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("Is `tribune agent` running there?"), "{err}");
     agent.kill();
 }
 

@@ -127,6 +127,21 @@ pub fn call(
     })
 }
 
+/// What to do about a failed connection, when the error says enough to tell.
+pub fn connection_hint(error: &str) -> Option<&'static str> {
+    if error.contains("Connection refused") {
+        Some("Is `tribune agent` running there? Pass -http-addr (or set CONSUL_HTTP_ADDR) to reach another address.")
+    } else if error.contains("InvalidContentType") || error.contains("invalid HTTP version") {
+        Some("The agent and this client speak different protocols: use an https:// address for an HTTPS port, http:// for an HTTP one.")
+    } else if error.contains("invalid peer certificate") {
+        Some("The agent's certificate was not accepted: pass its CA with -ca-file (or CONSUL_CACERT), and -tls-server-name when the address is not a name in the certificate.")
+    } else if error.contains("CertificateRequired") {
+        Some("The agent requires a client certificate (verify_incoming): pass -client-cert and -client-key (or CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY).")
+    } else {
+        None
+    }
+}
+
 /// Consul's text for a non-200 answer.
 pub fn unexpected(r: &Response) -> String {
     format!(
@@ -151,6 +166,9 @@ pub fn call_ok(
     match call(http, method, path, body) {
         Err(e) => {
             let _ = writeln!(io.err, "Error connecting to Tribune agent: {e}");
+            if let Some(hint) = connection_hint(&e.0) {
+                let _ = writeln!(io.err, "{hint}");
+            }
             Err(code)
         }
         Ok(r) if r.status != 200 => {
