@@ -9,7 +9,33 @@ use tribune_model::{JwtProvider, ServiceIntentions, WILDCARD};
 /// Warnings for one `jwt-provider` entry: inline symmetric (`oct`) keys are a shared
 /// secret that anyone who can read the entry holds, and Consul lets every token with
 /// `service:write` on any service read every provider.
+///
+/// Also the provider mistakes users make (issue #42): an `Issuer` that is not a URL
+/// while the keys come from a remote set (an OpenID provider's tokens carry its URL
+/// in `iss`, so every token would be refused as `jwt_issuer_unknown`), and no
+/// `Audiences` (a token this issuer made for any other service is accepted).
 pub fn provider_warnings(p: &JwtProvider) -> Vec<String> {
+    let mut out = Vec::new();
+    if matches!(p.json_web_key_set, JsonWebKeySet::Remote(_))
+        && !p.issuer.is_empty()
+        && !p.issuer.contains("://")
+    {
+        out.push(format!(
+            "jwt-provider {:?}: Issuer {:?} is not a URL, but its keys come from a remote key set: OpenID providers put their URL in a token's iss (such as \"https://{}.example.com/oauth2/default\"), and a token whose iss is not exactly the Issuer is refused (jwt_issuer_unknown); copy the issuer from the provider's /.well-known/openid-configuration",
+            p.name, p.issuer, p.issuer
+        ));
+    }
+    if p.audiences.is_empty() {
+        out.push(format!(
+            "jwt-provider {:?} has no Audiences: a token its issuer made for any other service or client is accepted; list the audiences meant for the services it guards",
+            p.name
+        ));
+    }
+    out.extend(symmetric_key_warning(p));
+    out
+}
+
+fn symmetric_key_warning(p: &JwtProvider) -> Vec<String> {
     let JsonWebKeySet::Local(local @ LocalJwks::Inline(_)) = &p.json_web_key_set else {
         return Vec::new();
     };
@@ -52,6 +78,21 @@ pub fn write_warnings(
             "JWT on the wildcard destination applies only to services with an HTTP protocol; tcp services ignore it"
                 .to_string(),
         );
+    }
+    if let Some(jwt) = &entry.jwt {
+        out.extend(claim_path_warnings("JWT", jwt));
+    }
+    for (i, src) in entry.sources.iter().enumerate() {
+        if let SourceRule::Permissions(perms) = &src.rule {
+            for (j, perm) in perms.iter().enumerate() {
+                if let Some(jwt) = &perm.jwt {
+                    out.extend(claim_path_warnings(
+                        &format!("Sources[{i}].Permissions[{j}].JWT"),
+                        jwt,
+                    ));
+                }
+            }
+        }
     }
     for (i, src) in entry.sources.iter().enumerate() {
         let p = format!("Sources[{i}] ({})", src.name);
@@ -98,6 +139,33 @@ pub fn write_warnings(
     out
 }
 
+/// A `VerifyClaims.Path` element holding a `.`: `Path` is the list of claim names,
+/// one per level, so `"perms.role"` names a top-level claim with a dot in its name
+/// (and every request then fails the check); `["perms", "role"]` was most likely
+/// meant.
+fn claim_path_warnings(at: &str, jwt: &tribune_model::intentions::JwtRequirement) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, provider) in jwt.providers.iter().enumerate() {
+        for (m, claim) in provider.verify_claims.iter().enumerate() {
+            if claim.path.iter().any(|e| e.contains('.')) {
+                let meant: Vec<String> = claim
+                    .path
+                    .iter()
+                    .flat_map(|e| e.split('.'))
+                    .map(|e| format!("{e:?}"))
+                    .collect();
+                let given: Vec<String> = claim.path.iter().map(|e| format!("{e:?}")).collect();
+                out.push(format!(
+                    "{at}.Providers[{k}].VerifyClaims[{m}].Path: [{}] names one claim with a dot in its name; Path lists the claim names one level each: did you mean [{}]?",
+                    given.join(", "),
+                    meant.join(", ")
+                ));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +179,44 @@ mod tests {
     }
 
     const JWT_ALLOW: &str = "Kind = \"service-intentions\"\nName = \"api\"\nJWT { Providers = [ { Name = \"okta\" } ] }\nSources = [ { Name = \"web\" Action = \"allow\" }, { Name = \"bad\" Action = \"deny\" } ]";
+
+    #[test]
+    fn a_dotted_claim_path_gets_a_did_you_mean() {
+        let e = entry(
+            "Kind = \"service-intentions\"\nName = \"api\"\nSources = [ { Name = \"web\" Permissions = [ { Action = \"allow\" HTTP { PathPrefix = \"/\" } JWT { Providers = [ { Name = \"okta\" VerifyClaims = [ { Path = \"perms.role\" Value = \"admin\" } ] } ] } } ] } ]",
+        );
+        let w = write_warnings(&e, Action::Deny, Some(true));
+        assert_eq!(
+            w,
+            ["Sources[0].Permissions[0].JWT.Providers[0].VerifyClaims[0].Path: [\"perms.role\"] names one claim with a dot in its name; Path lists the claim names one level each: did you mean [\"perms\", \"role\"]?"]
+        );
+    }
+
+    #[test]
+    fn provider_mistakes_are_named() {
+        let remote = |extra: &str| {
+            match parse_entry(&format!(
+            "Kind = \"jwt-provider\"\nName = \"okta\"\nJSONWebKeySet {{ Remote {{ URI = \"https://idp.example/keys\" }} }}\n{extra}"
+        )) {
+            Ok(ConfigEntry::JwtProvider(p)) => p,
+            other => panic!("{other:?}"),
+        }
+        };
+        let w = provider_warnings(&remote("Issuer = \"okta\""));
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].starts_with("jwt-provider \"okta\": Issuer \"okta\" is not a URL"),
+            "{w:?}"
+        );
+        assert!(
+            w[1].starts_with("jwt-provider \"okta\" has no Audiences"),
+            "{w:?}"
+        );
+        assert!(provider_warnings(&remote(
+            "Issuer = \"https://idp.example/\"\nAudiences = [\"api\"]"
+        ))
+        .is_empty());
+    }
 
     #[test]
     fn jwt_on_allow_under_default_allow_has_no_effect() {

@@ -159,3 +159,42 @@ async fn each_jwt_mistake_is_named_where_users_look() {
         }
     }
 }
+
+/// The mistakes that can be seen when an entry is written are named then, in the
+/// answer's `X-Tribune-Warning` headers (what `config write` prints).
+#[tokio::test]
+async fn provider_and_claim_mistakes_are_warned_about_at_write_time() {
+    let api = Api::dev().await;
+    let warnings = |r: &support::Reply| -> Vec<String> {
+        r.headers
+            .get_all("x-tribune-warning")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    };
+    // The seed's provider: a name as Issuer, remote keys, no Audiences.
+    let seed = json!({"Kind": "jwt-provider", "Name": "okta", "Issuer": "okta",
+        "JSONWebKeySet": {"Remote": {"URI": "https://idp.example/v1/keys"}}});
+    let r = api.put(&seed.to_string()).await;
+    assert_eq!(r.body, "true");
+    let w = warnings(&r);
+    assert!(
+        w.iter().any(|w| w.contains("Issuer \"okta\" is not a URL")),
+        "{w:?}"
+    );
+    assert!(w.iter().any(|w| w.contains("has no Audiences")), "{w:?}");
+    api.put(r#"{"Kind":"service-defaults","Name":"api","Protocol":"http"}"#)
+        .await;
+    let intentions = json!({"Kind": "service-intentions", "Name": "api", "Sources": [{"Name": "web",
+        "Permissions": [{"Action": "allow", "HTTP": {"PathPrefix": "/"},
+            "JWT": {"Providers": [{"Name": "okta", "VerifyClaims": [{"Path": "perms.role", "Value": "admin"}]}]}}]}]});
+    let r = api.put(&intentions.to_string()).await;
+    assert_eq!(r.body, "true");
+    assert!(
+        warnings(&r)
+            .iter()
+            .any(|w| w.contains("did you mean [\"perms\", \"role\"]?")),
+        "{:?}",
+        warnings(&r)
+    );
+}
