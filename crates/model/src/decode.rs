@@ -216,17 +216,21 @@ fn without(root: &Value, gone: &Value) -> Value {
     }
 }
 
-/// The message Consul CE gives for a key that no field takes.
+/// The message for a key that no field takes: Consul CE's, with its Enterprise note
+/// only where the feature really is Enterprise-only (namespaces). Consul CE calls
+/// every unknown key holding `jwt` "api-gateway jwt validation", which misleads for
+/// a `JWT` block put in the wrong place (issue #42): that one is told where it goes.
 pub fn unknown_key_message(dotted: &str) -> String {
     let lower = dotted.to_ascii_lowercase();
+    let last = lower.rsplit('.').next().unwrap_or(&lower);
     if lower.ends_with("namespace") {
         format!(
             "invalid config key {}, namespaces are a consul enterprise feature",
             go::quote(dotted)
         )
-    } else if lower.contains("jwt") {
+    } else if last == "jwt" {
         format!(
-            "invalid config key {}, api-gateway jwt validation is a consul enterprise feature",
+            "invalid config key {}: a JWT block goes at the top level of a service-intentions entry (every source) or in a permission (Sources[i].Permissions[j].JWT)",
             go::quote(dotted)
         )
     } else {

@@ -41,7 +41,16 @@ impl fmt::Display for DecodeError {
                 f.write_str("Payload does not contain a kind/Kind key at the top level")
             }
             DecodeError::KindNotString => f.write_str("Kind value in payload is not a string"),
-            DecodeError::InvalidKind(k) => write!(f, "invalid config entry kind: {k}"),
+            DecodeError::InvalidKind(k) => {
+                write!(f, "invalid config entry kind: {k}")?;
+                // `jwt_provider`, `JWT-Provider`: the kind meant, named.
+                let spelled = k.replace('_', "-").to_ascii_lowercase();
+                let kinds = crate::entry::Kind::ALL.map(|k| k.as_str());
+                if let Some(near) = crate::decode::suggestion(&spelled, kinds) {
+                    write!(f, " (did you mean {near:?}?)")?;
+                }
+                Ok(())
+            }
             DecodeError::Fields(list) => f.write_str(&multierror(list)),
         }
     }

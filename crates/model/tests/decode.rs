@@ -45,6 +45,10 @@ fn kind_must_be_present_a_string_and_known() {
         decode_error("Kind = \"service-routerz\"").to_string(),
         "invalid config entry kind: service-routerz"
     );
+    assert_eq!(
+        decode_error("Kind = \"jwt_provider\"\nName = \"x\"").to_string(),
+        "invalid config entry kind: jwt_provider (did you mean \"jwt-provider\"?)"
+    );
 }
 
 #[test]
@@ -82,12 +86,28 @@ Sources = [ { Name = "web" Action = "allow" Namespace = "other" } ]"#,
             r#"invalid config key "Sources[0].Namespace", namespaces are a consul enterprise feature"#,
         ]
     );
+    // Consul CE calls this "api-gateway jwt validation is a consul enterprise
+    // feature"; it is an unknown key, no more (issue #42).
     let errs = field_errors("Kind = \"jwt-provider\"\nName = \"x\"\nJWTRules = 1");
+    assert_eq!(errs, [r#"invalid config key "JWTRules""#]);
+    // A JWT block on a source is told where it goes; a misspelt key gets a suggestion
+    // and no Enterprise note.
+    let errs = field_errors(
+        "Kind = \"service-intentions\"\nName = \"api\"\nSources = [ { Name = \"web\" Action = \"allow\" JWT { Providers = [ { Name = \"okta\" } ] } } ]",
+    );
     assert_eq!(
         errs,
         [
-            r#"invalid config key "JWTRules", api-gateway jwt validation is a consul enterprise feature"#
+            r#"invalid config key "Sources[0].JWT": a JWT block goes at the top level of a service-intentions entry (every source) or in a permission (Sources[i].Permissions[j].JWT)"#
         ]
+    );
+    let errs = field_errors(
+        "Kind = \"service-intentions\"\nName = \"api\"\nJWT { Providers = [ { Name = \"okta\" VerifyClaim = [ { Path = [\"role\"] Value = \"admin\" } ] } ] }\nSources = [ { Name = \"web\" Action = \"allow\" } ]",
+    );
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with(r#"invalid config key "JWT.Providers[0].VerifyClaim" (did you mean"#),
+        "{errs:?}"
     );
 }
 

@@ -30,6 +30,18 @@ fn example(name: &str) -> String {
     format!("{}/../../examples/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
+/// What `config write` prints on stderr for the seed's provider file: its write-time
+/// warnings (a name as Issuer with remote keys, no Audiences).
+fn okta_warnings() -> String {
+    let text = std::fs::read_to_string(example("okta-provider.hcl")).unwrap();
+    let Ok(tribune_model::ConfigEntry::JwtProvider(p)) = tribune_model::parse_entry(&text) else {
+        panic!("the seed's provider parses")
+    };
+    let warnings = tribune_authz::provider_warnings(&p);
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    warnings.iter().map(|w| format!("WARNING: {w}\n")).collect()
+}
+
 #[test]
 fn seed_workflow_through_the_cli() {
     let addr = start_agent(AgentConfig::default());
@@ -44,7 +56,7 @@ fn seed_workflow_through_the_cli() {
         (
             0,
             "Config entry written: jwt-provider/okta\n".into(),
-            String::new()
+            okta_warnings()
         )
     );
     let (code, _, err) = run(&["config", "write", &example("api-intentions.hcl")]);
@@ -142,7 +154,10 @@ fn config_write_cas_and_argument_errors() {
         (
             1,
             String::new(),
-            "Config entry not updated: jwt-provider/okta\n".into()
+            format!(
+                "{}Config entry not updated: jwt-provider/okta\n",
+                okta_warnings()
+            )
         )
     );
     assert_eq!(
@@ -269,7 +284,7 @@ fn acl_workflow_mesh_write_token() {
         (
             0,
             "Config entry written: jwt-provider/okta\n".into(),
-            String::new()
+            okta_warnings()
         )
     );
 }

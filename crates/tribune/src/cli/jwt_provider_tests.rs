@@ -116,10 +116,15 @@ fn config_write_notes_the_tribune_extensions_on_stderr() {
     assert_eq!(out, "Config entry written: jwt-provider/okta\n");
     assert_eq!(
         err,
-        "note: uses Tribune extensions: ClaimToHeaders (Consul would refuse this file)\n"
+        "WARNING: jwt-provider \"okta\" has no Audiences: a token its issuer made for any other service or client is accepted; list the audiences meant for the services it guards\nnote: uses Tribune extensions: ClaimToHeaders (Consul would refuse this file)\n"
     );
-    // A Consul file prints nothing more.
-    std::fs::write(&f, provider("okta", "http://127.0.0.1:1/keys")).unwrap();
+    // A Consul file without mistakes prints nothing more.
+    std::fs::write(
+        &f,
+        provider("okta", "http://127.0.0.1:1/keys")
+            .replace("Issuer = \"okta\"", "Issuer = \"https://idp.example/\""),
+    )
+    .unwrap();
     let (code, _, err) = run_args(&["config", "write", "-http-addr", &agent, f.to_str().unwrap()]);
     assert_eq!((code, err.as_str()), (0, ""));
 }
