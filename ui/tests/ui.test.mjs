@@ -258,6 +258,31 @@ test("the simulator answers what the explain API answers", async () => {
   await page.context().close();
 });
 
+test("the simulator asks for a destination, shows the verified claims and wraps long values", async () => {
+  const page = await newPage();
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await open(page, "#/simulator", "simulator");
+  // Placeholders are examples, not values.
+  assert.match(await page.getAttribute("#sim-destination", "placeholder"), /^e\.g\. /);
+  assert.equal(await page.inputValue("#sim-destination"), "");
+  // Nothing to explain without a destination: said at once, no API error.
+  await page.click("#explain");
+  assert.match(await page.locator("#sim-result .notice.error").innerText(), /^Destination is required/);
+  // The verified token's claims are shown; a very long value (here the path, shown
+  // back normalized) wraps instead of widening the page.
+  await page.fill("#sim-source", "web");
+  await page.fill("#sim-destination", "api");
+  await page.fill("#sim-path", `/v1/items/${"x".repeat(2500)}`);
+  await page.fill("#sim-token", await tokenFor("alice"));
+  await page.click("#explain");
+  await page.locator("#answer").waitFor();
+  const claims = page.locator('#answer td[data-row="Claims (okta)"]');
+  assert.match(await claims.innerText(), /"sub": "alice"/);
+  const width = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+  assert.ok(width[0] <= width[1], `the page is ${width[0]} px wide in a ${width[1]} px window`);
+  await page.context().close();
+});
+
 test("JWT providers and sidecars show what the sidecars report", async () => {
   const page = await newPage();
   await open(page, "#/providers", "providers");

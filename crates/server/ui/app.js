@@ -406,28 +406,38 @@ function explainAnswer(a) {
     ["Body", a.Body === null || a.Body === undefined ? "" : a.Body],
   ];
   if (a.WWWAuthenticate) rows.push(["WWW-Authenticate", a.WWWAuthenticate]);
-  for (const t of a.Tokens || []) rows.push([`Token (${t.Provider})`, `${t.Outcome}${t.Error ? `: ${t.Error}` : ""}`]);
+  for (const t of a.Tokens || []) {
+    rows.push([`Token (${t.Provider})`, `${t.Outcome}${t.Error ? `: ${t.Error}` : ""}`]);
+    // The verified token's claims: what VerifyClaims and ClaimToHeaders read.
+    if (t.Claims) rows.push([`Claims (${t.Provider})`, h("pre", { class: "claims" }, JSON.stringify(t.Claims, null, 2))]);
+  }
   for (const [k, v] of Object.entries(a.ForwardedHeaders || {})) rows.push([`Sets header ${k}`, v]);
   return h("div", { id: "answer", "data-allowed": a.Allowed ? "true" : "false", "data-status": a.Status ?? "" },
     h("p", { class: `verdict ${a.Allowed ? "ok" : "bad"}`, id: "verdict" }, a.Allowed ? "Allowed" : "Denied"),
-    h("table", {}, rows.map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", { "data-row": k }, v)))));
+    h("table", { class: "answer" }, rows.map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", { "data-row": k }, v)))));
 }
 
 async function simulatorPage() {
   const field = (id, label, el) => [h("label", { for: id }, label), el];
   const inputs = {
-    source: h("input", { id: "sim-source", placeholder: "web (empty: a caller outside the mesh)" }),
-    destination: h("input", { id: "sim-destination", placeholder: "api" }),
-    method: h("input", { id: "sim-method", placeholder: "GET" }),
-    path: h("input", { id: "sim-path", placeholder: "/v1/items?x=1" }),
-    headers: h("textarea", { id: "sim-headers", placeholder: "Name: value (one per line)" }),
-    token: h("textarea", { id: "sim-token", placeholder: "a JWT (sent as Authorization: Bearer)" }),
+    // Placeholders say "e.g." and look unlike values: an empty field is not "web".
+    source: h("input", { id: "sim-source", placeholder: "e.g. web (empty: a caller outside the mesh)" }),
+    destination: h("input", { id: "sim-destination", placeholder: "e.g. api (required)", required: "" }),
+    method: h("input", { id: "sim-method", placeholder: "e.g. GET (empty: GET)" }),
+    path: h("input", { id: "sim-path", placeholder: "e.g. /v1/items?x=1 (empty: /)" }),
+    headers: h("textarea", { id: "sim-headers", placeholder: "e.g. X-Debug: 1 (one header per line)" }),
+    token: h("textarea", { id: "sim-token", placeholder: "e.g. eyJhbGciOi... (sent as Authorization: Bearer)" }),
   };
   const result = h("div", { class: "panel", id: "sim-result" }, h("p", { class: "muted" }, "The sidecar's own answer appears here."));
   const button = h("button", { class: "primary", id: "explain" }, "Explain");
   button.addEventListener("click", async () => {
     try {
       const values = Object.fromEntries(Object.entries(inputs).map(([k, el]) => [k, el.value]));
+      if (!values.destination.trim()) {
+        result.replaceChildren(notice("Destination is required: the service whose sidecar answers.", true));
+        inputs.destination.focus();
+        return;
+      }
       const req = explainRequest(values);
       if (req.Headers && req.Token) {
         // The token goes as a bearer header unless Headers already carries one.
