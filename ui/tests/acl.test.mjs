@@ -103,6 +103,11 @@ test("the token is kept for the tab and only what it may read is shown", async (
   await useToken(page, ROOT_TOKEN, "entries");
   const all = await page.locator("#entry-list a[data-name]").evaluateAll((els) => els.map((e) => e.dataset.name).sort());
   assert.deepEqual(all, ["api", "billing", "web"]);
+  // A token the agent does not know is said to be one, not shown as an empty list.
+  await page.fill("#token", "00000000-0000-4000-8000-00000000dead");
+  await page.click("#token-form button");
+  await page.waitForSelector('main#page[data-ready="true"]');
+  assert.match(await page.locator("main#page").innerText(), /ACL not found: the agent does not know this token/);
   // Another tab does not have it.
   const other = await (await browser.newContext()).newPage();
   await open(other, "#/entries/service-intentions", "entries");

@@ -296,7 +296,14 @@ test("JWT providers and sidecars show what the sidecars report", async () => {
   await open(page, "#/sidecars", "sidecars");
   const rows = await page.locator("#sidecars tr[data-sidecar]").evaluateAll((els) => els.map((e) => `${e.dataset.service}:${e.dataset.sidecar}`).sort());
   assert.deepEqual(rows, ["api:api-sidecar-proxy", "web:web-sidecar-proxy"]);
-  assert.match(await page.locator('#sidecars tr[data-sidecar="api-sidecar-proxy"]').innerText(), /connected/);
+  const api = page.locator('#sidecars tr[data-sidecar="api-sidecar-proxy"]');
+  assert.match(await api.innerText(), /connected/);
+  // The last contact and the last policy change are told apart.
+  assert.match(await api.locator('td[data-col="contact"]').innerText(), /^\d+ s ago$/);
+  assert.match(await api.locator('td[data-col="policy"]').innerText(), /^\d+ s ago$/);
+  // Without ACLs an empty list is empty, not hidden.
+  await open(page, "#/entries/proxy-defaults", "entries");
+  assert.match(await page.locator("#entry-list").innerText(), /No entries of this kind yet/);
   await page.context().close();
 });
 

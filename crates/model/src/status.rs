@@ -21,9 +21,15 @@ pub struct SidecarReport {
     /// Policies installed since the sidecar started.
     #[serde(default)]
     pub snapshot_version: u64,
-    /// When an agent last answered the sidecar (Unix seconds; absent: never).
+    /// When an agent last answered the sidecar (Unix seconds; absent: never). A
+    /// blocking query is answered when the policy changes or its wait ends, so this
+    /// is not the last contact (that is the report itself).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync: Option<i64>,
+    /// When the policy enforced was installed (Unix seconds, the sidecar's clock;
+    /// absent: none yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed_at: Option<i64>,
     /// When the sidecar wrote the report (Unix seconds, its clock).
     #[serde(default)]
     pub reported_at: i64,
@@ -86,6 +92,7 @@ mod tests {
             snapshot_index: 7,
             snapshot_version: 2,
             last_sync: Some(1_800_000_000),
+            installed_at: Some(1_799_999_990),
             reported_at: 1_800_000_001,
             providers: vec![ProviderHealth {
                 name: "okta".into(),

@@ -121,6 +121,8 @@ pub struct Proxy {
     state: std::sync::OnceLock<Arc<state::StateFile>>,
     /// Unix seconds of the last successful answer from an agent (0: never).
     last_sync: AtomicI64,
+    /// Unix seconds of the last policy installed (0: none yet).
+    installed_at: AtomicI64,
     /// What the agent said when it last refused this sidecar's token, per watch
     /// ([`Watch`]); `None` while it answers.
     refusals: std::sync::Mutex<[Option<String>; Watch::ALL.len()]>,
@@ -197,6 +199,7 @@ impl Proxy {
                 metrics,
                 state: std::sync::OnceLock::new(),
                 last_sync: AtomicI64::new(0),
+                installed_at: AtomicI64::new(0),
                 refusals: std::sync::Mutex::new(Default::default()),
                 install_failure: std::sync::Mutex::new(None),
                 shadow: shadow::ShadowStats::default(),
@@ -240,6 +243,7 @@ impl Proxy {
             rt.prepare().await;
         }
         self.versions.store(version, Ordering::Relaxed);
+        self.installed_at.store(state::now(), Ordering::Relaxed);
         self.metrics.config_version.set(version as i64);
         self.metrics.config_index.set(index as i64);
         tracing::info!(
@@ -355,6 +359,14 @@ impl Proxy {
     pub fn token_refused(&self) -> Option<String> {
         let all = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
         all.iter().flatten().next().cloned()
+    }
+
+    /// When the enforced policy was installed (Unix seconds; `None`: none yet).
+    pub fn installed_at(&self) -> Option<i64> {
+        match self.installed_at.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(t),
+        }
     }
 
     /// Seconds since the last successful answer from an agent (`None`: never).

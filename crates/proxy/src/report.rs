@@ -19,6 +19,7 @@ pub fn status(proxy: &Proxy, service: &str, name: &str) -> SidecarReport {
         snapshot_index: snap.as_ref().map_or(0, |s| s.index),
         snapshot_version: snap.as_ref().map_or(0, |s| s.version),
         last_sync: proxy.since_sync().map(|ago| now - ago),
+        installed_at: proxy.installed_at(),
         reported_at: now,
         providers: snap
             .as_ref()

@@ -5,7 +5,8 @@
 //!   ([`tribune_model::status::SidecarReport`]); needs `service:write` on its service,
 //!   like the sidecar's other calls. The agent keeps the last report of each sidecar.
 //! - `GET /v1/tribune/sidecars`: those reports (`service:read` on each service), with
-//!   `SecondsSinceReport` and `SecondsSinceSync` computed on the agent's clock.
+//!   `SecondsSinceReport` (the last contact), `SecondsSinceSync` (the last answer
+//!   from an agent) and `SecondsSincePolicyChange` computed on the agent's clock.
 //! - `POST /v1/tribune/config/validate`: an entry file's text (HCL or JSON) checked as
 //!   `PUT /v1/config` would check it (decode, validation, the cross-entry checks
 //!   against the stored entries, write-time warnings; the last two need the ACL a
@@ -109,10 +110,12 @@ pub(crate) async fn sidecars(
         let mut v = serde_json::to_value(&report).unwrap_or(Value::Null);
         v["SecondsSinceReport"] = json!((now - report.received_at).max(0));
         // The sidecar's "last sync" moved onto the agent's clock by the report's age.
-        v["SecondsSinceSync"] = match report.last_sync {
+        let on_agent_clock = |t: Option<i64>| match t {
             Some(t) => json!((report.reported_at - t).max(0) + (now - report.received_at).max(0)),
             None => Value::Null,
         };
+        v["SecondsSinceSync"] = on_agent_clock(report.last_sync);
+        v["SecondsSincePolicyChange"] = on_agent_clock(report.installed_at);
         out.push(v);
     }
     Ok(Json(out).into_response())

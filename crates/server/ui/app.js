@@ -42,18 +42,36 @@ async function api(method, path, body, { text = false } = {}) {
     headers["Content-Type"] = "application/json";
   }
   const res = await fetch(path, { method, headers, body });
+  // Consul's mark of a list the token saw only part of.
+  if (res.headers.get("X-Consul-Results-Filtered-By-ACLs") === "true") hiddenReads++;
   const t = await res.text();
   if (!res.ok) throw new ApiError(res.status, t);
   if (text) return t;
   return t ? JSON.parse(t) : null;
 }
 
-// A GET whose 403 means "not shown to this token": an empty answer.
+// Reads refused while the current page loaded: an empty list then means "hidden
+// from this token", not "none" (an agent without ACLs refuses nothing).
+let hiddenReads = 0;
+
+// What an empty list says: hidden from this token, or none at all.
+function emptyText(what, none) {
+  return hiddenReads ? `No ${what} this token may read.` : none;
+}
+
+// A GET whose 403 means "not shown to this token": an empty answer. A token the agent
+// does not know is no such thing: it is said.
 async function readable(path, empty) {
   try {
     return await api("GET", path);
   } catch (e) {
-    if (e instanceof ApiError && e.status === 403) return empty;
+    if (e instanceof ApiError && e.status === 403) {
+      if (/ACL not found/.test(e.body)) {
+        throw new Error("ACL not found: the agent does not know this token. Check it, or clear it to read as the anonymous token.");
+      }
+      hiddenReads++;
+      return empty;
+    }
     throw e;
   }
 }
@@ -99,6 +117,7 @@ async function route() {
   main.replaceChildren(h("p", { class: "muted" }, "Loading…"));
   main.dataset.page = page;
   main.dataset.ready = "false";
+  hiddenReads = 0;
   try {
     const content = await pages[page](rest.map(decodeURIComponent));
     main.replaceChildren(content);
@@ -158,7 +177,7 @@ async function topologyPage() {
     h("span", { id: "default-policy" }, `Default policy: ${policy} (requests no intention matches)`));
   const content = h("div", {}, h("h2", {}, "Topology"), legend);
   if (names.size === 0) {
-    content.append(notice("No services or intentions this token may read."));
+    content.append(notice(emptyText("services or intentions", "No services or intentions yet: write a service-intentions entry (Entries, or tribune config write).")));
     return content;
   }
   const g = new dagre.graphlib.Graph({ multigraph: true });
@@ -246,7 +265,7 @@ async function entriesPage([kind, name]) {
       href: `#/entries/${kind}/${encodeURIComponent(e.Name)}`,
       class: e.Name === name ? "active" : "",
       "data-name": e.Name,
-    }, e.Name)) : h("p", { class: "muted" }, "No entries of this kind that this token may read."),
+    }, e.Name)) : h("p", { class: "muted" }, emptyText("entries of this kind that", "No entries of this kind yet.")),
     h("p", {}, h("button", { id: "new-entry", onclick: () => openEditor(detail, kind, null) }, "New entry")));
   const detail = h("div", { class: "grow", id: "entry-detail" });
   const entry = list.find((e) => e.Name === name);
@@ -479,7 +498,7 @@ async function providersPage() {
   ]);
   const content = h("div", {}, h("h2", {}, "JWT providers"));
   if (!providers.length) {
-    content.append(notice("No jwt-provider entries this token may read."));
+    content.append(notice(emptyText("jwt-provider entries", "No jwt-provider entries yet.")));
     return content;
   }
   for (const p of providers) {
@@ -536,15 +555,17 @@ async function sidecarsPage() {
     return content;
   }
   content.append(h("table", { id: "sidecars" },
-    h("tr", {}, ["Sidecar", "Service", "Snapshot index", "Snapshot version", "Last sync with an agent", "Last report", "State"].map((x) => h("th", {}, x))),
+    // Contact (the sidecar's report, every 10 s) and policy changes apart: a policy
+    // unchanged for an hour is not a stale sidecar.
+    h("tr", {}, ["Sidecar", "Service", "Policy index", "Policies installed", "Last contact", "Policy changed", "State"].map((x) => h("th", {}, x))),
     list.map((s) => {
       const live = s.SecondsSinceReport <= 30;
       return h("tr", { "data-sidecar": s.Proxy, "data-service": s.Service },
         h("td", {}, s.Proxy), h("td", {}, s.Service),
         h("td", { "data-col": "index" }, String(s.SnapshotIndex)),
         h("td", {}, String(s.SnapshotVersion)),
-        h("td", { "data-col": "sync" }, ago(s.SecondsSinceSync)),
-        h("td", {}, ago(s.SecondsSinceReport)),
+        h("td", { "data-col": "contact" }, ago(s.SecondsSinceReport)),
+        h("td", { "data-col": "policy" }, ago(s.SecondsSincePolicyChange)),
         h("td", { class: live ? "ok" : "bad" }, live ? "connected" : "not reporting"));
     })));
   return content;
