@@ -307,6 +307,47 @@ test("JWT providers and sidecars show what the sidecars report", async () => {
   await page.context().close();
 });
 
+test("the staged page promotes and unstages, and shows a conflict with the way out", async () => {
+  const original = (await api("GET", "/v1/config/service-intentions/api")).json();
+  delete original.CreateIndex; delete original.ModifyIndex; delete original.Hash;
+  const stage = async (prefix) => {
+    const candidate = JSON.parse(JSON.stringify(original));
+    candidate.Sources[0].Permissions[0].HTTP.PathPrefix = prefix;
+    const r = await api("PUT", "/v1/config?stage=true", candidate);
+    assert.equal(r.status, 200, r.text);
+  };
+  const page = await newPage();
+  const panel = page.locator('[data-staged="service-intentions/api"]');
+  // The live entry changes after staging: promote is refused and says why.
+  await stage("/promote-ui-test/");
+  await api("PUT", "/v1/config", { ...original, Meta: { note: "changed after staging" } });
+  await open(page, "#/staged", "staged");
+  const diffText = (await panel.locator(".diff > div").allInnerTexts()).join("\n");
+  assert.doesNotMatch(diffText, /"Hash"/);
+  await panel.locator("button.promote").click();
+  await panel.locator(".outcome .notice").waitFor();
+  assert.match(await panel.locator(".outcome").innerText(), /^Not promoted: the live entry service-intentions\/api changed since the candidate was staged/);
+  // The browser logs the refused request (409) itself; that one is expected.
+  const refused = consoleErrors.findIndex((e) => /status of 409 \(Conflict\)/.test(e));
+  assert.ok(refused >= 0, consoleErrors.join("\n"));
+  consoleErrors.splice(refused, 1);
+  // Unstage drops the candidate.
+  await panel.locator("button.unstage").click();
+  await page.waitForFunction(() => /Unstaged/.test(document.querySelector('[data-staged="service-intentions/api"] .outcome').innerText));
+  assert.equal((await api("GET", "/v1/config/service-intentions/api?stage=true")).status, 404);
+  // Staged again and promoted: the candidate is live.
+  await stage("/promote-ui-test/");
+  await open(page, "#/topology", "topology");
+  await open(page, "#/staged", "staged");
+  await panel.locator("button.promote").click();
+  await page.waitForFunction(() => /Promoted/.test(document.querySelector('[data-staged="service-intentions/api"] .outcome').innerText));
+  const live = (await api("GET", "/v1/config/service-intentions/api")).json();
+  assert.equal(live.Sources[0].Permissions[0].HTTP.PathPrefix, "/promote-ui-test/");
+  const restored = await api("PUT", "/v1/config", original);
+  assert.equal(restored.status, 200, restored.text);
+  await page.context().close();
+});
+
 test("no page logged a console error", () => {
   assert.deepEqual(consoleErrors, []);
 });

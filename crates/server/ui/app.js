@@ -590,8 +590,10 @@ function diffLines(a, b) {
 function strip(entry) {
   if (!entry) return null;
   const e = { ...entry };
+  // The store's bookkeeping, not what the author wrote.
   delete e.CreateIndex;
   delete e.ModifyIndex;
+  delete e.Hash;
   return e;
 }
 
@@ -608,8 +610,35 @@ async function stagedPage() {
       readable(`/v1/config/${s.Kind}`, []).then((l) => l.find((e) => e.Name === s.Name)),
     ]);
     const lines = diffLines(live ? pretty(strip(live)) : "", pretty(strip(candidate.Entry || candidate)));
+    const outcome = h("div", { class: "outcome" });
+    const path = `${s.Kind}/${encodeURIComponent(s.Name)}`;
+    // Promote the candidate reviewed here (pinned to its index); a live entry changed
+    // since staging is a conflict, shown with the way out.
+    const promote = h("button", { class: "primary promote" }, "Promote");
+    promote.addEventListener("click", async () => {
+      try {
+        await api("PUT", `/v1/tribune/staged/${path}/promote?index=${s.StagedIndex}`);
+        outcome.replaceChildren(notice(`Promoted: ${s.Kind}/${s.Name} is live.`));
+        promote.disabled = unstage.disabled = true;
+      } catch (e) {
+        outcome.replaceChildren(notice(e instanceof ApiError && e.status === 409
+          ? `Not promoted: ${e.body.trim()}` : e.message, true));
+      }
+    });
+    const unstage = h("button", { class: "unstage" }, "Unstage");
+    unstage.addEventListener("click", async () => {
+      try {
+        await api("DELETE", `/v1/config/${path}?stage=true`);
+        outcome.replaceChildren(notice(`Unstaged: the candidate for ${s.Kind}/${s.Name} is dropped; the live entry is unchanged.`));
+        promote.disabled = unstage.disabled = true;
+      } catch (e) {
+        outcome.replaceChildren(notice(e.message, true));
+      }
+    });
     content.append(h("div", { class: "panel", "data-staged": `${s.Kind}/${s.Name}` },
       h("h3", {}, `${s.Kind}/${s.Name}`),
+      h("p", { class: "actions" }, promote, " ", unstage),
+      outcome,
       h("p", {}, `${s.Seen} requests evaluated by the sidecars, ${s.Changed} decided differently.`,
         s.LiveChanged ? h("span", { class: "warn" }, " The live entry changed since staging: promote needs force.") : ""),
       (s.Sidecars || []).length ? h("table", { class: "reporters" },
