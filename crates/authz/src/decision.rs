@@ -26,10 +26,11 @@ pub enum ReasonCode {
     JwtUnknownProvider,
     JwtIssuerUnknown,
     JwtMalformed,
+    JwtWrongLocation,
 }
 
 impl ReasonCode {
-    pub const ALL: [ReasonCode; 15] = [
+    pub const ALL: [ReasonCode; 16] = [
         ReasonCode::Intention,
         ReasonCode::Permission,
         ReasonCode::Default,
@@ -45,6 +46,7 @@ impl ReasonCode {
         ReasonCode::JwtUnknownProvider,
         ReasonCode::JwtIssuerUnknown,
         ReasonCode::JwtMalformed,
+        ReasonCode::JwtWrongLocation,
     ];
 
     /// The stable label (`intention`, `default`, `jwt_missing`, ...).
@@ -65,6 +67,7 @@ impl ReasonCode {
             ReasonCode::JwtUnknownProvider => "jwt_unknown_provider",
             ReasonCode::JwtIssuerUnknown => "jwt_issuer_unknown",
             ReasonCode::JwtMalformed => "jwt_malformed",
+            ReasonCode::JwtWrongLocation => "jwt_wrong_location",
         }
     }
 }
@@ -105,6 +108,7 @@ impl Decision {
                     JwtFailure::UnknownProvider { .. } => ReasonCode::JwtUnknownProvider,
                     JwtFailure::IssuerUnknown { .. } => ReasonCode::JwtIssuerUnknown,
                     JwtFailure::Malformed { .. } => ReasonCode::JwtMalformed,
+                    JwtFailure::WrongLocation { .. } => ReasonCode::JwtWrongLocation,
                 },
             },
         }
@@ -193,6 +197,8 @@ pub enum JwtFailure {
         provider: Arc<str>,
         reason: &'static str,
     },
+    /// No token where the provider looks, but one naming its Issuer at `found`.
+    WrongLocation { provider: Arc<str>, found: String },
 }
 
 impl JwtFailure {
@@ -253,6 +259,10 @@ impl fmt::Display for JwtFailure {
             JwtFailure::Malformed { provider, reason } => write!(
                 f,
                 "what was sent where provider {provider:?} looks for a token is not a JWT: {reason}"
+            ),
+            JwtFailure::WrongLocation { provider, found } => write!(
+                f,
+                "no token where provider {provider:?} looks, but one with its Issuer was sent in {found}: send it where the provider's Locations say, or add that location to the provider"
             ),
         }
     }
@@ -328,7 +338,10 @@ pub fn deny_response<'a>(decision: &'a Decision, service: &'a str) -> Option<Den
     };
     let [missing, fails, rbac] = FIXED_DENY_BODIES;
     let (status, challenge, body) = match jwt {
-        Some(JwtFailure::Missing { .. }) => (401, Some(Challenge::Missing), missing),
+        // Nothing where the provider looks: missing, as the caller sees it.
+        Some(JwtFailure::Missing { .. } | JwtFailure::WrongLocation { .. }) => {
+            (401, Some(Challenge::Missing), missing)
+        }
         Some(JwtFailure::Invalid { reason, .. } | JwtFailure::Malformed { reason, .. }) => {
             (401, Some(Challenge::InvalidToken), *reason)
         }

@@ -84,6 +84,9 @@ pub enum StrayToken<'a> {
     OtherIssuer(Option<&'a str>),
     /// It is not a JWT, so it names no issuer (Envoy's text).
     Malformed(&'static str),
+    /// None where the provider looks, but one naming its Issuer at this place
+    /// (`header Authorization`, `a location of provider "b"`).
+    Elsewhere(&'a str),
 }
 
 /// Verification outcomes per provider name. Providers not listed count as `Missing`.

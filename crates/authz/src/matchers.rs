@@ -377,6 +377,12 @@ fn check_one(
                 expected: vec![issuer.clone()],
             })
         }
+        TokenOutcome::Stray(StrayToken::Elsewhere(found)) => {
+            return Err(JwtFailure::WrongLocation {
+                provider: name.clone(),
+                found: found.to_string(),
+            })
+        }
         TokenOutcome::Malformed(reason) | TokenOutcome::Stray(StrayToken::Malformed(reason)) => {
             return Err(JwtFailure::Malformed {
                 provider: name.clone(),

@@ -345,9 +345,11 @@ pub async fn authenticate<V: Verify + ?Sized>(
         let outcome = match conclude(provider, &mine, |_| {
             results.next().unwrap_or(Err(JwtError::Missing))
         }) {
-            Outcome::Missing => stray.map_or(Outcome::Missing, |f| {
-                Outcome::Stray(tribune_jwt::Stray::of(&f.token))
-            }),
+            Outcome::Missing => match stray {
+                Some(f) => Outcome::Stray(tribune_jwt::Stray::of(&f.token)),
+                None => tribune_jwt::locate::elsewhere(provider, view)
+                    .map_or(Outcome::Missing, Outcome::Stray),
+            },
             other => other,
         };
         if matches!(outcome, Outcome::Valid { .. }) && forwards_token(provider) {
@@ -355,6 +357,29 @@ pub async fn authenticate<V: Verify + ?Sized>(
                 .extend(mine.into_iter().map(|f| f.token.into_owned()));
         }
         auth.outcomes.push(outcome);
+    }
+    // A provider with no token that another provider of the policy found addressed
+    // to it (by iss): told where it was.
+    if auth.outcomes.iter().any(|o| matches!(o, Outcome::Stray(_))) {
+        for i in 0..auth.outcomes.len() {
+            let issuer = &policy.providers[i].issuer;
+            if !matches!(auth.outcomes[i], Outcome::Missing) || issuer.is_empty() {
+                continue;
+            }
+            let at = auth.outcomes.iter().enumerate().find_map(|(j, o)| match o {
+                Outcome::Stray(tribune_jwt::Stray::OtherIssuer(Some(iss)))
+                    if j != i && iss.as_ref() == issuer.as_str() =>
+                {
+                    Some(j)
+                }
+                _ => None,
+            });
+            if let Some(j) = at {
+                auth.outcomes[i] = Outcome::Stray(tribune_jwt::Stray::Elsewhere(
+                    format!("a location of provider {:?}", policy.providers[j].name).into(),
+                ));
+            }
+        }
     }
     auth
 }
@@ -447,6 +472,9 @@ impl Policy {
                     }
                     Outcome::Stray(Stray::Malformed(m)) => {
                         TokenOutcome::Stray(StrayToken::Malformed(m))
+                    }
+                    Outcome::Stray(Stray::Elsewhere(at)) => {
+                        TokenOutcome::Stray(StrayToken::Elsewhere(at))
                     }
                     Outcome::Invalid(JwtError::Malformed(m)) => TokenOutcome::Malformed(m),
                     Outcome::Invalid(e) => TokenOutcome::Invalid(e.text()),

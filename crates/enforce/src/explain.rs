@@ -353,6 +353,14 @@ fn token_reports(policy: &Policy, outcomes: &[Outcome]) -> Vec<TokenReport> {
                 }),
                 claims: None,
             },
+            Outcome::Stray(tribune_jwt::Stray::Elsewhere(at)) => TokenReport {
+                provider: p.name.clone(),
+                outcome: "wrong_location".into(),
+                error: Some(format!(
+                    "no token where this provider looks; one with its Issuer was sent in {at}"
+                )),
+                claims: None,
+            },
             Outcome::Stray(tribune_jwt::Stray::Malformed(m)) => TokenReport {
                 provider: p.name.clone(),
                 outcome: "malformed".into(),

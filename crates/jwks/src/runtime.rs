@@ -379,7 +379,8 @@ pub fn count_outcome(rt: &ProviderRuntime, outcome: &tribune_jwt::locate::Outcom
     use tribune_jwt::locate::Outcome;
     let failure = match outcome {
         // Another issuer's token is none of this provider's: missing, for it.
-        Outcome::Missing | Outcome::Stray(tribune_jwt::Stray::OtherIssuer(_)) => {
+        Outcome::Missing
+        | Outcome::Stray(tribune_jwt::Stray::OtherIssuer(_) | tribune_jwt::Stray::Elsewhere(_)) => {
             Some(JwtCode::Missing)
         }
         Outcome::Stray(tribune_jwt::Stray::Malformed(_)) => Some(JwtCode::Malformed),

@@ -363,6 +363,9 @@ pub enum Stray {
     Malformed(&'static str),
     /// A JWT whose `iss` (`None`: it has none) is not the provider's Issuer.
     OtherIssuer(Option<Box<str>>),
+    /// No token where the provider looks, but one naming its Issuer where it does not
+    /// look (`header Authorization`, `a location of provider "b"`, ...).
+    Elsewhere(Box<str>),
 }
 
 impl Stray {

@@ -252,6 +252,28 @@ pub fn addressed_to<'a>(provider: &'a JwtProvider, req: &'a dyn RequestParts) ->
     found
 }
 
+/// For a provider with its own `Locations` that found no token: where a token naming
+/// its Issuer sits instead, among Envoy's default locations (`Authorization: Bearer`,
+/// `access_token`). For diagnostics only.
+pub fn elsewhere(provider: &JwtProvider, req: &dyn RequestParts) -> Option<crate::Stray> {
+    if provider.issuer.is_empty() || provider.locations.is_empty() {
+        return None;
+    }
+    extract(&[], req)
+        .into_iter()
+        .find(|f| unverified_issuer(&f.token).as_deref() == Some(provider.issuer.as_str()))
+        .map(|f| {
+            crate::Stray::Elsewhere(
+                match f.place {
+                    Place::Header(n) => format!("header {n}"),
+                    Place::Query(n) => format!("query parameter {n}"),
+                    Place::Cookie(n) => format!("cookie {n}"),
+                }
+                .into(),
+            )
+        })
+}
+
 /// The provider's outcome for the tokens addressed to it: all must pass `verify`.
 pub fn conclude(
     provider: &JwtProvider,
@@ -307,7 +329,9 @@ pub fn verify_request(
         });
     }
     match conclude(provider, &found, |t| verifier.verify(t, now).map(Arc::new)) {
-        Outcome::Missing => stray.map_or(Outcome::Missing, Outcome::Stray),
+        Outcome::Missing => stray
+            .or_else(|| elsewhere(provider, req))
+            .map_or(Outcome::Missing, Outcome::Stray),
         other => other,
     }
 }

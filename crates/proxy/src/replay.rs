@@ -370,9 +370,8 @@ impl Fact {
                         std::mem::size_of::<Recorded>()
                             + match r {
                                 Recorded::Valid(v) => v.size(),
-                                Recorded::Stray(tribune_jwt::Stray::OtherIssuer(Some(iss))) => {
-                                    iss.len()
-                                }
+                                Recorded::Stray(tribune_jwt::Stray::OtherIssuer(Some(s)))
+                                | Recorded::Stray(tribune_jwt::Stray::Elsewhere(s)) => s.len(),
                                 _ => 0,
                             }
                     })

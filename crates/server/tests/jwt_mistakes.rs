@@ -198,3 +198,88 @@ async fn provider_and_claim_mistakes_are_warned_about_at_write_time() {
         warnings(&r)
     );
 }
+
+/// A provider that reads its own header gets a token sent in `Authorization`: the
+/// caller is told the token is missing (nothing where the provider looks), and
+/// explain and the log say where it was.
+#[tokio::test]
+async fn a_token_sent_where_its_provider_does_not_look_is_named() {
+    use base64::Engine;
+    let jwks = json!({"keys": [{"kty": "oct", "k": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(SECRET)}]});
+    let api = Api::dev().await;
+    let provider = json!({"Kind": "jwt-provider", "Name": "partner", "Issuer": "https://partner.example/",
+        "Audiences": ["billing"],
+        "Locations": [{"Header": {"Name": "X-Partner-Token"}}],
+        "JSONWebKeySet": {"Local": {"JWKS": base64::engine::general_purpose::STANDARD.encode(jwks.to_string())}}});
+    assert_eq!(api.put(&provider.to_string()).await.body, "true");
+    api.put(r#"{"Kind":"service-defaults","Name":"billing","Protocol":"http"}"#)
+        .await;
+    let intentions = json!({"Kind": "service-intentions", "Name": "billing",
+        "JWT": {"Providers": [{"Name": "partner"}]},
+        "Sources": [{"Name": "web", "Action": "allow"}]});
+    assert_eq!(api.put(&intentions.to_string()).await.body, "true");
+    let token = hs256(
+        SECRET,
+        json!({"iss": "https://partner.example/", "aud": "billing"}),
+    );
+    let explain = |body: Value| {
+        let api = &api;
+        async move {
+            api.call(
+                "POST",
+                "/v1/connect/intentions/explain",
+                None,
+                &body.to_string(),
+            )
+            .await
+            .json()
+        }
+    };
+    let v = explain(json!({"Source": "web", "Destination": "billing", "Token": token})).await;
+    assert_eq!(v["Status"], 401, "{v}");
+    assert_eq!(v["Body"], "Jwt is missing");
+    assert_eq!(v["WWWAuthenticate"], "Bearer realm=\"billing\"");
+    assert_eq!(v["ReasonCode"], "jwt_wrong_location", "{v}");
+    let reason = v["Reason"].as_str().unwrap();
+    assert!(
+        reason.contains("one with its Issuer was sent in header Authorization"),
+        "{reason}"
+    );
+    assert_eq!(v["Tokens"][0]["Outcome"], "wrong_location");
+    // Where the provider looks, it is accepted.
+    let v = explain(json!({"Source": "web", "Destination": "billing",
+        "Headers": {"X-Partner-Token": [token]}}))
+    .await;
+    assert_eq!(
+        (v["Status"].clone(), v["ReasonCode"].clone()),
+        (json!(200), json!("intention")),
+        "{v}"
+    );
+    // No token anywhere stays "missing".
+    let v = explain(json!({"Source": "web", "Destination": "billing"})).await;
+    assert_eq!(v["ReasonCode"], "jwt_missing");
+
+    // In another provider's own header: named as that provider's location.
+    let inhouse = json!({"Kind": "jwt-provider", "Name": "inhouse", "Issuer": "https://inhouse.example/",
+        "Audiences": ["billing"],
+        "Locations": [{"Header": {"Name": "X-Inhouse-Token"}}],
+        "JSONWebKeySet": {"Local": {"JWKS": base64::engine::general_purpose::STANDARD.encode(jwks.to_string())}}});
+    assert_eq!(api.put(&inhouse.to_string()).await.body, "true");
+    let both = json!({"Kind": "service-intentions", "Name": "billing", "Sources": [
+        {"Name": "web", "Permissions": [{"Action": "allow", "HTTP": {"PathPrefix": "/"},
+            "JWT": {"Providers": [{"Name": "partner"}]}}]},
+        {"Name": "batch", "Permissions": [{"Action": "allow", "HTTP": {"PathPrefix": "/"},
+            "JWT": {"Providers": [{"Name": "inhouse"}]}}]}]});
+    assert_eq!(api.put(&both.to_string()).await.body, "true");
+    let v = explain(json!({"Source": "web", "Destination": "billing",
+        "Headers": {"X-Inhouse-Token": [token]}}))
+    .await;
+    assert_eq!(v["ReasonCode"], "jwt_wrong_location", "{v}");
+    assert!(
+        v["Reason"]
+            .as_str()
+            .unwrap()
+            .contains("was sent in a location of provider \"inhouse\""),
+        "{v}"
+    );
+}
