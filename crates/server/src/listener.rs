@@ -85,6 +85,11 @@ struct Place {
 /// dropped.
 pub struct CountedStream<S = TcpStream> {
     inner: S,
+    watch: Watch,
+}
+
+/// What a connection's deadlines follow, whatever carries its bytes.
+struct Watch {
     _place: Place,
     phase: Phase,
     deadline: Pin<Box<tokio::time::Sleep>>,
@@ -105,17 +110,8 @@ impl CountedStream<TcpStream> {
         self,
         acceptor: &tokio_rustls::TlsAcceptor,
     ) -> io::Result<CountedStream<tokio_rustls::server::TlsStream<TcpStream>>> {
-        let CountedStream {
-            inner,
-            _place,
-            phase,
-            deadline,
-            tail,
-            head_timeout,
-            idle_timeout,
-            read_waker,
-        } = self;
-        let until = deadline.deadline();
+        let CountedStream { inner, watch } = self;
+        let until = watch.deadline.deadline();
         let tls = match tokio::time::timeout_at(until, acceptor.accept(inner)).await {
             Ok(r) => r?,
             Err(_) => {
@@ -125,20 +121,11 @@ impl CountedStream<TcpStream> {
                 ))
             }
         };
-        Ok(CountedStream {
-            inner: tls,
-            _place,
-            phase,
-            deadline,
-            tail,
-            head_timeout,
-            idle_timeout,
-            read_waker,
-        })
+        Ok(CountedStream { inner: tls, watch })
     }
 }
 
-impl<S> CountedStream<S> {
+impl Watch {
     /// Follows the bytes the client sent: a head's first byte starts the head
     /// deadline, its end (an empty line) makes the connection busy.
     fn saw(&mut self, bytes: &[u8]) {
@@ -221,16 +208,18 @@ impl axum::serve::Listener for LimitedListener {
             return (
                 CountedStream {
                     inner: stream,
-                    _place: Place {
-                        ip: addr.ip(),
-                        counts: self.counts.clone(),
+                    watch: Watch {
+                        _place: Place {
+                            ip: addr.ip(),
+                            counts: self.counts.clone(),
+                        },
+                        phase: Phase::Head,
+                        deadline: Box::pin(tokio::time::sleep(self.head_timeout)),
+                        tail: [0; 3],
+                        head_timeout: self.head_timeout,
+                        idle_timeout: self.idle_timeout,
+                        read_waker: None,
                     },
-                    phase: Phase::Head,
-                    deadline: Box::pin(tokio::time::sleep(self.head_timeout)),
-                    tail: [0; 3],
-                    head_timeout: self.head_timeout,
-                    idle_timeout: self.idle_timeout,
-                    read_waker: None,
                 },
                 addr,
             );
@@ -278,8 +267,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for CountedStream<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if this.phase != Phase::Busy && this.deadline.as_mut().poll(cx).is_ready() {
-            let what = match this.phase {
+        if this.watch.phase != Phase::Busy && this.watch.deadline.as_mut().poll(cx).is_ready() {
+            let what = match this.watch.phase {
                 Phase::Idle => "idle keep-alive connection closed",
                 _ => "no complete request head in time",
             };
@@ -287,13 +276,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for CountedStream<S> {
         }
         let before = buf.filled().len();
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if r.is_pending() && this.phase == Phase::Busy {
-            this.read_waker = Some(cx.waker().clone());
+        if r.is_pending() && this.watch.phase == Phase::Busy {
+            this.watch.read_waker = Some(cx.waker().clone());
         }
         if let Poll::Ready(Ok(())) = &r {
             let filled = buf.filled();
             if filled.len() > before {
-                this.saw(&filled[before..]);
+                this.watch.saw(&filled[before..]);
             }
         }
         r
@@ -308,7 +297,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CountedStream<S> {
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) && !interim(buf) {
-            self.answered();
+            self.watch.answered();
         }
         r
     }
@@ -329,7 +318,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CountedStream<S> {
             .find(|b| !b.is_empty())
             .map_or(&[][..], |b| &b[..]);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) && !interim(first) {
-            self.answered();
+            self.watch.answered();
         }
         r
     }

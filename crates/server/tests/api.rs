@@ -598,21 +598,6 @@ async fn bootstrap_once_and_acl_endpoints() {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
 
-fn hs256(secret: &[u8], payload: Value) -> String {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-    use base64::Engine;
-    let input = format!(
-        "{}.{}",
-        B64.encode(br#"{"alg":"HS256"}"#),
-        B64.encode(payload.to_string())
-    );
-    let tag = aws_lc_rs::hmac::sign(
-        &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret),
-        input.as_bytes(),
-    );
-    format!("{input}.{}", B64.encode(tag.as_ref()))
-}
-
 #[tokio::test]
 async fn explain_and_l7_check_verify_the_request_token() {
     use base64::Engine;

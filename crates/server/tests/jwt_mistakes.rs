@@ -7,24 +7,9 @@
 
 mod support;
 use serde_json::{json, Value};
-use support::Api;
+use support::{hs256, Api};
 
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
-
-fn hs256(secret: &[u8], payload: Value) -> String {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-    use base64::Engine;
-    let input = format!(
-        "{}.{}",
-        B64.encode(br#"{"alg":"HS256"}"#),
-        B64.encode(payload.to_string())
-    );
-    let tag = aws_lc_rs::hmac::sign(
-        &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret),
-        input.as_bytes(),
-    );
-    format!("{input}.{}", B64.encode(tag.as_ref()))
-}
 
 struct Row {
     name: &'static str,
@@ -129,14 +114,7 @@ async fn each_jwt_mistake_is_named_where_users_look() {
         if let Some(t) = &row.token {
             body["Token"] = json!(t);
         }
-        let r = api
-            .call(
-                "POST",
-                "/v1/connect/intentions/explain",
-                None,
-                &body.to_string(),
-            )
-            .await;
+        let r = api.explain(&body).await;
         assert_eq!(r.status, 200, "{}: {}", row.name, r.body);
         let v = r.json();
         let name = row.name;
@@ -224,16 +202,7 @@ async fn a_token_sent_where_its_provider_does_not_look_is_named() {
     );
     let explain = |body: Value| {
         let api = &api;
-        async move {
-            api.call(
-                "POST",
-                "/v1/connect/intentions/explain",
-                None,
-                &body.to_string(),
-            )
-            .await
-            .json()
-        }
+        async move { api.explain(&body).await.json() }
     };
     let v = explain(json!({"Source": "web", "Destination": "billing", "Token": token})).await;
     assert_eq!(v["Status"], 401, "{v}");

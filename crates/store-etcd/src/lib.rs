@@ -364,14 +364,7 @@ impl EtcdStore {
                 async move { kv.txn(Txn::new().and_then(ops)).await }
             })
             .await?;
-        let gets: Vec<_> = resp
-            .op_responses()
-            .into_iter()
-            .filter_map(|r| match r {
-                TxnOpResponse::Get(g) => Some(g),
-                _ => None,
-            })
-            .collect();
+        let gets = get_responses(resp);
         let [idx, changed, count] = gets.as_slice() else {
             return Err(StoreError::internal("etcd: unexpected transaction answer"));
         };
@@ -401,14 +394,7 @@ impl EtcdStore {
             })
             .await?;
         let revision = header_revision(resp.header());
-        let gets: Vec<_> = resp
-            .op_responses()
-            .into_iter()
-            .filter_map(|r| match r {
-                TxnOpResponse::Get(g) => Some(g),
-                _ => None,
-            })
-            .collect();
+        let gets = get_responses(resp);
         let [records, indexes] = gets.as_slice() else {
             return Err(StoreError::internal("etcd: unexpected transaction answer"));
         };
@@ -712,6 +698,17 @@ impl EtcdStore {
         peers.sort();
         Ok(Membership { leader, peers })
     }
+}
+
+/// The range answers of a transaction of gets, in order.
+fn get_responses(resp: etcd_client::TxnResponse) -> Vec<etcd_client::GetResponse> {
+    resp.op_responses()
+        .into_iter()
+        .filter_map(|r| match r {
+            TxnOpResponse::Get(g) => Some(g),
+            _ => None,
+        })
+        .collect()
 }
 
 /// etcd key-values under a table's prefix as records (keys without the prefix).

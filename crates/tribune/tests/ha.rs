@@ -519,11 +519,7 @@ fn without_etcd_quorum_the_api_answers_503_naming_etcd_and_recovers() {
 fn a_snapshot_moves_the_state_from_the_embedded_store_to_etcd_and_back() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let (mut embedded, embedded_addr) = {
-        let (p, f) = spawn(&["agent", "-dev", "-http-port", "0"], "agent running");
-        let a = field(&f, "HTTP addr").to_string();
-        (p, a)
-    };
+    let (mut embedded, embedded_addr) = dev_agent(&[]);
     for i in 0..130 {
         let (s, b) = request(
             &embedded_addr,
@@ -570,11 +566,7 @@ fn a_snapshot_moves_the_state_from_the_embedded_store_to_etcd_and_back() {
     assert_eq!(s, 200);
 
     embedded.kill();
-    let (mut fresh, fresh_addr) = {
-        let (p, f) = spawn(&["agent", "-dev", "-http-port", "0"], "agent running");
-        let a = field(&f, "HTTP addr").to_string();
-        (p, a)
-    };
+    let (mut fresh, fresh_addr) = dev_agent(&[]);
     restore(&fresh_addr, &from_etcd);
     let back = save(&fresh_addr, "back.snap");
     assert_eq!(snapshot_contents(&read_json(&back)), want);

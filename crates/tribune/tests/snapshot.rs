@@ -21,19 +21,7 @@ fn acl_agent(dir: &std::path::Path) -> (Proc, String) {
         format!("acl {{\n  enabled = true\n  default_policy = \"deny\"\n  tokens {{ initial_management = \"{ROOT}\" }}\n}}\n"),
     )
     .unwrap();
-    let (agent, f) = spawn(
-        &[
-            "agent",
-            "-dev",
-            "-http-port",
-            "0",
-            "-config-file",
-            config.to_str().unwrap(),
-        ],
-        "agent running",
-    );
-    let addr = field(&f, "HTTP addr").to_string();
-    (agent, addr)
+    dev_agent(&["-config-file", config.to_str().unwrap()])
 }
 
 /// The CLI with the management token: (exit code, stdout, stderr).

@@ -269,34 +269,27 @@ fn an_https_agent_refuses_clients_without_a_valid_certificate() {
     // Plain HTTP to the HTTPS port gets no API answer, and the CLI says why.
     let (status, _) = get(&addr, "/v1/catalog/services");
     assert_ne!(status, 200);
-    let (code, _, err) = tribune(
-        &[
-            "config",
-            "list",
-            "-kind",
-            "service-defaults",
-            "-http-addr",
-            &addr,
-        ],
-        &[],
-    );
+    let list_at = |at: &str| {
+        tribune(
+            &[
+                "config",
+                "list",
+                "-kind",
+                "service-defaults",
+                "-http-addr",
+                at,
+            ],
+            &[],
+        )
+    };
+    let (code, _, err) = list_at(&addr);
     assert_ne!(code, 0);
     assert!(err.contains("use an https:// address"), "{err}");
     // Nothing listening: the CLI says what to check.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let closed_addr = closed.local_addr().unwrap().to_string();
     drop(closed);
-    let (code, _, err) = tribune(
-        &[
-            "config",
-            "list",
-            "-kind",
-            "service-defaults",
-            "-http-addr",
-            &closed_addr,
-        ],
-        &[],
-    );
+    let (code, _, err) = list_at(&closed_addr);
     assert_ne!(code, 0);
     assert!(err.contains("Is `tribune agent` running there?"), "{err}");
     agent.kill();

@@ -79,6 +79,17 @@ impl Api {
     pub async fn put(&self, body: &str) -> Reply {
         self.call("PUT", "/v1/config", None, body).await
     }
+
+    /// `POST /v1/connect/intentions/explain` with `body`, anonymously.
+    pub async fn explain(&self, body: &Value) -> Reply {
+        self.call(
+            "POST",
+            "/v1/connect/intentions/explain",
+            None,
+            &body.to_string(),
+        )
+        .await
+    }
 }
 
 /// A token holding one new policy with these rules; returns its SecretID.
@@ -145,4 +156,20 @@ pub async fn docs_services(api: &Api) {
             "Proxy": {"Upstreams": [{"DestinationName": "redis", "LocalBindPort": 6379}]}}}}),
     )
     .await;
+}
+
+/// A token signed HS256 with `secret` (the tests' providers take inline `oct` keys).
+pub fn hs256(secret: &[u8], payload: Value) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
+    let input = format!(
+        "{}.{}",
+        B64.encode(br#"{"alg":"HS256"}"#),
+        B64.encode(payload.to_string())
+    );
+    let tag = aws_lc_rs::hmac::sign(
+        &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret),
+        input.as_bytes(),
+    );
+    format!("{input}.{}", B64.encode(tag.as_ref()))
 }

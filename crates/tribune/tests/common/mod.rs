@@ -83,6 +83,15 @@ pub fn spawn_binary(binary: &str, args: &[&str], ready: &str) -> (Proc, Vec<(Str
     (Proc(child, Some(tmp)), fields)
 }
 
+/// `tribune agent -dev -http-port 0` with `extra` flags: the agent and its HTTP address.
+pub fn dev_agent(extra: &[&str]) -> (Proc, String) {
+    let mut args = vec!["agent", "-dev", "-http-port", "0"];
+    args.extend_from_slice(extra);
+    let (agent, f) = spawn(&args, "agent running");
+    let addr = field(&f, "HTTP addr").to_string();
+    (agent, addr)
+}
+
 pub fn field<'a>(fields: &'a [(String, String)], key: &str) -> &'a str {
     &fields.iter().find(|(k, _)| k == key).expect(key).1
 }
