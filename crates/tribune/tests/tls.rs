@@ -199,14 +199,20 @@ fn an_https_agent_refuses_clients_without_a_valid_certificate() {
         args.extend(extra);
         tribune(&args, &[])
     };
-    let ok = members(&[
-        "-ca-file",
-        path(&pki.ca),
-        "-client-cert",
-        path(&pki.client_cert),
-        "-client-key",
-        path(&pki.client_key),
-    ]);
+    // (CA the agent is checked against, client certificate's PKI, extra flags).
+    let with = |ca: &Pki, client: &Pki, extra: &[&str]| {
+        let mut args = vec![
+            "-ca-file",
+            path(&ca.ca),
+            "-client-cert",
+            path(&client.client_cert),
+            "-client-key",
+            path(&client.client_key),
+        ];
+        args.extend(extra);
+        members(&args)
+    };
+    let ok = with(&pki, &pki, &[]);
     assert_eq!(ok.0, 0, "{ok:?}");
 
     // No client certificate.
@@ -214,49 +220,23 @@ fn an_https_agent_refuses_clients_without_a_valid_certificate() {
     assert_ne!(code, 0);
     assert!(err.contains("CertificateRequired"), "{err}");
     assert!(err.contains("pass -client-cert and -client-key"), "{err}");
-    // A client certificate of another CA (of the same name: its signature fails).
-    let (code, _, err) = members(&[
-        "-ca-file",
-        path(&pki.ca),
-        "-client-cert",
-        path(&other.client_cert),
-        "-client-key",
-        path(&other.client_key),
-    ]);
+    // A client certificate of another CA.
+    let (code, _, err) = with(&pki, &other, &[]);
     assert_ne!(code, 0);
     assert!(err.contains("received fatal alert"), "{err}");
     // The agent's certificate from a CA the client does not trust.
-    let (code, _, err) = members(&[
-        "-ca-file",
-        path(&other.ca),
-        "-client-cert",
-        path(&pki.client_cert),
-        "-client-key",
-        path(&pki.client_key),
-    ]);
+    let (code, _, err) = with(&other, &pki, &[]);
     assert_ne!(code, 0);
     assert!(err.contains("UnknownIssuer"), "{err}");
     assert!(err.contains("pass its CA with -ca-file"), "{err}");
     // A name the agent's certificate does not carry, then one it does.
-    let with_name = |name: &str| {
-        members(&[
-            "-ca-file",
-            path(&pki.ca),
-            "-client-cert",
-            path(&pki.client_cert),
-            "-client-key",
-            path(&pki.client_key),
-            "-tls-server-name",
-            name,
-        ])
-    };
-    let (code, _, err) = with_name("wrong.example");
+    let (code, _, err) = with(&pki, &pki, &["-tls-server-name", "wrong.example"]);
     assert_ne!(code, 0);
     assert!(
         err.contains("certificate not valid for name \"wrong.example\""),
         "{err}"
     );
-    assert_eq!(with_name("localhost").0, 0);
+    assert_eq!(with(&pki, &pki, &["-tls-server-name", "localhost"]).0, 0);
     // A key without its certificate is named.
     let (code, _, err) = members(&[
         "-ca-file",
