@@ -321,7 +321,17 @@ test("the staged page promotes and unstages, and shows a conflict with the way o
   // The live entry changes after staging: promote is refused and says why.
   await stage("/promote-ui-test/");
   await api("PUT", "/v1/config", { ...original, Meta: { note: "changed after staging" } });
+  // A sidecar's report of where the candidate differs, shown grouped.
+  const staged = (await api("GET", "/v1/tribune/staged")).json().find((c) => c.Name === "api");
+  const report = await api("PUT", "/v1/tribune/shadow-report", [{
+    Candidate: staged.Candidate, Service: "api", Proxy: "ui-test-sidecar", Seen: 9, Changed: 2,
+    Groups: [{ Caller: "web", Method: "GET", PathPrefix: "/v1", Live: "allow", Candidate: "deny", Reason: "default",
+      LiveStatus: 200, CandidateStatus: 403, Count: 2, Example: "GET /v1/items" }],
+  }]);
+  assert.equal(report.status, 200, report.text);
   await open(page, "#/staged", "staged");
+  const group = panel.locator('table.groups tr[data-caller="web"]');
+  assert.match(await group.innerText(), /GET\s+\/v1\s+allow 200 → deny 403\s+default\s+2\s+GET \/v1\/items/);
   const diffText = (await panel.locator(".diff > div").allInnerTexts()).join("\n");
   assert.doesNotMatch(diffText, /"Hash"/);
   await panel.locator("button.promote").click();

@@ -407,10 +407,17 @@ pub struct ShadowReport {
     /// Requests the candidate decides differently.
     #[serde(rename = "Changed")]
     pub changed: u64,
+    /// The largest groups of those differences (at most
+    /// [`MAX_REPORTED_GROUPS`]), as the sidecar's `/shadow` shows them.
+    #[serde(rename = "Groups", default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<ShadowGroup>,
     /// When the agent took it (its clock, Unix seconds; set by the agent).
     #[serde(rename = "ReceivedAt", default)]
     pub received_at: i64,
 }
+
+/// Most difference groups one shadow report carries to the agent.
+pub const MAX_REPORTED_GROUPS: usize = 10;
 
 /// A staged candidate as `GET /v1/tribune/staged[/<kind>/<name>]` shows it, with the
 /// shadow counters its sidecars reported. Tribune's.
@@ -439,6 +446,9 @@ pub struct StagedCandidate {
     pub changed: u64,
     #[serde(rename = "Sidecars")]
     pub sidecars: Vec<SidecarCounts>,
+    /// The differences the sidecars reported, summed by group, largest first.
+    #[serde(rename = "Groups", default)]
+    pub groups: Vec<ShadowGroup>,
 }
 
 /// One sidecar's shadow counters for a candidate.

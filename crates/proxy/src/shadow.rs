@@ -196,10 +196,17 @@ pub async fn report_once(
     service: &str,
     name: &str,
 ) -> Result<(), String> {
-    let (labels, seen, changed) = proxy.shadow.totals();
+    let counters = proxy.shadow.counters();
+    let (labels, seen, changed) = (counters.candidates, counters.seen, counters.changed);
     if labels.is_empty() {
         return Ok(());
     }
+    // The largest groups (counters() sorts them), so the agent can show where.
+    let groups: Vec<_> = counters
+        .groups
+        .into_iter()
+        .take(tribune_model::api::MAX_REPORTED_GROUPS)
+        .collect();
     let body: Vec<ShadowReport> = labels
         .iter()
         .map(|l| ShadowReport {
@@ -208,6 +215,7 @@ pub async fn report_once(
             proxy: name.to_string(),
             seen,
             changed,
+            groups: groups.clone(),
             received_at: 0,
         })
         .collect();

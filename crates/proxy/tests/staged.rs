@@ -199,6 +199,14 @@ async fn a_staged_jwt_requirement_is_counted_not_enforced_until_promoted() {
         (Some(with + without), Some(without)),
         "{v}"
     );
+    // Where: the sidecar's groups reach the agent, their counts adding up.
+    let grouped: u64 = v["Groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["Count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(grouped, without, "{v}");
     assert_eq!(v["LiveChanged"], false);
 
     // Promote: the candidate is enforced, the candidate is gone.

@@ -302,6 +302,7 @@ pub(crate) async fn report(
                 )));
             }
         }
+        check_groups(r)?;
         authz.service_write(&r.service)?;
         if !staged.contains(&r.candidate) {
             return Err(ApiError::bad_request(format!(
@@ -376,6 +377,72 @@ pub(crate) async fn report(
     Ok(Json(true).into_response())
 }
 
+/// A report's groups are bounded like its names: at most
+/// [`tribune_model::api::MAX_REPORTED_GROUPS`], each text at most
+/// [`MAX_REPORT_NAME`] bytes without NUL.
+fn check_groups(r: &ShadowReport) -> ApiResult<()> {
+    let max = tribune_model::api::MAX_REPORTED_GROUPS;
+    if r.groups.len() > max {
+        return Err(ApiError::bad_request(format!(
+            "Groups: at most {max} per report, got {}",
+            r.groups.len()
+        )));
+    }
+    for (i, g) in r.groups.iter().enumerate() {
+        for (field, value) in [
+            ("Caller", &g.caller),
+            ("Method", &g.method),
+            ("PathPrefix", &g.path_prefix),
+            ("Live", &g.live),
+            ("Candidate", &g.candidate),
+            ("Reason", &g.reason),
+            ("Example", &g.example),
+        ] {
+            if value.len() > MAX_REPORT_NAME || value.contains('\0') {
+                return Err(ApiError::bad_request(format!(
+                    "Groups[{i}].{field} must be at most {MAX_REPORT_NAME} bytes without NUL"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The groups of `reports` summed by what they group (caller, method, path
+/// prefix, both decisions, reason), largest first, at most 50.
+fn merged_groups(reports: &[&ShadowReport]) -> Vec<tribune_model::api::ShadowGroup> {
+    let mut merged: Vec<tribune_model::api::ShadowGroup> = Vec::new();
+    for g in reports.iter().flat_map(|r| &r.groups) {
+        match merged.iter_mut().find(|m| {
+            (
+                &m.caller,
+                &m.method,
+                &m.path_prefix,
+                &m.live,
+                &m.candidate,
+                &m.reason,
+            ) == (
+                &g.caller,
+                &g.method,
+                &g.path_prefix,
+                &g.live,
+                &g.candidate,
+                &g.reason,
+            )
+        }) {
+            Some(m) => m.count = m.count.saturating_add(g.count),
+            None => merged.push(g.clone()),
+        }
+    }
+    merged.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then_with(|| a.example.cmp(&b.example))
+    });
+    merged.truncate(50);
+    merged
+}
+
 fn report_key(r: &ShadowReport) -> String {
     format!("{}\0{}\0{}", r.candidate, r.service, r.proxy)
 }
@@ -416,6 +483,7 @@ async fn describe(
                 changed: r.changed,
             })
             .collect(),
+        groups: merged_groups(&mine),
     })
 }
 

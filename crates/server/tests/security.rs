@@ -896,8 +896,60 @@ async fn shadow_reports_cannot_be_forged_or_flood_the_agent() {
     assert_eq!(r.status, 429, "{}", r.body);
     // A sidecar refreshing its own record is still taken.
     assert_eq!(
-        put(mine, report(&label, "api", "p1", 2, 0)).await.status,
+        put(mine.clone(), report(&label, "api", "p1", 2, 0))
+            .await
+            .status,
         200
+    );
+    // Groups of differences are bounded too: their number and their texts.
+    let group = |caller: &str, count: u64| {
+        serde_json::json!({"Caller": caller, "Method": "GET", "PathPrefix": "/v1",
+            "Live": "allow", "Candidate": "deny", "Reason": "default", "LiveStatus": 200,
+            "CandidateStatus": 403, "Count": count, "Example": "GET /v1/items"})
+    };
+    let with_groups = |proxy: &str, groups: Vec<serde_json::Value>| {
+        serde_json::json!([{"Candidate": label, "Service": "api", "Proxy": proxy,
+            "Seen": 10, "Changed": 4, "Groups": groups}])
+        .to_string()
+    };
+    let r = put(
+        mine.clone(),
+        with_groups("p1", (0..11).map(|i| group(&format!("c{i}"), 1)).collect()),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("Groups: at most 10"), "{}", r.body);
+    let r = put(
+        mine.clone(),
+        with_groups("p1", vec![group(&"w".repeat(300), 1)]),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("Groups[0].Caller"), "{}", r.body);
+    // Two sidecars' groups are summed by what they group, largest first.
+    assert_eq!(
+        put(
+            mine.clone(),
+            with_groups("p1", vec![group("web", 3), group("batch", 1)])
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        put(mine, with_groups("p2", vec![group("batch", 4)]))
+            .await
+            .status,
+        200
+    );
+    let shown = api.call("GET", "/v1/tribune/staged", root, "").await.json();
+    let groups = shown[0]["Groups"].as_array().unwrap();
+    assert_eq!(
+        groups
+            .iter()
+            .map(|g| (g["Caller"].as_str().unwrap(), g["Count"].as_u64().unwrap()))
+            .collect::<Vec<_>>(),
+        [("batch", 5), ("web", 3)]
     );
 }
 

@@ -641,6 +641,14 @@ async function stagedPage() {
       outcome,
       h("p", {}, `${s.Seen} requests evaluated by the sidecars, ${s.Changed} decided differently.`,
         s.LiveChanged ? h("span", { class: "warn" }, " The live entry changed since staging: promote needs force.") : ""),
+      // Where the candidate decides differently, as the sidecars grouped it.
+      (s.Groups || []).length ? h("table", { class: "groups" },
+        h("tr", {}, ["Caller", "Method", "Path", "Live → candidate", "Reason", "Requests", "Example"].map((x) => h("th", {}, x))),
+        s.Groups.map((g) => h("tr", { "data-caller": g.Caller },
+          h("td", {}, g.Caller), h("td", {}, g.Method), h("td", {}, g.PathPrefix),
+          h("td", {}, `${g.Live} ${g.LiveStatus} → ${g.Candidate} ${g.CandidateStatus}`),
+          h("td", {}, g.Reason), h("td", { "data-col": "count" }, String(g.Count)), h("td", {}, g.Example))))
+        : "",
       (s.Sidecars || []).length ? h("table", { class: "reporters" },
         h("tr", {}, ["Reported by (service / sidecar)", "Seen", "Changed"].map((x) => h("th", {}, x))),
         s.Sidecars.map((r) => h("tr", { "data-service": r.Service },
