@@ -420,7 +420,16 @@ pub(crate) async fn put_config(
         return crate::staged::stage(&state, &entry).await;
     }
     let cas = parse_cas(q)?;
-    let written = write_entry(&state, &entry, cas).await?;
+    let mut written = write_entry(&state, &entry, cas).await?;
+    // `?check=true` (what `tribune config write` sends): a provider whose keys the
+    // agent cannot fetch now is written, with a warning saying why. Asked for, not
+    // done on every write: an agent may not reach the provider from where it runs.
+    if let (true, ConfigEntry::JwtProvider(p)) = (
+        matches!(query_get(q, "check"), Some("" | "true" | "1")),
+        &entry,
+    ) {
+        written.warnings.extend(key_fetch_warning(p).await);
+    }
     let mut res = Json(written.ok).into_response();
     for w in written.warnings {
         if let Ok(v) = HeaderValue::from_str(&w) {
@@ -429,6 +438,45 @@ pub(crate) async fn put_config(
         }
     }
     Ok(res)
+}
+
+/// How long a write waits for its provider check (`?check=true`).
+const WRITE_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// A warning when `p`'s remote keys cannot be fetched now (a key set answering 404,
+/// a discovery document naming another issuer, a host that does not answer); none
+/// for keys held in the entry or a file.
+pub(crate) async fn key_fetch_warning(p: &tribune_model::JwtProvider) -> Option<String> {
+    if !matches!(
+        p.json_web_key_set,
+        tribune_model::jwt_provider::JsonWebKeySet::Remote(_)
+    ) {
+        return None;
+    }
+    let hint = format!(
+        "requests that carry a token for it fail until the keys can be fetched (`tribune jwt-provider check {}` shows each step)",
+        p.name
+    );
+    let check = tribune_jwks::check::check(p, None, crate::ca_api::now());
+    match tokio::time::timeout(WRITE_CHECK_TIMEOUT, check).await {
+        Err(_) => Some(format!(
+            "jwt-provider {:?}: the agent got no key set within {} s; {hint}",
+            p.name,
+            WRITE_CHECK_TIMEOUT.as_secs()
+        )),
+        Ok(report) if report.ok => None,
+        Ok(report) => {
+            let failed = report.steps.iter().find(|s| !s.ok);
+            let why = failed.map_or_else(
+                || "the key set holds no usable key".to_string(),
+                |s| format!("{}: {}", s.target, s.detail),
+            );
+            Some(format!(
+                "jwt-provider {:?}: the agent could not fetch its keys ({why}); {hint}",
+                p.name
+            ))
+        }
+    }
 }
 
 /// decisions.md #3: warnings for intentions Consul accepts but that likely do not do

@@ -133,6 +133,7 @@ fn field_of(message: &str) -> String {
 
 pub(crate) async fn validate(
     State(state): State<Shared>,
+    query: crate::extract::Query,
     Caller(authz): Caller,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -170,12 +171,24 @@ pub(crate) async fn validate(
     if let Err(e) = cross_checks(&current, Some(&entry), None) {
         errors.push(error(String::new(), e));
     }
+    let mut warnings = warnings_for(&state, &current, &entry);
+    // `?check=true`: the agent fetches a provider's keys now, as a write with the
+    // check does.
+    if let (true, tribune_model::ConfigEntry::JwtProvider(p)) = (
+        matches!(
+            crate::query_get(query.pairs(), "check"),
+            Some("" | "true" | "1")
+        ),
+        &entry,
+    ) {
+        warnings.extend(crate::entries::key_fetch_warning(p).await);
+    }
     Ok(Json(json!({
         "Valid": errors.is_empty(),
         "Kind": entry.kind().as_str(),
         "Name": entry.name(),
         "Errors": errors,
-        "Warnings": warnings_for(&state, &current, &entry),
+        "Warnings": warnings,
         "Extensions": entry.tribune_extensions(),
         "Entry": entry.to_json(),
     }))

@@ -252,3 +252,51 @@ async fn a_token_sent_where_its_provider_does_not_look_is_named() {
         "{v}"
     );
 }
+
+/// A key set URI that answers 404 is written, with the agent's finding as a warning
+/// when the write asks for the check (`?check=true`, what `config write` sends).
+#[tokio::test]
+async fn a_provider_whose_keys_cannot_be_fetched_is_written_with_a_warning() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 2048];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    let api = Api::dev().await;
+    let provider = json!({"Kind": "jwt-provider", "Name": "gone", "Issuer": "https://idp.example/",
+        "Audiences": ["api"],
+        "JSONWebKeySet": {"Remote": {"URI": format!("http://{addr}/keys")}}})
+    .to_string();
+    let r = api
+        .call("PUT", "/v1/config?check=true", None, &provider)
+        .await;
+    assert_eq!(r.body, "true", "written all the same");
+    let warnings: Vec<&str> = r
+        .headers
+        .get_all("x-tribune-warning")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("jwt-provider \"gone\": the agent could not fetch its keys (")
+            && warnings[0].contains("404")
+            && warnings[0].contains("tribune jwt-provider check gone"),
+        "{warnings:?}"
+    );
+    // Without the check, no fetch is made at write time.
+    let r = api.put(&provider).await;
+    assert_eq!(r.body, "true");
+    assert_eq!(r.headers.get_all("x-tribune-warning").iter().count(), 0);
+}

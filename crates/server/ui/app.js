@@ -314,7 +314,8 @@ function openEditor(detail, kind, entry, hcl) {
 
   async function check() {
     const text = editor.value;
-    const v = await api("POST", "/v1/tribune/config/validate", text);
+    // check=true: the agent also fetches a provider's keys, as `config write` does.
+    const v = await api("POST", "/v1/tribune/config/validate?check=true", text);
     report.replaceChildren();
     if (v.Errors && v.Errors.length) {
       report.append(h("p", { class: "bad" }, `Not saved: ${v.Errors.length} problem(s).`),

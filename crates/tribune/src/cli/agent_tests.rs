@@ -31,7 +31,8 @@ fn example(name: &str) -> String {
 }
 
 /// What `config write` prints on stderr for the seed's provider file: its write-time
-/// warnings (a name as Issuer with remote keys, no Audiences).
+/// warnings (a name as Issuer with remote keys, no Audiences), and the agent's failed
+/// fetch of its placeholder key URI.
 fn okta_warnings() -> String {
     let text = std::fs::read_to_string(example("okta-provider.hcl")).unwrap();
     let Ok(tribune_model::ConfigEntry::JwtProvider(p)) = tribune_model::parse_entry(&text) else {
@@ -39,7 +40,9 @@ fn okta_warnings() -> String {
     };
     let warnings = tribune_authz::provider_warnings(&p);
     assert_eq!(warnings.len(), 2, "{warnings:?}");
-    warnings.iter().map(|w| format!("WARNING: {w}\n")).collect()
+    let mut out: String = warnings.iter().map(|w| format!("WARNING: {w}\n")).collect();
+    out.push_str("WARNING: jwt-provider \"okta\": the agent could not fetch its keys (https://<org>.okta.com/oauth2/default/v1/keys: invalid URI: invalid uri character); requests that carry a token for it fail until the keys can be fetched (`tribune jwt-provider check okta` shows each step)\n");
+    out
 }
 
 #[test]

@@ -292,12 +292,17 @@ fn write(args: &WriteArgs, io: &mut Io<'_>) -> u8 {
         );
         return 1;
     }
+    // A provider's keys are fetched by the agent as the write is made, and a failure
+    // is a warning (`check=true`).
     let path = if args.stage {
         "/v1/config?stage=true".to_string()
     } else if args.cas {
-        format!("/v1/config?cas={}", args.modify_index.unwrap_or(0))
+        format!(
+            "/v1/config?cas={}&check=true",
+            args.modify_index.unwrap_or(0)
+        )
     } else {
-        "/v1/config".to_string()
+        "/v1/config?check=true".to_string()
     };
     let r = match call_ok(
         &args.http,

@@ -267,15 +267,24 @@ fn explain_finds_tokens_where_the_sidecar_finds_them_and_fetches_remote_keys() {
         out.ends_with("The caller would get HTTP 401 (Jwt is missing)\n"),
         "{out}"
     );
-    // A token in the default location is not where these providers look.
+    // A token in the default location is not where these providers look: missing
+    // for the caller, and named where it was.
     let (code, out, _) = with(&[
         "-jwt", &remote, "-cookie", &cookie, "-format", "json", "-explain",
     ]);
     assert_eq!(code, 1);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["ReasonCode"], "jwt_missing", "{out}");
+    assert_eq!(v["ReasonCode"], "jwt_wrong_location", "{out}");
     assert_eq!(v["Status"], 401);
-    assert_eq!(v["Tokens"][0]["Outcome"], "missing");
+    assert_eq!(v["Body"], "Jwt is missing");
+    assert_eq!(v["Tokens"][0]["Outcome"], "wrong_location");
+    assert!(
+        v["Reason"]
+            .as_str()
+            .unwrap()
+            .contains("was sent in header Authorization"),
+        "{out}"
+    );
     assert_eq!(v["Tokens"][1]["Outcome"], "valid");
     // A caller outside the mesh matches only `*` sources.
     let (code, out, _) = run_args(&[
