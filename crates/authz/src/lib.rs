@@ -32,4 +32,4 @@ pub use matchers::{
 pub use path::{decoded_once, normalize_path, normalize_request_path, PathVerdict};
 pub use table::{compile, is_http_like, CompileError, CompileInput, IntentionInfo, IntentionTable};
 pub use tribune_model::intentions::Action;
-pub use warnings::{provider_warnings, write_warnings};
+pub use warnings::{entry_warnings, provider_warnings, write_warnings};

@@ -79,21 +79,7 @@ pub fn write_warnings(
                 .to_string(),
         );
     }
-    if let Some(jwt) = &entry.jwt {
-        out.extend(claim_path_warnings("JWT", jwt));
-    }
-    for (i, src) in entry.sources.iter().enumerate() {
-        if let SourceRule::Permissions(perms) = &src.rule {
-            for (j, perm) in perms.iter().enumerate() {
-                if let Some(jwt) = &perm.jwt {
-                    out.extend(claim_path_warnings(
-                        &format!("Sources[{i}].Permissions[{j}].JWT"),
-                        jwt,
-                    ));
-                }
-            }
-        }
-    }
+    out.extend(claim_paths(entry));
     for (i, src) in entry.sources.iter().enumerate() {
         let p = format!("Sources[{i}] ({})", src.name);
         match &src.rule {
@@ -132,6 +118,38 @@ pub fn write_warnings(
                         )),
                         _ => {}
                     }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The warnings an entry earns on its own, without the agent's other entries or its
+/// default policy (`tribune config validate`, offline): a provider's mistakes and
+/// dotted claim paths.
+pub fn entry_warnings(entry: &tribune_model::ConfigEntry) -> Vec<String> {
+    match entry {
+        tribune_model::ConfigEntry::JwtProvider(p) => provider_warnings(p),
+        tribune_model::ConfigEntry::ServiceIntentions(si) => claim_paths(si),
+        _ => Vec::new(),
+    }
+}
+
+/// [`claim_path_warnings`] of every JWT requirement of `si`.
+fn claim_paths(si: &ServiceIntentions) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(jwt) = &si.jwt {
+        out.extend(claim_path_warnings("JWT", jwt));
+    }
+    for (i, src) in si.sources.iter().enumerate() {
+        if let SourceRule::Permissions(perms) = &src.rule {
+            for (j, perm) in perms.iter().enumerate() {
+                if let Some(jwt) = &perm.jwt {
+                    out.extend(claim_path_warnings(
+                        &format!("Sources[{i}].Permissions[{j}].JWT"),
+                        jwt,
+                    ));
                 }
             }
         }

@@ -210,6 +210,11 @@ fn validate(args: &ValidateArgs, io: &mut Io<'_>) -> u8 {
                         extensions.join(", ")
                     );
                 }
+                // What the entry earns on its own (the agent adds the checks against
+                // its other entries when it is written).
+                for w in tribune_authz::entry_warnings(&entry) {
+                    let _ = writeln!(io.err, "WARNING: {w}");
+                }
             }
             0
         }
@@ -638,8 +643,17 @@ mod tests {
     fn validate_prints_valid_for_the_seed_provider() {
         let (code, out, err) = run_args(&["config", "validate", &example("okta-provider.hcl")]);
         assert_eq!(
-            (code, out.as_str(), err.as_str()),
-            (0, "Config entry is valid: jwt-provider/okta\n", "")
+            (code, out.as_str()),
+            (0, "Config entry is valid: jwt-provider/okta\n")
+        );
+        // The seed's own mistakes, named (issue #42).
+        assert!(
+            err.contains("WARNING: jwt-provider \"okta\": Issuer \"okta\" is not a URL"),
+            "{err}"
+        );
+        assert!(
+            err.contains("WARNING: jwt-provider \"okta\" has no Audiences"),
+            "{err}"
         );
     }
 
