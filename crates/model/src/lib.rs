@@ -14,6 +14,7 @@
 //! [`entry_from_json`], so they can never disagree about what is valid.
 
 pub mod api;
+pub mod auth_method;
 pub mod claims;
 pub mod decode;
 pub mod entry;
