@@ -1,5 +1,5 @@
 //! The API's request bodies and answers (`tribune_model::api`): a body decoded in Go
-//! `encoding/json` mode (the ACL bodies) or an answer a client decodes never panics,
+//! `encoding/json` mode (the ACL bodies, an auth method) or an answer a client decodes never panics,
 //! and what decodes survives its own serialization unchanged.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
@@ -34,5 +34,12 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(again, s);
     }
     let _ = serde_json::from_value::<Vec<ServiceEntry>>(v.clone());
+    // An auth method body (`PUT /v1/acl/auth-method`): decoded, checked and written
+    // back out without a panic, whatever its durations hold.
+    if let Ok(mut m) = serde_json::from_value::<tribune_model::auth_method::AuthMethod>(v.clone())
+    {
+        let _ = m.validate(None);
+        let _ = serde_json::to_value(&m).expect("an auth method serializes");
+    }
     let _ = serde_json::from_value::<ReplayResult>(v);
 });

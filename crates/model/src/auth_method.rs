@@ -64,10 +64,43 @@ pub struct AuthMethod {
     pub token_locality: String,
     #[serde(default)]
     pub config: MethodConfig,
-    #[serde(default)]
-    pub create_index: u64,
-    #[serde(default)]
-    pub modify_index: u64,
+}
+
+/// What `GET /v1/acl/auth-methods` lists of a method (no `Config`: it may hold a
+/// client secret).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MethodStub {
+    pub name: String,
+    pub r#type: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub display_name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    #[serde(
+        rename = "MaxTokenTTL",
+        default,
+        skip_serializing_if = "is_zero",
+        serialize_with = "duration_out",
+        deserialize_with = "duration_in"
+    )]
+    pub max_token_ttl: i64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub token_locality: String,
+}
+
+impl AuthMethod {
+    /// The method as the list shows it.
+    pub fn stub(&self) -> MethodStub {
+        MethodStub {
+            name: self.name.clone(),
+            r#type: self.r#type.clone(),
+            display_name: self.display_name.clone(),
+            description: self.description.clone(),
+            max_token_ttl: self.max_token_ttl,
+            token_locality: self.token_locality.clone(),
+        }
+    }
 }
 
 /// The `Config` of a `jwt` or `oidc` method (Consul's names).

@@ -18,6 +18,7 @@ use axum::Json;
 use tribune_model::api::{AclPolicyBody, AclTokenBody, Indexed};
 use tribune_store::{Cas, Op, Record};
 
+pub(crate) mod auth_methods;
 mod edit;
 
 pub(crate) use edit::{

@@ -52,6 +52,7 @@ pub(crate) const POLICY_TABLE: &str = "acl-policies";
 pub(crate) const TOKEN_TABLE: &str = "acl-tokens";
 pub(crate) const ACL_META_TABLE: &str = "acl-meta";
 pub(crate) const ROLE_TABLE: &str = "acl-roles";
+pub(crate) const AUTH_METHOD_TABLE: &str = "acl-auth-methods";
 /// The tables an authorizer is resolved from: a write to any re-authorizes waiters.
 pub(crate) const ACL_TABLES: [&str; 3] = [TOKEN_TABLE, POLICY_TABLE, ROLE_TABLE];
 
@@ -326,6 +327,14 @@ pub fn router(state: Shared) -> Router {
         )
         .route("/v1/acl/role/name/{name}", get(acl_api::read_role_by_name))
         .route("/v1/acl/roles", get(acl_api::list_roles))
+        .route("/v1/acl/auth-method", put(acl_api::auth_methods::create))
+        .route(
+            "/v1/acl/auth-method/{name}",
+            get(acl_api::auth_methods::read)
+                .put(acl_api::auth_methods::update)
+                .delete(acl_api::auth_methods::delete),
+        )
+        .route("/v1/acl/auth-methods", get(acl_api::auth_methods::list))
         .route("/v1/tribune/staged", get(staged::list))
         .route("/v1/tribune/staged/{kind}/{name}", get(staged::show))
         .route(

@@ -26,6 +26,9 @@ pub(crate) mod acl {
     pub(crate) const ROLES: Table<Role> = Table::new(crate::ROLE_TABLE);
     /// `bootstrapped` -> `true` once the bootstrap window has ended.
     pub(crate) const META: Table<bool> = Table::new(crate::ACL_META_TABLE);
+    /// Auth methods by name.
+    pub(crate) const AUTH_METHODS: Table<tribune_model::auth_method::AuthMethod> =
+        Table::new(crate::AUTH_METHOD_TABLE);
 }
 
 pub(crate) mod catalog;

@@ -10,7 +10,9 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 use tribune_model::api::{AclLink, AclPolicy, AclPolicyBody, AclToken, AclTokenBody};
 
+mod auth_method;
 mod role;
+use auth_method::AuthMethodCommand;
 use role::RoleCommand;
 
 #[derive(Debug, Subcommand)]
@@ -26,6 +28,10 @@ pub enum AclCommand {
     /// ACL roles (named sets of policies): create, list, read, update, delete.
     #[command(subcommand)]
     Role(RoleCommand),
+    /// ACL auth methods (log in with a JWT or OIDC identity): create, list, read,
+    /// update, delete.
+    #[command(subcommand, name = "auth-method")]
+    AuthMethod(AuthMethodCommand),
 }
 
 #[derive(Debug, Args)]
@@ -260,6 +266,7 @@ pub fn run(cmd: AclCommand, io: &mut Io<'_>) -> u8 {
             TokenCommand::Delete(a) => token_delete(&a, io),
         },
         AclCommand::Role(c) => role::run(c, io),
+        AclCommand::AuthMethod(c) => auth_method::run(c, io),
     };
     match r {
         Ok(()) => 0,

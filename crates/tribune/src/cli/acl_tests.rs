@@ -396,3 +396,112 @@ fn role_update_merges_policies_unless_no_merge() {
         "{err}"
     );
 }
+
+#[test]
+fn auth_methods_are_managed_like_consul() {
+    let addr = agent();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("nomad.json");
+    std::fs::write(
+        &config,
+        r#"{"JWKSURL": "http://127.0.0.1:4646/.well-known/jwks.json", "JWTSupportedAlgs": ["RS256"],
+            "BoundAudiences": ["consul.io"], "ClaimMappings": {"nomad_job_id": "nomad_job_id"}}"#,
+    )
+    .unwrap();
+    let at_config = format!("@{}", config.display());
+    let out = ok(
+        &addr,
+        &[
+            "acl",
+            "auth-method",
+            "create",
+            "-type",
+            "jwt",
+            "-name",
+            "nomad-workloads",
+            "-display-name",
+            "Nomad Workloads",
+            "-max-token-ttl",
+            "1h",
+            "-config",
+            &at_config,
+        ],
+    );
+    assert!(
+        out.starts_with("Name:          nomad-workloads\nType:          jwt\nDisplayName:   Nomad Workloads\nDescription:   \nMaxTokenTTL:   1h0m0s\nTokenLocality: local\nConfig:\n{\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\"BoundAudiences\": [\n    \"consul.io\"\n  ]"),
+        "{out}"
+    );
+    let list = ok(&addr, &["acl", "auth-method", "list"]);
+    assert_eq!(
+        list,
+        "nomad-workloads:\n   Type:         jwt\n   DisplayName:  Nomad Workloads\n   Description:  \n"
+    );
+    let out = ok(
+        &addr,
+        &[
+            "acl",
+            "auth-method",
+            "update",
+            "-name",
+            "nomad-workloads",
+            "-description",
+            "Nomad's workloads",
+        ],
+    );
+    assert_eq!(field(&out, "Description"), "Nomad's workloads");
+    assert_eq!(field(&out, "MaxTokenTTL"), "1h0m0s", "kept");
+    let json = ok(
+        &addr,
+        &[
+            "acl",
+            "auth-method",
+            "read",
+            "-name",
+            "nomad-workloads",
+            "-format",
+            "json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["Config"]["ClaimMappings"]["nomad_job_id"], "nomad_job_id");
+    // Consul's refusal, through the CLI.
+    let (code, _, err) = run(
+        &addr,
+        "root",
+        &[
+            "acl",
+            "auth-method",
+            "create",
+            "-type",
+            "jwt",
+            "-name",
+            "bad",
+            "-max-token-ttl",
+            "30s",
+            "-config",
+            &at_config,
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("MaxTokenTTL 30s cannot be less than 1m0s"),
+        "{err}"
+    );
+    assert_eq!(
+        ok(
+            &addr,
+            &["acl", "auth-method", "delete", "-name", "nomad-workloads"]
+        ),
+        "Auth-method \"nomad-workloads\" deleted successfully\n"
+    );
+    let (code, _, _) = run(
+        &addr,
+        "root",
+        &["acl", "auth-method", "read", "-name", "nomad-workloads"],
+    );
+    assert_eq!(code, 1);
+}
