@@ -105,6 +105,36 @@ async fn auth_methods_are_created_read_listed_updated_and_deleted_as_in_consul()
             .await
             .starts_with("AuthMethod decoding failed:")
     );
+    // Static keys must be PEM public keys.
+    let static_keys = |pem: &str| {
+        json!({"Name": "static", "Type": "jwt",
+            "Config": {"JWTValidationPubKeys": [pem], "BoundAudiences": ["ci"]}})
+    };
+    assert_eq!(
+        refused("/v1/acl/auth-method", static_keys("not a key")).await,
+        "Invalid Auth Method: error parsing public key JWTValidationPubKeys[0]: data does not contain any valid RSA or ECDSA public keys"
+    );
+    let key = aws_lc_rs::signature::EcdsaKeyPair::generate(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+    )
+    .unwrap();
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::signature::KeyPair;
+    let spki = key.public_key().as_der().unwrap();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(spki.as_ref());
+    let pem = format!("-----BEGIN PUBLIC KEY-----\n{b64}\n-----END PUBLIC KEY-----\n");
+    let r = api
+        .call(
+            "PUT",
+            "/v1/acl/auth-method",
+            root,
+            &static_keys(&pem).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    api.call("DELETE", "/v1/acl/auth-method/static", root, "")
+        .await;
     let list = api
         .call("GET", "/v1/acl/auth-methods", root, "")
         .await

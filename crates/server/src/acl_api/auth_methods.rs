@@ -25,12 +25,30 @@ fn decode(body: Value) -> ApiResult<AuthMethod> {
         .map_err(|e| ApiError::bad_request(format!("AuthMethod decoding failed: {e}")))
 }
 
+/// Consul's check of `JWTValidationPubKeys`: each a PEM public key (`PUBLIC KEY`) or
+/// a certificate whose key is used.
+fn check_pub_keys(method: &AuthMethod) -> ApiResult<()> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, SubjectPublicKeyInfoDer};
+    for (i, pem) in method.config.jwt_validation_pub_keys.iter().enumerate() {
+        let key = SubjectPublicKeyInfoDer::from_pem_slice(pem.as_bytes()).is_ok();
+        let cert = CertificateDer::from_pem_slice(pem.as_bytes()).is_ok();
+        if !key && !cert {
+            return Err(ApiError::bad_request(format!(
+                "Invalid Auth Method: error parsing public key JWTValidationPubKeys[{i}]: data does not contain any valid RSA or ECDSA public keys"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Checks `method` against the stored one of its name and writes it.
 async fn write(state: &crate::AppState, mut method: AuthMethod) -> ApiResult<Response> {
     let existing = AUTH_METHODS.get(state, &method.name).await?;
     method
         .validate(existing.as_ref().map(|s| &s.value))
         .map_err(|e| ApiError::bad_request(e.0))?;
+    check_pub_keys(&method)?;
     let m = &method;
     write_guarded(state, &AUTH_METHODS, |stored| {
         // The type is immutable across agents too: checked again on what the write
