@@ -345,11 +345,11 @@ pub async fn authenticate<V: Verify + ?Sized>(
         let outcome = match conclude(provider, &mine, |_| {
             results.next().unwrap_or(Err(JwtError::Missing))
         }) {
-            Outcome::Missing => match stray {
-                Some(f) => Outcome::Stray(tribune_jwt::Stray::of(&f.token)),
-                None => tribune_jwt::locate::elsewhere(provider, view)
-                    .map_or(Outcome::Missing, Outcome::Stray),
-            },
+            Outcome::Missing => tribune_jwt::locate::none_of_its_own(
+                provider,
+                stray.as_ref().map(|f| f.token.as_ref()),
+                view,
+            ),
             other => other,
         };
         if matches!(outcome, Outcome::Valid { .. }) && forwards_token(provider) {

@@ -243,13 +243,39 @@ pub enum Outcome {
 }
 
 /// The tokens in the request addressed to `provider`: found at its locations and,
-/// when it has an `Issuer`, naming it in their (unverified) `iss`.
-pub fn addressed_to<'a>(provider: &'a JwtProvider, req: &'a dyn RequestParts) -> Founds<'a> {
-    let mut found = extract(&provider.locations, req);
-    if !provider.issuer.is_empty() {
-        found.retain(|f| unverified_issuer(&f.token).as_deref() == Some(provider.issuer.as_str()));
+/// when it has an `Issuer`, naming it in their (unverified) `iss`; and the first
+/// token at its locations that is not (for [`none_of_its_own`]).
+pub fn addressed_to<'a>(
+    provider: &'a JwtProvider,
+    req: &'a dyn RequestParts,
+) -> (Founds<'a>, Option<Found<'a>>) {
+    let mut mine = Founds::new();
+    let mut stray = None;
+    for f in extract(&provider.locations, req) {
+        if provider.issuer.is_empty()
+            || unverified_issuer(&f.token).as_deref() == Some(provider.issuer.as_str())
+        {
+            mine.push(f);
+        } else if stray.is_none() {
+            stray = Some(f);
+        }
     }
-    found
+    (mine, stray)
+}
+
+/// The outcome of a provider that has no token of its own: `Missing`, or a `Stray`
+/// naming what was sent instead (`stray`, the first token at its locations addressed
+/// elsewhere; else a token naming its Issuer where it does not look). Read only on
+/// this path, so requests with a token of their own pay nothing for it.
+pub fn none_of_its_own(
+    provider: &JwtProvider,
+    stray: Option<&str>,
+    req: &dyn RequestParts,
+) -> Outcome {
+    match stray {
+        Some(token) => Outcome::Stray(crate::Stray::of(token)),
+        None => elsewhere(provider, req).map_or(Outcome::Missing, Outcome::Stray),
+    }
 }
 
 /// For a provider with its own `Locations` that found no token: where a token naming
@@ -317,21 +343,11 @@ pub fn verify_request(
     req: &dyn RequestParts,
     now: i64,
 ) -> Outcome {
-    let mut found = extract(&provider.locations, req);
-    let mut stray = None;
-    if !provider.issuer.is_empty() {
-        found.retain(|f| {
-            let mine = unverified_issuer(&f.token).as_deref() == Some(provider.issuer.as_str());
-            if !mine && stray.is_none() {
-                stray = Some(crate::Stray::of(&f.token));
-            }
-            mine
-        });
-    }
-    match conclude(provider, &found, |t| verifier.verify(t, now).map(Arc::new)) {
-        Outcome::Missing => stray
-            .or_else(|| elsewhere(provider, req))
-            .map_or(Outcome::Missing, Outcome::Stray),
+    let (mine, stray) = addressed_to(provider, req);
+    match conclude(provider, &mine, |t| verifier.verify(t, now).map(Arc::new)) {
+        Outcome::Missing => {
+            none_of_its_own(provider, stray.as_ref().map(|f| f.token.as_ref()), req)
+        }
         other => other,
     }
 }

@@ -6,6 +6,7 @@
 //! The texts are Consul's (`Invalid Auth Method: ...`), so scripts that match them
 //! keep working.
 
+use crate::entry::{is_false, is_zero};
 use crate::go;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
@@ -220,19 +221,12 @@ pub struct MethodConfig {
     pub verbose_oidc_logging: bool,
 }
 
-fn is_zero(n: &i64) -> bool {
-    *n == 0
-}
-
-fn is_false(b: &bool) -> bool {
-    !*b
-}
-
 fn duration_out<S: Serializer>(ns: &i64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&go::format_duration(*ns))
 }
 
-/// A Go duration: its text (`"10m"`) or integer nanoseconds, as Consul decodes them.
+/// A Go duration: its text (`"10m"`, as [`go::parse_duration`] reads it) or integer
+/// nanoseconds, as Consul decodes them; an empty text is none.
 fn duration_in<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]

@@ -70,6 +70,20 @@ impl FromRequestParts<Shared> for Caller {
     }
 }
 
+/// A caller with a management token (or ACLs off): what snapshots need. Checked from
+/// the head, so a refused caller's body is never read (a restore may be 512 MiB).
+pub(crate) struct ManagementCaller;
+
+impl FromRequestParts<Shared> for ManagementCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, ApiError> {
+        let Caller(authz) = Caller::from_request_parts(parts, state).await?;
+        authz.management()?;
+        Ok(ManagementCaller)
+    }
+}
+
 /// The caller of an `/v1/acl` endpoint: ACLs must be on (Consul answers 401 "ACL
 /// support disabled" otherwise).
 pub(crate) struct AclCaller(pub Authorizer);

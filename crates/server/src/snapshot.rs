@@ -14,7 +14,7 @@
 //! batches (etcd limits a transaction's size), and re-running an interrupted restore
 //! finishes it.
 
-use crate::extract::Caller;
+use crate::extract::ManagementCaller;
 use crate::{ApiError, ApiResult, Shared};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -225,11 +225,7 @@ pub fn restore_ops(current: &Dump, archive: &Archive) -> Result<Vec<Op>, Archive
 
 /// `GET /v1/snapshot`: the archive of the whole state, read at one point in time.
 /// Needs a management token (it holds every secret).
-pub(crate) async fn save(
-    State(state): State<Shared>,
-    Caller(authz): Caller,
-) -> ApiResult<Response> {
-    authz.management()?;
+pub(crate) async fn save(State(state): State<Shared>, _: ManagementCaller) -> ApiResult<Response> {
     let dump = state.store.dump().await?;
     let archive = Archive::of(&dump, crate::REVISION).map_err(|e| crate::internal_error(e.0))?;
     let bytes = archive.to_bytes().map_err(|e| crate::internal_error(e.0))?;
@@ -266,10 +262,9 @@ pub struct Restored {
 /// checking all of it. Needs a management token.
 pub(crate) async fn restore(
     State(state): State<Shared>,
-    Caller(authz): Caller,
+    _: ManagementCaller,
     body: Bytes,
 ) -> ApiResult<axum::Json<Restored>> {
-    authz.management()?;
     let archive =
         Archive::parse(&body, "the request body").map_err(|e| ApiError::bad_request(e.0))?;
     // One restore at a time, and no guarded write of this agent in between.

@@ -244,3 +244,26 @@ fn a_snapshot_taken_under_writes_restores_into_a_fresh_agent_whole() {
     a.kill();
     b.kill();
 }
+
+/// A restore is authorized from its head: a caller without a management token is
+/// refused at once, before the agent reads (and holds) a body of up to 512 MiB.
+#[test]
+fn a_restore_without_a_management_token_is_refused_before_its_body_is_read() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut agent, addr) = acl_agent(dir.path());
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    // The head announces 500 MB; no byte of it follows.
+    write!(
+        s,
+        "PUT /v1/snapshot HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 500000000\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = [0u8; 64];
+    let n = s.read(&mut answer).expect("an answer without the body");
+    let head = String::from_utf8_lossy(&answer[..n]);
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    agent.kill();
+}
