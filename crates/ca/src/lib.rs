@@ -350,4 +350,20 @@ pub fn certs_from_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>, CaError
         .map_err(|e| CaError(format!("certificate PEM: {e}")))
 }
 
+/// The DER `SubjectPublicKeyInfo` of a PEM `PUBLIC KEY`, or of the first
+/// certificate of a PEM `CERTIFICATE` (what an auth method's `JWTValidationPubKeys`
+/// may hold, as in Consul).
+pub fn public_key_from_pem(pem: &str) -> Result<Vec<u8>, CaError> {
+    use rustls_pki_types::SubjectPublicKeyInfoDer;
+    if let Ok(spki) = SubjectPublicKeyInfoDer::from_pem_slice(pem.as_bytes()) {
+        return Ok(spki.as_ref().to_vec());
+    }
+    let cert = CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|_| {
+        CaError("data does not contain any valid RSA, ECDSA, or ED25519 public keys".into())
+    })?;
+    let parsed =
+        webpki::EndEntityCert::try_from(&cert).map_err(|e| CaError(format!("certificate: {e}")))?;
+    Ok(parsed.subject_public_key_info().as_ref().to_vec())
+}
+
 pub use rustls_pki_types;

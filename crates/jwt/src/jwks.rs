@@ -354,6 +354,67 @@ impl Jwks {
         Ok(Jwks { keys, warnings })
     }
 
+    /// Keys given as DER `SubjectPublicKeyInfo`s (an auth method's
+    /// `JWTValidationPubKeys`). Each verifies only the algorithms of its own type:
+    /// RSA (RS*, PS*, at least 2048 bits), one EC curve (ES256, ES384 or ES512), or
+    /// Ed25519. Never HMAC: a public key is not a shared secret, so a token signed
+    /// HS256 with the key's bytes (algorithm confusion) verifies with nothing here.
+    pub fn from_public_keys(spkis: &[Vec<u8>]) -> Result<Jwks, KeySetError> {
+        const RSA: [Alg; 6] = [
+            Alg::RS256,
+            Alg::RS384,
+            Alg::RS512,
+            Alg::PS256,
+            Alg::PS384,
+            Alg::PS512,
+        ];
+        let ec: [(Alg, &'static signature::EcdsaVerificationAlgorithm); 3] = [
+            (Alg::ES256, &signature::ECDSA_P256_SHA256_FIXED),
+            (Alg::ES384, &signature::ECDSA_P384_SHA384_FIXED),
+            (Alg::ES512, &signature::ECDSA_P521_SHA512_FIXED),
+        ];
+        let mut keys = Vec::with_capacity(spkis.len());
+        for (i, der) in spkis.iter().enumerate() {
+            let mut found: Vec<(Alg, ParsedPublicKey)> = Vec::new();
+            for alg in RSA {
+                let params = rsa_params(alg)
+                    .ok_or_else(|| KeySetError("internal: not an RSA alg".into()))?;
+                if let Ok(k) = ParsedPublicKey::new(params, der) {
+                    found.push((alg, k));
+                }
+            }
+            if found.is_empty() {
+                for (alg, verify) in ec {
+                    if let Ok(k) = ParsedPublicKey::new(verify, der) {
+                        found.push((alg, k));
+                        break;
+                    }
+                }
+            }
+            if found.is_empty() {
+                if let Ok(k) = ParsedPublicKey::new(&signature::ED25519, der) {
+                    found.push((Alg::EdDSA, k));
+                }
+            }
+            if found.is_empty() {
+                return Err(KeySetError(format!(
+                    "public key {i}: not an RSA (2048 bits or more), ECDSA (P-256, P-384, P-521) or Ed25519 key"
+                )));
+            }
+            keys.push(Key {
+                kid: None,
+                material: Material::Public(found),
+            });
+        }
+        if keys.is_empty() {
+            return Err(KeySetError("no public keys".into()));
+        }
+        Ok(Jwks {
+            keys,
+            warnings: Vec::new(),
+        })
+    }
+
     /// Every key of a JWKS document, usable or not, as [`Jwks::parse`] judges it (what
     /// `jwt-provider check` reports). Errs only when the document is not a key set.
     pub fn inspect(json: &[u8]) -> Result<Vec<KeyInfo>, KeySetError> {

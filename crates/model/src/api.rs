@@ -585,7 +585,7 @@ pub struct AclRole {
 }
 
 /// An ACL token (Consul's `api.ACLToken`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct AclToken {
     #[serde(rename = "AccessorID")]
     pub accessor_id: String,
@@ -599,11 +599,87 @@ pub struct AclToken {
     /// Roles, whose policies the token also holds (Consul omits the list when empty).
     #[serde(rename = "Roles", default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<AclLink>,
+    /// Consul's service identities: write on the service and its sidecar, read on
+    /// every service and node (for discovery).
+    #[serde(
+        rename = "ServiceIdentities",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub service_identities: Vec<AclServiceIdentity>,
+    /// Consul's node identities: write on the node, read on every service.
+    #[serde(
+        rename = "NodeIdentities",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub node_identities: Vec<AclNodeIdentity>,
+    /// Consul's built-in templated policies (`builtin/service`, `builtin/node`,
+    /// `builtin/dns`).
+    #[serde(
+        rename = "TemplatedPolicies",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub templated_policies: Vec<AclTemplatedPolicy>,
     #[serde(rename = "Local", default)]
     pub local: bool,
+    /// The auth method whose login made this token (empty for other tokens).
+    #[serde(
+        rename = "AuthMethod",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub auth_method: String,
+    /// RFC 3339: the token stops working then, and is removed soon after.
+    #[serde(
+        rename = "ExpirationTime",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expiration_time: Option<String>,
     /// RFC 3339.
     #[serde(rename = "CreateTime", default)]
     pub create_time: String,
+}
+
+/// A service identity on a token (Consul's `ACLServiceIdentity`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AclServiceIdentity {
+    #[serde(rename = "ServiceName", default)]
+    pub service_name: String,
+    /// Accepted and kept (one datacenter).
+    #[serde(rename = "Datacenters", default, skip_serializing_if = "Vec::is_empty")]
+    pub datacenters: Vec<String>,
+}
+
+/// A node identity on a token (Consul's `ACLNodeIdentity`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AclNodeIdentity {
+    #[serde(rename = "NodeName", default)]
+    pub node_name: String,
+    #[serde(rename = "Datacenter", default)]
+    pub datacenter: String,
+}
+
+/// The variables of a templated policy (Consul's `ACLTemplatedPolicyVariables`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AclTemplatedPolicyVariables {
+    #[serde(rename = "Name", default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+}
+
+/// A templated policy on a token (Consul's `ACLTemplatedPolicy`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AclTemplatedPolicy {
+    #[serde(rename = "TemplateName", default)]
+    pub template_name: String,
+    #[serde(
+        rename = "TemplateVariables",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub template_variables: Option<AclTemplatedPolicyVariables>,
 }
 
 /// A stored object as the API answers it, with its Raft-style indexes.
@@ -677,9 +753,49 @@ pub struct AclTokenBody {
     pub policies: Vec<AclLink>,
     #[serde(rename = "Roles", default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<AclLink>,
+    #[serde(
+        rename = "ServiceIdentities",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub service_identities: Vec<AclServiceIdentity>,
+    #[serde(
+        rename = "NodeIdentities",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub node_identities: Vec<AclNodeIdentity>,
+    #[serde(
+        rename = "TemplatedPolicies",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub templated_policies: Vec<AclTemplatedPolicy>,
     /// Unset: keep (on update) or `false` (on create).
     #[serde(rename = "Local", default, skip_serializing_if = "Option::is_none")]
     pub local: Option<bool>,
+    /// Only a login sets it; a body naming one is refused (Consul's rule).
+    #[serde(
+        rename = "AuthMethod",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub auth_method: String,
+    /// RFC 3339 (on create; an update may only repeat it).
+    #[serde(
+        rename = "ExpirationTime",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expiration_time: Option<String>,
+    /// A Go duration (`"1h"`) or nanoseconds: the token expires that long after its
+    /// creation.
+    #[serde(
+        rename = "ExpirationTTL",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expiration_ttl: Option<serde_json::Value>,
 }
 
 /// A scalar as a string, as Consul's weak decoding reads `Meta` and `Tags` (`1` and

@@ -39,6 +39,23 @@ impl MethodType {
 pub const MIN_TOKEN_TTL_NS: i64 = 60 * 1_000_000_000;
 pub const MAX_TOKEN_TTL_NS: i64 = 24 * 3600 * 1_000_000_000;
 
+/// The bounds of a token's lifetime (`acl { token_min_expiration_ttl
+/// token_max_expiration_ttl }` in the agent's configuration), in nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TtlBounds {
+    pub min_ns: i64,
+    pub max_ns: i64,
+}
+
+impl Default for TtlBounds {
+    fn default() -> Self {
+        TtlBounds {
+            min_ns: MIN_TOKEN_TTL_NS,
+            max_ns: MAX_TOKEN_TTL_NS,
+        }
+    }
+}
+
 /// An auth method as the API carries it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -285,6 +302,15 @@ impl AuthMethod {
     /// the stored method of that name, whose type an update keeps. Fills the type
     /// from `existing` when the update leaves it out.
     pub fn validate(&mut self, existing: Option<&AuthMethod>) -> Result<(), MethodError> {
+        self.validate_within(existing, TtlBounds::default())
+    }
+
+    /// [`Self::validate`] with the agent's token lifetime bounds.
+    pub fn validate_within(
+        &mut self,
+        existing: Option<&AuthMethod>,
+        ttl: TtlBounds,
+    ) -> Result<(), MethodError> {
         if self.name.is_empty() {
             return Err(invalid("no Name is set"));
         }
@@ -310,18 +336,18 @@ impl AuthMethod {
             )));
         };
         if self.max_token_ttl != 0 {
-            if self.max_token_ttl > MAX_TOKEN_TTL_NS {
+            if self.max_token_ttl > ttl.max_ns {
                 return Err(MethodError(format!(
                     "MaxTokenTTL {} cannot be more than {}",
                     go::format_duration(self.max_token_ttl),
-                    go::format_duration(MAX_TOKEN_TTL_NS)
+                    go::format_duration(ttl.max_ns)
                 )));
             }
-            if self.max_token_ttl < MIN_TOKEN_TTL_NS {
+            if self.max_token_ttl < ttl.min_ns {
                 return Err(MethodError(format!(
                     "MaxTokenTTL {} cannot be less than {}",
                     go::format_duration(self.max_token_ttl),
-                    go::format_duration(MIN_TOKEN_TTL_NS)
+                    go::format_duration(ttl.min_ns)
                 )));
             }
         }
@@ -338,7 +364,103 @@ impl AuthMethod {
     }
 }
 
+/// Consul's default leeways: 60 s of clock skew; 150 s for an `exp` or `nbf` the
+/// token leaves out.
+const DEFAULT_SKEW_S: i64 = 60;
+const DEFAULT_MISSING_S: i64 = 150;
+
+/// A leeway in seconds: negative is none, zero is the default.
+fn leeway_s(ns: i64, default: i64) -> i64 {
+    match ns {
+        n if n < 0 => 0,
+        0 => default,
+        n => n / 1_000_000_000,
+    }
+}
+
 impl MethodConfig {
+    /// The clock skew a login's token is checked with, in seconds.
+    pub fn clock_skew_s(&self) -> i64 {
+        leeway_s(self.clock_skew_leeway, DEFAULT_SKEW_S)
+    }
+
+    /// Consul's checks of a login token's registered claims once its signature is
+    /// verified (`strict`: a `jwt` method with local keys or a JWKS, where an `aud`
+    /// with no bound audiences is refused): a token needs `iat`, `exp` or `nbf`; a
+    /// missing `exp` or `nbf` is derived with the method's leeways; `iss` must be
+    /// `BoundIssuer` when set; `aud` must name one of `BoundAudiences` when set.
+    /// The texts are Consul's.
+    pub fn check_claims(
+        &self,
+        claims: &serde_json::Value,
+        now: i64,
+        strict: bool,
+    ) -> Result<(), String> {
+        let num = |name: &str| -> Result<i64, String> {
+            match claims.get(name) {
+                None | Some(serde_json::Value::Null) => Ok(0),
+                Some(serde_json::Value::Number(n)) => n
+                    .as_i64()
+                    .or_else(|| n.as_f64().map(|f| f as i64))
+                    .ok_or_else(|| format!("error validating claims: {name} is not a number")),
+                Some(_) => Err(format!("error validating claims: {name} is not a number")),
+            }
+        };
+        let (iat, mut exp, mut nbf) = (num("iat")?, num("exp")?, num("nbf")?);
+        if iat == 0 && exp == 0 && nbf == 0 {
+            return Err("no issue time, notbefore, or expiration time encoded in token".into());
+        }
+        if exp == 0 {
+            exp = iat.max(nbf) + leeway_s(self.expiration_leeway, DEFAULT_MISSING_S);
+        }
+        if nbf == 0 {
+            nbf = if iat != 0 {
+                iat
+            } else {
+                exp - leeway_s(self.not_before_leeway, DEFAULT_MISSING_S)
+            };
+        }
+        let skew = self.clock_skew_s();
+        let invalid = |why: &str| Err(format!("error validating claims: validation failed, {why}"));
+        if !self.bound_issuer.is_empty()
+            && claims.get("iss").and_then(|v| v.as_str()) != Some(self.bound_issuer.as_str())
+        {
+            return invalid("invalid issuer claim (iss)");
+        }
+        if now + skew < nbf {
+            return invalid("token not valid yet (nbf)");
+        }
+        if now - skew > exp {
+            return invalid("token is expired (exp)");
+        }
+        if iat != 0 && now + skew < iat {
+            return invalid("token issued in the future (iat)");
+        }
+        let aud: Vec<&str> = match claims.get("aud") {
+            None | Some(serde_json::Value::Null) => Vec::new(),
+            Some(serde_json::Value::String(s)) => vec![s.as_str()],
+            Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_str()).collect(),
+            Some(_) => return Err("error validating claims: aud is not a string or a list".into()),
+        };
+        if strict && self.bound_audiences.is_empty() && !aud.is_empty() {
+            return Err(
+                "error validating claims: audience claim found in JWT but no audiences are bound"
+                    .into(),
+            );
+        }
+        if !self.bound_audiences.is_empty()
+            && !self
+                .bound_audiences
+                .iter()
+                .any(|b| aud.contains(&b.as_str()))
+        {
+            return Err(
+                "error validating claims: aud claim does not match any bound audience".into(),
+            );
+        }
+        Ok(())
+    }
+
     /// Consul's `oidcauth.Config.Validate`, without its fetches.
     pub fn validate(&self, kind: MethodType) -> Result<(), String> {
         let t = kind.as_str();
@@ -511,6 +633,86 @@ mod tests {
         ] {
             assert_eq!(with(patch.clone()), want, "{patch}");
         }
+    }
+
+    /// Consul's claim checks after the signature: each failure named as Consul
+    /// names it; leeways for the times a token leaves out.
+    #[test]
+    fn login_claims_are_checked_as_consul_checks_them() {
+        let m = method(nomad());
+        let now = 1_000_000;
+        let ok = json!({"iat": now - 10, "exp": now + 300, "aud": "consul.io"});
+        m.config.check_claims(&ok, now, true).unwrap();
+        for (claims, want) in [
+            (
+                json!({"aud": "consul.io"}),
+                "no issue time, notbefore, or expiration time encoded in token",
+            ),
+            (
+                json!({"exp": now - 61, "aud": "consul.io"}),
+                "error validating claims: validation failed, token is expired (exp)",
+            ),
+            (
+                json!({"iat": now - 211, "aud": "consul.io"}),
+                "error validating claims: validation failed, token is expired (exp)",
+            ),
+            (
+                json!({"nbf": now + 61, "exp": now + 600, "aud": "consul.io"}),
+                "error validating claims: validation failed, token not valid yet (nbf)",
+            ),
+            (
+                json!({"iat": now + 61, "exp": now + 600, "aud": "consul.io"}),
+                "error validating claims: validation failed, token not valid yet (nbf)",
+            ),
+            (
+                json!({"exp": now + 60, "aud": ["other"]}),
+                "error validating claims: aud claim does not match any bound audience",
+            ),
+            (
+                json!({"exp": now + 60}),
+                "error validating claims: aud claim does not match any bound audience",
+            ),
+        ] {
+            assert_eq!(
+                m.config.check_claims(&claims, now, true).unwrap_err(),
+                want,
+                "{claims}"
+            );
+        }
+        // Within the default leeways: 60 s of skew, 150 s for a missing `exp`.
+        m.config
+            .check_claims(&json!({"iat": now - 200, "aud": "consul.io"}), now, true)
+            .unwrap();
+        let mut unbound = m.config.clone();
+        unbound.bound_audiences.clear();
+        unbound.bound_issuer = "https://nomad.example".into();
+        assert_eq!(
+            unbound
+                .check_claims(
+                    &json!({"exp": now + 60, "aud": "x", "iss": "https://nomad.example"}),
+                    now,
+                    true
+                )
+                .unwrap_err(),
+            "error validating claims: audience claim found in JWT but no audiences are bound"
+        );
+        unbound
+            .check_claims(
+                &json!({"exp": now + 60, "aud": "x", "iss": "https://nomad.example"}),
+                now,
+                false,
+            )
+            .unwrap();
+        assert_eq!(
+            unbound
+                .check_claims(
+                    &json!({"exp": now + 60, "iss": "https://evil.example"}),
+                    now,
+                    true
+                )
+                .unwrap_err(),
+            "error validating claims: validation failed, invalid issuer claim (iss)"
+        );
     }
 
     #[test]

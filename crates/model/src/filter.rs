@@ -26,6 +26,7 @@
 //! | int, float, bool | `==` `!=` (the value must parse as the type) |
 //! | list of strings | `in`/`contains` (an element equals) `is empty` |
 //! | map of strings | `is empty`, `in` (a key), and `Map.key` takes the string operators |
+//! | map of string lists | `is empty`, `in` (a key), and `Map.key` takes the list operators |
 //! | list of structs | `is empty`; `List.Field op v` is true when any element matches (never for an empty list) |
 //!
 //! A missing map key makes `==`, `is not empty` and `in` false and every other
@@ -67,6 +68,9 @@ pub enum Type {
     Bool,
     StringList,
     StringMap,
+    /// A map of string lists (a binding rule's `list.<name>`): `Map.key` takes the
+    /// list operators.
+    StringListMap,
     Struct(&'static [Field]),
     StructList(&'static [Field]),
 }
@@ -711,7 +715,9 @@ fn allowed(ty: Type) -> &'static [Op] {
     match ty {
         Type::String => &[Equal, NotEqual, In, NotIn, Matches, NotMatches],
         Type::Int | Type::Float | Type::Bool => &[Equal, NotEqual],
-        Type::StringList | Type::StringMap => &[In, NotIn, IsEmpty, IsNotEmpty],
+        Type::StringList | Type::StringMap | Type::StringListMap => {
+            &[In, NotIn, IsEmpty, IsNotEmpty]
+        }
         Type::StructList(_) => &[IsEmpty, IsNotEmpty],
         Type::Struct(_) => &[],
     }
@@ -752,6 +758,10 @@ fn check(ast: &Ast, schema: &'static [Field], regexes: &RegexCache) -> Result<No
                     Type::StringMap => {
                         path.push(Step::Key(part.clone()));
                         Type::String
+                    }
+                    Type::StringListMap => {
+                        path.push(Step::Key(part.clone()));
+                        Type::StringList
                     }
                     _ => return Err(invalid()),
                 };
@@ -867,13 +877,15 @@ fn leaf(v: &Json, ty: Type, op: Op, operand: &Operand) -> bool {
         (Type::StringList, Op::In, Operand::Str(want)) => v
             .as_array()
             .is_some_and(|a| a.iter().any(|e| e.as_str() == Some(want.as_str()))),
-        (Type::StringMap, Op::In, Operand::Str(key)) => {
+        (Type::StringMap | Type::StringListMap, Op::In, Operand::Str(key)) => {
             v.as_object().is_some_and(|m| m.contains_key(key.as_str()))
         }
         (Type::StringList | Type::StructList(_), Op::IsEmpty, _) => {
             v.as_array().is_none_or(Vec::is_empty)
         }
-        (Type::StringMap, Op::IsEmpty, _) => v.as_object().is_none_or(|m| m.is_empty()),
+        (Type::StringMap | Type::StringListMap, Op::IsEmpty, _) => {
+            v.as_object().is_none_or(|m| m.is_empty())
+        }
         // `check` allows no other combination.
         _ => false,
     };

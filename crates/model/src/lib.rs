@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod auth_method;
+pub mod binding_rule;
 pub mod claims;
 pub mod decode;
 pub mod entry;

@@ -132,6 +132,56 @@ impl Rules {
         Ok(rules)
     }
 
+    /// Consul's service identity: write on the service and its sidecar, read on every
+    /// service (and node) for discovery. Built as values, never as rule text, so no
+    /// name can add a rule.
+    pub fn service_identity(name: &str) -> Rules {
+        let write = ServiceRule {
+            policy: Some(Access::Write),
+            intentions: None,
+        };
+        let mut r = Rules::read_all_services();
+        r.service.insert(name.to_string(), write);
+        r.service.insert(format!("{name}-sidecar-proxy"), write);
+        r
+    }
+
+    /// Read on every service: what a node identity and `builtin/dns` grant among the
+    /// resources Tribune has (their node and query rules have no resource here).
+    pub fn read_all_services() -> Rules {
+        let mut r = Rules::default();
+        r.service_prefix.insert(
+            String::new(),
+            ServiceRule {
+                policy: Some(Access::Read),
+                intentions: None,
+            },
+        );
+        r
+    }
+
+    /// What a token's service identities, node identities and templated policies
+    /// grant, merged.
+    pub fn of_identities(token: &Token) -> Rules {
+        let mut r = Rules::default();
+        for s in &token.service_identities {
+            r.merge(&Rules::service_identity(&s.service_name));
+        }
+        if !token.node_identities.is_empty() {
+            r.merge(&Rules::read_all_services());
+        }
+        for t in &token.templated_policies {
+            let name = t.template_variables.as_ref().map(|v| v.name.as_str());
+            match (t.template_name.as_str(), name) {
+                ("builtin/service", Some(n)) => r.merge(&Rules::service_identity(n)),
+                ("builtin/node" | "builtin/dns", _) => r.merge(&Rules::read_all_services()),
+                // Checked when written; an unknown template grants nothing.
+                _ => {}
+            }
+        }
+        r
+    }
+
     /// Merges another policy's rules into these.
     pub fn merge(&mut self, o: &Rules) {
         self.acl = Access::merge(self.acl, o.acl);
@@ -203,6 +253,8 @@ pub struct Authorizer {
     default: Access,
     /// For messages: `None` for the anonymous token.
     pub accessor_id: Option<String>,
+    /// When the token stops working (seconds since the Unix epoch).
+    pub expires_at: Option<i64>,
 }
 
 /// A permission a request lacked, with Consul's 403 text.
@@ -216,7 +268,19 @@ impl Authorizer {
             rules: Rules::default(),
             default: Access::Write,
             accessor_id: None,
+            expires_at: None,
         }
+    }
+
+    /// The token's expiry (an authorizer kept in a cache is checked on each use).
+    pub fn expiring(mut self, at: Option<i64>) -> Self {
+        self.expires_at = at;
+        self
+    }
+
+    /// Whether the token expired at or before `now` (seconds since the Unix epoch).
+    pub fn expired(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
     }
 
     pub fn new(
@@ -234,6 +298,7 @@ impl Authorizer {
                 Access::Deny
             },
             accessor_id,
+            expires_at: None,
         }
     }
 
@@ -460,6 +525,31 @@ service "web-admin" { policy = "deny" }"#,
         assert!(Authorizer::new(r, false, false, None)
             .service_read("web")
             .is_err());
+    }
+
+    /// Consul's service identity: write on the service and its sidecar, read on the
+    /// rest; nothing on ACLs, the mesh or intentions writes.
+    #[test]
+    fn a_service_identity_grants_its_service_and_sidecar_and_reads_the_rest() {
+        let token = Token {
+            service_identities: vec![tribune_model::api::AclServiceIdentity {
+                service_name: "web".into(),
+                datacenters: vec![],
+            }],
+            ..Default::default()
+        };
+        let a = Authorizer::new(Rules::of_identities(&token), false, false, None);
+        assert!(a.service_write("web").is_ok());
+        assert!(a.service_write("web-sidecar-proxy").is_ok());
+        assert!(a.service_write("api").is_err());
+        assert!(a.service_read("api").is_ok());
+        assert!(a.intentions_read("web").is_ok());
+        assert!(a.intentions_write("web").is_err());
+        assert!(a.acl_read().is_err() && a.mesh_read().is_err() && a.operator_read().is_err());
+        // A name carrying rule text grants only a service of that odd name.
+        let odd = Rules::service_identity("x\" } service_prefix \"\" { policy = \"write");
+        let a = Authorizer::new(odd, false, false, None);
+        assert!(a.service_write("api").is_err());
     }
 
     #[test]

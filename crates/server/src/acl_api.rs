@@ -19,7 +19,10 @@ use tribune_model::api::{AclPolicyBody, AclTokenBody, Indexed};
 use tribune_store::{Cas, Op, Record};
 
 pub(crate) mod auth_methods;
+pub(crate) mod binding_rules;
 mod edit;
+pub(crate) mod identities;
+pub(crate) mod login;
 
 pub(crate) use edit::{
     clone_token, create_role, delete_role, list_roles, read_role, read_role_by_name, update_policy,
@@ -66,9 +69,8 @@ fn management_token(secret: &str, description: &str) -> Token {
             id: MANAGEMENT_POLICY_ID.into(),
             name: MANAGEMENT_POLICY_NAME.into(),
         }],
-        roles: Vec::new(),
-        local: false,
         create_time: now_rfc3339(),
+        ..Default::default()
     }
 }
 
@@ -292,8 +294,17 @@ pub(crate) async fn create_token(
     GoJson(v): GoJson<AclTokenBody>,
 ) -> ApiResult<Response> {
     caller.acl_write()?;
+    if !v.auth_method.is_empty() {
+        return Err(ApiError::bad_request(
+            "AuthMethod field is disallowed outside of Login",
+        ));
+    }
     let policies = policy_links(&state, &v.policies).await?;
     let roles = role_links(&state, &v.roles).await?;
+    let local = v.local.unwrap_or(false);
+    let ids = identities::checked(&v, local)?;
+    let created = now_utc_seconds();
+    let expiration_time = identities::expiry_on_create(&v, created, state.config.acl.token_ttl)?;
     let fresh = |given: String| {
         Some(given)
             .filter(|s| !s.is_empty())
@@ -305,13 +316,79 @@ pub(crate) async fn create_token(
         description: v.description,
         policies,
         roles,
-        local: v.local.unwrap_or(false),
-        create_time: now_rfc3339(),
+        service_identities: ids.services,
+        node_identities: ids.nodes,
+        templated_policies: ids.templated,
+        local,
+        auth_method: String::new(),
+        expiration_time,
+        create_time: identities::format_time(created),
     };
-    // Secrets are unique cluster-wide: checked against the kept tokens by SecretID
-    // (a map lookup, not a decode of every token per creation), the write guarded on
-    // the token table not having moved since.
-    let (st, tok) = (&*state, &token);
+    let index = insert_token(&state, &token).await?;
+    tracing::info!(accessor_id = %token.accessor_id, "ACL token created");
+    Ok(Json(indexed(token, None, index)).into_response())
+}
+
+/// How often expired tokens are removed: as often as the shortest lifetime a token
+/// may have, between 1 and 30 seconds. An expired token stops working at its
+/// `ExpirationTime` whether or not it has been removed ([`crate::authorize`]).
+fn reap_every(state: &AppState) -> std::time::Duration {
+    let min = state.config.acl.token_ttl.min_ns.max(0) as u64;
+    std::time::Duration::from_nanos(min).clamp(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(30),
+    )
+}
+
+/// Removes expired tokens until the agent stops (Consul's token reaping). Every
+/// agent sharing a store reaps; a delete of a token already gone is no error.
+pub(crate) fn spawn_reaper(state: std::sync::Weak<AppState>) {
+    tokio::spawn(async move {
+        loop {
+            let every = match state.upgrade() {
+                Some(s) => reap_every(&s),
+                None => break,
+            };
+            tokio::time::sleep(every).await;
+            let Some(s) = state.upgrade() else { break };
+            match reap(&s).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "expired ACL tokens removed"),
+                Err(e) => {
+                    tracing::warn!(error = %e.1, "removing expired ACL tokens failed; retrying")
+                }
+            }
+        }
+    });
+}
+
+/// Deletes the tokens expired now; returns how many.
+pub(crate) async fn reap(state: &AppState) -> ApiResult<usize> {
+    let index = crate::acl_indexes(state).await?.tokens;
+    let tokens = crate::tokens_at(state, index).await?;
+    let ops: Vec<Op> = tokens
+        .values()
+        .filter(|t| crate::is_expired(t))
+        .map(|t| TOKENS.delete(&t.accessor_id, Cas::Any))
+        .collect();
+    for chunk in ops.chunks(state.store.max_ops().max(1)) {
+        state.store.apply(chunk).await?;
+    }
+    Ok(ops.len())
+}
+
+/// Now, to the second (how Consul's times read back).
+pub(crate) fn now_utc_seconds() -> time::OffsetDateTime {
+    let now = time::OffsetDateTime::now_utc();
+    now.replace_nanosecond(0).unwrap_or(now)
+}
+
+/// Stores a new token; returns the index of its write. Secrets are unique
+/// cluster-wide: checked against the kept tokens by SecretID (a map lookup, not a
+/// decode of every token per creation), the write guarded on the token table not
+/// having moved since.
+pub(crate) async fn insert_token(state: &AppState, token: &Token) -> ApiResult<u64> {
+    let (st, tok) = (state, token);
     let (applied, before) = guarded(st, TOKEN_TABLE, move |_| async move {
         let before = crate::acl_indexes(st).await?;
         if crate::tokens_at(st, before.tokens)
@@ -332,19 +409,16 @@ pub(crate) async fn create_token(
     })
     .await?;
     let applied = applied.ok_or_else(|| contended(TOKEN_TABLE))?;
-    if applied.ok {
-        let after = crate::acl_indexes(&state).await?;
-        state
-            .authorizers
-            .created(before, applied.index, after, &token);
-    }
     if !applied.ok {
         return Err(ApiError::bad_request(
             "Invalid Token: AccessorID is already in use",
         ));
     }
-    tracing::info!(accessor_id = %token.accessor_id, "ACL token created");
-    Ok(Json(indexed(token, None, applied.index)).into_response())
+    let after = crate::acl_indexes(state).await?;
+    state
+        .authorizers
+        .created(before, applied.index, after, token);
+    Ok(applied.index)
 }
 
 /// What Consul shows in place of a `SecretID` the caller may not see.
@@ -387,6 +461,7 @@ pub(crate) async fn read_token(
     let t = TOKENS
         .get(&state, &id)
         .await?
+        .filter(|t| !crate::is_expired(&t.value))
         .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
     let names = Names::load(&state).await?;
     Ok(Json(token_view(t, Secret::for_caller(&authz), &names)).into_response())
@@ -428,9 +503,14 @@ pub(crate) async fn list_tokens(
             .filter(|id| !id.is_empty())
             .is_none_or(|id| list.iter().any(|link| link.id == id))
     };
+    // Consul's `?authmethod=<name>`: tokens made by that method's logins.
+    let method = crate::query_get(q, "authmethod").filter(|m| !m.is_empty());
     let names = Names::load(&state).await?;
     let mut out = Vec::new();
     for t in TOKENS.list(&state).await? {
+        if crate::is_expired(&t.value) || method.is_some_and(|m| t.value.auth_method != m) {
+            continue;
+        }
         let t = token_view(t, secret, &names);
         if links(&t.item.policies, "policy")
             && links(&t.item.roles, "role")

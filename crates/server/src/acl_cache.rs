@@ -135,11 +135,7 @@ mod tests {
         Token {
             accessor_id: format!("a-{secret}"),
             secret_id: secret.into(),
-            description: String::new(),
-            policies: Vec::new(),
-            roles: Vec::new(),
-            local: false,
-            create_time: String::new(),
+            ..Default::default()
         }
     }
 

@@ -11,6 +11,10 @@ pub struct AclConfig {
     pub default_policy: String,
     /// `tokens { initial_management = "<secret>" }`.
     pub initial_management: Option<String>,
+    /// `token_min_expiration_ttl` and `token_max_expiration_ttl` (Consul's: 1m and
+    /// 24h): the bounds of an expiring token's lifetime and of an auth method's
+    /// `MaxTokenTTL`.
+    pub token_ttl: tribune_model::auth_method::TtlBounds,
 }
 
 impl AclConfig {
@@ -168,6 +172,7 @@ impl Default for AgentConfig {
                 enabled: false,
                 default_policy: "allow".into(),
                 initial_management: None,
+                token_ttl: Default::default(),
             },
             http_max_conns_per_client: crate::listener::DEFAULT_MAX_CONNS_PER_CLIENT,
             etcd: EtcdSettings::default(),
@@ -312,9 +317,31 @@ impl AgentConfig {
                                     }
                                 }
                             }
+                            "token_min_expiration_ttl" | "token_max_expiration_ttl" => {
+                                let what = format!("acl.{k}");
+                                let text = string(v, &what)?;
+                                let ns = tribune_model::go::parse_duration(&text)
+                                    .map_err(|e| format!("{what}: {e}"))?;
+                                if ns <= 0 {
+                                    return Err(format!("{what}: must be positive, got {text:?}"));
+                                }
+                                if k == "token_min_expiration_ttl" {
+                                    self.acl.token_ttl.min_ns = ns;
+                                } else {
+                                    self.acl.token_ttl.max_ns = ns;
+                                }
+                            }
                             "enable_token_persistence" | "down_policy" => {}
                             other => return Err(format!("acl: unknown key {other:?}")),
                         }
+                    }
+                    let ttl = self.acl.token_ttl;
+                    if ttl.min_ns > ttl.max_ns {
+                        return Err(format!(
+                            "acl.token_min_expiration_ttl ({}) is longer than acl.token_max_expiration_ttl ({})",
+                            tribune_model::go::format_duration(ttl.min_ns),
+                            tribune_model::go::format_duration(ttl.max_ns)
+                        ));
                     }
                 }
                 "limits" => {

@@ -39,7 +39,7 @@ use acl::{Authorizer, Denied, Policy, Rules, Token};
 pub use agent_config::AgentConfig;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::Router;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +53,7 @@ pub(crate) const TOKEN_TABLE: &str = "acl-tokens";
 pub(crate) const ACL_META_TABLE: &str = "acl-meta";
 pub(crate) const ROLE_TABLE: &str = "acl-roles";
 pub(crate) const AUTH_METHOD_TABLE: &str = "acl-auth-methods";
+pub(crate) const BINDING_RULE_TABLE: &str = "acl-binding-rules";
 /// The tables an authorizer is resolved from: a write to any re-authorizes waiters.
 pub(crate) const ACL_TABLES: [&str; 3] = [TOKEN_TABLE, POLICY_TABLE, ROLE_TABLE];
 
@@ -82,6 +83,9 @@ pub struct AppState {
     /// Key runtimes of the providers explain verifies tokens with: the sidecar's own
     /// (remote fetch, cache, retries, TLS, refetch on unknown `kid`).
     pub(crate) keys: tribune_jwks::Registry,
+    /// Key runtimes of the auth methods logins are verified with (the same
+    /// machinery: fetch, cache, retries, TLS, refetch on an unknown `kid`).
+    pub(crate) login_keys: tribune_jwks::Registry,
     /// Compiled policies by (destination, config index).
     pub(crate) policies: compiled::CompiledPolicies,
     /// Tokens by SecretID and their resolved authorizers, per ACL index.
@@ -117,6 +121,7 @@ impl AppState {
             shutting_down: tokio::sync::watch::Sender::new(false),
             advertise: std::sync::OnceLock::new(),
             keys: tribune_jwks::Registry::default(),
+            login_keys: tribune_jwks::Registry::default(),
             policies: compiled::CompiledPolicies::default(),
             authorizers: acl_cache::AclCache::default(),
             tables: state::tables::TableWatch::default(),
@@ -130,6 +135,9 @@ impl AppState {
             |s: &AppState| (&s.tables, s.store.as_ref()),
         );
         state::documents::Documents::spawn(Arc::downgrade(&state));
+        if state.config.acl.enabled {
+            acl_api::spawn_reaper(Arc::downgrade(&state));
+        }
         if let Some(secret) = state.config.acl.initial_management.clone() {
             acl_api::ensure_management_token(&state, &secret)
                 .await
@@ -335,6 +343,16 @@ pub fn router(state: Shared) -> Router {
                 .delete(acl_api::auth_methods::delete),
         )
         .route("/v1/acl/auth-methods", get(acl_api::auth_methods::list))
+        .route("/v1/acl/binding-rule", put(acl_api::binding_rules::create))
+        .route(
+            "/v1/acl/binding-rule/{id}",
+            get(acl_api::binding_rules::read)
+                .put(acl_api::binding_rules::update)
+                .delete(acl_api::binding_rules::delete),
+        )
+        .route("/v1/acl/binding-rules", get(acl_api::binding_rules::list))
+        .route("/v1/acl/login", post(acl_api::login::login))
+        .route("/v1/acl/logout", post(acl_api::login::logout))
         .route("/v1/tribune/staged", get(staged::list))
         .route("/v1/tribune/staged/{kind}/{name}", get(staged::show))
         .route(
@@ -480,7 +498,7 @@ pub(crate) async fn authorize(
     let acl = acl_indexes(state).await?;
     let acl_index = acl.max();
     if let Some(hit) = state.authorizers.get(acl_index, &secret) {
-        return Ok(hit);
+        return unexpired(hit);
     }
     let tokens = tokens_at(state, acl.tokens).await?;
     // A map lookup, not a scan: its hash is keyed at random per process, so how long
@@ -491,7 +509,31 @@ pub(crate) async fn authorize(
         .ok_or_else(|| ApiError(StatusCode::FORBIDDEN, "ACL not found".into()))?;
     let resolved = resolve(state, &token, default_allow).await?;
     state.authorizers.put(acl_index, secret, resolved.clone());
-    Ok(resolved)
+    unexpired(resolved)
+}
+
+/// An expired token is no token (Consul answers "ACL not found"), from the second
+/// its `ExpirationTime` passes, whether or not the reaper has removed it yet.
+fn unexpired(authorizer: Authorizer) -> ApiResult<Authorizer> {
+    if authorizer.expired(ca_api::now()) {
+        return Err(ApiError(StatusCode::FORBIDDEN, "ACL not found".into()));
+    }
+    Ok(authorizer)
+}
+
+/// A token's `ExpirationTime` in seconds since the Unix epoch (`None`: it does not
+/// expire). A time that does not parse counts as passed: fail closed.
+pub(crate) fn expiry_of(token: &Token) -> Option<i64> {
+    token.expiration_time.as_deref().map(|t| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+            .map(|d| d.unix_timestamp())
+            .unwrap_or(i64::MIN)
+    })
+}
+
+/// Whether `token` has expired now.
+pub(crate) fn is_expired(token: &Token) -> bool {
+    expiry_of(token).is_some_and(|at| at <= ca_api::now())
 }
 
 /// Every token by SecretID as of the token table's index `index` (kept until it
@@ -542,7 +584,7 @@ pub(crate) async fn authorize_blocking(
         if let Some(secret) = token_secret(headers, query) {
             let known = state.tables.known(&ACL_TABLES);
             if let Some(hit) = state.authorizers.current(known, &secret) {
-                return Ok(hit);
+                return unexpired(hit);
             }
         }
     }
@@ -556,6 +598,7 @@ async fn resolve(state: &AppState, token: &Token, default_allow: bool) -> ApiRes
     // The token's own policies, then its roles' (a deleted role or policy is skipped,
     // as Consul prunes dangling links).
     let mut links = token.policies.clone();
+    rules.merge(&Rules::of_identities(token));
     for role in &token.roles {
         if let Some(r) = state::acl::ROLES.get(state, &role.id).await? {
             links.extend(r.value.policies);
@@ -578,7 +621,8 @@ async fn resolve(state: &AppState, token: &Token, default_allow: bool) -> ApiRes
         management,
         default_allow,
         Some(token.accessor_id.clone()),
-    ))
+    )
+    .expiring(expiry_of(token)))
 }
 
 pub(crate) fn token_secret(headers: &HeaderMap, query: &[(String, String)]) -> Option<String> {
@@ -607,7 +651,11 @@ pub(crate) async fn find_token_by_secret(
     secret: &str,
 ) -> ApiResult<Option<Token>> {
     let index = acl_indexes(state).await?.tokens;
-    Ok(tokens_at(state, index).await?.get(secret).cloned())
+    Ok(tokens_at(state, index)
+        .await?
+        .get(secret)
+        .filter(|t| !is_expired(t))
+        .cloned())
 }
 
 /// Compares secrets without an early exit on the first differing byte.

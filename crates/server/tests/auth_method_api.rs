@@ -112,7 +112,7 @@ async fn auth_methods_are_created_read_listed_updated_and_deleted_as_in_consul()
     };
     assert_eq!(
         refused("/v1/acl/auth-method", static_keys("not a key")).await,
-        "Invalid Auth Method: error parsing public key JWTValidationPubKeys[0]: data does not contain any valid RSA or ECDSA public keys"
+        "Invalid Auth Method: error parsing public key JWTValidationPubKeys[0]: data does not contain any valid RSA, ECDSA, or ED25519 public keys"
     );
     let key = aws_lc_rs::signature::EcdsaKeyPair::generate(
         &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,

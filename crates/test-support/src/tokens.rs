@@ -43,6 +43,17 @@ impl Rs256 {
         self.key.public_key().as_ref().to_vec()
     }
 
+    /// The public key as PEM `PUBLIC KEY` (`SubjectPublicKeyInfo`), as an auth
+    /// method's `JWTValidationPubKeys` takes it.
+    ///
+    /// # Panics
+    /// If the key cannot be encoded (it can).
+    pub fn public_key_pem(&self) -> String {
+        use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
+        let der: PublicKeyX509Der<'static> = self.key.public_key().as_der().expect("SPKI");
+        pem("PUBLIC KEY", der.as_ref())
+    }
+
     /// A JWKS with this key, base64 (standard) as `Local.JWKS` takes it.
     pub fn inline_jwks(&self) -> String {
         STANDARD.encode(json!({"keys": [self.jwk()]}).to_string())
@@ -65,4 +76,16 @@ impl Rs256 {
             .expect("sign");
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
     }
+}
+
+/// `der` as a PEM block with this label.
+pub fn pem(label: &str, der: &[u8]) -> String {
+    let b64 = STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }

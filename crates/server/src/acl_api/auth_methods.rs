@@ -7,9 +7,9 @@
 //! (immutable once written), `MaxTokenTTL` within 1 minute to 24 hours, locality, and
 //! the `jwt` or `oidc` `Config`.
 
-use super::{delete_record, stored_indexed, write_guarded};
+use super::{stored_indexed, write_guarded};
 use crate::extract::{AclCaller, JsonBody};
-use crate::state::acl::AUTH_METHODS;
+use crate::state::acl::{AUTH_METHODS, BINDING_RULES, TOKENS};
 use crate::{ApiError, ApiResult, Shared};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -26,16 +26,17 @@ fn decode(body: Value) -> ApiResult<AuthMethod> {
 }
 
 /// Consul's check of `JWTValidationPubKeys`: each a PEM public key (`PUBLIC KEY`) or
-/// a certificate whose key is used.
+/// a certificate whose key is used, of a type logins can verify with.
 fn check_pub_keys(method: &AuthMethod) -> ApiResult<()> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, SubjectPublicKeyInfoDer};
     for (i, pem) in method.config.jwt_validation_pub_keys.iter().enumerate() {
-        let key = SubjectPublicKeyInfoDer::from_pem_slice(pem.as_bytes()).is_ok();
-        let cert = CertificateDer::from_pem_slice(pem.as_bytes()).is_ok();
-        if !key && !cert {
+        let usable = tribune_ca::public_key_from_pem(pem)
+            .map_err(|e| e.to_string())
+            .and_then(|spki| {
+                tribune_jwt::Jwks::from_public_keys(&[spki]).map_err(|e| e.to_string())
+            });
+        if let Err(e) = usable {
             return Err(ApiError::bad_request(format!(
-                "Invalid Auth Method: error parsing public key JWTValidationPubKeys[{i}]: data does not contain any valid RSA or ECDSA public keys"
+                "Invalid Auth Method: error parsing public key JWTValidationPubKeys[{i}]: {e}"
             )));
         }
     }
@@ -46,7 +47,10 @@ fn check_pub_keys(method: &AuthMethod) -> ApiResult<()> {
 async fn write(state: &crate::AppState, mut method: AuthMethod) -> ApiResult<Response> {
     let existing = AUTH_METHODS.get(state, &method.name).await?;
     method
-        .validate(existing.as_ref().map(|s| &s.value))
+        .validate_within(
+            existing.as_ref().map(|s| &s.value),
+            state.config.acl.token_ttl,
+        )
         .map_err(|e| ApiError::bad_request(e.0))?;
     check_pub_keys(&method)?;
     let m = &method;
@@ -64,6 +68,7 @@ async fn write(state: &crate::AppState, mut method: AuthMethod) -> ApiResult<Res
     })
     .await?;
     tracing::info!(auth_method = %method.name, r#type = %method.r#type, "ACL auth method written");
+    super::login::retain_runtimes(state).await?;
     let stored = AUTH_METHODS
         .get(state, &method.name)
         .await?
@@ -132,12 +137,33 @@ pub(crate) async fn list(
     Ok(Json(out).into_response())
 }
 
-/// `DELETE /v1/acl/auth-method/:name` (a missing one is no error).
+/// `DELETE /v1/acl/auth-method/:name` (a missing one is no error). As in Consul,
+/// the method's binding rules and every token its logins made go with it.
 pub(crate) async fn delete(
     State(state): State<Shared>,
     Path(name): Path<String>,
     AclCaller(caller): AclCaller,
 ) -> ApiResult<Response> {
     caller.acl_write()?;
-    delete_record(&state, &AUTH_METHODS, &name).await
+    let mut ops = vec![AUTH_METHODS.delete(&name, Cas::Any)];
+    for r in BINDING_RULES.list(&state).await? {
+        if r.value.auth_method == name {
+            ops.push(BINDING_RULES.delete(&r.key, Cas::Any));
+        }
+    }
+    for t in TOKENS.list(&state).await? {
+        if t.value.auth_method == name {
+            ops.push(TOKENS.delete(&t.key, Cas::Any));
+        }
+    }
+    let n = ops.len();
+    // etcd takes a bounded number of operations per transaction.
+    for chunk in ops.chunks(state.store.max_ops().max(1)) {
+        state.store.apply(chunk).await?;
+    }
+    if n > 1 {
+        tracing::info!(auth_method = %name, removed = n - 1, "ACL auth method deleted with its binding rules and login tokens");
+    }
+    super::login::retain_runtimes(&state).await?;
+    Ok(Json(true).into_response())
 }

@@ -13,7 +13,8 @@
 //! names and leaves out links to objects that were deleted, as Consul does.
 
 use super::{
-    delete_record, find_policy_by_name, indexed, stored_indexed, token_view, write_guarded, Secret,
+    delete_record, find_policy_by_name, identities, indexed, stored_indexed, token_view,
+    write_guarded, Secret,
 };
 use crate::acl::{Policy, PolicyLink, Role, Rules, Token, MANAGEMENT_POLICY_ID};
 use crate::extract::{AclCaller, GoJson, Query};
@@ -164,15 +165,13 @@ pub(crate) async fn update_token(
     }
     let policies = policy_links(&state, &v.policies).await?;
     let roles = role_links(&state, &v.roles).await?;
-    let secret = v.secret_id;
-    let description = v.description;
-    let local = v.local;
     let applied = write_guarded(&state, &TOKENS, |tokens| {
         let old = tokens
             .iter()
-            .find(|t| t.key == id)
+            .find(|t| t.key == id && !crate::is_expired(&t.value))
             .map(|t| t.value.clone())
             .ok_or_else(|| ApiError::bad_request(format!("Cannot find token {id:?} to update")))?;
+        let (secret, local) = (&v.secret_id, v.local);
         if !secret.is_empty()
             && !crate::constant_time_eq(secret.as_bytes(), old.secret_id.as_bytes())
         {
@@ -185,10 +184,20 @@ pub(crate) async fn update_token(
                 "Cannot toggle local mode of {id}"
             )));
         }
+        if !v.auth_method.is_empty() && v.auth_method != old.auth_method {
+            return Err(ApiError::bad_request(format!(
+                "Cannot change AuthMethod of {id}"
+            )));
+        }
+        identities::expiry_on_update(&v, &id, old.expiration_time.as_deref())?;
+        let ids = identities::checked(&v, old.local)?;
         let token = Token {
-            description: description.clone(),
+            description: v.description.clone(),
             policies: policies.clone(),
             roles: roles.clone(),
+            service_identities: ids.services,
+            node_identities: ids.nodes,
+            templated_policies: ids.templated,
             ..old
         };
         TOKENS.put(&id, &token, Cas::Any)
@@ -222,8 +231,14 @@ pub(crate) async fn clone_token(
     let old = TOKENS
         .get(&state, &id)
         .await?
+        .filter(|t| !crate::is_expired(&t.value))
         .ok_or_else(|| ApiError::bad_request(format!("Cannot find token {id:?} to clone")))?
         .value;
+    if !old.auth_method.is_empty() {
+        return Err(ApiError::bad_request(
+            "Cannot clone a token created from an auth method",
+        ));
+    }
     let description = Some(v.description)
         .filter(|d| !d.is_empty())
         .unwrap_or(old.description.clone());

@@ -29,6 +29,9 @@ pub(crate) mod acl {
     /// Auth methods by name.
     pub(crate) const AUTH_METHODS: Table<tribune_model::auth_method::AuthMethod> =
         Table::new(crate::AUTH_METHOD_TABLE);
+    /// Binding rules by ID.
+    pub(crate) const BINDING_RULES: Table<tribune_model::binding_rule::BindingRule> =
+        Table::new(crate::BINDING_RULE_TABLE);
 }
 
 pub(crate) mod catalog;

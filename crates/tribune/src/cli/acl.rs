@@ -11,8 +11,10 @@ use serde_json::Value;
 use tribune_model::api::{AclLink, AclPolicy, AclPolicyBody, AclToken, AclTokenBody};
 
 mod auth_method;
+mod binding_rule;
 mod role;
 use auth_method::AuthMethodCommand;
+use binding_rule::BindingRuleCommand;
 use role::RoleCommand;
 
 #[derive(Debug, Subcommand)]
@@ -32,6 +34,10 @@ pub enum AclCommand {
     /// update, delete.
     #[command(subcommand, name = "auth-method")]
     AuthMethod(AuthMethodCommand),
+    /// ACL binding rules (what a login through an auth method is given): create,
+    /// list, read, update, delete.
+    #[command(subcommand, name = "binding-rule")]
+    BindingRule(BindingRuleCommand),
 }
 
 #[derive(Debug, Args)]
@@ -267,6 +273,7 @@ pub fn run(cmd: AclCommand, io: &mut Io<'_>) -> u8 {
         },
         AclCommand::Role(c) => role::run(c, io),
         AclCommand::AuthMethod(c) => auth_method::run(c, io),
+        AclCommand::BindingRule(c) => binding_rule::run(c, io),
     };
     match r {
         Ok(()) => 0,

@@ -22,6 +22,7 @@ mod jwt_provider;
 #[cfg(test)]
 mod jwt_provider_tests;
 pub mod logging;
+mod login;
 mod services;
 mod snapshot;
 #[cfg(test)]
@@ -74,6 +75,10 @@ enum Command {
     /// Save, restore and inspect snapshots of the agent's whole state.
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),
+    /// Exchange a JWT for an expiring ACL token through an auth method.
+    Login(login::LoginArgs),
+    /// End a token a login made (the request's token).
+    Logout(login::LogoutArgs),
 }
 
 /// Output streams, injected so commands can be tested without a terminal.
@@ -172,6 +177,8 @@ pub fn run_with(args: Vec<OsString>, io: &mut Io<'_>) -> u8 {
         Command::Connect(cmd) => connect::run(cmd, &args, io),
         Command::Services(cmd) => services::run(cmd, io),
         Command::Snapshot(cmd) => snapshot::run(cmd, io),
+        Command::Login(a) => login::login(&a, io),
+        Command::Logout(a) => login::logout(&a, io),
         Command::Demo(args) => demo::run(args, io),
         Command::Version => {
             let _ = writeln!(

@@ -41,7 +41,7 @@ pub fn run(cmd: SnapshotCommand, io: &mut Io<'_>) -> u8 {
 
 /// Writes `bytes` to `path` through a temporary file beside it (0600), so a failed
 /// save never leaves a partial archive under the name asked for.
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path
         .parent()
