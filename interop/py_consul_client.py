@@ -118,6 +118,72 @@ assert c.acl.token.delete(clone["AccessorID"])
 assert clone["AccessorID"] not in [t["AccessorID"] for t in c.acl.token.list()]
 step("acl.token create/read_self/list(role)/clone/update/delete")
 
+# Log in with an identity one already has (issue #43): an auth method with a local
+# key, a binding rule, login and logout, all through py-consul.
+import time
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+ci_key = ec.generate_private_key(ec.SECP256R1())
+ci_pem = ci_key.public_key().public_bytes(
+    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+method = c.acl.auth_method.create(
+    "ci", "jwt", display_name="CI jobs", max_token_ttl="10m",
+    config={"JWTValidationPubKeys": [ci_pem], "BoundIssuer": "https://ci.example",
+            "BoundAudiences": ["tribune"], "ClaimMappings": {"project": "project"},
+            "ListClaimMappings": {"groups": "groups"}})
+assert method["Type"] == "jwt" and method["MaxTokenTTL"] == "10m0s", method
+assert [m["Name"] for m in c.acl.auth_method.list()] == ["ci"]
+assert c.acl.auth_method.read("ci")["Config"]["BoundIssuer"] == "https://ci.example"
+step("acl.auth_method create/list/read")
+
+rule = c.acl.binding_rule.create("ci", "service", "${value.project}",
+                                 description="deployers act as their project",
+                                 selector='"deployers" in list.groups')
+assert rule["AuthMethod"] == "ci" and rule["ID"], rule
+assert [r["ID"] for r in c.acl.binding_rule.list(auth_method="ci")] == [rule["ID"]]
+assert c.acl.binding_rule.read(rule["ID"])["Selector"] == '"deployers" in list.groups'
+updated_rule = c.acl.binding_rule.update(rule["ID"], "ci", "service", "${value.project}",
+                                         selector='"deployers" in list.groups',
+                                         description="renamed")
+assert updated_rule["Description"] == "renamed", updated_rule
+step("acl.binding_rule create/list/read/update")
+
+
+def ci_token(groups):
+    now = int(time.time())
+    return jwt.encode({"iss": "https://ci.example", "aud": "tribune", "project": "redis",
+                       "groups": groups, "iat": now, "exp": now + 300}, ci_key, algorithm="ES256")
+
+
+logged = anonymous.acl.login("ci", ci_token(["deployers"]), meta={"job": "42"})
+assert logged["AuthMethod"] == "ci", logged
+assert logged["ServiceIdentities"] == [{"ServiceName": "redis"}], logged
+assert logged["ExpirationTime"] and logged["Description"] == 'token created via login: {"job":"42"}'
+worker = consul.Consul(host=host, port=port, token=logged["SecretID"])
+assert worker.agent.service.register("redis", service_id="redis9", port=1239)
+try:
+    worker.agent.service.register("web", service_id="web9", port=8089)
+    raise AssertionError("a redis login registered web")
+except consul.ACLPermissionDenied:
+    pass
+try:
+    anonymous.acl.login("ci", ci_token(["readers"]))
+    raise AssertionError("a login no rule matches got a token")
+except consul.ACLPermissionDenied:
+    pass
+assert anonymous.acl.logout(logged["SecretID"])
+assert logged["AccessorID"] not in [t["AccessorID"] for t in c.acl.token.list()]
+assert c.agent.service.deregister("redis9")
+step("acl.login, acl.logout")
+
+assert c.acl.binding_rule.delete(rule["ID"])
+assert c.acl.auth_method.delete("ci")
+assert c.acl.auth_method.list() == []
+step("acl.binding_rule delete, acl.auth_method delete")
+
 assert c.acl.role.delete(role["ID"])
 assert c.acl.policy.delete(policy["ID"])
 assert "redis-read" not in [p["Name"] for p in c.acl.policy.list()]

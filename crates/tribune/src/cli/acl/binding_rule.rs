@@ -131,10 +131,12 @@ fn bind_vars(given: &[String]) -> Result<Option<AclTemplatedPolicyVariables>, su
                     name: v.to_string(),
                 })
             }
-            Some((k, _)) => return Err(format!(
+            Some((k, _)) => {
+                return Err(format!(
                 "Error parsing -bind-vars: unknown variable {k:?} (templated policies take Name)"
             )
-            .into()),
+                .into())
+            }
             None => {
                 return Err(format!("Error parsing -bind-vars: {kv:?} is not Name=VALUE").into())
             }
