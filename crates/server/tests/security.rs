@@ -6,6 +6,10 @@
 
 mod support;
 
+/// Logging in with an auth method (split by theme: this file is past 500 lines).
+#[path = "security/login.rs"]
+mod login;
+
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 use support::*;

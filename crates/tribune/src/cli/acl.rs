@@ -187,6 +187,16 @@ pub struct TokenCreateArgs {
     /// A description of the token.
     #[arg(long, default_value = "")]
     pub description: String,
+    /// A service identity: write on the service and its sidecar, read on the rest
+    /// (repeatable; `NAME` or `NAME:dc1,dc2`).
+    #[arg(long = "service-identity", value_name = "NAME")]
+    pub service_identities: Vec<String>,
+    /// A node identity, `NAME:DATACENTER` (repeatable).
+    #[arg(long = "node-identity", value_name = "NAME:DC")]
+    pub node_identities: Vec<String>,
+    /// How long the token lives (Go duration, e.g. `8h`); it never expires without.
+    #[arg(long = "expires-ttl", value_name = "DURATION")]
+    pub expires_ttl: Option<String>,
     #[command(flatten)]
     pub format: FormatArg,
     #[command(flatten)]
@@ -366,11 +376,47 @@ fn link_lines(links: &[AclLink], title: &str, indent: &str) -> String {
 /// `consul acl token read`'s pretty format.
 fn token_text(t: &AclToken) -> String {
     let mut out = format!(
-        "AccessorID:       {}\nSecretID:         {}\nDescription:      {}\nLocal:            {}\nCreate Time:      {}\n",
-        t.accessor_id, t.secret_id, t.description, t.local, t.create_time,
+        "AccessorID:       {}\nSecretID:         {}\nDescription:      {}\nLocal:            {}\n",
+        t.accessor_id, t.secret_id, t.description, t.local,
     );
+    if !t.auth_method.is_empty() {
+        out.push_str(&format!("Auth Method:      {}\n", t.auth_method));
+    }
+    out.push_str(&format!("Create Time:      {}\n", t.create_time));
+    if let Some(at) = &t.expiration_time {
+        out.push_str(&format!("Expiration Time:  {at}\n"));
+    }
     out.push_str(&link_lines(&t.policies, "Policies", "   "));
     out.push_str(&link_lines(&t.roles, "Roles", "   "));
+    if !t.service_identities.is_empty() {
+        out.push_str("Service Identities:\n");
+        for s in &t.service_identities {
+            let dcs = if s.datacenters.is_empty() {
+                "all".to_string()
+            } else {
+                s.datacenters.join(", ")
+            };
+            out.push_str(&format!("   {} (Datacenters: {dcs})\n", s.service_name));
+        }
+    }
+    if !t.node_identities.is_empty() {
+        out.push_str("Node Identities:\n");
+        for n in &t.node_identities {
+            out.push_str(&format!(
+                "   {} (Datacenter: {})\n",
+                n.node_name, n.datacenter
+            ));
+        }
+    }
+    if !t.templated_policies.is_empty() {
+        out.push_str("Templated Policies:\n");
+        for p in &t.templated_policies {
+            out.push_str(&format!("   {}\n", p.template_name));
+            if let Some(v) = p.template_variables.as_ref().filter(|v| !v.name.is_empty()) {
+                out.push_str(&format!("      Name: {}\n", v.name));
+            }
+        }
+    }
     out
 }
 
@@ -601,10 +647,41 @@ fn policy_update(a: &PolicyUpdateArgs, io: &mut Io<'_>) -> Done {
 
 fn token_create(a: &TokenCreateArgs, io: &mut Io<'_>) -> Done {
     check_format(&a.format)?;
+    let service_identities = a
+        .service_identities
+        .iter()
+        .map(|s| {
+            let (name, dcs) = s.split_once(':').unwrap_or((s, ""));
+            tribune_model::api::AclServiceIdentity {
+                service_name: name.to_string(),
+                datacenters: dcs
+                    .split(',')
+                    .filter(|d| !d.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            }
+        })
+        .collect();
+    let node_identities = a
+        .node_identities
+        .iter()
+        .map(|n| match n.split_once(':') {
+            Some((name, dc)) => Ok(tribune_model::api::AclNodeIdentity {
+                node_name: name.to_string(),
+                datacenter: dc.to_string(),
+            }),
+            None => Err(Fail::Message(format!(
+                "Malformed -node-identity argument: {n:?} (NAME:DATACENTER)"
+            ))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let token = AclTokenBody {
         description: a.description.clone(),
         policies: a.links.policies(),
         roles: a.links.roles(),
+        service_identities,
+        node_identities,
+        expiration_ttl: a.expires_ttl.clone().map(Value::String),
         ..AclTokenBody::default()
     };
     let v = send(

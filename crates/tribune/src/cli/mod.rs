@@ -7,6 +7,8 @@ mod acl_tests;
 mod agent;
 #[cfg(test)]
 mod agent_tests;
+#[cfg(test)]
+mod binding_rule_tests;
 mod config;
 mod connect;
 mod demo;

@@ -1,11 +1,8 @@
-//! Attacks on login (issue #43, security): each a named test.
+//! Attacks on login (issue #43): each a named test.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
+use super::support::*;
 use axum::http::StatusCode;
 use serde_json::{json, Value};
-use support::*;
 use tribune_test_support::tokens::Rs256;
 
 const ROOT: Option<&str> = Some("root-secret");
