@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod check;
+pub mod oidc;
 pub mod runtime;
 
 pub use runtime::{ProviderRuntime, Registry, Runtimes};

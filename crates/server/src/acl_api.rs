@@ -23,6 +23,7 @@ pub(crate) mod binding_rules;
 mod edit;
 pub(crate) mod identities;
 pub(crate) mod login;
+pub(crate) mod oidc;
 
 pub(crate) use edit::{
     clone_token, create_role, delete_role, list_roles, read_role, read_role_by_name, update_policy,

@@ -86,6 +86,8 @@ pub struct AppState {
     /// Key runtimes of the auth methods logins are verified with (the same
     /// machinery: fetch, cache, retries, TLS, refetch on an unknown `kid`).
     pub(crate) login_keys: tribune_jwks::Registry,
+    /// OIDC sign-ins between their auth URL and their callback.
+    pub(crate) oidc_logins: acl_api::oidc::PendingLogins,
     /// Compiled policies by (destination, config index).
     pub(crate) policies: compiled::CompiledPolicies,
     /// Tokens by SecretID and their resolved authorizers, per ACL index.
@@ -122,6 +124,7 @@ impl AppState {
             advertise: std::sync::OnceLock::new(),
             keys: tribune_jwks::Registry::default(),
             login_keys: tribune_jwks::Registry::default(),
+            oidc_logins: Default::default(),
             policies: compiled::CompiledPolicies::default(),
             authorizers: acl_cache::AclCache::default(),
             tables: state::tables::TableWatch::default(),
@@ -353,6 +356,12 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/acl/binding-rules", get(acl_api::binding_rules::list))
         .route("/v1/acl/login", post(acl_api::login::login))
         .route("/v1/acl/logout", post(acl_api::login::logout))
+        .route("/v1/acl/oidc/auth-url", post(acl_api::oidc::auth_url))
+        .route("/v1/acl/oidc/callback", post(acl_api::oidc::callback))
+        .route(
+            "/v1/internal/ui/oidc-auth-methods",
+            get(acl_api::oidc::ui_methods),
+        )
         .route("/v1/tribune/staged", get(staged::list))
         .route("/v1/tribune/staged/{kind}/{name}", get(staged::show))
         .route(

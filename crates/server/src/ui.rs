@@ -40,7 +40,13 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 fn serve(path: &str) -> Response {
-    let path = if path.is_empty() { "index.html" } else { path };
+    // The provider sends a browser back to `/ui/oidc/callback?code=..&state=..`: the
+    // page that finishes an OIDC sign-in is the app.
+    let path = if path.is_empty() || path == "oidc/callback" {
+        "index.html"
+    } else {
+        path
+    };
     match ASSETS.iter().find(|(p, _, _)| *p == path) {
         None => (StatusCode::NOT_FOUND, "Not found").into_response(),
         Some((_, kind, bytes)) => {
@@ -56,6 +62,11 @@ fn serve(path: &str) -> Response {
                 HeaderValue::from_static("nosniff"),
             );
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            // A sign-in's code is in the callback URL: never sent on as a referrer.
+            h.insert(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            );
             res
         }
     }

@@ -61,7 +61,7 @@ fn denied() -> ApiError {
 }
 
 /// A login that failed a check: Consul's text to the caller, the check in the log.
-fn refused(method: &str, why: String) -> ApiError {
+pub(super) fn refused(method: &str, why: String) -> ApiError {
     tracing::warn!(auth_method = %method, reason = %why, "ACL login refused");
     ApiError(StatusCode::FORBIDDEN, why)
 }
@@ -69,7 +69,7 @@ fn refused(method: &str, why: String) -> ApiError {
 /// The provider an auth method's remote keys are fetched as (the sidecar's key
 /// runtime, keyed by it): a JWKS URL, or the discovery document of
 /// `OIDCDiscoveryURL` (whose `issuer` must be that URL, as OpenID Connect requires).
-fn remote_provider(method: &AuthMethod) -> Option<JwtProvider> {
+pub(super) fn remote_provider(method: &AuthMethod) -> Option<JwtProvider> {
     let c = &method.config;
     let (uri, ca, issuer) = if !c.jwks_url.is_empty() {
         (c.jwks_url.clone(), &c.jwks_ca_cert, String::new())
@@ -131,7 +131,7 @@ pub(crate) async fn retain_runtimes(state: &AppState) -> ApiResult<()> {
 /// The algorithms a method accepts: its `JWTSupportedAlgs`, else every asymmetric
 /// one. HMAC never: a method holds no shared secret, so an HS256 token could only
 /// be a forgery with a public key as its secret.
-fn alg_allowed(method: &AuthMethod, alg: Alg) -> bool {
+pub(super) fn alg_allowed(method: &AuthMethod, alg: Alg) -> bool {
     if alg.as_str().starts_with("HS") {
         return false;
     }
@@ -234,7 +234,7 @@ async fn verify(
 
 /// The token a login's bindings give, with role and policy names resolved (those
 /// that do not exist are left out, as in Consul).
-async fn token_for(
+pub(super) async fn token_for(
     state: &AppState,
     method: &AuthMethod,
     bindings: Vec<Binding>,
