@@ -7,7 +7,7 @@
 
 mod support;
 use axum::http::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use support::*;
