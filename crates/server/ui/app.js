@@ -663,22 +663,102 @@ async function stagedPage() {
 
 // ---------- token ----------
 
-function setupToken() {
+// The sign-in in progress (method and the ClientNonce the callback must repeat), and
+// the method a token came from (set when a login made it: logging out deletes it).
+const OIDC_KEY = "tribune-oidc";
+const LOGIN_KEY = "tribune-login";
+
+function randomHex(bytes) {
+  const b = new Uint8Array(bytes);
+  crypto.getRandomValues(b);
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+// "Log in with <DisplayName>": the agent gives an auth URL for this page's callback,
+// the browser goes to the provider, which sends it back to /ui/oidc/callback.
+async function startSignIn(m) {
+  const clientNonce = randomHex(16);
+  sessionStorage.setItem(OIDC_KEY, JSON.stringify({ method: m.Name, clientNonce }));
+  try {
+    const r = await api("POST", "/v1/acl/oidc/auth-url", {
+      AuthMethod: m.Name, RedirectURI: `${location.origin}/ui/oidc/callback`, ClientNonce: clientNonce,
+    });
+    location.assign(r.AuthURL);
+  } catch (e) {
+    sessionStorage.removeItem(OIDC_KEY);
+    status(`Sign-in with ${m.DisplayName || m.Name} failed: ${e.body || e.message}`);
+  }
+}
+
+// Back from the provider: the code and state leave the address bar and history at
+// once, then the agent exchanges them for a token kept like a pasted one.
+async function finishSignIn() {
+  if (location.pathname !== "/ui/oidc/callback") return;
+  const q = new URLSearchParams(location.search);
+  history.replaceState(null, "", "/ui/");
+  const pending = JSON.parse(sessionStorage.getItem(OIDC_KEY) || "null");
+  sessionStorage.removeItem(OIDC_KEY);
+  if (q.get("error")) {
+    status(`The provider refused the sign-in: ${q.get("error")} ${q.get("error_description") || ""}`);
+    return;
+  }
+  if (!pending) {
+    status("Sign-in failed: this tab did not start it.");
+    return;
+  }
+  try {
+    const t = await api("POST", "/v1/acl/oidc/callback", {
+      AuthMethod: pending.method, State: q.get("state") || "", Code: q.get("code") || "", ClientNonce: pending.clientNonce,
+    });
+    sessionStorage.setItem(TOKEN_KEY, t.SecretID);
+    sessionStorage.setItem(LOGIN_KEY, pending.method);
+  } catch (e) {
+    status(`Sign-in failed: ${e.body || e.message}`);
+  }
+}
+
+async function setupToken() {
   const input = document.getElementById("token");
   const state = document.getElementById("token-state");
-  const show = () => { state.textContent = sessionStorage.getItem(TOKEN_KEY) ? "token set for this tab" : "anonymous"; };
-  input.value = sessionStorage.getItem(TOKEN_KEY) || "";
+  const logout = document.getElementById("logout");
+  const show = () => {
+    const method = sessionStorage.getItem(LOGIN_KEY);
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    state.textContent = token ? (method ? `signed in with ${method}` : "token set for this tab") : "anonymous";
+    logout.hidden = !(token && method);
+    input.value = token || "";
+  };
+  await finishSignIn();
   show();
   document.getElementById("token-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const v = input.value.trim();
     if (v) sessionStorage.setItem(TOKEN_KEY, v);
     else sessionStorage.removeItem(TOKEN_KEY);
+    sessionStorage.removeItem(LOGIN_KEY);
     show();
     route();
   });
+  logout.addEventListener("click", async () => {
+    try {
+      await api("POST", "/v1/acl/logout");
+    } catch (e) {
+      status(`Logout: ${e.body || e.message}`);
+    }
+    sessionStorage.removeItem(TOKEN_KEY);
+    sessionStorage.removeItem(LOGIN_KEY);
+    show();
+    route();
+  });
+  // One "Log in with ..." per OIDC method (none without methods), not waited for.
+  api("GET", "/v1/internal/ui/oidc-auth-methods").then((methods) => {
+    document.getElementById("sso").replaceChildren(...methods.map((m) =>
+      h("button", { type: "button", "data-method": m.Name, onclick: () => startSignIn(m) },
+        `Log in with ${m.DisplayName || m.Name}`)));
+  }, () => {
+    // An agent that cannot list them offers the token field only.
+  });
 }
 
-setupToken();
 window.addEventListener("hashchange", route);
-route();
+setupToken().then(route);

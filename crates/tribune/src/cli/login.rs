@@ -22,6 +22,14 @@ pub struct LoginArgs {
     /// Metadata for the new token's description, as key=value (repeatable).
     #[arg(long)]
     pub meta: Vec<String>,
+    /// `oidc` to sign in through the method's OpenID provider in a browser (a JWT
+    /// method needs no type).
+    #[arg(long = "type", default_value = "")]
+    pub method_type: String,
+    /// Where the browser is sent back to after the sign-in (OIDC only); the method's
+    /// AllowedRedirectURIs must allow `http://localhost:<port>/oidc/callback`.
+    #[arg(long = "oidc-callback-listen-addr", default_value = "127.0.0.1:8550")]
+    pub oidc_callback_listen_addr: String,
     #[command(flatten)]
     pub http: HttpArgs,
 }
@@ -52,15 +60,24 @@ fn try_login(a: &LoginArgs, io: &mut Io<'_>) -> Result<(), Option<String>> {
     if a.token_sink_file.is_empty() {
         return Err(Some("Missing required '-token-sink-file' flag".into()));
     }
-    if a.bearer_token_file.is_empty() {
-        return Err(Some("Missing required '-bearer-token-file' flag".into()));
-    }
     let mut meta = BTreeMap::new();
     for kv in &a.meta {
         let (k, v) = kv
             .split_once('=')
             .ok_or_else(|| Some(format!("Error parsing -meta: {kv:?} is not key=value")))?;
         meta.insert(k.to_string(), v.to_string());
+    }
+    match a.method_type.as_str() {
+        "" | "jwt" => {}
+        "oidc" => return oidc_login(a, meta, io),
+        other => {
+            return Err(Some(format!(
+                "Invalid -type {other:?}: leave it out for a JWT method, or use oidc"
+            )))
+        }
+    }
+    if a.bearer_token_file.is_empty() {
+        return Err(Some("Missing required '-bearer-token-file' flag".into()));
     }
     let bearer = super::read_file(&a.bearer_token_file)
         .map_err(|e| Some(format!("Error reading bearer token file: {e}")))?
@@ -89,20 +106,165 @@ fn try_login(a: &LoginArgs, io: &mut Io<'_>) -> Result<(), Option<String>> {
         io,
     )
     .map_err(|_| None)?;
+    sink(&a.token_sink_file, &r.body)
+}
+
+/// Writes the SecretID of a token answer to the sink file (0600).
+fn sink(path: &str, answer: &str) -> Result<(), Option<String>> {
     let token: tribune_model::api::Indexed<tribune_model::api::AclToken> =
-        serde_json::from_str(&r.body)
+        serde_json::from_str(answer)
             .map_err(|e| Some(format!("Unexpected answer from the agent: {e}")))?;
-    super::snapshot::write_private(
-        std::path::Path::new(&a.token_sink_file),
-        token.item.secret_id.as_bytes(),
-    )
-    .map_err(|e| {
+    super::snapshot::write_private(std::path::Path::new(path), token.item.secret_id.as_bytes())
+        .map_err(|e| Some(format!("Error writing token to file sink {path:?}: {e}")))?;
+    Ok(())
+}
+
+/// How long `login -type oidc` waits for the browser to come back.
+const OIDC_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The page the browser lands on after the sign-in.
+const SIGNED_IN_PAGE: &str = "<!doctype html><title>Tribune</title><p>Signed in to Tribune. You can close this window and return to the terminal.</p>";
+
+/// `tribune login -type oidc`: an auth URL for a loopback redirect, the browser's
+/// return taken on a local listener, the code exchanged by the agent.
+fn oidc_login(
+    a: &LoginArgs,
+    meta: BTreeMap<String, String>,
+    io: &mut Io<'_>,
+) -> Result<(), Option<String>> {
+    let listener = std::net::TcpListener::bind(&a.oidc_callback_listen_addr).map_err(|e| {
         Some(format!(
-            "Error writing token to file sink {:?}: {e}",
-            a.token_sink_file
+            "Error starting the callback listener on {}: {e}",
+            a.oidc_callback_listen_addr
         ))
     })?;
-    Ok(())
+    let port = listener
+        .local_addr()
+        .map_err(|e| Some(e.to_string()))?
+        .port();
+    let redirect = format!("http://localhost:{port}/oidc/callback");
+    let client_nonce = random_hex();
+    let http = HttpArgs {
+        token: Some(String::new()),
+        token_file: None,
+        ..a.http.clone()
+    };
+    let body = serde_json::json!({"AuthMethod": a.method, "RedirectURI": redirect,
+        "ClientNonce": client_nonce, "Meta": meta});
+    let r = call_ok(
+        &http,
+        "POST",
+        "/v1/acl/oidc/auth-url",
+        serde_json::to_vec(&body).ok(),
+        "Error fetching AuthURL from Tribune",
+        1,
+        io,
+    )
+    .map_err(|_| None)?;
+    let url = serde_json::from_str::<serde_json::Value>(&r.body)
+        .ok()
+        .and_then(|v| v["AuthURL"].as_str().map(str::to_string))
+        .ok_or_else(|| Some("Unexpected answer from the agent: no AuthURL".to_string()))?;
+    let _ = writeln!(
+        io.out,
+        "Complete the login via your OIDC provider. Open this URL in your browser:\n\n    {url}\n"
+    );
+    let _ = io.out.flush();
+    let (code, state) = wait_for_callback(&listener)?;
+    let body = serde_json::json!({"AuthMethod": a.method, "State": state, "Code": code,
+        "ClientNonce": client_nonce});
+    let r = call_ok(
+        &http,
+        "POST",
+        "/v1/acl/oidc/callback",
+        serde_json::to_vec(&body).ok(),
+        "Error exchanging the OIDC code",
+        1,
+        io,
+    )
+    .map_err(|_| None)?;
+    sink(&a.token_sink_file, &r.body)
+}
+
+fn random_hex() -> String {
+    let mut b = [0u8; 16];
+    // A failure leaves zeros: the nonce then only fails to add its protection.
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Waits (bounded) for the browser's `GET /oidc/callback?code=..&state=..`; answers
+/// it with a page, and anything else with 404.
+fn wait_for_callback(listener: &std::net::TcpListener) -> Result<(String, String), Option<String>> {
+    use std::io::{Read, Write as _};
+    let deadline = std::time::Instant::now() + OIDC_WAIT;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| Some(e.to_string()))?;
+    loop {
+        if std::time::Instant::now() > deadline {
+            return Err(Some(format!(
+                "Timed out after {} s waiting for the browser to return from the OIDC provider",
+                OIDC_WAIT.as_secs()
+            )));
+        }
+        let mut conn = match listener.accept() {
+            Ok((c, _)) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                continue;
+            }
+            Err(e) => return Err(Some(format!("Error accepting the callback: {e}"))),
+        };
+        let _ = conn.set_nonblocking(false);
+        let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut n = 0;
+        while n < buf.len() {
+            match conn.read(&mut buf[n..]) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => {
+                    n += k;
+                    if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+            }
+        }
+        let head = String::from_utf8_lossy(&buf[..n]);
+        let target = head.split_whitespace().nth(1).unwrap_or("");
+        let Some(query) = target.strip_prefix("/oidc/callback?") else {
+            let _ = conn.write_all(
+                b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            );
+            continue;
+        };
+        let q: BTreeMap<String, String> = form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        let page = if q.contains_key("error") {
+            "<!doctype html><title>Tribune</title><p>The OIDC provider refused the sign-in.</p>"
+        } else {
+            SIGNED_IN_PAGE
+        };
+        let _ = conn.write_all(
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\nreferrer-policy: no-referrer\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                page.len()
+            )
+            .as_bytes(),
+        );
+        if let Some(e) = q.get("error") {
+            let why = q.get("error_description").map_or("", String::as_str);
+            return Err(Some(format!(
+                "The OIDC provider refused the sign-in: {e} {why}"
+            )));
+        }
+        match (q.get("code"), q.get("state")) {
+            (Some(c), Some(s)) => return Ok((c.clone(), s.clone())),
+            _ => return Err(Some("The OIDC callback carried no code or state".into())),
+        }
+    }
 }
 
 pub fn logout(a: &LogoutArgs, io: &mut Io<'_>) -> u8 {
