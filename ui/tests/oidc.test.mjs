@@ -154,3 +154,32 @@ test("tribune login -type oidc takes the browser's return on a local listener", 
   assert.equal(self.json().AuthMethod, "sso");
   await context.close();
 });
+
+test("a CI job logs in with the provider's JWT through OIDC discovery", async () => {
+  // The job's token: a client-credentials access token the provider signs (a JWT).
+  const res = await fetch(`${issuer}/token`, {
+    method: "POST",
+    headers: { "Content-Type": "application/x-www-form-urlencoded" },
+    body: "grant_type=client_credentials&client_id=admin-client&client_secret=secret&resource=https://api.example&scope=api:read",
+  });
+  const jwt = (await res.json()).access_token;
+  assert.ok(jwt && jwt.split(".").length === 3, "the provider issued a JWT");
+  const ok = (r) => assert.ok(r.status === 200, r.text);
+  ok(await call("PUT", "/v1/acl/auth-method", {
+    Name: "ci", Type: "jwt", MaxTokenTTL: "10m",
+    Config: { OIDCDiscoveryURL: issuer, BoundAudiences: ["https://api.example"], ClaimMappings: { client_id: "client" } },
+  }));
+  ok(await call("PUT", "/v1/acl/binding-rule", { AuthMethod: "ci", BindType: "service", BindName: "${value.client}" }));
+  const login = await call("POST", "/v1/acl/login", { AuthMethod: "ci", BearerToken: jwt }, null);
+  assert.equal(login.status, 200, login.text);
+  assert.deepEqual(login.json().ServiceIdentities, [{ ServiceName: "admin-client" }]);
+  // The same token for another audience is refused, with Consul's text.
+  ok(await call("PUT", "/v1/acl/auth-method", {
+    Name: "ci-other", Type: "jwt",
+    Config: { OIDCDiscoveryURL: issuer, BoundAudiences: ["https://other.example"], ClaimMappings: { client_id: "client" } },
+  }));
+  ok(await call("PUT", "/v1/acl/binding-rule", { AuthMethod: "ci-other", BindType: "service", BindName: "${value.client}" }));
+  const refused = await call("POST", "/v1/acl/login", { AuthMethod: "ci-other", BearerToken: jwt }, null);
+  assert.equal(refused.status, 403);
+  assert.equal(refused.text, "error validating claims: aud claim does not match any bound audience");
+});
