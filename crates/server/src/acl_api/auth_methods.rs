@@ -8,7 +8,7 @@
 //! the `jwt` or `oidc` `Config`.
 
 use super::{stored_indexed, write_guarded};
-use crate::extract::{AclCaller, JsonBody};
+use crate::extract::{AclCaller, JsonBody, Query};
 use crate::state::acl::{AUTH_METHODS, BINDING_RULES, TOKENS};
 use crate::{ApiError, ApiResult, Shared};
 use axum::extract::{Path, State};
@@ -43,8 +43,43 @@ fn check_pub_keys(method: &AuthMethod) -> ApiResult<()> {
     Ok(())
 }
 
+/// How long a write waits for its key check (`?check=true`).
+const WRITE_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// With `?check=true` (what `tribune acl auth-method create|update` sends): a warning
+/// when the method's remote keys (JWKSURL, or the discovery document and its keys)
+/// cannot be fetched now; the method is written all the same, since an agent may not
+/// reach the provider from where it runs, and an outage must not block a change.
+async fn key_warning(method: &AuthMethod) -> Option<String> {
+    let provider = super::login::remote_provider(method)?;
+    let check = tribune_jwks::check::check(&provider, None, crate::ca_api::now());
+    let hint = "logins fail until the keys can be fetched";
+    match tokio::time::timeout(WRITE_CHECK_TIMEOUT, check).await {
+        Err(_) => Some(format!(
+            "auth method {:?}: the agent got no key set within {} s; {hint}",
+            method.name,
+            WRITE_CHECK_TIMEOUT.as_secs()
+        )),
+        Ok(report) if report.ok => None,
+        Ok(report) => {
+            let why = report.steps.iter().find(|s| !s.ok).map_or_else(
+                || "the key set holds no usable key".to_string(),
+                |s| format!("{}: {}", s.target, s.detail),
+            );
+            Some(format!(
+                "auth method {:?}: the agent could not fetch its keys ({why}); {hint}",
+                method.name
+            ))
+        }
+    }
+}
+
 /// Checks `method` against the stored one of its name and writes it.
-async fn write(state: &crate::AppState, mut method: AuthMethod) -> ApiResult<Response> {
+async fn write(
+    state: &crate::AppState,
+    mut method: AuthMethod,
+    check: bool,
+) -> ApiResult<Response> {
     let existing = AUTH_METHODS.get(state, &method.name).await?;
     method
         .validate_within(
@@ -73,17 +108,33 @@ async fn write(state: &crate::AppState, mut method: AuthMethod) -> ApiResult<Res
         .get(state, &method.name)
         .await?
         .ok_or_else(|| crate::internal_error("auth method vanished after its write".into()))?;
-    Ok(Json(stored_indexed(stored)).into_response())
+    let mut res = Json(stored_indexed(stored)).into_response();
+    if check {
+        if let Some(w) = key_warning(&method).await {
+            if let Ok(v) = axum::http::HeaderValue::from_str(&w) {
+                res.headers_mut().append("x-tribune-warning", v);
+            }
+        }
+    }
+    Ok(res)
+}
+
+fn check_asked(query: &Query) -> bool {
+    matches!(
+        crate::query_get(query.pairs(), "check"),
+        Some("" | "true" | "1")
+    )
 }
 
 /// `PUT /v1/acl/auth-method`.
 pub(crate) async fn create(
     State(state): State<Shared>,
     AclCaller(caller): AclCaller,
+    query: Query,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     caller.acl_write()?;
-    write(&state, decode(body)?).await
+    write(&state, decode(body)?, check_asked(&query)).await
 }
 
 /// `PUT /v1/acl/auth-method/:name`.
@@ -91,6 +142,7 @@ pub(crate) async fn update(
     State(state): State<Shared>,
     Path(name): Path<String>,
     AclCaller(caller): AclCaller,
+    query: Query,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     caller.acl_write()?;
@@ -102,7 +154,7 @@ pub(crate) async fn update(
             "AuthMethod Name in URL and payload do not match",
         ));
     }
-    write(&state, method).await
+    write(&state, method, check_asked(&query)).await
 }
 
 /// `GET /v1/acl/auth-method/:name`: 404 with no body when there is none (Consul's).

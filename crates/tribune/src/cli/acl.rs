@@ -326,6 +326,9 @@ fn send(
     io: &mut Io<'_>,
 ) -> Result<Value, Fail> {
     let r = call_ok(http, method, path, body, failure, 1, io).map_err(Fail::Code)?;
+    for w in r.headers_named("x-tribune-warning") {
+        let _ = writeln!(io.err, "WARNING: {w}");
+    }
     Ok(serde_json::from_str(&r.body).unwrap_or_default())
 }
 

@@ -45,7 +45,8 @@ fn binding_rules_are_managed_like_consul() {
     )
     .unwrap();
     let at_config = format!("@{}", config.display());
-    ok(
+    // Nothing answers at the JWKSURL: written with a warning (on stderr).
+    let (code, _, err) = run(
         &addr,
         &[
             "acl",
@@ -59,6 +60,7 @@ fn binding_rules_are_managed_like_consul() {
             &at_config,
         ],
     );
+    assert_eq!(code, 0, "{err}");
     let out = ok(
         &addr,
         &[

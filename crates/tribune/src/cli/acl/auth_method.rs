@@ -153,7 +153,7 @@ fn create(a: &CreateArgs, io: &mut Io<'_>) -> Done {
     let v = send(
         &a.http,
         "PUT",
-        "/v1/acl/auth-method",
+        "/v1/acl/auth-method?check=true",
         body(&method),
         "Failed to create new auth method",
         io,
@@ -242,7 +242,7 @@ fn update(a: &UpdateArgs, io: &mut Io<'_>) -> Done {
     let v = send(
         &a.http,
         "PUT",
-        &path(&a.name),
+        &format!("{}?check=true", path(&a.name)),
         body(&m),
         &format!("Error updating auth method {:?}", a.name),
         io,
