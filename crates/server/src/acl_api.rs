@@ -359,6 +359,9 @@ pub(crate) fn spawn_reaper(state: std::sync::Weak<AppState>) {
                     tracing::warn!(error = %e.1, "removing expired ACL tokens failed; retrying")
                 }
             }
+            if let Err(e) = oidc::reap_states(&s).await {
+                tracing::warn!(error = %e.1, "removing unfinished OIDC sign-ins failed; retrying");
+            }
         }
     });
 }

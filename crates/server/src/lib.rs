@@ -54,6 +54,7 @@ pub(crate) const ACL_META_TABLE: &str = "acl-meta";
 pub(crate) const ROLE_TABLE: &str = "acl-roles";
 pub(crate) const AUTH_METHOD_TABLE: &str = "acl-auth-methods";
 pub(crate) const BINDING_RULE_TABLE: &str = "acl-binding-rules";
+pub(crate) const OIDC_STATE_TABLE: &str = "acl-oidc-states";
 /// The tables an authorizer is resolved from: a write to any re-authorizes waiters.
 pub(crate) const ACL_TABLES: [&str; 3] = [TOKEN_TABLE, POLICY_TABLE, ROLE_TABLE];
 
@@ -86,8 +87,6 @@ pub struct AppState {
     /// Key runtimes of the auth methods logins are verified with (the same
     /// machinery: fetch, cache, retries, TLS, refetch on an unknown `kid`).
     pub(crate) login_keys: tribune_jwks::Registry,
-    /// OIDC sign-ins between their auth URL and their callback.
-    pub(crate) oidc_logins: acl_api::oidc::PendingLogins,
     /// Compiled policies by (destination, config index).
     pub(crate) policies: compiled::CompiledPolicies,
     /// Tokens by SecretID and their resolved authorizers, per ACL index.
@@ -124,7 +123,6 @@ impl AppState {
             advertise: std::sync::OnceLock::new(),
             keys: tribune_jwks::Registry::default(),
             login_keys: tribune_jwks::Registry::default(),
-            oidc_logins: Default::default(),
             policies: compiled::CompiledPolicies::default(),
             authorizers: acl_cache::AclCache::default(),
             tables: state::tables::TableWatch::default(),

@@ -97,8 +97,12 @@ async fn idp(key: Arc<Rs256>) -> Idp {
 }
 
 async fn setup() -> (Api, Idp) {
-    let idp = idp(Arc::new(Rs256::new("idp-1"))).await;
     let api = Api::with_acls().await;
+    setup_on(api).await
+}
+
+async fn setup_on(api: Api) -> (Api, Idp) {
+    let idp = idp(Arc::new(Rs256::new("idp-1"))).await;
     let m = json!({"Name": "sso", "Type": "oidc", "DisplayName": "Company SSO", "MaxTokenTTL": "8h",
         "Config": {"OIDCDiscoveryURL": idp.issuer, "OIDCClientID": "tribune",
             "OIDCClientSecret": "s3cret", "OIDCScopes": ["email", "groups"],
@@ -303,5 +307,34 @@ async fn oidc_callbacks_refuse_replays_mixed_up_states_and_substituted_tokens() 
         api.call("GET", "/v1/acl/tokens", ROOT, "").await.json(),
         tokens_before,
         "no token was made"
+    );
+}
+
+/// Agents sharing a store behind one load balancer: the sign-in started on one is
+/// finished on the other, once.
+#[tokio::test]
+async fn a_sign_in_started_on_one_agent_finishes_on_another() {
+    let mut config = tribune_server::AgentConfig::default();
+    config.acl.enabled = true;
+    config.acl.default_policy = "deny".into();
+    config.acl.initial_management = Some("root-secret".into());
+    let store: Arc<dyn tribune_store::Store> =
+        Arc::new(tribune_store::RedbStore::in_memory().unwrap());
+    let a = Api {
+        state: tribune_server::AppState::new(store.clone(), config.clone())
+            .await
+            .unwrap(),
+    };
+    let b = Api {
+        state: tribune_server::AppState::new(store, config).await.unwrap(),
+    };
+    let (a, idp) = setup_on(a).await;
+    let q = start(&a, &idp, "https://tribune.example/ui/oidc/callback", "").await;
+    let r = callback(&b, &q["state"], "good-code", "").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = callback(&a, &q["state"], "good-code", "").await;
+    assert_eq!(
+        r.body, "Provider login failed: Expired or missing OAuth state.",
+        "not a second time, on either agent"
     );
 }

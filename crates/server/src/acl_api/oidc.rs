@@ -16,24 +16,26 @@
 //!    has OIDCClientID, exp, nonce) ──▶ claims ──binding rules──▶ a token
 //! ```
 //!
-//! Codes, states and ID tokens are never logged or stored; pending states live in
-//! memory only (a login that spans an agent restart starts over), bounded in number.
+//! Codes and ID tokens are never logged or stored; a pending sign-in (its state,
+//! nonce and PKCE verifier) is kept in the store for ten minutes at most, so that
+//! any agent sharing it can finish it, and bounded in number.
 
 use super::binding_rules::rules_of;
 use super::login::{alg_allowed, refused, remote_provider, token_for};
 use super::{acl_enabled, indexed, insert_token};
 use crate::extract::GoJson;
-use crate::state::acl::AUTH_METHODS;
+use crate::state::acl::{AUTH_METHODS, OIDC_STATES};
 use crate::{ApiError, ApiResult, AppState, Shared};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::time::Duration;
 use tribune_model::auth_method::{AuthMethod, MethodType};
 use tribune_model::binding_rule::{bind, Identity};
+use tribune_store::Cas;
 
 /// How long a sign-in may take between auth-url and callback (Consul's).
 const STATE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -41,8 +43,12 @@ const STATE_TIMEOUT: Duration = Duration::from_secs(600);
 /// bounded.
 const MAX_PENDING: usize = 4096;
 
-/// One sign-in between its auth-url and its callback.
-struct Pending {
+/// One sign-in between its auth-url and its callback, kept in the store (table
+/// `acl-oidc-states`, by state) so that the callback may reach any agent sharing it
+/// (agents behind one load balancer). Its verifier and nonce are secrets for ten
+/// minutes: the store is the operator's alone (decisions #29).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Pending {
     method: String,
     nonce: String,
     verifier: String,
@@ -50,37 +56,69 @@ struct Pending {
     client_nonce: String,
     meta: BTreeMap<String, String>,
     token_endpoint: String,
-    created: Instant,
+    /// Unix seconds.
+    created: i64,
 }
 
-/// The pending sign-ins by state.
-#[derive(Default)]
-pub(crate) struct PendingLogins(std::sync::Mutex<HashMap<String, Pending>>);
+fn expired(p: &Pending, now: i64) -> bool {
+    now - p.created >= STATE_TIMEOUT.as_secs() as i64
+}
 
-impl PendingLogins {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+/// Keeps a new sign-in; refused when too many are pending.
+async fn remember(state: &AppState, id: &str, p: &Pending) -> ApiResult<()> {
+    let now = crate::ca_api::now();
+    let live = OIDC_STATES
+        .list(state)
+        .await?
+        .into_iter()
+        .filter(|s| !expired(&s.value, now))
+        .count();
+    if live >= MAX_PENDING {
+        return Err(ApiError(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many OIDC sign-ins in progress; try again in a few minutes".into(),
+        ));
     }
+    state
+        .store
+        .apply(&[OIDC_STATES.put(id, p, Cas::Absent)?])
+        .await?;
+    Ok(())
+}
 
-    fn insert(&self, state: String, p: Pending) -> ApiResult<()> {
-        let mut g = self.lock();
-        g.retain(|_, p| p.created.elapsed() < STATE_TIMEOUT);
-        if g.len() >= MAX_PENDING {
-            return Err(ApiError(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many OIDC sign-ins in progress; try again in a few minutes".into(),
-            ));
-        }
-        g.insert(state, p);
-        Ok(())
+/// The sign-in of `id`, removed: each state is good for one callback, across agents
+/// (the delete is conditional on the record read; of two callbacks, one gets it).
+async fn take(state: &AppState, id: &str) -> ApiResult<Option<Pending>> {
+    if id.is_empty() {
+        return Ok(None);
     }
+    let Some(found) = OIDC_STATES.get(state, id).await? else {
+        return Ok(None);
+    };
+    let applied = state
+        .store
+        .apply(&[OIDC_STATES.delete(id, Cas::ModifyIndex(found.modify_index))])
+        .await?;
+    if !applied.ok || expired(&found.value, crate::ca_api::now()) {
+        return Ok(None);
+    }
+    Ok(Some(found.value))
+}
 
-    /// The sign-in of `state`, removed: each state is good for one callback.
-    fn take(&self, state: &str) -> Option<Pending> {
-        self.lock()
-            .remove(state)
-            .filter(|p| p.created.elapsed() < STATE_TIMEOUT)
+/// Removes sign-ins that were never finished (with the token reaper).
+pub(crate) async fn reap_states(state: &AppState) -> ApiResult<usize> {
+    let now = crate::ca_api::now();
+    let ops: Vec<_> = OIDC_STATES
+        .list(state)
+        .await?
+        .into_iter()
+        .filter(|s| expired(&s.value, now))
+        .map(|s| OIDC_STATES.delete(&s.key, Cas::ModifyIndex(s.modify_index)))
+        .collect();
+    for chunk in ops.chunks(state.store.max_ops().max(1)) {
+        state.store.apply(chunk).await?;
     }
+    Ok(ops.len())
 }
 
 /// The body of `POST /v1/acl/oidc/auth-url`.
@@ -248,19 +286,17 @@ pub(crate) async fn auth_url(
         '?'
     };
     let url = format!("{}{sep}{query}", discovery.authorization_endpoint);
-    state.oidc_logins.insert(
-        state_id,
-        Pending {
-            method: method.name.clone(),
-            nonce,
-            verifier,
-            redirect_uri: body.redirect_uri,
-            client_nonce: body.client_nonce,
-            meta: body.meta,
-            token_endpoint: discovery.token_endpoint,
-            created: Instant::now(),
-        },
-    )?;
+    let pending = Pending {
+        method: method.name.clone(),
+        nonce,
+        verifier,
+        redirect_uri: body.redirect_uri,
+        client_nonce: body.client_nonce,
+        meta: body.meta,
+        token_endpoint: discovery.token_endpoint,
+        created: crate::ca_api::now(),
+    };
+    remember(&state, &state_id, &pending).await?;
     Ok(Json(serde_json::json!({"AuthURL": url})).into_response())
 }
 
@@ -277,7 +313,7 @@ pub(crate) async fn callback(
         return Err(failed("OAuth code parameter not provided"));
     }
     // Taken before anything else is checked: a state is good for one try.
-    let Some(pending) = state.oidc_logins.take(&body.state) else {
+    let Some(pending) = take(&state, &body.state).await? else {
         return Err(failed("Expired or missing OAuth state."));
     };
     if pending.method != method.name {

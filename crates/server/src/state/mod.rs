@@ -32,6 +32,9 @@ pub(crate) mod acl {
     /// Binding rules by ID.
     pub(crate) const BINDING_RULES: Table<tribune_model::binding_rule::BindingRule> =
         Table::new(crate::BINDING_RULE_TABLE);
+    /// OIDC sign-ins between auth-url and callback, by state.
+    pub(crate) const OIDC_STATES: Table<crate::acl_api::oidc::Pending> =
+        Table::new(crate::OIDC_STATE_TABLE);
 }
 
 pub(crate) mod catalog;
