@@ -11,6 +11,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod jwt;
+
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,

@@ -24,6 +24,12 @@ pub mod paths {
     pub const CA_ROOTS_ROTATE: &str = "/v1/connect/ca/rotate";
     /// `GET`: a leaf certificate ([`super::LeafCert`]).
     pub const LEAF: &str = "/v1/agent/connect/ca/leaf/{service}";
+    /// `POST`: a JWT-SVID ([`super::JwtSvidRequest`] -> [`super::JwtSvid`]). Tribune's.
+    pub const JWT_SVID: &str = "/v1/agent/connect/ca/jwt-svid";
+    /// `GET`: the trust domain's JWT-SVID keys (a JWKS). Tribune's.
+    pub const CA_JWKS: &str = "/v1/connect/ca/jwks";
+    /// `GET`: OIDC discovery for JWT-SVIDs (`issuer`, `jwks_uri`).
+    pub const OIDC_DISCOVERY: &str = "/.well-known/openid-configuration";
     /// `GET`: the sidecars in front of a service ([`super::ServiceEntry`] list).
     pub const HEALTH_CONNECT: &str = "/v1/health/connect/{service}";
     /// `GET`: the policy document of a service's sidecars. Tribune's.
@@ -358,6 +364,32 @@ pub struct CaRoot {
     pub create_index: u64,
     #[serde(rename = "ModifyIndex", default)]
     pub modify_index: u64,
+}
+
+/// The body of `POST /v1/agent/connect/ca/jwt-svid` (Tribune's, issue #45).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct JwtSvidRequest {
+    /// The service the token names (its SPIFFE ID becomes `sub`).
+    #[serde(rename = "Service", default)]
+    pub service: String,
+    /// Who the token is for (`aud`; at least one, per the JWT-SVID specification).
+    #[serde(rename = "Audience", default)]
+    pub audience: Vec<String>,
+    /// Its lifetime, a Go duration (default 5m, at most 1h).
+    #[serde(rename = "TTL", default, skip_serializing_if = "String::is_empty")]
+    pub ttl: String,
+}
+
+/// A JWT-SVID as the agent answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JwtSvid {
+    #[serde(rename = "Token")]
+    pub token: String,
+    #[serde(rename = "SpiffeID")]
+    pub spiffe_id: String,
+    /// RFC 3339.
+    #[serde(rename = "ExpiresAt")]
+    pub expires_at: String,
 }
 
 /// `GET /v1/agent/connect/ca/leaf/<service>` (Consul's `api.LeafCert`).

@@ -149,6 +149,30 @@ pub struct AgentConfig {
     pub allowed_hosts: Vec<String>,
     /// `log_level`, `log_json`, `log_file` (Consul's keys; the `-log-*` flags win).
     pub log: LogSettings,
+    /// `connect { ca_config { jwt_issuer jwt_signing_algorithm } }`.
+    pub connect: ConnectSettings,
+}
+
+/// `connect { enabled ca_config { ... } }`: Connect is always on; `ca_config` sets how
+/// the CA issues JWT-SVIDs (issue #45).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectSettings {
+    /// The `iss` of JWT-SVIDs and of the agent's OIDC discovery document (default:
+    /// the agent's own address, `http://<client_addr>:<port>`). Agents sharing a store
+    /// behind one name give that name here, so every agent's tokens and documents
+    /// agree.
+    pub jwt_issuer: Option<String>,
+    /// `ES256` (default) or `RS256`, for keys generated from now on.
+    pub jwt_signing_algorithm: tribune_ca::jwt::SigningAlg,
+}
+
+impl Default for ConnectSettings {
+    fn default() -> Self {
+        ConnectSettings {
+            jwt_issuer: None,
+            jwt_signing_algorithm: tribune_ca::jwt::SigningAlg::Es256,
+        }
+    }
 }
 
 /// The log settings a config file may carry.
@@ -179,6 +203,7 @@ impl Default for AgentConfig {
             ui: true,
             allowed_hosts: Vec::new(),
             log: LogSettings::default(),
+            connect: ConnectSettings::default(),
         }
     }
 }
@@ -440,6 +465,53 @@ impl AgentConfig {
                 "log_json" => self.log.json = boolean(value, key)?,
                 "log_file" => self.log.file = Some(string(value, key)?),
                 "ui" => self.ui = boolean(value, key)?,
+                "connect" => {
+                    let Value::Object(c) = single(value) else {
+                        return Err("connect: expected a block".into());
+                    };
+                    for (k, v) in c {
+                        match k.as_str() {
+                            // Connect is always on.
+                            "enabled" => {
+                                boolean(v, "connect.enabled")?;
+                            }
+                            "ca_config" => {
+                                let Value::Object(cc) = single(v) else {
+                                    return Err("connect.ca_config: expected a block".into());
+                                };
+                                for (ck, cv) in cc {
+                                    match ck.as_str() {
+                                        "jwt_issuer" => {
+                                            let iss = string(cv, "connect.ca_config.jwt_issuer")?;
+                                            if !(iss.starts_with("https://")
+                                                || iss.starts_with("http://"))
+                                            {
+                                                return Err(format!(
+                                                    "connect.ca_config.jwt_issuer: must be an http:// or https:// URL (OIDC discovery is found under it), got {iss:?}"
+                                                ));
+                                            }
+                                            self.connect.jwt_issuer =
+                                                Some(iss.trim_end_matches('/').to_string());
+                                        }
+                                        "jwt_signing_algorithm" => {
+                                            let a = string(cv, "connect.ca_config.jwt_signing_algorithm")?;
+                                            self.connect.jwt_signing_algorithm =
+                                                tribune_ca::jwt::SigningAlg::parse(&a).ok_or_else(|| {
+                                                    format!("connect.ca_config.jwt_signing_algorithm: must be \"ES256\" or \"RS256\", got {a:?}")
+                                                })?;
+                                        }
+                                        other => {
+                                            return Err(format!(
+                                                "connect.ca_config: unknown key {other:?}"
+                                            ))
+                                        }
+                                    }
+                                }
+                            }
+                            other => return Err(format!("connect: unknown key {other:?}")),
+                        }
+                    }
+                }
                 "data_dir" | "server" | "bootstrap_expect" | "node_name" => {}
                 other => return Err(format!("unknown agent config key {other:?}")),
             }

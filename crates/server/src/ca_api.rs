@@ -11,7 +11,8 @@
 //! - `PUT /v1/connect/ca/rotate` (needs `operator:write`; Tribune's endpoint): a new
 //!   root becomes active.
 //!
-//! The root's private key never leaves the agent.
+//! The root's private key never leaves the agent. The JWT-SVID keys live beside the
+//! roots (`jwt_svid.rs` serves them).
 
 use crate::extract::{Caller, Query, WatchCaller};
 use crate::state::typed::Table;
@@ -29,7 +30,7 @@ use tribune_model::api::{CaRoot, CaRoots, LeafCert, Rotated};
 use tribune_store::{Cas, Op};
 
 pub(crate) const CA_TABLE: &str = "ca";
-const CA_KEY: &str = "state";
+pub(crate) const CA_KEY: &str = "state";
 
 #[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct StoredRoot {
@@ -48,6 +49,71 @@ pub(crate) struct CaState {
     pub trust_domain: String,
     pub active_id: String,
     roots: Vec<StoredRoot>,
+    /// The trust domain's JWT-SVID keys (issue #45), oldest first; the last one not
+    /// retired signs. A CA stored before them gets its first on first use.
+    #[serde(default)]
+    pub(crate) jwt_keys: Vec<StoredJwtKey>,
+}
+
+/// A JWT-SVID signing key as stored (the private key never leaves the agent).
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct StoredJwtKey {
+    kid: String,
+    alg: String,
+    /// PKCS#8, standard base64.
+    pkcs8: String,
+    created: i64,
+    #[serde(default)]
+    retired: Option<i64>,
+}
+
+impl StoredJwtKey {
+    pub(crate) fn from_key(k: &tribune_ca::jwt::JwtKey) -> Self {
+        use base64::Engine;
+        StoredJwtKey {
+            kid: k.kid.clone(),
+            alg: k.alg.as_str().to_string(),
+            pkcs8: base64::engine::general_purpose::STANDARD.encode(&k.pkcs8),
+            created: k.created,
+            retired: k.retired,
+        }
+    }
+
+    pub(crate) fn key(&self) -> ApiResult<tribune_ca::jwt::JwtKey> {
+        use base64::Engine;
+        Ok(tribune_ca::jwt::JwtKey {
+            kid: self.kid.clone(),
+            alg: tribune_ca::jwt::SigningAlg::parse(&self.alg)
+                .ok_or_else(|| internal(format!("stored JWT key {} has alg {:?}", self.kid, self.alg)))?,
+            pkcs8: base64::engine::general_purpose::STANDARD
+                .decode(&self.pkcs8)
+                .map_err(internal)?,
+            created: self.created,
+            retired: self.retired,
+        })
+    }
+}
+
+/// `ca` with a new signing key: the current one retires (still published until the
+/// tokens it signed expire), keys no verifier needs any more are dropped.
+pub(crate) fn with_new_jwt_key(
+    mut ca: CaState,
+    alg: tribune_ca::jwt::SigningAlg,
+    t: i64,
+) -> ApiResult<CaState> {
+    let new = tribune_ca::jwt::JwtKey::generate(alg, t).map_err(internal)?;
+    for k in ca.jwt_keys.iter_mut() {
+        if k.retired.is_none() {
+            k.retired = Some(t);
+        }
+    }
+    ca.jwt_keys.retain(|k| {
+        k.key()
+            .map(|k| k.published_at(t))
+            .unwrap_or(false)
+    });
+    ca.jwt_keys.push(StoredJwtKey::from_key(&new));
+    Ok(ca)
 }
 
 fn to_root(r: &StoredRoot, td: &str) -> Root {
@@ -82,7 +148,7 @@ pub(crate) fn now() -> i64 {
         .unwrap_or(0)
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
@@ -113,7 +179,10 @@ pub(crate) async fn ensure(state: &AppState) -> Result<(), String> {
         trust_domain,
         active_id: root.id.clone(),
         roots: vec![from_root(&root)],
+        jwt_keys: Vec::new(),
     };
+    let ca = with_new_jwt_key(ca, state.config.connect.jwt_signing_algorithm, now())
+        .map_err(|e| e.1)?;
     // Absent: two agents racing on one store cannot both create a CA; the loser
     // uses the winner's (read back by the caller).
     match save(state, &ca, Cas::Absent).await {
@@ -127,7 +196,7 @@ pub(crate) async fn ensure(state: &AppState) -> Result<(), String> {
     }
 }
 
-async fn required(state: &AppState) -> ApiResult<CaState> {
+pub(crate) async fn required(state: &AppState) -> ApiResult<CaState> {
     if let Some(ca) = load(state).await? {
         return Ok(ca);
     }
@@ -245,7 +314,7 @@ pub(crate) async fn rotate(
             .get(state, CA_KEY)
             .await?
             .ok_or_else(|| internal("CA not initialized"))?;
-        let ca = rotated(stored.value)?;
+        let ca = rotated(stored.value, state.config.connect.jwt_signing_algorithm)?;
         Ok(Step::Write {
             ops: vec![
                 CA.put(CA_KEY, &ca, Cas::Any)?,
@@ -263,7 +332,7 @@ pub(crate) async fn rotate(
 
 /// The CA state after a rotation: a new active root, the previous one kept trusted
 /// until the leaves it signed expire.
-fn rotated(mut ca: CaState) -> ApiResult<CaState> {
+fn rotated(mut ca: CaState, jwt_alg: tribune_ca::jwt::SigningAlg) -> ApiResult<CaState> {
     let t = now();
     let new = Root::generate(&ca.trust_domain, t).map_err(internal)?;
     for r in ca.roots.iter_mut() {
@@ -276,5 +345,6 @@ fn rotated(mut ca: CaState) -> ApiResult<CaState> {
     ca.roots.retain(|r| to_root(r, &td).trusted_at(t, false));
     ca.active_id = new.id.clone();
     ca.roots.push(from_root(&new));
-    Ok(ca)
+    // The JWT-SVID key rotates with the root.
+    with_new_jwt_key(ca, jwt_alg, t)
 }

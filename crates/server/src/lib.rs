@@ -23,6 +23,7 @@ mod entries;
 mod extract;
 mod filters;
 mod intentions_api;
+mod jwt_svid;
 pub mod listener;
 mod metrics;
 mod providers_api;
@@ -289,6 +290,9 @@ pub fn router(state: Shared) -> Router {
         )
         .route(paths::PROXY_SNAPSHOT, get(proxy_api::snapshot))
         .route(paths::CA_ROOTS, get(ca_api::roots))
+        .route(paths::CA_JWKS, get(jwt_svid::jwks))
+        .route(paths::OIDC_DISCOVERY, get(jwt_svid::discovery))
+        .route(paths::JWT_SVID, post(jwt_svid::mint))
         .route(paths::CA_ROOTS_ROTATE, put(ca_api::rotate))
         .route(paths::LEAF, get(ca_api::leaf))
         .route(paths::AGENT_SERVICE_REGISTER, put(catalog::register))
