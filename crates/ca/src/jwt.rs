@@ -157,21 +157,25 @@ impl JwtKey {
         );
         let rng = SystemRandom::new();
         let sig = match self.alg {
-            SigningAlg::Es256 => EcdsaKeyPair::from_pkcs8(
-                &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-                &self.pkcs8,
-            )
-            .map_err(|_| CaError("stored P-256 key unreadable".into()))?
-            .sign(&rng, input.as_bytes())
-            .map_err(fail("signing"))?
-            .as_ref()
-            .to_vec(),
+            SigningAlg::Es256 => {
+                EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &self.pkcs8)
+                    .map_err(|_| CaError("stored P-256 key unreadable".into()))?
+                    .sign(&rng, input.as_bytes())
+                    .map_err(fail("signing"))?
+                    .as_ref()
+                    .to_vec()
+            }
             SigningAlg::Rs256 => {
                 let k = RsaKeyPair::from_pkcs8(&self.pkcs8)
                     .map_err(|_| CaError("stored RSA key unreadable".into()))?;
                 let mut sig = vec![0; k.public_modulus_len()];
-                k.sign(&signature::RSA_PKCS1_SHA256, &rng, input.as_bytes(), &mut sig)
-                    .map_err(fail("signing"))?;
+                k.sign(
+                    &signature::RSA_PKCS1_SHA256,
+                    &rng,
+                    input.as_bytes(),
+                    &mut sig,
+                )
+                .map_err(fail("signing"))?;
                 sig
             }
         };
@@ -191,7 +195,13 @@ fn thumbprint(members: &Value) -> String {
 
 /// The claims of a JWT-SVID for `id` (SPIFFE JWT-SVID 3: `sub`, `aud`, `exp`; plus
 /// `iat` and `iss`).
-pub fn svid_claims(id: &ServiceId, issuer: &str, audience: &[String], now: i64, ttl: Duration) -> Value {
+pub fn svid_claims(
+    id: &ServiceId,
+    issuer: &str,
+    audience: &[String],
+    now: i64,
+    ttl: Duration,
+) -> Value {
     json!({"iss": issuer, "sub": id.uri(), "aud": audience, "iat": now,
         "exp": now + ttl.as_secs() as i64})
 }
@@ -205,7 +215,13 @@ mod tests {
         let id = ServiceId::new("11111111-2222-3333-4444-555555555555.consul", "dc1", "web");
         for alg in SigningAlg::ALL {
             let key = JwtKey::generate(alg, 1_000).unwrap();
-            let claims = svid_claims(&id, "https://agent.example", &["api".into()], 1_000, DEFAULT_SVID_TTL);
+            let claims = svid_claims(
+                &id,
+                "https://agent.example",
+                &["api".into()],
+                1_000,
+                DEFAULT_SVID_TTL,
+            );
             let token = key.sign(&claims).unwrap();
             let (input, sig) = token.rsplit_once('.').unwrap();
             let sig = B64.decode(sig).unwrap();
@@ -235,7 +251,8 @@ mod tests {
             };
             assert!(ok, "{alg:?}");
             let payload: Value =
-                serde_json::from_slice(&B64.decode(input.split('.').nth(1).unwrap()).unwrap()).unwrap();
+                serde_json::from_slice(&B64.decode(input.split('.').nth(1).unwrap()).unwrap())
+                    .unwrap();
             assert_eq!(payload["sub"], id.uri());
             assert_eq!(payload["exp"], 1_300);
             // A second key has another kid.
@@ -250,6 +267,6 @@ mod tests {
         key.retired = Some(5_000);
         assert!(key.published_at(5_000 + 3_599));
         assert!(!key.published_at(5_000 + 3_600));
-        assert_eq!(format!("{key:?}").contains("redacted"), true);
+        assert!(format!("{key:?}").contains("redacted"));
     }
 }

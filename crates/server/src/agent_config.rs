@@ -494,7 +494,10 @@ impl AgentConfig {
                                                 Some(iss.trim_end_matches('/').to_string());
                                         }
                                         "jwt_signing_algorithm" => {
-                                            let a = string(cv, "connect.ca_config.jwt_signing_algorithm")?;
+                                            let a = string(
+                                                cv,
+                                                "connect.ca_config.jwt_signing_algorithm",
+                                            )?;
                                             self.connect.jwt_signing_algorithm =
                                                 tribune_ca::jwt::SigningAlg::parse(&a).ok_or_else(|| {
                                                     format!("connect.ca_config.jwt_signing_algorithm: must be \"ES256\" or \"RS256\", got {a:?}")

@@ -83,8 +83,12 @@ impl StoredJwtKey {
         use base64::Engine;
         Ok(tribune_ca::jwt::JwtKey {
             kid: self.kid.clone(),
-            alg: tribune_ca::jwt::SigningAlg::parse(&self.alg)
-                .ok_or_else(|| internal(format!("stored JWT key {} has alg {:?}", self.kid, self.alg)))?,
+            alg: tribune_ca::jwt::SigningAlg::parse(&self.alg).ok_or_else(|| {
+                internal(format!(
+                    "stored JWT key {} has alg {:?}",
+                    self.kid, self.alg
+                ))
+            })?,
             pkcs8: base64::engine::general_purpose::STANDARD
                 .decode(&self.pkcs8)
                 .map_err(internal)?,
@@ -107,11 +111,8 @@ pub(crate) fn with_new_jwt_key(
             k.retired = Some(t);
         }
     }
-    ca.jwt_keys.retain(|k| {
-        k.key()
-            .map(|k| k.published_at(t))
-            .unwrap_or(false)
-    });
+    ca.jwt_keys
+        .retain(|k| k.key().map(|k| k.published_at(t)).unwrap_or(false));
     ca.jwt_keys.push(StoredJwtKey::from_key(&new));
     Ok(ca)
 }
@@ -181,8 +182,8 @@ pub(crate) async fn ensure(state: &AppState) -> Result<(), String> {
         roots: vec![from_root(&root)],
         jwt_keys: Vec::new(),
     };
-    let ca = with_new_jwt_key(ca, state.config.connect.jwt_signing_algorithm, now())
-        .map_err(|e| e.1)?;
+    let ca =
+        with_new_jwt_key(ca, state.config.connect.jwt_signing_algorithm, now()).map_err(|e| e.1)?;
     // Absent: two agents racing on one store cannot both create a CA; the loser
     // uses the winner's (read back by the caller).
     match save(state, &ca, Cas::Absent).await {

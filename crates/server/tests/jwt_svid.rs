@@ -53,7 +53,12 @@ async fn verify(api: &Api, token: &str, issuer: &str, audience: &str) -> Result<
 async fn a_service_gets_a_jwt_svid_any_verifier_checks_with_the_published_keys() {
     let api = Api::with_acls().await;
     let web = token_with(&api, "web-write", "service \"web\" { policy = \"write\" }").await;
-    let r = mint(&api, Some(&web), json!({"Service": "web", "Audience": ["api"]})).await;
+    let r = mint(
+        &api,
+        Some(&web),
+        json!({"Service": "web", "Audience": ["api"]}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let svid = r.json();
     let token = svid["Token"].as_str().unwrap();
@@ -61,7 +66,10 @@ async fn a_service_gets_a_jwt_svid_any_verifier_checks_with_the_published_keys()
     let claims = part(token, 1);
     assert_eq!(header["alg"], "ES256");
     assert_eq!(header["typ"], "JWT");
-    let roots = api.call("GET", "/v1/connect/ca/roots", None, "").await.json();
+    let roots = api
+        .call("GET", "/v1/connect/ca/roots", None, "")
+        .await
+        .json();
     let td = roots["TrustDomain"].as_str().unwrap();
     let spiffe = format!("spiffe://{td}/ns/default/dc/dc1/svc/web");
     assert_eq!(claims["sub"], spiffe.as_str());
@@ -71,7 +79,10 @@ async fn a_service_gets_a_jwt_svid_any_verifier_checks_with_the_published_keys()
         claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
         300
     );
-    assert_eq!(claims["iss"], "http://127.0.0.1:8500", "the agent's address");
+    assert_eq!(
+        claims["iss"], "http://127.0.0.1:8500",
+        "the agent's address"
+    );
 
     // Discovery names the issuer and its keys.
     let d = api
@@ -81,7 +92,10 @@ async fn a_service_gets_a_jwt_svid_any_verifier_checks_with_the_published_keys()
     assert_eq!(d["issuer"], "http://127.0.0.1:8500");
     assert_eq!(d["jwks_uri"], "http://127.0.0.1:8500/v1/connect/ca/jwks");
     assert_eq!(d["id_token_signing_alg_values_supported"], json!(["ES256"]));
-    let jwks = api.call("GET", "/v1/connect/ca/jwks", None, "").await.json();
+    let jwks = api
+        .call("GET", "/v1/connect/ca/jwks", None, "")
+        .await
+        .json();
     assert_eq!(jwks["keys"][0]["kid"], header["kid"]);
     assert!(jwks["keys"][0].get("d").is_none(), "public keys only");
     verify(&api, token, "http://127.0.0.1:8500", "api")
@@ -94,18 +108,41 @@ async fn a_service_gets_a_jwt_svid_any_verifier_checks_with_the_published_keys()
     );
 
     // What a caller may not mint, and what a request must say.
-    let r = mint(&api, Some(&web), json!({"Service": "api", "Audience": ["web"]})).await;
+    let r = mint(
+        &api,
+        Some(&web),
+        json!({"Service": "api", "Audience": ["web"]}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     for (body, want) in [
-        (json!({"Service": "web"}), "Audience is required: a JWT-SVID names who it is for (SPIFFE JWT-SVID 3)"),
-        (json!({"Service": "web", "Audience": [""]}), "Audience is required: a JWT-SVID names who it is for (SPIFFE JWT-SVID 3)"),
-        (json!({"Service": "web", "Audience": ["api"], "TTL": "2h"}), "TTL: must be more than 0 and at most 1h0m0s, got 2h"),
+        (
+            json!({"Service": "web"}),
+            "Audience is required: a JWT-SVID names who it is for (SPIFFE JWT-SVID 3)",
+        ),
+        (
+            json!({"Service": "web", "Audience": [""]}),
+            "Audience is required: a JWT-SVID names who it is for (SPIFFE JWT-SVID 3)",
+        ),
+        (
+            json!({"Service": "web", "Audience": ["api"], "TTL": "2h"}),
+            "TTL: must be more than 0 and at most 1h0m0s, got 2h",
+        ),
         (json!({"Audience": ["api"]}), "Service is required"),
     ] {
         let r = mint(&api, Some(&web), body.clone()).await;
-        assert_eq!((r.status, r.body.as_str()), (StatusCode::BAD_REQUEST, want), "{body}");
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (StatusCode::BAD_REQUEST, want),
+            "{body}"
+        );
     }
-    let r = mint(&api, Some(&web), json!({"Service": "web", "Audience": ["api"], "TTL": "30s"})).await;
+    let r = mint(
+        &api,
+        Some(&web),
+        json!({"Service": "web", "Audience": ["api"], "TTL": "30s"}),
+    )
+    .await;
     let c = part(r.json()["Token"].as_str().unwrap(), 1);
     assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 30);
 }
@@ -120,11 +157,20 @@ async fn ca_rotation_keeps_old_tokens_valid_until_they_expire() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let r = mint(&api, ROOT, json!({"Service": "web", "Audience": ["api"]})).await;
     let new = r.json()["Token"].as_str().unwrap().to_string();
-    assert_ne!(part(&old, 0)["kid"], part(&new, 0)["kid"], "the new key signs");
-    let jwks = api.call("GET", "/v1/connect/ca/jwks", None, "").await.json();
+    assert_ne!(
+        part(&old, 0)["kid"],
+        part(&new, 0)["kid"],
+        "the new key signs"
+    );
+    let jwks = api
+        .call("GET", "/v1/connect/ca/jwks", None, "")
+        .await
+        .json();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
     for t in [&old, &new] {
-        verify(&api, t, "http://127.0.0.1:8500", "api").await.unwrap();
+        verify(&api, t, "http://127.0.0.1:8500", "api")
+            .await
+            .unwrap();
     }
 }
 
@@ -171,7 +217,10 @@ async fn a_ca_from_an_earlier_version_gets_a_jwt_key() {
         )])
         .await
         .unwrap();
-    let jwks = api.call("GET", "/v1/connect/ca/jwks", None, "").await.json();
+    let jwks = api
+        .call("GET", "/v1/connect/ca/jwks", None, "")
+        .await
+        .json();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 1, "{jwks}");
     let r = mint(&api, None, json!({"Service": "web", "Audience": ["api"]})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);

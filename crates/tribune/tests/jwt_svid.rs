@@ -62,7 +62,10 @@ print(claims["sub"])
         "JWT": {"Providers": [{"Name": "mesh", "VerifyClaims": [{"Path": ["sub"], "Value": spiffe}]}]},
         "Sources": [{"Name": "*", "Action": "allow"}]});
     for (body, what) in [
-        (json!({"Kind": "service-defaults", "Name": "api", "Protocol": "http"}), "defaults"),
+        (
+            json!({"Kind": "service-defaults", "Name": "api", "Protocol": "http"}),
+            "defaults",
+        ),
         (provider, "provider"),
         (intentions, "intentions"),
     ] {
