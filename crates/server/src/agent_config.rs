@@ -573,6 +573,57 @@ acl {
     }
 
     #[test]
+    fn parses_the_connect_block_and_token_ttls() {
+        let mut c = AgentConfig::default();
+        c.merge_file(
+            r#"connect {
+  enabled = true
+  ca_config {
+    jwt_issuer = "https://mesh.example/"
+    jwt_signing_algorithm = "RS256"
+  }
+}
+acl {
+  token_min_expiration_ttl = "10s"
+  token_max_expiration_ttl = "2h"
+}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.connect.jwt_issuer.as_deref(),
+            Some("https://mesh.example")
+        );
+        assert_eq!(
+            c.connect.jwt_signing_algorithm,
+            tribune_ca::jwt::SigningAlg::Rs256
+        );
+        assert_eq!(c.acl.token_ttl.min_ns, 10_000_000_000);
+        assert_eq!(c.acl.token_ttl.max_ns, 7_200_000_000_000);
+        for (text, want) in [
+            (
+                r#"connect { ca_config { jwt_signing_algorithm = "HS256" } }"#,
+                "connect.ca_config.jwt_signing_algorithm: must be \"ES256\" or \"RS256\", got \"HS256\"",
+            ),
+            (
+                r#"connect { ca_config { jwt_issuer = "mesh" } }"#,
+                "connect.ca_config.jwt_issuer: must be an http:// or https:// URL (OIDC discovery is found under it), got \"mesh\"",
+            ),
+            (r#"connect { ca_provider = "vault" }"#, "connect: unknown key \"ca_provider\""),
+            (
+                r#"acl { token_min_expiration_ttl = "25h" }"#,
+                "acl.token_min_expiration_ttl (25h0m0s) is longer than acl.token_max_expiration_ttl (24h0m0s)",
+            ),
+            (
+                r#"acl { token_max_expiration_ttl = "soon" }"#,
+                "acl.token_max_expiration_ttl: time: invalid duration \"soon\"",
+            ),
+        ] {
+            let e = AgentConfig::default().merge_file(text).unwrap_err();
+            assert_eq!(e, want, "{text}");
+        }
+    }
+
+    #[test]
     fn parses_consuls_tls_block_and_https_port() {
         let mut c = AgentConfig::default();
         c.merge_file(
