@@ -144,6 +144,58 @@ pub struct Upstream {
     pub local_bind_address: String,
     #[serde(rename = "LocalBindPort")]
     pub local_bind_port: u16,
+    /// Consul's opaque upstream `Config`. Tribune reads `jwt_svid_header`: the
+    /// sidecar adds a fresh JWT-SVID for the destination to each request in that
+    /// header ([`Upstream::jwt_svid_header`]).
+    #[serde(
+        rename = "Config",
+        default,
+        skip_serializing_if = "serde_json::Map::is_empty"
+    )]
+    pub config: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The upstream `Config` key asking for outbound identity (issue #45).
+pub const JWT_SVID_HEADER_KEY: &str = "jwt_svid_header";
+
+impl Upstream {
+    /// The header an upstream's requests carry a JWT-SVID in, checked: an HTTP
+    /// field name, and not one the proxy owns (`Host`, hop-by-hop fields, the mesh's
+    /// own headers). `Authorization` is allowed when named, never a default.
+    pub fn jwt_svid_header(&self) -> Result<Option<String>, String> {
+        let Some(v) = self.config.get(JWT_SVID_HEADER_KEY) else {
+            return Ok(None);
+        };
+        let name = v
+            .as_str()
+            .ok_or_else(|| format!("{JWT_SVID_HEADER_KEY}: expected a header name, got {v}"))?;
+        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if name.is_empty() || !name.bytes().all(token) {
+            return Err(format!(
+                "{JWT_SVID_HEADER_KEY}: {name:?} is not an HTTP header name"
+            ));
+        }
+        let lower = name.to_ascii_lowercase();
+        const OWNED: [&str; 11] = [
+            "host",
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+            "content-length",
+            "x-forwarded-client-cert",
+            "proxy-authorization",
+        ];
+        if OWNED.contains(&lower.as_str()) {
+            return Err(format!(
+                "{JWT_SVID_HEADER_KEY}: {name:?} is a header the proxy owns; name another (X-Workload-Token)"
+            ));
+        }
+        Ok(Some(name.to_string()))
+    }
 }
 
 /// `Connect` of a registration.

@@ -13,6 +13,7 @@ pub mod http;
 pub use tribune_jwks::runtime as keys;
 pub mod mesh;
 pub mod metrics;
+pub mod outbound;
 pub mod replay;
 pub mod report;
 pub mod run;

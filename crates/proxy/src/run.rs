@@ -274,6 +274,10 @@ pub async fn start(settings: Settings) -> Result<Started, String> {
             tls.clone(),
             listener,
         ));
+        let identity_headers = reg
+            .as_ref()
+            .map(|r| r.identity_headers.clone())
+            .unwrap_or_default();
         for (dest, at) in reg
             .as_ref()
             .map(|r| r.upstreams.clone())
@@ -291,14 +295,39 @@ pub async fn start(settings: Settings) -> Result<Started, String> {
                 endpoints.clone(),
                 state.clone(),
             ));
-            lines.push((format!("Upstream {dest}"), at.to_string()));
-            tokio::spawn(crate::mesh::serve_upstream(
-                proxy.clone(),
-                tls.clone(),
-                dest,
-                endpoints,
-                listener,
-            ));
+            match identity_headers.get(&at.to_string()) {
+                // Outbound identity: requests read as HTTP and given a JWT-SVID.
+                Some(h) => {
+                    let header =
+                        hyper::header::HeaderName::from_bytes(h.as_bytes()).map_err(|e| {
+                            format!("upstream {dest}: Config.jwt_svid_header {h:?}: {e}")
+                        })?;
+                    lines.push((
+                        format!("Upstream {dest}"),
+                        format!("{at} (JWT-SVID in {h})"),
+                    ));
+                    let source = crate::outbound::SvidSource::new(agent()?, &service, &dest);
+                    tokio::spawn(crate::outbound::serve_upstream_with_identity(
+                        proxy.clone(),
+                        tls.clone(),
+                        dest,
+                        endpoints,
+                        listener,
+                        header,
+                        source,
+                    ));
+                }
+                None => {
+                    lines.push((format!("Upstream {dest}"), at.to_string()));
+                    tokio::spawn(crate::mesh::serve_upstream(
+                        proxy.clone(),
+                        tls.clone(),
+                        dest,
+                        endpoints,
+                        listener,
+                    ));
+                }
+            }
         }
     }
     if let Some(edge) = settings.edge_listener {

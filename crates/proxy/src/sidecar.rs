@@ -31,6 +31,10 @@ pub struct Registration {
     pub local_service: SocketAddr,
     /// (destination, local bind address).
     pub upstreams: Vec<(String, SocketAddr)>,
+    /// Upstreams whose requests carry a JWT-SVID for their destination: the local
+    /// bind address (as text) -> the header it goes in (the upstream's
+    /// `Config.jwt_svid_header`).
+    pub identity_headers: std::collections::BTreeMap<String, String>,
 }
 
 impl Registration {
@@ -44,6 +48,7 @@ impl Registration {
                 .iter()
                 .map(|(d, a)| (d.clone(), a.to_string()))
                 .collect(),
+            identity_headers: self.identity_headers.clone(),
         }
     }
 
@@ -61,6 +66,7 @@ impl Registration {
                 .iter()
                 .map(|(d, a)| Ok((d.clone(), parse(a)?)))
                 .collect::<Result<_, String>>()?,
+            identity_headers: s.identity_headers.clone(),
         })
     }
 }
@@ -166,13 +172,20 @@ pub async fn registration(client: &Client, id: &str) -> Result<Registration, Age
     };
     let proxy = reg.proxy.unwrap_or_default();
     let mut upstreams = Vec::new();
+    let mut identity_headers = std::collections::BTreeMap::new();
     for u in proxy.upstreams {
+        let header = u.jwt_svid_header().map_err(|e| {
+            AgentError::Invalid(format!("upstream {}: Config.{e}", u.destination_name))
+        })?;
         let bind_host = if u.local_bind_address.is_empty() {
             "127.0.0.1"
         } else {
             &u.local_bind_address
         };
         let bind = addr(bind_host, u.local_bind_port.into()).map_err(AgentError::Invalid)?;
+        if let Some(h) = header {
+            identity_headers.insert(bind.to_string(), h);
+        }
         upstreams.push((u.destination_name, bind));
     }
     Ok(Registration {
@@ -184,6 +197,7 @@ pub async fn registration(client: &Client, id: &str) -> Result<Registration, Age
         )
         .map_err(AgentError::Invalid)?,
         upstreams,
+        identity_headers,
     })
 }
 

@@ -59,6 +59,10 @@ pub struct SavedRegistration {
     pub local_service: String,
     /// `(destination, local bind address)`.
     pub upstreams: Vec<(String, String)>,
+    /// Local bind address -> the header its requests carry a JWT-SVID in (saved by
+    /// later versions; absent: none).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub identity_headers: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -229,12 +229,25 @@ fn records(body: &Value, taken_ports: &[u16]) -> Result<Vec<ServiceRecord>, Stri
                 let bind_addr = Some(string(u, "LocalBindAddress", &p, &mut errors))
                     .filter(|s| !s.is_empty())
                     .unwrap_or_else(|| "127.0.0.1".into());
-                upstreams.push(Upstream {
+                let config = match get(u, "Config") {
+                    None | Some(Value::Null) => serde_json::Map::new(),
+                    Some(Value::Object(m)) => m.clone(),
+                    Some(_) => {
+                        errors.push(format!("{p}Config: must be an object"));
+                        serde_json::Map::new()
+                    }
+                };
+                let upstream = Upstream {
                     destination_type: "service".into(),
                     destination_name: dest,
                     local_bind_address: bind_addr,
                     local_bind_port: bind,
-                });
+                    config,
+                };
+                if let Err(e) = upstream.jwt_svid_header() {
+                    errors.push(format!("{p}Config.{e}"));
+                }
+                upstreams.push(upstream);
             }
         }
         let sidecar_port = match port(sidecar, "Port", path, &mut errors).filter(|p| *p != 0) {

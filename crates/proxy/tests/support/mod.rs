@@ -212,6 +212,9 @@ pub fn start_agent_with(
         rt.block_on(async move {
             let state = tribune_server::AppState::new(store, config).await.unwrap();
             let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+            // As the agent does once bound: its address is what it advertises (the
+            // issuer of its JWT-SVIDs among others).
+            state.set_advertise(listener.local_addr().unwrap());
             atx.send(listener.local_addr().unwrap()).unwrap();
             tokio::spawn(async move {
                 axum::serve(listener, tribune_server::router(state))
@@ -332,13 +335,33 @@ pub async fn sidecar(agent: SocketAddr, id: &str) -> Sidecar {
             endpoints.clone(),
         ));
         let l = tokio::net::TcpListener::bind(bind).await.unwrap();
-        tokio::spawn(serve_upstream(
-            proxy.clone(),
-            tls.clone(),
-            dest,
-            endpoints,
-            l,
-        ));
+        match reg.identity_headers.get(&bind.to_string()) {
+            Some(h) => {
+                let source = tribune_proxy::outbound::SvidSource::new(
+                    agent_client(agent),
+                    &reg.service,
+                    &dest,
+                );
+                tokio::spawn(tribune_proxy::outbound::serve_upstream_with_identity(
+                    proxy.clone(),
+                    tls.clone(),
+                    dest,
+                    endpoints,
+                    l,
+                    hyper::header::HeaderName::from_bytes(h.as_bytes()).unwrap(),
+                    source,
+                ));
+            }
+            None => {
+                tokio::spawn(serve_upstream(
+                    proxy.clone(),
+                    tls.clone(),
+                    dest,
+                    endpoints,
+                    l,
+                ));
+            }
+        }
     }
     Sidecar {
         proxy,
