@@ -24,6 +24,7 @@ pub mod state;
 pub mod upgrade;
 pub mod upstream;
 pub mod watch;
+pub mod workload_api;
 
 use arc_swap::ArcSwapOption;
 use std::net::SocketAddr;

@@ -86,6 +86,8 @@ impl std::fmt::Debug for LeafPem {
 pub struct Identity {
     pub trust_domain: String,
     pub service: String,
+    /// The leaf's SPIFFE ID (`spiffe://<td>/ns/<ns>/dc/<dc>/svc/<service>`).
+    pub spiffe_id: String,
     pub roots: Vec<CertificateDer<'static>>,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
@@ -127,6 +129,7 @@ impl Identity {
         server.session_storage = Arc::new(SessionCache::new(SESSION_TTL, SESSION_CACHE_SIZE));
         Ok(Identity {
             trust_domain: trust_domain.to_ascii_lowercase(),
+            spiffe_id: id.uri(),
             service: id.service,
             roots,
             chain,
@@ -154,6 +157,16 @@ impl Identity {
             std::slice::from_ref(&root.cert_pem),
             &leaf.into(),
         )
+    }
+
+    /// The leaf certificate chain, DER (the X.509-SVID).
+    pub fn chain(&self) -> &[CertificateDer<'static>] {
+        &self.chain
+    }
+
+    /// The leaf's private key, PKCS#8 DER (for the Workload API's X.509-SVID only).
+    pub fn key_der(&self) -> &[u8] {
+        self.key.secret_der()
     }
 
     /// The mesh listener's server config (client certificates required).
@@ -346,6 +359,8 @@ impl ServerCertVerifier for SpiffeServerVerifier {
 /// The sidecar's current identity, swapped atomically on rotation and renewal.
 pub struct MeshTls {
     current: ArcSwap<Identity>,
+    /// Bumped on every replacement (what the Workload API's streams wait on).
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl MeshTls {
@@ -353,6 +368,7 @@ impl MeshTls {
         crate::seed_random();
         Arc::new(MeshTls {
             current: ArcSwap::from_pointee(identity),
+            changes: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -362,6 +378,12 @@ impl MeshTls {
 
     pub fn replace(&self, identity: Identity) {
         self.current.store(Arc::new(identity));
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Wakes on each new identity (a renewed leaf, new roots).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 }
 

@@ -47,6 +47,10 @@ pub struct Settings {
     pub replay_buffer: usize,
     /// Idle and maximum-duration limits of upgraded (WebSocket) connections.
     pub upgrade_limits: crate::upgrade::Limits,
+    /// Serve the SPIFFE Workload API on this Unix socket (with a mesh identity).
+    pub workload_api_socket: Option<PathBuf>,
+    /// The socket's file mode (default 0600: the sidecar's user only).
+    pub workload_api_mode: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +78,8 @@ impl Settings {
             state_max_age: crate::state::DEFAULT_MAX_AGE,
             replay_buffer: crate::replay::DEFAULT_REPLAY_ENTRIES,
             upgrade_limits: crate::upgrade::Limits::default(),
+            workload_api_socket: None,
+            workload_api_mode: 0o600,
         }
     }
 }
@@ -274,6 +280,17 @@ pub async fn start(settings: Settings) -> Result<Started, String> {
             tls.clone(),
             listener,
         ));
+        if let Some(path) = &settings.workload_api_socket {
+            let api = Arc::new(crate::workload_api::WorkloadApi {
+                tls: tls.clone(),
+                agent: agent()?,
+            });
+            crate::workload_api::serve(api, path.clone(), settings.workload_api_mode).await?;
+            lines.push((
+                "Workload API".into(),
+                format!("{} (mode {:o})", path.display(), settings.workload_api_mode),
+            ));
+        }
         let identity_headers = reg
             .as_ref()
             .map(|r| r.identity_headers.clone())

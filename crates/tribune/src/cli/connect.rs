@@ -92,6 +92,17 @@ pub struct ProxyArgs {
     /// never raw tokens; also bounded to 16 MiB); 0 keeps none.
     #[arg(long = "replay-buffer", default_value_t = tribune_proxy::replay::DEFAULT_REPLAY_ENTRIES)]
     pub replay_buffer: usize,
+    /// Serve the SPIFFE Workload API (X.509 and JWT SVIDs of this service) on this
+    /// Unix socket; SPIFFE_ENDPOINT_SOCKET=unix://<path> for the standard clients.
+    #[arg(long = "workload-api-socket", value_name = "PATH")]
+    pub workload_api_socket: Option<std::path::PathBuf>,
+    /// The socket's file mode, octal (default 0600: the sidecar's user only).
+    #[arg(
+        long = "workload-api-mode",
+        default_value = "0600",
+        value_name = "MODE"
+    )]
+    pub workload_api_mode: String,
     #[command(flatten)]
     pub http: HttpArgs,
 }
@@ -163,6 +174,17 @@ impl ProxyArgs {
         s.upstream_timeout = Duration::from_secs(self.upstream_timeout.max(1));
         s.state_dir = self.state_dir.clone();
         s.replay_buffer = self.replay_buffer;
+        s.workload_api_socket = self.workload_api_socket.clone();
+        s.workload_api_mode =
+            u32::from_str_radix(self.workload_api_mode.trim_start_matches("0o"), 8)
+                .ok()
+                .filter(|m| *m <= 0o777)
+                .ok_or_else(|| {
+                    format!(
+                        "-workload-api-mode {:?}: expected an octal file mode such as 0600 or 0660",
+                        self.workload_api_mode
+                    )
+                })?;
         let age = tribune_model::go::parse_duration(&self.state_max_age)
             .map_err(|e| format!("-state-max-age {:?}: {e}", self.state_max_age))?;
         if age < 0 {
