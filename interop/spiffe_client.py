@@ -30,7 +30,21 @@ bundles = client.fetch_x509_bundles()
 td = svid.spiffe_id.trust_domain
 bundle = bundles.get_bundle_for_trust_domain(td)
 assert bundle is not None and len(bundle.x509_authorities) >= 1, bundles
-step("fetch_x509_bundles")
+# The leaf's chain verifies against the bundle: one of its authorities signed it.
+from cryptography.hazmat.primitives.asymmetric import ec
+leaf = svid.leaf
+verified = False
+for authority in bundle.x509_authorities:
+    try:
+        authority.public_key().verify(
+            leaf.signature, leaf.tbs_certificate_bytes, ec.ECDSA(leaf.signature_hash_algorithm))
+        verified = authority.subject == leaf.issuer
+    except Exception:
+        continue
+    if verified:
+        break
+assert verified, "no authority of the bundle signed the leaf"
+step("fetch_x509_bundles, and the chain verifies against the bundle")
 
 jwt = client.fetch_jwt_svid(audience={"api"})
 assert str(jwt.spiffe_id) == want and "api" in jwt.audience, jwt

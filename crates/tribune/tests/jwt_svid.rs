@@ -97,4 +97,52 @@ print(claims["sub"])
     let other = svid(&addr, "batch", "api");
     let v = explain(other["Token"].as_str());
     assert_eq!(v["Status"], 403, "another service's JWT: {v}");
+
+    // Across a plain-HTTP hop (a load balancer in front of api's sidecar's edge
+    // listener): the same tokens, the same answers.
+    let app = upstream();
+    let dir = tempfile::tempdir().unwrap();
+    let (_sidecar, f) = spawn(
+        &[
+            "connect",
+            "proxy",
+            "-service",
+            "api",
+            "-local-service-address",
+            &app.to_string(),
+            "-edge-listener",
+            "127.0.0.1:0",
+            "-admin-bind",
+            "127.0.0.1:0",
+            "-http-addr",
+            &addr,
+            "-state-dir",
+            dir.path().to_str().unwrap(),
+        ],
+        "proxy running!",
+    );
+    let edge = field(&f, "Edge listener").to_string();
+    let bearer = |t: &str| format!("Bearer {t}");
+    for (token, want) in [
+        (Some(token.to_string()), 200),
+        (None, 401),
+        (billing["Token"].as_str().map(str::to_string), 401),
+        (other["Token"].as_str().map(str::to_string), 403),
+    ] {
+        let auth = token.as_deref().map(bearer);
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("authorization", a)])
+            .unwrap_or_default();
+        let mut got = 0;
+        // The sidecar fetches the agent's keys on the first token.
+        for _ in 0..50 {
+            got = request(&edge, "GET", "/items", &headers, "").0;
+            if got == want {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert_eq!(got, want, "{token:?}");
+    }
 }
