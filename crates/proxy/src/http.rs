@@ -366,6 +366,89 @@ pub async fn handle(
     Ok(resp)
 }
 
+/// A check from an external proxy (`tribune connect authz`, issue #44): the
+/// request's phases as [`handle`] runs them (evaluate, refuse or deny, rewrite, with
+/// the same access records, metrics, shadow decisions and replay facts), answered
+/// instead of forwarded. Allowed: 200 with the fields the rewrite added or changed
+/// (the forwarded payload, claim headers) and `X-Tribune-Remove-Headers` naming
+/// those it removed (tokens not forwarded). The path the engine decided must be the
+/// path the proxy forwards: one it would normalize is refused with 400
+/// (`path_not_normalized`) unless `normalized` says the proxy normalizes it the
+/// same way.
+pub async fn check(
+    proxy: &Proxy,
+    caller: Option<Arc<str>>,
+    mut parts: hyper::http::request::Parts,
+    normalized: bool,
+) -> Response<ProxyBody> {
+    let start = Started::now(proxy);
+    let Some(snap) = proxy.current() else {
+        return short(StatusCode::SERVICE_UNAVAILABLE, "no policy snapshot yet");
+    };
+    let (evaluation, shadow) = evaluate(proxy, &snap, &caller, &parts).await;
+    let decided = match evaluation {
+        Evaluation::Decided(d) => d,
+        Evaluation::Refused(r) => {
+            return refuse(proxy, &snap, &caller, &parts, r, shadow, start);
+        }
+    };
+    count(proxy, &snap, &decided);
+    let log = Logged {
+        proxy,
+        snap: &snap,
+        caller: &caller,
+        method: parts.method.clone(),
+        path: &decided.path,
+        decision: &decided.decision,
+        shadow,
+        start,
+    };
+    if let Some(resp) = deny(&snap, &decided, &log) {
+        return resp;
+    }
+    // `//` too: the service behind the proxy may merge it, and a rule on `/admin`
+    // must not be passed by `//admin`.
+    if !normalized && (decided.path != parts.uri.path() || decided.path.contains("//")) {
+        log.record(400, "error", "path_not_normalized");
+        return short(
+            StatusCode::BAD_REQUEST,
+            "the path is not in normal form: the proxy would forward another path than the one decided",
+        );
+    }
+    let before = parts.headers.clone();
+    if rewrite(proxy, &snap, &decided, &mut parts, None).is_err() {
+        log.record(400, "error", "bad_request_uri");
+        return short(StatusCode::BAD_REQUEST, "Bad Request");
+    }
+    log.record(200, "allow", decided.decision.code().as_str());
+    let mut resp = short(StatusCode::OK, "");
+    resp.headers_mut().remove(hyper::header::CONTENT_TYPE);
+    for name in parts.headers.keys() {
+        if name == hyper::header::HOST {
+            continue;
+        }
+        let now: Vec<&HeaderValue> = parts.headers.get_all(name).iter().collect();
+        let was: Vec<&HeaderValue> = before.get_all(name).iter().collect();
+        if now != was {
+            for v in now {
+                resp.headers_mut().append(name.clone(), v.clone());
+            }
+        }
+    }
+    let removed: Vec<&str> = before
+        .keys()
+        .filter(|n| !parts.headers.contains_key(*n) && hop_index(n).is_none())
+        .map(HeaderName::as_str)
+        .collect();
+    if !removed.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&removed.join(", ")) {
+            resp.headers_mut()
+                .insert(HeaderName::from_static("x-tribune-remove-headers"), v);
+        }
+    }
+    resp
+}
+
 /// Phase 3: the enforcement engine, exactly as the agent's explain runs it; a
 /// staged candidate is evaluated beside it (never enforced) and the request's facts
 /// are kept for replay.

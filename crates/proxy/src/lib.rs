@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod authz;
 pub mod conns;
 pub mod http;
 pub use tribune_jwks::runtime as keys;

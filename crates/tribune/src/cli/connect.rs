@@ -16,6 +16,9 @@ pub enum ConnectCommand {
     /// The built-in CA.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Decide for the proxies already in front of services: nginx auth_request,
+    /// Traefik/Caddy forward auth, Envoy ext_authz (HTTP).
+    Authz(Box<super::connect_authz::AuthzArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +120,7 @@ pub fn run(cmd: ConnectCommand, args: &[OsString], io: &mut Io<'_>) -> u8 {
             hand_over(args);
             proxy(*proxy_args, io)
         }
+        ConnectCommand::Authz(a) => super::connect_authz::run(*a, io),
         ConnectCommand::Ca(CaCommand::Rotate(a)) => {
             match super::http::call_ok(
                 &a.http,

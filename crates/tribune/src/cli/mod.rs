@@ -11,6 +11,7 @@ mod agent_tests;
 mod binding_rule_tests;
 mod config;
 mod connect;
+mod connect_authz;
 mod demo;
 mod http;
 mod intention;

@@ -1,0 +1,135 @@
+//! `tribune connect authz` (issue #44): the sidecar's decisions for nginx
+//! `auth_request`, Traefik `forwardAuth`, Caddy `forward_auth` and Envoy's HTTP
+//! ext_authz, for one or more destination services ([`tribune_proxy::authz`]).
+
+use super::http::HttpArgs;
+use super::Io;
+use clap::Args;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tribune_proxy::authz::{Authz, Cidr};
+
+#[derive(Debug, Args)]
+pub struct AuthzArgs {
+    /// A destination service to decide for (repeatable).
+    #[arg(long = "service", required = true)]
+    pub services: Vec<String>,
+    /// Where the proxies send their checks (HTTP/1.1: /nginx, /forward-auth,
+    /// /envoy/<path>). Loopback by default: only a proxy on this host may ask.
+    #[arg(long = "http-listener", default_value = "127.0.0.1:9191")]
+    pub http_listener: SocketAddr,
+    /// Believe X-Forwarded-Client-Cert (the caller's mesh identity) only from hops in
+    /// this network (repeatable; e.g. 127.0.0.1/32). Without it no check carries an
+    /// identity: every caller is outside the mesh.
+    #[arg(long = "trust-forwarded-from", value_name = "CIDR")]
+    pub trust_forwarded_from: Vec<String>,
+    /// The proxies normalize paths as the engine does (Envoy normalize_path +
+    /// merge_slashes + path_with_escaped_slashes_action; nginx's $uri), so a path the
+    /// engine would normalize is decided instead of refused.
+    #[arg(long = "proxy-normalizes-paths")]
+    pub proxy_normalizes_paths: bool,
+    #[command(flatten)]
+    pub log: super::logging::LogArgs,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+fn fail(io: &mut Io<'_>, msg: impl std::fmt::Display) -> u8 {
+    let _ = writeln!(io.err, "==> {msg}");
+    1
+}
+
+pub fn run(args: AuthzArgs, io: &mut Io<'_>) -> u8 {
+    if let Err(e) = super::logging::init(&args.log) {
+        return fail(io, e);
+    }
+    let trusted = match args
+        .trust_forwarded_from
+        .iter()
+        .map(|c| Cidr::parse(c).map_err(|e| format!("-trust-forwarded-from {e}")))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(t) => t,
+        Err(e) => return fail(io, e),
+    };
+    let target = match args.http.target() {
+        Ok(t) => t,
+        Err(e) => return fail(io, e),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(io, format!("Error starting runtime: {e}")),
+    };
+    runtime.block_on(async move {
+        let client =
+            |t: &tribune_client::Target| tribune_client::Client::new(t).map_err(|e| e.to_string());
+        let agent = match client(&target) {
+            Ok(c) => c,
+            Err(e) => return fail(io, e),
+        };
+        // The mesh's trust domain: a caller's identity must be in it.
+        let trust_domain = match agent
+            .request("GET", tribune_model::api::paths::CA_ROOTS, None)
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| {
+                serde_json::from_str::<tribune_model::api::CaRoots>(&r.body)
+                    .map_err(|e| format!("the agent's CA roots: {e}"))
+            }) {
+            Ok(roots) => roots.trust_domain,
+            Err(e) => {
+                return fail(
+                    io,
+                    format!("Error reading the mesh's trust domain from the agent: {e}"),
+                )
+            }
+        };
+        let mut services = BTreeMap::new();
+        for name in &args.services {
+            if let Err(e) = tribune_model::names::check_service_name(name) {
+                return fail(io, format!("-service {name:?}: {e}"));
+            }
+            // Each destination's engine: a sidecar's proxy without a local service.
+            let proxy = tribune_proxy::Proxy::new(tribune_proxy::ProxyConfig::new(
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+            ));
+            let c = match client(&target) {
+                Ok(c) => c,
+                Err(e) => return fail(io, e),
+            };
+            tokio::spawn(tribune_proxy::watch::watch_agent(
+                proxy.clone(),
+                c,
+                name.clone(),
+            ));
+            services.insert(name.clone(), proxy);
+        }
+        let listener = match tokio::net::TcpListener::bind(args.http_listener).await {
+            Ok(l) => l,
+            Err(e) => return fail(io, format!("-http-listener {}: {e}", args.http_listener)),
+        };
+        let at = listener.local_addr().unwrap_or(args.http_listener);
+        let authz = Arc::new(Authz {
+            services,
+            trusted,
+            trust_domain,
+            normalized: args.proxy_normalizes_paths,
+        });
+        tokio::spawn(tribune_proxy::authz::serve(authz, listener));
+        let _ = writeln!(io.out, "==> Tribune authz for {}", args.services.join(", "));
+        let _ = writeln!(
+            io.out,
+            "{:>22}: {at} (/nginx, /forward-auth, /envoy/<path>)",
+            "HTTP listener"
+        );
+        let _ = writeln!(io.out, "==> Tribune authz running!");
+        let _ = io.out.flush();
+        super::agent::shutdown_signal().await;
+        let _ = writeln!(io.out, "==> Tribune authz stopped");
+        0
+    })
+}
