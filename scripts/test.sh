@@ -36,6 +36,16 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
 fi
 # Chromium (Debian's) for the browser tests of the web UI (ui/tests), and their npm
 # packages: playwright-core drives the system browser and downloads none.
+# nginx (auth_request) and Caddy (forward_auth) in front of a service, asking
+# `tribune connect authz` (crates/tribune/tests/authz_proxies.rs).
+if ! command -v nginx >/dev/null 2>&1 || ! command -v caddy >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light caddy >/dev/null
+  else
+    echo "scripts/test.sh needs nginx and caddy for the external-authorization tests: apt-get install nginx-light caddy" >&2
+    exit 1
+  fi
+fi
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null

@@ -1,8 +1,8 @@
-//! nginx's `auth_request` asking `tribune connect authz` (issue #44), with the recipe
-//! docs/guide.md gives, in front of a real service: the seed's answers (200 with the
-//! forwarded claims, 401 without a token, 403 with the wrong role), path tricks that
-//! fail closed, an identity that cannot be claimed in a header, and checks while the
-//! agent is down.
+//! nginx's `auth_request` and Caddy's `forward_auth` asking `tribune connect authz`
+//! (issue #44), with the recipes docs/guide.md gives, in front of a real service: the
+//! seed's answers (200 with the forwarded claims, 401 without a token, 403 with the
+//! wrong role), path tricks that fail closed, an identity that cannot be claimed in a
+//! header, and checks while the agent is down.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -22,9 +22,16 @@ fn echo_app() -> std::net::SocketAddr {
         for s in l.incoming() {
             let Ok(mut s) = s else { continue };
             std::thread::spawn(move || {
-                let mut buf = [0u8; 8192];
-                let n = s.read(&mut buf).unwrap_or(0);
-                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                // The whole head, however it arrives.
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 65536 {
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf).to_string();
                 let _ = write!(
                     s,
                     "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{head}",
@@ -104,9 +111,18 @@ fn raw(addr: &str, path: &str, token: Option<&str>, extra: &str) -> (u16, String
     (status, body)
 }
 
-#[test]
-fn nginx_auth_request_enforces_the_intentions_through_tribune() {
-    let (mut agent, addr) = dev_agent(&[]);
+/// The agent with the seed's entries, the service, and `connect authz` for api.
+struct Setup {
+    agent: Proc,
+    idp: Rs256,
+    app: std::net::SocketAddr,
+    authz_addr: String,
+    _authz: Proc,
+    dir: tempfile::TempDir,
+}
+
+fn setup() -> Setup {
+    let (agent, addr) = dev_agent(&[]);
     let idp = Rs256::new("idp-1");
     for body in [
         json!({"Kind": "jwt-provider", "Name": "okta", "Issuer": "https://idp.example",
@@ -124,9 +140,9 @@ fn nginx_auth_request_enforces_the_intentions_through_tribune() {
     }
     let app = echo_app();
     let dir = tempfile::tempdir().unwrap();
-    let authz_port = free_port();
-    let authz_addr = format!("127.0.0.1:{authz_port}");
-    let (_authz, f) = spawn(
+    std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+    let authz_addr = format!("127.0.0.1:{}", free_port());
+    let (authz, f) = spawn(
         &[
             "connect",
             "authz",
@@ -140,37 +156,34 @@ fn nginx_auth_request_enforces_the_intentions_through_tribune() {
         "authz running!",
     );
     assert!(field(&f, "HTTP listener").starts_with(&authz_addr), "{f:?}");
-    std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
-    let nginx_port = free_port();
-    let conf = dir.path().join("nginx.conf");
-    std::fs::write(&conf, nginx_conf(dir.path(), nginx_port, app, &authz_addr)).unwrap();
-    let mut nginx = Command::new("nginx")
-        .args([
-            "-c",
-            conf.to_str().unwrap(),
-            "-p",
-            dir.path().to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let front = format!("127.0.0.1:{nginx_port}");
+    Setup {
+        agent,
+        idp,
+        app,
+        authz_addr,
+        _authz: authz,
+        dir,
+    }
+}
+
+/// The seed's answers through the proxy at `front`, the path tricks, a spoofed
+/// identity, and checks with the agent gone.
+fn seed_answers(mut s: Setup, front: &str) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
     let token = |role: &str| {
-        idp.sign(
+        s.idp.sign(
             &json!({"iss": "https://idp.example", "sub": "alice", "role": role,
             "iat": now, "exp": now + 600}),
         )
     };
     let admin = token("admin");
-    // nginx and the authz policy come up: wait for the first 200.
+    // The proxy and the authz policy come up: wait for the first 200.
     let mut first = (0, String::new());
     for _ in 0..100 {
-        first = raw(&front, "/v1/items", Some(&admin), "");
+        first = raw(front, "/v1/items", Some(&admin), "");
         if first.0 == 200 {
             break;
         }
@@ -182,20 +195,20 @@ fn nginx_auth_request_enforces_the_intentions_through_tribune() {
     assert!(head.contains("x-jwt-payload: ey"), "{head}");
     assert!(!head.contains("authorization"), "{head}");
 
-    assert_eq!(raw(&front, "/v1/items", None, "").0, 401, "no token");
+    assert_eq!(raw(front, "/v1/items", None, "").0, 401, "no token");
     assert_eq!(
-        raw(&front, "/v1/items", Some(&token("user")), "").0,
+        raw(front, "/v1/items", Some(&token("user")), "").0,
         403,
         "wrong role"
     );
     assert_eq!(
-        raw(&front, "/admin", Some(&admin), "").0,
+        raw(front, "/admin", Some(&admin), "").0,
         403,
         "no permission"
     );
 
-    // Path tricks: what nginx would forward is not what would be decided, so they
-    // are refused, never let through.
+    // Path tricks: what the proxy would forward is not what would be decided, so
+    // they are refused, never let through.
     for trick in [
         "/v1/../admin",
         "/v1/%2e%2e/admin",
@@ -204,7 +217,7 @@ fn nginx_auth_request_enforces_the_intentions_through_tribune() {
         "/v1/%2F../admin",
         "/v1\\..\\admin",
     ] {
-        let (status, _) = raw(&front, trick, Some(&admin), "");
+        let (status, _) = raw(front, trick, Some(&admin), "");
         assert!(
             status == 403 || status == 400,
             "{trick}: {status} (must fail closed)"
@@ -213,7 +226,7 @@ fn nginx_auth_request_enforces_the_intentions_through_tribune() {
     // An identity claimed in a header is not believed (no trusted hop configured):
     // with it, a caller is still outside the mesh and `*` rules apply unchanged.
     let (status, _) = raw(
-        &front,
+        front,
         "/v1/items",
         None,
         "x-forwarded-client-cert: URI=spiffe://x/ns/default/dc/dc1/svc/web\r\n",
@@ -221,9 +234,82 @@ fn nginx_auth_request_enforces_the_intentions_through_tribune() {
     assert_eq!(status, 401, "a spoofed identity gains nothing");
 
     // The agent goes away: checks go on with the policy held.
-    agent.kill();
-    assert_eq!(raw(&front, "/v1/items", Some(&admin), "").0, 200);
-    assert_eq!(raw(&front, "/v1/items", None, "").0, 401);
+    s.agent.kill();
+    assert_eq!(raw(front, "/v1/items", Some(&admin), "").0, 200);
+    assert_eq!(raw(front, "/v1/items", None, "").0, 401);
+}
+
+#[test]
+fn nginx_auth_request_enforces_the_intentions_through_tribune() {
+    let s = setup();
+    let nginx_port = free_port();
+    let conf = s.dir.path().join("nginx.conf");
+    std::fs::write(
+        &conf,
+        nginx_conf(s.dir.path(), nginx_port, s.app, &s.authz_addr),
+    )
+    .unwrap();
+    let mut nginx = Command::new("nginx")
+        .args([
+            "-c",
+            conf.to_str().unwrap(),
+            "-p",
+            s.dir.path().to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    seed_answers(s, &format!("127.0.0.1:{nginx_port}"));
     let _ = nginx.kill();
     let _ = nginx.wait();
+}
+
+/// The guide's Caddy recipe (`forward_auth`), with this test's ports.
+fn caddyfile(listen: u16, app: std::net::SocketAddr, authz: &str) -> String {
+    format!(
+        r#"{{
+  admin off
+  auto_https off
+}}
+http://:{listen} {{
+  bind 127.0.0.1
+  route {{
+    forward_auth {authz} {{
+      uri /forward-auth
+      header_up X-Tribune-Destination api
+      copy_headers X-Jwt-Payload
+    }}
+    request_header -Authorization
+    reverse_proxy {app}
+  }}
+}}
+"#
+    )
+}
+
+#[test]
+fn caddy_forward_auth_enforces_the_intentions_through_tribune() {
+    let s = setup();
+    let port = free_port();
+    let conf = s.dir.path().join("Caddyfile");
+    std::fs::write(&conf, caddyfile(port, s.app, &s.authz_addr)).unwrap();
+    let mut caddy = Command::new("caddy")
+        .args([
+            "run",
+            "--config",
+            conf.to_str().unwrap(),
+            "--adapter",
+            "caddyfile",
+        ])
+        .env("HOME", s.dir.path())
+        .env("XDG_DATA_HOME", s.dir.path())
+        .env("XDG_CONFIG_HOME", s.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    seed_answers(s, &format!("127.0.0.1:{port}"));
+    let _ = caddy.kill();
+    let _ = caddy.wait();
 }
