@@ -4,7 +4,8 @@
 //! (the server's HPACK table must never hold more than the client's).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use tribune_proxy::workload_api::{authority, pb};
+use tribune_proxy::grpc::pb;
+use tribune_proxy::workload_api::authority;
 
 fuzz_target!(|data: &[u8]| {
     let _ = pb::fields(data);

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod authz;
 pub mod conns;
+pub mod grpc;
 pub mod http;
 pub use tribune_jwks::runtime as keys;
 pub mod mesh;
