@@ -7,10 +7,11 @@ cd "$(dirname "$0")/.."
 # PyJWT + cryptography + py-consul (the Consul client scripts import) + websockets
 # (a real WebSocket client and server) + prometheus-client (Prometheus's own parser
 # of the metrics pages) + kubernetes-validate (the Kubernetes schemas, offline, for
-# deploy/kubernetes) + spiffe (py-spiffe, the SPIFFE Workload API client) from PyPI,
+# deploy/kubernetes) + spiffe (py-spiffe, the SPIFFE Workload API client) + xds-protos
+# (Envoy's protos, for an ext_authz client) from PyPI,
 # jose + oidc-provider from npm (lockfile).
-if ! python3 -c 'import jwt, cryptography, consul, websockets.asyncio.server, prometheus_client, kubernetes_validate, spiffe' >/dev/null 2>&1 || ! command -v kubernetes-validate >/dev/null 2>&1; then
-  python3 -m pip install --quiet --disable-pip-version-check 'pyjwt>=2.8,<3' 'cryptography>=42' 'py-consul>=1.8,<2' 'websockets>=13,<16' 'prometheus-client>=0.20,<1' 'kubernetes-validate>=1.30,<2' 'spiffe>=0.3,<1'
+if ! python3 -c 'import jwt, cryptography, consul, websockets.asyncio.server, prometheus_client, kubernetes_validate, spiffe, envoy.service.auth.v3.external_auth_pb2' >/dev/null 2>&1 || ! command -v kubernetes-validate >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check 'pyjwt>=2.8,<3' 'cryptography>=42' 'py-consul>=1.8,<2' 'websockets>=13,<16' 'prometheus-client>=0.20,<1' 'kubernetes-validate>=1.30,<2' 'spiffe>=0.3,<1' 'xds-protos>=1,<2'
 fi
 if [ ! -d interop/node_modules ] || [ interop/package-lock.json -nt interop/node_modules ]; then
   (cd interop && npm ci --no-audit --no-fund --silent)

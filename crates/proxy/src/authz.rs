@@ -129,11 +129,38 @@ fn xfcc_service(value: &str, trust_domain: &str) -> Option<String> {
             .eq_ignore_ascii_case("uri")
             .then(|| v.trim().trim_matches('"').to_string())
     })?;
-    let id = tribune_ca::ServiceId::parse(&uri)?;
+    xfcc_principal(&uri, trust_domain)
+}
+
+/// The service of a SPIFFE URI in `trust_domain` (Envoy's `source.principal`).
+fn xfcc_principal(uri: &str, trust_domain: &str) -> Option<String> {
+    let id = tribune_ca::ServiceId::parse(uri.trim())?;
     (id.trust_domain == trust_domain.to_ascii_lowercase()).then_some(id.service)
 }
 
 impl Authz {
+    /// The destination a check names (or the one served), or why there is none.
+    fn destination(&self, named: Option<String>) -> Result<String, String> {
+        let list = || self.services.keys().cloned().collect::<Vec<_>>();
+        let d = match named {
+            Some(d) => d,
+            None if self.services.len() == 1 => list().remove(0),
+            None => {
+                return Err(format!(
+                    "no destination: set X-Tribune-Destination (gRPC: the context extension tribune_destination) to one of {}",
+                    list().join(", ")
+                ))
+            }
+        };
+        if !self.services.contains_key(&d) {
+            return Err(format!(
+                "destination {d:?} is not served here (-service {})",
+                list().join(", -service ")
+            ));
+        }
+        Ok(d)
+    }
+
     /// One check.
     pub async fn handle(
         self: Arc<Self>,
@@ -210,28 +237,8 @@ impl Authz {
                 (parts.method.as_str().to_string(), rest)
             }
         };
-        let destination = match text(DESTINATION) {
-            Some(d) => d,
-            None if self.services.len() == 1 => {
-                self.services.keys().next().cloned().unwrap_or_default()
-            }
-            None => {
-                return Err(format!(
-                    "no destination: set X-Tribune-Destination to one of {}",
-                    self.services.keys().cloned().collect::<Vec<_>>().join(", ")
-                ))
-            }
-        };
-        let Some(proxy) = self.services.get(&destination) else {
-            return Err(format!(
-                "destination {destination:?} is not served here (-service {})",
-                self.services
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", -service ")
-            ));
-        };
+        let destination = self.destination(text(DESTINATION))?;
+        let proxy = &self.services[&destination];
         // The caller: from a trusted hop's XFCC only, in this mesh only.
         let caller = if self.trusted.iter().any(|c| c.contains(peer)) {
             text(XFCC)
@@ -324,5 +331,295 @@ mod tests {
         // Two hops: the last element is the nearest.
         let two = format!("URI=spiffe://{td}/ns/default/dc/dc1/svc/admin,URI=spiffe://{td}/ns/default/dc/dc1/svc/web");
         assert_eq!(xfcc_service(&two, td).as_deref(), Some("web"));
+    }
+}
+
+/// Envoy's external authorization gRPC API v3
+/// (`envoy.service.auth.v3.Authorization/Check`), over h2c: the same check as the
+/// HTTP forms, read from a `CheckRequest` and answered as a `CheckResponse`.
+pub mod envoy_grpc {
+    use super::{xfcc_principal, Authz};
+    use crate::grpc::{pb, read_message, refused, unary, Code, Status, Stream};
+    use http_body_util::BodyExt;
+    use hyper::body::Incoming;
+    use hyper::{Request, Response};
+    use std::net::IpAddr;
+    use std::sync::Arc;
+
+    const CHECK: &str = "/envoy.service.auth.v3.Authorization/Check";
+    /// The context extension that names the destination.
+    pub const DESTINATION_EXTENSION: &str = "tribune_destination";
+
+    fn text(v: &[u8]) -> Result<String, Status> {
+        String::from_utf8(v.to_vec())
+            .map_err(|_| Status(Code::InvalidArgument, "a field is not UTF-8".into()))
+    }
+
+    fn invalid(e: String) -> Status {
+        Status(
+            Code::InvalidArgument,
+            format!("malformed CheckRequest: {e}"),
+        )
+    }
+
+    /// What a check needs of a `CheckRequest`.
+    #[derive(Debug, Default, PartialEq, Eq)]
+    pub struct Checked {
+        pub principal: String,
+        pub method: String,
+        pub path: String,
+        pub host: String,
+        pub headers: Vec<(String, String)>,
+        pub extensions: Vec<(String, String)>,
+    }
+
+    fn map_entry(v: &[u8]) -> Result<(String, String), Status> {
+        let (mut k, mut val) = (String::new(), String::new());
+        for (n, f) in pb::fields(v).map_err(invalid)? {
+            match n {
+                1 => k = text(f)?,
+                2 => val = text(f)?,
+                _ => {}
+            }
+        }
+        Ok((k, val))
+    }
+
+    /// Reads `CheckRequest.attributes` (source.principal; request.http: method,
+    /// headers or header_map, path, host; context_extensions).
+    pub fn decode(msg: &[u8]) -> Result<Checked, Status> {
+        let mut c = Checked::default();
+        for (n, attrs) in pb::fields(msg).map_err(invalid)? {
+            if n != 1 {
+                continue;
+            }
+            for (n, f) in pb::fields(attrs).map_err(invalid)? {
+                match n {
+                    // source: Peer { principal = 4 }
+                    1 => {
+                        for (pn, pv) in pb::fields(f).map_err(invalid)? {
+                            if pn == 4 {
+                                c.principal = text(pv)?;
+                            }
+                        }
+                    }
+                    // request: Request { http = 2 }
+                    4 => {
+                        for (rn, rv) in pb::fields(f).map_err(invalid)? {
+                            if rn != 2 {
+                                continue;
+                            }
+                            for (hn, hv) in pb::fields(rv).map_err(invalid)? {
+                                match hn {
+                                    2 => c.method = text(hv)?,
+                                    3 => c.headers.push(map_entry(hv)?),
+                                    4 => c.path = text(hv)?,
+                                    5 => c.host = text(hv)?,
+                                    // header_map: HeaderMap { headers = 1: HeaderValue { key 1, value 2, raw_value 3 } }
+                                    13 => {
+                                        for (mn, mv) in pb::fields(hv).map_err(invalid)? {
+                                            if mn != 1 {
+                                                continue;
+                                            }
+                                            let (mut k, mut v) = (String::new(), String::new());
+                                            for (fnum, fv) in pb::fields(mv).map_err(invalid)? {
+                                                match fnum {
+                                                    1 => k = text(fv)?,
+                                                    2 | 3 => v = text(fv)?,
+                                                    _ => {}
+                                                }
+                                            }
+                                            c.headers.push((k, v));
+                                        }
+                                    }
+                                    _ => {}
+                                }
+                            }
+                        }
+                    }
+                    10 => c.extensions.push(map_entry(f)?),
+                    _ => {}
+                }
+            }
+        }
+        if c.method.is_empty() || c.path.is_empty() {
+            return Err(invalid(
+                "attributes.request.http has no method or path".into(),
+            ));
+        }
+        Ok(c)
+    }
+
+    /// `HeaderValueOption { header: HeaderValue { key, value }, append_action }`.
+    fn header_option(out: &mut Vec<u8>, field: u32, key: &str, value: &str, overwrite: bool) {
+        let mut hv = Vec::new();
+        pb::bytes(&mut hv, 1, key.as_bytes());
+        pb::bytes(&mut hv, 2, value.as_bytes());
+        let mut opt = Vec::new();
+        pb::bytes(&mut opt, 1, &hv);
+        if overwrite {
+            // OVERWRITE_IF_EXISTS_OR_ADD
+            pb::uint(&mut opt, 3, 2);
+        }
+        pb::bytes(out, field, &opt);
+    }
+
+    /// A `CheckResponse` for the engine's answer.
+    pub fn encode(status: u16, headers: &hyper::HeaderMap, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut rpc_status = Vec::new();
+        if (200..300).contains(&status) {
+            pb::uint(&mut rpc_status, 1, 0);
+            pb::bytes(&mut out, 1, &rpc_status);
+            let mut ok = Vec::new();
+            for (name, value) in headers {
+                if name == "x-tribune-remove-headers" {
+                    for removed in value.to_str().unwrap_or("").split(',') {
+                        let removed = removed.trim();
+                        if !removed.is_empty() {
+                            pb::bytes(&mut ok, 5, removed.as_bytes());
+                        }
+                    }
+                } else if name != hyper::header::CONTENT_LENGTH {
+                    header_option(
+                        &mut ok,
+                        2,
+                        name.as_str(),
+                        value.to_str().unwrap_or(""),
+                        true,
+                    );
+                }
+            }
+            pb::bytes(&mut out, 3, &ok);
+        } else {
+            // UNAUTHENTICATED for 401, PERMISSION_DENIED otherwise.
+            pb::uint(&mut rpc_status, 1, if status == 401 { 16 } else { 7 });
+            pb::bytes(&mut out, 1, &rpc_status);
+            let mut denied = Vec::new();
+            let mut http_status = Vec::new();
+            pb::uint(&mut http_status, 1, u64::from(status));
+            pb::bytes(&mut denied, 1, &http_status);
+            for (name, value) in headers {
+                if name != hyper::header::CONTENT_LENGTH {
+                    header_option(
+                        &mut denied,
+                        2,
+                        name.as_str(),
+                        value.to_str().unwrap_or(""),
+                        false,
+                    );
+                }
+            }
+            pb::bytes(&mut denied, 3, body);
+            pb::bytes(&mut out, 2, &denied);
+        }
+        out
+    }
+
+    impl Authz {
+        async fn grpc_check(&self, peer: IpAddr, msg: &[u8]) -> Result<Vec<u8>, Status> {
+            let c = decode(msg)?;
+            let named = c
+                .extensions
+                .iter()
+                .find(|(k, _)| k == DESTINATION_EXTENSION)
+                .map(|(_, v)| v.clone())
+                .or_else(|| {
+                    c.headers
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(super::DESTINATION))
+                        .map(|(_, v)| v.clone())
+                });
+            let destination = self
+                .destination(named)
+                .map_err(|e| Status(Code::InvalidArgument, e))?;
+            let proxy = &self.services[&destination];
+            // The peer as Envoy saw it, believed from a trusted hop only.
+            let caller = if self.trusted.iter().any(|n| n.contains(peer)) {
+                xfcc_principal(&c.principal, &self.trust_domain).map(Arc::<str>::from)
+            } else {
+                None
+            };
+            let method = hyper::Method::from_bytes(c.method.as_bytes())
+                .map_err(|_| invalid(format!("{:?} is not an HTTP method", c.method)))?;
+            let uri: hyper::Uri = c
+                .path
+                .parse()
+                .map_err(|_| invalid(format!("{:?} is not a request target", c.path)))?;
+            let mut request = Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(())
+                .map_err(|e| invalid(e.to_string()))?;
+            for (k, v) in &c.headers {
+                // Envoy's pseudo-headers are in the fields above.
+                if k.starts_with(':') || super::CONTROL.contains(&k.to_ascii_lowercase().as_str()) {
+                    continue;
+                }
+                if let (Ok(name), Ok(value)) = (
+                    hyper::header::HeaderName::from_bytes(k.as_bytes()),
+                    hyper::header::HeaderValue::from_str(v),
+                ) {
+                    request.headers_mut().append(name, value);
+                }
+            }
+            if !c.host.is_empty() && !request.headers().contains_key(hyper::header::HOST) {
+                if let Ok(v) = hyper::header::HeaderValue::from_str(&c.host) {
+                    request.headers_mut().insert(hyper::header::HOST, v);
+                }
+            }
+            let (parts, ()) = request.into_parts();
+            let resp = crate::http::check(proxy, caller, parts, self.normalized).await;
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes().to_vec())
+                .unwrap_or_default();
+            Ok(encode(status, &headers, &body))
+        }
+    }
+
+    async fn handle(
+        authz: Arc<Authz>,
+        peer: IpAddr,
+        req: Request<Incoming>,
+    ) -> Result<Response<Stream>, std::convert::Infallible> {
+        if req.uri().path() != CHECK {
+            return Ok(refused(Status(
+                Code::Unimplemented,
+                format!("unknown method {:?}", req.uri().path()),
+            )));
+        }
+        let msg = match read_message(req.into_body()).await {
+            Ok(m) => m,
+            Err(s) => return Ok(refused(s)),
+        };
+        Ok(match authz.grpc_check(peer, &msg).await {
+            Ok(m) => unary(m),
+            Err(s) => refused(s),
+        })
+    }
+
+    /// Serves `Check` on `listener` (h2c), until the process ends.
+    pub async fn serve(authz: Arc<Authz>, listener: tokio::net::TcpListener) {
+        loop {
+            let Ok((stream, peer)) = listener.accept().await else {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let authz = authz.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req| handle(authz.clone(), peer.ip(), req));
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+            });
+        }
     }
 }

@@ -19,6 +19,10 @@ pub struct AuthzArgs {
     /// /envoy/<path>). Loopback by default: only a proxy on this host may ask.
     #[arg(long = "http-listener", default_value = "127.0.0.1:9191")]
     pub http_listener: SocketAddr,
+    /// Also serve Envoy's external authorization gRPC API v3 here (h2c;
+    /// `envoy.service.auth.v3.Authorization/Check`).
+    #[arg(long = "grpc-listener")]
+    pub grpc_listener: Option<SocketAddr>,
     /// Believe X-Forwarded-Client-Cert (the caller's mesh identity) only from hops in
     /// this network (repeatable; e.g. 127.0.0.1/32). Without it no check carries an
     /// identity: every caller is outside the mesh.
@@ -119,6 +123,17 @@ pub fn run(args: AuthzArgs, io: &mut Io<'_>) -> u8 {
             trust_domain,
             normalized: args.proxy_normalizes_paths,
         });
+        let grpc_at = match args.grpc_listener {
+            None => None,
+            Some(g) => match tokio::net::TcpListener::bind(g).await {
+                Ok(l) => {
+                    let at = l.local_addr().unwrap_or(g);
+                    tokio::spawn(tribune_proxy::authz::envoy_grpc::serve(authz.clone(), l));
+                    Some(at)
+                }
+                Err(e) => return fail(io, format!("-grpc-listener {g}: {e}")),
+            },
+        };
         tokio::spawn(tribune_proxy::authz::serve(authz, listener));
         let _ = writeln!(io.out, "==> Tribune authz for {}", args.services.join(", "));
         let _ = writeln!(
@@ -126,6 +141,13 @@ pub fn run(args: AuthzArgs, io: &mut Io<'_>) -> u8 {
             "{:>22}: {at} (/nginx, /forward-auth, /envoy/<path>)",
             "HTTP listener"
         );
+        if let Some(g) = grpc_at {
+            let _ = writeln!(
+                io.out,
+                "{:>22}: {g} (envoy.service.auth.v3.Authorization)",
+                "gRPC listener"
+            );
+        }
         let _ = writeln!(io.out, "==> Tribune authz running!");
         let _ = io.out.flush();
         super::agent::shutdown_signal().await;
