@@ -5,7 +5,10 @@
 //! in random locations), each sent through the sidecar's real request path (HTTP/1.1
 //! over an in-memory stream into `serve_stream`, policy fetched from the agent's
 //! snapshot endpoint) and through the agent's `POST /v1/connect/intentions/explain`.
-//! Status, reason code and deciding intention must agree.
+//! Status, reason code and deciding intention must agree. A third side: the same
+//! request as an external proxy's check (`connect authz`, `http::check`), which must
+//! agree too, except that a path the sidecar would forward normalized is refused
+//! there (`path_not_normalized`: the proxy in front forwards its own copy).
 //!
 //! `DIFF_SEED=<n>` replays one run; `DIFF_POLICIES` / `DIFF_REQUESTS` change its size.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -316,6 +319,25 @@ async fn through_sidecar(w: &World, case: &Case) -> (u16, String, Option<String>
     (status, record.reason.to_string(), record.intention)
 }
 
+/// The answer to the same request as an external proxy's check.
+async fn through_check(w: &World, case: &Case) -> (u16, String, Option<String>) {
+    let mut req = hyper::Request::builder()
+        .method(case.method)
+        .uri(case.target.as_str());
+    for (k, v) in &case.headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    let (parts, ()) = req.body(()).unwrap().into_parts();
+    w.records.lock().unwrap().clear();
+    let resp = tribune_proxy::http::check(&w.proxy, case.caller.map(Arc::from), parts, false).await;
+    let record = w.records.lock().unwrap().pop().expect("an access record");
+    (
+        resp.status().as_u16(),
+        record.reason.to_string(),
+        record.intention,
+    )
+}
+
 async fn through_explain(w: &World, case: &Case) -> ExplainResponse {
     let mut req = ExplainRequest {
         source: case.caller.map(str::to_string),
@@ -412,6 +434,7 @@ async fn explain_gives_the_sidecars_answer_for_generated_policies_and_requests()
         200
     );
     let (mut compared, mut installed, mut refused_writes) = (0usize, 0usize, 0usize);
+    let mut normalized_refusals = 0usize;
     let mut seen_codes = std::collections::BTreeSet::new();
     for round in 0..policies {
         let mut entries = provider_entries(&w, &mut rng);
@@ -485,12 +508,38 @@ async fn explain_gives_the_sidecars_answer_for_generated_policies_and_requests()
                 case.headers,
                 serde_json::to_string_pretty(&e).unwrap(),
             );
+            let checked = through_check(&w, &case).await;
+            if checked.1 == "path_not_normalized" {
+                // Only a request the sidecar allows and forwards in another form.
+                assert!(
+                    (200..300).contains(&status),
+                    "DIFF_SEED={seed} round {round}: check refused a path the sidecar answered {status}: {} {}",
+                    case.method,
+                    case.target
+                );
+                normalized_refusals += 1;
+            } else {
+                assert_eq!(
+                    checked,
+                    (status, reason.clone(), intention.clone()),
+                    "DIFF_SEED={seed} round {round}: the external check and the sidecar disagree\nentries: {}\nrequest: {} {} from {:?} headers {:?}",
+                    serde_json::to_string_pretty(&entries).unwrap(),
+                    case.method,
+                    case.target,
+                    case.caller,
+                    case.headers,
+                );
+            }
             seen_codes.insert(reason);
             compared += 1;
         }
     }
     eprintln!(
-        "differential: {compared} requests over {installed} policies agree ({refused_writes} generated policies refused at write); reasons seen: {seen_codes:?}"
+        "differential: {compared} requests over {installed} policies agree ({refused_writes} generated policies refused at write; {normalized_refusals} checks refused a path the sidecar forwards normalized); reasons seen: {seen_codes:?}"
+    );
+    assert!(
+        normalized_refusals > 0,
+        "the generator reaches unnormalized paths"
     );
     assert!(
         installed * 2 >= policies,
