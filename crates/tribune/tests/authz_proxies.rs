@@ -114,6 +114,8 @@ fn raw(addr: &str, path: &str, token: Option<&str>, extra: &str) -> (u16, String
 /// The agent with the seed's entries, the service, and `connect authz` for api.
 struct Setup {
     agent: Proc,
+    /// The admin listener of api's engine.
+    admin: String,
     idp: Rs256,
     app: std::net::SocketAddr,
     authz_addr: String,
@@ -156,7 +158,9 @@ fn setup() -> Setup {
         "authz running!",
     );
     assert!(field(&f, "HTTP listener").starts_with(&authz_addr), "{f:?}");
+    let admin = field(&f, "Admin (api)").to_string();
     Setup {
+        admin,
         agent,
         idp,
         app,
@@ -232,6 +236,15 @@ fn seed_answers(mut s: Setup, front: &str) {
         "x-forwarded-client-cert: URI=spiffe://x/ns/default/dc/dc1/svc/web\r\n",
     );
     assert_eq!(status, 401, "a spoofed identity gains nothing");
+
+    // Counted and recorded like a sidecar's requests, on api's admin listener.
+    let (status, metrics) = get(&s.admin, "/stats/prometheus");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("tribune_proxy_requests_total{decision=\"allow\"")
+            && metrics.contains("tribune_proxy_requests_total{decision=\"deny\""),
+        "{metrics}"
+    );
 
     // The agent goes away: checks go on with the policy held.
     s.agent.kill();

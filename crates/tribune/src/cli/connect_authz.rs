@@ -28,6 +28,10 @@ pub struct AuthzArgs {
     /// identity: every caller is outside the mesh.
     #[arg(long = "trust-forwarded-from", value_name = "CIDR")]
     pub trust_forwarded_from: Vec<String>,
+    /// Admin listeners, one per service (/ready, /stats/prometheus, /config_dump,
+    /// /shadow, /replay), on this address (port 0: each its own free port).
+    #[arg(long = "admin-bind", default_value = "127.0.0.1:0")]
+    pub admin_bind: SocketAddr,
     /// The proxies normalize paths as the engine does (Envoy normalize_path +
     /// merge_slashes + path_with_escaped_slashes_action; nginx's $uri), so a path the
     /// engine would normalize is decided instead of refused.
@@ -93,6 +97,7 @@ pub fn run(args: AuthzArgs, io: &mut Io<'_>) -> u8 {
             }
         };
         let mut services = BTreeMap::new();
+        let mut admins = Vec::new();
         for name in &args.services {
             if let Err(e) = tribune_model::names::check_service_name(name) {
                 return fail(io, format!("-service {name:?}: {e}"));
@@ -110,6 +115,26 @@ pub fn run(args: AuthzArgs, io: &mut Io<'_>) -> u8 {
                 c,
                 name.clone(),
             ));
+            // What a sidecar has beside its requests: an admin listener (metrics, the
+            // replay window, shadow counters) and its reports to the agent (status,
+            // staged-policy evidence).
+            let admin = match tokio::net::TcpListener::bind(args.admin_bind).await {
+                Ok(l) => l,
+                Err(e) => return fail(io, format!("-admin-bind {}: {e}", args.admin_bind)),
+            };
+            let admin_at = admin.local_addr().unwrap_or(args.admin_bind);
+            tokio::spawn(tribune_proxy::admin::serve_admin(proxy.clone(), admin));
+            let c = match client(&target) {
+                Ok(c) => c,
+                Err(e) => return fail(io, e),
+            };
+            tokio::spawn(tribune_proxy::report::report_to_agent(
+                proxy.clone(),
+                c,
+                name.clone(),
+                format!("authz:{name}@{admin_at}"),
+            ));
+            admins.push((name.clone(), admin_at));
             services.insert(name.clone(), proxy);
         }
         let listener = match tokio::net::TcpListener::bind(args.http_listener).await {
@@ -141,6 +166,9 @@ pub fn run(args: AuthzArgs, io: &mut Io<'_>) -> u8 {
             "{:>22}: {at} (/nginx, /forward-auth, /envoy/<path>)",
             "HTTP listener"
         );
+        for (name, at) in &admins {
+            let _ = writeln!(io.out, "{:>22}: {at}", format!("Admin ({name})"));
+        }
         if let Some(g) = grpc_at {
             let _ = writeln!(
                 io.out,
