@@ -272,16 +272,142 @@ impl Authz {
     }
 }
 
-/// Serves checks on `listener` (HTTP/1.1), until the process ends.
-pub async fn serve(authz: Arc<Authz>, listener: tokio::net::TcpListener) {
+/// TLS for the check listeners (`-tls-cert`, `-tls-key`): with `client_ca_pem`
+/// (`-tls-client-ca`), a proxy must present a certificate of that CA (a mesh leaf
+/// works) or the handshake fails. `alpn`: `h2` for gRPC, `http/1.1` for the HTTP forms.
+pub fn tls_config(
+    cert_pem: &str,
+    key_pem: &str,
+    client_ca_pem: Option<&str>,
+    alpn: &[u8],
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let chain = tribune_ca::certs_from_pem(cert_pem).map_err(|e| e.to_string())?;
+    if chain.is_empty() {
+        return Err("-tls-cert: no certificate in the file".into());
+    }
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| format!("-tls-key: {e}"))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = match client_ca_pem {
+        None => builder.with_no_client_auth(),
+        Some(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in tribune_ca::certs_from_pem(pem).map_err(|e| format!("-tls-client-ca: {e}"))? {
+                roots.add(c).map_err(|e| format!("-tls-client-ca: {e}"))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| format!("-tls-client-ca: {e}"))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("-tls-cert: {e}"))?;
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(Arc::new(config))
+}
+
+use maybe_tls::MaybeTls;
+
+/// A check connection, in TLS or plain.
+mod maybe_tls {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+    use tokio::net::TcpStream;
+
+    /// A plain or TLS stream.
+    pub enum MaybeTls {
+        Plain(TcpStream),
+        Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    }
+
+    impl AsyncRead for MaybeTls {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            match self.get_mut() {
+                MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
+                MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            }
+        }
+    }
+
+    impl AsyncWrite for MaybeTls {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            match self.get_mut() {
+                MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
+                MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            }
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            match self.get_mut() {
+                MaybeTls::Plain(s) => Pin::new(s).poll_flush(cx),
+                MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            }
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            match self.get_mut() {
+                MaybeTls::Plain(s) => Pin::new(s).poll_shutdown(cx),
+                MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            }
+        }
+    }
+}
+
+/// An accepted connection, in TLS when the listener has it (the handshake bounded:
+/// 10 s).
+pub(crate) async fn accept_tls(
+    stream: tokio::net::TcpStream,
+    tls: &Option<Arc<rustls::ServerConfig>>,
+) -> Option<MaybeTls> {
+    let _ = stream.set_nodelay(true);
+    let Some(config) = tls else {
+        return Some(MaybeTls::Plain(stream));
+    };
+    let accept = tokio_rustls::TlsAcceptor::from(config.clone()).accept(stream);
+    match tokio::time::timeout(std::time::Duration::from_secs(10), accept).await {
+        Ok(Ok(s)) => Some(MaybeTls::Tls(Box::new(s))),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "authz TLS handshake refused");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Serves checks on `listener` (HTTP/1.1, in TLS with `tls`), until the process ends.
+pub async fn serve(
+    authz: Arc<Authz>,
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             continue;
         };
-        let _ = stream.set_nodelay(true);
-        let authz = authz.clone();
+        let (authz, tls) = (authz.clone(), tls.clone());
         tokio::spawn(async move {
+            let Some(stream) = accept_tls(stream, &tls).await else {
+                return;
+            };
             let service =
                 hyper::service::service_fn(move |req| authz.clone().handle(peer_ip(peer), req));
             let _ = hyper::server::conn::http1::Builder::new()
@@ -603,16 +729,23 @@ pub mod envoy_grpc {
         })
     }
 
-    /// Serves `Check` on `listener` (h2c), until the process ends.
-    pub async fn serve(authz: Arc<Authz>, listener: tokio::net::TcpListener) {
+    /// Serves `Check` on `listener` (h2c, or HTTP/2 in TLS with `tls`), until the
+    /// process ends.
+    pub async fn serve(
+        authz: Arc<Authz>,
+        listener: tokio::net::TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) {
         loop {
             let Ok((stream, peer)) = listener.accept().await else {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                 continue;
             };
-            let _ = stream.set_nodelay(true);
-            let authz = authz.clone();
+            let (authz, tls) = (authz.clone(), tls.clone());
             tokio::spawn(async move {
+                let Some(stream) = super::accept_tls(stream, &tls).await else {
+                    return;
+                };
                 let service =
                     hyper::service::service_fn(move |req| handle(authz.clone(), peer.ip(), req));
                 let _ =

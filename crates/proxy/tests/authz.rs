@@ -82,7 +82,7 @@ async fn forward_auth_and_envoy_checks_decide_like_the_sidecar() {
                 trust_domain: td,
                 normalized: false,
             });
-            tokio::spawn(tribune_proxy::authz::serve(authz, listener));
+            tokio::spawn(tribune_proxy::authz::serve(authz, listener, None));
             addr
         }
     };

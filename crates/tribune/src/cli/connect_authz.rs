@@ -28,6 +28,15 @@ pub struct AuthzArgs {
     /// identity: every caller is outside the mesh.
     #[arg(long = "trust-forwarded-from", value_name = "CIDR")]
     pub trust_forwarded_from: Vec<String>,
+    /// Serve the check listeners in TLS with this certificate (PEM chain).
+    #[arg(long = "tls-cert", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The TLS private key (PEM).
+    #[arg(long = "tls-key", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Require the proxy's client certificate, of this CA (PEM; a mesh root works).
+    #[arg(long = "tls-client-ca", requires = "tls_cert")]
+    pub tls_client_ca: Option<std::path::PathBuf>,
     /// Admin listeners, one per service (/ready, /stats/prometheus, /config_dump,
     /// /shadow, /replay), on this address (port 0: each its own free port).
     #[arg(long = "admin-bind", default_value = "127.0.0.1:0")]
@@ -60,6 +69,24 @@ pub fn run(args: AuthzArgs, io: &mut Io<'_>) -> u8 {
     {
         Ok(t) => t,
         Err(e) => return fail(io, e),
+    };
+    let read = |p: &std::path::Path| super::read_file(p);
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => {
+            let built = (|| -> Result<_, String> {
+                let (cert, key) = (read(c)?, read(k)?);
+                let ca = args.tls_client_ca.as_deref().map(read).transpose()?;
+                Ok((
+                    tribune_proxy::authz::tls_config(&cert, &key, ca.as_deref(), b"http/1.1")?,
+                    tribune_proxy::authz::tls_config(&cert, &key, ca.as_deref(), b"h2")?,
+                ))
+            })();
+            match built {
+                Ok(t) => Some(t),
+                Err(e) => return fail(io, e),
+            }
+        }
+        _ => None,
     };
     let target = match args.http.target() {
         Ok(t) => t,
@@ -153,17 +180,26 @@ pub fn run(args: AuthzArgs, io: &mut Io<'_>) -> u8 {
             Some(g) => match tokio::net::TcpListener::bind(g).await {
                 Ok(l) => {
                     let at = l.local_addr().unwrap_or(g);
-                    tokio::spawn(tribune_proxy::authz::envoy_grpc::serve(authz.clone(), l));
+                    tokio::spawn(tribune_proxy::authz::envoy_grpc::serve(
+                        authz.clone(),
+                        l,
+                        tls.as_ref().map(|t| t.1.clone()),
+                    ));
                     Some(at)
                 }
                 Err(e) => return fail(io, format!("-grpc-listener {g}: {e}")),
             },
         };
-        tokio::spawn(tribune_proxy::authz::serve(authz, listener));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tokio::spawn(tribune_proxy::authz::serve(
+            authz,
+            listener,
+            tls.as_ref().map(|t| t.0.clone()),
+        ));
         let _ = writeln!(io.out, "==> Tribune authz for {}", args.services.join(", "));
         let _ = writeln!(
             io.out,
-            "{:>22}: {at} (/nginx, /forward-auth, /envoy/<path>)",
+            "{:>22}: {at} ({scheme}: /nginx, /forward-auth, /envoy/<path>)",
             "HTTP listener"
         );
         for (name, at) in &admins {
