@@ -91,8 +91,9 @@ pub struct Authz {
     pub services: BTreeMap<String, Arc<Proxy>>,
     /// Hops whose `X-Forwarded-Client-Cert` is believed.
     pub trusted: Vec<Cidr>,
-    /// The mesh's trust domain (a caller's identity must be in it).
-    pub trust_domain: String,
+    /// The mesh's trust domain (a caller's identity must be in it); empty until known
+    /// (an agent answered, or a saved state said): no identity is believed then.
+    pub trust_domain: std::sync::RwLock<String>,
     /// The proxies in front normalize paths as the engine does (`-proxy-normalizes-paths`).
     pub normalized: bool,
 }
@@ -134,11 +135,29 @@ fn xfcc_service(value: &str, trust_domain: &str) -> Option<String> {
 
 /// The service of a SPIFFE URI in `trust_domain` (Envoy's `source.principal`).
 fn xfcc_principal(uri: &str, trust_domain: &str) -> Option<String> {
+    if trust_domain.is_empty() {
+        return None;
+    }
     let id = tribune_ca::ServiceId::parse(uri.trim())?;
     (id.trust_domain == trust_domain.to_ascii_lowercase()).then_some(id.service)
 }
 
 impl Authz {
+    /// The mesh's trust domain as known now ("" before it is).
+    pub fn trust_domain(&self) -> String {
+        self.trust_domain
+            .read()
+            .map(|t| t.clone())
+            .unwrap_or_default()
+    }
+
+    /// Sets the trust domain (once an agent answers).
+    pub fn set_trust_domain(&self, td: &str) {
+        if let Ok(mut t) = self.trust_domain.write() {
+            *t = td.to_string();
+        }
+    }
+
     /// The destination a check names (or the one served), or why there is none.
     fn destination(&self, named: Option<String>) -> Result<String, String> {
         let list = || self.services.keys().cloned().collect::<Vec<_>>();
@@ -242,7 +261,7 @@ impl Authz {
         // The caller: from a trusted hop's XFCC only, in this mesh only.
         let caller = if self.trusted.iter().any(|c| c.contains(peer)) {
             text(XFCC)
-                .and_then(|v| xfcc_service(&v, &self.trust_domain))
+                .and_then(|v| xfcc_service(&v, &self.trust_domain()))
                 .map(Arc::<str>::from)
         } else {
             None
@@ -662,7 +681,7 @@ pub mod envoy_grpc {
             let proxy = &self.services[&destination];
             // The peer as Envoy saw it, believed from a trusted hop only.
             let caller = if self.trusted.iter().any(|n| n.contains(peer)) {
-                xfcc_principal(&c.principal, &self.trust_domain).map(Arc::<str>::from)
+                xfcc_principal(&c.principal, &self.trust_domain()).map(Arc::<str>::from)
             } else {
                 None
             };

@@ -40,6 +40,9 @@ pub struct Saved {
     /// The mesh addresses of each upstream's healthy instances.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub endpoints: std::collections::BTreeMap<String, Vec<String>>,
+    /// The mesh's trust domain (what `connect authz` believes identities in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_domain: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

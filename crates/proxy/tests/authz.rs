@@ -79,7 +79,7 @@ async fn forward_auth_and_envoy_checks_decide_like_the_sidecar() {
             let authz = Arc::new(Authz {
                 services: BTreeMap::from([("api".to_string(), proxy)]),
                 trusted,
-                trust_domain: td,
+                trust_domain: std::sync::RwLock::new(td),
                 normalized: false,
             });
             tokio::spawn(tribune_proxy::authz::serve(authz, listener, None));

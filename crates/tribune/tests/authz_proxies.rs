@@ -114,12 +114,14 @@ fn raw(addr: &str, path: &str, token: Option<&str>, extra: &str) -> (u16, String
 /// The agent with the seed's entries, the service, and `connect authz` for api.
 struct Setup {
     agent: Proc,
+    /// How `connect authz` was started (to start it again).
+    authz_args: Vec<String>,
     /// The admin listener of api's engine.
     admin: String,
     idp: Rs256,
     app: std::net::SocketAddr,
     authz_addr: String,
-    _authz: Proc,
+    authz: Proc,
     dir: tempfile::TempDir,
 }
 
@@ -144,28 +146,33 @@ fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
     let authz_addr = format!("127.0.0.1:{}", free_port());
-    let (authz, f) = spawn(
-        &[
-            "connect",
-            "authz",
-            "-service",
-            "api",
-            "-http-listener",
-            &authz_addr,
-            "-http-addr",
-            &addr,
-        ],
-        "authz running!",
-    );
+    let state = dir.path().join("state");
+    let authz_args: Vec<String> = [
+        "connect",
+        "authz",
+        "-service",
+        "api",
+        "-http-listener",
+        authz_addr.as_str(),
+        "-state-dir",
+        state.to_str().unwrap(),
+        "-http-addr",
+        addr.as_str(),
+    ]
+    .map(String::from)
+    .to_vec();
+    let argv: Vec<&str> = authz_args.iter().map(String::as_str).collect();
+    let (authz, f) = spawn(&argv, "authz running!");
     assert!(field(&f, "HTTP listener").starts_with(&authz_addr), "{f:?}");
     let admin = field(&f, "Admin (api)").to_string();
     Setup {
+        authz_args,
         admin,
         agent,
         idp,
         app,
         authz_addr,
-        _authz: authz,
+        authz,
         dir,
     }
 }
@@ -250,6 +257,17 @@ fn seed_answers(mut s: Setup, front: &str) {
     s.agent.kill();
     assert_eq!(raw(front, "/v1/items", Some(&admin), "").0, 200);
     assert_eq!(raw(front, "/v1/items", None, "").0, 401);
+    // And `connect authz` restarted while it is away starts from its saved policy.
+    s.authz.kill();
+    let argv: Vec<&str> = s.authz_args.iter().map(String::as_str).collect();
+    let (_again, f) = spawn(&argv, "authz running!");
+    assert!(
+        field(&f, "State").contains("started from the saved policy of api"),
+        "{f:?}"
+    );
+    assert_eq!(raw(front, "/v1/items", Some(&admin), "").0, 200);
+    assert_eq!(raw(front, "/v1/items", None, "").0, 401);
+    assert_eq!(raw(front, "/v1/items", Some(&token("user")), "").0, 403);
 }
 
 #[test]

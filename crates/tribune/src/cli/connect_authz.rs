@@ -37,6 +37,13 @@ pub struct AuthzArgs {
     /// Require the proxy's client certificate, of this CA (PEM; a mesh root works).
     #[arg(long = "tls-client-ca", requires = "tls_cert")]
     pub tls_client_ca: Option<std::path::PathBuf>,
+    /// Directory for each service's last policy from the agent, so a start while
+    /// every agent is down decides with it (default: the sidecar's).
+    #[arg(long = "state-dir")]
+    pub state_dir: Option<std::path::PathBuf>,
+    /// A saved policy older than this (Go duration) is not used at start.
+    #[arg(long = "state-max-age", default_value = "24h")]
+    pub state_max_age: String,
     /// Admin listeners, one per service (/ready, /stats/prometheus, /config_dump,
     /// /shadow, /replay), on this address (port 0: each its own free port).
     #[arg(long = "admin-bind", default_value = "127.0.0.1:0")]
@@ -106,23 +113,22 @@ pub fn run(args: AuthzArgs, io: &mut Io<'_>) -> u8 {
             Ok(c) => c,
             Err(e) => return fail(io, e),
         };
-        // The mesh's trust domain: a caller's identity must be in it.
-        let trust_domain = match agent
-            .request("GET", tribune_model::api::paths::CA_ROOTS, None)
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| {
-                serde_json::from_str::<tribune_model::api::CaRoots>(&r.body)
-                    .map_err(|e| format!("the agent's CA roots: {e}"))
-            }) {
-            Ok(roots) => roots.trust_domain,
-            Err(e) => {
+        let state_dir = args
+            .state_dir
+            .clone()
+            .unwrap_or_else(tribune_proxy::state::default_dir);
+        let max_age = match tribune_model::go::parse_duration(&args.state_max_age) {
+            Ok(ns) if ns >= 0 => std::time::Duration::from_nanos(ns as u64),
+            _ => {
                 return fail(
                     io,
-                    format!("Error reading the mesh's trust domain from the agent: {e}"),
+                    format!("-state-max-age {:?}: not a duration", args.state_max_age),
                 )
             }
         };
+        let mut saved_trust_domain = None;
+        let mut from_saved = Vec::new();
+        let mut state_files = Vec::new();
         let mut services = BTreeMap::new();
         let mut admins = Vec::new();
         for name in &args.services {
@@ -137,10 +143,48 @@ pub fn run(args: AuthzArgs, io: &mut Io<'_>) -> u8 {
                 Ok(c) => c,
                 Err(e) => return fail(io, e),
             };
-            tokio::spawn(tribune_proxy::watch::watch_agent(
+            // Like a sidecar: the agent's policy when one answers, else the one saved
+            // by the last run (the watch replaces it as soon as an agent answers).
+            let st = match tribune_proxy::state::StateFile::open(
+                &state_dir,
+                &format!("authz-{name}"),
+                max_age,
+            ) {
+                Ok(st) => Arc::new(st),
+                Err(e) => return fail(io, format!("-state-dir {}: {e}", state_dir.display())),
+            };
+            proxy.save_state_to(st.clone());
+            state_files.push(st.clone());
+            let saved = st.get();
+            saved_trust_domain = saved_trust_domain.or(saved.trust_domain.clone());
+            let mut body = String::new();
+            let first = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                tribune_proxy::watch::poll_once(&proxy, &c, name, 0, &mut body),
+            )
+            .await;
+            let index = match first {
+                Ok(Ok(i)) => i,
+                Ok(Err(e)) if e.refused() => {
+                    return fail(io, format!("The agent refused {name}'s policy: {e}"))
+                }
+                _ => {
+                    if let (Some(doc), true) = (&saved.snapshot, saved.service == *name) {
+                        if let Ok(d) = tribune_proxy::SnapshotDoc::from_json(doc) {
+                            if proxy.install(d, saved.snapshot_index).await.is_ok() {
+                                from_saved.push(name.clone());
+                            }
+                        }
+                    }
+                    0
+                }
+            };
+            tokio::spawn(tribune_proxy::watch::watch_agent_from(
                 proxy.clone(),
                 c,
                 name.clone(),
+                index,
+                body,
             ));
             // What a sidecar has beside its requests: an admin listener (metrics, the
             // replay window, shadow counters) and its reports to the agent (status,
@@ -172,9 +216,34 @@ pub fn run(args: AuthzArgs, io: &mut Io<'_>) -> u8 {
         let authz = Arc::new(Authz {
             services,
             trusted,
-            trust_domain,
+            trust_domain: std::sync::RwLock::new(saved_trust_domain.unwrap_or_default()),
             normalized: args.proxy_normalizes_paths,
         });
+        // The mesh's trust domain (a caller's identity must be in it), from the agent
+        // as soon as one answers; kept in the state files for a start without one.
+        {
+            let (authz, agent, files) = (authz.clone(), agent, state_files.clone());
+            tokio::spawn(async move {
+                loop {
+                    let got = agent
+                        .request("GET", tribune_model::api::paths::CA_ROOTS, None)
+                        .await
+                        .ok()
+                        .filter(|r| r.status == 200)
+                        .and_then(|r| {
+                            serde_json::from_str::<tribune_model::api::CaRoots>(&r.body).ok()
+                        });
+                    if let Some(roots) = got {
+                        authz.set_trust_domain(&roots.trust_domain);
+                        for f in &files {
+                            f.update(|s| s.trust_domain = Some(roots.trust_domain.clone()));
+                        }
+                        return;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                }
+            });
+        }
         let grpc_at = match args.grpc_listener {
             None => None,
             Some(g) => match tokio::net::TcpListener::bind(g).await {
@@ -201,6 +270,20 @@ pub fn run(args: AuthzArgs, io: &mut Io<'_>) -> u8 {
             io.out,
             "{:>22}: {at} ({scheme}: /nginx, /forward-auth, /envoy/<path>)",
             "HTTP listener"
+        );
+        let _ = writeln!(
+            io.out,
+            "{:>22}: {}{}",
+            "State",
+            state_dir.display(),
+            if from_saved.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (started from the saved policy of {}: no agent answered)",
+                    from_saved.join(", ")
+                )
+            }
         );
         for (name, at) in &admins {
             let _ = writeln!(io.out, "{:>22}: {at}", format!("Admin ({name})"));
