@@ -93,9 +93,9 @@ pub(super) fn remote_provider(method: &AuthMethod) -> Option<JwtProvider> {
         ))),
         connect_timeout: 0,
     });
-    Some(JwtProvider {
-        name: format!("auth-method/{}", method.name),
-        json_web_key_set: JsonWebKeySet::Remote(RemoteJwks {
+    Some(provider_of(
+        method,
+        JsonWebKeySet::Remote(RemoteJwks {
             uri,
             request_timeout_ms: 0,
             cache_duration: 0,
@@ -105,6 +105,17 @@ pub(super) fn remote_provider(method: &AuthMethod) -> Option<JwtProvider> {
             jwks_cluster,
         }),
         issuer,
+    ))
+}
+
+/// An auth method's keys as a provider the key runtime and verifier take: no
+/// audiences or locations of its own (the method's checks come after), the method's
+/// clock skew.
+fn provider_of(method: &AuthMethod, keys: JsonWebKeySet, issuer: String) -> JwtProvider {
+    JwtProvider {
+        name: format!("auth-method/{}", method.name),
+        json_web_key_set: keys,
+        issuer,
         audiences: Vec::new(),
         locations: Vec::new(),
         forwarding: None,
@@ -112,7 +123,7 @@ pub(super) fn remote_provider(method: &AuthMethod) -> Option<JwtProvider> {
         clock_skew_seconds: method.config.clock_skew_s(),
         cache_config: None,
         meta: Default::default(),
-    })
+    }
 }
 
 /// Forgets the key runtimes of methods that no longer exist (or changed).
@@ -202,20 +213,11 @@ async fn verify(
         }
         let keys =
             Jwks::from_public_keys(&spkis).map_err(|e| format!("error verifying token: {e}"))?;
-        let provider = JwtProvider {
-            name: format!("auth-method/{}", method.name),
-            json_web_key_set: JsonWebKeySet::Local(tribune_model::jwt_provider::LocalJwks::Inline(
-                String::new(),
-            )),
-            issuer: String::new(),
-            audiences: Vec::new(),
-            locations: Vec::new(),
-            forwarding: None,
-            claim_to_headers: Vec::new(),
-            clock_skew_seconds: method.config.clock_skew_s(),
-            cache_config: None,
-            meta: Default::default(),
-        };
+        let provider = provider_of(
+            method,
+            JsonWebKeySet::Local(tribune_model::jwt_provider::LocalJwks::Inline(String::new())),
+            String::new(),
+        );
         let verifier = tribune_jwt::Verifier::new(&provider, Arc::new(keys));
         match verifier.verify_parsed(jws, now) {
             Ok(c) => c.to_value(),
@@ -234,11 +236,12 @@ async fn verify(
 
 /// The token a login's bindings give, with role and policy names resolved (those
 /// that do not exist are left out, as in Consul).
-pub(super) async fn token_for(
+async fn token_for(
     state: &AppState,
     method: &AuthMethod,
     bindings: Vec<Binding>,
     meta: &BTreeMap<String, String>,
+    made_by: &str,
 ) -> ApiResult<Option<Token>> {
     let mut token = Token {
         accessor_id: uuid::Uuid::new_v4().to_string(),
@@ -301,10 +304,10 @@ pub(super) async fn token_for(
         return Ok(None);
     }
     token.description = if meta.is_empty() {
-        "token created via login".to_string()
+        format!("token created via {made_by}")
     } else {
         format!(
-            "token created via login: {}",
+            "token created via {made_by}: {}",
             serde_json::to_string(meta).unwrap_or_default()
         )
     };
@@ -318,6 +321,47 @@ pub(super) async fn token_for(
     Ok(Some(token))
 }
 
+/// The token a verified login earns (`made_by`: `login` or `OIDC login`): the claims
+/// as the method maps them, the method's binding rules, and a new token when they
+/// bind anything (else "Permission denied", the reason in the log).
+pub(super) async fn issue(
+    state: &AppState,
+    method: &AuthMethod,
+    claims: &serde_json::Value,
+    meta: &BTreeMap<String, String>,
+    made_by: &str,
+) -> ApiResult<Response> {
+    let identity =
+        Identity::from_claims(&method.config, claims).map_err(|why| refused(&method.name, why))?;
+    let rules: Vec<_> = rules_of(state, Some(&method.name))
+        .await?
+        .into_iter()
+        .map(|r| r.value)
+        .collect();
+    let bindings = bind(&rules, &identity).map_err(|why| refused(&method.name, why))?;
+    let Some(token) = token_for(state, method, bindings, meta, made_by).await? else {
+        tracing::warn!(auth_method = %method.name, via = made_by, reason = "no binding rule matched the claims (or its roles and policies do not exist)", "ACL login refused");
+        return Err(denied());
+    };
+    let index = insert_token(state, &token).await?;
+    tracing::info!(auth_method = %method.name, via = made_by, accessor_id = %token.accessor_id, "ACL login");
+    Ok(Json(indexed(token, None, index)).into_response())
+}
+
+/// The auth method `name`, or Consul's 403.
+pub(super) async fn load_method(state: &AppState, name: &str) -> ApiResult<AuthMethod> {
+    Ok(AUTH_METHODS
+        .get(state, name)
+        .await?
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::FORBIDDEN,
+                format!("ACL not found: auth method {name:?} not found"),
+            )
+        })?
+        .value)
+}
+
 /// `POST /v1/acl/login`.
 pub(crate) async fn login(
     State(state): State<Shared>,
@@ -329,19 +373,7 @@ pub(crate) async fn login(
             "Invalid Login request: Missing auth parameters",
         ));
     }
-    let method = AUTH_METHODS
-        .get(&state, &body.auth_method)
-        .await?
-        .ok_or_else(|| {
-            ApiError(
-                StatusCode::FORBIDDEN,
-                format!(
-                    "ACL not found: auth method {:?} not found",
-                    body.auth_method
-                ),
-            )
-        })?
-        .value;
+    let method = load_method(&state, &body.auth_method).await?;
     if MethodType::parse(&method.r#type) == Some(MethodType::Oidc) {
         return Err(ApiError::bad_request(format!(
             "ClaimsFromJWT is incompatible with type {:?}",
@@ -352,21 +384,7 @@ pub(crate) async fn login(
     let claims = verify(&state, &method, &body.bearer_token, now)
         .await
         .map_err(|why| refused(&method.name, why))?;
-    let identity =
-        Identity::from_claims(&method.config, &claims).map_err(|why| refused(&method.name, why))?;
-    let rules: Vec<_> = rules_of(&state, Some(&method.name))
-        .await?
-        .into_iter()
-        .map(|r| r.value)
-        .collect();
-    let bindings = bind(&rules, &identity).map_err(|why| refused(&method.name, why))?;
-    let Some(token) = token_for(&state, &method, bindings, &body.meta).await? else {
-        tracing::warn!(auth_method = %method.name, reason = "no binding rule matched the token's claims (or its roles and policies do not exist)", "ACL login refused");
-        return Err(denied());
-    };
-    let index = insert_token(&state, &token).await?;
-    tracing::info!(auth_method = %method.name, accessor_id = %token.accessor_id, "ACL login");
-    Ok(Json(indexed(token, None, index)).into_response())
+    issue(&state, &method, &claims, &body.meta, "login").await
 }
 
 /// `POST /v1/acl/logout`: deletes the caller's own token, which a login made.

@@ -20,9 +20,8 @@
 //! nonce and PKCE verifier) is kept in the store for ten minutes at most, so that
 //! any agent sharing it can finish it, and bounded in number.
 
-use super::binding_rules::rules_of;
-use super::login::{alg_allowed, refused, remote_provider, token_for};
-use super::{acl_enabled, indexed, insert_token};
+use super::login::{alg_allowed, issue, load_method, refused, remote_provider};
+use super::acl_enabled;
 use crate::extract::GoJson;
 use crate::state::acl::{AUTH_METHODS, OIDC_STATES};
 use crate::{ApiError, ApiResult, AppState, Shared};
@@ -34,7 +33,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tribune_model::auth_method::{AuthMethod, MethodType};
-use tribune_model::binding_rule::{bind, Identity};
 use tribune_store::Cas;
 
 /// How long a sign-in may take between auth-url and callback (Consul's).
@@ -220,19 +218,6 @@ fn client_for(
     Ok((client, provider))
 }
 
-async fn load_method(state: &AppState, name: &str) -> ApiResult<AuthMethod> {
-    Ok(AUTH_METHODS
-        .get(state, name)
-        .await?
-        .ok_or_else(|| {
-            ApiError(
-                StatusCode::FORBIDDEN,
-                format!("ACL not found: auth method {name:?} not found"),
-            )
-        })?
-        .value)
-}
-
 /// `POST /v1/acl/oidc/auth-url`.
 pub(crate) async fn auth_url(
     State(state): State<Shared>,
@@ -346,25 +331,7 @@ pub(crate) async fn callback(
     let claims = verify_id_token(&state, &method, &provider, &id_token, &pending.nonce)
         .await
         .map_err(|why| refused(&method.name, format!("Token verification failed: {why}")))?;
-    let identity =
-        Identity::from_claims(&method.config, &claims).map_err(|why| refused(&method.name, why))?;
-    let rules: Vec<_> = rules_of(&state, Some(&method.name))
-        .await?
-        .into_iter()
-        .map(|r| r.value)
-        .collect();
-    let bindings = bind(&rules, &identity).map_err(|why| refused(&method.name, why))?;
-    let Some(mut token) = token_for(&state, &method, bindings, &pending.meta).await? else {
-        tracing::warn!(auth_method = %method.name, reason = "no binding rule matched the ID token's claims (or its roles and policies do not exist)", "ACL OIDC login refused");
-        return Err(ApiError(StatusCode::FORBIDDEN, "Permission denied".into()));
-    };
-    token.description =
-        token
-            .description
-            .replacen("token created via login", "token created via OIDC login", 1);
-    let index = insert_token(&state, &token).await?;
-    tracing::info!(auth_method = %method.name, accessor_id = %token.accessor_id, "ACL OIDC login");
-    Ok(Json(indexed(token, None, index)).into_response())
+    issue(&state, &method, &claims, &pending.meta, "OIDC login").await
 }
 
 /// An ID token (OpenID Connect Core 3.1.3.7): signed by the provider's discovery
