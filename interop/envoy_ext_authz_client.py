@@ -23,8 +23,8 @@ def step(name):
     print("ok", name, flush=True)
 
 
-def check(path, token=None, principal="", destination="api", method="GET"):
-    headers = {"host": "api.example", ":path": path, ":method": method}
+def check(path, token=None, principal="", destination="api", method="GET", headers=None, metadata=None):
+    headers = {"host": "api.example", ":path": path, ":method": method, **(headers or {})}
     if token:
         headers["authorization"] = "Bearer " + token
     http = ac.AttributeContext.HttpRequest(method=method, path=path, host="api.example", headers=headers)
@@ -32,7 +32,7 @@ def check(path, token=None, principal="", destination="api", method="GET"):
         source=ac.AttributeContext.Peer(principal=principal),
         request=ac.AttributeContext.Request(http=http),
         context_extensions={"tribune_destination": destination} if destination else {}))
-    return stub.Check(req, timeout=5)
+    return stub.Check(req, timeout=5, metadata=metadata)
 
 
 if trusted == "yes":
@@ -69,6 +69,17 @@ if trusted == "yes":
         raise AssertionError("checked for a destination not served")
     except grpc.RpcError as e:
         assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "billing" in e.details(), e
+    # The authz service also serves "open" (every caller allowed). The checked
+    # request's own headers are the client's: they never pick the policy.
+    try:
+        check("/v1/items", destination=None, headers={"x-tribune-destination": "open"})
+        raise AssertionError("a client's own X-Tribune-Destination picked the policy")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "no destination" in e.details(), e
+    r = check("/v1/items", destination=None, headers={"x-tribune-destination": "open"},
+              metadata=[("x-tribune-destination", "api")])
+    assert r.status.code == 16 and r.denied_response.status.code == 401, r
+    step("the destination comes from Envoy's configuration (context extension or the call's metadata), never the client's headers")
     try:
         stub.Check(ea.CheckRequest(), timeout=5)
         raise AssertionError("answered an empty CheckRequest")

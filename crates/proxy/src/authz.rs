@@ -143,6 +143,29 @@ fn xfcc_principal(uri: &str, trust_domain: &str) -> Option<String> {
 }
 
 impl Authz {
+    /// The checks' service for `services`; each destination's admin listener
+    /// exports `tribune_authz_checks_total` from now on.
+    pub fn new(
+        services: BTreeMap<String, Arc<Proxy>>,
+        trusted: Vec<Cidr>,
+        trust_domain: String,
+        normalized: bool,
+    ) -> Self {
+        for proxy in services.values() {
+            proxy
+                .metrics
+                .counters
+                .serves_checks
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Authz {
+            services,
+            trusted,
+            trust_domain: std::sync::RwLock::new(trust_domain),
+            normalized,
+        }
+    }
+
     /// The mesh's trust domain as known now ("" before it is).
     pub fn trust_domain(&self) -> String {
         self.trust_domain
@@ -187,22 +210,32 @@ impl Authz {
         req: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, std::convert::Infallible> {
         let path = req.uri().path().to_string();
-        let form = if path == "/nginx" {
-            Form::Nginx
-        } else if path == "/forward-auth" {
-            Form::ForwardAuth
-        } else if path == "/envoy" || path.starts_with("/envoy/") {
-            Form::Envoy
-        } else {
-            return Ok(answer(
-                StatusCode::NOT_FOUND,
-                "no such check: use /nginx, /forward-auth or /envoy/<path>\n".into(),
-            ));
+        // `/nginx/<service>` and `/forward-auth/<service>` name the destination in the
+        // proxy's own configuration (Traefik can set no header of its own).
+        let (form, in_path) = match path.split_once('/').map(|(_, p)| p.split_once('/').unwrap_or((p, ""))) {
+            Some(("nginx", d)) => (Form::Nginx, d),
+            Some(("forward-auth", d)) => (Form::ForwardAuth, d),
+            Some(("envoy", _)) => (Form::Envoy, ""),
+            _ => {
+                return Ok(answer(
+                    StatusCode::NOT_FOUND,
+                    "no such check: use /nginx[/<service>], /forward-auth[/<service>] or /envoy/<path>\n".into(),
+                ))
+            }
         };
-        let resp = match self.check(form, peer, req).await {
+        let in_path = (!in_path.is_empty()).then(|| in_path.to_string());
+        let resp = match self.check(form, in_path, peer, req).await {
             Ok(r) => r,
             Err(why) => answer(StatusCode::BAD_REQUEST, format!("{why}\n")),
         };
+        let mut resp = resp;
+        if form == Form::Envoy {
+            // Envoy's HTTP ext_authz removes the headers an allowed check lists here.
+            if let Some(v) = resp.headers().get("x-tribune-remove-headers").cloned() {
+                resp.headers_mut()
+                    .insert(HeaderName::from_static("x-envoy-auth-headers-to-remove"), v);
+            }
+        }
         let status = resp.status();
         if form == Form::Nginx && !status.is_success() && !matches!(status.as_u16(), 401 | 403) {
             // auth_request passes 2xx, 401 and 403 on; anything else would be its 500.
@@ -217,10 +250,12 @@ impl Authz {
     }
 
     /// The check's request as the engine sees it, and its answer; `Err` names what is
-    /// missing or wrong in the check itself.
+    /// missing or wrong in the check itself (counted as `bad_check` once the
+    /// destination is known).
     async fn check(
         &self,
         form: Form,
+        in_path: Option<String>,
         peer: IpAddr,
         req: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, String> {
@@ -231,7 +266,41 @@ impl Authz {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         };
-        let (method, uri) = match form {
+        let destination = self.destination(in_path.or_else(|| text(DESTINATION)))?;
+        let proxy = &self.services[&destination];
+        let engine_parts = match engine_request(form, &parts) {
+            Ok(p) => p,
+            Err(why) => {
+                let bad = crate::metrics::CheckEnd::Error(crate::metrics::CheckError::BadCheck);
+                proxy.metrics.counters.check(bad);
+                return Err(why);
+            }
+        };
+        // The caller: from a trusted hop's XFCC only, in this mesh only.
+        let caller = if self.trusted.iter().any(|c| c.contains(peer)) {
+            text(XFCC)
+                .and_then(|v| xfcc_service(&v, &self.trust_domain()))
+                .map(Arc::<str>::from)
+        } else {
+            None
+        };
+        Ok(crate::http::check(proxy, caller, engine_parts, self.normalized).await)
+    }
+}
+
+/// The request the proxy in front received, rebuilt from an HTTP check (its method,
+/// target and headers, without the ones that steer the check).
+fn engine_request(
+    form: Form,
+    parts: &hyper::http::request::Parts,
+) -> Result<hyper::http::request::Parts, String> {
+    let h = &parts.headers;
+    let text = |name: &str| {
+        h.get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (method, uri) = match form {
             Form::Nginx => (
                 text("x-original-method").ok_or("X-Original-Method is missing (proxy_set_header X-Original-Method $request_method;)")?,
                 text("x-original-uri").ok_or("X-Original-URI is missing (proxy_set_header X-Original-URI $request_uri;)")?,
@@ -256,39 +325,28 @@ impl Authz {
                 (parts.method.as_str().to_string(), rest)
             }
         };
-        let destination = self.destination(text(DESTINATION))?;
-        let proxy = &self.services[&destination];
-        // The caller: from a trusted hop's XFCC only, in this mesh only.
-        let caller = if self.trusted.iter().any(|c| c.contains(peer)) {
-            text(XFCC)
-                .and_then(|v| xfcc_service(&v, &self.trust_domain()))
-                .map(Arc::<str>::from)
-        } else {
-            None
-        };
-        let method = hyper::Method::from_bytes(method.as_bytes())
-            .map_err(|_| format!("{method:?} is not an HTTP method"))?;
-        let uri: hyper::Uri = uri
-            .parse()
-            .map_err(|_| format!("{uri:?} is not a request target"))?;
-        if uri.scheme().is_some() || !uri.path().starts_with('/') {
-            return Err(format!(
-                "{uri} is not an origin-form request target (/path?query)"
-            ));
-        }
-        let mut request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .body(())
-            .map_err(|e| e.to_string())?;
-        for (name, value) in h {
-            if !CONTROL.contains(&name.as_str()) {
-                request.headers_mut().append(name.clone(), value.clone());
-            }
-        }
-        let (engine_parts, ()) = request.into_parts();
-        Ok(crate::http::check(proxy, caller, engine_parts, self.normalized).await)
+    let method = hyper::Method::from_bytes(method.as_bytes())
+        .map_err(|_| format!("{method:?} is not an HTTP method"))?;
+    let uri: hyper::Uri = uri
+        .parse()
+        .map_err(|_| format!("{uri:?} is not a request target"))?;
+    if uri.scheme().is_some() || !uri.path().starts_with('/') {
+        return Err(format!(
+            "{uri} is not an origin-form request target (/path?query)"
+        ));
     }
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(())
+        .map_err(|e| e.to_string())?;
+    for (name, value) in h {
+        if !CONTROL.contains(&name.as_str()) {
+            request.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    let (engine_parts, ()) = request.into_parts();
+    Ok(engine_parts)
 }
 
 /// TLS for the check listeners (`-tls-cert`, `-tls-key`): with `client_ca_pem`
@@ -661,20 +719,61 @@ pub mod envoy_grpc {
         out
     }
 
+    /// The request Envoy received, rebuilt from a `CheckRequest`.
+    fn engine_request(c: &Checked) -> Result<hyper::http::request::Parts, Status> {
+        let method = hyper::Method::from_bytes(c.method.as_bytes())
+            .map_err(|_| invalid(format!("{:?} is not an HTTP method", c.method)))?;
+        let uri: hyper::Uri = c
+            .path
+            .parse()
+            .map_err(|_| invalid(format!("{:?} is not a request target", c.path)))?;
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(())
+            .map_err(|e| invalid(e.to_string()))?;
+        for (k, v) in &c.headers {
+            // Envoy's pseudo-headers are in the fields above.
+            if k.starts_with(':') || super::CONTROL.contains(&k.to_ascii_lowercase().as_str()) {
+                continue;
+            }
+            if let (Ok(name), Ok(value)) = (
+                hyper::header::HeaderName::from_bytes(k.as_bytes()),
+                hyper::header::HeaderValue::from_str(v),
+            ) {
+                request.headers_mut().append(name, value);
+            }
+        }
+        if !c.host.is_empty() && !request.headers().contains_key(hyper::header::HOST) {
+            if let Ok(v) = hyper::header::HeaderValue::from_str(&c.host) {
+                request.headers_mut().insert(hyper::header::HOST, v);
+            }
+        }
+        let (parts, ()) = request.into_parts();
+        Ok(parts)
+    }
+
     impl Authz {
-        async fn grpc_check(&self, peer: IpAddr, msg: &[u8]) -> Result<Vec<u8>, Status> {
+        /// One `Check` call: `msg` is the `CheckRequest`, `metadata` the call's
+        /// `x-tribune-destination` (Envoy's `initial_metadata`); the answer is the
+        /// `CheckResponse`, or the call's error.
+        pub async fn grpc_check(
+            &self,
+            peer: IpAddr,
+            metadata: Option<String>,
+            msg: &[u8],
+        ) -> Result<Vec<u8>, Status> {
             let c = decode(msg)?;
+            // Named by Envoy's configuration only: the route's context extension,
+            // else the call's metadata (`initial_metadata`; Consul's `builtin/ext-authz`
+            // `InitialMetadata`). Never the checked request's own headers: those are
+            // the client's, and a client must not pick the policy it is checked by.
             let named = c
                 .extensions
                 .iter()
                 .find(|(k, _)| k == DESTINATION_EXTENSION)
                 .map(|(_, v)| v.clone())
-                .or_else(|| {
-                    c.headers
-                        .iter()
-                        .find(|(k, _)| k.eq_ignore_ascii_case(super::DESTINATION))
-                        .map(|(_, v)| v.clone())
-                });
+                .or(metadata);
             let destination = self
                 .destination(named)
                 .map_err(|e| Status(Code::InvalidArgument, e))?;
@@ -685,35 +784,14 @@ pub mod envoy_grpc {
             } else {
                 None
             };
-            let method = hyper::Method::from_bytes(c.method.as_bytes())
-                .map_err(|_| invalid(format!("{:?} is not an HTTP method", c.method)))?;
-            let uri: hyper::Uri = c
-                .path
-                .parse()
-                .map_err(|_| invalid(format!("{:?} is not a request target", c.path)))?;
-            let mut request = Request::builder()
-                .method(method)
-                .uri(uri)
-                .body(())
-                .map_err(|e| invalid(e.to_string()))?;
-            for (k, v) in &c.headers {
-                // Envoy's pseudo-headers are in the fields above.
-                if k.starts_with(':') || super::CONTROL.contains(&k.to_ascii_lowercase().as_str()) {
-                    continue;
+            let parts = match engine_request(&c) {
+                Ok(p) => p,
+                Err(e) => {
+                    let bad = crate::metrics::CheckEnd::Error(crate::metrics::CheckError::BadCheck);
+                    proxy.metrics.counters.check(bad);
+                    return Err(e);
                 }
-                if let (Ok(name), Ok(value)) = (
-                    hyper::header::HeaderName::from_bytes(k.as_bytes()),
-                    hyper::header::HeaderValue::from_str(v),
-                ) {
-                    request.headers_mut().append(name, value);
-                }
-            }
-            if !c.host.is_empty() && !request.headers().contains_key(hyper::header::HOST) {
-                if let Ok(v) = hyper::header::HeaderValue::from_str(&c.host) {
-                    request.headers_mut().insert(hyper::header::HOST, v);
-                }
-            }
-            let (parts, ()) = request.into_parts();
+            };
             let resp = crate::http::check(proxy, caller, parts, self.normalized).await;
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
@@ -738,11 +816,16 @@ pub mod envoy_grpc {
                 format!("unknown method {:?}", req.uri().path()),
             )));
         }
+        let metadata = req
+            .headers()
+            .get(super::DESTINATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let msg = match read_message(req.into_body()).await {
             Ok(m) => m,
             Err(s) => return Ok(refused(s)),
         };
-        Ok(match authz.grpc_check(peer, &msg).await {
+        Ok(match authz.grpc_check(peer, metadata, &msg).await {
             Ok(m) => unary(m),
             Err(s) => refused(s),
         })

@@ -381,18 +381,26 @@ pub async fn check(
     mut parts: hyper::http::request::Parts,
     normalized: bool,
 ) -> Response<ProxyBody> {
+    use crate::metrics::{CheckEnd, CheckError};
     let start = Started::now(proxy);
+    let counters = &proxy.metrics.counters;
     let Some(snap) = proxy.current() else {
+        counters.check(CheckEnd::Error(CheckError::NoPolicy));
         return short(StatusCode::SERVICE_UNAVAILABLE, "no policy snapshot yet");
     };
     let (evaluation, shadow) = evaluate(proxy, &snap, &caller, &parts).await;
     let decided = match evaluation {
         Evaluation::Decided(d) => d,
         Evaluation::Refused(r) => {
+            counters.check(CheckEnd::Refused(r.refusal));
             return refuse(proxy, &snap, &caller, &parts, r, shadow, start);
         }
     };
     count(proxy, &snap, &decided);
+    let decided_end = CheckEnd::Decided {
+        allowed: decided.decision.allowed(),
+        code: decided.decision.code(),
+    };
     let log = Logged {
         proxy,
         snap: &snap,
@@ -404,12 +412,14 @@ pub async fn check(
         start,
     };
     if let Some(resp) = deny(&snap, &decided, &log) {
+        counters.check(decided_end);
         return resp;
     }
     // `//` too: the service behind the proxy may merge it, and a rule on `/admin`
     // must not be passed by `//admin`.
     if !normalized && (decided.path != parts.uri.path() || decided.path.contains("//")) {
-        log.record(400, "error", "path_not_normalized");
+        counters.check(CheckEnd::Error(CheckError::PathNotNormalized));
+        log.record(400, "error", CheckError::PathNotNormalized.label());
         return short(
             StatusCode::BAD_REQUEST,
             "the path is not in normal form: the proxy would forward another path than the one decided",
@@ -417,9 +427,11 @@ pub async fn check(
     }
     let before = parts.headers.clone();
     if rewrite(proxy, &snap, &decided, &mut parts, None).is_err() {
-        log.record(400, "error", "bad_request_uri");
+        counters.check(CheckEnd::Error(CheckError::BadRequestUri));
+        log.record(400, "error", CheckError::BadRequestUri.label());
         return short(StatusCode::BAD_REQUEST, "Bad Request");
     }
+    counters.check(decided_end);
     log.record(200, "allow", decided.decision.code().as_str());
     let mut resp = short(StatusCode::OK, "");
     resp.headers_mut().remove(hyper::header::CONTENT_TYPE);

@@ -10,7 +10,7 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use tribune_authz::ReasonCode;
-use tribune_enforce::Why;
+use tribune_enforce::{Refusal, Why};
 
 pub use tribune_jwks::runtime::{
     outcome_label as token_label, outcome_slot as token_slot, OUTCOME_SLOTS as TOKEN_SLOTS,
@@ -104,6 +104,53 @@ impl ConnEvent {
     }
 }
 
+/// Why a check from an external proxy (`tribune connect authz`) ended without a
+/// decision: `tribune_authz_checks_total{result="error",reason}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckError {
+    /// The check itself is malformed: a header the form needs is missing, the method
+    /// or request target is not one (400).
+    BadCheck = 0,
+    /// No policy yet for the destination (503).
+    NoPolicy,
+    /// The path is not in normal form and the proxy is not declared to normalize it.
+    PathNotNormalized,
+    /// The request target could not be rewritten.
+    BadRequestUri,
+}
+
+impl CheckError {
+    pub const ALL: [CheckError; 4] = [
+        CheckError::BadCheck,
+        CheckError::NoPolicy,
+        CheckError::PathNotNormalized,
+        CheckError::BadRequestUri,
+    ];
+
+    /// The `reason` label, also the access record's reason.
+    pub fn label(self) -> &'static str {
+        match self {
+            CheckError::BadCheck => "bad_check",
+            CheckError::NoPolicy => "no_policy",
+            CheckError::PathNotNormalized => "path_not_normalized",
+            CheckError::BadRequestUri => "bad_request_uri",
+        }
+    }
+}
+
+/// How one check ended, counted by [`Counters::check`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckEnd {
+    /// The engine decided: allowed or not, and why.
+    Decided {
+        allowed: bool,
+        code: ReasonCode,
+    },
+    /// Refused before a decision (the sidecar's 400/405/307 refusals).
+    Refused(Refusal),
+    Error(CheckError),
+}
+
 /// Request-path counters: plain atomics (no label lookups per request), exported at
 /// scrape time.
 #[derive(Default)]
@@ -117,12 +164,55 @@ pub struct Counters {
     pub shadow: [[[AtomicU64; Why::COUNT]; 2]; 2],
     /// Bytes carried by upgraded connections: [to the service, to the client].
     pub upgraded_bytes: [AtomicU64; 2],
+    /// Checks from external proxies: [allow, deny] x [`ReasonCode::ALL`], then the
+    /// refusals and the errors.
+    pub checks: [[AtomicU64; ReasonCode::ALL.len()]; 2],
+    pub check_refusals: [AtomicU64; Refusal::ALL.len()],
+    pub check_errors: [AtomicU64; CheckError::ALL.len()],
+    /// Set by `tribune connect authz`: the checks family is exported (from zero).
+    pub serves_checks: std::sync::atomic::AtomicBool,
 }
 
 impl Counters {
     /// Counts one connection event.
     pub fn connection(&self, event: ConnEvent) {
         self.connection_events[event as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one check from an external proxy.
+    pub fn check(&self, end: CheckEnd) {
+        let slot = match end {
+            CheckEnd::Decided { allowed, code } => {
+                &self.checks[usize::from(!allowed)][code as usize]
+            }
+            CheckEnd::Refused(r) => &self.check_refusals[r as usize],
+            CheckEnd::Error(e) => &self.check_errors[e as usize],
+        };
+        slot.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every check's end with its count, in label order.
+    pub fn checks(&self) -> Vec<(CheckEnd, u64)> {
+        let mut out = Vec::new();
+        for (d, allowed) in [true, false].into_iter().enumerate() {
+            for code in ReasonCode::ALL {
+                let n = self.checks[d][code as usize].load(Ordering::Relaxed);
+                out.push((CheckEnd::Decided { allowed, code }, n));
+            }
+        }
+        for r in Refusal::ALL {
+            out.push((
+                CheckEnd::Refused(r),
+                self.check_refusals[r as usize].load(Ordering::Relaxed),
+            ));
+        }
+        for e in CheckError::ALL {
+            out.push((
+                CheckEnd::Error(e),
+                self.check_errors[e as usize].load(Ordering::Relaxed),
+            ));
+        }
+        out
     }
 
     /// How many times `event` happened.
@@ -149,8 +239,13 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("tribune_proxy");
+        let mut root = Registry::default();
         let counters = Arc::new(Counters::default());
+        root.sub_registry_with_prefix("tribune_authz")
+            .register_collector(Box::new(CheckCollector {
+                counters: counters.clone(),
+            }));
+        let registry = root.sub_registry_with_prefix("tribune_proxy");
         registry.register_collector(Box::new(CounterCollector {
             counters: counters.clone(),
         }));
@@ -197,7 +292,7 @@ impl Metrics {
             connections.clone(),
         );
         Metrics {
-            registry,
+            registry: root,
             counters,
             upstream_latency,
             config_version,
@@ -212,6 +307,7 @@ impl Metrics {
     /// Adds the collector that reads per-provider counters (cache, JWKS fetches).
     pub(crate) fn register_providers(&mut self, proxy: Weak<Proxy>) {
         self.registry
+            .sub_registry_with_prefix("tribune_proxy")
             .register_collector(Box::new(ProviderCollector { proxy }));
     }
 }
@@ -347,6 +443,65 @@ impl Collector for CounterCollector {
             gauge.metric_type(),
         )?;
         gauge.encode(family)?;
+        Ok(())
+    }
+}
+
+/// `tribune_authz_checks_total{result,reason}`: checks from external proxies, once
+/// `tribune connect authz` serves them (result `allow`/`deny` with the decision's
+/// reason code, `refused` with the refusal, `error` with a [`CheckError`]).
+struct CheckCollector {
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for CheckCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CheckCollector")
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckLabels {
+    result: &'static str,
+    reason: &'static str,
+}
+
+impl CheckEnd {
+    /// The (`result`, `reason`) labels.
+    pub fn labels(self) -> (&'static str, &'static str) {
+        match self {
+            CheckEnd::Decided {
+                allowed: true,
+                code,
+            } => ("allow", code.as_str()),
+            CheckEnd::Decided {
+                allowed: false,
+                code,
+            } => ("deny", code.as_str()),
+            CheckEnd::Refused(r) => ("refused", r.as_str()),
+            CheckEnd::Error(e) => ("error", e.label()),
+        }
+    }
+}
+
+impl Collector for CheckCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        if !self.counters.serves_checks.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let probe = ConstCounter::new(0u64);
+        let mut family = encoder.encode_descriptor(
+            "checks",
+            "Checks from external proxies (connect authz) by result (allow, deny, refused, error) and reason",
+            None,
+            probe.metric_type(),
+        )?;
+        // All of them, from zero (two results x the reason codes, the refusals and
+        // the errors: a few dozen series).
+        for (end, n) in self.counters.checks() {
+            let (result, reason) = end.labels();
+            ConstCounter::new(n).encode(family.encode_family(&CheckLabels { result, reason })?)?;
+        }
         Ok(())
     }
 }

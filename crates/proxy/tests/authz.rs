@@ -76,12 +76,12 @@ async fn forward_auth_and_envoy_checks_decide_like_the_sidecar() {
         async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
-            let authz = Arc::new(Authz {
-                services: BTreeMap::from([("api".to_string(), proxy)]),
+            let authz = Arc::new(Authz::new(
+                BTreeMap::from([("api".to_string(), proxy)]),
                 trusted,
-                trust_domain: std::sync::RwLock::new(td),
-                normalized: false,
-            });
+                td,
+                false,
+            ));
             tokio::spawn(tribune_proxy::authz::serve(authz, listener, None));
             addr
         }
@@ -147,6 +147,11 @@ async fn forward_auth_and_envoy_checks_decide_like_the_sidecar() {
         ("GET /forward-auth HTTP/1.1\r\nhost: a\r\nx-forwarded-method: G@T\r\nx-forwarded-uri: /x\r\n", 400, "is not an HTTP method"),
         ("GET /forward-auth HTTP/1.1\r\nhost: a\r\nx-forwarded-method: GET\r\nx-forwarded-uri: http://evil/x\r\n", 400, "origin-form"),
         ("GET /envoy/x HTTP/1.1\r\nhost: a\r\nx-tribune-destination: billing\r\n", 400, "is not served here"),
+        // The destination in the check's path (Traefik's forwardAuth address) wins
+        // over a header, which a client may have sent itself.
+        ("GET /forward-auth/billing HTTP/1.1\r\nhost: a\r\nx-forwarded-method: GET\r\nx-forwarded-uri: /public/x\r\nx-tribune-destination: api\r\n", 400, "\"billing\" is not served here"),
+        ("GET /forward-auth/api HTTP/1.1\r\nhost: a\r\nx-forwarded-method: GET\r\nx-forwarded-uri: /public/x\r\nx-tribune-destination: billing\r\n", 200, ""),
+        ("GET /nginx/api HTTP/1.1\r\nhost: a\r\nx-original-method: GET\r\nx-original-uri: /private\r\n", 403, ""),
         ("GET /nginx HTTP/1.1\r\nhost: a\r\n", 403, ""),
         ("GET /other HTTP/1.1\r\nhost: a\r\n", 404, "no such check"),
     ] {
@@ -159,4 +164,29 @@ async fn forward_auth_and_envoy_checks_decide_like_the_sidecar() {
         assert_eq!(status, want, "{head}: {out}");
         assert!(out.contains(says), "{head}: {out}");
     }
+    // Every check is counted by how it ended: the four malformed checks for api (not
+    // the one for a destination not served here), decisions by their reason.
+    let metrics = tribune_proxy::metrics::render(&proxy.metrics);
+    let count = |labels: &str| {
+        let line = format!("tribune_authz_checks_total{{{labels}}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .unwrap_or_else(|| panic!("{line} in {metrics}"))
+            .parse::<u64>()
+            .unwrap()
+    };
+    assert_eq!(count("result=\"error\",reason=\"bad_check\""), 4);
+    assert_eq!(count("result=\"error\",reason=\"no_policy\""), 0);
+    assert_eq!(
+        count("result=\"allow\",reason=\"intention\""),
+        2,
+        "web, by its intention"
+    );
+    assert!(
+        count("result=\"deny\",reason=\"no_permission_matched\"") >= 6,
+        "{metrics}"
+    );
+    // The sidecar's own family counts the same decisions.
+    assert!(metrics.contains("tribune_proxy_requests_total{decision=\"allow\""));
 }

@@ -21,6 +21,9 @@ mod stale_policy;
 #[path = "security/headers.rs"]
 mod headers;
 
+#[path = "security/authz.rs"]
+mod authz;
+
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -30,6 +30,11 @@ fn envoys_grpc_check_gets_the_sidecars_answers() {
                 {"Name": "*", "Permissions": [{"Action": "allow",
                     "HTTP": {"PathPrefix": "/v1/"},
                     "JWT": {"Providers": [{"Name": "okta", "VerifyClaims": [{"Path": ["role"], "Value": "admin"}]}]}}]}]}),
+        // A second destination that allows everyone: a client must not be able to
+        // pick it.
+        json!({"Kind": "service-defaults", "Name": "open", "Protocol": "http"}),
+        json!({"Kind": "service-intentions", "Name": "open",
+            "Sources": [{"Name": "*", "Action": "allow"}]}),
     ] {
         let (status, text) = request(&addr, "PUT", "/v1/config", &[], &body.to_string());
         assert_eq!(status, 200, "{text}");
@@ -58,6 +63,8 @@ fn envoys_grpc_check_gets_the_sidecars_answers() {
             "authz".into(),
             "-service".into(),
             "api".into(),
+            "-service".into(),
+            "open".into(),
             "-http-listener".into(),
             "127.0.0.1:0".into(),
             "-grpc-listener".into(),

@@ -234,6 +234,27 @@ fn seed_answers(mut s: Setup, front: &str) {
             "{trick}: {status} (must fail closed)"
         );
     }
+    // Envoy's HTTP form, asked directly: the headers to set, and the token for Envoy
+    // to remove (`x-envoy-auth-headers-to-remove`, which Envoy applies).
+    {
+        let mut c = std::net::TcpStream::connect(&s.authz_addr).unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        write!(
+            c,
+            "GET /envoy/v1/items HTTP/1.1\r\nhost: api\r\nauthorization: Bearer {admin}\r\nconnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        let _ = c.read_to_string(&mut out);
+        let out = out.to_ascii_lowercase();
+        assert!(out.starts_with("http/1.1 200"), "{out}");
+        assert!(out.contains("x-jwt-payload: ey"), "{out}");
+        assert!(
+            out.contains("x-envoy-auth-headers-to-remove: authorization"),
+            "{out}"
+        );
+    }
     // An identity claimed in a header is not believed (no trusted hop configured):
     // with it, a caller is still outside the mesh and `*` rules apply unchanged.
     let (status, _) = raw(
@@ -252,6 +273,21 @@ fn seed_answers(mut s: Setup, front: &str) {
             && metrics.contains("tribune_proxy_requests_total{decision=\"deny\""),
         "{metrics}"
     );
+    // And as checks, by how they ended: allowed by the permission, denied for a
+    // missing token, and the path tricks the proxy would forward in another form.
+    for (labels, at_least) in [
+        ("result=\"allow\",reason=\"permission\"", 2),
+        ("result=\"deny\",reason=\"jwt_missing\"", 1),
+        ("result=\"error\",reason=\"path_not_normalized\"", 1),
+    ] {
+        let n: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("tribune_authz_checks_total{{{labels}}} ")))
+            .unwrap_or_else(|| panic!("{labels} in {metrics}"))
+            .parse()
+            .unwrap();
+        assert!(n >= at_least, "{labels}: {n}");
+    }
 
     // The agent goes away: checks go on with the policy held.
     s.agent.kill();

@@ -20,8 +20,8 @@
 //! nonce and PKCE verifier) is kept in the store for ten minutes at most, so that
 //! any agent sharing it can finish it, and bounded in number.
 
-use super::login::{alg_allowed, issue, load_method, refused, remote_provider};
 use super::acl_enabled;
+use super::login::{alg_allowed, issue, load_method, refused, remote_provider};
 use crate::extract::GoJson;
 use crate::state::acl::{AUTH_METHODS, OIDC_STATES};
 use crate::{ApiError, ApiResult, AppState, Shared};

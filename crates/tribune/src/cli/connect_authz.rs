@@ -213,12 +213,12 @@ pub fn run(args: AuthzArgs, io: &mut Io<'_>) -> u8 {
             Err(e) => return fail(io, format!("-http-listener {}: {e}", args.http_listener)),
         };
         let at = listener.local_addr().unwrap_or(args.http_listener);
-        let authz = Arc::new(Authz {
+        let authz = Arc::new(Authz::new(
             services,
             trusted,
-            trust_domain: std::sync::RwLock::new(saved_trust_domain.unwrap_or_default()),
-            normalized: args.proxy_normalizes_paths,
-        });
+            saved_trust_domain.unwrap_or_default(),
+            args.proxy_normalizes_paths,
+        ));
         // The mesh's trust domain (a caller's identity must be in it), from the agent
         // as soon as one answers; kept in the state files for a start without one.
         {
