@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # External authorization cost (issue #44, item 6): nginx + auth_request asking
 # `tribune connect authz`, against nginx alone (a plain proxy that checks nothing)
-# and against Tribune's sidecar (edge listener), all with the bench policy
+# and against Tribune's sidecar (edge listener); then connect authz asked directly
+# as Envoy asks it, over gRPC (ext_authz v3, h2c) and in the HTTP form, by the load
+# generator `crates/tribune/examples/checks.rs`. All with the bench policy
 # (RS256 jwt-provider + service-intentions: PathPrefix /api/ and role = admin) and
 # one repeated valid token (a cached verification).
 #
@@ -22,6 +24,8 @@ trap 'kill $(jobs -p) 2>/dev/null || true; pkill -f "$OUT" 2>/dev/null || true' 
 . bench/common.sh
 bench_setup "$OUT" nginx wrk
 BIN=$PWD/target/release/tribune
+cargo build --release -q -p tribune --example checks
+CHECKS=$PWD/target/release/examples/checks
 UP=$(free_port); AG=$(free_port); AZ=$(free_port); NGA=$(free_port); NGX=$(free_port)
 TRI=$(free_port); ADM=$(free_port)
 
@@ -45,8 +49,9 @@ for e in doc["Entries"]:
     assert urllib.request.urlopen(req).read() == b"true", e
 EOF
 
+GR=$(free_port)
 TRIBUNE_LOG=warn taskset -c 0 "$BIN" connect authz -service api -http-listener "127.0.0.1:$AZ" \
-  -admin-bind 127.0.0.1:0 -state-dir "$OUT/state" -http-addr "127.0.0.1:$AG" > "$OUT/authz.out" 2>&1 &
+  -grpc-listener "127.0.0.1:$GR" -admin-bind 127.0.0.1:0 -state-dir "$OUT/state" -http-addr "127.0.0.1:$AG" > "$OUT/authz.out" 2>&1 &
 
 # nginx + auth_request (the guide's recipe, with keep-alive to both sides).
 mkdir -p "$OUT/tmp"
@@ -118,10 +123,29 @@ run() { # system port
     "$(python3 -c "print(f'{($after-$before)/$TICKS/$reqs*10000:.3f}')")" \
     "$(python3 -c "print(f'{($aza-$azb)/$TICKS/$reqs*10000:.3f}')")" "$code" >> "$RESULTS"
 }
+direct() { # form: connect authz asked directly, as Envoy would (gRPC or HTTP form)
+  local form=$1 before after line n
+  taskset -c 1 "$CHECKS" --form "$form" --addr "127.0.0.1:$([ "$form" = grpc ] && echo "$GR" || echo "$AZ")" \
+    --token-file "$TOKEN" --path /api/items --concurrency "$CONNS" --seconds 2 >/dev/null
+  before=$(cpu_ticks $AUTHZ_PIDS)
+  line=$(taskset -c 1 "$CHECKS" --form "$form" --addr "127.0.0.1:$([ "$form" = grpc ] && echo "$GR" || echo "$AZ")" \
+    --token-file "$TOKEN" --path /api/items --concurrency "$CONNS" --seconds "$DURATION")
+  after=$(cpu_ticks $AUTHZ_PIDS)
+  echo "$line" | grep -q ' errors=0$' || { echo "authz $form: answers other than allow: $line" >&2; exit 1; }
+  n=$(echo "$line" | sed 's/.*checks=\([0-9]*\).*/\1/')
+  printf 'authz-%s\t%s\t%sus\t%sus\t%s\t%s\t200\n' "$form" \
+    "$(echo "$line" | sed 's/.*per_second=\([0-9]*\).*/\1/')" \
+    "$(echo "$line" | sed 's/.*p50_us=\([0-9]*\).*/\1/')" \
+    "$(echo "$line" | sed 's/.*p99_us=\([0-9]*\).*/\1/')" \
+    "$(python3 -c "print(f'{($after-$before)/$TICKS/$n*10000:.3f}')")" \
+    "$(python3 -c "print(f'{($after-$before)/$TICKS/$n*10000:.3f}')")" >> "$RESULTS"
+}
 for round in $(seq "${ROUNDS:-1}"); do
   run nginx "$NGX"
   run nginx+authz "$NGA"
   run sidecar "$TRI"
+  direct grpc
+  direct http
 done
 
 python3 - "$RESULTS" "$(nproc)" "$(awk -F: '/model name/ {print $2; exit}' /proc/cpuinfo)" <<'EOF' | tee bench/results-authz.md
@@ -134,13 +158,15 @@ def med(s):
     rs = sorted(by[s], key=lambda r: r[0])
     return rs[len(rs) // 2]
 print(f"CPU:{sys.argv[3]} ({sys.argv[2]} cores); one repeated RS256 token; `bench/authz.sh`\n")
-print("| system | req/s | p50 | p99 | CPU s / 10k req (process under test) | status |")
+print("| system | req/s (authz-*: checks/s) | p50 | p99 | CPU s / 10k req (process under test) | status |")
 print("|---|---|---|---|---|---|")
-for s in ("nginx", "nginx+authz", "sidecar"):
+for s in ("nginx", "nginx+authz", "sidecar", "authz-grpc", "authz-http"):
     rps, p50, p99, cpu, _, code = med(s)
     print(f"| {s} | {rps:.0f} | {p50} | {p99} | {cpu:.3f} | {code} |")
 n, a, t = med("nginx"), med("nginx+authz"), med("sidecar")
 print()
 print(f"- nginx + auth_request + Tribune: {a[0] / n[0]:.2f}x the requests/s of nginx alone, {a[0] / t[0]:.2f}x the sidecar's")
 print(f"- CPU of a check (connect authz alone): {a[4]:.3f} s / 10k, {a[4] / t[3]:.2f}x a sidecar request's ({t[3]:.3f}; target <= 1.5x)")
+g, h = med("authz-grpc"), med("authz-http")
+print(f"- asked directly, as Envoy asks: gRPC {g[0]:.0f} checks/s (p99 {g[2]}), {g[3] / t[3]:.2f}x a sidecar request's CPU; HTTP form {h[0]:.0f} checks/s (p99 {h[2]}), {h[3] / t[3]:.2f}x")
 EOF
