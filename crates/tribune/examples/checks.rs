@@ -94,7 +94,12 @@ fn entry(out: &mut Vec<u8>, n: u32, k: &str, v: &str) {
 fn check_request(a: &Args) -> Bytes {
     let mut http = Vec::new();
     field(&mut http, 2, b"GET");
-    entry(&mut http, 3, "authorization", &format!("Bearer {}", a.token));
+    entry(
+        &mut http,
+        3,
+        "authorization",
+        &format!("Bearer {}", a.token),
+    );
     field(&mut http, 4, a.path.as_bytes());
     field(&mut http, 5, b"api.example");
     let mut request = Vec::new();
@@ -148,7 +153,11 @@ fn allows(frame: &[u8]) -> bool {
 
 type Latencies = Vec<u32>;
 
-async fn grpc_connection(a: &Args, calls: usize, until: Instant) -> Result<(Latencies, u64), String> {
+async fn grpc_connection(
+    a: &Args,
+    calls: usize,
+    until: Instant,
+) -> Result<(Latencies, u64), String> {
     let stream = tokio::net::TcpStream::connect(&a.addr)
         .await
         .map_err(|e| format!("{}: {e}", a.addr))?;
@@ -161,7 +170,10 @@ async fn grpc_connection(a: &Args, calls: usize, until: Instant) -> Result<(Late
     .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     let body = check_request(a);
-    let uri = format!("http://{}/envoy.service.auth.v3.Authorization/Check", a.addr);
+    let uri = format!(
+        "http://{}/envoy.service.auth.v3.Authorization/Check",
+        a.addr
+    );
     let mut tasks = Vec::new();
     for _ in 0..calls {
         let (mut sender, body, uri) = (sender.clone(), body.clone(), uri.clone());
@@ -175,7 +187,11 @@ async fn grpc_connection(a: &Args, calls: usize, until: Instant) -> Result<(Late
                     .map_err(|e| e.to_string())?;
                 let start = Instant::now();
                 let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-                let collected = resp.into_body().collect().await.map_err(|e| e.to_string())?;
+                let collected = resp
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let ok = collected
                     .trailers()
                     .and_then(|t| t.get("grpc-status"))
@@ -221,7 +237,10 @@ async fn http_connection(a: &Args, until: Instant) -> Result<(Latencies, u64), S
         let start = Instant::now();
         let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
         let status = resp.status();
-        resp.into_body().collect().await.map_err(|e| e.to_string())?;
+        resp.into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?;
         lat.push(start.elapsed().as_micros().min(u32::MAX as u128) as u32);
         if status != 200 {
             errors += 1;
@@ -249,7 +268,9 @@ async fn main() -> Result<(), String> {
     } else {
         for _ in 0..a.concurrency {
             let a = a.clone();
-            tasks.push(tokio::spawn(async move { http_connection(&a, until).await }));
+            tasks.push(tokio::spawn(
+                async move { http_connection(&a, until).await },
+            ));
         }
     }
     let (mut all, mut errors) = (Vec::new(), 0);
