@@ -80,7 +80,7 @@ fn management_token(secret: &str, description: &str) -> Token {
 pub(crate) async fn ensure_management_token(state: &AppState, secret: &str) -> ApiResult<()> {
     // Guarded: agents started at once with the same secret create one token.
     guarded(state, TOKEN_TABLE, move |_| async move {
-        let index = state.store.table_index(TOKEN_TABLE).await?;
+        let index = TOKENS.index(state).await?;
         if find_token_by_secret(state, secret).await?.is_some() {
             return Ok(Step::Skip(()));
         }
@@ -169,10 +169,7 @@ pub(crate) async fn bootstrap(State(state): State<Shared>) -> ApiResult<Response
         "Bootstrap Token (Global Management)",
     );
     // Absent: the token and the bootstrap marker are created once per cluster.
-    let applied = state
-        .store
-        .apply(&management_ops(&token, Cas::Absent)?)
-        .await?;
+    let applied = crate::state::write::apply(&state, &management_ops(&token, Cas::Absent)?).await?;
     if !applied.ok {
         // Another agent sharing the store bootstrapped first: once per cluster.
         let reset = match META.get(&state, BOOTSTRAP_KEY).await? {
@@ -284,7 +281,7 @@ pub(crate) async fn delete_policy(
             "Delete operation not permitted on the builtin global-management policy",
         ));
     }
-    state.store.apply(&[POLICIES.delete(&id, Cas::Any)]).await?;
+    crate::state::write::apply(&state, &[POLICIES.delete(&id, Cas::Any)]).await?;
     Ok(Json(true).into_response())
 }
 
@@ -375,9 +372,7 @@ pub(crate) async fn reap(state: &AppState) -> ApiResult<usize> {
         .filter(|t| crate::is_expired(t))
         .map(|t| TOKENS.delete(&t.accessor_id, Cas::Any))
         .collect();
-    for chunk in ops.chunks(state.store.max_ops().max(1)) {
-        state.store.apply(chunk).await?;
-    }
+    crate::state::write::apply_batched(state, &ops).await?;
     Ok(ops.len())
 }
 
@@ -542,6 +537,6 @@ async fn delete_record<T: serde::Serialize + serde::de::DeserializeOwned>(
     table: &Table<T>,
     key: &str,
 ) -> ApiResult<Response> {
-    state.store.apply(&[table.delete(key, Cas::Any)]).await?;
+    crate::state::write::apply(state, &[table.delete(key, Cas::Any)]).await?;
     Ok(Json(true).into_response())
 }

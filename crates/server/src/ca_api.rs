@@ -163,7 +163,7 @@ pub(crate) async fn load(state: &AppState) -> ApiResult<Option<CaState>> {
 /// Stores the CA state; false when the check-and-set condition failed (another
 /// agent sharing the store wrote first).
 async fn save(state: &AppState, ca: &CaState, cas: Cas) -> ApiResult<bool> {
-    let applied = state.store.apply(&[CA.put(CA_KEY, ca, cas)?]).await?;
+    let applied = crate::state::write::apply(state, &[CA.put(CA_KEY, ca, cas)?]).await?;
     Ok(applied.ok)
 }
 

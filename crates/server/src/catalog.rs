@@ -409,7 +409,7 @@ pub(crate) async fn deregister(
         .iter()
         .map(|r| SERVICES.delete(&r.id, Cas::Any))
         .collect();
-    state.store.apply(&ops).await?;
+    crate::state::write::apply(&state, &ops).await?;
     Ok(().into_response())
 }
 

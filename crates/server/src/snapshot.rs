@@ -277,7 +277,7 @@ pub(crate) async fn restore(
         .count();
     let mut index = current.index;
     for batch in ops.chunks(state.store.max_ops().max(1)) {
-        let applied = state.store.apply(batch).await?;
+        let applied = crate::state::write::apply(&state, batch).await?;
         if !applied.ok {
             return Err(crate::internal_error(
                 "the store refused a restore batch; run the restore again".into(),

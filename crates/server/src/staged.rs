@@ -18,7 +18,7 @@
 
 use crate::entries::{can_read, can_write, commit, entry_key, load_all_at, parse_kind};
 use crate::extract::{Caller, JsonBody, Query};
-use crate::state::typed::Table;
+use crate::state::typed::{Stored, Table};
 use crate::{query_get, ApiError, ApiResult, AppState, Shared};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -35,6 +35,8 @@ pub(crate) const STAGED_TABLE: &str = "config-staged";
 pub(crate) const SHADOW_TABLE: &str = "shadow-reports";
 /// Shadow reports by `candidate\0service\0proxy`.
 const SHADOWS: Table<ShadowReport> = Table::new(SHADOW_TABLE);
+/// Candidates by `<kind>/<name>`.
+const STAGED: Table<StagedValue> = Table::new(STAGED_TABLE);
 
 /// A stored candidate.
 #[derive(Debug, Serialize, Deserialize)]
@@ -65,27 +67,19 @@ impl Staged {
     }
 }
 
-fn decode(r: Record) -> ApiResult<Staged> {
-    let v: StagedValue = serde_json::from_slice(&r.value)
-        .map_err(|e| crate::internal_error(format!("staged record {}: {e}", r.key)))?;
-    let entry = entry_from_json(v.entry)
-        .map_err(|e| crate::internal_error(format!("staged record {}: {e}", r.key)))?;
+fn decode(stored: Stored<StagedValue>) -> ApiResult<Staged> {
+    let entry = entry_from_json(stored.value.entry.clone())
+        .map_err(|e| crate::internal_error(format!("staged record {}: {e}", stored.key)))?;
     Ok(Staged {
         entry,
-        live_index: v.live_index,
-        record: r,
+        live_index: stored.value.live_index,
+        record: stored.record(),
     })
 }
 
 /// Every candidate.
 pub(crate) async fn load_staged(state: &AppState) -> ApiResult<Vec<Staged>> {
-    state
-        .store
-        .list(STAGED_TABLE)
-        .await?
-        .into_iter()
-        .map(decode)
-        .collect()
+    STAGED.list(state).await?.into_iter().map(decode).collect()
 }
 
 fn stageable(kind: Kind) -> ApiResult<()> {
@@ -127,26 +121,18 @@ pub(crate) async fn stage(state: &AppState, entry: &ConfigEntry) -> ApiResult<Re
         .iter()
         .find(|(e, _)| same(e, entry))
         .map_or(0, |(_, r)| r.modify_index);
-    let value = serde_json::to_vec(&StagedValue {
+    let value = StagedValue {
         entry: entry.to_json(),
         live_index,
-    })
-    .map_err(|e| crate::internal_error(e.to_string()))?;
-    state
-        .store
-        .apply(&[Op::put(STAGED_TABLE, &key, value, Cas::Any)])
-        .await?;
+    };
+    crate::state::write::apply(state, &[STAGED.put(&key, &value, Cas::Any)?]).await?;
     tracing::info!(kind = %entry.kind(), name = entry.name(), live_index, "config entry staged");
     Ok(Json(true).into_response())
 }
 
 /// `GET /v1/config/<kind>/<name>?stage=true` (called by `get_config`).
 pub(crate) async fn get(state: &AppState, kind: Kind, name: &str) -> ApiResult<Response> {
-    let Some(r) = state
-        .store
-        .get(STAGED_TABLE, &entry_key(kind, name))
-        .await?
-    else {
+    let Some(r) = STAGED.get(state, &entry_key(kind, name)).await? else {
         return Err(not_staged(kind, name));
     };
     let s = decode(r)?;
@@ -161,22 +147,21 @@ pub(crate) async fn get(state: &AppState, kind: Kind, name: &str) -> ApiResult<R
 /// `DELETE /v1/config/<kind>/<name>?stage=true` (called by `delete_config`).
 pub(crate) async fn unstage(state: &AppState, kind: Kind, name: &str) -> ApiResult<Response> {
     let key = entry_key(kind, name);
-    let mut ops = vec![Op::delete(STAGED_TABLE, &key, Cas::Any)];
+    let mut ops = vec![STAGED.delete(&key, Cas::Any)];
     ops.extend(forget_reports(state, kind, name).await?);
-    state.store.apply(&ops).await?;
+    crate::state::write::apply(state, &ops).await?;
     Ok(Json(true).into_response())
 }
 
 /// Deletes of the sidecars' reports about any candidate of `kind/name`.
 async fn forget_reports(state: &AppState, kind: Kind, name: &str) -> ApiResult<Vec<Op>> {
     let prefix = format!("{}@", entry_key(kind, name));
-    Ok(state
-        .store
-        .list(SHADOW_TABLE)
+    Ok(SHADOWS
+        .list(state)
         .await?
         .iter()
         .filter(|r| r.key.starts_with(&prefix))
-        .map(|r| Op::delete(SHADOW_TABLE, &r.key, Cas::Any))
+        .map(|r| SHADOWS.delete(&r.key, Cas::Any))
         .collect())
 }
 
@@ -200,7 +185,7 @@ pub(crate) async fn promote(
     can_write(&authz, kind, &name)?;
     let force = matches!(query_get(q, "force"), Some("" | "true" | "1"));
     let key = entry_key(kind, &name);
-    let Some(r) = state.store.get(STAGED_TABLE, &key).await? else {
+    let Some(r) = STAGED.get(&state, &key).await? else {
         return Err(not_staged(kind, &name));
     };
     let s = decode(r)?;
@@ -225,11 +210,7 @@ pub(crate) async fn promote(
         (false, i) => Cas::ModifyIndex(i),
     };
     let value = s.entry.to_canonical_string().into_bytes();
-    let mut extra = vec![Op::delete(
-        STAGED_TABLE,
-        &key,
-        Cas::ModifyIndex(s.record.modify_index),
-    )];
+    let mut extra = vec![STAGED.delete(&key, Cas::ModifyIndex(s.record.modify_index))];
     extra.extend(forget_reports(&state, kind, &name).await?);
     let (ok, _) = commit(&state, kind, &name, Some((&s.entry, value)), cas, extra).await?;
     if ok {
@@ -335,11 +316,7 @@ pub(crate) async fn report(
     // go with that write.
     let mut all_known = true;
     for r in &reports {
-        all_known &= state
-            .store
-            .get(SHADOW_TABLE, &report_key(r))
-            .await?
-            .is_some();
+        all_known &= SHADOWS.contains(&state, &report_key(r)).await?;
     }
     let existing = if all_known {
         Vec::new()
@@ -372,7 +349,7 @@ pub(crate) async fn report(
             .map(|(k, _)| SHADOWS.delete(k, Cas::Any)),
     );
     if !ops.is_empty() {
-        state.store.apply(&ops).await?;
+        crate::state::write::apply(&state, &ops).await?;
     }
     Ok(Json(true).into_response())
 }
@@ -531,11 +508,7 @@ pub(crate) async fn show(
 ) -> ApiResult<Response> {
     let kind = parse_kind(&kind)?;
     can_read(&authz, kind, &name)?;
-    let Some(r) = state
-        .store
-        .get(STAGED_TABLE, &entry_key(kind, &name))
-        .await?
-    else {
+    let Some(r) = STAGED.get(&state, &entry_key(kind, &name)).await? else {
         return Err(not_staged(kind, &name));
     };
     let s = decode(r)?;

@@ -64,8 +64,8 @@ pub(crate) async fn report(
     // A sidecar refreshing its report (every 10 s) is one write. A new one is
     // counted against its service's bound, and reports not refreshed for an hour go
     // with its write.
-    if state.store.get(SIDECARS.name, &key).await?.is_some() {
-        state.store.apply(&ops).await?;
+    if SIDECARS.contains(&state, &key).await? {
+        crate::state::write::apply(&state, &ops).await?;
         return Ok(Json(true).into_response());
     }
     let mut kept = 0;
@@ -85,7 +85,7 @@ pub(crate) async fn report(
             ),
         ));
     }
-    state.store.apply(&ops).await?;
+    crate::state::write::apply(&state, &ops).await?;
     Ok(Json(true).into_response())
 }
 

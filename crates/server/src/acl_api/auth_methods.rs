@@ -210,9 +210,7 @@ pub(crate) async fn delete(
     }
     let n = ops.len();
     // etcd takes a bounded number of operations per transaction.
-    for chunk in ops.chunks(state.store.max_ops().max(1)) {
-        state.store.apply(chunk).await?;
-    }
+    crate::state::write::apply_batched(&state, &ops).await?;
     if n > 1 {
         tracing::info!(auth_method = %name, removed = n - 1, "ACL auth method deleted with its binding rules and login tokens");
     }

@@ -249,10 +249,11 @@ pub(crate) async fn clone_token(
         create_time: now_rfc3339(),
         ..old
     };
-    let applied = state
-        .store
-        .apply(&[TOKENS.put(&token.accessor_id, &token, Cas::Absent)?])
-        .await?;
+    let applied = crate::state::write::apply(
+        &state,
+        &[TOKENS.put(&token.accessor_id, &token, Cas::Absent)?],
+    )
+    .await?;
     tracing::info!(from = %id, accessor_id = %token.accessor_id, "ACL token cloned");
     read_back_token(
         &state,

@@ -403,10 +403,7 @@ pub(crate) async fn logout(
         // Only a login's token logs out; any other is deleted by an ACL writer.
         return Err(denied());
     }
-    state
-        .store
-        .apply(&[TOKENS.delete(&token.accessor_id, Cas::Any)])
-        .await?;
+    crate::state::write::apply(&state, &[TOKENS.delete(&token.accessor_id, Cas::Any)]).await?;
     tracing::info!(auth_method = %token.auth_method, accessor_id = %token.accessor_id, "ACL logout");
     Ok(Json(true).into_response())
 }

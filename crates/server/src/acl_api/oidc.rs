@@ -77,10 +77,7 @@ async fn remember(state: &AppState, id: &str, p: &Pending) -> ApiResult<()> {
             "too many OIDC sign-ins in progress; try again in a few minutes".into(),
         ));
     }
-    state
-        .store
-        .apply(&[OIDC_STATES.put(id, p, Cas::Absent)?])
-        .await?;
+    crate::state::write::apply(state, &[OIDC_STATES.put(id, p, Cas::Absent)?]).await?;
     Ok(())
 }
 
@@ -93,10 +90,11 @@ async fn take(state: &AppState, id: &str) -> ApiResult<Option<Pending>> {
     let Some(found) = OIDC_STATES.get(state, id).await? else {
         return Ok(None);
     };
-    let applied = state
-        .store
-        .apply(&[OIDC_STATES.delete(id, Cas::ModifyIndex(found.modify_index))])
-        .await?;
+    let applied = crate::state::write::apply(
+        state,
+        &[OIDC_STATES.delete(id, Cas::ModifyIndex(found.modify_index))],
+    )
+    .await?;
     if !applied.ok || expired(&found.value, crate::ca_api::now()) {
         return Ok(None);
     }
@@ -113,9 +111,7 @@ pub(crate) async fn reap_states(state: &AppState) -> ApiResult<usize> {
         .filter(|s| expired(&s.value, now))
         .map(|s| OIDC_STATES.delete(&s.key, Cas::ModifyIndex(s.modify_index)))
         .collect();
-    for chunk in ops.chunks(state.store.max_ops().max(1)) {
-        state.store.apply(chunk).await?;
-    }
+    crate::state::write::apply_batched(state, &ops).await?;
     Ok(ops.len())
 }
 

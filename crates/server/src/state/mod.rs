@@ -1,6 +1,7 @@
 //! The server's state layer: what handlers read instead of the raw store, kept
 //! current from the store's notifications (issue #40).
 //!
+//! - [`config`]: the config entries, decoded once per change.
 //! - [`tables`]: which blocking queries a write wakes (the waiters of its tables).
 //! - [`documents`]: each watched service's policy document, rebuilt once per change
 //!   that touches it and handed to all its waiting sidecars.
@@ -11,6 +12,7 @@
 //!   tables of their areas (the CA's is `ca_api::CA`; config entries go through the
 //!   decoded-entry cache of `entries`).
 
+pub(crate) mod config;
 pub(crate) mod documents;
 pub(crate) mod tables;
 pub(crate) mod typed;

@@ -62,6 +62,11 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
         }
     }
 
+    /// Whether `key` is stored (its value is not decoded).
+    pub(crate) async fn contains(&self, state: &AppState, key: &str) -> ApiResult<bool> {
+        Ok(state.store.get(self.name, key).await?.is_some())
+    }
+
     /// Every record, by key. One that does not decode is left out and logged (a
     /// listing is not refused for one bad record).
     pub(crate) async fn list(&self, state: &AppState) -> ApiResult<Vec<Stored<T>>> {

@@ -76,6 +76,23 @@ where
     Err(contended(table))
 }
 
+/// Applies `ops` as they are: writes whose conditions are in their own CAS (a
+/// record's index, `Absent`) and need no read-check-write step.
+pub(crate) async fn apply(state: &AppState, ops: &[Op]) -> ApiResult<Applied> {
+    Ok(state.store.apply(ops).await?)
+}
+
+/// Applies `ops` in as many transactions as the store's limit needs (etcd: 128
+/// operations per transaction), for sweeps where each operation stands alone
+/// (expired records, everything of a deleted owner).
+pub(crate) async fn apply_batched(state: &AppState, ops: &[Op]) -> ApiResult<Vec<Applied>> {
+    let mut out = Vec::new();
+    for chunk in ops.chunks(state.store.max_ops().max(1)) {
+        out.push(state.store.apply(chunk).await?);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
