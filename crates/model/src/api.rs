@@ -979,3 +979,47 @@ mod tests {
         assert!(e.contains("CertPEM"), "{e}");
     }
 }
+
+/// The body of `POST /v1/acl/login` (Consul's `ACLLoginParams`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginBody {
+    #[serde(rename = "AuthMethod", default)]
+    pub auth_method: String,
+    #[serde(rename = "BearerToken", default)]
+    pub bearer_token: String,
+    #[serde(rename = "Meta", default)]
+    pub meta: BTreeMap<String, String>,
+}
+
+/// The body of `POST /v1/acl/oidc/auth-url` (Consul's `ACLOIDCAuthURLParams`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OidcAuthUrlBody {
+    #[serde(rename = "AuthMethod", default)]
+    pub auth_method: String,
+    #[serde(rename = "RedirectURI", default)]
+    pub redirect_uri: String,
+    #[serde(rename = "ClientNonce", default)]
+    pub client_nonce: String,
+    #[serde(rename = "Meta", default)]
+    pub meta: BTreeMap<String, String>,
+}
+
+/// The answer of `POST /v1/acl/oidc/auth-url`: where to send the browser.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OidcAuthUrl {
+    #[serde(rename = "AuthURL")]
+    pub auth_url: String,
+}
+
+/// The body of `POST /v1/acl/oidc/callback` (Consul's `ACLOIDCCallbackParams`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OidcCallbackBody {
+    #[serde(rename = "AuthMethod", default)]
+    pub auth_method: String,
+    #[serde(rename = "State", default)]
+    pub state: String,
+    #[serde(rename = "Code", default)]
+    pub code: String,
+    #[serde(rename = "ClientNonce", default)]
+    pub client_nonce: String,
+}

@@ -30,7 +30,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tribune_jwt::{Alg, Jwks, JwtError};
@@ -42,16 +41,7 @@ use tribune_model::jwt_provider::{
 use tribune_model::JwtProvider;
 use tribune_store::Cas;
 
-/// The body of `POST /v1/acl/login` (Consul's `ACLLoginParams`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct LoginBody {
-    #[serde(rename = "AuthMethod", default)]
-    pub auth_method: String,
-    #[serde(rename = "BearerToken", default)]
-    pub bearer_token: String,
-    #[serde(rename = "Meta", default)]
-    pub meta: BTreeMap<String, String>,
-}
+pub use tribune_model::api::LoginBody;
 
 /// Largest bearer token accepted (the sidecar's own bound).
 const MAX_BEARER_BYTES: usize = tribune_jwt::DEFAULT_MAX_TOKEN_BYTES;

@@ -115,31 +115,9 @@ pub(crate) async fn reap_states(state: &AppState) -> ApiResult<usize> {
     Ok(ops.len())
 }
 
-/// The body of `POST /v1/acl/oidc/auth-url`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct AuthUrlBody {
-    #[serde(rename = "AuthMethod", default)]
-    pub auth_method: String,
-    #[serde(rename = "RedirectURI", default)]
-    pub redirect_uri: String,
-    #[serde(rename = "ClientNonce", default)]
-    pub client_nonce: String,
-    #[serde(rename = "Meta", default)]
-    pub meta: BTreeMap<String, String>,
-}
-
-/// The body of `POST /v1/acl/oidc/callback`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct CallbackBody {
-    #[serde(rename = "AuthMethod", default)]
-    pub auth_method: String,
-    #[serde(rename = "State", default)]
-    pub state: String,
-    #[serde(rename = "Code", default)]
-    pub code: String,
-    #[serde(rename = "ClientNonce", default)]
-    pub client_nonce: String,
-}
+use tribune_model::api::{
+    OidcAuthUrl, OidcAuthUrlBody as AuthUrlBody, OidcCallbackBody as CallbackBody,
+};
 
 fn random_hex(n: usize) -> ApiResult<String> {
     let mut b = vec![0u8; n];
@@ -278,7 +256,7 @@ pub(crate) async fn auth_url(
         created: crate::ca_api::now(),
     };
     remember(&state, &state_id, &pending).await?;
-    Ok(Json(serde_json::json!({"AuthURL": url})).into_response())
+    Ok(Json(OidcAuthUrl { auth_url: url }).into_response())
 }
 
 /// `POST /v1/acl/oidc/callback`.

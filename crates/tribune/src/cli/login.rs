@@ -7,6 +7,7 @@ use super::http::{call_ok, HttpArgs};
 use super::Io;
 use clap::Args;
 use std::collections::BTreeMap;
+use tribune_model::api::{LoginBody, OidcAuthUrl, OidcAuthUrlBody, OidcCallbackBody};
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
@@ -89,7 +90,11 @@ fn try_login(a: &LoginArgs, io: &mut Io<'_>) -> Result<(), Option<String>> {
             a.bearer_token_file
         )));
     }
-    let body = serde_json::json!({"AuthMethod": a.method, "BearerToken": bearer, "Meta": meta});
+    let body = LoginBody {
+        auth_method: a.method.clone(),
+        bearer_token: bearer,
+        meta,
+    };
     // A login presents no token of its own (the environment's is not sent).
     let http = HttpArgs {
         token: Some(String::new()),
@@ -149,8 +154,12 @@ fn oidc_login(
         token_file: None,
         ..a.http.clone()
     };
-    let body = serde_json::json!({"AuthMethod": a.method, "RedirectURI": redirect,
-        "ClientNonce": client_nonce, "Meta": meta});
+    let body = OidcAuthUrlBody {
+        auth_method: a.method.clone(),
+        redirect_uri: redirect,
+        client_nonce: client_nonce.clone(),
+        meta,
+    };
     let r = call_ok(
         &http,
         "POST",
@@ -161,18 +170,21 @@ fn oidc_login(
         io,
     )
     .map_err(|_| None)?;
-    let url = serde_json::from_str::<serde_json::Value>(&r.body)
-        .ok()
-        .and_then(|v| v["AuthURL"].as_str().map(str::to_string))
-        .ok_or_else(|| Some("Unexpected answer from the agent: no AuthURL".to_string()))?;
+    let url = serde_json::from_str::<OidcAuthUrl>(&r.body)
+        .map(|a| a.auth_url)
+        .map_err(|e| Some(format!("Unexpected answer from the agent: {e}")))?;
     let _ = writeln!(
         io.out,
         "Complete the login via your OIDC provider. Open this URL in your browser:\n\n    {url}\n"
     );
     let _ = io.out.flush();
     let (code, state) = wait_for_callback(&listener)?;
-    let body = serde_json::json!({"AuthMethod": a.method, "State": state, "Code": code,
-        "ClientNonce": client_nonce});
+    let body = OidcCallbackBody {
+        auth_method: a.method.clone(),
+        state,
+        code,
+        client_nonce,
+    };
     let r = call_ok(
         &http,
         "POST",
