@@ -55,7 +55,7 @@ async fn the_snapshot_file_is_the_policy() {
     let upstream = echo().await;
     let started = start(settings(dir.path(), upstream.addr)).await.unwrap();
     assert_eq!(started.service, "api");
-    let edge = started.addr("Edge listener").unwrap();
+    let edge = started.listeners.edge.unwrap();
     assert!(raw(edge, &get("/public/a"))
         .await
         .starts_with("HTTP/1.1 200"));
@@ -80,7 +80,7 @@ async fn edge_tls_serves_tls_and_refuses_plain_http() {
         key: key_file.clone(),
     });
     let started = start(s.clone()).await.unwrap();
-    let edge = started.addr("Edge listener").unwrap();
+    let edge = started.listeners.edge.unwrap();
     // Plain HTTP gets no HTTP answer.
     assert!(!raw(edge, &get("/public/a")).await.starts_with("HTTP/1.1"));
     // TLS with the certificate works.
@@ -120,8 +120,8 @@ async fn merge_slashes_changes_the_decided_path() {
     s.merge_slashes = true;
     let merging = start(s).await.unwrap();
     let path = "//public//a";
-    let a = raw(plain.addr("Edge listener").unwrap(), &get(path)).await;
-    let b = raw(merging.addr("Edge listener").unwrap(), &get(path)).await;
+    let a = raw(plain.listeners.edge.unwrap(), &get(path)).await;
+    let b = raw(merging.listeners.edge.unwrap(), &get(path)).await;
     assert!(a.starts_with("HTTP/1.1 403"), "{a}");
     assert!(b.starts_with("HTTP/1.1 200"), "{b}");
 }
@@ -142,7 +142,7 @@ async fn the_upstream_timeout_bounds_the_wait() {
     s.upstream_timeout = Duration::from_millis(300);
     let started = start(s).await.unwrap();
     let t = Instant::now();
-    let answer = raw(started.addr("Edge listener").unwrap(), &get("/public/a")).await;
+    let answer = raw(started.listeners.edge.unwrap(), &get("/public/a")).await;
     assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
 }
@@ -152,7 +152,7 @@ async fn the_admin_listener_is_where_it_is_asked_to_be() {
     let dir = tempfile::tempdir().unwrap();
     let upstream = echo().await;
     let started = start(settings(dir.path(), upstream.addr)).await.unwrap();
-    let admin = started.addr("Admin listener").unwrap();
+    let admin = started.listeners.admin;
     let answer = raw(
         admin,
         "GET /ready HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",

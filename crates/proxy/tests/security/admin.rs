@@ -43,7 +43,7 @@ async fn admin_listener() -> (tribune_proxy::run::Started, tempfile::TempDir) {
 #[tokio::test]
 async fn the_admin_listener_refuses_rebound_hosts_and_foreign_posts() {
     let (started, _dir) = admin_listener().await;
-    let admin = started.addr("Admin listener").unwrap();
+    let admin = started.listeners.admin;
     let get = |host: &str, path: &str| {
         format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
     };

@@ -93,7 +93,7 @@ async fn a_revoked_token_turns_the_sidecar_unready_and_a_restart_does_not_use_sa
     settings.admin_bind = "127.0.0.1:0".parse().unwrap();
     settings.state_dir = Some(state_dir.path().to_path_buf());
     let started = tribune_proxy::run::start(settings.clone()).await.unwrap();
-    let admin = started.addr("Admin listener").unwrap();
+    let admin = started.listeners.admin;
     until("api's policy", Duration::from_secs(5), || {
         started.proxy.ready()
     })

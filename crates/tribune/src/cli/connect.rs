@@ -61,7 +61,7 @@ pub struct ProxyArgs {
     #[arg(long = "edge-tls-key", requires = "edge_tls_cert")]
     pub edge_tls_key: Option<std::path::PathBuf>,
     /// Admin listener: /ready, /stats/prometheus, /config_dump.
-    #[arg(long = "admin-bind", default_value = "127.0.0.1:19000")]
+    #[arg(long = "admin-bind", default_value_t = tribune_proxy::run::defaults::ADMIN_BIND)]
     pub admin_bind: SocketAddr,
     /// Read the policy snapshot from this file instead of the agent (no live updates).
     #[arg(long)]
@@ -73,15 +73,15 @@ pub struct ProxyArgs {
     #[arg(long = "merge-slashes")]
     pub merge_slashes: bool,
     /// Seconds to wait for the local service's response headers.
-    #[arg(long = "upstream-timeout", default_value_t = 15)]
+    #[arg(long = "upstream-timeout", default_value_t = tribune_proxy::run::defaults::UPSTREAM_TIMEOUT_SECS)]
     pub upstream_timeout: u64,
     /// Close an upgraded (WebSocket) connection after this long with no byte either
     /// way (Go duration).
-    #[arg(long = "upgrade-idle-timeout", default_value = "5m")]
+    #[arg(long = "upgrade-idle-timeout", default_value = tribune_proxy::run::defaults::UPGRADE_IDLE_TIMEOUT)]
     pub upgrade_idle_timeout: String,
     /// Close an upgraded (WebSocket) connection after this long in any case (Go
     /// duration; 0 keeps it open while it is used).
-    #[arg(long = "upgrade-max-duration", default_value = "0s")]
+    #[arg(long = "upgrade-max-duration", default_value = tribune_proxy::run::defaults::UPGRADE_MAX_DURATION)]
     pub upgrade_max_duration: String,
     /// Directory for the last registration, identity and policy from the agent, so a
     /// restart while every agent is down enforces them (default: tribune-proxy-state-<uid>
@@ -89,11 +89,11 @@ pub struct ProxyArgs {
     #[arg(long = "state-dir")]
     pub state_dir: Option<std::path::PathBuf>,
     /// A saved state older than this (Go duration) is not enforced at start.
-    #[arg(long = "state-max-age", default_value = "24h")]
+    #[arg(long = "state-max-age", default_value = tribune_proxy::run::defaults::STATE_MAX_AGE)]
     pub state_max_age: String,
     /// Recent requests kept in memory for `tribune intention replay` (their facts,
     /// never raw tokens; also bounded to 16 MiB); 0 keeps none.
-    #[arg(long = "replay-buffer", default_value_t = tribune_proxy::replay::DEFAULT_REPLAY_ENTRIES)]
+    #[arg(long = "replay-buffer", default_value_t = tribune_proxy::run::defaults::REPLAY_BUFFER)]
     pub replay_buffer: usize,
     /// Serve the SPIFFE Workload API (X.509 and JWT SVIDs of this service) on this
     /// Unix socket; SPIFFE_ENDPOINT_SOCKET=unix://<path> for the standard clients.
@@ -102,7 +102,7 @@ pub struct ProxyArgs {
     /// The socket's file mode, octal (default 0600: the sidecar's user only).
     #[arg(
         long = "workload-api-mode",
-        default_value = "0600",
+        default_value_t = format!("{:04o}", tribune_proxy::run::defaults::WORKLOAD_API_MODE),
         value_name = "MODE"
     )]
     pub workload_api_mode: String,
@@ -376,6 +376,27 @@ mod tests {
             assert_eq!(r, os(rest));
             assert_eq!(t, token.map(OsString::from));
         }
+    }
+
+    /// The flags' defaults are the settings' (`tribune_proxy::run::defaults`): a
+    /// sidecar started with no flag runs as `Settings::new` says.
+    #[test]
+    fn no_flag_means_the_settings_defaults() {
+        let w = Wrapper::try_parse_from(super::super::consul_style_flags(
+            ["connect", "proxy", "-http-addr", "127.0.0.1:8500"]
+                .iter()
+                .map(std::ffi::OsString::from)
+                .collect(),
+        ))
+        .unwrap();
+        let ConnectCommand::Proxy(args) = w.cmd else {
+            panic!("not proxy")
+        };
+        let s = args.settings().unwrap();
+        let want = Settings::new(s.agent.clone());
+        assert_eq!(s, want);
+        assert_eq!(s.state_max_age, tribune_proxy::state::DEFAULT_MAX_AGE);
+        assert_eq!(s.upgrade_limits, tribune_proxy::upgrade::Limits::default());
     }
 
     #[test]
