@@ -72,7 +72,7 @@ fuzz_target!(|data: &[u8]| {
     let w = world();
     w.rt.block_on(async {
         let (mut client, server) = tokio::io::duplex(1 << 16);
-        let served = tokio::spawn(tribune_proxy::http::serve_stream(
+        let served = tokio::spawn(tribune_proxy::serve::serve_stream(
             w.proxy.clone(),
             server,
             None,

@@ -12,6 +12,7 @@ pub mod authz;
 pub mod conns;
 pub mod grpc;
 pub mod http;
+pub mod serve;
 pub use tribune_jwks::runtime as keys;
 pub mod mesh;
 pub mod metrics;

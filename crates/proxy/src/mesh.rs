@@ -391,7 +391,7 @@ impl MeshTls {
 /// certificate (same trust domain only), then the usual request path.
 pub async fn serve_mesh(proxy: Arc<Proxy>, tls: Arc<MeshTls>, listener: TcpListener) {
     loop {
-        let (stream, peer, slot) = crate::http::accept(&proxy, &listener).await;
+        let (stream, peer, slot) = crate::serve::accept(&proxy, &listener).await;
         let (proxy, tls) = (proxy.clone(), tls.clone());
         tokio::spawn(async move {
             let identity = tls.identity();
@@ -428,7 +428,7 @@ pub async fn serve_mesh(proxy: Arc<Proxy>, tls: Arc<MeshTls>, listener: TcpListe
             }
             tracing::debug!(%peer, caller = %caller.service, "mesh connection accepted");
             proxy.metrics.connections.inc();
-            crate::http::serve_downstream(
+            crate::serve::serve_downstream(
                 proxy.clone(),
                 stream,
                 Some(Arc::from(caller.service.as_str())),

@@ -176,7 +176,7 @@ fn edge_tls(tls: &EdgeTls) -> Result<Arc<rustls::ServerConfig>, String> {
     };
     let cert = read(&tls.cert, "edge TLS certificate")?;
     let key = read(&tls.key, "edge TLS key")?;
-    crate::http::edge_tls_config(&cert, &key)
+    crate::serve::edge_tls_config(&cert, &key)
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
@@ -494,11 +494,11 @@ async fn spawn(
         match edge_tls {
             Some(tls) => {
                 lines.push(("Edge listener".into(), format!("{at} (TLS)")));
-                tokio::spawn(crate::http::serve_edge_tls(proxy.clone(), listener, tls));
+                tokio::spawn(crate::serve::serve_edge_tls(proxy.clone(), listener, tls));
             }
             None => {
                 lines.push(("Edge listener".into(), at.to_string()));
-                tokio::spawn(crate::http::serve_edge(proxy.clone(), listener));
+                tokio::spawn(crate::serve::serve_edge(proxy.clone(), listener));
             }
         }
     }

@@ -494,11 +494,11 @@ async fn http2_cleartext_and_edge_tls_are_served() {
     // Server-side TLS on an edge listener.
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
     let config =
-        tribune_proxy::http::edge_tls_config(&cert.cert.pem(), &cert.signing_key.serialize_pem())
+        tribune_proxy::serve::edge_tls_config(&cert.cert.pem(), &cert.signing_key.serialize_pem())
             .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let tls_addr = listener.local_addr().unwrap();
-    tokio::spawn(tribune_proxy::http::serve_edge_tls(
+    tokio::spawn(tribune_proxy::serve::serve_edge_tls(
         proxy.clone(),
         listener,
         config,

@@ -134,7 +134,7 @@ pub async fn proxy_with(
     let proxy = Proxy::new(config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(tribune_proxy::http::serve_edge(proxy.clone(), listener));
+    tokio::spawn(tribune_proxy::serve::serve_edge(proxy.clone(), listener));
     (proxy, addr, records)
 }
 
@@ -272,7 +272,7 @@ pub async fn through_stream(
     req: hyper::Request<Empty<Bytes>>,
 ) -> u16 {
     let (client, server) = tokio::io::duplex(1 << 16);
-    let served = tokio::spawn(tribune_proxy::http::serve_stream(
+    let served = tokio::spawn(tribune_proxy::serve::serve_stream(
         proxy.clone(),
         server,
         caller.map(Arc::from),
