@@ -63,16 +63,29 @@ pub struct AccessRecord {
     pub shadow: Option<(&'static str, &'static str)>,
 }
 
-fn short(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
-    let mut r = Response::new(Either::Right(Full::new(Bytes::from_static(
-        body.as_bytes(),
-    ))));
+/// Every answer the sidecar makes itself (refusals, denials, upstream failures, the
+/// checks' answers): a plain-text body, and the one header that goes with it
+/// (`WWW-Authenticate` of a 401, `Location` of a redirect).
+fn answer(
+    status: StatusCode,
+    body: Bytes,
+    header: Option<(HeaderName, HeaderValue)>,
+) -> Response<ProxyBody> {
+    let mut r = Response::new(Either::Right(Full::new(body)));
     *r.status_mut() = status;
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain"),
     );
+    if let Some((name, value)) = header {
+        r.headers_mut().insert(name, value);
+    }
     r
+}
+
+/// [`answer`] with a fixed body and no header.
+fn short(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+    answer(status, Bytes::from_static(body.as_bytes()), None)
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), not forwarded; `te: trailers` is kept (gRPC
@@ -543,11 +556,15 @@ fn refuse(
         )
     });
     let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST);
-    let mut resp = short(status, refusal.body());
-    if let Some(v) = r.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
-        resp.headers_mut().insert(hyper::header::LOCATION, v);
-    }
-    resp
+    let location = r
+        .location
+        .and_then(|l| HeaderValue::from_str(&l).ok())
+        .map(|v| (hyper::header::LOCATION, v));
+    answer(
+        status,
+        Bytes::from_static(refusal.body().as_bytes()),
+        location,
+    )
 }
 
 /// Counts the token outcomes and the decision.
@@ -606,16 +623,10 @@ fn deny(
         Some(fixed) => Bytes::from_static(fixed.as_bytes()),
         None => Bytes::copy_from_slice(deny.body.as_bytes()),
     };
-    let mut resp = Response::new(Either::Right(Full::new(body)));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain"),
-    );
-    if let Some(c) = deny.challenge {
-        resp.headers_mut()
-            .insert(hyper::header::WWW_AUTHENTICATE, snap.challenge(c).clone());
-    }
+    let challenge = deny
+        .challenge
+        .map(|c| (hyper::header::WWW_AUTHENTICATE, snap.challenge(c).clone()));
+    let resp = answer(status, body, challenge);
     log.record(status.as_u16(), "deny", decided.decision.code().as_str());
     Some(resp)
 }
@@ -782,9 +793,12 @@ async fn forward_upgrade(
             check.key.as_deref(),
             check.h2,
         ) {
-            let mut r = short(StatusCode::BAD_GATEWAY, why);
-            r.headers_mut()
-                .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+            let close = (hyper::header::CONNECTION, HeaderValue::from_static("close"));
+            let r = answer(
+                StatusCode::BAD_GATEWAY,
+                Bytes::from_static(why.as_bytes()),
+                Some(close),
+            );
             return (r, UpstreamResult::Reset);
         }
     }
