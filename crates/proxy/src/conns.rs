@@ -15,11 +15,8 @@
 //!
 //! Each open connection has a [`Conn`] in the [`Conns`] table; it records when its
 //! last request started and how many are in flight, and when a later head began
-//! (a few relaxed atomics per request, no timer). The upstream timeout of its
-//! HTTP/1.1 requests (one at a time) is one timer per connection ([`UpstreamTimer`]),
-//! moved only when it fires before the request in flight is due.
+//! (a few relaxed atomics per request, no timer).
 
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -71,56 +68,6 @@ pub struct Conn {
     /// connection keeps its place under the cap, and is never idle, until they end.
     upgrades: AtomicUsize,
     upgrades_ended: Notify,
-    /// The upstream deadline of its HTTP/1.1 requests.
-    pub upstream_timer: UpstreamTimer,
-}
-
-/// The upstream timeout of one HTTP/1.1 connection's requests, which come one at a
-/// time: one timer for the connection instead of one set and cancelled per request
-/// (a timer wheel insert and removal, ~700 instructions a request; issue #46). The
-/// timer stays at an earlier request's deadline; when it fires before the request in
-/// flight is due, it moves to that request's deadline (about once per timeout on a
-/// busy connection). A request's own deadline is never passed late or early: the
-/// timer is never later than it (moved earlier when it is).
-///
-/// Used from the connection's own task only (HTTP/1.1: the request is polled by the
-/// connection's task), so the one waker the timer keeps is always the right one.
-#[derive(Debug, Default)]
-pub struct UpstreamTimer {
-    timer: Mutex<Option<Pin<Box<tokio::time::Sleep>>>>,
-}
-
-impl UpstreamTimer {
-    /// `fut`'s output, or `None` when `deadline` passed first.
-    pub async fn within<F: Future>(&self, deadline: Instant, fut: F) -> Option<F::Output> {
-        let deadline = tokio::time::Instant::from_std(deadline);
-        let mut fut = std::pin::pin!(fut);
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
-                return Poll::Ready(Some(out));
-            }
-            let Ok(mut slot) = self.timer.lock() else {
-                // A poisoned lock cannot happen (nothing panics holding it); answer
-                // as a timeout rather than wait without one.
-                return Poll::Ready(None);
-            };
-            let timer = slot.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-            if timer.deadline() > deadline {
-                timer.as_mut().reset(deadline);
-            }
-            loop {
-                match timer.as_mut().poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(()) if tokio::time::Instant::now() >= deadline => {
-                        return Poll::Ready(None)
-                    }
-                    // An earlier request's deadline: this one's is later.
-                    Poll::Ready(()) => timer.as_mut().reset(deadline),
-                }
-            }
-        })
-        .await
-    }
 }
 
 impl Conn {
@@ -329,7 +276,6 @@ impl Conns {
             shed: Notify::new(),
             upgrades: AtomicUsize::new(0),
             upgrades_ended: Notify::new(),
-            upstream_timer: UpstreamTimer::default(),
         });
         if let Ok(mut open) = self.open.lock() {
             open.retain(|w| w.strong_count() > 0);
@@ -367,42 +313,6 @@ impl Conns {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The connection's one upstream timer: a request answered in time returns its
-    /// answer; one that is not gets `None` at its own deadline, neither at an earlier
-    /// request's (where the timer still stands) nor later. Paused time: exact.
-    #[tokio::test(start_paused = true)]
-    async fn the_connections_one_timer_keeps_each_requests_own_deadline() {
-        use tokio::time::Instant as Clock; // the paused clock
-        let timer = UpstreamTimer::default();
-        let start = Clock::now();
-        let secs = |s: u64| Duration::from_secs(s);
-        let at = |t: Clock| t.into_std();
-        // Answered at 1 s of a 10 s timeout (the timer stays at 10 s).
-        let answered = timer
-            .within(at(start + secs(10)), async {
-                tokio::time::sleep(secs(1)).await;
-                "ok"
-            })
-            .await;
-        assert_eq!(answered, Some("ok"));
-        // The next request, from 5 s, never answered: due at 15 s, not at 10 s.
-        tokio::time::sleep(secs(4)).await;
-        let hung = timer
-            .within(at(start + secs(15)), std::future::pending::<()>())
-            .await;
-        assert_eq!(hung, None);
-        assert_eq!(start.elapsed(), secs(15));
-        // A shorter deadline than where the timer stands moves it earlier.
-        let t = Clock::now();
-        let hung = timer
-            .within(at(t + secs(2)), std::future::pending::<()>())
-            .await;
-        assert_eq!(hung, None);
-        assert_eq!(t.elapsed(), secs(2));
-        // A request answered at once does not touch the timer.
-        assert_eq!(timer.within(at(Clock::now()), async { 7 }).await, Some(7));
-    }
 
     #[test]
     fn the_file_limit_is_read_from_proc_limits() {

@@ -365,7 +365,7 @@ pub async fn handle(
             ))
             .await
         }
-        None => forward(&proxy, &conn, snap.h2(), parts, body).await,
+        None => forward(&proxy, snap.h2(), parts, body).await,
     };
     // 6. log.
     proxy.metrics.counters.upstream[result as usize]
@@ -722,29 +722,19 @@ fn rewrite(
 /// failures become 502/503/504.
 async fn forward(
     proxy: &Proxy,
-    conn: &Conn,
     h2: bool,
     parts: hyper::http::request::Parts,
     body: Incoming,
 ) -> (Response<ProxyBody>, UpstreamResult) {
     let sent = Instant::now();
-    let deadline = sent + proxy.config.upstream_timeout;
     let req = Request::from_parts(parts, body);
-    // An HTTP/1.1 caller's requests come one at a time: its connection's one timer
-    // (conns::UpstreamTimer); HTTP/2 streams run side by side, each with its own.
-    let timer = conn.http1().then_some(&conn.upstream_timer);
-    let result = match (h2, timer) {
-        (false, Some(t)) => t.within(deadline, proxy.upstream.send_h1(req)).await,
-        (true, Some(t)) => t.within(deadline, proxy.upstream.send_h2(req)).await,
-        (false, None) => tokio::time::timeout_at(deadline.into(), proxy.upstream.send_h1(req))
-            .await
-            .ok(),
-        (true, None) => tokio::time::timeout_at(deadline.into(), proxy.upstream.send_h2(req))
-            .await
-            .ok(),
+    let result = if h2 {
+        tokio::time::timeout(proxy.config.upstream_timeout, proxy.upstream.send_h2(req)).await
+    } else {
+        tokio::time::timeout(proxy.config.upstream_timeout, proxy.upstream.send_h1(req)).await
     };
     match result {
-        Some(Ok(resp)) => {
+        Ok(Ok(resp)) => {
             proxy
                 .metrics
                 .upstream_latency
@@ -756,8 +746,8 @@ async fn forward(
                 UpstreamResult::Ok,
             )
         }
-        Some(Err(e)) => upstream_failure(&e),
-        None => timed_out(),
+        Ok(Err(e)) => upstream_failure(&e),
+        Err(_) => timed_out(),
     }
 }
 
