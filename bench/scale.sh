@@ -5,6 +5,8 @@
 #
 #   bench/scale.sh [WATCHERS TOKENS ENTRIES]      (default: 1000 10 10)
 #   ETCD=1 bench/scale.sh ...                     3 agents on a 3-member etcd
+#   WATCH=health bench/scale.sh ...               the watchers hold /v1/health/connect/<svc>
+#                                                 (ENTRIES services registered with sidecars)
 #
 # Needs `ulimit -n` above WATCHERS + 100 for the agent and the generator.
 set -euo pipefail
@@ -62,4 +64,4 @@ else
 fi
 # Every loop in the generator is bounded; the whole run is too.
 timeout 3600 target/release/examples/scale --agent "$ADDRS" --agent-pid "$PIDS" --token scale-root \
-  --watchers "$WATCHERS" --tokens "$TOKENS" --entries "$ENTRIES"
+  --watchers "$WATCHERS" --tokens "$TOKENS" --entries "$ENTRIES" --watch "${WATCH:-snapshot}"

@@ -3,7 +3,8 @@
 //!
 //! - `PUT /v1/agent/service/register`: Consul's service definition; a
 //!   `Connect { SidecarService { ... } }` block also registers `<id>-sidecar-proxy`
-//!   (kind `connect-proxy`, port from the block or the first free one in 21000-21255).
+//!   (kind `connect-proxy`, port from the block or the first free one in 21000-21255;
+//!   Meta and Tags the block's own, else the service's, as Consul).
 //! - `PUT /v1/agent/service/deregister/<id>` removes the service and its sidecar.
 //! - `GET /v1/agent/service/<id>`, `GET /v1/agent/services`, `GET /v1/catalog/services`
 //!   (blocking on the catalog index); the node, instance and health views are in
@@ -266,8 +267,13 @@ fn records(body: &Value, taken_ports: &[u16]) -> Result<Vec<ServiceRecord>, Stri
             kind: ServiceKind::ConnectProxy,
             address,
             port: sidecar_port,
-            meta: BTreeMap::new(),
-            tags: Vec::new(),
+            // Consul's: the sidecar's own Meta and Tags, else its service's.
+            meta: Some(meta(sidecar, path, &mut errors))
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(|| out[0].meta.clone()),
+            tags: Some(tags(sidecar, path, &mut errors))
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(|| out[0].tags.clone()),
             proxy: Some(ServiceProxy {
                 destination_service_name: name,
                 destination_service_id: id,

@@ -247,6 +247,59 @@ async fn native_instances_are_connect_endpoints_and_meta_and_tags_are_strings() 
     }
 }
 
+/// A sidecar's Meta and Tags are its block's own, else its service's (Consul's
+/// `sidecarServiceFromNodeService`): they were dropped, so a re-registration that
+/// changed only the sidecar's Meta changed nothing its watchers could see.
+#[tokio::test]
+async fn a_sidecar_has_its_own_meta_and_tags_else_its_services() {
+    let api = Api::dev().await;
+    for body in [
+        r#"{"Name": "pay", "Port": 7000, "Tags": ["v1"], "Meta": {"team": "a"},
+            "Connect": {"SidecarService": {"Port": 21100, "Tags": ["edge"], "Meta": {"gen": "2"}}}}"#,
+        r#"{"Name": "ship", "Port": 7001, "Tags": ["v2"], "Meta": {"team": "b"},
+            "Connect": {"SidecarService": {"Port": 21101}}}"#,
+    ] {
+        let r = api
+            .call("PUT", "/v1/agent/service/register", None, body)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    }
+    let pay = api
+        .call("GET", "/v1/health/connect/pay", None, "")
+        .await
+        .json();
+    assert_eq!(pay[0]["Service"]["Meta"], serde_json::json!({"gen": "2"}));
+    assert_eq!(pay[0]["Service"]["Tags"], serde_json::json!(["edge"]));
+    let ship = api
+        .call("GET", "/v1/health/connect/ship", None, "")
+        .await
+        .json();
+    assert_eq!(ship[0]["Service"]["Meta"], serde_json::json!({"team": "b"}));
+    assert_eq!(ship[0]["Service"]["Tags"], serde_json::json!(["v2"]));
+    // A change of the sidecar's Meta alone is a change of what its watchers see.
+    let index = |r: &support::Reply| {
+        r.headers["x-consul-index"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let before = index(&api.call("GET", "/v1/health/connect/pay", None, "").await);
+    let r = api
+        .call(
+            "PUT",
+            "/v1/agent/service/register",
+            None,
+            r#"{"Name": "pay", "Port": 7000, "Tags": ["v1"], "Meta": {"team": "a"},
+                "Connect": {"SidecarService": {"Port": 21100, "Tags": ["edge"], "Meta": {"gen": "3"}}}}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let after = api.call("GET", "/v1/health/connect/pay", None, "").await;
+    assert!(index(&after) > before);
+    assert_eq!(after.json()[0]["Service"]["Meta"]["gen"], "3");
+}
+
 /// A sidecar's upstream watch (`health/connect/S` held at S's index) wakes for S's own
 /// registrations only: registering another service leaves it waiting; removing S's
 /// sidecar answers it at once with the new index (issue #40: at mass registration

@@ -12,8 +12,11 @@
 //! It reports: API latency with a token, config write latency, the propagation of a
 //! one-service change (its watcher's wake-up; any other watcher woken is counted) and
 //! of a `*` change (every watcher's), the agents' CPU seconds per propagation, and
-//! their memory per held watcher. Every loop is bounded; nothing leaves 127.0.0.1
-//! but what the addresses given name.
+//! their memory per held watcher. `--watch health` holds the sidecars' other
+//! blocking query instead, `/v1/health/connect/<service>` (the instances an upstream
+//! dials), over E registered services with sidecars; a one-service change is then a
+//! re-registration of that service's sidecar (there is no `*` change). Every loop is
+//! bounded; nothing leaves 127.0.0.1 but what the addresses given name.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -33,6 +36,8 @@ struct Args {
     tokens: usize,
     entries: usize,
     changes: usize,
+    /// `health`: watch `/v1/health/connect/<service>` instead of the policy document.
+    health: bool,
 }
 
 fn args() -> Result<Args, String> {
@@ -44,6 +49,7 @@ fn args() -> Result<Args, String> {
         tokens: 10,
         entries: 10,
         changes: 20,
+        health: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -62,6 +68,11 @@ fn args() -> Result<Args, String> {
             "--tokens" => a.tokens = num()?,
             "--entries" => a.entries = num()?,
             "--changes" => a.changes = num()?,
+            "--watch" => match value.as_str() {
+                "snapshot" => a.health = false,
+                "health" => a.health = true,
+                other => return Err(format!("--watch {other:?}: snapshot or health")),
+            },
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -161,6 +172,23 @@ where
     }
 }
 
+const REGISTER: &str = tribune_model::api::paths::AGENT_SERVICE_REGISTER;
+
+/// Service `svc-i` with a sidecar; `generation` goes in its sidecar's meta, so a new
+/// one changes the sidecar's registration (what `health/connect` watchers see).
+fn registration(i: usize, generation: usize) -> String {
+    serde_json::json!({
+        "ID": format!("svc-{i}"),
+        "Name": format!("svc-{i}"),
+        "Port": 10_000 + (i % 50_000),
+        "Connect": {"SidecarService": {
+            "Port": 20_000 + (i % 40_000),
+            "Meta": {"generation": generation.to_string()}
+        }}
+    })
+    .to_string()
+}
+
 fn intentions(service: &str, source: &str) -> String {
     serde_json::json!({
         "Kind": "service-intentions",
@@ -201,7 +229,7 @@ async fn main() {
         "PUT",
         "/v1/acl/policy",
         Some(
-            serde_json::json!({"Name": "sidecars", "Rules": "service_prefix \"svc-\" { policy = \"write\" }"})
+            serde_json::json!({"Name": "sidecars", "Rules": "service_prefix \"svc-\" { policy = \"write\" } node_prefix \"\" { policy = \"read\" }"})
                 .to_string(),
         ),
     )
@@ -252,6 +280,22 @@ async fn main() {
         a.entries + 1,
         started.elapsed().as_secs_f64()
     );
+    if a.health {
+        let started = Instant::now();
+        let root = root.clone();
+        bounded(a.entries, 16, move |i| {
+            let root = root.clone();
+            async move {
+                must(&root, "PUT", REGISTER, Some(registration(i, 0))).await;
+            }
+        })
+        .await;
+        println!(
+            "set-up: {} services with sidecars registered in {:.1} s",
+            a.entries,
+            started.elapsed().as_secs_f64()
+        );
+    }
 
     // API latency with a token (a watcher's), and config write latency.
     let reader = client(&a.agents[0], &secrets[0]);
@@ -287,6 +331,7 @@ async fn main() {
     // all at one instant; a restart's reconnect is spread by their back-off jitter).
     let ramp = Arc::new(Semaphore::new(RAMP));
     let arming = Instant::now();
+    let health = a.health;
     for w in 0..a.watchers {
         let ramp = ramp.clone();
         let c = client(&a.agents[w % a.agents.len()], &secrets[w]);
@@ -302,10 +347,17 @@ async fn main() {
                 } else {
                     None
                 };
-                let path = format!(
-                    "/v1/tribune/proxy-snapshot/svc-{}?index={index}&wait=120s",
-                    w % services
-                );
+                let path = if health {
+                    format!(
+                        "/v1/health/connect/svc-{}?index={index}&wait=120s",
+                        w % services
+                    )
+                } else {
+                    format!(
+                        "/v1/tribune/proxy-snapshot/svc-{}?index={index}&wait=120s",
+                        w % services
+                    )
+                };
                 let answer = c.request("GET", &path, None).await;
                 drop(permit);
                 match answer {
@@ -370,13 +422,17 @@ async fn main() {
         let s = (k * 7919) % services.min(a.watchers);
         let mut waiting: HashMap<usize, ()> = watchers_of(s).into_iter().map(|w| (w, ())).collect();
         let t0 = Instant::now();
-        must(
-            &root,
-            "PUT",
-            "/v1/config",
-            Some(intentions(&format!("svc-{s}"), &format!("one-{k}"))),
-        )
-        .await;
+        if a.health {
+            must(&root, "PUT", REGISTER, Some(registration(s, k + 1))).await;
+        } else {
+            must(
+                &root,
+                "PUT",
+                "/v1/config",
+                Some(intentions(&format!("svc-{s}"), &format!("one-{k}"))),
+            )
+            .await;
+        }
         let until = Instant::now() + Duration::from_secs(30);
         while !waiting.is_empty() {
             let Ok(Some(w)) = tokio::time::timeout_at(until.into(), rx.recv()).await else {
@@ -404,8 +460,9 @@ async fn main() {
         (cpu1 - cpu0) / a.changes.max(1) as f64
     );
 
-    // `*` changes: every watcher wakes.
-    for k in 0..3 {
+    // `*` changes: every watcher wakes (policy documents only).
+    let star_changes = if a.health { 0 } else { 3 };
+    for k in 0..star_changes {
         let (cpu0, _) = usage(&a.pids);
         let t0 = Instant::now();
         must(
