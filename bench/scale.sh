@@ -7,6 +7,10 @@
 #   ETCD=1 bench/scale.sh ...                     3 agents on a 3-member etcd
 #   WATCH=health bench/scale.sh ...               the watchers hold /v1/health/connect/<svc>
 #                                                 (ENTRIES services registered with sidecars)
+#   QUERIES=3 bench/scale.sh ...                  each watcher also holds its leaf's and one
+#                                                 upstream's query, as a sidecar does
+#   H2=1 bench/scale.sh ...                       the watchers speak as the sidecar does
+#                                                 (HTTP/2: their queries share a connection)
 #
 # Needs `ulimit -n` above WATCHERS + 100 for the agent and the generator.
 set -euo pipefail
@@ -16,7 +20,7 @@ OUT=$(mktemp -d /tmp/tribune-scale.XXXXXX)
 # Agents start in command substitutions (not jobs of this shell): killed by pid file.
 # KEEP=1 keeps the agents' and etcd's logs in $OUT.
 trap 'kill $(jobs -p) $(cat "$OUT"/*.pid 2>/dev/null) 2>/dev/null || true; wait 2>/dev/null; [ -n "${KEEP:-}" ] && echo "logs kept in $OUT" || rm -rf "$OUT"' EXIT
-ulimit -n "$(( WATCHERS + 4096 ))" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+ulimit -n "$(( WATCHERS * ${QUERIES:-1} + 4096 ))" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 # Built with the etcd store either way (one build for both runs; needs protoc).
 command -v protoc >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler >/dev/null; }
 cargo build --release -q -p tribune --features etcd --bin tribune --example scale
@@ -64,4 +68,5 @@ else
 fi
 # Every loop in the generator is bounded; the whole run is too.
 timeout 3600 target/release/examples/scale --agent "$ADDRS" --agent-pid "$PIDS" --token scale-root \
-  --watchers "$WATCHERS" --tokens "$TOKENS" --entries "$ENTRIES" --watch "${WATCH:-snapshot}"
+  --watchers "$WATCHERS" --tokens "$TOKENS" --entries "$ENTRIES" --watch "${WATCH:-snapshot}" \
+  --queries "${QUERIES:-1}" --h2 "${H2:-0}"

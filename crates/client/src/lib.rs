@@ -8,6 +8,12 @@
 //! with 503 is sent to the next one, each at most once per request, so callers see
 //! one failure only when every agent failed. The agent that last answered stays the
 //! one asked first.
+//!
+//! [`Client::multiplexed`] (the sidecar's) speaks HTTP/2 where the agent does: by
+//! ALPN on `https://`, with prior knowledge on `http://`, so that its several
+//! blocking queries are streams of one connection (issue #40). An agent that does not
+//! speak HTTP/2 (an older Tribune during a rolling upgrade) is asked again over
+//! HTTP/1.1, which it keeps for that agent. Clones share the connections.
 
 #![forbid(unsafe_code)]
 
@@ -20,7 +26,7 @@ use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::rt::TokioExecutor;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,12 +94,25 @@ impl fmt::Display for ClientError {
 
 impl std::error::Error for ClientError {}
 
+type Http = HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// What a plain (`http://`) agent is known to speak, for a multiplexed client.
+const UNTRIED: u8 = 0;
+const SPEAKS_H2: u8 = 1;
+const HTTP1_ONLY: u8 = 2;
+
+#[derive(Clone)]
 pub struct Client {
-    bases: Vec<String>,
+    bases: Arc<[String]>,
     /// The agent asked first (the last one that answered).
-    current: AtomicUsize,
+    current: Arc<AtomicUsize>,
     token: Option<String>,
-    http: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// HTTP/1.1, or on `https://` what ALPN chose.
+    http: Http,
+    /// HTTP/2 with prior knowledge, for `http://` agents (multiplexed clients only).
+    h2c: Option<Http>,
+    /// Per agent address: [`UNTRIED`], [`SPEAKS_H2`] or [`HTTP1_ONLY`].
+    plain_h2: Arc<[AtomicU8]>,
 }
 
 fn base_url(addr: &str) -> Result<String, ClientError> {
@@ -218,7 +237,18 @@ fn tls_config(tls: &TlsOptions) -> Result<rustls::ClientConfig, ClientError> {
 }
 
 impl Client {
+    /// A client speaking HTTP/1.1 (the CLI's: one request at a time).
     pub fn new(target: &Target) -> Result<Client, ClientError> {
+        Client::build(target, false)
+    }
+
+    /// A client that speaks HTTP/2 where the agent does (module text): the
+    /// sidecar's, whose blocking queries then share one connection.
+    pub fn multiplexed(target: &Target) -> Result<Client, ClientError> {
+        Client::build(target, true)
+    }
+
+    fn build(target: &Target, multiplexed: bool) -> Result<Client, ClientError> {
         let bases = target
             .addr
             .split(',')
@@ -247,13 +277,24 @@ impl Client {
             builder =
                 builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
         }
-        let https = builder.enable_http1().wrap_connector(connector);
+        let https = if multiplexed {
+            builder.enable_all_versions().wrap_connector(connector)
+        } else {
+            builder.enable_http1().wrap_connector(connector)
+        };
+        let h2c = (multiplexed && bases.iter().any(|b| b.starts_with("http://"))).then(|| {
+            HyperClient::builder(TokioExecutor::new())
+                .http2_only(true)
+                .build(https.clone())
+        });
         let http = HyperClient::builder(TokioExecutor::new()).build(https);
         Ok(Client {
-            bases,
-            current: AtomicUsize::new(0),
+            plain_h2: bases.iter().map(|_| AtomicU8::new(UNTRIED)).collect(),
+            bases: bases.into(),
+            current: Arc::new(AtomicUsize::new(0)),
             token: target.token.clone().filter(|t| !t.is_empty()),
             http,
+            h2c,
         })
     }
 
@@ -282,9 +323,7 @@ impl Client {
         let mut last = None;
         for step in 0..n {
             let at = (start + step) % n;
-            let result = self
-                .request_one(&self.bases[at], method, path, body.clone())
-                .await;
+            let result = self.request_at(at, method, path, body.clone()).await;
             let failed_over = match &result {
                 Err(_) => true,
                 Ok(r) => r.status == 503,
@@ -300,13 +339,57 @@ impl Client {
         last.unwrap_or_else(|| Err(ClientError("no agent address given".into())))
     }
 
-    async fn request_one(
+    /// One request to agent `at`: over HTTP/2 with prior knowledge when this client
+    /// multiplexes and the agent is not known to speak HTTP/1.1 only. A first HTTP/2
+    /// attempt that gets no answer but did reach the agent (an agent without HTTP/2
+    /// closes the connection at the preface, before reading any request) is made
+    /// again over HTTP/1.1, which is then kept for that agent.
+    async fn request_at(
         &self,
-        base: &str,
+        at: usize,
         method: &str,
         path: &str,
         body: Option<Bytes>,
     ) -> Result<Response, ClientError> {
+        let base = &self.bases[at];
+        let known = &self.plain_h2[at];
+        if let Some(h2c) = self.h2c.as_ref().filter(|_| base.starts_with("http://")) {
+            let state = known.load(Ordering::Relaxed);
+            if state != HTTP1_ONLY {
+                match self
+                    .request_one(h2c, base, method, path, body.clone())
+                    .await
+                {
+                    Ok(r) => {
+                        known.store(SPEAKS_H2, Ordering::Relaxed);
+                        return Ok(r);
+                    }
+                    Err((_, true)) if state == UNTRIED => {
+                        let r = self.request_one(&self.http, base, method, path, body).await;
+                        if r.is_ok() {
+                            known.store(HTTP1_ONLY, Ordering::Relaxed);
+                        }
+                        return r.map_err(|(e, _)| e);
+                    }
+                    Err((e, _)) => return Err(e),
+                }
+            }
+        }
+        self.request_one(&self.http, base, method, path, body)
+            .await
+            .map_err(|(e, _)| e)
+    }
+
+    /// One request on `http`; an error says whether the agent was reached (a
+    /// connection was made).
+    async fn request_one(
+        &self,
+        http: &Http,
+        base: &str,
+        method: &str,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<Response, (ClientError, bool)> {
         let uri = format!("{base}{path}");
         let mut req = Request::builder().method(method).uri(&uri);
         if let Some(t) = &self.token {
@@ -317,12 +400,13 @@ impl Client {
         }
         let req = req
             .body(Full::new(body.unwrap_or_default()))
-            .map_err(|e| ClientError(format!("invalid request {uri}: {e}")))?;
-        let res = self
-            .http
-            .request(req)
-            .await
-            .map_err(|e| ClientError(format!("{method} {uri}: {}", error_chain(&e))))?;
+            .map_err(|e| (ClientError(format!("invalid request {uri}: {e}")), false))?;
+        let res = http.request(req).await.map_err(|e| {
+            (
+                ClientError(format!("{method} {uri}: {}", error_chain(&e))),
+                !e.is_connect(),
+            )
+        })?;
         let status = res.status().as_u16();
         let headers = res
             .headers()
@@ -333,7 +417,7 @@ impl Client {
             .into_body()
             .collect()
             .await
-            .map_err(|e| ClientError(format!("reading response of {uri}: {e}")))?
+            .map_err(|e| (ClientError(format!("reading response of {uri}: {e}")), true))?
             .to_bytes();
         Ok(Response {
             status,

@@ -316,6 +316,7 @@ fn state_file(
 /// The registration of `-sidecar-for`, from the agent, else the one saved by an
 /// earlier run (noted in `from_saved`).
 async fn registration(
+    agent: &Client,
     settings: &Settings,
     state: &Option<Arc<crate::state::StateFile>>,
     saved: &crate::state::Saved,
@@ -324,8 +325,7 @@ async fn registration(
     let Some(id) = &settings.sidecar_for else {
         return Ok(None);
     };
-    let agent = Client::new(&settings.agent).map_err(|e| e.to_string())?;
-    match sidecar::registration(&agent, id).await {
+    match sidecar::registration(agent, id).await {
         Ok(r) => {
             if let Some(st) = state {
                 st.update(|s| {
@@ -364,26 +364,29 @@ pub async fn start(settings: Settings) -> Result<Started, String> {
     let state = state_file(&settings, &file_doc)?;
     let saved = state.as_ref().map(|s| s.get()).unwrap_or_default();
     let mut from_saved: Vec<&'static str> = Vec::new();
+    // One client for every watch and report: over HTTP/2 (where the agent speaks it)
+    // they are streams of one connection.
+    let agent = Client::multiplexed(&settings.agent).map_err(|e| e.to_string())?;
     let reg = if file_doc.is_some() && settings.sidecar_for.is_some() {
         None // refused by the plan
     } else {
-        registration(&settings, &state, &saved, &mut from_saved).await?
+        registration(&agent, &settings, &state, &saved, &mut from_saved).await?
     };
     // 2. plan.
     let plan = plan(&settings, file_doc, reg.as_ref())?;
     // 3. spawn.
-    spawn(&settings, plan, state, saved, from_saved).await
+    spawn(&settings, agent, plan, state, saved, from_saved).await
 }
 
 /// Step 3: binds what `plan` names and starts its tasks.
 async fn spawn(
     settings: &Settings,
+    agent: Client,
     plan: Plan,
     state: Option<Arc<crate::state::StateFile>>,
     saved: crate::state::Saved,
     mut from_saved: Vec<&'static str>,
 ) -> Result<Started, String> {
-    let agent = || Client::new(&settings.agent).map_err(|e| e.to_string());
     let service = plan.service.clone();
     // Read before anything is bound, so a bad certificate fails the start.
     let edge_tls = plan.edge_tls.as_ref().map(edge_tls).transpose()?;
@@ -397,14 +400,14 @@ async fn spawn(
     };
 
     if let Some(addr) = plan.mesh {
-        let mut watch = match sidecar::IdentityWatch::start(agent()?, &service).await {
+        let mut watch = match sidecar::IdentityWatch::start(agent.clone(), &service).await {
             Ok(w) => w,
             Err(e) if e.refused() => return Err(refused_at_start(&e)),
             Err(e) => match &saved.identity {
                 Some(id) if saved.service == service => {
                     tracing::warn!(error = %e, "no agent answered; presenting the saved mesh identity");
                     from_saved.push("identity");
-                    sidecar::IdentityWatch::from_saved(agent()?, &service, id)
+                    sidecar::IdentityWatch::from_saved(agent.clone(), &service, id)
                         .map_err(|e| format!("Error using the saved mesh identity: {e}"))?
                 }
                 _ => return Err(format!("Error getting the mesh identity: {e}")),
@@ -431,7 +434,7 @@ async fn spawn(
         if let Some((path, mode)) = &plan.workload_api {
             let api = Arc::new(crate::workload_api::WorkloadApi {
                 tls: tls.clone(),
-                agent: agent()?,
+                agent: agent.clone(),
             });
             crate::workload_api::serve(api, path.clone(), *mode).await?;
             lines.push((
@@ -451,7 +454,7 @@ async fn spawn(
                 endpoints.set(saved.iter().filter_map(|a| a.parse().ok()).collect());
             }
             tokio::spawn(sidecar::watch_endpoints_saved(
-                agent()?,
+                agent.clone(),
                 dest.clone(),
                 endpoints.clone(),
                 state.clone(),
@@ -463,7 +466,7 @@ async fn spawn(
                         format!("Upstream {dest}"),
                         format!("{} (JWT-SVID in {header})", up.bind),
                     ));
-                    let source = crate::outbound::SvidSource::new(agent()?, &service, &dest);
+                    let source = crate::outbound::SvidSource::new(agent.clone(), &service, &dest);
                     tokio::spawn(crate::outbound::serve_upstream_with_identity(
                         proxy.clone(),
                         tls.clone(),
@@ -521,7 +524,7 @@ async fn spawn(
             if let Some(st) = &state {
                 proxy.save_state_to(st.clone());
             }
-            let client = agent()?;
+            let client = agent.clone();
             // The agent's policy when one answers; the saved one only when none does
             // (the watch replaces it as soon as an agent answers).
             let mut body = String::new();
@@ -564,7 +567,7 @@ async fn spawn(
             };
             tokio::spawn(crate::report::report_to_agent(
                 proxy.clone(),
-                agent()?,
+                agent.clone(),
                 service.clone(),
                 name,
             ));

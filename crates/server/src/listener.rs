@@ -9,12 +9,21 @@
 //! query in progress is neither (its head is complete), so it is never cut. 200
 //! sockets that never send a byte thus hold a client's places for seconds, not for
 //! ever (hardening round 3, item 11).
+//!
+//! HTTP/2 (prior knowledge on the plain listener, ALPN `h2` on the HTTPS one) carries
+//! a sidecar's several blocking queries as streams of one connection (issue #40: a
+//! held HTTP/1.1 query is a connection with hyper's two 8 KB buffers; a held stream
+//! is a few hundred bytes and the handler's future). Its deadlines follow requests,
+//! not bytes: a connection must start a request within [`HEAD_TIMEOUT`] of its
+//! preface, and one with no request in flight for [`IDLE_TIMEOUT`] is closed. At most
+//! [`MAX_STREAMS`] requests run at once on one connection.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -28,6 +37,13 @@ pub const DEFAULT_MAX_CONNS_PER_CLIENT: usize = 200;
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a connection may stay idle between an answer and the next request.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Requests one HTTP/2 connection may run at once (a sidecar holds its leaf, policy
+/// and one endpoints watch per upstream as streams of one connection).
+pub const MAX_STREAMS: u32 = 128;
+
+/// The HTTP/2 connection preface (RFC 9113, section 3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// What Consul (go-connlimit) answers past the limit.
 const TOO_MANY: &str =
@@ -73,6 +89,70 @@ enum Phase {
     Busy,
     /// An answer was written; the next request must start by the deadline.
     Idle,
+    /// An HTTP/2 connection: the deadline follows its requests ([`Streams`]).
+    H2,
+}
+
+/// The requests of one HTTP/2 connection, counted by the service that runs them and
+/// read by the connection's deadline.
+#[derive(Default)]
+pub struct Streams {
+    in_flight: AtomicUsize,
+    /// When a request last started or ended (`None`: none has started yet).
+    last: Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Streams {
+    fn touch(&self) {
+        if let Ok(mut l) = self.last.lock() {
+            *l = Some(tokio::time::Instant::now());
+        }
+    }
+
+    /// A request starts; the returned guard ends it when dropped (answered, or its
+    /// stream reset).
+    fn start(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+        InFlight(self.clone())
+    }
+}
+
+struct InFlight(Arc<Streams>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch();
+    }
+}
+
+/// What an HTTP/2 connection's deadline finds when it fires.
+#[derive(Debug, PartialEq, Eq)]
+enum H2Due {
+    /// Still in use: look again at this time.
+    Later(tokio::time::Instant),
+    /// No request started within the head timeout of the preface.
+    NoRequest,
+    /// Nothing in flight since `idle` ago.
+    Idle,
+}
+
+/// The rule of an HTTP/2 connection's deadline, apart from the clock (unit tested).
+fn h2_due(
+    in_flight: usize,
+    last: Option<tokio::time::Instant>,
+    now: tokio::time::Instant,
+    idle: Duration,
+) -> H2Due {
+    if in_flight > 0 {
+        return H2Due::Later(now + idle);
+    }
+    match last {
+        None => H2Due::NoRequest,
+        Some(t) if t + idle > now => H2Due::Later(t + idle),
+        Some(_) => H2Due::Idle,
+    }
 }
 
 /// A client's place among its admitted connections; given back when dropped.
@@ -100,6 +180,8 @@ struct Watch {
     /// The reader waiting while the request was served: woken when the answer is
     /// written, so that it waits again under the idle deadline.
     read_waker: Option<std::task::Waker>,
+    /// An HTTP/2 connection's requests.
+    streams: Option<Arc<Streams>>,
 }
 
 impl CountedStream<TcpStream> {
@@ -125,6 +207,100 @@ impl CountedStream<TcpStream> {
     }
 }
 
+impl<S> CountedStream<S> {
+    /// The connection speaks HTTP/2 from here on: its deadline follows the requests
+    /// counted in the returned [`Streams`], the first of which must start within the
+    /// head timeout.
+    fn speak_h2(&mut self) -> Arc<Streams> {
+        let streams = Arc::new(Streams::default());
+        self.watch.phase = Phase::H2;
+        self.watch.streams = Some(streams.clone());
+        self.watch.reset(self.watch.head_timeout);
+        streams
+    }
+}
+
+impl CountedStream<tokio_rustls::server::TlsStream<TcpStream>> {
+    /// Whether the client chose HTTP/2 by ALPN.
+    fn chose_h2(&self) -> bool {
+        self.inner.get_ref().1.alpn_protocol() == Some(b"h2")
+    }
+}
+
+/// Reads a plain connection's first bytes, at most the HTTP/2 preface's length and no
+/// further than they agree with it, under the connection's head deadline. Returns
+/// them; they are the preface when the client speaks HTTP/2 with prior knowledge.
+async fn sniff(io: &mut CountedStream) -> io::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::with_capacity(H2_PREFACE.len());
+    let mut buf = [0u8; 24];
+    while got.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&got) {
+        let want = H2_PREFACE.len() - got.len();
+        let n = io.read(&mut buf[..want]).await?;
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    Ok(got)
+}
+
+/// A stream whose first bytes were already read ([`sniff`]): they are read again
+/// first.
+struct Prefixed<S> {
+    prefix: Vec<u8>,
+    at: usize,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.at < this.prefix.len() {
+            let n = (this.prefix.len() - this.at).min(buf.remaining());
+            buf.put_slice(&this.prefix[this.at..this.at + n]);
+            this.at += n;
+            if this.at == this.prefix.len() {
+                // A held connection keeps no copy of its first bytes.
+                this.prefix = Vec::new();
+                this.at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
 impl Watch {
     /// Follows the bytes the client sent: a head's first byte starts the head
     /// deadline, its end (an empty line) makes the connection busy.
@@ -145,6 +321,10 @@ impl Watch {
 
     /// The server wrote (part of) an answer: the next request must start in time.
     fn answered(&mut self) {
+        if self.phase == Phase::H2 {
+            // Frames, not answers: the deadline follows the requests (Streams).
+            return;
+        }
         let was = std::mem::replace(&mut self.phase, Phase::Idle);
         self.reset(self.idle_timeout);
         if was == Phase::Busy {
@@ -219,6 +399,7 @@ impl axum::serve::Listener for LimitedListener {
                         head_timeout: self.head_timeout,
                         idle_timeout: self.idle_timeout,
                         read_waker: None,
+                        streams: None,
                     },
                 },
                 addr,
@@ -267,6 +448,28 @@ impl<S: AsyncRead + Unpin> AsyncRead for CountedStream<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if this.watch.phase == Phase::H2 {
+            // Loops only when the deadline moved (a new Sleep to register).
+            while this.watch.deadline.as_mut().poll(cx).is_ready() {
+                let streams = this.watch.streams.as_deref();
+                let due = h2_due(
+                    streams.map_or(0, |s| s.in_flight.load(Ordering::Relaxed)),
+                    streams.and_then(|s| s.last.lock().ok().and_then(|l| *l)),
+                    tokio::time::Instant::now(),
+                    this.watch.idle_timeout,
+                );
+                let what = match due {
+                    H2Due::Later(at) => {
+                        this.watch.deadline.as_mut().reset(at);
+                        continue;
+                    }
+                    H2Due::NoRequest => "no request in time",
+                    H2Due::Idle => "idle HTTP/2 connection closed",
+                };
+                return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, what)));
+            }
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
         if this.watch.phase != Phase::Busy && this.watch.deadline.as_mut().poll(cx).is_ready() {
             let what = match this.watch.phase {
                 Phase::Idle => "idle keep-alive connection closed",
@@ -330,12 +533,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CountedStream<S> {
 /// Serves `app` on `listener` until `stop` resolves, then lets open connections
 /// finish (the caller bounds how long). HTTP/1 answers spell header names as Consul's
 /// do (`X-Consul-Index`, `Content-Type`): scripts that `grep X-Consul-Index` in `curl
-/// -i` output work against both. HTTP/1 only, as Consul's API, and without
-/// upgrades (the agent has none): hyper's HTTP/1 connection alone, 650 bytes per
-/// connection against 1 530 for hyper-util's auto connection, which carries an
-/// HTTP/2 state too (a held sidecar watch is a connection; issue #40). With `tls`,
-/// every connection is a TLS one (the HTTPS listener); its handshake runs in the
-/// connection's own task.
+/// -i` output work against both. A connection that opens with HTTP/2's preface (or
+/// that chose `h2` by ALPN) is served as HTTP/2 (module text); each kind of
+/// connection runs in a task of its own size, so a held HTTP/1.1 query costs hyper's
+/// HTTP/1 connection alone (650 bytes against 1 530 for hyper-util's auto connection;
+/// issue #40). With `tls`, every connection is a TLS one (the HTTPS listener); its
+/// handshake runs in the connection's own task.
 pub async fn serve(
     mut listener: LimitedListener,
     app: axum::Router,
@@ -343,46 +546,178 @@ pub async fn serve(
     stop: impl std::future::Future<Output = ()>,
 ) {
     use axum::serve::Listener;
-    use hyper_util::rt::TokioIo;
-    use hyper_util::service::TowerToHyperService;
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.title_case_headers(true);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(stop);
     loop {
-        let (io, _) = tokio::select! {
+        let (mut io, _) = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = &mut stop => break,
         };
-        let service = TowerToHyperService::new(app.clone());
+        let app = app.clone();
+        let watcher = graceful.watcher();
         match &tls {
             None => {
-                let conn = graceful.watch(builder.serve_connection(TokioIo::new(io), service));
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                    let prefix = match sniff(&mut io).await {
+                        Ok(p) => p,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "connection ended before a request");
+                            return;
+                        }
+                    };
+                    if prefix.as_slice() == H2_PREFACE {
+                        let streams = io.speak_h2();
+                        let io = Prefixed {
+                            prefix,
+                            at: 0,
+                            inner: io,
+                        };
+                        tokio::spawn(serve_h2(io, app, streams, watcher));
+                    } else {
+                        let io = Prefixed {
+                            prefix,
+                            at: 0,
+                            inner: io,
+                        };
+                        tokio::spawn(serve_h1(io, app, watcher));
                     }
                 });
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
-                let builder = builder.clone();
-                let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let io = match io.tls_handshake(&acceptor).await {
+                    let mut io = match io.tls_handshake(&acceptor).await {
                         Ok(io) => io,
                         Err(e) => {
                             tracing::debug!(error = %e, "TLS handshake failed");
                             return;
                         }
                     };
-                    let conn = builder.serve_connection(TokioIo::new(io), service);
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                    if io.chose_h2() {
+                        let streams = io.speak_h2();
+                        tokio::spawn(serve_h2(io, app, streams, watcher));
+                    } else {
+                        tokio::spawn(serve_h1(io, app, watcher));
                     }
                 });
             }
         }
     }
     graceful.shutdown().await;
+}
+
+/// One HTTP/1.1 connection.
+async fn serve_h1<I>(io: I, app: axum::Router, watcher: hyper_util::server::graceful::Watcher)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.title_case_headers(true);
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// One HTTP/2 connection; its requests are counted in `streams` for its deadline.
+async fn serve_h2<I>(
+    io: I,
+    app: axum::Router,
+    streams: Arc<Streams>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder =
+        hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS);
+    let service = Counting {
+        inner: hyper_util::service::TowerToHyperService::new(app),
+        streams,
+    };
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(error = %e, "HTTP/2 connection ended with an error");
+    }
+}
+
+/// Counts an HTTP/2 connection's requests in flight ([`Streams`]).
+struct Counting<S> {
+    inner: S,
+    streams: Arc<Streams>,
+}
+
+impl<S, R> hyper::service::Service<R> for Counting<S>
+where
+    S: hyper::service::Service<R>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn call(&self, req: R) -> Self::Future {
+        let in_flight = self.streams.start();
+        let answer = self.inner.call(req);
+        Box::pin(async move {
+            let r = answer.await;
+            drop(in_flight);
+            r
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_http2_connections_deadline_follows_its_requests() {
+        let idle = Duration::from_secs(90);
+        let t0 = tokio::time::Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let table = [
+            // (in flight, last start or end, now) -> due
+            (
+                "a request runs: look again later",
+                2,
+                Some(at(0)),
+                at(500),
+                H2Due::Later(at(590)),
+            ),
+            (
+                "none started since the preface",
+                0,
+                None,
+                at(10),
+                H2Due::NoRequest,
+            ),
+            (
+                "the last ended lately",
+                0,
+                Some(at(30)),
+                at(100),
+                H2Due::Later(at(120)),
+            ),
+            (
+                "the last ended an idle time ago",
+                0,
+                Some(at(10)),
+                at(100),
+                H2Due::Idle,
+            ),
+        ];
+        for (name, in_flight, last, now, want) in table {
+            assert_eq!(h2_due(in_flight, last, now, idle), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_preface_is_http2s() {
+        assert_eq!(H2_PREFACE.len(), 24);
+        assert!(H2_PREFACE.starts_with(b"PRI * HTTP/2.0\r\n\r\n"));
+    }
 }

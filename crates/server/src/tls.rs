@@ -123,7 +123,8 @@ pub fn server_config(block: &TlsBlock) -> Result<Arc<rustls::ServerConfig>, TlsE
             "tls.cert_file {cert_file} and tls.key_file {key_file}: {e}"
         ))
     })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // HTTP/2 carries a sidecar's watches as streams of one connection (listener.rs).
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 

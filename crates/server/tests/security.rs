@@ -10,6 +10,10 @@ mod support;
 #[path = "security/login.rs"]
 mod login;
 
+/// HTTP/2 connections to the agent: held by their requests, not their bytes.
+#[path = "security/http2.rs"]
+mod http2;
+
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 use support::*;
@@ -597,7 +601,7 @@ async fn a_rebound_host_name_is_refused_on_loopback() {
 
 /// An agent behind the listener the binary uses (3 connections per client), with
 /// short head (300 ms) and idle (800 ms) deadlines; its address.
-async fn limited_agent() -> std::net::SocketAddr {
+pub(crate) async fn limited_agent() -> std::net::SocketAddr {
     let api = Api::dev().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -606,7 +610,12 @@ async fn limited_agent() -> std::net::SocketAddr {
         std::time::Duration::from_millis(800),
     );
     let app = tribune_server::router(api.state.clone());
-    tokio::spawn(async move { axum::serve(limited, app).await });
+    tokio::spawn(tribune_server::listener::serve(
+        limited,
+        app,
+        None,
+        std::future::pending(),
+    ));
     addr
 }
 

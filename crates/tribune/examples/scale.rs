@@ -15,8 +15,15 @@
 //! their memory per held watcher. `--watch health` holds the sidecars' other
 //! blocking query instead, `/v1/health/connect/<service>` (the instances an upstream
 //! dials), over E registered services with sidecars; a one-service change is then a
-//! re-registration of that service's sidecar (there is no `*` change). Every loop is
-//! bounded; nothing leaves 127.0.0.1 but what the addresses given name.
+//! re-registration of that service's sidecar (there is no `*` change).
+//!
+//! `--queries 3` makes each simulated sidecar hold what a real one holds at once: its
+//! policy query, its leaf certificate's and one upstream's endpoints
+//! (`/v1/agent/connect/ca/leaf/<service>`, `/v1/health/connect/<service>`), and
+//! `--h2` makes it speak as the sidecar does (`Client::multiplexed`: HTTP/2, the
+//! queries streams of one connection). Memory is then reported per sidecar and per
+//! held query. Every loop is bounded; nothing leaves 127.0.0.1 but what the
+//! addresses given name.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -38,6 +45,10 @@ struct Args {
     changes: usize,
     /// `health`: watch `/v1/health/connect/<service>` instead of the policy document.
     health: bool,
+    /// Speak as the sidecar does (HTTP/2 where the agent does).
+    h2: bool,
+    /// Blocking queries each simulated sidecar holds (1 to 3).
+    queries: usize,
 }
 
 fn args() -> Result<Args, String> {
@@ -50,6 +61,8 @@ fn args() -> Result<Args, String> {
         entries: 10,
         changes: 20,
         health: false,
+        h2: false,
+        queries: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -68,6 +81,11 @@ fn args() -> Result<Args, String> {
             "--tokens" => a.tokens = num()?,
             "--entries" => a.entries = num()?,
             "--changes" => a.changes = num()?,
+            "--queries" => match num()? {
+                n @ 1..=3 => a.queries = n,
+                n => return Err(format!("--queries {n}: 1 to 3")),
+            },
+            "--h2" => a.h2 = value == "1" || value == "true",
             "--watch" => match value.as_str() {
                 "snapshot" => a.health = false,
                 "health" => a.health = true,
@@ -83,12 +101,45 @@ fn args() -> Result<Args, String> {
 }
 
 fn client(addr: &str, token: &str) -> Client {
-    Client::new(&Target {
+    Client::new(&target(addr, token)).expect("agent address")
+}
+
+fn target(addr: &str, token: &str) -> Target {
+    Target {
         addr: addr.to_string(),
         token: Some(token.to_string()),
         ..Default::default()
-    })
-    .expect("agent address")
+    }
+}
+
+/// Holds the blocking query `path` (with `{index}` filled in) on `c`, at most
+/// `rounds` answers; a sidecar's queries that are not measured.
+/// Its first query waits for a place in `ramp`; `armed` counts first answers.
+async fn hold(c: Client, path: String, ramp: Arc<Semaphore>, armed: Arc<AtomicUsize>) {
+    let mut index = 0u64;
+    for round in 0..10_000u32 {
+        let permit = if round == 0 {
+            ramp.acquire().await.ok()
+        } else {
+            None
+        };
+        let answer = c
+            .request("GET", &format!("{path}?index={index}&wait=120s"), None)
+            .await;
+        drop(permit);
+        match answer {
+            Ok(r) if r.status == 200 => {
+                index = r
+                    .header("x-consul-index")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                if round == 0 {
+                    armed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
 }
 
 /// The agents' user+system CPU seconds, and resident memory in KB.
@@ -330,11 +381,25 @@ async fn main() {
     // Watchers arrive at most RAMP first queries at a time (sidecars starting, not
     // all at one instant; a restart's reconnect is spread by their back-off jitter).
     let ramp = Arc::new(Semaphore::new(RAMP));
+    let held = Arc::new(AtomicUsize::new(0));
     let arming = Instant::now();
     let health = a.health;
     for w in 0..a.watchers {
         let ramp = ramp.clone();
-        let c = client(&a.agents[w % a.agents.len()], &secrets[w]);
+        let addr = &a.agents[w % a.agents.len()];
+        let c = if a.h2 {
+            Client::multiplexed(&target(addr, &secrets[w])).expect("agent address")
+        } else {
+            client(addr, &secrets[w])
+        };
+        let service = format!("svc-{}", w % services);
+        let others = [
+            format!("/v1/agent/connect/ca/leaf/{service}"),
+            format!("/v1/health/connect/{service}"),
+        ];
+        for path in others.into_iter().take(a.queries - 1) {
+            tokio::spawn(hold(c.clone(), path, ramp.clone(), held.clone()));
+        }
         let tx = tx.clone();
         let armed = armed.clone();
         let failures = failures.clone();
@@ -387,7 +452,10 @@ async fn main() {
         });
     }
     let deadline = Instant::now() + Duration::from_secs(600);
-    while armed.load(Ordering::Relaxed) < a.watchers && Instant::now() < deadline {
+    while (armed.load(Ordering::Relaxed) < a.watchers
+        || held.load(Ordering::Relaxed) < a.watchers * (a.queries - 1))
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Give the last ones time to send their blocking query.
@@ -398,6 +466,7 @@ async fn main() {
         "watchers armed in {:.1} s ({RAMP} first queries at a time)",
         arming.elapsed().as_secs_f64() - 2.0
     );
+    let per_sidecar = (held_rss.saturating_sub(before_rss)) as f64 / a.watchers.max(1) as f64;
     println!(
         "watchers armed: {} of {} ({} failed requests); agents' RSS {} -> {} KB: {:.1} KB per watcher; set-up CPU {:.1} s",
         armed.load(Ordering::Relaxed),
@@ -405,9 +474,21 @@ async fn main() {
         failures.load(Ordering::Relaxed),
         before_rss,
         held_rss,
-        (held_rss.saturating_sub(before_rss)) as f64 / a.watchers.max(1) as f64,
+        per_sidecar,
         held_cpu - before_cpu
     );
+    if a.queries > 1 {
+        println!(
+            "each watcher holds {} queries ({}): {:.1} KB per held query",
+            a.queries,
+            if a.h2 {
+                "HTTP/2 streams of one connection"
+            } else {
+                "one connection each"
+            },
+            per_sidecar / a.queries as f64
+        );
+    }
 
     // One-service changes: only that service's watchers should wake.
     let mut latencies = Vec::new();

@@ -107,8 +107,15 @@ pub fn run(args: AuthzArgs, io: &mut Io<'_>) -> u8 {
         Err(e) => return fail(io, format!("Error starting runtime: {e}")),
     };
     runtime.block_on(async move {
-        let client =
-            |t: &tribune_client::Target| tribune_client::Client::new(t).map_err(|e| e.to_string());
+        // One client for every watch and report: over HTTP/2 they are streams of one
+        // connection to the agent.
+        let shared = match tribune_client::Client::multiplexed(&target) {
+            Ok(c) => c,
+            Err(e) => return fail(io, e.to_string()),
+        };
+        let client = |_: &tribune_client::Target| -> Result<tribune_client::Client, String> {
+            Ok(shared.clone())
+        };
         let agent = match client(&target) {
             Ok(c) => c,
             Err(e) => return fail(io, e),
