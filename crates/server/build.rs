@@ -27,9 +27,15 @@ fn git_revision() -> Option<String> {
         .filter(|o| o.status.success())
     {
         let dir = String::from_utf8_lossy(&dir.stdout).trim().to_string();
-        println!("cargo:rerun-if-changed={dir}/HEAD");
-        println!("cargo:rerun-if-changed={dir}/refs/heads");
-        println!("cargo:rerun-if-changed={dir}/packed-refs");
+        // Only paths that exist: cargo reruns a build script on every build while a
+        // path it watches is missing (a fresh clone has no packed-refs), rebuilding
+        // the server and the binary each time.
+        for path in ["HEAD", "refs/heads", "packed-refs"] {
+            let path = format!("{dir}/{path}");
+            if std::path::Path::new(&path).exists() {
+                println!("cargo:rerun-if-changed={path}");
+            }
+        }
     }
     Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }

@@ -260,6 +260,9 @@ impl Client {
         }
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        // Requests go out as written (an HTTP/2 request is several small frames;
+        // Nagle's algorithm would hold all but the first for the agent's delayed ACK).
+        connector.set_nodelay(true);
         // HttpsConnector decides the scheme per address.
         connector.enforce_http(false);
         // Roots and client keys are read only when an address is https://.

@@ -385,6 +385,10 @@ impl axum::serve::Listener for LimitedListener {
                 tokio::spawn(refuse(stream));
                 continue;
             }
+            // Answers go out as written: an HTTP/2 answer is several small writes
+            // (headers, data), and Nagle's algorithm held the second until the
+            // client's delayed ACK, up to 40 ms later (bench/scale.sh H2=1).
+            let _ = stream.set_nodelay(true);
             return (
                 CountedStream {
                     inner: stream,
