@@ -39,6 +39,104 @@ pub mod paths {
     /// `PUT`: a sidecar's shadow counters ([`super::ShadowReport`] list). Tribune's.
     pub const SHADOW_REPORT: &str = "/v1/tribune/shadow-report";
 
+    /// `PUT`: write a config entry (`?cas=`, `?stage=`, `?check=`).
+    pub const CONFIG: &str = "/v1/config";
+    /// `GET`: the entries of one kind.
+    pub const CONFIG_KIND: &str = "/v1/config/{kind}";
+    /// `GET`, `DELETE`: one config entry.
+    pub const CONFIG_ENTRY: &str = "/v1/config/{kind}/{name}";
+    /// `GET`: every intention (Consul's legacy view of service-intentions).
+    pub const INTENTIONS: &str = "/v1/connect/intentions";
+    /// `GET`, `PUT`, `DELETE`: one intention by `?source=&destination=`.
+    pub const INTENTIONS_EXACT: &str = "/v1/connect/intentions/exact";
+    /// `GET`: would `?source=` reach `?destination=` (L4)?
+    pub const INTENTIONS_CHECK: &str = "/v1/connect/intentions/check";
+    /// `POST`: why a request would be allowed or denied. Tribune's.
+    pub const INTENTIONS_EXPLAIN: &str = "/v1/connect/intentions/explain";
+    /// `GET`: the intentions matching `?by=&name=`.
+    pub const INTENTIONS_MATCH: &str = "/v1/connect/intentions/match";
+    /// `PUT`: the first management token.
+    pub const ACL_BOOTSTRAP: &str = "/v1/acl/bootstrap";
+    pub const ACL_POLICY: &str = "/v1/acl/policy";
+    pub const ACL_POLICY_ID: &str = "/v1/acl/policy/{id}";
+    pub const ACL_POLICY_NAME: &str = "/v1/acl/policy/name/{name}";
+    pub const ACL_POLICIES: &str = "/v1/acl/policies";
+    pub const ACL_TOKEN: &str = "/v1/acl/token";
+    pub const ACL_TOKEN_SELF: &str = "/v1/acl/token/self";
+    pub const ACL_TOKEN_ID: &str = "/v1/acl/token/{id}";
+    pub const ACL_TOKEN_CLONE: &str = "/v1/acl/token/{id}/clone";
+    pub const ACL_TOKENS: &str = "/v1/acl/tokens";
+    pub const ACL_ROLE: &str = "/v1/acl/role";
+    pub const ACL_ROLE_ID: &str = "/v1/acl/role/{id}";
+    pub const ACL_ROLE_NAME: &str = "/v1/acl/role/name/{name}";
+    pub const ACL_ROLES: &str = "/v1/acl/roles";
+    pub const ACL_AUTH_METHOD: &str = "/v1/acl/auth-method";
+    pub const ACL_AUTH_METHOD_NAME: &str = "/v1/acl/auth-method/{name}";
+    pub const ACL_AUTH_METHODS: &str = "/v1/acl/auth-methods";
+    pub const ACL_BINDING_RULE: &str = "/v1/acl/binding-rule";
+    pub const ACL_BINDING_RULE_ID: &str = "/v1/acl/binding-rule/{id}";
+    pub const ACL_BINDING_RULES: &str = "/v1/acl/binding-rules";
+    /// `POST`: a token for a JWT ([`super::LoginBody`]).
+    pub const ACL_LOGIN: &str = "/v1/acl/login";
+    /// `POST`: delete the caller's login token.
+    pub const ACL_LOGOUT: &str = "/v1/acl/logout";
+    /// `POST`: start an OIDC sign-in ([`super::OidcAuthUrlBody`]).
+    pub const ACL_OIDC_AUTH_URL: &str = "/v1/acl/oidc/auth-url";
+    /// `POST`: finish it ([`super::OidcCallbackBody`]).
+    pub const ACL_OIDC_CALLBACK: &str = "/v1/acl/oidc/callback";
+    /// `GET`: staged candidates. Tribune's.
+    pub const STAGED: &str = "/v1/tribune/staged";
+    /// `GET`: one staged candidate with its evidence. Tribune's.
+    pub const STAGED_ENTRY: &str = "/v1/tribune/staged/{kind}/{name}";
+    /// `PUT`: make a staged candidate live. Tribune's.
+    pub const STAGED_PROMOTE: &str = "/v1/tribune/staged/{kind}/{name}/promote";
+    /// `GET`, `POST`: fetch a JWT provider's keys now. Tribune's.
+    pub const JWT_PROVIDER_CHECK: &str = "/v1/tribune/jwt-provider/{name}/check";
+    /// `GET`: save, `PUT`: restore a snapshot archive.
+    pub const SNAPSHOT: &str = "/v1/snapshot";
+
+    /// `pattern` with its `{...}` captures replaced by `values`, in order (each as
+    /// given: the caller percent-encodes what needs it).
+    pub fn fill(pattern: &str, values: &[&str]) -> String {
+        let mut out = String::with_capacity(pattern.len() + 16);
+        let mut rest = pattern;
+        let mut values = values.iter();
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let close = rest[open..].find('}').map_or(rest.len(), |c| open + c + 1);
+            match values.next() {
+                Some(v) => out.push_str(v),
+                None => out.push_str(&rest[open..close]),
+            }
+            rest = &rest[close..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// The path of one ACL token, policy or role by ID (`kind`: `token`, `policy`,
+    /// `role`).
+    pub fn acl_item(kind: &str, id: &str) -> String {
+        let pattern = match kind {
+            "token" => ACL_TOKEN_ID,
+            "policy" => ACL_POLICY_ID,
+            _ => ACL_ROLE_ID,
+        };
+        fill(pattern, &[id])
+    }
+
+    /// The path of one ACL policy or role by name (`kind`: `policy`, `role`).
+    pub fn acl_by_name(kind: &str, name: &str) -> String {
+        fill(
+            if kind == "policy" {
+                ACL_POLICY_NAME
+            } else {
+                ACL_ROLE_NAME
+            },
+            &[name],
+        )
+    }
+
     pub fn agent_service(id: &str) -> String {
         AGENT_SERVICE.replace("{id}", id)
     }
@@ -918,6 +1016,37 @@ fn weak_strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_fill_their_captures_in_order() {
+        let table = [
+            (
+                paths::CONFIG_ENTRY,
+                &["jwt-provider", "okta"][..],
+                "/v1/config/jwt-provider/okta",
+            ),
+            (
+                paths::STAGED_PROMOTE,
+                &["k", "n"][..],
+                "/v1/tribune/staged/k/n/promote",
+            ),
+            (
+                paths::ACL_TOKEN_CLONE,
+                &["a-b"][..],
+                "/v1/acl/token/a-b/clone",
+            ),
+            (paths::CONFIG, &[][..], "/v1/config"),
+            // Fewer values than captures: the rest stay as written.
+            (paths::CONFIG_ENTRY, &["x"][..], "/v1/config/x/{name}"),
+        ];
+        for (pattern, values, want) in table {
+            assert_eq!(paths::fill(pattern, values), want, "{pattern}");
+        }
+        assert_eq!(paths::acl_item("policy", "7"), "/v1/acl/policy/7");
+        assert_eq!(paths::acl_item("role", "7"), "/v1/acl/role/7");
+        assert_eq!(paths::acl_item("token", "7"), "/v1/acl/token/7");
+        assert_eq!(paths::acl_by_name("role", "r"), "/v1/acl/role/name/r");
+    }
 
     #[test]
     fn service_kind_all_round_trips() {

@@ -265,27 +265,27 @@ pub fn router(state: Shared) -> Router {
     } else {
         Router::new()
     };
-    ui.route("/v1/config", put(entries::put_config))
+    ui.route(paths::CONFIG, put(entries::put_config))
         .route("/v1/config/", get(entries::list_all))
-        .route("/v1/config/{kind}", get(entries::list_kind))
+        .route(paths::CONFIG_KIND, get(entries::list_kind))
         .route(
-            "/v1/config/{kind}/{name}",
+            paths::CONFIG_ENTRY,
             get(entries::get_config).delete(entries::delete_config),
         )
-        .route("/v1/connect/intentions", get(intentions_api::list))
+        .route(paths::INTENTIONS, get(intentions_api::list))
         .route(
-            "/v1/connect/intentions/exact",
+            paths::INTENTIONS_EXACT,
             get(intentions_api::get_exact)
                 .put(intentions_api::put_exact)
                 .delete(intentions_api::delete_exact),
         )
-        .route("/v1/connect/intentions/check", get(intentions_api::check))
+        .route(paths::INTENTIONS_CHECK, get(intentions_api::check))
         .route(
-            "/v1/connect/intentions/explain",
+            paths::INTENTIONS_EXPLAIN,
             axum::routing::post(intentions_api::explain),
         )
         .route(
-            "/v1/connect/intentions/match",
+            paths::INTENTIONS_MATCH,
             get(intentions_api::match_intentions),
         )
         .route(paths::PROXY_SNAPSHOT, get(proxy_api::snapshot))
@@ -308,71 +308,65 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/catalog/datacenters", get(catalog::datacenters))
         .route("/v1/health/service/{service}", get(catalog::health_service))
         .route(paths::HEALTH_CONNECT, get(catalog::health_connect))
-        .route("/v1/acl/bootstrap", put(acl_api::bootstrap))
-        .route("/v1/acl/policy", put(acl_api::create_policy))
+        .route(paths::ACL_BOOTSTRAP, put(acl_api::bootstrap))
+        .route(paths::ACL_POLICY, put(acl_api::create_policy))
         .route(
-            "/v1/acl/policy/{id}",
+            paths::ACL_POLICY_ID,
             get(acl_api::read_policy)
                 .put(acl_api::update_policy)
                 .delete(acl_api::delete_policy),
         )
+        .route(paths::ACL_POLICY_NAME, get(acl_api::read_policy_by_name))
+        .route(paths::ACL_POLICIES, get(acl_api::list_policies))
+        .route(paths::ACL_TOKEN, put(acl_api::create_token))
+        .route(paths::ACL_TOKEN_SELF, get(acl_api::token_self))
         .route(
-            "/v1/acl/policy/name/{name}",
-            get(acl_api::read_policy_by_name),
-        )
-        .route("/v1/acl/policies", get(acl_api::list_policies))
-        .route("/v1/acl/token", put(acl_api::create_token))
-        .route("/v1/acl/token/self", get(acl_api::token_self))
-        .route(
-            "/v1/acl/token/{id}",
+            paths::ACL_TOKEN_ID,
             get(acl_api::read_token)
                 .put(acl_api::update_token)
                 .delete(acl_api::delete_token),
         )
-        .route("/v1/acl/token/{id}/clone", put(acl_api::clone_token))
-        .route("/v1/acl/tokens", get(acl_api::list_tokens))
-        .route("/v1/acl/role", put(acl_api::create_role))
+        .route(paths::ACL_TOKEN_CLONE, put(acl_api::clone_token))
+        .route(paths::ACL_TOKENS, get(acl_api::list_tokens))
+        .route(paths::ACL_ROLE, put(acl_api::create_role))
         .route(
-            "/v1/acl/role/{id}",
+            paths::ACL_ROLE_ID,
             get(acl_api::read_role)
                 .put(acl_api::update_role)
                 .delete(acl_api::delete_role),
         )
-        .route("/v1/acl/role/name/{name}", get(acl_api::read_role_by_name))
-        .route("/v1/acl/roles", get(acl_api::list_roles))
-        .route("/v1/acl/auth-method", put(acl_api::auth_methods::create))
+        .route(paths::ACL_ROLE_NAME, get(acl_api::read_role_by_name))
+        .route(paths::ACL_ROLES, get(acl_api::list_roles))
+        .route(paths::ACL_AUTH_METHOD, put(acl_api::auth_methods::create))
         .route(
-            "/v1/acl/auth-method/{name}",
+            paths::ACL_AUTH_METHOD_NAME,
             get(acl_api::auth_methods::read)
                 .put(acl_api::auth_methods::update)
                 .delete(acl_api::auth_methods::delete),
         )
-        .route("/v1/acl/auth-methods", get(acl_api::auth_methods::list))
-        .route("/v1/acl/binding-rule", put(acl_api::binding_rules::create))
+        .route(paths::ACL_AUTH_METHODS, get(acl_api::auth_methods::list))
+        .route(paths::ACL_BINDING_RULE, put(acl_api::binding_rules::create))
         .route(
-            "/v1/acl/binding-rule/{id}",
+            paths::ACL_BINDING_RULE_ID,
             get(acl_api::binding_rules::read)
                 .put(acl_api::binding_rules::update)
                 .delete(acl_api::binding_rules::delete),
         )
-        .route("/v1/acl/binding-rules", get(acl_api::binding_rules::list))
-        .route("/v1/acl/login", post(acl_api::login::login))
-        .route("/v1/acl/logout", post(acl_api::login::logout))
-        .route("/v1/acl/oidc/auth-url", post(acl_api::oidc::auth_url))
-        .route("/v1/acl/oidc/callback", post(acl_api::oidc::callback))
+        .route(paths::ACL_BINDING_RULES, get(acl_api::binding_rules::list))
+        .route(paths::ACL_LOGIN, post(acl_api::login::login))
+        .route(paths::ACL_LOGOUT, post(acl_api::login::logout))
+        .route(paths::ACL_OIDC_AUTH_URL, post(acl_api::oidc::auth_url))
+        .route(paths::ACL_OIDC_CALLBACK, post(acl_api::oidc::callback))
         .route(
             "/v1/internal/ui/oidc-auth-methods",
             get(acl_api::oidc::ui_methods),
         )
-        .route("/v1/tribune/staged", get(staged::list))
-        .route("/v1/tribune/staged/{kind}/{name}", get(staged::show))
-        .route(
-            "/v1/tribune/staged/{kind}/{name}/promote",
-            put(staged::promote),
-        )
+        .route(paths::STAGED, get(staged::list))
+        .route(paths::STAGED_ENTRY, get(staged::show))
+        .route(paths::STAGED_PROMOTE, put(staged::promote))
         .route(paths::SHADOW_REPORT, put(staged::report))
         .route(
-            "/v1/tribune/jwt-provider/{name}/check",
+            paths::JWT_PROVIDER_CHECK,
             get(providers_api::check).post(providers_api::check),
         )
         .route(paths::SIDECAR_REPORT, put(ui_api::report))
@@ -382,7 +376,7 @@ pub fn router(state: Shared) -> Router {
             axum::routing::post(ui_api::validate),
         )
         .route(
-            "/v1/snapshot",
+            paths::SNAPSHOT,
             get(snapshot::save)
                 .put(snapshot::restore)
                 .layer(axum::extract::DefaultBodyLimit::max(

@@ -8,6 +8,7 @@ use super::http::{call_ok, HttpArgs};
 use super::Io;
 use clap::{Args, Subcommand};
 use serde_json::Value;
+use tribune_model::api::paths;
 use tribune_model::api::{AclLink, AclPolicy, AclPolicyBody, AclToken, AclTokenBody};
 
 mod auth_method;
@@ -460,9 +461,9 @@ fn full_id(http: &HttpArgs, kind: &str, given: &str, io: &mut Io<'_>) -> Result<
         });
     }
     let (path, key, plural) = match kind {
-        "token" => ("/v1/acl/tokens", "AccessorID", "tokens"),
-        "policy" => ("/v1/acl/policies", "ID", "policies"),
-        _ => ("/v1/acl/roles", "ID", "roles"),
+        "token" => (paths::ACL_TOKENS, "AccessorID", "tokens"),
+        "policy" => (paths::ACL_POLICIES, "ID", "policies"),
+        _ => (paths::ACL_ROLES, "ID", "roles"),
     };
     let failure = format!("Error determining {kind} ID: Failed to list {plural}");
     let list: Vec<Value> = answer(&send(http, "GET", path, None, &failure, io)?)?;
@@ -496,7 +497,7 @@ fn id_or_name(
             let v = send(
                 http,
                 "GET",
-                &format!("/v1/acl/{kind}/name/{}", tribune_client::encode(name)),
+                &paths::acl_by_name(kind, &tribune_client::encode(name)),
                 None,
                 &format!("Error reading {kind} {name:?}"),
                 io,
@@ -511,7 +512,7 @@ fn bootstrap(a: &BootstrapArgs, io: &mut Io<'_>) -> Done {
     let v = send(
         &a.http,
         "PUT",
-        "/v1/acl/bootstrap",
+        paths::ACL_BOOTSTRAP,
         None,
         "Failed ACL bootstrapping",
         io,
@@ -531,7 +532,7 @@ fn policy_create(a: &PolicyCreateArgs, io: &mut Io<'_>) -> Done {
     let v = send(
         &a.http,
         "PUT",
-        "/v1/acl/policy",
+        paths::ACL_POLICY,
         body(&policy),
         "Failed to create new policy",
         io,
@@ -545,7 +546,7 @@ fn policy_list(a: &ListArgs, io: &mut Io<'_>) -> Done {
     let v = send(
         &a.http,
         "GET",
-        "/v1/acl/policies",
+        paths::ACL_POLICIES,
         None,
         "Failed to retrieve the policy list",
         io,
@@ -581,7 +582,7 @@ fn read_one<T: serde::de::DeserializeOwned>(
     let v = send(
         &a.http,
         "GET",
-        &format!("/v1/acl/{kind}/{id}"),
+        &paths::acl_item(kind, &id),
         None,
         &format!("Error reading {kind} {id:?}"),
         io,
@@ -595,7 +596,7 @@ fn delete_one(kind: &str, a: &IdNameArgs, io: &mut Io<'_>) -> Done {
     send(
         &a.http,
         "DELETE",
-        &format!("/v1/acl/{kind}/{id}"),
+        &paths::acl_item(kind, &id),
         None,
         &format!("Error deleting {kind} {id:?}"),
         io,
@@ -615,7 +616,7 @@ fn policy_update(a: &PolicyUpdateArgs, io: &mut Io<'_>) -> Done {
     let current: AclPolicy = answer(&send(
         &a.http,
         "GET",
-        &format!("/v1/acl/policy/{id}"),
+        &paths::fill(paths::ACL_POLICY_ID, &[&id]),
         None,
         &format!("Error reading policy {id:?}"),
         io,
@@ -640,7 +641,7 @@ fn policy_update(a: &PolicyUpdateArgs, io: &mut Io<'_>) -> Done {
     let v = send(
         &a.http,
         "PUT",
-        &format!("/v1/acl/policy/{id}"),
+        &paths::fill(paths::ACL_POLICY_ID, &[&id]),
         body(&p),
         &format!("Failed to update policy {id}"),
         io,
@@ -690,7 +691,7 @@ fn token_create(a: &TokenCreateArgs, io: &mut Io<'_>) -> Done {
     let v = send(
         &a.http,
         "PUT",
-        "/v1/acl/token",
+        paths::ACL_TOKEN,
         body(&token),
         "Failed to create new token",
         io,
@@ -703,7 +704,7 @@ fn token_list(a: &ListArgs, io: &mut Io<'_>) -> Done {
     let v = send(
         &a.http,
         "GET",
-        "/v1/acl/tokens",
+        paths::ACL_TOKENS,
         None,
         "Failed to retrieve the token list",
         io,
@@ -728,7 +729,7 @@ fn token_read(a: &TokenReadArgs, io: &mut Io<'_>) -> Done {
         send(
             &a.http,
             "GET",
-            "/v1/acl/token/self",
+            paths::ACL_TOKEN_SELF,
             None,
             "Error reading token",
             io,
@@ -739,7 +740,7 @@ fn token_read(a: &TokenReadArgs, io: &mut Io<'_>) -> Done {
         send(
             &a.http,
             "GET",
-            &format!("/v1/acl/token/{id}"),
+            &paths::fill(paths::ACL_TOKEN_ID, &[&id]),
             None,
             &format!("Error reading token {id:?}"),
             io,
@@ -772,7 +773,7 @@ fn token_update(a: &TokenUpdateArgs, io: &mut Io<'_>) -> Done {
     let t: AclToken = answer(&send(
         &a.http,
         "GET",
-        &format!("/v1/acl/token/{id}"),
+        &paths::fill(paths::ACL_TOKEN_ID, &[&id]),
         None,
         "Error when retrieving current token",
         io,
@@ -787,7 +788,7 @@ fn token_update(a: &TokenUpdateArgs, io: &mut Io<'_>) -> Done {
     let v = send(
         &a.http,
         "PUT",
-        &format!("/v1/acl/token/{id}"),
+        &paths::fill(paths::ACL_TOKEN_ID, &[&id]),
         body(&update),
         &format!("Failed to update token {id}"),
         io,
@@ -806,7 +807,7 @@ fn token_clone(a: &TokenCloneArgs, io: &mut Io<'_>) -> Done {
     let v = send(
         &a.http,
         "PUT",
-        &format!("/v1/acl/token/{id}/clone"),
+        &paths::fill(paths::ACL_TOKEN_CLONE, &[&id]),
         body(&AclTokenBody {
             description: a.description.clone(),
             ..AclTokenBody::default()
@@ -824,7 +825,7 @@ fn token_delete(a: &TokenIdArgs, io: &mut Io<'_>) -> Done {
     send(
         &a.http,
         "DELETE",
-        &format!("/v1/acl/token/{id}"),
+        &paths::fill(paths::ACL_TOKEN_ID, &[&id]),
         None,
         &format!("Error deleting token {id:?}"),
         io,

@@ -5,6 +5,7 @@ use super::Io;
 use clap::{Args, Subcommand};
 use std::io::Read;
 use tribune_client::encode;
+use tribune_model::api::paths;
 use tribune_model::api::StagedCandidate;
 use tribune_model::{decode::parse_raw, decode_object, Kind, WireEntry};
 
@@ -300,14 +301,15 @@ fn write(args: &WriteArgs, io: &mut Io<'_>) -> u8 {
     // A provider's keys are fetched by the agent as the write is made, and a failure
     // is a warning (`check=true`).
     let path = if args.stage {
-        "/v1/config?stage=true".to_string()
+        format!("{}?stage=true", paths::CONFIG)
     } else if args.cas {
         format!(
-            "/v1/config?cas={}&check=true",
+            "{}?cas={}&check=true",
+            paths::CONFIG,
             args.modify_index.unwrap_or(0)
         )
     } else {
-        "/v1/config?check=true".to_string()
+        format!("{}?check=true", paths::CONFIG)
     };
     let r = match call_ok(
         &args.http,
@@ -354,9 +356,8 @@ fn read(args: &ReadArgs, io: &mut Io<'_>) -> u8 {
         &args.http,
         "GET",
         &format!(
-            "/v1/config/{}/{}{}",
-            encode(kind),
-            encode(name),
+            "{}{}",
+            paths::fill(paths::CONFIG_ENTRY, &[&encode(kind), &encode(name)]),
             if args.stage { "?stage=true" } else { "" }
         ),
         None,
@@ -395,7 +396,10 @@ fn unstage(args: &KindNameArgs, io: &mut Io<'_>) -> u8 {
     match call_ok(
         &args.http,
         "DELETE",
-        &format!("/v1/config/{}/{}?stage=true", encode(kind), encode(name)),
+        &format!(
+            "{}?stage=true",
+            paths::fill(paths::CONFIG_ENTRY, &[&encode(kind), &encode(name)])
+        ),
         None,
         &format!("Error unstaging config entry {kind}/{name}"),
         1,
@@ -422,9 +426,8 @@ fn promote(args: &PromoteArgs, io: &mut Io<'_>) -> u8 {
         query.push(format!("index={i}"));
     }
     let path = format!(
-        "/v1/tribune/staged/{}/{}/promote{}{}",
-        encode(kind),
-        encode(name),
+        "{}{}{}",
+        paths::fill(paths::STAGED_PROMOTE, &[&encode(kind), &encode(name)]),
         if query.is_empty() { "" } else { "?" },
         query.join("&")
     );
@@ -458,8 +461,8 @@ fn promote(args: &PromoteArgs, io: &mut Io<'_>) -> u8 {
 
 fn staged(args: &StagedArgs, io: &mut Io<'_>) -> u8 {
     let path = match (args.kind.as_deref(), args.name.as_deref()) {
-        (Some(k), Some(n)) => format!("/v1/tribune/staged/{}/{}", encode(k), encode(n)),
-        (None, None) => "/v1/tribune/staged".to_string(),
+        (Some(k), Some(n)) => paths::fill(paths::STAGED_ENTRY, &[&encode(k), &encode(n)]),
+        (None, None) => paths::STAGED.to_string(),
         _ => {
             let _ = writeln!(io.err, "Must specify both -kind and -name, or neither");
             return 1;
@@ -556,7 +559,7 @@ fn list(args: &ListArgs, io: &mut Io<'_>) -> u8 {
     let r = match call_ok(
         &args.http,
         "GET",
-        &format!("/v1/config/{}", encode(kind)),
+        &paths::fill(paths::CONFIG_KIND, &[&encode(kind)]),
         None,
         &format!("Error listing config entries for kind {kind:?}"),
         1,
@@ -614,7 +617,7 @@ fn delete(args: &DeleteArgs, io: &mut Io<'_>) -> u8 {
         );
         return 1;
     }
-    let mut path = format!("/v1/config/{}/{}", encode(&kind), encode(&name));
+    let mut path = paths::fill(paths::CONFIG_ENTRY, &[&encode(&kind), &encode(&name)]);
     if args.cas {
         path.push_str(&format!("?cas={}", args.modify_index.unwrap_or(0)));
     }

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tribune_client::{Client, Target};
+use tribune_model::api::paths;
 use tribune_server::{router, AgentConfig, AppState};
 use tribune_store::{RedbStore, Store};
 
@@ -304,7 +305,7 @@ async fn start(args: &DemoArgs, state_dir: &std::path::Path) -> Result<Running, 
     for (file, text) in SEED {
         let text = text.replace(SEED_ISSUER, &base);
         let entry = tribune_model::parse_entry(&text).map_err(|e| format!("{file}: {e}"))?;
-        agent_put(&client, "/v1/config", entry.to_json()).await?;
+        agent_put(&client, paths::CONFIG, entry.to_json()).await?;
     }
 
     // The two services and their sidecars; web calls api through its upstream.

@@ -5,6 +5,7 @@ use super::Io;
 use clap::{Args, Subcommand};
 use tribune_client::encode;
 use tribune_enforce::explain::{ExplainRequest, ExplainResponse};
+use tribune_model::api::paths;
 use tribune_model::api::ReplayResult;
 
 #[derive(Debug, Subcommand)]
@@ -138,7 +139,8 @@ fn check(args: &CheckArgs, io: &mut Io<'_>) -> u8 {
         return explain(args, src, dst, io);
     };
     let path = format!(
-        "/v1/connect/intentions/check?source={}&destination={}",
+        "{}?source={}&destination={}",
+        paths::INTENTIONS_CHECK,
         encode(src),
         encode(dst)
     );
@@ -211,7 +213,7 @@ fn explain(args: &CheckArgs, src: Option<&str>, dst: &str, io: &mut Io<'_>) -> u
     let r = match call_ok(
         &args.http,
         "POST",
-        "/v1/connect/intentions/explain",
+        paths::INTENTIONS_EXPLAIN,
         Some(body),
         "Error checking the connection",
         2,
@@ -314,7 +316,7 @@ fn replay(args: &ReplayArgs, io: &mut Io<'_>) -> u8 {
             if name == tribune_authz::ANY_PROVIDER {
                 continue;
             }
-            let path = format!("/v1/config/jwt-provider/{}", encode(name));
+            let path = paths::fill(paths::CONFIG_ENTRY, &["jwt-provider", &encode(name)]);
             // The sidecar says so if it needs a provider it cannot get.
             if let Ok(r) = super::http::call(&args.http, "GET", &path, None) {
                 if let (200, Ok(v)) = (r.status, serde_json::from_str::<serde_json::Value>(&r.body))

@@ -10,6 +10,7 @@ use clap::Args;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tribune_client::encode;
+use tribune_model::api::paths;
 
 #[derive(Debug, Args)]
 pub struct CreateArgs {
@@ -175,7 +176,7 @@ fn load_entry(http: &HttpArgs, dst: &str) -> Result<(Value, u64), String> {
     let r = call(
         http,
         "GET",
-        &format!("/v1/config/service-intentions/{}", encode(dst)),
+        &paths::fill(paths::CONFIG_ENTRY, &["service-intentions", &encode(dst)]),
         None,
     )
     .map_err(|e| format!("Error connecting to Tribune agent: {e}"))?;
@@ -263,7 +264,7 @@ fn upsert(http: &HttpArgs, ixn: &Intention, replace: bool) -> Result<Outcome, St
         let r = call(
             http,
             "PUT",
-            &format!("/v1/config?cas={index}"),
+            &format!("{}?cas={index}", paths::CONFIG),
             Some(entry.to_string().into_bytes()),
         )
         .map_err(|e| format!("Error connecting to Tribune agent: {e}"))?;
@@ -343,7 +344,8 @@ fn exact(args: &[String]) -> Result<(String, String, String), String> {
         _ => return Err("command requires exactly 1 or 2 arguments".into()),
     };
     let path = format!(
-        "/v1/connect/intentions/exact?source={}&destination={}",
+        "{}?source={}&destination={}",
+        paths::INTENTIONS_EXACT,
         encode(&src),
         encode(&dst)
     );
@@ -416,7 +418,7 @@ pub fn list(args: &ListArgs, io: &mut Io<'_>) -> u8 {
     let r = match call_ok(
         &args.http,
         "GET",
-        "/v1/connect/intentions",
+        paths::INTENTIONS,
         None,
         "Failed to retrieve the intentions list",
         1,
@@ -493,7 +495,7 @@ pub fn matches(args: &MatchArgs, io: &mut Io<'_>) -> u8 {
         return 1;
     }
     let by = if args.source { "source" } else { "destination" };
-    let path = format!("/v1/connect/intentions/match?by={by}&name={}", encode(name));
+    let path = format!("{}?by={by}&name={}", paths::INTENTIONS_MATCH, encode(name));
     let r = match call_ok(
         &args.http,
         "GET",

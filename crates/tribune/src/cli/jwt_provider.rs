@@ -6,6 +6,7 @@ use super::Io;
 use clap::{Args, Subcommand};
 use tribune_client::encode;
 use tribune_jwks::check::Report;
+use tribune_model::api::paths;
 
 #[derive(Debug, Subcommand)]
 pub enum JwtProviderCommand {
@@ -63,7 +64,7 @@ fn check(args: &CheckArgs, io: &mut Io<'_>) -> u8 {
             return 1;
         }
     };
-    let path = format!("/v1/tribune/jwt-provider/{}/check", encode(name));
+    let path = paths::fill(paths::JWT_PROVIDER_CHECK, &[&encode(name)]);
     let (method, body) = match &token {
         None => ("GET", None),
         Some(t) => (

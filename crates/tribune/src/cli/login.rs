@@ -7,6 +7,7 @@ use super::http::{call_ok, HttpArgs};
 use super::Io;
 use clap::Args;
 use std::collections::BTreeMap;
+use tribune_model::api::paths;
 use tribune_model::api::{LoginBody, OidcAuthUrl, OidcAuthUrlBody, OidcCallbackBody};
 
 #[derive(Debug, Args)]
@@ -104,7 +105,7 @@ fn try_login(a: &LoginArgs, io: &mut Io<'_>) -> Result<(), Option<String>> {
     let r = call_ok(
         &http,
         "POST",
-        "/v1/acl/login",
+        paths::ACL_LOGIN,
         serde_json::to_vec(&body).ok(),
         "Error logging in",
         1,
@@ -163,7 +164,7 @@ fn oidc_login(
     let r = call_ok(
         &http,
         "POST",
-        "/v1/acl/oidc/auth-url",
+        paths::ACL_OIDC_AUTH_URL,
         serde_json::to_vec(&body).ok(),
         "Error fetching AuthURL from Tribune",
         1,
@@ -188,7 +189,7 @@ fn oidc_login(
     let r = call_ok(
         &http,
         "POST",
-        "/v1/acl/oidc/callback",
+        paths::ACL_OIDC_CALLBACK,
         serde_json::to_vec(&body).ok(),
         "Error exchanging the OIDC code",
         1,
@@ -283,7 +284,7 @@ pub fn logout(a: &LogoutArgs, io: &mut Io<'_>) -> u8 {
     match call_ok(
         &a.http,
         "POST",
-        "/v1/acl/logout",
+        paths::ACL_LOGOUT,
         None,
         "Error destroying token",
         1,

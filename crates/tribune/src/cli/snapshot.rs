@@ -3,6 +3,7 @@
 use super::http::{call_ok, HttpArgs};
 use super::Io;
 use clap::{Args, Subcommand};
+use tribune_model::api::paths;
 use tribune_server::snapshot::{Archive, Restored};
 
 #[derive(Debug, Subcommand)]
@@ -74,7 +75,7 @@ fn save(a: &FileArgs, io: &mut Io<'_>) -> u8 {
     let r = match call_ok(
         &a.http,
         "GET",
-        "/v1/snapshot",
+        paths::SNAPSHOT,
         None,
         "Error saving snapshot",
         1,
@@ -136,7 +137,7 @@ fn restore(a: &FileArgs, io: &mut Io<'_>) -> u8 {
     let r = match call_ok(
         &a.http,
         "PUT",
-        "/v1/snapshot",
+        paths::SNAPSHOT,
         Some(bytes),
         "Error restoring snapshot",
         1,

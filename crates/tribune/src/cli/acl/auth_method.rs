@@ -6,6 +6,7 @@ use crate::cli::http::HttpArgs;
 use crate::cli::Io;
 use clap::{Args, Subcommand};
 use serde_json::Value;
+use tribune_model::api::paths;
 use tribune_model::api::Indexed;
 use tribune_model::auth_method::{AuthMethod, MethodConfig, MethodStub};
 
@@ -153,7 +154,7 @@ fn create(a: &CreateArgs, io: &mut Io<'_>) -> Done {
     let v = send(
         &a.http,
         "PUT",
-        "/v1/acl/auth-method?check=true",
+        &format!("{}?check=true", paths::ACL_AUTH_METHOD),
         body(&method),
         "Failed to create new auth method",
         io,
@@ -166,7 +167,7 @@ fn list(a: &ListArgs, io: &mut Io<'_>) -> Done {
     let v = send(
         &a.http,
         "GET",
-        "/v1/acl/auth-methods",
+        paths::ACL_AUTH_METHODS,
         None,
         "Failed to retrieve the auth method list",
         io,
@@ -191,7 +192,10 @@ fn list(a: &ListArgs, io: &mut Io<'_>) -> Done {
 }
 
 fn path(name: &str) -> String {
-    format!("/v1/acl/auth-method/{}", tribune_client::encode(name))
+    paths::fill(
+        paths::ACL_AUTH_METHOD_NAME,
+        &[&tribune_client::encode(name)],
+    )
 }
 
 fn read(a: &NameArgs, io: &mut Io<'_>) -> Done {

@@ -6,6 +6,7 @@ use crate::cli::http::HttpArgs;
 use crate::cli::Io;
 use clap::{Args, Subcommand};
 use serde_json::Value;
+use tribune_model::api::paths;
 use tribune_model::api::{AclTemplatedPolicyVariables, Indexed};
 use tribune_model::binding_rule::BindingRule;
 
@@ -168,7 +169,7 @@ fn create(a: &CreateArgs, io: &mut Io<'_>) -> Done {
     let v = send(
         &a.http,
         "PUT",
-        "/v1/acl/binding-rule",
+        paths::ACL_BINDING_RULE,
         body(&rule),
         "Failed to create new binding rule",
         io,
@@ -179,10 +180,11 @@ fn create(a: &CreateArgs, io: &mut Io<'_>) -> Done {
 fn list(a: &ListArgs, io: &mut Io<'_>) -> Done {
     check_format(&a.format)?;
     let path = if a.method.is_empty() {
-        "/v1/acl/binding-rules".to_string()
+        paths::ACL_BINDING_RULES.to_string()
     } else {
         format!(
-            "/v1/acl/binding-rules?authmethod={}",
+            "{}?authmethod={}",
+            paths::ACL_BINDING_RULES,
             tribune_client::encode(&a.method)
         )
     };
@@ -225,7 +227,7 @@ fn full_id(http: &HttpArgs, given: &str, io: &mut Io<'_>) -> Result<String, supe
     let v = send(
         http,
         "GET",
-        "/v1/acl/binding-rules",
+        paths::ACL_BINDING_RULES,
         None,
         "Error determining binding rule ID",
         io,
@@ -254,7 +256,7 @@ fn uuid_like(s: &str) -> bool {
 }
 
 fn path(id: &str) -> String {
-    format!("/v1/acl/binding-rule/{}", tribune_client::encode(id))
+    paths::fill(paths::ACL_BINDING_RULE_ID, &[&tribune_client::encode(id)])
 }
 
 fn read(a: &IdArgs, io: &mut Io<'_>) -> Done {

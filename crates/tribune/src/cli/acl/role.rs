@@ -8,6 +8,7 @@ use super::{
 use crate::cli::http::HttpArgs;
 use crate::cli::Io;
 use clap::{Args, Subcommand};
+use tribune_model::api::paths;
 use tribune_model::api::{AclRole, AclRoleBody};
 
 #[derive(Debug, Subcommand)]
@@ -111,7 +112,7 @@ fn role_create(a: &RoleCreateArgs, io: &mut Io<'_>) -> Done {
     let v = send(
         &a.http,
         "PUT",
-        "/v1/acl/role",
+        paths::ACL_ROLE,
         body(&role),
         "Failed to create new role",
         io,
@@ -124,7 +125,7 @@ fn role_list(a: &ListArgs, io: &mut Io<'_>) -> Done {
     let v = send(
         &a.http,
         "GET",
-        "/v1/acl/roles",
+        paths::ACL_ROLES,
         None,
         "Failed to retrieve the role list",
         io,
@@ -163,7 +164,7 @@ fn role_update(a: &RoleUpdateArgs, io: &mut Io<'_>) -> Done {
     let current: AclRole = answer(&send(
         &a.http,
         "GET",
-        &format!("/v1/acl/role/{id}"),
+        &paths::fill(paths::ACL_ROLE_ID, &[&id]),
         None,
         &format!("Error reading role {id:?}"),
         io,
@@ -185,7 +186,7 @@ fn role_update(a: &RoleUpdateArgs, io: &mut Io<'_>) -> Done {
     let v = send(
         &a.http,
         "PUT",
-        &format!("/v1/acl/role/{id}"),
+        &paths::fill(paths::ACL_ROLE_ID, &[&id]),
         body(&update),
         &format!("Error updating role {id:?}"),
         io,
