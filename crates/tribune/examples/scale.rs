@@ -112,14 +112,24 @@ fn target(addr: &str, token: &str) -> Target {
     }
 }
 
-/// Holds the blocking query `path` (with `{index}` filled in) on `c`, at most
-/// `rounds` answers; a sidecar's queries that are not measured.
-/// Its first query waits for a place in `ramp`; `armed` counts first answers.
-async fn hold(c: Client, path: String, ramp: Arc<Semaphore>, armed: Arc<AtomicUsize>) {
+/// How a held query reports: first answers counted in `armed`, failures in
+/// `failures`, and (for the measured query) each later answer sent to `woke` with its
+/// watcher's number.
+#[derive(Clone)]
+struct Report {
+    ramp: Arc<Semaphore>,
+    armed: Arc<AtomicUsize>,
+    failures: Arc<AtomicU64>,
+    woke: Option<(usize, mpsc::UnboundedSender<Woke>)>,
+}
+
+/// Holds the blocking query `path` on `c` (its `?index=` filled in), at most 10 000
+/// answers; its first query waits for a place in the ramp.
+async fn hold(c: Client, path: String, report: Report) {
     let mut index = 0u64;
     for round in 0..10_000u32 {
         let permit = if round == 0 {
-            ramp.acquire().await.ok()
+            report.ramp.acquire().await.ok()
         } else {
             None
         };
@@ -134,10 +144,21 @@ async fn hold(c: Client, path: String, ramp: Arc<Semaphore>, armed: Arc<AtomicUs
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0);
                 if round == 0 {
-                    armed.fetch_add(1, Ordering::Relaxed);
+                    report.armed.fetch_add(1, Ordering::Relaxed);
+                } else if let Some((watcher, tx)) = &report.woke {
+                    let woke = Woke {
+                        watcher: *watcher,
+                        at: Instant::now(),
+                    };
+                    if tx.send(woke).is_err() {
+                        return;
+                    }
                 }
             }
-            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            _ => {
+                report.failures.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
         }
     }
 }
@@ -385,7 +406,6 @@ async fn main() {
     let arming = Instant::now();
     let health = a.health;
     for w in 0..a.watchers {
-        let ramp = ramp.clone();
         let addr = &a.agents[w % a.agents.len()];
         let c = if a.h2 {
             Client::multiplexed(&target(addr, &secrets[w])).expect("agent address")
@@ -393,63 +413,30 @@ async fn main() {
             client(addr, &secrets[w])
         };
         let service = format!("svc-{}", w % services);
-        let others = [
-            format!("/v1/agent/connect/ca/leaf/{service}"),
-            format!("/v1/health/connect/{service}"),
-        ];
+        let policy = format!("/v1/tribune/proxy-snapshot/{service}");
+        let endpoints = format!("/v1/health/connect/{service}");
+        // The query measured, and the other ones a sidecar holds.
+        let (measured, second) = if health {
+            (endpoints, policy)
+        } else {
+            (policy, endpoints)
+        };
+        let others = [format!("/v1/agent/connect/ca/leaf/{service}"), second];
+        let report = Report {
+            ramp: ramp.clone(),
+            armed: held.clone(),
+            failures: failures.clone(),
+            woke: None,
+        };
         for path in others.into_iter().take(a.queries - 1) {
-            tokio::spawn(hold(c.clone(), path, ramp.clone(), held.clone()));
+            tokio::spawn(hold(c.clone(), path, report.clone()));
         }
-        let tx = tx.clone();
-        let armed = armed.clone();
-        let failures = failures.clone();
-        tokio::spawn(async move {
-            let mut index = 0u64;
-            // Bounded: a watcher lives for at most this many answers.
-            for round in 0..10_000u32 {
-                let permit = if round == 0 {
-                    ramp.acquire().await.ok()
-                } else {
-                    None
-                };
-                let path = if health {
-                    format!(
-                        "/v1/health/connect/svc-{}?index={index}&wait=120s",
-                        w % services
-                    )
-                } else {
-                    format!(
-                        "/v1/tribune/proxy-snapshot/svc-{}?index={index}&wait=120s",
-                        w % services
-                    )
-                };
-                let answer = c.request("GET", &path, None).await;
-                drop(permit);
-                match answer {
-                    Ok(r) if r.status == 200 => {
-                        index = r
-                            .header("x-consul-index")
-                            .and_then(|v| v.parse().ok())
-                            .unwrap_or(0);
-                        if round == 0 {
-                            armed.fetch_add(1, Ordering::Relaxed);
-                        } else if tx
-                            .send(Woke {
-                                watcher: w,
-                                at: Instant::now(),
-                            })
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
-                    _ => {
-                        failures.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                }
-            }
-        });
+        let report = Report {
+            armed: armed.clone(),
+            woke: Some((w, tx.clone())),
+            ..report
+        };
+        tokio::spawn(hold(c, measured, report));
     }
     let deadline = Instant::now() + Duration::from_secs(600);
     while (armed.load(Ordering::Relaxed) < a.watchers
