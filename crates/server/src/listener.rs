@@ -16,7 +16,8 @@
 //! is a few hundred bytes and the handler's future). Its deadlines follow requests,
 //! not bytes: a connection must start a request within [`HEAD_TIMEOUT`] of its
 //! preface, and one with no request in flight for [`IDLE_TIMEOUT`] is closed. At most
-//! [`MAX_STREAMS`] requests run at once on one connection.
+//! [`MAX_STREAMS`] requests run at once on one connection, and each in flight past
+//! the first takes a place of its client's, as a connection of its own would.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -95,11 +96,14 @@ enum Phase {
 
 /// The requests of one HTTP/2 connection, counted by the service that runs them and
 /// read by the connection's deadline.
-#[derive(Default)]
 pub struct Streams {
     in_flight: AtomicUsize,
     /// When a request last started or ended (`None`: none has started yet).
     last: Mutex<Option<tokio::time::Instant>>,
+    /// The connection's client: each request in flight past the first takes another
+    /// of its places, so one client holds as many requests at once over HTTP/2 as
+    /// over HTTP/1.1 connections (`limits { http_max_conns_per_client }`).
+    client: Client,
 }
 
 impl Streams {
@@ -110,20 +114,37 @@ impl Streams {
     }
 
     /// A request starts; the returned guard ends it when dropped (answered, or its
-    /// stream reset).
-    fn start(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    /// stream reset). `None` when it would be past its client's limit.
+    fn start(self: &Arc<Self>) -> Option<InFlight> {
+        let before = self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let extra = if before == 0 {
+            None
+        } else {
+            match self.client.take() {
+                Some(p) => Some(p),
+                None => {
+                    self.in_flight.fetch_sub(1, Ordering::Relaxed);
+                    return None;
+                }
+            }
+        };
         self.touch();
-        InFlight(self.clone())
+        Some(InFlight {
+            streams: self.clone(),
+            _extra: extra,
+        })
     }
 }
 
-struct InFlight(Arc<Streams>);
+struct InFlight {
+    streams: Arc<Streams>,
+    _extra: Option<Place>,
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.0.touch();
+        self.streams.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.streams.touch();
     }
 }
 
@@ -155,11 +176,32 @@ fn h2_due(
     }
 }
 
-/// A client's place among its admitted connections; given back when dropped.
-struct Place {
+/// A client (its IP) and its limit of places (0: none).
+#[derive(Clone)]
+struct Client {
     ip: IpAddr,
     counts: Counts,
+    max: usize,
 }
+
+impl Client {
+    /// One of the client's places, when it has one left.
+    fn take(&self) -> Option<Place> {
+        let Ok(mut c) = self.counts.lock() else {
+            return Some(Place(self.clone()));
+        };
+        let n = c.entry(self.ip).or_insert(0);
+        if self.max != 0 && *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(Place(self.clone()))
+    }
+}
+
+/// A client's place among its admitted connections (or, on HTTP/2, its requests in
+/// flight past a connection's first); given back when dropped.
+struct Place(Client);
 
 /// An admitted connection (plain TCP, or TLS over it); gives its place back when
 /// dropped.
@@ -170,7 +212,7 @@ pub struct CountedStream<S = TcpStream> {
 
 /// What a connection's deadlines follow, whatever carries its bytes.
 struct Watch {
-    _place: Place,
+    place: Place,
     phase: Phase,
     deadline: Pin<Box<tokio::time::Sleep>>,
     /// The last three bytes read (a head's end may straddle two reads).
@@ -212,7 +254,11 @@ impl<S> CountedStream<S> {
     /// counted in the returned [`Streams`], the first of which must start within the
     /// head timeout.
     fn speak_h2(&mut self) -> Arc<Streams> {
-        let streams = Arc::new(Streams::default());
+        let streams = Arc::new(Streams {
+            in_flight: AtomicUsize::new(0),
+            last: Mutex::new(None),
+            client: self.watch.place.0.clone(),
+        });
         self.watch.phase = Phase::H2;
         self.watch.streams = Some(streams.clone());
         self.watch.reset(self.watch.head_timeout);
@@ -343,11 +389,12 @@ impl Watch {
 
 impl Drop for Place {
     fn drop(&mut self) {
-        if let Ok(mut c) = self.counts.lock() {
-            if let Some(n) = c.get_mut(&self.ip) {
+        let Client { ip, counts, .. } = &self.0;
+        if let Ok(mut c) = counts.lock() {
+            if let Some(n) = c.get_mut(ip) {
                 *n -= 1;
                 if *n == 0 {
-                    c.remove(&self.ip);
+                    c.remove(ip);
                 }
             }
         }
@@ -368,23 +415,16 @@ impl axum::serve::Listener for LimitedListener {
                     continue;
                 }
             };
-            let admitted = match self.counts.lock() {
-                Ok(mut c) => {
-                    let n = c.entry(addr.ip()).or_insert(0);
-                    if self.max == 0 || *n < self.max {
-                        *n += 1;
-                        true
-                    } else {
-                        false
-                    }
-                }
-                Err(_) => true,
+            let client = Client {
+                ip: addr.ip(),
+                counts: self.counts.clone(),
+                max: self.max,
             };
-            if !admitted {
+            let Some(place) = client.take() else {
                 tracing::warn!(client = %addr.ip(), limit = self.max, "client connection limit reached");
                 tokio::spawn(refuse(stream));
                 continue;
-            }
+            };
             // Answers go out as written: an HTTP/2 answer is several small writes
             // (headers, data), and Nagle's algorithm held the second until the
             // client's delayed ACK, up to 40 ms later (bench/scale.sh H2=1).
@@ -393,10 +433,7 @@ impl axum::serve::Listener for LimitedListener {
                 CountedStream {
                     inner: stream,
                     watch: Watch {
-                        _place: Place {
-                            ip: addr.ip(),
-                            counts: self.counts.clone(),
-                        },
+                        place,
                         phase: Phase::Head,
                         deadline: Box::pin(tokio::time::sleep(self.head_timeout)),
                         tail: [0; 3],
@@ -637,7 +674,11 @@ async fn serve_h2<I>(
         hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
     builder
         .timer(hyper_util::rt::TokioTimer::new())
-        .max_concurrent_streams(MAX_STREAMS);
+        .max_concurrent_streams(MAX_STREAMS)
+        // The request bodies a connection may have in flight unread: the protocol's
+        // own 64 KiB a stream and 256 KiB a connection, not hyper's 1 MiB each.
+        .initial_stream_window_size(64 * 1024)
+        .initial_connection_window_size(256 * 1024);
     let service = Counting {
         inner: hyper_util::service::TowerToHyperService::new(app),
         streams,
@@ -648,23 +689,30 @@ async fn serve_h2<I>(
     }
 }
 
-/// Counts an HTTP/2 connection's requests in flight ([`Streams`]).
-struct Counting<S> {
-    inner: S,
+/// Counts an HTTP/2 connection's requests in flight ([`Streams`]); one past its
+/// client's limit gets Consul's 429 text and nothing runs.
+struct Counting {
+    inner: hyper_util::service::TowerToHyperService<axum::Router>,
     streams: Arc<Streams>,
 }
 
-impl<S, R> hyper::service::Service<R> for Counting<S>
-where
-    S: hyper::service::Service<R>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Counting {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
-    fn call(&self, req: R) -> Self::Future {
-        let in_flight = self.streams.start();
+    fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        use axum::response::IntoResponse;
+        let Some(in_flight) = self.streams.start() else {
+            let client = self.streams.client.ip;
+            tracing::warn!(%client, limit = self.streams.client.max, "client request limit reached on an HTTP/2 connection");
+            let refused = (
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                [(axum::http::header::CONTENT_TYPE, "text/plain")],
+                TOO_MANY,
+            );
+            return Box::pin(std::future::ready(Ok(refused.into_response())));
+        };
         let answer = self.inner.call(req);
         Box::pin(async move {
             let r = answer.await;

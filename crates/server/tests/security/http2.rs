@@ -3,7 +3,8 @@
 //! request head's bytes; an HTTP/2 connection's bytes are frames, so its deadlines
 //! follow its requests: a connection must start one within the head deadline of its
 //! preface, and one with none in flight is closed after the idle deadline, while a
-//! blocking query that waits longer than either is answered.
+//! blocking query that waits longer than either is answered; each request in flight
+//! past a connection's first counts against its client's limit.
 
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
@@ -87,6 +88,41 @@ async fn http2_streams_hold_a_connection_only_while_a_request_runs() {
     let ended = tokio::time::timeout(Duration::from_secs(3), conn).await;
     assert!(ended.is_ok(), "an idle HTTP/2 connection was not closed");
     drop(send);
+}
+
+/// Attack: Consul's per-client limit (`http_max_conns_per_client`, here 3) bounds the
+/// blocking queries one client holds because each held query is a connection; over
+/// HTTP/2 one connection could hold 128. Now each request in flight past a
+/// connection's first takes one of the client's places: with three held, a fourth
+/// stream and a second connection get 429, and the places come back as the queries
+/// end.
+#[tokio::test]
+async fn http2_streams_count_against_the_clients_limit() {
+    let addr = super::limited_agent().await;
+    let (send, conn) = h2(addr).await;
+    tokio::spawn(conn);
+    let held = "/v1/config/service-intentions?index=1&wait=1500ms";
+    let mut queries = Vec::new();
+    for _ in 0..3 {
+        let mut send = send.clone();
+        queries.push(tokio::spawn(async move { get(&mut send, held).await }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut fourth = send.clone();
+    assert_eq!(get(&mut fourth, held).await, 429, "a fourth query was held");
+    let mut other = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), other.read_to_end(&mut out)).await;
+    assert!(
+        String::from_utf8_lossy(&out).starts_with("HTTP/1.1 429"),
+        "a second connection was admitted"
+    );
+    for q in queries {
+        assert_eq!(q.await.unwrap(), 200);
+    }
+    // The places are back: a query on the same connection runs again.
+    let mut again = send.clone();
+    assert_eq!(get(&mut again, "/v1/status/leader").await, 200);
 }
 
 /// An HTTP/2 connection to `addr` with prior knowledge: its request handle, and the
