@@ -68,12 +68,13 @@ impl Staged {
 }
 
 fn decode(stored: Stored<StagedValue>) -> ApiResult<Staged> {
-    let entry = entry_from_json(stored.value.entry.clone())
-        .map_err(|e| crate::internal_error(format!("staged record {}: {e}", stored.key)))?;
+    let record = stored.record();
+    let entry = entry_from_json(stored.value.entry)
+        .map_err(|e| crate::internal_error(format!("staged record {}: {e}", record.key)))?;
     Ok(Staged {
         entry,
         live_index: stored.value.live_index,
-        record: stored.record(),
+        record,
     })
 }
 
