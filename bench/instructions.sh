@@ -24,7 +24,9 @@ trap 'kill $(jobs -p) 2>/dev/null || true; pkill -f "$OUT" 2>/dev/null || true' 
 . bench/common.sh
 bench_setup "$OUT" nginx wrk valgrind
 cargo build --release -q -p tribune-proxy --example floor
-BIN=$PWD/target/release/tribune
+# TRIBUNE_BIN counts another build (an A/B run: a copy of target/release's
+# tribune and tribune-sidecar, side by side, made before a change).
+BIN=${TRIBUNE_BIN:-$PWD/target/release/tribune}
 FLOOR=$PWD/target/release/examples/floor
 UP=$(free_port)
 cat > "$OUT/upstream.conf" <<EOF

@@ -29,15 +29,13 @@ fuzz_target!(|data: &[u8]| {
     round_trip::<AclTokenBody>(&v);
     if let Ok(s) = serde_json::from_value::<AgentService>(v.clone()) {
         let again: AgentService =
-            serde_json::from_value(serde_json::to_value(&s).expect("serializes"))
-                .expect("decodes");
+            serde_json::from_value(serde_json::to_value(&s).expect("serializes")).expect("decodes");
         assert_eq!(again, s);
     }
     let _ = serde_json::from_value::<Vec<ServiceEntry>>(v.clone());
     // An auth method body (`PUT /v1/acl/auth-method`): decoded, checked and written
     // back out without a panic, whatever its durations hold.
-    if let Ok(mut m) = serde_json::from_value::<tribune_model::auth_method::AuthMethod>(v.clone())
-    {
+    if let Ok(mut m) = serde_json::from_value::<tribune_model::auth_method::AuthMethod>(v.clone()) {
         let _ = m.validate(None);
         let _ = serde_json::to_value(&m).expect("an auth method serializes");
     }

@@ -21,7 +21,8 @@ fuzz_target!(|data: &[u8]| {
     let method: AuthMethod = match serde_json::from_value(serde_json::json!({
         "Name": "m", "Type": "jwt",
         "Config": {"JWKSURL": "https://idp.example/keys",
-            "ClaimMappings": {"a": "a", "/n/b": "b"}, "ListClaimMappings": {"g": "g"}}})) {
+            "ClaimMappings": {"a": "a", "/n/b": "b"}, "ListClaimMappings": {"g": "g"}}}))
+    {
         Ok(m) => m,
         Err(_) => return,
     };

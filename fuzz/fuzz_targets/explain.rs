@@ -49,12 +49,28 @@ fn world() -> &'static World {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(v) = tribune_model::decode::parse_json(data) else { return };
-    let Ok(req) = ExplainRequest::from_json(&v) else { return };
-    let Ok(described) = req.describe() else { return };
+    let Ok(v) = tribune_model::decode::parse_json(data) else {
+        return;
+    };
+    let Ok(req) = ExplainRequest::from_json(&v) else {
+        return;
+    };
+    let Ok(described) = req.describe() else {
+        return;
+    };
     let w = world();
-    let options = Options { merge_slashes: req.merge_slashes };
-    let answer = w.rt.block_on(explain(&w.policy, &described, options, 1_700_000_000, &Runtimes(&w.runtimes)));
-    let status = answer.status.expect("an HTTP destination answers with a status");
+    let options = Options {
+        merge_slashes: req.merge_slashes,
+    };
+    let answer = w.rt.block_on(explain(
+        &w.policy,
+        &described,
+        options,
+        1_700_000_000,
+        &Runtimes(&w.runtimes),
+    ));
+    let status = answer
+        .status
+        .expect("an HTTP destination answers with a status");
     assert_eq!(answer.allowed, status == 200, "{answer:?}");
 });

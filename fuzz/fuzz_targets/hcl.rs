@@ -15,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
         let serde_json::Value::Object(map) = tree else {
             return;
         };
-        if !serde_json::to_string(&map).unwrap_or_default().contains('$') {
+        if !serde_json::to_string(&map)
+            .unwrap_or_default()
+            .contains('$')
+        {
             let text = tribune_model::hcl::render(&map);
             let again = tribune_model::hcl::parse(&text);
             assert_eq!(again.as_ref().ok(), Some(&map), "{text}");

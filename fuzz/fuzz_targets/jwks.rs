@@ -14,7 +14,10 @@ fuzz_target!(|data: &[u8]| {
         let usable = keys.iter().filter(|k| k.problem.is_none()).count();
         assert_eq!(parsed.as_ref().map(|s| s.len()).unwrap_or(0), usable);
     }
-    for discovery in ["https://idp/.well-known/openid-configuration", "http://idp/.well-known/openid-configuration"] {
+    for discovery in [
+        "https://idp/.well-known/openid-configuration",
+        "http://idp/.well-known/openid-configuration",
+    ] {
         if let Ok(uri) = tribune_jwks::discovered_jwks_uri(data, "https://idp", discovery) {
             let https_only = discovery.starts_with("https://");
             assert!(

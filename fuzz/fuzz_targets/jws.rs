@@ -15,7 +15,13 @@ fn said(
     r: &Result<tribune_jwt::Jws<'_>, tribune_jwt::JwtError>,
 ) -> Result<(tribune_jwt::Alg, Option<String>, Vec<u8>), tribune_jwt::JwtError> {
     r.as_ref()
-        .map(|j| (j.alg, j.kid.as_deref().map(str::to_string), j.signature.clone()))
+        .map(|j| {
+            (
+                j.alg,
+                j.kid.as_deref().map(str::to_string),
+                j.signature.clone(),
+            )
+        })
         .map_err(Clone::clone)
 }
 
@@ -23,6 +29,11 @@ fn said(
 /// header from the memo), the token says the same.
 fn same_with_memo(token: &str, max: usize) {
     let plain = tribune_jwt::Jws::parse(token, max);
+    // A token that parses is all token bytes: a header value after its prefix that
+    // equals a cached (verified) token is found whole without a scan.
+    if plain.is_ok() {
+        assert!(tribune_jwt::locate::all_token_bytes(token.as_bytes()));
+    }
     for _ in 0..2 {
         let remembered = tribune_jwt::Jws::parse_remembering(token, max, Some(&MEMO));
         assert_eq!(said(&plain), said(&remembered));
@@ -56,8 +67,16 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(jws) = tribune_jwt::Jws::parse(&token, usize::MAX) {
         assert_eq!(jws.signing_input.matches('.').count(), 1);
         // The one-pass header reader and the map-building parser agree.
-        let header = jws.header().expect("a header the reader took parses as a map");
-        assert_eq!(header.get("alg").and_then(|a| a.as_str()), Some(jws.alg.as_str()));
-        assert_eq!(header.get("kid").and_then(|k| k.as_str()), jws.kid.as_deref());
+        let header = jws
+            .header()
+            .expect("a header the reader took parses as a map");
+        assert_eq!(
+            header.get("alg").and_then(|a| a.as_str()),
+            Some(jws.alg.as_str())
+        );
+        assert_eq!(
+            header.get("kid").and_then(|k| k.as_str()),
+            jws.kid.as_deref()
+        );
     }
 });

@@ -24,7 +24,7 @@ use tribune_authz::{
     deny_response, normalize_request_path, Caller, Decision, DenyResponse, PathVerdict, ReasonCode,
     RequestFacts, StrayToken, TokenOutcome, Tokens,
 };
-use tribune_jwt::locate::{conclude, extract, forwards_token, Outcome, RequestParts, Values};
+use tribune_jwt::locate::{conclude, extract_known, forwards_token, Outcome, RequestParts, Values};
 use tribune_jwt::Claims;
 use tribune_jwt::{JwtError, Stray};
 use tribune_model::mesh::Underscores;
@@ -43,6 +43,19 @@ pub trait Verify {
         token: &str,
         now: i64,
     ) -> impl Future<Output = Option<Result<Arc<Claims>, JwtError>>> + Send;
+
+    /// What [`Verify::check`] would answer for `token` when that answer is at hand
+    /// without work (a verified-token cache's hit): asked about a header location's
+    /// bytes before they are read to the token's end, so it must recognize only
+    /// whole tokens that verified. `None` (the default): not known, checked.
+    fn cached(
+        &self,
+        _provider: usize,
+        _token: &[u8],
+        _now: i64,
+    ) -> Option<Result<Arc<Claims>, JwtError>> {
+        None
+    }
 }
 
 /// One HTTP request as it reaches the sidecar.
@@ -331,8 +344,13 @@ pub async fn authenticate<V: Verify + ?Sized>(
         // The first token at the provider's locations not addressed to it: diagnosed
         // only when the provider then has no token of its own.
         let mut stray = None;
-        for found in extract(&provider.locations, view) {
-            match keys.check(i, &found.token, now).await {
+        for (found, cached) in extract_known(&provider.locations, view, |t| keys.cached(i, t, now))
+        {
+            let result = match cached {
+                Some(hit) => Some(hit),
+                None => keys.check(i, &found.token, now).await,
+            };
+            match result {
                 Some(result) => {
                     mine.push(found);
                     results.push(result);

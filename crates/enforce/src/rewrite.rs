@@ -140,6 +140,17 @@ impl Policy {
 }
 
 impl Policy {
+    /// Whether [`Policy::rewrite`] may remove or set header `name` (it only touches
+    /// names with `_`, the providers' token headers, their `Forwarding` headers and
+    /// their `ClaimToHeaders`): a caller that knew whether `name` was there before
+    /// the rewrite still knows after it when this is false.
+    pub fn rewrite_touches(&self, name: &HeaderName) -> bool {
+        name.as_str().contains('_')
+            || self.forward_headers.contains(name)
+            || self.token_headers.iter().any(|(n, _)| n == name)
+            || self.claim_headers.iter().any(|(_, _, n)| n == name)
+    }
+
     /// The `ClaimToHeaders` values the rewrite sets: strings as they are, numbers and
     /// booleans as JSON text; arrays, objects and absent claims set nothing.
     pub fn claim_values<'a>(&'a self, decided: &Decided) -> Vec<(&'a HeaderName, String)> {

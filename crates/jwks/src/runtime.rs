@@ -319,7 +319,10 @@ impl ProviderRuntime {
     /// refreshed when stale and refetched (rate-limited) when the `kid` is unknown.
     pub async fn check(&self, token: &str, now: i64) -> Option<Result<Arc<Claims>, JwtError>> {
         let current = self.current.load_full().filter(|_| self.keys_fresh());
-        if let Some(hit) = current.as_ref().and_then(|v| v.lookup(token, now)) {
+        if let Some(hit) = current
+            .as_ref()
+            .and_then(|v| v.lookup(token.as_bytes(), now))
+        {
             self.count(true);
             return Some(hit);
         }
@@ -355,6 +358,17 @@ impl ProviderRuntime {
                 Err(e) => Err(e),
             },
         )
+    }
+
+    /// The cache's result for `token` (counted as a hit), or `None` when it is not
+    /// cached under the current keys (then [`Self::check`] routes and verifies it).
+    pub fn cached(&self, token: &[u8], now: i64) -> Option<Result<Arc<Claims>, JwtError>> {
+        if !self.keys_fresh() {
+            return None;
+        }
+        let hit = self.current.load().as_ref()?.lookup(token, now)?;
+        self.count(true);
+        Some(hit)
     }
 
     fn keys_fresh(&self) -> bool {
@@ -409,6 +423,15 @@ impl tribune_enforce::Verify for Runtimes<'_> {
                 None => Some(Err(JwtError::KeysUnavailable)),
             }
         }
+    }
+
+    fn cached(
+        &self,
+        provider: usize,
+        token: &[u8],
+        now: i64,
+    ) -> Option<Result<Arc<Claims>, JwtError>> {
+        self.0.get(provider)?.cached(token, now)
     }
 }
 

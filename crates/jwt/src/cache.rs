@@ -99,8 +99,8 @@ impl CachedVerifier {
     /// a per-cache random seed. Entries are found by comparing the whole token, so
     /// the hash only spreads them; only verified tokens are ever inserted, so no
     /// one can fill a bucket without the issuer signing for it.
-    fn hash(&self, token: &str) -> u64 {
-        let bytes = token.as_bytes();
+    fn hash(&self, token: &[u8]) -> u64 {
+        let bytes = token;
         let tail = &bytes[bytes.len().saturating_sub(HASHED_TAIL)..];
         self.hasher.hash_one((bytes.len(), tail))
     }
@@ -113,17 +113,18 @@ impl CachedVerifier {
 
     /// [`Self::verify`], also telling whether the cache answered (`true` = hit).
     pub fn verify_counting(&self, token: &str, now: i64) -> (Result<Arc<Claims>, JwtError>, bool) {
-        match self.lookup(token, now) {
+        match self.lookup(token.as_bytes(), now) {
             Some(result) => (result, true),
             None => (self.verify_and_cache(token, now), false),
         }
     }
 
     /// The cached result for `token` at `now` (expiry re-checked), or `None` when the
-    /// token is not cached.
-    pub fn lookup(&self, token: &str, now: i64) -> Option<Result<Arc<Claims>, JwtError>> {
+    /// token is not cached. Only tokens that verified are cached, so bytes found here
+    /// are a compact JWS: base64url and two dots.
+    pub fn lookup(&self, token: &[u8], now: i64) -> Option<Result<Arc<Claims>, JwtError>> {
         let map = self.entries.read().ok()?;
-        let e = map.find(self.hash(token), |e| *e.token == *token)?;
+        let e = map.find(self.hash(token), |e| e.token.as_bytes() == token)?;
         if e.times
             .exp
             .is_some_and(|exp| now > exp.saturating_add(self.skew))
@@ -154,15 +155,18 @@ impl CachedVerifier {
     ) -> Result<Arc<Claims>, JwtError> {
         let (payload, times) = self.verifier.verify_parsed_timed(jws, now)?;
         let payload = Arc::new(payload);
-        let hash = self.hash(token);
+        let hash = self.hash(token.as_bytes());
         if self.full.load(Ordering::Relaxed) && !self.doorkeeper.seen_before(hash) {
             return Ok(payload);
         }
         let (Ok(mut map), Ok(mut order)) = (self.entries.write(), self.order.lock()) else {
             return Ok(payload);
         };
-        let Entry::Vacant(slot) = map.entry(hash, |e| *e.token == *token, |e| self.hash(&e.token))
-        else {
+        let Entry::Vacant(slot) = map.entry(
+            hash,
+            |e| *e.token == *token,
+            |e| self.hash(e.token.as_bytes()),
+        ) else {
             return Ok(payload);
         };
         let token: Arc<str> = Arc::from(token);

@@ -74,6 +74,12 @@ fn token_len(bytes: &[u8]) -> usize {
     n + bytes[n..].iter().take_while(|&&b| token_byte(b)).count()
 }
 
+/// Whether every byte of `bytes` is one a token may hold (a compact JWS that
+/// parses always is: the verified-token cache relies on it, see [`extract_known`]).
+pub fn all_token_bytes(bytes: &[u8]) -> bool {
+    token_len(bytes) == bytes.len()
+}
+
 /// A header value as cookie lookup reads it: its text when it is UTF-8, else nothing.
 pub fn header_text(value: &[u8]) -> Option<&str> {
     std::str::from_utf8(value).ok()
@@ -93,11 +99,17 @@ fn after_prefix<'v>(value: &'v [u8], prefix: &str) -> Option<&'v [u8]> {
 /// token is returned as written in `value` (no copy); the proxy uses the same
 /// function to find what to strip.
 pub fn token_in_header<'v>(value: &'v [u8], prefix: &str) -> Option<&'v str> {
+    let rest = token_start(value, prefix)?;
+    // Token bytes are ASCII: this cannot fail.
+    std::str::from_utf8(&rest[..token_len(rest)]).ok()
+}
+
+/// The bytes of `value` from its token's first byte on (after the prefix and any
+/// non-token bytes): where [`token_in_header`]'s token starts.
+fn token_start<'v>(value: &'v [u8], prefix: &str) -> Option<&'v [u8]> {
     let rest = after_prefix(value, prefix)?;
     let start = rest.iter().position(|&b| token_byte(b))?;
-    let len = token_len(&rest[start..]);
-    // Token bytes are ASCII: this cannot fail.
-    std::str::from_utf8(&rest[start..start + len]).ok()
+    Some(&rest[start..])
 }
 
 /// Whether [`token_in_header`] would find a token in `value`, without reading it
@@ -125,21 +137,58 @@ pub fn percent_decode(s: &str) -> Cow<'_, str> {
 
 /// Every token the provider's locations find, in location order.
 pub fn extract<'a>(locations: &'a [JwtLocation], req: &'a dyn RequestParts) -> Founds<'a> {
+    extract_known(locations, req, |_| None::<std::convert::Infallible>)
+        .into_iter()
+        .map(|(found, _)| found)
+        .collect()
+}
+
+/// The tokens a request holds, each with what `known` said of it: a value found in
+/// a header location by [`extract_known`] without being scanned.
+pub type Known<'a, K> = SmallVec<[(Found<'a>, Option<K>); 2]>;
+
+/// [`extract`], asking `known` first about a header value's bytes after its prefix
+/// (and any non-token bytes before the token). When `known` recognizes them (the
+/// verified-token cache: a verified compact JWS is base64url and two dots, all
+/// token bytes), [`token_in_header`]'s scan would end where the value ends, so the
+/// value is the token, found without reading its bytes twice; `known`'s answer comes
+/// with it. Otherwise the value is scanned as `extract` scans it.
+pub fn extract_known<'a, K>(
+    locations: &'a [JwtLocation],
+    req: &'a dyn RequestParts,
+    mut known: impl FnMut(&[u8]) -> Option<K>,
+) -> Known<'a, K> {
     let locations = if locations.is_empty() {
         &DEFAULT_LOCATIONS[..]
     } else {
         locations
     };
-    let mut out = Founds::new();
+    let mut out = Known::new();
     for loc in locations {
         match loc {
             JwtLocation::Header(h) => {
                 for v in req.header_values(&h.name) {
-                    if let Some(token) = token_in_header(v, &h.value_prefix) {
-                        out.push(Found {
-                            token: Cow::Borrowed(token),
-                            place: Place::Header(&h.name),
-                        });
+                    let Some(rest) = token_start(v, &h.value_prefix) else {
+                        continue;
+                    };
+                    let place = Place::Header(&h.name);
+                    if let Some(answer) = known(rest) {
+                        // Recognized bytes are those of a `&str` the caller holds.
+                        if let Ok(token) = std::str::from_utf8(rest) {
+                            out.push((
+                                Found {
+                                    token: Cow::Borrowed(token),
+                                    place,
+                                },
+                                Some(answer),
+                            ));
+                            continue;
+                        }
+                    }
+                    let len = token_len(rest);
+                    // Token bytes are ASCII: this cannot fail.
+                    if let Ok(token) = std::str::from_utf8(&rest[..len]) {
+                        out.push(unknown(Cow::Borrowed(token), place));
                     }
                 }
             }
@@ -150,10 +199,7 @@ pub fn extract<'a>(locations: &'a [JwtLocation], req: &'a dyn RequestParts) -> F
                 for pair in query.split('&') {
                     let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
                     if percent_decode(k) == q.name.as_str() && !v.is_empty() {
-                        out.push(Found {
-                            token: percent_decode(v),
-                            place: Place::Query(&q.name),
-                        });
+                        out.push(unknown(percent_decode(v), Place::Query(&q.name)));
                     }
                 }
             }
@@ -163,10 +209,8 @@ pub fn extract<'a>(locations: &'a [JwtLocation], req: &'a dyn RequestParts) -> F
                     for kv in header.split(';') {
                         if let Some((k, v)) = kv.trim().split_once('=') {
                             if k == c.name && !v.is_empty() {
-                                out.push(Found {
-                                    token: Cow::Borrowed(v.trim_matches('"')),
-                                    place: Place::Cookie(&c.name),
-                                });
+                                let token = Cow::Borrowed(v.trim_matches('"'));
+                                out.push(unknown(token, Place::Cookie(&c.name)));
                             }
                         }
                     }
@@ -175,6 +219,11 @@ pub fn extract<'a>(locations: &'a [JwtLocation], req: &'a dyn RequestParts) -> F
         }
     }
     out
+}
+
+/// A token found by reading it, that `known` was not asked about.
+fn unknown<'a, K>(token: Cow<'a, str>, place: Place<'a>) -> (Found<'a>, Option<K>) {
+    (Found { token, place }, None)
 }
 
 static DEFAULT_LOCATIONS: std::sync::LazyLock<Vec<JwtLocation>> =
@@ -455,6 +504,42 @@ mod tests {
             v.push(b' ');
             v.extend_from_slice(b"abc");
             assert_eq!(token_len(&v), len, "stop at {len}");
+        }
+    }
+
+    /// A header token the cache recognizes is found without the scan, and only when
+    /// the value after its prefix is that whole token: the tokens and places are
+    /// always `extract`'s, known or not.
+    #[test]
+    fn extract_known_finds_what_extract_finds() {
+        let p = provider(
+            "Locations = [{ Header = { Name = \"X-Token\" } }, { Header = { Name = \"Authorization\", ValuePrefix = \"Bearer \" } }]",
+        );
+        let cached = ["a.b.c", "d.e.f"];
+        let known = |t: &[u8]| cached.iter().position(|c| c.as_bytes() == t);
+        for (headers, want) in [
+            (vec![("authorization", "Bearer a.b.c")], vec![Some(0)]),
+            (vec![("authorization", "Bearer  \ta.b.c")], vec![Some(0)]),
+            (vec![("authorization", "Bearer a.b.c d.e.f")], vec![None]),
+            (vec![("authorization", "Bearer a.b.c!")], vec![None]),
+            (vec![("authorization", "Bearer a.b.cd")], vec![None]),
+            (vec![("authorization", "Bearer x.y.z")], vec![None]),
+            (vec![("authorization", "Basic a.b.c")], vec![]),
+            (
+                vec![("x-token", "d.e.f"), ("authorization", "Bearer a.b.c")],
+                vec![Some(1), Some(0)],
+            ),
+        ] {
+            let req = Req {
+                headers: headers.clone(),
+                query: None,
+            };
+            let found = extract_known(&p.locations, &req, known);
+            let said: Vec<Option<usize>> = found.iter().map(|(_, k)| *k).collect();
+            assert_eq!(said, want, "{headers:?}");
+            let tokens: Vec<&Found<'_>> = found.iter().map(|(f, _)| f).collect();
+            let plain = extract(&p.locations, &req);
+            assert_eq!(tokens, plain.iter().collect::<Vec<_>>(), "{headers:?}");
         }
     }
 

@@ -120,29 +120,35 @@ fn hop_index(name: &HeaderName) -> Option<usize> {
     })
 }
 
-/// Removes hop-by-hop headers and those the `Connection` header lists. Most messages
-/// have none or only `Connection: keep-alive`, so one pass over the (few) names finds
-/// the work, and only `Connection` options that name other headers are parsed.
-fn remove_hop_by_hop(headers: &mut HeaderMap) {
+/// Removes hop-by-hop headers and those the `Connection` header lists, and says
+/// whether a `Host` header is there: one pass over the values finds the work (most
+/// messages have none or only `Connection: keep-alive`, which names no other
+/// header), and only `Connection` options that name other headers are parsed.
+fn remove_hop_by_hop(headers: &mut HeaderMap) -> bool {
     let mut present = [false; HOPS + 1];
-    let mut any = false;
-    for k in headers.keys() {
-        if let Some(i) = hop_index(k) {
-            present[i] = true;
-            any = true;
+    let (mut any, mut host, mut names_others) = (false, false, false);
+    // The first `TE` value decides (only `trailers` is kept).
+    let mut te_trailers: Option<bool> = None;
+    for (k, v) in headers.iter() {
+        match hop_index(k) {
+            Some(i) => {
+                present[i] = true;
+                any = true;
+                let v = v.as_bytes();
+                if i == 0 {
+                    names_others |= !(v.eq_ignore_ascii_case(b"keep-alive")
+                        || v.eq_ignore_ascii_case(b"close"));
+                } else if i == HOPS && te_trailers.is_none() {
+                    te_trailers = Some(v.eq_ignore_ascii_case(b"trailers"));
+                }
+            }
+            None => host |= *k == hyper::header::HOST,
         }
     }
     if !any {
-        return;
+        return host;
     }
-    let options_only = || {
-        headers.get_all(hyper::header::CONNECTION).iter().all(|v| {
-            let v = v.as_bytes();
-            v.eq_ignore_ascii_case(b"keep-alive") || v.eq_ignore_ascii_case(b"close")
-        })
-    };
-    // `Connection: keep-alive` (or `close`), the usual value, names no other header.
-    if present[0] && !options_only() {
+    if names_others {
         let listed: Vec<HeaderName> = headers
             .get_all(hyper::header::CONNECTION)
             .iter()
@@ -158,19 +164,18 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
             .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
             .collect();
         for name in listed {
+            // `Connection: host` takes the `Host` header too.
+            host &= name != hyper::header::HOST;
             headers.remove(name);
         }
     }
     for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
         headers.remove(name);
     }
-    if present[HOPS]
-        && headers
-            .get(hyper::header::TE)
-            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers"))
-    {
+    if te_trailers == Some(false) {
         headers.remove(hyper::header::TE);
     }
+    host
 }
 
 impl Proxy {
@@ -664,7 +669,7 @@ fn rewrite(
     parts: &mut hyper::http::request::Parts,
     upgrade: Option<&(HeaderValue, String)>,
 ) -> Result<(), hyper::http::Error> {
-    remove_hop_by_hop(&mut parts.headers);
+    let has_host = remove_hop_by_hop(&mut parts.headers);
     if let Some((value, _)) = upgrade {
         crate::upgrade::restore(&mut parts.headers, value.clone());
     }
@@ -706,7 +711,11 @@ fn rewrite(
         parts.version = Version::HTTP_2;
     } else {
         parts.version = Version::HTTP_11;
-        if !parts.headers.contains_key(hyper::header::HOST) {
+        let has_host = match snap.rewrite_touches(&hyper::header::HOST) {
+            false => has_host,
+            true => parts.headers.contains_key(hyper::header::HOST),
+        };
+        if !has_host {
             let authority = caller_authority
                 .as_ref()
                 .unwrap_or_else(|| proxy.upstream.authority());
@@ -740,7 +749,7 @@ async fn forward(
                 .upstream_latency
                 .observe(sent.elapsed().as_secs_f64());
             let (mut rp, rb) = resp.into_parts();
-            remove_hop_by_hop(&mut rp.headers);
+            let _ = remove_hop_by_hop(&mut rp.headers);
             (
                 Response::from_parts(rp, Either::Left(rb)),
                 UpstreamResult::Ok,
@@ -816,7 +825,7 @@ async fn forward_upgrade(
     }
     let (mut rp, rb) = resp.into_parts();
     let value = rp.headers.get(hyper::header::UPGRADE).cloned();
-    remove_hop_by_hop(&mut rp.headers);
+    let _ = remove_hop_by_hop(&mut rp.headers);
     match (switched, check.h2, value) {
         (true, true, _) => {
             rp.status = StatusCode::OK;
@@ -953,8 +962,31 @@ mod tests {
         ];
         for (name, input, want) in cases {
             let mut m = map(&input);
-            remove_hop_by_hop(&mut m);
+            let host = remove_hop_by_hop(&mut m);
             assert_eq!(names(&m), want, "{name}");
+            assert_eq!(host, m.contains_key(hyper::header::HOST), "{name}: Host");
+        }
+    }
+
+    /// The pass that removes hop-by-hop headers says whether `Host` is left, also
+    /// when `Connection` names it, and whatever the order of the headers.
+    #[test]
+    fn hop_by_hop_pass_reports_host() {
+        for (input, want) in [
+            (vec![("host", "a")], true),
+            (vec![("x", "1")], false),
+            (vec![("connection", "keep-alive"), ("host", "a")], true),
+            (vec![("host", "a"), ("connection", "close")], true),
+            (vec![("host", "a"), ("connection", "Host")], false),
+            (vec![("connection", "x-a, host"), ("host", "a")], false),
+            (
+                vec![("te", "trailers"), ("te", "gzip"), ("host", "a")],
+                true,
+            ),
+        ] {
+            let mut m = map(&input);
+            assert_eq!(remove_hop_by_hop(&mut m), want, "{input:?}");
+            assert_eq!(m.contains_key(hyper::header::HOST), want, "{input:?}");
         }
     }
 }

@@ -68,6 +68,14 @@ struct Places {
     cookie: bool,
 }
 
+/// The bit of [`Places::present`] for the query, the `Cookie` header, and the one
+/// that is always set (a header location past the first [`HEADER_BITS`] names, or
+/// one whose name does not parse: looked up on every request that has any place).
+const QUERY_BIT: u32 = 63;
+const COOKIE_BIT: u32 = 62;
+const ALWAYS_BIT: u32 = 61;
+const HEADER_BITS: usize = 61;
+
 impl Places {
     fn of(specs: &[Spec]) -> Places {
         let mut places = Places::default();
@@ -87,11 +95,39 @@ impl Places {
         places
     }
 
-    /// Whether `headers` and `query` have any place a token could be.
-    fn any_in(&self, headers: &HeaderMap, query: Option<&str>) -> bool {
-        self.headers.iter().any(|n| headers.contains_key(n))
-            || (self.query && query.is_some_and(|q| !q.is_empty()))
-            || (self.cookie && headers.contains_key(hyper::header::COOKIE))
+    /// The bit of `location` in [`Places::present`].
+    fn bit(&self, location: &JwtLocation) -> u32 {
+        match location {
+            JwtLocation::Header(h) => HeaderName::from_bytes(h.name.as_bytes())
+                .ok()
+                .and_then(|name| self.headers.iter().position(|n| *n == name))
+                .filter(|&i| i < HEADER_BITS)
+                .map_or(ALWAYS_BIT, |i| i as u32),
+            JwtLocation::QueryParam(_) => QUERY_BIT,
+            JwtLocation::Cookie(_) => COOKIE_BIT,
+        }
+    }
+
+    /// Which places `headers` and `query` have (bit `i` for `self.headers[i]`, then
+    /// [`COOKIE_BIT`], [`QUERY_BIT`] and, when any is there, [`ALWAYS_BIT`]); 0 for a
+    /// request with none of them (every request without credentials).
+    fn present(&self, headers: &HeaderMap, query: Option<&str>) -> u64 {
+        let mut bits = 0u64;
+        for (i, name) in self.headers.iter().enumerate() {
+            if headers.contains_key(name) {
+                bits |= 1 << i.min(ALWAYS_BIT as usize);
+            }
+        }
+        if self.query && query.is_some_and(|q| !q.is_empty()) {
+            bits |= 1 << QUERY_BIT;
+        }
+        if self.cookie && headers.contains_key(hyper::header::COOKIE) {
+            bits |= 1 << COOKIE_BIT;
+        }
+        if bits != 0 {
+            bits |= 1 << ALWAYS_BIT;
+        }
+        bits
     }
 }
 
@@ -140,6 +176,8 @@ struct Spec {
     key: Arc<str>,
     /// The first provider (index) reading this location, and its issuer.
     provider: Option<(usize, Arc<str>)>,
+    /// The location's bit in [`Places::present`] (set by [`Plan::new`]).
+    bit: u32,
 }
 
 impl Plan {
@@ -165,11 +203,16 @@ impl Plan {
                     location: location.clone(),
                     key: Arc::from(key),
                     provider,
+                    bit: ALWAYS_BIT,
                 }),
             }
         }
+        let places = Places::of(&specs);
+        for spec in &mut specs {
+            spec.bit = places.bit(&spec.location);
+        }
         Plan {
-            places: Places::of(&specs),
+            places,
             specs,
             names: Arc::new(policy.providers.iter().map(|p| p.name.clone()).collect()),
             issuers: IssuerMemo::default(),
@@ -260,8 +303,17 @@ fn location_key(l: &JwtLocation) -> String {
 
 /// Whether a token is at `location` (without copying it when the location is a
 /// header).
-fn token_at(location: &JwtLocation, view: &View<'_>) -> bool {
-    match location {
+fn token_at(places: &Places, spec: &Spec, view: &View<'_>) -> bool {
+    match &spec.location {
+        // The name parsed once per snapshot; hidden as `View` hides it.
+        JwtLocation::Header(h) if spec.bit < ALWAYS_BIT => {
+            !(view.hide_underscores && h.name.contains('_'))
+                && view
+                    .headers
+                    .get_all(&places.headers[spec.bit as usize])
+                    .iter()
+                    .any(|v| tribune_jwt::locate::holds_token(v.as_bytes(), &h.value_prefix))
+        }
         JwtLocation::Header(h) => tribune_jwt::locate::RequestParts::header_values(view, &h.name)
             .iter()
             .any(|v| tribune_jwt::locate::holds_token(v, &h.value_prefix)),
@@ -299,17 +351,19 @@ impl Fact {
         };
         // The hints first (none, without an allocation, for a request without
         // credentials), so that the buffer is sized once.
-        let specs = match plan.places.any_in(headers, query) {
-            true => &plan.specs[..],
-            false => &[],
+        // Only the locations the request has are looked at.
+        let present = plan.places.present(headers, query);
+        let specs = match present {
+            0 => &[],
+            _ => &plan.specs[..],
         };
         let mut hints: Vec<(&str, Option<Arc<str>>)> = Vec::new();
-        for spec in specs {
+        for spec in specs.iter().filter(|s| present & (1 << s.bit) != 0) {
             match &spec.provider {
                 // A provider that verified the request's tokens read this location:
                 // a token here named its issuer (no decoding needed).
                 Some((i, iss)) if matches!(outcomes.get(*i), Some(Outcome::Valid { .. })) => {
-                    if token_at(&spec.location, &view) {
+                    if token_at(&plan.places, spec, &view) {
                         hints.push((&spec.key, Some(iss.clone())));
                     }
                 }
