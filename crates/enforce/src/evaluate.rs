@@ -255,6 +255,9 @@ pub struct View<'a> {
     pub headers: &'a HeaderMap,
     pub query: Option<&'a str>,
     pub hide_underscores: bool,
+    /// The `Authorization` values when already read (the screen reads them for
+    /// every request); `None`: looked up when asked for.
+    pub authorization: Option<Values<'a>>,
 }
 
 impl View<'_> {
@@ -270,6 +273,9 @@ impl RequestParts for View<'_> {
         }
         // The default token location, without parsing its name on every request.
         let values = if name.eq_ignore_ascii_case("authorization") {
+            if let Some(read) = &self.authorization {
+                return read.iter().copied().collect();
+            }
             self.headers.get_all(AUTHORIZATION)
         } else {
             self.headers.get_all(name)
@@ -296,8 +302,9 @@ pub fn has_underscore_name(headers: &HeaderMap) -> bool {
     headers.keys().any(|k| k.as_str().contains('_'))
 }
 
-/// Step 1: requests answered before any policy is consulted.
-fn screen(req: &Request<'_>) -> Option<Refusal> {
+/// Step 1: requests answered before any policy is consulted (`authorization`: the
+/// request's `Authorization` values).
+fn screen(req: &Request<'_>, authorization: &Values<'_>) -> Option<Refusal> {
     if req.method == "CONNECT" {
         return Some(Refusal::ConnectMethod);
     }
@@ -308,8 +315,7 @@ fn screen(req: &Request<'_>) -> Option<Refusal> {
     // Decided (hardening round 3): a second `Authorization` beside a verified bearer
     // token was forwarded (round 1 saw it removed). Neither is right: which line a
     // service reads is its parser's choice, so the request is refused.
-    let mut credentials = req.headers.get_all(AUTHORIZATION).iter();
-    if credentials.next().is_some() && credentials.next().is_some() {
+    if authorization.len() > 1 {
         return Some(Refusal::DuplicateAuthorization);
     }
     None
@@ -411,7 +417,14 @@ impl Policy {
         now: i64,
         keys: &V,
     ) -> Evaluation {
-        if let Some(refusal) = screen(req) {
+        // Read once: by the screen, then by token lookup.
+        let authorization: Values<'_> = req
+            .headers
+            .get_all(AUTHORIZATION)
+            .iter()
+            .map(HeaderValue::as_bytes)
+            .collect();
+        if let Some(refusal) = screen(req, &authorization) {
             return Evaluation::Refused(Refused {
                 refusal,
                 location: None,
@@ -459,6 +472,7 @@ impl Policy {
             headers: req.headers,
             query: req.query,
             hide_underscores: drop_underscores,
+            authorization: Some(authorization),
         };
         let auth = authenticate(self, &view, now, keys).await;
         let decision = self.decide(req.caller, req.method, &path, &view, &auth.outcomes);
@@ -545,6 +559,7 @@ impl Policy {
                     headers: req.headers,
                     query: req.query,
                     hide_underscores: d.drop_underscores,
+                    authorization: None,
                 };
                 let decision = self.decide(req.caller, req.method, &d.path, &view, &d.outcomes);
                 return Verdict {

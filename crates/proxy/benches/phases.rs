@@ -99,6 +99,7 @@ fn bench(c: &mut Criterion) {
         headers: with_token,
         query: None,
         hide_underscores: false,
+        authorization: None,
     };
     c.bench_function("phase/locate", |b| {
         b.iter(|| tribune_jwt::locate::extract(&provider.locations, black_box(&view)))

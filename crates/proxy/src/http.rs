@@ -63,29 +63,39 @@ pub struct AccessRecord {
     pub shadow: Option<(&'static str, &'static str)>,
 }
 
-/// Every answer the sidecar makes itself (refusals, denials, upstream failures, the
-/// checks' answers): a plain-text body, and the one header that goes with it
-/// (`WWW-Authenticate` of a 401, `Location` of a redirect).
-fn answer(
-    status: StatusCode,
-    body: Bytes,
-    header: Option<(HeaderName, HeaderValue)>,
-) -> Response<ProxyBody> {
-    let mut r = Response::new(Either::Right(Full::new(body)));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
+/// The headers of every answer the sidecar makes itself: `Content-Type: text/plain`,
+/// made once and cloned per answer (a clone copies two small arrays; building the
+/// map hashes and grows it per answer, about twice the instructions).
+static PLAIN: std::sync::LazyLock<HeaderMap> = std::sync::LazyLock::new(|| {
+    let mut h = HeaderMap::with_capacity(2);
+    h.insert(
         hyper::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain"),
     );
-    if let Some((name, value)) = header {
-        r.headers_mut().insert(name, value);
-    }
+    h
+});
+
+/// [`PLAIN`] and one more header (`WWW-Authenticate` of a 401, `Location` of a
+/// redirect): the headers an answer with that header has.
+pub(crate) fn plain_with(name: HeaderName, value: HeaderValue) -> HeaderMap {
+    let mut h = PLAIN.clone();
+    h.insert(name, value);
+    h
+}
+
+/// Every answer the sidecar makes itself (refusals, denials, upstream failures, the
+/// checks' answers): a plain-text body and its headers ([`PLAIN`], [`plain_with`],
+/// or a snapshot's 401 headers).
+fn answer(status: StatusCode, body: Bytes, headers: HeaderMap) -> Response<ProxyBody> {
+    let mut r = Response::new(Either::Right(Full::new(body)));
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
     r
 }
 
-/// [`answer`] with a fixed body and no header.
+/// [`answer`] with a fixed body and no other header.
 fn short(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
-    answer(status, Bytes::from_static(body.as_bytes()), None)
+    answer(status, Bytes::from_static(body.as_bytes()), PLAIN.clone())
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), not forwarded; `te: trailers` is kept (gRPC
@@ -298,10 +308,6 @@ pub async fn handle(
     let (mut parts, body) = req.into_parts();
     // An HTTP/2 WebSocket (RFC 8441) is decided and forwarded as its HTTP/1.1 handshake.
     let h2_websocket = crate::upgrade::from_extended_connect(&mut parts);
-    let upgrade = match &h2_websocket {
-        Some(_) => Some(HeaderValue::from_static("websocket")),
-        None => crate::upgrade::requested(parts.version, &parts.headers),
-    };
     // 3. evaluate: screen, normalize, authenticate, decide (+ shadow, replay).
     let (evaluation, shadow) = evaluate(&proxy, &snap, &caller, &parts).await;
     let decided = match evaluation {
@@ -325,6 +331,11 @@ pub async fn handle(
     if let Some(resp) = deny(&snap, &decided, &log) {
         return Ok(resp);
     }
+    // Read only for an allowed request (a denial does not look at it).
+    let upgrade = match &h2_websocket {
+        Some(_) => Some(HeaderValue::from_static("websocket")),
+        None => crate::upgrade::requested(parts.version, &parts.headers),
+    };
     let upgrade = match screen_upgrade(&snap, upgrade) {
         Ok(u) => u,
         Err(NotPermitted) => {
@@ -561,14 +572,14 @@ fn refuse(
         )
     });
     let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST);
-    let location = r
-        .location
-        .and_then(|l| HeaderValue::from_str(&l).ok())
-        .map(|v| (hyper::header::LOCATION, v));
+    let headers = match r.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        Some(v) => plain_with(hyper::header::LOCATION, v),
+        None => PLAIN.clone(),
+    };
     answer(
         status,
         Bytes::from_static(refusal.body().as_bytes()),
-        location,
+        headers,
     )
 }
 
@@ -628,10 +639,11 @@ fn deny(
         Some(fixed) => Bytes::from_static(fixed.as_bytes()),
         None => Bytes::copy_from_slice(deny.body.as_bytes()),
     };
-    let challenge = deny
-        .challenge
-        .map(|c| (hyper::header::WWW_AUTHENTICATE, snap.challenge(c).clone()));
-    let resp = answer(status, body, challenge);
+    let headers = match deny.challenge {
+        Some(c) => snap.challenge(c).clone(),
+        None => PLAIN.clone(),
+    };
+    let resp = answer(status, body, headers);
     log.record(status.as_u16(), "deny", decided.decision.code().as_str());
     Some(resp)
 }
@@ -802,11 +814,11 @@ async fn forward_upgrade(
             check.key.as_deref(),
             check.h2,
         ) {
-            let close = (hyper::header::CONNECTION, HeaderValue::from_static("close"));
+            let close = plain_with(hyper::header::CONNECTION, HeaderValue::from_static("close"));
             let r = answer(
                 StatusCode::BAD_GATEWAY,
                 Bytes::from_static(why.as_bytes()),
-                Some(close),
+                close,
             );
             return (r, UpstreamResult::Reset);
         }

@@ -22,6 +22,7 @@
 use crate::shadow::ShadowStats;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
+use smallvec::SmallVec;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use tribune_authz::Caller;
@@ -59,6 +60,10 @@ pub struct Plan {
     places: Places,
     names: Arc<Vec<String>>,
     issuers: IssuerMemo,
+    /// Per provider, the bits of its locations in [`Places::present`] when each has
+    /// a bit of its own (`None` otherwise): a provider that verified a token and has
+    /// one of its locations in the request found it there, without a second look.
+    provider_bits: Vec<Option<u64>>,
 }
 
 #[derive(Debug, Default)]
@@ -211,7 +216,23 @@ impl Plan {
         for spec in &mut specs {
             spec.bit = places.bit(&spec.location);
         }
+        let provider_bits = policy
+            .providers
+            .iter()
+            .map(|p| {
+                let mut mask = 0u64;
+                for l in locations(p) {
+                    let bit = places.bit(l);
+                    if bit == ALWAYS_BIT || mask & (1 << bit) != 0 {
+                        return None;
+                    }
+                    mask |= 1 << bit;
+                }
+                Some(mask)
+            })
+            .collect();
         Plan {
+            provider_bits,
             places,
             specs,
             names: Arc::new(policy.providers.iter().map(|p| p.name.clone()).collect()),
@@ -348,6 +369,7 @@ impl Fact {
             headers,
             query,
             hide_underscores,
+            authorization: None,
         };
         // The hints first (none, without an allocation, for a request without
         // credentials), so that the buffer is sized once.
@@ -357,13 +379,20 @@ impl Fact {
             0 => &[],
             _ => &plan.specs[..],
         };
-        let mut hints: Vec<(&str, Option<Arc<str>>)> = Vec::new();
+        let mut hints: SmallVec<[(&str, Option<Arc<str>>); 2]> = SmallVec::new();
         for spec in specs.iter().filter(|s| present & (1 << s.bit) != 0) {
             match &spec.provider {
                 // A provider that verified the request's tokens read this location:
-                // a token here named its issuer (no decoding needed).
+                // a token here named its issuer (no decoding needed). When this is
+                // the only one of its locations the request has, the token was here.
                 Some((i, iss)) if matches!(outcomes.get(*i), Some(Outcome::Valid { .. })) => {
-                    if token_at(&plan.places, spec, &view) {
+                    let only_place = plan
+                        .provider_bits
+                        .get(*i)
+                        .copied()
+                        .flatten()
+                        .is_some_and(|mask| (present & mask).count_ones() == 1);
+                    if only_place || token_at(&plan.places, spec, &view) {
                         hints.push((&spec.key, Some(iss.clone())));
                     }
                 }
@@ -375,10 +404,12 @@ impl Fact {
             }
         }
         // One allocation per fact for its method, path, headers and hints.
+        let kept: SmallVec<[(&HeaderName, &HeaderValue); 8]> = kept().collect();
         let method = method.as_str().as_bytes();
         let size = method.len()
             + path.len()
-            + kept()
+            + kept
+                .iter()
                 .map(|(k, v)| k.as_str().len() + v.len() + 2)
                 .sum::<usize>()
             + hints
@@ -388,7 +419,7 @@ impl Fact {
         let mut packed: Vec<u8> = Vec::with_capacity(size);
         packed.extend_from_slice(method);
         packed.extend_from_slice(path.as_bytes());
-        for (k, v) in kept() {
+        for (k, v) in &kept {
             packed.extend_from_slice(k.as_str().as_bytes());
             packed.push(0);
             packed.extend_from_slice(v.as_bytes());
@@ -657,6 +688,7 @@ pub fn replay_within(
             headers: &headers,
             query: None,
             hide_underscores: fact.hide_underscores,
+            authorization: None,
         };
         let mut inferred = false;
         let outcomes: Vec<Outcome> = candidate

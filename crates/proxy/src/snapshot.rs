@@ -8,7 +8,7 @@
 //! `{"Service", "Protocol", "DefaultIntentionPolicy", "Entries": [...]}`. Entries go
 //! through the model's one validation path.
 
-use hyper::header::HeaderValue;
+use hyper::header::{HeaderMap, HeaderValue};
 use std::ops::Deref;
 use std::sync::Arc;
 use tribune_authz::Challenge;
@@ -34,23 +34,25 @@ pub struct Snapshot {
     pub shadow: Option<Shadow>,
     /// How this snapshot's requests are recorded for replay.
     pub replay_plan: crate::replay::Plan,
-    /// The `WWW-Authenticate` value of each [`Challenge`] for this service, made
-    /// once (a 401 copies no strings).
-    pub challenges: [HeaderValue; Challenge::ALL.len()],
+    /// The headers of a 401 with each [`Challenge`] for this service
+    /// (`Content-Type` and `WWW-Authenticate`), made once: a 401 clones them, copying
+    /// no strings and hashing nothing.
+    pub challenges: [HeaderMap; Challenge::ALL.len()],
     pub doc: SnapshotDoc,
 }
 
-/// The header values of every challenge for `service` (in [`Challenge::ALL`] order).
-fn challenges(service: &str) -> [HeaderValue; Challenge::ALL.len()] {
+/// The 401 headers of every challenge for `service` (in [`Challenge::ALL`] order).
+fn challenges(service: &str) -> [HeaderMap; Challenge::ALL.len()] {
     Challenge::ALL.map(|c| {
-        HeaderValue::from_str(&c.header_value(service))
-            .unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
+        let value = HeaderValue::from_str(&c.header_value(service))
+            .unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
+        crate::http::plain_with(hyper::header::WWW_AUTHENTICATE, value)
     })
 }
 
 impl Snapshot {
-    /// The `WWW-Authenticate` value of `challenge`.
-    pub fn challenge(&self, challenge: Challenge) -> &HeaderValue {
+    /// The headers of a 401 with `challenge`.
+    pub fn challenge(&self, challenge: Challenge) -> &HeaderMap {
         &self.challenges[challenge as usize]
     }
 }
