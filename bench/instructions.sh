@@ -15,6 +15,8 @@
 # (cg-<case>.out in the temporary directory). Note: under valgrind the CPU reports no
 # ADX/BMI2, so aws-lc's RSA takes a slower code path than natively; compare
 # rotating runs with each other, not with the native profile.
+# TRIBUNE_LOG sets the sidecar's log filter (default warn: no access records);
+# TRIBUNE_LOG=info,tribune::access=info counts a request with its access log line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-4}
@@ -46,7 +48,7 @@ count() { # name config|floor tokens_file -> instructions per request (profile k
       "127.0.0.1:$UP" "$OUT/pubkey.pem" > "$OUT/cg.log" 2>&1 &
   else
     # `connect proxy` execs tribune-sidecar (beside the binary): followed into it.
-    TRIBUNE_LOG=warn valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$OUT/cg.out" "$BIN" connect proxy \
+    TRIBUNE_LOG=${TRIBUNE_LOG:-warn} valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$OUT/cg.out" "$BIN" connect proxy \
       -config "$config" -local-service-address "127.0.0.1:$UP" -edge-listener "127.0.0.1:$edge" \
       -admin-bind "127.0.0.1:$adm" -workers 1 > "$OUT/cg.log" 2>&1 &
   fi

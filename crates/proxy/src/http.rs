@@ -42,14 +42,15 @@ use tribune_jwks::runtime::count_outcome;
 
 pub use crate::upstream::ProxyBody;
 
-/// One line of the access log.
+/// One line of the access log, borrowing the request's strings (a sink that keeps
+/// records makes them [`AccessRecord::into_owned`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccessRecord {
+pub struct AccessRecord<'a> {
     /// Snapshot version that decided (0 when there was none).
     pub version: u64,
-    pub caller: Option<String>,
-    pub method: String,
-    pub path: String,
+    pub caller: Option<Cow<'a, str>>,
+    pub method: Cow<'a, str>,
+    pub path: Cow<'a, str>,
     pub status: u16,
     /// `allow`, `deny`, or `error` (allowed but the upstream failed).
     pub decision: &'static str,
@@ -61,6 +62,24 @@ pub struct AccessRecord {
     /// Set when a staged candidate would answer differently: its decision
     /// (`allow`/`deny`) and reason code (`shadow_decision`, `shadow_reason`).
     pub shadow: Option<(&'static str, &'static str)>,
+}
+
+impl AccessRecord<'_> {
+    /// The record with its own copies of the request's strings.
+    pub fn into_owned(self) -> AccessRecord<'static> {
+        AccessRecord {
+            caller: self.caller.map(|c| Cow::Owned(c.into_owned())),
+            method: Cow::Owned(self.method.into_owned()),
+            path: Cow::Owned(self.path.into_owned()),
+            version: self.version,
+            status: self.status,
+            decision: self.decision,
+            reason: self.reason,
+            intention: self.intention,
+            latency: self.latency,
+            shadow: self.shadow,
+        }
+    }
 }
 
 /// The headers of every answer the sidecar makes itself: `Content-Type: text/plain`,
@@ -189,7 +208,7 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) -> bool {
 }
 
 impl Proxy {
-    pub(crate) fn log(&self, record: impl FnOnce() -> AccessRecord) {
+    pub(crate) fn log<'a>(&self, record: impl FnOnce() -> AccessRecord<'a>) {
         if !self.logging() {
             return;
         }
@@ -249,19 +268,19 @@ impl Proxy {
 
 /// The access record of a request answered before any decision (bad path, bad
 /// framing): `decision` is `error` and `reason` names what was wrong.
-fn rejected(
+fn rejected<'a>(
     snap: &Snapshot,
-    caller: &Option<Arc<str>>,
-    parts: &hyper::http::request::Parts,
+    caller: &'a Option<Arc<str>>,
+    parts: &'a hyper::http::request::Parts,
     status: u16,
     reason: &'static str,
     start: Started,
-) -> AccessRecord {
+) -> AccessRecord<'a> {
     AccessRecord {
         version: snap.version,
-        caller: caller.as_deref().map(str::to_string),
-        method: parts.method.to_string(),
-        path: parts.uri.path().to_string(),
+        caller: caller.as_deref().map(Cow::Borrowed),
+        method: Cow::Borrowed(parts.method.as_str()),
+        path: Cow::Borrowed(parts.uri.path()),
         status,
         decision: "error",
         reason,
@@ -607,9 +626,9 @@ impl Logged<'_> {
     fn record(&self, status: u16, verdict: &'static str, reason: &'static str) {
         self.proxy.log(|| AccessRecord {
             version: self.snap.version,
-            caller: self.caller.as_deref().map(str::to_string),
-            method: self.method.to_string(),
-            path: self.path.to_string(),
+            caller: self.caller.as_deref().map(Cow::Borrowed),
+            method: Cow::Borrowed(self.method.as_str()),
+            path: Cow::Borrowed(self.path),
             status,
             decision: verdict,
             reason,

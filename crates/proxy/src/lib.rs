@@ -44,7 +44,7 @@ pub use snapshot::{Builder, Snapshot, SnapshotDoc};
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 /// Receives one record per request (the access log).
-pub type AccessSink = Arc<dyn Fn(&AccessRecord) + Send + Sync>;
+pub type AccessSink = Arc<dyn Fn(&AccessRecord<'_>) + Send + Sync>;
 
 /// How the proxy runs.
 #[derive(Clone)]

@@ -167,9 +167,9 @@ where
     proxy.count_decision(&decision);
     let record = |status: u16, verdict: &'static str, reason: &'static str| AccessRecord {
         version: snap.version,
-        caller: caller.map(str::to_string),
+        caller: caller.map(std::borrow::Cow::Borrowed),
         method: "TCP".into(),
-        path: String::new(),
+        path: "".into(),
         status,
         decision: verdict,
         reason,

@@ -61,8 +61,8 @@ async fn forward_auth_and_envoy_checks_decide_like_the_sidecar() {
     let records: Records = Default::default();
     let r = records.clone();
     let mut config = tribune_proxy::ProxyConfig::new("127.0.0.1:9".parse().unwrap());
-    config.access_sink = Some(Arc::new(move |rec: &tribune_proxy::AccessRecord| {
-        r.lock().unwrap().push(rec.clone())
+    config.access_sink = Some(Arc::new(move |rec: &tribune_proxy::AccessRecord<'_>| {
+        r.lock().unwrap().push(rec.clone().into_owned())
     }));
     let proxy = tribune_proxy::Proxy::new(config);
     tokio::spawn(tribune_proxy::watch::watch_agent(

@@ -29,7 +29,7 @@ use tribune_server::{router, AgentConfig, AppState, Shared};
 struct World {
     agent: Shared,
     proxy: Arc<Proxy>,
-    records: Arc<Mutex<Vec<AccessRecord>>>,
+    records: Arc<Mutex<Vec<AccessRecord<'static>>>>,
     /// Provider "a" (inline), "b" (remote), "c" (inline, no Issuer).
     a: Es256,
     b: Es256,
@@ -385,11 +385,11 @@ async fn world() -> World {
 
     let store = Arc::new(tribune_store::RedbStore::in_memory().unwrap());
     let agent = AppState::new(store, AgentConfig::default()).await.unwrap();
-    let records: Arc<Mutex<Vec<AccessRecord>>> = Arc::new(Mutex::new(Vec::new()));
+    let records: Arc<Mutex<Vec<AccessRecord<'static>>>> = Arc::new(Mutex::new(Vec::new()));
     let r = records.clone();
     let mut config = ProxyConfig::new(echo.addr);
-    config.access_sink = Some(Arc::new(move |rec: &AccessRecord| {
-        r.lock().unwrap().push(rec.clone())
+    config.access_sink = Some(Arc::new(move |rec: &AccessRecord<'_>| {
+        r.lock().unwrap().push(rec.clone().into_owned())
     }));
     World {
         agent,

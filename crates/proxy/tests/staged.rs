@@ -92,11 +92,11 @@ async fn a_staged_jwt_requirement_is_counted_not_enforced_until_promoted() {
         "the live entry is unchanged: {live}"
     );
 
-    let records: Arc<Mutex<Vec<AccessRecord>>> = Arc::new(Mutex::new(Vec::new()));
+    let records: Arc<Mutex<Vec<AccessRecord<'static>>>> = Arc::new(Mutex::new(Vec::new()));
     let r = records.clone();
     let mut config = ProxyConfig::new(echo.addr);
-    config.access_sink = Some(Arc::new(move |rec: &AccessRecord| {
-        r.lock().unwrap().push(rec.clone())
+    config.access_sink = Some(Arc::new(move |rec: &AccessRecord<'_>| {
+        r.lock().unwrap().push(rec.clone().into_owned())
     }));
     let proxy = Proxy::new(config);
     let doc = install(&proxy, &client).await;

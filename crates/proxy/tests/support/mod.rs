@@ -109,7 +109,7 @@ pub fn doc(service: &str, protocol: &str, default: &str, entries: Vec<Value>) ->
     .unwrap()
 }
 
-pub type Records = Arc<Mutex<Vec<AccessRecord>>>;
+pub type Records = Arc<Mutex<Vec<AccessRecord<'static>>>>;
 
 /// A proxy in front of `upstream` with its edge listener on port 0; the clock is
 /// fixed at `now`; access records are collected.
@@ -127,8 +127,8 @@ pub async fn proxy_with(
     let r = records.clone();
     let mut config = ProxyConfig::new(upstream);
     config.clock = Arc::new(move || now);
-    config.access_sink = Some(Arc::new(move |rec: &AccessRecord| {
-        r.lock().unwrap().push(rec.clone())
+    config.access_sink = Some(Arc::new(move |rec: &AccessRecord<'_>| {
+        r.lock().unwrap().push(rec.clone().into_owned())
     }));
     change(&mut config);
     let proxy = Proxy::new(config);
@@ -311,8 +311,8 @@ pub async fn sidecar(agent: SocketAddr, id: &str) -> Sidecar {
     let records: Records = Default::default();
     let r = records.clone();
     let mut config = ProxyConfig::new(reg.local_service);
-    config.access_sink = Some(Arc::new(move |rec: &tribune_proxy::AccessRecord| {
-        r.lock().unwrap().push(rec.clone())
+    config.access_sink = Some(Arc::new(move |rec: &tribune_proxy::AccessRecord<'_>| {
+        r.lock().unwrap().push(rec.clone().into_owned())
     }));
     let proxy = Proxy::new(config);
     tokio::spawn(tribune_proxy::watch::watch_agent(
