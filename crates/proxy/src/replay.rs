@@ -322,6 +322,9 @@ fn location_key(l: &JwtLocation) -> String {
     }
 }
 
+/// A hint of a fact: a token location's key and the issuer its token names.
+type Hint<'a> = (&'a str, Option<Arc<str>>);
+
 /// Whether a token is at `location` (without copying it when the location is a
 /// header).
 fn token_at(places: &Places, spec: &Spec, view: &View<'_>) -> bool {
@@ -379,7 +382,7 @@ impl Fact {
             0 => &[],
             _ => &plan.specs[..],
         };
-        let mut hints: SmallVec<[(&str, Option<Arc<str>>); 2]> = SmallVec::new();
+        let mut hints: SmallVec<[Hint<'_>; 2]> = SmallVec::new();
         for spec in specs.iter().filter(|s| present & (1 << s.bit) != 0) {
             match &spec.provider {
                 // A provider that verified the request's tokens read this location:
