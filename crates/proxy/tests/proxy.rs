@@ -274,12 +274,11 @@ async fn nothing_is_served_before_the_first_snapshot_and_upstream_failures_are_5
     );
     assert!(!proxy.ready());
 
-    // An allow-all policy in front of a port nobody listens on.
-    let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // An allow-all policy in front of a port nobody listens on: bound and held, not
+    // listening (a dropped listener's port could be taken by another test's server).
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let dead = held.local_addr().unwrap();
     let (proxy2, addr2, records) = support::proxy(dead, NOW).await;
     proxy2
         .install(doc("api", "http", "allow", vec![]), 0)
