@@ -8,6 +8,7 @@
 //! `tribune agent 2>&1 | tee log` lost the task that logged after Ctrl-C ended `tee`
 //! (the shutdown signal's, which left the agent deaf to Ctrl-C and SIGTERM).
 
+use super::log_fields::PlainFields;
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -60,10 +61,18 @@ pub fn init(args: &LogArgs) -> Result<(), String> {
     // Colours only for a terminal, and never into a file.
     let ansi =
         !args.log_json && file.is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // Without colours, the fields are written without styling each name
+    // (`PlainFields`: the same text, a fraction of the instructions).
     let layer = match (file, args.log_json) {
+        (None, false) if ansi => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(true)
+            .log_internal_errors(false)
+            .boxed(),
         (None, false) => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
-            .with_ansi(ansi)
+            .with_ansi(false)
+            .fmt_fields(PlainFields)
             .log_internal_errors(false)
             .boxed(),
         (None, true) => tracing_subscriber::fmt::layer()
@@ -74,6 +83,7 @@ pub fn init(args: &LogArgs) -> Result<(), String> {
         (Some(f), false) => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr.and(Mutex::new(f)))
             .with_ansi(false)
+            .fmt_fields(PlainFields)
             .log_internal_errors(false)
             .boxed(),
         (Some(f), true) => tracing_subscriber::fmt::layer()

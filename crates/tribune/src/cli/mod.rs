@@ -24,6 +24,7 @@ mod intention_tests;
 mod jwt_provider;
 #[cfg(test)]
 mod jwt_provider_tests;
+mod log_fields;
 pub mod logging;
 mod login;
 mod services;
