@@ -194,11 +194,10 @@ mod tests {
 
     /// Every kind of field the sidecar and the agent log, through both formatters.
     fn events() {
-        let caller: Option<&str> = None;
         tracing::info!(
             target: "tribune::access",
             version = 7u64,
-            caller = caller.unwrap_or("-"),
+            caller = "-",
             method = %"GET",
             path = %"/a b/\x1b[2J",
             status = 200u16,
