@@ -57,6 +57,9 @@ pub struct Policy {
     /// to one of these is removed (`x_jwt_payload` would reach a WSGI app as
     /// `x-jwt-payload`).
     pub owned_headers: Vec<String>,
+    /// Whether [`Policy::rewrite`] may remove or set `Host` ([`Policy::rewrite_touches`]),
+    /// read once here rather than per request.
+    pub rewrites_host: bool,
 }
 
 impl Policy {
@@ -166,7 +169,7 @@ impl Policy {
                 })
             })
             .collect();
-        Ok(Policy {
+        let mut policy = Policy {
             service: doc.service.clone(),
             protocol: doc.protocol.clone(),
             http,
@@ -180,7 +183,10 @@ impl Policy {
             token_locations,
             claim_headers,
             owned_headers,
-        })
+            rewrites_host: false,
+        };
+        policy.rewrites_host = policy.rewrite_touches(&http::header::HOST);
+        Ok(policy)
     }
 
     /// Whether the destination is served over HTTP/2 to the local service.

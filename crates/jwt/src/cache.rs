@@ -99,8 +99,7 @@ impl CachedVerifier {
     /// a per-cache random seed. Entries are found by comparing the whole token, so
     /// the hash only spreads them; only verified tokens are ever inserted, so no
     /// one can fill a bucket without the issuer signing for it.
-    fn hash(&self, token: &[u8]) -> u64 {
-        let bytes = token;
+    fn hash(&self, bytes: &[u8]) -> u64 {
         let tail = &bytes[bytes.len().saturating_sub(HASHED_TAIL)..];
         self.hasher.hash_one((bytes.len(), tail))
     }

@@ -742,7 +742,7 @@ fn rewrite(
         parts.version = Version::HTTP_2;
     } else {
         parts.version = Version::HTTP_11;
-        let has_host = match snap.rewrite_touches(&hyper::header::HOST) {
+        let has_host = match snap.rewrites_host {
             false => has_host,
             true => parts.headers.contains_key(hyper::header::HOST),
         };

@@ -374,16 +374,11 @@ impl Fact {
             hide_underscores,
             authorization: None,
         };
-        // The hints first (none, without an allocation, for a request without
-        // credentials), so that the buffer is sized once.
-        // Only the locations the request has are looked at.
+        // The hints first, so that the buffer is sized once; only the token places
+        // the request has are looked at (none for a request without credentials).
         let present = plan.places.present(headers, query);
-        let specs = match present {
-            0 => &[],
-            _ => &plan.specs[..],
-        };
         let mut hints: SmallVec<[Hint<'_>; 2]> = SmallVec::new();
-        for spec in specs.iter().filter(|s| present & (1 << s.bit) != 0) {
+        for spec in plan.specs.iter().filter(|s| present & (1 << s.bit) != 0) {
             match &spec.provider {
                 // A provider that verified the request's tokens read this location:
                 // a token here named its issuer (no decoding needed). When this is
