@@ -769,9 +769,9 @@ async fn forward(
     let sent = Instant::now();
     let req = Request::from_parts(parts, body);
     let result = if h2 {
-        tokio::time::timeout(proxy.config.upstream_timeout, proxy.upstream.send_h2(req)).await
+        proxy.deadlines.bound(proxy.upstream.send_h2(req)).await
     } else {
-        tokio::time::timeout(proxy.config.upstream_timeout, proxy.upstream.send_h1(req)).await
+        proxy.deadlines.bound(proxy.upstream.send_h1(req)).await
     };
     match result {
         Ok(Ok(resp)) => {

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod authz;
 pub mod conns;
+pub mod deadline;
 pub mod grpc;
 pub mod http;
 pub mod serve;
@@ -17,6 +18,7 @@ pub use tribune_jwks::runtime as keys;
 pub mod mesh;
 pub mod metrics;
 pub mod outbound;
+pub mod race;
 pub mod replay;
 pub mod report;
 pub mod run;
@@ -53,7 +55,8 @@ pub struct ProxyConfig {
     pub upstream: SocketAddr,
     /// Merge repeated slashes before matching (and forwarding).
     pub merge_slashes: bool,
-    /// Time allowed for the upstream's response headers.
+    /// Time allowed for the upstream's response headers (answered 504 between this
+    /// and a sixteenth of it later: [`deadline`]).
     pub upstream_timeout: Duration,
     /// Open downstream connections at most; at the cap the longest-idle one is shed
     /// for a new caller.
@@ -122,6 +125,8 @@ pub struct Proxy {
     pub metrics: Metrics,
     pub(crate) upstream: upstream::Upstream,
     pub(crate) conns: conns::Conns,
+    /// Bounds waits on the local service by `config.upstream_timeout`.
+    pub(crate) deadlines: deadline::Deadlines,
     /// Where what the agent sent is saved (fail static across restarts).
     state: std::sync::OnceLock<Arc<state::StateFile>>,
     /// Unix seconds of the last successful answer from an agent (0: never).
@@ -196,6 +201,7 @@ impl Proxy {
             Proxy {
                 upstream: upstream::Upstream::new(&config, metrics.counters.clone()),
                 conns: conns::Conns::new(connection_cap(config.max_connections)),
+                deadlines: deadline::Deadlines::new(config.upstream_timeout),
                 config,
                 current: ArcSwapOption::empty(),
                 builder: Builder::default(),

@@ -8,6 +8,7 @@
 use crate::conns::{Conn, InFlight, Slot};
 use crate::http::{handle, AccessRecord, ProxyBody};
 use crate::metrics::UpstreamResult;
+use crate::race::Won;
 use crate::snapshot::Snapshot;
 use crate::Proxy;
 use hyper::body::{Bytes, Incoming};
@@ -100,6 +101,8 @@ pub async fn serve_connection<IO>(
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(connection);
     let mut closing = false;
+    // The timer and shed branches are polled only when they fire (crate::race).
+    let side = crate::race::Side::default();
     loop {
         let deadline = if closing {
             // Streams still open after a graceful shutdown get one more idle period.
@@ -121,8 +124,14 @@ pub async fn serve_connection<IO>(
             // starts the idle clock on time.
             conn.accepted() + first.min(idle)
         };
-        tokio::select! {
-            ended = connection.as_mut() => {
+        let wake = async {
+            tokio::select! {
+                _ = conn.shed.notified(), if !closing => Wake::Shed,
+                _ = tokio::time::sleep_until(deadline.into()) => Wake::Timer,
+            }
+        };
+        match crate::race::race(&side, connection.as_mut(), wake).await {
+            Won::Main(ended) => {
                 if let Err(e) = ended {
                     tracing::debug!(error = %e, "downstream connection ended with an error");
                 }
@@ -130,11 +139,11 @@ pub async fn serve_connection<IO>(
                 conn.upgrades_closed().await;
                 return;
             }
-            _ = conn.shed.notified(), if !closing => {
+            Won::Side(Wake::Shed) => {
                 connection.as_mut().graceful_shutdown();
                 closing = true;
             }
-            _ = tokio::time::sleep_until(deadline.into()) => {
+            Won::Side(Wake::Timer) => {
                 if closing {
                     // Still not done an idle period after its shutdown: dropped.
                     return;
@@ -154,6 +163,14 @@ pub async fn serve_connection<IO>(
             }
         }
     }
+}
+
+/// Why a connection's loop woke other than its connection ending.
+enum Wake {
+    /// Shed for a new caller.
+    Shed,
+    /// A lifetime deadline came.
+    Timer,
 }
 
 /// L4 enforcement for non-HTTP destinations: decide on connect (identity only), then
