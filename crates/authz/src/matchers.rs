@@ -341,7 +341,8 @@ impl JwtMatcher {
                 }
             }
         }
-        Err(first_failure.unwrap_or(JwtFailure::Missing {
+        // Lazily: an `Arc<str>` is an allocation, and a failure was found in practice.
+        Err(first_failure.unwrap_or_else(|| JwtFailure::Missing {
             provider: "".into(),
         }))
     }

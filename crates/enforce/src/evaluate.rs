@@ -161,7 +161,7 @@ pub struct Decided {
     /// The normalized path (matched, and forwarded when allowed).
     pub path: String,
     /// Token outcome per provider (indexes [`Policy::providers`]).
-    pub outcomes: Vec<Outcome>,
+    pub outcomes: Outcomes,
     /// Tokens a provider with `Forward = true` verified: the only values in token
     /// locations that may reach the upstream (decisions.md #18).
     pub forwarded_tokens: Vec<String>,
@@ -179,6 +179,8 @@ impl Decided {
 }
 
 /// The outcome of [`Policy::evaluate`].
+// Nearly every request is `Decided`: boxing it would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Evaluation {
     Refused(Refused),
@@ -321,11 +323,15 @@ fn screen(req: &Request<'_>, authorization: &Values<'_>) -> Option<Refusal> {
     None
 }
 
+/// Token outcomes, one per provider: a policy with one provider (the usual case)
+/// keeps its outcome without an allocation.
+pub type Outcomes = smallvec::SmallVec<[Outcome; 1]>;
+
 /// The token outcomes of one request.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Authenticated {
     /// Per provider, indexing [`Policy::providers`].
-    pub outcomes: Vec<Outcome>,
+    pub outcomes: Outcomes,
     /// See [`Decided::forwarded_tokens`].
     pub forwarded_tokens: Vec<String>,
 }
@@ -340,7 +346,7 @@ pub async fn authenticate<V: Verify + ?Sized>(
     keys: &V,
 ) -> Authenticated {
     let mut auth = Authenticated {
-        outcomes: Vec::with_capacity(policy.providers.len()),
+        outcomes: Outcomes::with_capacity(policy.providers.len()),
         forwarded_tokens: Vec::new(),
     };
     for (i, provider) in policy.providers.iter().enumerate() {

@@ -30,8 +30,8 @@ mod rewrite;
 pub use checks::cross_checks;
 pub use document::{protocol_of, upgrades_of, PolicyDocument, UPGRADES_META};
 pub use evaluate::{
-    authenticate, has_underscore_name, Authenticated, Decided, Evaluation, Options, Refusal,
-    Refused, Request, Verdict, Verify, View, Why,
+    authenticate, has_underscore_name, Authenticated, Decided, Evaluation, Options, Outcomes,
+    Refusal, Refused, Request, Verdict, Verify, View, Why,
 };
 pub use policy::{fold, Policy};
 pub use rewrite::{forwarded_headers, strip_params};

@@ -64,6 +64,9 @@ pub struct Plan {
     /// a bit of its own (`None` otherwise): a provider that verified a token and has
     /// one of its locations in the request found it there, without a second look.
     provider_bits: Vec<Option<u64>>,
+    /// The records of a request with no token for any provider (every 401 for a
+    /// missing token), shared by the facts that have them instead of one box each.
+    all_missing: Option<Arc<TokenRecords>>,
 }
 
 #[derive(Debug, Default)]
@@ -231,12 +234,25 @@ impl Plan {
                 Some(mask)
             })
             .collect();
+        let names = Arc::new(policy.providers.iter().map(|p| p.name.clone()).collect());
+        let all_missing = match policy.providers.len() {
+            0 => None,
+            1 => Some(Records::One(Recorded::Missing)),
+            n => Some(Records::Many(vec![Recorded::Missing; n])),
+        }
+        .map(|records| {
+            Arc::new(TokenRecords {
+                names: Arc::clone(&names),
+                records,
+            })
+        });
         Plan {
             provider_bits,
             places,
             specs,
-            names: Arc::new(policy.providers.iter().map(|p| p.name.clone()).collect()),
+            names,
             issuers: IssuerMemo::default(),
+            all_missing,
         }
     }
 }
@@ -250,8 +266,9 @@ pub struct Fact {
     /// then the hints ([`Fact::hints`]): one allocation.
     packed: Box<[u8]>,
     caller: Option<Arc<str>>,
-    /// `None` when the snapshot had no providers.
-    tokens: Option<Box<TokenRecords>>,
+    /// `None` when the snapshot had no providers; shared when no provider had a token
+    /// ([`Plan`]'s `all_missing`).
+    tokens: Option<Arc<TokenRecords>>,
     /// Where the path, the headers and the hints start in `packed`.
     path_at: u32,
     headers_at: u32,
@@ -440,14 +457,17 @@ impl Fact {
             Outcome::Invalid(e) => Recorded::Invalid(e.clone()),
             Outcome::Valid { payload, .. } => Recorded::Valid(payload.clone()),
         };
-        let tokens = match outcomes {
-            [] => None,
-            [one] => Some(Records::One(record(one))),
-            many => Some(Records::Many(many.iter().map(record).collect())),
-        };
-        let token_bytes = tokens.as_ref().map_or(0, |t| {
-            std::mem::size_of::<TokenRecords>()
-                + t.as_slice()
+        let (tokens, token_bytes) = if outcomes.iter().all(|o| matches!(o, Outcome::Missing)) {
+            // Shared with every such fact of the snapshot: nothing of its own.
+            (plan.all_missing.clone(), 0)
+        } else {
+            let records = match outcomes {
+                [one] => Records::One(record(one)),
+                many => Records::Many(many.iter().map(record).collect()),
+            };
+            let bytes = std::mem::size_of::<TokenRecords>()
+                + records
+                    .as_slice()
                     .iter()
                     .map(|r| {
                         std::mem::size_of::<Recorded>()
@@ -458,18 +478,18 @@ impl Fact {
                                 _ => 0,
                             }
                     })
-                    .sum::<usize>()
-        });
+                    .sum::<usize>();
+            let records = Arc::new(TokenRecords {
+                names: plan.names.clone(),
+                records,
+            });
+            (Some(records), bytes)
+        };
         let bytes = std::mem::size_of::<Fact>() + packed.len() + token_bytes;
         Fact {
             packed: packed.into_boxed_slice(),
             caller: caller.cloned(),
-            tokens: tokens.map(|records| {
-                Box::new(TokenRecords {
-                    names: plan.names.clone(),
-                    records,
-                })
-            }),
+            tokens,
             path_at: offset(method.len()),
             headers_at: offset(method.len() + path.len()),
             hints_at: offset(hints_at),
