@@ -17,6 +17,9 @@
 # rotating runs with each other, not with the native profile.
 # TRIBUNE_LOG sets the sidecar's log filter (default warn: no access records);
 # TRIBUNE_LOG=info,tribune::access=info counts a request with its access log line.
+# COUNT=syscalls counts system calls per request instead (strace -c attached to the
+# running proxy for the measured run, no valgrind; the split by call is printed to
+# stderr and kept as strace-<case>.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-4}
@@ -24,7 +27,7 @@ CASES=${CASES:-allow repeated rotating none}
 OUT=$(mktemp -d /tmp/tribune-instr.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; pkill -f "$OUT" 2>/dev/null || true' EXIT
 . bench/common.sh
-bench_setup "$OUT" nginx wrk valgrind
+bench_setup "$OUT" nginx wrk valgrind strace
 cargo build --release -q -p tribune-proxy --example floor
 # TRIBUNE_BIN counts another build (an A/B run: a copy of target/release's
 # tribune and tribune-sidecar, side by side, made before a change).
@@ -39,16 +42,19 @@ EOF
 nginx -c "$OUT/upstream.conf" -p "$OUT" &
 echo '{"Service": "api", "Protocol": "http", "DefaultIntentionPolicy": "allow", "Entries": []}' > "$OUT/allow.json"
 
-count() { # name config|floor tokens_file -> instructions per request (profile kept in OUT/cg-name.out)
-  local name=$1 config=$2 tokens=$3 edge adm n total
+SYSCALLS=0
+[ "${COUNT:-instructions}" = syscalls ] && SYSCALLS=1
+count() { # name config|floor tokens_file -> instructions (or system calls) per request (profile kept in OUT/cg-name.out)
+  local name=$1 config=$2 tokens=$3 edge adm n total tracer=()
   edge=$(free_port); adm=$(free_port)
   rm -f "$OUT"/cg.out*
+  [ "$SYSCALLS" = 1 ] || tracer=(valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$OUT/cg.out")
   if [ "$config" = floor ]; then
-    valgrind --tool=callgrind --callgrind-out-file="$OUT/cg.out" "$FLOOR" "127.0.0.1:$edge" \
+    "${tracer[@]}" "$FLOOR" "127.0.0.1:$edge" \
       "127.0.0.1:$UP" "$OUT/pubkey.pem" > "$OUT/cg.log" 2>&1 &
   else
     # `connect proxy` execs tribune-sidecar (beside the binary): followed into it.
-    TRIBUNE_LOG=${TRIBUNE_LOG:-warn} valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$OUT/cg.out" "$BIN" connect proxy \
+    TRIBUNE_LOG=${TRIBUNE_LOG:-warn} "${tracer[@]}" "$BIN" connect proxy \
       -config "$config" -local-service-address "127.0.0.1:$UP" -edge-listener "127.0.0.1:$edge" \
       -admin-bind "127.0.0.1:$adm" -workers 1 > "$OUT/cg.log" 2>&1 &
   fi
@@ -61,6 +67,31 @@ count() { # name config|floor tokens_file -> instructions per request (profile k
   # The warm-up starts half-way through the token list: the measured run's tokens
   # are not in the cache when it starts (both runs stay well under 5 000 requests).
   TOKENS_START=5000 TOKENS_FILE=$tokens wrk -t1 -c4 -d2s -s bench/tokens.lua "http://127.0.0.1:$edge" > /dev/null
+  if [ "$SYSCALLS" = 1 ]; then
+    # The process serving the port (the sidecar, after `connect proxy`'s exec).
+    local served st
+    served=$(ss -Hltnp "sport = :$edge" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
+    strace -c -f -p "$served" -o "$OUT/strace-$name.txt" 2> /dev/null & st=$!
+    sleep 0.5
+    TOKENS_FILE=$tokens wrk -t1 -c4 -d"${SECS}s" -s bench/tokens.lua "http://127.0.0.1:$edge" > "$OUT/wrk.txt"
+    kill -INT "$st"; wait "$st" 2>/dev/null || true
+    n=$(awk '/requests in/ {print $1}' "$OUT/wrk.txt")
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    python3 - "$OUT/strace-$name.txt" "$n" "$name" <<'PY'
+import sys
+n, total, rows = int(sys.argv[2]), 0, []
+for line in open(sys.argv[1]):
+    p = line.split()
+    if len(p) >= 5 and p[0][0].isdigit() and p[-1] != "total":
+        rows.append((int(p[3]), p[-1]))
+for calls, name in sorted(rows, reverse=True):
+    total += calls
+    if calls / n >= 0.01:
+        print(f"{sys.argv[3]}: {name} {calls / n:.2f} a request", file=sys.stderr)
+print(f"{total / n:.2f}")
+PY
+    return
+  fi
   callgrind_control -z "$pid" > /dev/null 2>&1
   TOKENS_FILE=$tokens wrk -t1 -c4 -d"${SECS}s" -s bench/tokens.lua "http://127.0.0.1:$edge" > "$OUT/wrk.txt"
   callgrind_control -d "$pid" > /dev/null 2>&1
@@ -72,7 +103,8 @@ count() { # name config|floor tokens_file -> instructions per request (profile k
 }
 
 want() { [[ " $CASES " == *" $1 "* ]]; }
-echo "| case | Tribune: instructions / request | floor example (examples/floor.rs) |"
+what=instructions; [ "$SYSCALLS" = 1 ] && what="system calls"
+echo "| case | Tribune: $what / request | floor example (examples/floor.rs) |"
 echo "|---|---:|---:|"
 if want allow; then
   echo "| allow-all, no provider (token sent) | $(count allow "$OUT/allow.json" "$OUT/token-1.txt") | - |"
@@ -87,4 +119,4 @@ if want none; then
   echo "| no token (answered 401) | $(count none "$OUT/tribune.json" "") | $(count floor-none floor "") |"
 fi
 echo
-echo "profiles (callgrind_annotate --inclusive=yes FILE): $OUT/cg-*.out"
+[ "$SYSCALLS" = 1 ] || echo "profiles (callgrind_annotate --inclusive=yes FILE): $OUT/cg-*.out"
