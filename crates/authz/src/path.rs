@@ -39,10 +39,8 @@ pub enum PathVerdict {
 /// round of percent-decoding, and normalizing it again changes nothing, so an
 /// upstream that decodes it once sees the path that was authorized.
 pub fn normalize_request_path(raw: &str, rules: &RequestNormalization) -> PathVerdict {
-    if !rules.insecure_disable_path_normalization {
-        if let Some(end) = plain_normal(raw, rules.merge_slashes) {
-            return PathVerdict::Forward(raw[..end].to_string());
-        }
+    if let Some(path) = already_normal(raw, rules) {
+        return PathVerdict::Forward(path.to_string());
     }
     let path = &raw[..raw.find(['?', '#']).unwrap_or(raw.len())];
     if !rules.insecure_disable_path_normalization && !path.contains(['%', '\\', ';']) {
@@ -87,6 +85,16 @@ pub fn normalize_request_path(raw: &str, rules: &RequestNormalization) -> PathVe
     } else {
         PathVerdict::Forward(out)
     }
+}
+
+/// The path of `raw` when [`normalize_request_path`] would forward it unchanged
+/// (most request paths: see [`plain_normal`]), borrowed; `None` when it would
+/// change, refuse or redirect it, or when the rules turn normalization off.
+pub fn already_normal<'a>(raw: &'a str, rules: &RequestNormalization) -> Option<&'a str> {
+    if rules.insecure_disable_path_normalization {
+        return None;
+    }
+    plain_normal(raw, rules.merge_slashes).map(|end| &raw[..end])
 }
 
 /// Where the path of `raw` ends (`?`, `#` or its end) when it is already normal and

@@ -21,8 +21,8 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 use tribune_authz::{
-    deny_response, normalize_request_path, Caller, Decision, DenyResponse, PathVerdict, ReasonCode,
-    RequestFacts, StrayToken, TokenOutcome, Tokens,
+    already_normal, deny_response, normalize_request_path, Caller, Decision, DenyResponse,
+    PathVerdict, ReasonCode, RequestFacts, StrayToken, TokenOutcome, Tokens,
 };
 use tribune_jwt::locate::{conclude, extract_known, forwards_token, Outcome, RequestParts, Values};
 use tribune_jwt::Claims;
@@ -60,12 +60,14 @@ pub trait Verify {
 
 /// One HTTP request as it reaches the sidecar.
 #[derive(Clone, Copy)]
-pub struct Request<'a> {
+pub struct Request<'a, 'p> {
     /// The caller's mesh identity; `None` on the edge listener.
     pub caller: Option<Caller<'a>>,
     pub method: &'a str,
-    /// The path as received (not normalized), without the query.
-    pub path: &'a str,
+    /// The path as received (not normalized), without the query: the only part a
+    /// [`Decided`] borrows (its own lifetime, so that a caller may change the rest of
+    /// its request while the decision is held).
+    pub path: &'p str,
     /// The raw query string, without `?`.
     pub query: Option<&'a str>,
     pub headers: &'a HeaderMap,
@@ -157,9 +159,10 @@ pub struct Refused {
 
 /// What the policy decided about a request.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Decided {
-    /// The normalized path (matched, and forwarded when allowed).
-    pub path: String,
+pub struct Decided<'a> {
+    /// The normalized path (matched, and forwarded when allowed): the request's own
+    /// when it was already normal.
+    pub path: Cow<'a, str>,
     /// Token outcome per provider (indexes [`Policy::providers`]).
     pub outcomes: Outcomes,
     /// Tokens a provider with `Forward = true` verified: the only values in token
@@ -171,7 +174,7 @@ pub struct Decided {
     pub decision: Decision,
 }
 
-impl Decided {
+impl Decided<'_> {
     /// The response a denial becomes (decisions.md #12); `None` when allowed.
     pub fn deny_response<'a>(&'a self, policy: &'a Policy) -> Option<DenyResponse<'a>> {
         deny_response(&self.decision, &policy.service)
@@ -182,9 +185,9 @@ impl Decided {
 // Nearly every request is `Decided`: boxing it would cost an allocation each.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
-pub enum Evaluation {
+pub enum Evaluation<'a> {
     Refused(Refused),
-    Decided(Decided),
+    Decided(Decided<'a>),
 }
 
 /// Why a request was answered as it was: a decision's code, or a refusal.
@@ -232,7 +235,7 @@ pub struct Verdict {
     pub why: Why,
 }
 
-impl Evaluation {
+impl Evaluation<'_> {
     /// The evaluation in short.
     pub fn verdict(&self, policy: &Policy) -> Verdict {
         match self {
@@ -306,7 +309,7 @@ pub fn has_underscore_name(headers: &HeaderMap) -> bool {
 
 /// Step 1: requests answered before any policy is consulted (`authorization`: the
 /// request's `Authorization` values).
-fn screen(req: &Request<'_>, authorization: &Values<'_>) -> Option<Refusal> {
+fn screen(req: &Request<'_, '_>, authorization: &Values<'_>) -> Option<Refusal> {
     if req.method == "CONNECT" {
         return Some(Refusal::ConnectMethod);
     }
@@ -416,13 +419,13 @@ pub async fn authenticate<V: Verify + ?Sized>(
 
 impl Policy {
     /// Steps 1-4 for one HTTP request.
-    pub async fn evaluate<V: Verify + ?Sized>(
+    pub async fn evaluate<'p, V: Verify + ?Sized>(
         &self,
-        req: &Request<'_>,
+        req: &Request<'_, 'p>,
         options: Options,
         now: i64,
         keys: &V,
-    ) -> Evaluation {
+    ) -> Evaluation<'p> {
         // Read once: by the screen, then by token lookup.
         let authorization: Values<'_> = req
             .headers
@@ -438,21 +441,27 @@ impl Policy {
         }
         let mut rules = self.normalization;
         rules.merge_slashes |= options.merge_slashes;
-        let path = match normalize_request_path(req.path, &rules) {
-            PathVerdict::Forward(p) => p,
-            PathVerdict::Reject => {
+        let normalized = match already_normal(req.path, &rules) {
+            // Most paths: nothing to change, nothing copied.
+            Some(p) => Ok(Cow::Borrowed(p)),
+            None => Err(normalize_request_path(req.path, &rules)),
+        };
+        let path = match normalized {
+            Ok(p) => p,
+            Err(PathVerdict::Forward(p)) => Cow::Owned(p),
+            Err(PathVerdict::Reject) => {
                 return Evaluation::Refused(Refused {
                     refusal: Refusal::EscapedSeparator,
                     location: None,
                 })
             }
-            PathVerdict::Ambiguous => {
+            Err(PathVerdict::Ambiguous) => {
                 return Evaluation::Refused(Refused {
                     refusal: Refusal::AmbiguousPath,
                     location: None,
                 })
             }
-            PathVerdict::Redirect(p) => {
+            Err(PathVerdict::Redirect(p)) => {
                 let location = match req.query {
                     Some(q) => format!("{p}?{q}"),
                     None => p,
@@ -551,8 +560,8 @@ impl Policy {
     pub async fn shadow<V: Verify + ?Sized>(
         &self,
         live: &Policy,
-        live_eval: &Evaluation,
-        req: &Request<'_>,
+        live_eval: &Evaluation<'_>,
+        req: &Request<'_, '_>,
         options: Options,
         now: i64,
         keys: &V,

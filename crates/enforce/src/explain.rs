@@ -155,7 +155,7 @@ pub struct Described {
 
 impl Described {
     /// The request as [`Policy::evaluate`] takes it.
-    pub fn request(&self) -> Request<'_> {
+    pub fn request(&self) -> Request<'_, '_> {
         Request {
             caller: self
                 .caller
@@ -384,7 +384,7 @@ fn token_reports(policy: &Policy, outcomes: &[Outcome]) -> Vec<TokenReport> {
 }
 
 /// The answer for an evaluated HTTP request.
-pub fn answer(policy: &Policy, request_path: &str, evaluation: &Evaluation) -> ExplainResponse {
+pub fn answer(policy: &Policy, request_path: &str, evaluation: &Evaluation<'_>) -> ExplainResponse {
     match evaluation {
         Evaluation::Refused(r) => ExplainResponse {
             allowed: false,
@@ -410,7 +410,7 @@ pub fn answer(policy: &Policy, request_path: &str, evaluation: &Evaluation) -> E
                 reason: policy.table.explain(&d.decision),
                 intention: intention_of(policy, &d.decision),
                 permission: permission_of(&d.decision),
-                normalized_path: d.path.clone(),
+                normalized_path: d.path.to_string(),
                 status: Some(deny.as_ref().map_or(200, |r| r.status)),
                 body: deny.as_ref().map(|r| r.body.to_string()),
                 www_authenticate: deny.and_then(|r| r.www_authenticate()),

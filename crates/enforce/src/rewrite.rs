@@ -106,7 +106,7 @@ impl Policy {
     /// parameters were removed from `query`.
     pub fn rewrite(
         &self,
-        decided: &Decided,
+        decided: &Decided<'_>,
         headers: &mut HeaderMap,
         query: Option<&str>,
     ) -> Option<String> {
@@ -153,7 +153,7 @@ impl Policy {
 
     /// The `ClaimToHeaders` values the rewrite sets: strings as they are, numbers and
     /// booleans as JSON text; arrays, objects and absent claims set nothing.
-    pub fn claim_values<'a>(&'a self, decided: &Decided) -> Vec<(&'a HeaderName, String)> {
+    pub fn claim_values<'a>(&'a self, decided: &Decided<'_>) -> Vec<(&'a HeaderName, String)> {
         if self.claim_headers.is_empty() {
             return Vec::new();
         }
@@ -177,7 +177,7 @@ impl Policy {
 }
 
 /// The `Forwarding` headers the rewrite sets: `(name, value)` per verified provider.
-pub fn forwarded_headers(decided: &Decided) -> impl Iterator<Item = (&str, &str)> {
+pub fn forwarded_headers<'a>(decided: &'a Decided<'_>) -> impl Iterator<Item = (&'a str, &'a str)> {
     decided.outcomes.iter().filter_map(|o| match o {
         Outcome::Valid {
             forward_header: Some((name, value)),

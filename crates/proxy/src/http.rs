@@ -272,6 +272,7 @@ fn rejected<'a>(
     snap: &Snapshot,
     caller: &'a Option<Arc<str>>,
     parts: &'a hyper::http::request::Parts,
+    uri: &'a Uri,
     status: u16,
     reason: &'static str,
     start: Started,
@@ -280,7 +281,7 @@ fn rejected<'a>(
         version: snap.version,
         caller: caller.as_deref().map(Cow::Borrowed),
         method: Cow::Borrowed(parts.method.as_str()),
-        path: Cow::Borrowed(parts.uri.path()),
+        path: Cow::Borrowed(uri.path()),
         status,
         decision: "error",
         reason,
@@ -327,12 +328,17 @@ pub async fn handle(
     let (mut parts, body) = req.into_parts();
     // An HTTP/2 WebSocket (RFC 8441) is decided and forwarded as its HTTP/1.1 handshake.
     let h2_websocket = crate::upgrade::from_extended_connect(&mut parts);
+    // Held apart from `parts`: the decision borrows its path (an already normal path
+    // is not copied), and the rewrite sets the URI the upstream gets.
+    let uri = std::mem::take(&mut parts.uri);
     // 3. evaluate: screen, normalize, authenticate, decide (+ shadow, replay).
-    let (evaluation, shadow) = evaluate(&proxy, &snap, &caller, &parts).await;
+    let (evaluation, shadow) = evaluate(&proxy, &snap, &caller, &parts, &uri).await;
     let decided = match evaluation {
         Evaluation::Decided(d) => d,
         Evaluation::Refused(r) => {
-            return Ok(refuse(&proxy, &snap, &caller, &parts, r, shadow, start));
+            return Ok(refuse(
+                &proxy, &snap, &caller, &parts, &uri, r, shadow, start,
+            ));
         }
     };
     count(&proxy, &snap, &decided);
@@ -366,7 +372,7 @@ pub async fn handle(
         }
     };
     // 4. rewrite: hop-by-hop headers, then the policy's rewrite and the URI.
-    if rewrite(&proxy, &snap, &decided, &mut parts, upgrade.as_ref()).is_err() {
+    if rewrite(&proxy, &snap, &decided, &mut parts, &uri, upgrade.as_ref()).is_err() {
         log.record(400, "error", "bad_request_uri");
         return Ok(short(StatusCode::BAD_REQUEST, "Bad Request"));
     }
@@ -385,7 +391,7 @@ pub async fn handle(
             });
             let opened = crate::upgrade::Opened {
                 caller: caller.clone(),
-                path: decided.path.clone(),
+                path: decided.path.to_string(),
                 protocol,
             };
             // Boxed: upgrades are rare, and their state would otherwise be part of
@@ -435,12 +441,13 @@ pub async fn check(
         counters.check(CheckEnd::Error(CheckError::NoPolicy));
         return short(StatusCode::SERVICE_UNAVAILABLE, "no policy snapshot yet");
     };
-    let (evaluation, shadow) = evaluate(proxy, &snap, &caller, &parts).await;
+    let uri = std::mem::take(&mut parts.uri);
+    let (evaluation, shadow) = evaluate(proxy, &snap, &caller, &parts, &uri).await;
     let decided = match evaluation {
         Evaluation::Decided(d) => d,
         Evaluation::Refused(r) => {
             counters.check(CheckEnd::Refused(r.refusal));
-            return refuse(proxy, &snap, &caller, &parts, r, shadow, start);
+            return refuse(proxy, &snap, &caller, &parts, &uri, r, shadow, start);
         }
     };
     count(proxy, &snap, &decided);
@@ -464,7 +471,7 @@ pub async fn check(
     }
     // `//` too: the service behind the proxy may merge it, and a rule on `/admin`
     // must not be passed by `//admin`.
-    if !normalized && (decided.path != parts.uri.path() || decided.path.contains("//")) {
+    if !normalized && (decided.path != uri.path() || decided.path.contains("//")) {
         counters.check(CheckEnd::Error(CheckError::PathNotNormalized));
         log.record(400, "error", CheckError::PathNotNormalized.label());
         return short(
@@ -473,7 +480,7 @@ pub async fn check(
         );
     }
     let before = parts.headers.clone();
-    if rewrite(proxy, &snap, &decided, &mut parts, None).is_err() {
+    if rewrite(proxy, &snap, &decided, &mut parts, &uri, None).is_err() {
         counters.check(CheckEnd::Error(CheckError::BadRequestUri));
         log.record(400, "error", CheckError::BadRequestUri.label());
         return short(StatusCode::BAD_REQUEST, "Bad Request");
@@ -511,18 +518,19 @@ pub async fn check(
 /// Phase 3: the enforcement engine, exactly as the agent's explain runs it; a
 /// staged candidate is evaluated beside it (never enforced) and the request's facts
 /// are kept for replay.
-async fn evaluate(
+async fn evaluate<'u>(
     proxy: &Proxy,
     snap: &Snapshot,
     caller: &Option<Arc<str>>,
     parts: &hyper::http::request::Parts,
-) -> (Evaluation, Shadowed) {
+    uri: &'u Uri,
+) -> (Evaluation<'u>, Shadowed) {
     let now = (proxy.config.clock)();
     let request = EnforcedRequest {
         caller: caller.as_deref().map(Caller::local),
         method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: parts.uri.query(),
+        path: uri.path(),
+        query: uri.query(),
         headers: &parts.headers,
     };
     let options = proxy.options();
@@ -541,7 +549,7 @@ async fn evaluate(
             ))
             .await;
             let path = match &evaluation {
-                Evaluation::Decided(d) => d.path.as_str(),
+                Evaluation::Decided(d) => d.path.as_ref(),
                 Evaluation::Refused(_) => request.path,
             };
             proxy.record_shadow(caller.as_deref(), request.method, path, live, candidate)
@@ -569,11 +577,13 @@ async fn evaluate(
 
 /// A request answered before any decision (screen, normalization): its status,
 /// body and, for a redirect, `Location`.
+#[allow(clippy::too_many_arguments)]
 fn refuse(
     proxy: &Proxy,
     snap: &Snapshot,
     caller: &Option<Arc<str>>,
     parts: &hyper::http::request::Parts,
+    uri: &Uri,
     r: tribune_enforce::Refused,
     shadow: Shadowed,
     start: Started,
@@ -585,6 +595,7 @@ fn refuse(
             snap,
             caller,
             parts,
+            uri,
             refusal.status(),
             refusal.as_str(),
             start,
@@ -603,7 +614,7 @@ fn refuse(
 }
 
 /// Counts the token outcomes and the decision.
-fn count(proxy: &Proxy, snap: &Snapshot, decided: &tribune_enforce::Decided) {
+fn count(proxy: &Proxy, snap: &Snapshot, decided: &tribune_enforce::Decided<'_>) {
     for (rt, outcome) in snap.runtimes.iter().zip(&decided.outcomes) {
         count_outcome(rt, outcome);
     }
@@ -645,7 +656,7 @@ impl Logged<'_> {
 /// Phase 4 for a denial (decisions.md #12): 401 with `WWW-Authenticate` or 403.
 fn deny(
     snap: &Snapshot,
-    decided: &tribune_enforce::Decided,
+    decided: &tribune_enforce::Decided<'_>,
     log: &Logged<'_>,
 ) -> Option<Response<ProxyBody>> {
     let deny = decided.deny_response(snap)?;
@@ -696,8 +707,9 @@ fn screen_upgrade(
 fn rewrite(
     proxy: &Proxy,
     snap: &Snapshot,
-    decided: &tribune_enforce::Decided,
+    decided: &tribune_enforce::Decided<'_>,
     parts: &mut hyper::http::request::Parts,
+    received: &Uri,
     upgrade: Option<&(HeaderValue, String)>,
 ) -> Result<(), hyper::http::Error> {
     let has_host = remove_hop_by_hop(&mut parts.headers);
@@ -705,23 +717,23 @@ fn rewrite(
         crate::upgrade::restore(&mut parts.headers, value.clone());
     }
     let path = &decided.path;
-    let stripped_query = snap.rewrite(decided, &mut parts.headers, parts.uri.query());
+    let stripped_query = snap.rewrite(decided, &mut parts.headers, received.query());
     let query = match &stripped_query {
         Some(q) => Some(Cow::Borrowed(q.as_str())),
-        None => parts.uri.query().map(Cow::Borrowed),
+        None => received.query().map(Cow::Borrowed),
     };
     let h2 = snap.h2();
-    let unchanged = stripped_query.is_none() && path == parts.uri.path();
+    let unchanged = stripped_query.is_none() && path == received.path();
     let uri = if unchanged && !h2 {
         // Origin form as received: nothing to rebuild.
-        match parts.uri.path_and_query() {
+        match received.path_and_query() {
             Some(pq) => Uri::from(pq.clone()),
             None => Uri::from_static("/"),
         }
     } else {
         let path_and_query = match query {
             Some(q) if !q.is_empty() => format!("{path}?{q}"),
-            _ => path.clone(),
+            _ => path.to_string(),
         };
         let built = if h2 {
             Uri::builder()
@@ -736,7 +748,7 @@ fn rewrite(
     };
     // An HTTP/2 caller names the host in `:authority`; an HTTP/1.1 upstream reads it
     // from `Host`.
-    let caller_authority = parts.uri.authority().cloned();
+    let caller_authority = received.authority().cloned();
     parts.uri = uri;
     if h2 {
         parts.version = Version::HTTP_2;
