@@ -1,10 +1,11 @@
 //! Path normalization under every mesh setting, with its invariants: the result is a
 //! fixed point, starts with `/`, never climbs above the root, and (unless the entry
 //! keeps escapes or turns normalization off) decoded once it has the same separators
-//! and no dot segment, so a decoding upstream sees the path that was authorized.
+//! and no dot segment, so a decoding upstream sees the path that was authorized; the
+//! already-normal shortcut agrees with full normalization.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use tribune_authz::{decoded_once, normalize_request_path, PathVerdict};
+use tribune_authz::{decoded_once, normalize_in_full, normalize_request_path, PathVerdict};
 use tribune_model::mesh::{EscapedSlashes, RequestNormalization};
 
 fuzz_target!(|data: &[u8]| {
@@ -20,7 +21,11 @@ fuzz_target!(|data: &[u8]| {
         path_with_escaped_slashes_action: EscapedSlashes::ALL[(flags as usize >> 1) % 5],
         headers_with_underscores_action: Default::default(),
     };
-    let p = match normalize_request_path(raw, &rules) {
+    let verdict = normalize_request_path(raw, &rules);
+    // The shortcut the sidecar takes (an already normal path, borrowed) never
+    // forwards a path that full normalization would change.
+    assert_eq!(normalize_in_full(raw, &rules), verdict, "shortcut differs: {raw:?}");
+    let p = match verdict {
         PathVerdict::Forward(p) | PathVerdict::Redirect(p) => p,
         PathVerdict::Reject | PathVerdict::Ambiguous => return,
     };

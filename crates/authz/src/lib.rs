@@ -29,7 +29,10 @@ pub use facts::{
 pub use matchers::{
     claim_holds, claim_matches, claim_matches_at, ANY_PROVIDER, SPACE_DELIMITED_CLAIMS,
 };
-pub use path::{already_normal, decoded_once, normalize_path, normalize_request_path, PathVerdict};
+pub use path::{
+    already_normal, decoded_once, normalize_in_full, normalize_path, normalize_request_path,
+    PathVerdict,
+};
 pub use table::{compile, is_http_like, CompileError, CompileInput, IntentionInfo, IntentionTable};
 pub use tribune_model::intentions::Action;
 pub use warnings::{entry_warnings, provider_warnings, write_warnings};

@@ -39,9 +39,16 @@ pub enum PathVerdict {
 /// round of percent-decoding, and normalizing it again changes nothing, so an
 /// upstream that decodes it once sees the path that was authorized.
 pub fn normalize_request_path(raw: &str, rules: &RequestNormalization) -> PathVerdict {
-    if let Some(path) = already_normal(raw, rules) {
-        return PathVerdict::Forward(path.to_string());
+    match already_normal(raw, rules) {
+        Some(path) => PathVerdict::Forward(path.to_string()),
+        None => normalize_in_full(raw, rules),
     }
+}
+
+/// [`normalize_request_path`] without its [`already_normal`] shortcut (the same
+/// verdict for every path): for a caller that has tried `already_normal` first, so
+/// that the path is not scanned twice.
+pub fn normalize_in_full(raw: &str, rules: &RequestNormalization) -> PathVerdict {
     let path = &raw[..raw.find(['?', '#']).unwrap_or(raw.len())];
     if !rules.insecure_disable_path_normalization && !path.contains(['%', '\\', ';']) {
         // Most paths: no escape, no backslash; only dot segments and slashes to check.
@@ -347,6 +354,19 @@ mod tests {
                 if let Some(plain) = plain_normal(p, merge) {
                     assert_eq!(plain, end, "{p:?}");
                     assert_eq!(normalize_slow(&p[..end], merge), p[..end], "{p:?}");
+                }
+                // The shortcut the sidecar takes on its own and the full verdict agree.
+                for action in EscapedSlashes::ALL {
+                    let rules = RequestNormalization {
+                        merge_slashes: merge,
+                        path_with_escaped_slashes_action: action,
+                        ..Default::default()
+                    };
+                    assert_eq!(
+                        normalize_in_full(p, &rules),
+                        normalize_request_path(p, &rules),
+                        "{p:?} merge={merge} {action:?}"
+                    );
                 }
             }
         }

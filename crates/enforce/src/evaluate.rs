@@ -21,8 +21,8 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 use tribune_authz::{
-    already_normal, deny_response, normalize_request_path, Caller, Decision, DenyResponse,
-    PathVerdict, ReasonCode, RequestFacts, StrayToken, TokenOutcome, Tokens,
+    already_normal, deny_response, normalize_in_full, Caller, Decision, DenyResponse, PathVerdict,
+    ReasonCode, RequestFacts, StrayToken, TokenOutcome, Tokens,
 };
 use tribune_jwt::locate::{conclude, extract_known, forwards_token, Outcome, RequestParts, Values};
 use tribune_jwt::Claims;
@@ -441,36 +441,34 @@ impl Policy {
         }
         let mut rules = self.normalization;
         rules.merge_slashes |= options.merge_slashes;
-        let normalized = match already_normal(req.path, &rules) {
+        let path = match already_normal(req.path, &rules) {
             // Most paths: nothing to change, nothing copied.
-            Some(p) => Ok(Cow::Borrowed(p)),
-            None => Err(normalize_request_path(req.path, &rules)),
-        };
-        let path = match normalized {
-            Ok(p) => p,
-            Err(PathVerdict::Forward(p)) => Cow::Owned(p),
-            Err(PathVerdict::Reject) => {
-                return Evaluation::Refused(Refused {
-                    refusal: Refusal::EscapedSeparator,
-                    location: None,
-                })
-            }
-            Err(PathVerdict::Ambiguous) => {
-                return Evaluation::Refused(Refused {
-                    refusal: Refusal::AmbiguousPath,
-                    location: None,
-                })
-            }
-            Err(PathVerdict::Redirect(p)) => {
-                let location = match req.query {
-                    Some(q) => format!("{p}?{q}"),
-                    None => p,
-                };
-                return Evaluation::Refused(Refused {
-                    refusal: Refusal::PathRedirect,
-                    location: Some(location),
-                });
-            }
+            Some(p) => Cow::Borrowed(p),
+            None => match normalize_in_full(req.path, &rules) {
+                PathVerdict::Forward(p) => Cow::Owned(p),
+                PathVerdict::Reject => {
+                    return Evaluation::Refused(Refused {
+                        refusal: Refusal::EscapedSeparator,
+                        location: None,
+                    })
+                }
+                PathVerdict::Ambiguous => {
+                    return Evaluation::Refused(Refused {
+                        refusal: Refusal::AmbiguousPath,
+                        location: None,
+                    })
+                }
+                PathVerdict::Redirect(p) => {
+                    let location = match req.query {
+                        Some(q) => format!("{p}?{q}"),
+                        None => p,
+                    };
+                    return Evaluation::Refused(Refused {
+                        refusal: Refusal::PathRedirect,
+                        location: Some(location),
+                    });
+                }
+            },
         };
         let drop_underscores = match rules.headers_with_underscores_action {
             Underscores::Allow => false,

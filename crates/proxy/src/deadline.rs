@@ -31,8 +31,7 @@ pub struct TimedOut;
 /// Ticks with nothing open after which the ticker stops.
 const IDLE_TICKS: u32 = 2;
 
-/// The deadline table of one proxy; cheap to share.
-#[derive(Clone)]
+/// The deadline table of one proxy.
 pub struct Deadlines {
     shared: Arc<Shared>,
 }
@@ -90,7 +89,7 @@ impl Deadlines {
         }
     }
 
-    /// Waits open now (tests and the ticker).
+    /// Waits open now.
     pub fn open(&self) -> usize {
         self.shared.lock().waits.len()
     }
@@ -154,12 +153,12 @@ impl Drop for Ticking {
 /// The ticker: advances the epoch and wakes expired waits until the proxy is gone
 /// or nothing has been open for [`IDLE_TICKS`].
 async fn tick(shared: Weak<Shared>) {
-    let guard = Ticking(shared.clone());
+    let mut guard = Ticking(shared.clone());
+    let Some(period) = shared.upgrade().map(|s| s.tick) else {
+        return;
+    };
     let mut idle = 0;
     loop {
-        let Some(period) = shared.upgrade().map(|s| s.tick) else {
-            return;
-        };
         tokio::time::sleep(period).await;
         let Some(shared) = shared.upgrade() else {
             return;
@@ -173,9 +172,10 @@ async fn tick(shared: Weak<Shared>) {
                 idle += 1;
                 if idle >= IDLE_TICKS {
                     // Under the lock: a wait entered after this sees `ticking`
-                    // false and starts a new ticker.
+                    // false and starts a new ticker, which the guard must then not
+                    // clear.
                     shared.ticking.store(false, Ordering::Release);
-                    std::mem::forget(guard);
+                    guard.0 = Weak::new();
                     return;
                 }
                 continue;
