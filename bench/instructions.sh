@@ -20,6 +20,9 @@
 # COUNT=syscalls counts system calls per request instead (strace -c attached to the
 # running proxy for the measured run, no valgrind; the split by call is printed to
 # stderr and kept as strace-<case>.txt).
+# BODY_BYTES=N makes the upstream answer N-byte bodies (default: "ok\n").
+# SYSTEMS=floor counts the floor only (Tribune's column shows "-"); FLOOR_OPTS is
+# passed to the floor (its stack options, examples/floor.rs; bench/floor-ab.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-4}
@@ -34,12 +37,24 @@ cargo build --release -q -p tribune-proxy --example floor
 BIN=${TRIBUNE_BIN:-$PWD/target/release/tribune}
 FLOOR=$PWD/target/release/examples/floor
 UP=$(free_port)
+ANSWER='return 200 "ok\n";'
+if [ -n "${BODY_BYTES:-}" ]; then
+  # Responses of BODY_BYTES bytes (a static file) instead of "ok\n".
+  mkdir -p "$OUT/www" && head -c "$BODY_BYTES" /dev/zero | tr '\0' x > "$OUT/www/body"
+  chmod 755 "$OUT" "$OUT/www" # nginx's workers read it as another user
+  ANSWER="root $OUT/www; try_files /body =404;"
+fi
 cat > "$OUT/upstream.conf" <<EOF
 worker_processes 1; daemon off; pid $OUT/upstream.pid; error_log $OUT/upstream.err;
 events { worker_connections 4096; }
-http { access_log off; server { listen 127.0.0.1:$UP; location / { return 200 "ok\n"; } } }
+http { access_log off; server { listen 127.0.0.1:$UP; location / { $ANSWER } } }
 EOF
 nginx -c "$OUT/upstream.conf" -p "$OUT" &
+if [ -n "${BODY_BYTES:-}" ]; then
+  sleep 0.5
+  got=$(curl -s "http://127.0.0.1:$UP/api/items" | wc -c)
+  [ "$got" = "$BODY_BYTES" ] || { echo "BODY_BYTES: the upstream answered $got bytes" >&2; exit 2; }
+fi
 echo '{"Service": "api", "Protocol": "http", "DefaultIntentionPolicy": "allow", "Entries": []}' > "$OUT/allow.json"
 
 SYSCALLS=0
@@ -103,20 +118,22 @@ PY
 }
 
 want() { [[ " $CASES " == *" $1 "* ]]; }
+SYSTEMS=${SYSTEMS:-tribune floor}
+tribune() { if [[ " $SYSTEMS " == *" tribune "* ]]; then count "$@"; else echo -; fi; }
 what=instructions; [ "$SYSCALLS" = 1 ] && what="system calls"
 echo "| case | Tribune: $what / request | floor example (examples/floor.rs) |"
 echo "|---|---:|---:|"
 if want allow; then
-  echo "| allow-all, no provider (token sent) | $(count allow "$OUT/allow.json" "$OUT/token-1.txt") | - |"
+  echo "| allow-all, no provider (token sent) | $(tribune allow "$OUT/allow.json" "$OUT/token-1.txt") | - |"
 fi
 if want repeated; then
-  echo "| repeated token (cache hit) | $(count repeated "$OUT/tribune.json" "$OUT/token-1.txt") | $(count floor-repeated floor "$OUT/token-1.txt") |"
+  echo "| repeated token (cache hit) | $(tribune repeated "$OUT/tribune.json" "$OUT/token-1.txt") | $(count floor-repeated floor "$OUT/token-1.txt") |"
 fi
 if want rotating; then
-  echo "| 10 000 tokens (RS256 verify each) | $(count rotating "$OUT/tribune.json" "$OUT/tokens-10k.txt") | $(count floor-rotating floor "$OUT/tokens-10k.txt") |"
+  echo "| 10 000 tokens (RS256 verify each) | $(tribune rotating "$OUT/tribune.json" "$OUT/tokens-10k.txt") | $(count floor-rotating floor "$OUT/tokens-10k.txt") |"
 fi
 if want none; then
-  echo "| no token (answered 401) | $(count none "$OUT/tribune.json" "") | $(count floor-none floor "") |"
+  echo "| no token (answered 401) | $(tribune none "$OUT/tribune.json" "") | $(count floor-none floor "") |"
 fi
 echo
 [ "$SYSCALLS" = 1 ] || echo "profiles (callgrind_annotate --inclusive=yes FILE): $OUT/cg-*.out"

@@ -16,7 +16,9 @@
 # with -replay-buffer 0 (SYSTEMS="tribune tribune-shadow tribune-noreplay" gives the
 # shadow evaluation's and the replay window's costs as ratios), tribune-base an earlier
 # build (BASE=DIR holding its tribune and tribune-sidecar; SYSTEMS="tribune tribune-base"
-# gives this build against it, both in the same rounds); PERF=1 records a perf profile of Tribune
+# gives this build against it, both in the same rounds); floor-b the floor with
+# FLOOR_B_OPTS (its stack options, examples/floor.rs: SYSTEMS="floor floor-b" is a
+# floor-against-floor A/B in the same rounds, issue #46 item 2); PERF=1 records a perf profile of Tribune
 # and of the floor per scenario into the temporary directory (perf-<system>-<scenario>.data).
 #
 # The proxy under test is pinned to CPU 0; wrk and the upstream (nginx returning a
@@ -36,7 +38,7 @@ cargo build --release -q -p tribune-proxy --example floor
 BIN=$PWD/target/release/tribune
 UP=$(free_port); NGX=$(free_port); HAP=$(free_port); TRI=$(free_port); ADM=$(free_port); FLR=$(free_port)
 TRS=$(free_port); ADS=$(free_port); TRN=$(free_port); ADN=$(free_port)
-TRB=$(free_port); ADB=$(free_port)
+TRB=$(free_port); ADB=$(free_port); FLB=$(free_port)
 
 # Upstream: nginx answering 200 on CPU 1.
 cat > "$OUT/upstream.conf" <<EOF
@@ -98,6 +100,10 @@ TRIBUNE_LOG=warn taskset -c 0 "$BIN" connect proxy -config "$OUT/tribune.json" \
 case " ${SYSTEMS:-floor} " in *" floor "*)
   taskset -c 0 "$PWD/target/release/examples/floor" "127.0.0.1:$FLR" "127.0.0.1:$UP" "$OUT/pubkey.pem" \
     > "$OUT/floor.out" 2>&1 & ;;
+esac
+case " ${SYSTEMS:-} " in *" floor-b "*)
+  FLOOR_OPTS=${FLOOR_B_OPTS:-} taskset -c 0 "$PWD/target/release/examples/floor" "127.0.0.1:$FLB" "127.0.0.1:$UP" \
+    "$OUT/pubkey.pem" > "$OUT/floor-b.out" 2>&1 & ;;
 esac
 case " ${SYSTEMS:-} " in *" tribune-shadow "*)
   TRIBUNE_LOG=warn taskset -c 0 "$BIN" connect proxy -config "$OUT/tribune-shadow.json" \
@@ -163,6 +169,7 @@ for scenario in ${SCENARIOS:-repeated rotating none}; do
       haproxy) run haproxy "$HAP" "$scenario" "$file" ;;
       tribune) run tribune "$TRI" "$scenario" "$file" ;;
       floor) run floor "$FLR" "$scenario" "$file" ;;
+      floor-b) run floor-b "$FLB" "$scenario" "$file" ;;
       tribune-shadow) run tribune-shadow "$TRS" "$scenario" "$file" ;;
       tribune-noreplay) run tribune-noreplay "$TRN" "$scenario" "$file" ;;
       tribune-base) run tribune-base "$TRB" "$scenario" "$file" ;;
@@ -227,17 +234,18 @@ if rounds > 1:
             cells.append(", ".join(f"{x:.2f}x" for x in ratios) + f" ({med:.2f}x)")
         print(f"| {sc} | " + " | ".join(cells) + " |")
 med = lambda v: sorted(v)[len(v) // 2]
-for variant, what in (("tribune-shadow", "a staged candidate (every request differs) vs none"),
-                      ("tribune-noreplay", "-replay-buffer 0 vs the default window"),
-                      ("tribune-base", "the earlier build (BASE) vs this one")):
-    scs = [sc for sc in ("repeated", "rotating", "none") if (sc, variant) in groups and (sc, "tribune") in groups]
+for variant, base, what in (("tribune-shadow", "tribune", "a staged candidate (every request differs) vs none"),
+                            ("tribune-noreplay", "tribune", "-replay-buffer 0 vs the default window"),
+                            ("tribune-base", "tribune", "the earlier build (BASE) vs this one"),
+                            ("floor-b", "floor", f"the floor with {os.environ.get('FLOOR_B_OPTS', '')} vs without")):
+    scs = [sc for sc in ("repeated", "rotating", "none") if (sc, variant) in groups and (sc, base) in groups]
     if not scs:
         continue
     print()
     print(f"| scenario | CPU / request, {what}, by round (median) | requests/s ratio (median) |")
     print("|---|---|---:|")
     for sc in scs:
-        a, b = groups[(sc, variant)], groups[(sc, "tribune")]
+        a, b = groups[(sc, variant)], groups[(sc, base)]
         cpu_ratios = [float(x[5]) / float(y[5]) for x, y in zip(a, b)]
         rps_ratios = [float(x[2]) / float(y[2]) for x, y in zip(a, b)]
         print(f"| {sc} | " + ", ".join(f"{x:.3f}" for x in cpu_ratios) + f" ({med(cpu_ratios):.3f}) | {med(rps_ratios):.3f} |")

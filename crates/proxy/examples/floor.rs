@@ -20,6 +20,17 @@
 //! Forwarding: one upstream connection per downstream connection (hyper's client,
 //! its connection task spawned as hyper documents), requests and responses passed
 //! through unchanged.
+//!
+//! `FLOOR_OPTS` (comma-separated `name=value`) changes one stack option at a time for
+//! a floor-against-floor A/B run (issue #46, item 2; `bench/floor-ab.sh`), each
+//! left at hyper's default when not named:
+//! `writev=0|1` (server: queue buffers for `writev`, or flatten into one),
+//! `client_writev=0|1` (the same for the upstream connection), `date=0|1` (the
+//! server's automatic `Date` header), `max_buf=N` (server read buffer limit),
+//! `client_read_exact=N` (a fixed upstream read buffer instead of the adaptive one),
+//! `pipeline_flush=0|1`, `nodelay=0|1` (`TCP_NODELAY` on both sockets, default 1),
+//! `auto=1` (serve through hyper-util's HTTP/1+2 `auto` builder, as Tribune's
+//! edge does).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
@@ -46,7 +57,76 @@ const ISSUER: &str = "https://idp.example";
 const AUDIENCE: &str = "api";
 const ROLE: &str = "admin";
 
+/// The stack options of one A/B variant (`FLOOR_OPTS`); `None`: hyper's default.
+#[derive(Default)]
+struct Opts {
+    writev: Option<bool>,
+    client_writev: Option<bool>,
+    date: Option<bool>,
+    max_buf: Option<usize>,
+    client_read_exact: Option<usize>,
+    pipeline_flush: Option<bool>,
+    nodelay: Option<bool>,
+    auto: bool,
+}
+
+impl Opts {
+    fn parse(text: &str) -> Result<Opts, String> {
+        let mut o = Opts::default();
+        for item in text.split(',').filter(|i| !i.is_empty()) {
+            let (name, value) = item
+                .split_once('=')
+                .ok_or_else(|| format!("FLOOR_OPTS: {item:?} is not name=value"))?;
+            let flag = || match value {
+                "0" => Ok(false),
+                "1" => Ok(true),
+                _ => Err(format!("FLOOR_OPTS: {name} takes 0 or 1, not {value:?}")),
+            };
+            let size = || {
+                value
+                    .parse::<usize>()
+                    .map_err(|_| format!("FLOOR_OPTS: {name} takes a size in bytes, not {value:?}"))
+            };
+            match name {
+                "writev" => o.writev = Some(flag()?),
+                "client_writev" => o.client_writev = Some(flag()?),
+                "date" => o.date = Some(flag()?),
+                "max_buf" => o.max_buf = Some(size()?.max(8192)),
+                "client_read_exact" => o.client_read_exact = Some(size()?),
+                "pipeline_flush" => o.pipeline_flush = Some(flag()?),
+                "nodelay" => o.nodelay = Some(flag()?),
+                "auto" => o.auto = flag()?,
+                _ => return Err(format!("FLOOR_OPTS: unknown option {name:?}")),
+            }
+        }
+        Ok(o)
+    }
+
+}
+
+/// Applies an [`Opts`] to either HTTP/1 server builder (hyper's, or hyper-util's
+/// `auto` one: the same methods, two types).
+macro_rules! http1_opts {
+    ($b:expr, $o:expr) => {{
+        let (b, o) = ($b, $o);
+        b.keep_alive(true);
+        if let Some(v) = o.writev {
+            b.writev(v);
+        }
+        if let Some(v) = o.date {
+            b.auto_date_header(v);
+        }
+        if let Some(v) = o.max_buf {
+            b.max_buf_size(v);
+        }
+        if let Some(v) = o.pipeline_flush {
+            b.pipeline_flush(v);
+        }
+    }};
+}
+
 struct Floor {
+    opts: Opts,
     upstream: SocketAddr,
     key: ParsedPublicKey,
     /// The last valid token and its `exp`.
@@ -150,16 +230,25 @@ async fn forward(
 }
 
 async fn serve(floor: Arc<Floor>, stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
+    let nodelay = floor.opts.nodelay.unwrap_or(true);
+    let _ = stream.set_nodelay(nodelay);
     let Ok(up) = TcpStream::connect(floor.upstream).await else {
         return;
     };
-    let _ = up.set_nodelay(true);
-    let Ok((sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(up)).await else {
+    let _ = up.set_nodelay(nodelay);
+    let mut client = hyper::client::conn::http1::Builder::new();
+    if let Some(v) = floor.opts.client_writev {
+        client.writev(v);
+    }
+    if let Some(v) = floor.opts.client_read_exact {
+        client.read_buf_exact_size(Some(v));
+    }
+    let Ok((sender, conn)) = client.handshake(TokioIo::new(up)).await else {
         return;
     };
     tokio::spawn(conn);
     let slot = Arc::new(Mutex::new(Some(sender)));
+    let opts = floor.clone();
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let (floor, slot) = (floor.clone(), slot.clone());
         async move {
@@ -181,10 +270,17 @@ async fn serve(floor: Arc<Floor>, stream: TcpStream) {
             Ok::<_, std::convert::Infallible>(resp)
         }
     });
-    let _ = hyper::server::conn::http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), svc)
-        .await;
+    if opts.opts.auto {
+        let mut b = hyper_util::server::conn::auto::Builder::new(
+            hyper_util::rt::TokioExecutor::new(),
+        );
+        http1_opts!(&mut b.http1(), &opts.opts);
+        let _ = b.serve_connection(TokioIo::new(stream), svc).await;
+    } else {
+        let mut b = hyper::server::conn::http1::Builder::new();
+        http1_opts!(&mut b, &opts.opts);
+        let _ = b.serve_connection(TokioIo::new(stream), svc).await;
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -194,8 +290,16 @@ async fn main() {
         eprintln!("usage: floor LISTEN UPSTREAM PUBKEY_PEM");
         std::process::exit(2);
     };
+    let opts = match Opts::parse(&std::env::var("FLOOR_OPTS").unwrap_or_default()) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
     let der = SubjectPublicKeyInfoDer::from_pem_file(pem).expect("a PEM public key");
     let floor = Arc::new(Floor {
+        opts,
         upstream: upstream.parse().expect("UPSTREAM host:port"),
         key: ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &der).expect("an RSA key"),
         last: Mutex::new((String::new(), 0)),
