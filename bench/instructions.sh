@@ -21,6 +21,7 @@
 # running proxy for the measured run, no valgrind; the split by call is printed to
 # stderr and kept as strace-<case>.txt).
 # BODY_BYTES=N makes the upstream answer N-byte bodies (default: "ok\n").
+# TRIBUNE_FLAGS adds flags to the sidecar's (e.g. "-replay-buffer 0").
 # SYSTEMS=floor counts the floor only (Tribune's column shows "-"); FLOOR_OPTS is
 # passed to the floor (its stack options, examples/floor.rs; bench/floor-ab.sh).
 set -euo pipefail
@@ -71,7 +72,7 @@ count() { # name config|floor tokens_file -> instructions (or system calls) per 
     # `connect proxy` execs tribune-sidecar (beside the binary): followed into it.
     TRIBUNE_LOG=${TRIBUNE_LOG:-warn} "${tracer[@]}" "$BIN" connect proxy \
       -config "$config" -local-service-address "127.0.0.1:$UP" -edge-listener "127.0.0.1:$edge" \
-      -admin-bind "127.0.0.1:$adm" -workers 1 > "$OUT/cg.log" 2>&1 &
+      -admin-bind "127.0.0.1:$adm" -workers 1 ${TRIBUNE_FLAGS:-} > "$OUT/cg.log" 2>&1 &
   fi
   local pid=$!
   for _ in $(seq 150); do

@@ -54,6 +54,8 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(claims.len(), map.len());
         for (name, value) in &map {
             assert_eq!(claims.get(name).as_ref(), Some(value));
+            // A string member read without decoding (remembered plain or unescaped).
+            assert_eq!(claims.str(name).as_deref(), value.as_str());
         }
         assert_eq!(claims.to_value(), serde_json::Value::Object(map));
     }

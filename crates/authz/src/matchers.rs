@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
-use tribune_model::claims::{json_str, Claims};
+use tribune_model::claims::Claims;
 use tribune_model::intentions::{
     HeaderMatch, HeaderMatchKind, HttpMatch, JwtRequirement, PathMatch,
 };
@@ -418,7 +418,7 @@ fn check_one(
 /// without decoding anything else.
 pub fn claim_holds(payload: &Claims, path: &[String], expected: &str) -> bool {
     if let [name] = path {
-        if let Some(s) = payload.raw(name).and_then(json_str) {
+        if let Some(s) = payload.str(name) {
             return string_matches(name, &s, expected);
         }
     }

@@ -30,6 +30,8 @@ pub struct Claims {
 struct Member {
     name: Span,
     value: Span,
+    /// The value is a string without escapes: the text between its quotes is it.
+    plain_str: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -76,7 +78,8 @@ impl Claims {
                 return None;
             }
         }
-        for (_, value) in &spans {
+        let mut plain_strs: u64 = 0;
+        for (i, (_, value)) in spans.iter().enumerate() {
             let raw = value.get();
             let bytes = raw.as_bytes();
             let plain = match bytes.first() {
@@ -88,6 +91,9 @@ impl Claims {
                 }
                 _ => false,
             };
+            if plain && bytes.first() == Some(&b'"') && i < 64 {
+                plain_strs |= 1 << i;
+            }
             if !plain {
                 let mut d = serde_json::Deserializer::from_str(raw);
                 Checked::MEMBER.deserialize(&mut d).ok()?;
@@ -97,7 +103,8 @@ impl Claims {
         owned.push_str(text);
         let members = spans
             .into_iter()
-            .map(|(name, value)| {
+            .enumerate()
+            .map(|(i, (name, value))| {
                 let name = match name {
                     Cow::Borrowed(n) => Span::of(text, n),
                     Cow::Owned(n) => {
@@ -112,6 +119,7 @@ impl Claims {
                 Member {
                     name,
                     value: Span::of(text, value.get()),
+                    plain_str: i < 64 && plain_strs & (1 << i) != 0,
                 }
             })
             .collect();
@@ -173,17 +181,32 @@ impl Claims {
             + self.members.len() * std::mem::size_of::<Member>()
     }
 
+    /// The member named `name` (lengths compared first: most names differ there).
+    fn member(&self, name: &str) -> Option<&Member> {
+        let (text, name) = (self.text.as_bytes(), name.as_bytes());
+        self.members.iter().find(|m| {
+            m.name.len as usize == name.len()
+                && text.get(m.name.at as usize..(m.name.at + m.name.len) as usize) == Some(name)
+        })
+    }
+
     /// The JSON text of the member `name`.
     pub fn raw(&self, name: &str) -> Option<&str> {
-        self.members
-            .iter()
-            .find(|m| self.span(m.name) == name)
-            .map(|m| self.span(m.value))
+        self.member(name).map(|m| self.span(m.value))
     }
 
     /// The member `name` when it is a string (borrowed unless it holds escapes).
     pub fn str(&self, name: &str) -> Option<Cow<'_, str>> {
-        self.raw(name).and_then(json_str)
+        let m = self.member(name)?;
+        if m.plain_str {
+            // Known at parse time: the text between the quotes is the value.
+            let inner = Span {
+                at: m.value.at + 1,
+                len: m.value.len.saturating_sub(2),
+            };
+            return Some(Cow::Borrowed(self.span(inner)));
+        }
+        json_str(self.span(m.value))
     }
 
     /// The member `name`, decoded.
