@@ -177,7 +177,11 @@ mod claims_tests {
             assert_eq!(claims.len(), map.len(), "{text}");
             for (name, value) in &map {
                 assert_eq!(claims.get(name).as_ref(), Some(value), "{text}: {name}");
-                assert_eq!(claims.str(name).as_deref(), value.as_str(), "{text}: {name}");
+                assert_eq!(
+                    claims.str(name).as_deref(),
+                    value.as_str(),
+                    "{text}: {name}"
+                );
             }
             assert_eq!(claims.to_value(), Value::Object(map), "{text}");
             assert_eq!(claims.json(), text, "the text is kept as signed");

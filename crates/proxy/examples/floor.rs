@@ -101,7 +101,6 @@ impl Opts {
         }
         Ok(o)
     }
-
 }
 
 /// Applies an [`Opts`] to either HTTP/1 server builder (hyper's, or hyper-util's
@@ -248,7 +247,7 @@ async fn serve(floor: Arc<Floor>, stream: TcpStream) {
     };
     tokio::spawn(conn);
     let slot = Arc::new(Mutex::new(Some(sender)));
-    let opts = floor.clone();
+    let held = floor.clone();
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let (floor, slot) = (floor.clone(), slot.clone());
         async move {
@@ -270,15 +269,14 @@ async fn serve(floor: Arc<Floor>, stream: TcpStream) {
             Ok::<_, std::convert::Infallible>(resp)
         }
     });
-    if opts.opts.auto {
-        let mut b = hyper_util::server::conn::auto::Builder::new(
-            hyper_util::rt::TokioExecutor::new(),
-        );
-        http1_opts!(&mut b.http1(), &opts.opts);
+    if held.opts.auto {
+        let mut b =
+            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+        http1_opts!(&mut b.http1(), &held.opts);
         let _ = b.serve_connection(TokioIo::new(stream), svc).await;
     } else {
         let mut b = hyper::server::conn::http1::Builder::new();
-        http1_opts!(&mut b, &opts.opts);
+        http1_opts!(&mut b, &held.opts);
         let _ = b.serve_connection(TokioIo::new(stream), svc).await;
     }
 }
