@@ -14,7 +14,8 @@
 # For a timeline of slow moments: LOADGEN_SLOW_MS=5 writes every request slower than
 # 5 ms to load.err, MESH_LOG=warn,tribune_proxy::mesh=debug logs every mesh
 # connection with its handshake time (both in the run's temp directory).
-# PROXY_FLAGS="-replay-buffer 0" passes extra flags to both sidecars.
+# PROXY_FLAGS="-replay-buffer 0" passes extra flags to both sidecars. PERF=1 records
+# the api sidecar's CPU (perf, cpu-clock, kernel included) during the measured run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RATE=${1:-1000}
@@ -57,8 +58,14 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # Paired: at each tick the driver sends one direct and one mesh request (each path at
 # RATE), so both see the same timer lateness and machine noise; 1 s warm-up first.
 a0=$(ticks $APID); w0=$(ticks $WPID)
+if [ "${PERF:-0}" = 1 ]; then
+  # The api sidecar's CPU by function, kernel included (cpu-clock: no PMU needed).
+  perf record -q -e cpu-clock -F 4999 -g -p "$APID" -o "$OUT/perf-api.data" -- sleep "$((SECS + 1))" 2>/dev/null &
+  PERF_PID=$!
+fi
 both=$(taskset -c 1 "$LOAD" "http://127.0.0.1:$API/,http://127.0.0.1:$UPS/" "$RATE" "$SECS" 2> "$OUT/load.err")
 a1=$(ticks $APID); w1=$(ticks $WPID)
+if [ -n "${PERF_PID:-}" ]; then wait "$PERF_PID" || true; echo "perf profile of the api sidecar: $OUT/perf-api.data"; fi
 # Connections opened during the run (warm-up included): new connections on the mesh
 # path cost TLS handshakes on the sidecars' core.
 events() {
@@ -90,7 +97,8 @@ print(f"|---|---:|---:|---:|---:|---:|---:|---:|")
 for name, r in (("direct", d), ("mesh", m)):
     print(f"| {name} | {r['requests']} | {r['errors']} | {r['p50_ms']:.3f} | {r['p90_ms']:.3f} | {r['p99_ms']:.3f} | {r['max_ms']:.3f} | {r['over_10ms']} |")
 print(f"| **added by the mesh** | | | {m['p50_ms']-d['p50_ms']:.3f} | {m['p90_ms']-d['p90_ms']:.3f} | {m['p99_ms']-d['p99_ms']:.3f} | | |")
-n = rate * secs
+# The CPU counted spans the driver's warm-up second too, at the same rate.
+n = rate * (secs + 1)
 print(f"\napi sidecar: {at/hz:.2f} CPU s ({at/hz/n*1e6:.1f} µs/request), peak RSS {int(sys.argv[8])/1024:.1f} MB; "
       f"web sidecar: {wt/hz:.2f} CPU s ({wt/hz/n*1e6:.1f} µs/request), peak RSS {int(sys.argv[9])/1024:.1f} MB")
 EOF2
