@@ -120,21 +120,21 @@ PY
 
 want() { [[ " $CASES " == *" $1 "* ]]; }
 SYSTEMS=${SYSTEMS:-tribune floor}
-tribune() { if [[ " $SYSTEMS " == *" tribune "* ]]; then count "$@"; else echo -; fi; }
+count_tribune() { if [[ " $SYSTEMS " == *" tribune "* ]]; then count "$@"; else echo -; fi; }
 what=instructions; [ "$SYSCALLS" = 1 ] && what="system calls"
 echo "| case | Tribune: $what / request | floor example (examples/floor.rs) |"
 echo "|---|---:|---:|"
 if want allow; then
-  echo "| allow-all, no provider (token sent) | $(tribune allow "$OUT/allow.json" "$OUT/token-1.txt") | - |"
+  echo "| allow-all, no provider (token sent) | $(count_tribune allow "$OUT/allow.json" "$OUT/token-1.txt") | - |"
 fi
 if want repeated; then
-  echo "| repeated token (cache hit) | $(tribune repeated "$OUT/tribune.json" "$OUT/token-1.txt") | $(count floor-repeated floor "$OUT/token-1.txt") |"
+  echo "| repeated token (cache hit) | $(count_tribune repeated "$OUT/tribune.json" "$OUT/token-1.txt") | $(count floor-repeated floor "$OUT/token-1.txt") |"
 fi
 if want rotating; then
-  echo "| 10 000 tokens (RS256 verify each) | $(tribune rotating "$OUT/tribune.json" "$OUT/tokens-10k.txt") | $(count floor-rotating floor "$OUT/tokens-10k.txt") |"
+  echo "| 10 000 tokens (RS256 verify each) | $(count_tribune rotating "$OUT/tribune.json" "$OUT/tokens-10k.txt") | $(count floor-rotating floor "$OUT/tokens-10k.txt") |"
 fi
 if want none; then
-  echo "| no token (answered 401) | $(tribune none "$OUT/tribune.json" "") | $(count floor-none floor "") |"
+  echo "| no token (answered 401) | $(count_tribune none "$OUT/tribune.json" "") | $(count floor-none floor "") |"
 fi
 echo
 [ "$SYSCALLS" = 1 ] || echo "profiles (callgrind_annotate --inclusive=yes FILE): $OUT/cg-*.out"
