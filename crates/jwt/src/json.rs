@@ -121,7 +121,7 @@ mod claims_tests {
         // arrays) parse, 128 do not.
         let at = |n: usize| format!(r#"{{"x":{}1{}}}"#, "[".repeat(n), "]".repeat(n));
         let (limit_less, limit, limit_more) = (at(125), at(126), at(127));
-        // Past 64 members (plain strings are remembered for the first 64).
+        // 70 members: plain strings, escaped strings and numbers in turn.
         let many = format!(
             "{{{}}}",
             (0..70)

@@ -78,55 +78,49 @@ impl Claims {
                 return None;
             }
         }
-        let mut plain_strs: u64 = 0;
-        for (i, (_, value)) in spans.iter().enumerate() {
+        // One pass over the members: the checks the skip left (numbers and escaped
+        // strings inside values), then each member's place in the kept text.
+        let mut owned = String::with_capacity(text.len());
+        owned.push_str(text);
+        let mut members = Vec::with_capacity(spans.len());
+        for (name, value) in spans {
             let raw = value.get();
             let bytes = raw.as_bytes();
-            let plain = match bytes.first() {
-                Some(b'"') => !bytes.contains(&b'\\'),
-                Some(b't' | b'f' | b'n') => true,
-                // An integer of up to 18 digits (a NumericDate) is finite.
-                Some(b'-' | b'0'..=b'9') => {
-                    bytes.len() <= 18 && bytes[1..].iter().all(u8::is_ascii_digit)
-                }
-                _ => false,
-            };
-            if plain && bytes.first() == Some(&b'"') && i < 64 {
-                plain_strs |= 1 << i;
-            }
+            let plain_str = bytes.first() == Some(&b'"') && !bytes.contains(&b'\\');
+            let plain = plain_str
+                || match bytes.first() {
+                    Some(b't' | b'f' | b'n') => true,
+                    // An integer of up to 18 digits (a NumericDate) is finite.
+                    Some(b'-' | b'0'..=b'9') => {
+                        bytes.len() <= 18 && bytes[1..].iter().all(u8::is_ascii_digit)
+                    }
+                    _ => false,
+                };
             if !plain {
                 let mut d = serde_json::Deserializer::from_str(raw);
                 Checked::MEMBER.deserialize(&mut d).ok()?;
             }
-        }
-        let mut owned = String::with_capacity(text.len());
-        owned.push_str(text);
-        let members = spans
-            .into_iter()
-            .enumerate()
-            .map(|(i, (name, value))| {
-                let name = match name {
-                    Cow::Borrowed(n) => Span::of(text, n),
-                    Cow::Owned(n) => {
-                        let at = owned.len() as u32;
-                        owned.push_str(&n);
-                        Span {
-                            at,
-                            len: n.len() as u32,
-                        }
+            let name = match name {
+                Cow::Borrowed(n) => Span::of(text, n),
+                Cow::Owned(n) => {
+                    let at = owned.len() as u32;
+                    owned.push_str(&n);
+                    Span {
+                        at,
+                        len: n.len() as u32,
                     }
-                };
-                Member {
-                    name,
-                    value: Span::of(text, value.get()),
-                    plain_str: i < 64 && plain_strs & (1 << i) != 0,
                 }
-            })
-            .collect();
+            };
+            members.push(Member {
+                name,
+                value: Span::of(text, raw),
+                plain_str,
+            });
+        }
         u32::try_from(owned.len()).ok()?;
         Some(Claims {
             text: owned.into_boxed_str(),
-            members,
+            members: members.into_boxed_slice(),
             json_len: text.len() as u32,
         })
     }
